@@ -1,0 +1,189 @@
+package httpx_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/canopy-platform/canopy/libs/httpx"
+	"github.com/canopy-platform/canopy/libs/obs"
+)
+
+type createThing struct {
+	Name  string `json:"name"`
+	Count int    `json:"count"`
+}
+
+func thingRouter() http.Handler {
+	r := httpx.NewRouter(obs.NopLogger(), httpx.WithMaxBodyBytes(64))
+	r.Post("/things", func(w http.ResponseWriter, r *http.Request) {
+		var in createThing
+		if err := httpx.DecodeJSON(w, r, &in); err != nil {
+			httpx.WriteError(w, r, err)
+			return
+		}
+		httpx.WriteJSON(w, http.StatusCreated, in)
+	})
+	r.Get("/panic", func(http.ResponseWriter, *http.Request) { panic("boom") })
+	return r
+}
+
+type problemBody struct {
+	Title     string             `json:"title"`
+	Status    int                `json:"status"`
+	Detail    string             `json:"detail"`
+	Instance  string             `json:"instance"`
+	RequestID string             `json:"request_id"`
+	Errors    []httpx.FieldError `json:"errors"`
+}
+
+func TestDecodeJSONProblems(t *testing.T) {
+	tests := []struct {
+		name       string
+		body       string
+		wantStatus int
+		wantField  string
+	}{
+		{name: "valid", body: `{"name":"a","count":1}`, wantStatus: http.StatusCreated},
+		{name: "bad json", body: `{"name":`, wantStatus: http.StatusBadRequest},
+		{name: "not json at all", body: `hello`, wantStatus: http.StatusBadRequest},
+		{name: "empty body", body: ``, wantStatus: http.StatusBadRequest},
+		{name: "unknown field", body: `{"name":"a","colour":"red"}`, wantStatus: http.StatusBadRequest, wantField: "colour"},
+		{name: "wrong type", body: `{"name":"a","count":"three"}`, wantStatus: http.StatusBadRequest, wantField: "count"},
+		{name: "trailing data", body: `{"name":"a"}{"name":"b"}`, wantStatus: http.StatusBadRequest},
+		{name: "oversize body", body: `{"name":"` + strings.Repeat("x", 100) + `"}`, wantStatus: http.StatusRequestEntityTooLarge},
+	}
+	srv := httptest.NewServer(thingRouter())
+	defer srv.Close()
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, err := http.Post(srv.URL+"/things", "application/json", strings.NewReader(tc.body))
+			require.NoError(t, err)
+			defer resp.Body.Close()
+			require.Equal(t, tc.wantStatus, resp.StatusCode)
+			require.NotEmpty(t, resp.Header.Get(httpx.RequestIDHeader))
+			if tc.wantStatus < 400 {
+				return
+			}
+			require.Equal(t, httpx.ProblemContentType, resp.Header.Get("Content-Type"))
+			var p problemBody
+			require.NoError(t, json.NewDecoder(resp.Body).Decode(&p))
+			require.Equal(t, tc.wantStatus, p.Status)
+			require.NotEmpty(t, p.Title)
+			require.Equal(t, "/things", p.Instance)
+			require.Equal(t, resp.Header.Get(httpx.RequestIDHeader), p.RequestID)
+			if tc.wantField != "" {
+				require.Len(t, p.Errors, 1)
+				require.Equal(t, tc.wantField, p.Errors[0].Field)
+				require.NotEmpty(t, p.Errors[0].Reason)
+			}
+		})
+	}
+}
+
+func TestPanicBecomesProblem(t *testing.T) {
+	srv := httptest.NewServer(thingRouter())
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/panic")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusInternalServerError, resp.StatusCode)
+	require.Equal(t, httpx.ProblemContentType, resp.Header.Get("Content-Type"))
+}
+
+func TestUnknownRouteIsProblem(t *testing.T) {
+	srv := httptest.NewServer(thingRouter())
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/nope")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusNotFound, resp.StatusCode)
+	require.Equal(t, httpx.ProblemContentType, resp.Header.Get("Content-Type"))
+}
+
+func TestProblemExtensions(t *testing.T) {
+	p := httpx.Unprocessable("no host fits")
+	p.Extensions = map[string]any{"filters": []string{"capacity"}}
+	b, err := json.Marshal(p)
+	require.NoError(t, err)
+	var m map[string]any
+	require.NoError(t, json.Unmarshal(b, &m))
+	require.Equal(t, float64(422), m["status"])
+	require.Equal(t, []any{"capacity"}, m["filters"])
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestServerReadinessAndGracefulShutdown(t *testing.T) {
+	release := make(chan struct{})
+	started := make(chan struct{})
+	app := http.NewServeMux()
+	app.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
+		close(started)
+		<-release
+		_, _ = w.Write([]byte("done"))
+	})
+	srv := httpx.NewServer(httpx.Config{Addr: "127.0.0.1:0", ShutdownDelay: 300 * time.Millisecond}, app, obs.NopLogger(), obs.NewRegistry())
+	depErr := errors.New("db down")
+	var depDown bool
+	srv.AddReadinessCheck("db", func(context.Context) error {
+		if depDown {
+			return depErr
+		}
+		return nil
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	<-srv.Ready()
+	base := "http://" + srv.Addr()
+
+	code, _ := get(t, base+"/livez")
+	require.Equal(t, http.StatusOK, code)
+	code, _ = get(t, base+"/readyz")
+	require.Equal(t, http.StatusOK, code)
+	code, body := get(t, base+"/metrics")
+	require.Equal(t, http.StatusOK, code)
+	require.Contains(t, body, "go_goroutines")
+
+	depDown = true
+	code, body = get(t, base+"/readyz")
+	require.Equal(t, http.StatusServiceUnavailable, code)
+	require.Contains(t, body, "db down")
+	depDown = false
+
+	slow := make(chan string, 1)
+	go func() { _, b := get(t, base+"/slow"); slow <- b }()
+	<-started
+	cancel()
+	// During the shutdown delay the server still answers, but not ready.
+	require.Eventually(t, func() bool {
+		code, _ := get(t, base+"/readyz")
+		return code == http.StatusServiceUnavailable
+	}, 2*time.Second, 10*time.Millisecond)
+	close(release)
+	require.Equal(t, "done", <-slow, "in-flight request drained")
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("server did not stop")
+	}
+}

@@ -1,0 +1,7 @@
+module github.com/canopy-platform/canopy/services/scheduling
+
+go 1.26.0
+
+require github.com/canopy-platform/canopy/libs v0.0.0
+
+replace github.com/canopy-platform/canopy/libs => ../../libs
