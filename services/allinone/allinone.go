@@ -1,0 +1,218 @@
+// Package allinone runs every Canopy service in one process, on the embedded
+// defaults (the in-process Kafka-protocol broker, the local MariaDB and
+// Redis), the way `make dev` does. It runs the same code as the per-service
+// binaries: it imports only each service's top-level package (Config, New,
+// Run) and wires them to shared dependencies. It is not a production
+// deployment; for that, run each service on its own.
+package allinone
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/canopy-platform/canopy/libs/devkafka"
+	"github.com/canopy-platform/canopy/libs/httpx"
+	"github.com/canopy-platform/canopy/libs/obs"
+)
+
+// Config configures the all-in-one process. Every field has a default that
+// works on a developer machine; environment variables override them.
+type Config struct {
+	// StateDir holds the embedded broker's data, generated secrets and keys.
+	StateDir string `yaml:"state_dir" env:"STATE_DIR" default:".canopy"`
+	// KafkaBrokers, when set, is used instead of the embedded broker.
+	KafkaBrokers []string `yaml:"kafka_brokers" env:"KAFKA_BROKERS"`
+	// EmbeddedKafkaAddr is where the embedded broker listens.
+	EmbeddedKafkaAddr string `yaml:"embedded_kafka_addr" env:"EMBEDDED_KAFKA_ADDR" default:"127.0.0.1:9092"`
+	// MySQLDSN is the server DSN (no database) every service's database lives on.
+	MySQLDSN string `yaml:"mysql_dsn" env:"MYSQL_DSN" default:"root@tcp(127.0.0.1:3306)/"`
+	// RedisAddr is the Redis used for rate limits, caches and locks.
+	RedisAddr string `yaml:"redis_addr" env:"REDIS_ADDR" default:"127.0.0.1:6379"`
+	// GatewayAddr is the one public listener.
+	GatewayAddr string `yaml:"gateway_addr" env:"GATEWAY_ADDR" default:"127.0.0.1:8080"`
+	// ShutdownTimeout bounds how long each component may take to stop.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout" env:"SHUTDOWN_TIMEOUT" default:"20s"`
+}
+
+// Validate checks the configuration.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.StateDir == "" {
+		errs = append(errs, errors.New("state_dir is required"))
+	}
+	if _, _, err := net.SplitHostPort(c.GatewayAddr); err != nil {
+		errs = append(errs, fmt.Errorf("gateway_addr %q: %w", c.GatewayAddr, err))
+	}
+	if len(c.KafkaBrokers) == 0 {
+		if _, _, err := net.SplitHostPort(c.EmbeddedKafkaAddr); err != nil {
+			errs = append(errs, fmt.Errorf("embedded_kafka_addr %q: %w", c.EmbeddedKafkaAddr, err))
+		}
+	}
+	if c.MySQLDSN == "" {
+		errs = append(errs, errors.New("mysql_dsn is required"))
+	}
+	if c.RedisAddr == "" {
+		errs = append(errs, errors.New("redis_addr is required"))
+	}
+	return errors.Join(errs...)
+}
+
+// Deps are the process-wide dependencies.
+type Deps struct {
+	Logger   *slog.Logger
+	Registry *prometheus.Registry
+}
+
+// Platform is the all-in-one process.
+type Platform struct {
+	cfg    Config
+	deps   Deps
+	mu     sync.Mutex
+	broker *devkafka.Broker
+	ready  chan struct{}
+	gwAddr string
+}
+
+// New returns the platform, not yet started.
+func New(cfg Config, deps Deps) (*Platform, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("all-in-one config: %w", err)
+	}
+	if deps.Logger == nil {
+		return nil, errors.New("all-in-one: nil logger")
+	}
+	if deps.Registry == nil {
+		deps.Registry = obs.NewRegistry()
+	}
+	return &Platform{cfg: cfg, deps: deps, ready: make(chan struct{})}, nil
+}
+
+// Ready is closed once every component has started.
+func (p *Platform) Ready() <-chan struct{} { return p.ready }
+
+// GatewayAddr is the address the gateway listens on, once Ready.
+func (p *Platform) GatewayAddr() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.gwAddr
+}
+
+// KafkaBrokers returns the brokers in use, once Ready.
+func (p *Platform) KafkaBrokers() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.broker != nil {
+		return []string{p.broker.Addr()}
+	}
+	return p.cfg.KafkaBrokers
+}
+
+// component is one running part, stopped by cancelling its context.
+type component struct {
+	name   string
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// Run starts everything and blocks until ctx ends, then stops the components
+// in reverse start order, each within ShutdownTimeout.
+func (p *Platform) Run(ctx context.Context) error {
+	log := p.deps.Logger
+	var started []*component
+	stopAll := func() error {
+		var errs []error
+		for i := len(started) - 1; i >= 0; i-- {
+			c := started[i]
+			c.cancel()
+			select {
+			case err := <-c.done:
+				if err != nil && !errors.Is(err, context.Canceled) {
+					errs = append(errs, fmt.Errorf("%s: %w", c.name, err))
+				}
+				log.Info("component stopped", "component", c.name)
+			case <-time.After(p.cfg.ShutdownTimeout):
+				errs = append(errs, fmt.Errorf("%s: did not stop within %s", c.name, p.cfg.ShutdownTimeout))
+			}
+		}
+		p.closeBroker()
+		return errors.Join(errs...)
+	}
+	failed := make(chan error, 16)
+	start := func(name string, run func(context.Context) error) *component {
+		cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		c := &component{name: name, cancel: cancel, done: make(chan error, 1)}
+		go func() {
+			err := run(cctx)
+			if cctx.Err() == nil {
+				// A component ended on its own: take the platform down with it.
+				failed <- fmt.Errorf("%s stopped unexpectedly: %w", name, err)
+			}
+			c.done <- err
+		}()
+		started = append(started, c)
+		return c
+	}
+
+	brokers, err := p.startBroker(ctx)
+	if err != nil {
+		return err
+	}
+	log.Info("kafka", "brokers", strings.Join(brokers, ","), "embedded", p.broker != nil)
+
+	gw := httpx.NewServer(httpx.Config{Addr: p.cfg.GatewayAddr}, nil, log.With("component", "gateway"), p.deps.Registry)
+	start("gateway", gw.Run)
+	select {
+	case <-gw.Ready():
+	case err := <-failed:
+		return errors.Join(err, stopAll())
+	}
+	p.mu.Lock()
+	p.gwAddr = gw.Addr()
+	p.mu.Unlock()
+	close(p.ready)
+	log.Info("canopy is up", "gateway", "http://"+gw.Addr())
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+		return stopAll()
+	case err := <-failed:
+		log.Error("a component failed; shutting down", "err", err)
+		return errors.Join(err, stopAll())
+	}
+}
+
+func (p *Platform) startBroker(ctx context.Context) ([]string, error) {
+	if len(p.cfg.KafkaBrokers) > 0 {
+		return p.cfg.KafkaBrokers, nil
+	}
+	b, err := devkafka.Start(ctx, devkafka.Config{
+		Addr:    p.cfg.EmbeddedKafkaAddr,
+		DataDir: filepath.Join(p.cfg.StateDir, "kafka"),
+	}, p.deps.Logger)
+	if err != nil {
+		return nil, fmt.Errorf("start embedded kafka: %w", err)
+	}
+	p.mu.Lock()
+	p.broker = b
+	p.mu.Unlock()
+	return []string{b.Addr()}, nil
+}
+
+func (p *Platform) closeBroker() {
+	p.mu.Lock()
+	b := p.broker
+	p.mu.Unlock()
+	if b != nil {
+		b.Close()
+	}
+}

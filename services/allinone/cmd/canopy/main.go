@@ -1,0 +1,55 @@
+// Command canopy runs the whole Canopy platform in one process (all-in-one
+// mode) on the embedded defaults. Each service also has its own binary.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/canopy-platform/canopy/libs/config"
+	"github.com/canopy-platform/canopy/libs/obs"
+	"github.com/canopy-platform/canopy/services/allinone"
+)
+
+func main() { os.Exit(run()) }
+
+func run() int {
+	var cfg allinone.Config
+	if err := config.FromArgs(&cfg, "canopy", os.Args[1:], os.Stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(os.Stderr, "canopy:", err)
+		return 2
+	}
+	var logCfg obs.LogConfig
+	if err := config.Load(&logCfg, config.Options{}); err != nil {
+		fmt.Fprintln(os.Stderr, "canopy:", err)
+		return 2
+	}
+	logger := obs.NewLogger(logCfg)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	shutdownTracing, err := obs.SetupTracing(ctx, obs.TraceConfig{ServiceName: "canopy"})
+	if err != nil {
+		logger.Error("tracing", "err", err)
+		return 1
+	}
+	defer func() { _ = shutdownTracing(context.WithoutCancel(ctx)) }()
+
+	p, err := allinone.New(cfg, allinone.Deps{Logger: logger, Registry: obs.NewRegistry()})
+	if err != nil {
+		logger.Error("canopy", "err", err)
+		return 2
+	}
+	if err := p.Run(ctx); err != nil {
+		logger.Error("canopy stopped with an error", "err", err)
+		return 1
+	}
+	return 0
+}
