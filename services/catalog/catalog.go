@@ -1,0 +1,286 @@
+// Package catalog is Canopy's service catalog: the engines (MySQL, Redis),
+// their versions and the plans tenants order, served to tenants and platform
+// admins under /api/v1/catalog and to Open Service Broker platforms under
+// /v2/catalog. Plan changes are published as catalog.plan.* events on
+// canopy.catalog.v1 through a transactional outbox.
+//
+// Config, New and Run are what cmd/catalog and the all-in-one binary call;
+// everything else is internal.
+package catalog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/canopy-platform/canopy/libs/eventbus"
+	"github.com/canopy-platform/canopy/libs/httpx"
+	"github.com/canopy-platform/canopy/libs/store"
+	"github.com/canopy-platform/canopy/libs/tenancy"
+	"github.com/canopy-platform/canopy/services/catalog/internal/httpapi"
+	"github.com/canopy-platform/canopy/services/catalog/internal/mysqlrepo"
+	"github.com/canopy-platform/canopy/services/catalog/internal/osb"
+	"github.com/canopy-platform/canopy/services/catalog/internal/plan"
+)
+
+// Defaults of Config.
+const (
+	DefaultAddr                 = "127.0.0.1:8082"
+	DefaultDatabase             = "canopy_catalog"
+	DefaultIdempotencyRetention = 24 * time.Hour
+	// MinSecretLen is the shortest accepted internal secret.
+	MinSecretLen = 16
+)
+
+// Config configures the catalog service. Environment variables carry the
+// CANOPY_ prefix (libs/config), e.g. CANOPY_CATALOG_ADDR.
+type Config struct {
+	// Addr is the HTTP listen address.
+	Addr string `yaml:"addr" env:"CATALOG_ADDR" default:"127.0.0.1:8082"`
+	// HTTP holds the server timeouts; its Addr is ignored in favour of Addr.
+	HTTP httpx.Config `yaml:"http"`
+	// MySQLDSN is the server DSN without a database.
+	MySQLDSN string `yaml:"mysql_dsn" env:"MYSQL_DSN" default:"root@tcp(127.0.0.1:3306)/"`
+	// Database is the catalog's database, created if missing.
+	Database string `yaml:"database" env:"CATALOG_DATABASE" default:"canopy_catalog"`
+	// InternalSecret is the HMAC key the gateway signs identities with.
+	InternalSecret string `yaml:"internal_secret" env:"INTERNAL_SECRET"`
+	// Kafka configures the publisher main builds for the outbox relay.
+	Kafka eventbus.PublisherConfig `yaml:"kafka" envPrefix:"KAFKA_"`
+	// Relay tunes the outbox relay.
+	Relay store.RelayConfig `yaml:"relay" envPrefix:"CATALOG_RELAY_"`
+	// Seed inserts the default plans that are missing at start.
+	Seed bool `yaml:"seed" env:"CATALOG_SEED" default:"true"`
+	// IdempotencyRetention is how long Idempotency-Key responses are kept.
+	IdempotencyRetention time.Duration `yaml:"idempotency_retention" env:"CATALOG_IDEMPOTENCY_RETENTION" default:"24h"`
+}
+
+// DefaultConfig returns the configuration of a local development catalog
+// (without the internal secret, which must be set).
+func DefaultConfig() Config {
+	return Config{
+		Addr:                 DefaultAddr,
+		MySQLDSN:             store.DefaultDSN,
+		Database:             DefaultDatabase,
+		Kafka:                eventbus.PublisherConfig{Brokers: []string{"127.0.0.1:9092"}, Source: mysqlrepo.Source},
+		Seed:                 true,
+		IdempotencyRetention: DefaultIdempotencyRetention,
+	}
+}
+
+func (c Config) storeConfig() store.Config {
+	return store.Config{DSN: c.MySQLDSN, Database: c.Database}
+}
+
+func (c Config) httpConfig() httpx.Config {
+	h := c.HTTP
+	h.Addr = c.Addr
+	return h
+}
+
+// Validate reports configuration errors.
+func (c Config) Validate() error {
+	var errs []error
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		errs = append(errs, fmt.Errorf("addr %q: %w", c.Addr, err))
+	}
+	if err := c.storeConfig().Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if len(c.InternalSecret) < MinSecretLen {
+		errs = append(errs, fmt.Errorf("internal_secret (CANOPY_INTERNAL_SECRET) must be at least %d bytes, shared with the gateway", MinSecretLen))
+	}
+	if c.IdempotencyRetention < time.Minute {
+		errs = append(errs, errors.New("idempotency_retention must be at least 1m"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("catalog config: %w", err)
+	}
+	return nil
+}
+
+// Deps are the catalog's dependencies.
+type Deps struct {
+	// Logger is required.
+	Logger *slog.Logger
+	// Registry receives the metrics and is served on /metrics; required.
+	Registry *prometheus.Registry
+	// Publisher is where the outbox relay publishes (an *eventbus.Publisher);
+	// required.
+	Publisher store.Publisher
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+}
+
+// Service is a configured catalog, ready to Run.
+type Service struct {
+	cfg    Config
+	deps   Deps
+	logger *slog.Logger
+
+	ready     chan struct{}
+	readyOnce sync.Once
+	mu        sync.Mutex
+	addr      string
+}
+
+// New checks cfg and deps and returns the service. It does no I/O.
+func New(cfg Config, deps Deps) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	switch {
+	case deps.Logger == nil:
+		return nil, errors.New("catalog: nil logger")
+	case deps.Registry == nil:
+		return nil, errors.New("catalog: nil metrics registry")
+	case deps.Publisher == nil:
+		return nil, errors.New("catalog: nil event publisher")
+	}
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	return &Service{cfg: cfg, deps: deps, logger: deps.Logger.With("service", "catalog"), ready: make(chan struct{})}, nil
+}
+
+// Ready is closed once the service has migrated, seeded and listens.
+func (s *Service) Ready() <-chan struct{} { return s.ready }
+
+// Addr is the address the service listens on, once Ready is closed.
+func (s *Service) Addr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addr
+}
+
+// Run opens the database, applies migrations, seeds the default catalog,
+// then serves HTTP and relays the outbox until ctx ends. Shutdown is in
+// reverse order: readiness off and HTTP drained first, then the relay
+// publishes what the last requests wrote and stops, then the database closes.
+func (s *Service) Run(ctx context.Context) error {
+	db, err := store.Open(ctx, s.cfg.storeConfig(), s.logger)
+	if err != nil {
+		return fmt.Errorf("catalog: %w", err)
+	}
+	defer func() {
+		if err := db.Close(); err != nil {
+			s.logger.Warn("close database", "err", err)
+		}
+	}()
+	repo, err := mysqlrepo.New(db, s.deps.Now)
+	if err != nil {
+		return fmt.Errorf("catalog: %w", err)
+	}
+	if err := repo.Migrate(ctx); err != nil {
+		return fmt.Errorf("catalog: %w", err)
+	}
+	if s.cfg.Seed {
+		if err := s.seed(ctx, repo); err != nil {
+			return fmt.Errorf("catalog: %w", err)
+		}
+	}
+	handler, err := s.handler(repo)
+	if err != nil {
+		return fmt.Errorf("catalog: %w", err)
+	}
+	srv := httpx.NewServer(s.cfg.httpConfig(), handler, s.logger, s.deps.Registry)
+	srv.AddReadinessCheck("mysql", repo.Ping)
+	relay := store.NewRelay(db, s.deps.Publisher, s.cfg.Relay, s.logger, s.deps.Registry)
+
+	// The relay outlives the HTTP server so events of the last requests go out.
+	relayCtx, stopRelay := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopRelay()
+	httpCtx, stopHTTP := context.WithCancel(ctx)
+	defer stopHTTP()
+
+	var wg sync.WaitGroup
+	var relayErr, purgeErr error
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		if relayErr = relay.Run(relayCtx); relayErr != nil {
+			stopHTTP()
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		purgeErr = s.purgeIdempotency(httpCtx, repo)
+	}()
+	go func() {
+		defer wg.Done()
+		select {
+		case <-srv.Ready():
+			s.mu.Lock()
+			s.addr = srv.Addr()
+			s.mu.Unlock()
+			s.readyOnce.Do(func() { close(s.ready) })
+		case <-httpCtx.Done():
+		}
+	}()
+	httpErr := srv.Run(httpCtx)
+	stopHTTP()
+	stopRelay()
+	wg.Wait()
+	if err := errors.Join(httpErr, relayErr, purgeErr); err != nil {
+		return fmt.Errorf("catalog: %w", err)
+	}
+	return nil
+}
+
+// handler builds the HTTP routes: the public API behind the gateway's signed
+// identity, and the OSB API behind broker Basic auth.
+func (s *Service) handler(repo *mysqlrepo.Repo) (http.Handler, error) {
+	api, err := httpapi.New(repo, s.logger, s.deps.Now, nil)
+	if err != nil {
+		return nil, err
+	}
+	broker, err := osb.New(repo, repo, s.logger)
+	if err != nil {
+		return nil, err
+	}
+	r := httpx.NewRouter(s.logger)
+	r.With(tenancy.Middleware([]byte(s.cfg.InternalSecret))).Mount(httpapi.Prefix, api.Routes())
+	r.Mount(osb.Prefix, broker.Routes())
+	return r, nil
+}
+
+func (s *Service) seed(ctx context.Context, repo *mysqlrepo.Repo) error {
+	plans, err := plan.Seed(s.deps.Now())
+	if err != nil {
+		return err
+	}
+	n, skipped, err := repo.Seed(ctx, plans)
+	if err != nil {
+		return err
+	}
+	if len(skipped) > 0 {
+		s.logger.Warn("default plans skipped: their names are taken by other plans", "plans", skipped)
+	}
+	if n > 0 {
+		s.logger.Info("default catalog seeded", "plans", n)
+	}
+	return nil
+}
+
+// purgeIdempotency deletes expired Idempotency-Key responses hourly.
+func (s *Service) purgeIdempotency(ctx context.Context, repo *mysqlrepo.Repo) error {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if _, err := repo.PurgeIdempotent(ctx, s.deps.Now().Add(-s.cfg.IdempotencyRetention)); err != nil && ctx.Err() == nil {
+				s.logger.Warn("purge idempotency keys", "err", err)
+			}
+		}
+	}
+}
