@@ -4,7 +4,7 @@ MODULE_PATTERN := github.com/canopy-platform/canopy/...
 GO ?= go
 TEST_TIMEOUT ?= 18m
 
-.PHONY: dev test vet bench lint fmt up down k8s build deps clean
+.PHONY: dev test vet bench lint fmt up down k8s build deps clean openapi
 
 deps:
 	@bash scripts/ensure-deps.sh
@@ -36,6 +36,10 @@ lint: vet
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
 	if [[ -n $$unformatted ]]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	@if command -v golangci-lint >/dev/null; then golangci-lint run $(MODULE_PATTERN); fi
+
+## openapi: regenerate api/openapi/canopy.v1.yaml from base.yaml and the *.paths.yaml fragments
+openapi:
+	cd e2e && $(GO) test -count=1 -run 'OpenAPI' . -update
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
