@@ -1,0 +1,414 @@
+// Package gateway is Canopy's only public HTTP listener: it authenticates API
+// keys, rate limits per tenant, authorizes with the tenancy role matrix,
+// serves the tenant, API key, quota and audit APIs and the OpenAPI document,
+// and forwards everything else to the owning service with the caller's
+// identity in signed headers. main and the all-in-one binary use only
+// Config, New and Run.
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/canopy-platform/canopy/libs/httpx"
+	"github.com/canopy-platform/canopy/libs/store"
+	"github.com/canopy-platform/canopy/libs/tenancy"
+	"github.com/canopy-platform/canopy/services/gateway/internal/apikey"
+	"github.com/canopy-platform/canopy/services/gateway/internal/audit"
+	"github.com/canopy-platform/canopy/services/gateway/internal/httpapi"
+	"github.com/canopy-platform/canopy/services/gateway/internal/idempotency"
+	"github.com/canopy-platform/canopy/services/gateway/internal/mysqlrepo"
+	"github.com/canopy-platform/canopy/services/gateway/internal/proxy"
+	"github.com/canopy-platform/canopy/services/gateway/internal/ratelimit"
+	"github.com/canopy-platform/canopy/services/gateway/internal/tenant"
+	"github.com/canopy-platform/canopy/services/gateway/migrations"
+)
+
+// DefaultDatabase is the gateway's MySQL database.
+const DefaultDatabase = "canopy_gateway"
+
+// Config configures the gateway. Environment variables carry the CANOPY_ prefix.
+type Config struct {
+	// Addr is the public listen address.
+	Addr string `yaml:"addr" env:"GATEWAY_ADDR" default:"127.0.0.1:8080"`
+	// StateDir holds the generated admin key and internal secret in dev.
+	StateDir string `yaml:"state_dir" env:"STATE_DIR" default:".canopy"`
+	// AdminKey, when set, is the bootstrap platform-admin key (at least 16
+	// characters). When empty, one is generated at first start, printed once
+	// and written to <StateDir>/admin-key.
+	AdminKey string `yaml:"admin_key" env:"ADMIN_KEY"`
+	// InternalSecret signs the identity headers for services (at least 16
+	// characters). When empty it is read from, or generated into,
+	// <StateDir>/internal-secret; every service must use the same one.
+	InternalSecret string `yaml:"internal_secret" env:"INTERNAL_SECRET"`
+	// Store is the MySQL connection; Database defaults to canopy_gateway.
+	Store store.Config `yaml:"store" envPrefix:"MYSQL_"`
+	// RedisAddr is the Redis used for rate limits.
+	RedisAddr string `yaml:"redis_addr" env:"REDIS_ADDR" default:"127.0.0.1:6379"`
+	// CatalogURL and SchedulingURL are the upstream services.
+	CatalogURL    string `yaml:"catalog_url" env:"CATALOG_URL" default:"http://127.0.0.1:8082"`
+	SchedulingURL string `yaml:"scheduling_url" env:"SCHEDULING_URL" default:"http://127.0.0.1:8083"`
+	// UpstreamTimeout bounds waiting for an upstream's response headers.
+	UpstreamTimeout time.Duration `yaml:"upstream_timeout" env:"GATEWAY_UPSTREAM_TIMEOUT" default:"30s"`
+	// UpstreamRetries is how often GET/HEAD are retried after a failed connect.
+	UpstreamRetries int `yaml:"upstream_retries" env:"GATEWAY_UPSTREAM_RETRIES" default:"2"`
+	// BreakerFailures consecutive failures open an upstream's circuit breaker
+	// for BreakerOpenFor.
+	BreakerFailures int           `yaml:"breaker_failures" env:"GATEWAY_BREAKER_FAILURES" default:"5"`
+	BreakerOpenFor  time.Duration `yaml:"breaker_open_for" env:"GATEWAY_BREAKER_OPEN_FOR" default:"5s"`
+	// RateLimitRPS and RateLimitBurst are the default per-tenant token bucket.
+	RateLimitRPS   int `yaml:"rate_limit_rps" env:"GATEWAY_RATE_LIMIT_RPS" default:"50"`
+	RateLimitBurst int `yaml:"rate_limit_burst" env:"GATEWAY_RATE_LIMIT_BURST" default:"100"`
+	// RateLimitPrefix namespaces the limiter's Redis keys.
+	RateLimitPrefix string `yaml:"rate_limit_prefix" env:"GATEWAY_RATE_LIMIT_PREFIX" default:"canopy:gateway:rl:"`
+	// KeyCacheTTL is how long other replicas may keep honouring a revoked key
+	// (the replica that revoked it stops at once).
+	KeyCacheTTL time.Duration `yaml:"key_cache_ttl" env:"GATEWAY_KEY_CACHE_TTL" default:"10s"`
+	// OpenAPIPath is the OpenAPI document served at /api/v1/openapi.yaml,
+	// relative to the working directory (the repository root in dev).
+	OpenAPIPath string `yaml:"openapi_path" env:"GATEWAY_OPENAPI_PATH" default:"api/openapi/canopy.v1.yaml"`
+	// AccessLog writes one log line per request.
+	AccessLog bool `yaml:"access_log" env:"GATEWAY_ACCESS_LOG" default:"true"`
+	// Tracing creates an OTel server span per request.
+	Tracing bool `yaml:"tracing" env:"GATEWAY_TRACING" default:"false"`
+	// MaxBodyBytes bounds request bodies.
+	MaxBodyBytes int64 `yaml:"max_body_bytes" env:"GATEWAY_MAX_BODY_BYTES" default:"1048576"`
+	// ShutdownTimeout bounds draining in-flight requests.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout" env:"GATEWAY_SHUTDOWN_TIMEOUT" default:"15s"`
+}
+
+// Defaults returns the configuration the default tags describe, for callers
+// that build a Config in code (tests, the all-in-one binary).
+func Defaults() Config {
+	return Config{
+		Addr: "127.0.0.1:8080", StateDir: ".canopy", Store: store.Config{Database: DefaultDatabase},
+		RedisAddr: "127.0.0.1:6379", CatalogURL: "http://127.0.0.1:8082", SchedulingURL: "http://127.0.0.1:8083",
+		UpstreamTimeout: 30 * time.Second, UpstreamRetries: 2, BreakerFailures: 5, BreakerOpenFor: 5 * time.Second,
+		RateLimitRPS: 50, RateLimitBurst: 100, RateLimitPrefix: "canopy:gateway:rl:", KeyCacheTTL: 10 * time.Second,
+		OpenAPIPath: "api/openapi/canopy.v1.yaml", AccessLog: true, MaxBodyBytes: 1 << 20, ShutdownTimeout: 15 * time.Second,
+	}
+}
+
+// Validate checks the configuration.
+func (c Config) Validate() error {
+	var errs []error
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		errs = append(errs, fmt.Errorf("addr %q: %w", c.Addr, err))
+	}
+	if c.AdminKey != "" && len(c.AdminKey) < 16 {
+		errs = append(errs, errors.New("admin_key must be at least 16 characters"))
+	}
+	if c.InternalSecret != "" && len(c.InternalSecret) < 16 {
+		errs = append(errs, errors.New("internal_secret must be at least 16 characters"))
+	}
+	if c.InternalSecret == "" && c.StateDir == "" {
+		errs = append(errs, errors.New("state_dir is required when internal_secret is empty"))
+	}
+	for name, u := range map[string]string{"catalog_url": c.CatalogURL, "scheduling_url": c.SchedulingURL} {
+		if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+			errs = append(errs, fmt.Errorf("%s %q must be an http(s) URL", name, u))
+		}
+	}
+	if c.RedisAddr == "" {
+		errs = append(errs, errors.New("redis_addr is required"))
+	}
+	if c.RateLimitRPS < 1 || c.RateLimitBurst < 1 || c.RateLimitRPS > tenant.MaxRate || c.RateLimitBurst > tenant.MaxRate {
+		errs = append(errs, fmt.Errorf("rate_limit_rps and rate_limit_burst must be between 1 and %d", tenant.MaxRate))
+	}
+	if c.UpstreamTimeout <= 0 || c.BreakerOpenFor <= 0 || c.KeyCacheTTL <= 0 {
+		errs = append(errs, errors.New("upstream_timeout, breaker_open_for and key_cache_ttl must be positive"))
+	}
+	if c.BreakerFailures < 1 || c.UpstreamRetries < 0 {
+		errs = append(errs, errors.New("breaker_failures must be positive and upstream_retries not negative"))
+	}
+	if c.Store.Database != "" {
+		if err := c.Store.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Routes returns the proxied route table: which path goes to which service.
+func Routes() []httpapi.Route {
+	return []httpapi.Route{
+		{Pattern: "/api/v1/catalog/*", Upstream: "catalog"},
+		{Pattern: "/v2/*", Upstream: "catalog", Public: true},
+		{Pattern: "/api/v1/inventory", Upstream: "scheduling"},
+		{Pattern: "/api/v1/inventory/*", Upstream: "scheduling"},
+		{Pattern: "/api/v1/placements", Upstream: "scheduling"},
+		{Pattern: "/api/v1/placements/*", Upstream: "scheduling"},
+	}
+}
+
+// Deps are the gateway's collaborators.
+type Deps struct {
+	// Logger is required.
+	Logger *slog.Logger
+	// Registry receives the metrics and is served at /metrics; required.
+	Registry *prometheus.Registry
+	// DB is the open canopy_gateway database; required.
+	DB *store.DB
+	// Redis backs the rate limiter; required.
+	Redis redis.UniversalClient
+	// Stdout receives the generated admin key, once; defaults to io.Discard.
+	Stdout io.Writer
+	// Now is the clock; defaults to time.Now.
+	Now func() time.Time
+}
+
+// Service is a constructed gateway.
+type Service struct {
+	cfg     Config
+	deps    Deps
+	repo    *mysqlrepo.Repo
+	auth    *apikey.Authenticator
+	proxy   *proxy.Proxy
+	server  *httpx.Server
+	purgeIv time.Duration
+}
+
+// New builds the gateway. It resolves the internal secret (creating it in
+// the state directory if needed) but does not touch the database or the
+// network; Run does.
+func New(cfg Config, deps Deps) (*Service, error) {
+	if cfg.Store.Database == "" {
+		cfg.Store.Database = DefaultDatabase
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("new gateway: %w", err)
+	}
+	if deps.Logger == nil || deps.Registry == nil || deps.DB == nil || deps.Redis == nil {
+		return nil, errors.New("new gateway: logger, registry, db and redis are required")
+	}
+	if deps.Stdout == nil {
+		deps.Stdout = io.Discard
+	}
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	logger := deps.Logger.With("service", "gateway")
+	secret, err := internalSecret(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("new gateway: %w", err)
+	}
+	repo, err := mysqlrepo.New(deps.DB)
+	if err != nil {
+		return nil, fmt.Errorf("new gateway: %w", err)
+	}
+	auth, err := apikey.NewAuthenticator(repo, apikey.AuthConfig{CacheTTL: cfg.KeyCacheTTL}, logger, deps.Now)
+	if err != nil {
+		return nil, fmt.Errorf("new gateway: %w", err)
+	}
+	limiter, err := ratelimit.New(deps.Redis, ratelimit.Config{Prefix: cfg.RateLimitPrefix}, deps.Now)
+	if err != nil {
+		return nil, fmt.Errorf("new gateway: %w", err)
+	}
+	metrics, err := proxy.NewMetrics(deps.Registry)
+	if err != nil {
+		return nil, fmt.Errorf("new gateway: %w", err)
+	}
+	px, err := proxy.New(proxy.Config{Retries: cfg.UpstreamRetries, BreakerFailures: uint32(cfg.BreakerFailures), BreakerOpenFor: cfg.BreakerOpenFor},
+		[]proxy.Upstream{
+			{Name: "catalog", URL: cfg.CatalogURL, Timeout: cfg.UpstreamTimeout},
+			{Name: "scheduling", URL: cfg.SchedulingURL, Timeout: cfg.UpstreamTimeout},
+		}, secret, metrics, logger)
+	if err != nil {
+		return nil, fmt.Errorf("new gateway: %w", err)
+	}
+	rec, err := audit.NewRecorder(repo, logger, deps.Now)
+	if err != nil {
+		return nil, fmt.Errorf("new gateway: %w", err)
+	}
+	idem, err := idempotency.New(repo, secret, 24*time.Hour, logger, deps.Now)
+	if err != nil {
+		return nil, fmt.Errorf("new gateway: %w", err)
+	}
+	spec, err := os.ReadFile(cfg.OpenAPIPath)
+	if err != nil {
+		logger.Warn("OpenAPI document not found; /api/v1/openapi.yaml will answer 404", "path", cfg.OpenAPIPath, "err", err)
+		spec = nil
+	}
+	opts := []httpx.RouterOption{httpx.WithMaxBodyBytes(cfg.MaxBodyBytes)}
+	if !cfg.AccessLog {
+		opts = append(opts, httpx.WithoutAccessLog())
+	}
+	if !cfg.Tracing {
+		opts = append(opts, httpx.WithoutTracing())
+	}
+	handler, err := httpapi.NewHandler(httpapi.Deps{
+		Store: repo, Auth: auth, Limiter: limiter,
+		DefaultLimit: tenant.RateLimit{RPS: cfg.RateLimitRPS, Burst: cfg.RateLimitBurst},
+		Proxy:        px, Routes: Routes(), Audit: rec, Idempotency: idem, OpenAPI: spec,
+		Logger: logger, Now: deps.Now, RouterOptions: opts, LimitCacheTTL: cfg.KeyCacheTTL,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("new gateway: %w", err)
+	}
+	server := httpx.NewServer(httpx.Config{Addr: cfg.Addr, ShutdownTimeout: cfg.ShutdownTimeout}, handler, logger, deps.Registry)
+	server.AddReadinessCheck("mysql", func(ctx context.Context) error { return deps.DB.SQL().PingContext(ctx) })
+	server.AddReadinessCheck("redis", func(ctx context.Context) error { return deps.Redis.Ping(ctx).Err() })
+	deps.Logger = logger
+	return &Service{cfg: cfg, deps: deps, repo: repo, auth: auth, proxy: px, server: server, purgeIv: time.Hour}, nil
+}
+
+// Addr returns the listen address once Ready is closed.
+func (s *Service) Addr() string { return s.server.Addr() }
+
+// Ready is closed once the gateway listens.
+func (s *Service) Ready() <-chan struct{} { return s.server.Ready() }
+
+// Run migrates the database, ensures the bootstrap admin key, and serves
+// until ctx ends; then it drains requests and flushes key usage.
+func (s *Service) Run(ctx context.Context) error {
+	if err := s.deps.DB.Migrate(ctx, migrations.FS); err != nil {
+		return fmt.Errorf("run gateway: %w", err)
+	}
+	if err := s.ensureAdminKey(ctx); err != nil {
+		return fmt.Errorf("run gateway: %w", err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	var once sync.Once
+	var first error
+	run := func(name string, fn func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fn(ctx); err != nil {
+				once.Do(func() { first = fmt.Errorf("run gateway %s: %w", name, err) })
+			}
+			cancel() // one part stopping stops the service
+		}()
+	}
+	run("http", s.server.Run)
+	run("key usage flusher", s.auth.Run)
+	run("idempotency purger", s.purgeIdempotency)
+	wg.Wait()
+	s.proxy.Close()
+	return first
+}
+
+func (s *Service) purgeIdempotency(ctx context.Context) error {
+	t := time.NewTicker(s.purgeIv)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if _, err := s.repo.PurgeIdempotency(ctx, s.deps.Now().Add(-24*time.Hour)); err != nil && ctx.Err() == nil {
+				s.deps.Logger.Warn("purge idempotency records", "err", err)
+			}
+		}
+	}
+}
+
+// ensureAdminKey installs the configured bootstrap key, or generates one at
+// first start and shows it once.
+func (s *Service) ensureAdminKey(ctx context.Context) error {
+	now := s.deps.Now().UTC().Truncate(time.Microsecond)
+	if s.cfg.AdminKey != "" {
+		k := apikey.FromToken(s.cfg.AdminKey, tenancy.RolePlatformAdmin, "bootstrap", now)
+		if err := s.repo.PutBootstrapKey(ctx, k, now); err != nil {
+			return err
+		}
+		s.auth.Invalidate(k.ID)
+		return nil
+	}
+	ok, err := s.repo.HasBootstrapKey(ctx)
+	if err != nil || ok {
+		return err
+	}
+	k, token, err := apikey.New("", tenancy.RolePlatformAdmin, "bootstrap", now)
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(s.cfg.StateDir, "admin-key")
+	if err := writeSecretFile(path, token, false); err != nil {
+		return err
+	}
+	if err := s.repo.PutBootstrapKey(ctx, k, now); err != nil {
+		return err
+	}
+	fmt.Fprintf(s.deps.Stdout, "\nCanopy platform-admin API key (shown once, also saved to %s):\n\n    %s\n\n", path, token)
+	s.deps.Logger.Info("generated the bootstrap platform-admin key", "key_id", k.ID, "file", path)
+	return nil
+}
+
+// internalSecret returns the configured secret or the one in the state
+// directory, generating it there on first use.
+func internalSecret(cfg Config) ([]byte, error) {
+	if cfg.InternalSecret != "" {
+		return []byte(cfg.InternalSecret), nil
+	}
+	path := filepath.Join(cfg.StateDir, "internal-secret")
+	b, err := os.ReadFile(path)
+	if err == nil {
+		if s := strings.TrimSpace(string(b)); len(s) >= 16 {
+			return []byte(s), nil
+		}
+		return nil, fmt.Errorf("internal secret in %s is shorter than 16 characters", path)
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("read internal secret: %w", err)
+	}
+	var raw [32]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return nil, fmt.Errorf("generate internal secret: %w", err)
+	}
+	s := hex.EncodeToString(raw[:])
+	if err := writeSecretFile(path, s, true); err != nil {
+		if errors.Is(err, fs.ErrExist) { // another process won the race
+			return internalSecret(cfg)
+		}
+		return nil, err
+	}
+	return []byte(s), nil
+}
+
+// writeSecretFile writes path with mode 0600; with exclusive it fails if the
+// file exists, otherwise it replaces it (a stale key from an older database).
+func writeSecretFile(path, content string, exclusive bool) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("create state dir: %w", err)
+	}
+	flags := os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+	if exclusive {
+		flags = os.O_WRONLY | os.O_CREATE | os.O_EXCL
+	} else {
+		_ = os.Remove(path) // recreate, so the mode is 0600 even if the old file's was not
+	}
+	f, err := os.OpenFile(path, flags, 0o600)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if _, err := f.WriteString(content + "\n"); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// Handler is exposed for tests of the full HTTP surface without a listener.
+func (s *Service) Handler() http.Handler { return s.server.Handler() }

@@ -1,0 +1,228 @@
+package apikey
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Store is what the Authenticator needs from persistence.
+type Store interface {
+	// KeyByID returns the key with id or ErrNotFound.
+	KeyByID(ctx context.Context, id string) (Key, error)
+	// TouchKeys records last-used times, one per key id.
+	TouchKeys(ctx context.Context, used map[string]time.Time) error
+}
+
+// AuthConfig tunes the Authenticator's cache.
+type AuthConfig struct {
+	// CacheTTL is how long a looked-up key is trusted without re-reading it.
+	// Revocations in this process apply at once; in other replicas within CacheTTL.
+	CacheTTL time.Duration
+	// NegativeTTL is how long an unknown key id is remembered as unknown.
+	NegativeTTL time.Duration
+	// MaxEntries bounds the cache; when full, expired entries are dropped
+	// and, if that is not enough, the cache is reset.
+	MaxEntries int
+	// FlushInterval is how often last-used times are written.
+	FlushInterval time.Duration
+}
+
+func (c AuthConfig) withDefaults() AuthConfig {
+	if c.CacheTTL <= 0 {
+		c.CacheTTL = 10 * time.Second
+	}
+	if c.NegativeTTL <= 0 {
+		c.NegativeTTL = 2 * time.Second
+	}
+	if c.MaxEntries <= 0 {
+		c.MaxEntries = 100_000
+	}
+	if c.FlushInterval <= 0 {
+		c.FlushInterval = 10 * time.Second
+	}
+	return c
+}
+
+type entry struct {
+	key      Key
+	found    bool
+	expires  time.Time
+	lastUsed atomic.Int64 // unix nanos of the last successful use not yet flushed; 0 when clean
+}
+
+// Authenticator resolves bearer tokens to principals through a short-lived
+// in-memory cache, and batches last-used updates.
+type Authenticator struct {
+	store  Store
+	cfg    AuthConfig
+	logger *slog.Logger
+	now    func() time.Time
+
+	mu      sync.RWMutex
+	entries map[string]*entry
+	// pending holds last-used times of entries evicted before a flush.
+	pending map[string]time.Time
+}
+
+// NewAuthenticator returns an Authenticator reading keys from store.
+func NewAuthenticator(store Store, cfg AuthConfig, logger *slog.Logger, now func() time.Time) (*Authenticator, error) {
+	if store == nil || logger == nil {
+		return nil, errors.New("new authenticator: nil store or logger")
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &Authenticator{store: store, cfg: cfg.withDefaults(), logger: logger, now: now,
+		entries: map[string]*entry{}, pending: map[string]time.Time{}}, nil
+}
+
+// Authenticate checks an Authorization header value ("Bearer <token>") and
+// returns the key it belongs to. Every failure is ErrInvalidKey (wrapped only
+// for store errors, which are not the client's fault).
+func (a *Authenticator) Authenticate(ctx context.Context, authorization string) (Key, error) {
+	token, ok := bearer(authorization)
+	if !ok {
+		return Key{}, ErrInvalidKey
+	}
+	id, secret, ok := ParseToken(token)
+	if !ok {
+		id, secret = BootstrapID, token
+	}
+	now := a.now()
+	e, err := a.lookup(ctx, id, now)
+	if err != nil {
+		return Key{}, err
+	}
+	if !e.found || e.key.RevokedAt != nil || !e.key.Matches(secret) {
+		return Key{}, ErrInvalidKey
+	}
+	e.lastUsed.Store(now.UnixNano())
+	return e.key, nil
+}
+
+func bearer(h string) (string, bool) {
+	const p = "Bearer "
+	if len(h) <= len(p) || !strings.EqualFold(h[:len(p)], p) {
+		return "", false
+	}
+	t := strings.TrimSpace(h[len(p):])
+	return t, t != "" && len(t) <= 256
+}
+
+func (a *Authenticator) lookup(ctx context.Context, id string, now time.Time) (*entry, error) {
+	a.mu.RLock()
+	e := a.entries[id]
+	a.mu.RUnlock()
+	if e != nil && now.Before(e.expires) {
+		return e, nil
+	}
+	k, err := a.store.KeyByID(ctx, id)
+	fresh := &entry{key: k}
+	switch {
+	case err == nil:
+		fresh.found = true
+		fresh.expires = now.Add(a.cfg.CacheTTL)
+	case errors.Is(err, ErrNotFound):
+		fresh.expires = now.Add(a.cfg.NegativeTTL)
+	default:
+		return nil, fmt.Errorf("look up api key: %w", err)
+	}
+	a.mu.Lock()
+	if old := a.entries[id]; old != nil {
+		a.keepLastUsed(id, old)
+	}
+	if len(a.entries) >= a.cfg.MaxEntries {
+		a.evictLocked(now)
+	}
+	a.entries[id] = fresh
+	a.mu.Unlock()
+	return fresh, nil
+}
+
+// keepLastUsed moves a dirty entry's last-used time to pending. Callers hold mu.
+func (a *Authenticator) keepLastUsed(id string, e *entry) {
+	if ts := e.lastUsed.Swap(0); ts != 0 {
+		a.pending[id] = time.Unix(0, ts).UTC()
+	}
+}
+
+func (a *Authenticator) evictLocked(now time.Time) {
+	for id, e := range a.entries {
+		if !now.Before(e.expires) {
+			a.keepLastUsed(id, e)
+			delete(a.entries, id)
+		}
+	}
+	if len(a.entries) >= a.cfg.MaxEntries {
+		for id, e := range a.entries {
+			a.keepLastUsed(id, e)
+			delete(a.entries, id)
+		}
+	}
+}
+
+// Invalidate forgets key id, so its next use reads the store again. Call it
+// after a revocation.
+func (a *Authenticator) Invalidate(id string) {
+	a.mu.Lock()
+	if e := a.entries[id]; e != nil {
+		a.keepLastUsed(id, e)
+		delete(a.entries, id)
+	}
+	a.mu.Unlock()
+}
+
+// Flush writes the last-used times collected since the previous flush.
+func (a *Authenticator) Flush(ctx context.Context) error {
+	a.mu.Lock()
+	used := a.pending
+	a.pending = map[string]time.Time{}
+	for id, e := range a.entries {
+		if ts := e.lastUsed.Swap(0); ts != 0 {
+			used[id] = time.Unix(0, ts).UTC()
+		}
+	}
+	a.mu.Unlock()
+	if len(used) == 0 {
+		return nil
+	}
+	if err := a.store.TouchKeys(ctx, used); err != nil {
+		// Put them back so the next flush retries; newer uses win.
+		a.mu.Lock()
+		for id, t := range used {
+			if cur, ok := a.pending[id]; !ok || cur.Before(t) {
+				a.pending[id] = t
+			}
+		}
+		a.mu.Unlock()
+		return fmt.Errorf("flush api key last-used times: %w", err)
+	}
+	return nil
+}
+
+// Run flushes last-used times every FlushInterval until ctx ends, then once more.
+func (a *Authenticator) Run(ctx context.Context) error {
+	t := time.NewTicker(a.cfg.FlushInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			if err := a.Flush(fctx); err != nil {
+				a.logger.Warn("final last-used flush failed", "err", err)
+			}
+			return nil
+		case <-t.C:
+			if err := a.Flush(ctx); err != nil {
+				a.logger.Warn("last-used flush failed", "err", err)
+			}
+		}
+	}
+}

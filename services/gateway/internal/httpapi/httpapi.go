@@ -1,0 +1,276 @@
+// Package httpapi is the gateway's HTTP edge: it assembles the router
+// (authentication, rate limiting, audit, the gateway's own tenant, API key,
+// quota and audit routes, the OpenAPI document and the reverse-proxied service
+// routes) and maps between JSON and the domain. Business rules live in the
+// domain packages and authorization decisions in tenancy.Can.
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/canopy-platform/canopy/libs/httpx"
+	"github.com/canopy-platform/canopy/libs/tenancy"
+	"github.com/canopy-platform/canopy/services/gateway/internal/apikey"
+	"github.com/canopy-platform/canopy/services/gateway/internal/audit"
+	"github.com/canopy-platform/canopy/services/gateway/internal/idempotency"
+	"github.com/canopy-platform/canopy/services/gateway/internal/proxy"
+	"github.com/canopy-platform/canopy/services/gateway/internal/ratelimit"
+	"github.com/canopy-platform/canopy/services/gateway/internal/tenant"
+)
+
+// Store is the persistence the handlers need.
+type Store interface {
+	CreateTenant(ctx context.Context, t tenant.Tenant) error
+	Tenant(ctx context.Context) (tenant.Tenant, error)
+	ListTenants(ctx context.Context, after string, limit int) ([]tenant.Tenant, error)
+	SetQuota(ctx context.Context, q tenancy.Quota, now time.Time) error
+	SetRateLimit(ctx context.Context, rl tenant.RateLimit, now time.Time) error
+	CreateKey(ctx context.Context, k apikey.Key) error
+	Keys(ctx context.Context, after string, limit int) ([]apikey.Key, error)
+	RevokeKey(ctx context.Context, id string, now time.Time) (apikey.Key, error)
+	ListAudit(ctx context.Context, tenantID tenancy.ID, before uint64, limit int) ([]audit.Entry, error)
+}
+
+// Route sends requests matching a chi pattern to an upstream.
+type Route struct {
+	// Pattern is a chi pattern, e.g. "/api/v1/catalog/*".
+	Pattern string
+	// Upstream names a proxy target.
+	Upstream string
+	// Public routes skip the gateway's authentication and rate limit and are
+	// forwarded without identity headers (the OSB API authenticates itself).
+	Public bool
+}
+
+// Deps are the handler's collaborators.
+type Deps struct {
+	Store        Store
+	Auth         *apikey.Authenticator
+	Limiter      *ratelimit.Limiter
+	DefaultLimit tenant.RateLimit
+	Proxy        *proxy.Proxy
+	Routes       []Route
+	Audit        *audit.Recorder
+	Idempotency  *idempotency.Middleware
+	// OpenAPI is the served document; nil answers 404.
+	OpenAPI []byte
+	Logger  *slog.Logger
+	Now     func() time.Time
+	// RouterOptions are passed to httpx.NewRouter.
+	RouterOptions []httpx.RouterOption
+	// LimitCacheTTL is how long a tenant's rate limit is cached.
+	LimitCacheTTL time.Duration
+}
+
+type api struct {
+	Deps
+	limitsMu   sync.RWMutex
+	limits     map[tenancy.ID]cachedLimit
+	lastRLWarn atomic.Int64
+}
+
+type cachedLimit struct {
+	limit   ratelimit.Limit
+	expires time.Time
+}
+
+// NewHandler returns the gateway's complete HTTP handler.
+func NewHandler(d Deps) (http.Handler, error) {
+	if d.Store == nil || d.Auth == nil || d.Limiter == nil || d.Proxy == nil || d.Audit == nil || d.Idempotency == nil || d.Logger == nil {
+		return nil, errors.New("new gateway handler: missing dependency")
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	if d.LimitCacheTTL <= 0 {
+		d.LimitCacheTTL = 10 * time.Second
+	}
+	a := &api{Deps: d, limits: map[tenancy.ID]cachedLimit{}}
+	r := httpx.NewRouter(d.Logger, d.RouterOptions...)
+	r.Get("/", a.index)
+	r.Get("/api/v1/openapi.yaml", a.openapi)
+	for _, rt := range d.Routes {
+		if !rt.Public {
+			continue
+		}
+		t := d.Proxy.Target(rt.Upstream)
+		if t == nil {
+			return nil, errors.New("new gateway handler: route " + rt.Pattern + " names unknown upstream " + rt.Upstream)
+		}
+		r.Handle(rt.Pattern, t.Handler(false))
+	}
+	var routeErr error
+	r.Group(func(r chi.Router) {
+		r.Use(a.authenticate, a.rateLimit, d.Audit.Middleware)
+		r.With(d.Idempotency.Handler).Post("/api/v1/tenants", a.createTenant)
+		r.Get("/api/v1/tenants", a.listTenants)
+		r.Route("/api/v1/tenants/{"+audit.TenantParam+"}", func(r chi.Router) {
+			r.Get("/", a.getTenant)
+			r.With(d.Idempotency.Handler).Post("/api-keys", a.createKey)
+			r.Get("/api-keys", a.listKeys)
+			r.Delete("/api-keys/{keyID}", a.revokeKey)
+			r.Get("/quota", a.getQuota)
+			r.Put("/quota", a.putQuota)
+			r.Get("/rate-limit", a.getRateLimit)
+			r.Put("/rate-limit", a.putRateLimit)
+		})
+		r.Get("/api/v1/audit", a.listAudit)
+		for _, rt := range d.Routes {
+			if rt.Public {
+				continue
+			}
+			t := d.Proxy.Target(rt.Upstream)
+			if t == nil {
+				routeErr = errors.New("new gateway handler: route " + rt.Pattern + " names unknown upstream " + rt.Upstream)
+				return
+			}
+			r.Handle(rt.Pattern, t.Handler(true))
+		}
+	})
+	if routeErr != nil {
+		return nil, routeErr
+	}
+	return r, nil
+}
+
+// authenticate turns the bearer key into a Principal in the context.
+func (a *api) authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		k, err := a.Auth.Authenticate(r.Context(), r.Header.Get("Authorization"))
+		if err != nil {
+			if errors.Is(err, apikey.ErrInvalidKey) {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="canopy"`)
+				httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusUnauthorized, "a valid API key is required (Authorization: Bearer <key>)"))
+				return
+			}
+			a.Logger.ErrorContext(r.Context(), "authenticate", "err", err)
+			w.Header().Set("Retry-After", "1")
+			httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusServiceUnavailable, "authentication is temporarily unavailable"))
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(tenancy.WithPrincipal(r.Context(), k.Principal())))
+	})
+}
+
+// rateLimit applies the caller's tenant bucket (platform-admin keys without
+// a tenant get a bucket per key) and sets the RateLimit-* headers.
+func (a *api) rateLimit(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, _ := tenancy.PrincipalFrom(r.Context())
+		var key string
+		var lim ratelimit.Limit
+		if p.Tenant != "" {
+			key = "t:" + string(p.Tenant)
+			lim = a.tenantLimit(r.Context(), p.Tenant)
+		} else {
+			key = "k:" + p.Subject
+			lim = ratelimit.Limit{RPS: a.DefaultLimit.RPS, Burst: a.DefaultLimit.Burst}
+		}
+		d, err := a.Limiter.Allow(r.Context(), key, lim)
+		if err != nil {
+			// Fail open: a Redis outage must not take the API down. Warn at most once a second.
+			now := a.Now().Unix()
+			if last := a.lastRLWarn.Load(); last != now && a.lastRLWarn.CompareAndSwap(last, now) {
+				a.Logger.WarnContext(r.Context(), "rate limiter unavailable; allowing requests", "err", err)
+			}
+			next.ServeHTTP(w, r)
+			return
+		}
+		h := w.Header()
+		h["Ratelimit-Limit"] = []string{strconv.Itoa(d.Limit)}
+		h["Ratelimit-Remaining"] = []string{strconv.Itoa(d.Remaining)}
+		h["Ratelimit-Reset"] = []string{strconv.Itoa(ceilSeconds(d.ResetAfter))}
+		if !d.Allowed {
+			h.Set("Retry-After", strconv.Itoa(max(1, ceilSeconds(d.RetryAfter))))
+			httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusTooManyRequests, "rate limit exceeded; retry after the time in Retry-After"))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func ceilSeconds(d time.Duration) int {
+	if d <= 0 {
+		return 0
+	}
+	return int((d + time.Second - 1) / time.Second)
+}
+
+// tenantLimit returns the tenant's rate limit (its own or the default), cached.
+func (a *api) tenantLimit(ctx context.Context, id tenancy.ID) ratelimit.Limit {
+	now := a.Now()
+	a.limitsMu.RLock()
+	c, ok := a.limits[id]
+	a.limitsMu.RUnlock()
+	if ok && now.Before(c.expires) {
+		return c.limit
+	}
+	rl := a.DefaultLimit
+	t, err := a.Store.Tenant(tenancy.WithTenant(ctx, id))
+	switch {
+	case err == nil && !t.RateLimit.IsZero():
+		rl = t.RateLimit
+	case err != nil && !errors.Is(err, tenant.ErrNotFound):
+		a.Logger.WarnContext(ctx, "read tenant rate limit; using default", "tenant", id, "err", err)
+		return ratelimit.Limit{RPS: rl.RPS, Burst: rl.Burst} // not cached: try again next time
+	}
+	lim := ratelimit.Limit{RPS: rl.RPS, Burst: rl.Burst}
+	a.limitsMu.Lock()
+	if len(a.limits) > 100_000 {
+		clear(a.limits)
+	}
+	a.limits[id] = cachedLimit{limit: lim, expires: now.Add(a.LimitCacheTTL)}
+	a.limitsMu.Unlock()
+	return lim
+}
+
+func (a *api) forgetLimit(id tenancy.ID) {
+	a.limitsMu.Lock()
+	delete(a.limits, id)
+	a.limitsMu.Unlock()
+}
+
+// fail writes err, logging it when it is not a client problem.
+func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
+	if _, ok := httpx.ProblemFrom(err); !ok {
+		a.Logger.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	httpx.WriteError(w, r, err)
+}
+
+func (a *api) index(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	_, _ = w.Write([]byte(indexHTML))
+}
+
+func (a *api) openapi(w http.ResponseWriter, r *http.Request) {
+	if a.OpenAPI == nil {
+		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusNotFound, "the OpenAPI document is not configured on this gateway"))
+		return
+	}
+	w.Header().Set("Content-Type", "application/yaml")
+	_, _ = w.Write(a.OpenAPI)
+}
+
+const indexHTML = `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Canopy</title></head>
+<body>
+<h1>Canopy</h1>
+<p>Self-hosted control plane for managed MySQL and Redis.</p>
+<ul>
+<li><a href="/api/v1/openapi.yaml">API reference (OpenAPI 3.0.3)</a></li>
+<li><a href="/api/v1/catalog/services">Service catalog</a> (needs <code>Authorization: Bearer &lt;key&gt;</code>)</li>
+<li>Open Service Broker API: <code>/v2/catalog</code></li>
+</ul>
+<p>The portal will be served here.</p>
+</body></html>
+`

@@ -1,0 +1,405 @@
+// Package proxy forwards API requests from the gateway to the services: a
+// lean hand-rolled forwarder (pooled keep-alive connections, pooled copy
+// buffers, no per-request header cloning beyond what forwarding needs) with a
+// per-upstream timeout, a sony/gobreaker circuit breaker per upstream and
+// retries of idempotent requests on connection errors. It strips every
+// incoming X-Canopy-* header and, for authenticated routes, adds the signed
+// identity of the caller. It does not authenticate or rate limit; the gateway's
+// middleware does that before a request gets here.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sony/gobreaker/v2"
+
+	"github.com/canopy-platform/canopy/libs/httpx"
+	"github.com/canopy-platform/canopy/libs/retry"
+	"github.com/canopy-platform/canopy/libs/tenancy"
+)
+
+// Upstream is one service the gateway forwards to.
+type Upstream struct {
+	// Name labels metrics and breakers, e.g. "catalog".
+	Name string
+	// URL is the service's base URL, e.g. http://127.0.0.1:8082.
+	URL string
+	// Timeout bounds waiting for the response headers.
+	Timeout time.Duration
+}
+
+// Config tunes every upstream.
+type Config struct {
+	// MaxIdleConnsPerHost sizes the keep-alive pool per upstream.
+	MaxIdleConnsPerHost int
+	// DialTimeout bounds connecting to an upstream.
+	DialTimeout time.Duration
+	// Retries is how many times an idempotent request (GET, HEAD) is retried
+	// after a connection error.
+	Retries int
+	// BreakerFailures is how many consecutive failures open a breaker.
+	BreakerFailures uint32
+	// BreakerOpenFor is how long an open breaker rejects before probing.
+	BreakerOpenFor time.Duration
+}
+
+func (c Config) withDefaults() Config {
+	if c.MaxIdleConnsPerHost <= 0 {
+		c.MaxIdleConnsPerHost = 512
+	}
+	if c.DialTimeout <= 0 {
+		c.DialTimeout = 2 * time.Second
+	}
+	if c.Retries < 0 {
+		c.Retries = 0
+	}
+	if c.BreakerFailures == 0 {
+		c.BreakerFailures = 5
+	}
+	if c.BreakerOpenFor <= 0 {
+		c.BreakerOpenFor = 5 * time.Second
+	}
+	return c
+}
+
+// Proxy holds one Target per upstream.
+type Proxy struct {
+	targets map[string]*Target
+}
+
+// Target forwards requests to one upstream.
+type Target struct {
+	name      string
+	scheme    string
+	host      string
+	basePath  string
+	transport *http.Transport
+	breaker   *gobreaker.TwoStepCircuitBreaker[struct{}]
+	cfg       Config
+	signer    *tenancy.Signer
+	logger    *slog.Logger
+	now       func() time.Time
+	requests  *prometheus.CounterVec
+	duration  prometheus.Observer
+	retryOpen string
+}
+
+// Metrics are the proxy's Prometheus collectors.
+type Metrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	state    *prometheus.GaugeVec
+}
+
+// NewMetrics registers the proxy metrics on reg (nil registers nothing).
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	m := &Metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "canopy_gateway_upstream_requests_total",
+			Help: "Requests forwarded to upstreams by upstream and status code (000 for no response)."}, []string{"upstream", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "canopy_gateway_upstream_duration_seconds",
+			Help: "Time to the upstream's response headers.", Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}},
+			[]string{"upstream"}),
+		state: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "canopy_gateway_breaker_state",
+			Help: "Circuit breaker state per upstream: 0 closed, 1 half-open, 2 open."}, []string{"upstream"}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.requests, m.duration, m.state} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("register proxy metrics: %w", err)
+			}
+		}
+	}
+	return m, nil
+}
+
+// New builds targets for upstreams. secret signs identity headers.
+func New(cfg Config, upstreams []Upstream, secret []byte, m *Metrics, logger *slog.Logger) (*Proxy, error) {
+	if logger == nil || m == nil {
+		return nil, errors.New("new proxy: nil logger or metrics")
+	}
+	if len(secret) == 0 {
+		return nil, errors.New("new proxy: empty signing secret")
+	}
+	cfg = cfg.withDefaults()
+	signer := tenancy.NewSigner(secret)
+	p := &Proxy{targets: map[string]*Target{}}
+	for _, u := range upstreams {
+		pu, err := url.Parse(u.URL)
+		if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			return nil, fmt.Errorf("new proxy: upstream %s: invalid url %q", u.Name, u.URL)
+		}
+		if u.Timeout <= 0 {
+			u.Timeout = 30 * time.Second
+		}
+		t := &Target{
+			name: u.Name, scheme: pu.Scheme, host: pu.Host, basePath: strings.TrimSuffix(pu.Path, "/"),
+			cfg: cfg, signer: signer, logger: logger, now: time.Now,
+			requests:  m.requests.MustCurryWith(prometheus.Labels{"upstream": u.Name}),
+			duration:  m.duration.WithLabelValues(u.Name),
+			retryOpen: strconv.Itoa(max(1, int(cfg.BreakerOpenFor/time.Second))),
+			transport: &http.Transport{
+				Proxy:                 nil,
+				DialContext:           (&net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}).DialContext,
+				MaxIdleConns:          cfg.MaxIdleConnsPerHost,
+				MaxIdleConnsPerHost:   cfg.MaxIdleConnsPerHost,
+				IdleConnTimeout:       90 * time.Second,
+				ResponseHeaderTimeout: u.Timeout,
+				ExpectContinueTimeout: time.Second,
+				ForceAttemptHTTP2:     false,
+				DisableCompression:    true, // pass encodings through untouched
+				WriteBufferSize:       16 << 10,
+				ReadBufferSize:        16 << 10,
+			},
+		}
+		gauge := m.state.WithLabelValues(u.Name)
+		t.breaker = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
+			Name:        u.Name,
+			MaxRequests: 1,
+			Timeout:     cfg.BreakerOpenFor,
+			ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= cfg.BreakerFailures },
+			OnStateChange: func(name string, from, to gobreaker.State) {
+				gauge.Set(float64(to))
+				logger.Warn("upstream circuit breaker changed state", "upstream", name, "from", from.String(), "to", to.String())
+			},
+			// A client that went away says nothing about the upstream.
+			IsExcluded: func(err error) bool { return errors.Is(err, context.Canceled) },
+		})
+		p.targets[u.Name] = t
+	}
+	return p, nil
+}
+
+// Target returns the target for upstream name, or nil.
+func (p *Proxy) Target(name string) *Target { return p.targets[name] }
+
+// Close drops idle upstream connections.
+func (p *Proxy) Close() {
+	for _, t := range p.targets {
+		t.transport.CloseIdleConnections()
+	}
+}
+
+// Handler returns an http.Handler forwarding to t. When sign is true the
+// request must carry a tenancy.Principal in its context, which is signed into
+// the identity headers; otherwise the request goes as is (minus X-Canopy-*).
+func (t *Target) Handler(sign bool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { t.serve(w, r, sign) })
+}
+
+var hopHeaders = map[string]bool{
+	"Connection": true, "Proxy-Connection": true, "Keep-Alive": true, "Proxy-Authenticate": true,
+	"Proxy-Authorization": true, "Te": true, "Trailer": true, "Transfer-Encoding": true, "Upgrade": true,
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// errUpstreamStatus marks a 502/503/504 answer as a failure for the breaker.
+var errUpstreamStatus = errors.New("upstream answered with a gateway error")
+
+func (t *Target) serve(w http.ResponseWriter, r *http.Request, sign bool) {
+	done, err := t.breaker.Allow()
+	if err != nil {
+		t.requests.WithLabelValues("503").Inc()
+		w.Header().Set("Retry-After", t.retryOpen)
+		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusServiceUnavailable,
+			fmt.Sprintf("the %s service is unavailable; try again shortly", t.name)))
+		return
+	}
+	out, err := t.outbound(r, sign)
+	if err != nil {
+		done(nil)
+		httpx.WriteError(w, r, err)
+		return
+	}
+	start := time.Now()
+	resp, err := t.roundTrip(r.Context(), out)
+	t.duration.Observe(time.Since(start).Seconds())
+	if err != nil {
+		done(err)
+		t.requests.WithLabelValues("000").Inc()
+		t.writeTransportError(w, r, err)
+		return
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusBadGateway || resp.StatusCode == http.StatusServiceUnavailable || resp.StatusCode == http.StatusGatewayTimeout {
+		done(errUpstreamStatus)
+	} else {
+		done(nil)
+	}
+	t.requests.WithLabelValues(statusText(resp.StatusCode)).Inc()
+
+	dst := w.Header()
+	for k, vv := range resp.Header {
+		if hopHeaders[k] {
+			continue
+		}
+		dst[k] = vv
+	}
+	w.WriteHeader(resp.StatusCode)
+	err = copyBody(w, resp.Body)
+	if err != nil && !errors.Is(err, context.Canceled) {
+		t.logger.DebugContext(r.Context(), "copy upstream response", "upstream", t.name, "err", err)
+	}
+}
+
+// copyBody copies with a pooled buffer through w.Write. It deliberately
+// avoids io.Copy: http.response's ReaderFrom allocates a 32 KiB buffer per
+// call and writes the headers and a small body in separate syscalls.
+func copyBody(w http.ResponseWriter, body io.Reader) error {
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	for {
+		n, err := body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return werr
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// outbound builds the request to send upstream, sharing what it can with r.
+func (t *Target) outbound(r *http.Request, sign bool) (*http.Request, error) {
+	out := r.WithContext(r.Context()) // shallow copy
+	u := *r.URL
+	u.Scheme, u.Host = t.scheme, t.host
+	if t.basePath != "" {
+		u.Path = t.basePath + u.Path
+		if u.RawPath != "" {
+			u.RawPath = t.basePath + u.RawPath
+		}
+	}
+	out.URL = &u
+	out.Host = t.host
+	out.RequestURI = ""
+	out.Close = false
+	h := make(http.Header, len(r.Header)+6)
+	for k, vv := range r.Header {
+		if hopHeaders[k] || strings.HasPrefix(k, tenancy.HeaderPrefix) {
+			continue
+		}
+		if sign && k == "Authorization" {
+			continue // the gateway's API key is not the service's business
+		}
+		h[k] = vv
+	}
+	if id := w3cRequestID(r); id != "" {
+		h[httpx.RequestIDHeader] = []string{id}
+	}
+	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		if prior := r.Header["X-Forwarded-For"]; len(prior) > 0 {
+			h["X-Forwarded-For"] = []string{strings.Join(prior, ", ") + ", " + ip}
+		} else {
+			h["X-Forwarded-For"] = []string{ip}
+		}
+	}
+	if r.TLS != nil {
+		h["X-Forwarded-Proto"] = []string{"https"}
+	} else {
+		h["X-Forwarded-Proto"] = []string{"http"}
+	}
+	if sign {
+		p, ok := tenancy.PrincipalFrom(r.Context())
+		if !ok {
+			return nil, httpx.NewProblem(http.StatusUnauthorized, "authentication required")
+		}
+		t.signer.Sign(h, p, t.now())
+	}
+	out.Header = h
+	if r.ContentLength == 0 {
+		out.Body = http.NoBody
+	}
+	return out, nil
+}
+
+// w3cRequestID returns the request id the gateway assigned (echoed in the
+// response header by httpx) so the upstream logs the same id.
+func w3cRequestID(r *http.Request) string {
+	return r.Header.Get(httpx.RequestIDHeader)
+}
+
+func (t *Target) roundTrip(ctx context.Context, out *http.Request) (*http.Response, error) {
+	resp, err := t.transport.RoundTrip(out)
+	idempotent := (out.Method == http.MethodGet || out.Method == http.MethodHead) && out.Body == http.NoBody
+	if err == nil || !idempotent || t.cfg.Retries == 0 || !isConnError(err) {
+		return resp, err
+	}
+	// The fast path above allocates nothing for retries; only a failed dial
+	// of an idempotent request pays for the backoff.
+	policy := retry.Policy{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond, Multiplier: 2, MaxTries: t.cfg.Retries}
+	err = retry.Do(ctx, policy, func(context.Context) error {
+		var err error
+		resp, err = t.transport.RoundTrip(out)
+		if err != nil && !isConnError(err) {
+			return retry.Permanent(err)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// isConnError reports whether err happened before the upstream saw the
+// request (refused or failed dial), so retrying is safe even for non-idempotent
+// requests; we retry only idempotent ones anyway.
+func isConnError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+func (t *Target) writeTransportError(w http.ResponseWriter, r *http.Request, err error) {
+	var ne net.Error
+	switch {
+	case errors.Is(err, context.Canceled):
+		// The client went away; nobody reads the answer.
+		w.WriteHeader(499)
+	case isConnError(err):
+		w.Header().Set("Retry-After", "1")
+		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusServiceUnavailable,
+			fmt.Sprintf("the %s service is unavailable; try again shortly", t.name)))
+	case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, context.DeadlineExceeded):
+		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusGatewayTimeout,
+			fmt.Sprintf("the %s service did not answer in time", t.name)))
+	default:
+		t.logger.WarnContext(r.Context(), "upstream request failed", "upstream", t.name, "err", err)
+		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusBadGateway,
+			fmt.Sprintf("the %s service returned an invalid answer", t.name)))
+	}
+}
+
+func statusText(code int) string {
+	switch code {
+	case 200:
+		return "200"
+	case 201:
+		return "201"
+	case 202:
+		return "202"
+	case 204:
+		return "204"
+	case 404:
+		return "404"
+	}
+	return strconv.Itoa(code)
+}
