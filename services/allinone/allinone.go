@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"io"
 	"net"
 	"path/filepath"
 	"strings"
@@ -20,7 +21,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/canopy-platform/canopy/libs/devkafka"
-	"github.com/canopy-platform/canopy/libs/httpx"
 	"github.com/canopy-platform/canopy/libs/obs"
 )
 
@@ -35,6 +35,8 @@ type Config struct {
 	EmbeddedKafkaAddr string `yaml:"embedded_kafka_addr" env:"EMBEDDED_KAFKA_ADDR" default:"127.0.0.1:9092"`
 	// MySQLDSN is the server DSN (no database) every service's database lives on.
 	MySQLDSN string `yaml:"mysql_dsn" env:"MYSQL_DSN" default:"root@tcp(127.0.0.1:3306)/"`
+	// DatabasePrefix names each service's database: prefix + service name.
+	DatabasePrefix string `yaml:"database_prefix" env:"DATABASE_PREFIX" default:"canopy_"`
 	// RedisAddr is the Redis used for rate limits, caches and locks.
 	RedisAddr string `yaml:"redis_addr" env:"REDIS_ADDR" default:"127.0.0.1:6379"`
 	// GatewayAddr is the one public listener.
@@ -60,6 +62,9 @@ func (c *Config) Validate() error {
 	if c.MySQLDSN == "" {
 		errs = append(errs, errors.New("mysql_dsn is required"))
 	}
+	if c.DatabasePrefix == "" {
+		errs = append(errs, errors.New("database_prefix is required"))
+	}
 	if c.RedisAddr == "" {
 		errs = append(errs, errors.New("redis_addr is required"))
 	}
@@ -68,8 +73,13 @@ func (c *Config) Validate() error {
 
 // Deps are the process-wide dependencies.
 type Deps struct {
-	Logger   *slog.Logger
+	Logger *slog.Logger
+	// Registry serves the all-in-one process's own metrics; each service
+	// keeps its own registry, served on its own /metrics.
 	Registry *prometheus.Registry
+	// Stdout receives what must be shown to the operator once, such as the
+	// generated admin key; io.Discard when nil.
+	Stdout io.Writer
 }
 
 // Platform is the all-in-one process.
@@ -92,6 +102,9 @@ func New(cfg Config, deps Deps) (*Platform, error) {
 	}
 	if deps.Registry == nil {
 		deps.Registry = obs.NewRegistry()
+	}
+	if deps.Stdout == nil {
+		deps.Stdout = io.Discard
 	}
 	return &Platform{cfg: cfg, deps: deps, ready: make(chan struct{})}, nil
 }
@@ -168,18 +181,35 @@ func (p *Platform) Run(ctx context.Context) error {
 	}
 	log.Info("kafka", "brokers", strings.Join(brokers, ","), "embedded", p.broker != nil)
 
-	gw := httpx.NewServer(httpx.Config{Addr: p.cfg.GatewayAddr}, nil, log.With("component", "gateway"), p.deps.Registry)
-	start("gateway", gw.Run)
-	select {
-	case <-gw.Ready():
-	case err := <-failed:
-		return errors.Join(err, stopAll())
+	w, err := p.newWiring(brokers)
+	if err != nil {
+		p.closeBroker()
+		return err
+	}
+	defer w.close()
+	// Backends first, the gateway last, so the front door opens onto running
+	// services whose addresses it then knows.
+	for _, build := range p.services() {
+		svc, err := build(ctx, w)
+		if err != nil {
+			return errors.Join(err, stopAll())
+		}
+		start(svc.name, svc.run)
+		select {
+		case <-svc.ready:
+			w.addrs[svc.name] = svc.addr()
+			log.Info("service ready", "service", svc.name, "addr", svc.addr())
+		case err := <-failed:
+			return errors.Join(err, stopAll())
+		case <-ctx.Done():
+			return stopAll()
+		}
 	}
 	p.mu.Lock()
-	p.gwAddr = gw.Addr()
+	p.gwAddr = w.addrs["gateway"]
 	p.mu.Unlock()
 	close(p.ready)
-	log.Info("canopy is up", "gateway", "http://"+gw.Addr())
+	log.Info("canopy is up", "gateway", "http://"+p.gwAddr)
 
 	select {
 	case <-ctx.Done():

@@ -2,10 +2,17 @@ package allinone_test
 
 import (
 	"context"
+	"database/sql"
+	"fmt"
+	"io"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	_ "github.com/go-sql-driver/mysql"
 	"github.com/segmentio/kafka-go"
 	"github.com/stretchr/testify/require"
 
@@ -14,7 +21,10 @@ import (
 )
 
 func TestAllInOneStartsAndStopsCleanly(t *testing.T) {
+	prefix := fmt.Sprintf("canopy_test_aio%d_", time.Now().UnixNano()%1_000_000_000)
+	t.Cleanup(func() { dropDatabases(t, prefix) })
 	cfg := allinone.Config{
+		DatabasePrefix:    prefix,
 		StateDir:          t.TempDir(),
 		EmbeddedKafkaAddr: "127.0.0.1:0",
 		MySQLDSN:          "root@tcp(127.0.0.1:3306)/",
@@ -42,6 +52,20 @@ func TestAllInOneStartsAndStopsCleanly(t *testing.T) {
 	resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 
+	// The bootstrap admin key was generated into the state dir; with it the
+	// catalog answers through the gateway.
+	key, err := os.ReadFile(filepath.Join(cfg.StateDir, "admin-key"))
+	require.NoError(t, err)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.GatewayAddr()+"/api/v1/catalog/services", nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(key)))
+	resp, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+	require.Contains(t, string(body), "mysql-ha-multi-az")
+
 	// The embedded broker answers the Kafka protocol through the normal client.
 	conn, err := kafka.DialContext(ctx, "tcp", p.KafkaBrokers()[0])
 	require.NoError(t, err)
@@ -58,6 +82,26 @@ func TestAllInOneStartsAndStopsCleanly(t *testing.T) {
 	}
 	_, err = http.Get("http://" + p.GatewayAddr() + "/readyz")
 	require.Error(t, err, "gateway still listening after shutdown")
+}
+
+// dropDatabases removes every database the test's platform created.
+func dropDatabases(t *testing.T, prefix string) {
+	db, err := sql.Open("mysql", "root@tcp(127.0.0.1:3306)/")
+	require.NoError(t, err)
+	defer db.Close()
+	rows, err := db.Query("SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE ?", prefix+"%")
+	require.NoError(t, err)
+	var names []string
+	for rows.Next() {
+		var n string
+		require.NoError(t, rows.Scan(&n))
+		names = append(names, n)
+	}
+	require.NoError(t, rows.Close())
+	for _, n := range names {
+		_, err := db.Exec("DROP DATABASE `" + n + "`")
+		require.NoError(t, err)
+	}
 }
 
 func TestConfigValidation(t *testing.T) {

@@ -204,7 +204,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		deps.Now = time.Now
 	}
 	logger := deps.Logger.With("service", "gateway")
-	secret, err := internalSecret(cfg)
+	secret, err := ResolveInternalSecret(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("new gateway: %w", err)
 	}
@@ -353,9 +353,9 @@ func (s *Service) ensureAdminKey(ctx context.Context) error {
 	return nil
 }
 
-// internalSecret returns the configured secret or the one in the state
+// ResolveInternalSecret returns the configured secret or the one in the state
 // directory, generating it there on first use.
-func internalSecret(cfg Config) ([]byte, error) {
+func ResolveInternalSecret(cfg Config) ([]byte, error) {
 	if cfg.InternalSecret != "" {
 		return []byte(cfg.InternalSecret), nil
 	}
@@ -377,7 +377,7 @@ func internalSecret(cfg Config) ([]byte, error) {
 	s := hex.EncodeToString(raw[:])
 	if err := writeSecretFile(path, s, true); err != nil {
 		if errors.Is(err, fs.ErrExist) { // another process won the race
-			return internalSecret(cfg)
+			return ResolveInternalSecret(cfg)
 		}
 		return nil, err
 	}

@@ -28,21 +28,26 @@ func run() int {
 		return 2
 	}
 	var logCfg obs.LogConfig
+	traceCfg := obs.TraceConfig{ServiceName: "canopy"}
 	if err := config.Load(&logCfg, config.Options{}); err != nil {
+		fmt.Fprintln(os.Stderr, "canopy:", err)
+		return 2
+	}
+	if err := config.Load(&traceCfg, config.Options{}); err != nil {
 		fmt.Fprintln(os.Stderr, "canopy:", err)
 		return 2
 	}
 	logger := obs.NewLogger(logCfg)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	shutdownTracing, err := obs.SetupTracing(ctx, obs.TraceConfig{ServiceName: "canopy"})
+	shutdownTracing, err := obs.SetupTracing(ctx, traceCfg)
 	if err != nil {
 		logger.Error("tracing", "err", err)
 		return 1
 	}
 	defer func() { _ = shutdownTracing(context.WithoutCancel(ctx)) }()
 
-	p, err := allinone.New(cfg, allinone.Deps{Logger: logger, Registry: obs.NewRegistry()})
+	p, err := allinone.New(cfg, allinone.Deps{Logger: logger, Registry: obs.NewRegistry(), Stdout: os.Stdout})
 	if err != nil {
 		logger.Error("canopy", "err", err)
 		return 2

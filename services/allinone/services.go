@@ -1,0 +1,145 @@
+package allinone
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/canopy-platform/canopy/libs/config"
+	"github.com/canopy-platform/canopy/libs/eventbus"
+	"github.com/canopy-platform/canopy/libs/obs"
+	"github.com/canopy-platform/canopy/libs/store"
+	"github.com/canopy-platform/canopy/services/catalog"
+	"github.com/canopy-platform/canopy/services/gateway"
+)
+
+// service is one Canopy service as the platform runs it.
+type service struct {
+	name  string
+	run   func(context.Context) error
+	ready <-chan struct{}
+	addr  func() string
+}
+
+// builder constructs one service from the shared wiring.
+type builder func(ctx context.Context, w *wiring) (service, error)
+
+// wiring is what the services share in one process: one MySQL server, one
+// Redis, one broker list and one internal secret, plus the addresses of the
+// services started so far.
+type wiring struct {
+	brokers []string
+	secret  string
+	addrs   map[string]string
+	closers []func() error
+}
+
+func (w *wiring) close() {
+	for i := len(w.closers) - 1; i >= 0; i-- {
+		_ = w.closers[i]()
+	}
+}
+
+func (p *Platform) newWiring(brokers []string) (*wiring, error) {
+	gwCfg := gateway.Defaults()
+	gwCfg.StateDir = p.cfg.StateDir
+	if err := config.Load(&gwCfg, config.Options{}); err != nil {
+		return nil, fmt.Errorf("gateway config: %w", err)
+	}
+	gwCfg.StateDir = p.cfg.StateDir
+	secret, err := gateway.ResolveInternalSecret(gwCfg)
+	if err != nil {
+		return nil, fmt.Errorf("internal secret: %w", err)
+	}
+	return &wiring{brokers: brokers, secret: string(secret), addrs: map[string]string{}}, nil
+}
+
+// services lists the services in start order.
+func (p *Platform) services() []builder {
+	return []builder{p.buildCatalog, p.buildGateway}
+}
+
+// backendAddr picks a service's listen address: its own default port when the
+// gateway is on its configured address, or a free port when a test asked for
+// port 0.
+func (p *Platform) backendAddr(defaultAddr string) string {
+	host, port, err := net.SplitHostPort(p.cfg.GatewayAddr)
+	if err == nil && port == "0" {
+		return net.JoinHostPort(host, "0")
+	}
+	return defaultAddr
+}
+
+// load reads a service's config from the environment the way its own binary
+// does, with the shared secret in place so validation sees it.
+func (p *Platform) load(dst any, w *wiring) error {
+	env := append(os.Environ(), "CANOPY_INTERNAL_SECRET="+w.secret)
+	return config.Load(dst, config.Options{Environ: env})
+}
+
+func (p *Platform) publisher(w *wiring, cfg eventbus.PublisherConfig, name string) (*eventbus.Publisher, error) {
+	cfg.Brokers = w.brokers
+	pub, err := eventbus.NewPublisher(cfg, p.deps.Logger.With("service", name), nil)
+	if err != nil {
+		return nil, fmt.Errorf("%s publisher: %w", name, err)
+	}
+	w.closers = append(w.closers, pub.Close)
+	return pub, nil
+}
+
+func (p *Platform) buildCatalog(_ context.Context, w *wiring) (service, error) {
+	cfg := catalog.DefaultConfig()
+	if err := p.load(&cfg, w); err != nil {
+		return service{}, fmt.Errorf("catalog config: %w", err)
+	}
+	cfg.Addr = p.backendAddr(cfg.Addr)
+	cfg.MySQLDSN = p.cfg.MySQLDSN
+	cfg.Database = p.cfg.DatabasePrefix + "catalog"
+	cfg.InternalSecret = w.secret
+	pub, err := p.publisher(w, cfg.Kafka, "catalog")
+	if err != nil {
+		return service{}, err
+	}
+	svc, err := catalog.New(cfg, catalog.Deps{Logger: p.deps.Logger, Registry: obs.NewRegistry(), Publisher: pub})
+	if err != nil {
+		return service{}, err
+	}
+	return service{name: "catalog", run: svc.Run, ready: svc.Ready(), addr: svc.Addr}, nil
+}
+
+func (p *Platform) buildGateway(ctx context.Context, w *wiring) (service, error) {
+	cfg := gateway.Defaults()
+	if err := p.load(&cfg, w); err != nil {
+		return service{}, fmt.Errorf("gateway config: %w", err)
+	}
+	cfg.Addr = p.cfg.GatewayAddr
+	cfg.StateDir = p.cfg.StateDir
+	cfg.Store.DSN = p.cfg.MySQLDSN
+	cfg.Store.Database = p.cfg.DatabasePrefix + "gateway"
+	cfg.RedisAddr = p.cfg.RedisAddr
+	cfg.InternalSecret = w.secret
+	if a, ok := w.addrs["catalog"]; ok {
+		cfg.CatalogURL = "http://" + a
+	}
+	if a, ok := w.addrs["scheduling"]; ok {
+		cfg.SchedulingURL = "http://" + a
+	}
+	log := p.deps.Logger.With("service", "gateway")
+	db, err := store.Open(ctx, cfg.Store, log)
+	if err != nil {
+		return service{}, fmt.Errorf("gateway database: %w", err)
+	}
+	w.closers = append(w.closers, db.Close)
+	rdb := redis.NewClient(&redis.Options{Addr: cfg.RedisAddr, PoolSize: 64, MinIdleConns: 4,
+		ReadTimeout: time.Second, WriteTimeout: time.Second})
+	w.closers = append(w.closers, rdb.Close)
+	svc, err := gateway.New(cfg, gateway.Deps{Logger: p.deps.Logger, Registry: obs.NewRegistry(), DB: db, Redis: rdb, Stdout: p.deps.Stdout})
+	if err != nil {
+		return service{}, err
+	}
+	return service{name: "gateway", run: svc.Run, ready: svc.Ready(), addr: svc.Addr}, nil
+}
