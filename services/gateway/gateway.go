@@ -333,15 +333,23 @@ func (s *Service) ensureAdminKey(ctx context.Context) error {
 		s.auth.Invalidate(k.ID)
 		return nil
 	}
+	path := filepath.Join(s.cfg.StateDir, "admin-key")
 	ok, err := s.repo.HasBootstrapKey(ctx)
-	if err != nil || ok {
+	if err != nil {
 		return err
+	}
+	if ok {
+		if _, statErr := os.Stat(path); statErr == nil {
+			return nil
+		}
+		// The database outlived the state dir that held the only copy of the
+		// key: without a new one nobody could administer the platform.
+		s.deps.Logger.Warn("bootstrap admin key file is missing; rotating the bootstrap key", "file", path)
 	}
 	k, token, err := apikey.New("", tenancy.RolePlatformAdmin, "bootstrap", now)
 	if err != nil {
 		return err
 	}
-	path := filepath.Join(s.cfg.StateDir, "admin-key")
 	if err := writeSecretFile(path, token, false); err != nil {
 		return err
 	}
