@@ -1,0 +1,7 @@
+CREATE TABLE IF NOT EXISTS regions (
+	id         VARCHAR(64)  NOT NULL PRIMARY KEY,
+	name       VARCHAR(255) NOT NULL DEFAULT '',
+	labels     JSON         NOT NULL,
+	created_at DATETIME(6)  NOT NULL,
+	updated_at DATETIME(6)  NOT NULL
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;

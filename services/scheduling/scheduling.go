@@ -1,0 +1,380 @@
+// Package scheduling is Canopy's scheduling service: the inventory of
+// regions, availability zones and hosts, and the placement of instance nodes
+// on them — fast, explainable and never overcommitting, even with several
+// replicas. It serves the operator API under /api/v1/inventory and
+// /api/v1/placements, consumes scheduling.placement.requested from
+// canopy.placements.v1 (and provisioning lifecycle events from
+// canopy.instances.v1), and publishes decisions, failures, releases and
+// inventory changes through a transactional outbox.
+//
+// Config, New and Run are what cmd/scheduling and the all-in-one binary call;
+// everything else is internal.
+package scheduling
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/canopy-platform/canopy/libs/eventbus"
+	"github.com/canopy-platform/canopy/libs/httpx"
+	"github.com/canopy-platform/canopy/libs/store"
+	"github.com/canopy-platform/canopy/libs/tenancy"
+	"github.com/canopy-platform/canopy/services/scheduling/internal/consumers"
+	"github.com/canopy-platform/canopy/services/scheduling/internal/events"
+	"github.com/canopy-platform/canopy/services/scheduling/internal/httpapi"
+	"github.com/canopy-platform/canopy/services/scheduling/internal/inventory"
+	"github.com/canopy-platform/canopy/services/scheduling/internal/mysqlrepo"
+	"github.com/canopy-platform/canopy/services/scheduling/internal/planclient"
+	"github.com/canopy-platform/canopy/services/scheduling/internal/scheduler"
+)
+
+// Defaults of Config.
+const (
+	DefaultAddr          = "127.0.0.1:8083"
+	DefaultDatabase      = "canopy_scheduling"
+	DefaultInventoryFile = "deploy/inventory/dev.yaml"
+	// MinSecretLen is the shortest accepted internal secret.
+	MinSecretLen = 16
+)
+
+// Topic and event names other services use to talk to the scheduler.
+const (
+	// TopicPlacements carries scheduling.placement.requested (in) and
+	// .decided/.failed/.released/.confirmed (out), keyed by instance id.
+	TopicPlacements = events.TopicPlacements
+	// TopicInventory carries scheduling.inventory.* events.
+	TopicInventory = events.TopicInventory
+	// ConsumerGroup is the scheduler's consumer group.
+	ConsumerGroup = events.ConsumerGroup
+)
+
+// Config configures the scheduling service. Environment variables carry the
+// CANOPY_ prefix (libs/config), e.g. CANOPY_SCHEDULING_ADDR.
+type Config struct {
+	// Addr is the HTTP listen address.
+	Addr string `yaml:"addr" env:"SCHEDULING_ADDR" default:"127.0.0.1:8083"`
+	// HTTP holds the server timeouts; its Addr is ignored in favour of Addr.
+	HTTP httpx.Config `yaml:"http"`
+	// MySQLDSN is the server DSN without a database.
+	MySQLDSN string `yaml:"mysql_dsn" env:"MYSQL_DSN" default:"root@tcp(127.0.0.1:3306)/"`
+	// Database is the scheduling database, created if missing.
+	Database string `yaml:"database" env:"SCHEDULING_DATABASE" default:"canopy_scheduling"`
+	// InternalSecret is the HMAC key the gateway signs identities with.
+	InternalSecret string `yaml:"internal_secret" env:"INTERNAL_SECRET"`
+	// InventoryFile is loaded when the inventory is empty (first start);
+	// a missing file is logged and skipped.
+	InventoryFile string `yaml:"inventory_file" env:"SCHEDULING_INVENTORY_FILE" default:"deploy/inventory/dev.yaml"`
+	// CatalogURL lets simulations take a plan_id; empty refuses plan_id.
+	CatalogURL string `yaml:"catalog_url" env:"SCHEDULING_CATALOG_URL"`
+	// Kafka configures the publisher main builds for the outbox relay; its
+	// brokers are also the consumer's when Consumer.Brokers is empty.
+	Kafka eventbus.PublisherConfig `yaml:"kafka" envPrefix:"KAFKA_"`
+	// Consume turns the Kafka consumer of placement requests on.
+	Consume bool `yaml:"consume" env:"SCHEDULING_CONSUME" default:"true"`
+	// Consumer tunes the subscriber (group and topics are fixed).
+	Consumer eventbus.SubscriberConfig `yaml:"consumer" envPrefix:"SCHEDULING_CONSUMER_"`
+	// Relay tunes the outbox relay.
+	Relay store.RelayConfig `yaml:"relay" envPrefix:"SCHEDULING_RELAY_"`
+	// Scheduler tunes placement (strategy, weights, latency bound) and
+	// reservations (TTL, reaping, refresh).
+	Scheduler scheduler.Config `yaml:"scheduler" envPrefix:"SCHEDULING_"`
+}
+
+// DefaultConfig returns the configuration of a local development scheduler
+// (without the internal secret, which must be set).
+func DefaultConfig() Config {
+	return Config{
+		Addr:          DefaultAddr,
+		MySQLDSN:      store.DefaultDSN,
+		Database:      DefaultDatabase,
+		InventoryFile: DefaultInventoryFile,
+		Kafka:         eventbus.PublisherConfig{Brokers: []string{"127.0.0.1:9092"}, Source: events.Source},
+		Consume:       true,
+	}
+}
+
+func (c Config) storeConfig() store.Config {
+	return store.Config{DSN: c.MySQLDSN, Database: c.Database}
+}
+
+func (c Config) httpConfig() httpx.Config {
+	h := c.HTTP
+	h.Addr = c.Addr
+	return h
+}
+
+// Validate reports configuration errors.
+func (c Config) Validate() error {
+	var errs []error
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		errs = append(errs, fmt.Errorf("addr %q: %w", c.Addr, err))
+	}
+	if err := c.storeConfig().Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if len(c.InternalSecret) < MinSecretLen {
+		errs = append(errs, fmt.Errorf("internal_secret (CANOPY_INTERNAL_SECRET) must be at least %d bytes, shared with the gateway", MinSecretLen))
+	}
+	if err := c.Scheduler.Placement.WithDefaults().Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("scheduler.placement: %w", err))
+	}
+	if c.CatalogURL != "" {
+		if _, err := planclient.New(c.CatalogURL, nil); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.Consume && len(c.consumerBrokers()) == 0 {
+		errs = append(errs, errors.New("consume is on but no kafka brokers are configured"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("scheduling config: %w", err)
+	}
+	return nil
+}
+
+func (c Config) consumerBrokers() []string {
+	if len(c.Consumer.Brokers) > 0 {
+		return c.Consumer.Brokers
+	}
+	return c.Kafka.Brokers
+}
+
+// Deps are the service's dependencies.
+type Deps struct {
+	// Logger is required.
+	Logger *slog.Logger
+	// Registry receives the metrics and is served on /metrics; required.
+	Registry *prometheus.Registry
+	// Publisher is where the outbox relay publishes (an *eventbus.Publisher);
+	// required.
+	Publisher store.Publisher
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+}
+
+// Service is a configured scheduler, ready to Run.
+type Service struct {
+	cfg    Config
+	deps   Deps
+	logger *slog.Logger
+
+	ready     chan struct{}
+	readyOnce sync.Once
+	mu        sync.Mutex
+	addr      string
+}
+
+// New checks cfg and deps and returns the service. It does no I/O.
+func New(cfg Config, deps Deps) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	switch {
+	case deps.Logger == nil:
+		return nil, errors.New("scheduling: nil logger")
+	case deps.Registry == nil:
+		return nil, errors.New("scheduling: nil metrics registry")
+	case deps.Publisher == nil:
+		return nil, errors.New("scheduling: nil event publisher")
+	}
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	return &Service{cfg: cfg, deps: deps, logger: deps.Logger.With("service", "scheduling"), ready: make(chan struct{})}, nil
+}
+
+// Ready is closed once the service has migrated, loaded its inventory and listens.
+func (s *Service) Ready() <-chan struct{} { return s.ready }
+
+// Addr is the address the service listens on, once Ready is closed.
+func (s *Service) Addr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addr
+}
+
+// Run opens the database, applies migrations, loads the dev inventory on
+// first start, then serves HTTP, consumes placement requests, reaps expired
+// reservations and relays the outbox until ctx ends. Shutdown is in reverse
+// order: readiness off and HTTP drained, the consumer commits and stops, the
+// background loops stop, then the relay publishes what was written and
+// stops, then the database closes.
+func (s *Service) Run(ctx context.Context) error {
+	db, err := store.Open(ctx, s.cfg.storeConfig(), s.logger)
+	if err != nil {
+		return fmt.Errorf("scheduling: %w", err)
+	}
+	defer func() {
+		if err := db.Close(); err != nil {
+			s.logger.Warn("close database", "err", err)
+		}
+	}()
+	repo, err := mysqlrepo.New(db, s.deps.Now)
+	if err != nil {
+		return fmt.Errorf("scheduling: %w", err)
+	}
+	if err := repo.Migrate(ctx); err != nil {
+		return fmt.Errorf("scheduling: %w", err)
+	}
+	if err := s.seed(ctx, repo); err != nil {
+		return fmt.Errorf("scheduling: %w", err)
+	}
+	sched, err := scheduler.New(s.cfg.Scheduler, repo, s.logger, s.deps.Registry, s.deps.Now)
+	if err != nil {
+		return fmt.Errorf("scheduling: %w", err)
+	}
+	if err := sched.Load(ctx); err != nil {
+		return fmt.Errorf("scheduling: %w", err)
+	}
+	handler, err := s.handler(repo, sched)
+	if err != nil {
+		return fmt.Errorf("scheduling: %w", err)
+	}
+	srv := httpx.NewServer(s.cfg.httpConfig(), handler, s.logger, s.deps.Registry)
+	srv.AddReadinessCheck("mysql", repo.Ping)
+
+	var sub *eventbus.Subscriber
+	if s.cfg.Consume {
+		if sub, err = s.subscriber(ctx, sched); err != nil {
+			return fmt.Errorf("scheduling: %w", err)
+		}
+	}
+	relay := store.NewRelay(db, s.deps.Publisher, s.cfg.Relay, s.logger, s.deps.Registry)
+
+	// The relay outlives everything that writes, so the last events go out.
+	relayCtx, stopRelay := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopRelay()
+	workCtx, stopWork := context.WithCancel(ctx)
+	defer stopWork()
+
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var errs []error
+	record := func(name string, err error) {
+		if err != nil && !errors.Is(err, context.Canceled) {
+			mu.Lock()
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			mu.Unlock()
+			stopWork()
+		}
+	}
+	var relayWG sync.WaitGroup
+	relayWG.Add(1)
+	go func() {
+		defer relayWG.Done()
+		record("relay", relay.Run(relayCtx))
+	}()
+	loops := []struct {
+		name string
+		run  func(context.Context) error
+	}{
+		{"reaper", sched.RunReaper},
+		{"refresher", sched.RunRefresher},
+	}
+	if sub != nil {
+		loops = append(loops, struct {
+			name string
+			run  func(context.Context) error
+		}{"consumer", sub.Run})
+	}
+	for _, l := range loops {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			record(l.name, l.run(workCtx))
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		select {
+		case <-srv.Ready():
+			s.mu.Lock()
+			s.addr = srv.Addr()
+			s.mu.Unlock()
+			s.readyOnce.Do(func() { close(s.ready) })
+		case <-workCtx.Done():
+		}
+	}()
+	record("http", srv.Run(workCtx))
+	stopWork()
+	wg.Wait()
+	stopRelay()
+	relayWG.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("scheduling: %w", err)
+	}
+	return nil
+}
+
+// handler builds the HTTP routes behind the gateway's signed identity.
+func (s *Service) handler(repo *mysqlrepo.Repo, sched *scheduler.Scheduler) (http.Handler, error) {
+	var plans httpapi.PlanResolver
+	if s.cfg.CatalogURL != "" {
+		pc, err := planclient.New(s.cfg.CatalogURL, []byte(s.cfg.InternalSecret))
+		if err != nil {
+			return nil, err
+		}
+		plans = pc
+	}
+	api, err := httpapi.New(repo, sched, plans, s.logger)
+	if err != nil {
+		return nil, err
+	}
+	r := httpx.NewRouter(s.logger)
+	r.With(tenancy.Middleware([]byte(s.cfg.InternalSecret))).Mount(httpapi.Prefix, api.Routes())
+	return r, nil
+}
+
+func (s *Service) subscriber(ctx context.Context, sched *scheduler.Scheduler) (*eventbus.Subscriber, error) {
+	cfg := s.cfg.Consumer
+	cfg.Brokers = s.cfg.consumerBrokers()
+	cfg.GroupID = events.ConsumerGroup
+	cfg.Topics = consumers.Topics
+	topics := make([]eventbus.TopicSpec, 0, 3)
+	for _, t := range []string{events.TopicPlacements, events.TopicInventory, events.TopicInstances} {
+		topics = append(topics, eventbus.TopicSpec{Name: t})
+	}
+	ensureCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := eventbus.EnsureTopics(ensureCtx, cfg.Brokers, topics...); err != nil {
+		return nil, fmt.Errorf("ensure topics: %w", err)
+	}
+	sub, err := eventbus.NewSubscriber(cfg, consumers.Handler(sched, s.logger), s.logger, s.deps.Registry)
+	if err != nil {
+		return nil, fmt.Errorf("placement consumer: %w", err)
+	}
+	return sub, nil
+}
+
+// seed loads the inventory file into an empty inventory.
+func (s *Service) seed(ctx context.Context, repo *mysqlrepo.Repo) error {
+	if s.cfg.InventoryFile == "" {
+		return nil
+	}
+	inv, err := inventory.LoadFile(s.cfg.InventoryFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		s.logger.Warn("inventory file not found; starting with the stored inventory", "file", s.cfg.InventoryFile)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	loaded, err := repo.Seed(ctx, inv, s.cfg.InventoryFile)
+	if err != nil {
+		return err
+	}
+	if loaded {
+		s.logger.Info("inventory loaded", "file", s.cfg.InventoryFile, "regions", len(inv.Regions), "zones", len(inv.Zones), "hosts", len(inv.Hosts))
+	}
+	return nil
+}
