@@ -15,6 +15,7 @@ import (
 	"github.com/canopy-platform/canopy/libs/store"
 	"github.com/canopy-platform/canopy/services/catalog"
 	"github.com/canopy-platform/canopy/services/gateway"
+	"github.com/canopy-platform/canopy/services/scheduling"
 )
 
 // service is one Canopy service as the platform runs it.
@@ -60,7 +61,7 @@ func (p *Platform) newWiring(brokers []string) (*wiring, error) {
 
 // services lists the services in start order.
 func (p *Platform) services() []builder {
-	return []builder{p.buildCatalog, p.buildGateway}
+	return []builder{p.buildCatalog, p.buildScheduling, p.buildGateway}
 }
 
 // backendAddr picks a service's listen address: its own default port when the
@@ -109,6 +110,31 @@ func (p *Platform) buildCatalog(_ context.Context, w *wiring) (service, error) {
 		return service{}, err
 	}
 	return service{name: "catalog", run: svc.Run, ready: svc.Ready(), addr: svc.Addr}, nil
+}
+
+func (p *Platform) buildScheduling(_ context.Context, w *wiring) (service, error) {
+	cfg := scheduling.DefaultConfig()
+	if err := p.load(&cfg, w); err != nil {
+		return service{}, fmt.Errorf("scheduling config: %w", err)
+	}
+	cfg.Addr = p.backendAddr(cfg.Addr)
+	cfg.MySQLDSN = p.cfg.MySQLDSN
+	cfg.Database = p.cfg.DatabasePrefix + "scheduling"
+	cfg.InternalSecret = w.secret
+	cfg.Kafka.Brokers = w.brokers
+	cfg.Consumer.Brokers = w.brokers
+	if a, ok := w.addrs["catalog"]; ok {
+		cfg.CatalogURL = "http://" + a
+	}
+	pub, err := p.publisher(w, cfg.Kafka, "scheduling")
+	if err != nil {
+		return service{}, err
+	}
+	svc, err := scheduling.New(cfg, scheduling.Deps{Logger: p.deps.Logger, Registry: obs.NewRegistry(), Publisher: pub})
+	if err != nil {
+		return service{}, err
+	}
+	return service{name: "scheduling", run: svc.Run, ready: svc.Ready(), addr: svc.Addr}, nil
 }
 
 func (p *Platform) buildGateway(ctx context.Context, w *wiring) (service, error) {

@@ -153,6 +153,7 @@ func Routes() []httpapi.Route {
 		{Pattern: "/api/v1/inventory", Upstream: "scheduling"},
 		{Pattern: "/api/v1/inventory/*", Upstream: "scheduling"},
 		{Pattern: "/api/v1/placements", Upstream: "scheduling"},
+		{Pattern: "/api/v1/placements:simulate", Upstream: "scheduling"},
 		{Pattern: "/api/v1/placements/*", Upstream: "scheduling"},
 	}
 }
