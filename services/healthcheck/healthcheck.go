@@ -1,0 +1,267 @@
+// Package healthcheck is Canopy's health checker: it probes every node of
+// every ready instance with its engine's protocol (Redis PING + INFO,
+// MySQL/MariaDB ping + replica status, TCP), applies fall/rise thresholds,
+// publishes transitions as health.node.up|down|degraded on canopy.health.v1
+// and batched samples as health.node.sampled on canopy.health.samples.v1,
+// and serves GET /api/v1/instances/{id}/health. Replicas share the targets
+// by Kafka partition ownership of canopy.instances.v1.
+//
+// Config, New and Run are what cmd/healthcheck and the all-in-one binary
+// call; everything else is internal.
+package healthcheck
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/oklog/ulid/v2"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/canopy-platform/canopy/libs/httpx"
+	"github.com/canopy-platform/canopy/libs/nettune"
+	"github.com/canopy-platform/canopy/libs/tenancy"
+	"github.com/canopy-platform/canopy/services/healthcheck/internal/events"
+	"github.com/canopy-platform/canopy/services/healthcheck/internal/httpapi"
+	"github.com/canopy-platform/canopy/services/healthcheck/internal/intake"
+	"github.com/canopy-platform/canopy/services/healthcheck/internal/monitor"
+	"github.com/canopy-platform/canopy/services/healthcheck/internal/provclient"
+	"github.com/canopy-platform/canopy/services/healthcheck/internal/shard"
+	"github.com/canopy-platform/canopy/services/healthcheck/internal/target"
+)
+
+// Defaults of Config.
+const (
+	DefaultAddr            = "127.0.0.1:8085"
+	DefaultProvisioningURL = "http://127.0.0.1:8084"
+	// MinSecretLen is the shortest accepted internal secret.
+	MinSecretLen = 16
+)
+
+// Config configures the healthcheck. Environment variables carry the
+// CANOPY_ prefix (libs/config), e.g. CANOPY_HEALTHCHECK_ADDR.
+type Config struct {
+	// Addr is the HTTP listen address.
+	Addr string `yaml:"addr" env:"HEALTHCHECK_ADDR" default:"127.0.0.1:8085"`
+	// HTTP holds the server timeouts; its Addr is ignored in favour of Addr.
+	HTTP httpx.Config `yaml:"http"`
+	// Replica names this replica in events and the admin view (default:
+	// hostname plus a random suffix).
+	Replica string `yaml:"replica" env:"HEALTHCHECK_REPLICA"`
+	// Brokers are the Kafka bootstrap brokers.
+	Brokers []string `yaml:"brokers" env:"KAFKA_BROKERS" envSeparator:"," default:"127.0.0.1:9092"`
+	// ProvisioningURL is where provisioning's internal API is.
+	ProvisioningURL string `yaml:"provisioning_url" env:"HEALTHCHECK_PROVISIONING_URL" default:"http://127.0.0.1:8084"`
+	// InternalSecret is the HMAC key of the signed identity headers.
+	InternalSecret string `yaml:"internal_secret" env:"INTERNAL_SECRET"`
+	// Interval, Timeout, Fall, Rise, MaxLag and SampleEvery are the
+	// default probe policy.
+	Interval    time.Duration `yaml:"interval" env:"HEALTHCHECK_INTERVAL" default:"1s"`
+	Timeout     time.Duration `yaml:"timeout" env:"HEALTHCHECK_TIMEOUT" default:"500ms"`
+	Fall        int           `yaml:"fall" env:"HEALTHCHECK_FALL" default:"3"`
+	Rise        int           `yaml:"rise" env:"HEALTHCHECK_RISE" default:"2"`
+	MaxLag      time.Duration `yaml:"max_lag" env:"HEALTHCHECK_MAX_LAG" default:"30s"`
+	SampleEvery int           `yaml:"sample_every" env:"HEALTHCHECK_SAMPLE_EVERY" default:"10"`
+	// SampleInterval is how often sample batches are published.
+	SampleInterval time.Duration `yaml:"sample_interval" env:"HEALTHCHECK_SAMPLE_INTERVAL" default:"10s"`
+	// Workers bounds concurrent probes.
+	Workers int `yaml:"workers" env:"HEALTHCHECK_WORKERS" default:"512"`
+	// ResyncInterval is how often targets are resynced from provisioning.
+	ResyncInterval time.Duration `yaml:"resync_interval" env:"HEALTHCHECK_RESYNC_INTERVAL" default:"1m"`
+	// SessionTimeout is how long a dead replica keeps its partitions.
+	SessionTimeout time.Duration `yaml:"session_timeout" env:"HEALTHCHECK_SESSION_TIMEOUT" default:"10s"`
+	// Link is the deployment mode whose dialer probes use.
+	Link string `yaml:"link" env:"HEALTHCHECK_LINK" default:"multi-az"`
+}
+
+// DefaultConfig returns a local development configuration (without the
+// internal secret, which must be set).
+func DefaultConfig() Config {
+	p := target.DefaultPolicy()
+	return Config{Addr: DefaultAddr, Brokers: []string{"127.0.0.1:9092"}, ProvisioningURL: DefaultProvisioningURL,
+		Interval: p.Interval, Timeout: p.Timeout, Fall: p.Fall, Rise: p.Rise, MaxLag: p.MaxLag, SampleEvery: p.SampleEvery,
+		SampleInterval: 10 * time.Second, Workers: 512, ResyncInterval: time.Minute, SessionTimeout: 10 * time.Second,
+		Link: string(nettune.MultiAZ)}
+}
+
+func (c Config) policy() target.Policy {
+	return target.Policy{Interval: c.Interval, Timeout: c.Timeout, Fall: c.Fall, Rise: c.Rise, MaxLag: c.MaxLag,
+		SampleEvery: c.SampleEvery}.WithDefaults()
+}
+
+// Validate reports configuration errors.
+func (c Config) Validate() error {
+	var errs []error
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		errs = append(errs, fmt.Errorf("addr %q: %w", c.Addr, err))
+	}
+	if len(c.Brokers) == 0 {
+		errs = append(errs, errors.New("brokers: at least one is required"))
+	}
+	if len(c.InternalSecret) < MinSecretLen {
+		errs = append(errs, fmt.Errorf("internal_secret (CANOPY_INTERNAL_SECRET) must be at least %d bytes", MinSecretLen))
+	}
+	if err := c.policy().Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := nettune.ParseMode(c.Link); err != nil {
+		errs = append(errs, err)
+	}
+	if c.SampleInterval < time.Second || c.ResyncInterval < time.Second {
+		errs = append(errs, errors.New("sample_interval and resync_interval must be at least 1s"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("healthcheck config: %w", err)
+	}
+	return nil
+}
+
+// Deps are the healthcheck's dependencies.
+type Deps struct {
+	// Logger is required.
+	Logger *slog.Logger
+	// Registry receives the metrics and is served on /metrics; required.
+	Registry *prometheus.Registry
+	// Publisher publishes health events (an *eventbus.Publisher); required.
+	Publisher monitor.Publisher
+}
+
+// Service is a configured healthcheck, ready to Run.
+type Service struct {
+	cfg     Config
+	deps    Deps
+	logger  *slog.Logger
+	mon     *monitor.Monitor
+	intake  *intake.Intake
+	sharder *shard.Sharder
+
+	ready     chan struct{}
+	readyOnce sync.Once
+	mu        sync.Mutex
+	addr      string
+}
+
+// New checks cfg and deps and builds the service. It does no I/O.
+func New(cfg Config, deps Deps) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	switch {
+	case deps.Logger == nil:
+		return nil, errors.New("healthcheck: nil logger")
+	case deps.Registry == nil:
+		return nil, errors.New("healthcheck: nil metrics registry")
+	case deps.Publisher == nil:
+		return nil, errors.New("healthcheck: nil event publisher")
+	}
+	if cfg.Replica == "" {
+		host, _ := os.Hostname()
+		cfg.Replica = host + "-" + ulid.Make().String()[20:]
+	}
+	logger := deps.Logger.With("service", "healthcheck", "replica", cfg.Replica)
+	mode, _ := nettune.ParseMode(cfg.Link)
+	prof, err := nettune.Default(mode)
+	if err != nil {
+		return nil, fmt.Errorf("healthcheck: %w", err)
+	}
+	mon, err := monitor.New(monitor.Config{Replica: cfg.Replica, SampleInterval: cfg.SampleInterval, Workers: cfg.Workers},
+		deps.Publisher, prof.Dialer.DialContext, logger, deps.Registry)
+	if err != nil {
+		return nil, fmt.Errorf("healthcheck: %w", err)
+	}
+	prov, err := provclient.New(cfg.ProvisioningURL, []byte(cfg.InternalSecret), 10*time.Second)
+	if err != nil {
+		return nil, fmt.Errorf("healthcheck: %w", err)
+	}
+	in, err := intake.New(mon, prov, cfg.policy(), logger)
+	if err != nil {
+		return nil, fmt.Errorf("healthcheck: %w", err)
+	}
+	sh, err := shard.New(shard.Config{Brokers: cfg.Brokers, Group: events.ConsumerGroup, Topic: events.TopicInstances,
+		HealthTopic: events.TopicHealth, SessionTimeout: cfg.SessionTimeout}, in, logger)
+	if err != nil {
+		return nil, fmt.Errorf("healthcheck: %w", err)
+	}
+	return &Service{cfg: cfg, deps: deps, logger: logger, mon: mon, intake: in, sharder: sh, ready: make(chan struct{})}, nil
+}
+
+// Ready is closed once the service listens.
+func (s *Service) Ready() <-chan struct{} { return s.ready }
+
+// Addr is the address the service listens on, once Ready is closed.
+func (s *Service) Addr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addr
+}
+
+// Run probes, follows the instance topic and serves HTTP until ctx ends.
+// Shutdown: HTTP drains, the group is left (partitions go to the other
+// replicas at once), then probing stops and queued transitions are flushed.
+func (s *Service) Run(ctx context.Context) error {
+	r := httpx.NewRouter(s.logger)
+	api := httpapi.New(s.mon, s.sharder, s.cfg.Replica)
+	r.Group(func(r chi.Router) {
+		r.Use(tenancy.Middleware([]byte(s.cfg.InternalSecret)))
+		api.Routes(r)
+	})
+	h := s.cfg.HTTP
+	h.Addr = s.cfg.Addr
+	srv := httpx.NewServer(h, r, s.logger, s.deps.Registry)
+
+	monCtx, stopMon := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopMon()
+	var wg sync.WaitGroup
+	var monErr, shardErr error
+	wg.Add(1)
+	go func() { defer wg.Done(); monErr = s.mon.Run(monCtx) }()
+	shardCtx, stopShard := context.WithCancel(ctx)
+	defer stopShard()
+	shardDone := make(chan struct{})
+	go func() { defer close(shardDone); shardErr = s.sharder.Run(shardCtx) }()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(s.cfg.ResyncInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-shardCtx.Done():
+				return
+			case <-t.C:
+				if parts, _ := s.sharder.Owned(); len(parts) > 0 {
+					if err := s.intake.Resync(shardCtx); err != nil && shardCtx.Err() == nil {
+						s.logger.Warn("periodic resync failed", "err", err)
+					}
+				}
+			}
+		}
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		select {
+		case <-srv.Ready():
+			s.mu.Lock()
+			s.addr = srv.Addr()
+			s.mu.Unlock()
+			s.readyOnce.Do(func() { close(s.ready) })
+		case <-ctx.Done():
+		}
+	}()
+	httpErr := srv.Run(ctx)
+	stopShard()
+	<-shardDone
+	stopMon()
+	wg.Wait()
+	if err := errors.Join(httpErr, monErr, shardErr); err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	return nil
+}
