@@ -21,6 +21,9 @@ import (
 )
 
 func TestAllInOneStartsAndStopsCleanly(t *testing.T) {
+	inv, err := filepath.Abs("../../deploy/inventory/dev.yaml")
+	require.NoError(t, err)
+	t.Setenv("CANOPY_SCHEDULING_INVENTORY_FILE", inv)
 	prefix := fmt.Sprintf("canopy_test_aio%d_", time.Now().UnixNano()%1_000_000_000)
 	t.Cleanup(func() { dropDatabases(t, prefix) })
 	cfg := allinone.Config{
@@ -65,6 +68,17 @@ func TestAllInOneStartsAndStopsCleanly(t *testing.T) {
 	resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
 	require.Contains(t, string(body), "mysql-ha-multi-az")
+
+	// Scheduling loaded the dev inventory and answers through the gateway too.
+	req, err = http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.GatewayAddr()+"/api/v1/inventory/zones", nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(key)))
+	resp, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+	require.Contains(t, string(body), "eu-central-3")
 
 	// The embedded broker answers the Kafka protocol through the normal client.
 	conn, err := kafka.DialContext(ctx, "tcp", p.KafkaBrokers()[0])

@@ -15,6 +15,7 @@ import (
 	"github.com/canopy-platform/canopy/libs/store"
 	"github.com/canopy-platform/canopy/services/catalog"
 	"github.com/canopy-platform/canopy/services/gateway"
+	"github.com/canopy-platform/canopy/services/healthcheck"
 	"github.com/canopy-platform/canopy/services/scheduling"
 )
 
@@ -61,7 +62,7 @@ func (p *Platform) newWiring(brokers []string) (*wiring, error) {
 
 // services lists the services in start order.
 func (p *Platform) services() []builder {
-	return []builder{p.buildCatalog, p.buildScheduling, p.buildGateway}
+	return []builder{p.buildCatalog, p.buildScheduling, p.buildHealthcheck, p.buildGateway}
 }
 
 // backendAddr picks a service's listen address: its own default port when the
@@ -137,6 +138,28 @@ func (p *Platform) buildScheduling(_ context.Context, w *wiring) (service, error
 	return service{name: "scheduling", run: svc.Run, ready: svc.Ready(), addr: svc.Addr}, nil
 }
 
+func (p *Platform) buildHealthcheck(_ context.Context, w *wiring) (service, error) {
+	cfg := healthcheck.DefaultConfig()
+	if err := p.load(&cfg, w); err != nil {
+		return service{}, fmt.Errorf("healthcheck config: %w", err)
+	}
+	cfg.Addr = p.backendAddr(cfg.Addr)
+	cfg.Brokers = w.brokers
+	cfg.InternalSecret = w.secret
+	if a, ok := w.addrs["provisioning"]; ok {
+		cfg.ProvisioningURL = "http://" + a
+	}
+	pub, err := p.publisher(w, eventbus.PublisherConfig{Source: "/canopy/healthcheck"}, "healthcheck")
+	if err != nil {
+		return service{}, err
+	}
+	svc, err := healthcheck.New(cfg, healthcheck.Deps{Logger: p.deps.Logger, Registry: obs.NewRegistry(), Publisher: pub})
+	if err != nil {
+		return service{}, err
+	}
+	return service{name: "healthcheck", run: svc.Run, ready: svc.Ready(), addr: svc.Addr}, nil
+}
+
 func (p *Platform) buildGateway(ctx context.Context, w *wiring) (service, error) {
 	cfg := gateway.Defaults()
 	if err := p.load(&cfg, w); err != nil {
@@ -153,6 +176,12 @@ func (p *Platform) buildGateway(ctx context.Context, w *wiring) (service, error)
 	}
 	if a, ok := w.addrs["scheduling"]; ok {
 		cfg.SchedulingURL = "http://" + a
+	}
+	if a, ok := w.addrs["provisioning"]; ok {
+		cfg.ProvisioningURL = "http://" + a
+	}
+	if a, ok := w.addrs["healthcheck"]; ok {
+		cfg.HealthcheckURL = "http://" + a
 	}
 	log := p.deps.Logger.With("service", "gateway")
 	db, err := store.Open(ctx, cfg.Store, log)

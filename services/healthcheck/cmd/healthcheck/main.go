@@ -40,7 +40,7 @@ func run() int {
 		cfg.Kafka.Brokers = cfg.Brokers
 	}
 	if cfg.Kafka.Source == "" {
-		cfg.Kafka.Source = "/services/healthcheck"
+		cfg.Kafka.Source = "/canopy/healthcheck"
 	}
 	logger := obs.NewLogger(cfg.Log)
 	reg := obs.NewRegistry()
