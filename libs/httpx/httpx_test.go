@@ -187,3 +187,15 @@ func TestServerReadinessAndGracefulShutdown(t *testing.T) {
 		t.Fatal("server did not stop")
 	}
 }
+
+func TestSharedProblemIsNotMutated(t *testing.T) {
+	shared := httpx.NewProblem(http.StatusNotFound, "no such resource")
+	for _, path := range []string{"/a", "/b"} {
+		rec := httptest.NewRecorder()
+		httpx.WriteProblem(rec, httptest.NewRequest(http.MethodGet, path, nil), shared)
+		var p problemBody
+		require.NoError(t, json.NewDecoder(rec.Body).Decode(&p))
+		require.Equal(t, path, p.Instance)
+	}
+	require.Empty(t, shared.Instance)
+}

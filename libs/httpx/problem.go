@@ -94,7 +94,16 @@ func ProblemFrom(err error) (*Problem, bool) {
 
 // WriteProblem writes p as application/problem+json. The request path becomes
 // the instance and the request id an extension, so a user can quote both.
-func WriteProblem(w http.ResponseWriter, r *http.Request, p *Problem) {
+func WriteProblem(w http.ResponseWriter, r *http.Request, shared *Problem) {
+	// Problems are often package-level values reused across requests: fill in
+	// the per-request members on a copy.
+	p := *shared
+	if len(shared.Extensions) > 0 {
+		p.Extensions = make(map[string]any, len(shared.Extensions)+1)
+		for k, v := range shared.Extensions {
+			p.Extensions[k] = v
+		}
+	}
 	if p.Instance == "" && r != nil {
 		p.Instance = r.URL.Path
 	}
@@ -112,7 +121,7 @@ func WriteProblem(w http.ResponseWriter, r *http.Request, p *Problem) {
 	w.Header().Set("Content-Type", ProblemContentType)
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(p.Status)
-	_ = json.NewEncoder(w).Encode(p)
+	_ = json.NewEncoder(w).Encode(&p)
 }
 
 // WriteError renders err: a *Problem as itself, anything else as a 500 whose
