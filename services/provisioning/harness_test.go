@@ -1,0 +1,428 @@
+package provisioning
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/canopy-platform/canopy/libs/devkafka"
+	"github.com/canopy-platform/canopy/libs/eventbus"
+	"github.com/canopy-platform/canopy/libs/store/storetest"
+	"github.com/canopy-platform/canopy/libs/tenancy"
+
+	"github.com/canopy-platform/canopy/services/provisioning/internal/events"
+	"github.com/canopy-platform/canopy/services/provisioning/internal/saga"
+)
+
+const testSecret = "provisioning-test-secret-0123456789"
+
+// Plan ids of the stand-in catalog (the catalog's default plan ids).
+const (
+	planMySQLDev = "6814408d-3c80-49ac-ba04-aaed9eddf844"
+	planMySQLHA  = "1f60f3c5-2563-40f2-ab4b-9024647756ec"
+	planRedisDev = "22ffda50-b33a-4466-8afc-15ba8e0e6465"
+	planRedisHA  = "013af63c-64eb-488d-b30b-08559e96807b"
+	serviceMySQL = "a2dc262d-040c-459d-9e7c-53776f4dcf5b"
+	serviceRedis = "9b94515c-29cf-4531-b84d-8daf6b680216"
+)
+
+func testLogger(t testing.TB) *slog.Logger {
+	if os.Getenv("PROVISIONING_TEST_LOG") == "" {
+		return slog.New(slog.DiscardHandler)
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test", t.Name())
+}
+
+// catalogStandIn serves GET /api/v1/catalog/plans/{id} like the catalog
+// (services never import each other, so tests use a stand-in).
+func catalogStandIn(t *testing.T) string {
+	mysqlSchema := json.RawMessage(`{"$schema":"http://json-schema.org/draft-04/schema#","type":"object","additionalProperties":false,
+		"properties":{"max_connections":{"type":"integer","minimum":10,"maximum":10000},"long_query_time":{"type":"number","minimum":0}}}`)
+	redisSchema := json.RawMessage(`{"$schema":"http://json-schema.org/draft-04/schema#","type":"object","additionalProperties":false,
+		"properties":{"maxmemory-policy":{"type":"string","enum":["noeviction","allkeys-lru"]},"timeout":{"type":"integer","minimum":0}}}`)
+	single := map[string]any{"count": 1, "groups": []map[string]any{{"role": "primary", "region_role": "primary", "count": 1}}}
+	multi := map[string]any{"count": 3, "groups": []map[string]any{{"role": "primary", "region_role": "primary", "count": 1}, {"role": "replica", "region_role": "primary", "count": 2}}}
+	plans := map[string]map[string]any{
+		planMySQLDev: {"name": "mysql-dev-single-az", "engine": "mysql", "service_id": serviceMySQL, "versions": []string{"mariadb-10.11", "8.0"}, "default_version": "mariadb-10.11",
+			"deployment_mode": "single-az", "nodes": single, "resources": map[string]any{"vcpu": 1, "memory_mb": 2048, "storage_gb": 20}, "replication_mode": "async", "parameters_schema": mysqlSchema},
+		planMySQLHA: {"name": "mysql-ha-multi-az", "engine": "mysql", "service_id": serviceMySQL, "versions": []string{"mariadb-10.11"}, "default_version": "mariadb-10.11",
+			"deployment_mode": "multi-az", "nodes": multi, "resources": map[string]any{"vcpu": 2, "memory_mb": 8192, "storage_gb": 100}, "replication_mode": "semi-sync", "parameters_schema": mysqlSchema},
+		planRedisDev: {"name": "redis-dev-single-az", "engine": "redis", "service_id": serviceRedis, "versions": []string{"7.2"}, "default_version": "7.2",
+			"deployment_mode": "single-az", "nodes": single, "resources": map[string]any{"vcpu": 0.5, "memory_mb": 256, "storage_gb": 4}, "replication_mode": "async", "parameters_schema": redisSchema},
+		planRedisHA: {"name": "redis-ha-multi-az", "engine": "redis", "service_id": serviceRedis, "versions": []string{"7.2"}, "default_version": "7.2",
+			"deployment_mode": "multi-az", "nodes": multi, "resources": map[string]any{"vcpu": 1, "memory_mb": 512, "storage_gb": 16}, "replication_mode": "async", "parameters_schema": redisSchema},
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /api/v1/catalog/plans/{id}", func(w http.ResponseWriter, r *http.Request) {
+		if _, err := tenancy.Verify(r.Header, []byte(testSecret), time.Now(), time.Minute); err != nil {
+			http.Error(w, "unauthenticated", http.StatusUnauthorized)
+			return
+		}
+		p, ok := plans[r.PathValue("id")]
+		if !ok {
+			http.Error(w, `{"title":"Not Found"}`, http.StatusNotFound)
+			return
+		}
+		out := map[string]any{"id": r.PathValue("id"), "state": "active", "orderable": true}
+		for k, v := range p {
+			out[k] = v
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(out)
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// schedulerStandIn answers placement requests like scheduling: every node
+// in its own zone on loopback, with a free port; region "nowhere" is refused.
+func schedulerStandIn(t *testing.T, parent context.Context, brokers []string, pub *eventbus.Publisher) {
+	ctx, cancel := context.WithCancel(parent)
+	var mu sync.Mutex
+	used := map[int]bool{}
+	port := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		for {
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Errorf("free port: %v", err)
+				return 0
+			}
+			p := l.Addr().(*net.TCPAddr).Port
+			l.Close()
+			if !used[p] {
+				used[p] = true
+				return p
+			}
+		}
+	}
+	sub, err := eventbus.NewSubscriber(eventbus.SubscriberConfig{
+		Brokers: brokers, GroupID: "test-scheduling-" + strconv.FormatInt(time.Now().UnixNano(), 36), Topics: []string{events.TopicPlacements},
+		SessionTimeout: 2 * time.Second, RebalanceTimeout: 2 * time.Second,
+	}, func(ctx context.Context, e eventbus.Event) error {
+		if e.Type != events.TypePlacementRequested {
+			return nil
+		}
+		var req events.PlacementRequested
+		if err := e.Decode(&req); err != nil {
+			return eventbus.Poison(err)
+		}
+		var out eventbus.Event
+		var err error
+		if req.Region == "nowhere" {
+			out, err = eventbus.NewEvent(events.TypePlacementFailed, "/services/scheduling", req.InstanceID, events.PlacementFailed{
+				InstanceID: req.InstanceID, TenantID: req.TenantID, RequestID: req.RequestID, Kind: "new", Reason: "no region nowhere",
+			})
+		} else {
+			d := events.PlacementDecided{InstanceID: req.InstanceID, TenantID: req.TenantID, RequestID: req.RequestID, Kind: "new",
+				DeploymentMode: req.DeploymentMode, ExpiresAt: time.Now().Add(time.Hour)}
+			for i, n := range req.Nodes {
+				d.Nodes = append(d.Nodes, events.PlacedNode{Name: n.Name, Role: n.Role, Region: "local", AZ: fmt.Sprintf("local-%c", 'a'+i),
+					Host: fmt.Sprintf("host-%d", i), Address: "127.0.0.1", Port: port(), VCPU: n.VCPU, MemoryMB: n.MemoryMB, StorageGB: n.StorageGB})
+			}
+			out, err = eventbus.NewEvent(events.TypePlacementDecided, "/services/scheduling", req.InstanceID, d)
+		}
+		if err != nil {
+			return err
+		}
+		out.Tenant = req.TenantID
+		return pub.Publish(ctx, events.TopicPlacements, out)
+	}, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		_ = sub.Run(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+	})
+}
+
+// env is the shared infrastructure of a test: broker, catalog, scheduler.
+type env struct {
+	brokers    []string
+	catalogURL string
+	pub        *eventbus.Publisher
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	for _, b := range []string{"mariadbd", "mariadb-install-db", "redis-server"} {
+		if _, err := exec(b); err != nil {
+			t.Skipf("%s not installed", b)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	broker, err := devkafka.Start(ctx, devkafka.Config{Addr: "127.0.0.1:0", Partitions: 3}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	brokers := []string{broker.Addr()}
+	pub, err := eventbus.NewPublisher(eventbus.PublisherConfig{Brokers: brokers, Source: events.Source, BatchTimeout: time.Millisecond}, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{brokers: brokers, catalogURL: catalogStandIn(t), pub: pub}
+	// Registered first, so it runs last: after every service stopped.
+	t.Cleanup(func() {
+		cancel()
+		pub.Close()
+		broker.Close()
+	})
+	if err := eventbus.EnsureTopics(ctx, brokers, eventbus.TopicSpec{Name: events.TopicPlacements, Partitions: 3}, eventbus.TopicSpec{Name: events.TopicInstances, Partitions: 3}); err != nil {
+		t.Fatal(err)
+	}
+	schedulerStandIn(t, ctx, brokers, pub)
+	return e
+}
+
+// svc is one running provisioning service.
+type svc struct {
+	*Service
+	stop func()
+	done chan error
+}
+
+// stack is a provisioning deployment: database, state dir, quota; the
+// service can be stopped and started again on them.
+type stack struct {
+	t        *testing.T
+	env      *env
+	cfg      Config
+	stateDir string
+	cur      *svc
+	hooks    saga.Hooks
+}
+
+func newStack(t *testing.T, e *env, edit func(*Config)) *stack {
+	t.Helper()
+	dir, err := os.MkdirTemp("/tmp", "cnp-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := storetest.NewConfig(t, "prov")
+	cfg := DefaultConfig()
+	cfg.Addr = "127.0.0.1:0"
+	cfg.MySQLDSN, cfg.Database = st.DSN, st.Database
+	cfg.InternalSecret = testSecret
+	cfg.CatalogURL = e.catalogURL
+	cfg.StateDir = dir
+	cfg.Kafka.Brokers = e.brokers
+	// Stacks share the broker; each is its own deployment.
+	cfg.ConsumerGroup = "provisioning-" + st.Database
+	cfg.Consumer.SessionTimeout, cfg.Consumer.RebalanceTimeout, cfg.Consumer.HeartbeatInterval = 2*time.Second, 2*time.Second, 200*time.Millisecond
+	cfg.Relay.PollInterval = 20 * time.Millisecond
+	cfg.Saga.SweepInterval = 500 * time.Millisecond
+	cfg.Saga.StepTimeout = 90 * time.Second
+	cfg.Driver.StopTimeout = 10 * time.Second
+	if edit != nil {
+		edit(&cfg)
+	}
+	s := &stack{t: t, env: e, cfg: cfg, stateDir: dir}
+	t.Cleanup(func() {
+		s.stopService()
+		killUnder(t, dir)
+		os.RemoveAll(dir)
+	})
+	return s
+}
+
+func (s *stack) start() {
+	s.t.Helper()
+	svcCfg := s.cfg
+	sv, err := New(svcCfg, Deps{Logger: testLogger(s.t), Registry: prometheus.NewRegistry(), Publisher: s.env.pub, Hooks: s.hooks})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- sv.Run(ctx) }()
+	select {
+	case <-sv.Ready():
+	case err := <-done:
+		cancel()
+		s.t.Fatalf("service stopped before ready: %v", err)
+	case <-time.After(60 * time.Second):
+		cancel()
+		s.t.Fatal("service not ready within 60s")
+	}
+	s.cur = &svc{Service: sv, stop: cancel, done: done}
+}
+
+func (s *stack) stopService() {
+	if s.cur == nil {
+		return
+	}
+	s.cur.stop()
+	select {
+	case err := <-s.cur.done:
+		if err != nil {
+			s.t.Errorf("service stopped with %v", err)
+		}
+	case <-time.After(60 * time.Second):
+		s.t.Error("service did not stop within 60s")
+	}
+	s.cur = nil
+}
+
+// client calls the service as a tenant.
+type client struct {
+	t      *testing.T
+	s      *stack
+	tenant string
+	role   tenancy.Role
+}
+
+func (s *stack) as(tenant string) *client {
+	return &client{t: s.t, s: s, tenant: tenant, role: tenancy.RoleTenantMember}
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r response) json(t *testing.T) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(r.body, &m); err != nil {
+		t.Fatalf("decode %s: %v", r.body, err)
+	}
+	return m
+}
+
+func (c *client) do(method, path string, body any, hdr ...string) response {
+	c.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, "http://"+c.s.cur.Addr()+path, rd)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	tenancy.Sign(req.Header, []byte(testSecret), tenancy.Principal{Tenant: tenancy.ID(c.tenant), Role: c.role, Subject: "test"}, time.Now())
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return response{status: resp.StatusCode, header: resp.Header, body: b}
+}
+
+// eventually polls cond until it returns nil or the deadline passes.
+func eventually(t *testing.T, d time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	wait := 50 * time.Millisecond
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s: %v", what, d, err)
+		}
+		time.Sleep(wait)
+		if wait < time.Second {
+			wait *= 2
+		}
+	}
+}
+
+// waitState polls GET /instances/{id} until the instance is in one of states.
+func (c *client) waitState(id string, d time.Duration, states ...string) map[string]any {
+	c.t.Helper()
+	var last map[string]any
+	eventually(c.t, d, "instance "+id+" in "+strings.Join(states, "|"), func() error {
+		r := c.do("GET", "/api/v1/instances/"+id, nil)
+		if r.status != http.StatusOK {
+			return fmt.Errorf("status %d: %s", r.status, r.body)
+		}
+		last = r.json(c.t)
+		for _, s := range states {
+			if last["state"] == s {
+				return nil
+			}
+		}
+		return fmt.Errorf("state %v step %v reason %v", last["state"], last["step"], last["reason"])
+	})
+	return last
+}
+
+func exec(name string) (string, error) {
+	for _, dir := range filepath.SplitList(os.Getenv("PATH") + ":/usr/sbin:/sbin") {
+		p := filepath.Join(dir, name)
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
+			return p, nil
+		}
+	}
+	return "", errors.New("not found")
+}
+
+// nodePIDs returns the pids of the servers running under the state dir.
+func nodePIDs(root string) map[string]int {
+	out := map[string]int{}
+	files, _ := filepath.Glob(filepath.Join(root, "nodes", "*", "canopy.pid"))
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || syscall.Kill(pid, 0) != nil {
+			continue
+		}
+		cwd, err := os.Readlink(filepath.Join("/proc", strconv.Itoa(pid), "cwd"))
+		if err != nil || !strings.HasPrefix(cwd, root+"/") {
+			continue
+		}
+		out[filepath.Base(filepath.Dir(f))] = pid
+	}
+	return out
+}
+
+// killUnder SIGKILLs every server process started under root, by pid.
+func killUnder(t *testing.T, root string) {
+	for node, pid := range nodePIDs(root) {
+		t.Logf("cleanup: killing leftover server %d of node %s", pid, node)
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		deadline := time.Now().Add(10 * time.Second)
+		for syscall.Kill(pid, 0) == nil && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}

@@ -1,0 +1,314 @@
+// Package engineadmin talks to a running instance's engines with Canopy's
+// admin account: it verifies replication (write on the primary, read on
+// every replica), creates and drops binding users (MySQL users with grants
+// on the application database, Redis ACL users) and applies parameter
+// changes at runtime. It does not start, stop or configure nodes; the
+// driver does that.
+package engineadmin
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/canopy-platform/canopy/libs/nettune"
+	"github.com/canopy-platform/canopy/libs/retry"
+
+	"github.com/canopy-platform/canopy/services/provisioning/internal/instance"
+)
+
+// Client reaches instances' nodes with Canopy's admin account.
+type Client struct {
+	dial func(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+// New returns a client dialing with the given tuned dialer settings.
+func New(d nettune.DialerSettings) *Client {
+	return &Client{dial: d.DialContext}
+}
+
+// Database is the application database of a MySQL instance: its name with
+// '-' turned into '_'.
+func Database(in *instance.Instance) string {
+	return strings.ReplaceAll(in.Name, "-", "_")
+}
+
+var identPattern = regexp.MustCompile(`^[A-Za-z0-9_]{1,64}$`)
+
+func (c *Client) mysql(addr string, cr instance.Credentials, db string) (*sql.DB, error) {
+	cfg := mysql.NewConfig()
+	cfg.User, cfg.Passwd, cfg.Net, cfg.Addr, cfg.DBName = cr.Username, cr.Password, "tcp", addr, db
+	cfg.Timeout, cfg.ReadTimeout, cfg.WriteTimeout = 5*time.Second, 30*time.Second, 30*time.Second
+	cfg.DialFunc = c.dial
+	conn, err := mysql.NewConnector(cfg)
+	if err != nil {
+		return nil, err
+	}
+	d := sql.OpenDB(conn)
+	d.SetMaxOpenConns(1)
+	return d, nil
+}
+
+func (c *Client) redis(addr string, cr instance.Credentials) *goredis.Client {
+	return goredis.NewClient(&goredis.Options{
+		Addr: addr, Username: cr.Username, Password: cr.Password,
+		Dialer: c.dial, DialTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+		MaxRetries: -1, PoolSize: 1, DisableIdentity: true,
+	})
+}
+
+var poll = retry.Policy{Initial: 50 * time.Millisecond, Max: 500 * time.Millisecond, Multiplier: 1.5}
+
+// Verify writes a token on the primary and waits until every replica
+// returns it, or ctx ends.
+func (c *Client) Verify(ctx context.Context, in *instance.Instance, token string) error {
+	p, ok := in.Primary()
+	if !ok {
+		return errors.New("verify: no primary")
+	}
+	adm := in.Accounts.Admin
+	switch in.Plan.Engine {
+	case instance.EngineMySQL:
+		db, err := c.mysql(p.Address, adm, "")
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		for _, q := range []string{
+			"CREATE DATABASE IF NOT EXISTS canopy_meta",
+			"CREATE TABLE IF NOT EXISTS canopy_meta.verify (id INT PRIMARY KEY, token VARCHAR(64) NOT NULL)",
+		} {
+			if _, err := db.ExecContext(ctx, q); err != nil {
+				return fmt.Errorf("verify on primary %s: %w", p.ID, err)
+			}
+		}
+		if _, err := db.ExecContext(ctx, "REPLACE INTO canopy_meta.verify (id, token) VALUES (1, ?)", token); err != nil {
+			return fmt.Errorf("verify write on primary %s: %w", p.ID, err)
+		}
+		for _, r := range in.Replicas() {
+			rdb, err := c.mysql(r.Address, adm, "")
+			if err != nil {
+				return err
+			}
+			err = retry.Do(ctx, poll, func(ctx context.Context) error {
+				var got string
+				err := rdb.QueryRowContext(ctx, "SELECT token FROM canopy_meta.verify WHERE id = 1").Scan(&got)
+				if err != nil {
+					return err
+				}
+				if got != token {
+					return fmt.Errorf("replica has token %q", got)
+				}
+				return nil
+			})
+			rdb.Close()
+			if err != nil {
+				return fmt.Errorf("verify read on replica %s: %w", r.ID, err)
+			}
+		}
+		return nil
+	case instance.EngineRedis:
+		cl := c.redis(p.Address, adm)
+		defer cl.Close()
+		const key = "canopy:verify"
+		if err := cl.Set(ctx, key, token, 0).Err(); err != nil {
+			return fmt.Errorf("verify write on primary %s: %w", p.ID, err)
+		}
+		for _, r := range in.Replicas() {
+			rc := c.redis(r.Address, adm)
+			err := retry.Do(ctx, poll, func(ctx context.Context) error {
+				got, err := rc.Get(ctx, key).Result()
+				if err != nil {
+					return err
+				}
+				if got != token {
+					return fmt.Errorf("replica has token %q", got)
+				}
+				return nil
+			})
+			rc.Close()
+			if err != nil {
+				return fmt.Errorf("verify read on replica %s: %w", r.ID, err)
+			}
+		}
+		// The key was only a probe; the tenant's keyspace starts empty.
+		if err := cl.Del(ctx, key).Err(); err != nil {
+			return fmt.Errorf("verify cleanup on primary %s: %w", p.ID, err)
+		}
+		return nil
+	}
+	return fmt.Errorf("verify: unknown engine %q", in.Plan.Engine)
+}
+
+// CreateUser creates (or resets) an application user: on MySQL on the
+// primary (it replicates) with all privileges on the application database
+// only; on Redis an ACL user on every node (ACLs do not replicate) with
+// data commands but no administrative or dangerous ones.
+func (c *Client) CreateUser(ctx context.Context, in *instance.Instance, u instance.Credentials) error {
+	if !identPattern.MatchString(u.Username) || !identPattern.MatchString(u.Password) {
+		return errors.New("create user: username and password must be letters, digits or '_'")
+	}
+	switch in.Plan.Engine {
+	case instance.EngineMySQL:
+		p, ok := in.Primary()
+		if !ok {
+			return errors.New("create user: no primary")
+		}
+		dbName := Database(in)
+		if !identPattern.MatchString(dbName) {
+			return fmt.Errorf("create user: bad database name %q", dbName)
+		}
+		db, err := c.mysql(p.Address, in.Accounts.Admin, "")
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		for _, q := range []string{
+			fmt.Sprintf("CREATE USER IF NOT EXISTS '%s'@'%%' IDENTIFIED BY '%s'", u.Username, u.Password),
+			fmt.Sprintf("ALTER USER '%s'@'%%' IDENTIFIED BY '%s'", u.Username, u.Password),
+			fmt.Sprintf("GRANT ALL PRIVILEGES ON `%s`.* TO '%s'@'%%'", dbName, u.Username),
+		} {
+			if _, err := db.ExecContext(ctx, q); err != nil {
+				return fmt.Errorf("create mysql user %s: %w", u.Username, err)
+			}
+		}
+		return nil
+	case instance.EngineRedis:
+		return c.eachRedis(ctx, in, func(ctx context.Context, cl *goredis.Client) error {
+			if err := cl.Do(ctx, "ACL", "SETUSER", u.Username, "reset", "on", ">"+u.Password, "~*", "&*", "+@all", "-@admin", "-@dangerous").Err(); err != nil {
+				return fmt.Errorf("acl setuser %s: %w", u.Username, err)
+			}
+			return cl.Do(ctx, "ACL", "SAVE").Err()
+		})
+	}
+	return fmt.Errorf("create user: unknown engine %q", in.Plan.Engine)
+}
+
+// DropUser removes an application user and disconnects its sessions.
+func (c *Client) DropUser(ctx context.Context, in *instance.Instance, username string) error {
+	if !identPattern.MatchString(username) {
+		return errors.New("drop user: bad username")
+	}
+	switch in.Plan.Engine {
+	case instance.EngineMySQL:
+		p, ok := in.Primary()
+		if !ok {
+			return errors.New("drop user: no primary")
+		}
+		db, err := c.mysql(p.Address, in.Accounts.Admin, "")
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		if _, err := db.ExecContext(ctx, fmt.Sprintf("DROP USER IF EXISTS '%s'@'%%'", username)); err != nil {
+			return fmt.Errorf("drop mysql user %s: %w", username, err)
+		}
+		// DROP USER leaves open sessions alive; end them on every node.
+		for _, n := range in.Nodes {
+			if err := c.killSessions(ctx, n.Address, in.Accounts.Admin, username); err != nil {
+				return err
+			}
+		}
+		return nil
+	case instance.EngineRedis:
+		return c.eachRedis(ctx, in, func(ctx context.Context, cl *goredis.Client) error {
+			if err := cl.Do(ctx, "ACL", "DELUSER", username).Err(); err != nil {
+				return fmt.Errorf("acl deluser %s: %w", username, err)
+			}
+			return cl.Do(ctx, "ACL", "SAVE").Err()
+		})
+	}
+	return fmt.Errorf("drop user: unknown engine %q", in.Plan.Engine)
+}
+
+func (c *Client) killSessions(ctx context.Context, addr string, adm instance.Credentials, username string) error {
+	db, err := c.mysql(addr, adm, "")
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	rows, err := db.QueryContext(ctx, "SELECT id FROM information_schema.processlist WHERE user = ?", username)
+	if err != nil {
+		return fmt.Errorf("list sessions of %s on %s: %w", username, addr, err)
+	}
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err == nil {
+			ids = append(ids, id)
+		}
+	}
+	rows.Close()
+	for _, id := range ids {
+		// A session may end by itself meanwhile (1094 unknown thread).
+		_, _ = db.ExecContext(ctx, "KILL CONNECTION "+strconv.FormatInt(id, 10))
+	}
+	return nil
+}
+
+func (c *Client) eachRedis(ctx context.Context, in *instance.Instance, fn func(ctx context.Context, cl *goredis.Client) error) error {
+	for _, n := range in.Nodes {
+		cl := c.redis(n.Address, in.Accounts.Admin)
+		err := fn(ctx, cl)
+		cl.Close()
+		if err != nil {
+			return fmt.Errorf("node %s: %w", n.ID, err)
+		}
+	}
+	return nil
+}
+
+// Apply sets engine settings at runtime on every node (MySQL SET GLOBAL,
+// Redis CONFIG SET). Keys must be plain identifiers.
+func (c *Client) Apply(ctx context.Context, in *instance.Instance, settings map[string]string) error {
+	keyPattern := regexp.MustCompile(`^[a-z][a-z0-9_-]{0,63}$`)
+	for k := range settings {
+		if !keyPattern.MatchString(k) {
+			return fmt.Errorf("apply: bad setting name %q", k)
+		}
+	}
+	switch in.Plan.Engine {
+	case instance.EngineMySQL:
+		for _, n := range in.Nodes {
+			db, err := c.mysql(n.Address, in.Accounts.Admin, "")
+			if err != nil {
+				return err
+			}
+			for k, v := range settings {
+				// Values travel as placeholders; numeric strings stay numbers.
+				var arg any = v
+				if f, err := strconv.ParseFloat(v, 64); err == nil {
+					arg = f
+					if i, err := strconv.ParseInt(v, 10, 64); err == nil {
+						arg = i
+					}
+				}
+				if _, err := db.ExecContext(ctx, "SET GLOBAL "+strings.ReplaceAll(k, "-", "_")+" = ?", arg); err != nil {
+					db.Close()
+					return fmt.Errorf("node %s: set %s: %w", n.ID, k, err)
+				}
+			}
+			db.Close()
+		}
+		return nil
+	case instance.EngineRedis:
+		return c.eachRedis(ctx, in, func(ctx context.Context, cl *goredis.Client) error {
+			for k, v := range settings {
+				if err := cl.ConfigSet(ctx, k, v).Err(); err != nil {
+					return fmt.Errorf("config set %s: %w", k, err)
+				}
+			}
+			return nil
+		})
+	}
+	return fmt.Errorf("apply: unknown engine %q", in.Plan.Engine)
+}

@@ -1,0 +1,572 @@
+// Package mysqlrepo persists provisioning's instances, nodes, operations and
+// bindings in its MySQL database (canopy_provisioning) and writes their
+// events to the outbox in the same transaction. Changes to an instance go
+// through Update, which locks the row (SELECT … FOR UPDATE) so concurrent
+// changes serialise. Credentials are sealed with AES-GCM before they are
+// stored. It holds no business rules: the instance package decides.
+package mysqlrepo
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strings"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/canopy-platform/canopy/libs/eventbus"
+	"github.com/canopy-platform/canopy/libs/store"
+	"github.com/canopy-platform/canopy/libs/tenancy"
+
+	"github.com/canopy-platform/canopy/services/provisioning/internal/instance"
+	"github.com/canopy-platform/canopy/services/provisioning/internal/secrets"
+)
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// Migrations returns the embedded schema migrations.
+func Migrations() fs.FS {
+	sub, err := fs.Sub(migrationFiles, "migrations")
+	if err != nil {
+		panic(err) // the embedded directory exists at build time
+	}
+	return sub
+}
+
+// Errors callers branch on.
+var (
+	ErrNotFound  = errors.New("not found")
+	ErrNameTaken = errors.New("name already in use")
+	// ErrDuplicate: the idempotency key or OSB id is already used; the
+	// existing row is returned with it.
+	ErrDuplicate = errors.New("duplicate request")
+)
+
+// Repo is the repository.
+type Repo struct {
+	db  *store.DB
+	box *secrets.Box
+}
+
+// New returns a repository over an open, migrated database.
+func New(db *store.DB, box *secrets.Box) (*Repo, error) {
+	if db == nil || box == nil {
+		return nil, errors.New("mysqlrepo: nil db or secrets box")
+	}
+	return &Repo{db: db, box: box}, nil
+}
+
+// Migrate applies the schema.
+func (r *Repo) Migrate(ctx context.Context) error {
+	return r.db.Migrate(ctx, Migrations())
+}
+
+// Outgoing is an event to write to the outbox with a change.
+type Outgoing struct {
+	Topic string
+	Event eventbus.Event
+}
+
+// Change is what an Update callback edits: the locked instance, its current
+// operation (replace it to start a new one) and the events to emit.
+type Change struct {
+	Instance *instance.Instance
+	Op       *instance.Operation
+	// Superseded are earlier operations the change finished (saved too).
+	Superseded []instance.Operation
+	events     []Outgoing
+}
+
+// Emit queues an event for the outbox, written only if the change commits.
+func (c *Change) Emit(topic string, e eventbus.Event) {
+	c.events = append(c.events, Outgoing{Topic: topic, Event: e})
+}
+
+// ErrNoChange may be returned by an Update callback to commit nothing.
+var ErrNoChange = errors.New("no change")
+
+// Update locks instance id, runs fn on it and, when fn returns nil, saves the
+// instance, its nodes, the operation and fn's events in one transaction.
+// When fn returns ErrNoChange nothing is written and Update returns nil.
+func (r *Repo) Update(ctx context.Context, id string, fn func(c *Change) error) (*instance.Instance, error) {
+	var out *instance.Instance
+	err := r.db.Tx(ctx, func(tx *store.Tx) error {
+		in, _, err := r.load(ctx, tx.Tx, "", id, true)
+		if err != nil {
+			return err
+		}
+		op, err := r.operation(ctx, tx.Tx, "", in.OperationID)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		c := &Change{Instance: in, Op: &op}
+		if err := fn(c); err != nil {
+			return err
+		}
+		if err := r.save(ctx, tx, c.Instance, false); err != nil {
+			return err
+		}
+		for _, op := range c.Superseded {
+			if err := saveOp(ctx, tx.Tx, op); err != nil {
+				return err
+			}
+		}
+		if c.Op != nil && c.Op.ID != "" {
+			if err := saveOp(ctx, tx.Tx, *c.Op); err != nil {
+				return err
+			}
+		}
+		if err := emit(ctx, tx, c.Instance.Tenant, c.events); err != nil {
+			return err
+		}
+		out = c.Instance
+		return nil
+	})
+	if errors.Is(err, ErrNoChange) {
+		return r.Get(ctx, "", id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("update instance %s: %w", id, err)
+	}
+	return out, nil
+}
+
+func emit(ctx context.Context, tx *store.Tx, tenant string, events []Outgoing) error {
+	if len(events) == 0 {
+		return nil
+	}
+	ctx = tenancy.WithTenant(ctx, tenancy.ID(tenant))
+	for _, o := range events {
+		if err := tx.Emit(ctx, o.Topic, o.Event); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Usage is what a tenant's live instances hold.
+type Usage = tenancy.Usage
+
+// CreateRequest is a new instance with what its creation depends on.
+type CreateRequest struct {
+	Instance *instance.Instance
+	Op       instance.Operation
+	// IdempotencyKey and RequestHash make a retried order return the first
+	// instance; a reused key with another request hash is an ErrDuplicate
+	// whose existing instance differs.
+	IdempotencyKey string
+	RequestHash    string
+	// Admit is called with the tenant's current usage under a per-tenant
+	// lock; an error refuses the order (quotas).
+	Admit  func(Usage) error
+	Events []Outgoing
+}
+
+// DuplicateError is returned when an idempotency key or OSB id was used
+// before; Existing is the instance it created and SameRequest whether the
+// request hash matches.
+type DuplicateError struct {
+	Existing    *instance.Instance
+	SameRequest bool
+}
+
+func (e *DuplicateError) Error() string {
+	return fmt.Sprintf("instance %s exists for this request key", e.Existing.ID)
+}
+
+// Unwrap returns ErrDuplicate.
+func (e *DuplicateError) Unwrap() error { return ErrDuplicate }
+
+// Create inserts a new instance and its operation and emits its events,
+// after checking idempotency key, OSB id, name and quota under a
+// per-tenant lock.
+func (r *Repo) Create(ctx context.Context, req CreateRequest) error {
+	in := req.Instance
+	err := r.db.Tx(ctx, func(tx *store.Tx) error {
+		if _, err := tx.ExecContext(ctx, "INSERT IGNORE INTO tenant_locks (tenant) VALUES (?)", in.Tenant); err != nil {
+			return fmt.Errorf("tenant lock row: %w", err)
+		}
+		var t string
+		if err := tx.QueryRowContext(ctx, "SELECT tenant FROM tenant_locks WHERE tenant = ? FOR UPDATE", in.Tenant).Scan(&t); err != nil {
+			return fmt.Errorf("lock tenant: %w", err)
+		}
+		if req.IdempotencyKey != "" || in.OSBID != "" {
+			var q string
+			var arg string
+			if req.IdempotencyKey != "" {
+				q, arg = "idempotency_key = ?", req.IdempotencyKey
+			} else {
+				q, arg = "osb_id = ?", in.OSBID
+			}
+			var id, hash string
+			err := tx.QueryRowContext(ctx, "SELECT id, request_hash FROM instances WHERE tenant = ? AND "+q, in.Tenant, arg).Scan(&id, &hash)
+			if err == nil {
+				existing, _, lerr := r.load(ctx, tx.Tx, in.Tenant, id, false)
+				if lerr != nil {
+					return lerr
+				}
+				return &DuplicateError{Existing: existing, SameRequest: hash == req.RequestHash}
+			}
+			if !errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("check request key: %w", err)
+			}
+		}
+		if req.Admit != nil {
+			u, err := usage(ctx, tx.Tx, in.Tenant)
+			if err != nil {
+				return err
+			}
+			if err := req.Admit(u); err != nil {
+				return err
+			}
+		}
+		if err := r.insert(ctx, tx, in, req.IdempotencyKey, req.RequestHash); err != nil {
+			return err
+		}
+		if err := saveOp(ctx, tx.Tx, req.Op); err != nil {
+			return err
+		}
+		return emit(ctx, tx, in.Tenant, req.Events)
+	})
+	if err != nil {
+		return fmt.Errorf("create instance %s: %w", in.ID, err)
+	}
+	return nil
+}
+
+func usage(ctx context.Context, q querier, tenant string) (Usage, error) {
+	rows, err := q.QueryContext(ctx, "SELECT plan FROM instances WHERE tenant = ? AND state <> 'deleted'", tenant)
+	if err != nil {
+		return Usage{}, fmt.Errorf("tenant usage: %w", err)
+	}
+	defer rows.Close()
+	var u Usage
+	for rows.Next() {
+		var raw []byte
+		if err := rows.Scan(&raw); err != nil {
+			return Usage{}, err
+		}
+		var p instance.Plan
+		if err := json.Unmarshal(raw, &p); err != nil {
+			return Usage{}, fmt.Errorf("decode plan: %w", err)
+		}
+		n := int64(len(p.Nodes))
+		u = u.Add(Usage{Instances: 1, VCPU: p.Resources.VCPU * float64(n), MemoryMB: p.Resources.MemoryMB * n, StorageGB: p.Resources.StorageGB * n})
+	}
+	return u, rows.Err()
+}
+
+type querier interface {
+	QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row
+	ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error)
+}
+
+func isDuplicateKey(err error, key string) bool {
+	var me *mysql.MySQLError
+	return errors.As(err, &me) && me.Number == 1062 && strings.Contains(me.Message, key)
+}
+
+func (r *Repo) insert(ctx context.Context, tx *store.Tx, in *instance.Instance, idemKey, hash string) error {
+	planJSON, params, sysctls, accounts, err := r.encode(in)
+	if err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO instances (id, tenant, name, osb_id, plan_id, engine, version, region, state, step, reason,
+		plan, parameters, sysctls, accounts, operation_id, idempotency_key, request_hash, created_at, updated_at, step_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		in.ID, in.Tenant, in.Name, nullable(in.OSBID), in.Plan.ID, in.Plan.Engine, in.Version, in.Region, in.State, in.Step, in.Reason,
+		planJSON, params, sysctls, accounts, in.OperationID, nullable(idemKey), hash, in.CreatedAt.UTC(), in.UpdatedAt.UTC(), in.StepAt.UTC())
+	if isDuplicateKey(err, "instances_tenant_live_name") {
+		return fmt.Errorf("%w: %s", ErrNameTaken, in.Name)
+	}
+	if err != nil {
+		return fmt.Errorf("insert instance: %w", err)
+	}
+	return saveNodes(ctx, tx.Tx, in)
+}
+
+func (r *Repo) save(ctx context.Context, tx *store.Tx, in *instance.Instance, _ bool) error {
+	planJSON, params, sysctls, accounts, err := r.encode(in)
+	if err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, `UPDATE instances SET state = ?, step = ?, reason = ?, plan = ?, parameters = ?, sysctls = ?,
+		accounts = ?, operation_id = ?, updated_at = ?, step_at = ? WHERE id = ?`,
+		in.State, in.Step, in.Reason, planJSON, params, sysctls, accounts, in.OperationID, in.UpdatedAt.UTC(), in.StepAt.UTC(), in.ID)
+	if err != nil {
+		return fmt.Errorf("save instance: %w", err)
+	}
+	return saveNodes(ctx, tx.Tx, in)
+}
+
+func saveNodes(ctx context.Context, tx *sql.Tx, in *instance.Instance) error {
+	for _, n := range in.Nodes {
+		var settings any
+		if n.Settings != nil {
+			b, err := json.Marshal(n.Settings)
+			if err != nil {
+				return fmt.Errorf("encode settings of node %s: %w", n.ID, err)
+			}
+			settings = b
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO nodes (id, instance_id, name, role, region_role, region, az, host, port, address, state, pid, data_dir, settings)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON DUPLICATE KEY UPDATE role = VALUES(role), region = VALUES(region), az = VALUES(az), host = VALUES(host), port = VALUES(port),
+			address = VALUES(address), state = VALUES(state), pid = VALUES(pid), data_dir = VALUES(data_dir), settings = VALUES(settings)`,
+			n.ID, in.ID, n.Name, n.Role, n.RegionRole, n.Region, n.AZ, n.Host, n.Port, n.Address, n.State, n.PID, n.DataDir, settings)
+		if err != nil {
+			return fmt.Errorf("save node %s: %w", n.ID, err)
+		}
+	}
+	return nil
+}
+
+func saveOp(ctx context.Context, tx *sql.Tx, op instance.Operation) error {
+	var fin any
+	if op.FinishedAt != nil {
+		fin = op.FinishedAt.UTC()
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO operations (id, instance_id, tenant, type, state, step, started_at, finished_at, error)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON DUPLICATE KEY UPDATE state = VALUES(state), step = VALUES(step), finished_at = VALUES(finished_at), error = VALUES(error)`,
+		op.ID, op.InstanceID, op.Tenant, op.Type, op.State, op.Step, op.StartedAt.UTC(), fin, op.Error)
+	if err != nil {
+		return fmt.Errorf("save operation %s: %w", op.ID, err)
+	}
+	return nil
+}
+
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func (r *Repo) encode(in *instance.Instance) (planJSON, params, sysctls []byte, accounts []byte, err error) {
+	if planJSON, err = json.Marshal(in.Plan); err != nil {
+		return
+	}
+	p := in.Parameters
+	if p == nil {
+		p = map[string]any{}
+	}
+	if params, err = json.Marshal(p); err != nil {
+		return
+	}
+	s := in.Sysctls
+	if s == nil {
+		s = []instance.Setting{}
+	}
+	if sysctls, err = json.Marshal(s); err != nil {
+		return
+	}
+	acc, err := json.Marshal(in.Accounts)
+	if err != nil {
+		return
+	}
+	accounts, err = r.box.Seal(acc, []byte("instance:"+in.ID))
+	return
+}
+
+const instanceColumns = `id, tenant, name, COALESCE(osb_id, ''), version, region, state, step, reason, plan, parameters, sysctls, accounts,
+	operation_id, created_at, updated_at, step_at`
+
+// load reads an instance and its nodes; tenant "" reads any tenant's.
+func (r *Repo) load(ctx context.Context, q querier, tenant, id string, lock bool) (*instance.Instance, string, error) {
+	query := "SELECT " + instanceColumns + " FROM instances WHERE id = ?"
+	args := []any{id}
+	if tenant != "" {
+		query += " AND tenant = ?"
+		args = append(args, tenant)
+	}
+	if lock {
+		query += " FOR UPDATE"
+	}
+	in, err := r.scan(q.QueryRowContext(ctx, query, args...))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, "", fmt.Errorf("instance %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	if err := loadNodes(ctx, q, in); err != nil {
+		return nil, "", err
+	}
+	return in, in.ID, nil
+}
+
+type scanner interface{ Scan(dst ...any) error }
+
+func (r *Repo) scan(row scanner) (*instance.Instance, error) {
+	var in instance.Instance
+	var planJSON, params, sysctls, accounts []byte
+	err := row.Scan(&in.ID, &in.Tenant, &in.Name, &in.OSBID, &in.Version, &in.Region, &in.State, &in.Step, &in.Reason,
+		&planJSON, &params, &sysctls, &accounts, &in.OperationID, &in.CreatedAt, &in.UpdatedAt, &in.StepAt)
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(planJSON, &in.Plan); err != nil {
+		return nil, fmt.Errorf("decode plan of %s: %w", in.ID, err)
+	}
+	if err := json.Unmarshal(params, &in.Parameters); err != nil {
+		return nil, fmt.Errorf("decode parameters of %s: %w", in.ID, err)
+	}
+	if err := json.Unmarshal(sysctls, &in.Sysctls); err != nil {
+		return nil, fmt.Errorf("decode sysctls of %s: %w", in.ID, err)
+	}
+	acc, err := r.box.Open(accounts, []byte("instance:"+in.ID))
+	if err != nil {
+		return nil, fmt.Errorf("open accounts of %s: %w", in.ID, err)
+	}
+	if err := json.Unmarshal(acc, &in.Accounts); err != nil {
+		return nil, fmt.Errorf("decode accounts of %s: %w", in.ID, err)
+	}
+	in.CreatedAt, in.UpdatedAt, in.StepAt = in.CreatedAt.UTC(), in.UpdatedAt.UTC(), in.StepAt.UTC()
+	return &in, nil
+}
+
+func loadNodes(ctx context.Context, q querier, in *instance.Instance) error {
+	rows, err := q.QueryContext(ctx, `SELECT id, name, role, region_role, region, az, host, port, address, state, pid, data_dir, settings
+		FROM nodes WHERE instance_id = ? ORDER BY name`, in.ID)
+	if err != nil {
+		return fmt.Errorf("load nodes of %s: %w", in.ID, err)
+	}
+	defer rows.Close()
+	in.Nodes = nil
+	for rows.Next() {
+		var n instance.Node
+		var settings []byte
+		if err := rows.Scan(&n.ID, &n.Name, &n.Role, &n.RegionRole, &n.Region, &n.AZ, &n.Host, &n.Port, &n.Address, &n.State, &n.PID, &n.DataDir, &settings); err != nil {
+			return err
+		}
+		if settings != nil {
+			if err := json.Unmarshal(settings, &n.Settings); err != nil {
+				return fmt.Errorf("decode settings of node %s: %w", n.ID, err)
+			}
+		}
+		in.Nodes = append(in.Nodes, n)
+	}
+	return rows.Err()
+}
+
+// Get returns an instance; tenant "" returns any tenant's (for the saga).
+// Another tenant's instance is ErrNotFound.
+func (r *Repo) Get(ctx context.Context, tenant, id string) (*instance.Instance, error) {
+	in, _, err := r.load(ctx, r.db.SQL(), tenant, id, false)
+	return in, err
+}
+
+// GetByOSBID returns the tenant's instance ordered with an OSB instance id.
+func (r *Repo) GetByOSBID(ctx context.Context, tenant, osbID string) (*instance.Instance, error) {
+	var id string
+	err := r.db.SQL().QueryRowContext(ctx, "SELECT id FROM instances WHERE tenant = ? AND osb_id = ?", tenant, osbID).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("osb instance %s: %w", osbID, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("find osb instance %s: %w", osbID, err)
+	}
+	return r.Get(ctx, tenant, id)
+}
+
+// List returns up to limit of the tenant's instances (deleted ones only
+// with includeDeleted) with ids after the cursor id, in id order.
+func (r *Repo) List(ctx context.Context, tenant, after string, limit int, includeDeleted bool) ([]*instance.Instance, error) {
+	q := "SELECT " + instanceColumns + " FROM instances WHERE tenant = ? AND id > ?"
+	if !includeDeleted {
+		q += " AND state <> 'deleted'"
+	}
+	q += " ORDER BY id LIMIT ?"
+	rows, err := r.db.SQL().QueryContext(ctx, q, tenant, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list instances: %w", err)
+	}
+	var out []*instance.Instance
+	for rows.Next() {
+		in, err := r.scan(rows)
+		if err != nil {
+			rows.Close()
+			return nil, err
+		}
+		out = append(out, in)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list instances: %w", err)
+	}
+	for _, in := range out {
+		if err := loadNodes(ctx, r.db.SQL(), in); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// Unfinished returns the ids of instances whose saga has work left
+// (provisioning, updating, deleting), oldest first.
+func (r *Repo) Unfinished(ctx context.Context) ([]string, error) {
+	return r.ids(ctx, "SELECT id FROM instances WHERE state IN ('provisioning', 'updating', 'deleting') ORDER BY id")
+}
+
+// WithNodes returns the ids of instances that may have nodes to adopt
+// (every state but deleted).
+func (r *Repo) WithNodes(ctx context.Context) ([]string, error) {
+	return r.ids(ctx, "SELECT DISTINCT i.id FROM instances i JOIN nodes n ON n.instance_id = i.id WHERE i.state <> 'deleted' AND n.state IN ('creating', 'created', 'running', 'stopped') ORDER BY i.id")
+}
+
+func (r *Repo) ids(ctx context.Context, q string) ([]string, error) {
+	rows, err := r.db.SQL().QueryContext(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("list instance ids: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		out = append(out, id)
+	}
+	return out, rows.Err()
+}
+
+// Operation returns an operation; tenant "" returns any tenant's.
+func (r *Repo) Operation(ctx context.Context, tenant, id string) (instance.Operation, error) {
+	return r.operation(ctx, r.db.SQL(), tenant, id)
+}
+
+func (r *Repo) operation(ctx context.Context, q querier, tenant, id string) (instance.Operation, error) {
+	query := "SELECT id, instance_id, tenant, type, state, step, started_at, finished_at, error FROM operations WHERE id = ?"
+	args := []any{id}
+	if tenant != "" {
+		query += " AND tenant = ?"
+		args = append(args, tenant)
+	}
+	var op instance.Operation
+	var fin sql.NullTime
+	err := q.QueryRowContext(ctx, query, args...).Scan(&op.ID, &op.InstanceID, &op.Tenant, &op.Type, &op.State, &op.Step, &op.StartedAt, &fin, &op.Error)
+	if errors.Is(err, sql.ErrNoRows) {
+		return op, fmt.Errorf("operation %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return op, fmt.Errorf("load operation %s: %w", id, err)
+	}
+	op.StartedAt = op.StartedAt.UTC()
+	if fin.Valid {
+		t := fin.Time.UTC()
+		op.FinishedAt = &t
+	}
+	return op, nil
+}
+
+// now is the repository's timestamp precision (DATETIME(6)).
+func now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }

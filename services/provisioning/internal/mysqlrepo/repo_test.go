@@ -1,0 +1,162 @@
+package mysqlrepo
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/canopy-platform/canopy/libs/eventbus"
+	"github.com/canopy-platform/canopy/libs/store/storetest"
+	"github.com/canopy-platform/canopy/libs/tenancy"
+
+	"github.com/canopy-platform/canopy/services/provisioning/internal/instance"
+	"github.com/canopy-platform/canopy/services/provisioning/internal/secrets"
+)
+
+func newRepo(t *testing.T) (*Repo, context.Context) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	db := storetest.NewDB(t, "provrepo")
+	box, _ := secrets.New(bytes.Repeat([]byte{3}, secrets.KeySize))
+	r, err := New(db, box)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return r, ctx
+}
+
+func order(id, tenant, name string) (*instance.Instance, instance.Operation) {
+	in, op, err := instance.New(instance.Order{ID: id, OperationID: "op-" + id, Tenant: tenant, Name: name, Version: "7",
+		Plan: instance.Plan{ID: "p", Engine: instance.EngineRedis, DeploymentMode: instance.ModeSingleAZ,
+			Nodes: []instance.NodeTemplate{{Role: instance.RolePrimary}}, Resources: instance.Resources{VCPU: 1, MemoryMB: 100}},
+		Accounts: instance.Accounts{Admin: instance.Credentials{Username: "a", Password: "very-secret-admin"}},
+	}, time.Now().UTC().Truncate(time.Microsecond))
+	if err != nil {
+		panic(err)
+	}
+	return in, op
+}
+
+func TestRepo(t *testing.T) {
+	r, ctx := newRepo(t)
+	in, op := order("i1", "acme", "db")
+	ev, _ := eventbus.NewEvent("provisioning.instance.requested", "/t", "i1", map[string]string{"x": "y"})
+	quota := tenancy.Quota{MaxInstances: 1}
+	admit := func(u Usage) error { return quota.Check(u, tenancy.Usage{Instances: 1}) }
+	if err := r.Create(ctx, CreateRequest{Instance: in, Op: op, IdempotencyKey: "k", RequestHash: "h", Admit: admit,
+		Events: []Outgoing{{Topic: "canopy.instances.v1", Event: ev}}}); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name  string
+		id    string
+		key   string
+		hash  string
+		admit func(Usage) error
+		want  error
+	}{
+		{"same key same request", "i2", "k", "h", nil, ErrDuplicate},
+		{"quota", "i3", "", "", admit, nil},
+		{"name taken", "i4", "", "", nil, ErrNameTaken},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in2, op2 := order(tt.id, "acme", "db")
+			err := r.Create(ctx, CreateRequest{Instance: in2, Op: op2, IdempotencyKey: tt.key, RequestHash: tt.hash, Admit: tt.admit})
+			var qe *tenancy.QuotaExceededError
+			switch {
+			case tt.name == "quota":
+				if !errors.As(err, &qe) || qe.Quota != tenancy.QuotaInstances {
+					t.Fatalf("err = %v, want instances quota", err)
+				}
+			case !errors.Is(err, tt.want):
+				t.Fatalf("err = %v, want %v", err, tt.want)
+			}
+			var dup *DuplicateError
+			if errors.As(err, &dup) && (!dup.SameRequest || dup.Existing.ID != "i1") {
+				t.Fatalf("duplicate %+v", dup)
+			}
+		})
+	}
+	// Another tenant: not found, and may use the name.
+	if _, err := r.Get(ctx, "globex", "i1"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("other tenant get: %v", err)
+	}
+	in5, op5 := order("i5", "globex", "db")
+	if err := r.Create(ctx, CreateRequest{Instance: in5, Op: op5}); err != nil {
+		t.Fatalf("same name in another tenant: %v", err)
+	}
+	// Credentials are sealed at rest.
+	var raw []byte
+	if err := r.db.SQL().QueryRowContext(ctx, "SELECT accounts FROM instances WHERE id = 'i1'").Scan(&raw); err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(raw, []byte("very-secret-admin")) {
+		t.Fatal("admin password stored in clear")
+	}
+	got, err := r.Get(ctx, "acme", "i1")
+	if err != nil || got.Accounts.Admin.Password != "very-secret-admin" {
+		t.Fatalf("get: %v %+v", err, got)
+	}
+	// Update writes state, nodes, operation and outbox rows together.
+	_, err = r.Update(ctx, "i1", func(c *Change) error {
+		if _, err := c.Instance.Place([]instance.Placement{{Name: "n0", Port: 7000, Host: "h"}}, time.Now()); err != nil {
+			return err
+		}
+		c.Instance.Sync(c.Op, time.Now())
+		c.Emit("canopy.placements.v1", ev)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ = r.Get(ctx, "acme", "i1")
+	if got.Step != instance.StepCreating || len(got.Nodes) != 1 || got.Nodes[0].Port != 7000 {
+		t.Fatalf("after update: %+v", got)
+	}
+	var n int
+	if err := r.db.SQL().QueryRowContext(ctx, "SELECT COUNT(*) FROM outbox").Scan(&n); err != nil || n != 2 {
+		t.Fatalf("outbox rows = %d, %v", n, err)
+	}
+	// A failing callback writes nothing.
+	_, err = r.Update(ctx, "i1", func(c *Change) error {
+		c.Instance.Name = "renamed"
+		c.Emit("x", ev)
+		return errors.New("boom")
+	})
+	if err == nil {
+		t.Fatal("update error lost")
+	}
+	if err := r.db.SQL().QueryRowContext(ctx, "SELECT COUNT(*) FROM outbox").Scan(&n); err != nil || n != 2 {
+		t.Fatalf("outbox rows after rollback = %d", n)
+	}
+	// Bindings: sealed, unique names, delete.
+	b := instance.Binding{ID: "b1", InstanceID: "i1", Tenant: "acme", Name: "app", Credentials: instance.Credentials{Username: "u", Password: "binding-pass"}, CreatedAt: time.Now()}
+	if _, err := r.CreateBinding(ctx, b, nil); err != nil {
+		t.Fatal(err)
+	}
+	b2 := b
+	b2.ID = "b2"
+	if _, err := r.CreateBinding(ctx, b2, nil); !errors.Is(err, ErrBindingNameTaken) {
+		t.Fatalf("duplicate binding name: %v", err)
+	}
+	gb, err := r.Binding(ctx, "acme", "i1", "b1")
+	if err != nil || gb.Credentials.Password != "binding-pass" {
+		t.Fatalf("binding: %v %+v", err, gb)
+	}
+	if _, err := r.Binding(ctx, "globex", "i1", "b1"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("other tenant binding: %v", err)
+	}
+	if err := r.DeleteBinding(ctx, gb, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.CreateBinding(ctx, b2, nil); err != nil {
+		t.Fatalf("name reusable after delete: %v", err)
+	}
+}

@@ -1,0 +1,322 @@
+package saga
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+
+	"github.com/canopy-platform/canopy/libs/eventbus"
+	"github.com/canopy-platform/canopy/libs/tenancy"
+
+	"github.com/canopy-platform/canopy/services/provisioning/internal/events"
+	"github.com/canopy-platform/canopy/services/provisioning/internal/instance"
+	"github.com/canopy-platform/canopy/services/provisioning/internal/mysqlrepo"
+	"github.com/canopy-platform/canopy/services/provisioning/internal/secrets"
+)
+
+// Errors of the commands, for the HTTP edge to map.
+var (
+	// ErrGone: the instance was deleted.
+	ErrGone = errors.New("instance deleted")
+	// ErrNotReady: the instance must be ready for this.
+	ErrNotReady = errors.New("instance not ready")
+)
+
+// NewID returns a new lower-case ULID (instance, operation and binding ids).
+func NewID() string { return strings.ToLower(ulid.Make().String()) }
+
+// OrderRequest is a validated order.
+type OrderRequest struct {
+	Tenant         string
+	Name           string
+	Plan           instance.Plan
+	Version        string
+	Region         string
+	Parameters     map[string]any
+	IdempotencyKey string
+	RequestHash    string
+	OSBID          string
+	// Quota is the tenant's quota; the order is refused with a
+	// *tenancy.QuotaExceededError when it would exceed it.
+	Quota tenancy.Quota
+}
+
+// Order creates an instance and asks scheduling for a placement. A repeated
+// idempotency key or OSB id returns a *mysqlrepo.DuplicateError with the
+// first instance.
+func (s *Saga) Order(ctx context.Context, r OrderRequest) (*instance.Instance, instance.Operation, error) {
+	sysctls, err := SysctlsFor(r.Plan.DeploymentMode)
+	if err != nil {
+		return nil, instance.Operation{}, &instance.ValidationError{Field: "plan_id", Reason: err.Error()}
+	}
+	now := s.now()
+	in, op, err := instance.New(instance.Order{
+		ID: NewID(), OperationID: NewID(), Tenant: r.Tenant, Name: r.Name, Plan: r.Plan, Version: r.Version,
+		Region: r.Region, Parameters: r.Parameters, Sysctls: sysctls, OSBID: r.OSBID,
+		Accounts: instance.Accounts{
+			Admin:       instance.Credentials{Username: "canopy_admin", Password: secrets.Password(32)},
+			Monitor:     instance.Credentials{Username: "canopy_monitor", Password: secrets.Password(32)},
+			Replication: instance.Credentials{Username: "canopy_repl", Password: secrets.Password(32)},
+		},
+	}, now)
+	if err != nil {
+		return nil, instance.Operation{}, err
+	}
+	requested, err := InstanceEvent(events.TypeInstanceRequested, in, now)
+	if err != nil {
+		return nil, instance.Operation{}, err
+	}
+	placement, err := placementRequest(in, op.ID)
+	if err != nil {
+		return nil, instance.Operation{}, err
+	}
+	vcpu, mem, storage := in.Usage()
+	err = s.repo.Create(ctx, mysqlrepo.CreateRequest{
+		Instance: in, Op: op, IdempotencyKey: r.IdempotencyKey, RequestHash: r.RequestHash,
+		Admit: func(u mysqlrepo.Usage) error {
+			return r.Quota.Check(u, tenancy.Usage{Instances: 1, VCPU: vcpu, MemoryMB: mem, StorageGB: storage})
+		},
+		Events: []mysqlrepo.Outgoing{{Topic: events.TopicInstances, Event: requested}, {Topic: events.TopicPlacements, Event: placement}},
+	})
+	var dup *mysqlrepo.DuplicateError
+	if errors.As(err, &dup) {
+		existingOp, oerr := s.repo.Operation(ctx, r.Tenant, dup.Existing.OperationID)
+		if oerr != nil {
+			return nil, instance.Operation{}, oerr
+		}
+		return dup.Existing, existingOp, err
+	}
+	if err != nil {
+		return nil, instance.Operation{}, err
+	}
+	s.log.Info("instance ordered", "tenant", in.Tenant, "instance", in.ID, "plan", in.Plan.ID, "name", in.Name)
+	s.Kick(in.ID)
+	return in, op, nil
+}
+
+func placementRequest(in *instance.Instance, requestID string) (eventbus.Event, error) {
+	p := events.PlacementRequested{
+		InstanceID: in.ID, TenantID: in.Tenant, RequestID: requestID, Kind: events.KindNew,
+		Engine: in.Plan.Engine, DeploymentMode: in.Plan.DeploymentMode, Region: in.Region,
+	}
+	for i, t := range in.Plan.Nodes {
+		role := events.PlacementRolePrimary
+		switch {
+		case t.Role == instance.RoleReplica && t.RegionRole == instance.RegionDR:
+			role = events.PlacementRoleDRReplica
+		case t.Role == instance.RoleReplica:
+			role = events.PlacementRoleReplica
+		}
+		r := in.Plan.Resources
+		p.Nodes = append(p.Nodes, events.PlacementNode{Name: instance.NodeName(i), Role: role, VCPU: r.VCPU, MemoryMB: r.MemoryMB, StorageGB: r.StorageGB})
+	}
+	e, err := eventbus.NewEvent(events.TypePlacementRequested, events.Source, in.ID, p)
+	if err != nil {
+		return e, err
+	}
+	e.Tenant = in.Tenant
+	return e, nil
+}
+
+// OnPlacementDecided records scheduling's decision and starts creating the
+// nodes. A decision for an instance past placing is ignored (redelivery).
+func (s *Saga) OnPlacementDecided(ctx context.Context, d events.PlacementDecided) error {
+	ps := make([]instance.Placement, 0, len(d.Nodes))
+	for _, n := range d.Nodes {
+		ps = append(ps, instance.Placement{Name: n.Name, Role: n.Role, Region: n.Region, AZ: n.AZ, Host: n.Host, Address: n.Address, Port: n.Port})
+	}
+	var reason string
+	_, err := s.repo.Update(ctx, d.InstanceID, func(c *mysqlrepo.Change) error {
+		changed, err := c.Instance.Place(ps, s.now())
+		if err != nil {
+			// A decision that does not fit the plan cannot be used: fail
+			// the create (the failed event releases the reservation).
+			reason = "placement unusable: " + err.Error()
+			if rerr := c.Instance.StartRollback(reason, s.now()); rerr != nil {
+				return mysqlrepo.ErrNoChange
+			}
+			c.Instance.Sync(c.Op, s.now())
+			return nil
+		}
+		if !changed {
+			return mysqlrepo.ErrNoChange
+		}
+		c.Instance.Sync(c.Op, s.now())
+		return nil
+	})
+	if errors.Is(err, mysqlrepo.ErrNotFound) {
+		s.log.Warn("placement decided for an unknown instance; ignored", "instance", d.InstanceID)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	s.Kick(d.InstanceID)
+	return nil
+}
+
+// OnPlacementFailed fails a create that scheduling could not place.
+func (s *Saga) OnPlacementFailed(ctx context.Context, f events.PlacementFailed) error {
+	_, err := s.repo.Update(ctx, f.InstanceID, func(c *mysqlrepo.Change) error {
+		if c.Instance.State != instance.StateProvisioning || c.Instance.Step != instance.StepPlacing {
+			return mysqlrepo.ErrNoChange
+		}
+		reason := "no placement: " + f.Reason
+		if err := c.Instance.StartRollback(reason, s.now()); err != nil {
+			return err
+		}
+		c.Instance.Sync(c.Op, s.now())
+		return nil
+	})
+	if errors.Is(err, mysqlrepo.ErrNotFound) {
+		s.log.Warn("placement failed for an unknown instance; ignored", "instance", f.InstanceID)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	s.Kick(f.InstanceID)
+	return nil
+}
+
+// Delete starts deprovisioning the tenant's instance. Deleting an instance
+// that is being deleted returns its delete operation; a deleted one ErrGone.
+func (s *Saga) Delete(ctx context.Context, tenant, id string) (*instance.Instance, instance.Operation, error) {
+	var op instance.Operation
+	in, err := s.repo.Update(ctx, id, func(c *mysqlrepo.Change) error {
+		in := c.Instance
+		if in.Tenant != tenant {
+			return fmt.Errorf("instance %s: %w", id, mysqlrepo.ErrNotFound)
+		}
+		switch in.State {
+		case instance.StateDeleted:
+			return ErrGone
+		case instance.StateDeleting:
+			op = *c.Op
+			return mysqlrepo.ErrNoChange
+		}
+		newOp, err := in.Delete(NewID(), s.now())
+		if err != nil {
+			return err
+		}
+		if c.Op.ID != "" && c.Op.State == instance.OpInProgress {
+			c.Op.Fail("superseded by delete", s.now())
+			c.Superseded = append(c.Superseded, *c.Op)
+		}
+		*c.Op = newOp
+		op = newOp
+		return s.emitInstance(c, events.TypeInstanceDeleting)
+	})
+	if err != nil {
+		return nil, instance.Operation{}, err
+	}
+	s.Kick(id)
+	return in, op, nil
+}
+
+// UpdateParameters changes a ready instance's parameters.
+func (s *Saga) UpdateParameters(ctx context.Context, tenant, id string, params map[string]any) (*instance.Instance, instance.Operation, error) {
+	if _, err := parameterSettings("", params); err != nil {
+		return nil, instance.Operation{}, err
+	}
+	var op instance.Operation
+	in, err := s.repo.Update(ctx, id, func(c *mysqlrepo.Change) error {
+		if c.Instance.Tenant != tenant {
+			return fmt.Errorf("instance %s: %w", id, mysqlrepo.ErrNotFound)
+		}
+		if c.Instance.State == instance.StateDeleted {
+			return ErrGone
+		}
+		newOp, err := c.Instance.Update(params, NewID(), s.now())
+		if err != nil {
+			return err
+		}
+		*c.Op = newOp
+		op = newOp
+		return s.emitInstance(c, events.TypeInstanceUpdating)
+	})
+	if err != nil {
+		return nil, instance.Operation{}, err
+	}
+	s.Kick(id)
+	return in, op, nil
+}
+
+// Bind creates an application user on a ready instance. With an OSB id, a
+// repeated bind returns the first binding and mysqlrepo.ErrDuplicate.
+func (s *Saga) Bind(ctx context.Context, tenant, instanceID, name, osbID string) (instance.Binding, *instance.Instance, error) {
+	in, err := s.repo.Get(ctx, tenant, instanceID)
+	if err != nil {
+		return instance.Binding{}, nil, err
+	}
+	if in.State == instance.StateDeleted {
+		return instance.Binding{}, in, ErrGone
+	}
+	if osbID != "" {
+		if b, err := s.repo.BindingByOSBID(ctx, tenant, instanceID, osbID); err == nil {
+			return b, in, mysqlrepo.ErrDuplicate
+		}
+	}
+	if in.State != instance.StateReady {
+		return instance.Binding{}, in, fmt.Errorf("%w: %s", ErrNotReady, in.State)
+	}
+	id := NewID()
+	b := instance.Binding{
+		ID: id, InstanceID: in.ID, Tenant: tenant, Name: name, OSBID: osbID, CreatedAt: s.now(),
+		Credentials: instance.Credentials{Username: "b_" + id[len(id)-12:], Password: secrets.Password(32)},
+	}
+	if err := s.eng.CreateUser(ctx, in, b.Credentials); err != nil {
+		return instance.Binding{}, in, fmt.Errorf("create user for binding: %w", err)
+	}
+	ev, err := bindingEvent(events.TypeBindingCreated, b, s.now())
+	if err != nil {
+		return instance.Binding{}, in, err
+	}
+	stored, err := s.repo.CreateBinding(ctx, b, []mysqlrepo.Outgoing{{Topic: events.TopicInstances, Event: ev}})
+	if err != nil {
+		// Nothing refers to the user: take it away again.
+		if derr := s.eng.DropUser(context.WithoutCancel(ctx), in, b.Credentials.Username); derr != nil {
+			s.log.Error("drop user of a binding that was not stored", "instance", in.ID, "user", b.Credentials.Username, "err", derr)
+		}
+		return stored, in, err
+	}
+	s.log.Info("binding created", "tenant", tenant, "instance", in.ID, "binding", b.ID)
+	return stored, in, nil
+}
+
+// Unbind drops a binding's user and marks it deleted.
+func (s *Saga) Unbind(ctx context.Context, tenant string, b instance.Binding) error {
+	in, err := s.repo.Get(ctx, tenant, b.InstanceID)
+	if err != nil {
+		return err
+	}
+	if in.State != instance.StateDeleted && !b.Deleted {
+		if err := s.eng.DropUser(ctx, in, b.Credentials.Username); err != nil {
+			return fmt.Errorf("drop user of binding %s: %w", b.ID, err)
+		}
+	}
+	ev, err := bindingEvent(events.TypeBindingDeleted, b, s.now())
+	if err != nil {
+		return err
+	}
+	if err := s.repo.DeleteBinding(ctx, b, []mysqlrepo.Outgoing{{Topic: events.TopicInstances, Event: ev}}); err != nil {
+		return err
+	}
+	s.log.Info("binding deleted", "tenant", tenant, "instance", in.ID, "binding", b.ID)
+	return nil
+}
+
+func bindingEvent(typ string, b instance.Binding, now time.Time) (eventbus.Event, error) {
+	e, err := eventbus.NewEvent(typ, events.Source, b.InstanceID, events.Binding{
+		BindingID: b.ID, InstanceID: b.InstanceID, TenantID: b.Tenant, Name: b.Name, Username: b.Credentials.Username, OccurredAt: now,
+	})
+	if err != nil {
+		return e, err
+	}
+	e.Tenant = b.Tenant
+	return e, nil
+}

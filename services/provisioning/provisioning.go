@@ -1,0 +1,390 @@
+// Package provisioning is Canopy's provisioning service: the lifecycle of
+// tenants' MySQL and Redis instances (order, place, create, replicate,
+// verify, ready; update; delete), their bindings and quotas, run as a saga
+// over Kafka with state and events written together through an outbox, and
+// the Open Service Broker instance and binding routes.
+//
+// Config, New and Run are what cmd/provisioning and the all-in-one binary
+// call; everything else is internal.
+package provisioning
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/canopy-platform/canopy/libs/eventbus"
+	"github.com/canopy-platform/canopy/libs/httpx"
+	"github.com/canopy-platform/canopy/libs/nettune"
+	"github.com/canopy-platform/canopy/libs/store"
+	"github.com/canopy-platform/canopy/libs/tenancy"
+
+	"github.com/canopy-platform/canopy/services/provisioning/internal/catalogclient"
+	"github.com/canopy-platform/canopy/services/provisioning/internal/consumers"
+	"github.com/canopy-platform/canopy/services/provisioning/internal/driver"
+	"github.com/canopy-platform/canopy/services/provisioning/internal/driver/local"
+	"github.com/canopy-platform/canopy/services/provisioning/internal/engineadmin"
+	"github.com/canopy-platform/canopy/services/provisioning/internal/events"
+	"github.com/canopy-platform/canopy/services/provisioning/internal/httpapi"
+	"github.com/canopy-platform/canopy/services/provisioning/internal/mysqlrepo"
+	"github.com/canopy-platform/canopy/services/provisioning/internal/saga"
+	"github.com/canopy-platform/canopy/services/provisioning/internal/secrets"
+)
+
+// Defaults of Config.
+const (
+	DefaultAddr       = "127.0.0.1:8084"
+	DefaultDatabase   = "canopy_provisioning"
+	DefaultCatalogURL = "http://127.0.0.1:8082"
+	// MinSecretLen is the shortest accepted internal secret.
+	MinSecretLen = 16
+)
+
+// Quota is a tenant's quota as configured (zero = no limit).
+type Quota struct {
+	MaxInstances int64   `yaml:"max_instances" env:"MAX_INSTANCES"`
+	MaxVCPU      float64 `yaml:"max_vcpu" env:"MAX_VCPU"`
+	MaxMemoryMB  int64   `yaml:"max_memory_mb" env:"MAX_MEMORY_MB"`
+	MaxStorageGB int64   `yaml:"max_storage_gb" env:"MAX_STORAGE_GB"`
+}
+
+func (q Quota) tenancy() tenancy.Quota {
+	return tenancy.Quota{MaxInstances: q.MaxInstances, MaxVCPU: q.MaxVCPU, MaxMemoryMB: q.MaxMemoryMB, MaxStorageGB: q.MaxStorageGB}
+}
+
+// Config configures the provisioning service. Environment variables carry
+// the CANOPY_ prefix (libs/config), e.g. CANOPY_PROVISIONING_ADDR.
+type Config struct {
+	// Addr is the HTTP listen address.
+	Addr string `yaml:"addr" env:"PROVISIONING_ADDR" default:"127.0.0.1:8084"`
+	// HTTP holds the server timeouts; its Addr is ignored in favour of Addr.
+	HTTP httpx.Config `yaml:"http"`
+	// MySQLDSN is the server DSN without a database.
+	MySQLDSN string `yaml:"mysql_dsn" env:"MYSQL_DSN" default:"root@tcp(127.0.0.1:3306)/"`
+	// Database is provisioning's database, created if missing.
+	Database string `yaml:"database" env:"PROVISIONING_DATABASE" default:"canopy_provisioning"`
+	// InternalSecret is the HMAC key of the signed identity headers (shared
+	// with the gateway and the catalog).
+	InternalSecret string `yaml:"internal_secret" env:"INTERNAL_SECRET"`
+	// CatalogURL is where plans are fetched.
+	CatalogURL string `yaml:"catalog_url" env:"CATALOG_URL" default:"http://127.0.0.1:8082"`
+	// SecretsKey is the base64 AES-256 key sealing credentials at rest;
+	// empty generates a development key into <StateDir>/secrets.key.
+	SecretsKey string `yaml:"secrets_key" env:"SECRETS_KEY"`
+	// StateDir holds the development secrets key and the local driver's
+	// nodes (<StateDir>/nodes/<node id>).
+	StateDir string `yaml:"state_dir" env:"STATE_DIR" default:".canopy"`
+	// Kafka configures the brokers (the publisher itself is a dependency).
+	Kafka eventbus.PublisherConfig `yaml:"kafka" envPrefix:"KAFKA_"`
+	// Consumer tunes the placements consumer; brokers come from Kafka.
+	Consumer eventbus.SubscriberConfig `yaml:"consumer" envPrefix:"PROVISIONING_CONSUMER_"`
+	// ConsumerGroup is the Kafka consumer group of the placements consumer.
+	ConsumerGroup string `yaml:"consumer_group" env:"PROVISIONING_CONSUMER_GROUP" default:"canopy-provisioning"`
+	// EnsureTopics creates the topics provisioning uses when missing.
+	EnsureTopics bool `yaml:"ensure_topics" env:"PROVISIONING_ENSURE_TOPICS" default:"true"`
+	// Relay tunes the outbox relay.
+	Relay store.RelayConfig `yaml:"relay" envPrefix:"PROVISIONING_RELAY_"`
+	// Saga tunes the workflow.
+	Saga saga.Config `yaml:"saga" envPrefix:"PROVISIONING_"`
+	// Driver configures the local process driver.
+	Driver local.Config `yaml:"driver" envPrefix:"PROVISIONING_DRIVER_"`
+	// DefaultQuota applies to tenants without an entry in Quotas.
+	DefaultQuota Quota `yaml:"default_quota" envPrefix:"PROVISIONING_QUOTA_"`
+	// Quotas are per-tenant quotas (YAML only).
+	Quotas map[string]Quota `yaml:"quotas"`
+}
+
+// DefaultConfig returns a local development configuration (without the
+// internal secret, which must be set).
+func DefaultConfig() Config {
+	return Config{
+		Addr: DefaultAddr, MySQLDSN: store.DefaultDSN, Database: DefaultDatabase, CatalogURL: DefaultCatalogURL,
+		StateDir: ".canopy", EnsureTopics: true, ConsumerGroup: events.ConsumerGroup,
+		Kafka: eventbus.PublisherConfig{Brokers: []string{"127.0.0.1:9092"}, Source: events.Source},
+	}
+}
+
+func (c Config) storeConfig() store.Config {
+	return store.Config{DSN: c.MySQLDSN, Database: c.Database}
+}
+
+func (c Config) httpConfig() httpx.Config {
+	h := c.HTTP
+	h.Addr = c.Addr
+	return h
+}
+
+// Validate reports configuration errors.
+func (c Config) Validate() error {
+	var errs []error
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		errs = append(errs, fmt.Errorf("addr %q: %w", c.Addr, err))
+	}
+	if err := c.storeConfig().Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if len(c.InternalSecret) < MinSecretLen {
+		errs = append(errs, fmt.Errorf("internal_secret (CANOPY_INTERNAL_SECRET) must be at least %d bytes, shared with the gateway", MinSecretLen))
+	}
+	if u, err := url.Parse(c.CatalogURL); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		errs = append(errs, fmt.Errorf("catalog_url %q must be an http(s) URL", c.CatalogURL))
+	}
+	if c.SecretsKey != "" {
+		if _, err := secrets.ParseKey(c.SecretsKey); err != nil {
+			errs = append(errs, fmt.Errorf("secrets_key (CANOPY_SECRETS_KEY): %w", err))
+		}
+	}
+	if c.StateDir == "" {
+		errs = append(errs, errors.New("state_dir must be set"))
+	}
+	if len(c.Kafka.Brokers) == 0 {
+		errs = append(errs, errors.New("kafka brokers (CANOPY_KAFKA_BROKERS) must be set"))
+	}
+	if err := c.Driver.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	for t, q := range c.Quotas {
+		if _, err := tenancy.Parse(t); err != nil {
+			errs = append(errs, fmt.Errorf("quotas: %w", err))
+		}
+		if err := q.tenancy().Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("quota of %s: %w", t, err))
+		}
+	}
+	if err := c.DefaultQuota.tenancy().Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("default_quota: %w", err))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("provisioning config: %w", err)
+	}
+	return nil
+}
+
+// Deps are the service's dependencies.
+type Deps struct {
+	// Logger is required.
+	Logger *slog.Logger
+	// Registry receives the metrics and is served on /metrics; required.
+	Registry *prometheus.Registry
+	// Publisher is where the outbox relay publishes; required.
+	Publisher store.Publisher
+	// Driver runs nodes; the local process driver when nil.
+	Driver driver.Driver
+	// Hooks interrupt the saga (tests).
+	Hooks saga.Hooks
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+}
+
+// Service is a configured provisioning service, ready to Run.
+type Service struct {
+	cfg    Config
+	deps   Deps
+	logger *slog.Logger
+
+	ready     chan struct{}
+	readyOnce sync.Once
+	mu        sync.Mutex
+	addr      string
+}
+
+// New checks cfg and deps and returns the service. It does no I/O.
+func New(cfg Config, deps Deps) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	switch {
+	case deps.Logger == nil:
+		return nil, errors.New("provisioning: nil logger")
+	case deps.Registry == nil:
+		return nil, errors.New("provisioning: nil metrics registry")
+	case deps.Publisher == nil:
+		return nil, errors.New("provisioning: nil event publisher")
+	}
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	return &Service{cfg: cfg, deps: deps, logger: deps.Logger.With("service", "provisioning"), ready: make(chan struct{})}, nil
+}
+
+// Ready is closed once the service has migrated, adopted its nodes and listens.
+func (s *Service) Ready() <-chan struct{} { return s.ready }
+
+// Addr is the address the service listens on, once Ready is closed.
+func (s *Service) Addr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addr
+}
+
+// Routes lists the paths the gateway proxies to provisioning.
+func Routes() []string {
+	return []string{"/api/v1/instances", "/api/v1/instances/*", "/api/v1/operations/*", "/v2/service_instances/*"}
+}
+
+func (s *Service) quota(tenant string) tenancy.Quota {
+	if q, ok := s.cfg.Quotas[tenant]; ok {
+		return q.tenancy()
+	}
+	return s.cfg.DefaultQuota.tenancy()
+}
+
+// Run opens the database, migrates, re-adopts the nodes of earlier runs,
+// then serves HTTP, consumes placement decisions, drives the saga and relays
+// the outbox until ctx ends. Shutdown is in reverse order: readiness off and
+// HTTP drained, the consumer and the saga stop (a step in flight is
+// abandoned, not rolled back: the next start resumes it), then the relay
+// publishes what was written and stops.
+func (s *Service) Run(ctx context.Context) error {
+	stateDir, err := filepath.Abs(s.cfg.StateDir)
+	if err != nil {
+		return fmt.Errorf("provisioning: state dir: %w", err)
+	}
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		return fmt.Errorf("provisioning: state dir: %w", err)
+	}
+	key, err := secrets.LoadOrCreateKey(s.cfg.SecretsKey, stateDir)
+	if err != nil {
+		return fmt.Errorf("provisioning: %w", err)
+	}
+	if s.cfg.SecretsKey == "" {
+		s.logger.Warn("CANOPY_SECRETS_KEY unset: credentials are sealed with a development key", "file", filepath.Join(stateDir, "secrets.key"))
+	}
+	box, err := secrets.New(key)
+	if err != nil {
+		return fmt.Errorf("provisioning: %w", err)
+	}
+	drv := s.deps.Driver
+	if drv == nil {
+		if drv, err = local.New(s.cfg.Driver, s.logger); err != nil {
+			return fmt.Errorf("provisioning: %w", err)
+		}
+	}
+	db, err := store.Open(ctx, s.cfg.storeConfig(), s.logger)
+	if err != nil {
+		return fmt.Errorf("provisioning: %w", err)
+	}
+	defer func() {
+		if err := db.Close(); err != nil {
+			s.logger.Warn("close database", "err", err)
+		}
+	}()
+	repo, err := mysqlrepo.New(db, box)
+	if err != nil {
+		return fmt.Errorf("provisioning: %w", err)
+	}
+	if err := repo.Migrate(ctx); err != nil {
+		return fmt.Errorf("provisioning: %w", err)
+	}
+	if s.cfg.EnsureTopics {
+		if err := eventbus.EnsureTopics(ctx, s.cfg.Kafka.Brokers,
+			eventbus.TopicSpec{Name: events.TopicInstances, Partitions: 6},
+			eventbus.TopicSpec{Name: events.TopicPlacements, Partitions: 6},
+			eventbus.TopicSpec{Name: events.TopicPlacements + ".dlq", Partitions: 1},
+		); err != nil {
+			return fmt.Errorf("provisioning: %w", err)
+		}
+	}
+	prof, err := nettune.Default(nettune.MultiAZ)
+	if err != nil {
+		return fmt.Errorf("provisioning: %w", err)
+	}
+	sagaCfg := s.cfg.Saga
+	sagaCfg.DataRoot = stateDir
+	sg, err := saga.New(sagaCfg, repo, drv, engineadmin.New(prof.Dialer), s.logger, s.deps.Now, s.deps.Hooks)
+	if err != nil {
+		return fmt.Errorf("provisioning: %w", err)
+	}
+	// Adopt before serving: the driver must know every recorded node before
+	// anything acts on one.
+	if err := sg.Resume(ctx); err != nil {
+		return fmt.Errorf("provisioning: %w", err)
+	}
+	catalog, err := catalogclient.New(s.cfg.CatalogURL, []byte(s.cfg.InternalSecret), nil)
+	if err != nil {
+		return fmt.Errorf("provisioning: %w", err)
+	}
+	api, err := httpapi.New(repo, sg, catalog, s.quota, s.logger)
+	if err != nil {
+		return fmt.Errorf("provisioning: %w", err)
+	}
+	r := httpx.NewRouter(s.logger)
+	r.With(tenancy.Middleware([]byte(s.cfg.InternalSecret))).Mount("/", api.Routes())
+	srv := httpx.NewServer(s.cfg.httpConfig(), r, s.logger, s.deps.Registry)
+	srv.AddReadinessCheck("mysql", func(ctx context.Context) error { return db.SQL().PingContext(ctx) })
+
+	subCfg := s.cfg.Consumer
+	subCfg.Brokers = s.cfg.Kafka.Brokers
+	subCfg.GroupID = s.cfg.ConsumerGroup
+	if subCfg.GroupID == "" {
+		subCfg.GroupID = events.ConsumerGroup
+	}
+	subCfg.Topics = []string{events.TopicPlacements}
+	sub, err := eventbus.NewSubscriber(subCfg, consumers.Placements(sg), s.logger, s.deps.Registry)
+	if err != nil {
+		return fmt.Errorf("provisioning: %w", err)
+	}
+	relay := store.NewRelay(db, s.deps.Publisher, s.cfg.Relay, s.logger, s.deps.Registry)
+
+	relayCtx, stopRelay := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopRelay()
+	workCtx, stopWork := context.WithCancel(ctx)
+	defer stopWork()
+	httpCtx, stopHTTP := context.WithCancel(ctx)
+	defer stopHTTP()
+
+	var relayWG, workWG sync.WaitGroup
+	var relayErr, subErr, sagaErr error
+	relayWG.Add(2)
+	go func() {
+		defer relayWG.Done()
+		if relayErr = relay.Run(relayCtx); relayErr != nil {
+			stopHTTP()
+		}
+	}()
+	go func() {
+		defer relayWG.Done()
+		select {
+		case <-srv.Ready():
+			s.mu.Lock()
+			s.addr = srv.Addr()
+			s.mu.Unlock()
+			s.readyOnce.Do(func() { close(s.ready) })
+		case <-httpCtx.Done():
+		}
+	}()
+	workWG.Add(2)
+	go func() {
+		defer workWG.Done()
+		if err := sub.Run(workCtx); err != nil && workCtx.Err() == nil {
+			subErr = err
+			stopHTTP()
+		}
+	}()
+	go func() {
+		defer workWG.Done()
+		if sagaErr = sg.Run(workCtx); sagaErr != nil {
+			stopHTTP()
+		}
+	}()
+	httpErr := srv.Run(httpCtx)
+	stopHTTP()
+	stopWork()
+	workWG.Wait()
+	// The relay goes last so the events of the final changes go out.
+	stopRelay()
+	relayWG.Wait()
+	if err := errors.Join(httpErr, relayErr, subErr, sagaErr); err != nil {
+		return fmt.Errorf("provisioning: %w", err)
+	}
+	return nil
+}
