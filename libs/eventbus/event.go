@@ -15,7 +15,7 @@ type Event struct {
 	ID string
 	// Type is the CloudEvents type (ce_type), e.g. "provisioning.instance.ready".
 	Type string
-	// Source is the CloudEvents source (ce_source), e.g. "/services/provisioning".
+	// Source is the CloudEvents source (ce_source), e.g. "/canopy/provisioning".
 	Source string
 	// Subject is the CloudEvents subject (ce_subject), usually the aggregate id.
 	Subject string

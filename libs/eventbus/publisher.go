@@ -18,7 +18,7 @@ import (
 type PublisherConfig struct {
 	// Brokers are the bootstrap brokers (host:port).
 	Brokers []string `yaml:"brokers" env:"BROKERS"`
-	// Source is the ce_source of events that set none, e.g. "/services/provisioning".
+	// Source is the ce_source of events that set none, e.g. "/canopy/provisioning".
 	Source string `yaml:"source" env:"SOURCE"`
 	// BatchSize is the most records sent to one partition in one request
 	// (default 100).

@@ -16,6 +16,7 @@ import (
 	"github.com/canopy-platform/canopy/services/catalog"
 	"github.com/canopy-platform/canopy/services/gateway"
 	"github.com/canopy-platform/canopy/services/healthcheck"
+	"github.com/canopy-platform/canopy/services/provisioning"
 	"github.com/canopy-platform/canopy/services/scheduling"
 )
 
@@ -62,7 +63,7 @@ func (p *Platform) newWiring(brokers []string) (*wiring, error) {
 
 // services lists the services in start order.
 func (p *Platform) services() []builder {
-	return []builder{p.buildCatalog, p.buildScheduling, p.buildHealthcheck, p.buildGateway}
+	return []builder{p.buildCatalog, p.buildScheduling, p.buildProvisioning, p.buildHealthcheck, p.buildGateway}
 }
 
 // backendAddr picks a service's listen address: its own default port when the
@@ -136,6 +137,31 @@ func (p *Platform) buildScheduling(_ context.Context, w *wiring) (service, error
 		return service{}, err
 	}
 	return service{name: "scheduling", run: svc.Run, ready: svc.Ready(), addr: svc.Addr}, nil
+}
+
+func (p *Platform) buildProvisioning(_ context.Context, w *wiring) (service, error) {
+	cfg := provisioning.DefaultConfig()
+	if err := p.load(&cfg, w); err != nil {
+		return service{}, fmt.Errorf("provisioning config: %w", err)
+	}
+	cfg.Addr = p.backendAddr(cfg.Addr)
+	cfg.MySQLDSN = p.cfg.MySQLDSN
+	cfg.Database = p.cfg.DatabasePrefix + "provisioning"
+	cfg.InternalSecret = w.secret
+	cfg.StateDir = p.cfg.StateDir
+	cfg.Kafka.Brokers = w.brokers
+	if a, ok := w.addrs["catalog"]; ok {
+		cfg.CatalogURL = "http://" + a
+	}
+	pub, err := p.publisher(w, cfg.Kafka, "provisioning")
+	if err != nil {
+		return service{}, err
+	}
+	svc, err := provisioning.New(cfg, provisioning.Deps{Logger: p.deps.Logger, Registry: obs.NewRegistry(), Publisher: pub})
+	if err != nil {
+		return service{}, err
+	}
+	return service{name: "provisioning", run: svc.Run, ready: svc.Ready(), addr: svc.Addr}, nil
 }
 
 func (p *Platform) buildHealthcheck(_ context.Context, w *wiring) (service, error) {

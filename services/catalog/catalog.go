@@ -52,6 +52,9 @@ type Config struct {
 	Database string `yaml:"database" env:"CATALOG_DATABASE" default:"canopy_catalog"`
 	// InternalSecret is the HMAC key the gateway signs identities with.
 	InternalSecret string `yaml:"internal_secret" env:"INTERNAL_SECRET"`
+	// ProvisioningURL is where OSB instance and binding calls are forwarded
+	// once the broker credential is checked; empty turns those routes off.
+	ProvisioningURL string `yaml:"provisioning_url" env:"PROVISIONING_URL" default:"http://127.0.0.1:8084"`
 	// Kafka configures the publisher main builds for the outbox relay.
 	Kafka eventbus.PublisherConfig `yaml:"kafka" envPrefix:"KAFKA_"`
 	// Relay tunes the outbox relay.
@@ -71,6 +74,7 @@ func DefaultConfig() Config {
 		Database:             DefaultDatabase,
 		Kafka:                eventbus.PublisherConfig{Brokers: []string{"127.0.0.1:9092"}, Source: mysqlrepo.Source},
 		Seed:                 true,
+		ProvisioningURL:      "http://127.0.0.1:8084",
 		IdempotencyRetention: DefaultIdempotencyRetention,
 	}
 }
@@ -244,6 +248,13 @@ func (s *Service) handler(repo *mysqlrepo.Repo) (http.Handler, error) {
 	broker, err := osb.New(repo, repo, s.logger)
 	if err != nil {
 		return nil, err
+	}
+	if s.cfg.ProvisioningURL != "" {
+		fwd, err := osb.NewForwarder(s.cfg.ProvisioningURL, []byte(s.cfg.InternalSecret))
+		if err != nil {
+			return nil, err
+		}
+		broker.ForwardInstances(fwd)
 	}
 	r := httpx.NewRouter(s.logger)
 	r.With(tenancy.Middleware([]byte(s.cfg.InternalSecret))).Mount(httpapi.Prefix, api.Routes())

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"sync"
@@ -79,12 +80,21 @@ type env struct {
 // start runs a catalog on cfgStore until the test ends.
 func start(t *testing.T, storeCfg store.Config) *env {
 	t.Helper()
+	return startWith(t, storeCfg, nil)
+}
+
+// startWith is start with a change to the config.
+func startWith(t *testing.T, storeCfg store.Config, change func(*catalog.Config)) *env {
+	t.Helper()
 	cfg := catalog.DefaultConfig()
 	cfg.Addr = "127.0.0.1:0"
 	cfg.MySQLDSN = storeCfg.DSN
 	cfg.Database = storeCfg.Database
 	cfg.InternalSecret = secret
 	cfg.Relay.PollInterval = 20 * time.Millisecond
+	if change != nil {
+		change(&cfg)
+	}
 	pub := &fakePublisher{}
 	svc, err := catalog.New(cfg, catalog.Deps{
 		Logger: slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry(), Publisher: pub,
@@ -742,4 +752,53 @@ func TestConfigValidate(t *testing.T) {
 	cfg.InternalSecret = secret
 	_, err := catalog.New(cfg, catalog.Deps{})
 	require.Error(t, err)
+}
+
+// TestOSBForwardsInstancesToProvisioning: instance and binding calls reach
+// provisioning with the broker credential's tenant signed in, and nothing of
+// the broker's own Basic credentials.
+func TestOSBForwardsInstancesToProvisioning(t *testing.T) {
+	type seen struct {
+		principal tenancy.Principal
+		path      string
+		auth      string
+	}
+	got := make(chan seen, 4)
+	prov := httptest.NewServer(tenancy.Middleware([]byte(secret))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, _ := tenancy.PrincipalFrom(r.Context())
+		got <- seen{principal: p, path: r.URL.Path, auth: r.Header.Get("Authorization")}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusAccepted)
+		_, _ = w.Write([]byte(`{"operation":"op-1"}`))
+	})))
+	defer prov.Close()
+	e := startWith(t, storetest.NewConfig(t, "catalog_osbfwd"), func(c *catalog.Config) { c.ProvisioningURL = prov.URL })
+	admin := tenancy.RolePlatformAdmin
+	bound := e.do(admin, "POST", "/api/v1/catalog/broker-credentials", map[string]any{"name": "cf-acme", "tenant": "acme"}, nil).json(t)
+	wide := e.do(admin, "POST", "/api/v1/catalog/broker-credentials", map[string]any{"name": "cf-wide"}, nil).json(t)
+
+	put := func(cred map[string]any) (int, string) {
+		req, err := http.NewRequest("PUT", e.base+"/v2/service_instances/i-1?accepts_incomplete=true", strings.NewReader(`{"service_id":"s","plan_id":"p"}`))
+		require.NoError(t, err)
+		req.SetBasicAuth(cred["username"].(string), cred["password"].(string))
+		req.Header.Set("X-Broker-API-Version", "2.17")
+		req.Header.Set("X-Canopy-Role", "platform-admin") // a forged identity is dropped
+		resp, err := e.client.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	code, body := put(bound)
+	require.Equal(t, http.StatusAccepted, code, body)
+	s := <-got
+	require.Equal(t, "/v2/service_instances/i-1", s.path)
+	require.EqualValues(t, "acme", s.principal.Tenant)
+	require.Equal(t, tenancy.RoleTenantMember, s.principal.Role)
+	require.Empty(t, s.auth, "broker credentials must not reach provisioning")
+
+	code, body = put(wide)
+	require.Equal(t, http.StatusUnprocessableEntity, code, body)
+	require.Contains(t, body, "TenantRequired")
+	require.Empty(t, got, "a platform-wide credential must not reach provisioning")
 }

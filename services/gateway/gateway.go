@@ -163,7 +163,6 @@ func Routes() []httpapi.Route {
 		{Pattern: "/api/v1/instances", Upstream: "provisioning"},
 		{Pattern: "/api/v1/instances/*", Upstream: "provisioning"},
 		{Pattern: "/api/v1/operations/*", Upstream: "provisioning"},
-		{Pattern: "/v2/service_instances/*", Upstream: "provisioning", Public: true},
 		{Pattern: "/api/v1/instances/{id}/health", Upstream: "healthcheck"},
 		{Pattern: "/api/v1/health/*", Upstream: "healthcheck"},
 	}

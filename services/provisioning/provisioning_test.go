@@ -12,6 +12,8 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/canopy-platform/canopy/libs/tenancy"
 )
 
 const readyWithin = 3 * time.Minute
@@ -192,6 +194,24 @@ func TestLifecycle(t *testing.T) {
 			op := c.do("GET", "/api/v1/operations/"+body["operation_id"].(string), nil).json(t)
 			if op["state"] != "succeeded" || op["type"] != "create" || op["finished_at"] == nil {
 				t.Errorf("operation: %v", op)
+			}
+
+			// The health checker's view: every node with the monitor account,
+			// for platform-admin only; a tenant does not learn it exists.
+			admin := &client{t: t, s: s, role: tenancy.RolePlatformAdmin}
+			mon := admin.do("GET", "/internal/v1/monitoring/instances/"+id, nil)
+			if mon.status != http.StatusOK {
+				t.Fatalf("monitoring view: %d %s", mon.status, mon.body)
+			}
+			mv := mon.json(t)
+			if len(mv["nodes"].([]any)) != tc.nodes || mv["monitor"].(map[string]any)["username"] == "" || mv["tenant_id"] != "acme" {
+				t.Errorf("monitoring view: %s", mon.body)
+			}
+			if got := c.do("GET", "/internal/v1/monitoring/instances/"+id, nil); got.status != http.StatusNotFound {
+				t.Errorf("tenant reads monitoring view: %d", got.status)
+			}
+			if got := admin.do("GET", "/internal/v1/monitoring/instances?limit=500", nil); got.status != http.StatusOK || !strings.Contains(string(got.body), id) {
+				t.Errorf("monitoring list: %d %s", got.status, got.body)
 			}
 
 			// Another tenant sees nothing and can touch nothing.

@@ -55,10 +55,14 @@ type Credentials interface {
 
 // Handler serves /v2.
 type Handler struct {
-	plans  Plans
-	creds  Credentials
-	logger *slog.Logger
+	plans   Plans
+	creds   Credentials
+	logger  *slog.Logger
+	forward http.Handler
 }
+
+// ForwardInstances serves /v2/service_instances/* with f (provisioning).
+func (h *Handler) ForwardInstances(f http.Handler) { h.forward = f }
 
 // New returns the OSB handler.
 func New(plans Plans, creds Credentials, logger *slog.Logger) (*Handler, error) {
@@ -82,6 +86,9 @@ func (h *Handler) Routes() http.Handler {
 		writeError(w, http.StatusMethodNotAllowed, "MethodNotAllowed", r.Method+" is not allowed here")
 	})
 	r.Get("/catalog", h.catalog)
+	if h.forward != nil {
+		r.Handle("/service_instances/*", h.forward)
+	}
 	return r
 }
 

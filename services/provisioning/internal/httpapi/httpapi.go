@@ -49,6 +49,7 @@ type Repo interface {
 	Binding(ctx context.Context, tenant, instanceID, id string) (instance.Binding, error)
 	BindingByOSBID(ctx context.Context, tenant, instanceID, osbID string) (instance.Binding, error)
 	Bindings(ctx context.Context, tenant, instanceID string) ([]instance.Binding, error)
+	ListMonitored(ctx context.Context, after string, limit int) ([]*instance.Instance, error)
 }
 
 // Saga runs the commands; *saga.Saga implements it.
@@ -97,6 +98,8 @@ func (h *Handler) Routes() http.Handler {
 		r.Get("/operations/{id}", h.getOperation)
 	})
 	r.Route("/v2/service_instances/{id}", h.osbRoutes)
+	r.Get(MonitoringPath, h.listMonitored)
+	r.Get(MonitoringPath+"/{id}", h.getMonitored)
 	return r
 }
 

@@ -510,6 +510,36 @@ func (r *Repo) List(ctx context.Context, tenant, after string, limit int, includ
 	return out, nil
 }
 
+// ListMonitored returns, across all tenants, the instances whose nodes are
+// meant to be up (ready or updating), after the id cursor, for the health
+// checker.
+func (r *Repo) ListMonitored(ctx context.Context, after string, limit int) ([]*instance.Instance, error) {
+	rows, err := r.db.SQL().QueryContext(ctx, "SELECT "+instanceColumns+
+		" FROM instances WHERE id > ? AND state IN ('ready','updating') ORDER BY id LIMIT ?", after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list monitored instances: %w", err)
+	}
+	var out []*instance.Instance
+	for rows.Next() {
+		in, err := r.scan(rows)
+		if err != nil {
+			rows.Close()
+			return nil, err
+		}
+		out = append(out, in)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list monitored instances: %w", err)
+	}
+	for _, in := range out {
+		if err := loadNodes(ctx, r.db.SQL(), in); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
 // Unfinished returns the ids of instances whose saga has work left
 // (provisioning, updating, deleting), oldest first.
 func (r *Repo) Unfinished(ctx context.Context) ([]string, error) {

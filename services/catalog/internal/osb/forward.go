@@ -1,0 +1,65 @@
+package osb
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"time"
+
+	"github.com/canopy-platform/canopy/libs/tenancy"
+)
+
+// Forwarder hands OSB instance and binding calls to provisioning. The catalog
+// stays the broker's one front door: it has already checked the broker
+// credential and API version, and it turns a tenant-bound credential into a
+// signed tenant identity, so provisioning sees an ordinary tenant request.
+type Forwarder struct {
+	proxy  *httputil.ReverseProxy
+	signer *tenancy.Signer
+}
+
+// NewForwarder returns a forwarder to the provisioning service at base.
+func NewForwarder(base string, secret []byte) (*Forwarder, error) {
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("osb: provisioning url %q must be an http(s) URL", base)
+	}
+	f := &Forwarder{signer: tenancy.NewSigner(secret)}
+	f.proxy = &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(u)
+			pr.Out.Host = u.Host
+		},
+		Transport: &http.Transport{MaxIdleConnsPerHost: 16, IdleConnTimeout: 90 * time.Second, ResponseHeaderTimeout: 60 * time.Second},
+		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, _ error) {
+			writeError(w, http.StatusBadGateway, "ServiceUnavailable", "the provisioning service is not reachable; retry later")
+		},
+	}
+	return f, nil
+}
+
+// ServeHTTP forwards r, which basicAuth has authenticated, with the
+// credential's tenant signed in. A platform-wide credential cannot provision
+// until context mappings exist: it would not know whose instance to create.
+func (f *Forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	cred, ok := CredentialFrom(r.Context())
+	if !ok {
+		writeError(w, http.StatusUnauthorized, "Unauthorized", "missing or invalid broker credentials")
+		return
+	}
+	if cred.Tenant == "" {
+		writeError(w, http.StatusUnprocessableEntity, "TenantRequired",
+			"this broker credential is not bound to a tenant; provisioning needs a tenant-bound credential (see docs/osb.md)")
+		return
+	}
+	out := r.Clone(r.Context())
+	for k := range out.Header {
+		if len(k) > 9 && http.CanonicalHeaderKey(k[:9]) == "X-Canopy-" {
+			out.Header.Del(k)
+		}
+	}
+	out.Header.Del("Authorization")
+	f.signer.Sign(out.Header, tenancy.Principal{Tenant: cred.Tenant, Role: tenancy.RoleTenantMember, Subject: "osb:" + cred.ID}, time.Now())
+	f.proxy.ServeHTTP(w, out)
+}

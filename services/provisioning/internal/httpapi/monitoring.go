@@ -1,0 +1,117 @@
+package httpapi
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/canopy-platform/canopy/libs/httpx"
+	"github.com/canopy-platform/canopy/libs/tenancy"
+
+	"github.com/canopy-platform/canopy/services/provisioning/internal/instance"
+	"github.com/canopy-platform/canopy/services/provisioning/internal/mysqlrepo"
+)
+
+// MonitoringPath is the internal, platform-admin-only view the health checker
+// reads its targets from: every node of every running instance with the
+// least-privilege monitor account. The gateway does not route it, so only
+// services holding the internal secret reach it; tenants never see it.
+const MonitoringPath = "/internal/v1/monitoring/instances"
+
+type monitoredNode struct {
+	ID      string `json:"id"`
+	Role    string `json:"role"`
+	Address string `json:"address"`
+	State   string `json:"state"`
+}
+
+type monitoredInstance struct {
+	InstanceID     string               `json:"instance_id"`
+	TenantID       string               `json:"tenant_id"`
+	Engine         string               `json:"engine"`
+	DeploymentMode string               `json:"deployment_mode"`
+	State          string               `json:"state"`
+	SemiSync       bool                 `json:"semi_sync"`
+	Nodes          []monitoredNode      `json:"nodes"`
+	Monitor        instance.Credentials `json:"monitor"`
+}
+
+func toMonitored(in *instance.Instance) monitoredInstance {
+	m := monitoredInstance{
+		InstanceID: in.ID, TenantID: in.Tenant, Engine: string(in.Plan.Engine), DeploymentMode: string(in.Plan.DeploymentMode),
+		State: string(in.State), SemiSync: in.Plan.SemiSync(), Monitor: in.Accounts.Monitor, Nodes: []monitoredNode{},
+	}
+	for _, n := range in.Nodes {
+		if n.Address == "" {
+			continue
+		}
+		m.Nodes = append(m.Nodes, monitoredNode{ID: n.ID, Role: string(n.Role), Address: n.Address, State: string(n.State)})
+	}
+	return m
+}
+
+func platformAdmin(w http.ResponseWriter, r *http.Request) bool {
+	p, ok := tenancy.PrincipalFrom(r.Context())
+	if !ok {
+		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusUnauthorized, "missing identity"))
+		return false
+	}
+	if p.Role != tenancy.RolePlatformAdmin {
+		// Monitor credentials exist for Canopy's own services only.
+		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusNotFound, "no such resource"))
+		return false
+	}
+	return true
+}
+
+func (h *Handler) listMonitored(w http.ResponseWriter, r *http.Request) {
+	if !platformAdmin(w, r) {
+		return
+	}
+	limit := 100
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 500 {
+			httpx.WriteProblem(w, r, httpx.BadRequest("invalid limit", httpx.FieldError{Field: "limit", Reason: "must be an integer from 1 to 500"}))
+			return
+		}
+		limit = n
+	}
+	cursor := r.URL.Query().Get("cursor")
+	ins, err := h.repo.ListMonitored(r.Context(), cursor, limit)
+	if err != nil {
+		h.log.ErrorContext(r.Context(), "list monitored instances", "err", err)
+		httpx.WriteError(w, r, err)
+		return
+	}
+	out := struct {
+		Instances  []monitoredInstance `json:"instances"`
+		NextCursor string              `json:"next_cursor"`
+	}{Instances: []monitoredInstance{}}
+	for _, in := range ins {
+		out.Instances = append(out.Instances, toMonitored(in))
+	}
+	if len(ins) == limit {
+		out.NextCursor = ins[len(ins)-1].ID
+	}
+	httpx.WriteJSON(w, http.StatusOK, out)
+}
+
+func (h *Handler) getMonitored(w http.ResponseWriter, r *http.Request) {
+	if !platformAdmin(w, r) {
+		return
+	}
+	in, err := h.repo.Get(r.Context(), "", chi.URLParam(r, "id"))
+	if errors.Is(err, mysqlrepo.ErrNotFound) || (err == nil && in.State == instance.StateDeleted) {
+		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusNotFound, "no such instance"))
+		return
+	}
+	if err != nil {
+		h.log.ErrorContext(r.Context(), "get monitored instance", "err", err)
+		httpx.WriteError(w, r, err)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, toMonitored(in))
+}
