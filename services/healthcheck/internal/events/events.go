@@ -23,7 +23,7 @@ const (
 const ConsumerGroup = "healthcheck.targets"
 
 // Source is the CloudEvents source of the healthcheck's events.
-const Source = "/services/healthcheck"
+const Source = "/canopy/healthcheck"
 
 // Event types the healthcheck publishes.
 const (

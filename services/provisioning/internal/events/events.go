@@ -20,7 +20,7 @@ const (
 const ConsumerGroup = "canopy-provisioning"
 
 // Source is the CloudEvents source of provisioning's events.
-const Source = "/services/provisioning"
+const Source = "/canopy/provisioning"
 
 // Lifecycle event types on TopicInstances.
 const (

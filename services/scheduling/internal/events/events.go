@@ -24,7 +24,7 @@ const (
 const ConsumerGroup = "canopy-scheduling"
 
 // Source is the CloudEvents source of every scheduling event.
-const Source = "/services/scheduling"
+const Source = "/canopy/scheduling"
 
 // Event types the scheduler consumes and publishes.
 const (
