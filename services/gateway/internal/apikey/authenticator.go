@@ -50,10 +50,12 @@ func (c AuthConfig) withDefaults() AuthConfig {
 }
 
 type entry struct {
-	key      Key
-	found    bool
-	expires  time.Time
-	lastUsed atomic.Int64 // unix nanos of the last successful use not yet flushed; 0 when clean
+	key        Key
+	found      bool
+	expires    time.Time
+	refreshAt  time.Time    // after this a request starts a background re-read
+	refreshing atomic.Bool  // a background re-read runs
+	lastUsed   atomic.Int64 // unix nanos of the last successful use not yet flushed; 0 when clean
 }
 
 // Authenticator resolves bearer tokens to principals through a short-lived
@@ -120,21 +122,50 @@ func (a *Authenticator) lookup(ctx context.Context, id string, now time.Time) (*
 	e := a.entries[id]
 	a.mu.RUnlock()
 	if e != nil && now.Before(e.expires) {
+		// Re-read a key in use shortly before its entry expires, off the
+		// request path, so busy keys never wait for the store. The entry is
+		// still honoured only until it expires, as before.
+		if e.found && !now.Before(e.refreshAt) && e.refreshing.CompareAndSwap(false, true) {
+			go a.refresh(id, e)
+		}
 		return e, nil
 	}
+	return a.load(ctx, id, now, nil)
+}
+
+// refresh re-reads key id for the entry old in the background.
+func (a *Authenticator) refresh(id string, old *entry) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := a.load(ctx, id, a.now(), old); err != nil {
+		a.logger.Warn("refresh api key", "key_id", id, "err", err)
+		old.refreshing.Store(false) // let a later request try again
+	}
+}
+
+// load reads key id from the store and caches it. With replaces set, the new
+// entry is installed only if replaces is still the cached one (a concurrent
+// Invalidate or load wins).
+func (a *Authenticator) load(ctx context.Context, id string, now time.Time, replaces *entry) (*entry, error) {
 	k, err := a.store.KeyByID(ctx, id)
 	fresh := &entry{key: k}
 	switch {
 	case err == nil:
 		fresh.found = true
 		fresh.expires = now.Add(a.cfg.CacheTTL)
+		fresh.refreshAt = now.Add(a.cfg.CacheTTL - a.cfg.CacheTTL/5)
 	case errors.Is(err, ErrNotFound):
 		fresh.expires = now.Add(a.cfg.NegativeTTL)
 	default:
 		return nil, fmt.Errorf("look up api key: %w", err)
 	}
 	a.mu.Lock()
-	if old := a.entries[id]; old != nil {
+	old := a.entries[id]
+	if replaces != nil && old != replaces {
+		a.mu.Unlock()
+		return fresh, nil
+	}
+	if old != nil {
 		a.keepLastUsed(id, old)
 	}
 	if len(a.entries) >= a.cfg.MaxEntries {

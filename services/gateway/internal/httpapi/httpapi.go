@@ -74,13 +74,15 @@ type Deps struct {
 type api struct {
 	Deps
 	limitsMu   sync.RWMutex
-	limits     map[tenancy.ID]cachedLimit
+	limits     map[tenancy.ID]*cachedLimit
 	lastRLWarn atomic.Int64
 }
 
 type cachedLimit struct {
-	limit   ratelimit.Limit
-	expires time.Time
+	limit      ratelimit.Limit
+	expires    time.Time
+	refreshAt  time.Time   // after this a request re-reads it in the background
+	refreshing atomic.Bool // a background re-read runs
 }
 
 // NewHandler returns the gateway's complete HTTP handler.
@@ -94,7 +96,7 @@ func NewHandler(d Deps) (http.Handler, error) {
 	if d.LimitCacheTTL <= 0 {
 		d.LimitCacheTTL = 10 * time.Second
 	}
-	a := &api{Deps: d, limits: map[tenancy.ID]cachedLimit{}}
+	a := &api{Deps: d, limits: map[tenancy.ID]*cachedLimit{}}
 	r := httpx.NewRouter(d.Logger, d.RouterOptions...)
 	r.Get("/", a.index)
 	r.Get("/api/v1/openapi.yaml", a.openapi)
@@ -205,15 +207,34 @@ func ceilSeconds(d time.Duration) int {
 	return int((d + time.Second - 1) / time.Second)
 }
 
-// tenantLimit returns the tenant's rate limit (its own or the default), cached.
+// tenantLimit returns the tenant's rate limit (its own or the default),
+// cached; a limit in use is re-read in the background shortly before it
+// expires, so busy tenants never wait for the store.
 func (a *api) tenantLimit(ctx context.Context, id tenancy.ID) ratelimit.Limit {
 	now := a.Now()
 	a.limitsMu.RLock()
-	c, ok := a.limits[id]
+	c := a.limits[id]
 	a.limitsMu.RUnlock()
-	if ok && now.Before(c.expires) {
+	if c != nil && now.Before(c.expires) {
+		if !now.Before(c.refreshAt) && c.refreshing.CompareAndSwap(false, true) {
+			go func() {
+				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+				defer cancel()
+				if _, ok := a.loadLimit(rctx, id, a.Now(), c); !ok {
+					c.refreshing.Store(false) // let a later request try again
+				}
+			}()
+		}
 		return c.limit
 	}
+	lim, _ := a.loadLimit(ctx, id, now, nil)
+	return lim
+}
+
+// loadLimit reads the tenant's rate limit and caches it; with replaces set,
+// only if replaces is still the cached entry (forgetLimit wins). ok is false
+// when the store failed and the default is returned uncached.
+func (a *api) loadLimit(ctx context.Context, id tenancy.ID, now time.Time, replaces *cachedLimit) (ratelimit.Limit, bool) {
 	rl := a.DefaultLimit
 	t, err := a.Store.Tenant(tenancy.WithTenant(ctx, id))
 	switch {
@@ -221,16 +242,19 @@ func (a *api) tenantLimit(ctx context.Context, id tenancy.ID) ratelimit.Limit {
 		rl = t.RateLimit
 	case err != nil && !errors.Is(err, tenant.ErrNotFound):
 		a.Logger.WarnContext(ctx, "read tenant rate limit; using default", "tenant", id, "err", err)
-		return ratelimit.Limit{RPS: rl.RPS, Burst: rl.Burst} // not cached: try again next time
+		return ratelimit.Limit{RPS: rl.RPS, Burst: rl.Burst}, false // not cached: try again next time
 	}
 	lim := ratelimit.Limit{RPS: rl.RPS, Burst: rl.Burst}
+	fresh := &cachedLimit{limit: lim, expires: now.Add(a.LimitCacheTTL), refreshAt: now.Add(a.LimitCacheTTL - a.LimitCacheTTL/5)}
 	a.limitsMu.Lock()
-	if len(a.limits) > 100_000 {
-		clear(a.limits)
+	if replaces == nil || a.limits[id] == replaces {
+		if len(a.limits) > 100_000 {
+			clear(a.limits)
+		}
+		a.limits[id] = fresh
 	}
-	a.limits[id] = cachedLimit{limit: lim, expires: now.Add(a.LimitCacheTTL)}
 	a.limitsMu.Unlock()
-	return lim
+	return lim, true
 }
 
 func (a *api) forgetLimit(id tenancy.ID) {

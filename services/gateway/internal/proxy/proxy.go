@@ -1,5 +1,6 @@
 // Package proxy forwards API requests from the gateway to the services: a
-// lean hand-rolled forwarder (pooled keep-alive connections, pooled copy
+// lean hand-rolled forwarder (its own keep-alive connection pool driven on the
+// handler's goroutine for http upstreams — see connPool —, pooled copy
 // buffers, no per-request header cloning beyond what forwarding needs) with a
 // per-upstream timeout, a sony/gobreaker circuit breaker per upstream and
 // retries of idempotent requests on connection errors. It strips every
@@ -29,6 +30,13 @@ import (
 	"github.com/canopy-platform/canopy/libs/retry"
 	"github.com/canopy-platform/canopy/libs/tenancy"
 )
+
+// roundTripper is an upstream connection pool: connPool for http upstreams,
+// http.Transport for https ones.
+type roundTripper interface {
+	RoundTrip(*http.Request) (*http.Response, error)
+	CloseIdleConnections()
+}
 
 // Upstream is one service the gateway forwards to.
 type Upstream struct {
@@ -85,7 +93,7 @@ type Target struct {
 	scheme    string
 	host      string
 	basePath  string
-	transport *http.Transport
+	transport roundTripper
 	breaker   *gobreaker.TwoStepCircuitBreaker[struct{}]
 	cfg       Config
 	signer    *tenancy.Signer
@@ -149,7 +157,15 @@ func New(cfg Config, upstreams []Upstream, secret []byte, m *Metrics, logger *sl
 			requests:  m.requests.MustCurryWith(prometheus.Labels{"upstream": u.Name}),
 			duration:  m.duration.WithLabelValues(u.Name),
 			retryOpen: strconv.Itoa(max(1, int(cfg.BreakerOpenFor/time.Second))),
-			transport: &http.Transport{
+		}
+		if pu.Scheme == "http" {
+			addr := pu.Host
+			if pu.Port() == "" {
+				addr = net.JoinHostPort(pu.Hostname(), "80")
+			}
+			t.transport = newConnPool(addr, cfg.DialTimeout, u.Timeout, cfg.MaxIdleConnsPerHost)
+		} else {
+			t.transport = &http.Transport{
 				Proxy:                 nil,
 				DialContext:           (&net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}).DialContext,
 				MaxIdleConns:          cfg.MaxIdleConnsPerHost,
@@ -161,7 +177,7 @@ func New(cfg Config, upstreams []Upstream, secret []byte, m *Metrics, logger *sl
 				DisableCompression:    true, // pass encodings through untouched
 				WriteBufferSize:       16 << 10,
 				ReadBufferSize:        16 << 10,
-			},
+			}
 		}
 		gauge := m.state.WithLabelValues(u.Name)
 		t.breaker = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{

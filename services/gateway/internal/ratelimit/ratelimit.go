@@ -71,6 +71,7 @@ type bucket struct {
 	resetAt    time.Time
 	deniedTill time.Time
 	retryAfter time.Duration
+	refilling  bool // a refill runs in the background
 }
 
 // Limiter is a per-key rate limiter backed by Redis.
@@ -120,14 +121,21 @@ func (l *Limiter) Allow(ctx context.Context, key string, lim Limit) (Decision, e
 	now := l.now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	batch := min(l.cfg.MaxBatch, max(1, lim.Burst/10))
 	if b.tokens > 0 && now.Before(b.expires) {
 		b.tokens--
+		// Fetch the next batch before this one runs out, so requests do not
+		// queue behind a Redis round trip. Only for batches large enough that
+		// holding a few tokens ahead cannot matter; small limits stay exact.
+		if batch >= minPrefetchBatch && b.tokens < batch/2 && !b.refilling {
+			b.refilling = true
+			go l.refill(b, key, lim, batch)
+		}
 		return l.decision(b, lim, now, true), nil
 	}
 	if now.Before(b.deniedTill) {
 		return l.decision(b, lim, now, false), nil
 	}
-	batch := min(l.cfg.MaxBatch, max(1, lim.Burst/10))
 	rctx, cancel := context.WithTimeout(ctx, l.cfg.Timeout)
 	res, err := l.rl.AllowAtMost(rctx, l.cfg.Prefix+key, redis_rate.Limit{Rate: lim.RPS, Burst: lim.Burst, Period: time.Second}, batch)
 	cancel()
@@ -147,6 +155,32 @@ func (l *Limiter) Allow(ctx context.Context, key string, lim Limit) (Decision, e
 	b.expires = now.Add(l.cfg.LocalTTL)
 	b.deniedTill = time.Time{}
 	return l.decision(b, lim, now, true), nil
+}
+
+// minPrefetchBatch is the smallest batch that is refilled ahead of need.
+const minPrefetchBatch = 8
+
+// refill takes the next batch for b from Redis in the background and adds it
+// to the local tokens; a refusal or an error leaves b as it is, and the next
+// request that finds b empty asks Redis itself.
+func (l *Limiter) refill(b *bucket, key string, lim Limit, batch int) {
+	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.Timeout)
+	res, err := l.rl.AllowAtMost(ctx, l.cfg.Prefix+key, redis_rate.Limit{Rate: lim.RPS, Burst: lim.Burst, Period: time.Second}, batch)
+	cancel()
+	now := l.now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.refilling = false
+	if err != nil || res.Allowed == 0 {
+		return
+	}
+	if !now.Before(b.expires) {
+		b.tokens = 0 // what was left has expired
+	}
+	b.tokens += res.Allowed
+	b.expires = now.Add(l.cfg.LocalTTL)
+	b.remaining = res.Remaining
+	b.resetAt = now.Add(res.ResetAfter)
 }
 
 func (l *Limiter) decision(b *bucket, lim Limit, now time.Time, allowed bool) Decision {
