@@ -52,7 +52,7 @@ func testLogger(t testing.TB) *slog.Logger {
 
 // catalogStandIn serves GET /api/v1/catalog/plans/{id} like the catalog
 // (services never import each other, so tests use a stand-in).
-func catalogStandIn(t *testing.T) string {
+func catalogStandIn(t testing.TB) string {
 	mysqlSchema := json.RawMessage(`{"$schema":"http://json-schema.org/draft-04/schema#","type":"object","additionalProperties":false,
 		"properties":{"max_connections":{"type":"integer","minimum":10,"maximum":10000},"long_query_time":{"type":"number","minimum":0}}}`)
 	redisSchema := json.RawMessage(`{"$schema":"http://json-schema.org/draft-04/schema#","type":"object","additionalProperties":false,
@@ -94,7 +94,7 @@ func catalogStandIn(t *testing.T) string {
 
 // schedulerStandIn answers placement requests like scheduling: every node
 // in its own zone on loopback, with a free port; region "nowhere" is refused.
-func schedulerStandIn(t *testing.T, parent context.Context, brokers []string, pub *eventbus.Publisher) {
+func schedulerStandIn(t testing.TB, parent context.Context, brokers []string, pub *eventbus.Publisher) {
 	ctx, cancel := context.WithCancel(parent)
 	var mu sync.Mutex
 	used := map[int]bool{}
@@ -169,7 +169,7 @@ type env struct {
 	pub        *eventbus.Publisher
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	for _, b := range []string{"mariadbd", "mariadb-install-db", "redis-server"} {
 		if _, err := exec(b); err != nil {
@@ -210,7 +210,7 @@ type svc struct {
 // stack is a provisioning deployment: database, state dir, quota; the
 // service can be stopped and started again on them.
 type stack struct {
-	t        *testing.T
+	t        testing.TB
 	env      *env
 	cfg      Config
 	stateDir string
@@ -218,7 +218,7 @@ type stack struct {
 	hooks    saga.Hooks
 }
 
-func newStack(t *testing.T, e *env, edit func(*Config)) *stack {
+func newStack(t testing.TB, e *env, edit func(*Config)) *stack {
 	t.Helper()
 	dir, err := os.MkdirTemp("/tmp", "cnp-")
 	if err != nil {
@@ -291,7 +291,7 @@ func (s *stack) stopService() {
 
 // client calls the service as a tenant.
 type client struct {
-	t      *testing.T
+	t      testing.TB
 	s      *stack
 	tenant string
 	role   tenancy.Role
@@ -307,7 +307,7 @@ type response struct {
 	body   []byte
 }
 
-func (r response) json(t *testing.T) map[string]any {
+func (r response) json(t testing.TB) map[string]any {
 	t.Helper()
 	var m map[string]any
 	if err := json.Unmarshal(r.body, &m); err != nil {
@@ -344,7 +344,7 @@ func (c *client) do(method, path string, body any, hdr ...string) response {
 }
 
 // eventually polls cond until it returns nil or the deadline passes.
-func eventually(t *testing.T, d time.Duration, what string, cond func() error) {
+func eventually(t testing.TB, d time.Duration, what string, cond func() error) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	wait := 50 * time.Millisecond
@@ -416,7 +416,7 @@ func nodePIDs(root string) map[string]int {
 }
 
 // killUnder SIGKILLs every server process started under root, by pid.
-func killUnder(t *testing.T, root string) {
+func killUnder(t testing.TB, root string) {
 	for node, pid := range nodePIDs(root) {
 		t.Logf("cleanup: killing leftover server %d of node %s", pid, node)
 		_ = syscall.Kill(pid, syscall.SIGKILL)
