@@ -46,6 +46,7 @@ func newUpstream(t testing.TB, body []byte) *upstream {
 		w.Header().Set("X-Seen-Tenant", string(p.Tenant))
 		w.Header().Set("X-Seen-Role", string(p.Role))
 		w.Header().Set("X-Seen-Authorization", r.Header.Get("Authorization"))
+		w.Header().Set("X-Seen-Request-Id", r.Header.Get("X-Request-Id"))
 		if u.body != nil {
 			_, _ = w.Write(u.body)
 			return

@@ -149,3 +149,23 @@ func TestUpstreamTimeoutIsGatewayTimeout(t *testing.T) {
 	require.Equal(t, http.StatusGatewayTimeout, r.StatusCode, "%s", r.Body)
 	require.Less(t, time.Since(start), 2*time.Second)
 }
+
+// TestRequestIDReachesUpstream: the id the gateway answers with is the one
+// the service saw, so a user quoting it finds both log lines.
+func TestRequestIDReachesUpstream(t *testing.T) {
+	e := newEnv(t)
+	for _, sent := range []string{"", "client-chosen-id-1"} {
+		var hdr []string
+		if sent != "" {
+			hdr = []string{"X-Request-Id", sent}
+		}
+		r := e.do("GET", "/api/v1/catalog/services", e.adminKey, nil, hdr...)
+		require.Equal(t, http.StatusOK, r.StatusCode, string(r.Body))
+		got := r.Header.Get("X-Request-Id")
+		require.NotEmpty(t, got)
+		require.Equal(t, got, r.Header.Get("X-Seen-Request-Id"))
+		if sent != "" {
+			require.Equal(t, sent, got)
+		}
+	}
+}

@@ -23,6 +23,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-chi/chi/v5/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sony/gobreaker/v2"
 
@@ -348,8 +349,11 @@ func (t *Target) outbound(r *http.Request, sign bool) (*http.Request, error) {
 }
 
 // w3cRequestID returns the request id the gateway assigned (echoed in the
-// response header by httpx) so the upstream logs the same id.
+// response header by httpx) so the upstream logs and answers the same id.
 func w3cRequestID(r *http.Request) string {
+	if id := middleware.GetReqID(r.Context()); id != "" {
+		return id
+	}
 	return r.Header.Get(httpx.RequestIDHeader)
 }
 
