@@ -198,6 +198,11 @@ func (p *Platform) Run(ctx context.Context) error {
 		select {
 		case <-svc.ready:
 			w.addrs[svc.name] = svc.addr()
+			if svc.name == "gateway" {
+				p.mu.Lock()
+				p.gwAddr = svc.addr() // provisioning reads quotas here from now on
+				p.mu.Unlock()
+			}
 			log.Info("service ready", "service", svc.name, "addr", svc.addr())
 		case err := <-failed:
 			return errors.Join(err, stopAll())
@@ -205,11 +210,8 @@ func (p *Platform) Run(ctx context.Context) error {
 			return stopAll()
 		}
 	}
-	p.mu.Lock()
-	p.gwAddr = w.addrs["gateway"]
-	p.mu.Unlock()
 	close(p.ready)
-	log.Info("canopy is up", "gateway", "http://"+p.gwAddr)
+	log.Info("canopy is up", "gateway", "http://"+w.addrs["gateway"])
 
 	select {
 	case <-ctx.Done():

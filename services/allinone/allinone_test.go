@@ -1,8 +1,10 @@
 package allinone_test
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -79,6 +81,49 @@ func TestAllInOneStartsAndStopsCleanly(t *testing.T) {
 	resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
 	require.Contains(t, string(body), "eu-central-3")
+
+	// The quota a platform-admin sets through the gateway is the one
+	// provisioning enforces: provisioning found the gateway on its random port.
+	adminKey := strings.TrimSpace(string(key))
+	call := func(method, path, key string, body any) (int, map[string]any) {
+		t.Helper()
+		var rd io.Reader
+		if body != nil {
+			b, err := json.Marshal(body)
+			require.NoError(t, err)
+			rd = bytes.NewReader(b)
+		}
+		req, err := http.NewRequestWithContext(ctx, method, "http://"+p.GatewayAddr()+path, rd)
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+key)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		var out map[string]any
+		b, _ := io.ReadAll(resp.Body)
+		_ = json.Unmarshal(b, &out)
+		return resp.StatusCode, out
+	}
+	status, out := call("POST", "/api/v1/tenants", adminKey, map[string]any{"id": "quota-test", "name": "Quota test"})
+	require.Equal(t, http.StatusCreated, status, "%v", out)
+	status, out = call("PUT", "/api/v1/tenants/quota-test/quota", adminKey, map[string]any{"max_instances": 0, "max_vcpu": 0.25, "max_memory_mb": 0, "max_storage_gb": 0})
+	require.Equal(t, http.StatusOK, status, "%v", out)
+	status, out = call("POST", "/api/v1/tenants/quota-test/api-keys", adminKey, map[string]any{"name": "admin", "role": "tenant-admin"})
+	require.Equal(t, http.StatusCreated, status, "%v", out)
+	tenantKey, _ := out["key"].(string)
+	status, out = call("GET", "/api/v1/catalog/services", tenantKey, nil)
+	require.Equal(t, http.StatusOK, status, "%v", out)
+	var planID string // any plan: each needs more than 0.25 vCPU
+	if items, _ := out["items"].([]any); len(items) > 0 {
+		if plans, _ := items[0].(map[string]any)["plans"].([]any); len(plans) > 0 {
+			planID, _ = plans[0].(map[string]any)["id"].(string)
+		}
+	}
+	require.NotEmpty(t, planID, "no plan in %v", out)
+	status, out = call("POST", "/api/v1/instances", tenantKey, map[string]any{"name": "over", "plan_id": planID})
+	require.Equal(t, http.StatusUnprocessableEntity, status, "order over the gateway's vCPU quota: %v", out)
+	require.Equal(t, "vcpu", out["quota"], "%v", out)
 
 	// The embedded broker answers the Kafka protocol through the normal client.
 	conn, err := kafka.DialContext(ctx, "tcp", p.KafkaBrokers()[0])

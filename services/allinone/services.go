@@ -153,11 +153,23 @@ func (p *Platform) buildProvisioning(_ context.Context, w *wiring) (service, err
 	if a, ok := w.addrs["catalog"]; ok {
 		cfg.CatalogURL = "http://" + a
 	}
+	// Quotas come from the gateway, which starts after provisioning (it needs
+	// the backends' addresses) and may listen on a random port (tests): the
+	// URL is resolved per quota read from the address the gateway actually
+	// got. Until it listens orders are refused with 503, and none can arrive
+	// then anyway, since the gateway is the only way in.
+	cfg.GatewayURL = "http://" + p.cfg.GatewayAddr
+	gatewayURL := func() string {
+		if a := p.GatewayAddr(); a != "" {
+			return "http://" + a
+		}
+		return ""
+	}
 	pub, err := p.publisher(w, cfg.Kafka, "provisioning")
 	if err != nil {
 		return service{}, err
 	}
-	svc, err := provisioning.New(cfg, provisioning.Deps{Logger: p.deps.Logger, Registry: obs.NewRegistry(), Publisher: pub})
+	svc, err := provisioning.New(cfg, provisioning.Deps{Logger: p.deps.Logger, Registry: obs.NewRegistry(), Publisher: pub, GatewayURL: gatewayURL})
 	if err != nil {
 		return service{}, err
 	}

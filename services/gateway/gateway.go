@@ -2,7 +2,8 @@
 // keys, rate limits per tenant, authorizes with the tenancy role matrix,
 // serves the tenant, API key, quota and audit APIs and the OpenAPI document,
 // and forwards everything else to the owning service with the caller's
-// identity in signed headers. main and the all-in-one binary use only
+// identity in signed headers. Under /internal/v1 it serves the services
+// (provisioning reads tenants' quotas there), to signed requests only. main and the all-in-one binary use only
 // Config, New and Run.
 package gateway
 
@@ -151,6 +152,7 @@ func (c Config) Validate() error {
 }
 
 // Routes returns the proxied route table: which path goes to which service.
+// No route may lie under /internal/, which only signed service requests reach.
 func Routes() []httpapi.Route {
 	return []httpapi.Route{
 		{Pattern: "/api/v1/catalog/*", Upstream: "catalog"},
@@ -274,6 +276,13 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new gateway: %w", err)
 	}
+	internal, err := httpapi.NewInternalHandler(httpapi.InternalDeps{Store: repo, Secret: secret, Logger: logger, RouterOptions: opts})
+	if err != nil {
+		return nil, fmt.Errorf("new gateway: %w", err)
+	}
+	// /internal/* is served only by the internal API (signed service
+	// requests); no public route or proxied upstream ever sees it.
+	handler = httpapi.WithInternal(handler, internal)
 	server := httpx.NewServer(httpx.Config{Addr: cfg.Addr, ShutdownTimeout: cfg.ShutdownTimeout}, handler, logger, deps.Registry)
 	server.AddReadinessCheck("mysql", func(ctx context.Context) error { return deps.DB.SQL().PingContext(ctx) })
 	server.AddReadinessCheck("redis", func(ctx context.Context) error { return deps.Redis.Ping(ctx).Err() })

@@ -230,6 +230,7 @@ func newStack(t testing.TB, e *env, edit func(*Config)) *stack {
 	cfg.MySQLDSN, cfg.Database = st.DSN, st.Database
 	cfg.InternalSecret = testSecret
 	cfg.CatalogURL = e.catalogURL
+	cfg.GatewayURL = "" // quotas from Config; gatewayStandIn serves them to tests that set it
 	cfg.StateDir = dir
 	cfg.Kafka.Brokers = e.brokers
 	// Stacks share the broker; each is its own deployment.

@@ -36,6 +36,7 @@ import (
 	"github.com/canopy-platform/canopy/services/provisioning/internal/events"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/httpapi"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/mysqlrepo"
+	"github.com/canopy-platform/canopy/services/provisioning/internal/quotaclient"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/saga"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/secrets"
 )
@@ -45,11 +46,14 @@ const (
 	DefaultAddr       = "127.0.0.1:8084"
 	DefaultDatabase   = "canopy_provisioning"
 	DefaultCatalogURL = "http://127.0.0.1:8082"
+	DefaultGatewayURL = "http://127.0.0.1:8080"
 	// MinSecretLen is the shortest accepted internal secret.
 	MinSecretLen = 16
 )
 
-// Quota is a tenant's quota as configured (zero = no limit).
+// Quota is a tenant's quota as configured (zero = no limit). Configured
+// quotas apply only without a gateway (GatewayURL empty) and to tenants the
+// gateway does not know.
 type Quota struct {
 	MaxInstances int64   `yaml:"max_instances" env:"MAX_INSTANCES"`
 	MaxVCPU      float64 `yaml:"max_vcpu" env:"MAX_VCPU"`
@@ -77,6 +81,12 @@ type Config struct {
 	InternalSecret string `yaml:"internal_secret" env:"INTERNAL_SECRET"`
 	// CatalogURL is where plans are fetched.
 	CatalogURL string `yaml:"catalog_url" env:"CATALOG_URL" default:"http://127.0.0.1:8082"`
+	// GatewayURL is where tenants' quotas are read (the gateway stores them,
+	// GET /internal/v1/tenants/{id}/quota). When the gateway cannot answer,
+	// orders are refused with 503. Empty (YAML `gateway_url: ""`; the env
+	// var cannot clear a default) enforces DefaultQuota and Quotas instead,
+	// for standalone runs and tests.
+	GatewayURL string `yaml:"gateway_url" env:"GATEWAY_URL" default:"http://127.0.0.1:8080"`
 	// SecretsKey is the base64 AES-256 key sealing credentials at rest;
 	// empty generates a development key into <StateDir>/secrets.key.
 	SecretsKey string `yaml:"secrets_key" env:"SECRETS_KEY"`
@@ -97,7 +107,8 @@ type Config struct {
 	Saga saga.Config `yaml:"saga" envPrefix:"PROVISIONING_"`
 	// Driver configures the local process driver.
 	Driver local.Config `yaml:"driver" envPrefix:"PROVISIONING_DRIVER_"`
-	// DefaultQuota applies to tenants without an entry in Quotas.
+	// DefaultQuota applies to tenants without an entry in Quotas, when
+	// quotas do not come from the gateway (see GatewayURL).
 	DefaultQuota Quota `yaml:"default_quota" envPrefix:"PROVISIONING_QUOTA_"`
 	// Quotas are per-tenant quotas (YAML only).
 	Quotas map[string]Quota `yaml:"quotas"`
@@ -107,7 +118,7 @@ type Config struct {
 // internal secret, which must be set).
 func DefaultConfig() Config {
 	return Config{
-		Addr: DefaultAddr, MySQLDSN: store.DefaultDSN, Database: DefaultDatabase, CatalogURL: DefaultCatalogURL,
+		Addr: DefaultAddr, MySQLDSN: store.DefaultDSN, Database: DefaultDatabase, CatalogURL: DefaultCatalogURL, GatewayURL: DefaultGatewayURL,
 		StateDir: ".canopy", EnsureTopics: true, ConsumerGroup: events.ConsumerGroup,
 		Kafka: eventbus.PublisherConfig{Brokers: []string{"127.0.0.1:9092"}, Source: events.Source},
 	}
@@ -137,6 +148,11 @@ func (c Config) Validate() error {
 	}
 	if u, err := url.Parse(c.CatalogURL); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
 		errs = append(errs, fmt.Errorf("catalog_url %q must be an http(s) URL", c.CatalogURL))
+	}
+	if c.GatewayURL != "" {
+		if u, err := url.Parse(c.GatewayURL); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+			errs = append(errs, fmt.Errorf("gateway_url %q must be an http(s) URL or empty", c.GatewayURL))
+		}
 	}
 	if c.SecretsKey != "" {
 		if _, err := secrets.ParseKey(c.SecretsKey); err != nil {
@@ -183,6 +199,12 @@ type Deps struct {
 	Hooks saga.Hooks
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// GatewayURL, when set, resolves the gateway's base URL per quota read
+	// in place of Config.GatewayURL, for a gateway whose address is known
+	// only once it listens (the all-in-one binary starts it last). It may
+	// return "" until then; orders are refused with 503 meanwhile. It is
+	// used only when Config.GatewayURL is not empty.
+	GatewayURL func() string
 }
 
 // Service is a configured provisioning service, ready to Run.
@@ -231,11 +253,38 @@ func Routes() []string {
 	return []string{"/api/v1/instances", "/api/v1/instances/*", "/api/v1/operations/*", "/v2/service_instances/*"}
 }
 
-func (s *Service) quota(tenant string) tenancy.Quota {
+// configQuota is the tenant's quota from the configuration.
+func (s *Service) configQuota(tenant string) tenancy.Quota {
 	if q, ok := s.cfg.Quotas[tenant]; ok {
 		return q.tenancy()
 	}
 	return s.cfg.DefaultQuota.tenancy()
+}
+
+// quotas returns where orders' quotas come from: the gateway, which stores
+// them, or without one the configuration. A tenant the gateway does not know
+// (e.g. an OSB tenant that has no API keys) gets the configured quota; a
+// gateway that cannot answer refuses the order (fail closed).
+func (s *Service) quotas() (httpapi.Quotas, error) {
+	if s.cfg.GatewayURL == "" {
+		return func(_ context.Context, tenant string) (tenancy.Quota, error) { return s.configQuota(tenant), nil }, nil
+	}
+	base := s.deps.GatewayURL
+	if base == nil {
+		u := s.cfg.GatewayURL
+		base = func() string { return u }
+	}
+	qc, err := quotaclient.New(quotaclient.Config{BaseURL: base, Secret: []byte(s.cfg.InternalSecret)})
+	if err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context, tenant string) (tenancy.Quota, error) {
+		q, err := qc.Quota(ctx, tenant)
+		if errors.Is(err, quotaclient.ErrUnknownTenant) {
+			return s.configQuota(tenant), nil
+		}
+		return q, err
+	}, nil
 }
 
 // Run opens the database, migrates, re-adopts the nodes of earlier runs,
@@ -313,7 +362,11 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("provisioning: %w", err)
 	}
-	api, err := httpapi.New(repo, sg, catalog, s.quota, s.logger)
+	quotas, err := s.quotas()
+	if err != nil {
+		return fmt.Errorf("provisioning: %w", err)
+	}
+	api, err := httpapi.New(repo, sg, catalog, quotas, s.logger)
 	if err != nil {
 		return fmt.Errorf("provisioning: %w", err)
 	}

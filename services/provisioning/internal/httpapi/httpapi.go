@@ -61,8 +61,12 @@ type Saga interface {
 	Unbind(ctx context.Context, tenant string, b instance.Binding) error
 }
 
-// Quotas returns a tenant's quota.
-type Quotas func(tenant string) tenancy.Quota
+// Quotas returns a tenant's quota. An error means the quota could not be
+// read: the order is refused with 503 (fail closed), never admitted unchecked.
+type Quotas func(ctx context.Context, tenant string) (tenancy.Quota, error)
+
+// errQuotaUnavailable refuses an order whose quota could not be read.
+var errQuotaUnavailable = errors.New("quota service unavailable, retry")
 
 // Handler serves the routes.
 type Handler struct {
@@ -412,9 +416,14 @@ func (h *Handler) order(ctx context.Context, p tenancy.Principal, tenant, name, 
 	if prob != nil {
 		return nil, instance.Operation{}, prob
 	}
+	quota, err := h.quotas(ctx, tenant)
+	if err != nil {
+		h.log.WarnContext(ctx, "read quota; refusing the order", "tenant", tenant, "err", err)
+		return nil, instance.Operation{}, fmt.Errorf("%w: %w", errQuotaUnavailable, err)
+	}
 	return h.saga.Order(ctx, saga.OrderRequest{
 		Tenant: tenant, Name: name, Plan: dp, Version: v, Region: region, Parameters: params,
-		IdempotencyKey: key, RequestHash: hash, OSBID: osbID, Quota: h.quotas(tenant),
+		IdempotencyKey: key, RequestHash: hash, OSBID: osbID, Quota: quota,
 	})
 }
 
@@ -422,6 +431,11 @@ func (h *Handler) writeOrderError(w http.ResponseWriter, r *http.Request, err er
 	var qe *tenancy.QuotaExceededError
 	var ve *instance.ValidationError
 	switch {
+	case errors.Is(err, errQuotaUnavailable):
+		w.Header().Set("Retry-After", "5")
+		p := httpx.NewProblem(http.StatusServiceUnavailable, errQuotaUnavailable.Error())
+		p.Type = "https://canopy.dev/problems/quota-unavailable"
+		httpx.WriteProblem(w, r, p)
 	case errors.As(err, &qe):
 		p := httpx.Unprocessable(fmt.Sprintf("the order exceeds the tenant's %s quota: limit %g, in use %g, requested %g", qe.Quota, qe.Limit, qe.Used, qe.Requested),
 			httpx.FieldError{Field: "plan_id", Reason: "quota " + qe.Quota + " exceeded"})

@@ -197,6 +197,9 @@ func (h *Handler) osbOrderError(w http.ResponseWriter, err error) {
 		return
 	}
 	switch {
+	case errors.Is(err, errQuotaUnavailable):
+		w.Header().Set("Retry-After", "5")
+		osbError(w, http.StatusServiceUnavailable, "ServiceUnavailable", errQuotaUnavailable.Error())
 	case errors.As(err, &qe):
 		osbError(w, http.StatusUnprocessableEntity, "QuotaExceeded", qe.Error())
 	case errors.Is(err, mysqlrepo.ErrNameTaken):
