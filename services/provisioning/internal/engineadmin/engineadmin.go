@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -127,22 +128,34 @@ func (c *Client) Verify(ctx context.Context, in *instance.Instance, token string
 		if err := cl.Set(ctx, key, token, 0).Err(); err != nil {
 			return fmt.Errorf("verify write on primary %s: %w", p.ID, err)
 		}
-		for _, r := range in.Replicas() {
-			rc := c.redis(r.Address, adm)
-			err := retry.Do(ctx, poll, func(ctx context.Context) error {
-				got, err := rc.Get(ctx, key).Result()
+		// Every replica is read at once: each waits for the same write.
+		reps := in.Replicas()
+		errs := make([]error, len(reps))
+		var wg sync.WaitGroup
+		for i, r := range reps {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				rc := c.redis(r.Address, adm)
+				defer rc.Close()
+				err := retry.Do(ctx, poll, func(ctx context.Context) error {
+					got, err := rc.Get(ctx, key).Result()
+					if err != nil {
+						return err
+					}
+					if got != token {
+						return fmt.Errorf("replica has token %q", got)
+					}
+					return nil
+				})
 				if err != nil {
-					return err
+					errs[i] = fmt.Errorf("verify read on replica %s: %w", r.ID, err)
 				}
-				if got != token {
-					return fmt.Errorf("replica has token %q", got)
-				}
-				return nil
-			})
-			rc.Close()
-			if err != nil {
-				return fmt.Errorf("verify read on replica %s: %w", r.ID, err)
-			}
+			}()
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return err
 		}
 		// The key was only a probe; the tenant's keyspace starts empty.
 		if err := cl.Del(ctx, key).Err(); err != nil {

@@ -316,17 +316,22 @@ func (s *Saga) hook(ctx context.Context, in *instance.Instance, step instance.St
 }
 
 // drive runs steps of one instance until it is terminal, waits for an
-// event, fails in a way the next sweep retries, or ctx ends.
+// event, fails in a way the next sweep retries, or ctx ends. A step that
+// advanced the instance hands on what it committed, so the next step starts
+// without reading the instance again.
 func (s *Saga) drive(ctx context.Context, id string) {
+	var in *instance.Instance
 	for ctx.Err() == nil {
-		in, err := s.repo.Get(ctx, "", id)
-		if err != nil {
-			if ctx.Err() == nil {
-				s.log.Error("load instance", "instance", id, "err", err)
+		if in == nil {
+			var err error
+			if in, err = s.repo.Get(ctx, "", id); err != nil {
+				if ctx.Err() == nil {
+					s.log.Error("load instance", "instance", id, "err", err)
+				}
+				return
 			}
-			return
 		}
-		more, err := s.step(ctx, in)
+		next, more, err := s.step(ctx, in)
 		if err != nil {
 			if ctx.Err() == nil {
 				log := s.log.With("tenant", in.Tenant, "instance", in.ID, "state", string(in.State), "step", string(in.Step))
@@ -341,46 +346,48 @@ func (s *Saga) drive(ctx context.Context, id string) {
 		if !more {
 			return
 		}
+		in = next
 	}
 }
 
-// step performs the next step of in; more reports whether another may follow.
-func (s *Saga) step(ctx context.Context, in *instance.Instance) (more bool, err error) {
+// step performs the next step of in; more reports whether another may
+// follow, and next, when not nil, is the instance as the step committed it.
+func (s *Saga) step(ctx context.Context, in *instance.Instance) (next *instance.Instance, more bool, err error) {
 	now := s.now()
 	switch in.State {
 	case instance.StateProvisioning:
 		switch in.Step {
 		case instance.StepPlacing:
 			if now.Sub(in.StepAt) > s.cfg.PlacementTimeout {
-				return true, s.startRollback(ctx, in.ID, fmt.Sprintf("no placement decision within %s", s.cfg.PlacementTimeout))
+				return nil, true, s.startRollback(ctx, in.ID, fmt.Sprintf("no placement decision within %s", s.cfg.PlacementTimeout))
 			}
-			return false, nil
+			return nil, false, nil
 		case instance.StepCreating, instance.StepReplicating, instance.StepVerifying:
 			if now.Sub(in.CreatedAt) > s.cfg.ProvisionTimeout {
-				return true, s.startRollback(ctx, in.ID, fmt.Sprintf("not ready within %s (step %s)", s.cfg.ProvisionTimeout, in.Step))
+				return nil, true, s.startRollback(ctx, in.ID, fmt.Sprintf("not ready within %s (step %s)", s.cfg.ProvisionTimeout, in.Step))
 			}
 			if err := s.hook(ctx, in, in.Step); err != nil {
-				return false, err
+				return nil, false, err
 			}
 			return s.createStep(ctx, in)
 		case instance.StepRollingBack:
 			if err := s.hook(ctx, in, in.Step); err != nil {
-				return false, err
+				return nil, false, err
 			}
-			return true, s.rollback(ctx, in)
+			return nil, true, s.rollback(ctx, in)
 		}
 	case instance.StateUpdating:
 		if err := s.hook(ctx, in, instance.StepApplying); err != nil {
-			return false, err
+			return nil, false, err
 		}
-		return true, s.applyUpdate(ctx, in)
+		return nil, true, s.applyUpdate(ctx, in)
 	case instance.StateDeleting:
 		if err := s.hook(ctx, in, instance.StepDestroying); err != nil {
-			return false, err
+			return nil, false, err
 		}
-		return true, s.destroy(ctx, in)
+		return nil, true, s.destroy(ctx, in)
 	}
-	return false, nil
+	return nil, false, nil
 }
 
 // permanent reports driver errors that retrying cannot fix.
@@ -390,17 +397,26 @@ func permanent(err error) bool {
 }
 
 // createStep runs one create step with retries; a step that cannot succeed
-// starts the rollback.
-func (s *Saga) createStep(ctx context.Context, in *instance.Instance) (bool, error) {
+// starts the rollback. The step's node results and the move to the next
+// step are committed in one transaction.
+func (s *Saga) createStep(ctx context.Context, in *instance.Instance) (*instance.Instance, bool, error) {
 	stepCtx, cancel := context.WithTimeout(ctx, s.cfg.StepTimeout)
 	defer cancel()
 	policy := retry.Policy{Initial: 250 * time.Millisecond, Max: 5 * time.Second, Multiplier: 2}
 	var next instance.Step
+	var nodes map[string]instance.NodeUpdate
+	first := true
 	err := retry.Do(stepCtx, policy, func(ctx context.Context) error {
-		cur, err := s.repo.Get(ctx, "", in.ID)
-		if err != nil {
-			return err
+		// in was read (or committed) just now: the first attempt uses it,
+		// a retry reads the instance again.
+		cur := in
+		if !first {
+			var err error
+			if cur, err = s.repo.Get(ctx, "", in.ID); err != nil {
+				return err
+			}
 		}
+		first = false
 		if cur.State != instance.StateProvisioning || cur.Step != in.Step {
 			next = ""
 			return nil // changed under us (a delete): the next round sees it
@@ -408,7 +424,8 @@ func (s *Saga) createStep(ctx context.Context, in *instance.Instance) (bool, err
 		var stepErr error
 		switch in.Step {
 		case instance.StepCreating:
-			stepErr, next = s.createNodes(ctx, cur), instance.StepReplicating
+			nodes, stepErr = s.createNodes(ctx, cur)
+			next = instance.StepReplicating
 		case instance.StepReplicating:
 			stepErr, next = s.replicate(ctx, cur), instance.StepVerifying
 		case instance.StepVerifying:
@@ -420,20 +437,26 @@ func (s *Saga) createStep(ctx context.Context, in *instance.Instance) (bool, err
 		return stepErr
 	})
 	if ctx.Err() != nil {
-		return false, ctx.Err()
+		return nil, false, ctx.Err()
 	}
 	if errors.Is(err, errHalted) {
-		return false, err
+		return nil, false, err
 	}
 	if err != nil {
-		return true, s.startRollback(ctx, in.ID, fmt.Sprintf("%s: %v", in.Step, err))
+		return nil, true, s.startRollback(ctx, in.ID, fmt.Sprintf("%s: %v", in.Step, err))
 	}
 	if next == "" {
-		return true, nil
+		return nil, true, nil
 	}
-	_, err = s.repo.Update(ctx, in.ID, func(c *mysqlrepo.Change) error {
+	out, err := s.repo.Update(ctx, in.ID, func(c *mysqlrepo.Change) error {
 		cur := c.Instance
+		if err := s.applyNodes(cur, nodes); err != nil {
+			return err
+		}
 		if cur.State != instance.StateProvisioning || cur.Step != in.Step {
+			if len(nodes) > 0 {
+				return nil // keep what the driver did; the next round sees the change
+			}
 			return mysqlrepo.ErrNoChange
 		}
 		if next == instance.StepDone {
@@ -449,10 +472,26 @@ func (s *Saga) createStep(ctx context.Context, in *instance.Instance) (bool, err
 		cur.Sync(c.Op, s.now())
 		return nil
 	})
-	if err == nil && next == instance.StepDone {
+	if err != nil {
+		return nil, true, err
+	}
+	if next == instance.StepDone {
 		s.log.Info("instance ready", "tenant", in.Tenant, "instance", in.ID, "took", s.now().Sub(in.CreatedAt))
 	}
-	return true, err
+	return out, true, nil
+}
+
+// applyNodes records node results on in, leaving destroyed nodes alone.
+func (s *Saga) applyNodes(in *instance.Instance, updates map[string]instance.NodeUpdate) error {
+	for nid, u := range updates {
+		if n, ok := in.Node(nid); ok && n.State == instance.NodeDestroyed {
+			continue
+		}
+		if err := in.RecordNode(nid, u, s.now()); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (s *Saga) recordNodes(ctx context.Context, id string, updates map[string]instance.NodeUpdate) error {
@@ -467,10 +506,14 @@ func (s *Saga) recordNodes(ctx context.Context, id string, updates map[string]in
 	return err
 }
 
-// createNodes creates and starts every node not running yet. Ports and
-// settings are fixed (persisted) before the driver is called, so a re-run
-// after a crash asks the driver for exactly the same node.
-func (s *Saga) createNodes(ctx context.Context, in *instance.Instance) error {
+// createNodes creates and starts every node not running yet and returns
+// what to record of them, which the caller commits with the step's advance.
+// Ports and settings are fixed (persisted, nodes "creating") before the
+// driver is called, so a re-run after a crash asks the driver for exactly
+// the same node; a node started but not yet recorded is found again by the
+// driver (its pid file) on a re-run or a rollback. When a node fails, the
+// nodes that did start are recorded before the error is returned.
+func (s *Saga) createNodes(ctx context.Context, in *instance.Instance) (map[string]instance.NodeUpdate, error) {
 	prep := map[string]instance.NodeUpdate{}
 	for i := range in.Nodes {
 		n := &in.Nodes[i]
@@ -481,14 +524,14 @@ func (s *Saga) createNodes(ctx context.Context, in *instance.Instance) error {
 		if u.Port == 0 {
 			p, err := freePort()
 			if err != nil {
-				return err
+				return nil, err
 			}
 			u.Port = p
 		}
 		if u.Settings == nil {
 			set, err := settings(in)
 			if err != nil {
-				return retry.Permanent(err)
+				return nil, retry.Permanent(err)
 			}
 			u.Settings = set
 		}
@@ -497,31 +540,38 @@ func (s *Saga) createNodes(ctx context.Context, in *instance.Instance) error {
 	}
 	if len(prep) > 0 {
 		if err := s.recordNodes(ctx, in.ID, prep); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	return parallel(in.Nodes, func(n *instance.Node) error {
+	var mu sync.Mutex
+	done := map[string]instance.NodeUpdate{}
+	err := parallel(in.Nodes, func(n *instance.Node) error {
 		if n.State == instance.NodeRunning {
 			if st, err := s.drv.Status(ctx, n.ID); err == nil && st.State == driver.StateRunning {
 				return nil
 			}
 		}
-		spec := s.spec(in, n)
-		rec, err := s.drv.Create(ctx, spec)
+		if _, err := s.drv.Create(ctx, s.spec(in, n)); err != nil {
+			return err
+		}
+		rec, err := s.drv.Start(ctx, n.ID)
 		if err != nil {
 			return err
 		}
-		if n.State == instance.NodeCreating {
-			if err := s.recordNodes(ctx, in.ID, map[string]instance.NodeUpdate{n.ID: {State: instance.NodeCreated, Address: rec.Address, DataDir: rec.DataDir, PID: rec.PID}}); err != nil {
-				return err
+		mu.Lock()
+		done[n.ID] = instance.NodeUpdate{State: instance.NodeRunning, Address: rec.Address, DataDir: rec.DataDir, PID: rec.PID}
+		mu.Unlock()
+		return nil
+	})
+	if err != nil {
+		if len(done) > 0 {
+			if rerr := s.recordNodes(ctx, in.ID, done); rerr != nil {
+				err = errors.Join(err, rerr)
 			}
 		}
-		rec, err = s.drv.Start(ctx, n.ID)
-		if err != nil {
-			return err
-		}
-		return s.recordNodes(ctx, in.ID, map[string]instance.NodeUpdate{n.ID: {State: instance.NodeRunning, Address: rec.Address, DataDir: rec.DataDir, PID: rec.PID}})
-	})
+		return nil, err
+	}
+	return done, nil
 }
 
 // replicate configures the primary first, then every replica.

@@ -30,6 +30,8 @@ import (
 	"sync"
 	"time"
 
+	goredis "github.com/redis/go-redis/v9"
+
 	"github.com/canopy-platform/canopy/libs/retry"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/driver"
 )
@@ -140,6 +142,9 @@ type node struct {
 	pid     int
 	exited  <-chan struct{} // closed when a process this driver started exits
 	removed bool            // destroyed; a waiter must look the node up again
+	// redisAdmin is a Redis node's admin client, kept open from the first
+	// answered ping until the server stops or a call fails (redis.go).
+	redisAdmin *goredis.Client
 }
 
 // nodeState is persisted in the node directory (node.json) without secrets;
@@ -293,6 +298,7 @@ func (d *Driver) claim(spec driver.NodeSpec) *node {
 
 // forget drops n from the registry; n.mu is held.
 func (d *Driver) forget(n *node) {
+	n.dropAdmin()
 	n.removed = true
 	d.mu.Lock()
 	if d.nodes[n.spec.NodeID] == n {
@@ -439,6 +445,7 @@ func (d *Driver) Start(ctx context.Context, nodeID string) (driver.Node, error) 
 	if err != nil {
 		return driver.Node{}, fmt.Errorf("start node %s: %w", nodeID, err)
 	}
+	n.dropAdmin() // a client of an earlier run of the server
 	began := time.Now()
 	pid, exited, err := launch(bin, e.args(n), n.dataDir(), n.outFile())
 	if err != nil {
@@ -510,6 +517,7 @@ func (d *Driver) stop(ctx context.Context, n *node) error {
 		return fmt.Errorf("stop node %s: %w", n.spec.NodeID, err)
 	}
 	n.pid, n.exited = 0, nil
+	n.dropAdmin()
 	if err := os.Remove(n.pidFile()); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("stop node %s: %w", n.spec.NodeID, err)
 	}
