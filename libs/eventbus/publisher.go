@@ -26,8 +26,9 @@ type PublisherConfig struct {
 	// BatchBytes caps the size of one request to a partition (default 1 MiB).
 	BatchBytes int64 `yaml:"batch_bytes" env:"BATCH_BYTES"`
 	// BatchTimeout is how long a partial batch waits for more records before
-	// it is sent; it is the floor of a synchronous Publish's latency
-	// (default 5ms).
+	// it is sent; it is the floor of a synchronous Publish's latency, paid on
+	// every hop of a saga, so the default is short (1ms): enough to gather
+	// concurrent publishers, while a caller's own records go out together.
 	BatchTimeout time.Duration `yaml:"batch_timeout" env:"BATCH_TIMEOUT"`
 	// RequiredAcks is -1 (all in-sync replicas, the default when 0) or 1
 	// (leader only). Fire-and-forget is not offered: Publish reports acks.
@@ -49,7 +50,7 @@ func (c PublisherConfig) withDefaults() PublisherConfig {
 		c.BatchBytes = 1 << 20
 	}
 	if c.BatchTimeout == 0 {
-		c.BatchTimeout = 5 * time.Millisecond
+		c.BatchTimeout = time.Millisecond
 	}
 	if c.RequiredAcks == 0 {
 		c.RequiredAcks = int(kafka.RequireAll)
