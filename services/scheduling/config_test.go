@@ -23,6 +23,9 @@ func TestConfigFromEnvironment(t *testing.T) {
 		"CANOPY_SCHEDULING_INVENTORY_FILE=/tmp/inv.yaml",
 		"CANOPY_KAFKA_BROKERS=a:1,b:2",
 		"CANOPY_SCHEDULING_CONSUME=false",
+		"CANOPY_SCHEDULING_CONSUMERS=6",
+		"CANOPY_SCHEDULING_BATCH_WINDOW=2ms",
+		"CANOPY_SCHEDULING_BATCH_MAX_BATCH=16",
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -32,7 +35,8 @@ func TestConfigFromEnvironment(t *testing.T) {
 	case cfg.Addr != "127.0.0.1:9999", p.Strategy != "binpack", p.MaxLatencyMS != 35, p.Weights.Price != 2,
 		p.Weights.Utilisation != 1, p.HostsToScore != -1, cfg.Scheduler.ReservationTTL != time.Minute,
 		cfg.Scheduler.ReapInterval != 15*time.Second, cfg.InventoryFile != "/tmp/inv.yaml",
-		len(cfg.Kafka.Brokers) != 2, cfg.Consume, cfg.Database != "canopy_scheduling":
+		len(cfg.Kafka.Brokers) != 2, cfg.Consume, cfg.Database != "canopy_scheduling",
+		cfg.Consumers != 6, cfg.Batch.Window != 2*time.Millisecond, cfg.Batch.MaxBatch != 16, cfg.Batch.Flushers != 2:
 		t.Fatalf("%+v", cfg)
 	}
 }

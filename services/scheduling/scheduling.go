@@ -33,6 +33,7 @@ import (
 	"github.com/canopy-platform/canopy/services/scheduling/internal/httpapi"
 	"github.com/canopy-platform/canopy/services/scheduling/internal/inventory"
 	"github.com/canopy-platform/canopy/services/scheduling/internal/mysqlrepo"
+	"github.com/canopy-platform/canopy/services/scheduling/internal/placement"
 	"github.com/canopy-platform/canopy/services/scheduling/internal/planclient"
 	"github.com/canopy-platform/canopy/services/scheduling/internal/scheduler"
 )
@@ -82,6 +83,13 @@ type Config struct {
 	Consume bool `yaml:"consume" env:"SCHEDULING_CONSUME" default:"true"`
 	// Consumer tunes the subscriber (group and topics are fixed).
 	Consumer eventbus.SubscriberConfig `yaml:"consumer" envPrefix:"SCHEDULING_CONSUMER_"`
+	// Consumers is how many members of the consumer group this process
+	// runs (each hands over one record at a time, of its own partitions).
+	// With more than one, their placement requests go through a batcher
+	// that writes the decisions pending at once in one transaction.
+	Consumers int `yaml:"consumers" env:"SCHEDULING_CONSUMERS" default:"6"`
+	// Batch tunes that batcher (window, batch size, concurrent batches).
+	Batch scheduler.BatcherConfig `yaml:"batch" envPrefix:"SCHEDULING_BATCH_"`
 	// Relay tunes the outbox relay.
 	Relay store.RelayConfig `yaml:"relay" envPrefix:"SCHEDULING_RELAY_"`
 	// Scheduler tunes placement (strategy, weights, latency bound) and
@@ -99,6 +107,7 @@ func DefaultConfig() Config {
 		InventoryFile: DefaultInventoryFile,
 		Kafka:         eventbus.PublisherConfig{Brokers: []string{"127.0.0.1:9092"}, Source: events.Source},
 		Consume:       true,
+		Consumers:     6,
 	}
 }
 
@@ -242,9 +251,9 @@ func (s *Service) Run(ctx context.Context) error {
 	srv := httpx.NewServer(s.cfg.httpConfig(), handler, s.logger, s.deps.Registry)
 	srv.AddReadinessCheck("mysql", repo.Ping)
 
-	var sub *eventbus.Subscriber
+	var subs []*eventbus.Subscriber
 	if s.cfg.Consume {
-		if sub, err = s.subscriber(ctx, sched); err != nil {
+		if subs, err = s.subscribers(ctx, sched); err != nil {
 			return fmt.Errorf("scheduling: %w", err)
 		}
 	}
@@ -280,11 +289,11 @@ func (s *Service) Run(ctx context.Context) error {
 		{"reaper", sched.RunReaper},
 		{"refresher", sched.RunRefresher},
 	}
-	if sub != nil {
+	for i, sub := range subs {
 		loops = append(loops, struct {
 			name string
 			run  func(context.Context) error
-		}{"consumer", sub.Run})
+		}{fmt.Sprintf("consumer %d", i), sub.Run})
 	}
 	for _, l := range loops {
 		wg.Add(1)
@@ -335,25 +344,49 @@ func (s *Service) handler(repo *mysqlrepo.Repo, sched *scheduler.Scheduler) (htt
 	return r, nil
 }
 
-func (s *Service) subscriber(ctx context.Context, sched *scheduler.Scheduler) (*eventbus.Subscriber, error) {
+// batchedPlacer places through a Batcher, so that the requests several
+// consumers hand over at once are written in one transaction.
+type batchedPlacer struct {
+	*scheduler.Scheduler
+	batcher *scheduler.Batcher
+}
+
+func (p batchedPlacer) Place(ctx context.Context, req placement.Request) (placement.Decision, error) {
+	return p.batcher.Place(ctx, req)
+}
+
+// subscribers builds the Consumers members of the consumer group.
+func (s *Service) subscribers(ctx context.Context, sched *scheduler.Scheduler) ([]*eventbus.Subscriber, error) {
 	cfg := s.cfg.Consumer
 	cfg.Brokers = s.cfg.consumerBrokers()
 	cfg.GroupID = events.ConsumerGroup
 	cfg.Topics = consumers.Topics
 	topics := make([]eventbus.TopicSpec, 0, 3)
 	for _, t := range []string{events.TopicPlacements, events.TopicInventory, events.TopicInstances} {
-		topics = append(topics, eventbus.TopicSpec{Name: t})
+		// Partitions as provisioning creates them: up to 6 consumers share
+		// the work (existing topics are left as they are).
+		topics = append(topics, eventbus.TopicSpec{Name: t, Partitions: 6})
 	}
 	ensureCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := eventbus.EnsureTopics(ensureCtx, cfg.Brokers, topics...); err != nil {
 		return nil, fmt.Errorf("ensure topics: %w", err)
 	}
-	sub, err := eventbus.NewSubscriber(cfg, consumers.Handler(sched, s.logger), s.logger, s.deps.Registry)
-	if err != nil {
-		return nil, fmt.Errorf("placement consumer: %w", err)
+	var placer consumers.Placer = sched
+	n := max(s.cfg.Consumers, 1)
+	if n > 1 {
+		placer = batchedPlacer{Scheduler: sched, batcher: scheduler.NewBatcher(sched, s.cfg.Batch)}
 	}
-	return sub, nil
+	handler := consumers.Handler(placer, s.logger)
+	subs := make([]*eventbus.Subscriber, 0, n)
+	for i := 0; i < n; i++ {
+		sub, err := eventbus.NewSubscriber(cfg, handler, s.logger, s.deps.Registry)
+		if err != nil {
+			return nil, fmt.Errorf("placement consumer: %w", err)
+		}
+		subs = append(subs, sub)
+	}
+	return subs, nil
 }
 
 // seed loads the inventory file into an empty inventory.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -245,6 +246,51 @@ func TestService(t *testing.T) {
 	code, body = admin.do("GET", "/placements/inst-k1", nil)
 	if code != 200 || body["status"] != "reserved" || len(body["nodes"].([]any)) != 3 {
 		t.Fatalf("placement: %d %v", code, body)
+	}
+
+	// Many requests at once: the consumers hand them to the batcher, which
+	// writes those pending together in one transaction; each is answered.
+	var burst []eventbus.Event
+	for i := 0; i < 24; i++ {
+		id := fmt.Sprintf("inst-b%02d", i)
+		e, _ := eventbus.NewEvent("scheduling.placement.requested", "/services/provisioning", id, map[string]any{
+			"instance_id": id, "tenant_id": "acme", "deployment_mode": "multi-az", "nodes": plan["nodes"]})
+		e.Tenant = "acme"
+		burst = append(burst, e)
+	}
+	if err := pub.Publish(ctx, scheduling.TopicPlacements, burst...); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		answered := map[string]bool{}
+		for _, e := range seen {
+			if e.Type == "scheduling.placement.decided" || e.Type == "scheduling.placement.failed" {
+				answered[e.Key] = true
+			}
+		}
+		for _, e := range burst {
+			if !answered[e.Key] {
+				return false
+			}
+		}
+		return true
+	})
+	for _, e := range burst {
+		code, body := admin.do("GET", "/placements/"+e.Key, nil)
+		if code != 200 || (body["status"] != "reserved" && body["status"] != "failed") {
+			t.Fatalf("placement %s: %d %v", e.Key, code, body)
+		}
+	}
+	code, body = admin.do("GET", "/inventory/hosts?limit=500", nil)
+	for _, h := range body["items"].([]any) {
+		free := h.(map[string]any)["free"].(map[string]any)
+		for _, k := range []string{"vcpu", "memory_mb", "storage_gb"} {
+			if v, _ := free[k].(float64); v < 0 {
+				t.Fatalf("host overcommitted: %v", h)
+			}
+		}
 	}
 	readyEv, _ := eventbus.NewEvent("provisioning.instance.ready", "/services/provisioning", "inst-k1", map[string]any{"instance_id": "inst-k1"})
 	if err := pub.Publish(ctx, "canopy.instances.v1", readyEv); err != nil {

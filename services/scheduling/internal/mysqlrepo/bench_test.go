@@ -20,9 +20,22 @@ import (
 // MariaDB transaction that books the hosts, records the reservations and
 // writes the outbox event, with 1 and 8 concurrent callers. Reports p50/p99
 // latency per placement in µs and placements/s.
+//
+// The batched-workers-N variants send the same placements from N concurrent
+// callers (as N consumers of the placement topic would) through a
+// scheduler.Batcher, which decides them one by one and writes each batch of
+// pending placements in one transaction (one commit).
 func BenchmarkPlacePersisted(b *testing.B) {
-	for _, workers := range []int{1, 8} {
-		b.Run(fmt.Sprintf("workers-%d", workers), func(b *testing.B) {
+	for _, v := range []struct {
+		workers int
+		batched bool
+	}{{1, false}, {8, false}, {6, true}, {8, true}, {16, true}, {32, true}} {
+		name := fmt.Sprintf("workers-%d", v.workers)
+		if v.batched {
+			name = "batched-" + name
+		}
+		workers, batched := v.workers, v.batched
+		b.Run(name, func(b *testing.B) {
 			repo, _ := newRepo(b, "bench")
 			ctx := context.Background()
 			inv := inventory.Generate(inventory.GenerateSpec{
@@ -38,6 +51,10 @@ func BenchmarkPlacePersisted(b *testing.B) {
 			}
 			if err := s.Load(ctx); err != nil {
 				b.Fatal(err)
+			}
+			place := s.Place
+			if batched {
+				place = scheduler.NewBatcher(s, scheduler.BatcherConfig{}).Place
 			}
 			sizes := []inventory.Resources{
 				{MilliCPU: 1000, MemoryMB: 2048, StorageGB: 20},
@@ -64,7 +81,7 @@ func BenchmarkPlacePersisted(b *testing.B) {
 						req := placement.Request{InstanceID: fmt.Sprintf("bench-%d", i), Tenant: "bench", Mode: placement.MultiAZ, Region: regions[i%len(regions)],
 							Nodes: []placement.NodeSpec{{Role: "primary", Resources: res}, {Role: "replica", Resources: res}, {Role: "replica", Resources: res}}}
 						t0 := time.Now()
-						_, err := s.Place(ctx, req)
+						_, err := place(ctx, req)
 						d := time.Since(t0)
 						if err != nil {
 							b.Error(err)

@@ -65,3 +65,13 @@ var ErrAlreadyPlaced = errors.New("instance already placed")
 
 // ErrNotPlaced is returned when an instance holds no active placement.
 var ErrNotPlaced = errors.New("instance not placed")
+
+// Reservation is one decision to make durable in a batch: the request it
+// answers, the decision, when an unconfirmed reservation expires, and the
+// W3C traceparent of the request (for its event; empty: none).
+type Reservation struct {
+	Request     Request
+	Decision    Decision
+	ExpiresAt   time.Time
+	TraceParent string
+}

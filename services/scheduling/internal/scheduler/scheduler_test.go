@@ -5,9 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/canopy-platform/canopy/libs/eventbus"
 	"github.com/canopy-platform/canopy/libs/store"
@@ -109,7 +113,9 @@ type outcome struct {
 	other           []error
 }
 
-func placeAll(t *testing.T, scheds []*scheduler.Scheduler, n int) outcome {
+type placeFunc func(context.Context, placement.Request) (placement.Decision, error)
+
+func placeAll(t *testing.T, scheds []placeFunc, n int) outcome {
 	t.Helper()
 	var mu sync.Mutex
 	var out outcome
@@ -120,8 +126,8 @@ func placeAll(t *testing.T, scheds []*scheduler.Scheduler, n int) outcome {
 		go func(i int) {
 			defer wg.Done()
 			<-start
-			s := scheds[i%len(scheds)]
-			d, err := s.Place(context.Background(), multiAZ(fmt.Sprintf("inst-%02d", i)))
+			place := scheds[i%len(scheds)]
+			d, err := place(context.Background(), multiAZ(fmt.Sprintf("inst-%02d", i)))
 			mu.Lock()
 			defer mu.Unlock()
 			var re *placement.RefusalError
@@ -140,11 +146,29 @@ func placeAll(t *testing.T, scheds []*scheduler.Scheduler, n int) outcome {
 	return out
 }
 
+// TestConcurrentPlacementsFitExactly places 64 instances at once on an
+// inventory that fits 8, with one and two scheduler instances, each placing
+// one by one or through a Batcher (decisions written several per
+// transaction), or one of each.
 func TestConcurrentPlacementsFitExactly(t *testing.T) {
-	for _, replicas := range []int{1, 2} {
-		t.Run(fmt.Sprintf("%d-schedulers", replicas), func(t *testing.T) {
+	for _, tc := range []struct {
+		replicas int
+		batched  []bool // per replica
+	}{
+		{1, []bool{false}}, {2, []bool{false, false}},
+		{1, []bool{true}}, {2, []bool{true, true}}, {2, []bool{true, false}},
+	} {
+		name := fmt.Sprintf("%d-schedulers", tc.replicas)
+		switch {
+		case !slices.Contains(tc.batched, false):
+			name += "-batched"
+		case slices.Contains(tc.batched, true):
+			name += "-mixed"
+		}
+		replicas := tc.replicas
+		t.Run(name, func(t *testing.T) {
 			cfg := storetest.NewConfig(t, "sched_conc")
-			var scheds []*scheduler.Scheduler
+			var scheds []placeFunc
 			var db *store.DB
 			for i := 0; i < replicas; i++ {
 				d, repo := open(t, cfg)
@@ -154,7 +178,12 @@ func TestConcurrentPlacementsFitExactly(t *testing.T) {
 						t.Fatal(err)
 					}
 				}
-				scheds = append(scheds, newScheduler(t, repo, scheduler.Config{}, nil))
+				s := newScheduler(t, repo, scheduler.Config{}, nil)
+				if tc.batched[i] {
+					scheds = append(scheds, scheduler.NewBatcher(s, scheduler.BatcherConfig{Window: 2 * time.Millisecond}).Place)
+				} else {
+					scheds = append(scheds, s.Place)
+				}
 			}
 			out := placeAll(t, scheds, 64)
 			if len(out.other) > 0 {
@@ -380,4 +409,96 @@ func TestPlaceIsIdempotentAndInvalidIsRecorded(t *testing.T) {
 	if err != nil || rec.Status != placement.StatusFailed || rec.Reason == "" {
 		t.Fatalf("%+v %v", rec, err)
 	}
+}
+
+// TestPlaceBatchIsolatesRequests: a batch written in one transaction where
+// some decisions went stale (another scheduler booked their hosts), one is
+// invalid and one repeats an instance of the batch: the stale ones are
+// retried on their own, the others are placed, the invalid one is answered,
+// and what no longer fits is refused with reasons.
+func TestPlaceBatchIsolatesRequests(t *testing.T) {
+	cfg := storetest.NewConfig(t, "sched_batch")
+	db, repo1 := open(t, cfg)
+	if _, err := repo1.Seed(context.Background(), tightInventory(), "test"); err != nil {
+		t.Fatal(err)
+	}
+	_, repo2 := open(t, cfg)
+	reg := prometheus.NewRegistry()
+	s1, err := scheduler.New(scheduler.Config{}, repo1, slog.New(slog.DiscardHandler), reg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := s1.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s2 := newScheduler(t, repo2, scheduler.Config{}, nil)
+	// s2 takes 5 of the 8 instances' room (one host per zone full); s1 does
+	// not know.
+	for i := 0; i < 5; i++ {
+		if _, err := s2.Place(ctx, multiAZ(fmt.Sprintf("other-%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bad := multiAZ("bad")
+	bad.Nodes[0].Resources.MemoryMB = -1
+	reqs := []placement.Request{multiAZ("b-0"), multiAZ("b-1"), bad, multiAZ("b-2"), multiAZ("b-0")}
+	ds, errs := s1.PlaceBatch(ctx, reqs)
+	var ve *inventory.ValidationError
+	if !errors.As(errs[2], &ve) {
+		t.Fatalf("invalid request: %v", errs[2])
+	}
+	if stale := testutil.ToFloat64(counter(t, reg, "canopy_scheduling_stale_reservations_total")); stale == 0 {
+		t.Fatal("no decision of the batch went stale; the test does not test what it should")
+	}
+	for _, i := range []int{0, 1, 3} {
+		if errs[i] != nil || len(ds[i].Nodes) != 3 {
+			t.Fatalf("request %d (%s): %v %+v", i, reqs[i].InstanceID, errs[i], ds[i])
+		}
+	}
+	// The repeat of b-0 is handled after the batch, as Place would: it gets
+	// the placement back, or (the cluster being full now) a refusal that
+	// leaves the placement as it is.
+	var re *placement.RefusalError
+	if errs[4] != nil && !errors.As(errs[4], &re) {
+		t.Fatalf("repeat of b-0: %v", errs[4])
+	}
+	if errs[4] == nil && ds[4].Nodes[0].HostID != ds[0].Nodes[0].HostID {
+		t.Fatalf("repeat of b-0 placed elsewhere: %+v vs %+v", ds[4], ds[0])
+	}
+	if rec, err := s1.Get(ctx, "b-0"); err != nil || rec.Status != placement.StatusReserved || len(rec.Nodes) != 3 || rec.Nodes[0].HostID != ds[0].Nodes[0].HostID {
+		t.Fatalf("b-0 stored as %+v (%v)", rec, err)
+	}
+	// Full now: both refused, with reasons.
+	ds, errs = s1.PlaceBatch(ctx, []placement.Request{multiAZ("c-0"), multiAZ("c-1")})
+	for i, err := range errs {
+		var re *placement.RefusalError
+		if !errors.As(err, &re) || len(re.Explanation.Filters) == 0 || len(ds[i].Nodes) != 0 {
+			t.Fatalf("c-%d: want refusal, got %v", i, err)
+		}
+	}
+	checkNoOvercommit(t, db)
+	var reserved, failed int
+	_ = db.SQL().QueryRow("SELECT COUNT(*) FROM placements WHERE status = 'reserved'").Scan(&reserved)
+	_ = db.SQL().QueryRow("SELECT COUNT(*) FROM placements WHERE status = 'failed'").Scan(&failed)
+	if reserved != 8 || failed != 3 {
+		t.Fatalf("reserved %d failed %d; want 8 and 3", reserved, failed)
+	}
+}
+
+func counter(t *testing.T, reg *prometheus.Registry, name string) prometheus.Collector {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			c := prometheus.NewCounter(prometheus.CounterOpts{Name: name})
+			c.Add(mf.GetMetric()[0].GetCounter().GetValue())
+			return c
+		}
+	}
+	t.Fatalf("metric %s not found", name)
+	return nil
 }
