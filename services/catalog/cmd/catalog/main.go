@@ -2,63 +2,20 @@
 package main
 
 import (
-	"context"
-	"errors"
-	"flag"
-	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 
-	"github.com/canopy-platform/canopy/libs/config"
 	"github.com/canopy-platform/canopy/libs/eventbus"
-	"github.com/canopy-platform/canopy/libs/obs"
+	"github.com/canopy-platform/canopy/libs/launch"
 	"github.com/canopy-platform/canopy/services/catalog"
 )
 
-func main() { os.Exit(run()) }
-
-// appConfig is the catalog's config plus logging.
-type appConfig struct {
-	catalog.Config `yaml:",inline"`
-	Log            obs.LogConfig `yaml:"log"`
-}
-
-func (c appConfig) Validate() error { return c.Config.Validate() }
-
-func run() int {
-	cfg := appConfig{Config: catalog.DefaultConfig()}
-	if err := config.FromArgs(&cfg, "catalog", os.Args[1:], os.Stderr); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		fmt.Fprintln(os.Stderr, "catalog:", err)
-		return 2
-	}
-	logger := obs.NewLogger(cfg.Log)
-	reg := obs.NewRegistry()
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-
-	pub, err := eventbus.NewPublisher(cfg.Kafka, logger, reg)
-	if err != nil {
-		logger.Error("create event publisher", "err", err)
-		return 1
-	}
-	defer func() {
-		if err := pub.Close(); err != nil {
-			logger.Warn("close event publisher", "err", err)
-		}
-	}()
-	svc, err := catalog.New(cfg.Config, catalog.Deps{Logger: logger, Registry: reg, Publisher: pub})
-	if err != nil {
-		logger.Error("create catalog", "err", err)
-		return 1
-	}
-	if err := svc.Run(ctx); err != nil {
-		logger.Error("catalog stopped", "err", err)
-		return 1
-	}
-	return 0
+func main() {
+	os.Exit(launch.Main(launch.Spec[catalog.Config]{
+		Name:     "catalog",
+		Defaults: catalog.DefaultConfig(),
+		Kafka:    func(c catalog.Config) eventbus.PublisherConfig { return c.Kafka },
+		Build: func(c catalog.Config, env launch.Env) (launch.Service, error) {
+			return catalog.New(c, catalog.Deps{Logger: env.Logger, Registry: env.Registry, Publisher: env.Publisher})
+		},
+	}))
 }
