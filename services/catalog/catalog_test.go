@@ -8,22 +8,17 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/getkin/kin-openapi/openapi3"
-	"github.com/getkin/kin-openapi/openapi3filter"
-	"github.com/getkin/kin-openapi/routers"
-	"github.com/getkin/kin-openapi/routers/gorillamux"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"github.com/stretchr/testify/require"
-	"gopkg.in/yaml.v3"
 
 	"github.com/canopy-platform/canopy/libs/eventbus"
+	"github.com/canopy-platform/canopy/libs/openapitest"
 	"github.com/canopy-platform/canopy/libs/store"
 	"github.com/canopy-platform/canopy/libs/store/storetest"
 	"github.com/canopy-platform/canopy/libs/tenancy"
@@ -74,7 +69,6 @@ type env struct {
 	base   string
 	pub    *fakePublisher
 	client *http.Client
-	spec   *spec
 }
 
 // start runs a catalog on cfgStore until the test ends.
@@ -119,7 +113,7 @@ func startWith(t *testing.T, storeCfg store.Config, change func(*catalog.Config)
 	case <-time.After(30 * time.Second):
 		t.Fatal("catalog not ready")
 	}
-	return &env{t: t, base: "http://" + svc.Addr(), pub: pub, client: &http.Client{Timeout: 10 * time.Second}, spec: loadSpec(t)}
+	return &env{t: t, base: "http://" + svc.Addr(), pub: pub, client: &http.Client{Timeout: 10 * time.Second}}
 }
 
 type response struct {
@@ -175,74 +169,18 @@ func (e *env) do(role tenancy.Role, method, path string, body any, hdr map[strin
 	require.NoError(e.t, err)
 	out := response{Status: res.StatusCode, Header: res.Header, Body: got}
 	if strings.HasPrefix(path, "/api/") {
-		e.spec.validate(e.t, method, path, raw, out)
+		validate(e.t, method, path, raw, out)
 	}
 	return out
 }
 
 // spec is the OpenAPI document: base.yaml with the catalog fragment merged in.
-type spec struct {
-	doc    *openapi3.T
-	router routers.Router
-}
-
-func loadSpec(t *testing.T) *spec {
-	t.Helper()
-	read := func(name string) map[string]any {
-		b, err := os.ReadFile("../../api/openapi/" + name)
-		require.NoError(t, err)
-		var m map[string]any
-		require.NoError(t, yaml.Unmarshal(b, &m))
-		return m
-	}
-	base, frag := read("base.yaml"), read("catalog.paths.yaml")
-	paths, _ := base["paths"].(map[string]any)
-	if paths == nil {
-		paths = map[string]any{}
-	}
-	for k, v := range frag["paths"].(map[string]any) {
-		paths[k] = v
-	}
-	base["paths"] = paths
-	comps := base["components"].(map[string]any)
-	for section, entries := range frag["components"].(map[string]any) {
-		dst, _ := comps[section].(map[string]any)
-		if dst == nil {
-			dst = map[string]any{}
-		}
-		for k, v := range entries.(map[string]any) {
-			_, dup := dst[k]
-			require.False(t, dup, "component %s/%s defined twice", section, k)
-			dst[k] = v
-		}
-		comps[section] = dst
-	}
-	merged, err := json.Marshal(base)
-	require.NoError(t, err)
-	doc, err := openapi3.NewLoader().LoadFromData(merged)
-	require.NoError(t, err)
-	require.NoError(t, doc.Validate(context.Background()))
-	doc.Servers = openapi3.Servers{{URL: "/"}}
-	router, err := gorillamux.NewRouter(doc)
-	require.NoError(t, err)
-	return &spec{doc: doc, router: router}
-}
-
-func (s *spec) validate(t *testing.T, method, path string, body []byte, res response) {
+// validate checks one real response against the OpenAPI document.
+func validate(t *testing.T, method, path string, body []byte, res response) {
 	t.Helper()
 	req, err := http.NewRequest(method, "http://canopy.test"+path, bytes.NewReader(body))
 	require.NoError(t, err)
-	route, params, err := s.router.FindRoute(req)
-	require.NoError(t, err, "%s %s is not in the OpenAPI document", method, path)
-	in := &openapi3filter.ResponseValidationInput{
-		RequestValidationInput: &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route},
-		Status:                 res.Status,
-		Header:                 res.Header,
-		Body:                   io.NopCloser(bytes.NewReader(res.Body)),
-		Options:                &openapi3filter.Options{IncludeResponseStatus: true, MultiError: true},
-	}
-	require.NoError(t, openapi3filter.ValidateResponse(context.Background(), in),
-		"%s %s → %d does not match the OpenAPI document: %s", method, path, res.Status, res.Body)
+	require.NoError(t, openapitest.MustLoad(t).Check(req, res.Status, res.Header, res.Body))
 }
 
 // fieldsOf returns the field names of a problem's errors.
