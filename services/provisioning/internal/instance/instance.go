@@ -679,7 +679,9 @@ type Binding struct {
 	Tenant     string
 	Name       string
 	// OSBID is the Open Service Broker binding id, when bound through OSB.
-	OSBID       string
+	OSBID string
+	// RequestHash identifies what an OSB bind asked for; empty otherwise.
+	RequestHash string
 	Credentials Credentials
 	Deleted     bool
 	CreatedAt   time.Time

@@ -34,8 +34,8 @@ func (r *Repo) CreateBinding(ctx context.Context, b instance.Binding, events []O
 		if err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO bindings (id, instance_id, tenant, name, osb_id, username, secret, created_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, b.ID, b.InstanceID, b.Tenant, b.Name, nullable(b.OSBID), b.Credentials.Username, sealed, b.CreatedAt.UTC())
+		_, err = tx.ExecContext(ctx, `INSERT INTO bindings (id, instance_id, tenant, name, osb_id, request_hash, username, secret, created_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, b.ID, b.InstanceID, b.Tenant, b.Name, nullable(b.OSBID), b.RequestHash, b.Credentials.Username, sealed, b.CreatedAt.UTC())
 		if isDuplicateKey(err, "bindings_instance_live_name") {
 			return fmt.Errorf("%w: %s", ErrBindingNameTaken, b.Name)
 		}
@@ -68,9 +68,9 @@ func (r *Repo) binding(ctx context.Context, q querier, tenant, instanceID, where
 	var b instance.Binding
 	var osb sql.NullString
 	var sealed []byte
-	err := q.QueryRowContext(ctx, `SELECT id, instance_id, tenant, name, osb_id, username, secret, deleted, created_at
+	err := q.QueryRowContext(ctx, `SELECT id, instance_id, tenant, name, osb_id, request_hash, username, secret, deleted, created_at
 		FROM bindings WHERE tenant = ? AND instance_id = ? AND `+where, tenant, instanceID, arg).
-		Scan(&b.ID, &b.InstanceID, &b.Tenant, &b.Name, &osb, &b.Credentials.Username, &sealed, &b.Deleted, &b.CreatedAt)
+		Scan(&b.ID, &b.InstanceID, &b.Tenant, &b.Name, &osb, &b.RequestHash, &b.Credentials.Username, &sealed, &b.Deleted, &b.CreatedAt)
 	if errors.Is(err, sql.ErrNoRows) {
 		return b, fmt.Errorf("binding %s: %w", arg, ErrNotFound)
 	}

@@ -160,3 +160,51 @@ func TestRepo(t *testing.T) {
 		t.Fatalf("name reusable after delete: %v", err)
 	}
 }
+
+// TestOSBIDsCompareExactly: OSB ids are opaque and compare byte for byte,
+// so ids differing only in case are different instances and bindings.
+func TestOSBIDsCompareExactly(t *testing.T) {
+	r, ctx := newRepo(t)
+	create := func(id, osbID, name string) error {
+		in, op := order(id, "acme", name)
+		in.OSBID = osbID
+		return r.Create(ctx, CreateRequest{Instance: in, Op: op, RequestHash: "h-" + id})
+	}
+	if err := create("i-upper", "ABC", "osb-upper"); err != nil {
+		t.Fatal(err)
+	}
+	if err := create("i-lower", "abc", "osb-lower"); err != nil {
+		t.Fatalf("abc after ABC: %v (want a second instance)", err)
+	}
+	for osbID, want := range map[string]string{"ABC": "i-upper", "abc": "i-lower"} {
+		got, err := r.GetByOSBID(ctx, "acme", osbID)
+		if err != nil || got.ID != want {
+			t.Fatalf("GetByOSBID(%q) = %v, %v; want %s", osbID, got, err, want)
+		}
+	}
+	if _, err := r.GetByOSBID(ctx, "acme", "Abc"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("GetByOSBID(Abc): %v, want not found", err)
+	}
+
+	bind := func(id, osbID, hash string) error {
+		_, err := r.CreateBinding(ctx, instance.Binding{ID: id, InstanceID: "i-upper", Tenant: "acme", Name: "osb-" + id, OSBID: osbID, RequestHash: hash,
+			Credentials: instance.Credentials{Username: "u-" + id, Password: "pw"}, CreatedAt: time.Now()}, nil)
+		return err
+	}
+	if err := bind("b-upper", "B1", "hash-upper"); err != nil {
+		t.Fatal(err)
+	}
+	if err := bind("b-lower", "b1", "hash-lower"); err != nil {
+		t.Fatalf("b1 after B1: %v (want a second binding)", err)
+	}
+	if err := bind("b-again", "b1", "other"); !errors.Is(err, ErrDuplicate) {
+		t.Fatalf("b1 again: %v, want ErrDuplicate", err)
+	}
+	got, err := r.BindingByOSBID(ctx, "acme", "i-upper", "b1")
+	if err != nil || got.ID != "b-lower" || got.RequestHash != "hash-lower" {
+		t.Fatalf("BindingByOSBID(b1) = %+v, %v", got, err)
+	}
+	if _, err := r.BindingByOSBID(ctx, "acme", "i-upper", "b1 "); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("BindingByOSBID(%q): %v, want not found", "b1 ", err)
+	}
+}
