@@ -2,6 +2,8 @@ package provisioning
 
 import (
 	"net/http"
+	"net/url"
+	"strings"
 	"testing"
 	"time"
 )
@@ -69,7 +71,7 @@ func TestOSB(t *testing.T) {
 		t.Fatalf("unbind: %d %s", r.status, r.body)
 	}
 	loginFails(t, inst, creds)
-	if r := c.do("DELETE", base+"/service_bindings/"+bid, nil, v...); r.status != http.StatusGone {
+	if r := c.do("DELETE", base+"/service_bindings/"+bid+"?service_id="+serviceRedis+"&plan_id="+planRedisDev, nil, v...); r.status != http.StatusGone {
 		t.Errorf("second unbind: %d", r.status)
 	}
 
@@ -99,3 +101,220 @@ func TestOSB(t *testing.T) {
 type errString string
 
 func (e errString) Error() string { return string(e) }
+
+// osbCall is one OSB request of a conformance case.
+type osbCall struct {
+	method, path string
+	body         map[string]any
+}
+
+// osbCase is one rule of docs/osb.md's conformance table: the call, the
+// status OSB 2.17 requires, and (for errors) a word the description must
+// contain.
+type osbCase struct {
+	name   string
+	call   osbCall
+	status int
+	desc   string
+}
+
+func (c *client) osbCases(t *testing.T, cases []osbCase) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := c.do(tc.call.method, tc.call.path, tc.call.body, "X-Broker-API-Version", "2.17")
+			if r.status != tc.status {
+				t.Fatalf("%s %s: %d %s, want %d", tc.call.method, tc.call.path, r.status, r.body, tc.status)
+			}
+			if r.status >= 400 && r.status != http.StatusGone {
+				body := r.json(t)
+				if body["error"] == "" || body["description"] == "" {
+					t.Fatalf("not an OSB error body: %s", r.body)
+				}
+				if d, _ := body["description"].(string); !strings.Contains(d, tc.desc) {
+					t.Fatalf("description %q does not mention %q", d, tc.desc)
+				}
+			}
+		})
+	}
+}
+
+// without returns m without the named keys.
+func without(m map[string]any, keys ...string) map[string]any {
+	out := map[string]any{}
+	for k, v := range m {
+		out[k] = v
+	}
+	for _, k := range keys {
+		delete(out, k)
+	}
+	return out
+}
+
+// with returns m with k set to v.
+func with(m map[string]any, k string, v any) map[string]any {
+	out := without(m)
+	out[k] = v
+	return out
+}
+
+// TestOSBConformance checks the OSB 2.17 rules of docs/osb.md one by one
+// against one single-node Redis instance: required fields, ids that do not
+// match the instance, repeats with other attributes, 410 for what is gone,
+// and ids that differ only in case.
+func TestOSBConformance(t *testing.T) {
+	e := newEnv(t)
+	s := newStack(t, e, nil)
+	s.start()
+	c := s.as("acme")
+	v := []string{"X-Broker-API-Version", "2.17"}
+	const iid = "c0ffee00-8a4e-4a45-9d62-6e5c1d1f0a01"
+	const bid = "b1d00000-1111-4a45-9d62-6e5c1d1f0a02"
+	base := "/v2/service_instances/" + iid
+	ids := func(service, plan string) string {
+		return url.Values{"service_id": {service}, "plan_id": {plan}}.Encode()
+	}
+	own := ids(serviceRedis, planRedisDev)
+	prov := map[string]any{"service_id": serviceRedis, "plan_id": planRedisDev, "organization_guid": "org", "space_guid": "space",
+		"context": map[string]any{"platform": "cloudfoundry"}, "parameters": map[string]any{"timeout": 0}}
+	bind := map[string]any{"service_id": serviceRedis, "plan_id": planRedisDev, "bind_resource": map[string]any{"app_guid": "app-1"}}
+	instanceExists := func(t *testing.T, path string, want int) {
+		t.Helper()
+		if r := c.do("GET", path+"/last_operation", nil, v...); r.status != want {
+			t.Fatalf("last_operation of %s: %d %s, want %d", path, r.status, r.body, want)
+		}
+	}
+
+	t.Run("before provisioning", func(t *testing.T) {
+		const missing = "/v2/service_instances/never-provisioned"
+		c.osbCases(t, []osbCase{
+			{"provision without service_id", osbCall{"PUT", missing + "?accepts_incomplete=true", without(prov, "service_id")}, 400, "service_id"},
+			{"provision without plan_id", osbCall{"PUT", missing + "?accepts_incomplete=true", without(prov, "plan_id")}, 400, "plan_id"},
+			{"provision without organization_guid", osbCall{"PUT", missing + "?accepts_incomplete=true", without(prov, "organization_guid")}, 400, "organization_guid"},
+			{"provision without space_guid", osbCall{"PUT", missing + "?accepts_incomplete=true", without(prov, "space_guid")}, 400, "space_guid"},
+			{"provision with empty space_guid", osbCall{"PUT", missing + "?accepts_incomplete=true", with(prov, "space_guid", "")}, 400, "space_guid"},
+			{"update without service_id", osbCall{"PATCH", missing + "?accepts_incomplete=true", map[string]any{"parameters": map[string]any{}}}, 400, "service_id"},
+			{"deprovision without service_id", osbCall{"DELETE", missing + "?accepts_incomplete=true&plan_id=" + planRedisDev, nil}, 400, "service_id"},
+			{"deprovision without plan_id", osbCall{"DELETE", missing + "?accepts_incomplete=true&service_id=" + serviceRedis, nil}, 400, "plan_id"},
+			{"deprovision of a never provisioned instance", osbCall{"DELETE", missing + "?accepts_incomplete=true&" + own, nil}, 410, ""},
+			{"deprovision of a never provisioned instance, synchronous", osbCall{"DELETE", missing + "?" + own, nil}, 410, ""},
+			{"bind without service_id", osbCall{"PUT", missing + "/service_bindings/b", without(bind, "service_id")}, 400, "service_id"},
+			{"bind without plan_id", osbCall{"PUT", missing + "/service_bindings/b", without(bind, "plan_id")}, 400, "plan_id"},
+			{"unbind without service_id", osbCall{"DELETE", missing + "/service_bindings/b?plan_id=" + planRedisDev, nil}, 400, "service_id"},
+			{"unbind without plan_id", osbCall{"DELETE", missing + "/service_bindings/b?service_id=" + serviceRedis, nil}, 400, "plan_id"},
+			{"unbind of a never made binding", osbCall{"DELETE", missing + "/service_bindings/b?" + own, nil}, 410, ""},
+		})
+		instanceExists(t, missing, http.StatusNotFound)
+	})
+
+	r := c.do("PUT", base+"?accepts_incomplete=true", prov, v...)
+	if r.status != http.StatusAccepted {
+		t.Fatalf("provision: %d %s", r.status, r.body)
+	}
+	op := r.json(t)["operation"].(string)
+	t.Run("while provisioning", func(t *testing.T) {
+		c.osbCases(t, []osbCase{
+			{"same id, another service's service_id", osbCall{"PUT", base + "?accepts_incomplete=true", with(prov, "service_id", serviceMySQL)}, 409, "service_id"},
+			{"same id, unknown service_id", osbCall{"PUT", base + "?accepts_incomplete=true", with(prov, "service_id", "no-such-service")}, 409, "service_id"},
+			{"same id, other plan", osbCall{"PUT", base + "?accepts_incomplete=true", with(prov, "plan_id", planRedisHA)}, 409, "plan_id"},
+		})
+	})
+	eventually(t, readyWithin, "last_operation succeeded", func() error {
+		r := c.do("GET", base+"/last_operation?operation="+op, nil, v...)
+		if r.json(t)["state"] != "succeeded" {
+			return errString(string(r.body))
+		}
+		return nil
+	})
+
+	t.Run("instance", func(t *testing.T) {
+		c.osbCases(t, []osbCase{
+			{"identical repeat without accepts_incomplete", osbCall{"PUT", base, prov}, 200, ""},
+			{"identical repeat with accepts_incomplete", osbCall{"PUT", base + "?accepts_incomplete=true", prov}, 200, ""},
+			{"repeat with other parameters without accepts_incomplete", osbCall{"PUT", base, with(prov, "parameters", map[string]any{"timeout": 7})}, 409, "parameters"},
+			{"repeat with another service_id without accepts_incomplete", osbCall{"PUT", base, with(prov, "service_id", serviceMySQL)}, 409, "service_id"},
+			{"update without service_id", osbCall{"PATCH", base + "?accepts_incomplete=true", map[string]any{"parameters": map[string]any{"timeout": 9}}}, 400, "service_id"},
+			{"update with another service_id", osbCall{"PATCH", base + "?accepts_incomplete=true", map[string]any{"service_id": serviceMySQL, "parameters": map[string]any{"timeout": 9}}}, 400, "service_id"},
+			{"update with wrong previous plan_id", osbCall{"PATCH", base + "?accepts_incomplete=true", map[string]any{"service_id": serviceRedis,
+				"previous_values": map[string]any{"plan_id": planRedisHA}, "parameters": map[string]any{"timeout": 9}}}, 400, "plan_id"},
+			{"fetch with another plan_id", osbCall{"GET", base + "?" + ids(serviceRedis, planRedisHA), nil}, 400, "plan_id"},
+			{"last_operation with another service_id", osbCall{"GET", base + "/last_operation?" + ids(serviceMySQL, planRedisDev), nil}, 400, "service_id"},
+			{"last_operation with its own ids", osbCall{"GET", base + "/last_operation?" + own, nil}, 200, ""},
+			{"deprovision without plan_id", osbCall{"DELETE", base + "?accepts_incomplete=true&service_id=" + serviceRedis, nil}, 400, "plan_id"},
+			{"deprovision with another service's ids", osbCall{"DELETE", base + "?accepts_incomplete=true&" + ids(serviceMySQL, planMySQLDev), nil}, 400, "service_id"},
+			{"deprovision with another plan", osbCall{"DELETE", base + "?accepts_incomplete=true&" + ids(serviceRedis, planRedisHA), nil}, 400, "plan_id"},
+		})
+		// None of the refused calls changed or deleted anything.
+		r := c.do("GET", base, nil, v...)
+		if r.status != http.StatusOK {
+			t.Fatalf("instance after refused calls: %d %s", r.status, r.body)
+		}
+		if got := r.json(t); got["parameters"].(map[string]any)["timeout"] != 0.0 || got["metadata"].(map[string]any)["attributes"].(map[string]any)["state"] != "ready" {
+			t.Fatalf("instance changed by refused calls: %s", r.body)
+		}
+	})
+
+	bpath := base + "/service_bindings/" + bid
+	t.Run("binding", func(t *testing.T) {
+		c.osbCases(t, []osbCase{
+			{"bind with another plan_id", osbCall{"PUT", bpath, with(bind, "plan_id", planRedisHA)}, 400, "plan_id"},
+			{"bind with another service_id", osbCall{"PUT", bpath, with(bind, "service_id", serviceMySQL)}, 400, "service_id"},
+			{"nothing was bound", osbCall{"GET", bpath, nil}, 404, "binding"},
+			{"last_operation of an unknown binding", osbCall{"GET", bpath + "/last_operation", nil}, 404, "binding"},
+			{"bind", osbCall{"PUT", bpath, bind}, 201, ""},
+			{"identical repeat", osbCall{"PUT", bpath, bind}, 200, ""},
+			{"repeat with the deprecated top-level app_guid", osbCall{"PUT", bpath, with(without(bind, "bind_resource"), "app_guid", "app-1")}, 200, ""},
+			{"repeat with another app_guid", osbCall{"PUT", bpath, with(bind, "bind_resource", map[string]any{"app_guid": "app-2"})}, 409, "app_guid"},
+			{"repeat with other parameters", osbCall{"PUT", bpath, with(bind, "parameters", map[string]any{"role": "ro"})}, 409, "parameters"},
+			{"last_operation", osbCall{"GET", bpath + "/last_operation?" + own, nil}, 200, ""},
+			{"unbind without plan_id", osbCall{"DELETE", bpath + "?service_id=" + serviceRedis, nil}, 400, "plan_id"},
+			{"unbind with another plan_id", osbCall{"DELETE", bpath + "?" + ids(serviceRedis, planRedisHA), nil}, 400, "plan_id"},
+			{"still bound", osbCall{"GET", bpath, nil}, 200, ""},
+			{"unbind", osbCall{"DELETE", bpath + "?" + own, nil}, 200, ""},
+			{"last_operation of an unbound binding", osbCall{"GET", bpath + "/last_operation", nil}, 410, ""},
+			{"unbind again", osbCall{"DELETE", bpath + "?" + own, nil}, 410, ""},
+		})
+	})
+
+	t.Run("ids compare exactly", func(t *testing.T) {
+		upper := base + "/service_bindings/CASE-" + bid
+		lower := base + "/service_bindings/case-" + bid
+		ru := c.do("PUT", upper, bind, v...)
+		rl := c.do("PUT", lower, bind, v...)
+		if ru.status != http.StatusCreated || rl.status != http.StatusCreated {
+			t.Fatalf("bindings CASE-… and case-…: %d %s / %d %s, want two 201", ru.status, ru.body, rl.status, rl.body)
+		}
+		if cu, cl := ru.json(t)["credentials"].(map[string]any), rl.json(t)["credentials"].(map[string]any); cu["username"] == cl["username"] {
+			t.Fatalf("bindings differing in case share user %v", cu["username"])
+		}
+		upperInstance := "/v2/service_instances/" + strings.ToUpper(iid)
+		r := c.do("PUT", upperInstance+"?accepts_incomplete=true", prov, v...)
+		if r.status != http.StatusAccepted {
+			t.Fatalf("instance %s next to %s: %d %s, want 202 (a new instance)", strings.ToUpper(iid), iid, r.status, r.body)
+		}
+		if r := c.do("DELETE", upperInstance+"?accepts_incomplete=true&"+own, nil, v...); r.status != http.StatusAccepted {
+			t.Fatalf("deprovision %s: %d %s", strings.ToUpper(iid), r.status, r.body)
+		}
+		if r := c.do("GET", base, nil, v...); r.status != http.StatusOK {
+			t.Fatalf("deprovisioning %s touched %s: %d %s", strings.ToUpper(iid), iid, r.status, r.body)
+		}
+	})
+
+	dr := c.do("DELETE", base+"?accepts_incomplete=true&"+own, nil, v...)
+	if dr.status != http.StatusAccepted {
+		t.Fatalf("deprovision: %d %s", dr.status, dr.body)
+	}
+	dop := dr.json(t)["operation"].(string)
+	eventually(t, time.Minute, "last_operation 410", func() error {
+		if r := c.do("GET", base+"/last_operation?operation="+dop, nil, v...); r.status != http.StatusGone {
+			return errString(string(r.body))
+		}
+		return nil
+	})
+	t.Run("after deprovisioning", func(t *testing.T) {
+		c.osbCases(t, []osbCase{
+			{"deprovision again", osbCall{"DELETE", base + "?accepts_incomplete=true&" + own, nil}, 410, ""},
+			{"deprovision again, synchronous", osbCall{"DELETE", base + "?" + own, nil}, 410, ""},
+		})
+	})
+}

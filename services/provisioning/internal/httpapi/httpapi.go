@@ -58,6 +58,7 @@ type Saga interface {
 	Delete(ctx context.Context, tenant, id string) (*instance.Instance, instance.Operation, error)
 	UpdateParameters(ctx context.Context, tenant, id string, params map[string]any) (*instance.Instance, instance.Operation, error)
 	Bind(ctx context.Context, tenant, instanceID, name, osbID string) (instance.Binding, *instance.Instance, error)
+	BindOSB(ctx context.Context, tenant, instanceID, name, osbID, requestHash string) (instance.Binding, *instance.Instance, error)
 	Unbind(ctx context.Context, tenant string, b instance.Binding) error
 }
 

@@ -1,6 +1,8 @@
 package httpapi
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -82,9 +84,57 @@ type osbProvisionRequest struct {
 	Parameters map[string]any  `json:"parameters,omitempty"`
 	OrgGUID    string          `json:"organization_guid,omitempty"`
 	SpaceGUID  string          `json:"space_guid,omitempty"`
-	// PreviousValues and MaintenanceInfo are accepted and ignored.
-	PreviousValues  json.RawMessage `json:"previous_values,omitempty"`
+	// PreviousValues (update only) is checked against the instance.
+	PreviousValues *osbPreviousValues `json:"previous_values,omitempty"`
+	// MaintenanceInfo is accepted and ignored.
 	MaintenanceInfo json.RawMessage `json:"maintenance_info,omitempty"`
+}
+
+// osbPreviousValues is what an update says the instance was; the fields
+// Canopy cannot check (organization_id, space_id) are ignored.
+type osbPreviousValues struct {
+	ServiceID string `json:"service_id,omitempty"`
+	PlanID    string `json:"plan_id,omitempty"`
+}
+
+// osbRequired answers 400 naming the REQUIRED fields that are empty. pairs
+// is name, value, name, value, ...; where says where the fields belong.
+func osbRequired(w http.ResponseWriter, where string, pairs ...string) bool {
+	var missing []string
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if pairs[i+1] == "" {
+			missing = append(missing, pairs[i])
+		}
+	}
+	if len(missing) == 0 {
+		return true
+	}
+	osbError(w, http.StatusBadRequest, "BadRequest", fmt.Sprintf("missing required %s: %s (a non-empty string each)", where, strings.Join(missing, ", ")))
+	return false
+}
+
+// osbSameIDs answers 400 when a given service_id or plan_id is not the
+// instance's. OSB says they MUST be; a request that names another service
+// or plan was meant for another instance and is never acted upon.
+func osbSameIDs(w http.ResponseWriter, in *instance.Instance, serviceID, planID string) bool {
+	// Instances ordered before plans carried their service id have none to compare.
+	if serviceID != "" && in.Plan.ServiceID != "" && serviceID != in.Plan.ServiceID {
+		osbError(w, http.StatusBadRequest, "BadRequest", fmt.Sprintf("service_id %q is not the service of this service instance", serviceID))
+		return false
+	}
+	if planID != "" && planID != in.Plan.ID {
+		osbError(w, http.StatusBadRequest, "BadRequest", fmt.Sprintf("plan_id %q is not the plan of this service instance", planID))
+		return false
+	}
+	return true
+}
+
+// osbSameQueryIDs checks the optional service_id and plan_id query
+// parameters of the GET and last_operation routes: if present, they MUST
+// be the instance's.
+func osbSameQueryIDs(w http.ResponseWriter, r *http.Request, in *instance.Instance) bool {
+	q := r.URL.Query()
+	return osbSameIDs(w, in, q.Get("service_id"), q.Get("plan_id"))
 }
 
 func decodeOSB(w http.ResponseWriter, r *http.Request, dst any) bool {
@@ -99,14 +149,24 @@ func decodeOSB(w http.ResponseWriter, r *http.Request, dst any) bool {
 
 var nonName = regexp.MustCompile(`[^a-z0-9-]+`)
 
-// osbName derives a Canopy name from an OSB id.
+// osbName derives a Canopy name from an OSB id. Canopy names are lower
+// case and at most 63 characters, OSB ids are neither, and ids compare
+// exactly ("ABC" and "abc" are two instances): when the mapping loses
+// anything, a hash of the exact id keeps the names apart.
 func osbName(id string) string {
 	n := strings.Trim(nonName.ReplaceAllString(strings.ToLower(id), "-"), "-")
-	n = "osb-" + n
-	if len(n) > 63 {
-		n = strings.TrimRight(n[:63], "-")
+	if n == id && len("osb-"+n) <= 63 {
+		return "osb-" + n
 	}
-	return n
+	sum := sha256.Sum256([]byte(id))
+	suffix := hex.EncodeToString(sum[:5])
+	if len(n) > 63-len("osb--")-len(suffix) {
+		n = strings.TrimRight(n[:63-len("osb--")-len(suffix)], "-")
+	}
+	if n == "" {
+		return "osb-" + suffix
+	}
+	return "osb-" + n + "-" + suffix
 }
 
 var osbIDPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,255}$`)
@@ -114,10 +174,6 @@ var osbIDPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,255}$`)
 func (h *Handler) osbProvision(w http.ResponseWriter, r *http.Request) {
 	p, tenant, ok := osbCaller(w, r, tenancy.ActionWrite)
 	if !ok {
-		return
-	}
-	if r.URL.Query().Get("accepts_incomplete") != "true" {
-		osbError(w, http.StatusUnprocessableEntity, "AsyncRequired", "this broker provisions asynchronously; retry with accepts_incomplete=true")
 		return
 	}
 	osbID := chi.URLParam(r, "id")
@@ -129,23 +185,32 @@ func (h *Handler) osbProvision(w http.ResponseWriter, r *http.Request) {
 	if !decodeOSB(w, r, &req) {
 		return
 	}
-	if req.ServiceID == "" || req.PlanID == "" {
-		osbError(w, http.StatusBadRequest, "BadRequest", "service_id and plan_id are required")
+	// organization_guid and space_guid are deprecated in favour of context
+	// but still REQUIRED in every version this broker accepts (2.13-2.17).
+	if !osbRequired(w, "fields", "service_id", req.ServiceID, "plan_id", req.PlanID,
+		"organization_guid", req.OrgGUID, "space_guid", req.SpaceGUID) {
 		return
 	}
+	async := r.URL.Query().Get("accepts_incomplete") == "true"
 	hash := osbHash(req.ServiceID, req.PlanID, req.Parameters)
+	// An existing instance is answered before accepts_incomplete matters:
+	// a finished one needs no asynchronous work (200 or 409).
 	if existing, err := h.repo.GetByOSBID(r.Context(), tenant, osbID); err == nil {
-		h.osbRepeat(w, r, existing, req, hash)
+		h.osbRepeat(w, existing, req, hash, async)
 		return
 	} else if !errors.Is(err, mysqlrepo.ErrNotFound) {
 		osbError(w, http.StatusInternalServerError, "InternalError", "lookup failed")
+		return
+	}
+	if !async {
+		osbError(w, http.StatusUnprocessableEntity, "AsyncRequired", "this broker provisions asynchronously; retry with accepts_incomplete=true")
 		return
 	}
 	in, op, err := h.order(r.Context(), p, tenant, osbName(osbID), req.PlanID, req.ServiceID, "", "", req.Parameters, "", hash, osbID)
 	var dup *mysqlrepo.DuplicateError
 	switch {
 	case errors.As(err, &dup):
-		h.osbRepeat(w, r, dup.Existing, req, hash)
+		h.osbRepeat(w, dup.Existing, req, hash, async)
 		return
 	case err != nil:
 		h.osbOrderError(w, err)
@@ -155,14 +220,19 @@ func (h *Handler) osbProvision(w http.ResponseWriter, r *http.Request) {
 	httpx.WriteJSON(w, http.StatusAccepted, map[string]string{"operation": op.ID})
 }
 
-// osbRepeat answers a PUT for an instance id that exists.
-func (h *Handler) osbRepeat(w http.ResponseWriter, r *http.Request, in *instance.Instance, req osbProvisionRequest, hash string) {
-	same := in.Plan.ID == req.PlanID && osbHash(req.ServiceID, in.Plan.ID, in.Parameters) == hash
+// osbRepeat answers a PUT for an instance id that exists: 409 when the
+// service, plan or parameters differ, 202 (same operation) while it is
+// being provisioned, 200 once it is.
+func (h *Handler) osbRepeat(w http.ResponseWriter, in *instance.Instance, req osbProvisionRequest, hash string, async bool) {
+	same := in.Plan.ID == req.PlanID && (in.Plan.ServiceID == "" || in.Plan.ServiceID == req.ServiceID) &&
+		osbHash(req.ServiceID, in.Plan.ID, in.Parameters) == hash
 	switch {
 	case in.State == instance.StateDeleted || in.State == instance.StateDeleting:
 		osbError(w, http.StatusConflict, "Conflict", "an instance with this id was deprovisioned")
 	case !same:
-		osbError(w, http.StatusConflict, "Conflict", "an instance with this id exists with different attributes")
+		osbError(w, http.StatusConflict, "Conflict", "an instance with this id exists with a different service_id, plan_id or parameters")
+	case in.State == instance.StateProvisioning && !async:
+		osbError(w, http.StatusUnprocessableEntity, "AsyncRequired", "the instance is still being provisioned; retry with accepts_incomplete=true")
 	case in.State == instance.StateProvisioning:
 		httpx.WriteJSON(w, http.StatusAccepted, map[string]string{"operation": in.OperationID})
 	default:
@@ -230,16 +300,21 @@ func (h *Handler) osbUpdate(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if r.URL.Query().Get("accepts_incomplete") != "true" {
-		osbError(w, http.StatusUnprocessableEntity, "AsyncRequired", "updates are asynchronous; retry with accepts_incomplete=true")
-		return
-	}
 	var req osbProvisionRequest
 	if !decodeOSB(w, r, &req) {
 		return
 	}
+	if !osbRequired(w, "field", "service_id", req.ServiceID) {
+		return
+	}
 	in, ok := h.osbInstance(w, r, tenant)
 	if !ok {
+		return
+	}
+	if !osbSameIDs(w, in, req.ServiceID, "") {
+		return
+	}
+	if pv := req.PreviousValues; pv != nil && !osbSameIDs(w, in, pv.ServiceID, pv.PlanID) {
 		return
 	}
 	if req.PlanID != "" && req.PlanID != in.Plan.ID {
@@ -247,7 +322,12 @@ func (h *Handler) osbUpdate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if req.Parameters == nil {
+		// Nothing to change (a context-only update): done at once.
 		httpx.WriteJSON(w, http.StatusOK, map[string]any{})
+		return
+	}
+	if r.URL.Query().Get("accepts_incomplete") != "true" {
+		osbError(w, http.StatusUnprocessableEntity, "AsyncRequired", "updates are asynchronous; retry with accepts_incomplete=true")
 		return
 	}
 	if plan, err := h.catalog.Plan(r.Context(), p, in.Plan.ID); err == nil {
@@ -273,7 +353,7 @@ func (h *Handler) osbGetInstance(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	in, ok := h.osbInstance(w, r, tenant)
-	if !ok {
+	if !ok || !osbSameQueryIDs(w, r, in) {
 		return
 	}
 	switch in.State {
@@ -300,10 +380,11 @@ func (h *Handler) osbDeprovision(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if r.URL.Query().Get("accepts_incomplete") != "true" {
-		osbError(w, http.StatusUnprocessableEntity, "AsyncRequired", "deprovisioning is asynchronous; retry with accepts_incomplete=true")
+	q := r.URL.Query()
+	if !osbRequired(w, "query parameters", "service_id", q.Get("service_id"), "plan_id", q.Get("plan_id")) {
 		return
 	}
+	// Gone is gone, whether or not the platform accepts incomplete operations.
 	in, err := h.repo.GetByOSBID(r.Context(), tenant, chi.URLParam(r, "id"))
 	if errors.Is(err, mysqlrepo.ErrNotFound) || err == nil && in.State == instance.StateDeleted {
 		httpx.WriteJSON(w, http.StatusGone, map[string]any{})
@@ -311,6 +392,13 @@ func (h *Handler) osbDeprovision(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		osbError(w, http.StatusInternalServerError, "InternalError", "lookup failed")
+		return
+	}
+	if !osbSameIDs(w, in, q.Get("service_id"), q.Get("plan_id")) {
+		return
+	}
+	if q.Get("accepts_incomplete") != "true" {
+		osbError(w, http.StatusUnprocessableEntity, "AsyncRequired", "deprovisioning is asynchronous; retry with accepts_incomplete=true")
 		return
 	}
 	_, op, err := h.saga.Delete(r.Context(), tenant, in.ID)
@@ -338,7 +426,7 @@ func (h *Handler) osbLastOperation(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	in, ok := h.osbInstance(w, r, tenant)
-	if !ok {
+	if !ok || !osbSameQueryIDs(w, r, in) {
 		return
 	}
 	opID := r.URL.Query().Get("operation")
@@ -372,6 +460,34 @@ func (h *Handler) osbLastOperation(w http.ResponseWriter, r *http.Request) {
 type osbBindRequest struct {
 	ServiceID string `json:"service_id"`
 	PlanID    string `json:"plan_id"`
+	// AppGUID is deprecated in favour of bind_resource.app_guid.
+	AppGUID      string          `json:"app_guid,omitempty"`
+	BindResource osbBindResource `json:"bind_resource"`
+	Parameters   map[string]any  `json:"parameters,omitempty"`
+	Context      json.RawMessage `json:"context,omitempty"`
+}
+
+type osbBindResource struct {
+	AppGUID string `json:"app_guid,omitempty"`
+	Route   string `json:"route,omitempty"`
+}
+
+// hash identifies what the bind asks for: a repeat with another app or
+// other parameters is a different binding (409), not a retry (200).
+// Context is left out: it describes the platform, not the binding.
+func (b osbBindRequest) hash() string {
+	app := b.BindResource.AppGUID
+	if app == "" {
+		app = b.AppGUID
+	}
+	params := b.Parameters
+	if params == nil {
+		params = map[string]any{}
+	}
+	return requestHash(struct {
+		S, P, App, Route string
+		Par              map[string]any
+	}{b.ServiceID, b.PlanID, app, b.BindResource.Route, params})
 }
 
 func osbBindingBody(in *instance.Instance, c credentialsJSON) map[string]any {
@@ -404,26 +520,32 @@ func (h *Handler) osbBind(w http.ResponseWriter, r *http.Request) {
 	if !decodeOSB(w, r, &req) {
 		return
 	}
-	if req.ServiceID == "" || req.PlanID == "" {
-		osbError(w, http.StatusBadRequest, "BadRequest", "service_id and plan_id are required")
+	if !osbRequired(w, "fields", "service_id", req.ServiceID, "plan_id", req.PlanID) {
 		return
 	}
 	in, ok := h.osbInstance(w, r, tenant)
 	if !ok {
 		return
 	}
-	if req.PlanID != in.Plan.ID {
-		osbError(w, http.StatusBadRequest, "BadRequest", "plan_id is not the instance's plan")
+	if in.State == instance.StateDeleted {
+		osbError(w, http.StatusNotFound, "NotFound", "the service instance was deprovisioned")
 		return
 	}
-	b, bin, err := h.saga.Bind(r.Context(), tenant, in.ID, osbName(bid), bid)
+	if !osbSameIDs(w, in, req.ServiceID, req.PlanID) {
+		return
+	}
+	hash := req.hash()
+	if b, err := h.repo.BindingByOSBID(r.Context(), tenant, in.ID, bid); err == nil {
+		h.osbRebind(w, in, b, hash)
+		return
+	} else if !errors.Is(err, mysqlrepo.ErrNotFound) {
+		osbError(w, http.StatusInternalServerError, "InternalError", "lookup failed")
+		return
+	}
+	b, bin, err := h.saga.BindOSB(r.Context(), tenant, in.ID, osbName(bid), bid, hash)
 	switch {
 	case errors.Is(err, mysqlrepo.ErrDuplicate):
-		if b.Deleted {
-			osbError(w, http.StatusConflict, "Conflict", "a binding with this id was unbound")
-			return
-		}
-		httpx.WriteJSON(w, http.StatusOK, osbBindingBody(bin, credentialsOf(bin, b)))
+		h.osbRebind(w, bin, b, hash)
 	case errors.Is(err, saga.ErrNotReady):
 		osbError(w, http.StatusUnprocessableEntity, "ConcurrencyError", "the service instance is not ready")
 	case errors.Is(err, saga.ErrGone), errors.Is(err, mysqlrepo.ErrNotFound):
@@ -436,18 +558,59 @@ func (h *Handler) osbBind(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (h *Handler) osbBinding(w http.ResponseWriter, r *http.Request, tenant string, gone int) (*instance.Instance, instance.Binding, bool) {
+// osbRebind answers a bind PUT for a binding id that exists: 200 with the
+// binding for a retry, 409 for different attributes or an unbound id.
+func (h *Handler) osbRebind(w http.ResponseWriter, in *instance.Instance, b instance.Binding, hash string) {
+	switch {
+	case b.Deleted:
+		osbError(w, http.StatusConflict, "Conflict", "a binding with this id was unbound")
+	// Bindings made before request hashes were kept have none to compare.
+	case b.RequestHash != "" && b.RequestHash != hash:
+		osbError(w, http.StatusConflict, "Conflict", "a binding with this id exists with a different app_guid, route or parameters")
+	default:
+		httpx.WriteJSON(w, http.StatusOK, osbBindingBody(in, credentialsOf(in, b)))
+	}
+}
+
+// osbLookupBinding finds the URL's instance and binding; an error wrapping
+// mysqlrepo.ErrNotFound means either does not exist. An unbound binding is
+// returned with Deleted set.
+func (h *Handler) osbLookupBinding(r *http.Request, tenant string) (*instance.Instance, instance.Binding, error) {
 	in, err := h.repo.GetByOSBID(r.Context(), tenant, chi.URLParam(r, "id"))
 	if err != nil {
-		httpx.WriteJSON(w, gone, map[string]any{})
-		return nil, instance.Binding{}, false
+		return nil, instance.Binding{}, err
 	}
 	b, err := h.repo.BindingByOSBID(r.Context(), tenant, in.ID, chi.URLParam(r, "bid"))
-	if err != nil || b.Deleted {
-		httpx.WriteJSON(w, gone, map[string]any{})
-		return nil, instance.Binding{}, false
+	return in, b, err
+}
+
+// osbBinding finds the URL's live binding or answers: missing is the status
+// for a binding that does not exist, gone for one that was unbound.
+func (h *Handler) osbBinding(w http.ResponseWriter, r *http.Request, tenant string, missing, gone int) (*instance.Instance, instance.Binding, bool) {
+	in, b, err := h.osbLookupBinding(r, tenant)
+	switch {
+	case errors.Is(err, mysqlrepo.ErrNotFound):
+		osbStatus(w, missing, "no such service binding")
+		return nil, b, false
+	case err != nil:
+		h.log.Error("osb binding lookup", "tenant", tenant, "err", err)
+		osbError(w, http.StatusInternalServerError, "InternalError", "lookup failed")
+		return nil, b, false
+	case b.Deleted:
+		osbStatus(w, gone, "the service binding was unbound")
+		return nil, b, false
 	}
 	return in, b, true
+}
+
+// osbStatus answers 410 with the empty body OSB expects, other statuses
+// with an OSB error.
+func osbStatus(w http.ResponseWriter, status int, description string) {
+	if status == http.StatusGone {
+		httpx.WriteJSON(w, status, map[string]any{})
+		return
+	}
+	osbError(w, status, strings.ReplaceAll(http.StatusText(status), " ", ""), description)
 }
 
 func (h *Handler) osbGetBinding(w http.ResponseWriter, r *http.Request) {
@@ -455,8 +618,8 @@ func (h *Handler) osbGetBinding(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	in, b, ok := h.osbBinding(w, r, tenant, http.StatusNotFound)
-	if !ok {
+	in, b, ok := h.osbBinding(w, r, tenant, http.StatusNotFound, http.StatusNotFound)
+	if !ok || !osbSameQueryIDs(w, r, in) {
 		return
 	}
 	httpx.WriteJSON(w, http.StatusOK, osbBindingBody(in, credentialsOf(in, b)))
@@ -467,8 +630,12 @@ func (h *Handler) osbUnbind(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	_, b, ok := h.osbBinding(w, r, tenant, http.StatusGone)
-	if !ok {
+	q := r.URL.Query()
+	if !osbRequired(w, "query parameters", "service_id", q.Get("service_id"), "plan_id", q.Get("plan_id")) {
+		return
+	}
+	in, b, ok := h.osbBinding(w, r, tenant, http.StatusGone, http.StatusGone)
+	if !ok || !osbSameIDs(w, in, q.Get("service_id"), q.Get("plan_id")) {
 		return
 	}
 	if err := h.saga.Unbind(r.Context(), tenant, b); err != nil {
@@ -480,13 +647,15 @@ func (h *Handler) osbUnbind(w http.ResponseWriter, r *http.Request) {
 }
 
 // osbBindingLastOperation: bindings are synchronous, so a known binding's
-// last operation has succeeded.
+// last operation has succeeded. An unknown binding is 404; an unbound one
+// 410, which tells a platform polling a delete that it is done.
 func (h *Handler) osbBindingLastOperation(w http.ResponseWriter, r *http.Request) {
 	_, tenant, ok := osbCaller(w, r, tenancy.ActionRead)
 	if !ok {
 		return
 	}
-	if _, _, ok := h.osbBinding(w, r, tenant, http.StatusGone); !ok {
+	in, _, ok := h.osbBinding(w, r, tenant, http.StatusNotFound, http.StatusGone)
+	if !ok || !osbSameQueryIDs(w, r, in) {
 		return
 	}
 	httpx.WriteJSON(w, http.StatusOK, map[string]string{"state": "succeeded"})

@@ -249,6 +249,12 @@ func (s *Saga) UpdateParameters(ctx context.Context, tenant, id string, params m
 // Bind creates an application user on a ready instance. With an OSB id, a
 // repeated bind returns the first binding and mysqlrepo.ErrDuplicate.
 func (s *Saga) Bind(ctx context.Context, tenant, instanceID, name, osbID string) (instance.Binding, *instance.Instance, error) {
+	return s.BindOSB(ctx, tenant, instanceID, name, osbID, "")
+}
+
+// BindOSB is Bind that also records requestHash, what the OSB bind asked
+// for, so that a repeat with other attributes can be told from a retry.
+func (s *Saga) BindOSB(ctx context.Context, tenant, instanceID, name, osbID, requestHash string) (instance.Binding, *instance.Instance, error) {
 	in, err := s.repo.Get(ctx, tenant, instanceID)
 	if err != nil {
 		return instance.Binding{}, nil, err
@@ -266,7 +272,7 @@ func (s *Saga) Bind(ctx context.Context, tenant, instanceID, name, osbID string)
 	}
 	id := NewID()
 	b := instance.Binding{
-		ID: id, InstanceID: in.ID, Tenant: tenant, Name: name, OSBID: osbID, CreatedAt: s.now(),
+		ID: id, InstanceID: in.ID, Tenant: tenant, Name: name, OSBID: osbID, RequestHash: requestHash, CreatedAt: s.now(),
 		Credentials: instance.Credentials{Username: "b_" + id[len(id)-12:], Password: secrets.Password(32)},
 	}
 	if err := s.eng.CreateUser(ctx, in, b.Credentials); err != nil {
