@@ -740,3 +740,53 @@ func TestOSBForwardsInstancesToProvisioning(t *testing.T) {
 	require.Contains(t, body, "TenantRequired")
 	require.Empty(t, got, "a platform-wide credential must not reach provisioning")
 }
+
+// TestOSBVersionOnForwardedRoutes: the API version check guards the
+// instance and binding routes as it does the catalog, at the edges of the
+// supported range (2.13-2.17); a refused request never reaches provisioning.
+func TestOSBVersionOnForwardedRoutes(t *testing.T) {
+	reached := make(chan string, 8)
+	prov := httptest.NewServer(tenancy.Middleware([]byte(secret))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reached <- r.Header.Get("X-Broker-API-Version")
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"state":"succeeded"}`))
+	})))
+	defer prov.Close()
+	e := startWith(t, storetest.NewConfig(t, "catalog_osbver"), func(c *catalog.Config) { c.ProvisioningURL = prov.URL })
+	cred := e.do(tenancy.RolePlatformAdmin, "POST", "/api/v1/catalog/broker-credentials", map[string]any{"name": "cf-acme", "tenant": "acme"}, nil).json(t)
+
+	tests := []struct {
+		version string
+		status  int
+		code    string
+	}{
+		{"2.12", http.StatusPreconditionFailed, "UnsupportedBrokerAPIVersion"},
+		{"2.13", http.StatusOK, ""},
+		{"2.17", http.StatusOK, ""},
+		{"2.18", http.StatusPreconditionFailed, "UnsupportedBrokerAPIVersion"},
+		{"", http.StatusBadRequest, "MissingBrokerAPIVersion"},
+	}
+	for _, tc := range tests {
+		t.Run("version "+tc.version, func(t *testing.T) {
+			req, err := http.NewRequest("GET", e.base+"/v2/service_instances/i-1/last_operation", nil)
+			require.NoError(t, err)
+			req.SetBasicAuth(cred["username"].(string), cred["password"].(string))
+			if tc.version != "" {
+				req.Header.Set("X-Broker-API-Version", tc.version)
+			}
+			resp, err := e.client.Do(req)
+			require.NoError(t, err)
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			r := response{Status: resp.StatusCode, Header: resp.Header, Body: b}
+			require.Equal(t, tc.status, r.Status, string(b))
+			if tc.code == "" {
+				require.Equal(t, tc.version, <-reached)
+				return
+			}
+			requireOSBError(t, r)
+			require.Equal(t, tc.code, r.json(t)["error"])
+			require.Empty(t, reached, "a refused version must not reach provisioning")
+		})
+	}
+}
