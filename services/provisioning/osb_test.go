@@ -235,6 +235,8 @@ func TestOSBConformance(t *testing.T) {
 			{"repeat with another service_id without accepts_incomplete", osbCall{"PUT", base, with(prov, "service_id", serviceMySQL)}, 409, "service_id"},
 			{"update without service_id", osbCall{"PATCH", base + "?accepts_incomplete=true", map[string]any{"parameters": map[string]any{"timeout": 9}}}, 400, "service_id"},
 			{"update with another service_id", osbCall{"PATCH", base + "?accepts_incomplete=true", map[string]any{"service_id": serviceMySQL, "parameters": map[string]any{"timeout": 9}}}, 400, "service_id"},
+			{"update with another plan_id (plan_updateable is false)", osbCall{"PATCH", base + "?accepts_incomplete=true", map[string]any{"service_id": serviceRedis,
+				"plan_id": planRedisHA, "parameters": map[string]any{"timeout": 9}}}, 422, "plan"},
 			{"update with wrong previous plan_id", osbCall{"PATCH", base + "?accepts_incomplete=true", map[string]any{"service_id": serviceRedis,
 				"previous_values": map[string]any{"plan_id": planRedisHA}, "parameters": map[string]any{"timeout": 9}}}, 400, "plan_id"},
 			{"fetch with another plan_id", osbCall{"GET", base + "?" + ids(serviceRedis, planRedisHA), nil}, 400, "plan_id"},
@@ -273,6 +275,17 @@ func TestOSBConformance(t *testing.T) {
 			{"unbind", osbCall{"DELETE", bpath + "?" + own, nil}, 200, ""},
 			{"last_operation of an unbound binding", osbCall{"GET", bpath + "/last_operation", nil}, 410, ""},
 			{"unbind again", osbCall{"DELETE", bpath + "?" + own, nil}, 410, ""},
+		})
+	})
+
+	t.Run("binding name taken through the Canopy API", func(t *testing.T) {
+		canopyID := c.do("GET", base, nil, v...).json(t)["metadata"].(map[string]any)["labels"].(map[string]any)["canopy_instance_id"].(string)
+		if r := c.do("POST", "/api/v1/instances/"+canopyID+"/bindings", map[string]any{"name": "osb-taken"}); r.status != http.StatusCreated {
+			t.Fatalf("canopy binding: %d %s", r.status, r.body)
+		}
+		c.osbCases(t, []osbCase{
+			{"bind an id whose name is taken", osbCall{"PUT", base + "/service_bindings/taken", bind}, 409, "osb-taken"},
+			{"nothing was bound", osbCall{"GET", base + "/service_bindings/taken", nil}, 404, "binding"},
 		})
 	})
 

@@ -546,6 +546,9 @@ func (h *Handler) osbBind(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case errors.Is(err, mysqlrepo.ErrDuplicate):
 		h.osbRebind(w, bin, b, hash)
+	case errors.Is(err, mysqlrepo.ErrBindingNameTaken):
+		// The name derived from the OSB id is used by a binding made through /api/v1.
+		osbError(w, http.StatusConflict, "Conflict", fmt.Sprintf("the instance already has a binding named %s", osbName(bid)))
 	case errors.Is(err, saga.ErrNotReady):
 		osbError(w, http.StatusUnprocessableEntity, "ConcurrencyError", "the service instance is not ready")
 	case errors.Is(err, saga.ErrGone), errors.Is(err, mysqlrepo.ErrNotFound):
