@@ -39,6 +39,10 @@ func (r *Repo) CreateBinding(ctx context.Context, b instance.Binding, events []O
 		if isDuplicateKey(err, "bindings_instance_live_name") {
 			return fmt.Errorf("%w: %s", ErrBindingNameTaken, b.Name)
 		}
+		if b.OSBID != "" && isDuplicateKey(err, "bindings_instance_osb") {
+			// A concurrent bind with the same OSB id committed first.
+			return errOSBBindingRace
+		}
 		if err != nil {
 			return fmt.Errorf("insert binding: %w", err)
 		}
@@ -48,11 +52,22 @@ func (r *Repo) CreateBinding(ctx context.Context, b instance.Binding, events []O
 	if errors.Is(err, ErrDuplicate) {
 		return out, ErrDuplicate
 	}
+	if errors.Is(err, errOSBBindingRace) {
+		// Read outside the failed transaction: its snapshot predates the winner.
+		existing, lerr := r.BindingByOSBID(ctx, b.Tenant, b.InstanceID, b.OSBID)
+		if lerr != nil {
+			return instance.Binding{}, fmt.Errorf("create binding %s: %w", b.ID, lerr)
+		}
+		return existing, ErrDuplicate
+	}
 	if err != nil {
 		return instance.Binding{}, fmt.Errorf("create binding %s: %w", b.ID, err)
 	}
 	return out, nil
 }
+
+// errOSBBindingRace: the insert lost to a concurrent bind with the same OSB id.
+var errOSBBindingRace = errors.New("binding with this OSB id created concurrently")
 
 // Binding returns a binding of the tenant's instance by id.
 func (r *Repo) Binding(ctx context.Context, tenant, instanceID, id string) (instance.Binding, error) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -206,5 +207,54 @@ func TestOSBIDsCompareExactly(t *testing.T) {
 	}
 	if _, err := r.BindingByOSBID(ctx, "acme", "i-upper", "b1 "); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("BindingByOSBID(%q): %v, want not found", "b1 ", err)
+	}
+}
+
+// TestCreateBindingConcurrentOSBID: binds racing with one OSB id (a
+// platform retrying while the first is still running) store one binding;
+// every other gets ErrDuplicate and that binding, never a raw key error.
+func TestCreateBindingConcurrentOSBID(t *testing.T) {
+	r, ctx := newRepo(t)
+	in, op := order("i1", "acme", "db")
+	if err := r.Create(ctx, CreateRequest{Instance: in, Op: op}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 8
+	type result struct {
+		b   instance.Binding
+		err error
+	}
+	results := make(chan result, n)
+	start := make(chan struct{})
+	for i := range n {
+		go func() {
+			<-start
+			id := fmt.Sprintf("b%d", i)
+			b, err := r.CreateBinding(ctx, instance.Binding{ID: id, InstanceID: "i1", Tenant: "acme", Name: "osb-" + id, OSBID: "same",
+				Credentials: instance.Credentials{Username: "u" + id, Password: "pw"}, CreatedAt: time.Now()}, nil)
+			results <- result{b, err}
+		}()
+	}
+	close(start)
+	var created []string
+	var dups []instance.Binding
+	for range n {
+		res := <-results
+		switch {
+		case res.err == nil:
+			created = append(created, res.b.ID)
+		case errors.Is(res.err, ErrDuplicate):
+			dups = append(dups, res.b)
+		default:
+			t.Errorf("CreateBinding: %v", res.err)
+		}
+	}
+	if len(created) != 1 {
+		t.Fatalf("created %v, want exactly one binding", created)
+	}
+	for _, d := range dups {
+		if d.ID != created[0] {
+			t.Errorf("duplicate returned binding %q, want the stored %q", d.ID, created[0])
+		}
 	}
 }
