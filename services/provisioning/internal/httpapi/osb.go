@@ -25,7 +25,8 @@ import (
 // credentials and the API version, resolves the tenant and forwards here with
 // a signed identity, so these handlers see ordinary tenant requests. OSB
 // instance and binding ids are the platform's; they are kept next to
-// Canopy's own ids, unique per tenant.
+// Canopy's own ids, unique per tenant, and compare exactly (byte for byte).
+// docs/osb.md lists the OSB rules these handlers follow and their tests.
 
 const (
 	osbVersionHeader  = "X-Broker-API-Version"
