@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/canopy-platform/canopy/services/provisioning/internal/instance"
 )
 
 // TestOSB runs an OSB platform's flow as the catalog forwards it: async
@@ -330,4 +332,43 @@ func TestOSBConformance(t *testing.T) {
 			{"deprovision again, synchronous", osbCall{"DELETE", base + "?" + own, nil}, 410, ""},
 		})
 	})
+}
+
+// TestOSBRepeatWhileProvisioning holds an instance in provisioning (the
+// saga halts before creating nodes) and checks the OSB answers that only
+// an unfinished instance gets.
+func TestOSBRepeatWhileProvisioning(t *testing.T) {
+	e := newEnv(t)
+	s := newStack(t, e, nil)
+	hooks, reached := haltAt(instance.StepCreating)
+	s.hooks = hooks
+	s.start()
+	c := s.as("acme")
+	const base = "/v2/service_instances/held-in-provisioning"
+	prov := map[string]any{"service_id": serviceRedis, "plan_id": planRedisDev, "organization_guid": "org", "space_guid": "space"}
+	r := c.do("PUT", base+"?accepts_incomplete=true", prov, "X-Broker-API-Version", "2.17")
+	if r.status != http.StatusAccepted {
+		t.Fatalf("provision: %d %s", r.status, r.body)
+	}
+	op := r.json(t)["operation"].(string)
+	select {
+	case <-reached:
+	case <-time.After(readyWithin):
+		t.Fatal("saga never reached creating")
+	}
+	c.osbCases(t, []osbCase{
+		{"identical repeat without accepts_incomplete", osbCall{"PUT", base, prov}, 422, "accepts_incomplete"},
+		{"repeat with other parameters", osbCall{"PUT", base + "?accepts_incomplete=true", with(prov, "parameters", map[string]any{"timeout": 3})}, 409, "parameters"},
+		{"fetch while provisioning", osbCall{"GET", base, nil}, 404, "provisioned"},
+		{"deprovision with another plan", osbCall{"DELETE", base + "?accepts_incomplete=true&service_id=" + serviceRedis + "&plan_id=" + planRedisHA, nil}, 400, "plan_id"},
+		{"deprovision without accepts_incomplete", osbCall{"DELETE", base + "?service_id=" + serviceRedis + "&plan_id=" + planRedisDev, nil}, 422, "accepts_incomplete"},
+	})
+	r = c.do("PUT", base+"?accepts_incomplete=true", prov, "X-Broker-API-Version", "2.17")
+	if r.status != http.StatusAccepted || r.json(t)["operation"] != op {
+		t.Fatalf("identical repeat: %d %s, want 202 with operation %s", r.status, r.body, op)
+	}
+	r = c.do("GET", base+"/last_operation?operation="+op, nil, "X-Broker-API-Version", "2.17")
+	if r.status != http.StatusOK || r.json(t)["state"] != "in progress" {
+		t.Fatalf("last_operation: %d %s", r.status, r.body)
+	}
 }
