@@ -39,6 +39,9 @@ const (
 	planMySQLHA  = "1f60f3c5-2563-40f2-ab4b-9024647756ec"
 	planRedisDev = "22ffda50-b33a-4466-8afc-15ba8e0e6465"
 	planRedisHA  = "013af63c-64eb-488d-b30b-08559e96807b"
+	// planRedisLax's schema accepts any parameters (a careless plan): only
+	// the engine's allowlist stands between them and redis-server.
+	planRedisLax = "5a1c0c8e-0b5e-4a55-9f0e-6f1b0f0b1a11"
 	serviceMySQL = "a2dc262d-040c-459d-9e7c-53776f4dcf5b"
 	serviceRedis = "9b94515c-29cf-4531-b84d-8daf6b680216"
 )
@@ -66,6 +69,9 @@ func catalogStandIn(t testing.TB) string {
 			"deployment_mode": "multi-az", "nodes": multi, "resources": map[string]any{"vcpu": 2, "memory_mb": 8192, "storage_gb": 100}, "replication_mode": "semi-sync", "parameters_schema": mysqlSchema},
 		planRedisDev: {"name": "redis-dev-single-az", "engine": "redis", "service_id": serviceRedis, "versions": []string{"7.2"}, "default_version": "7.2",
 			"deployment_mode": "single-az", "nodes": single, "resources": map[string]any{"vcpu": 0.5, "memory_mb": 256, "storage_gb": 4}, "replication_mode": "async", "parameters_schema": redisSchema},
+		planRedisLax: {"name": "redis-lax-single-az", "engine": "redis", "service_id": serviceRedis, "versions": []string{"7.2"}, "default_version": "7.2",
+			"deployment_mode": "single-az", "nodes": single, "resources": map[string]any{"vcpu": 0.5, "memory_mb": 256, "storage_gb": 4}, "replication_mode": "async",
+			"parameters_schema": json.RawMessage(`{"$schema":"http://json-schema.org/draft-04/schema#","type":"object"}`)},
 		planRedisHA: {"name": "redis-ha-multi-az", "engine": "redis", "service_id": serviceRedis, "versions": []string{"7.2"}, "default_version": "7.2",
 			"deployment_mode": "multi-az", "nodes": multi, "resources": map[string]any{"vcpu": 1, "memory_mb": 512, "storage_gb": 16}, "replication_mode": "async", "parameters_schema": redisSchema},
 	}

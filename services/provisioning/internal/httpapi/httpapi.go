@@ -33,6 +33,7 @@ import (
 	"github.com/canopy-platform/canopy/services/provisioning/internal/instance"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/mysqlrepo"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/saga"
+	"github.com/canopy-platform/canopy/services/provisioning/internal/tunables"
 )
 
 // Catalog fetches plans; *catalogclient.Client implements it.
@@ -64,6 +65,14 @@ type Saga interface {
 // Quotas returns a tenant's quota. An error means the quota could not be
 // read: the order is refused with 503 (fail closed), never admitted unchecked.
 type Quotas func(ctx context.Context, tenant string) (tenancy.Quota, error)
+
+// catalogUnavailable is the 503 of a request that needs the catalog's answer
+// (a plan, its parameter schema) and did not get it.
+func catalogUnavailable(detail string) *httpx.Problem {
+	p := httpx.NewProblem(http.StatusServiceUnavailable, detail)
+	p.Type = "https://canopy.dev/problems/catalog-unavailable"
+	return p
+}
 
 // errQuotaUnavailable refuses an order whose quota could not be read.
 var errQuotaUnavailable = errors.New("quota service unavailable, retry")
@@ -248,7 +257,7 @@ func orderFromPlan(plan catalogclient.Plan, version string, params map[string]an
 	if !known {
 		return instance.Plan{}, "", httpx.Unprocessable("unknown version", httpx.FieldError{Field: "version", Reason: fmt.Sprintf("must be one of %s", strings.Join(plan.Versions, ", "))})
 	}
-	if p := validateParameters(plan.ParametersSchema, params); p != nil {
+	if p := checkParameters(plan, params); p != nil {
 		return instance.Plan{}, "", p
 	}
 	dp := instance.Plan{
@@ -286,9 +295,33 @@ func orderFromPlan(plan catalogclient.Plan, version string, params map[string]an
 	return dp, version, nil
 }
 
+// checkParameters validates parameters against the plan's JSON schema and
+// then the engine's allowlist of tunable settings (a plan's schema may name
+// settings that must never reach an engine); problems name the field.
+func checkParameters(plan catalogclient.Plan, params map[string]any) *httpx.Problem {
+	if p := validateParameters(plan.ParametersSchema, params); p != nil {
+		return p
+	}
+	if _, err := tunables.Render(plan.Engine, params); err != nil {
+		var errs tunables.Errors
+		if !errors.As(err, &errs) {
+			return httpx.NewProblem(http.StatusBadGateway, "the plan names an engine provisioning does not know")
+		}
+		p := httpx.Unprocessable("parameters name settings that cannot be changed or have invalid values")
+		for _, e := range errs {
+			p.Errors = append(p.Errors, httpx.FieldError{Field: "parameters." + e.Name, Reason: e.Reason})
+		}
+		return p
+	}
+	return nil
+}
+
+// validateParameters validates parameters against a plan's JSON schema. A
+// plan without a schema cannot be checked, so nothing is accepted against it
+// (the catalog always gives plans one: an empty schema is a broken answer).
 func validateParameters(schema json.RawMessage, params map[string]any) *httpx.Problem {
-	if len(schema) == 0 {
-		return nil
+	if len(strings.TrimSpace(string(schema))) == 0 || string(schema) == "null" {
+		return catalogUnavailable("the catalog gave no parameter schema for the plan; try again")
 	}
 	doc, err := jsonschema.UnmarshalJSON(strings.NewReader(string(schema)))
 	if err != nil {
@@ -407,7 +440,7 @@ func (h *Handler) order(ctx context.Context, p tenancy.Principal, tenant, name, 
 	}
 	if err != nil {
 		h.log.ErrorContext(ctx, "fetch plan", "tenant", tenant, "plan", planID, "err", err)
-		return nil, instance.Operation{}, httpx.NewProblem(http.StatusBadGateway, "the catalog could not be reached; try again")
+		return nil, instance.Operation{}, catalogUnavailable("the catalog could not be reached; try again")
 	}
 	if serviceID != "" && plan.ServiceID != serviceID {
 		return nil, instance.Operation{}, httpx.BadRequest("plan_id does not belong to service_id", httpx.FieldError{Field: "service_id", Reason: "is not the plan's service"})
@@ -568,14 +601,17 @@ func (h *Handler) patchInstance(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteProblem(w, r, httpx.BadRequest("nothing to change", httpx.FieldError{Field: "parameters", Reason: "is required"}))
 		return
 	}
+	// Fail closed: without the plan's schema the parameters cannot be
+	// checked, so nothing changes (a plan gone from the catalog included).
 	plan, err := h.catalog.Plan(r.Context(), p, in.Plan.ID)
-	if err == nil {
-		if prob := validateParameters(plan.ParametersSchema, req.Parameters); prob != nil {
-			httpx.WriteProblem(w, r, prob)
-			return
-		}
-	} else if !errors.Is(err, catalogclient.ErrNotFound) {
-		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusBadGateway, "the catalog could not be reached; try again"))
+	if err != nil {
+		h.log.WarnContext(r.Context(), "fetch plan to check parameters; refusing the change", "instance", in.ID, "plan", in.Plan.ID, "err", err)
+		httpx.WriteProblem(w, r, catalogUnavailable("the plan's parameter schema could not be read from the catalog; try again"))
+		return
+	}
+	plan.Engine = in.Plan.Engine
+	if prob := checkParameters(plan, req.Parameters); prob != nil {
+		httpx.WriteProblem(w, r, prob)
 		return
 	}
 	in, op, err := h.saga.UpdateParameters(r.Context(), tenant, in.ID, req.Parameters)

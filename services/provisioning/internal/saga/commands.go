@@ -53,6 +53,9 @@ func (s *Saga) Order(ctx context.Context, r OrderRequest) (*instance.Instance, i
 	if err != nil {
 		return nil, instance.Operation{}, &instance.ValidationError{Field: "plan_id", Reason: err.Error()}
 	}
+	if _, err := parameterSettings(r.Plan.Engine, r.Parameters); err != nil {
+		return nil, instance.Operation{}, err
+	}
 	now := s.now()
 	in, op, err := instance.New(instance.Order{
 		ID: NewID(), OperationID: NewID(), Tenant: r.Tenant, Name: r.Name, Plan: r.Plan, Version: r.Version,
@@ -220,9 +223,6 @@ func (s *Saga) Delete(ctx context.Context, tenant, id string) (*instance.Instanc
 
 // UpdateParameters changes a ready instance's parameters.
 func (s *Saga) UpdateParameters(ctx context.Context, tenant, id string, params map[string]any) (*instance.Instance, instance.Operation, error) {
-	if _, err := parameterSettings("", params); err != nil {
-		return nil, instance.Operation{}, err
-	}
 	var op instance.Operation
 	in, err := s.repo.Update(ctx, id, func(c *mysqlrepo.Change) error {
 		if c.Instance.Tenant != tenant {
@@ -230,6 +230,9 @@ func (s *Saga) UpdateParameters(ctx context.Context, tenant, id string, params m
 		}
 		if c.Instance.State == instance.StateDeleted {
 			return ErrGone
+		}
+		if _, err := parameterSettings(c.Instance.Plan.Engine, params); err != nil {
+			return err
 		}
 		newOp, err := c.Instance.Update(params, NewID(), s.now())
 		if err != nil {

@@ -35,6 +35,7 @@ import (
 	"github.com/canopy-platform/canopy/services/provisioning/internal/events"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/instance"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/mysqlrepo"
+	"github.com/canopy-platform/canopy/services/provisioning/internal/tunables"
 )
 
 // Repo is the persistence the saga needs; *mysqlrepo.Repo implements it.
@@ -817,32 +818,13 @@ func settings(in *instance.Instance) (map[string]string, error) {
 	return out, nil
 }
 
-// parameterSettings renders validated plan parameters as engine settings.
+// parameterSettings renders plan parameters as engine settings through the
+// engine's allowlist: a parameter that is not a tunable setting of the engine
+// (or has a bad value) is instance.ErrInvalid and never reaches a node.
 func parameterSettings(engine string, params map[string]any) (map[string]string, error) {
-	out := make(map[string]string, len(params))
-	for k, v := range params {
-		var s string
-		switch x := v.(type) {
-		case string:
-			s = x
-		case float64:
-			s = strconv.FormatFloat(x, 'f', -1, 64)
-		case bool:
-			s = "OFF"
-			if x {
-				s = "ON"
-			}
-		case int:
-			s = strconv.Itoa(x)
-		case int64:
-			s = strconv.FormatInt(x, 10)
-		default:
-			return nil, fmt.Errorf("%w: parameter %s: unsupported value %v", instance.ErrInvalid, k, v)
-		}
-		if engine == instance.EngineRedis && s == "" {
-			s = `""`
-		}
-		out[k] = s
+	out, err := tunables.Render(engine, params)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", instance.ErrInvalid, err)
 	}
 	return out, nil
 }
