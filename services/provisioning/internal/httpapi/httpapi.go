@@ -44,6 +44,11 @@ type Catalog interface {
 // Repo is the read side; *mysqlrepo.Repo implements it.
 type Repo interface {
 	Get(ctx context.Context, tenant, id string) (*instance.Instance, error)
+	// GetAnyTenant, ListAllInstances and OperationAnyTenant read across
+	// tenants: only for platform admins and the monitoring view.
+	GetAnyTenant(ctx context.Context, id string) (*instance.Instance, error)
+	ListAllInstances(ctx context.Context, after string, limit int, includeDeleted bool) ([]*instance.Instance, error)
+	OperationAnyTenant(ctx context.Context, id string) (instance.Operation, error)
 	GetByOSBID(ctx context.Context, tenant, osbID string) (*instance.Instance, error)
 	List(ctx context.Context, tenant, after string, limit int, includeDeleted bool) ([]*instance.Instance, error)
 	Operation(ctx context.Context, tenant, id string) (instance.Operation, error)

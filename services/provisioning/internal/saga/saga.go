@@ -43,6 +43,7 @@ type Repo interface {
 	Create(ctx context.Context, req mysqlrepo.CreateRequest) error
 	Update(ctx context.Context, id string, fn func(c *mysqlrepo.Change) error) (*instance.Instance, error)
 	Get(ctx context.Context, tenant, id string) (*instance.Instance, error)
+	GetAnyTenant(ctx context.Context, id string) (*instance.Instance, error)
 	Operation(ctx context.Context, tenant, id string) (instance.Operation, error)
 	Unfinished(ctx context.Context) ([]string, error)
 	WithNodes(ctx context.Context) ([]string, error)
@@ -258,7 +259,7 @@ func (s *Saga) Resume(ctx context.Context) error {
 }
 
 func (s *Saga) adopt(ctx context.Context, id string) error {
-	in, err := s.repo.Get(ctx, "", id)
+	in, err := s.repo.GetAnyTenant(ctx, id)
 	if err != nil {
 		return err
 	}
@@ -325,7 +326,7 @@ func (s *Saga) drive(ctx context.Context, id string) {
 	for ctx.Err() == nil {
 		if in == nil {
 			var err error
-			if in, err = s.repo.Get(ctx, "", id); err != nil {
+			if in, err = s.repo.GetAnyTenant(ctx, id); err != nil {
 				if ctx.Err() == nil {
 					s.log.Error("load instance", "instance", id, "err", err)
 				}
@@ -413,7 +414,7 @@ func (s *Saga) createStep(ctx context.Context, in *instance.Instance) (*instance
 		cur := in
 		if !first {
 			var err error
-			if cur, err = s.repo.Get(ctx, "", in.ID); err != nil {
+			if cur, err = s.repo.GetAnyTenant(ctx, in.ID); err != nil {
 				return err
 			}
 		}
