@@ -298,10 +298,11 @@ func (s *stack) stopService() {
 
 // client calls the service as a tenant.
 type client struct {
-	t      testing.TB
-	s      *stack
-	tenant string
-	role   tenancy.Role
+	t       testing.TB
+	s       *stack
+	tenant  string
+	role    tenancy.Role
+	subject string // "test" when empty
 }
 
 func (s *stack) as(tenant string) *client {
@@ -340,7 +341,11 @@ func (c *client) do(method, path string, body any, hdr ...string) response {
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
-	tenancy.Sign(req.Header, []byte(testSecret), tenancy.Principal{Tenant: tenancy.ID(c.tenant), Role: c.role, Subject: "test"}, time.Now())
+	subject := c.subject
+	if subject == "" {
+		subject = "test"
+	}
+	tenancy.Sign(req.Header, []byte(testSecret), tenancy.Principal{Tenant: tenancy.ID(c.tenant), Role: c.role, Subject: subject}, time.Now())
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		c.t.Fatalf("%s %s: %v", method, path, err)

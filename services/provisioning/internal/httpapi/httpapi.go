@@ -1,9 +1,12 @@
 // Package httpapi serves provisioning's HTTP API: instances, operations and
 // bindings under /api/v1 and the Open Service Broker instance and binding
 // routes under /v2. Identity comes from the gateway's (or, for /v2, the
-// catalog's) signed headers via tenancy.Middleware; every lookup is scoped
-// to the caller's tenant, so another tenant's resources are 404. Handlers
-// translate between JSON and the domain; the saga does the work.
+// catalog's) signed headers via tenancy.Middleware; every lookup of a tenant
+// caller is scoped to its tenant, so another tenant's resources are 404. A
+// platform admin (an identity without a tenant) sees the whole fleet and acts
+// on any instance; its actions are logged and its subject is recorded on the
+// operations it starts. Handlers translate between JSON and the domain; the
+// saga does the work.
 package httpapi
 
 import (
@@ -121,7 +124,10 @@ func (h *Handler) Routes() http.Handler {
 	return r
 }
 
-// caller returns the principal and its tenant when it may do action.
+// caller returns the principal and its tenant when it may do action. A
+// platform admin (no tenant) is let through with tenant "": the /api/v1
+// handlers then act fleet-wide through operatorTenant and the *AnyTenant
+// reads (the OSB routes have their own osbCaller).
 func caller(w http.ResponseWriter, r *http.Request, action tenancy.Action) (tenancy.Principal, string, bool) {
 	p, ok := tenancy.PrincipalFrom(r.Context())
 	if !ok {
@@ -132,16 +138,61 @@ func caller(w http.ResponseWriter, r *http.Request, action tenancy.Action) (tena
 		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusForbidden, fmt.Sprintf("role %s may not %s instances", p.Role, action)))
 		return p, "", false
 	}
-	if p.Tenant == "" {
+	if p.Tenant == "" && p.Role != tenancy.RolePlatformAdmin {
 		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusBadRequest, "instances belong to a tenant; act with a tenant identity"))
 		return p, "", false
 	}
 	return p, string(p.Tenant), true
 }
 
+// tenantCaller is caller for routes that only a tenant identity may use.
+func tenantCaller(w http.ResponseWriter, r *http.Request, action tenancy.Action) (tenancy.Principal, string, bool) {
+	p, tenant, ok := caller(w, r, action)
+	if ok && tenant == "" {
+		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusBadRequest, "instances belong to a tenant; act with a tenant identity"))
+		return p, "", false
+	}
+	return p, tenant, ok
+}
+
+// operatorTenant returns the tenant that owns instance id when a platform
+// admin (tenant "") acts on it, logging the action with the admin's
+// identity; for a tenant caller it returns the caller's own tenant, so the
+// lookups that follow stay scoped to it.
+func (h *Handler) operatorTenant(r *http.Request, p tenancy.Principal, tenant, id string) (string, error) {
+	if tenant != "" {
+		return tenant, nil
+	}
+	in, err := h.repo.GetAnyTenant(r.Context(), id)
+	if err != nil {
+		return "", err
+	}
+	if r.Method != http.MethodGet {
+		h.log.InfoContext(r.Context(), "platform admin acts on a tenant's instance",
+			"subject", p.Subject, "role", p.Role, "tenant", in.Tenant, "instance", in.ID, "method", r.Method, "path", r.URL.Path)
+	}
+	return in.Tenant, nil
+}
+
+// queryTenant reads and validates the ?tenant= parameter ("" when absent).
+func queryTenant(r *http.Request) (string, *httpx.Problem) {
+	s := r.URL.Query().Get("tenant")
+	if s == "" {
+		return "", nil
+	}
+	id, err := tenancy.Parse(s)
+	if err != nil {
+		return "", httpx.BadRequest("invalid tenant", httpx.FieldError{Field: "tenant", Reason: "is not a valid tenant id"})
+	}
+	return string(id), nil
+}
+
 // --- JSON shapes (api/openapi/provisioning.paths.yaml) ---
 
 type createRequest struct {
+	// Tenant is the tenant a platform admin orders for; tenant callers
+	// leave it out (or give their own).
+	Tenant     string         `json:"tenant,omitempty"`
 	Name       *string        `json:"name"`
 	PlanID     *string        `json:"plan_id"`
 	Version    string         `json:"version,omitempty"`
@@ -224,19 +275,20 @@ func toInstanceJSON(in *instance.Instance) instanceJSON {
 }
 
 type operationJSON struct {
-	ID         string     `json:"id"`
-	InstanceID string     `json:"instance_id"`
-	Type       string     `json:"type"`
-	State      string     `json:"state"`
-	Step       string     `json:"step"`
-	StartedAt  time.Time  `json:"started_at"`
-	FinishedAt *time.Time `json:"finished_at,omitempty"`
-	Error      string     `json:"error,omitempty"`
+	ID          string     `json:"id"`
+	InstanceID  string     `json:"instance_id"`
+	Type        string     `json:"type"`
+	State       string     `json:"state"`
+	Step        string     `json:"step"`
+	StartedAt   time.Time  `json:"started_at"`
+	FinishedAt  *time.Time `json:"finished_at,omitempty"`
+	Error       string     `json:"error,omitempty"`
+	RequestedBy string     `json:"requested_by,omitempty"`
 }
 
 func toOperationJSON(op instance.Operation) operationJSON {
 	return operationJSON{ID: op.ID, InstanceID: op.InstanceID, Type: string(op.Type), State: string(op.State), Step: string(op.Step),
-		StartedAt: op.StartedAt, FinishedAt: op.FinishedAt, Error: op.Error}
+		StartedAt: op.StartedAt, FinishedAt: op.FinishedAt, Error: op.Error, RequestedBy: op.RequestedBy}
 }
 
 type acceptedJSON struct {
@@ -405,6 +457,21 @@ func (h *Handler) createInstance(w http.ResponseWriter, r *http.Request) {
 	if req.PlanID == nil || *req.PlanID == "" {
 		missing = append(missing, httpx.FieldError{Field: "plan_id", Reason: "is required"})
 	}
+	switch {
+	case tenant == "" && req.Tenant == "":
+		missing = append(missing, httpx.FieldError{Field: "tenant", Reason: "is required when a platform admin orders an instance"})
+	case tenant == "":
+		id, err := tenancy.Parse(req.Tenant)
+		if err != nil {
+			httpx.WriteProblem(w, r, httpx.Unprocessable("invalid tenant", httpx.FieldError{Field: "tenant", Reason: "is not a valid tenant id"}))
+			return
+		}
+		tenant = string(id)
+		h.log.InfoContext(r.Context(), "platform admin orders an instance for a tenant", "subject", p.Subject, "role", p.Role, "tenant", tenant)
+	case req.Tenant != "" && req.Tenant != tenant:
+		httpx.WriteProblem(w, r, httpx.Unprocessable("instances are ordered for the caller's own tenant", httpx.FieldError{Field: "tenant", Reason: "must be the caller's tenant or absent"}))
+		return
+	}
 	if len(missing) > 0 {
 		httpx.WriteProblem(w, r, httpx.BadRequest("required fields are missing", missing...))
 		return
@@ -526,6 +593,19 @@ func (h *Handler) listInstances(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	filter, prob := queryTenant(r)
+	switch {
+	case prob != nil:
+		httpx.WriteProblem(w, r, prob)
+		return
+	case tenant == "":
+		// A platform admin: one tenant's instances, or the whole fleet.
+		tenant = filter
+	case filter != "" && filter != tenant:
+		// A tenant asking for another tenant's instances sees none of them.
+		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusForbidden, "tenant callers list only their own tenant's instances"))
+		return
+	}
 	limit := 50
 	if s := r.URL.Query().Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
@@ -543,7 +623,13 @@ func (h *Handler) listInstances(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	items, err := h.repo.List(r.Context(), tenant, c.After, limit+1, false)
+	var items []*instance.Instance
+	var err error
+	if tenant == "" {
+		items, err = h.repo.ListAllInstances(r.Context(), c.After, limit+1, false)
+	} else {
+		items, err = h.repo.List(r.Context(), tenant, c.After, limit+1, false)
+	}
 	if err != nil {
 		h.writeError(w, r, err)
 		return
@@ -561,8 +647,13 @@ func (h *Handler) listInstances(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) getInstance(w http.ResponseWriter, r *http.Request) {
-	_, tenant, ok := caller(w, r, tenancy.ActionRead)
+	p, tenant, ok := caller(w, r, tenancy.ActionRead)
 	if !ok {
+		return
+	}
+	tenant, err := h.operatorTenant(r, p, tenant, chi.URLParam(r, "id"))
+	if err != nil {
+		h.writeError(w, r, err)
 		return
 	}
 	in, err := h.repo.Get(r.Context(), tenant, chi.URLParam(r, "id"))
@@ -587,6 +678,11 @@ func (h *Handler) patchInstance(w http.ResponseWriter, r *http.Request) {
 	var req patchRequest
 	if err := httpx.DecodeJSON(w, r, &req); err != nil {
 		httpx.WriteError(w, r, err)
+		return
+	}
+	tenant, err := h.operatorTenant(r, p, tenant, chi.URLParam(r, "id"))
+	if err != nil {
+		h.writeError(w, r, err)
 		return
 	}
 	in, err := h.repo.Get(r.Context(), tenant, chi.URLParam(r, "id"))
@@ -628,8 +724,13 @@ func (h *Handler) patchInstance(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) deleteInstance(w http.ResponseWriter, r *http.Request) {
-	_, tenant, ok := caller(w, r, tenancy.ActionWrite)
+	p, tenant, ok := caller(w, r, tenancy.ActionWrite)
 	if !ok {
+		return
+	}
+	tenant, err := h.operatorTenant(r, p, tenant, chi.URLParam(r, "id"))
+	if err != nil {
+		h.writeError(w, r, err)
 		return
 	}
 	in, op, err := h.saga.Delete(r.Context(), tenant, chi.URLParam(r, "id"))
@@ -645,7 +746,13 @@ func (h *Handler) getOperation(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	op, err := h.repo.Operation(r.Context(), tenant, chi.URLParam(r, "id"))
+	var op instance.Operation
+	var err error
+	if tenant == "" {
+		op, err = h.repo.OperationAnyTenant(r.Context(), chi.URLParam(r, "id"))
+	} else {
+		op, err = h.repo.Operation(r.Context(), tenant, chi.URLParam(r, "id"))
+	}
 	if err != nil {
 		h.writeError(w, r, err)
 		return
@@ -698,7 +805,8 @@ func toBindingJSON(b instance.Binding) bindingJSON {
 }
 
 func (h *Handler) createBinding(w http.ResponseWriter, r *http.Request) {
-	_, tenant, ok := caller(w, r, tenancy.ActionWrite)
+	// Credentials are the tenant's secret: platform admins do not mint them.
+	_, tenant, ok := tenantCaller(w, r, tenancy.ActionWrite)
 	if !ok {
 		return
 	}
@@ -733,11 +841,16 @@ func (h *Handler) createBinding(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) listBindings(w http.ResponseWriter, r *http.Request) {
-	_, tenant, ok := caller(w, r, tenancy.ActionRead)
+	p, tenant, ok := caller(w, r, tenancy.ActionRead)
 	if !ok {
 		return
 	}
 	id := chi.URLParam(r, "id")
+	tenant, err := h.operatorTenant(r, p, tenant, id)
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
 	if _, err := h.repo.Get(r.Context(), tenant, id); err != nil {
 		h.writeError(w, r, err)
 		return
@@ -757,8 +870,13 @@ func (h *Handler) listBindings(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) getBinding(w http.ResponseWriter, r *http.Request) {
-	_, tenant, ok := caller(w, r, tenancy.ActionRead)
+	p, tenant, ok := caller(w, r, tenancy.ActionRead)
 	if !ok {
+		return
+	}
+	tenant, err := h.operatorTenant(r, p, tenant, chi.URLParam(r, "id"))
+	if err != nil {
+		h.writeError(w, r, err)
 		return
 	}
 	b, err := h.repo.Binding(r.Context(), tenant, chi.URLParam(r, "id"), chi.URLParam(r, "bid"))
@@ -773,8 +891,13 @@ func (h *Handler) getBinding(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) deleteBinding(w http.ResponseWriter, r *http.Request) {
-	_, tenant, ok := caller(w, r, tenancy.ActionWrite)
+	p, tenant, ok := caller(w, r, tenancy.ActionWrite)
 	if !ok {
+		return
+	}
+	tenant, err := h.operatorTenant(r, p, tenant, chi.URLParam(r, "id"))
+	if err != nil {
+		h.writeError(w, r, err)
 		return
 	}
 	b, err := h.repo.Binding(r.Context(), tenant, chi.URLParam(r, "id"), chi.URLParam(r, "bid"))

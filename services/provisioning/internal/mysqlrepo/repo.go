@@ -345,10 +345,10 @@ func saveOp(ctx context.Context, tx *sql.Tx, op instance.Operation) error {
 	if op.FinishedAt != nil {
 		fin = op.FinishedAt.UTC()
 	}
-	_, err := tx.ExecContext(ctx, `INSERT INTO operations (id, instance_id, tenant, type, state, step, started_at, finished_at, error)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+	_, err := tx.ExecContext(ctx, `INSERT INTO operations (id, instance_id, tenant, type, state, step, started_at, finished_at, error, requested_by)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON DUPLICATE KEY UPDATE state = VALUES(state), step = VALUES(step), finished_at = VALUES(finished_at), error = VALUES(error)`,
-		op.ID, op.InstanceID, op.Tenant, op.Type, op.State, op.Step, op.StartedAt.UTC(), fin, op.Error)
+		op.ID, op.InstanceID, op.Tenant, op.Type, op.State, op.Step, op.StartedAt.UTC(), fin, op.Error, op.RequestedBy)
 	if err != nil {
 		return fmt.Errorf("save operation %s: %w", op.ID, err)
 	}
@@ -632,7 +632,7 @@ func (r *Repo) operation(ctx context.Context, q querier, tenant, id string) (ins
 	if err := needTenant(tenant, "operation "+id); err != nil {
 		return instance.Operation{}, err
 	}
-	query := "SELECT id, instance_id, tenant, type, state, step, started_at, finished_at, error FROM operations WHERE id = ?"
+	query := "SELECT id, instance_id, tenant, type, state, step, started_at, finished_at, error, requested_by FROM operations WHERE id = ?"
 	args := []any{id}
 	if tenant != anyTenant {
 		query += " AND tenant = ?"
@@ -640,7 +640,7 @@ func (r *Repo) operation(ctx context.Context, q querier, tenant, id string) (ins
 	}
 	var op instance.Operation
 	var fin sql.NullTime
-	err := q.QueryRowContext(ctx, query, args...).Scan(&op.ID, &op.InstanceID, &op.Tenant, &op.Type, &op.State, &op.Step, &op.StartedAt, &fin, &op.Error)
+	err := q.QueryRowContext(ctx, query, args...).Scan(&op.ID, &op.InstanceID, &op.Tenant, &op.Type, &op.State, &op.Step, &op.StartedAt, &fin, &op.Error, &op.RequestedBy)
 	if errors.Is(err, sql.ErrNoRows) {
 		return op, fmt.Errorf("operation %s: %w", id, ErrNotFound)
 	}

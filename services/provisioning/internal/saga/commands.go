@@ -69,6 +69,7 @@ func (s *Saga) Order(ctx context.Context, r OrderRequest) (*instance.Instance, i
 	if err != nil {
 		return nil, instance.Operation{}, err
 	}
+	op.RequestedBy = requester(ctx)
 	requested, err := InstanceEvent(events.TypeInstanceRequested, in, now)
 	if err != nil {
 		return nil, instance.Operation{}, err
@@ -203,6 +204,7 @@ func (s *Saga) Delete(ctx context.Context, tenant, id string) (*instance.Instanc
 			return mysqlrepo.ErrNoChange
 		}
 		newOp, err := in.Delete(NewID(), s.now())
+		newOp.RequestedBy = requester(ctx)
 		if err != nil {
 			return err
 		}
@@ -221,6 +223,17 @@ func (s *Saga) Delete(ctx context.Context, tenant, id string) (*instance.Instanc
 	return in, op, nil
 }
 
+// requester is who asked for an operation: the subject of the identity the
+// request carries, so that a platform admin's action on a tenant's instance
+// is attributed to the admin.
+func requester(ctx context.Context) string {
+	p, ok := tenancy.PrincipalFrom(ctx)
+	if !ok {
+		return ""
+	}
+	return p.Subject
+}
+
 // UpdateParameters changes a ready instance's parameters.
 func (s *Saga) UpdateParameters(ctx context.Context, tenant, id string, params map[string]any) (*instance.Instance, instance.Operation, error) {
 	var op instance.Operation
@@ -235,6 +248,7 @@ func (s *Saga) UpdateParameters(ctx context.Context, tenant, id string, params m
 			return err
 		}
 		newOp, err := c.Instance.Update(params, NewID(), s.now())
+		newOp.RequestedBy = requester(ctx)
 		if err != nil {
 			return err
 		}
