@@ -99,7 +99,8 @@ func catalogStandIn(t testing.TB) string {
 }
 
 // schedulerStandIn answers placement requests like scheduling: every node
-// in its own zone on loopback, with a free port; region "nowhere" is refused.
+// in its own zone on loopback, with a free port; region "nowhere" is refused
+// and region "hold" never answered.
 func schedulerStandIn(t testing.TB, parent context.Context, brokers []string, pub *eventbus.Publisher) {
 	ctx, cancel := context.WithCancel(parent)
 	var mu sync.Mutex
@@ -134,6 +135,9 @@ func schedulerStandIn(t testing.TB, parent context.Context, brokers []string, pu
 		}
 		var out eventbus.Event
 		var err error
+		if req.Region == "hold" {
+			return nil // never answered: the instance stays placing
+		}
 		if req.Region == "nowhere" {
 			out, err = eventbus.NewEvent(events.TypePlacementFailed, "/services/scheduling", req.InstanceID, events.PlacementFailed{
 				InstanceID: req.InstanceID, TenantID: req.TenantID, RequestID: req.RequestID, Kind: "new", Reason: "no region nowhere",

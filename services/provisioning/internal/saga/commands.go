@@ -126,6 +126,13 @@ func placementRequest(in *instance.Instance, requestID string) (eventbus.Event, 
 	return e, nil
 }
 
+// tenantMismatch refuses an event about an instance of another tenant than
+// the event's: poison, so it is dead-lettered and never acted upon.
+func tenantMismatch(in *instance.Instance, eventTenant, id string) error {
+	return eventbus.Poison(fmt.Errorf("%w: placement event for instance %s names tenant %q, the stored instance belongs to %q",
+		eventbus.ErrTenantMismatch, id, eventTenant, in.Tenant))
+}
+
 // OnPlacementDecided records scheduling's decision and starts creating the
 // nodes. A decision for an instance past placing is ignored (redelivery).
 func (s *Saga) OnPlacementDecided(ctx context.Context, d events.PlacementDecided) error {
@@ -135,6 +142,9 @@ func (s *Saga) OnPlacementDecided(ctx context.Context, d events.PlacementDecided
 	}
 	var reason string
 	_, err := s.repo.Update(ctx, d.InstanceID, func(c *mysqlrepo.Change) error {
+		if c.Instance.Tenant != d.TenantID {
+			return tenantMismatch(c.Instance, d.TenantID, d.InstanceID)
+		}
 		changed, err := c.Instance.Place(ps, s.now())
 		if err != nil {
 			// A decision that does not fit the plan cannot be used: fail
@@ -166,6 +176,9 @@ func (s *Saga) OnPlacementDecided(ctx context.Context, d events.PlacementDecided
 // OnPlacementFailed fails a create that scheduling could not place.
 func (s *Saga) OnPlacementFailed(ctx context.Context, f events.PlacementFailed) error {
 	_, err := s.repo.Update(ctx, f.InstanceID, func(c *mysqlrepo.Change) error {
+		if c.Instance.Tenant != f.TenantID {
+			return tenantMismatch(c.Instance, f.TenantID, f.InstanceID)
+		}
 		if c.Instance.State != instance.StateProvisioning || c.Instance.Step != instance.StepPlacing {
 			return mysqlrepo.ErrNoChange
 		}
