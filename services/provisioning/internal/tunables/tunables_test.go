@@ -2,7 +2,9 @@ package tunables
 
 import (
 	"errors"
+	"os"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -94,6 +96,20 @@ func TestTablesNeverNameFiles(t *testing.T) {
 		for _, n := range names {
 			if Allowed(engine, n) {
 				t.Errorf("%s allows %s", engine, n)
+			}
+		}
+	}
+}
+
+func TestDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../../../../docs/provisioning.md")
+	if err != nil {
+		t.Skipf("docs not found: %v", err)
+	}
+	for _, engine := range []string{EngineMySQL, EngineRedis} {
+		for _, n := range Names(engine) {
+			if !strings.Contains(string(doc), "`"+n+"`") {
+				t.Errorf("%s tunable %s is not in docs/provisioning.md", engine, n)
 			}
 		}
 	}
