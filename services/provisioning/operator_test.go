@@ -97,6 +97,20 @@ func TestPlatformAdmin(t *testing.T) {
 		t.Errorf("admin get unknown: %d", r.status)
 	}
 
+	// A change to another tenant's instance is the admin's operation.
+	r := admin.do("PATCH", "/api/v1/instances/"+aID, map[string]any{"parameters": map[string]any{"timeout": 60}})
+	if r.status != http.StatusAccepted {
+		t.Fatalf("admin patch: %d %s", r.status, r.body)
+	}
+	patchOp := r.json(t)["operation_id"].(string)
+	eventually(t, readyWithin, "admin's update applied", func() error {
+		op := acme.do("GET", "/api/v1/operations/"+patchOp, nil).json(t)
+		if op["state"] != "succeeded" || op["requested_by"] != "apikey:ops-alice" {
+			return fmt.Errorf("operation %v", op)
+		}
+		return nil
+	})
+
 	// Ordering needs a named, valid tenant.
 	if r := admin.do("POST", "/api/v1/instances", map[string]any{"name": "x", "plan_id": planRedisDev}); r.status != http.StatusBadRequest || fieldOf(t, r) != "tenant" {
 		t.Errorf("admin order without tenant: %d %s", r.status, r.body)
@@ -104,7 +118,7 @@ func TestPlatformAdmin(t *testing.T) {
 	if r := admin.do("POST", "/api/v1/instances", map[string]any{"tenant": "Bad Tenant", "name": "x", "plan_id": planRedisDev}); r.status != http.StatusUnprocessableEntity || fieldOf(t, r) != "tenant" {
 		t.Errorf("admin order for a bad tenant: %d %s", r.status, r.body)
 	}
-	r := admin.do("POST", "/api/v1/instances", map[string]any{"tenant": "initech", "name": "ops-made", "plan_id": planRedisDev, "region": "nowhere"})
+	r = admin.do("POST", "/api/v1/instances", map[string]any{"tenant": "initech", "name": "ops-made", "plan_id": planRedisDev, "region": "nowhere"})
 	if r.status != http.StatusAccepted || r.json(t)["instance"].(map[string]any)["tenant"] != "initech" {
 		t.Fatalf("admin order for initech: %d %s", r.status, r.body)
 	}
