@@ -84,7 +84,10 @@ func TestParametersFailClosed(t *testing.T) {
 	if r.status != http.StatusServiceUnavailable || r.header.Get("Content-Type") != "application/problem+json" {
 		t.Errorf("patch without the catalog: %d %q %s", r.status, r.header.Get("Content-Type"), r.body)
 	}
-	if r := c.do("POST", "/api/v1/instances", map[string]any{"name": "other", "plan_id": planRedisDev}); r.status != http.StatusServiceUnavailable {
+	if r.header.Get("Retry-After") == "" {
+		t.Error("503 without Retry-After")
+	}
+	if r := c.do("POST", "/api/v1/instances", map[string]any{"name": "other", "plan_id": planRedisDev}); r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" {
 		t.Errorf("create without the catalog: %d %s", r.status, r.body)
 	}
 	inst := c.do("GET", "/api/v1/instances/"+id, nil).json(t)

@@ -561,6 +561,9 @@ func (h *Handler) writeOrderError(w http.ResponseWriter, r *http.Request, err er
 // writeError maps errors every route shares.
 func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if p, ok := httpx.ProblemFrom(err); ok {
+		if p.Status == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", "5")
+		}
 		httpx.WriteProblem(w, r, p)
 		return
 	}
@@ -707,6 +710,7 @@ func (h *Handler) patchInstance(w http.ResponseWriter, r *http.Request) {
 	plan, err := h.catalog.Plan(r.Context(), p, in.Plan.ID)
 	if err != nil {
 		h.log.WarnContext(r.Context(), "fetch plan to check parameters; refusing the change", "instance", in.ID, "plan", in.Plan.ID, "err", err)
+		w.Header().Set("Retry-After", "5")
 		httpx.WriteProblem(w, r, catalogUnavailable("the plan's parameter schema could not be read from the catalog; try again"))
 		return
 	}
