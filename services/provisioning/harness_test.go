@@ -39,6 +39,9 @@ const (
 	planMySQLHA  = "1f60f3c5-2563-40f2-ab4b-9024647756ec"
 	planRedisDev = "22ffda50-b33a-4466-8afc-15ba8e0e6465"
 	planRedisHA  = "013af63c-64eb-488d-b30b-08559e96807b"
+	// planRedisLax's schema accepts any parameters (a careless plan): only
+	// the engine's allowlist stands between them and redis-server.
+	planRedisLax = "5a1c0c8e-0b5e-4a55-9f0e-6f1b0f0b1a11"
 	serviceMySQL = "a2dc262d-040c-459d-9e7c-53776f4dcf5b"
 	serviceRedis = "9b94515c-29cf-4531-b84d-8daf6b680216"
 )
@@ -66,6 +69,9 @@ func catalogStandIn(t testing.TB) string {
 			"deployment_mode": "multi-az", "nodes": multi, "resources": map[string]any{"vcpu": 2, "memory_mb": 8192, "storage_gb": 100}, "replication_mode": "semi-sync", "parameters_schema": mysqlSchema},
 		planRedisDev: {"name": "redis-dev-single-az", "engine": "redis", "service_id": serviceRedis, "versions": []string{"7.2"}, "default_version": "7.2",
 			"deployment_mode": "single-az", "nodes": single, "resources": map[string]any{"vcpu": 0.5, "memory_mb": 256, "storage_gb": 4}, "replication_mode": "async", "parameters_schema": redisSchema},
+		planRedisLax: {"name": "redis-lax-single-az", "engine": "redis", "service_id": serviceRedis, "versions": []string{"7.2"}, "default_version": "7.2",
+			"deployment_mode": "single-az", "nodes": single, "resources": map[string]any{"vcpu": 0.5, "memory_mb": 256, "storage_gb": 4}, "replication_mode": "async",
+			"parameters_schema": json.RawMessage(`{"$schema":"http://json-schema.org/draft-04/schema#","type":"object"}`)},
 		planRedisHA: {"name": "redis-ha-multi-az", "engine": "redis", "service_id": serviceRedis, "versions": []string{"7.2"}, "default_version": "7.2",
 			"deployment_mode": "multi-az", "nodes": multi, "resources": map[string]any{"vcpu": 1, "memory_mb": 512, "storage_gb": 16}, "replication_mode": "async", "parameters_schema": redisSchema},
 	}
@@ -93,7 +99,8 @@ func catalogStandIn(t testing.TB) string {
 }
 
 // schedulerStandIn answers placement requests like scheduling: every node
-// in its own zone on loopback, with a free port; region "nowhere" is refused.
+// in its own zone on loopback, with a free port; region "nowhere" is refused
+// and region "hold" never answered.
 func schedulerStandIn(t testing.TB, parent context.Context, brokers []string, pub *eventbus.Publisher) {
 	ctx, cancel := context.WithCancel(parent)
 	var mu sync.Mutex
@@ -128,6 +135,9 @@ func schedulerStandIn(t testing.TB, parent context.Context, brokers []string, pu
 		}
 		var out eventbus.Event
 		var err error
+		if req.Region == "hold" {
+			return nil // never answered: the instance stays placing
+		}
 		if req.Region == "nowhere" {
 			out, err = eventbus.NewEvent(events.TypePlacementFailed, "/services/scheduling", req.InstanceID, events.PlacementFailed{
 				InstanceID: req.InstanceID, TenantID: req.TenantID, RequestID: req.RequestID, Kind: "new", Reason: "no region nowhere",
@@ -292,10 +302,11 @@ func (s *stack) stopService() {
 
 // client calls the service as a tenant.
 type client struct {
-	t      testing.TB
-	s      *stack
-	tenant string
-	role   tenancy.Role
+	t       testing.TB
+	s       *stack
+	tenant  string
+	role    tenancy.Role
+	subject string // "test" when empty
 }
 
 func (s *stack) as(tenant string) *client {
@@ -334,7 +345,11 @@ func (c *client) do(method, path string, body any, hdr ...string) response {
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
-	tenancy.Sign(req.Header, []byte(testSecret), tenancy.Principal{Tenant: tenancy.ID(c.tenant), Role: c.role, Subject: "test"}, time.Now())
+	subject := c.subject
+	if subject == "" {
+		subject = "test"
+	}
+	tenancy.Sign(req.Header, []byte(testSecret), tenancy.Principal{Tenant: tenancy.ID(c.tenant), Role: c.role, Subject: subject}, time.Now())
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		c.t.Fatalf("%s %s: %v", method, path, err)

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segmentio/kafka-go"
+
 	"github.com/canopy-platform/canopy/libs/devkafka"
 	"github.com/canopy-platform/canopy/libs/eventbus"
 	"github.com/canopy-platform/canopy/libs/obs"
@@ -292,7 +294,24 @@ func TestService(t *testing.T) {
 			}
 		}
 	}
-	readyEv, _ := eventbus.NewEvent("provisioning.instance.ready", "/services/provisioning", "inst-k1", map[string]any{"instance_id": "inst-k1"})
+	// Events whose tenant header is not the placement's tenant are
+	// dead-lettered, never acted upon: a forged failure does not free
+	// inst-k1's reservation, a request whose header and payload disagree is
+	// not placed. The genuine ready event after them (same key, same
+	// partition) confirms the reservation.
+	forgedFail, _ := eventbus.NewEvent("provisioning.instance.failed", "/services/provisioning", "inst-k1", map[string]any{"instance_id": "inst-k1", "tenant_id": "evil"})
+	forgedFail.Tenant = "evil"
+	forgedReq, _ := eventbus.NewEvent("scheduling.placement.requested", "/services/provisioning", "inst-f1", map[string]any{
+		"instance_id": "inst-f1", "tenant_id": "acme", "deployment_mode": "multi-az", "nodes": plan["nodes"]})
+	forgedReq.Tenant = "evil"
+	if err := pub.Publish(ctx, "canopy.instances.v1", forgedFail); err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Publish(ctx, scheduling.TopicPlacements, forgedReq); err != nil {
+		t.Fatal(err)
+	}
+	readyEv, _ := eventbus.NewEvent("provisioning.instance.ready", "/services/provisioning", "inst-k1", map[string]any{"instance_id": "inst-k1", "tenant_id": "acme"})
+	readyEv.Tenant = "acme"
 	if err := pub.Publish(ctx, "canopy.instances.v1", readyEv); err != nil {
 		t.Fatal(err)
 	}
@@ -300,6 +319,15 @@ func TestService(t *testing.T) {
 		_, body := admin.do("GET", "/placements/inst-k1", nil)
 		return body["status"] == "confirmed"
 	})
+	for topic, key := range map[string]string{"canopy.instances.v1": "inst-k1", scheduling.TopicPlacements: "inst-f1"} {
+		m := readDLQ(t, brokers, topic)
+		if string(m.Key) != key || dlqHeader(m, eventbus.HeaderDLQClass) != "poison" || !strings.Contains(dlqHeader(m, eventbus.HeaderDLQReason), eventbus.ErrTenantMismatch.Error()) {
+			t.Errorf("%s.dlq: key %s class %q reason %q", topic, m.Key, dlqHeader(m, eventbus.HeaderDLQClass), dlqHeader(m, eventbus.HeaderDLQReason))
+		}
+	}
+	if code, _ := admin.do("GET", "/placements/inst-f1", nil); code != 404 {
+		t.Errorf("forged request placed: %d", code)
+	}
 	if code, _ := admin.do("GET", "/placements/nope", nil); code != 404 {
 		t.Fatalf("unknown placement: %d", code)
 	}
@@ -313,6 +341,30 @@ func TestService(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("service did not stop")
 	}
+}
+
+// readDLQ returns the first record of topic's dead-letter topic.
+func readDLQ(t *testing.T, brokers []string, topic string) kafka.Message {
+	t.Helper()
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, GroupID: "test-dlq-" + topic, GroupTopics: []string{topic + ".dlq"},
+		StartOffset: kafka.FirstOffset, MaxWait: 100 * time.Millisecond, SessionTimeout: 2 * time.Second, RebalanceTimeout: 2 * time.Second})
+	defer r.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	m, err := r.FetchMessage(ctx)
+	if err != nil {
+		t.Fatalf("read %s.dlq: %v", topic, err)
+	}
+	return m
+}
+
+func dlqHeader(m kafka.Message, key string) string {
+	for _, h := range m.Headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
 }
 
 func toJSON(v any) string {

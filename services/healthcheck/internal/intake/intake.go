@@ -3,7 +3,9 @@
 // owns, and a resync from provisioning's internal API on every assignment
 // and periodically, so a missed event or an empty topic is not fatal. It
 // adds, updates and removes targets on the monitor; it decides nothing about
-// health.
+// health. An event whose tenant header differs from its payload's tenant or
+// from the instance's tenant as provisioning reports it is poison
+// (dead-lettered) and never touches a target.
 package intake
 
 import (
@@ -186,8 +188,21 @@ func (in *Intake) Handle(ctx context.Context, p int, ev eventbus.Event) error {
 	if inst.InstanceID == "" {
 		return eventbus.Poison(fmt.Errorf("event %s: no instance_id", ev.ID))
 	}
+	if inst.TenantID == "" {
+		inst.TenantID = ev.Tenant
+	} else if err := eventbus.CheckTenant(ev, inst.TenantID, "payload"); err != nil {
+		return err
+	}
 	if !in.owns(p) {
 		return nil
+	}
+	in.mu.Lock()
+	known, ok := in.creds[inst.InstanceID]
+	in.mu.Unlock()
+	if ok {
+		if err := eventbus.CheckTenant(ev, known.TenantID, "provisioning's instance"); err != nil {
+			return err
+		}
 	}
 	switch ev.Type {
 	case events.TypeInstanceDeleting, events.TypeInstanceDeleted, events.TypeInstanceFailed:
@@ -202,16 +217,23 @@ func (in *Intake) Handle(ctx context.Context, p int, ev eventbus.Event) error {
 	default:
 		return nil
 	}
-	in.mu.Lock()
-	delete(in.deleted, inst.InstanceID)
-	in.mu.Unlock()
 	cred, err := in.credentials(ctx, inst.InstanceID)
 	if err != nil {
 		// Not the event's fault: the periodic resync picks it up.
+		in.mu.Lock()
+		delete(in.deleted, inst.InstanceID)
+		in.mu.Unlock()
 		in.logger.Warn("no monitor credentials yet; instance waits for the next resync",
 			"instance_id", inst.InstanceID, "tenant", inst.TenantID, "err", err)
 		return nil
 	}
+	// Provisioning's answer is the stored instance: its tenant decides.
+	if err := eventbus.CheckTenant(ev, cred.TenantID, "provisioning's instance"); err != nil {
+		return err
+	}
+	in.mu.Lock()
+	delete(in.deleted, inst.InstanceID)
+	in.mu.Unlock()
 	in.apply(p, inst.InstanceID, inst.TenantID, inst.Engine, inst.Nodes, cred)
 	return nil
 }

@@ -1,7 +1,8 @@
 // Package consumers holds provisioning's Kafka handlers: they decode
 // scheduling's placement decisions from canopy.placements.v1, classify what
 // cannot be processed (poison → dead-letter) and hand the rest to the saga.
-// They hold no workflow logic.
+// An event whose tenant header disagrees with its payload is poison; the saga
+// checks it against the stored instance. They hold no workflow logic.
 package consumers
 
 import (
@@ -31,6 +32,9 @@ func Placements(s Saga) eventbus.Handler {
 			if d.InstanceID == "" {
 				return eventbus.Poison(errors.New("placement decided without instance_id"))
 			}
+			if err := checkTenant(e, &d.TenantID); err != nil {
+				return err
+			}
 			if d.Kind != "" && d.Kind != events.KindNew {
 				return nil // re-placements of a failed node are failover's business (not built yet)
 			}
@@ -43,6 +47,9 @@ func Placements(s Saga) eventbus.Handler {
 			if f.InstanceID == "" {
 				return eventbus.Poison(errors.New("placement failed without instance_id"))
 			}
+			if err := checkTenant(e, &f.TenantID); err != nil {
+				return err
+			}
 			if f.Kind != "" && f.Kind != events.KindNew {
 				return nil
 			}
@@ -52,4 +59,15 @@ func Placements(s Saga) eventbus.Handler {
 			return nil
 		}
 	}
+}
+
+// checkTenant compares the tenant header with the payload's tenant and
+// fills an empty payload tenant from the header, so that the saga compares
+// one tenant with the stored instance's.
+func checkTenant(e eventbus.Event, payload *string) error {
+	if *payload == "" {
+		*payload = e.Tenant
+		return nil
+	}
+	return eventbus.CheckTenant(e, *payload, "payload")
 }

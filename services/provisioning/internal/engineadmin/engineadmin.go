@@ -25,6 +25,7 @@ import (
 	"github.com/canopy-platform/canopy/libs/retry"
 
 	"github.com/canopy-platform/canopy/services/provisioning/internal/instance"
+	"github.com/canopy-platform/canopy/services/provisioning/internal/tunables"
 )
 
 // Client reaches instances' nodes with Canopy's admin account.
@@ -285,12 +286,12 @@ func (c *Client) eachRedis(ctx context.Context, in *instance.Instance, fn func(c
 }
 
 // Apply sets engine settings at runtime on every node (MySQL SET GLOBAL,
-// Redis CONFIG SET). Keys must be plain identifiers.
+// Redis CONFIG SET). Only the engine's tunables may be set: the check is
+// repeated here because this is the last step before the engine.
 func (c *Client) Apply(ctx context.Context, in *instance.Instance, settings map[string]string) error {
-	keyPattern := regexp.MustCompile(`^[a-z][a-z0-9_-]{0,63}$`)
 	for k := range settings {
-		if !keyPattern.MatchString(k) {
-			return fmt.Errorf("apply: bad setting name %q", k)
+		if !tunables.Allowed(in.Plan.Engine, k) {
+			return fmt.Errorf("apply: setting %q: %w", k, tunables.ErrNotAllowed)
 		}
 	}
 	switch in.Plan.Engine {

@@ -1,9 +1,12 @@
 // Package httpapi serves provisioning's HTTP API: instances, operations and
 // bindings under /api/v1 and the Open Service Broker instance and binding
 // routes under /v2. Identity comes from the gateway's (or, for /v2, the
-// catalog's) signed headers via tenancy.Middleware; every lookup is scoped
-// to the caller's tenant, so another tenant's resources are 404. Handlers
-// translate between JSON and the domain; the saga does the work.
+// catalog's) signed headers via tenancy.Middleware; every lookup of a tenant
+// caller is scoped to its tenant, so another tenant's resources are 404. A
+// platform admin (an identity without a tenant) sees the whole fleet and acts
+// on any instance; its actions are logged and its subject is recorded on the
+// operations it starts. Handlers translate between JSON and the domain; the
+// saga does the work.
 package httpapi
 
 import (
@@ -33,6 +36,7 @@ import (
 	"github.com/canopy-platform/canopy/services/provisioning/internal/instance"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/mysqlrepo"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/saga"
+	"github.com/canopy-platform/canopy/services/provisioning/internal/tunables"
 )
 
 // Catalog fetches plans; *catalogclient.Client implements it.
@@ -43,6 +47,11 @@ type Catalog interface {
 // Repo is the read side; *mysqlrepo.Repo implements it.
 type Repo interface {
 	Get(ctx context.Context, tenant, id string) (*instance.Instance, error)
+	// GetAnyTenant, ListAllInstances and OperationAnyTenant read across
+	// tenants: only for platform admins and the monitoring view.
+	GetAnyTenant(ctx context.Context, id string) (*instance.Instance, error)
+	ListAllInstances(ctx context.Context, after string, limit int, includeDeleted bool) ([]*instance.Instance, error)
+	OperationAnyTenant(ctx context.Context, id string) (instance.Operation, error)
 	GetByOSBID(ctx context.Context, tenant, osbID string) (*instance.Instance, error)
 	List(ctx context.Context, tenant, after string, limit int, includeDeleted bool) ([]*instance.Instance, error)
 	Operation(ctx context.Context, tenant, id string) (instance.Operation, error)
@@ -65,6 +74,14 @@ type Saga interface {
 // Quotas returns a tenant's quota. An error means the quota could not be
 // read: the order is refused with 503 (fail closed), never admitted unchecked.
 type Quotas func(ctx context.Context, tenant string) (tenancy.Quota, error)
+
+// catalogUnavailable is the 503 of a request that needs the catalog's answer
+// (a plan, its parameter schema) and did not get it.
+func catalogUnavailable(detail string) *httpx.Problem {
+	p := httpx.NewProblem(http.StatusServiceUnavailable, detail)
+	p.Type = "https://canopy.dev/problems/catalog-unavailable"
+	return p
+}
 
 // errQuotaUnavailable refuses an order whose quota could not be read.
 var errQuotaUnavailable = errors.New("quota service unavailable, retry")
@@ -108,7 +125,10 @@ func (h *Handler) Routes() http.Handler {
 	return r
 }
 
-// caller returns the principal and its tenant when it may do action.
+// caller returns the principal and its tenant when it may do action. A
+// platform admin (no tenant) is let through with tenant "": the /api/v1
+// handlers then act fleet-wide through operatorTenant and the *AnyTenant
+// reads (the OSB routes have their own osbCaller).
 func caller(w http.ResponseWriter, r *http.Request, action tenancy.Action) (tenancy.Principal, string, bool) {
 	p, ok := tenancy.PrincipalFrom(r.Context())
 	if !ok {
@@ -119,16 +139,61 @@ func caller(w http.ResponseWriter, r *http.Request, action tenancy.Action) (tena
 		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusForbidden, fmt.Sprintf("role %s may not %s instances", p.Role, action)))
 		return p, "", false
 	}
-	if p.Tenant == "" {
+	if p.Tenant == "" && p.Role != tenancy.RolePlatformAdmin {
 		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusBadRequest, "instances belong to a tenant; act with a tenant identity"))
 		return p, "", false
 	}
 	return p, string(p.Tenant), true
 }
 
+// tenantCaller is caller for routes that only a tenant identity may use.
+func tenantCaller(w http.ResponseWriter, r *http.Request, action tenancy.Action) (tenancy.Principal, string, bool) {
+	p, tenant, ok := caller(w, r, action)
+	if ok && tenant == "" {
+		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusBadRequest, "instances belong to a tenant; act with a tenant identity"))
+		return p, "", false
+	}
+	return p, tenant, ok
+}
+
+// operatorTenant returns the tenant that owns instance id when a platform
+// admin (tenant "") acts on it, logging the action with the admin's
+// identity; for a tenant caller it returns the caller's own tenant, so the
+// lookups that follow stay scoped to it.
+func (h *Handler) operatorTenant(r *http.Request, p tenancy.Principal, tenant, id string) (string, error) {
+	if tenant != "" {
+		return tenant, nil
+	}
+	in, err := h.repo.GetAnyTenant(r.Context(), id)
+	if err != nil {
+		return "", err
+	}
+	if r.Method != http.MethodGet {
+		h.log.InfoContext(r.Context(), "platform admin acts on a tenant's instance",
+			"subject", p.Subject, "role", p.Role, "tenant", in.Tenant, "instance", in.ID, "method", r.Method, "path", r.URL.Path)
+	}
+	return in.Tenant, nil
+}
+
+// queryTenant reads and validates the ?tenant= parameter ("" when absent).
+func queryTenant(r *http.Request) (string, *httpx.Problem) {
+	s := r.URL.Query().Get("tenant")
+	if s == "" {
+		return "", nil
+	}
+	id, err := tenancy.Parse(s)
+	if err != nil {
+		return "", httpx.BadRequest("invalid tenant", httpx.FieldError{Field: "tenant", Reason: "is not a valid tenant id"})
+	}
+	return string(id), nil
+}
+
 // --- JSON shapes (api/openapi/provisioning.paths.yaml) ---
 
 type createRequest struct {
+	// Tenant is the tenant a platform admin orders for; tenant callers
+	// leave it out (or give their own).
+	Tenant     string         `json:"tenant,omitempty"`
 	Name       *string        `json:"name"`
 	PlanID     *string        `json:"plan_id"`
 	Version    string         `json:"version,omitempty"`
@@ -211,19 +276,20 @@ func toInstanceJSON(in *instance.Instance) instanceJSON {
 }
 
 type operationJSON struct {
-	ID         string     `json:"id"`
-	InstanceID string     `json:"instance_id"`
-	Type       string     `json:"type"`
-	State      string     `json:"state"`
-	Step       string     `json:"step"`
-	StartedAt  time.Time  `json:"started_at"`
-	FinishedAt *time.Time `json:"finished_at,omitempty"`
-	Error      string     `json:"error,omitempty"`
+	ID          string     `json:"id"`
+	InstanceID  string     `json:"instance_id"`
+	Type        string     `json:"type"`
+	State       string     `json:"state"`
+	Step        string     `json:"step"`
+	StartedAt   time.Time  `json:"started_at"`
+	FinishedAt  *time.Time `json:"finished_at,omitempty"`
+	Error       string     `json:"error,omitempty"`
+	RequestedBy string     `json:"requested_by,omitempty"`
 }
 
 func toOperationJSON(op instance.Operation) operationJSON {
 	return operationJSON{ID: op.ID, InstanceID: op.InstanceID, Type: string(op.Type), State: string(op.State), Step: string(op.Step),
-		StartedAt: op.StartedAt, FinishedAt: op.FinishedAt, Error: op.Error}
+		StartedAt: op.StartedAt, FinishedAt: op.FinishedAt, Error: op.Error, RequestedBy: op.RequestedBy}
 }
 
 type acceptedJSON struct {
@@ -249,7 +315,7 @@ func orderFromPlan(plan catalogclient.Plan, version string, params map[string]an
 	if !known {
 		return instance.Plan{}, "", httpx.Unprocessable("unknown version", httpx.FieldError{Field: "version", Reason: fmt.Sprintf("must be one of %s", strings.Join(plan.Versions, ", "))})
 	}
-	if p := validateParameters(plan.ParametersSchema, params); p != nil {
+	if p := checkParameters(plan, params); p != nil {
 		return instance.Plan{}, "", p
 	}
 	dp := instance.Plan{
@@ -287,9 +353,33 @@ func orderFromPlan(plan catalogclient.Plan, version string, params map[string]an
 	return dp, version, nil
 }
 
+// checkParameters validates parameters against the plan's JSON schema and
+// then the engine's allowlist of tunable settings (a plan's schema may name
+// settings that must never reach an engine); problems name the field.
+func checkParameters(plan catalogclient.Plan, params map[string]any) *httpx.Problem {
+	if p := validateParameters(plan.ParametersSchema, params); p != nil {
+		return p
+	}
+	if _, err := tunables.Render(plan.Engine, params); err != nil {
+		var errs tunables.Errors
+		if !errors.As(err, &errs) {
+			return httpx.NewProblem(http.StatusBadGateway, "the plan names an engine provisioning does not know")
+		}
+		p := httpx.Unprocessable("parameters name settings that cannot be changed or have invalid values")
+		for _, e := range errs {
+			p.Errors = append(p.Errors, httpx.FieldError{Field: "parameters." + e.Name, Reason: e.Reason})
+		}
+		return p
+	}
+	return nil
+}
+
+// validateParameters validates parameters against a plan's JSON schema. A
+// plan without a schema cannot be checked, so nothing is accepted against it
+// (the catalog always gives plans one: an empty schema is a broken answer).
 func validateParameters(schema json.RawMessage, params map[string]any) *httpx.Problem {
-	if len(schema) == 0 {
-		return nil
+	if len(strings.TrimSpace(string(schema))) == 0 || string(schema) == "null" {
+		return catalogUnavailable("the catalog gave no parameter schema for the plan; try again")
 	}
 	doc, err := jsonschema.UnmarshalJSON(strings.NewReader(string(schema)))
 	if err != nil {
@@ -368,6 +458,21 @@ func (h *Handler) createInstance(w http.ResponseWriter, r *http.Request) {
 	if req.PlanID == nil || *req.PlanID == "" {
 		missing = append(missing, httpx.FieldError{Field: "plan_id", Reason: "is required"})
 	}
+	switch {
+	case tenant == "" && req.Tenant == "":
+		missing = append(missing, httpx.FieldError{Field: "tenant", Reason: "is required when a platform admin orders an instance"})
+	case tenant == "":
+		id, err := tenancy.Parse(req.Tenant)
+		if err != nil {
+			httpx.WriteProblem(w, r, httpx.Unprocessable("invalid tenant", httpx.FieldError{Field: "tenant", Reason: "is not a valid tenant id"}))
+			return
+		}
+		tenant = string(id)
+		h.log.InfoContext(r.Context(), "platform admin orders an instance for a tenant", "subject", p.Subject, "role", p.Role, "tenant", tenant)
+	case req.Tenant != "" && req.Tenant != tenant:
+		httpx.WriteProblem(w, r, httpx.Unprocessable("instances are ordered for the caller's own tenant", httpx.FieldError{Field: "tenant", Reason: "must be the caller's tenant or absent"}))
+		return
+	}
 	if len(missing) > 0 {
 		httpx.WriteProblem(w, r, httpx.BadRequest("required fields are missing", missing...))
 		return
@@ -408,7 +513,7 @@ func (h *Handler) order(ctx context.Context, p tenancy.Principal, tenant, name, 
 	}
 	if err != nil {
 		h.log.ErrorContext(ctx, "fetch plan", "tenant", tenant, "plan", planID, "err", err)
-		return nil, instance.Operation{}, httpx.NewProblem(http.StatusBadGateway, "the catalog could not be reached; try again")
+		return nil, instance.Operation{}, catalogUnavailable("the catalog could not be reached; try again")
 	}
 	if serviceID != "" && plan.ServiceID != serviceID {
 		return nil, instance.Operation{}, httpx.BadRequest("plan_id does not belong to service_id", httpx.FieldError{Field: "service_id", Reason: "is not the plan's service"})
@@ -457,6 +562,9 @@ func (h *Handler) writeOrderError(w http.ResponseWriter, r *http.Request, err er
 // writeError maps errors every route shares.
 func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if p, ok := httpx.ProblemFrom(err); ok {
+		if p.Status == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", "5")
+		}
 		httpx.WriteProblem(w, r, p)
 		return
 	}
@@ -489,6 +597,19 @@ func (h *Handler) listInstances(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	filter, prob := queryTenant(r)
+	switch {
+	case prob != nil:
+		httpx.WriteProblem(w, r, prob)
+		return
+	case tenant == "":
+		// A platform admin: one tenant's instances, or the whole fleet.
+		tenant = filter
+	case filter != "" && filter != tenant:
+		// A tenant asking for another tenant's instances sees none of them.
+		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusForbidden, "tenant callers list only their own tenant's instances"))
+		return
+	}
 	limit := 50
 	if s := r.URL.Query().Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
@@ -506,7 +627,13 @@ func (h *Handler) listInstances(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	items, err := h.repo.List(r.Context(), tenant, c.After, limit+1, false)
+	var items []*instance.Instance
+	var err error
+	if tenant == "" {
+		items, err = h.repo.ListAllInstances(r.Context(), c.After, limit+1, false)
+	} else {
+		items, err = h.repo.List(r.Context(), tenant, c.After, limit+1, false)
+	}
 	if err != nil {
 		h.writeError(w, r, err)
 		return
@@ -524,8 +651,13 @@ func (h *Handler) listInstances(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) getInstance(w http.ResponseWriter, r *http.Request) {
-	_, tenant, ok := caller(w, r, tenancy.ActionRead)
+	p, tenant, ok := caller(w, r, tenancy.ActionRead)
 	if !ok {
+		return
+	}
+	tenant, err := h.operatorTenant(r, p, tenant, chi.URLParam(r, "id"))
+	if err != nil {
+		h.writeError(w, r, err)
 		return
 	}
 	in, err := h.repo.Get(r.Context(), tenant, chi.URLParam(r, "id"))
@@ -552,6 +684,11 @@ func (h *Handler) patchInstance(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, r, err)
 		return
 	}
+	tenant, err := h.operatorTenant(r, p, tenant, chi.URLParam(r, "id"))
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
 	in, err := h.repo.Get(r.Context(), tenant, chi.URLParam(r, "id"))
 	if err != nil {
 		h.writeError(w, r, err)
@@ -569,14 +706,18 @@ func (h *Handler) patchInstance(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteProblem(w, r, httpx.BadRequest("nothing to change", httpx.FieldError{Field: "parameters", Reason: "is required"}))
 		return
 	}
+	// Fail closed: without the plan's schema the parameters cannot be
+	// checked, so nothing changes (a plan gone from the catalog included).
 	plan, err := h.catalog.Plan(r.Context(), p, in.Plan.ID)
-	if err == nil {
-		if prob := validateParameters(plan.ParametersSchema, req.Parameters); prob != nil {
-			httpx.WriteProblem(w, r, prob)
-			return
-		}
-	} else if !errors.Is(err, catalogclient.ErrNotFound) {
-		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusBadGateway, "the catalog could not be reached; try again"))
+	if err != nil {
+		h.log.WarnContext(r.Context(), "fetch plan to check parameters; refusing the change", "instance", in.ID, "plan", in.Plan.ID, "err", err)
+		w.Header().Set("Retry-After", "5")
+		httpx.WriteProblem(w, r, catalogUnavailable("the plan's parameter schema could not be read from the catalog; try again"))
+		return
+	}
+	plan.Engine = in.Plan.Engine
+	if prob := checkParameters(plan, req.Parameters); prob != nil {
+		httpx.WriteProblem(w, r, prob)
 		return
 	}
 	in, op, err := h.saga.UpdateParameters(r.Context(), tenant, in.ID, req.Parameters)
@@ -588,8 +729,13 @@ func (h *Handler) patchInstance(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) deleteInstance(w http.ResponseWriter, r *http.Request) {
-	_, tenant, ok := caller(w, r, tenancy.ActionWrite)
+	p, tenant, ok := caller(w, r, tenancy.ActionWrite)
 	if !ok {
+		return
+	}
+	tenant, err := h.operatorTenant(r, p, tenant, chi.URLParam(r, "id"))
+	if err != nil {
+		h.writeError(w, r, err)
 		return
 	}
 	in, op, err := h.saga.Delete(r.Context(), tenant, chi.URLParam(r, "id"))
@@ -605,7 +751,13 @@ func (h *Handler) getOperation(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	op, err := h.repo.Operation(r.Context(), tenant, chi.URLParam(r, "id"))
+	var op instance.Operation
+	var err error
+	if tenant == "" {
+		op, err = h.repo.OperationAnyTenant(r.Context(), chi.URLParam(r, "id"))
+	} else {
+		op, err = h.repo.Operation(r.Context(), tenant, chi.URLParam(r, "id"))
+	}
 	if err != nil {
 		h.writeError(w, r, err)
 		return
@@ -658,7 +810,8 @@ func toBindingJSON(b instance.Binding) bindingJSON {
 }
 
 func (h *Handler) createBinding(w http.ResponseWriter, r *http.Request) {
-	_, tenant, ok := caller(w, r, tenancy.ActionWrite)
+	// Credentials are the tenant's secret: platform admins do not mint them.
+	_, tenant, ok := tenantCaller(w, r, tenancy.ActionWrite)
 	if !ok {
 		return
 	}
@@ -693,11 +846,16 @@ func (h *Handler) createBinding(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) listBindings(w http.ResponseWriter, r *http.Request) {
-	_, tenant, ok := caller(w, r, tenancy.ActionRead)
+	p, tenant, ok := caller(w, r, tenancy.ActionRead)
 	if !ok {
 		return
 	}
 	id := chi.URLParam(r, "id")
+	tenant, err := h.operatorTenant(r, p, tenant, id)
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
 	if _, err := h.repo.Get(r.Context(), tenant, id); err != nil {
 		h.writeError(w, r, err)
 		return
@@ -717,8 +875,13 @@ func (h *Handler) listBindings(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) getBinding(w http.ResponseWriter, r *http.Request) {
-	_, tenant, ok := caller(w, r, tenancy.ActionRead)
+	p, tenant, ok := caller(w, r, tenancy.ActionRead)
 	if !ok {
+		return
+	}
+	tenant, err := h.operatorTenant(r, p, tenant, chi.URLParam(r, "id"))
+	if err != nil {
+		h.writeError(w, r, err)
 		return
 	}
 	b, err := h.repo.Binding(r.Context(), tenant, chi.URLParam(r, "id"), chi.URLParam(r, "bid"))
@@ -733,8 +896,13 @@ func (h *Handler) getBinding(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) deleteBinding(w http.ResponseWriter, r *http.Request) {
-	_, tenant, ok := caller(w, r, tenancy.ActionWrite)
+	p, tenant, ok := caller(w, r, tenancy.ActionWrite)
 	if !ok {
+		return
+	}
+	tenant, err := h.operatorTenant(r, p, tenant, chi.URLParam(r, "id"))
+	if err != nil {
+		h.writeError(w, r, err)
 		return
 	}
 	b, err := h.repo.Binding(r.Context(), tenant, chi.URLParam(r, "id"), chi.URLParam(r, "bid"))

@@ -103,7 +103,7 @@ func (h *Handler) getMonitored(w http.ResponseWriter, r *http.Request) {
 	if !platformAdmin(w, r) {
 		return
 	}
-	in, err := h.repo.Get(r.Context(), "", chi.URLParam(r, "id"))
+	in, err := h.repo.GetAnyTenant(r.Context(), chi.URLParam(r, "id"))
 	if errors.Is(err, mysqlrepo.ErrNotFound) || (err == nil && in.State == instance.StateDeleted) {
 		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusNotFound, "no such instance"))
 		return

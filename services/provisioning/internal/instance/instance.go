@@ -245,6 +245,10 @@ type Operation struct {
 	StartedAt  time.Time
 	FinishedAt *time.Time
 	Error      string
+	// RequestedBy is the subject of the identity that asked for the
+	// operation (an API key, a platform admin acting on a tenant's
+	// instance); empty for operations the platform started itself.
+	RequestedBy string
 }
 
 // OpType is what an operation does.

@@ -81,6 +81,9 @@ func (r *Repo) BindingByOSBID(ctx context.Context, tenant, instanceID, osbID str
 
 func (r *Repo) binding(ctx context.Context, q querier, tenant, instanceID, where, arg string) (instance.Binding, error) {
 	var b instance.Binding
+	if err := needTenant(tenant, "binding "+arg); err != nil {
+		return b, err
+	}
 	var osb sql.NullString
 	var sealed []byte
 	err := q.QueryRowContext(ctx, `SELECT id, instance_id, tenant, name, osb_id, request_hash, username, secret, deleted, created_at
@@ -104,6 +107,9 @@ func (r *Repo) binding(ctx context.Context, q querier, tenant, instanceID, where
 
 // Bindings lists an instance's active bindings.
 func (r *Repo) Bindings(ctx context.Context, tenant, instanceID string) ([]instance.Binding, error) {
+	if err := needTenant(tenant, "list bindings"); err != nil {
+		return nil, err
+	}
 	rows, err := r.db.SQL().QueryContext(ctx, `SELECT id FROM bindings WHERE tenant = ? AND instance_id = ? AND NOT deleted ORDER BY id`, tenant, instanceID)
 	if err != nil {
 		return nil, fmt.Errorf("list bindings: %w", err)

@@ -46,7 +46,19 @@ var (
 	// ErrDuplicate: the idempotency key or OSB id is already used; the
 	// existing row is returned with it.
 	ErrDuplicate = errors.New("duplicate request")
+	// ErrNoTenant: a tenant-scoped method was called without a tenant. An
+	// empty tenant never means "every tenant"; the *AnyTenant and
+	// ListAllInstances methods are the explicit cross-tenant reads.
+	ErrNoTenant = errors.New("no tenant given")
 )
+
+// needTenant refuses an empty tenant on a tenant-scoped method.
+func needTenant(tenant, what string) error {
+	if tenant == "" {
+		return fmt.Errorf("%s: %w", what, ErrNoTenant)
+	}
+	return nil
+}
 
 // Repo is the repository.
 type Repo struct {
@@ -97,11 +109,11 @@ var ErrNoChange = errors.New("no change")
 func (r *Repo) Update(ctx context.Context, id string, fn func(c *Change) error) (*instance.Instance, error) {
 	var out *instance.Instance
 	err := r.db.Tx(ctx, func(tx *store.Tx) error {
-		in, _, err := r.load(ctx, tx.Tx, "", id, true)
+		in, _, err := r.load(ctx, tx.Tx, anyTenant, id, true)
 		if err != nil {
 			return err
 		}
-		op, err := r.operation(ctx, tx.Tx, "", in.OperationID)
+		op, err := r.operation(ctx, tx.Tx, in.Tenant, in.OperationID)
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			return err
 		}
@@ -129,7 +141,7 @@ func (r *Repo) Update(ctx context.Context, id string, fn func(c *Change) error) 
 		return nil
 	})
 	if errors.Is(err, ErrNoChange) {
-		return r.Get(ctx, "", id)
+		return r.GetAnyTenant(ctx, id)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("update instance %s: %w", id, err)
@@ -333,10 +345,10 @@ func saveOp(ctx context.Context, tx *sql.Tx, op instance.Operation) error {
 	if op.FinishedAt != nil {
 		fin = op.FinishedAt.UTC()
 	}
-	_, err := tx.ExecContext(ctx, `INSERT INTO operations (id, instance_id, tenant, type, state, step, started_at, finished_at, error)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+	_, err := tx.ExecContext(ctx, `INSERT INTO operations (id, instance_id, tenant, type, state, step, started_at, finished_at, error, requested_by)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON DUPLICATE KEY UPDATE state = VALUES(state), step = VALUES(step), finished_at = VALUES(finished_at), error = VALUES(error)`,
-		op.ID, op.InstanceID, op.Tenant, op.Type, op.State, op.Step, op.StartedAt.UTC(), fin, op.Error)
+		op.ID, op.InstanceID, op.Tenant, op.Type, op.State, op.Step, op.StartedAt.UTC(), fin, op.Error, op.RequestedBy)
 	if err != nil {
 		return fmt.Errorf("save operation %s: %w", op.ID, err)
 	}
@@ -379,11 +391,19 @@ func (r *Repo) encode(in *instance.Instance) (planJSON, params, sysctls []byte, 
 const instanceColumns = `id, tenant, name, COALESCE(osb_id, ''), version, region, state, step, reason, plan, parameters, sysctls, accounts,
 	operation_id, created_at, updated_at, step_at`
 
-// load reads an instance and its nodes; tenant "" reads any tenant's.
+// anyTenant is the scope of the explicitly cross-tenant reads: a value no
+// tenant id can take (tenancy ids are validated printable text).
+const anyTenant = "\x00any"
+
+// load reads an instance and its nodes; the tenant anyTenant reads any
+// tenant's, "" is ErrNoTenant.
 func (r *Repo) load(ctx context.Context, q querier, tenant, id string, lock bool) (*instance.Instance, string, error) {
+	if err := needTenant(tenant, "instance "+id); err != nil {
+		return nil, "", err
+	}
 	query := "SELECT " + instanceColumns + " FROM instances WHERE id = ?"
 	args := []any{id}
-	if tenant != "" {
+	if tenant != anyTenant {
 		query += " AND tenant = ?"
 		args = append(args, tenant)
 	}
@@ -457,15 +477,25 @@ func loadNodes(ctx context.Context, q querier, in *instance.Instance) error {
 	return rows.Err()
 }
 
-// Get returns an instance; tenant "" returns any tenant's (for the saga).
-// Another tenant's instance is ErrNotFound.
+// Get returns the tenant's instance. Another tenant's instance is
+// ErrNotFound; an empty tenant is ErrNoTenant.
 func (r *Repo) Get(ctx context.Context, tenant, id string) (*instance.Instance, error) {
 	in, _, err := r.load(ctx, r.db.SQL(), tenant, id, false)
 	return in, err
 }
 
+// GetAnyTenant returns an instance whatever its tenant: for the saga, the
+// health checker's monitoring view and platform admins.
+func (r *Repo) GetAnyTenant(ctx context.Context, id string) (*instance.Instance, error) {
+	in, _, err := r.load(ctx, r.db.SQL(), anyTenant, id, false)
+	return in, err
+}
+
 // GetByOSBID returns the tenant's instance ordered with an OSB instance id.
 func (r *Repo) GetByOSBID(ctx context.Context, tenant, osbID string) (*instance.Instance, error) {
+	if err := needTenant(tenant, "osb instance "+osbID); err != nil {
+		return nil, err
+	}
 	var id string
 	err := r.db.SQL().QueryRowContext(ctx, "SELECT id FROM instances WHERE tenant = ? AND osb_id = ?", tenant, osbID).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -478,14 +508,32 @@ func (r *Repo) GetByOSBID(ctx context.Context, tenant, osbID string) (*instance.
 }
 
 // List returns up to limit of the tenant's instances (deleted ones only
-// with includeDeleted) with ids after the cursor id, in id order.
+// with includeDeleted) with ids after the cursor id, in id order. An empty
+// tenant is ErrNoTenant.
 func (r *Repo) List(ctx context.Context, tenant, after string, limit int, includeDeleted bool) ([]*instance.Instance, error) {
+	if err := needTenant(tenant, "list instances"); err != nil {
+		return nil, err
+	}
 	q := "SELECT " + instanceColumns + " FROM instances WHERE tenant = ? AND id > ?"
 	if !includeDeleted {
 		q += " AND state <> 'deleted'"
 	}
 	q += " ORDER BY id LIMIT ?"
-	rows, err := r.db.SQL().QueryContext(ctx, q, tenant, after, limit)
+	return r.list(ctx, q, tenant, after, limit)
+}
+
+// ListAllInstances is List across every tenant, for platform admins.
+func (r *Repo) ListAllInstances(ctx context.Context, after string, limit int, includeDeleted bool) ([]*instance.Instance, error) {
+	q := "SELECT " + instanceColumns + " FROM instances WHERE id > ?"
+	if !includeDeleted {
+		q += " AND state <> 'deleted'"
+	}
+	q += " ORDER BY id LIMIT ?"
+	return r.list(ctx, q, after, limit)
+}
+
+func (r *Repo) list(ctx context.Context, q string, args ...any) ([]*instance.Instance, error) {
+	rows, err := r.db.SQL().QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list instances: %w", err)
 	}
@@ -569,21 +617,30 @@ func (r *Repo) ids(ctx context.Context, q string) ([]string, error) {
 	return out, rows.Err()
 }
 
-// Operation returns an operation; tenant "" returns any tenant's.
+// Operation returns the tenant's operation; an empty tenant is ErrNoTenant.
 func (r *Repo) Operation(ctx context.Context, tenant, id string) (instance.Operation, error) {
 	return r.operation(ctx, r.db.SQL(), tenant, id)
 }
 
+// OperationAnyTenant returns an operation whatever its tenant, for
+// platform admins.
+func (r *Repo) OperationAnyTenant(ctx context.Context, id string) (instance.Operation, error) {
+	return r.operation(ctx, r.db.SQL(), anyTenant, id)
+}
+
 func (r *Repo) operation(ctx context.Context, q querier, tenant, id string) (instance.Operation, error) {
-	query := "SELECT id, instance_id, tenant, type, state, step, started_at, finished_at, error FROM operations WHERE id = ?"
+	if err := needTenant(tenant, "operation "+id); err != nil {
+		return instance.Operation{}, err
+	}
+	query := "SELECT id, instance_id, tenant, type, state, step, started_at, finished_at, error, requested_by FROM operations WHERE id = ?"
 	args := []any{id}
-	if tenant != "" {
+	if tenant != anyTenant {
 		query += " AND tenant = ?"
 		args = append(args, tenant)
 	}
 	var op instance.Operation
 	var fin sql.NullTime
-	err := q.QueryRowContext(ctx, query, args...).Scan(&op.ID, &op.InstanceID, &op.Tenant, &op.Type, &op.State, &op.Step, &op.StartedAt, &fin, &op.Error)
+	err := q.QueryRowContext(ctx, query, args...).Scan(&op.ID, &op.InstanceID, &op.Tenant, &op.Type, &op.State, &op.Step, &op.StartedAt, &fin, &op.Error, &op.RequestedBy)
 	if errors.Is(err, sql.ErrNoRows) {
 		return op, fmt.Errorf("operation %s: %w", id, ErrNotFound)
 	}

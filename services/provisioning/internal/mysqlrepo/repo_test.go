@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"testing"
 	"time"
 
@@ -256,5 +257,66 @@ func TestCreateBindingConcurrentOSBID(t *testing.T) {
 		if d.ID != created[0] {
 			t.Errorf("duplicate returned binding %q, want the stored %q", d.ID, created[0])
 		}
+	}
+}
+
+// TestNoTenantIsNotEveryTenant: tenant-scoped methods refuse an empty
+// tenant; reading across tenants takes the explicitly named methods.
+func TestNoTenantIsNotEveryTenant(t *testing.T) {
+	r, ctx := newRepo(t)
+	for _, o := range []struct{ id, tenant string }{{"a1", "acme"}, {"a2", "acme"}, {"g1", "globex"}} {
+		in, op := order(o.id, o.tenant, "db-"+o.id)
+		if err := r.Create(ctx, CreateRequest{Instance: in, Op: op}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b := instance.Binding{ID: "b1", InstanceID: "g1", Tenant: "globex", Name: "app", Credentials: instance.Credentials{Username: "u", Password: "p"}, CreatedAt: time.Now()}
+	if _, err := r.CreateBinding(ctx, b, nil); err != nil {
+		t.Fatal(err)
+	}
+	scoped := []struct {
+		name string
+		call func() error
+	}{
+		{"Get", func() error { _, err := r.Get(ctx, "", "g1"); return err }},
+		{"GetByOSBID", func() error { _, err := r.GetByOSBID(ctx, "", "x"); return err }},
+		{"List", func() error { _, err := r.List(ctx, "", "", 10, true); return err }},
+		{"Operation", func() error { _, err := r.Operation(ctx, "", "op-g1"); return err }},
+		{"Binding", func() error { _, err := r.Binding(ctx, "", "g1", "b1"); return err }},
+		{"BindingByOSBID", func() error { _, err := r.BindingByOSBID(ctx, "", "g1", "x"); return err }},
+		{"Bindings", func() error { _, err := r.Bindings(ctx, "", "g1"); return err }},
+	}
+	for _, tt := range scoped {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := tt.call(); !errors.Is(err, ErrNoTenant) {
+				t.Fatalf("empty tenant: %v, want ErrNoTenant", err)
+			}
+		})
+	}
+
+	if in, err := r.GetAnyTenant(ctx, "g1"); err != nil || in.Tenant != "globex" {
+		t.Fatalf("GetAnyTenant: %v %+v", err, in)
+	}
+	if op, err := r.OperationAnyTenant(ctx, "op-g1"); err != nil || op.Tenant != "globex" {
+		t.Fatalf("OperationAnyTenant: %v %+v", err, op)
+	}
+	// ListAllInstances pages through every tenant's instances by id.
+	var ids []string
+	after := ""
+	for {
+		page, err := r.ListAllInstances(ctx, after, 2, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, in := range page {
+			ids = append(ids, in.Tenant+"/"+in.ID)
+		}
+		if len(page) < 2 {
+			break
+		}
+		after = page[len(page)-1].ID
+	}
+	if want := []string{"acme/a1", "acme/a2", "globex/g1"}; !reflect.DeepEqual(ids, want) {
+		t.Fatalf("ListAllInstances = %v, want %v", ids, want)
 	}
 }

@@ -53,6 +53,9 @@ func (s *Saga) Order(ctx context.Context, r OrderRequest) (*instance.Instance, i
 	if err != nil {
 		return nil, instance.Operation{}, &instance.ValidationError{Field: "plan_id", Reason: err.Error()}
 	}
+	if _, err := parameterSettings(r.Plan.Engine, r.Parameters); err != nil {
+		return nil, instance.Operation{}, err
+	}
 	now := s.now()
 	in, op, err := instance.New(instance.Order{
 		ID: NewID(), OperationID: NewID(), Tenant: r.Tenant, Name: r.Name, Plan: r.Plan, Version: r.Version,
@@ -66,6 +69,7 @@ func (s *Saga) Order(ctx context.Context, r OrderRequest) (*instance.Instance, i
 	if err != nil {
 		return nil, instance.Operation{}, err
 	}
+	op.RequestedBy = requester(ctx)
 	requested, err := InstanceEvent(events.TypeInstanceRequested, in, now)
 	if err != nil {
 		return nil, instance.Operation{}, err
@@ -122,6 +126,13 @@ func placementRequest(in *instance.Instance, requestID string) (eventbus.Event, 
 	return e, nil
 }
 
+// tenantMismatch refuses an event about an instance of another tenant than
+// the event's: poison, so it is dead-lettered and never acted upon.
+func tenantMismatch(in *instance.Instance, eventTenant, id string) error {
+	return eventbus.Poison(fmt.Errorf("%w: placement event for instance %s names tenant %q, the stored instance belongs to %q",
+		eventbus.ErrTenantMismatch, id, eventTenant, in.Tenant))
+}
+
 // OnPlacementDecided records scheduling's decision and starts creating the
 // nodes. A decision for an instance past placing is ignored (redelivery).
 func (s *Saga) OnPlacementDecided(ctx context.Context, d events.PlacementDecided) error {
@@ -131,6 +142,9 @@ func (s *Saga) OnPlacementDecided(ctx context.Context, d events.PlacementDecided
 	}
 	var reason string
 	_, err := s.repo.Update(ctx, d.InstanceID, func(c *mysqlrepo.Change) error {
+		if c.Instance.Tenant != d.TenantID {
+			return tenantMismatch(c.Instance, d.TenantID, d.InstanceID)
+		}
 		changed, err := c.Instance.Place(ps, s.now())
 		if err != nil {
 			// A decision that does not fit the plan cannot be used: fail
@@ -162,6 +176,9 @@ func (s *Saga) OnPlacementDecided(ctx context.Context, d events.PlacementDecided
 // OnPlacementFailed fails a create that scheduling could not place.
 func (s *Saga) OnPlacementFailed(ctx context.Context, f events.PlacementFailed) error {
 	_, err := s.repo.Update(ctx, f.InstanceID, func(c *mysqlrepo.Change) error {
+		if c.Instance.Tenant != f.TenantID {
+			return tenantMismatch(c.Instance, f.TenantID, f.InstanceID)
+		}
 		if c.Instance.State != instance.StateProvisioning || c.Instance.Step != instance.StepPlacing {
 			return mysqlrepo.ErrNoChange
 		}
@@ -200,6 +217,7 @@ func (s *Saga) Delete(ctx context.Context, tenant, id string) (*instance.Instanc
 			return mysqlrepo.ErrNoChange
 		}
 		newOp, err := in.Delete(NewID(), s.now())
+		newOp.RequestedBy = requester(ctx)
 		if err != nil {
 			return err
 		}
@@ -218,11 +236,19 @@ func (s *Saga) Delete(ctx context.Context, tenant, id string) (*instance.Instanc
 	return in, op, nil
 }
 
+// requester is who asked for an operation: the subject of the identity the
+// request carries, so that a platform admin's action on a tenant's instance
+// is attributed to the admin.
+func requester(ctx context.Context) string {
+	p, ok := tenancy.PrincipalFrom(ctx)
+	if !ok {
+		return ""
+	}
+	return p.Subject
+}
+
 // UpdateParameters changes a ready instance's parameters.
 func (s *Saga) UpdateParameters(ctx context.Context, tenant, id string, params map[string]any) (*instance.Instance, instance.Operation, error) {
-	if _, err := parameterSettings("", params); err != nil {
-		return nil, instance.Operation{}, err
-	}
 	var op instance.Operation
 	in, err := s.repo.Update(ctx, id, func(c *mysqlrepo.Change) error {
 		if c.Instance.Tenant != tenant {
@@ -231,7 +257,11 @@ func (s *Saga) UpdateParameters(ctx context.Context, tenant, id string, params m
 		if c.Instance.State == instance.StateDeleted {
 			return ErrGone
 		}
+		if _, err := parameterSettings(c.Instance.Plan.Engine, params); err != nil {
+			return err
+		}
 		newOp, err := c.Instance.Update(params, NewID(), s.now())
+		newOp.RequestedBy = requester(ctx)
 		if err != nil {
 			return err
 		}

@@ -35,6 +35,7 @@ import (
 	"github.com/canopy-platform/canopy/services/provisioning/internal/events"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/instance"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/mysqlrepo"
+	"github.com/canopy-platform/canopy/services/provisioning/internal/tunables"
 )
 
 // Repo is the persistence the saga needs; *mysqlrepo.Repo implements it.
@@ -42,6 +43,7 @@ type Repo interface {
 	Create(ctx context.Context, req mysqlrepo.CreateRequest) error
 	Update(ctx context.Context, id string, fn func(c *mysqlrepo.Change) error) (*instance.Instance, error)
 	Get(ctx context.Context, tenant, id string) (*instance.Instance, error)
+	GetAnyTenant(ctx context.Context, id string) (*instance.Instance, error)
 	Operation(ctx context.Context, tenant, id string) (instance.Operation, error)
 	Unfinished(ctx context.Context) ([]string, error)
 	WithNodes(ctx context.Context) ([]string, error)
@@ -257,7 +259,7 @@ func (s *Saga) Resume(ctx context.Context) error {
 }
 
 func (s *Saga) adopt(ctx context.Context, id string) error {
-	in, err := s.repo.Get(ctx, "", id)
+	in, err := s.repo.GetAnyTenant(ctx, id)
 	if err != nil {
 		return err
 	}
@@ -324,7 +326,7 @@ func (s *Saga) drive(ctx context.Context, id string) {
 	for ctx.Err() == nil {
 		if in == nil {
 			var err error
-			if in, err = s.repo.Get(ctx, "", id); err != nil {
+			if in, err = s.repo.GetAnyTenant(ctx, id); err != nil {
 				if ctx.Err() == nil {
 					s.log.Error("load instance", "instance", id, "err", err)
 				}
@@ -412,7 +414,7 @@ func (s *Saga) createStep(ctx context.Context, in *instance.Instance) (*instance
 		cur := in
 		if !first {
 			var err error
-			if cur, err = s.repo.Get(ctx, "", in.ID); err != nil {
+			if cur, err = s.repo.GetAnyTenant(ctx, in.ID); err != nil {
 				return err
 			}
 		}
@@ -817,32 +819,13 @@ func settings(in *instance.Instance) (map[string]string, error) {
 	return out, nil
 }
 
-// parameterSettings renders validated plan parameters as engine settings.
+// parameterSettings renders plan parameters as engine settings through the
+// engine's allowlist: a parameter that is not a tunable setting of the engine
+// (or has a bad value) is instance.ErrInvalid and never reaches a node.
 func parameterSettings(engine string, params map[string]any) (map[string]string, error) {
-	out := make(map[string]string, len(params))
-	for k, v := range params {
-		var s string
-		switch x := v.(type) {
-		case string:
-			s = x
-		case float64:
-			s = strconv.FormatFloat(x, 'f', -1, 64)
-		case bool:
-			s = "OFF"
-			if x {
-				s = "ON"
-			}
-		case int:
-			s = strconv.Itoa(x)
-		case int64:
-			s = strconv.FormatInt(x, 10)
-		default:
-			return nil, fmt.Errorf("%w: parameter %s: unsupported value %v", instance.ErrInvalid, k, v)
-		}
-		if engine == instance.EngineRedis && s == "" {
-			s = `""`
-		}
-		out[k] = s
+	out, err := tunables.Render(engine, params)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", instance.ErrInvalid, err)
 	}
 	return out, nil
 }

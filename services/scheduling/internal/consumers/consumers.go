@@ -5,7 +5,8 @@
 // failures for the subscriber: undecodable events are poison (dead-lettered),
 // requests the scheduler refuses or finds invalid are answered with a
 // scheduling.placement.failed event and committed, database trouble is
-// retried.
+// retried. An event whose tenant header differs from its payload's tenant or
+// from the stored placement's is poison: dead-lettered, never acted upon.
 package consumers
 
 import (
@@ -28,6 +29,8 @@ type Placer interface {
 	Reject(ctx context.Context, req placement.Request, reason string) error
 	Confirm(ctx context.Context, instanceID string) (placement.Record, error)
 	Release(ctx context.Context, instanceID, reason string) error
+	// Get returns the stored placement (its tenant), or placement.ErrNotPlaced.
+	Get(ctx context.Context, instanceID string) (placement.Record, error)
 }
 
 // Topics are the topics Handler consumes.
@@ -49,18 +52,18 @@ func (h *handler) handle(ctx context.Context, e eventbus.Event) error {
 	case events.TypePlacementRequested:
 		return h.requested(ctx, e)
 	case events.TypeInstanceReady:
-		id, err := instanceID(e)
+		id, err := h.lifecycle(ctx, e)
 		if err != nil {
-			return eventbus.Poison(err)
+			return err
 		}
 		if _, err := h.p.Confirm(ctx, id); err != nil && !errors.Is(err, placement.ErrNotPlaced) {
 			return fmt.Errorf("confirm %s: %w", id, err)
 		}
 		return nil
 	case events.TypeInstanceDeleted, events.TypeInstanceFailed:
-		id, err := instanceID(e)
+		id, err := h.lifecycle(ctx, e)
 		if err != nil {
-			return eventbus.Poison(err)
+			return err
 		}
 		if err := h.p.Release(ctx, id, "instance "+e.Type[len("provisioning.instance."):]); err != nil {
 			return fmt.Errorf("release %s: %w", id, err)
@@ -72,21 +75,51 @@ func (h *handler) handle(ctx context.Context, e eventbus.Event) error {
 	}
 }
 
-// instanceID reads instance_id from the payload, falling back to the key.
-func instanceID(e eventbus.Event) (string, error) {
+// lifecycle reads a provisioning lifecycle event's instance id and checks
+// its tenant against the payload and the stored placement.
+func (h *handler) lifecycle(ctx context.Context, e eventbus.Event) (string, error) {
+	id, tenant, err := instanceID(e)
+	if err != nil {
+		return "", eventbus.Poison(err)
+	}
+	if tenant != "" {
+		if err := eventbus.CheckTenant(e, tenant, "payload"); err != nil {
+			return "", err
+		}
+	}
+	return id, h.checkOwner(ctx, e, id)
+}
+
+// checkOwner refuses (as poison) an event about an instance whose stored
+// placement belongs to another tenant than the event's header names.
+func (h *handler) checkOwner(ctx context.Context, e eventbus.Event, id string) error {
+	rec, err := h.p.Get(ctx, id)
+	switch {
+	case errors.Is(err, placement.ErrNotPlaced):
+		return nil
+	case err != nil:
+		return fmt.Errorf("read placement %s: %w", id, err)
+	}
+	return eventbus.CheckTenant(e, rec.Tenant, "stored placement")
+}
+
+// instanceID reads instance_id (falling back to the key) and tenant_id
+// from the payload.
+func instanceID(e eventbus.Event) (string, string, error) {
 	var p struct {
 		InstanceID string `json:"instance_id"`
+		TenantID   string `json:"tenant_id"`
 	}
 	if err := e.Decode(&p); err != nil {
-		return "", err
+		return "", "", err
 	}
 	if p.InstanceID == "" {
 		p.InstanceID = e.Key
 	}
 	if p.InstanceID == "" {
-		return "", fmt.Errorf("%s event %s has no instance_id", e.Type, e.ID)
+		return "", "", fmt.Errorf("%s event %s has no instance_id", e.Type, e.ID)
 	}
-	return p.InstanceID, nil
+	return p.InstanceID, p.TenantID, nil
 }
 
 func (h *handler) requested(ctx context.Context, e eventbus.Event) error {
@@ -109,6 +142,11 @@ func (h *handler) requested(ctx context.Context, e eventbus.Event) error {
 	}
 	if in.TenantID == "" {
 		in.TenantID = e.Tenant
+	} else if err := eventbus.CheckTenant(e, in.TenantID, "payload"); err != nil {
+		return err
+	}
+	if err := h.checkOwner(ctx, e, in.InstanceID); err != nil {
+		return err
 	}
 	if in.RequestID == "" {
 		in.RequestID = e.ID

@@ -18,6 +18,15 @@ type placer struct {
 	placed, replaced, rejected, released []string
 	confirmed                            []string
 	lastReq                              placement.Request
+	owners                               map[string]string // instance → stored placement's tenant
+}
+
+func (p *placer) Get(_ context.Context, id string) (placement.Record, error) {
+	t, ok := p.owners[id]
+	if !ok {
+		return placement.Record{}, placement.ErrNotPlaced
+	}
+	return placement.Record{InstanceID: id, Tenant: t}, nil
 }
 
 func (p *placer) Place(_ context.Context, req placement.Request) (placement.Decision, error) {
@@ -48,6 +57,13 @@ func ev(t *testing.T, typ, key string, payload any) eventbus.Event {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return e
+}
+
+func tenantEv(t *testing.T, typ, tenant string, payload any) eventbus.Event {
+	t.Helper()
+	e := ev(t, typ, "owned", payload)
+	e.Tenant = tenant
 	return e
 }
 
@@ -105,10 +121,32 @@ func TestHandlerClassifies(t *testing.T) {
 			}
 		}},
 		{"own decisions are ignored", ev(t, events.TypePlacementDecided, "i1", map[string]string{}), nil, 0, true, nil},
+		{"request whose header is not its payload's tenant is poison", tenantEv(t, events.TypePlacementRequested, "evil", events.PlacementRequested{InstanceID: "i1", TenantID: "acme", DeploymentMode: "multi-az"}), nil, eventbus.ClassPoison, false, func(t *testing.T, p *placer) {
+			if len(p.placed)+len(p.rejected) != 0 {
+				t.Fatalf("acted upon: %+v", p)
+			}
+		}},
+		{"replace of another tenant's placement is poison", tenantEv(t, events.TypePlacementRequested, "evil", events.PlacementRequested{InstanceID: "owned", TenantID: "evil", Kind: "replace", FailedNode: "n"}), nil, eventbus.ClassPoison, false, func(t *testing.T, p *placer) {
+			if len(p.replaced)+len(p.rejected) != 0 {
+				t.Fatalf("acted upon: %+v", p)
+			}
+		}},
+		{"request of the placement's tenant is placed", tenantEv(t, events.TypePlacementRequested, "acme", events.PlacementRequested{InstanceID: "owned", TenantID: "acme", DeploymentMode: "multi-az"}), nil, 0, true, nil},
+		{"deleted of another tenant's placement is poison", tenantEv(t, events.TypeInstanceDeleted, "evil", map[string]string{"instance_id": "owned", "tenant_id": "evil"}), nil, eventbus.ClassPoison, false, func(t *testing.T, p *placer) {
+			if len(p.released) != 0 {
+				t.Fatalf("released: %+v", p)
+			}
+		}},
+		{"ready without the tenant header is poison", ev(t, events.TypeInstanceReady, "owned", map[string]string{"instance_id": "owned", "tenant_id": "acme"}), nil, eventbus.ClassPoison, false, func(t *testing.T, p *placer) {
+			if len(p.confirmed) != 0 {
+				t.Fatalf("confirmed: %+v", p)
+			}
+		}},
+		{"ready of the placement's tenant confirms", tenantEv(t, events.TypeInstanceReady, "acme", map[string]string{"instance_id": "owned", "tenant_id": "acme"}), nil, 0, true, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := &placer{err: tt.err}
+			p := &placer{err: tt.err, owners: map[string]string{"owned": "acme"}}
 			err := Handler(p, slog.New(slog.DiscardHandler))(context.Background(), tt.event)
 			if tt.ok != (err == nil) {
 				t.Fatalf("err = %v", err)
