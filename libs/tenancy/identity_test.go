@@ -16,4 +16,3 @@ func TestPrincipalContext(t *testing.T) {
 		t.Fatalf("principal = %+v %v", p, ok)
 	}
 }
-
