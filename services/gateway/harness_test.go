@@ -40,7 +40,7 @@ type upstream struct {
 
 func newUpstream(t testing.TB, body []byte) *upstream {
 	u := &upstream{body: body}
-	verified := tenancy.Middleware([]byte(testSecret))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	echo := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, _ := tenancy.PrincipalFrom(r.Context())
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("X-Seen-Tenant", string(p.Tenant))
@@ -52,7 +52,11 @@ func newUpstream(t testing.TB, body []byte) *upstream {
 			return
 		}
 		_ = json.NewEncoder(w).Encode(map[string]any{"path": r.URL.Path, "tenant": p.Tenant, "role": p.Role})
-	}))
+	})
+	// The stand-in serves both catalog and scheduling routes; each is signed
+	// for its own audience.
+	asCatalog := tenancy.Middleware(tenancy.AudienceCatalog, []byte(testSecret))(echo)
+	asScheduling := tenancy.Middleware(tenancy.AudienceScheduling, []byte(testSecret))(echo)
 	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u.calls.Add(1)
 		if strings.HasPrefix(r.URL.Path, "/v2/") {
@@ -63,7 +67,11 @@ func newUpstream(t testing.TB, body []byte) *upstream {
 			_, _ = w.Write([]byte(`{"services":[]}`))
 			return
 		}
-		verified.ServeHTTP(w, r)
+		if strings.HasPrefix(r.URL.Path, "/api/v1/catalog/") {
+			asCatalog.ServeHTTP(w, r)
+			return
+		}
+		asScheduling.ServeHTTP(w, r)
 	}))
 	t.Cleanup(u.srv.Close)
 	return u
@@ -72,6 +80,7 @@ func newUpstream(t testing.TB, body []byte) *upstream {
 type env struct {
 	t        testing.TB
 	base     string
+	internal string // base URL of the internal listener
 	catalog  *upstream
 	client   *http.Client
 	adminKey string
@@ -91,6 +100,7 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	cat := newUpstream(t, nil)
 	cfg := gateway.Defaults()
 	cfg.Addr = "127.0.0.1:0"
+	cfg.InternalAddr = "127.0.0.1:0"
 	cfg.StateDir = t.TempDir()
 	cfg.AdminKey = testAdminKey
 	cfg.InternalSecret = testSecret
@@ -135,7 +145,7 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	case <-time.After(30 * time.Second):
 		t.Fatal("gateway did not start")
 	}
-	return &env{t: t, base: "http://" + svc.Addr(), catalog: cat, client: &http.Client{Timeout: 10 * time.Second}, adminKey: testAdminKey, svc: svc}
+	return &env{t: t, base: "http://" + svc.Addr(), internal: "http://" + svc.InternalAddr(), catalog: cat, client: &http.Client{Timeout: 10 * time.Second}, adminKey: testAdminKey, svc: svc}
 }
 
 type response struct {
@@ -153,6 +163,12 @@ func (r response) json(t testing.TB) map[string]any {
 
 func (e *env) do(method, path, key string, body any, headers ...string) response {
 	e.t.Helper()
+	return e.doAt(e.base, method, path, key, body, headers...)
+}
+
+// doAt is do against base (e.base or e.internal).
+func (e *env) doAt(base, method, path, key string, body any, headers ...string) response {
+	e.t.Helper()
 	var rd io.Reader
 	var raw []byte
 	if body != nil {
@@ -166,7 +182,7 @@ func (e *env) do(method, path, key string, body any, headers ...string) response
 		}
 		rd = bytes.NewReader(raw)
 	}
-	req, err := http.NewRequest(method, e.base+path, rd)
+	req, err := http.NewRequest(method, base+path, rd)
 	require.NoError(e.t, err)
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")

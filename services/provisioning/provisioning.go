@@ -79,6 +79,9 @@ type Config struct {
 	// InternalSecret is the HMAC key of the signed identity headers (shared
 	// with the gateway and the catalog).
 	InternalSecret string `yaml:"internal_secret" env:"INTERNAL_SECRET"`
+	// InternalSecretPrevious, during a rotation, is the secret being replaced:
+	// still accepted on incoming requests, never used to sign (docs/security.md).
+	InternalSecretPrevious string `yaml:"internal_secret_previous" env:"INTERNAL_SECRET_PREVIOUS"`
 	// CatalogURL is where plans are fetched.
 	CatalogURL string `yaml:"catalog_url" env:"CATALOG_URL" default:"http://127.0.0.1:8082"`
 	// GatewayURL is where tenants' quotas are read (the gateway stores them,
@@ -145,6 +148,9 @@ func (c Config) Validate() error {
 	}
 	if len(c.InternalSecret) < MinSecretLen {
 		errs = append(errs, fmt.Errorf("internal_secret (CANOPY_INTERNAL_SECRET) must be at least %d bytes, shared with the gateway", MinSecretLen))
+	}
+	if c.InternalSecretPrevious != "" && len(c.InternalSecretPrevious) < MinSecretLen {
+		errs = append(errs, fmt.Errorf("internal_secret_previous (CANOPY_INTERNAL_SECRET_PREVIOUS) must be empty or at least %d bytes", MinSecretLen))
 	}
 	if u, err := url.Parse(c.CatalogURL); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
 		errs = append(errs, fmt.Errorf("catalog_url %q must be an http(s) URL", c.CatalogURL))
@@ -371,7 +377,7 @@ func (s *Service) Run(ctx context.Context) error {
 		return fmt.Errorf("provisioning: %w", err)
 	}
 	r := httpx.NewRouter(s.logger)
-	r.With(tenancy.Middleware([]byte(s.cfg.InternalSecret))).Mount("/", api.Routes())
+	r.With(tenancy.Middleware(tenancy.AudienceProvisioning, []byte(s.cfg.InternalSecret), []byte(s.cfg.InternalSecretPrevious))).Mount("/", api.Routes())
 	srv := httpx.NewServer(s.cfg.httpConfig(), r, s.logger, s.deps.Registry)
 	srv.AddReadinessCheck("mysql", func(ctx context.Context) error { return db.SQL().PingContext(ctx) })
 
