@@ -38,7 +38,7 @@ type InternalDeps struct {
 	// Secrets are the internal secrets the services sign their requests with:
 	// the current one first, then the previous one during a rotation.
 	Secrets [][]byte
-	Logger *slog.Logger
+	Logger  *slog.Logger
 	// RouterOptions are passed to httpx.NewRouter.
 	RouterOptions []httpx.RouterOption
 }
