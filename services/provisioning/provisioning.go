@@ -46,7 +46,8 @@ const (
 	DefaultAddr       = "127.0.0.1:8084"
 	DefaultDatabase   = "canopy_provisioning"
 	DefaultCatalogURL = "http://127.0.0.1:8082"
-	DefaultGatewayURL = "http://127.0.0.1:8080"
+	// DefaultGatewayURL is the gateway's internal listener, where /internal/v1 is served.
+	DefaultGatewayURL = "http://127.0.0.1:8092"
 	// MinSecretLen is the shortest accepted internal secret.
 	MinSecretLen = 16
 )
@@ -84,12 +85,12 @@ type Config struct {
 	InternalSecretPrevious string `yaml:"internal_secret_previous" env:"INTERNAL_SECRET_PREVIOUS"`
 	// CatalogURL is where plans are fetched.
 	CatalogURL string `yaml:"catalog_url" env:"CATALOG_URL" default:"http://127.0.0.1:8082"`
-	// GatewayURL is where tenants' quotas are read (the gateway stores them,
-	// GET /internal/v1/tenants/{id}/quota). When the gateway cannot answer,
+	// GatewayURL is where tenants' quotas are read: the gateway's internal
+	// listener (it stores them, GET /internal/v1/tenants/{id}/quota). When the gateway cannot answer,
 	// orders are refused with 503. Empty (YAML `gateway_url: ""`; the env
 	// var cannot clear a default) enforces DefaultQuota and Quotas instead,
 	// for standalone runs and tests.
-	GatewayURL string `yaml:"gateway_url" env:"GATEWAY_URL" default:"http://127.0.0.1:8080"`
+	GatewayURL string `yaml:"gateway_url" env:"GATEWAY_URL" default:"http://127.0.0.1:8092"`
 	// SecretsKey is the base64 AES-256 key sealing credentials at rest;
 	// empty generates a development key into <StateDir>/secrets.key.
 	SecretsKey string `yaml:"secrets_key" env:"SECRETS_KEY"`
