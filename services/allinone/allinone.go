@@ -42,7 +42,8 @@ type Config struct {
 	// GatewayAddr is the one public listener.
 	GatewayAddr string `yaml:"gateway_addr" env:"GATEWAY_ADDR" default:"127.0.0.1:8080"`
 	// GatewayInternalAddr is the gateway's internal listener (/internal/v1,
-	// /metrics, detailed /readyz); a free port when GatewayAddr's is 0.
+	// /metrics, detailed /readyz); a free port when GatewayAddr's is 0, and
+	// GatewayAddr's host with port 8092 when empty.
 	GatewayInternalAddr string `yaml:"gateway_internal_addr" env:"GATEWAY_INTERNAL_ADDR" default:"127.0.0.1:8092"`
 	// ShutdownTimeout bounds how long each component may take to stop.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout" env:"SHUTDOWN_TIMEOUT" default:"20s"`
@@ -57,7 +58,7 @@ func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.GatewayAddr); err != nil {
 		errs = append(errs, fmt.Errorf("gateway_addr %q: %w", c.GatewayAddr, err))
 	}
-	if _, _, err := net.SplitHostPort(c.GatewayInternalAddr); err != nil {
+	if _, _, err := net.SplitHostPort(c.gatewayInternalAddr()); err != nil {
 		errs = append(errs, fmt.Errorf("gateway_internal_addr %q: %w", c.GatewayInternalAddr, err))
 	}
 	if len(c.KafkaBrokers) == 0 {
@@ -75,6 +76,18 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("redis_addr is required"))
 	}
 	return errors.Join(errs...)
+}
+
+// gatewayInternalAddr is GatewayInternalAddr or its default.
+func (c *Config) gatewayInternalAddr() string {
+	if c.GatewayInternalAddr != "" {
+		return c.GatewayInternalAddr
+	}
+	host, _, err := net.SplitHostPort(c.GatewayAddr)
+	if err != nil {
+		return ""
+	}
+	return net.JoinHostPort(host, "8092")
 }
 
 // Deps are the process-wide dependencies.

@@ -160,7 +160,7 @@ func (p *Platform) buildProvisioning(_ context.Context, w *wiring) (service, err
 	// URL is resolved per quota read from the address the gateway actually
 	// got. Until it listens orders are refused with 503, and none can arrive
 	// then anyway, since the gateway is the only way in.
-	cfg.GatewayURL = "http://" + p.cfg.GatewayInternalAddr
+	cfg.GatewayURL = "http://" + p.cfg.gatewayInternalAddr()
 	gatewayURL := func() string {
 		if a := p.GatewayInternalAddr(); a != "" {
 			return "http://" + a
@@ -206,7 +206,7 @@ func (p *Platform) buildGateway(ctx context.Context, w *wiring) (service, error)
 		return service{}, fmt.Errorf("gateway config: %w", err)
 	}
 	cfg.Addr = p.cfg.GatewayAddr
-	cfg.InternalAddr = p.backendAddr(p.cfg.GatewayInternalAddr)
+	cfg.InternalAddr = p.backendAddr(p.cfg.gatewayInternalAddr())
 	cfg.StateDir = p.cfg.StateDir
 	cfg.Store.DSN = p.cfg.MySQLDSN
 	cfg.Store.Database = p.cfg.DatabasePrefix + "gateway"

@@ -271,7 +271,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new gateway: %w", err)
 	}
-	idem, err := idempotency.New(repo, secret, 24*time.Hour, logger, deps.Now)
+	idem, err := idempotency.New(repo, secret, [][]byte{[]byte(cfg.InternalSecretPrevious)}, 24*time.Hour, logger, deps.Now)
 	if err != nil {
 		return nil, fmt.Errorf("new gateway: %w", err)
 	}

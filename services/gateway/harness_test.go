@@ -36,6 +36,9 @@ type upstream struct {
 	srv   *httptest.Server
 	calls atomic.Int64
 	body  []byte
+	// signed is the last set of identity headers received, as an attacker
+	// on the internal network could capture it.
+	signed atomic.Pointer[http.Header]
 }
 
 func newUpstream(t testing.TB, body []byte) *upstream {
@@ -59,6 +62,13 @@ func newUpstream(t testing.TB, body []byte) *upstream {
 	asScheduling := tenancy.Middleware(tenancy.AudienceScheduling, []byte(testSecret))(echo)
 	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u.calls.Add(1)
+		captured := http.Header{}
+		for k, v := range r.Header {
+			if strings.HasPrefix(k, tenancy.HeaderPrefix) {
+				captured[k] = v
+			}
+		}
+		u.signed.Store(&captured)
 		if strings.HasPrefix(r.URL.Path, "/v2/") {
 			// OSB: no gateway identity; the service checks Basic auth itself.
 			w.Header().Set("X-Seen-Authorization", r.Header.Get("Authorization"))

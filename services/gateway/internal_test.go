@@ -156,3 +156,47 @@ func TestInternalSecretRotation(t *testing.T) {
 		require.Equal(t, http.StatusOK, r.StatusCode, "%s", r.Body)
 	}
 }
+
+// TestCapturedIdentityIsBoundToItsRequest: the identity headers the gateway
+// signed for one request are refused on that request a second time, on
+// another path, with another method, and by another service.
+func TestCapturedIdentityIsBoundToItsRequest(t *testing.T) {
+	e := newEnv(t)
+	keys := e.tenantWithKeys("acme")
+	r := e.do("GET", "/api/v1/catalog/services?limit=5", keys[tenancy.RoleTenantAdmin], nil)
+	require.Equal(t, http.StatusOK, r.StatusCode, "%s", r.Body)
+	captured := *e.catalog.signed.Load()
+	require.NotEmpty(t, captured.Get(tenancy.SignatureHeader))
+	require.NotEmpty(t, captured.Get(tenancy.NonceHeader))
+
+	replay := func(method, path string) int {
+		req, err := http.NewRequest(method, e.catalog.srv.URL+path, nil)
+		require.NoError(t, err)
+		for k, v := range captured {
+			req.Header[k] = v
+		}
+		resp, err := e.client.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, tt := range []struct{ name, method, path string }{
+		{"same request again", "GET", "/api/v1/catalog/services?limit=5"},
+		{"another query", "GET", "/api/v1/catalog/services?limit=500"},
+		{"another path", "GET", "/api/v1/catalog/plans"},
+		{"another method", "DELETE", "/api/v1/catalog/services?limit=5"},
+		{"another service (scheduling)", "GET", "/api/v1/inventory"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			require.Equal(t, http.StatusUnauthorized, replay(tt.method, tt.path))
+		})
+	}
+	// The gateway's internal API does not take it either.
+	h := headerPairs(captured)
+	require.Equal(t, http.StatusUnauthorized, e.doAt(e.internal, "GET", "/internal/v1/tenants/acme/quota", "", nil, h...).StatusCode)
+	// Two identical requests through the gateway both pass: each is signed anew.
+	for range 2 {
+		r := e.do("GET", "/api/v1/catalog/services?limit=5", keys[tenancy.RoleTenantAdmin], nil)
+		require.Equal(t, http.StatusOK, r.StatusCode, "%s", r.Body)
+	}
+}
