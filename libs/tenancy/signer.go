@@ -107,7 +107,10 @@ func NewSigner(secret []byte) *Signer {
 // nonce is a random per-Signer prefix plus a counter: unique without a
 // random read per request. It need not be secret, only never repeated.
 func (s *Signer) nonce() string {
-	return s.prefix + strconv.FormatUint(s.seq.Add(1), 36)
+	var b [48]byte
+	n := append(b[:0], s.prefix...)
+	n = strconv.AppendUint(n, s.seq.Add(1), 36)
+	return string(n)
 }
 
 // Sign sets p's identity headers on h for a request with method, target
@@ -117,12 +120,17 @@ func (s *Signer) Sign(h http.Header, method, target string, bodyHash [sha256.Siz
 	in := signed{audience: audience, method: method, target: target, bodyHash: bodyHash, p: p,
 		ts: strconv.FormatInt(s.now().Unix(), 10), nonce: s.nonce()}
 	sum := s.macs.sum(&in)
-	setHeader(h, HTTPHeader, string(p.Tenant))
-	setHeader(h, RoleHeader, string(p.Role))
-	setHeader(h, SubjectHeader, p.Subject)
-	h[AuthTimeHeader] = []string{in.ts}
-	h[NonceHeader] = []string{in.nonce}
-	h[SignatureHeader] = []string{hex.EncodeToString(sum[:])}
+	var sig [2 * sha256.Size]byte
+	hex.Encode(sig[:], sum[:])
+	// One backing array for the six values: a proxy signs every request.
+	v := [...]string{string(p.Tenant), string(p.Role), p.Subject, in.ts, in.nonce, string(sig[:])}
+	vals := v[:]
+	setValue(h, HTTPHeader, vals[0:1:1])
+	setValue(h, RoleHeader, vals[1:2:2])
+	setValue(h, SubjectHeader, vals[2:3:3])
+	h[AuthTimeHeader] = vals[3:4:4]
+	h[NonceHeader] = vals[4:5:5]
+	h[SignatureHeader] = vals[5:6:6]
 }
 
 // SignRequest signs req, whose body is body (nil for none), for audience as p.
@@ -138,12 +146,12 @@ func (s *Signer) SignRequest(req *http.Request, body []byte, audience string, p 
 	s.Sign(req.Header, req.Method, req.URL.RequestURI(), bh, audience, p)
 }
 
-// setHeader sets a canonical header key without re-canonicalising it, and
+// setValue sets a canonical header key without re-canonicalising it, and
 // deletes it for an empty value.
-func setHeader(h http.Header, k, v string) {
-	if v == "" {
+func setValue(h http.Header, k string, v []string) {
+	if v[0] == "" {
 		delete(h, k)
 		return
 	}
-	h[k] = []string{v}
+	h[k] = v
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -115,7 +114,7 @@ func (v *Verifier) Verify(h http.Header, method, target string, bodyHash [sha256
 	if len(sigHex) != 2*len(sig) {
 		return Principal{}, fmt.Errorf("%w: malformed signature", ErrUnauthenticated)
 	}
-	if _, err := hex.Decode(sig[:], []byte(sigHex)); err != nil {
+	if !decodeHex(sig[:], sigHex) {
 		return Principal{}, fmt.Errorf("%w: malformed signature", ErrUnauthenticated)
 	}
 	unix, err := strconv.ParseInt(ts, 10, 64)
@@ -149,6 +148,32 @@ func (v *Verifier) Verify(h http.Header, method, target string, bodyHash [sha256
 		return Principal{}, err
 	}
 	return in.p, nil
+}
+
+// decodeHex decodes the hex string s into dst (len(s) == 2*len(dst)) without
+// converting s to a byte slice first.
+func decodeHex(dst []byte, s string) bool {
+	for i := range dst {
+		hi, ok1 := fromHex(s[2*i])
+		lo, ok2 := fromHex(s[2*i+1])
+		if !ok1 || !ok2 {
+			return false
+		}
+		dst[i] = hi<<4 | lo
+	}
+	return true
+}
+
+func fromHex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
 }
 
 // Middleware verifies the identity headers on every request and puts the
