@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -37,6 +38,21 @@ var servicePorts = map[string]int{
 	"cdc":          8087,
 	"metering":     8088,
 	"alerting":     8089,
+}
+
+// internalPorts are the operator/internal listeners of services whose HTTP
+// port is public: /metrics (and /internal/v1, the detailed /readyz) are
+// served there, never on the public port.
+var internalPorts = map[string]int{
+	"gateway": 8092,
+}
+
+// metricsPort is where Prometheus scrapes name.
+func metricsPort(name string) int {
+	if p, ok := internalPorts[name]; ok {
+		return p
+	}
+	return servicePorts[name]
 }
 
 // notDeployed are service modules that are not a deployable service of their own.
@@ -266,6 +282,18 @@ func TestComposeServices(t *testing.T) {
 		if !slices.ContainsFunc(gw.Ports, func(p string) bool { return strings.HasSuffix(p, ":8080:8080") || p == "8080:8080" }) {
 			t.Errorf("gateway ports = %v, want 8080 published", gw.Ports)
 		}
+		internal := strconv.Itoa(internalPorts["gateway"])
+		if slices.ContainsFunc(gw.Ports, func(p string) bool { return strings.Contains(p, internal) }) {
+			t.Errorf("gateway ports = %v publish the internal listener %s", gw.Ports, internal)
+		}
+		if got, want := gw.Environment["CANOPY_GATEWAY_INTERNAL_ADDR"], "0.0.0.0:"+internal; got != want {
+			t.Errorf("CANOPY_GATEWAY_INTERNAL_ADDR = %q, want %q", got, want)
+		}
+		if prov, ok := c.Services["provisioning"]; ok {
+			if got, want := prov.Environment["CANOPY_GATEWAY_URL"], "http://gateway:"+internal; got != want {
+				t.Errorf("provisioning CANOPY_GATEWAY_URL = %q, want the internal listener %q", got, want)
+			}
+		}
 	})
 
 	t.Run("gateway upstreams point at compose services", func(t *testing.T) {
@@ -359,7 +387,7 @@ func TestPrometheusScrapesEveryService(t *testing.T) {
 		}
 	}
 	for _, name := range deployedServices(t, root) {
-		if want := fmt.Sprintf("%s:%d", name, servicePorts[name]); !targets[want] {
+		if want := fmt.Sprintf("%s:%d", name, metricsPort(name)); !targets[want] {
 			t.Errorf("deploy/prometheus/prometheus.yml does not scrape %s", want)
 		}
 	}

@@ -199,3 +199,16 @@ func TestSharedProblemIsNotMutated(t *testing.T) {
 	}
 	require.Empty(t, shared.Instance)
 }
+
+func TestBriefReadinessHidesDependencies(t *testing.T) {
+	srv := httpx.NewServer(httpx.Config{Addr: "127.0.0.1:0"}, nil, obs.NopLogger(), nil, httpx.WithBriefReadiness())
+	srv.AddReadinessCheck("mysql", func(context.Context) error { return errors.New("dial tcp 10.0.0.7:3306: refused") })
+	rec := httptest.NewRecorder()
+	srv.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+	require.Equal(t, http.StatusServiceUnavailable, rec.Code)
+	require.JSONEq(t, `{"status":"not ready"}`, rec.Body.String())
+
+	rec = httptest.NewRecorder()
+	srv.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	require.Equal(t, http.StatusNotFound, rec.Code, "no registry, no /metrics")
+}

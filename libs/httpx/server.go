@@ -75,18 +75,31 @@ type Server struct {
 	stopping atomic.Bool
 	addr     atomic.Value
 	ready    chan struct{}
+	brief    bool
 }
+
+// ServerOption adjusts NewServer.
+type ServerOption func(*Server)
+
+// WithBriefReadiness makes /readyz answer only its status, without the names
+// of the dependencies or their errors: for a listener the public reaches,
+// where those would tell an attacker what runs behind it.
+func WithBriefReadiness() ServerOption { return func(s *Server) { s.brief = true } }
 
 // NewServer returns a server for handler. /livez, /readyz and /metrics are
 // served next to it; reg may be nil for no /metrics.
-func NewServer(cfg Config, handler http.Handler, logger *slog.Logger, reg *prometheus.Registry) *Server {
+func NewServer(cfg Config, handler http.Handler, logger *slog.Logger, reg *prometheus.Registry, opts ...ServerOption) *Server {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Server{
+	s := &Server{
 		cfg: cfg.withDefaults(), handler: handler, logger: logger, reg: reg,
 		checks: map[string]ReadinessCheck{}, ready: make(chan struct{}),
 	}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }
 
 // AddReadinessCheck adds a named dependency check to /readyz.
@@ -157,6 +170,9 @@ func (s *Server) serveReadyz(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		res.Checks[n] = "ok"
+	}
+	if s.brief {
+		res.Checks = nil
 	}
 	WriteJSON(w, status, res)
 }

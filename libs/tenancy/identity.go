@@ -2,14 +2,8 @@ package tenancy
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
-	"strconv"
 	"time"
 )
 
@@ -22,16 +16,34 @@ const (
 	SubjectHeader = "X-Canopy-Subject"
 	// AuthTimeHeader carries the signing time as Unix seconds.
 	AuthTimeHeader = "X-Canopy-Auth-Time"
-	// SignatureHeader carries the hex HMAC-SHA256 over tenant|role|subject|time.
+	// NonceHeader carries a value unique per signed request, so that two
+	// identical requests have different signatures and a replay is detectable.
+	NonceHeader = "X-Canopy-Auth-Nonce"
+	// SignatureHeader carries the hex HMAC-SHA256 over the request (method,
+	// target, body hash), the audience, the principal, the time and the nonce;
+	// see Signer.
 	SignatureHeader = "X-Canopy-Auth-Signature"
 	// HeaderPrefix is the prefix of every header the gateway owns; the gateway
 	// strips incoming headers with this prefix before signing.
 	HeaderPrefix = "X-Canopy-"
 )
 
-// DefaultMaxSkew is how old (or how far in the future) a signature may be
-// before Middleware rejects it.
-const DefaultMaxSkew = 5 * time.Minute
+// Audiences: the service a signed request is meant for. A verifier accepts
+// only signatures made for its own audience.
+const (
+	AudienceGateway      = "gateway"
+	AudienceCatalog      = "catalog"
+	AudienceScheduling   = "scheduling"
+	AudienceProvisioning = "provisioning"
+	AudienceHealthcheck  = "healthcheck"
+)
+
+// DefaultValidity is how long after its signing time a signature is accepted.
+// It is short because a signed request is sent at once (retries re-sign).
+const DefaultValidity = 30 * time.Second
+
+// DefaultClockSkew is how far apart the signer's and verifier's clocks may be.
+const DefaultClockSkew = 5 * time.Second
 
 // Role is what a caller may do, see Can.
 type Role string
@@ -117,108 +129,4 @@ func WithPrincipal(ctx context.Context, p Principal) context.Context {
 func PrincipalFrom(ctx context.Context) (Principal, bool) {
 	p, ok := ctx.Value(principalKey{}).(Principal)
 	return p, ok
-}
-
-// Sign sets the identity headers for p on h, signed with secret at now.
-// It overwrites any identity headers already present.
-func Sign(h http.Header, secret []byte, p Principal, now time.Time) {
-	ts := strconv.FormatInt(now.Unix(), 10)
-	setHeader(h, HTTPHeader, string(p.Tenant))
-	setHeader(h, RoleHeader, string(p.Role))
-	setHeader(h, SubjectHeader, p.Subject)
-	setHeader(h, AuthTimeHeader, ts)
-	setHeader(h, SignatureHeader, signature(secret, string(p.Tenant), string(p.Role), p.Subject, ts))
-}
-
-// setHeader sets a canonical header key without re-canonicalising it.
-func setHeader(h http.Header, k, v string) {
-	if v == "" {
-		delete(h, k)
-		return
-	}
-	h[k] = []string{v}
-}
-
-func signature(secret []byte, tenant, role, subject, ts string) string {
-	m := hmac.New(sha256.New, secret)
-	// Tenant ids and roles cannot contain '|' and the time is numeric, so the
-	// only free-form field (subject) cannot shift the field boundaries.
-	m.Write([]byte(tenant))
-	m.Write([]byte{'|'})
-	m.Write([]byte(role))
-	m.Write([]byte{'|'})
-	m.Write([]byte(subject))
-	m.Write([]byte{'|'})
-	m.Write([]byte(ts))
-	var sum [sha256.Size]byte
-	return hex.EncodeToString(m.Sum(sum[:0]))
-}
-
-// ErrUnauthenticated is returned by Verify for missing, stale or forged identity headers.
-var ErrUnauthenticated = errors.New("unauthenticated")
-
-// Verify checks the identity headers in h against secret at now, accepting
-// signatures at most maxSkew old or in the future, and returns the Principal.
-func Verify(h http.Header, secret []byte, now time.Time, maxSkew time.Duration) (Principal, error) {
-	sig := h.Get(SignatureHeader)
-	ts := h.Get(AuthTimeHeader)
-	if sig == "" || ts == "" {
-		return Principal{}, fmt.Errorf("%w: missing identity headers", ErrUnauthenticated)
-	}
-	unix, err := strconv.ParseInt(ts, 10, 64)
-	if err != nil {
-		return Principal{}, fmt.Errorf("%w: malformed auth time", ErrUnauthenticated)
-	}
-	if d := now.Sub(time.Unix(unix, 0)); d > maxSkew || d < -maxSkew {
-		return Principal{}, fmt.Errorf("%w: signature outside freshness window", ErrUnauthenticated)
-	}
-	p := Principal{Tenant: ID(h.Get(HTTPHeader)), Role: Role(h.Get(RoleHeader)), Subject: h.Get(SubjectHeader)}
-	want := signature(secret, string(p.Tenant), string(p.Role), p.Subject, ts)
-	if !hmac.Equal([]byte(want), []byte(sig)) {
-		return Principal{}, fmt.Errorf("%w: bad signature", ErrUnauthenticated)
-	}
-	if err := p.Validate(); err != nil {
-		return Principal{}, fmt.Errorf("%w: %w", ErrUnauthenticated, err)
-	}
-	return p, nil
-}
-
-// Middleware verifies the gateway's identity headers on every request and puts
-// the Principal (and its tenant) in the request context. Requests without a
-// valid, fresh signature get a 401 application/problem+json.
-func Middleware(secret []byte) func(http.Handler) http.Handler {
-	return middleware(secret, time.Now, DefaultMaxSkew)
-}
-
-func middleware(secret []byte, now func() time.Time, maxSkew time.Duration) func(http.Handler) http.Handler {
-	return func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			p, err := Verify(r.Header, secret, now(), maxSkew)
-			if err != nil {
-				writeUnauthorized(w, r)
-				return
-			}
-			next.ServeHTTP(w, r.WithContext(WithPrincipal(r.Context(), p)))
-		})
-	}
-}
-
-// writeUnauthorized writes a minimal RFC 9457 problem. It does not use
-// libs/httpx so that httpx may depend on tenancy without a cycle.
-func writeUnauthorized(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "application/problem+json")
-	w.WriteHeader(http.StatusUnauthorized)
-	_ = json.NewEncoder(w).Encode(struct {
-		Type     string `json:"type"`
-		Title    string `json:"title"`
-		Status   int    `json:"status"`
-		Detail   string `json:"detail"`
-		Instance string `json:"instance,omitempty"`
-	}{
-		Type:     "about:blank",
-		Title:    "Unauthorized",
-		Status:   http.StatusUnauthorized,
-		Detail:   "missing or invalid gateway identity",
-		Instance: r.URL.Path,
-	})
 }

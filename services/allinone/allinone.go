@@ -41,6 +41,10 @@ type Config struct {
 	RedisAddr string `yaml:"redis_addr" env:"REDIS_ADDR" default:"127.0.0.1:6379"`
 	// GatewayAddr is the one public listener.
 	GatewayAddr string `yaml:"gateway_addr" env:"GATEWAY_ADDR" default:"127.0.0.1:8080"`
+	// GatewayInternalAddr is the gateway's internal listener (/internal/v1,
+	// /metrics, detailed /readyz); a free port when GatewayAddr's is 0, and
+	// GatewayAddr's host with port 8092 when empty.
+	GatewayInternalAddr string `yaml:"gateway_internal_addr" env:"GATEWAY_INTERNAL_ADDR" default:"127.0.0.1:8092"`
 	// ShutdownTimeout bounds how long each component may take to stop.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout" env:"SHUTDOWN_TIMEOUT" default:"20s"`
 }
@@ -53,6 +57,9 @@ func (c *Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.GatewayAddr); err != nil {
 		errs = append(errs, fmt.Errorf("gateway_addr %q: %w", c.GatewayAddr, err))
+	}
+	if _, _, err := net.SplitHostPort(c.gatewayInternalAddr()); err != nil {
+		errs = append(errs, fmt.Errorf("gateway_internal_addr %q: %w", c.GatewayInternalAddr, err))
 	}
 	if len(c.KafkaBrokers) == 0 {
 		if _, _, err := net.SplitHostPort(c.EmbeddedKafkaAddr); err != nil {
@@ -69,6 +76,18 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("redis_addr is required"))
 	}
 	return errors.Join(errs...)
+}
+
+// gatewayInternalAddr is GatewayInternalAddr or its default.
+func (c *Config) gatewayInternalAddr() string {
+	if c.GatewayInternalAddr != "" {
+		return c.GatewayInternalAddr
+	}
+	host, _, err := net.SplitHostPort(c.GatewayAddr)
+	if err != nil {
+		return ""
+	}
+	return net.JoinHostPort(host, "8092")
 }
 
 // Deps are the process-wide dependencies.
@@ -90,6 +109,8 @@ type Platform struct {
 	broker *devkafka.Broker
 	ready  chan struct{}
 	gwAddr string
+	// gwInternal is the gateway's internal listener, where services read quotas.
+	gwInternal string
 }
 
 // New returns the platform, not yet started.
@@ -117,6 +138,13 @@ func (p *Platform) GatewayAddr() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.gwAddr
+}
+
+// GatewayInternalAddr is the address of the gateway's internal listener, once Ready.
+func (p *Platform) GatewayInternalAddr() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.gwInternal
 }
 
 // KafkaBrokers returns the brokers in use, once Ready.
@@ -200,7 +228,8 @@ func (p *Platform) Run(ctx context.Context) error {
 			w.addrs[svc.name] = svc.addr()
 			if svc.name == "gateway" {
 				p.mu.Lock()
-				p.gwAddr = svc.addr() // provisioning reads quotas here from now on
+				p.gwAddr = svc.addr()
+				p.gwInternal = svc.internalAddr() // provisioning reads quotas here from now on
 				p.mu.Unlock()
 			}
 			log.Info("service ready", "service", svc.name, "addr", svc.addr())

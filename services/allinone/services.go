@@ -26,6 +26,8 @@ type service struct {
 	run   func(context.Context) error
 	ready <-chan struct{}
 	addr  func() string
+	// internalAddr is the gateway's internal listener; nil for the others.
+	internalAddr func() string
 }
 
 // builder constructs one service from the shared wiring.
@@ -153,14 +155,14 @@ func (p *Platform) buildProvisioning(_ context.Context, w *wiring) (service, err
 	if a, ok := w.addrs["catalog"]; ok {
 		cfg.CatalogURL = "http://" + a
 	}
-	// Quotas come from the gateway, which starts after provisioning (it needs
+	// Quotas come from the gateway's internal listener; the gateway starts after provisioning (it needs
 	// the backends' addresses) and may listen on a random port (tests): the
 	// URL is resolved per quota read from the address the gateway actually
 	// got. Until it listens orders are refused with 503, and none can arrive
 	// then anyway, since the gateway is the only way in.
-	cfg.GatewayURL = "http://" + p.cfg.GatewayAddr
+	cfg.GatewayURL = "http://" + p.cfg.gatewayInternalAddr()
 	gatewayURL := func() string {
-		if a := p.GatewayAddr(); a != "" {
+		if a := p.GatewayInternalAddr(); a != "" {
 			return "http://" + a
 		}
 		return ""
@@ -204,6 +206,7 @@ func (p *Platform) buildGateway(ctx context.Context, w *wiring) (service, error)
 		return service{}, fmt.Errorf("gateway config: %w", err)
 	}
 	cfg.Addr = p.cfg.GatewayAddr
+	cfg.InternalAddr = p.backendAddr(p.cfg.gatewayInternalAddr())
 	cfg.StateDir = p.cfg.StateDir
 	cfg.Store.DSN = p.cfg.MySQLDSN
 	cfg.Store.Database = p.cfg.DatabasePrefix + "gateway"
@@ -234,5 +237,5 @@ func (p *Platform) buildGateway(ctx context.Context, w *wiring) (service, error)
 	if err != nil {
 		return service{}, err
 	}
-	return service{name: "gateway", run: svc.Run, ready: svc.Ready(), addr: svc.Addr}, nil
+	return service{name: "gateway", run: svc.Run, ready: svc.Ready(), addr: svc.Addr, internalAddr: svc.InternalAddr}, nil
 }

@@ -52,6 +52,9 @@ type Config struct {
 	Database string `yaml:"database" env:"CATALOG_DATABASE" default:"canopy_catalog"`
 	// InternalSecret is the HMAC key the gateway signs identities with.
 	InternalSecret string `yaml:"internal_secret" env:"INTERNAL_SECRET"`
+	// InternalSecretPrevious, during a rotation, is the secret being replaced:
+	// still accepted on incoming requests, never used to sign (docs/security.md).
+	InternalSecretPrevious string `yaml:"internal_secret_previous" env:"INTERNAL_SECRET_PREVIOUS"`
 	// ProvisioningURL is where OSB instance and binding calls are forwarded
 	// once the broker credential is checked; empty turns those routes off.
 	ProvisioningURL string `yaml:"provisioning_url" env:"PROVISIONING_URL" default:"http://127.0.0.1:8084"`
@@ -100,6 +103,9 @@ func (c Config) Validate() error {
 	}
 	if len(c.InternalSecret) < MinSecretLen {
 		errs = append(errs, fmt.Errorf("internal_secret (CANOPY_INTERNAL_SECRET) must be at least %d bytes, shared with the gateway", MinSecretLen))
+	}
+	if c.InternalSecretPrevious != "" && len(c.InternalSecretPrevious) < MinSecretLen {
+		errs = append(errs, fmt.Errorf("internal_secret_previous (CANOPY_INTERNAL_SECRET_PREVIOUS) must be empty or at least %d bytes", MinSecretLen))
 	}
 	if c.IdempotencyRetention < time.Minute {
 		errs = append(errs, errors.New("idempotency_retention must be at least 1m"))
@@ -257,7 +263,7 @@ func (s *Service) handler(repo *mysqlrepo.Repo) (http.Handler, error) {
 		broker.ForwardInstances(fwd)
 	}
 	r := httpx.NewRouter(s.logger)
-	r.With(tenancy.Middleware([]byte(s.cfg.InternalSecret))).Mount(httpapi.Prefix, api.Routes())
+	r.With(tenancy.Middleware(tenancy.AudienceCatalog, []byte(s.cfg.InternalSecret), []byte(s.cfg.InternalSecretPrevious))).Mount(httpapi.Prefix, api.Routes())
 	r.Mount(osb.Prefix, broker.Routes())
 	return r, nil
 }

@@ -160,7 +160,7 @@ func (e *env) do(role tenancy.Role, method, path string, body any, hdr map[strin
 		if role != tenancy.RolePlatformAdmin {
 			p.Tenant = "acme"
 		}
-		tenancy.Sign(req.Header, []byte(secret), p, time.Now())
+		tenancy.NewSigner([]byte(secret)).SignRequest(req, raw, tenancy.AudienceCatalog, p)
 	}
 	res, err := e.client.Do(req)
 	require.NoError(e.t, err)
@@ -427,7 +427,7 @@ func TestIdempotencyKey(t *testing.T) {
 			}
 			req.Header.Set("Content-Type", "application/json")
 			req.Header.Set("Idempotency-Key", "concurrent-key")
-			tenancy.Sign(req.Header, []byte(secret), tenancy.Principal{Role: admin, Subject: "apikey:" + string(admin)}, time.Now())
+			tenancy.NewSigner([]byte(secret)).SignRequest(req, raw, tenancy.AudienceCatalog, tenancy.Principal{Role: admin, Subject: "apikey:" + string(admin)})
 			res, err := e.client.Do(req)
 			if err != nil {
 				results <- result{err: err}
@@ -702,7 +702,7 @@ func TestOSBForwardsInstancesToProvisioning(t *testing.T) {
 		auth      string
 	}
 	got := make(chan seen, 4)
-	prov := httptest.NewServer(tenancy.Middleware([]byte(secret))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	prov := httptest.NewServer(tenancy.Middleware(tenancy.AudienceProvisioning, []byte(secret))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, _ := tenancy.PrincipalFrom(r.Context())
 		got <- seen{principal: p, path: r.URL.Path, auth: r.Header.Get("Authorization")}
 		w.Header().Set("Content-Type", "application/json")
@@ -746,7 +746,7 @@ func TestOSBForwardsInstancesToProvisioning(t *testing.T) {
 // supported range (2.13-2.17); a refused request never reaches provisioning.
 func TestOSBVersionOnForwardedRoutes(t *testing.T) {
 	reached := make(chan string, 8)
-	prov := httptest.NewServer(tenancy.Middleware([]byte(secret))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	prov := httptest.NewServer(tenancy.Middleware(tenancy.AudienceProvisioning, []byte(secret))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		reached <- r.Header.Get("X-Broker-API-Version")
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"state":"succeeded"}`))

@@ -153,7 +153,10 @@ func TestGeneratedAdminKeyAndPublicRoutes(t *testing.T) {
 	require.Equal(t, http.StatusOK, r.StatusCode)
 	require.Equal(t, "Basic YnJva2VyOnNlY3JldA==", r.Header.Get("X-Seen-Authorization"))
 	require.Empty(t, r.Header.Get("X-Seen-Role"))
-	for _, p := range []string{"/livez", "/readyz", "/metrics"} {
+	for _, p := range []string{"/livez", "/readyz"} {
 		require.Equal(t, http.StatusOK, e.do("GET", p, "", nil).StatusCode, p)
+	}
+	for _, p := range []string{"/livez", "/readyz", "/metrics"} {
+		require.Equal(t, http.StatusOK, e.doAt(e.internal, "GET", p, "", nil).StatusCode, "internal %s", p)
 	}
 }

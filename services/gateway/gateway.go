@@ -2,9 +2,10 @@
 // keys, rate limits per tenant, authorizes with the tenancy role matrix,
 // serves the tenant, API key, quota and audit APIs and the OpenAPI document,
 // and forwards everything else to the owning service with the caller's
-// identity in signed headers. Under /internal/v1 it serves the services
-// (provisioning reads tenants' quotas there), to signed requests only. main and the all-in-one binary use only
-// Config, New and Run.
+// identity in signed headers. On a second, internal listener it serves the
+// services under /internal/v1 (provisioning reads tenants' quotas there), to
+// signed requests only, and the operator endpoints /metrics and a detailed
+// /readyz. main and the all-in-one binary use only Config, New and Run.
 package gateway
 
 import (
@@ -46,8 +47,13 @@ const DefaultDatabase = "canopy_gateway"
 
 // Config configures the gateway. Environment variables carry the CANOPY_ prefix.
 type Config struct {
-	// Addr is the public listen address.
+	// Addr is the public listen address: the API, /livez and a /readyz that
+	// says only ready or not.
 	Addr string `yaml:"addr" env:"GATEWAY_ADDR" default:"127.0.0.1:8080"`
+	// InternalAddr is the internal listen address, never to be exposed
+	// publicly: the services' /internal/v1 API, /metrics and a /readyz that
+	// names each dependency and its error.
+	InternalAddr string `yaml:"internal_addr" env:"GATEWAY_INTERNAL_ADDR" default:"127.0.0.1:8092"`
 	// StateDir holds the generated admin key and internal secret in dev.
 	StateDir string `yaml:"state_dir" env:"STATE_DIR" default:".canopy"`
 	// AdminKey, when set, is the bootstrap platform-admin key (at least 16
@@ -58,6 +64,9 @@ type Config struct {
 	// characters). When empty it is read from, or generated into,
 	// <StateDir>/internal-secret; every service must use the same one.
 	InternalSecret string `yaml:"internal_secret" env:"INTERNAL_SECRET"`
+	// InternalSecretPrevious, during a rotation, is the secret being replaced:
+	// still accepted from services, never used to sign (docs/security.md).
+	InternalSecretPrevious string `yaml:"internal_secret_previous" env:"INTERNAL_SECRET_PREVIOUS"`
 	// Store is the MySQL connection; Database defaults to canopy_gateway.
 	Store store.Config `yaml:"store" envPrefix:"MYSQL_"`
 	// RedisAddr is the Redis used for rate limits.
@@ -101,7 +110,7 @@ type Config struct {
 // that build a Config in code (tests, the all-in-one binary).
 func Defaults() Config {
 	return Config{
-		Addr: "127.0.0.1:8080", StateDir: ".canopy", Store: store.Config{Database: DefaultDatabase},
+		Addr: "127.0.0.1:8080", InternalAddr: "127.0.0.1:8092", StateDir: ".canopy", Store: store.Config{Database: DefaultDatabase},
 		RedisAddr: "127.0.0.1:6379", CatalogURL: "http://127.0.0.1:8082", SchedulingURL: "http://127.0.0.1:8083",
 		ProvisioningURL: "http://127.0.0.1:8084", HealthcheckURL: "http://127.0.0.1:8085",
 		UpstreamTimeout: 30 * time.Second, UpstreamRetries: 2, BreakerFailures: 5, BreakerOpenFor: 5 * time.Second,
@@ -116,11 +125,19 @@ func (c Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		errs = append(errs, fmt.Errorf("addr %q: %w", c.Addr, err))
 	}
+	if _, _, err := net.SplitHostPort(c.InternalAddr); err != nil {
+		errs = append(errs, fmt.Errorf("internal_addr %q: %w", c.InternalAddr, err))
+	} else if c.InternalAddr == c.Addr && !strings.HasSuffix(c.Addr, ":0") {
+		errs = append(errs, errors.New("internal_addr must differ from addr: the internal API must not be public"))
+	}
 	if c.AdminKey != "" && len(c.AdminKey) < 16 {
 		errs = append(errs, errors.New("admin_key must be at least 16 characters"))
 	}
 	if c.InternalSecret != "" && len(c.InternalSecret) < 16 {
 		errs = append(errs, errors.New("internal_secret must be at least 16 characters"))
+	}
+	if c.InternalSecretPrevious != "" && len(c.InternalSecretPrevious) < 16 {
+		errs = append(errs, errors.New("internal_secret_previous must be at least 16 characters"))
 	}
 	if c.InternalSecret == "" && c.StateDir == "" {
 		errs = append(errs, errors.New("state_dir is required when internal_secret is empty"))
@@ -188,13 +205,16 @@ type Deps struct {
 
 // Service is a constructed gateway.
 type Service struct {
-	cfg     Config
-	deps    Deps
-	repo    *mysqlrepo.Repo
-	auth    *apikey.Authenticator
-	proxy   *proxy.Proxy
-	server  *httpx.Server
-	purgeIv time.Duration
+	cfg    Config
+	deps   Deps
+	repo   *mysqlrepo.Repo
+	auth   *apikey.Authenticator
+	proxy  *proxy.Proxy
+	server *httpx.Server
+	// internal serves /internal/v1, /metrics and the detailed /readyz.
+	internal *httpx.Server
+	ready    chan struct{}
+	purgeIv  time.Duration
 }
 
 // New builds the gateway. It resolves the internal secret (creating it in
@@ -251,7 +271,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new gateway: %w", err)
 	}
-	idem, err := idempotency.New(repo, secret, 24*time.Hour, logger, deps.Now)
+	idem, err := idempotency.New(repo, secret, [][]byte{[]byte(cfg.InternalSecretPrevious)}, 24*time.Hour, logger, deps.Now)
 	if err != nil {
 		return nil, fmt.Errorf("new gateway: %w", err)
 	}
@@ -276,25 +296,33 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new gateway: %w", err)
 	}
-	internal, err := httpapi.NewInternalHandler(httpapi.InternalDeps{Store: repo, Secret: secret, Logger: logger, RouterOptions: opts})
+	internal, err := httpapi.NewInternalHandler(httpapi.InternalDeps{Store: repo,
+		Secrets: [][]byte{secret, []byte(cfg.InternalSecretPrevious)}, Logger: logger, RouterOptions: opts})
 	if err != nil {
 		return nil, fmt.Errorf("new gateway: %w", err)
 	}
-	// /internal/* is served only by the internal API (signed service
-	// requests); no public route or proxied upstream ever sees it.
-	handler = httpapi.WithInternal(handler, internal)
-	server := httpx.NewServer(httpx.Config{Addr: cfg.Addr, ShutdownTimeout: cfg.ShutdownTimeout}, handler, logger, deps.Registry)
-	server.AddReadinessCheck("mysql", func(ctx context.Context) error { return deps.DB.SQL().PingContext(ctx) })
-	server.AddReadinessCheck("redis", func(ctx context.Context) error { return deps.Redis.Ping(ctx).Err() })
+	// /internal/* is served only on the internal listener; the public one
+	// answers 404 there and serves neither /metrics nor readiness details.
+	server := httpx.NewServer(httpx.Config{Addr: cfg.Addr, ShutdownTimeout: cfg.ShutdownTimeout},
+		httpapi.WithoutInternal(handler), logger, nil, httpx.WithBriefReadiness())
+	internalServer := httpx.NewServer(httpx.Config{Addr: cfg.InternalAddr, ShutdownTimeout: cfg.ShutdownTimeout}, internal, logger, deps.Registry)
+	for _, srv := range []*httpx.Server{server, internalServer} {
+		srv.AddReadinessCheck("mysql", func(ctx context.Context) error { return deps.DB.SQL().PingContext(ctx) })
+		srv.AddReadinessCheck("redis", func(ctx context.Context) error { return deps.Redis.Ping(ctx).Err() })
+	}
 	deps.Logger = logger
-	return &Service{cfg: cfg, deps: deps, repo: repo, auth: auth, proxy: px, server: server, purgeIv: time.Hour}, nil
+	return &Service{cfg: cfg, deps: deps, repo: repo, auth: auth, proxy: px, server: server, internal: internalServer,
+		ready: make(chan struct{}), purgeIv: time.Hour}, nil
 }
 
-// Addr returns the listen address once Ready is closed.
+// Addr returns the public listen address once Ready is closed.
 func (s *Service) Addr() string { return s.server.Addr() }
 
-// Ready is closed once the gateway listens.
-func (s *Service) Ready() <-chan struct{} { return s.server.Ready() }
+// InternalAddr returns the internal listen address once Ready is closed.
+func (s *Service) InternalAddr() string { return s.internal.Addr() }
+
+// Ready is closed once the gateway listens on both addresses.
+func (s *Service) Ready() <-chan struct{} { return s.ready }
 
 // Run migrates the database, ensures the bootstrap admin key, and serves
 // until ctx ends; then it drains requests and flushes key usage.
@@ -321,6 +349,19 @@ func (s *Service) Run(ctx context.Context) error {
 		}()
 	}
 	run("http", s.server.Run)
+	run("internal http", s.internal.Run)
+	wg.Add(1)
+	go func() { // not through run: its end must not stop the service
+		defer wg.Done()
+		for _, ready := range []<-chan struct{}{s.server.Ready(), s.internal.Ready()} {
+			select {
+			case <-ready:
+			case <-ctx.Done():
+				return
+			}
+		}
+		close(s.ready)
+	}()
 	run("key usage flusher", s.auth.Run)
 	run("idempotency purger", s.purgeIdempotency)
 	wg.Wait()
@@ -440,5 +481,5 @@ func writeSecretFile(path, content string, exclusive bool) error {
 	return nil
 }
 
-// Handler is exposed for tests of the full HTTP surface without a listener.
+// Handler is exposed for tests of the public HTTP surface without a listener.
 func (s *Service) Handler() http.Handler { return s.server.Handler() }

@@ -36,11 +36,14 @@ type upstream struct {
 	srv   *httptest.Server
 	calls atomic.Int64
 	body  []byte
+	// signed is the last set of identity headers received, as an attacker
+	// on the internal network could capture it.
+	signed atomic.Pointer[http.Header]
 }
 
 func newUpstream(t testing.TB, body []byte) *upstream {
 	u := &upstream{body: body}
-	verified := tenancy.Middleware([]byte(testSecret))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	echo := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, _ := tenancy.PrincipalFrom(r.Context())
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("X-Seen-Tenant", string(p.Tenant))
@@ -52,9 +55,20 @@ func newUpstream(t testing.TB, body []byte) *upstream {
 			return
 		}
 		_ = json.NewEncoder(w).Encode(map[string]any{"path": r.URL.Path, "tenant": p.Tenant, "role": p.Role})
-	}))
+	})
+	// The stand-in serves both catalog and scheduling routes; each is signed
+	// for its own audience.
+	asCatalog := tenancy.Middleware(tenancy.AudienceCatalog, []byte(testSecret))(echo)
+	asScheduling := tenancy.Middleware(tenancy.AudienceScheduling, []byte(testSecret))(echo)
 	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u.calls.Add(1)
+		captured := http.Header{}
+		for k, v := range r.Header {
+			if strings.HasPrefix(k, tenancy.HeaderPrefix) {
+				captured[k] = v
+			}
+		}
+		u.signed.Store(&captured)
 		if strings.HasPrefix(r.URL.Path, "/v2/") {
 			// OSB: no gateway identity; the service checks Basic auth itself.
 			w.Header().Set("X-Seen-Authorization", r.Header.Get("Authorization"))
@@ -63,7 +77,11 @@ func newUpstream(t testing.TB, body []byte) *upstream {
 			_, _ = w.Write([]byte(`{"services":[]}`))
 			return
 		}
-		verified.ServeHTTP(w, r)
+		if strings.HasPrefix(r.URL.Path, "/api/v1/catalog/") {
+			asCatalog.ServeHTTP(w, r)
+			return
+		}
+		asScheduling.ServeHTTP(w, r)
 	}))
 	t.Cleanup(u.srv.Close)
 	return u
@@ -72,6 +90,7 @@ func newUpstream(t testing.TB, body []byte) *upstream {
 type env struct {
 	t        testing.TB
 	base     string
+	internal string // base URL of the internal listener
 	catalog  *upstream
 	client   *http.Client
 	adminKey string
@@ -91,6 +110,7 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	cat := newUpstream(t, nil)
 	cfg := gateway.Defaults()
 	cfg.Addr = "127.0.0.1:0"
+	cfg.InternalAddr = "127.0.0.1:0"
 	cfg.StateDir = t.TempDir()
 	cfg.AdminKey = testAdminKey
 	cfg.InternalSecret = testSecret
@@ -135,7 +155,7 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	case <-time.After(30 * time.Second):
 		t.Fatal("gateway did not start")
 	}
-	return &env{t: t, base: "http://" + svc.Addr(), catalog: cat, client: &http.Client{Timeout: 10 * time.Second}, adminKey: testAdminKey, svc: svc}
+	return &env{t: t, base: "http://" + svc.Addr(), internal: "http://" + svc.InternalAddr(), catalog: cat, client: &http.Client{Timeout: 10 * time.Second}, adminKey: testAdminKey, svc: svc}
 }
 
 type response struct {
@@ -153,6 +173,12 @@ func (r response) json(t testing.TB) map[string]any {
 
 func (e *env) do(method, path, key string, body any, headers ...string) response {
 	e.t.Helper()
+	return e.doAt(e.base, method, path, key, body, headers...)
+}
+
+// doAt is do against base (e.base or e.internal).
+func (e *env) doAt(base, method, path, key string, body any, headers ...string) response {
+	e.t.Helper()
 	var rd io.Reader
 	var raw []byte
 	if body != nil {
@@ -166,7 +192,7 @@ func (e *env) do(method, path, key string, body any, headers ...string) response
 		}
 		rd = bytes.NewReader(raw)
 	}
-	req, err := http.NewRequest(method, e.base+path, rd)
+	req, err := http.NewRequest(method, base+path, rd)
 	require.NoError(e.t, err)
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")

@@ -78,7 +78,7 @@ func (u *restartable) start(t *testing.T) {
 		return err == nil
 	}, 5*time.Second, 20*time.Millisecond)
 	u.addr = ln.Addr().String()
-	u.srv = &http.Server{Handler: tenancy.Middleware([]byte(testSecret))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	u.srv = &http.Server{Handler: tenancy.Middleware(tenancy.AudienceCatalog, []byte(testSecret))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"items":[]}`))
 	}))}

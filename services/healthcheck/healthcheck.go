@@ -60,6 +60,9 @@ type Config struct {
 	ProvisioningURL string `yaml:"provisioning_url" env:"HEALTHCHECK_PROVISIONING_URL" default:"http://127.0.0.1:8084"`
 	// InternalSecret is the HMAC key of the signed identity headers.
 	InternalSecret string `yaml:"internal_secret" env:"INTERNAL_SECRET"`
+	// InternalSecretPrevious, during a rotation, is the secret being replaced:
+	// still accepted on incoming requests, never used to sign (docs/security.md).
+	InternalSecretPrevious string `yaml:"internal_secret_previous" env:"INTERNAL_SECRET_PREVIOUS"`
 	// Interval, Timeout, Fall, Rise, MaxLag and SampleEvery are the
 	// default probe policy.
 	Interval    time.Duration `yaml:"interval" env:"HEALTHCHECK_INTERVAL" default:"1s"`
@@ -106,6 +109,9 @@ func (c Config) Validate() error {
 	}
 	if len(c.InternalSecret) < MinSecretLen {
 		errs = append(errs, fmt.Errorf("internal_secret (CANOPY_INTERNAL_SECRET) must be at least %d bytes", MinSecretLen))
+	}
+	if c.InternalSecretPrevious != "" && len(c.InternalSecretPrevious) < MinSecretLen {
+		errs = append(errs, fmt.Errorf("internal_secret_previous (CANOPY_INTERNAL_SECRET_PREVIOUS) must be empty or at least %d bytes", MinSecretLen))
 	}
 	if err := c.policy().Validate(); err != nil {
 		errs = append(errs, err)
@@ -208,7 +214,7 @@ func (s *Service) Run(ctx context.Context) error {
 	r := httpx.NewRouter(s.logger)
 	api := httpapi.New(s.mon, s.sharder, s.cfg.Replica)
 	r.Group(func(r chi.Router) {
-		r.Use(tenancy.Middleware([]byte(s.cfg.InternalSecret)))
+		r.Use(tenancy.Middleware(tenancy.AudienceHealthcheck, []byte(s.cfg.InternalSecret), []byte(s.cfg.InternalSecretPrevious)))
 		api.Routes(r)
 	})
 	h := s.cfg.HTTP

@@ -104,7 +104,7 @@ func get(t *testing.T, url string, p tenancy.Principal, dst any) int {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, url, nil)
 	require.NoError(t, err)
-	tenancy.Sign(req.Header, []byte(secret), p, time.Now())
+	tenancy.NewSigner([]byte(secret)).SignRequest(req, nil, tenancy.AudienceHealthcheck, p)
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	defer resp.Body.Close()
@@ -151,9 +151,9 @@ func TestTwoReplicasShareAndHandOver(t *testing.T) {
 			"state": "ready", "nodes": []map[string]string{{"id": fmt.Sprintf("node-%02d", i), "role": "primary", "address": node.Addr(), "state": "running"}},
 			"monitor": map[string]string{"username": "canopy-monitor", "password": "pw-123456"}})
 	}
-	prov := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, err := tenancy.Verify(r.Header, []byte(secret), time.Now(), time.Minute); err != nil {
-			w.WriteHeader(http.StatusUnauthorized)
+	prov := httptest.NewServer(tenancy.Middleware(tenancy.AudienceProvisioning, []byte(secret))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p, _ := tenancy.PrincipalFrom(r.Context()); p.Subject != "service:healthcheck" {
+			w.WriteHeader(http.StatusForbidden)
 			return
 		}
 		if r.URL.Path == "/internal/v1/monitoring/instances" {
@@ -167,7 +167,7 @@ func TestTwoReplicasShareAndHandOver(t *testing.T) {
 			}
 		}
 		w.WriteHeader(http.StatusNotFound)
-	}))
+	})))
 	t.Cleanup(prov.Close)
 
 	// The lifecycle events, as provisioning publishes them.

@@ -41,8 +41,10 @@ func TestInstanceEventOfAnotherTenant(t *testing.T) {
 	inst := map[string]any{"instance_id": "inst-t1", "tenant_id": "acme", "engine": "redis", "state": "ready",
 		"nodes":   []map[string]string{{"id": "node-t1", "role": "primary", "address": node.Addr(), "state": "running"}},
 		"monitor": map[string]string{"username": "canopy-monitor", "password": "pw-123456"}}
+	verifier, err := tenancy.NewVerifier(tenancy.VerifierConfig{Audience: tenancy.AudienceProvisioning, Secrets: [][]byte{[]byte(secret)}})
+	require.NoError(t, err)
 	prov := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, err := tenancy.Verify(r.Header, []byte(secret), time.Now(), time.Minute); err != nil {
+		if _, err := verifier.Verify(r.Header, r.Method, r.URL.RequestURI(), tenancy.EmptyBodyHash); err != nil {
 			w.WriteHeader(http.StatusUnauthorized)
 			return
 		}

@@ -76,8 +76,12 @@ func catalogStandIn(t testing.TB) string {
 			"deployment_mode": "multi-az", "nodes": multi, "resources": map[string]any{"vcpu": 1, "memory_mb": 512, "storage_gb": 16}, "replication_mode": "async", "parameters_schema": redisSchema},
 	}
 	mux := http.NewServeMux()
+	verifier, err := tenancy.NewVerifier(tenancy.VerifierConfig{Audience: tenancy.AudienceCatalog, Secrets: [][]byte{[]byte(testSecret)}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	mux.HandleFunc("GET /api/v1/catalog/plans/{id}", func(w http.ResponseWriter, r *http.Request) {
-		if _, err := tenancy.Verify(r.Header, []byte(testSecret), time.Now(), time.Minute); err != nil {
+		if _, err := verifier.Verify(r.Header, r.Method, r.RequestURI, tenancy.EmptyBodyHash); err != nil {
 			http.Error(w, "unauthenticated", http.StatusUnauthorized)
 			return
 		}
@@ -302,11 +306,12 @@ func (s *stack) stopService() {
 
 // client calls the service as a tenant.
 type client struct {
-	t       testing.TB
-	s       *stack
-	tenant  string
-	role    tenancy.Role
-	subject string // "test" when empty
+	t      testing.TB
+	s      *stack
+	tenant string
+	role   tenancy.Role
+	// subject is the signed subject; "test" when empty.
+	subject string
 }
 
 func (s *stack) as(tenant string) *client {
@@ -331,9 +336,10 @@ func (r response) json(t testing.TB) map[string]any {
 func (c *client) do(method, path string, body any, hdr ...string) response {
 	c.t.Helper()
 	var rd io.Reader
+	var raw []byte
 	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
+		raw, _ = json.Marshal(body)
+		rd = bytes.NewReader(raw)
 	}
 	req, err := http.NewRequest(method, "http://"+c.s.cur.Addr()+path, rd)
 	if err != nil {
@@ -349,7 +355,7 @@ func (c *client) do(method, path string, body any, hdr ...string) response {
 	if subject == "" {
 		subject = "test"
 	}
-	tenancy.Sign(req.Header, []byte(testSecret), tenancy.Principal{Tenant: tenancy.ID(c.tenant), Role: c.role, Subject: subject}, time.Now())
+	tenancy.NewSigner([]byte(testSecret)).SignRequest(req, raw, tenancy.AudienceProvisioning, tenancy.Principal{Tenant: tenancy.ID(c.tenant), Role: c.role, Subject: subject})
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		c.t.Fatalf("%s %s: %v", method, path, err)

@@ -46,7 +46,8 @@ const (
 	DefaultAddr       = "127.0.0.1:8084"
 	DefaultDatabase   = "canopy_provisioning"
 	DefaultCatalogURL = "http://127.0.0.1:8082"
-	DefaultGatewayURL = "http://127.0.0.1:8080"
+	// DefaultGatewayURL is the gateway's internal listener, where /internal/v1 is served.
+	DefaultGatewayURL = "http://127.0.0.1:8092"
 	// MinSecretLen is the shortest accepted internal secret.
 	MinSecretLen = 16
 )
@@ -79,14 +80,17 @@ type Config struct {
 	// InternalSecret is the HMAC key of the signed identity headers (shared
 	// with the gateway and the catalog).
 	InternalSecret string `yaml:"internal_secret" env:"INTERNAL_SECRET"`
+	// InternalSecretPrevious, during a rotation, is the secret being replaced:
+	// still accepted on incoming requests, never used to sign (docs/security.md).
+	InternalSecretPrevious string `yaml:"internal_secret_previous" env:"INTERNAL_SECRET_PREVIOUS"`
 	// CatalogURL is where plans are fetched.
 	CatalogURL string `yaml:"catalog_url" env:"CATALOG_URL" default:"http://127.0.0.1:8082"`
-	// GatewayURL is where tenants' quotas are read (the gateway stores them,
-	// GET /internal/v1/tenants/{id}/quota). When the gateway cannot answer,
+	// GatewayURL is where tenants' quotas are read: the gateway's internal
+	// listener (it stores them, GET /internal/v1/tenants/{id}/quota). When the gateway cannot answer,
 	// orders are refused with 503. Empty (YAML `gateway_url: ""`; the env
 	// var cannot clear a default) enforces DefaultQuota and Quotas instead,
 	// for standalone runs and tests.
-	GatewayURL string `yaml:"gateway_url" env:"GATEWAY_URL" default:"http://127.0.0.1:8080"`
+	GatewayURL string `yaml:"gateway_url" env:"GATEWAY_URL" default:"http://127.0.0.1:8092"`
 	// SecretsKey is the base64 AES-256 key sealing credentials at rest;
 	// empty generates a development key into <StateDir>/secrets.key.
 	SecretsKey string `yaml:"secrets_key" env:"SECRETS_KEY"`
@@ -145,6 +149,9 @@ func (c Config) Validate() error {
 	}
 	if len(c.InternalSecret) < MinSecretLen {
 		errs = append(errs, fmt.Errorf("internal_secret (CANOPY_INTERNAL_SECRET) must be at least %d bytes, shared with the gateway", MinSecretLen))
+	}
+	if c.InternalSecretPrevious != "" && len(c.InternalSecretPrevious) < MinSecretLen {
+		errs = append(errs, fmt.Errorf("internal_secret_previous (CANOPY_INTERNAL_SECRET_PREVIOUS) must be empty or at least %d bytes", MinSecretLen))
 	}
 	if u, err := url.Parse(c.CatalogURL); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
 		errs = append(errs, fmt.Errorf("catalog_url %q must be an http(s) URL", c.CatalogURL))
@@ -371,7 +378,7 @@ func (s *Service) Run(ctx context.Context) error {
 		return fmt.Errorf("provisioning: %w", err)
 	}
 	r := httpx.NewRouter(s.logger)
-	r.With(tenancy.Middleware([]byte(s.cfg.InternalSecret))).Mount("/", api.Routes())
+	r.With(tenancy.Middleware(tenancy.AudienceProvisioning, []byte(s.cfg.InternalSecret), []byte(s.cfg.InternalSecretPrevious))).Mount("/", api.Routes())
 	srv := httpx.NewServer(s.cfg.httpConfig(), r, s.logger, s.deps.Registry)
 	srv.AddReadinessCheck("mysql", func(ctx context.Context) error { return db.SQL().PingContext(ctx) })
 

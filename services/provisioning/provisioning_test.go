@@ -197,9 +197,10 @@ func TestLifecycle(t *testing.T) {
 			}
 
 			// The health checker's view: every node with the monitor account,
-			// for platform-admin only; a tenant does not learn it exists.
-			admin := &client{t: t, s: s, role: tenancy.RolePlatformAdmin}
-			mon := admin.do("GET", "/internal/v1/monitoring/instances/"+id, nil)
+			// for the health checker's identity only; a tenant, a platform
+			// admin or another service does not learn it exists.
+			hc := &client{t: t, s: s, role: tenancy.RolePlatformAdmin, subject: "service:healthcheck"}
+			mon := hc.do("GET", "/internal/v1/monitoring/instances/"+id, nil)
 			if mon.status != http.StatusOK {
 				t.Fatalf("monitoring view: %d %s", mon.status, mon.body)
 			}
@@ -210,7 +211,15 @@ func TestLifecycle(t *testing.T) {
 			if got := c.do("GET", "/internal/v1/monitoring/instances/"+id, nil); got.status != http.StatusNotFound {
 				t.Errorf("tenant reads monitoring view: %d", got.status)
 			}
-			if got := admin.do("GET", "/internal/v1/monitoring/instances?limit=500", nil); got.status != http.StatusOK || !strings.Contains(string(got.body), id) {
+			for _, subject := range []string{"apikey:root", "service:scheduling", "service:provisioning"} {
+				other := &client{t: t, s: s, role: tenancy.RolePlatformAdmin, subject: subject}
+				for _, p := range []string{"/internal/v1/monitoring/instances/" + id, "/internal/v1/monitoring/instances"} {
+					if got := other.do("GET", p, nil); got.status != http.StatusNotFound || strings.Contains(string(got.body), "password") {
+						t.Errorf("platform admin %s reads %s: %d %s", subject, p, got.status, got.body)
+					}
+				}
+			}
+			if got := hc.do("GET", "/internal/v1/monitoring/instances?limit=500", nil); got.status != http.StatusOK || !strings.Contains(string(got.body), id) {
 				t.Errorf("monitoring list: %d %s", got.status, got.body)
 			}
 

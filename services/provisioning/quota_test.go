@@ -47,7 +47,7 @@ func newGatewayStandIn(t testing.TB) *gatewayStandIn {
 			_ = json.NewEncoder(w).Encode(q)
 		}
 	})
-	verified := tenancy.Middleware([]byte(testSecret))(mux)
+	verified := tenancy.Middleware(tenancy.AudienceGateway, []byte(testSecret))(mux)
 	g.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		g.calls.Add(1)
 		verified.ServeHTTP(w, r)

@@ -71,6 +71,9 @@ type Config struct {
 	Database string `yaml:"database" env:"SCHEDULING_DATABASE" default:"canopy_scheduling"`
 	// InternalSecret is the HMAC key the gateway signs identities with.
 	InternalSecret string `yaml:"internal_secret" env:"INTERNAL_SECRET"`
+	// InternalSecretPrevious, during a rotation, is the secret being replaced:
+	// still accepted on incoming requests, never used to sign (docs/security.md).
+	InternalSecretPrevious string `yaml:"internal_secret_previous" env:"INTERNAL_SECRET_PREVIOUS"`
 	// InventoryFile is loaded when the inventory is empty (first start);
 	// a missing file is logged and skipped.
 	InventoryFile string `yaml:"inventory_file" env:"SCHEDULING_INVENTORY_FILE" default:"deploy/inventory/dev.yaml"`
@@ -132,6 +135,9 @@ func (c Config) Validate() error {
 	}
 	if len(c.InternalSecret) < MinSecretLen {
 		errs = append(errs, fmt.Errorf("internal_secret (CANOPY_INTERNAL_SECRET) must be at least %d bytes, shared with the gateway", MinSecretLen))
+	}
+	if c.InternalSecretPrevious != "" && len(c.InternalSecretPrevious) < MinSecretLen {
+		errs = append(errs, fmt.Errorf("internal_secret_previous (CANOPY_INTERNAL_SECRET_PREVIOUS) must be empty or at least %d bytes", MinSecretLen))
 	}
 	if err := c.Scheduler.Placement.WithDefaults().Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("scheduler.placement: %w", err))
@@ -340,7 +346,7 @@ func (s *Service) handler(repo *mysqlrepo.Repo, sched *scheduler.Scheduler) (htt
 		return nil, err
 	}
 	r := httpx.NewRouter(s.logger)
-	r.With(tenancy.Middleware([]byte(s.cfg.InternalSecret))).Mount(httpapi.Prefix, api.Routes())
+	r.With(tenancy.Middleware(tenancy.AudienceScheduling, []byte(s.cfg.InternalSecret), []byte(s.cfg.InternalSecretPrevious))).Mount(httpapi.Prefix, api.Routes())
 	return r, nil
 }
 

@@ -34,8 +34,9 @@ type client struct {
 func (c client) do(method, path string, body any) (int, map[string]any) {
 	c.t.Helper()
 	var rd io.Reader
+	var b []byte
 	if body != nil {
-		b, _ := json.Marshal(body)
+		b, _ = json.Marshal(body)
 		rd = bytes.NewReader(b)
 	}
 	req, _ := http.NewRequest(method, c.base+path, rd)
@@ -47,7 +48,7 @@ func (c client) do(method, path string, body any) (int, map[string]any) {
 		if c.role != tenancy.RolePlatformAdmin {
 			p.Tenant = "acme"
 		}
-		tenancy.Sign(req.Header, []byte(secret), p, time.Now())
+		tenancy.NewSigner([]byte(secret)).SignRequest(req, b, tenancy.AudienceScheduling, p)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -1,7 +1,12 @@
 package osb
 
 import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -30,6 +35,10 @@ func NewForwarder(base string, secret []byte) (*Forwarder, error) {
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(u)
 			pr.Out.Host = u.Host
+			// Signed here, where the outbound path is final.
+			if s, ok := pr.Out.Context().Value(signingKey{}).(signing); ok {
+				f.signer.Sign(pr.Out.Header, pr.Out.Method, pr.Out.URL.RequestURI(), s.bodyHash, tenancy.AudienceProvisioning, s.p)
+			}
 		},
 		Transport: &http.Transport{MaxIdleConnsPerHost: 16, IdleConnTimeout: 90 * time.Second, ResponseHeaderTimeout: 60 * time.Second},
 		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, _ error) {
@@ -53,13 +62,41 @@ func (f *Forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			"this broker credential is not bound to a tenant; provisioning needs a tenant-bound credential (see docs/osb.md)")
 		return
 	}
-	out := r.Clone(r.Context())
+	// The signature covers the body: buffer it (the router bounds its size).
+	bh := tenancy.EmptyBodyHash
+	var body []byte
+	if r.Body != nil && r.Body != http.NoBody {
+		var err error
+		if body, err = io.ReadAll(r.Body); err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				writeError(w, http.StatusRequestEntityTooLarge, "BadRequest", "request body too large")
+				return
+			}
+			writeError(w, http.StatusBadRequest, "BadRequest", "could not read the request body")
+			return
+		}
+		bh = sha256.Sum256(body)
+	}
+	p := tenancy.Principal{Tenant: cred.Tenant, Role: tenancy.RoleTenantMember, Subject: "osb:" + cred.ID}
+	out := r.Clone(context.WithValue(r.Context(), signingKey{}, signing{p: p, bodyHash: bh}))
 	for k := range out.Header {
 		if len(k) > 9 && http.CanonicalHeaderKey(k[:9]) == "X-Canopy-" {
 			out.Header.Del(k)
 		}
 	}
 	out.Header.Del("Authorization")
-	f.signer.Sign(out.Header, tenancy.Principal{Tenant: cred.Tenant, Role: tenancy.RoleTenantMember, Subject: "osb:" + cred.ID}, time.Now())
+	out.Body, out.ContentLength = http.NoBody, 0
+	if len(body) > 0 {
+		out.Body, out.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+	}
 	f.proxy.ServeHTTP(w, out)
 }
+
+// signing is what Rewrite signs the outbound request with.
+type signing struct {
+	p        tenancy.Principal
+	bodyHash [sha256.Size]byte
+}
+
+type signingKey struct{}

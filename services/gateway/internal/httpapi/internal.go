@@ -3,8 +3,10 @@ package httpapi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/go-chi/chi/v5"
@@ -14,9 +16,10 @@ import (
 	"github.com/canopy-platform/canopy/services/gateway/internal/tenant"
 )
 
-// InternalPrefix is the path prefix of the service-to-service API. Requests
-// under it never reach the public router (API keys, proxied routes); they
-// must carry identity headers signed with the internal secret.
+// InternalPrefix is the path prefix of the service-to-service API. It is
+// served only on the gateway's internal listener; on the public one requests
+// under it get a 404 and never reach the public router (API keys, proxied
+// routes). They must carry identity headers signed with the internal secret.
 const InternalPrefix = "/internal/"
 
 // ProblemUnknownTenant is the problem type of the internal API's 404 for a
@@ -32,9 +35,10 @@ type TenantReader interface {
 // InternalDeps are the internal API's collaborators.
 type InternalDeps struct {
 	Store TenantReader
-	// Secret is the internal secret the services sign their requests with.
-	Secret []byte
-	Logger *slog.Logger
+	// Secrets are the internal secrets the services sign their requests with:
+	// the current one first, then the previous one during a rotation.
+	Secrets [][]byte
+	Logger  *slog.Logger
 	// RouterOptions are passed to httpx.NewRouter.
 	RouterOptions []httpx.RouterOption
 }
@@ -43,43 +47,54 @@ type InternalDeps struct {
 //
 //	GET /internal/v1/tenants/{id}/quota  the stored quota (provisioning enforces it)
 //
-// Only requests signed with the internal secret (tenancy.Middleware) by a
-// platform-admin identity are served; API keys are not accepted here.
+// Only requests signed with an internal secret for the gateway audience
+// (tenancy.Verifier) by the services that need a route are served: quotas by
+// service:provisioning and service:catalog. API keys, and the gateway's own
+// signatures of API-key callers (platform admins included), are not accepted.
 func NewInternalHandler(d InternalDeps) (http.Handler, error) {
-	if d.Store == nil || d.Logger == nil || len(d.Secret) == 0 {
+	if d.Store == nil || d.Logger == nil {
 		return nil, errors.New("new gateway internal handler: missing dependency")
+	}
+	verifier, err := tenancy.NewVerifier(tenancy.VerifierConfig{Audience: tenancy.AudienceGateway, Secrets: d.Secrets})
+	if err != nil {
+		return nil, fmt.Errorf("new gateway internal handler: %w", err)
 	}
 	h := &internalAPI{store: d.Store, log: d.Logger}
 	r := httpx.NewRouter(d.Logger, d.RouterOptions...)
 	r.Route("/internal/v1", func(r chi.Router) {
-		r.Use(tenancy.Middleware(d.Secret), requirePlatformAdmin)
-		r.Get("/tenants/{id}/quota", h.quota)
+		r.Use(verifier.Middleware)
+		r.With(requireService("service:provisioning", "service:catalog")).Get("/tenants/{id}/quota", h.quota)
 	})
 	return r, nil
 }
 
-// WithInternal sends requests under InternalPrefix to internal and all
-// others to public, so the public router (and its proxy) never sees them.
-func WithInternal(public, internal http.Handler) http.Handler {
+// WithoutInternal answers 404 for every path under InternalPrefix and passes
+// the others to public: the public listener must not even reveal whether an
+// internal route exists, so the request stops before API-key authentication.
+func WithoutInternal(public http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.Path, InternalPrefix) {
-			internal.ServeHTTP(w, r)
+		if strings.HasPrefix(r.URL.Path, InternalPrefix) || r.URL.Path+"/" == InternalPrefix {
+			httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusNotFound, "no such resource"))
 			return
 		}
 		public.ServeHTTP(w, r)
 	})
 }
 
-// requirePlatformAdmin refuses verified identities other than platform-admin:
-// the internal API answers for every tenant, so only services may call it.
-func requirePlatformAdmin(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if p, ok := tenancy.PrincipalFrom(r.Context()); !ok || p.Role != tenancy.RolePlatformAdmin {
-			httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusForbidden, "the internal API is for Canopy's services only"))
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
+// requireService refuses verified identities other than the platform-admin
+// service identities in subjects: the internal API answers for every tenant,
+// so only the services that need a route may call it.
+func requireService(subjects ...string) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			p, ok := tenancy.PrincipalFrom(r.Context())
+			if !ok || p.Role != tenancy.RolePlatformAdmin || !slices.Contains(subjects, p.Subject) {
+				httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusForbidden, "this internal route is for other Canopy services only"))
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
 }
 
 type internalAPI struct {

@@ -55,16 +55,20 @@ type Store interface {
 
 // Middleware applies idempotency keys.
 type Middleware struct {
-	store  Store
-	aead   cipher.AEAD
+	store Store
+	aead  cipher.AEAD
+	// opens are the AEADs of the previous secrets, tried after aead so that
+	// responses sealed before a secret rotation can still be replayed.
+	opens  []cipher.AEAD
 	ttl    time.Duration
 	logger *slog.Logger
 	now    func() time.Time
 }
 
 // New returns a Middleware whose stored responses are sealed with a key
-// derived from secret and kept for ttl.
-func New(store Store, secret []byte, ttl time.Duration, logger *slog.Logger, now func() time.Time) (*Middleware, error) {
+// derived from secret and kept for ttl. Responses sealed under one of
+// previous (the internal secret before a rotation) are still opened.
+func New(store Store, secret []byte, previous [][]byte, ttl time.Duration, logger *slog.Logger, now func() time.Time) (*Middleware, error) {
 	if store == nil || logger == nil || len(secret) == 0 {
 		return nil, errors.New("new idempotency middleware: nil store, logger or secret")
 	}
@@ -74,17 +78,32 @@ func New(store Store, secret []byte, ttl time.Duration, logger *slog.Logger, now
 	if ttl <= 0 {
 		ttl = 24 * time.Hour
 	}
+	aead, err := newAEAD(secret)
+	if err != nil {
+		return nil, fmt.Errorf("new idempotency middleware: %w", err)
+	}
+	m := &Middleware{store: store, aead: aead, ttl: ttl, logger: logger, now: now}
+	for _, p := range previous {
+		if len(p) == 0 {
+			continue
+		}
+		a, err := newAEAD(p)
+		if err != nil {
+			return nil, fmt.Errorf("new idempotency middleware: %w", err)
+		}
+		m.opens = append(m.opens, a)
+	}
+	return m, nil
+}
+
+func newAEAD(secret []byte) (cipher.AEAD, error) {
 	mac := hmac.New(sha256.New, secret)
 	mac.Write([]byte("canopy gateway idempotency v1"))
 	block, err := aes.NewCipher(mac.Sum(nil))
 	if err != nil {
-		return nil, fmt.Errorf("new idempotency middleware: %w", err)
+		return nil, err
 	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		return nil, fmt.Errorf("new idempotency middleware: %w", err)
-	}
-	return &Middleware{store: store, aead: aead, ttl: ttl, logger: logger, now: now}, nil
+	return cipher.NewGCM(block)
 }
 
 func validKey(k string) bool {
@@ -220,6 +239,12 @@ func (m *Middleware) open(sealed []byte) ([]byte, error) {
 		return nil, errors.New("open sealed response: too short")
 	}
 	plain, err := m.aead.Open(nil, sealed[:n], sealed[n:], nil)
+	for _, a := range m.opens {
+		if err == nil {
+			break
+		}
+		plain, err = a.Open(nil, sealed[:n], sealed[n:], nil)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open sealed response: %w", err)
 	}

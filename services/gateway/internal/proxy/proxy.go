@@ -10,7 +10,9 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -41,7 +43,8 @@ type roundTripper interface {
 
 // Upstream is one service the gateway forwards to.
 type Upstream struct {
-	// Name labels metrics and breakers, e.g. "catalog".
+	// Name labels metrics and breakers, e.g. "catalog", and is the audience
+	// the identity is signed for (tenancy.AudienceCatalog).
 	Name string
 	// URL is the service's base URL, e.g. http://127.0.0.1:8082.
 	URL string
@@ -99,7 +102,6 @@ type Target struct {
 	cfg       Config
 	signer    *tenancy.Signer
 	logger    *slog.Logger
-	now       func() time.Time
 	requests  *prometheus.CounterVec
 	duration  prometheus.Observer
 	retryOpen string
@@ -154,7 +156,7 @@ func New(cfg Config, upstreams []Upstream, secret []byte, m *Metrics, logger *sl
 		}
 		t := &Target{
 			name: u.Name, scheme: pu.Scheme, host: pu.Host, basePath: strings.TrimSuffix(pu.Path, "/"),
-			cfg: cfg, signer: signer, logger: logger, now: time.Now,
+			cfg: cfg, signer: signer, logger: logger,
 			requests:  m.requests.MustCurryWith(prometheus.Labels{"upstream": u.Name}),
 			duration:  m.duration.WithLabelValues(u.Name),
 			retryOpen: strconv.Itoa(max(1, int(cfg.BreakerOpenFor/time.Second))),
@@ -241,7 +243,7 @@ func (t *Target) serve(w http.ResponseWriter, r *http.Request, sign bool) {
 		return
 	}
 	start := time.Now()
-	resp, err := t.roundTrip(r.Context(), out)
+	resp, err := t.roundTrip(r.Context(), out, sign)
 	t.duration.Observe(time.Since(start).Seconds())
 	if err != nil {
 		done(err)
@@ -334,18 +336,43 @@ func (t *Target) outbound(r *http.Request, sign bool) (*http.Request, error) {
 	} else {
 		h["X-Forwarded-Proto"] = []string{"http"}
 	}
+	out.Header = h
+	if r.ContentLength == 0 {
+		out.Body = http.NoBody
+	}
 	if sign {
 		p, ok := tenancy.PrincipalFrom(r.Context())
 		if !ok {
 			return nil, httpx.NewProblem(http.StatusUnauthorized, "authentication required")
 		}
-		t.signer.Sign(h, p, t.now())
-	}
-	out.Header = h
-	if r.ContentLength == 0 {
-		out.Body = http.NoBody
+		bh := tenancy.EmptyBodyHash
+		if out.Body != nil && out.Body != http.NoBody {
+			// The signature covers the body, so it is buffered (the router
+			// bounds it by MaxBodyBytes) and hashed before anything is sent.
+			body, err := io.ReadAll(out.Body)
+			if err != nil {
+				var mbe *http.MaxBytesError
+				if errors.As(err, &mbe) {
+					return nil, httpx.NewProblem(http.StatusRequestEntityTooLarge, "request body too large")
+				}
+				return nil, httpx.NewProblem(http.StatusBadRequest, "could not read the request body")
+			}
+			bh = sha256.Sum256(body)
+			out.Body = io.NopCloser(bytes.NewReader(body))
+			out.ContentLength = int64(len(body))
+			if len(body) == 0 {
+				out.Body = http.NoBody
+			}
+		}
+		t.sign(out, p, bh)
 	}
 	return out, nil
+}
+
+// sign (re)signs out for t's audience; every attempt of a retried request
+// gets its own nonce, so the upstream's replay cache never refuses a retry.
+func (t *Target) sign(out *http.Request, p tenancy.Principal, bodyHash [sha256.Size]byte) {
+	t.signer.Sign(out.Header, out.Method, out.URL.RequestURI(), bodyHash, t.name, p)
 }
 
 // w3cRequestID returns the request id the gateway assigned (echoed in the
@@ -357,7 +384,7 @@ func w3cRequestID(r *http.Request) string {
 	return r.Header.Get(httpx.RequestIDHeader)
 }
 
-func (t *Target) roundTrip(ctx context.Context, out *http.Request) (*http.Response, error) {
+func (t *Target) roundTrip(ctx context.Context, out *http.Request, sign bool) (*http.Response, error) {
 	resp, err := t.transport.RoundTrip(out)
 	idempotent := (out.Method == http.MethodGet || out.Method == http.MethodHead) && out.Body == http.NoBody
 	if err == nil || !idempotent || t.cfg.Retries == 0 || !isConnError(err) {
@@ -366,7 +393,14 @@ func (t *Target) roundTrip(ctx context.Context, out *http.Request) (*http.Respon
 	// The fast path above allocates nothing for retries; only a failed dial
 	// of an idempotent request pays for the backoff.
 	policy := retry.Policy{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond, Multiplier: 2, MaxTries: t.cfg.Retries}
+	var p tenancy.Principal
+	if sign {
+		p, _ = tenancy.PrincipalFrom(out.Context()) // outbound checked it is there
+	}
 	err = retry.Do(ctx, policy, func(context.Context) error {
+		if sign {
+			t.sign(out, p, tenancy.EmptyBodyHash) // idempotent requests have no body
+		}
 		var err error
 		resp, err = t.transport.RoundTrip(out)
 		if err != nil && !isConnError(err) {

@@ -61,6 +61,10 @@ type listResponse struct {
 // ErrNotFound is returned for an instance provisioning does not know.
 var ErrNotFound = errors.New("instance not found at provisioning")
 
+// Identity is who the health checker is to provisioning: the one identity
+// provisioning serves monitor credentials to.
+var Identity = tenancy.Principal{Role: tenancy.RolePlatformAdmin, Subject: "service:healthcheck"}
+
 // Client talks to provisioning.
 type Client struct {
 	base   string
@@ -87,7 +91,7 @@ func (c *Client) get(ctx context.Context, path string, dst any) error {
 	if err != nil {
 		return err
 	}
-	c.signer.Sign(req.Header, tenancy.Principal{Role: tenancy.RolePlatformAdmin, Subject: "service:healthcheck"}, time.Now())
+	c.signer.SignRequest(req, nil, tenancy.AudienceProvisioning, Identity)
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return fmt.Errorf("GET %s: %w", path, err)

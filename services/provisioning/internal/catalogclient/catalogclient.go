@@ -61,7 +61,7 @@ type Resources struct {
 // Client calls the catalog.
 type Client struct {
 	base   string
-	secret []byte
+	signer *tenancy.Signer
 	http   *http.Client
 }
 
@@ -77,7 +77,7 @@ func New(base string, secret []byte, hc *http.Client) (*Client, error) {
 	if hc == nil {
 		hc = &http.Client{Timeout: 10 * time.Second}
 	}
-	return &Client{base: strings.TrimRight(base, "/"), secret: secret, http: hc}, nil
+	return &Client{base: strings.TrimRight(base, "/"), signer: tenancy.NewSigner(secret), http: hc}, nil
 }
 
 // Plan fetches plan id on behalf of p.
@@ -87,7 +87,7 @@ func (c *Client) Plan(ctx context.Context, p tenancy.Principal, id string) (Plan
 		return Plan{}, fmt.Errorf("get plan %s: %w", id, err)
 	}
 	req.Header.Set("Accept", "application/json")
-	tenancy.Sign(req.Header, c.secret, p, time.Now())
+	c.signer.SignRequest(req, nil, tenancy.AudienceCatalog, p)
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return Plan{}, fmt.Errorf("get plan %s: %w", id, err)

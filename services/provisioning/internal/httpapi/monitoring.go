@@ -14,11 +14,15 @@ import (
 	"github.com/canopy-platform/canopy/services/provisioning/internal/mysqlrepo"
 )
 
-// MonitoringPath is the internal, platform-admin-only view the health checker
-// reads its targets from: every node of every running instance with the
-// least-privilege monitor account. The gateway does not route it, so only
-// services holding the internal secret reach it; tenants never see it.
+// MonitoringPath is the internal view the health checker reads its targets
+// from: every node of every running instance with the least-privilege monitor
+// account. The gateway does not route it, and it answers only MonitorReader's
+// signed identity (for the provisioning audience), never another service's nor
+// a platform admin's API-key identity forwarded by the gateway.
 const MonitoringPath = "/internal/v1/monitoring/instances"
+
+// MonitorReader is the only identity served monitor credentials.
+const MonitorReader = "service:healthcheck"
 
 type monitoredNode struct {
 	ID      string `json:"id"`
@@ -52,13 +56,13 @@ func toMonitored(in *instance.Instance) monitoredInstance {
 	return m
 }
 
-func platformAdmin(w http.ResponseWriter, r *http.Request) bool {
+func monitorReader(w http.ResponseWriter, r *http.Request) bool {
 	p, ok := tenancy.PrincipalFrom(r.Context())
 	if !ok {
 		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusUnauthorized, "missing identity"))
 		return false
 	}
-	if p.Role != tenancy.RolePlatformAdmin {
+	if p.Role != tenancy.RolePlatformAdmin || p.Subject != MonitorReader {
 		// Monitor credentials exist for Canopy's own services only.
 		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusNotFound, "no such resource"))
 		return false
@@ -67,7 +71,7 @@ func platformAdmin(w http.ResponseWriter, r *http.Request) bool {
 }
 
 func (h *Handler) listMonitored(w http.ResponseWriter, r *http.Request) {
-	if !platformAdmin(w, r) {
+	if !monitorReader(w, r) {
 		return
 	}
 	limit := 100
@@ -100,7 +104,7 @@ func (h *Handler) listMonitored(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) getMonitored(w http.ResponseWriter, r *http.Request) {
-	if !platformAdmin(w, r) {
+	if !monitorReader(w, r) {
 		return
 	}
 	in, err := h.repo.GetAnyTenant(r.Context(), chi.URLParam(r, "id"))

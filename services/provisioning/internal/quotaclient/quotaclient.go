@@ -149,7 +149,7 @@ func (c *Client) fetch(ctx context.Context, tenant string) (entry, error) {
 		return fail("%v", err)
 	}
 	req.Header.Set("Accept", "application/json")
-	c.signer.Sign(req.Header, Identity, c.cfg.Now())
+	c.signer.SignRequest(req, nil, tenancy.AudienceGateway, Identity)
 	resp, err := c.cfg.HTTP.Do(req)
 	if err != nil {
 		return fail("%v", err)

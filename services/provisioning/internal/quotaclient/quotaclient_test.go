@@ -58,7 +58,7 @@ func newGateway(t *testing.T) *gatewayStandIn {
 			_, _ = w.Write([]byte(body))
 		}
 	})
-	verified := tenancy.Middleware([]byte(secret))(mux)
+	verified := tenancy.Middleware(tenancy.AudienceGateway, []byte(secret))(mux)
 	g.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		g.calls.Add(1)
 		verified.ServeHTTP(w, r)

@@ -22,7 +22,7 @@ import (
 // Client reads plans from the catalog.
 type Client struct {
 	base   string
-	secret []byte
+	signer *tenancy.Signer
 	http   *http.Client
 }
 
@@ -32,7 +32,7 @@ func New(baseURL string, secret []byte) (*Client, error) {
 	if err != nil || u.Scheme == "" || u.Host == "" {
 		return nil, fmt.Errorf("planclient: invalid catalog url %q", baseURL)
 	}
-	return &Client{base: strings.TrimSuffix(baseURL, "/"), secret: secret, http: &http.Client{Timeout: 5 * time.Second}}, nil
+	return &Client{base: strings.TrimSuffix(baseURL, "/"), signer: tenancy.NewSigner(secret), http: &http.Client{Timeout: 5 * time.Second}}, nil
 }
 
 type planView struct {
@@ -58,7 +58,7 @@ func (c *Client) Resolve(ctx context.Context, planID string) (httpapi.PlanShape,
 	if err != nil {
 		return httpapi.PlanShape{}, err
 	}
-	tenancy.Sign(req.Header, c.secret, tenancy.Principal{Role: tenancy.RolePlatformAdmin, Subject: "service:scheduling"}, time.Now())
+	c.signer.SignRequest(req, nil, tenancy.AudienceCatalog, tenancy.Principal{Role: tenancy.RolePlatformAdmin, Subject: "service:scheduling"})
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return httpapi.PlanShape{}, fmt.Errorf("read plan %s from catalog: %w", planID, err)

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
-	"time"
 
 	"github.com/canopy-platform/canopy/libs/tenancy"
 	"github.com/canopy-platform/canopy/services/scheduling/internal/httpapi"
@@ -15,9 +14,9 @@ import (
 
 func TestResolve(t *testing.T) {
 	secret := []byte("0123456789abcdef")
-	catalog := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, err := tenancy.Verify(r.Header, secret, time.Now(), time.Minute)
-		if err != nil || p.Role != tenancy.RolePlatformAdmin {
+	catalog := httptest.NewServer(tenancy.Middleware(tenancy.AudienceCatalog, secret)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, _ := tenancy.PrincipalFrom(r.Context())
+		if p.Role != tenancy.RolePlatformAdmin || p.Subject != "service:scheduling" {
 			w.WriteHeader(http.StatusUnauthorized)
 			return
 		}
@@ -28,7 +27,7 @@ func TestResolve(t *testing.T) {
 		default:
 			w.WriteHeader(http.StatusNotFound)
 		}
-	}))
+	})))
 	defer catalog.Close()
 	c, err := New(catalog.URL, secret)
 	if err != nil {
