@@ -107,8 +107,10 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
 	t.Cleanup(func() {
 		ctx := context.Background()
-		if keys, err := rdb.Keys(ctx, "rate:"+cfg.RateLimitPrefix+"*").Result(); err == nil && len(keys) > 0 {
-			rdb.Del(ctx, keys...)
+		for _, pattern := range []string{"rate:" + cfg.RateLimitPrefix + "*", cfg.RateLimitPrefix + "*"} {
+			if keys, err := rdb.Keys(ctx, pattern).Result(); err == nil && len(keys) > 0 {
+				rdb.Del(ctx, keys...)
+			}
 		}
 		_ = rdb.Close()
 	})
