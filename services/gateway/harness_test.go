@@ -56,7 +56,12 @@ func newUpstream(t testing.TB, body []byte) *upstream {
 	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u.calls.Add(1)
 		if strings.HasPrefix(r.URL.Path, "/v2/") {
-			// OSB: no gateway identity; the service checks Basic auth itself.
+			// OSB: no gateway identity; the service checks Basic auth itself
+			// (here: every password but "wrong" is right).
+			if _, pass, _ := r.BasicAuth(); pass == "wrong" {
+				w.WriteHeader(http.StatusUnauthorized)
+				return
+			}
 			w.Header().Set("X-Seen-Authorization", r.Header.Get("Authorization"))
 			w.Header().Set("X-Seen-Role", r.Header.Get(tenancy.RoleHeader))
 			w.Header().Set("Content-Type", "application/json")
