@@ -85,6 +85,10 @@ type Config struct {
 	// AuthFailureWindow before it is refused with 429, without lookups.
 	AuthFailures      int           `yaml:"auth_failures" env:"GATEWAY_AUTH_FAILURES" default:"20"`
 	AuthFailureWindow time.Duration `yaml:"auth_failure_window" env:"GATEWAY_AUTH_FAILURE_WINDOW" default:"1m"`
+	// TrustedProxies are the CIDRs (or addresses) of proxies in front of the
+	// gateway (load balancer, ingress) whose X-Forwarded-For is believed
+	// when telling clients apart; empty uses the TCP peer.
+	TrustedProxies []string `yaml:"trusted_proxies" env:"GATEWAY_TRUSTED_PROXIES"`
 	// RateLimitPrefix namespaces the limiter's Redis keys.
 	RateLimitPrefix string `yaml:"rate_limit_prefix" env:"GATEWAY_RATE_LIMIT_PREFIX" default:"canopy:gateway:rl:"`
 	// KeyCacheTTL is how long other replicas may keep honouring a revoked key
@@ -145,6 +149,9 @@ func (c Config) Validate() error {
 	}
 	if c.AuthFailures < 1 || c.AuthFailureWindow <= 0 {
 		errs = append(errs, errors.New("auth_failures and auth_failure_window must be positive"))
+	}
+	if _, err := auththrottle.NewResolver(c.TrustedProxies); err != nil {
+		errs = append(errs, err)
 	}
 	if c.UpstreamTimeout <= 0 || c.BreakerOpenFor <= 0 || c.KeyCacheTTL <= 0 {
 		errs = append(errs, errors.New("upstream_timeout, breaker_open_for and key_cache_ttl must be positive"))
@@ -246,6 +253,10 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new gateway: %w", err)
 	}
+	addrs, err := auththrottle.NewResolver(cfg.TrustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("new gateway: %w", err)
+	}
 	metrics, err := proxy.NewMetrics(deps.Registry)
 	if err != nil {
 		return nil, fmt.Errorf("new gateway: %w", err)
@@ -281,7 +292,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		opts = append(opts, httpx.WithoutTracing())
 	}
 	handler, err := httpapi.NewHandler(httpapi.Deps{
-		Store: repo, Auth: auth, Limiter: limiter, Throttle: throttle,
+		Store: repo, Auth: auth, Limiter: limiter, Throttle: throttle, Addrs: addrs,
 		DefaultLimit: tenant.RateLimit{RPS: cfg.RateLimitRPS, Burst: cfg.RateLimitBurst},
 		Proxy:        px, Routes: Routes(), Audit: rec, Idempotency: idem, OpenAPI: spec,
 		Logger: logger, Now: deps.Now, RouterOptions: opts, LimitCacheTTL: cfg.KeyCacheTTL,

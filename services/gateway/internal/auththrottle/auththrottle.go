@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -176,18 +177,92 @@ func (t *Throttle) verdict(addr string, n int64, ttl time.Duration) error {
 
 func (t *Throttle) key(addr string) string { return t.cfg.Prefix + "authfail:" + addr }
 
-// ClientAddr returns the throttling address of a connection's remote address
-// ("host:port" or a bare host): the IP, or for IPv6 its /64 network, since
-// one client is usually given a whole /64 and could rotate through it.
+// Resolver picks the address a request is throttled by: the TCP peer, or,
+// when the peer is a trusted proxy (a load balancer, an ingress), the
+// nearest address in X-Forwarded-For that is not one. Without trusted
+// proxies every client behind an ingress would share the ingress's address,
+// and one client's failures would lock out all of them.
+type Resolver struct {
+	trusted []netip.Prefix
+}
+
+// NewResolver returns a Resolver trusting the proxies in the given CIDRs
+// (or single addresses).
+func NewResolver(trusted []string) (*Resolver, error) {
+	r := &Resolver{}
+	for _, s := range trusted {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil {
+				return nil, fmt.Errorf("trusted proxy %q: not a CIDR or an IP address", s)
+			}
+			p = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
+		}
+		r.trusted = append(r.trusted, p.Masked())
+	}
+	return r, nil
+}
+
+// Addr returns the throttling address of a request from remoteAddr (the
+// peer, "host:port") carrying the X-Forwarded-For header values
+// forwardedFor. Entries are read right to left, since only those appended
+// by trusted proxies can be believed; an unparsable entry ends the walk.
+func (r *Resolver) Addr(remoteAddr string, forwardedFor []string) string {
+	peer, ok := parseHost(remoteAddr)
+	if !ok {
+		return remoteAddr
+	}
+	client := peer
+	if r.isTrusted(client) {
+	walk:
+		for i := len(forwardedFor) - 1; i >= 0; i-- {
+			hops := strings.Split(forwardedFor[i], ",")
+			for j := len(hops) - 1; j >= 0; j-- {
+				hop, ok := parseHost(strings.TrimSpace(hops[j]))
+				if !ok {
+					break walk
+				}
+				client = hop
+				if !r.isTrusted(hop) {
+					break walk
+				}
+			}
+		}
+	}
+	return addrKey(client)
+}
+
+func (r *Resolver) isTrusted(a netip.Addr) bool {
+	for _, p := range r.trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// ClientAddr is the throttling address of a peer ("host:port" or a bare
+// host) without trusted proxies.
 func ClientAddr(remote string) string {
-	ap, err := netip.ParseAddrPort(remote)
-	var ip netip.Addr
-	if err == nil {
-		ip = ap.Addr()
-	} else if ip, err = netip.ParseAddr(remote); err != nil {
+	a, ok := parseHost(remote)
+	if !ok {
 		return remote
 	}
-	ip = ip.Unmap()
+	return addrKey(a)
+}
+
+func parseHost(s string) (netip.Addr, bool) {
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap.Addr().Unmap(), true
+	}
+	a, err := netip.ParseAddr(s)
+	return a.Unmap(), err == nil
+}
+
+// addrKey is an IP, or for IPv6 its /64 network, since one client is
+// usually given a whole /64 and could rotate through it.
+func addrKey(ip netip.Addr) string {
 	if ip.Is6() {
 		if p, err := ip.Prefix(64); err == nil {
 			return p.String()

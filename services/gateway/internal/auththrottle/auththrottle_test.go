@@ -98,3 +98,35 @@ func TestClientAddr(t *testing.T) {
 		}
 	}
 }
+
+func TestResolverTrustsOnlyConfiguredProxies(t *testing.T) {
+	r, err := NewResolver([]string{"10.0.0.0/8", "2001:db8:ffff::1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		remote string
+		xff    []string
+		want   string
+	}{
+		{"direct client", "192.0.2.1:5555", nil, "192.0.2.1"},
+		{"direct client's X-Forwarded-For is ignored", "192.0.2.1:5555", []string{"198.51.100.1"}, "192.0.2.1"},
+		{"through the ingress", "10.1.2.3:80", []string{"198.51.100.1"}, "198.51.100.1"},
+		{"spoofed left entries are skipped", "10.1.2.3:80", []string{"1.1.1.1, 198.51.100.1"}, "198.51.100.1"},
+		{"two trusted hops", "10.1.2.3:80", []string{"198.51.100.1", "10.9.9.9"}, "198.51.100.1"},
+		{"trusted IPv6 proxy", "[2001:db8:ffff::1]:443", []string{"2001:db8:1:2::99"}, "2001:db8:1:2::/64"},
+		{"garbage ends the walk", "10.1.2.3:80", []string{"198.51.100.1, not-an-ip"}, "10.1.2.3"},
+		{"only trusted hops", "10.1.2.3:80", []string{"10.4.4.4"}, "10.4.4.4"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := r.Addr(tt.remote, tt.xff); got != tt.want {
+				t.Fatalf("Addr(%q, %q) = %q, want %q", tt.remote, tt.xff, got, tt.want)
+			}
+		})
+	}
+	if _, err := NewResolver([]string{"not a cidr"}); err == nil {
+		t.Fatal("a bad trusted proxy was accepted")
+	}
+}

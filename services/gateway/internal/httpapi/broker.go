@@ -57,7 +57,7 @@ func brokerPrincipal(r *http.Request) (tenancy.Principal, bool) {
 // brokerGuard throttles, rate limits and counts the failures of OSB calls.
 func (a *api) brokerGuard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		addr := auththrottle.ClientAddr(r.RemoteAddr)
+		addr := a.clientAddr(r)
 		if d, blocked := a.Throttle.Blocked(addr); blocked {
 			a.brokerTooManyFailures(w, d)
 			return

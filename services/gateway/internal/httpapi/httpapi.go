@@ -63,7 +63,10 @@ type Deps struct {
 	Limiter *ratelimit.Limiter
 	// Throttle counts failed authentications per client address and
 	// refuses an address over its limit before any lookup.
-	Throttle     *auththrottle.Throttle
+	Throttle *auththrottle.Throttle
+	// Addrs picks a request's client address behind trusted proxies; nil
+	// uses the TCP peer.
+	Addrs        *auththrottle.Resolver
 	DefaultLimit tenant.RateLimit
 	Proxy        *proxy.Proxy
 	Routes       []Route
@@ -162,7 +165,7 @@ func NewHandler(d Deps) (http.Handler, error) {
 // key is looked up; every failure counts against the address.
 func (a *api) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		addr := auththrottle.ClientAddr(r.RemoteAddr)
+		addr := a.clientAddr(r)
 		if d, blocked := a.Throttle.Blocked(addr); blocked {
 			a.tooManyFailures(w, r, d)
 			return
@@ -233,6 +236,14 @@ func (a *api) allow(w http.ResponseWriter, r *http.Request, key string, lim rate
 		h.Set("Retry-After", strconv.Itoa(max(1, ceilSeconds(d.RetryAfter))))
 	}
 	return d.Allowed
+}
+
+// clientAddr is the address r's failed authentications count against.
+func (a *api) clientAddr(r *http.Request) string {
+	if a.Addrs == nil {
+		return auththrottle.ClientAddr(r.RemoteAddr)
+	}
+	return a.Addrs.Addr(r.RemoteAddr, r.Header.Values("X-Forwarded-For"))
 }
 
 // checkFailures asks the throttle about addr before a lookup; a Redis
