@@ -125,6 +125,13 @@ func TestAllInOneStartsAndStopsCleanly(t *testing.T) {
 	require.Equal(t, http.StatusUnprocessableEntity, status, "order over the gateway's vCPU quota: %v", out)
 	require.Equal(t, "vcpu", out["quota"], "%v", out)
 
+	// Broker credentials bind only to tenants the gateway knows (the catalog
+	// asks the gateway's internal API at the address it actually got).
+	status, out = call("POST", "/api/v1/catalog/broker-credentials", adminKey, map[string]any{"name": "cf-quota-test", "tenant": "quota-test"})
+	require.Equal(t, http.StatusCreated, status, "credential for a known tenant: %v", out)
+	status, out = call("POST", "/api/v1/catalog/broker-credentials", adminKey, map[string]any{"name": "cf-ghost", "tenant": "ghost"})
+	require.Equal(t, http.StatusUnprocessableEntity, status, "credential for an unknown tenant: %v", out)
+
 	// The embedded broker answers the Kafka protocol through the normal client.
 	conn, err := kafka.DialContext(ctx, "tcp", p.KafkaBrokers()[0])
 	require.NoError(t, err)

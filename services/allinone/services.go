@@ -105,15 +105,28 @@ func (p *Platform) buildCatalog(_ context.Context, w *wiring) (service, error) {
 	cfg.MySQLDSN = p.cfg.MySQLDSN
 	cfg.Database = p.cfg.DatabasePrefix + "catalog"
 	cfg.InternalSecret = w.secret
+	// Broker credentials are bound only to tenants the gateway knows; the
+	// gateway starts last and may listen on a random port (tests), so its
+	// address is resolved per check, like provisioning's quota reads.
+	cfg.GatewayURL = "http://" + p.cfg.gatewayInternalAddr()
 	pub, err := p.publisher(w, cfg.Kafka, "catalog")
 	if err != nil {
 		return service{}, err
 	}
-	svc, err := catalog.New(cfg, catalog.Deps{Logger: p.deps.Logger, Registry: obs.NewRegistry(), Publisher: pub})
+	svc, err := catalog.New(cfg, catalog.Deps{Logger: p.deps.Logger, Registry: obs.NewRegistry(), Publisher: pub, GatewayURL: p.gatewayURL})
 	if err != nil {
 		return service{}, err
 	}
 	return service{name: "catalog", run: svc.Run, ready: svc.Ready(), addr: svc.Addr}, nil
+}
+
+// gatewayURL is the base URL of the gateway's internal listener (where
+// /internal/v1 is served) once it listens, "" before.
+func (p *Platform) gatewayURL() string {
+	if a := p.GatewayInternalAddr(); a != "" {
+		return "http://" + a
+	}
+	return ""
 }
 
 func (p *Platform) buildScheduling(_ context.Context, w *wiring) (service, error) {
@@ -161,17 +174,11 @@ func (p *Platform) buildProvisioning(_ context.Context, w *wiring) (service, err
 	// got. Until it listens orders are refused with 503, and none can arrive
 	// then anyway, since the gateway is the only way in.
 	cfg.GatewayURL = "http://" + p.cfg.gatewayInternalAddr()
-	gatewayURL := func() string {
-		if a := p.GatewayInternalAddr(); a != "" {
-			return "http://" + a
-		}
-		return ""
-	}
 	pub, err := p.publisher(w, cfg.Kafka, "provisioning")
 	if err != nil {
 		return service{}, err
 	}
-	svc, err := provisioning.New(cfg, provisioning.Deps{Logger: p.deps.Logger, Registry: obs.NewRegistry(), Publisher: pub, GatewayURL: gatewayURL})
+	svc, err := provisioning.New(cfg, provisioning.Deps{Logger: p.deps.Logger, Registry: obs.NewRegistry(), Publisher: pub, GatewayURL: p.gatewayURL})
 	if err != nil {
 		return service{}, err
 	}

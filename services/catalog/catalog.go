@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"sync"
 	"time"
 
@@ -28,6 +29,7 @@ import (
 	"github.com/canopy-platform/canopy/services/catalog/internal/mysqlrepo"
 	"github.com/canopy-platform/canopy/services/catalog/internal/osb"
 	"github.com/canopy-platform/canopy/services/catalog/internal/plan"
+	"github.com/canopy-platform/canopy/services/catalog/internal/tenantclient"
 )
 
 // Defaults of Config.
@@ -58,6 +60,11 @@ type Config struct {
 	// ProvisioningURL is where OSB instance and binding calls are forwarded
 	// once the broker credential is checked; empty turns those routes off.
 	ProvisioningURL string `yaml:"provisioning_url" env:"PROVISIONING_URL" default:"http://127.0.0.1:8084"`
+	// GatewayURL is where the catalog checks that a tenant exists before it
+	// binds a broker credential to it (the gateway's internal API; refused
+	// with 503 when it cannot answer). Empty (YAML `gateway_url: ""`)
+	// binds credentials unchecked, for standalone runs without a gateway.
+	GatewayURL string `yaml:"gateway_url" env:"GATEWAY_URL" default:"http://127.0.0.1:8092"`
 	// Kafka configures the publisher main builds for the outbox relay.
 	Kafka eventbus.PublisherConfig `yaml:"kafka" envPrefix:"KAFKA_"`
 	// Relay tunes the outbox relay.
@@ -78,6 +85,7 @@ func DefaultConfig() Config {
 		Kafka:                eventbus.PublisherConfig{Brokers: []string{"127.0.0.1:9092"}, Source: mysqlrepo.Source},
 		Seed:                 true,
 		ProvisioningURL:      "http://127.0.0.1:8084",
+		GatewayURL:           "http://127.0.0.1:8092",
 		IdempotencyRetention: DefaultIdempotencyRetention,
 	}
 }
@@ -107,6 +115,9 @@ func (c Config) Validate() error {
 	if c.InternalSecretPrevious != "" && len(c.InternalSecretPrevious) < MinSecretLen {
 		errs = append(errs, fmt.Errorf("internal_secret_previous (CANOPY_INTERNAL_SECRET_PREVIOUS) must be empty or at least %d bytes", MinSecretLen))
 	}
+	if u, err := url.Parse(c.GatewayURL); c.GatewayURL != "" && (err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https")) {
+		errs = append(errs, fmt.Errorf("gateway_url %q must be an http(s) URL or empty", c.GatewayURL))
+	}
 	if c.IdempotencyRetention < time.Minute {
 		errs = append(errs, errors.New("idempotency_retention must be at least 1m"))
 	}
@@ -127,6 +138,9 @@ type Deps struct {
 	Publisher store.Publisher
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// GatewayURL, when set, overrides Config.GatewayURL with an address
+	// resolved per request (the all-in-one binary's gateway starts last).
+	GatewayURL func() string
 }
 
 // Service is a configured catalog, ready to Run.
@@ -247,7 +261,20 @@ func (s *Service) Run(ctx context.Context) error {
 // handler builds the HTTP routes: the public API behind the gateway's signed
 // identity, and the OSB API behind broker Basic auth.
 func (s *Service) handler(repo *mysqlrepo.Repo) (http.Handler, error) {
-	api, err := httpapi.New(repo, s.logger, s.deps.Now, nil)
+	var tenants httpapi.Tenants
+	if s.cfg.GatewayURL != "" {
+		base := s.deps.GatewayURL
+		if base == nil {
+			u := s.cfg.GatewayURL
+			base = func() string { return u }
+		}
+		tc, err := tenantclient.New(tenantclient.Config{BaseURL: base, Secret: []byte(s.cfg.InternalSecret)})
+		if err != nil {
+			return nil, err
+		}
+		tenants = tc
+	}
+	api, err := httpapi.New(repo, tenants, s.logger, s.deps.Now, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -86,6 +86,9 @@ func startWith(t *testing.T, storeCfg store.Config, change func(*catalog.Config)
 	cfg.Database = storeCfg.Database
 	cfg.InternalSecret = secret
 	cfg.Relay.PollInterval = 20 * time.Millisecond
+	// Broker credentials are checked against the gateway; the tests bind
+	// them to "acme".
+	cfg.GatewayURL = newGatewayStandIn(t, "acme").srv.URL
 	if change != nil {
 		change(&cfg)
 	}
@@ -685,6 +688,14 @@ func TestConfigValidate(t *testing.T) {
 	require.NoError(t, cfg.Validate())
 	cfg.Addr = "nowhere"
 	require.Error(t, cfg.Validate())
+
+	cfg = catalog.DefaultConfig()
+	cfg.InternalSecret = secret
+	require.Equal(t, "http://127.0.0.1:8092", cfg.GatewayURL, "the gateway internal listener, like provisioning's")
+	cfg.GatewayURL = "ftp://gateway"
+	require.ErrorContains(t, cfg.Validate(), "gateway_url")
+	cfg.GatewayURL = ""
+	require.NoError(t, cfg.Validate(), "empty: credentials are bound unchecked")
 
 	cfg = catalog.DefaultConfig()
 	cfg.InternalSecret = secret

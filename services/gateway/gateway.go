@@ -33,6 +33,7 @@ import (
 	"github.com/canopy-platform/canopy/libs/tenancy"
 	"github.com/canopy-platform/canopy/services/gateway/internal/apikey"
 	"github.com/canopy-platform/canopy/services/gateway/internal/audit"
+	"github.com/canopy-platform/canopy/services/gateway/internal/auththrottle"
 	"github.com/canopy-platform/canopy/services/gateway/internal/httpapi"
 	"github.com/canopy-platform/canopy/services/gateway/internal/idempotency"
 	"github.com/canopy-platform/canopy/services/gateway/internal/mysqlrepo"
@@ -88,6 +89,15 @@ type Config struct {
 	// RateLimitRPS and RateLimitBurst are the default per-tenant token bucket.
 	RateLimitRPS   int `yaml:"rate_limit_rps" env:"GATEWAY_RATE_LIMIT_RPS" default:"50"`
 	RateLimitBurst int `yaml:"rate_limit_burst" env:"GATEWAY_RATE_LIMIT_BURST" default:"100"`
+	// AuthFailures is how many failed authentications (bad API keys, bad or
+	// missing OSB Basic credentials) a client address may have per
+	// AuthFailureWindow before it is refused with 429, without lookups.
+	AuthFailures      int           `yaml:"auth_failures" env:"GATEWAY_AUTH_FAILURES" default:"20"`
+	AuthFailureWindow time.Duration `yaml:"auth_failure_window" env:"GATEWAY_AUTH_FAILURE_WINDOW" default:"1m"`
+	// TrustedProxies are the CIDRs (or addresses) of proxies in front of the
+	// gateway (load balancer, ingress) whose X-Forwarded-For is believed
+	// when telling clients apart; empty uses the TCP peer.
+	TrustedProxies []string `yaml:"trusted_proxies" env:"GATEWAY_TRUSTED_PROXIES"`
 	// RateLimitPrefix namespaces the limiter's Redis keys.
 	RateLimitPrefix string `yaml:"rate_limit_prefix" env:"GATEWAY_RATE_LIMIT_PREFIX" default:"canopy:gateway:rl:"`
 	// KeyCacheTTL is how long other replicas may keep honouring a revoked key
@@ -114,7 +124,7 @@ func Defaults() Config {
 		RedisAddr: "127.0.0.1:6379", CatalogURL: "http://127.0.0.1:8082", SchedulingURL: "http://127.0.0.1:8083",
 		ProvisioningURL: "http://127.0.0.1:8084", HealthcheckURL: "http://127.0.0.1:8085",
 		UpstreamTimeout: 30 * time.Second, UpstreamRetries: 2, BreakerFailures: 5, BreakerOpenFor: 5 * time.Second,
-		RateLimitRPS: 50, RateLimitBurst: 100, RateLimitPrefix: "canopy:gateway:rl:", KeyCacheTTL: 10 * time.Second,
+		RateLimitRPS: 50, RateLimitBurst: 100, AuthFailures: 20, AuthFailureWindow: time.Minute, RateLimitPrefix: "canopy:gateway:rl:", KeyCacheTTL: 10 * time.Second,
 		OpenAPIPath: "api/openapi/canopy.v1.yaml", AccessLog: true, MaxBodyBytes: 1 << 20, ShutdownTimeout: 15 * time.Second,
 	}
 }
@@ -154,6 +164,12 @@ func (c Config) Validate() error {
 	if c.RateLimitRPS < 1 || c.RateLimitBurst < 1 || c.RateLimitRPS > tenant.MaxRate || c.RateLimitBurst > tenant.MaxRate {
 		errs = append(errs, fmt.Errorf("rate_limit_rps and rate_limit_burst must be between 1 and %d", tenant.MaxRate))
 	}
+	if c.AuthFailures < 1 || c.AuthFailureWindow <= 0 {
+		errs = append(errs, errors.New("auth_failures and auth_failure_window must be positive"))
+	}
+	if _, err := auththrottle.NewResolver(c.TrustedProxies); err != nil {
+		errs = append(errs, err)
+	}
 	if c.UpstreamTimeout <= 0 || c.BreakerOpenFor <= 0 || c.KeyCacheTTL <= 0 {
 		errs = append(errs, errors.New("upstream_timeout, breaker_open_for and key_cache_ttl must be positive"))
 	}
@@ -173,7 +189,7 @@ func (c Config) Validate() error {
 func Routes() []httpapi.Route {
 	return []httpapi.Route{
 		{Pattern: "/api/v1/catalog/*", Upstream: "catalog"},
-		{Pattern: "/v2/*", Upstream: "catalog", Public: true},
+		{Pattern: "/v2/*", Upstream: "catalog", Public: true, Broker: true},
 		{Pattern: "/api/v1/inventory", Upstream: "scheduling"},
 		{Pattern: "/api/v1/inventory/*", Upstream: "scheduling"},
 		{Pattern: "/api/v1/placements", Upstream: "scheduling"},
@@ -253,6 +269,14 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new gateway: %w", err)
 	}
+	throttle, err := auththrottle.New(deps.Redis, auththrottle.Config{Prefix: cfg.RateLimitPrefix, Failures: cfg.AuthFailures, Window: cfg.AuthFailureWindow}, deps.Now)
+	if err != nil {
+		return nil, fmt.Errorf("new gateway: %w", err)
+	}
+	addrs, err := auththrottle.NewResolver(cfg.TrustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("new gateway: %w", err)
+	}
 	metrics, err := proxy.NewMetrics(deps.Registry)
 	if err != nil {
 		return nil, fmt.Errorf("new gateway: %w", err)
@@ -288,7 +312,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		opts = append(opts, httpx.WithoutTracing())
 	}
 	handler, err := httpapi.NewHandler(httpapi.Deps{
-		Store: repo, Auth: auth, Limiter: limiter,
+		Store: repo, Auth: auth, Limiter: limiter, Throttle: throttle, Addrs: addrs,
 		DefaultLimit: tenant.RateLimit{RPS: cfg.RateLimitRPS, Burst: cfg.RateLimitBurst},
 		Proxy:        px, Routes: Routes(), Audit: rec, Idempotency: idem, OpenAPI: spec,
 		Logger: logger, Now: deps.Now, RouterOptions: opts, LimitCacheTTL: cfg.KeyCacheTTL,

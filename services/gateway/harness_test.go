@@ -70,7 +70,12 @@ func newUpstream(t testing.TB, body []byte) *upstream {
 		}
 		u.signed.Store(&captured)
 		if strings.HasPrefix(r.URL.Path, "/v2/") {
-			// OSB: no gateway identity; the service checks Basic auth itself.
+			// OSB: no gateway identity; the service checks Basic auth itself
+			// (here: every password but "wrong" is right).
+			if _, pass, _ := r.BasicAuth(); pass == "wrong" {
+				w.WriteHeader(http.StatusUnauthorized)
+				return
+			}
 			w.Header().Set("X-Seen-Authorization", r.Header.Get("Authorization"))
 			w.Header().Set("X-Seen-Role", r.Header.Get(tenancy.RoleHeader))
 			w.Header().Set("Content-Type", "application/json")
@@ -127,8 +132,10 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
 	t.Cleanup(func() {
 		ctx := context.Background()
-		if keys, err := rdb.Keys(ctx, "rate:"+cfg.RateLimitPrefix+"*").Result(); err == nil && len(keys) > 0 {
-			rdb.Del(ctx, keys...)
+		for _, pattern := range []string{"rate:" + cfg.RateLimitPrefix + "*", cfg.RateLimitPrefix + "*"} {
+			if keys, err := rdb.Keys(ctx, pattern).Result(); err == nil && len(keys) > 0 {
+				rdb.Del(ctx, keys...)
+			}
 		}
 		_ = rdb.Close()
 	})

@@ -85,9 +85,9 @@ type Config struct {
 	InternalSecretPrevious string `yaml:"internal_secret_previous" env:"INTERNAL_SECRET_PREVIOUS"`
 	// CatalogURL is where plans are fetched.
 	CatalogURL string `yaml:"catalog_url" env:"CATALOG_URL" default:"http://127.0.0.1:8082"`
-	// GatewayURL is where tenants' quotas are read: the gateway's internal
-	// listener (it stores them, GET /internal/v1/tenants/{id}/quota). When the gateway cannot answer,
-	// orders are refused with 503. Empty (YAML `gateway_url: ""`; the env
+	// GatewayURL is where tenants' quotas are read: the gateway's internal listener (it stores them,
+	// GET /internal/v1/tenants/{id}/quota). When the gateway cannot answer,
+	// orders are refused with 503; a tenant it does not know, with 403. Empty (YAML `gateway_url: ""`; the env
 	// var cannot clear a default) enforces DefaultQuota and Quotas instead,
 	// for standalone runs and tests.
 	GatewayURL string `yaml:"gateway_url" env:"GATEWAY_URL" default:"http://127.0.0.1:8092"`
@@ -270,8 +270,8 @@ func (s *Service) configQuota(tenant string) tenancy.Quota {
 
 // quotas returns where orders' quotas come from: the gateway, which stores
 // them, or without one the configuration. A tenant the gateway does not know
-// (e.g. an OSB tenant that has no API keys) gets the configured quota; a
-// gateway that cannot answer refuses the order (fail closed).
+// is refused (it gets no instances, not a default quota); a gateway that
+// cannot answer refuses the order too, to be retried (fail closed).
 func (s *Service) quotas() (httpapi.Quotas, error) {
 	if s.cfg.GatewayURL == "" {
 		return func(_ context.Context, tenant string) (tenancy.Quota, error) { return s.configQuota(tenant), nil }, nil
@@ -288,7 +288,7 @@ func (s *Service) quotas() (httpapi.Quotas, error) {
 	return func(ctx context.Context, tenant string) (tenancy.Quota, error) {
 		q, err := qc.Quota(ctx, tenant)
 		if errors.Is(err, quotaclient.ErrUnknownTenant) {
-			return s.configQuota(tenant), nil
+			return tenancy.Quota{}, fmt.Errorf("%w: %w", httpapi.ErrUnknownTenant, err)
 		}
 		return q, err
 	}, nil

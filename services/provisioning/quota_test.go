@@ -57,8 +57,9 @@ func newGatewayStandIn(t testing.TB) *gatewayStandIn {
 }
 
 // TestQuotaFromGateway: the quota set through the gateway's API is the one
-// enforced; config quotas only cover tenants the gateway does not know; an
-// unreachable gateway refuses orders (503) instead of admitting them unchecked.
+// enforced; a tenant the gateway does not know is refused (403), not given
+// the configured quota; an unreachable gateway refuses orders (503) instead
+// of admitting them unchecked.
 func TestQuotaFromGateway(t *testing.T) {
 	e := newEnv(t)
 	gw := newGatewayStandIn(t)
@@ -68,7 +69,7 @@ func TestQuotaFromGateway(t *testing.T) {
 		c.GatewayURL = gw.srv.URL
 		// Ignored for tenants the gateway stores...
 		c.Quotas = map[string]Quota{"gw-small": {}}
-		// ...and the default for those it does not.
+		// ...and so is the default: it does not cover unknown tenants.
 		c.DefaultQuota = Quota{MaxVCPU: 1}
 	})
 	s.start()
@@ -96,8 +97,26 @@ func TestQuotaFromGateway(t *testing.T) {
 	id := r.json(t)["instance"].(map[string]any)["id"].(string)
 	refusedFor(order("gw-small", "two", planRedisDev), tenancy.QuotaInstances)
 
-	// A tenant the gateway does not know gets the configured default.
-	refusedFor(order("elsewhere", "big", planMySQLHA), tenancy.QuotaVCPU)
+	// A tenant the gateway does not know gets no instances: not the
+	// configured default, not unlimited, and not a 503 to be retried.
+	for _, plan := range []string{planMySQLHA, planRedisDev} {
+		r := order("elsewhere", "any", plan)
+		if r.status != http.StatusForbidden || r.header.Get("Content-Type") != "application/problem+json" ||
+			r.json(t)["type"] != "https://canopy.dev/problems/unknown-tenant" || r.json(t)["title"] != "Tenant unknown" {
+			t.Fatalf("order by an unknown tenant: want 403 unknown-tenant problem, got %d %v %s", r.status, r.header, r.body)
+		}
+	}
+	// Over OSB (the catalog forwards with the broker credential's tenant)
+	// too, in the broker's error format.
+	osb := s.as("elsewhere")
+	osb.t = t
+	if r := osb.do("PUT", "/v2/service_instances/osb-unknown?accepts_incomplete=true", map[string]any{
+		"service_id": serviceRedis, "plan_id": planRedisDev}, "X-Broker-API-Version", "2.17"); r.status != http.StatusForbidden {
+		t.Fatalf("OSB provision by an unknown tenant: want 403, got %d %s", r.status, r.body)
+	}
+	if l := osb.do("GET", "/api/v1/instances", nil); l.status != http.StatusOK || len(l.json(t)["items"].([]any)) != 0 {
+		t.Fatalf("refused orders left instances: %d %s", l.status, l.body)
+	}
 
 	// The gateway failing, then unreachable: refused with 503, nothing created.
 	unavailable := func(tenant string) {

@@ -13,6 +13,7 @@ import (
 	"github.com/canopy-platform/canopy/services/catalog/internal/mysqlrepo"
 	"github.com/canopy-platform/canopy/services/catalog/internal/paging"
 	"github.com/canopy-platform/canopy/services/catalog/internal/plan"
+	"github.com/canopy-platform/canopy/services/catalog/internal/tenantclient"
 )
 
 type credentialCursor struct {
@@ -58,6 +59,9 @@ func (h *Handler) createCredential(w http.ResponseWriter, r *http.Request) {
 		h.writeInternal(w, r, err)
 		return
 	}
+	if !h.tenantExists(w, r, c.Tenant) {
+		return
+	}
 	view := toCredentialJSON(c)
 	stored, err := marshal(view) // what a replay returns: no password
 	if err != nil {
@@ -83,6 +87,28 @@ func (h *Handler) createCredential(w http.ResponseWriter, r *http.Request) {
 	default:
 		h.writeInternal(w, r, err)
 	}
+}
+
+// tenantExists checks, before anything is written, that the gateway knows
+// the tenant a credential is bound to: a credential of an unknown tenant
+// would let a broker order for nobody. It answers the refusal itself.
+func (h *Handler) tenantExists(w http.ResponseWriter, r *http.Request, tenant tenancy.ID) bool {
+	if tenant == "" || h.tenants == nil {
+		return true
+	}
+	err := h.tenants.Check(r.Context(), tenant)
+	switch {
+	case err == nil:
+		return true
+	case errors.Is(err, tenantclient.ErrUnknownTenant):
+		httpx.WriteProblem(w, r, httpx.Unprocessable("the broker credential is invalid",
+			httpx.FieldError{Field: "tenant", Reason: "is not a tenant known to the gateway"}))
+	default:
+		h.logger.WarnContext(r.Context(), "check broker credential tenant", "tenant", tenant, "err", err)
+		w.Header().Set("Retry-After", "5")
+		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusServiceUnavailable, "the gateway could not confirm the tenant; try again"))
+	}
+	return false
 }
 
 // listCredentials answers GET /broker-credentials (platform-admin).

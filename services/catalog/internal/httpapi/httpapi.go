@@ -37,16 +37,26 @@ type Repo interface {
 
 var _ Repo = (*mysqlrepo.Repo)(nil)
 
+// Tenants tells whether a tenant exists: nil, or an error wrapping
+// tenantclient.ErrUnknownTenant or tenantclient.ErrUnavailable.
+// *tenantclient.Client implements it.
+type Tenants interface {
+	Check(ctx context.Context, tenant tenancy.ID) error
+}
+
 // Handler serves /api/v1/catalog.
 type Handler struct {
-	repo   Repo
-	logger *slog.Logger
-	now    func() time.Time
-	newID  func() string
+	repo    Repo
+	tenants Tenants
+	logger  *slog.Logger
+	now     func() time.Time
+	newID   func() string
 }
 
 // New returns the handler. now and newID may be nil (time.Now, random UUIDs).
-func New(repo Repo, logger *slog.Logger, now func() time.Time, newID func() string) (*Handler, error) {
+// tenants may be nil only where no gateway exists (standalone runs): then
+// broker credentials are bound to tenants unchecked.
+func New(repo Repo, tenants Tenants, logger *slog.Logger, now func() time.Time, newID func() string) (*Handler, error) {
 	if repo == nil {
 		return nil, errors.New("httpapi: nil repo")
 	}
@@ -59,7 +69,7 @@ func New(repo Repo, logger *slog.Logger, now func() time.Time, newID func() stri
 	if newID == nil {
 		newID = newUUID
 	}
-	return &Handler{repo: repo, logger: logger, now: now, newID: newID}, nil
+	return &Handler{repo: repo, tenants: tenants, logger: logger, now: now, newID: newID}, nil
 }
 
 // Prefix is where Routes is mounted.

@@ -110,3 +110,88 @@ func TestValidateName(t *testing.T) {
 		}
 	}
 }
+
+func (m *memStore) lookupCount() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.lookups
+}
+
+// TestUnknownKeysCostOneLookup: an unknown key id is read from the store
+// once per NegativeTTL, and a flood of made-up ids neither grows the cache
+// without bound nor pushes a known key out of it.
+func TestUnknownKeysCostOneLookup(t *testing.T) {
+	k, token, _ := New("acme", tenancy.RoleTenantMember, "ci", time.Now())
+	st := &memStore{keys: map[string]Key{k.ID: k}, touched: map[string]time.Time{}}
+	now := time.Unix(1_700_000_000, 0)
+	a, err := NewAuthenticator(st, AuthConfig{CacheTTL: time.Minute, NegativeTTL: 5 * time.Second, MaxUnknown: 100},
+		obs.NopLogger(), func() time.Time { return now })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	unknown, _, _ := New("acme", tenancy.RoleTenantMember, "never stored", now)
+	unknownToken := TokenPrefix + unknown.ID + "_secret"
+	for range 50 {
+		if _, err := a.Authenticate(ctx, "Bearer "+unknownToken); !errors.Is(err, ErrInvalidKey) {
+			t.Fatalf("unknown key: %v", err)
+		}
+	}
+	if n := st.lookupCount(); n != 1 {
+		t.Fatalf("50 tries of one unknown key cost %d lookups, want 1", n)
+	}
+	now = now.Add(5 * time.Second)
+	_, _ = a.Authenticate(ctx, "Bearer "+unknownToken)
+	if n := st.lookupCount(); n != 2 {
+		t.Fatalf("after NegativeTTL: %d lookups, want 2", n)
+	}
+
+	if _, err := a.Authenticate(ctx, "Bearer "+token); err != nil {
+		t.Fatal(err)
+	}
+	before := st.lookupCount()
+	for i := range 1000 {
+		made, _, _ := New("acme", tenancy.RoleTenantMember, "flood", now.Add(time.Duration(i)*time.Millisecond))
+		_, _ = a.Authenticate(ctx, "Bearer "+TokenPrefix+made.ID+"_x")
+	}
+	a.mu.RLock()
+	size := len(a.unknown)
+	a.mu.RUnlock()
+	if size > 100 {
+		t.Fatalf("unknown-id cache holds %d, bound 100", size)
+	}
+	if _, err := a.Authenticate(ctx, "Bearer "+token); err != nil {
+		t.Fatal(err)
+	}
+	if n := st.lookupCount() - before; n != 1000 {
+		t.Fatalf("the known key was read again after the flood (%d lookups for 1000 unknown ids)", n)
+	}
+}
+
+// TestGateRunsOnlyBeforeStoreReads: the gate refuses without a read, and is
+// not consulted for answers the cache holds.
+func TestGateRunsOnlyBeforeStoreReads(t *testing.T) {
+	k, token, _ := New("acme", tenancy.RoleTenantMember, "ci", time.Now())
+	st := &memStore{keys: map[string]Key{k.ID: k}, touched: map[string]time.Time{}}
+	a, err := NewAuthenticator(st, AuthConfig{CacheTTL: time.Minute}, obs.NopLogger(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	refused := errors.New("throttled")
+	gates := 0
+	closed := func(context.Context) error { gates++; return refused }
+	open := func(context.Context) error { gates++; return nil }
+	if _, err := a.AuthenticateGated(ctx, "Bearer "+token, closed); !errors.Is(err, refused) || st.lookupCount() != 0 {
+		t.Fatalf("closed gate: %v, %d lookups", err, st.lookupCount())
+	}
+	if _, err := a.AuthenticateGated(ctx, "Bearer "+token, open); err != nil || st.lookupCount() != 1 {
+		t.Fatalf("open gate: %v, %d lookups", err, st.lookupCount())
+	}
+	if _, err := a.AuthenticateGated(ctx, "Bearer "+token, closed); err != nil {
+		t.Fatalf("a cached key does not pass the gate: %v", err)
+	}
+	if gates != 2 || st.lookupCount() != 1 {
+		t.Fatalf("gate asked %d times, %d lookups; want 2 and 1", gates, st.lookupCount())
+	}
+}

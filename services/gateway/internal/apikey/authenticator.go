@@ -24,11 +24,16 @@ type AuthConfig struct {
 	// CacheTTL is how long a looked-up key is trusted without re-reading it.
 	// Revocations in this process apply at once; in other replicas within CacheTTL.
 	CacheTTL time.Duration
-	// NegativeTTL is how long an unknown key id is remembered as unknown.
+	// NegativeTTL is how long an unknown key id is remembered as unknown, so
+	// that repeating it costs no store read.
 	NegativeTTL time.Duration
-	// MaxEntries bounds the cache; when full, expired entries are dropped
-	// and, if that is not enough, the cache is reset.
+	// MaxEntries bounds the cache of known keys; when full, expired entries
+	// are dropped and, if that is not enough, the cache is reset.
 	MaxEntries int
+	// MaxUnknown bounds the cache of unknown key ids separately, so a flood
+	// of made-up ids can never push the known keys out (and their load onto
+	// the store); when full, expired ids are dropped, then all unknown ones.
+	MaxUnknown int
 	// FlushInterval is how often last-used times are written.
 	FlushInterval time.Duration
 }
@@ -38,10 +43,13 @@ func (c AuthConfig) withDefaults() AuthConfig {
 		c.CacheTTL = 10 * time.Second
 	}
 	if c.NegativeTTL <= 0 {
-		c.NegativeTTL = 2 * time.Second
+		c.NegativeTTL = 5 * time.Second
 	}
 	if c.MaxEntries <= 0 {
 		c.MaxEntries = 100_000
+	}
+	if c.MaxUnknown <= 0 {
+		c.MaxUnknown = 10_000
 	}
 	if c.FlushInterval <= 0 {
 		c.FlushInterval = 10 * time.Second
@@ -68,6 +76,8 @@ type Authenticator struct {
 
 	mu      sync.RWMutex
 	entries map[string]*entry
+	// unknown holds, per key id the store did not have, when to ask again.
+	unknown map[string]time.Time
 	// pending holds last-used times of entries evicted before a flush.
 	pending map[string]time.Time
 }
@@ -81,13 +91,24 @@ func NewAuthenticator(store Store, cfg AuthConfig, logger *slog.Logger, now func
 		now = time.Now
 	}
 	return &Authenticator{store: store, cfg: cfg.withDefaults(), logger: logger, now: now,
-		entries: map[string]*entry{}, pending: map[string]time.Time{}}, nil
+		entries: map[string]*entry{}, unknown: map[string]time.Time{}, pending: map[string]time.Time{}}, nil
 }
+
+// Gate is consulted before a key id is read from the store, never when the
+// answer is cached; an error from it is returned as is, without the read.
+// The gateway gates on its failed-authentication throttle.
+type Gate func(ctx context.Context) error
 
 // Authenticate checks an Authorization header value ("Bearer <token>") and
 // returns the key it belongs to. Every failure is ErrInvalidKey (wrapped only
 // for store errors, which are not the client's fault).
 func (a *Authenticator) Authenticate(ctx context.Context, authorization string) (Key, error) {
+	return a.AuthenticateGated(ctx, authorization, nil)
+}
+
+// AuthenticateGated is Authenticate with gate (if not nil) asked before
+// any store read; its error is returned unwrapped.
+func (a *Authenticator) AuthenticateGated(ctx context.Context, authorization string, gate Gate) (Key, error) {
 	token, ok := bearer(authorization)
 	if !ok {
 		return Key{}, ErrInvalidKey
@@ -97,7 +118,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, authorization string) 
 		id, secret = BootstrapID, token
 	}
 	now := a.now()
-	e, err := a.lookup(ctx, id, now)
+	e, err := a.lookup(ctx, id, now, gate)
 	if err != nil {
 		return Key{}, err
 	}
@@ -117,10 +138,17 @@ func bearer(h string) (string, bool) {
 	return t, t != "" && len(t) <= 256
 }
 
-func (a *Authenticator) lookup(ctx context.Context, id string, now time.Time) (*entry, error) {
+// notFound is the entry every unknown key id shares.
+var notFound = &entry{}
+
+func (a *Authenticator) lookup(ctx context.Context, id string, now time.Time, gate Gate) (*entry, error) {
 	a.mu.RLock()
 	e := a.entries[id]
+	retryAt, unknown := a.unknown[id]
 	a.mu.RUnlock()
+	if unknown && now.Before(retryAt) {
+		return notFound, nil
+	}
 	if e != nil && now.Before(e.expires) {
 		// Re-read a key in use shortly before its entry expires, off the
 		// request path, so busy keys never wait for the store. The entry is
@@ -129,6 +157,11 @@ func (a *Authenticator) lookup(ctx context.Context, id string, now time.Time) (*
 			go a.refresh(id, e)
 		}
 		return e, nil
+	}
+	if gate != nil {
+		if err := gate(ctx); err != nil {
+			return nil, err
+		}
 	}
 	return a.load(ctx, id, now, nil)
 }
@@ -148,32 +181,48 @@ func (a *Authenticator) refresh(id string, old *entry) {
 // Invalidate or load wins).
 func (a *Authenticator) load(ctx context.Context, id string, now time.Time, replaces *entry) (*entry, error) {
 	k, err := a.store.KeyByID(ctx, id)
-	fresh := &entry{key: k}
-	switch {
-	case err == nil:
-		fresh.found = true
-		fresh.expires = now.Add(a.cfg.CacheTTL)
-		fresh.refreshAt = now.Add(a.cfg.CacheTTL - a.cfg.CacheTTL/5)
-	case errors.Is(err, ErrNotFound):
-		fresh.expires = now.Add(a.cfg.NegativeTTL)
-	default:
+	if err != nil && !errors.Is(err, ErrNotFound) {
 		return nil, fmt.Errorf("look up api key: %w", err)
 	}
 	a.mu.Lock()
+	defer a.mu.Unlock()
 	old := a.entries[id]
 	if replaces != nil && old != replaces {
-		a.mu.Unlock()
-		return fresh, nil
+		if err != nil {
+			return notFound, nil
+		}
+		return &entry{key: k, found: true, expires: now.Add(a.cfg.CacheTTL)}, nil
 	}
 	if old != nil {
 		a.keepLastUsed(id, old)
+		delete(a.entries, id)
 	}
+	if err != nil { // not found
+		if len(a.unknown) >= a.cfg.MaxUnknown {
+			a.evictUnknownLocked(now)
+		}
+		a.unknown[id] = now.Add(a.cfg.NegativeTTL)
+		return notFound, nil
+	}
+	delete(a.unknown, id)
+	fresh := &entry{key: k, found: true, expires: now.Add(a.cfg.CacheTTL), refreshAt: now.Add(a.cfg.CacheTTL - a.cfg.CacheTTL/5)}
 	if len(a.entries) >= a.cfg.MaxEntries {
 		a.evictLocked(now)
 	}
 	a.entries[id] = fresh
-	a.mu.Unlock()
 	return fresh, nil
+}
+
+// evictUnknownLocked makes room in the unknown ids. Callers hold mu.
+func (a *Authenticator) evictUnknownLocked(now time.Time) {
+	for id, retryAt := range a.unknown {
+		if !now.Before(retryAt) {
+			delete(a.unknown, id)
+		}
+	}
+	if len(a.unknown) >= a.cfg.MaxUnknown {
+		clear(a.unknown)
+	}
 }
 
 // keepLastUsed moves a dirty entry's last-used time to pending. Callers hold mu.
@@ -206,6 +255,7 @@ func (a *Authenticator) Invalidate(id string) {
 		a.keepLastUsed(id, e)
 		delete(a.entries, id)
 	}
+	delete(a.unknown, id)
 	a.mu.Unlock()
 }
 

@@ -1,6 +1,7 @@
 // Package audit records who changed what through the gateway: every mutating
 // request (POST, PUT, PATCH, DELETE) by an authenticated caller becomes an
-// Entry with the key, tenant, role, method, path, status and time. It does
+// Entry with the key (or another subject, e.g. "osb:<broker username>"),
+// tenant, role, method, path, status and time. It does
 // not decide authorization and stores entries only through the Store interface.
 package audit
 
@@ -21,7 +22,7 @@ import (
 type Entry struct {
 	ID        uint64
 	At        time.Time
-	KeyID     string
+	KeyID     string     // the API key id, or the subject of a caller without one
 	Tenant    tenancy.ID // the caller's tenant or, for a platform-admin, the tenant acted on
 	Role      tenancy.Role
 	Method    string
@@ -70,6 +71,19 @@ func KeyIDOf(p tenancy.Principal) string {
 // acknowledged to a later reader of the log before its entry exists; a
 // failed write is logged, since the response has already gone out.
 func (rec *Recorder) Middleware(next http.Handler) http.Handler {
+	return rec.MiddlewareAs(func(r *http.Request) (tenancy.Principal, bool) { return tenancy.PrincipalFrom(r.Context()) })(next)
+}
+
+// MiddlewareAs is Middleware for requests whose caller is not in the
+// context (the OSB API, authenticated by its upstream): who returns the
+// principal to record, or false to record nothing.
+func (rec *Recorder) MiddlewareAs(who func(*http.Request) (tenancy.Principal, bool)) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return rec.record(who, next)
+	}
+}
+
+func (rec *Recorder) record(who func(*http.Request) (tenancy.Principal, bool), next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.Method {
 		case http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
@@ -77,7 +91,7 @@ func (rec *Recorder) Middleware(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		p, ok := tenancy.PrincipalFrom(r.Context())
+		p, ok := who(r)
 		if !ok {
 			next.ServeHTTP(w, r)
 			return

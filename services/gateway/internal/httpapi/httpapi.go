@@ -21,6 +21,7 @@ import (
 	"github.com/canopy-platform/canopy/libs/tenancy"
 	"github.com/canopy-platform/canopy/services/gateway/internal/apikey"
 	"github.com/canopy-platform/canopy/services/gateway/internal/audit"
+	"github.com/canopy-platform/canopy/services/gateway/internal/auththrottle"
 	"github.com/canopy-platform/canopy/services/gateway/internal/idempotency"
 	"github.com/canopy-platform/canopy/services/gateway/internal/proxy"
 	"github.com/canopy-platform/canopy/services/gateway/internal/ratelimit"
@@ -49,13 +50,23 @@ type Route struct {
 	// Public routes skip the gateway's authentication and rate limit and are
 	// forwarded without identity headers (the OSB API authenticates itself).
 	Public bool
+	// Broker marks a public route of the Open Service Broker API: it must
+	// carry HTTP Basic credentials (checked by the upstream), is rate
+	// limited per broker username and audited as "osb:<username>".
+	Broker bool
 }
 
 // Deps are the handler's collaborators.
 type Deps struct {
-	Store        Store
-	Auth         *apikey.Authenticator
-	Limiter      *ratelimit.Limiter
+	Store   Store
+	Auth    *apikey.Authenticator
+	Limiter *ratelimit.Limiter
+	// Throttle counts failed authentications per client address and
+	// refuses an address over its limit before any lookup.
+	Throttle *auththrottle.Throttle
+	// Addrs picks a request's client address behind trusted proxies; nil
+	// uses the TCP peer.
+	Addrs        *auththrottle.Resolver
 	DefaultLimit tenant.RateLimit
 	Proxy        *proxy.Proxy
 	Routes       []Route
@@ -76,6 +87,7 @@ type api struct {
 	limitsMu   sync.RWMutex
 	limits     map[tenancy.ID]*cachedLimit
 	lastRLWarn atomic.Int64
+	lastAFWarn atomic.Int64
 }
 
 type cachedLimit struct {
@@ -87,7 +99,7 @@ type cachedLimit struct {
 
 // NewHandler returns the gateway's complete HTTP handler.
 func NewHandler(d Deps) (http.Handler, error) {
-	if d.Store == nil || d.Auth == nil || d.Limiter == nil || d.Proxy == nil || d.Audit == nil || d.Idempotency == nil || d.Logger == nil {
+	if d.Store == nil || d.Auth == nil || d.Limiter == nil || d.Throttle == nil || d.Proxy == nil || d.Audit == nil || d.Idempotency == nil || d.Logger == nil {
 		return nil, errors.New("new gateway handler: missing dependency")
 	}
 	if d.Now == nil {
@@ -107,6 +119,10 @@ func NewHandler(d Deps) (http.Handler, error) {
 		t := d.Proxy.Target(rt.Upstream)
 		if t == nil {
 			return nil, errors.New("new gateway handler: route " + rt.Pattern + " names unknown upstream " + rt.Upstream)
+		}
+		if rt.Broker {
+			r.With(a.brokerGuard, d.Audit.MiddlewareAs(brokerPrincipal)).Handle(rt.Pattern, t.Handler(false))
+			continue
 		}
 		r.Handle(rt.Pattern, t.Handler(false))
 	}
@@ -144,12 +160,27 @@ func NewHandler(d Deps) (http.Handler, error) {
 	return r, nil
 }
 
-// authenticate turns the bearer key into a Principal in the context.
+// authenticate turns the bearer key into a Principal in the context. An
+// address with too many failed authentications is refused (429) before its
+// key is looked up; every failure counts against the address.
 func (a *api) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		k, err := a.Auth.Authenticate(r.Context(), r.Header.Get("Authorization"))
+		addr := a.clientAddr(r)
+		if d, blocked := a.Throttle.Blocked(addr); blocked {
+			a.tooManyFailures(w, r, d)
+			return
+		}
+		k, err := a.Auth.AuthenticateGated(r.Context(), r.Header.Get("Authorization"), func(ctx context.Context) error {
+			return a.checkFailures(ctx, addr)
+		})
 		if err != nil {
+			var te *auththrottle.ThrottledError
+			if errors.As(err, &te) {
+				a.tooManyFailures(w, r, te.RetryAfter)
+				return
+			}
 			if errors.Is(err, apikey.ErrInvalidKey) {
+				a.countFailure(r.Context(), addr)
 				w.Header().Set("WWW-Authenticate", `Bearer realm="canopy"`)
 				httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusUnauthorized, "a valid API key is required (Authorization: Bearer <key>)"))
 				return
@@ -177,28 +208,82 @@ func (a *api) rateLimit(next http.Handler) http.Handler {
 			key = "k:" + p.Subject
 			lim = ratelimit.Limit{RPS: a.DefaultLimit.RPS, Burst: a.DefaultLimit.Burst}
 		}
-		d, err := a.Limiter.Allow(r.Context(), key, lim)
-		if err != nil {
-			// Fail open: a Redis outage must not take the API down. Warn at most once a second.
-			now := a.Now().Unix()
-			if last := a.lastRLWarn.Load(); last != now && a.lastRLWarn.CompareAndSwap(last, now) {
-				a.Logger.WarnContext(r.Context(), "rate limiter unavailable; allowing requests", "err", err)
-			}
+		if a.allow(w, r, key, lim) {
 			next.ServeHTTP(w, r)
 			return
 		}
-		h := w.Header()
-		h["Ratelimit-Limit"] = []string{strconv.Itoa(d.Limit)}
-		h["Ratelimit-Remaining"] = []string{strconv.Itoa(d.Remaining)}
-		h["Ratelimit-Reset"] = []string{strconv.Itoa(ceilSeconds(d.ResetAfter))}
-		if !d.Allowed {
-			h.Set("Retry-After", strconv.Itoa(max(1, ceilSeconds(d.RetryAfter))))
-			httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusTooManyRequests, "rate limit exceeded; retry after the time in Retry-After"))
-			return
-		}
-		next.ServeHTTP(w, r)
+		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusTooManyRequests, "rate limit exceeded; retry after the time in Retry-After"))
 	})
 }
+
+// allow takes a token for key, sets the RateLimit-* headers and, when it
+// refuses, Retry-After; the caller writes the refusal in its own format.
+func (a *api) allow(w http.ResponseWriter, r *http.Request, key string, lim ratelimit.Limit) bool {
+	d, err := a.Limiter.Allow(r.Context(), key, lim)
+	if err != nil {
+		// Fail open: a Redis outage must not take the API down. Warn at most once a second.
+		now := a.Now().Unix()
+		if last := a.lastRLWarn.Load(); last != now && a.lastRLWarn.CompareAndSwap(last, now) {
+			a.Logger.WarnContext(r.Context(), "rate limiter unavailable; allowing requests", "err", err)
+		}
+		return true
+	}
+	h := w.Header()
+	h["Ratelimit-Limit"] = []string{strconv.Itoa(d.Limit)}
+	h["Ratelimit-Remaining"] = []string{strconv.Itoa(d.Remaining)}
+	h["Ratelimit-Reset"] = []string{strconv.Itoa(ceilSeconds(d.ResetAfter))}
+	if !d.Allowed {
+		h.Set("Retry-After", strconv.Itoa(max(1, ceilSeconds(d.RetryAfter))))
+	}
+	return d.Allowed
+}
+
+// clientAddr is the address r's failed authentications count against.
+func (a *api) clientAddr(r *http.Request) string {
+	if a.Addrs == nil {
+		return auththrottle.ClientAddr(r.RemoteAddr)
+	}
+	return a.Addrs.Addr(r.RemoteAddr, r.Header.Values("X-Forwarded-For"))
+}
+
+// checkFailures asks the throttle about addr before a lookup; a Redis
+// failure lets the request through (the negative key cache still bounds
+// the store's load), a throttled address is refused.
+func (a *api) checkFailures(ctx context.Context, addr string) error {
+	err := a.Throttle.Check(ctx, addr)
+	if err == nil || errors.Is(err, auththrottle.ErrThrottled) {
+		return err
+	}
+	a.warnThrottleDown(ctx, err)
+	return nil
+}
+
+// countFailure records one failed authentication of addr; the request
+// itself is answered as the failure it is, the following ones are refused.
+func (a *api) countFailure(ctx context.Context, addr string) {
+	if err := a.Throttle.Fail(ctx, addr); err != nil && !errors.Is(err, auththrottle.ErrThrottled) {
+		a.warnThrottleDown(ctx, err)
+	}
+}
+
+// warnThrottleDown logs a throttle outage at most once a second.
+func (a *api) warnThrottleDown(ctx context.Context, err error) {
+	now := a.Now().Unix()
+	if last := a.lastAFWarn.Load(); last != now && a.lastAFWarn.CompareAndSwap(last, now) {
+		a.Logger.WarnContext(ctx, "failed-authentication throttle unavailable; not throttling", "err", err)
+	}
+}
+
+func (a *api) tooManyFailures(w http.ResponseWriter, r *http.Request, retryAfter time.Duration) {
+	w.Header().Set("Retry-After", strconv.Itoa(max(1, ceilSeconds(retryAfter))))
+	p := httpx.NewProblem(http.StatusTooManyRequests, "too many failed authentications from this address; retry after the time in Retry-After")
+	p.Type = ProblemTooManyFailures
+	httpx.WriteProblem(w, r, p)
+}
+
+// ProblemTooManyFailures is the problem type of the 429 for an address with
+// too many failed authentications.
+const ProblemTooManyFailures = "https://canopy.dev/problems/too-many-failed-authentications"
 
 func ceilSeconds(d time.Duration) int {
 	if d <= 0 {

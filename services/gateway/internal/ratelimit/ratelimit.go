@@ -3,8 +3,10 @@
 // a Redis round trip off most requests, each process takes tokens from Redis
 // in small batches and hands them out locally; unused local tokens expire
 // quickly, so a replica can never admit more than Redis granted it — the
-// limit holds exactly, and the cost is that up to one batch per replica and
-// tenant may go unused. It knows nothing of HTTP.
+// limit holds exactly, and the cost is that a replica whose callers stop may
+// be left holding tokens it never hands out: the rest of one batch plus one
+// batch prefetched in the background, so under two batches per replica and
+// tenant. It knows nothing of HTTP.
 package ratelimit
 
 import (

@@ -71,8 +71,9 @@ type Saga interface {
 	Unbind(ctx context.Context, tenant string, b instance.Binding) error
 }
 
-// Quotas returns a tenant's quota. An error means the quota could not be
-// read: the order is refused with 503 (fail closed), never admitted unchecked.
+// Quotas returns a tenant's quota. An error wrapping ErrUnknownTenant refuses
+// the order with 403; any other error means the quota could not be read: the
+// order is refused with 503 (fail closed), never admitted unchecked.
 type Quotas func(ctx context.Context, tenant string) (tenancy.Quota, error)
 
 // catalogUnavailable is the 503 of a request that needs the catalog's answer
@@ -82,6 +83,14 @@ func catalogUnavailable(detail string) *httpx.Problem {
 	p.Type = "https://canopy.dev/problems/catalog-unavailable"
 	return p
 }
+
+// ErrUnknownTenant is what Quotas wraps for a tenant the platform does not
+// know (the gateway has no such tenant): such a tenant may order nothing.
+var ErrUnknownTenant = errors.New("tenant unknown")
+
+// ProblemUnknownTenant is the problem type of the refusal of an order by an
+// unknown tenant.
+const ProblemUnknownTenant = "https://canopy.dev/problems/unknown-tenant"
 
 // errQuotaUnavailable refuses an order whose quota could not be read.
 var errQuotaUnavailable = errors.New("quota service unavailable, retry")
@@ -523,6 +532,15 @@ func (h *Handler) order(ctx context.Context, p tenancy.Principal, tenant, name, 
 		return nil, instance.Operation{}, prob
 	}
 	quota, err := h.quotas(ctx, tenant)
+	if errors.Is(err, ErrUnknownTenant) {
+		// Not a quota outage: no retry helps until an operator creates the
+		// tenant, so this is the client's 4xx, not a 503.
+		h.log.WarnContext(ctx, "order by a tenant unknown to the gateway; refused", "tenant", tenant)
+		p := httpx.NewProblem(http.StatusForbidden, "tenant unknown: the tenant "+tenant+" is not registered with the platform and may not order instances")
+		p.Title = "Tenant unknown"
+		p.Type = ProblemUnknownTenant
+		return nil, instance.Operation{}, p
+	}
 	if err != nil {
 		h.log.WarnContext(ctx, "read quota; refusing the order", "tenant", tenant, "err", err)
 		return nil, instance.Operation{}, fmt.Errorf("%w: %w", errQuotaUnavailable, err)
