@@ -41,10 +41,13 @@ func Ensure(dir string, logger *slog.Logger) error {
 	return nil
 }
 
-// Tighten removes group and other permission bits from dir and everything
-// below it and returns how many paths it changed. Symbolic links are neither
-// followed nor changed; paths that vanish during the walk (files a running
-// broker or engine replaces) are skipped.
+// Tighten removes group and other permission bits from dir and the
+// directories and regular files below it and returns how many paths it
+// changed. Symbolic links are neither followed nor changed; sockets and
+// other special files are left as their servers made them (mariadbd makes
+// its socket 0777 on purpose), since the 0700 directories above them
+// already keep other users out. Paths that vanish during the walk (files a
+// running broker or engine replaces) are skipped.
 func Tighten(dir string) (int, error) {
 	changed := 0
 	err := filepath.WalkDir(dir, func(path string, e fs.DirEntry, err error) error {
@@ -54,7 +57,7 @@ func Tighten(dir string) (int, error) {
 		if err != nil {
 			return err
 		}
-		if e.Type()&fs.ModeSymlink != 0 {
+		if !checked(e) {
 			return nil
 		}
 		info, err := e.Info()
@@ -80,15 +83,19 @@ func Tighten(dir string) (int, error) {
 	return changed, nil
 }
 
-// Loose returns the paths under dir (dir included) that have group or other
-// permission bits, for tests and checks.
+// checked reports whether e is a directory or regular file, what the state
+// dir's modes are about.
+func checked(e fs.DirEntry) bool { return e.Type()&^fs.ModeDir == 0 }
+
+// Loose returns the directories and regular files under dir (dir included)
+// that have group or other permission bits, for tests and checks.
 func Loose(dir string) ([]string, error) {
 	var out []string
 	err := filepath.WalkDir(dir, func(path string, e fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		if e.Type()&fs.ModeSymlink != 0 {
+		if !checked(e) {
 			return nil
 		}
 		info, err := e.Info()

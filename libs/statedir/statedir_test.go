@@ -3,6 +3,7 @@ package statedir
 import (
 	"bytes"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -32,6 +33,11 @@ func TestEnsure(t *testing.T) {
 			if err := os.Symlink("/etc/hostname", filepath.Join(dir, "link")); err != nil {
 				t.Fatal(err)
 			}
+			l, err := net.Listen("unix", filepath.Join(dir, "server.sock"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { l.Close() })
 		}, true},
 	}
 	for _, tt := range tests {

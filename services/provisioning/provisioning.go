@@ -15,7 +15,6 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
-	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -25,6 +24,7 @@ import (
 	"github.com/canopy-platform/canopy/libs/eventbus"
 	"github.com/canopy-platform/canopy/libs/httpx"
 	"github.com/canopy-platform/canopy/libs/nettune"
+	"github.com/canopy-platform/canopy/libs/statedir"
 	"github.com/canopy-platform/canopy/libs/store"
 	"github.com/canopy-platform/canopy/libs/tenancy"
 
@@ -332,8 +332,10 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("provisioning: state dir: %w", err)
 	}
-	if err := os.MkdirAll(stateDir, 0o700); err != nil {
-		return fmt.Errorf("provisioning: state dir: %w", err)
+	// Credentials' key, engine configs and data live here: private to the
+	// user, including what an older version or an engine left readable.
+	if err := statedir.Ensure(stateDir, s.logger); err != nil {
+		return fmt.Errorf("provisioning: %w", err)
 	}
 	key, err := secrets.LoadOrCreateKey(s.cfg.SecretsKey, stateDir)
 	if err != nil {
