@@ -26,12 +26,32 @@ const (
 const private fs.FileMode = 0o077
 
 // Ensure creates dir (and missing parents) with DirMode and tightens dir and
-// everything below it, logging one line when it changed anything.
+// everything below it, logging one line when it changed anything. It is for
+// the owner of the whole directory (the all-in-one binary, the embedded
+// broker's data dir).
 func Ensure(dir string, logger *slog.Logger) error {
+	return ensure(dir, logger, nil)
+}
+
+// EnsureOwned is Ensure for a component that shares dir with others: it
+// tightens dir itself and only the entries named in owned (relative to dir,
+// each with everything below it, if they exist), leaving other components'
+// entries, such as a running broker's data, to them.
+func EnsureOwned(dir string, logger *slog.Logger, owned ...string) error {
+	return ensure(dir, logger, owned)
+}
+
+func ensure(dir string, logger *slog.Logger, owned []string) error {
 	if err := os.MkdirAll(dir, DirMode); err != nil {
 		return fmt.Errorf("create state dir %s: %w", dir, err)
 	}
-	n, err := Tighten(dir)
+	var n int
+	var err error
+	if owned == nil {
+		n, err = Tighten(dir)
+	} else {
+		n, err = tightenOwned(dir, owned)
+	}
 	if err != nil {
 		return err
 	}
@@ -39,6 +59,32 @@ func Ensure(dir string, logger *slog.Logger) error {
 		logger.Warn("state dir had group/other permissions; removed them", "dir", dir, "paths", n)
 	}
 	return nil
+}
+
+func tightenOwned(dir string, owned []string) (int, error) {
+	n := 0
+	info, err := os.Stat(dir)
+	if err != nil {
+		return 0, fmt.Errorf("tighten state dir %s: %w", dir, err)
+	}
+	if perm := info.Mode().Perm(); perm&private != 0 {
+		if err := os.Chmod(dir, perm&^private); err != nil {
+			return 0, fmt.Errorf("tighten state dir %s: %w", dir, err)
+		}
+		n++
+	}
+	for _, rel := range owned {
+		path := filepath.Join(dir, rel)
+		if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		m, err := Tighten(path)
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 // Tighten removes group and other permission bits from dir and the

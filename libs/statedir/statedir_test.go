@@ -102,3 +102,28 @@ func mustWrite(t *testing.T, path string, mode os.FileMode) {
 		t.Fatal(err)
 	}
 }
+
+func TestEnsureOwned(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), ".canopy")
+	mustMkdir(t, dir, 0o755)
+	mustWrite(t, filepath.Join(dir, "secrets.key"), 0o644)
+	mustMkdir(t, filepath.Join(dir, "nodes", "n0"), 0o755)
+	mustWrite(t, filepath.Join(dir, "nodes", "n0", "redis.conf"), 0o644)
+	mustMkdir(t, filepath.Join(dir, "kafka"), 0o755)
+	mustWrite(t, filepath.Join(dir, "kafka", "segment"), 0o644)
+	var logs bytes.Buffer
+	if err := EnsureOwned(dir, slog.New(slog.NewTextHandler(&logs, nil)), "secrets.key", "nodes", "templates"); err != nil {
+		t.Fatal(err)
+	}
+	loose, err := Loose(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{filepath.Join(dir, "kafka") + " (-rwxr-xr-x)", filepath.Join(dir, "kafka", "segment") + " (-rw-r--r--)"}
+	if strings.Join(loose, ",") != strings.Join(want, ",") {
+		t.Fatalf("loose = %v, want only another component's %v", loose, want)
+	}
+	if !strings.Contains(logs.String(), "paths=5") {
+		t.Fatalf("log = %q, want paths=5", logs.String())
+	}
+}

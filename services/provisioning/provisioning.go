@@ -332,9 +332,11 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("provisioning: state dir: %w", err)
 	}
-	// Credentials' key, engine configs and data live here: private to the
-	// user, including what an older version or an engine left readable.
-	if err := statedir.Ensure(stateDir, s.logger); err != nil {
+	// The secrets key, engine configs and data live here: private to the
+	// user, including what an older version or an engine left readable. The
+	// directory may be shared (all-in-one): only provisioning's own entries
+	// are walked, not, say, a running embedded broker's.
+	if err := statedir.EnsureOwned(stateDir, s.logger, "secrets.key", "nodes", "templates"); err != nil {
 		return fmt.Errorf("provisioning: %w", err)
 	}
 	key, err := secrets.LoadOrCreateKey(s.cfg.SecretsKey, stateDir)

@@ -32,7 +32,10 @@ func TestSecretsKeyRotationAndPrivateState(t *testing.T) {
 	if err := os.Chmod(s.stateDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(s.stateDir, "leftover"), []byte("x"), 0o644); err != nil {
+	if err := os.MkdirAll(filepath.Join(s.stateDir, "nodes", "old"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(s.stateDir, "nodes", "old", "leftover"), []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	assertPrivate := func(when string) {
