@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/canopy-platform/canopy/libs/statedir"
 )
 
 // DefaultAddr is where the embedded broker listens when Config.Addr is empty.
@@ -34,7 +36,9 @@ type Config struct {
 	Addr string `yaml:"addr" env:"ADDR"`
 	// DataDir, when set, persists topics, records and committed group offsets
 	// there so a restart resumes where the previous run stopped; empty keeps
-	// everything in memory.
+	// everything in memory. It is kept private (see libs/statedir): made 0700
+	// and tightened at start and close, since the broker itself writes
+	// 0755/0644.
 	DataDir string `yaml:"data_dir" env:"DATA_DIR"`
 	// Partitions is the partition count of auto-created topics and of
 	// CreateTopics requests that ask for the broker default (default 3).
@@ -78,6 +82,7 @@ func (c Config) Validate() error {
 type Broker struct {
 	cluster *kfake.Cluster
 	addr    string
+	dataDir string
 	logger  *slog.Logger
 	once    sync.Once
 }
@@ -111,6 +116,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Broker, error
 		kfake.WithLogger(slogAdapter{logger: logger}),
 	}
 	if cfg.DataDir != "" {
+		if err := statedir.Ensure(cfg.DataDir, logger); err != nil {
+			return nil, fmt.Errorf("start devkafka: %w", err)
+		}
 		opts = append(opts, kfake.DataDir(cfg.DataDir))
 	}
 	cluster, err := kfake.NewCluster(opts...)
@@ -122,7 +130,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Broker, error
 		cluster.Close()
 		return nil, fmt.Errorf("start devkafka: got %d listeners, want 1", len(addrs))
 	}
-	b := &Broker{cluster: cluster, addr: addrs[0], logger: logger}
+	b := &Broker{cluster: cluster, addr: addrs[0], dataDir: cfg.DataDir, logger: logger}
 	logger.InfoContext(ctx, "embedded kafka broker started",
 		slog.String("addr", b.addr), slog.String("data_dir", cfg.DataDir), slog.Int("partitions", cfg.Partitions))
 	return b, nil
@@ -136,6 +144,12 @@ func (b *Broker) Addr() string { return b.addr }
 func (b *Broker) Close() {
 	b.once.Do(func() {
 		b.cluster.Close()
+		if b.dataDir != "" {
+			// The broker creates 0755/0644; the 0700 DataDir hid them while it ran.
+			if _, err := statedir.Tighten(b.dataDir); err != nil {
+				b.logger.Warn("tighten embedded kafka data dir", "err", err)
+			}
+		}
 		b.logger.Info("embedded kafka broker stopped", slog.String("addr", b.addr))
 	})
 }

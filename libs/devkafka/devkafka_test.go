@@ -4,11 +4,16 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/canopy-platform/canopy/libs/devkafka"
+	"github.com/canopy-platform/canopy/libs/statedir"
 	"github.com/segmentio/kafka-go"
 	"go.uber.org/goleak"
 )
@@ -156,4 +161,46 @@ func newGroupReader(addr, group, topic string) *kafka.Reader {
 		MaxWait: 100 * time.Millisecond, SessionTimeout: 2 * time.Second, HeartbeatInterval: 200 * time.Millisecond,
 		RebalanceTimeout: 2 * time.Second,
 	})
+}
+
+func TestDataDirIsPrivate(t *testing.T) {
+	state := t.TempDir()
+	dir := filepath.Join(state, "kafka")
+	// A data dir from an older run, readable by everyone.
+	if err := os.MkdirAll(filepath.Join(dir, "old"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "old", "leftover"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	b, err := devkafka.Start(context.Background(), devkafka.Config{Addr: "127.0.0.1:0", DataDir: dir, Partitions: 1}, discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeRecords(t, b.Addr(), "private.v1", 0, 3)
+	// While the broker runs, what it creates sits below a 0700 directory.
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("data dir while running: %v %v", fi.Mode().Perm(), err)
+	}
+	b.Close()
+	loose, err := statedir.Loose(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(loose) > 0 {
+		t.Fatalf("group/other bits after close: %s", strings.Join(loose, ", "))
+	}
+	var files int
+	_ = filepath.WalkDir(dir, func(_ string, e fs.DirEntry, _ error) error {
+		if e != nil && !e.IsDir() {
+			files++
+		}
+		return nil
+	})
+	if files < 2 {
+		t.Fatalf("broker persisted %d files; the test checks nothing", files)
+	}
 }

@@ -22,12 +22,14 @@ import (
 
 	"github.com/canopy-platform/canopy/libs/devkafka"
 	"github.com/canopy-platform/canopy/libs/obs"
+	"github.com/canopy-platform/canopy/libs/statedir"
 )
 
 // Config configures the all-in-one process. Every field has a default that
 // works on a developer machine; environment variables override them.
 type Config struct {
-	// StateDir holds the embedded broker's data, generated secrets and keys.
+	// StateDir holds the embedded broker's data, generated secrets and keys
+	// and instances' data; it is kept private (0700 dirs, 0600 files).
 	StateDir string `yaml:"state_dir" env:"STATE_DIR" default:".canopy"`
 	// KafkaBrokers, when set, is used instead of the embedded broker.
 	KafkaBrokers []string `yaml:"kafka_brokers" env:"KAFKA_BROKERS"`
@@ -203,6 +205,10 @@ func (p *Platform) Run(ctx context.Context) error {
 		return c
 	}
 
+	// Every service keeps keys, secrets and data here: private to the user.
+	if err := statedir.Ensure(p.cfg.StateDir, log); err != nil {
+		return fmt.Errorf("all-in-one: %w", err)
+	}
 	brokers, err := p.startBroker(ctx)
 	if err != nil {
 		return err

@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/canopy-platform/canopy/libs/obs"
+	"github.com/canopy-platform/canopy/libs/statedir"
 	"github.com/canopy-platform/canopy/services/allinone"
 )
 
@@ -28,9 +29,14 @@ func TestAllInOneStartsAndStopsCleanly(t *testing.T) {
 	t.Setenv("CANOPY_SCHEDULING_INVENTORY_FILE", inv)
 	prefix := fmt.Sprintf("canopy_test_aio%d_", time.Now().UnixNano()%1_000_000_000)
 	t.Cleanup(func() { dropDatabases(t, prefix) })
+	// A state dir an older version left readable by everyone.
+	stateDir := filepath.Join(t.TempDir(), ".canopy")
+	require.NoError(t, os.MkdirAll(filepath.Join(stateDir, "kafka"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(stateDir, "leftover"), []byte("x"), 0o644))
+	require.NoError(t, os.Chmod(stateDir, 0o755))
 	cfg := allinone.Config{
 		DatabasePrefix:    prefix,
-		StateDir:          t.TempDir(),
+		StateDir:          stateDir,
 		EmbeddedKafkaAddr: "127.0.0.1:0",
 		MySQLDSN:          "root@tcp(127.0.0.1:3306)/",
 		RedisAddr:         "127.0.0.1:6379",
@@ -148,6 +154,12 @@ func TestAllInOneStartsAndStopsCleanly(t *testing.T) {
 	}
 	_, err = http.Get("http://" + p.GatewayAddr() + "/readyz")
 	require.Error(t, err, "gateway still listening after shutdown")
+
+	// Nothing in the state dir (broker data, keys, secrets) is readable by
+	// group or others.
+	loose, err := statedir.Loose(stateDir)
+	require.NoError(t, err)
+	require.Empty(t, loose, "group/other permission bits in the state dir")
 }
 
 // dropDatabases removes every database the test's platform created.

@@ -15,7 +15,6 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
-	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -25,6 +24,7 @@ import (
 	"github.com/canopy-platform/canopy/libs/eventbus"
 	"github.com/canopy-platform/canopy/libs/httpx"
 	"github.com/canopy-platform/canopy/libs/nettune"
+	"github.com/canopy-platform/canopy/libs/statedir"
 	"github.com/canopy-platform/canopy/libs/store"
 	"github.com/canopy-platform/canopy/libs/tenancy"
 
@@ -37,6 +37,7 @@ import (
 	"github.com/canopy-platform/canopy/services/provisioning/internal/httpapi"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/mysqlrepo"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/quotaclient"
+	"github.com/canopy-platform/canopy/services/provisioning/internal/reseal"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/saga"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/secrets"
 )
@@ -91,9 +92,17 @@ type Config struct {
 	// var cannot clear a default) enforces DefaultQuota and Quotas instead,
 	// for standalone runs and tests.
 	GatewayURL string `yaml:"gateway_url" env:"GATEWAY_URL" default:"http://127.0.0.1:8092"`
-	// SecretsKey is the base64 AES-256 key sealing credentials at rest;
-	// empty generates a development key into <StateDir>/secrets.key.
+	// SecretsKey is the base64 AES-256 key sealing credentials at rest
+	// (the current key); empty generates a development key into
+	// <StateDir>/secrets.key.
 	SecretsKey string `yaml:"secrets_key" env:"SECRETS_KEY"`
+	// SecretsKeysPrevious are earlier (or upcoming) keys, base64,
+	// comma-separated in the environment: they open stored credentials but
+	// never seal. See docs/security.md, "Rotating the secrets key".
+	SecretsKeysPrevious []string `yaml:"secrets_keys_previous" env:"SECRETS_KEYS_PREVIOUS"`
+	// Reseal tunes the background pass that re-seals credentials still
+	// under a previous key with the current one.
+	Reseal reseal.Config `yaml:"reseal" envPrefix:"PROVISIONING_RESEAL_"`
 	// StateDir holds the development secrets key and the local driver's
 	// nodes (<StateDir>/nodes/<node id>).
 	StateDir string `yaml:"state_dir" env:"STATE_DIR" default:".canopy"`
@@ -123,7 +132,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Addr: DefaultAddr, MySQLDSN: store.DefaultDSN, Database: DefaultDatabase, CatalogURL: DefaultCatalogURL, GatewayURL: DefaultGatewayURL,
-		StateDir: ".canopy", EnsureTopics: true, ConsumerGroup: events.ConsumerGroup,
+		StateDir: ".canopy", EnsureTopics: true, Reseal: reseal.Config{Interval: 10 * time.Minute, Batch: reseal.DefaultBatch}, ConsumerGroup: events.ConsumerGroup,
 		Kafka: eventbus.PublisherConfig{Brokers: []string{"127.0.0.1:9092"}, Source: events.Source},
 	}
 }
@@ -165,6 +174,12 @@ func (c Config) Validate() error {
 		if _, err := secrets.ParseKey(c.SecretsKey); err != nil {
 			errs = append(errs, fmt.Errorf("secrets_key (CANOPY_SECRETS_KEY): %w", err))
 		}
+	}
+	if _, err := secrets.ParseKeys(c.SecretsKeysPrevious); err != nil {
+		errs = append(errs, fmt.Errorf("secrets_keys_previous (CANOPY_SECRETS_KEYS_PREVIOUS): %w", err))
+	}
+	if err := c.Reseal.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.StateDir == "" {
 		errs = append(errs, errors.New("state_dir must be set"))
@@ -294,6 +309,25 @@ func (s *Service) quotas() (httpapi.Quotas, error) {
 	}, nil
 }
 
+// keyring seals with key (the configured or development key) and opens with
+// it or any previous key.
+func (s *Service) keyring(key []byte) (*secrets.Box, error) {
+	previous, err := secrets.ParseKeys(s.cfg.SecretsKeysPrevious)
+	if err != nil {
+		return nil, fmt.Errorf("secrets_keys_previous: %w", err)
+	}
+	box, err := secrets.NewKeyring(key, previous...)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, 0, len(previous))
+	for _, k := range previous {
+		ids = append(ids, secrets.IDOf(k).String())
+	}
+	s.logger.Info("secrets keyring", "current_key_id", box.Current().String(), "previous_key_ids", ids)
+	return box, nil
+}
+
 // Run opens the database, migrates, re-adopts the nodes of earlier runs,
 // then serves HTTP, consumes placement decisions, drives the saga and relays
 // the outbox until ctx ends. Shutdown is in reverse order: readiness off and
@@ -305,8 +339,12 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("provisioning: state dir: %w", err)
 	}
-	if err := os.MkdirAll(stateDir, 0o700); err != nil {
-		return fmt.Errorf("provisioning: state dir: %w", err)
+	// The secrets key, engine configs and data live here: private to the
+	// user, including what an older version or an engine left readable. The
+	// directory may be shared (all-in-one): only provisioning's own entries
+	// are walked, not, say, a running embedded broker's.
+	if err := statedir.EnsureOwned(stateDir, s.logger, "secrets.key", "nodes", "templates"); err != nil {
+		return fmt.Errorf("provisioning: %w", err)
 	}
 	key, err := secrets.LoadOrCreateKey(s.cfg.SecretsKey, stateDir)
 	if err != nil {
@@ -315,7 +353,7 @@ func (s *Service) Run(ctx context.Context) error {
 	if s.cfg.SecretsKey == "" {
 		s.logger.Warn("CANOPY_SECRETS_KEY unset: credentials are sealed with a development key", "file", filepath.Join(stateDir, "secrets.key"))
 	}
-	box, err := secrets.New(key)
+	box, err := s.keyring(key)
 	if err != nil {
 		return fmt.Errorf("provisioning: %w", err)
 	}
@@ -394,6 +432,10 @@ func (s *Service) Run(ctx context.Context) error {
 		return fmt.Errorf("provisioning: %w", err)
 	}
 	relay := store.NewRelay(db, s.deps.Publisher, s.cfg.Relay, s.logger, s.deps.Registry)
+	resealer, err := reseal.New(s.cfg.Reseal, repo, s.logger, s.deps.Registry)
+	if err != nil {
+		return fmt.Errorf("provisioning: %w", err)
+	}
 
 	relayCtx, stopRelay := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopRelay()
@@ -422,7 +464,12 @@ func (s *Service) Run(ctx context.Context) error {
 		case <-httpCtx.Done():
 		}
 	}()
-	workWG.Add(2)
+	workWG.Add(3)
+	go func() {
+		defer workWG.Done()
+		// Failed passes are logged and retried; reads never depend on them.
+		_ = resealer.Run(workCtx)
+	}()
 	go func() {
 		defer workWG.Done()
 		if err := sub.Run(workCtx); err != nil && workCtx.Err() == nil {

@@ -168,6 +168,9 @@ func (s *Saga) Kick(id string) {
 // every worker has stopped.
 func (s *Saga) Run(ctx context.Context) error {
 	if err := s.Resume(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while resuming: the next start resumes again
+		}
 		return err
 	}
 	var wg sync.WaitGroup

@@ -22,6 +22,7 @@ import (
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/canopy-platform/canopy/libs/retry"
+	"github.com/canopy-platform/canopy/libs/statedir"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/driver"
 )
 
@@ -159,13 +160,19 @@ func (m *mariadb) install(ctx context.Context, dataDir, tmpDir string) error {
 	if os.Geteuid() == 0 {
 		args = append(args, "--user=root")
 	}
-	out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = privateEnv()
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		s := strings.TrimSpace(string(out))
 		if len(s) > 1500 {
 			s = s[len(s)-1500:]
 		}
 		return fmt.Errorf("mariadb-install-db: %w: %s", err, s)
+	}
+	// The install script makes some paths with its shell's umask.
+	if _, err := statedir.Tighten(dataDir); err != nil {
+		return fmt.Errorf("mariadb-install-db: %w", err)
 	}
 	return nil
 }
@@ -513,7 +520,8 @@ func waitReplicating(ctx context.Context, conn *sql.Conn) error {
 }
 
 // copyTree copies the regular files and directories under src to dst,
-// keeping their modes. On Linux io.Copy between files uses copy_file_range.
+// keeping their owner's permissions and dropping group and other ones (the
+// copy lives in the private state dir). On Linux io.Copy between files uses copy_file_range.
 func copyTree(src, dst string) error {
 	return filepath.WalkDir(src, func(path string, e fs.DirEntry, err error) error {
 		if err != nil {
@@ -530,9 +538,9 @@ func copyTree(src, dst string) error {
 		}
 		switch {
 		case e.IsDir():
-			return os.MkdirAll(target, info.Mode().Perm()|0o700)
+			return os.MkdirAll(target, info.Mode().Perm()&^0o077|0o700)
 		case info.Mode().IsRegular():
-			return copyFile(path, target, info.Mode().Perm())
+			return copyFile(path, target, info.Mode().Perm()&^0o077)
 		default:
 			return fmt.Errorf("unexpected file %s in template", path)
 		}

@@ -44,6 +44,7 @@ func launch(bin string, args []string, dir, logPath string) (int, <-chan struct{
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
+	cmd.Env = privateEnv()
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -58,6 +59,13 @@ func launch(bin string, args []string, dir, logPath string) (int, <-chan struct{
 		close(exited)
 	}()
 	return cmd.Process.Pid, exited, nil
+}
+
+// privateEnv is the environment of engine processes: Canopy's own, plus the
+// file modes mariadbd creates with (its default 0660 would give the group
+// read access to data files); other engines ignore them.
+func privateEnv() []string {
+	return append(os.Environ(), "UMASK=0600", "UMASK_DIR=0700")
 }
 
 // alive reports whether pid names a live (not zombie) process.
