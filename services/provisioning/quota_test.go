@@ -111,7 +111,7 @@ func TestQuotaFromGateway(t *testing.T) {
 	osb := s.as("elsewhere")
 	osb.t = t
 	if r := osb.do("PUT", "/v2/service_instances/osb-unknown?accepts_incomplete=true", map[string]any{
-		"service_id": serviceRedis, "plan_id": planRedisDev}, "X-Broker-API-Version", "2.17"); r.status != http.StatusForbidden {
+		"service_id": serviceRedis, "plan_id": planRedisDev, "organization_guid": "org", "space_guid": "space"}, "X-Broker-API-Version", "2.17"); r.status != http.StatusForbidden {
 		t.Fatalf("OSB provision by an unknown tenant: want 403, got %d %s", r.status, r.body)
 	}
 	if l := osb.do("GET", "/api/v1/instances", nil); l.status != http.StatusOK || len(l.json(t)["items"].([]any)) != 0 {

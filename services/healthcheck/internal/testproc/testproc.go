@@ -260,6 +260,20 @@ func StartMariaDB(t testing.TB, serverID int) *MariaDB {
 	}
 	p := newProc(t, "mariadbd", port, dir, args)
 	p.Start()
+	// mariadbd opens its TCP port and its socket one after the other: on a
+	// loaded machine the socket, which root uses, can lag the port.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		c, err := net.DialTimeout("unix", sock, 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("mariadbd did not open %s within 30s: %v; log: %s", sock, err, p.tail())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	return &MariaDB{Proc: p, Socket: sock, serverID: serverID}
 }
 
