@@ -372,3 +372,95 @@ func TestOSBRepeatWhileProvisioning(t *testing.T) {
 		t.Fatalf("last_operation: %d %s", r.status, r.body)
 	}
 }
+
+// TestOSBUpdateParametersFailClosed: an OSB update checks parameters like
+// the /api/v1 PATCH does: against the plan's schema and the engine's
+// allowlist (400 naming the setting), and without the catalog's answer
+// nothing changes (503 with an OSB error body).
+func TestOSBUpdateParametersFailClosed(t *testing.T) {
+	e := newEnv(t)
+	catalogURL, down := catalogOutage(t, e.catalogURL)
+	s := newStack(t, e, func(c *Config) { c.CatalogURL = catalogURL })
+	s.start()
+	c := s.as("acme")
+	v := []string{"X-Broker-API-Version", "2.17"}
+	const base = "/v2/service_instances/lax-update"
+	// planRedisLax's schema accepts anything: only the allowlist stands
+	// between a parameter and the engine.
+	prov := map[string]any{"service_id": serviceRedis, "plan_id": planRedisLax, "organization_guid": "org", "space_guid": "space",
+		"parameters": map[string]any{"timeout": 30}}
+	r := c.do("PUT", base+"?accepts_incomplete=true", prov, v...)
+	if r.status != http.StatusAccepted {
+		t.Fatalf("provision: %d %s", r.status, r.body)
+	}
+	op := r.json(t)["operation"].(string)
+	eventually(t, readyWithin, "last_operation succeeded", func() error {
+		if r := c.do("GET", base+"/last_operation?operation="+op, nil, v...); r.json(t)["state"] != "succeeded" {
+			return errString(string(r.body))
+		}
+		return nil
+	})
+	update := func(params map[string]any) map[string]any {
+		return map[string]any{"service_id": serviceRedis, "parameters": params}
+	}
+	c.osbCases(t, []osbCase{
+		{"setting outside the allowlist", osbCall{"PATCH", base + "?accepts_incomplete=true", update(map[string]any{"dir": "/etc"})}, 400, "parameters.dir"},
+		{"value the allowlist refuses", osbCall{"PATCH", base + "?accepts_incomplete=true", update(map[string]any{"hz": 100000})}, 400, "parameters.hz"},
+	})
+
+	down.Store(true)
+	r = c.do("PATCH", base+"?accepts_incomplete=true", update(map[string]any{"timeout": 60}), v...)
+	if r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" {
+		t.Errorf("update without the catalog: %d %s (Retry-After %q), want 503 with Retry-After", r.status, r.body, r.header.Get("Retry-After"))
+	}
+	if body := r.json(t); body["error"] == "BadRequest" || body["description"] == "" {
+		t.Errorf("update without the catalog: not a fitting OSB error body: %s", r.body)
+	}
+	down.Store(false)
+
+	r = c.do("GET", base, nil, v...)
+	if r.status != http.StatusOK {
+		t.Fatalf("fetch: %d %s", r.status, r.body)
+	}
+	got := r.json(t)
+	if params := got["parameters"].(map[string]any); len(params) != 1 || params["timeout"] != 30.0 {
+		t.Errorf("parameters changed by refused updates: %v", params)
+	}
+	if st := got["metadata"].(map[string]any)["attributes"].(map[string]any)["state"]; st != "ready" {
+		t.Errorf("state after refused updates: %v", st)
+	}
+}
+
+// TestOSBRepeatOfFailedProvision: an identical provision PUT for an
+// instance whose provisioning failed is refused with 409 pointing at the
+// failure (200 would say it is fully provisioned), and changes nothing.
+func TestOSBRepeatOfFailedProvision(t *testing.T) {
+	e := newEnv(t)
+	s := newStack(t, e, nil)
+	s.start()
+	c := s.as(tenantNoRoom)
+	v := []string{"X-Broker-API-Version", "2.17"}
+	const base = "/v2/service_instances/no-room"
+	prov := map[string]any{"service_id": serviceRedis, "plan_id": planRedisDev, "organization_guid": "org", "space_guid": "space"}
+	r := c.do("PUT", base+"?accepts_incomplete=true", prov, v...)
+	if r.status != http.StatusAccepted {
+		t.Fatalf("provision: %d %s", r.status, r.body)
+	}
+	op := r.json(t)["operation"].(string)
+	eventually(t, time.Minute, "last_operation failed", func() error {
+		if r := c.do("GET", base+"/last_operation?operation="+op, nil, v...); r.json(t)["state"] != "failed" {
+			return errString(string(r.body))
+		}
+		return nil
+	})
+	c.osbCases(t, []osbCase{
+		{"identical repeat with accepts_incomplete", osbCall{"PUT", base + "?accepts_incomplete=true", prov}, 409, "failed"},
+		{"identical repeat without accepts_incomplete", osbCall{"PUT", base, prov}, 409, "last_operation"},
+	})
+	if r := c.do("GET", base+"/last_operation", nil, v...); r.status != http.StatusOK || r.json(t)["state"] != "failed" {
+		t.Errorf("last_operation after the repeats: %d %s", r.status, r.body)
+	}
+	if list := c.do("GET", "/api/v1/instances", nil).json(t); len(list["items"].([]any)) != 1 {
+		t.Errorf("instances after the repeats: %v", list["items"])
+	}
+}
