@@ -464,3 +464,67 @@ func TestOSBRepeatOfFailedProvision(t *testing.T) {
 		t.Errorf("instances after the repeats: %v", list["items"])
 	}
 }
+
+// TestOSBFetch checks the fetch semantics that instances_retrievable and
+// bindings_retrievable promise (the catalog advertises both): GET of an
+// instance answers service_id, plan_id and parameters, 404 for an unknown
+// one, 422 ConcurrencyError while it is being updated (the saga halts
+// before applying); GET of a binding answers its credentials, 404 for an
+// unknown one. 404 while provisioning: TestOSBRepeatWhileProvisioning.
+func TestOSBFetch(t *testing.T) {
+	e := newEnv(t)
+	s := newStack(t, e, nil)
+	hooks, reached := haltAt(instance.StepApplying)
+	s.hooks = hooks
+	s.start()
+	c := s.as("acme")
+	v := []string{"X-Broker-API-Version", "2.17"}
+	const base = "/v2/service_instances/fetched"
+	prov := map[string]any{"service_id": serviceRedis, "plan_id": planRedisDev, "organization_guid": "org", "space_guid": "space",
+		"parameters": map[string]any{"timeout": 5}}
+	r := c.do("PUT", base+"?accepts_incomplete=true", prov, v...)
+	if r.status != http.StatusAccepted {
+		t.Fatalf("provision: %d %s", r.status, r.body)
+	}
+	op := r.json(t)["operation"].(string)
+	eventually(t, readyWithin, "last_operation succeeded", func() error {
+		if r := c.do("GET", base+"/last_operation?operation="+op, nil, v...); r.json(t)["state"] != "succeeded" {
+			return errString(string(r.body))
+		}
+		return nil
+	})
+	r = c.do("GET", base, nil, v...)
+	if got := r.json(t); r.status != http.StatusOK || got["service_id"] != serviceRedis || got["plan_id"] != planRedisDev ||
+		got["parameters"].(map[string]any)["timeout"] != 5.0 {
+		t.Errorf("fetch instance: %d %s", r.status, r.body)
+	}
+	bind := map[string]any{"service_id": serviceRedis, "plan_id": planRedisDev}
+	if r := c.do("PUT", base+"/service_bindings/fb", bind, v...); r.status != http.StatusCreated {
+		t.Fatalf("bind: %d %s", r.status, r.body)
+	}
+	r = c.do("GET", base+"/service_bindings/fb", nil, v...)
+	if creds, _ := r.json(t)["credentials"].(map[string]any); r.status != http.StatusOK || creds["uri"] == nil {
+		t.Errorf("fetch binding: %d %s", r.status, r.body)
+	}
+	c.osbCases(t, []osbCase{
+		{"unknown instance", osbCall{"GET", "/v2/service_instances/never-provisioned", nil}, 404, "instance"},
+		{"unknown binding", osbCall{"GET", base + "/service_bindings/never-bound", nil}, 404, "binding"},
+		{"binding of an unknown instance", osbCall{"GET", "/v2/service_instances/never-provisioned/service_bindings/fb", nil}, 404, "binding"},
+	})
+
+	if r := c.do("PATCH", base+"?accepts_incomplete=true", map[string]any{"service_id": serviceRedis, "parameters": map[string]any{"timeout": 9}}, v...); r.status != http.StatusAccepted {
+		t.Fatalf("update: %d %s", r.status, r.body)
+	}
+	select {
+	case <-reached:
+	case <-time.After(readyWithin):
+		t.Fatal("saga never reached applying")
+	}
+	r = c.do("GET", base, nil, v...)
+	if r.status != http.StatusUnprocessableEntity || r.json(t)["error"] != "ConcurrencyError" {
+		t.Errorf("fetch while updating: %d %s, want 422 ConcurrencyError", r.status, r.body)
+	}
+	if r := c.do("GET", base+"/service_bindings/fb", nil, v...); r.status != http.StatusOK {
+		t.Errorf("fetch binding while the instance is updated: %d %s", r.status, r.body)
+	}
+}
