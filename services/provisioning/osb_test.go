@@ -463,6 +463,19 @@ func TestOSBRepeatOfFailedProvision(t *testing.T) {
 	if list := c.do("GET", "/api/v1/instances", nil).json(t); len(list["items"].([]any)) != 1 {
 		t.Errorf("instances after the repeats: %v", list["items"])
 	}
+	// The way out the description names: deprovision the failed instance.
+	own := "service_id=" + serviceRedis + "&plan_id=" + planRedisDev
+	dr := c.do("DELETE", base+"?accepts_incomplete=true&"+own, nil, v...)
+	if dr.status != http.StatusAccepted {
+		t.Fatalf("deprovision of the failed instance: %d %s", dr.status, dr.body)
+	}
+	dop := dr.json(t)["operation"].(string)
+	eventually(t, time.Minute, "last_operation 410", func() error {
+		if r := c.do("GET", base+"/last_operation?operation="+dop, nil, v...); r.status != http.StatusGone {
+			return errString(string(r.body))
+		}
+		return nil
+	})
 }
 
 // TestOSBFetch checks the fetch semantics that instances_retrievable and
