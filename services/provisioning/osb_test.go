@@ -463,6 +463,11 @@ func TestOSBRepeatOfFailedProvision(t *testing.T) {
 	if list := c.do("GET", "/api/v1/instances", nil).json(t); len(list["items"].([]any)) != 1 {
 		t.Errorf("instances after the repeats: %v", list["items"])
 	}
+	// Nor can it be updated, and no retry will change that: not a ConcurrencyError.
+	update := map[string]any{"service_id": serviceRedis, "parameters": map[string]any{"timeout": 9}}
+	if r := c.do("PATCH", base+"?accepts_incomplete=true", update, v...); r.status != http.StatusUnprocessableEntity || r.json(t)["error"] != "InstanceFailed" {
+		t.Errorf("update of the failed instance: %d %s, want 422 InstanceFailed", r.status, r.body)
+	}
 	// The way out the description names: deprovision the failed instance.
 	own := "service_id=" + serviceRedis + "&plan_id=" + planRedisDev
 	dr := c.do("DELETE", base+"?accepts_incomplete=true&"+own, nil, v...)
@@ -476,6 +481,9 @@ func TestOSBRepeatOfFailedProvision(t *testing.T) {
 		}
 		return nil
 	})
+	if r := c.do("PATCH", base+"?accepts_incomplete=true", update, v...); r.status != http.StatusNotFound {
+		t.Errorf("update of the deprovisioned instance: %d %s, want 404", r.status, r.body)
+	}
 }
 
 // TestOSBFetch checks the fetch semantics that instances_retrievable and

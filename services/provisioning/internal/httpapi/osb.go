@@ -348,6 +348,16 @@ func (h *Handler) osbUpdate(w http.ResponseWriter, r *http.Request) {
 	if pv := req.PreviousValues; pv != nil && !osbSameIDs(w, in, pv.ServiceID, pv.PlanID) {
 		return
 	}
+	// ConcurrencyError says "retry once the running operation ends"; for an
+	// instance no operation will ever make updatable that is a false hope.
+	switch in.State {
+	case instance.StateDeleted:
+		osbError(w, http.StatusNotFound, "NotFound", "the service instance was deprovisioned")
+		return
+	case instance.StateFailed:
+		osbError(w, http.StatusUnprocessableEntity, "InstanceFailed", "the service instance failed to provision and cannot be updated (its last_operation is \"failed\"); deprovision it")
+		return
+	}
 	if req.PlanID != "" && req.PlanID != in.Plan.ID {
 		osbError(w, http.StatusUnprocessableEntity, "PlanChangeNotSupported", "changing the plan of an instance is not supported yet")
 		return
