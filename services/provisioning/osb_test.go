@@ -468,6 +468,9 @@ func TestOSBRepeatOfFailedProvision(t *testing.T) {
 	if r := c.do("PATCH", base+"?accepts_incomplete=true", update, v...); r.status != http.StatusUnprocessableEntity || r.json(t)["error"] != "InstanceFailed" {
 		t.Errorf("update of the failed instance: %d %s, want 422 InstanceFailed", r.status, r.body)
 	}
+	if r := c.do("PUT", base+"/service_bindings/b1", map[string]any{"service_id": serviceRedis, "plan_id": planRedisDev}, v...); r.status != http.StatusUnprocessableEntity || r.json(t)["error"] != "InstanceFailed" {
+		t.Errorf("bind to the failed instance: %d %s, want 422 InstanceFailed", r.status, r.body)
+	}
 	// The way out the description names: deprovision the failed instance.
 	own := "service_id=" + serviceRedis + "&plan_id=" + planRedisDev
 	dr := c.do("DELETE", base+"?accepts_incomplete=true&"+own, nil, v...)

@@ -567,8 +567,13 @@ func (h *Handler) osbBind(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if in.State == instance.StateDeleted {
+	switch in.State {
+	case instance.StateDeleted:
 		osbError(w, http.StatusNotFound, "NotFound", "the service instance was deprovisioned")
+		return
+	case instance.StateFailed:
+		// Not ConcurrencyError: no retry makes a failed instance bindable.
+		osbError(w, http.StatusUnprocessableEntity, "InstanceFailed", "the service instance failed to provision and cannot be bound (its last_operation is \"failed\"); deprovision it")
 		return
 	}
 	if !osbSameIDs(w, in, req.ServiceID, req.PlanID) {
