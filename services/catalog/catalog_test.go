@@ -616,6 +616,11 @@ func TestOSBCatalog(t *testing.T) {
 	require.Len(t, services, 2)
 	mysql := services[0].(map[string]any)
 	require.Equal(t, "a2dc262d-040c-459d-9e7c-53776f4dcf5b", mysql["id"])
+	for _, svc := range services {
+		sm := svc.(map[string]any)
+		require.Equal(t, true, sm["instances_retrievable"], sm["name"])
+		require.Equal(t, true, sm["bindings_retrievable"], sm["name"])
+	}
 	plans := mysql["plans"].([]any)
 	require.Len(t, plans, 3)
 	for _, p := range plans {

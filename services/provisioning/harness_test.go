@@ -103,8 +103,12 @@ func catalogStandIn(t testing.TB) string {
 }
 
 // schedulerStandIn answers placement requests like scheduling: every node
-// in its own zone on loopback, with a free port; region "nowhere" is refused
-// and region "hold" never answered.
+// in its own zone on loopback, with a free port; region "nowhere" and every
+// order of tenant tenantNoRoom are refused, region "hold" never answered.
+// tenantNoRoom is a tenant whose orders the scheduler stand-in refuses (OSB
+// orders name no region).
+const tenantNoRoom = "noroom"
+
 func schedulerStandIn(t testing.TB, parent context.Context, brokers []string, pub *eventbus.Publisher) {
 	ctx, cancel := context.WithCancel(parent)
 	var mu sync.Mutex
@@ -142,7 +146,7 @@ func schedulerStandIn(t testing.TB, parent context.Context, brokers []string, pu
 		if req.Region == "hold" {
 			return nil // never answered: the instance stays placing
 		}
-		if req.Region == "nowhere" {
+		if req.Region == "nowhere" || req.TenantID == tenantNoRoom {
 			out, err = eventbus.NewEvent(events.TypePlacementFailed, "/services/scheduling", req.InstanceID, events.PlacementFailed{
 				InstanceID: req.InstanceID, TenantID: req.TenantID, RequestID: req.RequestID, Kind: "new", Reason: "no region nowhere",
 			})

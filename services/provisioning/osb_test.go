@@ -372,3 +372,183 @@ func TestOSBRepeatWhileProvisioning(t *testing.T) {
 		t.Fatalf("last_operation: %d %s", r.status, r.body)
 	}
 }
+
+// TestOSBUpdateParametersFailClosed: an OSB update checks parameters like
+// the /api/v1 PATCH does: against the plan's schema and the engine's
+// allowlist (400 naming the setting), and without the catalog's answer
+// nothing changes (503 with an OSB error body).
+func TestOSBUpdateParametersFailClosed(t *testing.T) {
+	e := newEnv(t)
+	catalogURL, down := catalogOutage(t, e.catalogURL)
+	s := newStack(t, e, func(c *Config) { c.CatalogURL = catalogURL })
+	s.start()
+	c := s.as("acme")
+	v := []string{"X-Broker-API-Version", "2.17"}
+	const base = "/v2/service_instances/lax-update"
+	// planRedisLax's schema accepts anything: only the allowlist stands
+	// between a parameter and the engine.
+	prov := map[string]any{"service_id": serviceRedis, "plan_id": planRedisLax, "organization_guid": "org", "space_guid": "space",
+		"parameters": map[string]any{"timeout": 30}}
+	r := c.do("PUT", base+"?accepts_incomplete=true", prov, v...)
+	if r.status != http.StatusAccepted {
+		t.Fatalf("provision: %d %s", r.status, r.body)
+	}
+	op := r.json(t)["operation"].(string)
+	eventually(t, readyWithin, "last_operation succeeded", func() error {
+		if r := c.do("GET", base+"/last_operation?operation="+op, nil, v...); r.json(t)["state"] != "succeeded" {
+			return errString(string(r.body))
+		}
+		return nil
+	})
+	update := func(params map[string]any) map[string]any {
+		return map[string]any{"service_id": serviceRedis, "parameters": params}
+	}
+	c.osbCases(t, []osbCase{
+		{"setting outside the allowlist", osbCall{"PATCH", base + "?accepts_incomplete=true", update(map[string]any{"dir": "/etc"})}, 400, "parameters.dir"},
+		{"value the allowlist refuses", osbCall{"PATCH", base + "?accepts_incomplete=true", update(map[string]any{"hz": 100000})}, 400, "parameters.hz"},
+	})
+
+	down.Store(true)
+	r = c.do("PATCH", base+"?accepts_incomplete=true", update(map[string]any{"timeout": 60}), v...)
+	if r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" {
+		t.Errorf("update without the catalog: %d %s (Retry-After %q), want 503 with Retry-After", r.status, r.body, r.header.Get("Retry-After"))
+	}
+	if body := r.json(t); body["error"] == "BadRequest" || body["description"] == "" {
+		t.Errorf("update without the catalog: not a fitting OSB error body: %s", r.body)
+	}
+	down.Store(false)
+
+	r = c.do("GET", base, nil, v...)
+	if r.status != http.StatusOK {
+		t.Fatalf("fetch: %d %s", r.status, r.body)
+	}
+	got := r.json(t)
+	if params := got["parameters"].(map[string]any); len(params) != 1 || params["timeout"] != 30.0 {
+		t.Errorf("parameters changed by refused updates: %v", params)
+	}
+	if st := got["metadata"].(map[string]any)["attributes"].(map[string]any)["state"]; st != "ready" {
+		t.Errorf("state after refused updates: %v", st)
+	}
+}
+
+// TestOSBRepeatOfFailedProvision: an identical provision PUT for an
+// instance whose provisioning failed is refused with 409 pointing at the
+// failure (200 would say it is fully provisioned), and changes nothing.
+func TestOSBRepeatOfFailedProvision(t *testing.T) {
+	e := newEnv(t)
+	s := newStack(t, e, nil)
+	s.start()
+	c := s.as(tenantNoRoom)
+	v := []string{"X-Broker-API-Version", "2.17"}
+	const base = "/v2/service_instances/no-room"
+	prov := map[string]any{"service_id": serviceRedis, "plan_id": planRedisDev, "organization_guid": "org", "space_guid": "space"}
+	r := c.do("PUT", base+"?accepts_incomplete=true", prov, v...)
+	if r.status != http.StatusAccepted {
+		t.Fatalf("provision: %d %s", r.status, r.body)
+	}
+	op := r.json(t)["operation"].(string)
+	eventually(t, time.Minute, "last_operation failed", func() error {
+		if r := c.do("GET", base+"/last_operation?operation="+op, nil, v...); r.json(t)["state"] != "failed" {
+			return errString(string(r.body))
+		}
+		return nil
+	})
+	c.osbCases(t, []osbCase{
+		{"identical repeat with accepts_incomplete", osbCall{"PUT", base + "?accepts_incomplete=true", prov}, 409, "failed"},
+		{"identical repeat without accepts_incomplete", osbCall{"PUT", base, prov}, 409, "last_operation"},
+	})
+	if r := c.do("GET", base+"/last_operation", nil, v...); r.status != http.StatusOK || r.json(t)["state"] != "failed" {
+		t.Errorf("last_operation after the repeats: %d %s", r.status, r.body)
+	}
+	if list := c.do("GET", "/api/v1/instances", nil).json(t); len(list["items"].([]any)) != 1 {
+		t.Errorf("instances after the repeats: %v", list["items"])
+	}
+	// Nor can it be updated, and no retry will change that: not a ConcurrencyError.
+	update := map[string]any{"service_id": serviceRedis, "parameters": map[string]any{"timeout": 9}}
+	if r := c.do("PATCH", base+"?accepts_incomplete=true", update, v...); r.status != http.StatusUnprocessableEntity || r.json(t)["error"] != "InstanceFailed" {
+		t.Errorf("update of the failed instance: %d %s, want 422 InstanceFailed", r.status, r.body)
+	}
+	if r := c.do("PUT", base+"/service_bindings/b1", map[string]any{"service_id": serviceRedis, "plan_id": planRedisDev}, v...); r.status != http.StatusUnprocessableEntity || r.json(t)["error"] != "InstanceFailed" {
+		t.Errorf("bind to the failed instance: %d %s, want 422 InstanceFailed", r.status, r.body)
+	}
+	// The way out the description names: deprovision the failed instance.
+	own := "service_id=" + serviceRedis + "&plan_id=" + planRedisDev
+	dr := c.do("DELETE", base+"?accepts_incomplete=true&"+own, nil, v...)
+	if dr.status != http.StatusAccepted {
+		t.Fatalf("deprovision of the failed instance: %d %s", dr.status, dr.body)
+	}
+	dop := dr.json(t)["operation"].(string)
+	eventually(t, time.Minute, "last_operation 410", func() error {
+		if r := c.do("GET", base+"/last_operation?operation="+dop, nil, v...); r.status != http.StatusGone {
+			return errString(string(r.body))
+		}
+		return nil
+	})
+	if r := c.do("PATCH", base+"?accepts_incomplete=true", update, v...); r.status != http.StatusNotFound {
+		t.Errorf("update of the deprovisioned instance: %d %s, want 404", r.status, r.body)
+	}
+}
+
+// TestOSBFetch checks the fetch semantics that instances_retrievable and
+// bindings_retrievable promise (the catalog advertises both): GET of an
+// instance answers service_id, plan_id and parameters, 404 for an unknown
+// one, 422 ConcurrencyError while it is being updated (the saga halts
+// before applying); GET of a binding answers its credentials, 404 for an
+// unknown one. 404 while provisioning: TestOSBRepeatWhileProvisioning.
+func TestOSBFetch(t *testing.T) {
+	e := newEnv(t)
+	s := newStack(t, e, nil)
+	hooks, reached := haltAt(instance.StepApplying)
+	s.hooks = hooks
+	s.start()
+	c := s.as("acme")
+	v := []string{"X-Broker-API-Version", "2.17"}
+	const base = "/v2/service_instances/fetched"
+	prov := map[string]any{"service_id": serviceRedis, "plan_id": planRedisDev, "organization_guid": "org", "space_guid": "space",
+		"parameters": map[string]any{"timeout": 5}}
+	r := c.do("PUT", base+"?accepts_incomplete=true", prov, v...)
+	if r.status != http.StatusAccepted {
+		t.Fatalf("provision: %d %s", r.status, r.body)
+	}
+	op := r.json(t)["operation"].(string)
+	eventually(t, readyWithin, "last_operation succeeded", func() error {
+		if r := c.do("GET", base+"/last_operation?operation="+op, nil, v...); r.json(t)["state"] != "succeeded" {
+			return errString(string(r.body))
+		}
+		return nil
+	})
+	r = c.do("GET", base, nil, v...)
+	if got := r.json(t); r.status != http.StatusOK || got["service_id"] != serviceRedis || got["plan_id"] != planRedisDev ||
+		got["parameters"].(map[string]any)["timeout"] != 5.0 {
+		t.Errorf("fetch instance: %d %s", r.status, r.body)
+	}
+	bind := map[string]any{"service_id": serviceRedis, "plan_id": planRedisDev}
+	if r := c.do("PUT", base+"/service_bindings/fb", bind, v...); r.status != http.StatusCreated {
+		t.Fatalf("bind: %d %s", r.status, r.body)
+	}
+	r = c.do("GET", base+"/service_bindings/fb", nil, v...)
+	if creds, _ := r.json(t)["credentials"].(map[string]any); r.status != http.StatusOK || creds["uri"] == nil {
+		t.Errorf("fetch binding: %d %s", r.status, r.body)
+	}
+	c.osbCases(t, []osbCase{
+		{"unknown instance", osbCall{"GET", "/v2/service_instances/never-provisioned", nil}, 404, "instance"},
+		{"unknown binding", osbCall{"GET", base + "/service_bindings/never-bound", nil}, 404, "binding"},
+		{"binding of an unknown instance", osbCall{"GET", "/v2/service_instances/never-provisioned/service_bindings/fb", nil}, 404, "binding"},
+	})
+
+	if r := c.do("PATCH", base+"?accepts_incomplete=true", map[string]any{"service_id": serviceRedis, "parameters": map[string]any{"timeout": 9}}, v...); r.status != http.StatusAccepted {
+		t.Fatalf("update: %d %s", r.status, r.body)
+	}
+	select {
+	case <-reached:
+	case <-time.After(readyWithin):
+		t.Fatal("saga never reached applying")
+	}
+	r = c.do("GET", base, nil, v...)
+	if r.status != http.StatusUnprocessableEntity || r.json(t)["error"] != "ConcurrencyError" {
+		t.Errorf("fetch while updating: %d %s, want 422 ConcurrencyError", r.status, r.body)
+	}
+	if r := c.do("GET", base+"/service_bindings/fb", nil, v...); r.status != http.StatusOK {
+		t.Errorf("fetch binding while the instance is updated: %d %s", r.status, r.body)
+	}
+}

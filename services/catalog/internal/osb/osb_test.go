@@ -53,3 +53,16 @@ func TestRenderPlan(t *testing.T) {
 	free.Prices.NodeHour, free.Prices.StorageGBHour = "0", "0.000"
 	require.True(t, renderPlan(free).Free)
 }
+
+// TestRenderService: the routes provisioning serves are advertised (GET of
+// instances and bindings), those it does not are not.
+func TestRenderService(t *testing.T) {
+	plans, err := plan.Seed(time.Now())
+	require.NoError(t, err)
+	svc := renderService(plan.Service{Engine: plans[0].Engine, ID: "a2dc262d-040c-459d-9e7c-53776f4dcf5b"}, plans[:1])
+	require.True(t, svc.Bindable)
+	require.True(t, svc.InstancesRetrievable, "GET /v2/service_instances/:id is served")
+	require.True(t, svc.BindingsRetrievable, "GET …/service_bindings/:id is served")
+	require.False(t, svc.AllowContextUpdates)
+	require.False(t, svc.PlanUpdateable)
+}

@@ -109,9 +109,10 @@ func renderService(svc plan.Service, plans []plan.Plan) serviceJSON {
 	out := serviceJSON{
 		Name: string(svc.Engine), ID: svc.ID, Description: svc.Description, Tags: svc.Tags,
 		Bindable: true,
-		// Instance and binding GETs, context updates and plan changes are not
-		// served yet; the provisioning service turns these on when it does.
-		InstancesRetrievable: false, BindingsRetrievable: false, AllowContextUpdates: false, PlanUpdateable: false,
+		// Provisioning serves GET of instances and bindings with OSB's fetch
+		// semantics (its TestOSBFetch). Context updates and plan changes are
+		// not served yet.
+		InstancesRetrievable: true, BindingsRetrievable: true, AllowContextUpdates: false, PlanUpdateable: false,
 		Metadata: serviceMetadata{DisplayName: svc.DisplayName, LongDescription: svc.Description, ProviderDisplayName: "Canopy"},
 		Plans:    make([]planJSON, 0, len(plans)),
 	}

@@ -92,6 +92,15 @@ var ErrUnknownTenant = errors.New("tenant unknown")
 // unknown tenant.
 const ProblemUnknownTenant = "https://canopy.dev/problems/unknown-tenant"
 
+// unknownTenant is the 403 refusing an order by a tenant the platform does
+// not know.
+func unknownTenant(tenant string) *httpx.Problem {
+	p := httpx.NewProblem(http.StatusForbidden, "tenant unknown: the tenant "+tenant+" is not registered with the platform and may not order instances")
+	p.Title = "Tenant unknown"
+	p.Type = ProblemUnknownTenant
+	return p
+}
+
 // errQuotaUnavailable refuses an order whose quota could not be read.
 var errQuotaUnavailable = errors.New("quota service unavailable, retry")
 
@@ -536,10 +545,7 @@ func (h *Handler) order(ctx context.Context, p tenancy.Principal, tenant, name, 
 		// Not a quota outage: no retry helps until an operator creates the
 		// tenant, so this is the client's 4xx, not a 503.
 		h.log.WarnContext(ctx, "order by a tenant unknown to the gateway; refused", "tenant", tenant)
-		p := httpx.NewProblem(http.StatusForbidden, "tenant unknown: the tenant "+tenant+" is not registered with the platform and may not order instances")
-		p.Title = "Tenant unknown"
-		p.Type = ProblemUnknownTenant
-		return nil, instance.Operation{}, p
+		return nil, instance.Operation{}, unknownTenant(tenant)
 	}
 	if err != nil {
 		h.log.WarnContext(ctx, "read quota; refusing the order", "tenant", tenant, "err", err)
@@ -724,17 +730,10 @@ func (h *Handler) patchInstance(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteProblem(w, r, httpx.BadRequest("nothing to change", httpx.FieldError{Field: "parameters", Reason: "is required"}))
 		return
 	}
-	// Fail closed: without the plan's schema the parameters cannot be
-	// checked, so nothing changes (a plan gone from the catalog included).
-	plan, err := h.catalog.Plan(r.Context(), p, in.Plan.ID)
-	if err != nil {
-		h.log.WarnContext(r.Context(), "fetch plan to check parameters; refusing the change", "instance", in.ID, "plan", in.Plan.ID, "err", err)
-		w.Header().Set("Retry-After", "5")
-		httpx.WriteProblem(w, r, catalogUnavailable("the plan's parameter schema could not be read from the catalog; try again"))
-		return
-	}
-	plan.Engine = in.Plan.Engine
-	if prob := checkParameters(plan, req.Parameters); prob != nil {
+	if prob := h.checkChange(r.Context(), p, in, req.Parameters); prob != nil {
+		if prob.Status == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", "5")
+		}
 		httpx.WriteProblem(w, r, prob)
 		return
 	}
@@ -744,6 +743,20 @@ func (h *Handler) patchInstance(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	httpx.WriteJSON(w, http.StatusAccepted, acceptedJSON{Instance: toInstanceJSON(in), OperationID: op.ID})
+}
+
+// checkChange checks new parameters of an instance against its plan's
+// schema and its engine's allowlist. It fails closed: without the plan's
+// schema the parameters cannot be checked, so nothing changes (a plan gone
+// from the catalog included) and the answer is a 503.
+func (h *Handler) checkChange(ctx context.Context, p tenancy.Principal, in *instance.Instance, params map[string]any) *httpx.Problem {
+	plan, err := h.catalog.Plan(ctx, p, in.Plan.ID)
+	if err != nil {
+		h.log.WarnContext(ctx, "fetch plan to check parameters; refusing the change", "instance", in.ID, "plan", in.Plan.ID, "err", err)
+		return catalogUnavailable("the plan's parameter schema could not be read from the catalog; try again")
+	}
+	plan.Engine = in.Plan.Engine
+	return checkParameters(plan, params)
 }
 
 func (h *Handler) deleteInstance(w http.ResponseWriter, r *http.Request) {

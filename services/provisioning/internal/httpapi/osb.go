@@ -222,8 +222,8 @@ func (h *Handler) osbProvision(w http.ResponseWriter, r *http.Request) {
 }
 
 // osbRepeat answers a PUT for an instance id that exists: 409 when the
-// service, plan or parameters differ, 202 (same operation) while it is
-// being provisioned, 200 once it is.
+// service, plan or parameters differ or its provisioning failed, 202 (same
+// operation) while it is being provisioned, 200 once it is.
 func (h *Handler) osbRepeat(w http.ResponseWriter, in *instance.Instance, req osbProvisionRequest, hash string, async bool) {
 	same := in.Plan.ID == req.PlanID && (in.Plan.ServiceID == "" || in.Plan.ServiceID == req.ServiceID) &&
 		osbHash(req.ServiceID, in.Plan.ID, in.Parameters) == hash
@@ -232,6 +232,15 @@ func (h *Handler) osbRepeat(w http.ResponseWriter, in *instance.Instance, req os
 		osbError(w, http.StatusConflict, "Conflict", "an instance with this id was deprovisioned")
 	case !same:
 		osbError(w, http.StatusConflict, "Conflict", "an instance with this id exists with a different service_id, plan_id or parameters")
+	case in.State == instance.StateFailed:
+		// 200 would say "fully provisioned" and 202 "in progress"; neither is
+		// true. A 4xx changes nothing and starts no orphan mitigation, so the
+		// failed instance and its reason stay for the platform to see.
+		desc := "the service instance with this id failed to provision and cannot be used (its last_operation is \"failed\")"
+		if in.Reason != "" {
+			desc += ": " + in.Reason
+		}
+		osbError(w, http.StatusConflict, "InstanceFailed", desc+"; deprovision it and provision again with a new instance id")
 	case in.State == instance.StateProvisioning && !async:
 		osbError(w, http.StatusUnprocessableEntity, "AsyncRequired", "the instance is still being provisioned; retry with accepts_incomplete=true")
 	case in.State == instance.StateProvisioning:
@@ -256,15 +265,11 @@ func (h *Handler) osbOrderError(w http.ResponseWriter, err error) {
 	var qe *tenancy.QuotaExceededError
 	var ve *instance.ValidationError
 	if p, ok := httpx.ProblemFrom(err); ok {
-		desc := p.Detail
-		for _, fe := range p.Errors {
-			desc += fmt.Sprintf("; %s: %s", fe.Field, fe.Reason)
+		status, code, desc := osbProblem(p)
+		if status == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", "5")
 		}
-		status := p.Status
-		if status == http.StatusUnprocessableEntity {
-			status = http.StatusBadRequest
-		}
-		osbError(w, status, "BadRequest", desc)
+		osbError(w, status, code, desc)
 		return
 	}
 	switch {
@@ -280,6 +285,31 @@ func (h *Handler) osbOrderError(w http.ResponseWriter, err error) {
 	default:
 		h.log.Error("osb provision", "err", err)
 		osbError(w, http.StatusInternalServerError, "InternalError", "provisioning failed to start")
+	}
+}
+
+// osbProblem maps a problem of the order or parameter checks to an OSB
+// status, error and description. OSB defines only the error codes
+// AsyncRequired, ConcurrencyError, RequiresApp and MaintenanceInfoConflict
+// (none of which these problems are); others may be descriptive, so each
+// names what went wrong and never claims the request was malformed when it
+// was not. The request's own mistakes (422 in /api/v1) are OSB's 400.
+func osbProblem(p *httpx.Problem) (status int, code, desc string) {
+	desc = p.Detail
+	for _, fe := range p.Errors {
+		desc += fmt.Sprintf("; %s: %s", fe.Field, fe.Reason)
+	}
+	switch status = p.Status; {
+	case status == http.StatusBadRequest, status == http.StatusUnprocessableEntity:
+		return http.StatusBadRequest, "BadRequest", desc
+	case status == http.StatusForbidden && p.Type == ProblemUnknownTenant:
+		return status, "UnknownTenant", desc + "; a platform admin must register the tenant before this broker credential can provision"
+	case status == http.StatusServiceUnavailable:
+		return status, "ServiceUnavailable", desc
+	case status >= 500:
+		return status, "InternalError", desc
+	default:
+		return status, strings.ReplaceAll(http.StatusText(status), " ", ""), desc
 	}
 }
 
@@ -318,6 +348,16 @@ func (h *Handler) osbUpdate(w http.ResponseWriter, r *http.Request) {
 	if pv := req.PreviousValues; pv != nil && !osbSameIDs(w, in, pv.ServiceID, pv.PlanID) {
 		return
 	}
+	// ConcurrencyError says "retry once the running operation ends"; for an
+	// instance no operation will ever make updatable that is a false hope.
+	switch in.State {
+	case instance.StateDeleted:
+		osbError(w, http.StatusNotFound, "NotFound", "the service instance was deprovisioned")
+		return
+	case instance.StateFailed:
+		osbError(w, http.StatusUnprocessableEntity, "InstanceFailed", "the service instance failed to provision and cannot be updated (its last_operation is \"failed\"); deprovision it")
+		return
+	}
 	if req.PlanID != "" && req.PlanID != in.Plan.ID {
 		osbError(w, http.StatusUnprocessableEntity, "PlanChangeNotSupported", "changing the plan of an instance is not supported yet")
 		return
@@ -331,11 +371,10 @@ func (h *Handler) osbUpdate(w http.ResponseWriter, r *http.Request) {
 		osbError(w, http.StatusUnprocessableEntity, "AsyncRequired", "updates are asynchronous; retry with accepts_incomplete=true")
 		return
 	}
-	if plan, err := h.catalog.Plan(r.Context(), p, in.Plan.ID); err == nil {
-		if prob := validateParameters(plan.ParametersSchema, req.Parameters); prob != nil {
-			h.osbOrderError(w, prob)
-			return
-		}
+	// Fail closed, as the /api/v1 PATCH does: no schema, no change.
+	if prob := h.checkChange(r.Context(), p, in, req.Parameters); prob != nil {
+		h.osbOrderError(w, prob)
+		return
 	}
 	_, op, err := h.saga.UpdateParameters(r.Context(), tenant, in.ID, req.Parameters)
 	switch {
@@ -528,8 +567,13 @@ func (h *Handler) osbBind(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if in.State == instance.StateDeleted {
+	switch in.State {
+	case instance.StateDeleted:
 		osbError(w, http.StatusNotFound, "NotFound", "the service instance was deprovisioned")
+		return
+	case instance.StateFailed:
+		// Not ConcurrencyError: no retry makes a failed instance bindable.
+		osbError(w, http.StatusUnprocessableEntity, "InstanceFailed", "the service instance failed to provision and cannot be bound (its last_operation is \"failed\"); deprovision it")
 		return
 	}
 	if !osbSameIDs(w, in, req.ServiceID, req.PlanID) {
