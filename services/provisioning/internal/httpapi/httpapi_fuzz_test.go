@@ -106,7 +106,9 @@ func (fuzzRepo) Binding(context.Context, string, string, string) (instance.Bindi
 func (fuzzRepo) BindingByOSBID(context.Context, string, string, string) (instance.Binding, error) {
 	return instance.Binding{}, mysqlrepo.ErrNotFound
 }
-func (fuzzRepo) Bindings(context.Context, string, string) ([]instance.Binding, error) { return nil, nil }
+func (fuzzRepo) Bindings(context.Context, string, string) ([]instance.Binding, error) {
+	return nil, nil
+}
 func (fuzzRepo) ListMonitored(context.Context, string, int) ([]*instance.Instance, error) {
 	return nil, nil
 }
