@@ -27,7 +27,7 @@ build:
 vet:
 	$(GO) vet $(MODULE_PATTERN)
 
-## test: ensure deps, vet, and run every test (integration included) with the race detector
+## test: ensure deps, vet, run every test (integration included) with the race detector, then fuzz each target for TEST_FUZZTIME
 test: deps vet
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(MODULE_PATTERN)
 	FUZZTIME=$(TEST_FUZZTIME) bash scripts/fuzz.sh
