@@ -3,8 +3,12 @@ SHELL := /bin/bash
 MODULE_PATTERN := github.com/canopy-platform/canopy/...
 GO ?= go
 TEST_TIMEOUT ?= 18m
+FUZZTIME ?= 30s
+# make test fuzzes every target briefly after the ordinary tests (which already
+# run each target's seed corpus); see docs/testing.md.
+TEST_FUZZTIME ?= 2s
 
-.PHONY: dev test vet bench lint fmt up down k8s build deps clean openapi
+.PHONY: dev test vet bench fuzz lint fmt up down k8s build deps clean openapi
 
 deps:
 	@bash scripts/ensure-deps.sh
@@ -23,9 +27,14 @@ build:
 vet:
 	$(GO) vet $(MODULE_PATTERN)
 
-## test: ensure deps, vet, and run every test (integration included) with the race detector
+## test: ensure deps, vet, run every test (integration included) with the race detector, then fuzz each target for TEST_FUZZTIME
 test: deps vet
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(MODULE_PATTERN)
+	FUZZTIME=$(TEST_FUZZTIME) bash scripts/fuzz.sh
+
+## fuzz: run every Fuzz target for FUZZTIME each (default 30s; FUZZ=regexp picks targets)
+fuzz:
+	FUZZTIME=$(FUZZTIME) bash scripts/fuzz.sh
 
 ## bench: every benchmark, each printing its figures and ratios
 bench: deps

@@ -1,8 +1,11 @@
 package probe
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
+	"database/sql/driver"
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -25,11 +28,14 @@ const statusQuery = "SHOW GLOBAL STATUS WHERE Variable_name IN " +
 // most one): SELECT @@read_only is the ping, SHOW SLAVE STATUS tells the
 // replication state, SHOW GLOBAL STATUS the counters and semi-sync.
 type mysqlChecker struct {
-	db *sql.DB
+	connector driver.Connector
+	db        *sql.DB
 	// greetingErr is set by a fresh connection whose first bytes are no
 	// MySQL greeting; the driver hides it behind "invalid connection" or
 	// waits for a packet of the garbage's announced length.
 	greetingErr atomic.Pointer[ProtocolError]
+	// lastConn is the connection dialled last, closed when the driver panics.
+	lastConn atomic.Pointer[greetingConn]
 }
 
 type nopLogger struct{}
@@ -46,7 +52,9 @@ func newMySQL(spec Spec, dial Dialer) (*mysqlChecker, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &greetingConn{Conn: conn, c: c}, nil
+		g := &greetingConn{Conn: conn, c: c}
+		c.lastConn.Store(g)
+		return g, nil
 	}
 	cfg.ReadTimeout, cfg.WriteTimeout = mysqlIOBackstop, mysqlIOBackstop
 	// The driver logs failed connections itself; the health state machine
@@ -56,11 +64,17 @@ func newMySQL(spec Spec, dial Dialer) (*mysqlChecker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("probe: mysql connector: %w", err)
 	}
-	db := sql.OpenDB(conn)
+	c.connector = conn
+	c.openDB()
+	return c, nil
+}
+
+// openDB (re)creates the pool of at most one connection.
+func (c *mysqlChecker) openDB() {
+	db := sql.OpenDB(c.connector)
 	db.SetMaxOpenConns(1)
 	db.SetMaxIdleConns(1)
 	c.db = db
-	return c, nil
 }
 
 func (c *mysqlChecker) Close() error { return c.db.Close() }
@@ -74,7 +88,7 @@ func (c *mysqlChecker) Check(ctx context.Context, withSample bool) Result {
 	}
 	reused := c.db.Stats().Idle > 0
 	c.greetingErr.Store(nil)
-	res, err := c.check(ctx, withSample)
+	res, err := c.safeCheck(ctx, withSample)
 	if err != nil {
 		if pe := c.greetingErr.Load(); pe != nil {
 			err = fmt.Errorf("connect %s: %w", "greeting", pe)
@@ -85,6 +99,28 @@ func (c *mysqlChecker) Check(ctx context.Context, withSample bool) Result {
 	}
 	res.OK, res.Started, res.Duration, res.Reused = true, started, time.Since(started), reused
 	return res
+}
+
+// safeCheck runs check and turns a panic of the driver into a protocol error.
+// go-sql-driver/mysql slices server packets without bounds checks (a 1-byte
+// greeting or a 2-byte error packet panics it) and whatever listens on a
+// probed port may send anything: one such peer must not take the whole
+// healthcheck process down. database/sql still counts the connection that
+// panicked as open, so the pool is replaced and the socket closed; the
+// driver's watcher goroutine of that connection cannot be reached and stays
+// (greetingConn stops the common case, a malformed greeting, before that).
+func (c *mysqlChecker) safeCheck(ctx context.Context, withSample bool) (res Result, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &ProtocolError{Msg: fmt.Sprintf("mysql driver failed on the server's reply: %v", r)}
+			if g := c.lastConn.Load(); g != nil {
+				_ = g.Conn.Close()
+			}
+			_ = c.db.Close()
+			c.openDB()
+		}
+	}()
+	return c.check(ctx, withSample)
 }
 
 func (c *mysqlChecker) check(ctx context.Context, withSample bool) (Result, error) {
@@ -210,39 +246,113 @@ func (c *mysqlChecker) globalStatus(ctx context.Context) (map[string]string, err
 	return st, nil
 }
 
-// greetingConn checks the first bytes a server sends: a MySQL greeting is a
-// short packet (3-byte length, sequence 0) holding protocol version 10, or an
-// error packet (0xff) such as "too many connections".
+// greetingConn checks the first packet a server sends before the driver
+// sees it: a MySQL greeting is a short packet (3-byte length, sequence 0)
+// holding protocol version 10, or an error packet (0xff) such as "too many
+// connections". The driver parses the greeting without bounds checks, so the
+// whole packet is read and its layout checked here; a truncated greeting
+// would otherwise panic the probe.
 type greetingConn struct {
 	net.Conn
 	c       *mysqlChecker
 	checked bool
+	// pending is the checked greeting (and whatever arrived with it), not
+	// yet handed to the driver; readErr is the error that ended it early.
+	pending []byte
+	readErr error
 }
 
 // maxGreeting is far above any real handshake packet (~100 bytes).
 const maxGreeting = 4096
 
 func (g *greetingConn) Read(b []byte) (int, error) {
-	n, err := g.Conn.Read(b)
-	if g.checked || n == 0 {
-		return n, err
+	if !g.checked {
+		g.checked = true
+		g.pending, g.readErr = g.readGreeting()
+		var pe *ProtocolError
+		if errors.As(g.readErr, &pe) {
+			g.c.greetingErr.Store(pe)
+			_ = g.Conn.Close()
+			g.pending = nil
+		}
 	}
-	g.checked = true
-	head := b[:n]
-	bad := ""
+	if len(g.pending) > 0 {
+		n := copy(b, g.pending)
+		g.pending = g.pending[n:]
+		return n, nil
+	}
+	if g.readErr != nil {
+		return 0, g.readErr
+	}
+	return g.Conn.Read(b)
+}
+
+// readGreeting reads until the first packet is complete and checks it. It
+// returns what it read with the read error that cut it short, or a
+// *ProtocolError when the bytes are no greeting.
+func (g *greetingConn) readGreeting() ([]byte, error) {
+	buf := make([]byte, 0, 256)
+	for {
+		if bad := badGreeting(buf); bad != "" {
+			return nil, &ProtocolError{Msg: fmt.Sprintf("%s: %q", bad, evidence(buf))}
+		}
+		if len(buf) >= 4 && len(buf) >= 4+packetLen(buf) {
+			return buf, nil
+		}
+		if len(buf) == cap(buf) {
+			buf = append(buf, make([]byte, cap(buf))...)[:len(buf)]
+		}
+		n, err := g.Conn.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err != nil {
+			return buf, err
+		}
+	}
+}
+
+func packetLen(b []byte) int { return int(b[0]) | int(b[1])<<8 | int(b[2])<<16 }
+
+// badGreeting says what is wrong with the start of a greeting (head may be
+// incomplete), or "" when nothing is yet.
+func badGreeting(head []byte) string {
+	n := len(head)
 	switch {
-	case n >= 3 && int(head[0])|int(head[1])<<8|int(head[2])<<16 > maxGreeting:
-		bad = "greeting longer than 4 KiB"
+	case n >= 3 && packetLen(head) > maxGreeting:
+		return "greeting longer than 4 KiB"
 	case n >= 4 && head[3] != 0:
-		bad = "greeting sequence is not 0"
+		return "greeting sequence is not 0"
 	case n >= 5 && head[4] != 10 && head[4] != 0xff:
-		bad = fmt.Sprintf("protocol version %d, want 10", head[4])
+		return fmt.Sprintf("protocol version %d, want 10", head[4])
+	case n >= 4 && n >= 4+packetLen(head):
+		return badGreetingPayload(head[4 : 4+packetLen(head)])
 	}
-	if bad == "" {
-		return n, err
+	return ""
+}
+
+// badGreetingPayload checks that a complete greeting has every field the
+// driver reads (go-sql-driver/mysql readHandshakePacket, handleErrorPacket).
+func badGreetingPayload(p []byte) string {
+	if len(p) == 0 {
+		return "empty greeting"
 	}
-	pe := &ProtocolError{Msg: fmt.Sprintf("%s: %q", bad, evidence(head))}
-	g.c.greetingErr.Store(pe)
-	_ = g.Conn.Close()
-	return 0, pe
+	if p[0] == 0xff {
+		// error number [2], then optional '#' and 5-byte SQL state
+		if len(p) < 4 || (p[3] == '#' && len(p) < 9) {
+			return "truncated error packet"
+		}
+		return ""
+	}
+	// server version [NUL-terminated], connection id [4], auth data [8],
+	// filler [1], capabilities [2]
+	nul := bytes.IndexByte(p[1:], 0)
+	if nul < 0 {
+		return "server version not terminated"
+	}
+	pos := 1 + nul + 1 + 4 + 8 + 1 + 2
+	// optional: charset [1], status [2], capabilities [2], auth data length [1],
+	// reserved [6], MariaDB capabilities [4], auth data [13], plugin name
+	if len(p) < pos || (len(p) > pos && len(p) < pos+3+2+1+6+4+13) {
+		return "truncated greeting"
+	}
+	return ""
 }

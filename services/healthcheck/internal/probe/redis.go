@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"strconv"
 	"time"
@@ -267,7 +268,9 @@ func evidence(b []byte) []byte {
 	return b
 }
 
-// atoi parses a decimal integer (optional sign) without allocating.
+// atoi parses a decimal integer (optional sign) without allocating. Values
+// that do not fit an int64 are refused: wrapping would turn an absurd bulk
+// length into a plausible one.
 func atoi(b []byte) (int64, bool) {
 	if len(b) == 0 {
 		return 0, false
@@ -279,17 +282,25 @@ func atoi(b []byte) (int64, bool) {
 			return 0, false
 		}
 	}
-	var n int64
+	limit := uint64(math.MaxInt64)
+	if neg {
+		limit++ // math.MinInt64 has no positive counterpart
+	}
+	var n uint64
 	for _, ch := range b {
 		if ch < '0' || ch > '9' {
 			return 0, false
 		}
-		n = n*10 + int64(ch-'0')
+		d := uint64(ch - '0')
+		if n > (limit-d)/10 {
+			return 0, false
+		}
+		n = n*10 + d
 	}
 	if neg {
-		n = -n
+		return -int64(n), true
 	}
-	return n, true
+	return int64(n), true
 }
 
 // sampleKeys maps INFO fields to sample names.

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Runs every Go fuzz target of the workspace, one after the other, each for
+# FUZZTIME (default 30s). Targets are found by grepping the test files of the
+# workspace modules for "func FuzzX(f *testing.F)", which needs no compile.
+#
+#   FUZZTIME=30s      how long each target runs (a duration or Nx executions)
+#   FUZZ=regexp       only targets whose "pkgdir.FuzzName" matches
+#   FUZZPARALLEL=1    fuzzing workers per target (go test -parallel)
+#
+# A crash fails the run; go test writes the failing input to
+# <pkg>/testdata/fuzz/<FuzzName>/ so it becomes a regression seed once committed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+fuzztime=${FUZZTIME:-30s}
+filter=${FUZZ:-.}
+parallel=${FUZZPARALLEL:-1}
+
+# Module directories from go.work's use block.
+mapfile -t modules < <(sed -n '/^use (/,/^)/{s/^[[:space:]]*\(\.[^[:space:]]*\).*/\1/p}' go.work)
+
+targets=()
+for m in "${modules[@]}"; do
+  while IFS=: read -r file name; do
+    target="./$(dirname "${file#./}") $name"
+    [[ "./$(dirname "${file#./}").$name" =~ $filter ]] && targets+=("$target")
+  done < <(grep -rHo --include='*_test.go' -E '^func Fuzz[A-Za-z0-9_]*\(f \*testing\.F\)' "$m" |
+    sed -E 's/:func (Fuzz[A-Za-z0-9_]*)\(.*/:\1/' | sort)
+done
+
+if [[ ${#targets[@]} -eq 0 ]]; then
+  echo "fuzz: no targets match $filter"
+  exit 0
+fi
+
+echo "fuzz: ${#targets[@]} targets, $fuzztime each"
+start=$SECONDS
+failed=()
+for t in "${targets[@]}"; do
+  read -r pkg name <<<"$t"
+  echo "== $pkg $name"
+  if ! go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" -parallel "$parallel" "$pkg"; then
+    failed+=("$pkg $name")
+  fi
+done
+echo "fuzz: ${#targets[@]} targets in $((SECONDS - start))s"
+if [[ ${#failed[@]} -gt 0 ]]; then
+  printf 'fuzz: FAILED %s\n' "${failed[@]}"
+  exit 1
+fi
