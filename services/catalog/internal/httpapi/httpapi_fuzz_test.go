@@ -17,6 +17,7 @@ import (
 	"github.com/canopy-platform/canopy/services/catalog/internal/brokercred"
 	"github.com/canopy-platform/canopy/services/catalog/internal/mysqlrepo"
 	"github.com/canopy-platform/canopy/services/catalog/internal/plan"
+	"github.com/canopy-platform/canopy/services/catalog/internal/tenantclient"
 )
 
 var fuzzT0 = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -62,13 +63,23 @@ func (s *seedRepo) ListCredentials(context.Context, *mysqlrepo.CredentialCursor,
 }
 func (s *seedRepo) RevokeCredential(context.Context, string, time.Time) error { return nil }
 
+// knownTenants knows only "acme", like a gateway with one tenant.
+type knownTenants struct{}
+
+func (knownTenants) Check(_ context.Context, t tenancy.ID) error {
+	if t == "acme" {
+		return nil
+	}
+	return tenantclient.ErrUnknownTenant
+}
+
 func fuzzHandler(f *testing.F) http.Handler {
 	f.Helper()
 	plans, err := plan.Seed(fuzzT0)
 	if err != nil {
 		f.Fatal(err)
 	}
-	h, err := New(&seedRepo{plans: plans}, slog.New(slog.DiscardHandler), func() time.Time { return fuzzT0 }, nil)
+	h, err := New(&seedRepo{plans: plans}, knownTenants{}, slog.New(slog.DiscardHandler), func() time.Time { return fuzzT0 }, nil)
 	if err != nil {
 		f.Fatal(err)
 	}

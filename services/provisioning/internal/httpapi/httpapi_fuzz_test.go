@@ -81,12 +81,24 @@ func (fuzzSaga) Bind(_ context.Context, tenant, instanceID, name, osbID string) 
 	return instance.Binding{ID: "b1", InstanceID: in.ID, Tenant: tenant, Name: name, OSBID: osbID,
 		Credentials: instance.Credentials{Username: "u", Password: "p"}, CreatedAt: fuzzT0}, in, nil
 }
+func (s fuzzSaga) BindOSB(ctx context.Context, tenant, instanceID, name, osbID, _ string) (instance.Binding, *instance.Instance, error) {
+	return s.Bind(ctx, tenant, instanceID, name, osbID)
+}
 func (fuzzSaga) Unbind(context.Context, string, instance.Binding) error { return nil }
 
 type fuzzRepo struct{}
 
 func (fuzzRepo) Get(_ context.Context, tenant, id string) (*instance.Instance, error) {
 	return readyInstance(tenant, id)
+}
+func (fuzzRepo) GetAnyTenant(_ context.Context, id string) (*instance.Instance, error) {
+	return readyInstance("acme", id)
+}
+func (fuzzRepo) ListAllInstances(context.Context, string, int, bool) ([]*instance.Instance, error) {
+	return nil, nil
+}
+func (fuzzRepo) OperationAnyTenant(context.Context, string) (instance.Operation, error) {
+	return instance.Operation{}, mysqlrepo.ErrNotFound
 }
 func (fuzzRepo) GetByOSBID(_ context.Context, tenant, osbID string) (*instance.Instance, error) {
 	if osbID != "osb-ready" {

@@ -29,6 +29,9 @@ func (p *decidingPlacer) Confirm(context.Context, string) (placement.Record, err
 	return placement.Record{}, placement.ErrNotPlaced
 }
 func (p *decidingPlacer) Release(context.Context, string, string) error { return nil }
+func (p *decidingPlacer) Get(context.Context, string) (placement.Record, error) {
+	return placement.Record{}, placement.ErrNotPlaced
+}
 
 var fuzzTypes = []string{
 	events.TypePlacementRequested, events.TypeInstanceReady, events.TypeInstanceDeleted,
