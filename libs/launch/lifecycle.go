@@ -276,3 +276,26 @@ func (l *Lifecycle) stopStage(r *running) error {
 	l.logger.Debug("stage stopped", "service", l.name, "stage", name)
 	return errors.Join(errs...)
 }
+
+// Together runs fns as one stage's Run: concurrently, stopped together (the
+// members of a consumer group), the first error cancelling the others. It
+// returns once all have returned, with their errors joined.
+func Together(fns ...func(ctx context.Context) error) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		errs := make([]error, len(fns))
+		var wg sync.WaitGroup
+		for i, fn := range fns {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if errs[i] = fn(ctx); errs[i] != nil {
+					cancel()
+				}
+			}()
+		}
+		wg.Wait()
+		return errors.Join(errs...)
+	}
+}

@@ -232,3 +232,19 @@ func status(t *testing.T, url string) int {
 	resp.Body.Close()
 	return resp.StatusCode
 }
+
+func TestTogether(t *testing.T) {
+	boom := errors.New("boom")
+	var stopped sync.WaitGroup
+	stopped.Add(2)
+	member := func(ctx context.Context) error { defer stopped.Done(); <-ctx.Done(); return nil }
+	failing := func(context.Context) error { return boom }
+	err := Together(member, failing, member)(context.Background())
+	require.ErrorIs(t, err, boom, "the first error cancels the others and is returned")
+	stopped.Wait()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	idle := func(ctx context.Context) error { <-ctx.Done(); return nil }
+	require.NoError(t, Together(idle, idle)(ctx))
+}
