@@ -211,6 +211,9 @@ func (l *Lifecycle) start(ctx context.Context, stages []Stage, failed chan failu
 			case f := <-failed:
 				return f.cause()
 			case <-r.done:
+				if r.err != nil {
+					return failure{r: r}.cause()
+				}
 				return fmt.Errorf("%s: stopped before it listened", st.Name)
 			case <-ctx.Done():
 				return errStopRequested

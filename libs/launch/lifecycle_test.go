@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -212,6 +213,23 @@ func TestLifecycleUnreadyBeforeDrain(t *testing.T) {
 	close(release)
 	require.Equal(t, http.StatusNoContent, <-reqDone, "the in-flight request is drained, not cut")
 	require.NoError(t, wait(t, done))
+}
+
+func TestLifecycleListenFails(t *testing.T) {
+	taken := httpx.NewServer(httpx.Config{Addr: "127.0.0.1:0"}, nil, nil, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = taken.Run(ctx) }()
+	<-taken.Ready()
+
+	var j journal
+	l := NewLifecycle("svc", time.Second, nil)
+	err := l.Run(context.Background(), j.stage("relay"), Serve("http", func(context.Context) (*httpx.Server, error) {
+		return httpx.NewServer(httpx.Config{Addr: taken.Addr()}, nil, nil, nil), nil
+	}))
+	require.ErrorContains(t, err, "svc: http: listen on "+taken.Addr())
+	require.Equal(t, 1, strings.Count(err.Error(), "listen on"), "reported once: %v", err)
+	require.Equal(t, []string{"start relay", "run ended relay", "stop relay"}, j.list())
 }
 
 func TestLifecycleStopDuringStart(t *testing.T) {
