@@ -5,7 +5,8 @@
 // identity in signed headers. On a second, internal listener it serves the
 // services under /internal/v1 (provisioning reads tenants' quotas there), to
 // signed requests only, and the operator endpoints /metrics and a detailed
-// /readyz. main and the all-in-one binary use only Config, New and Run.
+// /readyz. main uses Config and NewProcess (which opens its own database and
+// Redis); the all-in-one binary Config, New and Run.
 package gateway
 
 import (
