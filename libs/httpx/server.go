@@ -230,5 +230,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	return nil
 }
 
+// Unready turns /readyz to 503 "shutting down" ahead of Run's own shutdown,
+// so that a process with several listeners can take them all out of load
+// balancing before the first one drains.
+func (s *Server) Unready() { s.stopping.Store(true) }
+
 // Stopping reports whether shutdown has begun.
 func (s *Server) Stopping() bool { return s.stopping.Load() }

@@ -2,8 +2,9 @@
 // service's config (flags, YAML, env) together with logging and tracing
 // settings, set up the logger, metrics registry, tracer and event publisher,
 // run the service until SIGINT/SIGTERM, and turn the outcome into an exit
-// code. It holds no service logic; each service still builds itself in its
-// own package.
+// code; and what a service's Run is: a Lifecycle of ordered stages, started
+// in order and stopped in reverse within a bound. It holds no service logic;
+// each service still builds itself in its own package (docs/new-service.md).
 package launch
 
 import (

@@ -16,13 +16,13 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/canopy-platform/canopy/libs/eventbus"
 	"github.com/canopy-platform/canopy/libs/httpx"
+	"github.com/canopy-platform/canopy/libs/launch"
 	"github.com/canopy-platform/canopy/libs/store"
 	"github.com/canopy-platform/canopy/libs/tenancy"
 	"github.com/canopy-platform/canopy/services/catalog/internal/httpapi"
@@ -148,11 +148,7 @@ type Service struct {
 	cfg    Config
 	deps   Deps
 	logger *slog.Logger
-
-	ready     chan struct{}
-	readyOnce sync.Once
-	mu        sync.Mutex
-	addr      string
+	life   *launch.Lifecycle
 }
 
 // New checks cfg and deps and returns the service. It does no I/O.
@@ -171,91 +167,70 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
-	return &Service{cfg: cfg, deps: deps, logger: deps.Logger.With("service", "catalog"), ready: make(chan struct{})}, nil
+	logger := deps.Logger.With("service", "catalog")
+	return &Service{cfg: cfg, deps: deps, logger: logger, life: launch.NewLifecycle("catalog", 0, logger)}, nil
 }
 
 // Ready is closed once the service has migrated, seeded and listens.
-func (s *Service) Ready() <-chan struct{} { return s.ready }
+func (s *Service) Ready() <-chan struct{} { return s.life.Ready() }
 
 // Addr is the address the service listens on, once Ready is closed.
-func (s *Service) Addr() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.addr
-}
+func (s *Service) Addr() string { return s.life.Addr("http") }
 
 // Run opens the database, applies migrations, seeds the default catalog,
 // then serves HTTP and relays the outbox until ctx ends. Shutdown is in
 // reverse order: readiness off and HTTP drained first, then the relay
 // publishes what the last requests wrote and stops, then the database closes.
 func (s *Service) Run(ctx context.Context) error {
-	db, err := store.Open(ctx, s.cfg.storeConfig(), s.logger)
-	if err != nil {
-		return fmt.Errorf("catalog: %w", err)
-	}
-	defer func() {
-		if err := db.Close(); err != nil {
-			s.logger.Warn("close database", "err", err)
-		}
-	}()
-	repo, err := mysqlrepo.New(db, s.deps.Now)
-	if err != nil {
-		return fmt.Errorf("catalog: %w", err)
-	}
-	if err := repo.Migrate(ctx); err != nil {
-		return fmt.Errorf("catalog: %w", err)
-	}
-	if s.cfg.Seed {
-		if err := s.seed(ctx, repo); err != nil {
-			return fmt.Errorf("catalog: %w", err)
-		}
-	}
-	handler, err := s.handler(repo)
-	if err != nil {
-		return fmt.Errorf("catalog: %w", err)
-	}
-	srv := httpx.NewServer(s.cfg.httpConfig(), handler, s.logger, s.deps.Registry)
-	srv.AddReadinessCheck("mysql", repo.Ping)
-	relay := store.NewRelay(db, s.deps.Publisher, s.cfg.Relay, s.logger, s.deps.Registry)
-
-	// The relay outlives the HTTP server so events of the last requests go out.
-	relayCtx, stopRelay := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopRelay()
-	httpCtx, stopHTTP := context.WithCancel(ctx)
-	defer stopHTTP()
-
-	var wg sync.WaitGroup
-	var relayErr, purgeErr error
-	wg.Add(3)
-	go func() {
-		defer wg.Done()
-		if relayErr = relay.Run(relayCtx); relayErr != nil {
-			stopHTTP()
-		}
-	}()
-	go func() {
-		defer wg.Done()
-		purgeErr = s.purgeIdempotency(httpCtx, repo)
-	}()
-	go func() {
-		defer wg.Done()
-		select {
-		case <-srv.Ready():
-			s.mu.Lock()
-			s.addr = srv.Addr()
-			s.mu.Unlock()
-			s.readyOnce.Do(func() { close(s.ready) })
-		case <-httpCtx.Done():
-		}
-	}()
-	httpErr := srv.Run(httpCtx)
-	stopHTTP()
-	stopRelay()
-	wg.Wait()
-	if err := errors.Join(httpErr, relayErr, purgeErr); err != nil {
-		return fmt.Errorf("catalog: %w", err)
-	}
-	return nil
+	var (
+		db   *store.DB
+		repo *mysqlrepo.Repo
+	)
+	return s.life.Run(ctx,
+		launch.Stage{
+			Name: "database",
+			Start: func(ctx context.Context) error {
+				var err error
+				if db, err = store.Open(ctx, s.cfg.storeConfig(), s.logger); err != nil {
+					return err
+				}
+				repo, err = mysqlrepo.New(db, s.deps.Now)
+				return err
+			},
+			Stop: func(context.Context) error {
+				if err := db.Close(); err != nil {
+					s.logger.Warn("close database", "err", err)
+				}
+				return nil
+			},
+		},
+		launch.Stage{
+			Name: "migrate",
+			Start: func(ctx context.Context) error {
+				if err := repo.Migrate(ctx); err != nil {
+					return err
+				}
+				if s.cfg.Seed {
+					return s.seed(ctx, repo)
+				}
+				return nil
+			},
+		},
+		// The relay outlives the HTTP server so events of the last requests go out.
+		launch.Stage{Name: "outbox relay", Run: func(ctx context.Context) error {
+			return store.NewRelay(db, s.deps.Publisher, s.cfg.Relay, s.logger, s.deps.Registry).Run(ctx)
+		}},
+		launch.Stage{Name: "idempotency purger", Run: func(ctx context.Context) error { return s.purgeIdempotency(ctx, repo) }},
+		launch.Serve("http", func(context.Context) (*httpx.Server, error) {
+			handler, err := s.handler(repo)
+			if err != nil {
+				return nil, err
+			}
+			srv := httpx.NewServer(s.cfg.httpConfig(), handler, s.logger, s.deps.Registry)
+			srv.AddReadinessCheck("mysql", repo.Ping)
+			return srv, nil
+		}),
+	)
 }
 
 // handler builds the HTTP routes: the public API behind the gateway's signed

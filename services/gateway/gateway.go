@@ -5,7 +5,8 @@
 // identity in signed headers. On a second, internal listener it serves the
 // services under /internal/v1 (provisioning reads tenants' quotas there), to
 // signed requests only, and the operator endpoints /metrics and a detailed
-// /readyz. main and the all-in-one binary use only Config, New and Run.
+// /readyz. main uses Config and NewProcess (which opens its own database and
+// Redis); the all-in-one binary Config, New and Run.
 package gateway
 
 import (
@@ -22,13 +23,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/canopy-platform/canopy/libs/httpx"
+	"github.com/canopy-platform/canopy/libs/launch"
 	"github.com/canopy-platform/canopy/libs/store"
 	"github.com/canopy-platform/canopy/libs/tenancy"
 	"github.com/canopy-platform/canopy/services/gateway/internal/apikey"
@@ -229,7 +230,7 @@ type Service struct {
 	server *httpx.Server
 	// internal serves /internal/v1, /metrics and the detailed /readyz.
 	internal *httpx.Server
-	ready    chan struct{}
+	life     *launch.Lifecycle
 	purgeIv  time.Duration
 }
 
@@ -335,8 +336,10 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		srv.AddReadinessCheck("redis", func(ctx context.Context) error { return deps.Redis.Ping(ctx).Err() })
 	}
 	deps.Logger = logger
+	// Each listener drains within ShutdownTimeout; its stage gets as long again.
+	life := launch.NewLifecycle("gateway", max(launch.DefaultStopTimeout, 2*cfg.ShutdownTimeout), logger)
 	return &Service{cfg: cfg, deps: deps, repo: repo, auth: auth, proxy: px, server: server, internal: internalServer,
-		ready: make(chan struct{}), purgeIv: time.Hour}, nil
+		life: life, purgeIv: time.Hour}, nil
 }
 
 // Addr returns the public listen address once Ready is closed.
@@ -346,51 +349,26 @@ func (s *Service) Addr() string { return s.server.Addr() }
 func (s *Service) InternalAddr() string { return s.internal.Addr() }
 
 // Ready is closed once the gateway listens on both addresses.
-func (s *Service) Ready() <-chan struct{} { return s.ready }
+func (s *Service) Ready() <-chan struct{} { return s.life.Ready() }
 
 // Run migrates the database, ensures the bootstrap admin key, and serves
-// until ctx ends; then it drains requests and flushes key usage.
+// until ctx ends; then it drains requests (the public listener first, both
+// unready at once) and flushes key usage. One part failing stops the rest.
 func (s *Service) Run(ctx context.Context) error {
-	if err := s.deps.DB.Migrate(ctx, migrations.FS); err != nil {
-		return fmt.Errorf("run gateway: %w", err)
-	}
-	if err := s.ensureAdminKey(ctx); err != nil {
-		return fmt.Errorf("run gateway: %w", err)
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	var once sync.Once
-	var first error
-	run := func(name string, fn func(context.Context) error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := fn(ctx); err != nil {
-				once.Do(func() { first = fmt.Errorf("run gateway %s: %w", name, err) })
+	return s.life.Run(ctx,
+		launch.Stage{Name: "migrate", Start: func(ctx context.Context) error {
+			if err := s.deps.DB.Migrate(ctx, migrations.FS); err != nil {
+				return err
 			}
-			cancel() // one part stopping stops the service
-		}()
-	}
-	run("http", s.server.Run)
-	run("internal http", s.internal.Run)
-	wg.Add(1)
-	go func() { // not through run: its end must not stop the service
-		defer wg.Done()
-		for _, ready := range []<-chan struct{}{s.server.Ready(), s.internal.Ready()} {
-			select {
-			case <-ready:
-			case <-ctx.Done():
-				return
-			}
-		}
-		close(s.ready)
-	}()
-	run("key usage flusher", s.auth.Run)
-	run("idempotency purger", s.purgeIdempotency)
-	wg.Wait()
-	s.proxy.Close()
-	return first
+			return s.ensureAdminKey(ctx)
+		}},
+		// Upstream connections close once nothing proxies any more.
+		launch.Stage{Name: "proxy", Stop: func(context.Context) error { s.proxy.Close(); return nil }},
+		launch.Stage{Name: "key usage flusher", Run: s.auth.Run},
+		launch.Stage{Name: "idempotency purger", Run: s.purgeIdempotency},
+		launch.Serve("internal http", func(context.Context) (*httpx.Server, error) { return s.internal, nil }),
+		launch.Serve("http", func(context.Context) (*httpx.Server, error) { return s.server, nil }),
+	)
 }
 
 func (s *Service) purgeIdempotency(ctx context.Context) error {

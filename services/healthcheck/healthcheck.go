@@ -17,14 +17,15 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/oklog/ulid/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/canopy-platform/canopy/libs/eventbus"
 	"github.com/canopy-platform/canopy/libs/httpx"
+	"github.com/canopy-platform/canopy/libs/launch"
 	"github.com/canopy-platform/canopy/libs/nettune"
 	"github.com/canopy-platform/canopy/libs/tenancy"
 	"github.com/canopy-platform/canopy/services/healthcheck/internal/events"
@@ -81,6 +82,24 @@ type Config struct {
 	SessionTimeout time.Duration `yaml:"session_timeout" env:"HEALTHCHECK_SESSION_TIMEOUT" default:"10s"`
 	// Link is the deployment mode whose dialer probes use.
 	Link string `yaml:"link" env:"HEALTHCHECK_LINK" default:"multi-az"`
+	// Kafka tunes the publisher of cmd/healthcheck; its brokers default to
+	// Brokers and its source to /canopy/healthcheck.
+	Kafka eventbus.PublisherConfig `yaml:"kafka" envPrefix:"KAFKA_"`
+}
+
+// DefaultSource is the ce_source of the healthcheck's events.
+const DefaultSource = "/canopy/healthcheck"
+
+// PublisherConfig is Kafka with its defaults filled in from the rest.
+func (c Config) PublisherConfig() eventbus.PublisherConfig {
+	k := c.Kafka
+	if len(k.Brokers) == 0 {
+		k.Brokers = c.Brokers
+	}
+	if k.Source == "" {
+		k.Source = DefaultSource
+	}
+	return k
 }
 
 // DefaultConfig returns a local development configuration (without the
@@ -147,10 +166,7 @@ type Service struct {
 	intake  *intake.Intake
 	sharder *shard.Sharder
 
-	ready     chan struct{}
-	readyOnce sync.Once
-	mu        sync.Mutex
-	addr      string
+	life *launch.Lifecycle
 }
 
 // New checks cfg and deps and builds the service. It does no I/O.
@@ -194,80 +210,53 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("healthcheck: %w", err)
 	}
-	return &Service{cfg: cfg, deps: deps, logger: logger, mon: mon, intake: in, sharder: sh, ready: make(chan struct{})}, nil
+	return &Service{cfg: cfg, deps: deps, logger: logger, mon: mon, intake: in, sharder: sh,
+		life: launch.NewLifecycle("healthcheck", 0, logger)}, nil
 }
 
 // Ready is closed once the service listens.
-func (s *Service) Ready() <-chan struct{} { return s.ready }
+func (s *Service) Ready() <-chan struct{} { return s.life.Ready() }
 
 // Addr is the address the service listens on, once Ready is closed.
-func (s *Service) Addr() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.addr
-}
+func (s *Service) Addr() string { return s.life.Addr("http") }
 
 // Run probes, follows the instance topic and serves HTTP until ctx ends.
 // Shutdown: HTTP drains, the group is left (partitions go to the other
 // replicas at once), then probing stops and queued transitions are flushed.
 func (s *Service) Run(ctx context.Context) error {
-	r := httpx.NewRouter(s.logger)
-	api := httpapi.New(s.mon, s.sharder, s.cfg.Replica)
-	r.Group(func(r chi.Router) {
-		r.Use(tenancy.Middleware(tenancy.AudienceHealthcheck, []byte(s.cfg.InternalSecret), []byte(s.cfg.InternalSecretPrevious)))
-		api.Routes(r)
-	})
-	h := s.cfg.HTTP
-	h.Addr = s.cfg.Addr
-	srv := httpx.NewServer(h, r, s.logger, s.deps.Registry)
+	return s.life.Run(ctx,
+		launch.Stage{Name: "monitor", Run: s.mon.Run},
+		launch.Stage{Name: "sharder", Run: s.sharder.Run},
+		launch.Stage{Name: "resync", Run: s.resync},
+		launch.Serve("http", func(context.Context) (*httpx.Server, error) {
+			r := httpx.NewRouter(s.logger)
+			api := httpapi.New(s.mon, s.sharder, s.cfg.Replica)
+			r.Group(func(r chi.Router) {
+				r.Use(tenancy.Middleware(tenancy.AudienceHealthcheck, []byte(s.cfg.InternalSecret), []byte(s.cfg.InternalSecretPrevious)))
+				api.Routes(r)
+			})
+			h := s.cfg.HTTP
+			h.Addr = s.cfg.Addr
+			return httpx.NewServer(h, r, s.logger, s.deps.Registry), nil
+		}),
+	)
+}
 
-	monCtx, stopMon := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopMon()
-	var wg sync.WaitGroup
-	var monErr, shardErr error
-	wg.Add(1)
-	go func() { defer wg.Done(); monErr = s.mon.Run(monCtx) }()
-	shardCtx, stopShard := context.WithCancel(ctx)
-	defer stopShard()
-	shardDone := make(chan struct{})
-	go func() { defer close(shardDone); shardErr = s.sharder.Run(shardCtx) }()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(s.cfg.ResyncInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-shardCtx.Done():
-				return
-			case <-t.C:
-				if parts, _ := s.sharder.Owned(); len(parts) > 0 {
-					if err := s.intake.Resync(shardCtx); err != nil && shardCtx.Err() == nil {
-						s.logger.Warn("periodic resync failed", "err", err)
-					}
+// resync re-reads the owned partitions' targets from provisioning every
+// ResyncInterval, to heal what a missed event left behind.
+func (s *Service) resync(ctx context.Context) error {
+	t := time.NewTicker(s.cfg.ResyncInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if parts, _ := s.sharder.Owned(); len(parts) > 0 {
+				if err := s.intake.Resync(ctx); err != nil && ctx.Err() == nil {
+					s.logger.Warn("periodic resync failed", "err", err)
 				}
 			}
 		}
-	}()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		select {
-		case <-srv.Ready():
-			s.mu.Lock()
-			s.addr = srv.Addr()
-			s.mu.Unlock()
-			s.readyOnce.Do(func() { close(s.ready) })
-		case <-ctx.Done():
-		}
-	}()
-	httpErr := srv.Run(ctx)
-	stopShard()
-	<-shardDone
-	stopMon()
-	wg.Wait()
-	if err := errors.Join(httpErr, monErr, shardErr); err != nil {
-		return fmt.Errorf("healthcheck: %w", err)
 	}
-	return nil
 }

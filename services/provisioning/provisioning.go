@@ -16,13 +16,13 @@ import (
 	"net"
 	"net/url"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/canopy-platform/canopy/libs/eventbus"
 	"github.com/canopy-platform/canopy/libs/httpx"
+	"github.com/canopy-platform/canopy/libs/launch"
 	"github.com/canopy-platform/canopy/libs/nettune"
 	"github.com/canopy-platform/canopy/libs/statedir"
 	"github.com/canopy-platform/canopy/libs/store"
@@ -234,11 +234,7 @@ type Service struct {
 	cfg    Config
 	deps   Deps
 	logger *slog.Logger
-
-	ready     chan struct{}
-	readyOnce sync.Once
-	mu        sync.Mutex
-	addr      string
+	life   *launch.Lifecycle
 }
 
 // New checks cfg and deps and returns the service. It does no I/O.
@@ -257,18 +253,15 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
-	return &Service{cfg: cfg, deps: deps, logger: deps.Logger.With("service", "provisioning"), ready: make(chan struct{})}, nil
+	logger := deps.Logger.With("service", "provisioning")
+	return &Service{cfg: cfg, deps: deps, logger: logger, life: launch.NewLifecycle("provisioning", 0, logger)}, nil
 }
 
 // Ready is closed once the service has migrated, adopted its nodes and listens.
-func (s *Service) Ready() <-chan struct{} { return s.ready }
+func (s *Service) Ready() <-chan struct{} { return s.life.Ready() }
 
 // Addr is the address the service listens on, once Ready is closed.
-func (s *Service) Addr() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.addr
-}
+func (s *Service) Addr() string { return s.life.Addr("http") }
 
 // Routes lists the paths the gateway proxies to provisioning.
 func Routes() []string {
@@ -335,163 +328,137 @@ func (s *Service) keyring(key []byte) (*secrets.Box, error) {
 // abandoned, not rolled back: the next start resumes it), then the relay
 // publishes what was written and stops.
 func (s *Service) Run(ctx context.Context) error {
-	stateDir, err := filepath.Abs(s.cfg.StateDir)
-	if err != nil {
-		return fmt.Errorf("provisioning: state dir: %w", err)
-	}
-	// The secrets key, engine configs and data live here: private to the
-	// user, including what an older version or an engine left readable. The
-	// directory may be shared (all-in-one): only provisioning's own entries
-	// are walked, not, say, a running embedded broker's.
-	if err := statedir.EnsureOwned(stateDir, s.logger, "secrets.key", "nodes", "templates"); err != nil {
-		return fmt.Errorf("provisioning: %w", err)
-	}
-	key, err := secrets.LoadOrCreateKey(s.cfg.SecretsKey, stateDir)
-	if err != nil {
-		return fmt.Errorf("provisioning: %w", err)
-	}
-	if s.cfg.SecretsKey == "" {
-		s.logger.Warn("CANOPY_SECRETS_KEY unset: credentials are sealed with a development key", "file", filepath.Join(stateDir, "secrets.key"))
-	}
-	box, err := s.keyring(key)
-	if err != nil {
-		return fmt.Errorf("provisioning: %w", err)
-	}
-	drv := s.deps.Driver
-	if drv == nil {
-		if drv, err = local.New(s.cfg.Driver, s.logger); err != nil {
-			return fmt.Errorf("provisioning: %w", err)
-		}
-	}
-	db, err := store.Open(ctx, s.cfg.storeConfig(), s.logger)
-	if err != nil {
-		return fmt.Errorf("provisioning: %w", err)
-	}
-	defer func() {
-		if err := db.Close(); err != nil {
-			s.logger.Warn("close database", "err", err)
-		}
-	}()
-	repo, err := mysqlrepo.New(db, box)
-	if err != nil {
-		return fmt.Errorf("provisioning: %w", err)
-	}
-	if err := repo.Migrate(ctx); err != nil {
-		return fmt.Errorf("provisioning: %w", err)
-	}
-	if s.cfg.EnsureTopics {
-		if err := eventbus.EnsureTopics(ctx, s.cfg.Kafka.Brokers,
-			eventbus.TopicSpec{Name: events.TopicInstances, Partitions: 6},
-			eventbus.TopicSpec{Name: events.TopicPlacements, Partitions: 6},
-			eventbus.TopicSpec{Name: events.TopicPlacements + ".dlq", Partitions: 1},
-		); err != nil {
-			return fmt.Errorf("provisioning: %w", err)
-		}
-	}
-	prof, err := nettune.Default(nettune.MultiAZ)
-	if err != nil {
-		return fmt.Errorf("provisioning: %w", err)
-	}
-	sagaCfg := s.cfg.Saga
-	sagaCfg.DataRoot = stateDir
-	sg, err := saga.New(sagaCfg, repo, drv, engineadmin.New(prof.Dialer), s.logger, s.deps.Now, s.deps.Hooks)
-	if err != nil {
-		return fmt.Errorf("provisioning: %w", err)
-	}
-	// Adopt before serving: the driver must know every recorded node before
-	// anything acts on one.
-	if err := sg.Resume(ctx); err != nil {
-		return fmt.Errorf("provisioning: %w", err)
-	}
-	catalog, err := catalogclient.New(s.cfg.CatalogURL, []byte(s.cfg.InternalSecret), nil)
-	if err != nil {
-		return fmt.Errorf("provisioning: %w", err)
-	}
-	quotas, err := s.quotas()
-	if err != nil {
-		return fmt.Errorf("provisioning: %w", err)
-	}
-	api, err := httpapi.New(repo, sg, catalog, quotas, s.logger)
-	if err != nil {
-		return fmt.Errorf("provisioning: %w", err)
-	}
-	r := httpx.NewRouter(s.logger)
-	r.With(tenancy.Middleware(tenancy.AudienceProvisioning, []byte(s.cfg.InternalSecret), []byte(s.cfg.InternalSecretPrevious))).Mount("/", api.Routes())
-	srv := httpx.NewServer(s.cfg.httpConfig(), r, s.logger, s.deps.Registry)
-	srv.AddReadinessCheck("mysql", func(ctx context.Context) error { return db.SQL().PingContext(ctx) })
-
-	subCfg := s.cfg.Consumer
-	subCfg.Brokers = s.cfg.Kafka.Brokers
-	subCfg.GroupID = s.cfg.ConsumerGroup
-	if subCfg.GroupID == "" {
-		subCfg.GroupID = events.ConsumerGroup
-	}
-	subCfg.Topics = []string{events.TopicPlacements}
-	sub, err := eventbus.NewSubscriber(subCfg, consumers.Placements(sg), s.logger, s.deps.Registry)
-	if err != nil {
-		return fmt.Errorf("provisioning: %w", err)
-	}
-	relay := store.NewRelay(db, s.deps.Publisher, s.cfg.Relay, s.logger, s.deps.Registry)
-	resealer, err := reseal.New(s.cfg.Reseal, repo, s.logger, s.deps.Registry)
-	if err != nil {
-		return fmt.Errorf("provisioning: %w", err)
-	}
-
-	relayCtx, stopRelay := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopRelay()
-	workCtx, stopWork := context.WithCancel(ctx)
-	defer stopWork()
-	httpCtx, stopHTTP := context.WithCancel(ctx)
-	defer stopHTTP()
-
-	var relayWG, workWG sync.WaitGroup
-	var relayErr, subErr, sagaErr error
-	relayWG.Add(2)
-	go func() {
-		defer relayWG.Done()
-		if relayErr = relay.Run(relayCtx); relayErr != nil {
-			stopHTTP()
-		}
-	}()
-	go func() {
-		defer relayWG.Done()
-		select {
-		case <-srv.Ready():
-			s.mu.Lock()
-			s.addr = srv.Addr()
-			s.mu.Unlock()
-			s.readyOnce.Do(func() { close(s.ready) })
-		case <-httpCtx.Done():
-		}
-	}()
-	workWG.Add(3)
-	go func() {
-		defer workWG.Done()
+	var (
+		stateDir string
+		box      *secrets.Box
+		drv      driver.Driver
+		db       *store.DB
+		repo     *mysqlrepo.Repo
+		sg       *saga.Saga
+		resealer *reseal.Resealer
+		sub      *eventbus.Subscriber
+	)
+	return s.life.Run(ctx,
+		launch.Stage{Name: "state", Start: func(context.Context) error {
+			var err error
+			if stateDir, err = filepath.Abs(s.cfg.StateDir); err != nil {
+				return fmt.Errorf("state dir: %w", err)
+			}
+			// The secrets key, engine configs and data live here: private to the
+			// user, including what an older version or an engine left readable. The
+			// directory may be shared (all-in-one): only provisioning's own entries
+			// are walked, not, say, a running embedded broker's.
+			if err := statedir.EnsureOwned(stateDir, s.logger, "secrets.key", "nodes", "templates"); err != nil {
+				return err
+			}
+			key, err := secrets.LoadOrCreateKey(s.cfg.SecretsKey, stateDir)
+			if err != nil {
+				return err
+			}
+			if s.cfg.SecretsKey == "" {
+				s.logger.Warn("CANOPY_SECRETS_KEY unset: credentials are sealed with a development key", "file", filepath.Join(stateDir, "secrets.key"))
+			}
+			if box, err = s.keyring(key); err != nil {
+				return err
+			}
+			if drv = s.deps.Driver; drv == nil {
+				drv, err = local.New(s.cfg.Driver, s.logger)
+			}
+			return err
+		}},
+		launch.Stage{
+			Name: "database",
+			Start: func(ctx context.Context) error {
+				var err error
+				if db, err = store.Open(ctx, s.cfg.storeConfig(), s.logger); err != nil {
+					return err
+				}
+				repo, err = mysqlrepo.New(db, box)
+				return err
+			},
+			Stop: func(context.Context) error {
+				if err := db.Close(); err != nil {
+					s.logger.Warn("close database", "err", err)
+				}
+				return nil
+			},
+		},
+		launch.Stage{Name: "migrate", Start: func(ctx context.Context) error {
+			if err := repo.Migrate(ctx); err != nil {
+				return err
+			}
+			if !s.cfg.EnsureTopics {
+				return nil
+			}
+			return eventbus.EnsureTopics(ctx, s.cfg.Kafka.Brokers,
+				eventbus.TopicSpec{Name: events.TopicInstances, Partitions: 6},
+				eventbus.TopicSpec{Name: events.TopicPlacements, Partitions: 6},
+				eventbus.TopicSpec{Name: events.TopicPlacements + ".dlq", Partitions: 1},
+			)
+		}},
+		// Adopt before serving: the driver must know every recorded node before
+		// anything acts on one.
+		launch.Stage{Name: "adopt nodes", Start: func(ctx context.Context) error {
+			prof, err := nettune.Default(nettune.MultiAZ)
+			if err != nil {
+				return err
+			}
+			sagaCfg := s.cfg.Saga
+			sagaCfg.DataRoot = stateDir
+			if sg, err = saga.New(sagaCfg, repo, drv, engineadmin.New(prof.Dialer), s.logger, s.deps.Now, s.deps.Hooks); err != nil {
+				return err
+			}
+			return sg.Resume(ctx)
+		}},
+		// The relay goes last so the events of the final changes go out.
+		launch.Stage{Name: "outbox relay", Run: func(ctx context.Context) error {
+			return store.NewRelay(db, s.deps.Publisher, s.cfg.Relay, s.logger, s.deps.Registry).Run(ctx)
+		}},
 		// Failed passes are logged and retried; reads never depend on them.
-		_ = resealer.Run(workCtx)
-	}()
-	go func() {
-		defer workWG.Done()
-		if err := sub.Run(workCtx); err != nil && workCtx.Err() == nil {
-			subErr = err
-			stopHTTP()
-		}
-	}()
-	go func() {
-		defer workWG.Done()
-		if sagaErr = sg.Run(workCtx); sagaErr != nil {
-			stopHTTP()
-		}
-	}()
-	httpErr := srv.Run(httpCtx)
-	stopHTTP()
-	stopWork()
-	workWG.Wait()
-	// The relay goes last so the events of the final changes go out.
-	stopRelay()
-	relayWG.Wait()
-	if err := errors.Join(httpErr, relayErr, subErr, sagaErr); err != nil {
-		return fmt.Errorf("provisioning: %w", err)
-	}
-	return nil
+		launch.Stage{
+			Name: "resealer",
+			Start: func(context.Context) error {
+				var err error
+				resealer, err = reseal.New(s.cfg.Reseal, repo, s.logger, s.deps.Registry)
+				return err
+			},
+			Run: func(ctx context.Context) error { return resealer.Run(ctx) },
+		},
+		launch.Stage{Name: "saga", Run: func(ctx context.Context) error { return sg.Run(ctx) }},
+		launch.Stage{
+			Name: "placements consumer",
+			Start: func(context.Context) error {
+				subCfg := s.cfg.Consumer
+				subCfg.Brokers = s.cfg.Kafka.Brokers
+				subCfg.GroupID = s.cfg.ConsumerGroup
+				if subCfg.GroupID == "" {
+					subCfg.GroupID = events.ConsumerGroup
+				}
+				subCfg.Topics = []string{events.TopicPlacements}
+				var err error
+				sub, err = eventbus.NewSubscriber(subCfg, consumers.Placements(sg), s.logger, s.deps.Registry)
+				return err
+			},
+			Run: func(ctx context.Context) error { return sub.Run(ctx) },
+		},
+		launch.Serve("http", func(context.Context) (*httpx.Server, error) {
+			catalog, err := catalogclient.New(s.cfg.CatalogURL, []byte(s.cfg.InternalSecret), nil)
+			if err != nil {
+				return nil, err
+			}
+			quotas, err := s.quotas()
+			if err != nil {
+				return nil, err
+			}
+			api, err := httpapi.New(repo, sg, catalog, quotas, s.logger)
+			if err != nil {
+				return nil, err
+			}
+			r := httpx.NewRouter(s.logger)
+			r.With(tenancy.Middleware(tenancy.AudienceProvisioning, []byte(s.cfg.InternalSecret), []byte(s.cfg.InternalSecretPrevious))).Mount("/", api.Routes())
+			srv := httpx.NewServer(s.cfg.httpConfig(), r, s.logger, s.deps.Registry)
+			srv.AddReadinessCheck("mysql", func(ctx context.Context) error { return db.SQL().PingContext(ctx) })
+			return srv, nil
+		}),
+	)
 }

@@ -19,13 +19,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/canopy-platform/canopy/libs/eventbus"
 	"github.com/canopy-platform/canopy/libs/httpx"
+	"github.com/canopy-platform/canopy/libs/launch"
 	"github.com/canopy-platform/canopy/libs/store"
 	"github.com/canopy-platform/canopy/libs/tenancy"
 	"github.com/canopy-platform/canopy/services/scheduling/internal/consumers"
@@ -181,11 +181,7 @@ type Service struct {
 	cfg    Config
 	deps   Deps
 	logger *slog.Logger
-
-	ready     chan struct{}
-	readyOnce sync.Once
-	mu        sync.Mutex
-	addr      string
+	life   *launch.Lifecycle
 }
 
 // New checks cfg and deps and returns the service. It does no I/O.
@@ -204,131 +200,100 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
-	return &Service{cfg: cfg, deps: deps, logger: deps.Logger.With("service", "scheduling"), ready: make(chan struct{})}, nil
+	logger := deps.Logger.With("service", "scheduling")
+	return &Service{cfg: cfg, deps: deps, logger: logger, life: launch.NewLifecycle("scheduling", 0, logger)}, nil
 }
 
 // Ready is closed once the service has migrated, loaded its inventory and listens.
-func (s *Service) Ready() <-chan struct{} { return s.ready }
+func (s *Service) Ready() <-chan struct{} { return s.life.Ready() }
 
 // Addr is the address the service listens on, once Ready is closed.
-func (s *Service) Addr() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.addr
-}
+func (s *Service) Addr() string { return s.life.Addr("http") }
 
 // Run opens the database, applies migrations, loads the dev inventory on
 // first start, then serves HTTP, consumes placement requests, reaps expired
 // reservations and relays the outbox until ctx ends. Shutdown is in reverse
-// order: readiness off and HTTP drained, the consumer commits and stops, the
+// order: readiness off and HTTP drained, the consumers commit and stop, the
 // background loops stop, then the relay publishes what was written and
 // stops, then the database closes.
 func (s *Service) Run(ctx context.Context) error {
-	db, err := store.Open(ctx, s.cfg.storeConfig(), s.logger)
-	if err != nil {
-		return fmt.Errorf("scheduling: %w", err)
-	}
-	defer func() {
-		if err := db.Close(); err != nil {
-			s.logger.Warn("close database", "err", err)
-		}
-	}()
-	repo, err := mysqlrepo.New(db, s.deps.Now)
-	if err != nil {
-		return fmt.Errorf("scheduling: %w", err)
-	}
-	if err := repo.Migrate(ctx); err != nil {
-		return fmt.Errorf("scheduling: %w", err)
-	}
-	if err := s.seed(ctx, repo); err != nil {
-		return fmt.Errorf("scheduling: %w", err)
-	}
-	sched, err := scheduler.New(s.cfg.Scheduler, repo, s.logger, s.deps.Registry, s.deps.Now)
-	if err != nil {
-		return fmt.Errorf("scheduling: %w", err)
-	}
-	if err := sched.Load(ctx); err != nil {
-		return fmt.Errorf("scheduling: %w", err)
-	}
-	handler, err := s.handler(repo, sched)
-	if err != nil {
-		return fmt.Errorf("scheduling: %w", err)
-	}
-	srv := httpx.NewServer(s.cfg.httpConfig(), handler, s.logger, s.deps.Registry)
-	srv.AddReadinessCheck("mysql", repo.Ping)
-
-	var subs []*eventbus.Subscriber
-	if s.cfg.Consume {
-		if subs, err = s.subscribers(ctx, sched); err != nil {
-			return fmt.Errorf("scheduling: %w", err)
-		}
-	}
-	relay := store.NewRelay(db, s.deps.Publisher, s.cfg.Relay, s.logger, s.deps.Registry)
-
-	// The relay outlives everything that writes, so the last events go out.
-	relayCtx, stopRelay := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopRelay()
-	workCtx, stopWork := context.WithCancel(ctx)
-	defer stopWork()
-
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var errs []error
-	record := func(name string, err error) {
-		if err != nil && !errors.Is(err, context.Canceled) {
-			mu.Lock()
-			errs = append(errs, fmt.Errorf("%s: %w", name, err))
-			mu.Unlock()
-			stopWork()
-		}
-	}
-	var relayWG sync.WaitGroup
-	relayWG.Add(1)
-	go func() {
-		defer relayWG.Done()
-		record("relay", relay.Run(relayCtx))
-	}()
-	loops := []struct {
-		name string
-		run  func(context.Context) error
-	}{
-		{"reaper", sched.RunReaper},
-		{"refresher", sched.RunRefresher},
-	}
-	for i, sub := range subs {
-		loops = append(loops, struct {
-			name string
-			run  func(context.Context) error
-		}{fmt.Sprintf("consumer %d", i), sub.Run})
-	}
-	for _, l := range loops {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			record(l.name, l.run(workCtx))
-		}()
-	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		select {
-		case <-srv.Ready():
-			s.mu.Lock()
-			s.addr = srv.Addr()
-			s.mu.Unlock()
-			s.readyOnce.Do(func() { close(s.ready) })
-		case <-workCtx.Done():
-		}
-	}()
-	record("http", srv.Run(workCtx))
-	stopWork()
-	wg.Wait()
-	stopRelay()
-	relayWG.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("scheduling: %w", err)
-	}
-	return nil
+	var (
+		db    *store.DB
+		repo  *mysqlrepo.Repo
+		sched *scheduler.Scheduler
+		subs  []*eventbus.Subscriber
+	)
+	return s.life.Run(ctx,
+		launch.Stage{
+			Name: "database",
+			Start: func(ctx context.Context) error {
+				var err error
+				if db, err = store.Open(ctx, s.cfg.storeConfig(), s.logger); err != nil {
+					return err
+				}
+				repo, err = mysqlrepo.New(db, s.deps.Now)
+				return err
+			},
+			Stop: func(context.Context) error {
+				if err := db.Close(); err != nil {
+					s.logger.Warn("close database", "err", err)
+				}
+				return nil
+			},
+		},
+		launch.Stage{
+			Name: "migrate",
+			Start: func(ctx context.Context) error {
+				if err := repo.Migrate(ctx); err != nil {
+					return err
+				}
+				return s.seed(ctx, repo)
+			},
+		},
+		launch.Stage{
+			Name: "scheduler",
+			Start: func(ctx context.Context) error {
+				var err error
+				if sched, err = scheduler.New(s.cfg.Scheduler, repo, s.logger, s.deps.Registry, s.deps.Now); err != nil {
+					return err
+				}
+				return sched.Load(ctx)
+			},
+		},
+		// The relay outlives everything that writes, so the last events go out.
+		launch.Stage{Name: "outbox relay", Run: func(ctx context.Context) error {
+			return store.NewRelay(db, s.deps.Publisher, s.cfg.Relay, s.logger, s.deps.Registry).Run(ctx)
+		}},
+		launch.Stage{Name: "reservation reaper", Run: func(ctx context.Context) error { return sched.RunReaper(ctx) }},
+		launch.Stage{Name: "reservation refresher", Run: func(ctx context.Context) error { return sched.RunRefresher(ctx) }},
+		launch.Stage{
+			Name: "placement consumers",
+			Start: func(ctx context.Context) error {
+				if !s.cfg.Consume {
+					return nil
+				}
+				var err error
+				subs, err = s.subscribers(ctx, sched)
+				return err
+			},
+			Run: func(ctx context.Context) error {
+				runs := make([]func(context.Context) error, 0, len(subs))
+				for _, sub := range subs {
+					runs = append(runs, sub.Run)
+				}
+				return launch.Together(runs...)(ctx)
+			},
+		},
+		launch.Serve("http", func(context.Context) (*httpx.Server, error) {
+			handler, err := s.handler(repo, sched)
+			if err != nil {
+				return nil, err
+			}
+			srv := httpx.NewServer(s.cfg.httpConfig(), handler, s.logger, s.deps.Registry)
+			srv.AddReadinessCheck("mysql", repo.Ping)
+			return srv, nil
+		}),
+	)
 }
 
 // handler builds the HTTP routes behind the gateway's signed identity.
