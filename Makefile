@@ -4,7 +4,7 @@ MODULE_PATTERN := github.com/canopy-platform/canopy/...
 GO ?= go
 TEST_TIMEOUT ?= 18m
 
-.PHONY: dev test vet bench lint fmt up down k8s build deps clean openapi
+.PHONY: dev test vet bench lint fmt up down k8s build deps clean openapi config-docs
 
 deps:
 	@bash scripts/ensure-deps.sh
@@ -40,6 +40,10 @@ lint: vet
 ## openapi: regenerate api/openapi/canopy.v1.yaml from base.yaml and the *.paths.yaml fragments
 openapi:
 	cd e2e && $(GO) test -count=1 -run 'OpenAPI' . -update
+
+## config-docs: regenerate docs/configuration.md (every environment variable, per binary) from the Config structs
+config-docs:
+	cd e2e && $(GO) test -count=1 -run 'TestConfigDoc$$' . -update
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

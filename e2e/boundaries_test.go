@@ -199,8 +199,17 @@ func sortedKeys(m map[string]bool) []string {
 	return out
 }
 
-// listPackages runs `go list -json` over the workspace.
-func listPackages(t *testing.T, root string) []goPackage {
+// listedPackage is what `go list -json` reports of one package.
+type listedPackage struct {
+	ImportPath string
+	Dir        string
+	GoFiles    []string
+	Imports    []string
+	Error      *struct{ Err string }
+}
+
+// goList runs `go list -json` over the workspace; it compiles nothing.
+func goList(t *testing.T, root string) []listedPackage {
 	t.Helper()
 	cmd := exec.Command("go", "list", "-e", "-json=ImportPath,Dir,GoFiles,Imports,Error", modulePath+"/...")
 	cmd.Dir = root
@@ -210,16 +219,10 @@ func listPackages(t *testing.T, root string) []goPackage {
 	if err != nil {
 		t.Fatalf("go list: %v\n%s", err, stderr.String())
 	}
-	var pkgs []goPackage
+	var pkgs []listedPackage
 	dec := json.NewDecoder(bytes.NewReader(out))
 	for {
-		var p struct {
-			ImportPath string
-			Dir        string
-			GoFiles    []string
-			Imports    []string
-			Error      *struct{ Err string }
-		}
+		var p listedPackage
 		if err := dec.Decode(&p); errors.Is(err, io.EOF) {
 			break
 		} else if err != nil {
@@ -228,6 +231,16 @@ func listPackages(t *testing.T, root string) []goPackage {
 		if p.Error != nil {
 			t.Fatalf("go list %s: %s", p.ImportPath, p.Error.Err)
 		}
+		pkgs = append(pkgs, p)
+	}
+	return pkgs
+}
+
+// listPackages returns the workspace's packages with their core markers.
+func listPackages(t *testing.T, root string) []goPackage {
+	t.Helper()
+	var pkgs []goPackage
+	for _, p := range goList(t, root) {
 		marker, err := coreMarker(p.Dir, p.GoFiles)
 		if err != nil {
 			t.Fatal(err)
