@@ -81,7 +81,7 @@ type Monitor struct {
 	pub    Publisher
 	dial   probe.Dialer
 	rules  []detector.Rule
-	sched  *scheduler.Scheduler
+	sched  *scheduler.ProbeScheduler
 
 	mu        sync.RWMutex
 	nodes     map[string]*node // node id → node

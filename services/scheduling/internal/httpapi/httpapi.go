@@ -38,7 +38,7 @@ type Inventory interface {
 	UpdateHost(ctx context.Context, id string, fn func(*inventory.Host) error) (inventory.Host, error)
 }
 
-// Placements is the scheduler (scheduler.Scheduler).
+// Placements is the placement engine (scheduler.PlacementEngine).
 type Placements interface {
 	Simulate(ctx context.Context, req placement.Request) (placement.Decision, error)
 	Get(ctx context.Context, instanceID string) (placement.Record, error)
