@@ -35,6 +35,9 @@ import (
 //   - inbound-adapters-are-leaves: a service's inbound adapters (httpapi,
 //     consumers) are wired by the service's top-level package and imported by
 //     nothing else, so no other package depends on a transport's types.
+//   - domain-depends-on-core: within its service a domain package imports
+//     only other core packages, so no adapter (and nothing an adapter links,
+//     e.g. a database driver) reaches the domain through a shared type.
 //   - core-declared: every service (all-in-one aside) declares at least one
 //     domain package, so a new service states where its rules live.
 
@@ -57,6 +60,7 @@ var corePackages = map[string]coreKind{
 	"services/gateway/internal/audit":         kindDomain,
 	"services/gateway/internal/tenant":        kindDomain,
 	"services/healthcheck/internal/detector":  kindDomain,
+	"services/healthcheck/internal/probe":     kindDomain,
 	"services/healthcheck/internal/target":    kindDomain,
 	"services/healthcheck/internal/monitor":   kindEngine,
 	"services/healthcheck/internal/scheduler": kindEngine,
@@ -134,15 +138,21 @@ func checkBoundaries(pkgs []goPackage, core map[string]coreKind) []violation {
 	var out []violation
 	hasDomain := map[string]bool{}
 	services := map[string]bool{}
+	kinds := map[string]coreKind{}
+	for _, p := range pkgs {
+		rel := strings.TrimPrefix(p.ImportPath, modulePath+"/")
+		if k, declared := core[rel]; declared {
+			kinds[rel] = k
+		} else if p.Marker != "" {
+			kinds[rel] = p.Marker
+		}
+	}
 	for _, p := range pkgs {
 		rel, ok := strings.CutPrefix(p.ImportPath, modulePath+"/")
 		if !ok {
 			continue
 		}
-		kind, declared := core[rel]
-		if !declared {
-			kind = p.Marker
-		}
+		kind := kinds[rel]
 		svc, inService := serviceOf(rel)
 		if inService {
 			services[svc] = true
@@ -175,6 +185,9 @@ func checkBoundaries(pkgs []goPackage, core map[string]coreKind) []violation {
 			case isvc != svc:
 				out = append(out, violation{p.ImportPath, imp, "service-isolation",
 					"a service never imports another service's packages; share api/ or libs/ instead"})
+			case kind == kindDomain && kinds[irel] == "":
+				out = append(out, violation{p.ImportPath, imp, "domain-depends-on-core",
+					"a domain package imports only core packages of its service; move the types it needs into a domain package"})
 			case inboundAdapters[filepath.Base(irel)] && rel != "services/"+svc && !strings.HasPrefix(rel, "services/"+svc+"/cmd/"):
 				out = append(out, violation{p.ImportPath, imp, "inbound-adapters-are-leaves",
 					"httpapi and consumers are wired by the service's top-level package and imported by nothing else; move shared types to the domain"})
@@ -356,6 +369,10 @@ func TestBoundaryRules(t *testing.T) {
 			want: []string{"e2e imports " + m + "services/b libs-below-services"}},
 		{name: "an outbound client imports the service's httpapi", add: goPackage{ImportPath: m + "services/a/internal/planclient", Imports: []string{"net/http", m + "services/a/internal/httpapi"}},
 			want: []string{"services/a/internal/planclient imports " + m + "services/a/internal/httpapi inbound-adapters-are-leaves"}},
+		{name: "domain imports an adapter of its service", add: goPackage{ImportPath: m + "services/b/internal/dom", Imports: []string{m + "services/b/internal/probe"}},
+			want: []string{"services/b/internal/dom imports " + m + "services/b/internal/probe domain-depends-on-core"}},
+		{name: "domain imports another domain package", add: goPackage{ImportPath: m + "services/a/internal/dom2", Imports: []string{m + "services/a/internal/dom"}, Marker: kindDomain}},
+		{name: "an engine imports an adapter of its service", add: goPackage{ImportPath: m + "services/a/internal/eng", Imports: []string{m + "services/a/internal/probe"}}},
 		{name: "a command imports the consumers", add: goPackage{ImportPath: m + "services/a/cmd/a", Imports: []string{m + "services/a/internal/consumers"}}},
 	}
 	for _, tc := range tests {

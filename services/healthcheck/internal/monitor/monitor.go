@@ -25,6 +25,7 @@ import (
 	"github.com/canopy-platform/canopy/services/healthcheck/internal/detector"
 	"github.com/canopy-platform/canopy/services/healthcheck/internal/events"
 	"github.com/canopy-platform/canopy/services/healthcheck/internal/probe"
+	"github.com/canopy-platform/canopy/services/healthcheck/internal/probe/checker"
 	"github.com/canopy-platform/canopy/services/healthcheck/internal/scheduler"
 	"github.com/canopy-platform/canopy/services/healthcheck/internal/target"
 )
@@ -170,13 +171,13 @@ func (m *Monitor) Upsert(t target.Target) error {
 		m.mu.Unlock()
 		return nil
 	}
-	checker, err := probe.New(probe.Spec{Engine: probe.Engine(t.Engine), Address: t.Address,
+	c, err := checker.New(probe.Spec{Engine: probe.Engine(t.Engine), Address: t.Address,
 		Username: t.Monitor.Username, Password: t.Monitor.Password}, m.dial)
 	if err != nil {
 		m.mu.Unlock()
 		return fmt.Errorf("target %s: %w", t.NodeID, err)
 	}
-	n := &node{m: m, stopped: make(chan struct{}), checker: checker, machine: detector.NewMachine(t.Policy.Fall, t.Policy.Rise)}
+	n := &node{m: m, stopped: make(chan struct{}), checker: c, machine: detector.NewMachine(t.Policy.Fall, t.Policy.Rise)}
 	n.setTarget(t)
 	m.nodes[t.NodeID] = n
 	m.mu.Unlock()
@@ -184,7 +185,7 @@ func (m *Monitor) Upsert(t target.Target) error {
 		m.mu.Lock()
 		delete(m.nodes, t.NodeID)
 		m.mu.Unlock()
-		_ = checker.Close()
+		_ = c.Close()
 		return err
 	}
 	m.logger.Debug("target added", "instance_id", t.InstanceID, "node_id", t.NodeID, "tenant", t.Tenant, "address", t.Address)

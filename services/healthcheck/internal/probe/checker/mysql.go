@@ -1,4 +1,4 @@
-package probe
+package checker
 
 import (
 	"context"
@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/canopy-platform/canopy/services/healthcheck/internal/probe"
 )
 
 // mysqlIOBackstop bounds every read and write of the driver in case a
@@ -36,7 +38,7 @@ type nopLogger struct{}
 
 func (nopLogger) Print(...any) {}
 
-func newMySQL(spec Spec, dial Dialer) (*mysqlChecker, error) {
+func newMySQL(spec probe.Spec, dial probe.Dialer) (*mysqlChecker, error) {
 	cfg := mysql.NewConfig()
 	cfg.User, cfg.Passwd = spec.Username, spec.Password
 	cfg.Net, cfg.Addr = "tcp", spec.Address
@@ -65,7 +67,7 @@ func newMySQL(spec Spec, dial Dialer) (*mysqlChecker, error) {
 
 func (c *mysqlChecker) Close() error { return c.db.Close() }
 
-func (c *mysqlChecker) Check(ctx context.Context, withSample bool) Result {
+func (c *mysqlChecker) Check(ctx context.Context, withSample bool) probe.Result {
 	started := time.Now()
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -87,8 +89,8 @@ func (c *mysqlChecker) Check(ctx context.Context, withSample bool) Result {
 	return res
 }
 
-func (c *mysqlChecker) check(ctx context.Context, withSample bool) (Result, error) {
-	var res Result
+func (c *mysqlChecker) check(ctx context.Context, withSample bool) (probe.Result, error) {
+	var res probe.Result
 	obs := &res.Observation
 	obs.ConnectedReplicas = -1
 
@@ -104,10 +106,10 @@ func (c *mysqlChecker) check(ctx context.Context, withSample bool) (Result, erro
 		return res, err
 	}
 	if st == nil {
-		obs.Role = RolePrimary
+		obs.Role = probe.RolePrimary
 	} else {
-		obs.Role = RoleReplica
-		rep := &Replication{
+		obs.Role = probe.RoleReplica
+		rep := &probe.Replication{
 			Configured: true,
 			IORunning:  st["Slave_IO_Running"] == "Yes",
 			SQLRunning: st["Slave_SQL_Running"] == "Yes",
@@ -131,12 +133,12 @@ func (c *mysqlChecker) check(ctx context.Context, withSample bool) (Result, erro
 	if err != nil {
 		return res, err
 	}
-	if v, ok := status["Rpl_semi_sync_master_status"]; ok && obs.Role == RolePrimary {
+	if v, ok := status["Rpl_semi_sync_master_status"]; ok && obs.Role == probe.RolePrimary {
 		on := strings.EqualFold(v, "ON")
 		obs.SemiSync = &on
 	}
 	if withSample {
-		res.Sample = make(Sample, 6)
+		res.Sample = make(probe.Sample, 6)
 		for k, name := range map[string]string{
 			"Threads_connected": "connected_clients", "Questions": "questions_total",
 			"Uptime": "uptime_seconds", "Slow_queries": "slow_queries_total",
