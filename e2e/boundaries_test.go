@@ -8,10 +8,11 @@ import (
 	"go/parser"
 	"go/token"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -203,14 +204,7 @@ func checkBoundaries(pkgs []goPackage, core map[string]coreKind) []violation {
 	return out
 }
 
-func sortedKeys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
+func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
 
 // listedPackage is what `go list -json` reports of one package.
 type listedPackage struct {
@@ -294,7 +288,7 @@ func TestBoundaries(t *testing.T) {
 	for _, p := range pkgs {
 		seen[strings.TrimPrefix(p.ImportPath, modulePath+"/")] = true
 	}
-	for _, rel := range sortedKeys(map[string]bool(keysOf(corePackages))) {
+	for _, rel := range sortedKeys(corePackages) {
 		if !seen[rel] {
 			t.Errorf("corePackages lists %s, which is not a package of the workspace (renamed or removed?)", rel)
 		}
@@ -302,14 +296,6 @@ func TestBoundaries(t *testing.T) {
 	for _, v := range checkBoundaries(pkgs, corePackages) {
 		t.Error(v)
 	}
-}
-
-func keysOf(m map[string]coreKind) map[string]bool {
-	out := make(map[string]bool, len(m))
-	for k := range m {
-		out[k] = true
-	}
-	return out
 }
 
 func TestBoundaryRules(t *testing.T) {
