@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"go/ast"
 	"go/parser"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -48,21 +50,102 @@ var (
 	traceRoot = configRoot{"libs/obs", "TraceConfig", "trace"}
 )
 
-// configBinaries mirrors what each main loads: the launch-based commands
-// (libs/launch) load the service's Config next to obs.LogConfig and
-// obs.TraceConfig; the others load the struct named here. Change this list
-// when a main changes what it loads.
-var configBinaries = []configBinary{
-	{Name: "all-in-one", Command: "services/allinone/cmd/canopy", Roots: []configRoot{{"services/allinone", "Config", ""},
+// customMains are the commands that do not use libs/launch, with the
+// structs their main loads; every other command under services/*/cmd/ must
+// build a launch.Spec[T], whose file holds T inline next to obs.LogConfig
+// ("log") and obs.TraceConfig ("trace"). A command that uses libs/launch is
+// read from its main even when it is listed here.
+var customMains = map[string]configBinary{
+	"services/allinone/cmd/canopy": {Name: "all-in-one", Roots: []configRoot{{"services/allinone", "Config", ""},
 		{"libs/obs", "LogConfig", "-"}, {"libs/obs", "TraceConfig", "-"}},
 		Note: "The all-in-one process also reads every service's variables below, as the service's own binary would, " +
 			"except what it wires itself: listen addresses, MySQL DSN and database names, Kafka brokers, the internal " +
 			"secret, the state directory and the URLs services use to reach each other."},
-	{Name: "gateway", Command: "services/gateway/cmd/gateway", Roots: []configRoot{{"services/gateway/cmd/gateway", "fileConfig", ""}}},
-	{Name: "catalog", Command: "services/catalog/cmd/catalog", Roots: []configRoot{{"services/catalog", "Config", ""}, logRoot, traceRoot}},
-	{Name: "scheduling", Command: "services/scheduling/cmd/scheduling", Roots: []configRoot{{"services/scheduling", "Config", ""}, logRoot, traceRoot}},
-	{Name: "provisioning", Command: "services/provisioning/cmd/provisioning", Roots: []configRoot{{"services/provisioning", "Config", ""}, logRoot, traceRoot}},
-	{Name: "healthcheck", Command: "services/healthcheck/cmd/healthcheck", Roots: []configRoot{{"services/healthcheck/cmd/healthcheck", "appConfig", ""}}},
+	"services/gateway/cmd/gateway":         {Roots: []configRoot{{"services/gateway/cmd/gateway", "fileConfig", ""}}},
+	"services/healthcheck/cmd/healthcheck": {Roots: []configRoot{{"services/healthcheck/cmd/healthcheck", "appConfig", ""}}},
+}
+
+// configBinaries returns every command under services/*/cmd/ with the
+// structs it loads, the all-in-one first.
+func configBinaries(r *configReader, root string) ([]configBinary, error) {
+	cmds, err := filepath.Glob(filepath.Join(root, "services", "*", "cmd", "*"))
+	if err != nil {
+		return nil, err
+	}
+	var bins []configBinary
+	for _, dir := range cmds {
+		rel, _ := filepath.Rel(root, dir)
+		rel = filepath.ToSlash(rel)
+		if _, ok := r.files[rel]; !ok {
+			continue // not a Go package
+		}
+		bin := customMains[rel]
+		bin.Command = rel
+		if bin.Name == "" {
+			bin.Name = filepath.Base(rel)
+		}
+		spec, err := r.launchSpec(rel)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case spec != nil:
+			bin.Roots = []configRoot{*spec, logRoot, traceRoot}
+		case bin.Roots == nil:
+			return nil, fmt.Errorf("%s: cannot tell what its main loads: use libs/launch or list it in customMains (e2e/configdoc_test.go)", rel)
+		}
+		bins = append(bins, bin)
+	}
+	first := func(b configBinary) int {
+		if b.Name == "all-in-one" {
+			return 0
+		}
+		return 1
+	}
+	slices.SortStableFunc(bins, func(a, b configBinary) int { return cmp.Compare(first(a), first(b)) })
+	return bins, nil
+}
+
+// launchSpec returns the T of a launch.Spec[T] composite literal in the
+// command's main package, or nil when it has none.
+func (r *configReader) launchSpec(cmd string) (*configRoot, error) {
+	fset := token.NewFileSet()
+	for _, fn := range r.files[cmd] {
+		f, err := parser.ParseFile(fset, fn, nil, 0)
+		if err != nil {
+			return nil, fmt.Errorf("parse %s: %w", fn, err)
+		}
+		imports := map[string]string{}
+		for _, imp := range f.Imports {
+			p, _ := strconv.Unquote(imp.Path.Value)
+			local := filepath.Base(p)
+			if imp.Name != nil {
+				local = imp.Name.Name
+			}
+			imports[local] = p
+		}
+		var found *configRoot
+		ast.Inspect(f, func(n ast.Node) bool {
+			lit, ok := n.(*ast.CompositeLit)
+			if !ok || found != nil {
+				return found == nil
+			}
+			idx, ok := lit.Type.(*ast.IndexExpr)
+			if !ok || types.ExprString(idx.X) != "launch.Spec" || imports["launch"] != modulePath+"/libs/launch" {
+				return true
+			}
+			if sel, ok := idx.Index.(*ast.SelectorExpr); ok {
+				if x, ok := sel.X.(*ast.Ident); ok {
+					found = &configRoot{Pkg: strings.TrimPrefix(imports[x.Name], modulePath+"/"), Type: sel.Sel.Name}
+				}
+			}
+			return found == nil
+		})
+		if found != nil {
+			return found, nil
+		}
+	}
+	return nil, nil
 }
 
 // envVar is one documented environment variable.
@@ -357,12 +440,16 @@ func workspaceFiles(t *testing.T, root string) map[string][]string {
 func TestConfigDoc(t *testing.T) {
 	root := repoRoot(t)
 	r := newConfigReader(workspaceFiles(t, root))
-	for _, bin := range configBinaries {
-		if !isDir(filepath.Join(root, bin.Command)) {
-			t.Errorf("configBinaries lists %s, which does not exist", bin.Command)
+	for cmd := range customMains {
+		if !isDir(filepath.Join(root, cmd)) {
+			t.Errorf("customMains lists %s, which does not exist", cmd)
 		}
 	}
-	got, err := renderConfigDoc(r, configBinaries)
+	bins, err := configBinaries(r, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := renderConfigDoc(r, bins)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -458,5 +545,27 @@ func TestConfigReaderMatchesLoader(t *testing.T) {
 		if v.Name == "CANOPY_SVC_ADDR" && (v.Doc != "Addr is where to listen." || v.YAML != "inner.addr" || v.Type != "string") {
 			t.Errorf("CANOPY_SVC_ADDR: got %+v", v)
 		}
+	}
+}
+
+func TestLaunchSpecFound(t *testing.T) {
+	dir := t.TempDir()
+	src := `package main
+
+import (
+	"github.com/canopy-platform/canopy/libs/launch"
+	svc "github.com/canopy-platform/canopy/services/orders"
+)
+
+func main() { launch.Main(launch.Spec[svc.Config]{Name: "orders"}) }
+`
+	fn := filepath.Join(dir, "main.go")
+	if err := os.WriteFile(fn, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := newConfigReader(map[string][]string{"services/orders/cmd/orders": {fn}})
+	got, err := r.launchSpec("services/orders/cmd/orders")
+	if err != nil || got == nil || *got != (configRoot{Pkg: "services/orders", Type: "Config"}) {
+		t.Fatalf("launchSpec = %+v, %v; want services/orders.Config", got, err)
 	}
 }
