@@ -8,7 +8,7 @@ FUZZTIME ?= 30s
 # run each target's seed corpus); see docs/testing.md.
 TEST_FUZZTIME ?= 2s
 
-.PHONY: dev test vet bench fuzz lint fmt up down k8s build deps clean openapi
+.PHONY: dev test vet bench fuzz lint fmt up down k8s build deps clean openapi config-docs
 
 deps:
 	@bash scripts/ensure-deps.sh
@@ -49,6 +49,10 @@ lint: vet
 ## openapi: regenerate api/openapi/canopy.v1.yaml from base.yaml and the *.paths.yaml fragments
 openapi:
 	cd e2e && $(GO) test -count=1 -run 'OpenAPI' . -update
+
+## config-docs: regenerate docs/configuration.md (every environment variable, per binary) from the Config structs
+config-docs:
+	cd e2e && $(GO) test -count=1 -run 'TestConfigDoc$$' . -update
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

@@ -11,7 +11,7 @@ import (
 // Event is one CloudEvents 1.0 event as it travels on Kafka in binary mode:
 // the attributes ride in ce_* headers and Data is the record value.
 type Event struct {
-	// ID is the CloudEvents id (ce_id); consumers dedupe on it.
+	// ID is the CloudEvents id (ce_id), unique per event; a redelivery carries the same id.
 	ID string
 	// Type is the CloudEvents type (ce_type), e.g. "provisioning.instance.ready".
 	Type string

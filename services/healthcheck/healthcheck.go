@@ -154,7 +154,7 @@ type Deps struct {
 	// Registry receives the metrics and is served on /metrics; required.
 	Registry *prometheus.Registry
 	// Publisher publishes health events (an *eventbus.Publisher); required.
-	Publisher monitor.Publisher
+	Publisher EventPublisher
 }
 
 // Service is a configured healthcheck, ready to Run.
@@ -193,7 +193,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		return nil, fmt.Errorf("healthcheck: %w", err)
 	}
 	mon, err := monitor.New(monitor.Config{Replica: cfg.Replica, SampleInterval: cfg.SampleInterval, Workers: cfg.Workers},
-		deps.Publisher, prof.Dialer.DialContext, logger, deps.Registry)
+		reportPublisher{bus: deps.Publisher}, prof.Dialer.DialContext, logger, deps.Registry)
 	if err != nil {
 		return nil, fmt.Errorf("healthcheck: %w", err)
 	}

@@ -220,7 +220,7 @@ func (s *Service) Run(ctx context.Context) error {
 	var (
 		db    *store.DB
 		repo  *mysqlrepo.Repo
-		sched *scheduler.Scheduler
+		sched *scheduler.PlacementEngine
 		subs  []*eventbus.Subscriber
 	)
 	return s.life.Run(ctx,
@@ -297,7 +297,7 @@ func (s *Service) Run(ctx context.Context) error {
 }
 
 // handler builds the HTTP routes behind the gateway's signed identity.
-func (s *Service) handler(repo *mysqlrepo.Repo, sched *scheduler.Scheduler) (http.Handler, error) {
+func (s *Service) handler(repo *mysqlrepo.Repo, sched *scheduler.PlacementEngine) (http.Handler, error) {
 	var plans httpapi.PlanResolver
 	if s.cfg.CatalogURL != "" {
 		pc, err := planclient.New(s.cfg.CatalogURL, []byte(s.cfg.InternalSecret))
@@ -318,7 +318,7 @@ func (s *Service) handler(repo *mysqlrepo.Repo, sched *scheduler.Scheduler) (htt
 // batchedPlacer places through a Batcher, so that the requests several
 // consumers hand over at once are written in one transaction.
 type batchedPlacer struct {
-	*scheduler.Scheduler
+	*scheduler.PlacementEngine
 	batcher *scheduler.Batcher
 }
 
@@ -327,7 +327,7 @@ func (p batchedPlacer) Place(ctx context.Context, req placement.Request) (placem
 }
 
 // subscribers builds the Consumers members of the consumer group.
-func (s *Service) subscribers(ctx context.Context, sched *scheduler.Scheduler) ([]*eventbus.Subscriber, error) {
+func (s *Service) subscribers(ctx context.Context, sched *scheduler.PlacementEngine) ([]*eventbus.Subscriber, error) {
 	cfg := s.cfg.Consumer
 	cfg.Brokers = s.cfg.consumerBrokers()
 	cfg.GroupID = events.ConsumerGroup
@@ -346,7 +346,7 @@ func (s *Service) subscribers(ctx context.Context, sched *scheduler.Scheduler) (
 	var placer consumers.Placer = sched
 	n := max(s.cfg.Consumers, 1)
 	if n > 1 {
-		placer = batchedPlacer{Scheduler: sched, batcher: scheduler.NewBatcher(sched, s.cfg.Batch)}
+		placer = batchedPlacer{PlacementEngine: sched, batcher: scheduler.NewBatcher(sched, s.cfg.Batch)}
 	}
 	handler := consumers.Handler(placer, s.logger)
 	subs := make([]*eventbus.Subscriber, 0, n)

@@ -2,18 +2,15 @@
 // request (POST, PUT, PATCH, DELETE) by an authenticated caller becomes an
 // Entry with the key (or another subject, e.g. "osb:<broker username>"),
 // tenant, role, method, path, status and time. It does
-// not decide authorization and stores entries only through the Store interface.
+// not decide authorization, speaks no HTTP (the httpapi package turns
+// requests into entries) and stores entries only through the Store interface.
 package audit
 
 import (
 	"context"
 	"errors"
 	"log/slog"
-	"net/http"
 	"time"
-
-	"github.com/go-chi/chi/v5"
-	"github.com/go-chi/chi/v5/middleware"
 
 	"github.com/canopy-platform/canopy/libs/tenancy"
 )
@@ -36,7 +33,8 @@ type Store interface {
 	InsertAudit(ctx context.Context, e Entry) error
 }
 
-// Recorder is middleware that writes an Entry after each mutating request.
+// Recorder writes audit entries; the gateway's HTTP layer calls it after
+// each mutating request.
 type Recorder struct {
 	store  Store
 	logger *slog.Logger
@@ -54,9 +52,6 @@ func NewRecorder(store Store, logger *slog.Logger, now func() time.Time) (*Recor
 	return &Recorder{store: store, logger: logger, now: now}, nil
 }
 
-// TenantParam is the chi URL parameter naming the tenant a route acts on.
-const TenantParam = "tenantID"
-
 // KeyIDOf returns the key id in a principal's subject ("apikey:<id>").
 func KeyIDOf(p tenancy.Principal) string {
 	const prefix = "apikey:"
@@ -66,55 +61,22 @@ func KeyIDOf(p tenancy.Principal) string {
 	return p.Subject
 }
 
-// Middleware records mutating requests that carry a tenancy.Principal. The
-// entry is written synchronously after the handler, so a request is never
-// acknowledged to a later reader of the log before its entry exists; a
-// failed write is logged, since the response has already gone out.
-func (rec *Recorder) Middleware(next http.Handler) http.Handler {
-	return rec.MiddlewareAs(func(r *http.Request) (tenancy.Principal, bool) { return tenancy.PrincipalFrom(r.Context()) })(next)
-}
-
-// MiddlewareAs is Middleware for requests whose caller is not in the
-// context (the OSB API, authenticated by its upstream): who returns the
-// principal to record, or false to record nothing.
-func (rec *Recorder) MiddlewareAs(who func(*http.Request) (tenancy.Principal, bool)) func(http.Handler) http.Handler {
-	return func(next http.Handler) http.Handler {
-		return rec.record(who, next)
+// Record writes e, stamped with the current time when it has none, and
+// logs a failed write: by the time a request is recorded its response has
+// gone out, so there is no caller left to return the error to. The write
+// gets its own bounded context, detached from ctx's cancellation, so a
+// client that hangs up still leaves its entry behind.
+func (rec *Recorder) Record(ctx context.Context, e Entry) {
+	if e.At.IsZero() {
+		e.At = rec.now().UTC()
 	}
-}
-
-func (rec *Recorder) record(who func(*http.Request) (tenancy.Principal, bool), next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch r.Method {
-		case http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
-		default:
-			next.ServeHTTP(w, r)
-			return
-		}
-		p, ok := who(r)
-		if !ok {
-			next.ServeHTTP(w, r)
-			return
-		}
-		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
-		next.ServeHTTP(ww, r)
-		status := ww.Status()
-		if status == 0 {
-			status = http.StatusOK
-		}
-		e := Entry{At: rec.now().UTC(), KeyID: KeyIDOf(p), Tenant: p.Tenant, Role: p.Role, Method: r.Method,
-			Path: truncate(r.URL.Path, 1024), Status: status, RequestID: truncate(middleware.GetReqID(r.Context()), 128)}
-		if e.Tenant == "" {
-			if id, err := tenancy.Parse(chi.URLParam(r, TenantParam)); err == nil {
-				e.Tenant = id
-			}
-		}
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
-		defer cancel()
-		if err := rec.store.InsertAudit(ctx, e); err != nil {
-			rec.logger.ErrorContext(ctx, "write audit entry", "err", err, "method", e.Method, "path", e.Path, "key_id", e.KeyID)
-		}
-	})
+	e.Path = truncate(e.Path, 1024)
+	e.RequestID = truncate(e.RequestID, 128)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := rec.store.InsertAudit(ctx, e); err != nil {
+		rec.logger.ErrorContext(ctx, "write audit entry", "err", err, "method", e.Method, "path", e.Path, "key_id", e.KeyID)
+	}
 }
 
 func truncate(s string, n int) string {

@@ -121,17 +121,17 @@ func NewHandler(d Deps) (http.Handler, error) {
 			return nil, errors.New("new gateway handler: route " + rt.Pattern + " names unknown upstream " + rt.Upstream)
 		}
 		if rt.Broker {
-			r.With(a.brokerGuard, d.Audit.MiddlewareAs(brokerPrincipal)).Handle(rt.Pattern, t.Handler(false))
+			r.With(a.brokerGuard, auditRequestsAs(d.Audit, brokerPrincipal)).Handle(rt.Pattern, t.Handler(false))
 			continue
 		}
 		r.Handle(rt.Pattern, t.Handler(false))
 	}
 	var routeErr error
 	r.Group(func(r chi.Router) {
-		r.Use(a.authenticate, a.rateLimit, d.Audit.Middleware)
+		r.Use(a.authenticate, a.rateLimit, auditRequests(d.Audit))
 		r.With(d.Idempotency.Handler).Post("/api/v1/tenants", a.createTenant)
 		r.Get("/api/v1/tenants", a.listTenants)
-		r.Route("/api/v1/tenants/{"+audit.TenantParam+"}", func(r chi.Router) {
+		r.Route("/api/v1/tenants/{"+tenantParam+"}", func(r chi.Router) {
 			r.Get("/", a.getTenant)
 			r.With(d.Idempotency.Handler).Post("/api-keys", a.createKey)
 			r.Get("/api-keys", a.listKeys)

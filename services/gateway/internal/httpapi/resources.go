@@ -13,7 +13,6 @@ import (
 	"github.com/canopy-platform/canopy/libs/httpx"
 	"github.com/canopy-platform/canopy/libs/tenancy"
 	"github.com/canopy-platform/canopy/services/gateway/internal/apikey"
-	"github.com/canopy-platform/canopy/services/gateway/internal/audit"
 	"github.com/canopy-platform/canopy/services/gateway/internal/tenant"
 )
 
@@ -206,7 +205,7 @@ func (a *api) onTenant(r *http.Request, action tenancy.Action) (*http.Request, e
 	if !ok {
 		return nil, httpx.NewProblem(http.StatusUnauthorized, "a valid API key is required (Authorization: Bearer <key>)")
 	}
-	id, err := tenancy.Parse(chi.URLParam(r, audit.TenantParam))
+	id, err := tenancy.Parse(chi.URLParam(r, tenantParam))
 	if err != nil {
 		return nil, notFound()
 	}

@@ -63,7 +63,7 @@ func fuzzRouter(role tenancy.Role) http.Handler {
 	})
 	r.Post("/api/v1/tenants", a.createTenant)
 	r.Get("/api/v1/tenants", a.listTenants)
-	r.Route("/api/v1/tenants/{"+audit.TenantParam+"}", func(r chi.Router) {
+	r.Route("/api/v1/tenants/{"+tenantParam+"}", func(r chi.Router) {
 		r.Post("/api-keys", a.createKey)
 		r.Get("/api-keys", a.listKeys)
 		r.Put("/quota", a.putQuota)

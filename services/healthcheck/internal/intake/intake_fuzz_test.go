@@ -30,7 +30,7 @@ type anySource struct{}
 
 func (anySource) List(context.Context) ([]provclient.Instance, error) { return nil, nil }
 func (anySource) Get(_ context.Context, id string) (provclient.Instance, error) {
-	return provclient.Instance{InstanceID: id, Monitor: provclient.Monitor{Username: "monitor", Password: "p"}}, nil
+	return provclient.Instance{InstanceID: id, Monitor: provclient.MonitorAccount{Username: "monitor", Password: "p"}}, nil
 }
 
 var fuzzTypes = []string{

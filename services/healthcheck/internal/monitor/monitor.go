@@ -9,6 +9,7 @@ package monitor
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,20 +18,49 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/oklog/ulid/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/canopy-platform/canopy/libs/eventbus"
 	"github.com/canopy-platform/canopy/libs/retry"
 	"github.com/canopy-platform/canopy/services/healthcheck/internal/detector"
 	"github.com/canopy-platform/canopy/services/healthcheck/internal/events"
 	"github.com/canopy-platform/canopy/services/healthcheck/internal/probe"
+	"github.com/canopy-platform/canopy/services/healthcheck/internal/probe/checker"
 	"github.com/canopy-platform/canopy/services/healthcheck/internal/scheduler"
 	"github.com/canopy-platform/canopy/services/healthcheck/internal/target"
 )
 
-// Publisher publishes events; *eventbus.Publisher fits.
+// Report is one event the monitor publishes — a node transition or an
+// instance's sample batch — in the monitor's own terms; the healthcheck
+// translates it for the event bus. ID and At are fixed when the report is
+// made, so a retried publish repeats the same event rather than a new one.
+type Report struct {
+	// ID identifies the report (a ULID); it becomes the event id.
+	ID string
+	// Type is the event type, one of the events.TypeNode* constants.
+	Type string
+	// InstanceID is the instance reported on: the event's subject and key.
+	InstanceID string
+	// Tenant owns the instance.
+	Tenant string
+	// At is when the report was made.
+	At time.Time
+	// Data is the JSON payload (events.NodeTransition or events.SampleBatch).
+	Data []byte
+}
+
+// newReport marshals payload into a Report of type typ on instanceID.
+func newReport(typ, instanceID, tenant string, payload any) (Report, error) {
+	data, err := json.Marshal(payload)
+	if err != nil {
+		return Report{}, fmt.Errorf("marshal %s payload: %w", typ, err)
+	}
+	return Report{ID: ulid.Make().String(), Type: typ, InstanceID: instanceID, Tenant: tenant, At: time.Now().UTC(), Data: data}, nil
+}
+
+// Publisher publishes reports to a topic.
 type Publisher interface {
-	Publish(ctx context.Context, topic string, events ...eventbus.Event) error
+	Publish(ctx context.Context, topic string, reports ...Report) error
 }
 
 // Config configures a Monitor.
@@ -52,13 +82,13 @@ type Monitor struct {
 	pub    Publisher
 	dial   probe.Dialer
 	rules  []detector.Rule
-	sched  *scheduler.Scheduler
+	sched  *scheduler.ProbeScheduler
 
 	mu        sync.RWMutex
 	nodes     map[string]*node // node id → node
 	published map[string]publishedState
 
-	queue      chan eventbus.Event
+	queue      chan Report
 	pending    atomic.Int64
 	published_ prometheus.Counter
 	suppressed prometheus.Counter
@@ -89,7 +119,7 @@ func New(cfg Config, pub Publisher, dial probe.Dialer, logger *slog.Logger, reg 
 	m := &Monitor{
 		cfg: cfg, logger: logger, pub: pub, dial: dial, rules: detector.Rules(), sched: sched,
 		nodes: make(map[string]*node), published: make(map[string]publishedState),
-		queue:      make(chan eventbus.Event, cfg.QueueSize),
+		queue:      make(chan Report, cfg.QueueSize),
 		published_: prometheus.NewCounter(prometheus.CounterOpts{Name: "canopy_healthcheck_transitions_published_total", Help: "Transitions published."}),
 		suppressed: prometheus.NewCounter(prometheus.CounterOpts{Name: "canopy_healthcheck_transitions_suppressed_total", Help: "First verdicts after a hand-over equal to what was already published."}),
 	}
@@ -141,13 +171,13 @@ func (m *Monitor) Upsert(t target.Target) error {
 		m.mu.Unlock()
 		return nil
 	}
-	checker, err := probe.New(probe.Spec{Engine: probe.Engine(t.Engine), Address: t.Address,
+	c, err := checker.New(probe.Spec{Engine: probe.Engine(t.Engine), Address: t.Address,
 		Username: t.Monitor.Username, Password: t.Monitor.Password}, m.dial)
 	if err != nil {
 		m.mu.Unlock()
 		return fmt.Errorf("target %s: %w", t.NodeID, err)
 	}
-	n := &node{m: m, stopped: make(chan struct{}), checker: checker, machine: detector.NewMachine(t.Policy.Fall, t.Policy.Rise)}
+	n := &node{m: m, stopped: make(chan struct{}), checker: c, machine: detector.NewMachine(t.Policy.Fall, t.Policy.Rise)}
 	n.setTarget(t)
 	m.nodes[t.NodeID] = n
 	m.mu.Unlock()
@@ -155,7 +185,7 @@ func (m *Monitor) Upsert(t target.Target) error {
 		m.mu.Lock()
 		delete(m.nodes, t.NodeID)
 		m.mu.Unlock()
-		_ = checker.Close()
+		_ = c.Close()
 		return err
 	}
 	m.logger.Debug("target added", "instance_id", t.InstanceID, "node_id", t.NodeID, "tenant", t.Tenant, "address", t.Address)
@@ -326,12 +356,11 @@ func (m *Monitor) transition(ctx context.Context, n *node, t target.Target, tr d
 	case detector.StatusDegraded:
 		typ = events.TypeNodeDegraded
 	}
-	ev, err := eventbus.NewEvent(typ, events.Source, t.InstanceID, payload)
+	ev, err := newReport(typ, t.InstanceID, t.Tenant, payload)
 	if err != nil {
 		m.logger.Error("build transition event", "instance_id", t.InstanceID, "node_id", t.NodeID, "err", err)
 		return
 	}
-	ev.Tenant = t.Tenant
 	level := slog.LevelInfo
 	if tr.To != detector.StatusUp {
 		level = slog.LevelWarn
@@ -402,7 +431,7 @@ func (m *Monitor) publishLoop(ctx context.Context) {
 		err := retry.Do(ctx, p, func(ctx context.Context) error { return m.pub.Publish(ctx, topic, ev) })
 		m.pending.Add(-1)
 		if err != nil {
-			m.logger.Error("publish health event failed", "type", ev.Type, "instance_id", ev.Key, "err", err)
+			m.logger.Error("publish health event failed", "type", ev.Type, "instance_id", ev.InstanceID, "err", err)
 			continue
 		}
 		if topic == events.TopicHealth {
@@ -434,7 +463,7 @@ func (m *Monitor) sampleLoop(ctx context.Context) {
 	}
 }
 
-func (m *Monitor) sampleBatches(now time.Time) []eventbus.Event {
+func (m *Monitor) sampleBatches(now time.Time) []Report {
 	batches := map[string]*events.SampleBatch{}
 	m.mu.RLock()
 	for _, n := range m.nodes {
@@ -451,14 +480,13 @@ func (m *Monitor) sampleBatches(now time.Time) []eventbus.Event {
 		b.Nodes = append(b.Nodes, s)
 	}
 	m.mu.RUnlock()
-	out := make([]eventbus.Event, 0, len(batches))
+	out := make([]Report, 0, len(batches))
 	for id, b := range batches {
 		slices.SortFunc(b.Nodes, func(a, c events.NodeSample) int { return compare(a.NodeID, c.NodeID) })
-		ev, err := eventbus.NewEvent(events.TypeNodeSampled, events.Source, id, b)
+		ev, err := newReport(events.TypeNodeSampled, id, b.TenantID, b)
 		if err != nil {
 			continue
 		}
-		ev.Tenant = b.TenantID
 		out = append(out, ev)
 	}
 	return out

@@ -12,7 +12,6 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
-	"github.com/canopy-platform/canopy/libs/eventbus"
 	"github.com/canopy-platform/canopy/libs/nettune"
 	"github.com/canopy-platform/canopy/services/healthcheck/internal/events"
 	"github.com/canopy-platform/canopy/services/healthcheck/internal/fakenode"
@@ -42,12 +41,12 @@ type recorder struct {
 
 type recorded struct {
 	topic string
-	ev    eventbus.Event
+	ev    monitor.Report
 	at    time.Time
 	data  events.NodeTransition
 }
 
-func (r *recorder) Publish(_ context.Context, topic string, evs ...eventbus.Event) error {
+func (r *recorder) Publish(_ context.Context, topic string, evs ...monitor.Report) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, e := range evs {
@@ -132,7 +131,7 @@ func TestRedisKillAndRestart(t *testing.T) {
 	require.LessOrEqual(t, took, bound)
 	require.Equal(t, "refused", down.data.Reason)
 	require.Equal(t, "acme", down.ev.Tenant)
-	require.Equal(t, "inst-1", down.ev.Key)
+	require.Equal(t, "inst-1", down.ev.InstanceID)
 
 	// Its replica loses the link: degraded replication_stopped.
 	deg := rec.waitFor(t, "r", events.TypeNodeDegraded, "replication_stopped", 10*time.Second)

@@ -1,15 +1,9 @@
-// Package probe speaks just enough of each engine's protocol to tell whether
-// a node is alive and what it says about itself: Redis (PING, INFO
-// replication and the basic INFO sections over a hand-rolled RESP client),
-// MySQL/MariaDB (ping, SHOW SLAVE STATUS, read_only, semi-sync and status
-// counters through go-sql-driver/mysql) and a plain TCP connect for engines
-// without a protocol probe.
-//
-// A Checker belongs to one target and keeps its monitor connection open
-// between probes (re-dialling after a failure), so a probe on a healthy node
-// is one round trip. Every probe is bounded by the caller's context deadline;
-// a Checker never starts goroutines of its own that outlive a call, and Close
-// releases its connection.
+// Package probe is what a health probe observes of a node: the target's
+// Spec, the Result of one probe (reason of a failure, or the Observation:
+// role, read-only, replication, semi-sync, a metric Sample) and the Checker
+// interface that produces them. It is plain data; the checkers that speak
+// each engine's protocol (and link the MySQL driver) are in probe/checker,
+// so the detector that judges results depends on no protocol code.
 //
 // The package only observes. Whether an observation means up, down or
 // degraded is decided by the detector package.
@@ -17,7 +11,6 @@ package probe
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"time"
@@ -176,46 +169,3 @@ type Checker interface {
 
 // Dialer opens connections; nettune.DialerSettings.DialContext fits.
 type Dialer func(ctx context.Context, network, addr string) (net.Conn, error)
-
-// New returns the Checker for spec.
-func New(spec Spec, dial Dialer) (Checker, error) {
-	if err := spec.Validate(); err != nil {
-		return nil, err
-	}
-	if dial == nil {
-		return nil, errors.New("probe: nil dialer")
-	}
-	switch spec.Engine {
-	case EngineRedis:
-		return newRedis(spec, dial), nil
-	case EngineMySQL:
-		return newMySQL(spec, dial)
-	default:
-		return &tcpChecker{spec: spec, dial: dial}, nil
-	}
-}
-
-// fail builds a failed result from err.
-func fail(started time.Time, err error) Result {
-	reason, detail := Classify(err)
-	return Result{Reason: reason, Detail: detail, Started: started, Duration: time.Since(started)}
-}
-
-// tcpChecker only connects: a connect check cannot keep its connection.
-type tcpChecker struct {
-	spec Spec
-	dial Dialer
-}
-
-func (c *tcpChecker) Check(ctx context.Context, _ bool) Result {
-	started := time.Now()
-	conn, err := c.dial(ctx, "tcp", c.spec.Address)
-	if err != nil {
-		return fail(started, fmt.Errorf("connect %s: %w", c.spec.Address, err))
-	}
-	_ = conn.Close()
-	return Result{OK: true, Started: started, Duration: time.Since(started),
-		Observation: Observation{ConnectedReplicas: -1}}
-}
-
-func (c *tcpChecker) Close() error { return nil }

@@ -35,22 +35,22 @@ type Node struct {
 	State   string `json:"state"`
 }
 
-// Monitor is the monitor account of an instance.
-type Monitor struct {
+// MonitorAccount is the monitor account of an instance: the credentials probes log in with.
+type MonitorAccount struct {
 	Username string `json:"username"`
 	Password string `json:"password"`
 }
 
 // Instance is an instance as the health checker sees it.
 type Instance struct {
-	InstanceID     string  `json:"instance_id"`
-	TenantID       string  `json:"tenant_id"`
-	Engine         string  `json:"engine"`
-	DeploymentMode string  `json:"deployment_mode"`
-	State          string  `json:"state"`
-	SemiSync       bool    `json:"semi_sync"`
-	Nodes          []Node  `json:"nodes"`
-	Monitor        Monitor `json:"monitor"`
+	InstanceID     string         `json:"instance_id"`
+	TenantID       string         `json:"tenant_id"`
+	Engine         string         `json:"engine"`
+	DeploymentMode string         `json:"deployment_mode"`
+	State          string         `json:"state"`
+	SemiSync       bool           `json:"semi_sync"`
+	Nodes          []Node         `json:"nodes"`
+	Monitor        MonitorAccount `json:"monitor"`
 }
 
 type listResponse struct {

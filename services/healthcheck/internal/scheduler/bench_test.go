@@ -22,6 +22,7 @@ import (
 	"github.com/canopy-platform/canopy/services/healthcheck/internal/detector"
 	"github.com/canopy-platform/canopy/services/healthcheck/internal/fakenode"
 	"github.com/canopy-platform/canopy/services/healthcheck/internal/probe"
+	"github.com/canopy-platform/canopy/services/healthcheck/internal/probe/checker"
 	"github.com/canopy-platform/canopy/services/healthcheck/internal/scheduler"
 	"github.com/canopy-platform/canopy/services/healthcheck/internal/target"
 )
@@ -222,7 +223,7 @@ func BenchmarkProbe10k(b *testing.B) {
 		tasks := make([]*benchTask, targets)
 		policy := target.DefaultPolicy()
 		for j := range tasks {
-			c, err := probe.New(probe.Spec{Engine: probe.EngineRedis, Address: addrs[j%len(addrs)], Username: "canopy-monitor", Password: "x"}, dial)
+			c, err := checker.New(probe.Spec{Engine: probe.EngineRedis, Address: addrs[j%len(addrs)], Username: "canopy-monitor", Password: "x"}, dial)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -46,7 +46,7 @@ type Spec struct {
 	Task Task
 }
 
-// Config configures a Scheduler.
+// Config configures a ProbeScheduler.
 type Config struct {
 	// Workers is how many runs may be in flight at once (default 512). It
 	// must exceed probes per second × the worst probe duration: 10,000
@@ -73,8 +73,8 @@ type job struct {
 	due time.Time
 }
 
-// Scheduler is the probe loop.
-type Scheduler struct {
+// ProbeScheduler is the probe loop: it runs every task at its fixed rate.
+type ProbeScheduler struct {
 	cfg      Config
 	logger   *slog.Logger
 	observer Observer
@@ -98,7 +98,7 @@ type Scheduler struct {
 
 // New returns a scheduler; observer may be nil. Metrics go to reg when it is
 // not nil.
-func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer, observer Observer) (*Scheduler, error) {
+func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer, observer Observer) (*ProbeScheduler, error) {
 	if logger == nil {
 		return nil, errors.New("scheduler: nil logger")
 	}
@@ -108,7 +108,7 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer, observer Ob
 	if cfg.Workers < 1 {
 		return nil, fmt.Errorf("scheduler: workers %d: must be positive", cfg.Workers)
 	}
-	s := &Scheduler{
+	s := &ProbeScheduler{
 		cfg: cfg, logger: logger, observer: observer,
 		entries: make(map[string]*entry),
 		wake:    make(chan struct{}, 1),
@@ -144,7 +144,7 @@ func firstDue(now time.Time, interval, phase time.Duration) time.Time {
 }
 
 // Add schedules a task, replacing (and stopping) one with the same id.
-func (s *Scheduler) Add(spec Spec) error {
+func (s *ProbeScheduler) Add(spec Spec) error {
 	if spec.ID == "" || spec.Task == nil || spec.Interval <= 0 {
 		return errors.New("scheduler: task needs an id, a task and a positive interval")
 	}
@@ -173,7 +173,7 @@ func (s *Scheduler) Add(spec Spec) error {
 
 // Remove unschedules a task. Its Stop runs now, or after its running Run
 // returns. Removing an unknown id does nothing.
-func (s *Scheduler) Remove(id string) {
+func (s *ProbeScheduler) Remove(id string) {
 	s.mu.Lock()
 	t := s.detachLocked(id)
 	s.tasksG.Set(float64(len(s.entries)))
@@ -185,7 +185,7 @@ func (s *Scheduler) Remove(id string) {
 
 // detachLocked removes id and returns its task when it can be stopped now
 // (nil when unknown or when a running Run will stop it).
-func (s *Scheduler) detachLocked(id string) Task {
+func (s *ProbeScheduler) detachLocked(id string) Task {
 	e, ok := s.entries[id]
 	if !ok {
 		return nil
@@ -202,16 +202,16 @@ func (s *Scheduler) detachLocked(id string) Task {
 }
 
 // Len returns the number of scheduled tasks.
-func (s *Scheduler) Len() int {
+func (s *ProbeScheduler) Len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.entries)
 }
 
 // Counts returns the runs started and the slots skipped so far.
-func (s *Scheduler) Counts() (runs, skipped int64) { return s.runs.Load(), s.skipped.Load() }
+func (s *ProbeScheduler) Counts() (runs, skipped int64) { return s.runs.Load(), s.skipped.Load() }
 
-func (s *Scheduler) poke() {
+func (s *ProbeScheduler) poke() {
 	select {
 	case s.wake <- struct{}{}:
 	default:
@@ -220,7 +220,7 @@ func (s *Scheduler) poke() {
 
 // Run dispatches due tasks until ctx ends, then waits for running tasks and
 // stops every task.
-func (s *Scheduler) Run(ctx context.Context) error {
+func (s *ProbeScheduler) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for i := 0; i < s.cfg.Workers; i++ {
 		wg.Add(1)
@@ -249,7 +249,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	return nil
 }
 
-func (s *Scheduler) dispatch(ctx context.Context) {
+func (s *ProbeScheduler) dispatch(ctx context.Context) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	var batch []job
@@ -302,7 +302,7 @@ func (s *Scheduler) dispatch(ctx context.Context) {
 }
 
 // release marks batched jobs that were never handed out as not running.
-func (s *Scheduler) release(batch []job) {
+func (s *ProbeScheduler) release(batch []job) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, j := range batch {
@@ -310,7 +310,7 @@ func (s *Scheduler) release(batch []job) {
 	}
 }
 
-func (s *Scheduler) work(ctx context.Context) {
+func (s *ProbeScheduler) work(ctx context.Context) {
 	for j := range s.jobs {
 		if ctx.Err() != nil {
 			s.finish(j.e)
@@ -331,7 +331,7 @@ func (s *Scheduler) work(ctx context.Context) {
 	}
 }
 
-func (s *Scheduler) finish(e *entry) {
+func (s *ProbeScheduler) finish(e *entry) {
 	s.mu.Lock()
 	e.running = false
 	stop := e.removed

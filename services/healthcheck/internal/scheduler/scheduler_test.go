@@ -41,7 +41,7 @@ func (c *countTask) Run(ctx context.Context, due time.Time) {
 
 func (c *countTask) Stop() { c.stops.Add(1) }
 
-func start(t *testing.T, cfg scheduler.Config) (*scheduler.Scheduler, context.CancelFunc, chan struct{}) {
+func start(t *testing.T, cfg scheduler.Config) (*scheduler.ProbeScheduler, context.CancelFunc, chan struct{}) {
 	t.Helper()
 	s, err := scheduler.New(cfg, slog.New(slog.DiscardHandler), nil, nil)
 	require.NoError(t, err)

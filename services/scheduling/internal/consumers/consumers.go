@@ -22,7 +22,7 @@ import (
 	"github.com/canopy-platform/canopy/services/scheduling/internal/placement"
 )
 
-// Placer is what the handlers call (scheduler.Scheduler).
+// Placer is what the handlers call (scheduler.PlacementEngine).
 type Placer interface {
 	Place(ctx context.Context, req placement.Request) (placement.Decision, error)
 	Replace(ctx context.Context, instanceID, failedNode, requestID string) (placement.Decision, error)

@@ -14,7 +14,7 @@ import (
 // decidingPlacer places with the real placement pipeline on the dev
 // inventory, without a database: what the scheduler would decide.
 type decidingPlacer struct {
-	s *placement.Scheduler
+	s *placement.Pipeline
 	c *placement.Cluster
 }
 

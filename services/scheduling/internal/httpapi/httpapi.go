@@ -38,7 +38,7 @@ type Inventory interface {
 	UpdateHost(ctx context.Context, id string, fn func(*inventory.Host) error) (inventory.Host, error)
 }
 
-// Placements is the scheduler (scheduler.Scheduler).
+// Placements is the placement engine (scheduler.PlacementEngine).
 type Placements interface {
 	Simulate(ctx context.Context, req placement.Request) (placement.Decision, error)
 	Get(ctx context.Context, instanceID string) (placement.Record, error)
@@ -50,18 +50,8 @@ type Placements interface {
 
 // PlanResolver turns a catalog plan id into the plan's shape; optional.
 type PlanResolver interface {
-	Resolve(ctx context.Context, planID string) (PlanShape, error)
+	Resolve(ctx context.Context, planID string) (placement.PlanShape, error)
 }
-
-// PlanShape is what placement needs of a plan.
-type PlanShape struct {
-	Engine         string
-	DeploymentMode string
-	Nodes          []placement.NodeSpec
-}
-
-// ErrUnknownPlan is returned by a PlanResolver for a plan that does not exist.
-var ErrUnknownPlan = errors.New("unknown plan")
 
 // API is the HTTP API.
 type API struct {
@@ -154,7 +144,7 @@ func (a *API) writeErr(w http.ResponseWriter, r *http.Request, err error) {
 		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusNotFound, err.Error()))
 	case errors.Is(err, inventory.ErrConflict):
 		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusConflict, err.Error()))
-	case errors.Is(err, ErrUnknownPlan):
+	case errors.Is(err, placement.ErrUnknownPlan):
 		httpx.WriteProblem(w, r, httpx.BadRequest("unknown plan", httpx.FieldError{Field: "plan_id", Reason: err.Error()}))
 	default:
 		if p, ok := httpx.ProblemFrom(err); ok {

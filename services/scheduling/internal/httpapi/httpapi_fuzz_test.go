@@ -109,7 +109,7 @@ func (m *memInventory) UpdateHost(ctx context.Context, id string, fn func(*inven
 
 // decider simulates with the real placement pipeline on the dev inventory.
 type decider struct {
-	s *placement.Scheduler
+	s *placement.Pipeline
 	c *placement.Cluster
 }
 

@@ -50,7 +50,7 @@ type zoneStat struct {
 // explain scans every host for the largest new node of the group that failed,
 // attributing each rejection to the first filter that rejects, and phrases the
 // topology rule that could not be met.
-func (s *Scheduler) explain(cy *Cycle, groups [2][]*node, g0Regions []int) Explanation {
+func (s *Pipeline) explain(cy *Cycle, groups [2][]*node, g0Regions []int) Explanation {
 	topo := cy.cluster.topo
 	failing := 0
 	if len(g0Regions) > 0 {
@@ -235,7 +235,7 @@ func spreadReason(m Mode, need int) string {
 
 // latencyViolations lists zone pairs among the candidates (and fixed zones)
 // whose latency exceeds the bound.
-func (s *Scheduler) latencyViolations(cy *Cycle, zones, fixed []int) []string {
+func (s *Pipeline) latencyViolations(cy *Cycle, zones, fixed []int) []string {
 	topo := cy.cluster.topo
 	all := append(append([]int(nil), zones...), fixed...)
 	var out []string

@@ -50,7 +50,7 @@ func mustCluster(t interface{ Fatalf(string, ...any) }, inv inventory.Inventory)
 	return c
 }
 
-func mustScheduler(t interface{ Fatalf(string, ...any) }, cfg Config) *Scheduler {
+func mustScheduler(t interface{ Fatalf(string, ...any) }, cfg Config) *Pipeline {
 	s, err := New(cfg)
 	if err != nil {
 		t.Fatalf("scheduler: %v", err)

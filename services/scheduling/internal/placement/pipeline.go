@@ -129,8 +129,9 @@ type weightedZoneScorer struct {
 	weight float64
 }
 
-// Scheduler runs the placement pipeline.
-type Scheduler struct {
+// Pipeline is the placement pipeline: the ordered filters and scorers and the
+// topology rules that decide where the nodes of an instance go.
+type Pipeline struct {
 	cfg         Config
 	filters     []Filter
 	scorers     []weightedScorer
@@ -157,12 +158,12 @@ func (c Config) WithDefaults() Config {
 
 // New builds a scheduler. The order of the filters is the order in which a
 // host's rejection is attributed in explanations.
-func New(cfg Config) (*Scheduler, error) {
+func New(cfg Config) (*Pipeline, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("placement config: %w", err)
 	}
-	s := &Scheduler{
+	s := &Pipeline{
 		cfg: cfg,
 		filters: []Filter{
 			HostReady{},
@@ -184,11 +185,11 @@ func New(cfg Config) (*Scheduler, error) {
 }
 
 // Config returns the effective configuration.
-func (s *Scheduler) Config() Config { return s.cfg }
+func (s *Pipeline) Config() Config { return s.cfg }
 
 // Filters returns the names of the filters in order, for documentation and
 // explanations.
-func (s *Scheduler) Filters() []string {
+func (s *Pipeline) Filters() []string {
 	out := make([]string, 0, len(s.filters)+2)
 	for _, f := range s.filters {
 		out = append(out, f.Name())
@@ -202,7 +203,7 @@ const (
 	FilterLatency = "latency"
 )
 
-func (s *Scheduler) feasible(cy *Cycle, n *node, h *Host) bool {
+func (s *Pipeline) feasible(cy *Cycle, n *node, h *Host) bool {
 	for _, f := range s.filters {
 		if ok, _ := f.Filter(cy, n, h); !ok {
 			return false
@@ -211,7 +212,7 @@ func (s *Scheduler) feasible(cy *Cycle, n *node, h *Host) bool {
 	return true
 }
 
-func (s *Scheduler) hostScore(cy *Cycle, n *node, h *Host) float64 {
+func (s *Pipeline) hostScore(cy *Cycle, n *node, h *Host) float64 {
 	var total float64
 	for _, sc := range s.scorers {
 		if sc.weight != 0 {
@@ -221,7 +222,7 @@ func (s *Scheduler) hostScore(cy *Cycle, n *node, h *Host) float64 {
 	return total
 }
 
-func (s *Scheduler) zoneScore(cy *Cycle, n *node, zone, primaryZone int) float64 {
+func (s *Pipeline) zoneScore(cy *Cycle, n *node, zone, primaryZone int) float64 {
 	var total float64
 	for _, sc := range s.zoneScorers {
 		if sc.weight != 0 {
@@ -236,7 +237,7 @@ func (s *Scheduler) zoneScore(cy *Cycle, n *node, zone, primaryZone int) float64
 // that suits the strategy (emptiest first when balanced, from the node's lower
 // bound up when bin-packing), skips hosts below the bound, and stops after
 // HostsToScore feasible hosts.
-func (s *Scheduler) bestInZone(cy *Cycle, n *node, zone int, extra []*Host) (*Host, float64) {
+func (s *Pipeline) bestInZone(cy *Cycle, n *node, zone int, extra []*Host) (*Host, float64) {
 	z := &cy.cluster.zones[zone]
 	limit := s.cfg.HostsToScore
 	var best *Host

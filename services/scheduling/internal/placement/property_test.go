@@ -259,7 +259,7 @@ func sortedKeys(m map[string]Assignment) []string {
 
 // checkDecision verifies one decision against the rules, given the surviving
 // nodes of the instance (replace).
-func checkDecision(t *testing.T, c *Cluster, s *Scheduler, req Request, d Decision, survivors map[string]Assignment) {
+func checkDecision(t *testing.T, c *Cluster, s *Pipeline, req Request, d Decision, survivors map[string]Assignment) {
 	t.Helper()
 	all := append(values(survivors), d.Nodes...)
 	hosts := map[string]bool{}

@@ -21,7 +21,7 @@ type groupSolution struct {
 // Decide places the request's nodes on c without changing c. It returns a
 // *inventory.ValidationError for bad input and a *RefusalError, with its
 // explanation, when no placement satisfies every rule.
-func (s *Scheduler) Decide(c *Cluster, req Request) (Decision, error) {
+func (s *Pipeline) Decide(c *Cluster, req Request) (Decision, error) {
 	nodes, err := validate(c, &req)
 	if err != nil {
 		return Decision{}, err
@@ -84,7 +84,7 @@ func (s *Scheduler) Decide(c *Cluster, req Request) (Decision, error) {
 
 func round3(f float64) float64 { return float64(int64(f*1000+0.5)) / 1000 }
 
-func (s *Scheduler) newCycle(c *Cluster, req *Request, nodes []*node) *Cycle {
+func (s *Pipeline) newCycle(c *Cluster, req *Request, nodes []*node) *Cycle {
 	cy := &Cycle{cluster: c, req: req, cfg: &s.cfg, groupRegion: [2]int{-1, -1}}
 	if len(req.AllowedRegions) > 0 {
 		cy.allowed = make([]bool, len(c.topo.Regions))
@@ -117,7 +117,7 @@ func (s *Scheduler) newCycle(c *Cluster, req *Request, nodes []*node) *Cycle {
 
 // candidateRegions lists the regions a group may go to: the region of its
 // fixed nodes, else the requested one, else every allowed region; never notIn.
-func (s *Scheduler) candidateRegions(cy *Cycle, group []*node, g, notIn int) []int {
+func (s *Pipeline) candidateRegions(cy *Cycle, group []*node, g, notIn int) []int {
 	for _, n := range group {
 		if n.fixed != nil {
 			if n.fixed.region == notIn {
@@ -164,7 +164,7 @@ func orderNew(group []*node) []*node {
 
 // solveGroup places a group's new nodes in region r, or returns nil.
 // outsidePrimary is the primary's zone when the primary is in another group.
-func (s *Scheduler) solveGroup(cy *Cycle, group []*node, r, outsidePrimary int) *groupSolution {
+func (s *Pipeline) solveGroup(cy *Cycle, group []*node, r, outsidePrimary int) *groupSolution {
 	topo := cy.cluster.topo
 	newNodes := orderNew(group)
 	var fixedZones []int
@@ -295,7 +295,7 @@ func latencyOK(topo interface{ ZoneLatency(a, b int) float64 }, bound float64, h
 
 // solveSameZone places every new node of the group in one zone (the fixed
 // nodes' zone if any), each on its own host.
-func (s *Scheduler) solveSameZone(cy *Cycle, group, newNodes []*node, r int, fixedZones []int, primaryZone int) *groupSolution {
+func (s *Pipeline) solveSameZone(cy *Cycle, group, newNodes []*node, r int, fixedZones []int, primaryZone int) *groupSolution {
 	zones := cy.cluster.topo.RegionZones[r]
 	if len(fixedZones) > 0 {
 		zones = fixedZones[:1]

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/canopy-platform/canopy/libs/tenancy"
-	"github.com/canopy-platform/canopy/services/scheduling/internal/httpapi"
 	"github.com/canopy-platform/canopy/services/scheduling/internal/inventory"
 	"github.com/canopy-platform/canopy/services/scheduling/internal/placement"
 )
@@ -52,27 +51,27 @@ type planView struct {
 	} `json:"resources"`
 }
 
-// Resolve implements httpapi.PlanResolver.
-func (c *Client) Resolve(ctx context.Context, planID string) (httpapi.PlanShape, error) {
+// Resolve turns a catalog plan id into the plan's shape (httpapi.PlanResolver).
+func (c *Client) Resolve(ctx context.Context, planID string) (placement.PlanShape, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/api/v1/catalog/plans/"+url.PathEscape(planID), nil)
 	if err != nil {
-		return httpapi.PlanShape{}, err
+		return placement.PlanShape{}, err
 	}
 	c.signer.SignRequest(req, nil, tenancy.AudienceCatalog, tenancy.Principal{Role: tenancy.RolePlatformAdmin, Subject: "service:scheduling"})
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return httpapi.PlanShape{}, fmt.Errorf("read plan %s from catalog: %w", planID, err)
+		return placement.PlanShape{}, fmt.Errorf("read plan %s from catalog: %w", planID, err)
 	}
 	defer resp.Body.Close()
 	switch {
 	case resp.StatusCode == http.StatusNotFound:
-		return httpapi.PlanShape{}, fmt.Errorf("plan %q: %w", planID, httpapi.ErrUnknownPlan)
+		return placement.PlanShape{}, fmt.Errorf("plan %q: %w", planID, placement.ErrUnknownPlan)
 	case resp.StatusCode != http.StatusOK:
-		return httpapi.PlanShape{}, fmt.Errorf("read plan %s from catalog: status %d", planID, resp.StatusCode)
+		return placement.PlanShape{}, fmt.Errorf("read plan %s from catalog: status %d", planID, resp.StatusCode)
 	}
 	var v planView
 	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
-		return httpapi.PlanShape{}, fmt.Errorf("decode plan %s: %w", planID, err)
+		return placement.PlanShape{}, fmt.Errorf("decode plan %s: %w", planID, err)
 	}
 	return Shape(v.Engine, v.DeploymentMode, v.Resources.VCPU, v.Resources.MemoryMB, v.Resources.StorageGB, groups(v))
 }
@@ -93,9 +92,9 @@ func groups(v planView) []Group {
 
 // Shape expands catalog node groups into nodes: nodes of the "dr" region
 // group become dr-replicas.
-func Shape(engine, mode string, vcpu float64, memMB, storageGB int64, gs []Group) (httpapi.PlanShape, error) {
+func Shape(engine, mode string, vcpu float64, memMB, storageGB int64, gs []Group) (placement.PlanShape, error) {
 	res := inventory.Resources{MilliCPU: int64(vcpu*1000 + 0.5), MemoryMB: memMB, StorageGB: storageGB}
-	shape := httpapi.PlanShape{Engine: engine, DeploymentMode: mode}
+	shape := placement.PlanShape{Engine: engine, DeploymentMode: mode}
 	for _, g := range gs {
 		role := g.Role
 		if g.RegionRole == "dr" {

@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/canopy-platform/canopy/libs/tenancy"
-	"github.com/canopy-platform/canopy/services/scheduling/internal/httpapi"
 	"github.com/canopy-platform/canopy/services/scheduling/internal/placement"
 )
 
@@ -41,7 +40,7 @@ func TestResolve(t *testing.T) {
 		shape.Nodes[0].Resources.MilliCPU != 500 || shape.Nodes[1].Name != "node-1" {
 		t.Fatalf("%+v", shape)
 	}
-	if _, err := c.Resolve(context.Background(), "nope"); !errors.Is(err, httpapi.ErrUnknownPlan) {
+	if _, err := c.Resolve(context.Background(), "nope"); !errors.Is(err, placement.ErrUnknownPlan) {
 		t.Fatalf("unknown plan: %v", err)
 	}
 	if _, err := New("not a url", nil); err == nil {

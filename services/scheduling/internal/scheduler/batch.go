@@ -29,14 +29,14 @@ type BatchRepo interface {
 // repeats of placed instances and a second request for the same instance go
 // through Place on their own; a decision that went stale (another replica
 // took the capacity) is retried on its own after re-reading its hosts.
-func (s *Scheduler) PlaceBatch(ctx context.Context, reqs []placement.Request) ([]placement.Decision, []error) {
+func (s *PlacementEngine) PlaceBatch(ctx context.Context, reqs []placement.Request) ([]placement.Decision, []error) {
 	return s.placeBatch(ctx, reqs, nil)
 }
 
 // placeBatch is PlaceBatch where reqCtx (when not nil) gives each request's
 // own context: it carries the request's trace into its decided event and is
 // the context of the request's own operations (refusals, retries).
-func (s *Scheduler) placeBatch(ctx context.Context, reqs []placement.Request, reqCtx []context.Context) ([]placement.Decision, []error) {
+func (s *PlacementEngine) placeBatch(ctx context.Context, reqs []placement.Request, reqCtx []context.Context) ([]placement.Decision, []error) {
 	ctxOf := func(i int) context.Context {
 		if reqCtx != nil {
 			return reqCtx[i]
@@ -179,7 +179,7 @@ func (c BatcherConfig) withDefaults() BatcherConfig {
 // waiting; its request may still be placed (Place is idempotent: a
 // redelivered request gets the placement back).
 type Batcher struct {
-	s   *Scheduler
+	s   *PlacementEngine
 	cfg BatcherConfig
 
 	mu        sync.Mutex
@@ -202,7 +202,7 @@ type batchCall struct {
 }
 
 // NewBatcher returns a Batcher placing through s.
-func NewBatcher(s *Scheduler, cfg BatcherConfig) *Batcher {
+func NewBatcher(s *PlacementEngine, cfg BatcherConfig) *Batcher {
 	return &Batcher{s: s, cfg: cfg.withDefaults(), full: make(chan struct{}, 1)}
 }
 

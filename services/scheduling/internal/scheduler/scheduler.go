@@ -71,11 +71,11 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Scheduler places instances and keeps their reservations.
-type Scheduler struct {
+// PlacementEngine places instances and keeps their reservations.
+type PlacementEngine struct {
 	cfg    Config
 	repo   Repo
-	sched  *placement.Scheduler
+	sched  *placement.Pipeline
 	logger *slog.Logger
 	now    func() time.Time
 
@@ -100,7 +100,7 @@ type inflightHost struct {
 }
 
 // New builds a scheduler; call Load before use. reg may be nil.
-func New(cfg Config, repo Repo, logger *slog.Logger, reg prometheus.Registerer, now func() time.Time) (*Scheduler, error) {
+func New(cfg Config, repo Repo, logger *slog.Logger, reg prometheus.Registerer, now func() time.Time) (*PlacementEngine, error) {
 	if repo == nil {
 		return nil, errors.New("scheduler: nil repo")
 	}
@@ -115,7 +115,7 @@ func New(cfg Config, repo Repo, logger *slog.Logger, reg prometheus.Registerer, 
 	if err != nil {
 		return nil, err
 	}
-	s := &Scheduler{
+	s := &PlacementEngine{
 		cfg: cfg, repo: repo, sched: ps, logger: logger, now: now,
 		inflight: map[string]inflightHost{},
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -140,13 +140,13 @@ func New(cfg Config, repo Repo, logger *slog.Logger, reg prometheus.Registerer, 
 }
 
 // Config returns the effective configuration.
-func (s *Scheduler) Config() Config { return s.cfg }
+func (s *PlacementEngine) Config() Config { return s.cfg }
 
 // Filters lists the pipeline's filters in order.
-func (s *Scheduler) Filters() []string { return s.sched.Filters() }
+func (s *PlacementEngine) Filters() []string { return s.sched.Filters() }
 
 // Load (re)reads the whole inventory from the database.
-func (s *Scheduler) Load(ctx context.Context) error {
+func (s *PlacementEngine) Load(ctx context.Context) error {
 	inv, ports, err := s.repo.LoadInventory(ctx)
 	if err != nil {
 		return fmt.Errorf("load inventory: %w", err)
@@ -196,7 +196,7 @@ func mergePorts(a, b map[int]string) map[int]string {
 }
 
 // refreshHosts re-reads hosts from the database into the cluster.
-func (s *Scheduler) refreshHosts(ctx context.Context, ids []string) error {
+func (s *PlacementEngine) refreshHosts(ctx context.Context, ids []string) error {
 	hosts, ports, err := s.repo.LoadHosts(ctx, ids)
 	if err != nil {
 		return fmt.Errorf("refresh hosts: %w", err)
@@ -218,12 +218,12 @@ func (s *Scheduler) refreshHosts(ctx context.Context, ids []string) error {
 }
 
 // HostChanged puts a host written through the repository into the cluster.
-func (s *Scheduler) HostChanged(ctx context.Context, id string) error {
+func (s *PlacementEngine) HostChanged(ctx context.Context, id string) error {
 	return s.refreshHosts(ctx, []string{id})
 }
 
 // Simulate decides without booking anything.
-func (s *Scheduler) Simulate(_ context.Context, req placement.Request) (placement.Decision, error) {
+func (s *PlacementEngine) Simulate(_ context.Context, req placement.Request) (placement.Decision, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cluster == nil {
@@ -233,7 +233,7 @@ func (s *Scheduler) Simulate(_ context.Context, req placement.Request) (placemen
 }
 
 // decideAndBook decides and books the decision in memory (and as in flight).
-func (s *Scheduler) decideAndBook(req placement.Request) (placement.Decision, error) {
+func (s *PlacementEngine) decideAndBook(req placement.Request) (placement.Decision, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cluster == nil {
@@ -262,7 +262,7 @@ func (s *Scheduler) decideAndBook(req placement.Request) (placement.Decision, er
 
 // settle ends the in-flight state of a decision; when it was not written, the
 // in-memory booking is undone too.
-func (s *Scheduler) settle(instanceID string, d placement.Decision, written bool) {
+func (s *PlacementEngine) settle(instanceID string, d placement.Decision, written bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, n := range d.Nodes {
@@ -284,14 +284,14 @@ func (s *Scheduler) settle(instanceID string, d placement.Decision, written bool
 // recorded (and announced) and returned as *placement.RefusalError; invalid
 // requests as *inventory.ValidationError, also recorded. An instance that
 // already holds a placement gets that placement back.
-func (s *Scheduler) Place(ctx context.Context, req placement.Request) (placement.Decision, error) {
+func (s *PlacementEngine) Place(ctx context.Context, req placement.Request) (placement.Decision, error) {
 	req.Kind = placement.KindNew
 	return s.place(ctx, req, "")
 }
 
 // Replace re-places a failed node of a placed instance, keeping its mode's
 // spread with the surviving nodes and avoiding the failed node's host.
-func (s *Scheduler) Replace(ctx context.Context, instanceID, failedNode, requestID string) (placement.Decision, error) {
+func (s *PlacementEngine) Replace(ctx context.Context, instanceID, failedNode, requestID string) (placement.Decision, error) {
 	rec, err := s.repo.GetPlacement(ctx, instanceID)
 	if err != nil {
 		return placement.Decision{}, err
@@ -323,7 +323,7 @@ func (s *Scheduler) Replace(ctx context.Context, instanceID, failedNode, request
 	return d, err
 }
 
-func (s *Scheduler) place(ctx context.Context, req placement.Request, replaced string) (placement.Decision, error) {
+func (s *PlacementEngine) place(ctx context.Context, req placement.Request, replaced string) (placement.Decision, error) {
 	kind := string(req.Kind)
 	retriedOnRefusal := false
 	for attempt := 1; ; attempt++ {
@@ -402,17 +402,17 @@ func decisionOf(rec placement.Record) placement.Decision {
 }
 
 // Get returns the stored placement of an instance.
-func (s *Scheduler) Get(ctx context.Context, instanceID string) (placement.Record, error) {
+func (s *PlacementEngine) Get(ctx context.Context, instanceID string) (placement.Record, error) {
 	return s.repo.GetPlacement(ctx, instanceID)
 }
 
 // Confirm marks an instance's reservation as confirmed by provisioning.
-func (s *Scheduler) Confirm(ctx context.Context, instanceID string) (placement.Record, error) {
+func (s *PlacementEngine) Confirm(ctx context.Context, instanceID string) (placement.Record, error) {
 	return s.repo.Confirm(ctx, instanceID)
 }
 
 // Release frees an instance's reservation.
-func (s *Scheduler) Release(ctx context.Context, instanceID, reason string) error {
+func (s *PlacementEngine) Release(ctx context.Context, instanceID, reason string) error {
 	freed, err := s.repo.Release(ctx, instanceID, reason, nil)
 	if err != nil {
 		return err
@@ -421,7 +421,7 @@ func (s *Scheduler) Release(ctx context.Context, instanceID, reason string) erro
 	return nil
 }
 
-func (s *Scheduler) forget(instanceID string, freed []placement.Assignment) {
+func (s *PlacementEngine) forget(instanceID string, freed []placement.Assignment) {
 	if len(freed) == 0 {
 		return
 	}
@@ -432,7 +432,7 @@ func (s *Scheduler) forget(instanceID string, freed []placement.Assignment) {
 
 // Reap releases reservations not confirmed within the TTL and returns how
 // many it released.
-func (s *Scheduler) Reap(ctx context.Context) (int, error) {
+func (s *PlacementEngine) Reap(ctx context.Context) (int, error) {
 	now := s.now().UTC()
 	ids, err := s.repo.Expired(ctx, now, 500)
 	if err != nil {
@@ -454,7 +454,7 @@ func (s *Scheduler) Reap(ctx context.Context) (int, error) {
 }
 
 // RunReaper reaps every ReapInterval until ctx ends.
-func (s *Scheduler) RunReaper(ctx context.Context) error {
+func (s *PlacementEngine) RunReaper(ctx context.Context) error {
 	return s.every(ctx, s.cfg.ReapInterval, func(ctx context.Context) error {
 		_, err := s.Reap(ctx)
 		return err
@@ -462,11 +462,11 @@ func (s *Scheduler) RunReaper(ctx context.Context) error {
 }
 
 // RunRefresher re-reads the inventory every RefreshInterval until ctx ends.
-func (s *Scheduler) RunRefresher(ctx context.Context) error {
+func (s *PlacementEngine) RunRefresher(ctx context.Context) error {
 	return s.every(ctx, s.cfg.RefreshInterval, s.Load, "refresh inventory")
 }
 
-func (s *Scheduler) every(ctx context.Context, d time.Duration, fn func(context.Context) error, what string) error {
+func (s *PlacementEngine) every(ctx context.Context, d time.Duration, fn func(context.Context) error, what string) error {
 	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
@@ -483,7 +483,7 @@ func (s *Scheduler) every(ctx context.Context, d time.Duration, fn func(context.
 
 // Reject records a request that cannot be served (malformed, unknown kind,
 // nothing to replace) and announces it with a failed event.
-func (s *Scheduler) Reject(ctx context.Context, req placement.Request, reason string) error {
+func (s *PlacementEngine) Reject(ctx context.Context, req placement.Request, reason string) error {
 	s.decisions.WithLabelValues(string(req.Kind), "invalid").Inc()
 	err := s.repo.RecordFailure(ctx, req, reason, nil)
 	if errors.Is(err, placement.ErrAlreadyPlaced) {

@@ -58,7 +58,7 @@ func open(t testing.TB, cfg store.Config) (*store.DB, *mysqlrepo.Repo) {
 	return db, repo
 }
 
-func newScheduler(t testing.TB, repo scheduler.Repo, cfg scheduler.Config, now func() time.Time) *scheduler.Scheduler {
+func newScheduler(t testing.TB, repo scheduler.Repo, cfg scheduler.Config, now func() time.Time) *scheduler.PlacementEngine {
 	t.Helper()
 	s, err := scheduler.New(cfg, repo, slog.New(slog.DiscardHandler), nil, now)
 	if err != nil {

@@ -1,4 +1,4 @@
-package probe
+package checker
 
 import (
 	"bytes"
@@ -10,12 +10,14 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/canopy-platform/canopy/services/healthcheck/internal/probe"
 )
 
-// pipeDialer returns a Dialer whose connections are served by a peer that
+// pipeDialer returns a probe.Dialer whose connections are served by a peer that
 // writes reply, then hangs up; what the prober writes is discarded. wait
 // blocks until every peer goroutine has ended, so goleak stays quiet.
-func pipeDialer(reply []byte) (dial Dialer, wait func()) {
+func pipeDialer(reply []byte) (dial probe.Dialer, wait func()) {
 	var wg sync.WaitGroup
 	dial = func(context.Context, string, string) (net.Conn, error) {
 		client, server := net.Pipe()
@@ -37,7 +39,7 @@ func pipeDialer(reply []byte) (dial Dialer, wait func()) {
 // flightDialer is pipeDialer for request-response protocols: reply is split
 // at "||" into flights, the first sent at once and each further one after the
 // next write of the prober, so a fuzzed MySQL server gets past the handshake.
-func flightDialer(reply []byte) (dial Dialer, wait func()) {
+func flightDialer(reply []byte) (dial probe.Dialer, wait func()) {
 	var wg sync.WaitGroup
 	dial = func(context.Context, string, string) (net.Conn, error) {
 		client, server := net.Pipe()
@@ -81,10 +83,10 @@ func flightDialer(reply []byte) (dial Dialer, wait func()) {
 func bulk(s string) string { return fmt.Sprintf("$%d\r\n%s\r\n", len(s), s) }
 
 // checkResult asserts what every probe outcome must satisfy.
-func checkResult(t *testing.T, res Result) {
+func checkResult(t *testing.T, res probe.Result) {
 	t.Helper()
 	if res.OK {
-		if res.Observation.Role != RolePrimary && res.Observation.Role != RoleReplica {
+		if res.Observation.Role != probe.RolePrimary && res.Observation.Role != probe.RoleReplica {
 			t.Fatalf("OK probe with role %q", res.Observation.Role)
 		}
 		return
@@ -98,7 +100,7 @@ func checkResult(t *testing.T, res Result) {
 // probe's pipelined AUTH, PING and INFO: the RESP reader and the INFO parser
 // must never panic, and a failure always has a reason.
 func FuzzRedisReply(f *testing.F) {
-	primary := "# Replication\r\nrole:master\r\nconnected_slaves:0\r\nmaster_repl_offset:1234\r\n" +
+	primary := "# probe.Replication\r\nrole:master\r\nconnected_slaves:0\r\nmaster_repl_offset:1234\r\n" +
 		"# Stats\r\ninstantaneous_ops_per_sec:42\r\nused_memory:1048576\r\n"
 	replica := "role:slave\r\nmaster_host:10.0.0.1\r\nmaster_port:6379\r\nmaster_link_status:up\r\n" +
 		"master_last_io_seconds_ago:3\r\nslave_repl_offset:99\r\n"
@@ -124,7 +126,7 @@ func FuzzRedisReply(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, reply []byte, withAuth, withSample bool) {
 		dial, wait := pipeDialer(reply)
-		spec := Spec{Engine: EngineRedis, Address: "fuzz:6379"}
+		spec := probe.Spec{Engine: probe.EngineRedis, Address: "fuzz:6379"}
 		if withAuth {
 			spec.Username, spec.Password = "monitor", "p"
 		}
@@ -144,7 +146,7 @@ func FuzzRedisReply(f *testing.F) {
 // against strconv on every value: it must never accept what does not fit.
 func FuzzParseInfo(f *testing.F) {
 	for _, s := range []string{
-		"# Replication\r\nrole:master\r\nconnected_slaves:2\r\nmaster_repl_offset:1234\r\n",
+		"# probe.Replication\r\nrole:master\r\nconnected_slaves:2\r\nmaster_repl_offset:1234\r\n",
 		"role:slave\nmaster_link_status:up\nmaster_last_io_seconds_ago:9223372036854775808\n",
 		"role:slave\r\nmaster_last_io_seconds_ago:-9223372036854775808\r\n",
 		"used_memory:99999999999999999999\r\nrole:master\r\n",
@@ -155,7 +157,7 @@ func FuzzParseInfo(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, info []byte) {
-		var res Result
+		var res probe.Result
 		if err := parseInfo(info, &res, true); err == nil {
 			res.OK = true
 			checkResult(t, res)
@@ -200,7 +202,7 @@ func FuzzMySQLGreeting(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, reply []byte) {
 		dial, wait := flightDialer(reply)
-		c, err := New(Spec{Engine: EngineMySQL, Address: "fuzz:3306", Username: "u", Password: "p"}, dial)
+		c, err := New(probe.Spec{Engine: probe.EngineMySQL, Address: "fuzz:3306", Username: "u", Password: "p"}, dial)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,4 +1,4 @@
-package probe
+package checker
 
 import (
 	"bufio"
@@ -10,6 +10,8 @@ import (
 	"net"
 	"strconv"
 	"time"
+
+	"github.com/canopy-platform/canopy/services/healthcheck/internal/probe"
 )
 
 // defaultTimeout bounds a probe whose context carries no deadline.
@@ -45,8 +47,8 @@ func respCommand(args ...string) []byte {
 // user is set). go-redis would do, but its per-target pool, background
 // reaper and dial retries cost more than the whole probe at 10k targets.
 type redisChecker struct {
-	spec Spec
-	dial Dialer
+	spec probe.Spec
+	dial probe.Dialer
 	auth []byte
 
 	conn net.Conn
@@ -55,7 +57,7 @@ type redisChecker struct {
 	bulk []byte
 }
 
-func newRedis(spec Spec, dial Dialer) *redisChecker {
+func newRedis(spec probe.Spec, dial probe.Dialer) *redisChecker {
 	c := &redisChecker{spec: spec, dial: dial}
 	switch {
 	case spec.Username != "":
@@ -75,7 +77,7 @@ func (c *redisChecker) Close() error {
 	return err
 }
 
-func (c *redisChecker) Check(ctx context.Context, withSample bool) Result {
+func (c *redisChecker) Check(ctx context.Context, withSample bool) probe.Result {
 	started := time.Now()
 	deadline, ok := ctx.Deadline()
 	if !ok {
@@ -102,20 +104,20 @@ func (c *redisChecker) Check(ctx context.Context, withSample bool) Result {
 // staleConn reports errors that a connection closed while idle produces.
 func staleConn(err error) bool {
 	switch classify(err) {
-	case ReasonClosed, ReasonReset:
+	case probe.ReasonClosed, probe.ReasonReset:
 		return true
 	}
 	return false
 }
 
-func (c *redisChecker) check(ctx context.Context, deadline time.Time, withSample bool) (Result, error) {
+func (c *redisChecker) check(ctx context.Context, deadline time.Time, withSample bool) (probe.Result, error) {
 	fresh := false
 	if c.conn == nil {
 		dctx, cancel := context.WithDeadline(ctx, deadline)
 		conn, err := c.dial(dctx, "tcp", c.spec.Address)
 		cancel()
 		if err != nil {
-			return Result{}, fmt.Errorf("connect %s: %w", c.spec.Address, err)
+			return probe.Result{}, fmt.Errorf("connect %s: %w", c.spec.Address, err)
 		}
 		c.conn = conn
 		if c.r == nil {
@@ -127,7 +129,7 @@ func (c *redisChecker) check(ctx context.Context, deadline time.Time, withSample
 	}
 	if err := c.conn.SetDeadline(deadline); err != nil {
 		_ = c.Close()
-		return Result{}, fmt.Errorf("set deadline: %w", err)
+		return probe.Result{}, fmt.Errorf("set deadline: %w", err)
 	}
 	c.wbuf = c.wbuf[:0]
 	if fresh && c.auth != nil {
@@ -141,48 +143,48 @@ func (c *redisChecker) check(ctx context.Context, deadline time.Time, withSample
 	}
 	if _, err := c.conn.Write(c.wbuf); err != nil {
 		_ = c.Close()
-		return Result{}, fmt.Errorf("write: %w", err)
+		return probe.Result{}, fmt.Errorf("write: %w", err)
 	}
 	if fresh && c.auth != nil {
 		if err := c.expectStatus("OK", authReason); err != nil {
 			_ = c.Close()
-			return Result{}, fmt.Errorf("auth: %w", err)
+			return probe.Result{}, fmt.Errorf("auth: %w", err)
 		}
 	}
 	if err := c.expectStatus("PONG", commandReason); err != nil {
 		_ = c.Close()
-		return Result{}, fmt.Errorf("ping: %w", err)
+		return probe.Result{}, fmt.Errorf("ping: %w", err)
 	}
 	info, err := c.readBulk()
 	if err != nil {
 		_ = c.Close()
-		return Result{}, fmt.Errorf("info: %w", err)
+		return probe.Result{}, fmt.Errorf("info: %w", err)
 	}
-	var res Result
+	var res probe.Result
 	if err := parseInfo(info, &res, withSample); err != nil {
 		_ = c.Close()
-		return Result{}, err
+		return probe.Result{}, err
 	}
 	return res, nil
 }
 
 // authReason classifies an error reply to AUTH.
-func authReason(msg []byte) Reason {
+func authReason(msg []byte) probe.Reason {
 	if bytes.HasPrefix(msg, []byte("LOADING")) {
-		return ReasonLoading
+		return probe.ReasonLoading
 	}
-	return ReasonAuthFailed
+	return probe.ReasonAuthFailed
 }
 
 // commandReason classifies an error reply to PING or INFO.
-func commandReason(msg []byte) Reason {
+func commandReason(msg []byte) probe.Reason {
 	switch {
 	case bytes.HasPrefix(msg, []byte("NOAUTH")), bytes.HasPrefix(msg, []byte("NOPERM")), bytes.HasPrefix(msg, []byte("WRONGPASS")):
-		return ReasonAuthFailed
+		return probe.ReasonAuthFailed
 	case bytes.HasPrefix(msg, []byte("LOADING")), bytes.HasPrefix(msg, []byte("BUSY")), bytes.HasPrefix(msg, []byte("MASTERDOWN")):
-		return ReasonLoading
+		return probe.ReasonLoading
 	}
-	return ReasonServerError
+	return probe.ReasonServerError
 }
 
 // readLine returns one CRLF-terminated line without the CRLF; the slice is
@@ -202,7 +204,7 @@ func (c *redisChecker) readLine() ([]byte, error) {
 }
 
 // expectStatus reads a simple-string reply that must equal want.
-func (c *redisChecker) expectStatus(want string, errReason func([]byte) Reason) error {
+func (c *redisChecker) expectStatus(want string, errReason func([]byte) probe.Reason) error {
 	line, err := c.readLine()
 	if err != nil {
 		return err
@@ -315,7 +317,7 @@ var sampleKeys = map[string]string{
 }
 
 // parseInfo reads the fields the probe needs from an INFO reply.
-func parseInfo(info []byte, res *Result, withSample bool) error {
+func parseInfo(info []byte, res *probe.Result, withSample bool) error {
 	obs := &res.Observation
 	var (
 		role                            []byte
@@ -324,7 +326,7 @@ func parseInfo(info []byte, res *Result, withSample bool) error {
 		connectedSlaves, haveConnSlaves = 0, false
 	)
 	if withSample {
-		res.Sample = make(Sample, 8)
+		res.Sample = make(probe.Sample, 8)
 	}
 	for len(info) > 0 {
 		var line []byte
@@ -374,11 +376,11 @@ func parseInfo(info []byte, res *Result, withSample bool) error {
 	}
 	switch string(role) {
 	case "master":
-		obs.Role = RolePrimary
+		obs.Role = probe.RolePrimary
 	case "slave":
-		obs.Role = RoleReplica
+		obs.Role = probe.RoleReplica
 		up := string(linkStatus) == "up"
-		rep := &Replication{Configured: true, IORunning: up, SQLRunning: up, LagSeconds: -1}
+		rep := &probe.Replication{Configured: true, IORunning: up, SQLRunning: up, LagSeconds: -1}
 		if n, ok := atoi(lastIO); ok && up {
 			rep.LagSeconds = n
 		}

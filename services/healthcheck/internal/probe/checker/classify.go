@@ -1,4 +1,4 @@
-package probe
+package checker
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 	"syscall"
 
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/canopy-platform/canopy/services/healthcheck/internal/probe"
 )
 
 // ProtocolError is a reply that does not follow the protocol.
@@ -19,7 +21,7 @@ func (e *ProtocolError) Error() string { return "protocol error: " + e.Msg }
 // ServerError is an error reply of the server to a probe command.
 type ServerError struct {
 	// Reason is how the reply is classified (auth_failed, loading, server_error).
-	Reason Reason
+	Reason probe.Reason
 	// Msg is the server's text.
 	Msg string
 }
@@ -30,7 +32,7 @@ func (e *ServerError) Error() string { return "server error: " + e.Msg }
 const maxDetail = 256
 
 // Classify maps an error of a probe to its reason and the evidence text.
-func Classify(err error) (Reason, string) {
+func Classify(err error) (probe.Reason, string) {
 	if err == nil {
 		return "", ""
 	}
@@ -41,10 +43,10 @@ func Classify(err error) (Reason, string) {
 	return classify(err), detail
 }
 
-func classify(err error) Reason {
+func classify(err error) probe.Reason {
 	var pe *ProtocolError
 	if errors.As(err, &pe) {
-		return ReasonProtocol
+		return probe.ReasonProtocol
 	}
 	var se *ServerError
 	if errors.As(err, &se) {
@@ -56,41 +58,41 @@ func classify(err error) Reason {
 	}
 	switch {
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded):
-		return ReasonTimeout
+		return probe.ReasonTimeout
 	case errors.Is(err, syscall.ECONNREFUSED):
-		return ReasonRefused
+		return probe.ReasonRefused
 	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.Is(err, syscall.ECONNABORTED):
-		return ReasonReset
+		return probe.ReasonReset
 	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH), errors.Is(err, syscall.EHOSTDOWN):
-		return ReasonUnreachable
+		return probe.ReasonUnreachable
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return ReasonClosed
+		return probe.ReasonClosed
 	case errors.Is(err, mysql.ErrMalformPkt), errors.Is(err, mysql.ErrPktSync), errors.Is(err, mysql.ErrPktSyncMul),
 		errors.Is(err, mysql.ErrPktTooLarge), errors.Is(err, mysql.ErrOldProtocol), errors.Is(err, mysql.ErrNoTLS):
-		return ReasonProtocol
+		return probe.ReasonProtocol
 	case errors.Is(err, mysql.ErrInvalidConn):
 		// The driver says "invalid connection" for a connection that broke
 		// mid-packet: a reset or close the driver did not surface.
-		return ReasonClosed
+		return probe.ReasonClosed
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
-		return ReasonTimeout
+		return probe.ReasonTimeout
 	}
 	var dnsErr *net.DNSError
 	if errors.As(err, &dnsErr) {
-		return ReasonUnreachable
+		return probe.ReasonUnreachable
 	}
-	return ReasonError
+	return probe.ReasonError
 }
 
 // mysqlReason classifies a MySQL server error by its number.
-func mysqlReason(e *mysql.MySQLError) Reason {
+func mysqlReason(e *mysql.MySQLError) probe.Reason {
 	switch e.Number {
 	case 1044, 1045, 1142, 1227, 1698, 1251: // access denied, privileges, plugin
-		return ReasonAuthFailed
+		return probe.ReasonAuthFailed
 	case 1053, 1077, 2013: // shutdown in progress, normal shutdown, lost connection
-		return ReasonLoading
+		return probe.ReasonLoading
 	}
-	return ReasonServerError
+	return probe.ReasonServerError
 }

@@ -1,4 +1,4 @@
-package probe
+package checker
 
 import (
 	"bytes"
@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/canopy-platform/canopy/services/healthcheck/internal/probe"
 )
 
 // mysqlIOBackstop bounds every read and write of the driver in case a
@@ -42,7 +44,7 @@ type nopLogger struct{}
 
 func (nopLogger) Print(...any) {}
 
-func newMySQL(spec Spec, dial Dialer) (*mysqlChecker, error) {
+func newMySQL(spec probe.Spec, dial probe.Dialer) (*mysqlChecker, error) {
 	cfg := mysql.NewConfig()
 	cfg.User, cfg.Passwd = spec.Username, spec.Password
 	cfg.Net, cfg.Addr = "tcp", spec.Address
@@ -79,7 +81,7 @@ func (c *mysqlChecker) openDB() {
 
 func (c *mysqlChecker) Close() error { return c.db.Close() }
 
-func (c *mysqlChecker) Check(ctx context.Context, withSample bool) Result {
+func (c *mysqlChecker) Check(ctx context.Context, withSample bool) probe.Result {
 	started := time.Now()
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -109,7 +111,7 @@ func (c *mysqlChecker) Check(ctx context.Context, withSample bool) Result {
 // panicked as open, so the pool is replaced and the socket closed; the
 // driver's watcher goroutine of that connection cannot be reached and stays
 // (greetingConn stops the common case, a malformed greeting, before that).
-func (c *mysqlChecker) safeCheck(ctx context.Context, withSample bool) (res Result, err error) {
+func (c *mysqlChecker) safeCheck(ctx context.Context, withSample bool) (res probe.Result, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = &ProtocolError{Msg: fmt.Sprintf("mysql driver failed on the server's reply: %v", r)}
@@ -123,8 +125,8 @@ func (c *mysqlChecker) safeCheck(ctx context.Context, withSample bool) (res Resu
 	return c.check(ctx, withSample)
 }
 
-func (c *mysqlChecker) check(ctx context.Context, withSample bool) (Result, error) {
-	var res Result
+func (c *mysqlChecker) check(ctx context.Context, withSample bool) (probe.Result, error) {
+	var res probe.Result
 	obs := &res.Observation
 	obs.ConnectedReplicas = -1
 
@@ -140,10 +142,10 @@ func (c *mysqlChecker) check(ctx context.Context, withSample bool) (Result, erro
 		return res, err
 	}
 	if st == nil {
-		obs.Role = RolePrimary
+		obs.Role = probe.RolePrimary
 	} else {
-		obs.Role = RoleReplica
-		rep := &Replication{
+		obs.Role = probe.RoleReplica
+		rep := &probe.Replication{
 			Configured: true,
 			IORunning:  st["Slave_IO_Running"] == "Yes",
 			SQLRunning: st["Slave_SQL_Running"] == "Yes",
@@ -167,12 +169,12 @@ func (c *mysqlChecker) check(ctx context.Context, withSample bool) (Result, erro
 	if err != nil {
 		return res, err
 	}
-	if v, ok := status["Rpl_semi_sync_master_status"]; ok && obs.Role == RolePrimary {
+	if v, ok := status["Rpl_semi_sync_master_status"]; ok && obs.Role == probe.RolePrimary {
 		on := strings.EqualFold(v, "ON")
 		obs.SemiSync = &on
 	}
 	if withSample {
-		res.Sample = make(Sample, 6)
+		res.Sample = make(probe.Sample, 6)
 		for k, name := range map[string]string{
 			"Threads_connected": "connected_clients", "Questions": "questions_total",
 			"Uptime": "uptime_seconds", "Slow_queries": "slow_queries_total",

@@ -1,4 +1,4 @@
-package probe_test
+package checker_test
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	"github.com/canopy-platform/canopy/libs/nettune"
 	"github.com/canopy-platform/canopy/services/healthcheck/internal/fakenode"
 	"github.com/canopy-platform/canopy/services/healthcheck/internal/probe"
+	"github.com/canopy-platform/canopy/services/healthcheck/internal/probe/checker"
 	"github.com/canopy-platform/canopy/services/healthcheck/internal/testproc"
 )
 
@@ -55,7 +56,7 @@ func check(t *testing.T, c probe.Checker, timeout time.Duration, sample bool) pr
 
 func newChecker(t *testing.T, spec probe.Spec) probe.Checker {
 	t.Helper()
-	c, err := probe.New(spec, dialer())
+	c, err := checker.New(spec, dialer())
 	require.NoError(t, err)
 	t.Cleanup(func() { c.Close() })
 	return c
@@ -208,7 +209,7 @@ func TestNoLeaks(t *testing.T) {
 	var checkers []probe.Checker
 	for engine, list := range addrs {
 		for _, a := range list {
-			c, err := probe.New(probe.Spec{Engine: engine, Address: a, Username: "u", Password: "p"}, dialer())
+			c, err := checker.New(probe.Spec{Engine: engine, Address: a, Username: "u", Password: "p"}, dialer())
 			require.NoError(t, err)
 			checkers = append(checkers, c)
 		}
