@@ -122,6 +122,39 @@ func TestPayloadsMatchSchemas(t *testing.T) {
 	}
 }
 
+// TestMinimalPayloadsMatchSchemas checks payloads with only what the
+// producers always set (omitempty members left out).
+func TestMinimalPayloadsMatchSchemas(t *testing.T) {
+	v := eventstest.MustNew(t)
+	cases := map[string]struct {
+		typ     string
+		payload any
+	}{
+		"replace request": {events.TypePlacementRequested, events.PlacementRequested{InstanceID: "i", Kind: events.KindReplace, FailedNode: "node-1"}},
+		"new request": {events.TypePlacementRequested, events.PlacementRequested{InstanceID: "i", TenantID: "acme", DeploymentMode: "multi-az",
+			Nodes: []events.NodeRequest{{Role: "primary", VCPU: 1, MemoryMB: 1024, StorageGB: 10}}}},
+		"confirmed":      {events.TypePlacementConfirmed, events.PlacementConfirmed{InstanceID: "i"}},
+		"region created": {events.TypeRegionCreated, events.RegionChanged{RegionID: "r"}},
+		"zone created":   {events.TypeZoneCreated, events.ZoneChanged{ZoneID: "z", RegionID: "r"}},
+		"plan created": {events.TypePlanCreated, events.PlanEvent{Plan: func() events.Plan {
+			p := examples()["catalog.plan"].(events.Plan)
+			p.DeprecatedAt, p.MaintenanceInfo.Description, p.State = nil, "", "active"
+			return p
+		}()}},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			data, err := json.Marshal(tc.payload)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := v.Validate(tc.typ, data); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
 // TestEverySchemaHasAPayload fails when a schema file has no example here,
 // so a new ce_type cannot be added without its Go payload.
 func TestEverySchemaHasAPayload(t *testing.T) {
