@@ -19,10 +19,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/canopy-platform/canopy/api/events"
 	"github.com/canopy-platform/canopy/libs/eventbus"
 	"github.com/canopy-platform/canopy/libs/retry"
 	"github.com/canopy-platform/canopy/services/healthcheck/internal/detector"
-	"github.com/canopy-platform/canopy/services/healthcheck/internal/events"
 	"github.com/canopy-platform/canopy/services/healthcheck/internal/probe"
 	"github.com/canopy-platform/canopy/services/healthcheck/internal/scheduler"
 	"github.com/canopy-platform/canopy/services/healthcheck/internal/target"
@@ -326,7 +326,7 @@ func (m *Monitor) transition(ctx context.Context, n *node, t target.Target, tr d
 	case detector.StatusDegraded:
 		typ = events.TypeNodeDegraded
 	}
-	ev, err := eventbus.NewEvent(typ, events.Source, t.InstanceID, payload)
+	ev, err := eventbus.NewEvent(typ, events.SourceHealthcheck, t.InstanceID, payload)
 	if err != nil {
 		m.logger.Error("build transition event", "instance_id", t.InstanceID, "node_id", t.NodeID, "err", err)
 		return
@@ -454,7 +454,7 @@ func (m *Monitor) sampleBatches(now time.Time) []eventbus.Event {
 	out := make([]eventbus.Event, 0, len(batches))
 	for id, b := range batches {
 		slices.SortFunc(b.Nodes, func(a, c events.NodeSample) int { return compare(a.NodeID, c.NodeID) })
-		ev, err := eventbus.NewEvent(events.TypeNodeSampled, events.Source, id, b)
+		ev, err := eventbus.NewEvent(events.TypeNodeSampled, events.SourceHealthcheck, id, b)
 		if err != nil {
 			continue
 		}
