@@ -56,8 +56,9 @@ func examples() map[string]any {
 	degraded := transition
 	degraded.Status, degraded.Reason = "degraded", "replica_lag_high"
 	return map[string]any{
-		"catalog.plan":               events.PlanEvent{Plan: plan}.Plan,
-		events.TypePlanCreated:       events.PlanEvent{Plan: plan},
+		"catalog.plan": events.PlanEvent{Plan: plan}.Plan,
+		// created events carry no changed_fields in practice; the schema allows them.
+		events.TypePlanCreated:       events.PlanEvent{Plan: plan, ChangedFields: []string{"name"}},
 		events.TypePlanUpdated:       events.PlanEvent{Plan: plan, ChangedFields: []string{"description", "prices"}},
 		events.TypePlanDeprecated:    events.PlanEvent{Plan: plan, ChangedFields: []string{"state"}},
 		"provisioning.instance":      instance,
@@ -98,8 +99,9 @@ func examples() map[string]any {
 }
 
 // TestPayloadsMatchSchemas marshals a populated payload of every event type
-// and checks it against its schema, and that it writes no member the schema
-// does not declare (a struct field the contract does not know).
+// and checks it against its schema, that it writes no member the schema does
+// not declare (a struct field the contract does not know) and that it writes
+// every member the schema declares (a schema member without a struct field).
 func TestPayloadsMatchSchemas(t *testing.T) {
 	v := eventstest.MustNew(t)
 	for typ, ex := range examples() {
@@ -117,6 +119,9 @@ func TestPayloadsMatchSchemas(t *testing.T) {
 			}
 			for _, path := range undeclared(v.Schema(typ), inst, "") {
 				t.Errorf("%s is written but not declared in %s", path, events.SchemaFile(typ))
+			}
+			for _, path := range unwritten(v.Schema(typ), inst, "") {
+				t.Errorf("%s is declared in %s but the populated payload does not write it (no struct field?)", path, events.SchemaFile(typ))
 			}
 		})
 	}
@@ -247,5 +252,38 @@ func undeclared(s *jsonschema.Schema, inst any, path string) []string {
 			out = append(out, undeclared(items, val, path+"[]")...)
 		}
 	}
+	return out
+}
+
+// unwritten lists the members s declares that inst lacks, following $ref
+// and array items, so a schema member without a struct field is caught.
+func unwritten(s *jsonschema.Schema, inst any, path string) []string {
+	for s != nil && s.Ref != nil {
+		s = s.Ref
+	}
+	if s == nil {
+		return nil
+	}
+	var out []string
+	switch x := inst.(type) {
+	case map[string]any:
+		for k, ps := range s.Properties {
+			val, ok := x[k]
+			if !ok {
+				out = append(out, path+"."+k)
+				continue
+			}
+			out = append(out, unwritten(ps, val, path+"."+k)...)
+		}
+	case []any:
+		items, _ := s.Items.(*jsonschema.Schema)
+		if s.Items2020 != nil {
+			items = s.Items2020
+		}
+		for _, val := range x {
+			out = append(out, unwritten(items, val, path+"[]")...)
+		}
+	}
+	sort.Strings(out)
 	return out
 }
