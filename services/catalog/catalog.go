@@ -20,6 +20,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/canopy-platform/canopy/api/events"
 	"github.com/canopy-platform/canopy/libs/eventbus"
 	"github.com/canopy-platform/canopy/libs/httpx"
 	"github.com/canopy-platform/canopy/libs/launch"
@@ -82,7 +83,7 @@ func DefaultConfig() Config {
 		Addr:                 DefaultAddr,
 		MySQLDSN:             store.DefaultDSN,
 		Database:             DefaultDatabase,
-		Kafka:                eventbus.PublisherConfig{Brokers: []string{"127.0.0.1:9092"}, Source: mysqlrepo.Source},
+		Kafka:                eventbus.PublisherConfig{Brokers: []string{"127.0.0.1:9092"}, Source: events.SourceCatalog},
 		Seed:                 true,
 		ProvisioningURL:      "http://127.0.0.1:8084",
 		GatewayURL:           "http://127.0.0.1:8092",

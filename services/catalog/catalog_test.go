@@ -17,6 +17,7 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"github.com/stretchr/testify/require"
 
+	"github.com/canopy-platform/canopy/api/events/eventstest"
 	"github.com/canopy-platform/canopy/libs/eventbus"
 	"github.com/canopy-platform/canopy/libs/openapitest"
 	"github.com/canopy-platform/canopy/libs/store"
@@ -518,11 +519,9 @@ func TestPatchDeprecateAndEvents(t *testing.T) {
 		}
 	}
 	require.Equal(t, []string{"catalog.plan.created", "catalog.plan.updated", "catalog.plan.deprecated"}, mine)
-	schemas := compileEventSchemas(t)
+	schemas := eventstest.MustNew(t)
 	for _, ev := range events {
-		var data any
-		require.NoError(t, json.Unmarshal(ev.Data, &data))
-		require.NoError(t, schemas[ev.Type].Validate(data), "%s data does not match its schema", ev.Type)
+		require.NoError(t, schemas.Validate(ev.Type, ev.Data), "%s data does not match its schema", ev.Type)
 	}
 	var upd struct {
 		ChangedFields []string `json:"changed_fields"`
@@ -533,18 +532,6 @@ func TestPatchDeprecateAndEvents(t *testing.T) {
 		}
 	}
 	require.Equal(t, []string{"description", "prices"}, upd.ChangedFields)
-}
-
-func compileEventSchemas(t *testing.T) map[string]*jsonschema.Schema {
-	t.Helper()
-	out := map[string]*jsonschema.Schema{}
-	for _, typ := range []string{"catalog.plan.created", "catalog.plan.updated", "catalog.plan.deprecated"} {
-		c := jsonschema.NewCompiler()
-		sch, err := c.Compile("../../api/events/" + typ + ".schema.json")
-		require.NoError(t, err, typ)
-		out[typ] = sch
-	}
-	return out
 }
 
 func compileOSBSchema(t *testing.T) *jsonschema.Schema {

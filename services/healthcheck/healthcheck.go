@@ -23,12 +23,12 @@ import (
 	"github.com/oklog/ulid/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/canopy-platform/canopy/api/events"
 	"github.com/canopy-platform/canopy/libs/eventbus"
 	"github.com/canopy-platform/canopy/libs/httpx"
 	"github.com/canopy-platform/canopy/libs/launch"
 	"github.com/canopy-platform/canopy/libs/nettune"
 	"github.com/canopy-platform/canopy/libs/tenancy"
-	"github.com/canopy-platform/canopy/services/healthcheck/internal/events"
 	"github.com/canopy-platform/canopy/services/healthcheck/internal/httpapi"
 	"github.com/canopy-platform/canopy/services/healthcheck/internal/intake"
 	"github.com/canopy-platform/canopy/services/healthcheck/internal/monitor"
@@ -205,7 +205,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("healthcheck: %w", err)
 	}
-	sh, err := shard.New(shard.Config{Brokers: cfg.Brokers, Group: events.ConsumerGroup, Topic: events.TopicInstances,
+	sh, err := shard.New(shard.Config{Brokers: cfg.Brokers, Group: events.GroupHealthcheckTargets, Topic: events.TopicInstances,
 		HealthTopic: events.TopicHealth, SessionTimeout: cfg.SessionTimeout}, in, logger)
 	if err != nil {
 		return nil, fmt.Errorf("healthcheck: %w", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/canopy-platform/canopy/api/events/eventstest"
 	"github.com/canopy-platform/canopy/libs/devkafka"
 	"github.com/canopy-platform/canopy/libs/eventbus"
 	"github.com/canopy-platform/canopy/libs/obs"
@@ -25,8 +27,11 @@ import (
 
 const secret = "0123456789abcdef-test-secret"
 
-// tap forwards to the real publisher and remembers every health event.
+// tap forwards to the real publisher and remembers every health event,
+// checking each published payload against its schema.
 type tap struct {
+	t       testing.TB
+	schemas *eventstest.Validator
 	pub     *eventbus.Publisher
 	replica string
 	mu      *sync.Mutex
@@ -38,6 +43,7 @@ type seenEvent struct {
 }
 
 func (t *tap) Publish(ctx context.Context, topic string, evs ...eventbus.Event) error {
+	checkEvents(t.t, t.schemas, topic, evs)
 	if err := t.pub.Publish(ctx, topic, evs...); err != nil {
 		return err
 	}
@@ -81,7 +87,7 @@ func startReplica(t *testing.T, name, broker, provURL string, mu *sync.Mutex, se
 	cfg.SessionTimeout = 3 * time.Second
 	cfg.Workers = 16
 	svc, err := healthcheck.New(cfg, healthcheck.Deps{Logger: logger, Registry: obs.NewRegistry(),
-		Publisher: &tap{pub: pub, replica: name, mu: mu, seen: seen}})
+		Publisher: &tap{t: t, schemas: eventstest.MustNew(t), pub: pub, replica: name, mu: mu, seen: seen}})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &replica{svc: svc, cancel: cancel, done: make(chan struct{})}
@@ -108,8 +114,11 @@ func get(t *testing.T, url string, p tenancy.Principal, dst any) int {
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	checkResponse(t, req, resp.StatusCode, resp.Header, body)
 	if dst != nil && resp.StatusCode == http.StatusOK {
-		require.NoError(t, json.NewDecoder(resp.Body).Decode(dst))
+		require.NoError(t, json.Unmarshal(body, dst))
 	}
 	return resp.StatusCode
 }

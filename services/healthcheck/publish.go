@@ -3,8 +3,8 @@ package healthcheck
 import (
 	"context"
 
+	"github.com/canopy-platform/canopy/api/events"
 	"github.com/canopy-platform/canopy/libs/eventbus"
-	"github.com/canopy-platform/canopy/services/healthcheck/internal/events"
 	"github.com/canopy-platform/canopy/services/healthcheck/internal/monitor"
 )
 
@@ -30,7 +30,7 @@ func (p reportPublisher) Publish(ctx context.Context, topic string, reports ...m
 func eventsOf(reports []monitor.Report) []eventbus.Event {
 	out := make([]eventbus.Event, len(reports))
 	for i, r := range reports {
-		out[i] = eventbus.Event{ID: r.ID, Type: r.Type, Source: events.Source, Subject: r.InstanceID, Key: r.InstanceID,
+		out[i] = eventbus.Event{ID: r.ID, Type: r.Type, Source: events.SourceHealthcheck, Subject: r.InstanceID, Key: r.InstanceID,
 			Time: r.At, Tenant: r.Tenant, ContentType: "application/json", Data: r.Data}
 	}
 	return out

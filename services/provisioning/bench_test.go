@@ -31,7 +31,7 @@ import (
 	"github.com/canopy-platform/canopy/libs/store"
 	"github.com/canopy-platform/canopy/libs/tenancy"
 
-	"github.com/canopy-platform/canopy/services/provisioning/internal/events"
+	"github.com/canopy-platform/canopy/api/events"
 )
 
 // Timed orders (and as many bare starts) per case and benchmark run,
@@ -162,7 +162,7 @@ func benchEnv(b *testing.B) *env {
 		b.Fatal(err)
 	}
 	brokers := []string{broker.Addr()}
-	pub, err := eventbus.NewPublisher(eventbus.PublisherConfig{Brokers: brokers, Source: events.Source}, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	pub, err := eventbus.NewPublisher(eventbus.PublisherConfig{Brokers: brokers, Source: events.SourceProvisioning}, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	if err != nil {
 		cancel()
 		broker.Close()

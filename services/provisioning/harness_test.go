@@ -27,7 +27,7 @@ import (
 	"github.com/canopy-platform/canopy/libs/store/storetest"
 	"github.com/canopy-platform/canopy/libs/tenancy"
 
-	"github.com/canopy-platform/canopy/services/provisioning/internal/events"
+	"github.com/canopy-platform/canopy/api/events"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/saga"
 )
 
@@ -200,7 +200,7 @@ func newEnv(t testing.TB) *env {
 		t.Fatal(err)
 	}
 	brokers := []string{broker.Addr()}
-	pub, err := eventbus.NewPublisher(eventbus.PublisherConfig{Brokers: brokers, Source: events.Source, BatchTimeout: time.Millisecond}, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	pub, err := eventbus.NewPublisher(eventbus.PublisherConfig{Brokers: brokers, Source: events.SourceProvisioning, BatchTimeout: time.Millisecond}, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,7 +273,7 @@ func newStack(t testing.TB, e *env, edit func(*Config)) *stack {
 func (s *stack) start() {
 	s.t.Helper()
 	svcCfg := s.cfg
-	sv, err := New(svcCfg, Deps{Logger: testLogger(s.t), Registry: prometheus.NewRegistry(), Publisher: s.env.pub, Hooks: s.hooks})
+	sv, err := New(svcCfg, Deps{Logger: testLogger(s.t), Registry: prometheus.NewRegistry(), Publisher: contractChecked(s.t, s.env.pub), Hooks: s.hooks})
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -366,7 +366,9 @@ func (c *client) do(method, path string, body any, hdr ...string) response {
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	return response{status: resp.StatusCode, header: resp.Header, body: b}
+	r := response{status: resp.StatusCode, header: resp.Header, body: b}
+	checkResponse(c.t, req, r)
+	return r
 }
 
 // eventually polls cond until it returns nil or the deadline passes.

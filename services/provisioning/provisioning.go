@@ -28,12 +28,12 @@ import (
 	"github.com/canopy-platform/canopy/libs/store"
 	"github.com/canopy-platform/canopy/libs/tenancy"
 
+	"github.com/canopy-platform/canopy/api/events"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/catalogclient"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/consumers"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/driver"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/driver/local"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/engineadmin"
-	"github.com/canopy-platform/canopy/services/provisioning/internal/events"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/httpapi"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/mysqlrepo"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/quotaclient"
@@ -132,8 +132,8 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Addr: DefaultAddr, MySQLDSN: store.DefaultDSN, Database: DefaultDatabase, CatalogURL: DefaultCatalogURL, GatewayURL: DefaultGatewayURL,
-		StateDir: ".canopy", EnsureTopics: true, Reseal: reseal.Config{Interval: 10 * time.Minute, Batch: reseal.DefaultBatch}, ConsumerGroup: events.ConsumerGroup,
-		Kafka: eventbus.PublisherConfig{Brokers: []string{"127.0.0.1:9092"}, Source: events.Source},
+		StateDir: ".canopy", EnsureTopics: true, Reseal: reseal.Config{Interval: 10 * time.Minute, Batch: reseal.DefaultBatch}, ConsumerGroup: events.GroupProvisioning,
+		Kafka: eventbus.PublisherConfig{Brokers: []string{"127.0.0.1:9092"}, Source: events.SourceProvisioning},
 	}
 }
 
@@ -432,7 +432,7 @@ func (s *Service) Run(ctx context.Context) error {
 				subCfg.Brokers = s.cfg.Kafka.Brokers
 				subCfg.GroupID = s.cfg.ConsumerGroup
 				if subCfg.GroupID == "" {
-					subCfg.GroupID = events.ConsumerGroup
+					subCfg.GroupID = events.GroupProvisioning
 				}
 				subCfg.Topics = []string{events.TopicPlacements}
 				var err error

@@ -3,6 +3,7 @@ module github.com/canopy-platform/canopy/services/scheduling
 go 1.26.0
 
 require (
+	github.com/canopy-platform/canopy/api v0.0.0
 	github.com/canopy-platform/canopy/libs v0.0.0
 	github.com/go-chi/chi/v5 v5.5.0
 	github.com/go-sql-driver/mysql v1.10.1
@@ -60,3 +61,5 @@ require (
 )
 
 replace github.com/canopy-platform/canopy/libs => ../../libs
+
+replace github.com/canopy-platform/canopy/api => ../../api

@@ -23,13 +23,13 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/canopy-platform/canopy/api/events"
 	"github.com/canopy-platform/canopy/libs/eventbus"
 	"github.com/canopy-platform/canopy/libs/httpx"
 	"github.com/canopy-platform/canopy/libs/launch"
 	"github.com/canopy-platform/canopy/libs/store"
 	"github.com/canopy-platform/canopy/libs/tenancy"
 	"github.com/canopy-platform/canopy/services/scheduling/internal/consumers"
-	"github.com/canopy-platform/canopy/services/scheduling/internal/events"
 	"github.com/canopy-platform/canopy/services/scheduling/internal/httpapi"
 	"github.com/canopy-platform/canopy/services/scheduling/internal/inventory"
 	"github.com/canopy-platform/canopy/services/scheduling/internal/mysqlrepo"
@@ -55,7 +55,7 @@ const (
 	// TopicInventory carries scheduling.inventory.* events.
 	TopicInventory = events.TopicInventory
 	// ConsumerGroup is the scheduler's consumer group.
-	ConsumerGroup = events.ConsumerGroup
+	ConsumerGroup = events.GroupScheduling
 )
 
 // Config configures the scheduling service. Environment variables carry the
@@ -108,7 +108,7 @@ func DefaultConfig() Config {
 		MySQLDSN:      store.DefaultDSN,
 		Database:      DefaultDatabase,
 		InventoryFile: DefaultInventoryFile,
-		Kafka:         eventbus.PublisherConfig{Brokers: []string{"127.0.0.1:9092"}, Source: events.Source},
+		Kafka:         eventbus.PublisherConfig{Brokers: []string{"127.0.0.1:9092"}, Source: events.SourceScheduling},
 		Consume:       true,
 		Consumers:     6,
 	}
@@ -330,7 +330,7 @@ func (p batchedPlacer) Place(ctx context.Context, req placement.Request) (placem
 func (s *Service) subscribers(ctx context.Context, sched *scheduler.PlacementEngine) ([]*eventbus.Subscriber, error) {
 	cfg := s.cfg.Consumer
 	cfg.Brokers = s.cfg.consumerBrokers()
-	cfg.GroupID = events.ConsumerGroup
+	cfg.GroupID = events.GroupScheduling
 	cfg.Topics = consumers.Topics
 	topics := make([]eventbus.TopicSpec, 0, 3)
 	for _, t := range []string{events.TopicPlacements, events.TopicInventory, events.TopicInstances} {

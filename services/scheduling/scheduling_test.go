@@ -97,7 +97,7 @@ func TestService(t *testing.T) {
 	cfg.Kafka.Brokers = brokers
 	cfg.Consumer.SessionTimeout = 2 * time.Second
 	cfg.Relay.PollInterval = 20 * time.Millisecond
-	svc, err := scheduling.New(cfg, scheduling.Deps{Logger: logger, Registry: obs.NewRegistry(), Publisher: pub})
+	svc, err := scheduling.New(cfg, scheduling.Deps{Logger: logger, Registry: obs.NewRegistry(), Publisher: schemaChecked(t, pub)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/canopy-platform/canopy/api/events"
 	"github.com/canopy-platform/canopy/libs/httpx"
 	"github.com/canopy-platform/canopy/services/catalog/internal/mysqlrepo"
 	"github.com/canopy-platform/canopy/services/catalog/internal/paging"
@@ -203,7 +204,7 @@ func (h *Handler) patchPlan(w http.ResponseWriter, r *http.Request) {
 		if err != nil || len(changed) == 0 {
 			return cur, mysqlrepo.Change{}, err
 		}
-		return next, mysqlrepo.Change{Event: mysqlrepo.EventPlanUpdated, Fields: changed}, nil
+		return next, mysqlrepo.Change{Event: events.TypePlanUpdated, Fields: changed}, nil
 	})
 	h.writeUpdated(w, r, p, err, deref(req.Name))
 }
@@ -220,7 +221,7 @@ func (h *Handler) deprecatePlan(w http.ResponseWriter, r *http.Request) {
 		if !cur.Deprecate(h.now()) {
 			return cur, mysqlrepo.Change{}, nil
 		}
-		return cur, mysqlrepo.Change{Event: mysqlrepo.EventPlanDeprecated, Fields: []string{"state"}}, nil
+		return cur, mysqlrepo.Change{Event: events.TypePlanDeprecated, Fields: []string{"state"}}, nil
 	})
 	h.writeUpdated(w, r, p, err, "")
 }

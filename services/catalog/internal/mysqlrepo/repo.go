@@ -18,7 +18,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
-	"github.com/canopy-platform/canopy/libs/eventbus"
+	"github.com/canopy-platform/canopy/api/events"
 	"github.com/canopy-platform/canopy/libs/store"
 	"github.com/canopy-platform/canopy/services/catalog/internal/plan"
 )
@@ -35,15 +35,6 @@ func Migrations() fs.FS {
 	}
 	return sub
 }
-
-// Topic and event types of the catalog's events; never derived from Go names.
-const (
-	Topic               = "canopy.catalog.v1"
-	Source              = "/canopy/catalog"
-	EventPlanCreated    = "catalog.plan.created"
-	EventPlanUpdated    = "catalog.plan.updated"
-	EventPlanDeprecated = "catalog.plan.deprecated"
-)
 
 // Errors callers branch on.
 var (
@@ -95,32 +86,6 @@ type IdempotentResponse struct {
 	Body        []byte
 }
 
-// PlanEvent is the data of every catalog.plan.* event (see
-// api/events/catalog.plan.*.schema.json).
-type PlanEvent struct {
-	Plan EventPlan `json:"plan"`
-	// ChangedFields lists the fields an update changed (updated events only).
-	ChangedFields []string `json:"changed_fields,omitempty"`
-}
-
-// EventPlan is the plan as events carry it: the stored plan plus the
-// derived fields consumers need (metering rates node-hours by size).
-type EventPlan struct {
-	plan.Plan
-	ServiceID string `json:"service_id"`
-	Size      string `json:"size"`
-}
-
-func planEvent(typ string, p plan.Plan, changed []string) (eventbus.Event, error) {
-	svc, _ := plan.LookupService(p.Engine)
-	data := PlanEvent{Plan: EventPlan{Plan: p, ServiceID: svc.ID, Size: p.Size()}, ChangedFields: changed}
-	e, err := eventbus.NewEvent(typ, Source, p.ID, data)
-	if err != nil {
-		return eventbus.Event{}, fmt.Errorf("build %s event: %w", typ, err)
-	}
-	return e, nil
-}
-
 const planColumns = "doc"
 
 // CreatePlan inserts p and its created event; when idem is not nil the
@@ -151,11 +116,11 @@ func insertPlan(ctx context.Context, tx *store.Tx, p plan.Plan) error {
 	if err != nil {
 		return duplicateError(err)
 	}
-	e, err := planEvent(EventPlanCreated, p, nil)
+	e, err := planEvent(events.TypePlanCreated, p, nil)
 	if err != nil {
 		return err
 	}
-	return tx.Emit(ctx, Topic, e)
+	return tx.Emit(ctx, events.TopicCatalog, e)
 }
 
 // duplicateError maps a duplicate-key error to the sentinel of its key.
@@ -174,7 +139,8 @@ func duplicateError(err error) error {
 
 // Change says what an UpdatePlan callback did to a plan.
 type Change struct {
-	// Event is the event type to emit; empty when nothing changed.
+	// Event is the event type to emit (events.TypePlan*); empty when
+	// nothing changed.
 	Event string
 	// Fields are the changed fields (for updated events).
 	Fields []string
@@ -211,7 +177,7 @@ func (r *Repo) UpdatePlan(ctx context.Context, id string, fn func(p plan.Plan) (
 		if err != nil {
 			return err
 		}
-		return tx.Emit(ctx, Topic, e)
+		return tx.Emit(ctx, events.TopicCatalog, e)
 	})
 	if err != nil {
 		return plan.Plan{}, fmt.Errorf("update plan %s: %w", id, err)

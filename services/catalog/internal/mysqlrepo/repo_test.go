@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/canopy-platform/canopy/api/events"
 	"github.com/canopy-platform/canopy/libs/store/storetest"
 	"github.com/canopy-platform/canopy/services/catalog/internal/brokercred"
 	"github.com/canopy-platform/canopy/services/catalog/internal/plan"
@@ -26,7 +27,7 @@ func newRepo(t *testing.T) *Repo {
 
 type outboxRow struct {
 	Topic, Key, Type string
-	Data             PlanEvent
+	Data             events.PlanEvent
 }
 
 func outbox(t *testing.T, r *Repo) []outboxRow {
@@ -88,14 +89,14 @@ func TestCreateUpdateDeprecateEmitEvents(t *testing.T) {
 	desc := "changed"
 	got, err := r.UpdatePlan(ctx, p.ID, func(cur plan.Plan) (plan.Plan, Change, error) {
 		next, fields, err := cur.Apply(plan.Changes{Description: &desc}, t0.Add(time.Minute))
-		return next, Change{Event: EventPlanUpdated, Fields: fields}, err
+		return next, Change{Event: events.TypePlanUpdated, Fields: fields}, err
 	})
 	require.NoError(t, err)
 	require.Equal(t, desc, got.Description)
 
 	_, err = r.UpdatePlan(ctx, p.ID, func(cur plan.Plan) (plan.Plan, Change, error) {
 		cur.Deprecate(t0.Add(2 * time.Minute))
-		return cur, Change{Event: EventPlanDeprecated}, nil
+		return cur, Change{Event: events.TypePlanDeprecated}, nil
 	})
 	require.NoError(t, err)
 	stored, err := r.GetPlan(ctx, p.ID)
@@ -107,8 +108,8 @@ func TestCreateUpdateDeprecateEmitEvents(t *testing.T) {
 
 	rows := outbox(t, r)
 	require.Len(t, rows, 3)
-	for i, typ := range []string{EventPlanCreated, EventPlanUpdated, EventPlanDeprecated} {
-		require.Equal(t, Topic, rows[i].Topic)
+	for i, typ := range []string{events.TypePlanCreated, events.TypePlanUpdated, events.TypePlanDeprecated} {
+		require.Equal(t, events.TopicCatalog, rows[i].Topic)
 		require.Equal(t, p.ID, rows[i].Key)
 		require.Equal(t, typ, rows[i].Type)
 		require.Equal(t, p.ID, rows[i].Data.Plan.ID)

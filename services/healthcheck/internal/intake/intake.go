@@ -18,8 +18,8 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/canopy-platform/canopy/api/events"
 	"github.com/canopy-platform/canopy/libs/eventbus"
-	"github.com/canopy-platform/canopy/services/healthcheck/internal/events"
 	"github.com/canopy-platform/canopy/services/healthcheck/internal/provclient"
 	"github.com/canopy-platform/canopy/services/healthcheck/internal/target"
 )
@@ -157,9 +157,9 @@ func (in *Intake) Resync(ctx context.Context) error {
 		if gone || !probed(inst.State) {
 			continue
 		}
-		nodes := make([]events.InstanceNode, 0, len(inst.Nodes))
+		nodes := make([]events.Node, 0, len(inst.Nodes))
 		for _, nd := range inst.Nodes {
-			nodes = append(nodes, events.InstanceNode{ID: nd.ID, Role: nd.Role, Address: nd.Address, State: nd.State})
+			nodes = append(nodes, events.Node{ID: nd.ID, Role: nd.Role, Address: nd.Address, State: nd.State})
 		}
 		n += in.apply(p, inst.InstanceID, inst.TenantID, inst.Engine, nodes, inst)
 	}
@@ -281,7 +281,7 @@ func roleOf(r string) target.Role {
 }
 
 // apply upserts the instance's nodes and removes those it no longer has.
-func (in *Intake) apply(p int, instanceID, tenant, engine string, nodes []events.InstanceNode, cred provclient.Instance) int {
+func (in *Intake) apply(p int, instanceID, tenant, engine string, nodes []events.Node, cred provclient.Instance) int {
 	keep := map[string]bool{}
 	n := 0
 	for _, nd := range nodes {

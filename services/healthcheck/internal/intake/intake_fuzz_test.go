@@ -5,8 +5,8 @@ import (
 	"log/slog"
 	"testing"
 
+	"github.com/canopy-platform/canopy/api/events"
 	"github.com/canopy-platform/canopy/libs/eventbus"
-	"github.com/canopy-platform/canopy/services/healthcheck/internal/events"
 	"github.com/canopy-platform/canopy/services/healthcheck/internal/provclient"
 	"github.com/canopy-platform/canopy/services/healthcheck/internal/target"
 )

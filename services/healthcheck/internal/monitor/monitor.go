@@ -21,9 +21,9 @@ import (
 	"github.com/oklog/ulid/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/canopy-platform/canopy/api/events"
 	"github.com/canopy-platform/canopy/libs/retry"
 	"github.com/canopy-platform/canopy/services/healthcheck/internal/detector"
-	"github.com/canopy-platform/canopy/services/healthcheck/internal/events"
 	"github.com/canopy-platform/canopy/services/healthcheck/internal/probe"
 	"github.com/canopy-platform/canopy/services/healthcheck/internal/probe/checker"
 	"github.com/canopy-platform/canopy/services/healthcheck/internal/scheduler"

@@ -12,8 +12,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/canopy-platform/canopy/api/events"
 	"github.com/canopy-platform/canopy/libs/nettune"
-	"github.com/canopy-platform/canopy/services/healthcheck/internal/events"
 	"github.com/canopy-platform/canopy/services/healthcheck/internal/fakenode"
 	"github.com/canopy-platform/canopy/services/healthcheck/internal/monitor"
 	"github.com/canopy-platform/canopy/services/healthcheck/internal/target"

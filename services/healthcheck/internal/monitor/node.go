@@ -5,8 +5,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/canopy-platform/canopy/api/events"
 	"github.com/canopy-platform/canopy/services/healthcheck/internal/detector"
-	"github.com/canopy-platform/canopy/services/healthcheck/internal/events"
 	"github.com/canopy-platform/canopy/services/healthcheck/internal/probe"
 	"github.com/canopy-platform/canopy/services/healthcheck/internal/target"
 )

@@ -11,7 +11,7 @@ import (
 
 	"github.com/canopy-platform/canopy/libs/eventbus"
 
-	"github.com/canopy-platform/canopy/services/provisioning/internal/events"
+	"github.com/canopy-platform/canopy/api/events"
 )
 
 // Saga is what the handlers call.

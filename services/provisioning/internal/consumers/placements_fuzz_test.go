@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/canopy-platform/canopy/api/events"
 	"github.com/canopy-platform/canopy/libs/eventbus"
-	"github.com/canopy-platform/canopy/services/provisioning/internal/events"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/instance"
 )
 

@@ -12,7 +12,7 @@ import (
 	"github.com/canopy-platform/canopy/libs/eventbus"
 	"github.com/canopy-platform/canopy/libs/tenancy"
 
-	"github.com/canopy-platform/canopy/services/provisioning/internal/events"
+	"github.com/canopy-platform/canopy/api/events"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/instance"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/mysqlrepo"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/secrets"
@@ -116,9 +116,9 @@ func placementRequest(in *instance.Instance, requestID string) (eventbus.Event, 
 			role = events.PlacementRoleReplica
 		}
 		r := in.Plan.Resources
-		p.Nodes = append(p.Nodes, events.PlacementNode{Name: instance.NodeName(i), Role: role, VCPU: r.VCPU, MemoryMB: r.MemoryMB, StorageGB: r.StorageGB})
+		p.Nodes = append(p.Nodes, events.NodeRequest{Name: instance.NodeName(i), Role: role, VCPU: r.VCPU, MemoryMB: r.MemoryMB, StorageGB: r.StorageGB})
 	}
-	e, err := eventbus.NewEvent(events.TypePlacementRequested, events.Source, in.ID, p)
+	e, err := eventbus.NewEvent(events.TypePlacementRequested, events.SourceProvisioning, in.ID, p)
 	if err != nil {
 		return e, err
 	}
@@ -347,7 +347,7 @@ func (s *Saga) Unbind(ctx context.Context, tenant string, b instance.Binding) er
 }
 
 func bindingEvent(typ string, b instance.Binding, now time.Time) (eventbus.Event, error) {
-	e, err := eventbus.NewEvent(typ, events.Source, b.InstanceID, events.Binding{
+	e, err := eventbus.NewEvent(typ, events.SourceProvisioning, b.InstanceID, events.Binding{
 		BindingID: b.ID, InstanceID: b.InstanceID, TenantID: b.Tenant, Name: b.Name, Username: b.Credentials.Username, OccurredAt: now,
 	})
 	if err != nil {

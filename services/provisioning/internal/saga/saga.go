@@ -30,9 +30,9 @@ import (
 	"github.com/canopy-platform/canopy/libs/nettune"
 	"github.com/canopy-platform/canopy/libs/retry"
 
+	"github.com/canopy-platform/canopy/api/events"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/driver"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/engineadmin"
-	"github.com/canopy-platform/canopy/services/provisioning/internal/events"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/instance"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/mysqlrepo"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/tunables"
@@ -740,7 +740,7 @@ func InstanceEvent(typ string, in *instance.Instance, now time.Time) (eventbus.E
 	}
 	ep := in.Endpoints()
 	p.Endpoints = events.Endpoints{Primary: ep.Primary, Replicas: ep.Replicas}
-	e, err := eventbus.NewEvent(typ, events.Source, in.ID, p)
+	e, err := eventbus.NewEvent(typ, events.SourceProvisioning, in.ID, p)
 	if err != nil {
 		return e, err
 	}

@@ -6,8 +6,8 @@ import (
 	"log/slog"
 	"testing"
 
+	"github.com/canopy-platform/canopy/api/events"
 	"github.com/canopy-platform/canopy/libs/eventbus"
-	"github.com/canopy-platform/canopy/services/scheduling/internal/events"
 	"github.com/canopy-platform/canopy/services/scheduling/internal/inventory"
 	"github.com/canopy-platform/canopy/services/scheduling/internal/placement"
 )

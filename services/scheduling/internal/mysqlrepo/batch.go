@@ -8,9 +8,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/canopy-platform/canopy/api/events"
 	"github.com/canopy-platform/canopy/libs/eventbus"
 	"github.com/canopy-platform/canopy/libs/store"
-	"github.com/canopy-platform/canopy/services/scheduling/internal/events"
 	"github.com/canopy-platform/canopy/services/scheduling/internal/inventory"
 	"github.com/canopy-platform/canopy/services/scheduling/internal/placement"
 )
@@ -321,7 +321,7 @@ func reserveBatch(ctx context.Context, tx *store.Tx, items []placement.Reservati
 		for _, n := range d.Nodes {
 			payload.Nodes = append(payload.Nodes, PlacedNode(n))
 		}
-		e, err := eventbus.NewEvent(events.TypePlacementDecided, events.Source, d.InstanceID, payload)
+		e, err := eventbus.NewEvent(events.TypePlacementDecided, events.SourceScheduling, d.InstanceID, payload)
 		if err != nil {
 			return err
 		}

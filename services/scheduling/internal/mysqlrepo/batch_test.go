@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/canopy-platform/canopy/services/scheduling/internal/events"
+	"github.com/canopy-platform/canopy/api/events"
 	"github.com/canopy-platform/canopy/services/scheduling/internal/placement"
 )
 

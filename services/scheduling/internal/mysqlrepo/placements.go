@@ -10,8 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/canopy-platform/canopy/api/events"
 	"github.com/canopy-platform/canopy/libs/store"
-	"github.com/canopy-platform/canopy/services/scheduling/internal/events"
 	"github.com/canopy-platform/canopy/services/scheduling/internal/inventory"
 	"github.com/canopy-platform/canopy/services/scheduling/internal/placement"
 )

@@ -20,10 +20,10 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
+	"github.com/canopy-platform/canopy/api/events"
 	"github.com/canopy-platform/canopy/libs/eventbus"
 	"github.com/canopy-platform/canopy/libs/retry"
 	"github.com/canopy-platform/canopy/libs/store"
-	"github.com/canopy-platform/canopy/services/scheduling/internal/events"
 	"github.com/canopy-platform/canopy/services/scheduling/internal/inventory"
 	"github.com/canopy-platform/canopy/services/scheduling/migrations"
 )
@@ -122,7 +122,7 @@ func (r *Repo) tx(ctx context.Context, fn func(tx *store.Tx) error) error {
 }
 
 func emit(ctx context.Context, tx *store.Tx, topic, typ, key, tenant string, payload any) error {
-	e, err := eventbus.NewEvent(typ, events.Source, key, payload)
+	e, err := eventbus.NewEvent(typ, events.SourceScheduling, key, payload)
 	if err != nil {
 		return err
 	}

@@ -13,10 +13,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/canopy-platform/canopy/api/events"
 	"github.com/canopy-platform/canopy/libs/eventbus"
 	"github.com/canopy-platform/canopy/libs/store"
 	"github.com/canopy-platform/canopy/libs/store/storetest"
-	"github.com/canopy-platform/canopy/services/scheduling/internal/events"
 	"github.com/canopy-platform/canopy/services/scheduling/internal/inventory"
 	"github.com/canopy-platform/canopy/services/scheduling/internal/mysqlrepo"
 	"github.com/canopy-platform/canopy/services/scheduling/internal/placement"

@@ -1,0 +1,289 @@
+package events_test
+
+import (
+	"encoding/json"
+	"io/fs"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/canopy-platform/canopy/api/events"
+	"github.com/canopy-platform/canopy/api/events/eventstest"
+)
+
+// examples returns a fully populated payload for every schema file: each
+// ce_type, plus the aggregate schemas the ce_types share by $ref.
+func examples() map[string]any {
+	at := time.Date(2026, 12, 2, 14, 0, 0, 0, time.UTC)
+	yes := true
+	plan := events.Plan{
+		ID: "6f1c9a52-5b1e-4c47-9d0f-6e0d2b1a7c11", Name: "mysql-ha-small", DisplayName: "MySQL HA small", Description: "d",
+		Engine: "mysql", Versions: []string{"8.0", "8.4"}, DefaultVersion: "8.4", DeploymentMode: "multi-az",
+		Nodes:     events.PlanNodes{Count: 3, Zones: 3, Groups: []events.NodeGroup{{Role: "primary", RegionRole: "primary", Count: 1}, {Role: "replica", RegionRole: "primary", Count: 2}}},
+		Resources: events.PlanResources{VCPU: 2, MemoryMB: 8192, StorageGB: 100}, ReplicationMode: "semi-sync",
+		SLO:              events.PlanSLO{Availability: 99.95, RTOSeconds: 30, RPOSeconds: 0},
+		Prices:           events.PlanPrices{Currency: "USD", NodeHour: "0.12", StorageGBHour: "0.0002"},
+		ParametersSchema: json.RawMessage(`{"$schema":"http://json-schema.org/draft-04/schema#","type":"object"}`),
+		MaintenanceInfo:  events.MaintenanceInfo{Version: "1.0.0", Description: "m"},
+		State:            "deprecated", CreatedAt: at, UpdatedAt: at, DeprecatedAt: &at,
+		ServiceID: "0b6d4c1e-2f4a-4e0b-8a55-3c1f7e9d2a10", Size: "2vcpu-8192mb",
+	}
+	instance := events.Instance{
+		InstanceID: "i-1", TenantID: "acme", Name: "orders", PlanID: plan.ID, Engine: "mysql", Version: "8.4",
+		DeploymentMode: "multi-az", State: "failed", OperationID: "op-1", Reason: "node-0 did not start",
+		VCPU: 6, MemoryMB: 24576, StorageGB: 300,
+		Nodes:      []events.Node{{ID: "n-0", Name: "node-0", Role: "primary", Region: "eu", AZ: "eu-a", Host: "h-1", Address: "127.0.0.1:20000", State: "running"}},
+		Endpoints:  events.Endpoints{Primary: "127.0.0.1:20000", Replicas: []string{"127.0.0.1:20001"}},
+		OccurredAt: at,
+	}
+	binding := events.Binding{BindingID: "b-1", InstanceID: "i-1", TenantID: "acme", Name: "app", Username: "app_1", OccurredAt: at}
+	placed := events.PlacedNode{Name: "node-0", Role: "primary", Region: "eu", AZ: "eu-a", Host: "h-1", Address: "127.0.0.1", Port: 20000, VCPU: 2, MemoryMB: 8192, StorageGB: 100, Score: 1.5}
+	host := events.HostChanged{HostID: "h-1", Region: "eu", AZ: "eu-a", State: "down", PreviousState: "ready", Labels: map[string]string{"disk": "nvme"}, Instances: []string{"i-1"}}
+	transition := events.NodeTransition{
+		InstanceID: "i-1", TenantID: "acme", NodeID: "n-0", Address: "127.0.0.1:20000", Engine: "mysql", Role: "replica",
+		Status: "down", PreviousStatus: "up", Reason: "refused", Streak: 3,
+		Evidence: events.Evidence{ProbeReason: "refused", Detail: "connection refused", ObservedRole: "replica", ReadOnly: &yes, SemiSync: &yes,
+			Replication: &events.Replication{IORunning: true, SQLRunning: true, LagSeconds: 2, Position: "gtid:1-5", Source: "127.0.0.1:20001", LastError: "e"},
+			SplitBrain:  []string{"n-0", "n-1"}, ProbeDurationMS: 1.5},
+		Policy:   events.Policy{IntervalMS: 1000, TimeoutMS: 500, Fall: 3, Rise: 2},
+		ProbedAt: at, Replica: "hc-0",
+	}
+	up := transition
+	up.Status, up.PreviousStatus, up.Reason = "up", "down", ""
+	degraded := transition
+	degraded.Status, degraded.Reason = "degraded", "replica_lag_high"
+	return map[string]any{
+		"catalog.plan": events.PlanEvent{Plan: plan}.Plan,
+		// created events carry no changed_fields in practice; the schema allows them.
+		events.TypePlanCreated:       events.PlanEvent{Plan: plan, ChangedFields: []string{"name"}},
+		events.TypePlanUpdated:       events.PlanEvent{Plan: plan, ChangedFields: []string{"description", "prices"}},
+		events.TypePlanDeprecated:    events.PlanEvent{Plan: plan, ChangedFields: []string{"state"}},
+		"provisioning.instance":      instance,
+		events.TypeInstanceRequested: instance,
+		events.TypeInstanceReady:     instance,
+		events.TypeInstanceFailed:    instance,
+		events.TypeInstanceUpdating:  instance,
+		events.TypeInstanceUpdated:   instance,
+		events.TypeInstanceDeleting:  instance,
+		events.TypeInstanceDeleted:   instance,
+		events.TypeBindingCreated:    binding,
+		events.TypeBindingDeleted:    binding,
+		events.TypePlacementRequested: events.PlacementRequested{InstanceID: "i-1", TenantID: "acme", RequestID: "r-1", Kind: events.KindNew, Engine: "mysql", DeploymentMode: "multi-region",
+			Nodes:  []events.NodeRequest{{Name: "node-0", Role: events.PlacementRolePrimary, VCPU: 2, MemoryMB: 8192, StorageGB: 100}, {Name: "node-1", Role: events.PlacementRoleDRReplica, VCPU: 2, MemoryMB: 8192, StorageGB: 100}},
+			Region: "eu", DRRegion: "us", AllowedRegions: []string{"eu", "us"}, Labels: map[string]string{"disk": "nvme"}, FailedNode: "node-1"},
+		events.TypePlacementDecided: events.PlacementDecided{InstanceID: "i-1", TenantID: "acme", RequestID: "r-1", Kind: events.KindReplace, DeploymentMode: "multi-az",
+			Nodes: []events.PlacedNode{placed}, ReplacedNode: "node-0", ExpiresAt: at},
+		events.TypePlacementFailed: events.PlacementFailed{InstanceID: "i-1", TenantID: "acme", RequestID: "r-1", Kind: events.KindNew, Reason: "no placement",
+			Filters: []events.FilterResult{{Name: "capacity", Rejected: 3, Reason: "less than 8 GiB memory free"}}},
+		events.TypePlacementReleased:  events.PlacementReleased{InstanceID: "i-1", TenantID: "acme", Reason: "expired", Hosts: []string{"h-1"}},
+		events.TypePlacementConfirmed: events.PlacementConfirmed{InstanceID: "i-1", TenantID: "acme"},
+		events.TypeHostCreated:        host,
+		events.TypeHostUpdated:        host,
+		events.TypeHostCordoned:       host,
+		events.TypeHostUncordoned:     host,
+		events.TypeHostDown:           host,
+		events.TypeRegionCreated:      events.RegionChanged{RegionID: "eu", Name: "Europe"},
+		events.TypeRegionUpdated:      events.RegionChanged{RegionID: "eu", Name: "Europe"},
+		events.TypeZoneCreated:        events.ZoneChanged{ZoneID: "eu-a", RegionID: "eu", Name: "A"},
+		events.TypeZoneUpdated:        events.ZoneChanged{ZoneID: "eu-a", RegionID: "eu", Name: "A"},
+		events.TypeInventoryLoaded:    events.InventoryLoaded{Source: "inventory.yaml", Regions: 1, Zones: 3, Hosts: 9},
+		events.TypeNodeUp:             up,
+		events.TypeNodeDown:           transition,
+		events.TypeNodeDegraded:       degraded,
+		events.TypeNodeSampled: events.SampleBatch{InstanceID: "i-1", TenantID: "acme", Engine: "redis", WindowEnd: at,
+			Nodes: []events.NodeSample{{NodeID: "n-0", Role: "primary", Status: "up", At: at, Metrics: map[string]int64{"connections": 3}}}},
+	}
+}
+
+// TestPayloadsMatchSchemas marshals a populated payload of every event type
+// and checks it against its schema, that it writes no member the schema does
+// not declare (a struct field the contract does not know) and that it writes
+// every member the schema declares (a schema member without a struct field).
+func TestPayloadsMatchSchemas(t *testing.T) {
+	v := eventstest.MustNew(t)
+	for typ, ex := range examples() {
+		t.Run(typ, func(t *testing.T) {
+			data, err := json.Marshal(ex)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := v.Validate(typ, data); err != nil {
+				t.Fatal(err)
+			}
+			var inst any
+			if err := json.Unmarshal(data, &inst); err != nil {
+				t.Fatal(err)
+			}
+			for _, path := range undeclared(v.Schema(typ), inst, "") {
+				t.Errorf("%s is written but not declared in %s", path, events.SchemaFile(typ))
+			}
+			for _, path := range unwritten(v.Schema(typ), inst, "") {
+				t.Errorf("%s is declared in %s but the populated payload does not write it (no struct field?)", path, events.SchemaFile(typ))
+			}
+		})
+	}
+}
+
+// TestMinimalPayloadsMatchSchemas checks payloads with only what the
+// producers always set (omitempty members left out).
+func TestMinimalPayloadsMatchSchemas(t *testing.T) {
+	v := eventstest.MustNew(t)
+	cases := map[string]struct {
+		typ     string
+		payload any
+	}{
+		"replace request": {events.TypePlacementRequested, events.PlacementRequested{InstanceID: "i", Kind: events.KindReplace, FailedNode: "node-1"}},
+		"new request": {events.TypePlacementRequested, events.PlacementRequested{InstanceID: "i", TenantID: "acme", DeploymentMode: "multi-az",
+			Nodes: []events.NodeRequest{{Role: "primary", VCPU: 1, MemoryMB: 1024, StorageGB: 10}}}},
+		"confirmed":      {events.TypePlacementConfirmed, events.PlacementConfirmed{InstanceID: "i"}},
+		"region created": {events.TypeRegionCreated, events.RegionChanged{RegionID: "r"}},
+		"zone created":   {events.TypeZoneCreated, events.ZoneChanged{ZoneID: "z", RegionID: "r"}},
+		"plan created": {events.TypePlanCreated, events.PlanEvent{Plan: func() events.Plan {
+			p := examples()["catalog.plan"].(events.Plan)
+			p.DeprecatedAt, p.MaintenanceInfo.Description, p.State = nil, "", "active"
+			return p
+		}()}},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			data, err := json.Marshal(tc.payload)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := v.Validate(tc.typ, data); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestEverySchemaHasAPayload fails when a schema file has no example here,
+// so a new ce_type cannot be added without its Go payload.
+func TestEverySchemaHasAPayload(t *testing.T) {
+	files, err := fs.Glob(events.Schemas(), "*.schema.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex := examples()
+	var missing []string
+	for _, f := range files {
+		if _, ok := ex[strings.TrimSuffix(f, ".schema.json")]; !ok {
+			missing = append(missing, f)
+		}
+	}
+	sort.Strings(missing)
+	if len(missing) > 0 {
+		t.Fatalf("schemas without a payload struct example: %v", missing)
+	}
+	if len(files) != len(ex) {
+		t.Fatalf("%d schema files, %d examples: an example has no schema", len(files), len(ex))
+	}
+}
+
+// TestInvalidPayloadsRejected keeps the schemas strict enough to matter.
+func TestInvalidPayloadsRejected(t *testing.T) {
+	v := eventstest.MustNew(t)
+	cases := map[string]struct {
+		typ  string
+		data string
+	}{
+		"unknown deployment mode":  {events.TypePlacementRequested, `{"instance_id":"i","deployment_mode":"sideways","nodes":[]}`},
+		"decided without nodes":    {events.TypePlacementDecided, `{"instance_id":"i"}`},
+		"instance without tenant":  {events.TypeInstanceReady, `{"instance_id":"i"}`},
+		"transition bad timestamp": {events.TypeNodeDown, `{"instance_id":"i","node_id":"n","address":"a","engine":"mysql","status":"down","previous_status":"up","reason":"refused","streak":1,"evidence":{"probe_duration_ms":1},"policy":{"interval_ms":1,"timeout_ms":1,"fall":1,"rise":1},"probed_at":"yesterday","replica":"r"}`},
+		"unknown type":             {"provisioning.instance.teleported", `{}`},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			if err := v.Validate(tc.typ, []byte(tc.data)); err == nil {
+				t.Fatal("invalid payload accepted")
+			}
+		})
+	}
+}
+
+func TestIsInstanceEvent(t *testing.T) {
+	cases := map[string]bool{
+		events.TypeInstanceReady:   true,
+		"provisioning.instance.":   false,
+		events.TypeBindingCreated:  false,
+		events.TypePlacementFailed: false,
+	}
+	for typ, want := range cases {
+		if got := events.IsInstanceEvent(typ); got != want {
+			t.Errorf("IsInstanceEvent(%q) = %v, want %v", typ, got, want)
+		}
+	}
+}
+
+// undeclared lists the object members of inst (paths) that s does not
+// declare, following $ref and array items. Maps declared as plain objects
+// (labels, metrics, parameters_schema) are free-form and not descended.
+func undeclared(s *jsonschema.Schema, inst any, path string) []string {
+	for s != nil && s.Ref != nil {
+		s = s.Ref
+	}
+	if s == nil {
+		return nil
+	}
+	var out []string
+	switch x := inst.(type) {
+	case map[string]any:
+		if len(s.Properties) == 0 {
+			return nil
+		}
+		for k, val := range x {
+			ps, ok := s.Properties[k]
+			if !ok {
+				out = append(out, path+"."+k)
+				continue
+			}
+			out = append(out, undeclared(ps, val, path+"."+k)...)
+		}
+	case []any:
+		items, _ := s.Items.(*jsonschema.Schema)
+		if s.Items2020 != nil {
+			items = s.Items2020
+		}
+		for _, val := range x {
+			out = append(out, undeclared(items, val, path+"[]")...)
+		}
+	}
+	return out
+}
+
+// unwritten lists the members s declares that inst lacks, following $ref
+// and array items, so a schema member without a struct field is caught.
+func unwritten(s *jsonschema.Schema, inst any, path string) []string {
+	for s != nil && s.Ref != nil {
+		s = s.Ref
+	}
+	if s == nil {
+		return nil
+	}
+	var out []string
+	switch x := inst.(type) {
+	case map[string]any:
+		for k, ps := range s.Properties {
+			val, ok := x[k]
+			if !ok {
+				out = append(out, path+"."+k)
+				continue
+			}
+			out = append(out, unwritten(ps, val, path+"."+k)...)
+		}
+	case []any:
+		items, _ := s.Items.(*jsonschema.Schema)
+		if s.Items2020 != nil {
+			items = s.Items2020
+		}
+		for _, val := range x {
+			out = append(out, unwritten(items, val, path+"[]")...)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
