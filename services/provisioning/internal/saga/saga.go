@@ -20,6 +20,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/canopy-platform/canopy/libs/retry"
+
 	"github.com/canopy-platform/canopy/services/provisioning/internal/driver"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/instance"
 )
@@ -75,6 +77,8 @@ type Saga struct {
 	log   *slog.Logger
 	now   func() time.Time
 	hooks Hooks
+	// stepRetry paces a create step's retries within cfg.StepTimeout.
+	stepRetry retry.Policy
 
 	kicks   chan string
 	sem     chan struct{}
@@ -99,7 +103,8 @@ func New(cfg Config, repo Repository, drv driver.Driver, eng EngineAdmin, logger
 	cfg = cfg.withDefaults()
 	return &Saga{
 		cfg: cfg, repo: repo, drv: drv, eng: eng, log: logger, now: func() time.Time { return now().UTC().Truncate(time.Microsecond) }, hooks: hooks,
-		kicks: make(chan string, 4096), sem: make(chan struct{}, cfg.Concurrency),
+		stepRetry: retry.Policy{Initial: 250 * time.Millisecond, Max: 5 * time.Second, Multiplier: 2},
+		kicks:     make(chan string, 4096), sem: make(chan struct{}, cfg.Concurrency),
 		running: map[string]bool{}, again: map[string]bool{},
 	}, nil
 }

@@ -7,7 +7,6 @@ import (
 	"net"
 	"strconv"
 	"sync"
-	"time"
 
 	"github.com/oklog/ulid/v2"
 
@@ -71,11 +70,10 @@ func permanent(err error) bool {
 func (s *Saga) createStep(ctx context.Context, in *instance.Instance) (*instance.Instance, bool, error) {
 	stepCtx, cancel := context.WithTimeout(ctx, s.cfg.StepTimeout)
 	defer cancel()
-	policy := retry.Policy{Initial: 250 * time.Millisecond, Max: 5 * time.Second, Multiplier: 2}
 	var next instance.Step
 	var nodes map[string]instance.NodeUpdate
 	first := true
-	err := retry.Do(stepCtx, policy, func(ctx context.Context) error {
+	err := retry.Do(stepCtx, s.stepRetry, func(ctx context.Context) error {
 		// in was read (or committed) just now: the first attempt uses it,
 		// a retry reads the instance again.
 		cur := in
