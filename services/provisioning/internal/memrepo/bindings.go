@@ -12,7 +12,10 @@ import (
 
 // CreateBinding stores a binding and emits events. A binding whose OSB id
 // exists already is port.ErrDuplicate; the existing binding is returned.
-func (r *Repo) CreateBinding(_ context.Context, b instance.Binding, events []port.Outgoing) (instance.Binding, error) {
+func (r *Repo) CreateBinding(ctx context.Context, b instance.Binding, events []port.Outgoing) (instance.Binding, error) {
+	if err := ctx.Err(); err != nil {
+		return instance.Binding{}, err
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, x := range r.bindings {
@@ -52,17 +55,26 @@ func (r *Repo) binding(tenant, instanceID, what string, match func(instance.Bind
 }
 
 // Binding returns a binding of the tenant's instance by id.
-func (r *Repo) Binding(_ context.Context, tenant, instanceID, id string) (instance.Binding, error) {
+func (r *Repo) Binding(ctx context.Context, tenant, instanceID, id string) (instance.Binding, error) {
+	if err := ctx.Err(); err != nil {
+		return instance.Binding{}, err
+	}
 	return r.binding(tenant, instanceID, id, func(b instance.Binding) bool { return b.ID == id })
 }
 
 // BindingByOSBID returns a binding of the tenant's instance by OSB binding id.
-func (r *Repo) BindingByOSBID(_ context.Context, tenant, instanceID, osbID string) (instance.Binding, error) {
+func (r *Repo) BindingByOSBID(ctx context.Context, tenant, instanceID, osbID string) (instance.Binding, error) {
+	if err := ctx.Err(); err != nil {
+		return instance.Binding{}, err
+	}
 	return r.binding(tenant, instanceID, osbID, func(b instance.Binding) bool { return b.OSBID != "" && b.OSBID == osbID })
 }
 
 // Bindings lists an instance's active bindings in id order.
-func (r *Repo) Bindings(_ context.Context, tenant, instanceID string) ([]instance.Binding, error) {
+func (r *Repo) Bindings(ctx context.Context, tenant, instanceID string) ([]instance.Binding, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	if err := needTenant(tenant, "list bindings"); err != nil {
 		return nil, err
 	}
@@ -80,7 +92,10 @@ func (r *Repo) Bindings(_ context.Context, tenant, instanceID string) ([]instanc
 
 // DeleteBinding marks a binding deleted and emits events; deleting a
 // deleted binding emits nothing.
-func (r *Repo) DeleteBinding(_ context.Context, b instance.Binding, events []port.Outgoing) error {
+func (r *Repo) DeleteBinding(ctx context.Context, b instance.Binding, events []port.Outgoing) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	cur, ok := r.bindings[b.ID]
@@ -96,7 +111,10 @@ func (r *Repo) DeleteBinding(_ context.Context, b instance.Binding, events []por
 }
 
 // DeleteBindings marks every binding of an instance deleted.
-func (r *Repo) DeleteBindings(_ context.Context, instanceID string) error {
+func (r *Repo) DeleteBindings(ctx context.Context, instanceID string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for id, b := range r.bindings {

@@ -128,7 +128,10 @@ func (r *Repo) usage(tenant string) port.Usage {
 
 // Create inserts a new instance and its operation and emits its events,
 // after checking idempotency key, OSB id, name and quota.
-func (r *Repo) Create(_ context.Context, req port.CreateRequest) error {
+func (r *Repo) Create(ctx context.Context, req port.CreateRequest) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	in := req.Instance
@@ -184,6 +187,9 @@ func (r *Repo) create(req port.CreateRequest) error {
 // instance, its nodes, the operation and fn's events together. When fn
 // returns port.ErrNoChange nothing is written and Update returns nil.
 func (r *Repo) Update(ctx context.Context, id string, fn func(c *port.Change) error) (*instance.Instance, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	r.mu.Lock()
 	out, err := r.update(id, fn)
 	r.mu.Unlock()
@@ -286,17 +292,26 @@ func (r *Repo) get(tenant, id string) (*instance.Instance, error) {
 
 // Get returns the tenant's instance. Another tenant's instance is
 // port.ErrNotFound; an empty tenant is port.ErrNoTenant.
-func (r *Repo) Get(_ context.Context, tenant, id string) (*instance.Instance, error) {
+func (r *Repo) Get(ctx context.Context, tenant, id string) (*instance.Instance, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	return r.get(tenant, id)
 }
 
 // GetAnyTenant returns an instance whatever its tenant.
-func (r *Repo) GetAnyTenant(_ context.Context, id string) (*instance.Instance, error) {
+func (r *Repo) GetAnyTenant(ctx context.Context, id string) (*instance.Instance, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	return r.get(anyTenant, id)
 }
 
 // GetByOSBID returns the tenant's instance ordered with an OSB instance id.
-func (r *Repo) GetByOSBID(_ context.Context, tenant, osbID string) (*instance.Instance, error) {
+func (r *Repo) GetByOSBID(ctx context.Context, tenant, osbID string) (*instance.Instance, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	if err := needTenant(tenant, "osb instance "+osbID); err != nil {
 		return nil, err
 	}
@@ -344,7 +359,10 @@ func (r *Repo) sortedIDs() []string {
 
 // List returns up to limit of the tenant's instances (deleted ones only
 // with includeDeleted) with ids after the cursor id, in id order.
-func (r *Repo) List(_ context.Context, tenant, after string, limit int, includeDeleted bool) ([]*instance.Instance, error) {
+func (r *Repo) List(ctx context.Context, tenant, after string, limit int, includeDeleted bool) ([]*instance.Instance, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	if err := needTenant(tenant, "list instances"); err != nil {
 		return nil, err
 	}
@@ -352,13 +370,19 @@ func (r *Repo) List(_ context.Context, tenant, after string, limit int, includeD
 }
 
 // ListAllInstances is List across every tenant, for platform admins.
-func (r *Repo) ListAllInstances(_ context.Context, after string, limit int, includeDeleted bool) ([]*instance.Instance, error) {
+func (r *Repo) ListAllInstances(ctx context.Context, after string, limit int, includeDeleted bool) ([]*instance.Instance, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	return r.list(after, limit, func(in *instance.Instance) bool { return includeDeleted || live(in) })
 }
 
 // ListMonitored returns, across all tenants, the instances whose nodes are
 // meant to be up (ready or updating), after the id cursor.
-func (r *Repo) ListMonitored(_ context.Context, after string, limit int) ([]*instance.Instance, error) {
+func (r *Repo) ListMonitored(ctx context.Context, after string, limit int) ([]*instance.Instance, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	return r.list(after, limit, func(in *instance.Instance) bool {
 		return in.State == instance.StateReady || in.State == instance.StateUpdating
 	})
@@ -378,14 +402,20 @@ func (r *Repo) ids(keep func(*instance.Instance) bool) []string {
 
 // Unfinished returns the ids of instances whose saga has work left
 // (provisioning, updating, deleting), in id order.
-func (r *Repo) Unfinished(_ context.Context) ([]string, error) {
+func (r *Repo) Unfinished(ctx context.Context) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	return r.ids(func(in *instance.Instance) bool {
 		return in.State == instance.StateProvisioning || in.State == instance.StateUpdating || in.State == instance.StateDeleting
 	}), nil
 }
 
 // WithNodes returns the ids of instances that may have nodes to adopt.
-func (r *Repo) WithNodes(_ context.Context) ([]string, error) {
+func (r *Repo) WithNodes(ctx context.Context) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	return r.ids(func(in *instance.Instance) bool {
 		if !live(in) {
 			return false
@@ -414,11 +444,17 @@ func (r *Repo) operation(tenant, id string) (instance.Operation, error) {
 }
 
 // Operation returns the tenant's operation; an empty tenant is port.ErrNoTenant.
-func (r *Repo) Operation(_ context.Context, tenant, id string) (instance.Operation, error) {
+func (r *Repo) Operation(ctx context.Context, tenant, id string) (instance.Operation, error) {
+	if err := ctx.Err(); err != nil {
+		return instance.Operation{}, err
+	}
 	return r.operation(tenant, id)
 }
 
 // OperationAnyTenant returns an operation whatever its tenant.
-func (r *Repo) OperationAnyTenant(_ context.Context, id string) (instance.Operation, error) {
+func (r *Repo) OperationAnyTenant(ctx context.Context, id string) (instance.Operation, error) {
+	if err := ctx.Err(); err != nil {
+		return instance.Operation{}, err
+	}
 	return r.operation(anyTenant, id)
 }
