@@ -143,7 +143,9 @@ func TestStepFailureRollsBack(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h := newHarness(t, Config{StepTimeout: 40 * time.Millisecond})
+			// Long enough for the steps before the failing one on a loaded
+			// machine, short enough to retry until it passes.
+			h := newHarness(t, Config{StepTimeout: 150 * time.Millisecond})
 			h.drv.setFail(tt.drv)
 			h.eng.setFail(tt.eng)
 			in := h.order("db")
