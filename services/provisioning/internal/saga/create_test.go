@@ -143,6 +143,7 @@ func TestStepFailureRollsBack(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel() // each case waits out its step timeout
 			// Long enough for the steps before the failing one on a loaded
 			// machine, short enough to retry until it passes.
 			h := newHarness(t, Config{StepTimeout: 150 * time.Millisecond})
