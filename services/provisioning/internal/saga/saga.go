@@ -9,8 +9,15 @@
 // State and events change together through the repository's outbox. Steps
 // are idempotent and re-run from the database after a crash: on start the
 // resumer re-adopts every recorded node through the driver and kicks every
-// unfinished instance. The package does not speak HTTP and does not know how
-// nodes run; the driver and the engine client are ports.
+// unfinished instance. The package does not speak HTTP, SQL or Kafka and
+// does not know how nodes run: the repository, the engine admin and the
+// clock are its ports (ports.go, over the contract types of internal/port),
+// the driver is driver.Driver; services/provisioning wires the adapters.
+//
+// Files: saga.go the loop (kicks, workers, drive); steps.go the create,
+// update and delete steps; rollback.go; resume.go (adopt, sweep);
+// settings.go and nodespec.go what a node is created with; sysctls.go;
+// commands.go what the HTTP edge and the consumers call.
 package saga
 
 import (
