@@ -222,6 +222,15 @@ func TestResume(t *testing.T) {
 		{"rolling back", instance.StepRollingBack, func(h *harness, in *instance.Instance) {
 			h.drv.setFail(failOn("primary", "", driver.ErrUnsupported))
 		}, instance.StateFailed, 3, 0},
+		{"applying an update", instance.StepApplying, func(h *harness, in *instance.Instance) {
+			h.saga.hooks = Hooks{}
+			h.place(in)
+			h.settle()
+			h.haltAt(instance.StepApplying)
+			if _, _, err := h.saga.UpdateParameters(h.ctx, tenant, in.ID, map[string]any{"hz": 20}); err != nil {
+				h.t.Fatal(err)
+			}
+		}, instance.StateReady, 3, 0},
 		{"destroying", instance.StepDestroying, func(h *harness, in *instance.Instance) {
 			h.saga.hooks = Hooks{}
 			h.place(in)
@@ -336,6 +345,19 @@ func TestPlacementEvents(t *testing.T) {
 		if got := h.get(in.ID); got.State != instance.StateReady {
 			t.Fatalf("instance %s (%s), want ready", got.State, got.Reason)
 		}
+	})
+	t.Run("duplicate failure rolls back once", func(t *testing.T) {
+		h := newHarness(t, Config{})
+		in := h.order("db")
+		f := events.PlacementFailed{InstanceID: in.ID, TenantID: tenant, Reason: "no capacity"}
+		for range 2 {
+			if err := h.saga.OnPlacementFailed(h.ctx, f); err != nil {
+				t.Fatal(err)
+			}
+			h.settle()
+		}
+		h.wantFailed(in.ID, "no placement: no capacity")
+		h.wantEvents(in.ID, events.TypeInstanceRequested, events.TypePlacementRequested, events.TypeInstanceFailed)
 	})
 	t.Run("placement failed", func(t *testing.T) {
 		h := newHarness(t, Config{})
