@@ -18,14 +18,15 @@ func (r *Repo) CreateBinding(ctx context.Context, b instance.Binding, events []p
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	// The OSB id first, as mysqlrepo does: a retried OSB bind is a
+	// duplicate even though its name is taken too.
 	for _, x := range r.bindings {
-		if x.Tenant != b.Tenant || x.InstanceID != b.InstanceID {
-			continue
-		}
-		if b.OSBID != "" && x.OSBID == b.OSBID {
+		if b.OSBID != "" && x.Tenant == b.Tenant && x.InstanceID == b.InstanceID && x.OSBID == b.OSBID {
 			return x, port.ErrDuplicate
 		}
-		if x.Name == b.Name && !x.Deleted {
+	}
+	for _, x := range r.bindings {
+		if x.Tenant == b.Tenant && x.InstanceID == b.InstanceID && x.Name == b.Name && !x.Deleted {
 			return instance.Binding{}, fmt.Errorf("create binding %s: %w: %s", b.ID, port.ErrBindingNameTaken, b.Name)
 		}
 	}

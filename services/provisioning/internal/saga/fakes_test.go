@@ -91,7 +91,7 @@ func (d *fakeDriver) callList() []call {
 	return append([]call(nil), d.calls...)
 }
 
-// onDisk returns the ids of nodes whose data exists.
+// onDisk returns how many nodes have data on the disk.
 func (d *fakeDriver) onDisk() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
