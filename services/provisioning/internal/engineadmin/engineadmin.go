@@ -40,9 +40,7 @@ func New(d nettune.DialerSettings) *Client {
 
 // Database is the application database of a MySQL instance: its name with
 // '-' turned into '_'.
-func Database(in *instance.Instance) string {
-	return strings.ReplaceAll(in.Name, "-", "_")
-}
+func Database(in *instance.Instance) string { return in.Database() }
 
 var identPattern = regexp.MustCompile(`^[A-Za-z0-9_]{1,64}$`)
 

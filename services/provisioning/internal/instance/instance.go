@@ -11,6 +11,7 @@ import (
 	"net"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -349,6 +350,10 @@ func New(o Order, now time.Time) (*Instance, Operation, error) {
 	op := Operation{ID: o.OperationID, InstanceID: o.ID, Tenant: o.Tenant, Type: OpCreate, State: OpInProgress, Step: StepPlacing, StartedAt: now}
 	return in, op, nil
 }
+
+// Database is the application database of a MySQL instance: its name with
+// '-' turned into '_' (names are DNS-label-like, database names are not).
+func (in *Instance) Database() string { return strings.ReplaceAll(in.Name, "-", "_") }
 
 // NodeName returns the name of the i-th node of a plan ("n0", "n1", ...).
 func NodeName(i int) string { return "n" + strconv.Itoa(i) }

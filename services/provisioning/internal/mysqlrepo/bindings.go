@@ -11,9 +11,6 @@ import (
 	"github.com/canopy-platform/canopy/services/provisioning/internal/instance"
 )
 
-// ErrBindingNameTaken: the instance already has an active binding with the name.
-var ErrBindingNameTaken = errors.New("binding name already in use")
-
 // CreateBinding stores a binding (its password sealed) and emits events.
 // A binding whose OSB id exists already is an ErrDuplicate; the existing
 // binding is returned.

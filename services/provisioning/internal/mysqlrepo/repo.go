@@ -19,11 +19,11 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
-	"github.com/canopy-platform/canopy/libs/eventbus"
 	"github.com/canopy-platform/canopy/libs/store"
 	"github.com/canopy-platform/canopy/libs/tenancy"
 
 	"github.com/canopy-platform/canopy/services/provisioning/internal/instance"
+	"github.com/canopy-platform/canopy/services/provisioning/internal/port"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/secrets"
 )
 
@@ -39,17 +39,19 @@ func Migrations() fs.FS {
 	return sub
 }
 
-// Errors callers branch on.
+// Errors callers branch on: the repository contract's (package port), named
+// here too for callers that know only this adapter.
 var (
-	ErrNotFound  = errors.New("not found")
-	ErrNameTaken = errors.New("name already in use")
-	// ErrDuplicate: the idempotency key or OSB id is already used; the
-	// existing row is returned with it.
-	ErrDuplicate = errors.New("duplicate request")
-	// ErrNoTenant: a tenant-scoped method was called without a tenant. An
-	// empty tenant never means "every tenant"; the *AnyTenant and
-	// ListAllInstances methods are the explicit cross-tenant reads.
-	ErrNoTenant = errors.New("no tenant given")
+	ErrNotFound  = port.ErrNotFound
+	ErrNameTaken = port.ErrNameTaken
+	// ErrDuplicate: the idempotency key or OSB id is already used.
+	ErrDuplicate = port.ErrDuplicate
+	// ErrNoTenant: a tenant-scoped method was called without a tenant.
+	ErrNoTenant = port.ErrNoTenant
+	// ErrBindingNameTaken: the instance already has an active binding with the name.
+	ErrBindingNameTaken = port.ErrBindingNameTaken
+	// ErrNoChange may be returned by an Update callback to commit nothing.
+	ErrNoChange = port.ErrNoChange
 )
 
 // needTenant refuses an empty tenant on a tenant-scoped method.
@@ -79,29 +81,19 @@ func (r *Repo) Migrate(ctx context.Context) error {
 	return r.db.Migrate(ctx, Migrations())
 }
 
-// Outgoing is an event to write to the outbox with a change.
-type Outgoing struct {
-	Topic string
-	Event eventbus.Event
-}
-
-// Change is what an Update callback edits: the locked instance, its current
-// operation (replace it to start a new one) and the events to emit.
-type Change struct {
-	Instance *instance.Instance
-	Op       *instance.Operation
-	// Superseded are earlier operations the change finished (saved too).
-	Superseded []instance.Operation
-	events     []Outgoing
-}
-
-// Emit queues an event for the outbox, written only if the change commits.
-func (c *Change) Emit(topic string, e eventbus.Event) {
-	c.events = append(c.events, Outgoing{Topic: topic, Event: e})
-}
-
-// ErrNoChange may be returned by an Update callback to commit nothing.
-var ErrNoChange = errors.New("no change")
+// The contract's types, named here for callers that know only this adapter.
+type (
+	// Outgoing is an event to write to the outbox with a change.
+	Outgoing = port.Outgoing
+	// Change is what an Update callback edits.
+	Change = port.Change
+	// Usage is what a tenant's live instances hold.
+	Usage = port.Usage
+	// CreateRequest is a new instance with what its creation depends on.
+	CreateRequest = port.CreateRequest
+	// DuplicateError is returned when an idempotency key or OSB id was used before.
+	DuplicateError = port.DuplicateError
+)
 
 // Update locks instance id, runs fn on it and, when fn returns nil, saves the
 // instance, its nodes, the operation and fn's events in one transaction.
@@ -134,7 +126,7 @@ func (r *Repo) Update(ctx context.Context, id string, fn func(c *Change) error) 
 				return err
 			}
 		}
-		if err := emit(ctx, tx, c.Instance.Tenant, c.events); err != nil {
+		if err := emit(ctx, tx, c.Instance.Tenant, c.Events()); err != nil {
 			return err
 		}
 		out = c.Instance
@@ -161,39 +153,6 @@ func emit(ctx context.Context, tx *store.Tx, tenant string, events []Outgoing) e
 	}
 	return nil
 }
-
-// Usage is what a tenant's live instances hold.
-type Usage = tenancy.Usage
-
-// CreateRequest is a new instance with what its creation depends on.
-type CreateRequest struct {
-	Instance *instance.Instance
-	Op       instance.Operation
-	// IdempotencyKey and RequestHash make a retried order return the first
-	// instance; a reused key with another request hash is an ErrDuplicate
-	// whose existing instance differs.
-	IdempotencyKey string
-	RequestHash    string
-	// Admit is called with the tenant's current usage under a per-tenant
-	// lock; an error refuses the order (quotas).
-	Admit  func(Usage) error
-	Events []Outgoing
-}
-
-// DuplicateError is returned when an idempotency key or OSB id was used
-// before; Existing is the instance it created and SameRequest whether the
-// request hash matches.
-type DuplicateError struct {
-	Existing    *instance.Instance
-	SameRequest bool
-}
-
-func (e *DuplicateError) Error() string {
-	return fmt.Sprintf("instance %s exists for this request key", e.Existing.ID)
-}
-
-// Unwrap returns ErrDuplicate.
-func (e *DuplicateError) Unwrap() error { return ErrDuplicate }
 
 // Create inserts a new instance and its operation and emits its events,
 // after checking idempotency key, OSB id, name and quota under a

@@ -14,7 +14,7 @@ import (
 
 	"github.com/canopy-platform/canopy/api/events"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/instance"
-	"github.com/canopy-platform/canopy/services/provisioning/internal/mysqlrepo"
+	"github.com/canopy-platform/canopy/services/provisioning/internal/port"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/secrets"
 )
 
@@ -46,7 +46,7 @@ type OrderRequest struct {
 }
 
 // Order creates an instance and asks scheduling for a placement. A repeated
-// idempotency key or OSB id returns a *mysqlrepo.DuplicateError with the
+// idempotency key or OSB id returns a *port.DuplicateError with the
 // first instance.
 func (s *Saga) Order(ctx context.Context, r OrderRequest) (*instance.Instance, instance.Operation, error) {
 	sysctls, err := SysctlsFor(r.Plan.DeploymentMode)
@@ -79,14 +79,14 @@ func (s *Saga) Order(ctx context.Context, r OrderRequest) (*instance.Instance, i
 		return nil, instance.Operation{}, err
 	}
 	vcpu, mem, storage := in.Usage()
-	err = s.repo.Create(ctx, mysqlrepo.CreateRequest{
+	err = s.repo.Create(ctx, port.CreateRequest{
 		Instance: in, Op: op, IdempotencyKey: r.IdempotencyKey, RequestHash: r.RequestHash,
-		Admit: func(u mysqlrepo.Usage) error {
+		Admit: func(u port.Usage) error {
 			return r.Quota.Check(u, tenancy.Usage{Instances: 1, VCPU: vcpu, MemoryMB: mem, StorageGB: storage})
 		},
-		Events: []mysqlrepo.Outgoing{{Topic: events.TopicInstances, Event: requested}, {Topic: events.TopicPlacements, Event: placement}},
+		Events: []port.Outgoing{{Topic: events.TopicInstances, Event: requested}, {Topic: events.TopicPlacements, Event: placement}},
 	})
-	var dup *mysqlrepo.DuplicateError
+	var dup *port.DuplicateError
 	if errors.As(err, &dup) {
 		existingOp, oerr := s.repo.Operation(ctx, r.Tenant, dup.Existing.OperationID)
 		if oerr != nil {
@@ -141,7 +141,7 @@ func (s *Saga) OnPlacementDecided(ctx context.Context, d events.PlacementDecided
 		ps = append(ps, instance.Placement{Name: n.Name, Role: n.Role, Region: n.Region, AZ: n.AZ, Host: n.Host, Address: n.Address, Port: n.Port})
 	}
 	var reason string
-	_, err := s.repo.Update(ctx, d.InstanceID, func(c *mysqlrepo.Change) error {
+	_, err := s.repo.Update(ctx, d.InstanceID, func(c *port.Change) error {
 		if c.Instance.Tenant != d.TenantID {
 			return tenantMismatch(c.Instance, d.TenantID, d.InstanceID)
 		}
@@ -151,18 +151,18 @@ func (s *Saga) OnPlacementDecided(ctx context.Context, d events.PlacementDecided
 			// the create (the failed event releases the reservation).
 			reason = "placement unusable: " + err.Error()
 			if rerr := c.Instance.StartRollback(reason, s.now()); rerr != nil {
-				return mysqlrepo.ErrNoChange
+				return port.ErrNoChange
 			}
 			c.Instance.Sync(c.Op, s.now())
 			return nil
 		}
 		if !changed {
-			return mysqlrepo.ErrNoChange
+			return port.ErrNoChange
 		}
 		c.Instance.Sync(c.Op, s.now())
 		return nil
 	})
-	if errors.Is(err, mysqlrepo.ErrNotFound) {
+	if errors.Is(err, port.ErrNotFound) {
 		s.log.Warn("placement decided for an unknown instance; ignored", "instance", d.InstanceID)
 		return nil
 	}
@@ -175,12 +175,12 @@ func (s *Saga) OnPlacementDecided(ctx context.Context, d events.PlacementDecided
 
 // OnPlacementFailed fails a create that scheduling could not place.
 func (s *Saga) OnPlacementFailed(ctx context.Context, f events.PlacementFailed) error {
-	_, err := s.repo.Update(ctx, f.InstanceID, func(c *mysqlrepo.Change) error {
+	_, err := s.repo.Update(ctx, f.InstanceID, func(c *port.Change) error {
 		if c.Instance.Tenant != f.TenantID {
 			return tenantMismatch(c.Instance, f.TenantID, f.InstanceID)
 		}
 		if c.Instance.State != instance.StateProvisioning || c.Instance.Step != instance.StepPlacing {
-			return mysqlrepo.ErrNoChange
+			return port.ErrNoChange
 		}
 		reason := "no placement: " + f.Reason
 		if err := c.Instance.StartRollback(reason, s.now()); err != nil {
@@ -189,7 +189,7 @@ func (s *Saga) OnPlacementFailed(ctx context.Context, f events.PlacementFailed) 
 		c.Instance.Sync(c.Op, s.now())
 		return nil
 	})
-	if errors.Is(err, mysqlrepo.ErrNotFound) {
+	if errors.Is(err, port.ErrNotFound) {
 		s.log.Warn("placement failed for an unknown instance; ignored", "instance", f.InstanceID)
 		return nil
 	}
@@ -204,17 +204,17 @@ func (s *Saga) OnPlacementFailed(ctx context.Context, f events.PlacementFailed) 
 // that is being deleted returns its delete operation; a deleted one ErrGone.
 func (s *Saga) Delete(ctx context.Context, tenant, id string) (*instance.Instance, instance.Operation, error) {
 	var op instance.Operation
-	in, err := s.repo.Update(ctx, id, func(c *mysqlrepo.Change) error {
+	in, err := s.repo.Update(ctx, id, func(c *port.Change) error {
 		in := c.Instance
 		if in.Tenant != tenant {
-			return fmt.Errorf("instance %s: %w", id, mysqlrepo.ErrNotFound)
+			return fmt.Errorf("instance %s: %w", id, port.ErrNotFound)
 		}
 		switch in.State {
 		case instance.StateDeleted:
 			return ErrGone
 		case instance.StateDeleting:
 			op = *c.Op
-			return mysqlrepo.ErrNoChange
+			return port.ErrNoChange
 		}
 		newOp, err := in.Delete(NewID(), s.now())
 		newOp.RequestedBy = requester(ctx)
@@ -250,9 +250,9 @@ func requester(ctx context.Context) string {
 // UpdateParameters changes a ready instance's parameters.
 func (s *Saga) UpdateParameters(ctx context.Context, tenant, id string, params map[string]any) (*instance.Instance, instance.Operation, error) {
 	var op instance.Operation
-	in, err := s.repo.Update(ctx, id, func(c *mysqlrepo.Change) error {
+	in, err := s.repo.Update(ctx, id, func(c *port.Change) error {
 		if c.Instance.Tenant != tenant {
-			return fmt.Errorf("instance %s: %w", id, mysqlrepo.ErrNotFound)
+			return fmt.Errorf("instance %s: %w", id, port.ErrNotFound)
 		}
 		if c.Instance.State == instance.StateDeleted {
 			return ErrGone
@@ -277,7 +277,7 @@ func (s *Saga) UpdateParameters(ctx context.Context, tenant, id string, params m
 }
 
 // Bind creates an application user on a ready instance. With an OSB id, a
-// repeated bind returns the first binding and mysqlrepo.ErrDuplicate.
+// repeated bind returns the first binding and port.ErrDuplicate.
 func (s *Saga) Bind(ctx context.Context, tenant, instanceID, name, osbID string) (instance.Binding, *instance.Instance, error) {
 	return s.BindOSB(ctx, tenant, instanceID, name, osbID, "")
 }
@@ -294,7 +294,7 @@ func (s *Saga) BindOSB(ctx context.Context, tenant, instanceID, name, osbID, req
 	}
 	if osbID != "" {
 		if b, err := s.repo.BindingByOSBID(ctx, tenant, instanceID, osbID); err == nil {
-			return b, in, mysqlrepo.ErrDuplicate
+			return b, in, port.ErrDuplicate
 		}
 	}
 	if in.State != instance.StateReady {
@@ -312,7 +312,7 @@ func (s *Saga) BindOSB(ctx context.Context, tenant, instanceID, name, osbID, req
 	if err != nil {
 		return instance.Binding{}, in, err
 	}
-	stored, err := s.repo.CreateBinding(ctx, b, []mysqlrepo.Outgoing{{Topic: events.TopicInstances, Event: ev}})
+	stored, err := s.repo.CreateBinding(ctx, b, []port.Outgoing{{Topic: events.TopicInstances, Event: ev}})
 	if err != nil {
 		// Nothing refers to the user: take it away again.
 		if derr := s.eng.DropUser(context.WithoutCancel(ctx), in, b.Credentials.Username); derr != nil {
@@ -339,7 +339,7 @@ func (s *Saga) Unbind(ctx context.Context, tenant string, b instance.Binding) er
 	if err != nil {
 		return err
 	}
-	if err := s.repo.DeleteBinding(ctx, b, []mysqlrepo.Outgoing{{Topic: events.TopicInstances, Event: ev}}); err != nil {
+	if err := s.repo.DeleteBinding(ctx, b, []port.Outgoing{{Topic: events.TopicInstances, Event: ev}}); err != nil {
 		return err
 	}
 	s.log.Info("binding deleted", "tenant", tenant, "instance", in.ID, "binding", b.ID)
