@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oklog/ulid/v2"
 	"github.com/stretchr/testify/require"
 
 	"github.com/canopy-platform/canopy/libs/httpx"
@@ -258,4 +259,24 @@ func TestServerHandlerRoutesLikeServeMux(t *testing.T) {
 		require.Equal(t, http.StatusOK, g.Code, p)
 		require.NotContains(t, g.Body.String(), "app ", p)
 	}
+}
+
+func TestGeneratedRequestIDsAreDistinctULIDs(t *testing.T) {
+	h := thingRouter()
+	seen := map[string]bool{}
+	for range 1000 {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest("GET", "/nothing", nil))
+		id := w.Header().Get(httpx.RequestIDHeader)
+		u, err := ulid.ParseStrict(id)
+		require.NoError(t, err, id)
+		require.InDelta(t, time.Now().UnixMilli(), int64(u.Time()), 5000)
+		require.False(t, seen[id], "duplicate id %s", id)
+		seen[id] = true
+	}
+	w := httptest.NewRecorder()
+	r := httptest.NewRequest("GET", "/nothing", nil)
+	r.Header.Set(httpx.RequestIDHeader, "caller-id")
+	h.ServeHTTP(w, r)
+	require.Equal(t, "caller-id", w.Header().Get(httpx.RequestIDHeader))
 }
