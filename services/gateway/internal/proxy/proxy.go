@@ -312,9 +312,9 @@ func (t *Target) outbound(r *http.Request, sign bool) (*http.Request, error) {
 	out.Host = t.host
 	out.RequestURI = ""
 	out.Close = false
-	// Sized for the forwarding and identity headers added below, so the map
-	// is made once instead of growing from small to table mid-request.
-	h := make(http.Header, len(r.Header)+16)
+	// Room for the three forwarding and the five identity headers added
+	// below, so the map is made once instead of growing mid-request.
+	h := make(http.Header, len(r.Header)+8)
 	vals := new([3]string) // one allocation for the forwarding headers' values
 	for k, vv := range r.Header {
 		if hopHeaders[k] || strings.HasPrefix(k, tenancy.HeaderPrefix) {
