@@ -170,8 +170,8 @@ func (p *connPool) do(ctx context.Context, c *upConn, req *http.Request, reused 
 	if _, err := c.br.Peek(1); err != nil {
 		return fail(err, true)
 	}
-	var resp *http.Response
-	for {
+	resp, length, direct := readBuffered(c.br, req)
+	for !direct {
 		var err error
 		resp, err = http.ReadResponse(c.br, req)
 		if err != nil {
@@ -195,14 +195,20 @@ func (p *connPool) do(ctx context.Context, c *upConn, req *http.Request, reused 
 		}
 		return resp, nil
 	}
-	resp.Body = &pooledBody{rc: resp.Body, c: c, p: p, stop: stop, keep: keep}
+	if direct {
+		resp.Body = &pooledBody{br: c.br, left: length, c: c, p: p, stop: stop, keep: keep}
+	} else {
+		resp.Body = &pooledBody{rc: resp.Body, c: c, p: p, stop: stop, keep: keep}
+	}
 	return resp, nil
 }
 
 // pooledBody returns its connection to the pool once read to the end and
 // closed; a body closed early takes its connection with it.
 type pooledBody struct {
-	rc   io.ReadCloser
+	rc   io.ReadCloser // the body as http.ReadResponse framed it; nil when read directly:
+	br   *bufio.Reader // the connection, holding
+	left int64         // this many more bytes of a Content-Length body
 	c    *upConn
 	p    *connPool
 	stop func() bool
@@ -215,7 +221,13 @@ func (b *pooledBody) Read(buf []byte) (int, error) {
 	if b.done {
 		return 0, errors.New("read on closed upstream body")
 	}
-	n, err := b.rc.Read(buf)
+	var n int
+	var err error
+	if b.rc != nil {
+		n, err = b.rc.Read(buf)
+	} else {
+		n, err = b.readDirect(buf)
+	}
 	if err == io.EOF {
 		b.eof = true
 	}
@@ -230,11 +242,15 @@ func (b *pooledBody) Close() error {
 	if !b.eof {
 		// Do not let Close drain a body nobody wants from a slow upstream.
 		_ = b.c.nc.Close()
-		_ = b.rc.Close()
+		if b.rc != nil {
+			_ = b.rc.Close()
+		}
 		b.stop()
 		return nil
 	}
-	_ = b.rc.Close()
+	if b.rc != nil {
+		_ = b.rc.Close()
+	}
 	if b.stop() && b.keep {
 		b.p.put(b.c)
 	} else {
