@@ -79,7 +79,10 @@ func TestBatchedLimitHolds(t *testing.T) {
 	}
 	wg.Wait()
 	max := int64(1000 + 10*time.Since(start).Seconds() + 1)
-	if got := ok.Load(); got > max || got < 900 {
-		t.Fatalf("admitted %d of 3200, want about 1000 and at most %d", got, max)
+	// Tokens a replica still holds at the end go unused: under two batches
+	// per replica (one it spends from, one fetched ahead or concurrently).
+	const min = 1000 - 2*2*64
+	if got := ok.Load(); got > max || got < min {
+		t.Fatalf("admitted %d of 3200, want between %d and %d", got, min, max)
 	}
 }
