@@ -20,7 +20,9 @@ import (
 // and write loops to hand off to (http.Transport's two goroutine switches and
 // their wake-ups were the largest avoidable cost of a proxied request). It
 // speaks only what the proxy needs: one request at a time per connection,
-// bodies framed by http.Request.Write and http.ReadResponse.
+// bodiless requests written directly and others by http.Request.Write, the
+// common answer parsed in place (readBuffered) and others by
+// http.ReadResponse.
 type connPool struct {
 	addr          string
 	dialer        *net.Dialer
