@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oklog/ulid/v2"
 	"github.com/stretchr/testify/require"
 
 	"github.com/canopy-platform/canopy/libs/httpx"
@@ -211,4 +212,84 @@ func TestBriefReadinessHidesDependencies(t *testing.T) {
 	rec = httptest.NewRecorder()
 	srv.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
 	require.Equal(t, http.StatusNotFound, rec.Code, "no registry, no /metrics")
+}
+
+// TestServerHandlerRoutesLikeServeMux checks that the server's shortcut to
+// the application answers every request exactly as the plain ServeMux did:
+// probes and metrics to their handlers, unclean paths redirected, the rest
+// to the application with r.Pattern "/".
+func TestServerHandlerRoutesLikeServeMux(t *testing.T) {
+	app := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "app "+r.Method+" "+r.URL.Path+" pattern="+r.Pattern)
+	})
+	reg := obs.NewRegistry()
+	got := httpx.NewServer(httpx.Config{Addr: "127.0.0.1:0"}, app, nil, reg).Handler()
+	want := http.NewServeMux() // what Handler used to return
+	want.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	want.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, `{"status":"ok"}`+"\n") })
+	want.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "metrics") })
+	want.Handle("/", app)
+	for _, tc := range []struct{ name, method, target string }{
+		{"app", "GET", "/api/v1/catalog/services"},
+		{"app query", "GET", "/api/v1/catalog/services?x=1"},
+		{"root", "GET", "/"},
+		{"trailing slash", "GET", "/api/v1/tenants/"},
+		{"dot file", "GET", "/a/.well-known/b"},
+		{"dots in name", "GET", "/a/..b/c.."},
+		{"post to probe path", "POST", "/livez"},
+		{"probe subpath", "GET", "/livez/x"},
+		{"double slash", "GET", "/api//v1"},
+		{"leading double slash", "GET", "//api/v1"},
+		{"dot segment", "GET", "/api/./v1"},
+		{"dot dot segment", "GET", "/api/v1/../x"},
+		{"trailing dot", "GET", "/api/v1/."},
+		{"trailing dot dot", "GET", "/api/v1/.."},
+		{"escaped", "GET", "/api/v1/a%2Fb"},
+		{"escaped probe", "GET", "/liv%65z"},
+		{"escaped dot", "GET", "/api/%2e%2e/x"},
+		{"space", "GET", "/a%20b"},
+		{"star", "OPTIONS", "*"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req := func() *http.Request {
+				r := httptest.NewRequest(tc.method, "http://example"+tc.target, nil)
+				if tc.target == "*" {
+					r = httptest.NewRequest(tc.method, "*", nil)
+				}
+				return r
+			}
+			g, w := httptest.NewRecorder(), httptest.NewRecorder()
+			got.ServeHTTP(g, req())
+			want.ServeHTTP(w, req())
+			require.Equal(t, w.Code, g.Code)
+			require.Equal(t, w.Header().Get("Location"), g.Header().Get("Location"))
+			require.Equal(t, w.Body.String(), g.Body.String())
+		})
+	}
+	for _, p := range []string{"/livez", "/readyz", "/metrics"} {
+		g := httptest.NewRecorder()
+		got.ServeHTTP(g, httptest.NewRequest("GET", p, nil))
+		require.Equal(t, http.StatusOK, g.Code, p)
+		require.NotContains(t, g.Body.String(), "app ", p)
+	}
+}
+
+func TestGeneratedRequestIDsAreDistinctULIDs(t *testing.T) {
+	h := thingRouter()
+	seen := map[string]bool{}
+	for range 1000 {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest("GET", "/nothing", nil))
+		id := w.Header().Get(httpx.RequestIDHeader)
+		u, err := ulid.ParseStrict(id)
+		require.NoError(t, err, id)
+		require.InDelta(t, time.Now().UnixMilli(), int64(u.Time()), 5000)
+		require.False(t, seen[id], "duplicate id %s", id)
+		seen[id] = true
+	}
+	w := httptest.NewRecorder()
+	r := httptest.NewRequest("GET", "/nothing", nil)
+	r.Header.Set(httpx.RequestIDHeader, "caller-id")
+	h.ServeHTTP(w, r)
+	require.Equal(t, "caller-id", w.Header().Get(httpx.RequestIDHeader))
 }

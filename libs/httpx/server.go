@@ -131,10 +131,58 @@ func (s *Server) Handler() http.Handler {
 	if s.reg != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg}))
 	}
-	if s.handler != nil {
-		mux.Handle("/", s.handler)
+	if s.handler == nil {
+		return mux
 	}
-	return mux
+	mux.Handle("/", s.handler)
+	app := s.handler
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !toApp(r) {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		// What the mux would do, without its per-request matching and
+		// allocations: the "/" pattern takes every clean path but the probes.
+		r.Pattern = "/"
+		app.ServeHTTP(w, r)
+	})
+}
+
+// toApp reports whether the mux would hand r to the application unchanged:
+// not a probe or metrics path, not CONNECT or "*", and a path the mux
+// neither cleans (redirect) nor unescapes for matching.
+func toApp(r *http.Request) bool {
+	p := r.URL.Path
+	if r.Method == http.MethodConnect || r.RequestURI == "*" || r.URL.RawPath != "" || len(p) == 0 || p[0] != '/' {
+		return false
+	}
+	switch p {
+	case "/livez", "/readyz", "/metrics":
+		return false
+	}
+	return isCleanPath(p)
+}
+
+// isCleanPath reports whether p (starting with "/") has no empty, "." or ".."
+// segments, i.e. path.Clean would keep it (up to a trailing slash), and no
+// characters URL.EscapedPath would escape.
+func isCleanPath(p string) bool {
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		switch {
+		case c == '/':
+			if i+1 < len(p) && p[i+1] == '/' {
+				return false
+			}
+		case c == '.':
+			if p[i-1] == '/' && (i+1 == len(p) || p[i+1] == '/' || (p[i+1] == '.' && (i+2 == len(p) || p[i+2] == '/'))) {
+				return false
+			}
+		case c == '%' || c <= ' ' || c >= 0x7f || c == '?' || c == '#':
+			return false
+		}
+	}
+	return true
 }
 
 type readiness struct {

@@ -229,9 +229,10 @@ func (a *api) allow(w http.ResponseWriter, r *http.Request, key string, lim rate
 		return true
 	}
 	h := w.Header()
-	h["Ratelimit-Limit"] = []string{strconv.Itoa(d.Limit)}
-	h["Ratelimit-Remaining"] = []string{strconv.Itoa(d.Remaining)}
-	h["Ratelimit-Reset"] = []string{strconv.Itoa(ceilSeconds(d.ResetAfter))}
+	v := &[3]string{strconv.Itoa(d.Limit), strconv.Itoa(d.Remaining), strconv.Itoa(ceilSeconds(d.ResetAfter))} // one allocation
+	h["Ratelimit-Limit"] = v[0:1:1]
+	h["Ratelimit-Remaining"] = v[1:2:2]
+	h["Ratelimit-Reset"] = v[2:3:3]
 	if !d.Allowed {
 		h.Set("Retry-After", strconv.Itoa(max(1, ceilSeconds(d.RetryAfter))))
 	}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/textproto"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -19,7 +20,9 @@ import (
 // and write loops to hand off to (http.Transport's two goroutine switches and
 // their wake-ups were the largest avoidable cost of a proxied request). It
 // speaks only what the proxy needs: one request at a time per connection,
-// bodies framed by http.Request.Write and http.ReadResponse.
+// bodiless requests written directly and others by http.Request.Write, the
+// common answer parsed in place (readBuffered) and others by
+// http.ReadResponse.
 type connPool struct {
 	addr          string
 	dialer        *net.Dialer
@@ -148,10 +151,9 @@ func (p *connPool) CloseIdleConnections() {
 }
 
 func (p *connPool) do(ctx context.Context, c *upConn, req *http.Request, reused bool) (*http.Response, error) {
-	// A client that goes away aborts the exchange, as with http.Transport.
-	stop := context.AfterFunc(ctx, func() { _ = c.nc.SetDeadline(aLongTimeAgo) })
+	w := abortWatch{ctx: ctx, nc: c.nc}
 	fail := func(err error, nothingReceived bool) (*http.Response, error) {
-		stop()
+		w.disarm()
 		_ = c.nc.Close()
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -161,17 +163,28 @@ func (p *connPool) do(ctx context.Context, c *upConn, req *http.Request, reused 
 		}
 		return nil, err
 	}
+	if err := ctx.Err(); err != nil {
+		return fail(err, true)
+	}
+	if req.Body != nil && req.Body != http.NoBody {
+		w.arm() // sending a body may block on a slow upstream
+	}
 	if err := writeRequest(c.bw, req); err != nil {
 		return fail(err, true)
 	}
-	if p.headerTimeout > 0 {
-		_ = c.nc.SetReadDeadline(time.Now().Add(p.headerTimeout))
-	}
-	if _, err := c.br.Peek(1); err != nil {
+	deadline, quick, err := p.awaitAnswer(c, &w)
+	if err != nil {
 		return fail(err, true)
 	}
-	var resp *http.Response
-	for {
+	resp, length, direct := readBuffered(c.br, req)
+	if quick && (!direct || ctx.Err() != nil) {
+		// The rest of the header may take long: wait for it watched, within
+		// the header timeout (or find the client gone).
+		if err := w.setReadDeadline(deadline); err != nil {
+			return fail(err, false)
+		}
+	}
+	for !direct {
 		var err error
 		resp, err = http.ReadResponse(c.br, req)
 		if err != nil {
@@ -182,40 +195,131 @@ func (p *connPool) do(ctx context.Context, c *upConn, req *http.Request, reused 
 			break
 		}
 	}
-	if p.headerTimeout > 0 {
-		_ = c.nc.SetReadDeadline(time.Time{})
+	_ = c.nc.SetReadDeadline(time.Time{})
+	if direct && length > int64(c.br.Buffered()) {
+		w.arm() // reading the rest of the body may block
+	}
+	if w.cancelled() {
+		return fail(ctx.Err(), false)
 	}
 	keep := !resp.Close && resp.StatusCode != http.StatusSwitchingProtocols && !req.Close
 	if resp.Body == http.NoBody {
 		// Nothing to read (HEAD, 204, 304, empty body): the connection is free now.
-		if stop() && keep {
+		if w.disarm() && keep {
 			p.put(c)
 		} else {
 			_ = c.nc.Close()
 		}
 		return resp, nil
 	}
-	resp.Body = &pooledBody{rc: resp.Body, c: c, p: p, stop: stop, keep: keep}
+	if direct {
+		resp.Body = &pooledBody{br: c.br, left: length, c: c, p: p, watch: w, keep: keep}
+	} else {
+		w.arm()
+		if w.cancelled() {
+			return fail(ctx.Err(), false)
+		}
+		resp.Body = &pooledBody{rc: resp.Body, c: c, p: p, watch: w, keep: keep}
+	}
 	return resp, nil
+}
+
+// quickWait is how long an answer is awaited before the exchange is watched
+// for the client going away (see abortWatch).
+const quickWait = 10 * time.Millisecond
+
+// awaitAnswer waits for the first byte of the answer, until deadline (the
+// header timeout; zero for none). Unless w is armed already, the first
+// quickWait of it goes unwatched: quick then reports that this shorter read
+// deadline is still set and w unarmed. A slower answer arms w.
+func (p *connPool) awaitAnswer(c *upConn, w *abortWatch) (deadline time.Time, quick bool, err error) {
+	now := time.Now()
+	if p.headerTimeout > 0 {
+		deadline = now.Add(p.headerTimeout)
+	}
+	if w.stop == nil {
+		if q := now.Add(quickWait); deadline.IsZero() || q.Before(deadline) {
+			_ = c.nc.SetReadDeadline(q)
+			_, err := c.br.Peek(1)
+			if err == nil {
+				return deadline, true, nil
+			}
+			if !errors.Is(err, os.ErrDeadlineExceeded) {
+				return deadline, false, err
+			}
+		}
+	}
+	if err := w.setReadDeadline(deadline); err != nil {
+		return deadline, false, err
+	}
+	_, err = c.br.Peek(1)
+	return deadline, false, err
+}
+
+// abortWatch aborts blocked reads and writes on a connection once ctx ends
+// (the client went away), as http.Transport does. Arming it
+// (context.AfterFunc) costs several allocations per request, so do arms it
+// only when the exchange may block: a request body to send, an answer slower
+// than quickWait, a header or body not yet all buffered. A client that goes
+// away during the unwatched wait is noticed when it ends.
+type abortWatch struct {
+	ctx  context.Context
+	nc   net.Conn
+	stop func() bool // nil until armed
+}
+
+func (w *abortWatch) arm() {
+	if w.stop == nil {
+		nc := w.nc
+		w.stop = context.AfterFunc(w.ctx, func() { _ = nc.SetDeadline(aLongTimeAgo) })
+	}
+}
+
+// disarm stops the watch and reports whether it never fired, i.e. the
+// connection's deadlines are still the exchange's own.
+func (w *abortWatch) disarm() bool { return w.stop == nil || w.stop() }
+
+// cancelled reports whether ctx ended while w is armed: a deadline set after
+// the watch fired would have undone its abort, so callers check this after
+// setting one.
+func (w *abortWatch) cancelled() bool { return w.stop != nil && w.ctx.Err() != nil }
+
+// setReadDeadline sets the read deadline (zero: none) and arms w, in that
+// order, so the watch's abort always comes last.
+func (w *abortWatch) setReadDeadline(t time.Time) error {
+	_ = w.nc.SetReadDeadline(t)
+	w.arm()
+	if w.cancelled() {
+		return w.ctx.Err()
+	}
+	return nil
 }
 
 // pooledBody returns its connection to the pool once read to the end and
 // closed; a body closed early takes its connection with it.
 type pooledBody struct {
-	rc   io.ReadCloser
-	c    *upConn
-	p    *connPool
-	stop func() bool
-	keep bool
-	eof  bool
-	done bool
+	rc    io.ReadCloser // the body as http.ReadResponse framed it; nil when read directly:
+	br    *bufio.Reader // the connection, holding
+	left  int64         // this many more bytes of a Content-Length body
+	c     *upConn
+	p     *connPool
+	watch abortWatch
+	keep  bool
+	eof   bool
+	done  bool
 }
 
 func (b *pooledBody) Read(buf []byte) (int, error) {
 	if b.done {
 		return 0, errors.New("read on closed upstream body")
 	}
-	n, err := b.rc.Read(buf)
+	var n int
+	var err error
+	if b.rc != nil {
+		n, err = b.rc.Read(buf)
+	} else {
+		n, err = b.readDirect(buf)
+	}
 	if err == io.EOF {
 		b.eof = true
 	}
@@ -230,12 +334,16 @@ func (b *pooledBody) Close() error {
 	if !b.eof {
 		// Do not let Close drain a body nobody wants from a slow upstream.
 		_ = b.c.nc.Close()
-		_ = b.rc.Close()
-		b.stop()
+		if b.rc != nil {
+			_ = b.rc.Close()
+		}
+		b.watch.disarm()
 		return nil
 	}
-	_ = b.rc.Close()
-	if b.stop() && b.keep {
+	if b.rc != nil {
+		_ = b.rc.Close()
+	}
+	if b.watch.disarm() && b.keep {
 		b.p.put(b.c)
 	} else {
 		_ = b.c.nc.Close()

@@ -23,6 +23,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5/middleware"
@@ -93,18 +94,20 @@ type Proxy struct {
 
 // Target forwards requests to one upstream.
 type Target struct {
-	name      string
-	scheme    string
-	host      string
-	basePath  string
-	transport roundTripper
-	breaker   *gobreaker.TwoStepCircuitBreaker[struct{}]
-	cfg       Config
-	signer    *tenancy.Signer
-	logger    *slog.Logger
-	requests  *prometheus.CounterVec
-	duration  prometheus.Observer
-	retryOpen string
+	name       string
+	scheme     string
+	host       string
+	basePath   string
+	transport  roundTripper
+	breaker    *gobreaker.TwoStepCircuitBreaker[struct{}]
+	cfg        Config
+	signer     *tenancy.Signer
+	logger     *slog.Logger
+	requests   *prometheus.CounterVec
+	byCode     [600]atomic.Pointer[prometheus.Counter] // requests' counters by status code, made on first use
+	noResponse atomic.Pointer[prometheus.Counter]      // requests' counter for code "000" (no response)
+	duration   prometheus.Observer
+	retryOpen  string
 }
 
 // Metrics are the proxy's Prometheus collectors.
@@ -230,7 +233,7 @@ var errUpstreamStatus = errors.New("upstream answered with a gateway error")
 func (t *Target) serve(w http.ResponseWriter, r *http.Request, sign bool) {
 	done, err := t.breaker.Allow()
 	if err != nil {
-		t.requests.WithLabelValues("503").Inc()
+		t.count(http.StatusServiceUnavailable)
 		w.Header().Set("Retry-After", t.retryOpen)
 		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusServiceUnavailable,
 			fmt.Sprintf("the %s service is unavailable; try again shortly", t.name)))
@@ -247,7 +250,7 @@ func (t *Target) serve(w http.ResponseWriter, r *http.Request, sign bool) {
 	t.duration.Observe(time.Since(start).Seconds())
 	if err != nil {
 		done(err)
-		t.requests.WithLabelValues("000").Inc()
+		t.countIn(&t.noResponse, "000")
 		t.writeTransportError(w, r, err)
 		return
 	}
@@ -257,7 +260,7 @@ func (t *Target) serve(w http.ResponseWriter, r *http.Request, sign bool) {
 	} else {
 		done(nil)
 	}
-	t.requests.WithLabelValues(statusText(resp.StatusCode)).Inc()
+	t.count(resp.StatusCode)
 
 	dst := w.Header()
 	for k, vv := range resp.Header {
@@ -311,7 +314,10 @@ func (t *Target) outbound(r *http.Request, sign bool) (*http.Request, error) {
 	out.Host = t.host
 	out.RequestURI = ""
 	out.Close = false
-	h := make(http.Header, len(r.Header)+6)
+	// Room for the three forwarding and the five identity headers added
+	// below, so the map is made once instead of growing mid-request.
+	h := make(http.Header, len(r.Header)+8)
+	vals := new([3]string) // one allocation for the forwarding headers' values
 	for k, vv := range r.Header {
 		if hopHeaders[k] || strings.HasPrefix(k, tenancy.HeaderPrefix) {
 			continue
@@ -322,20 +328,22 @@ func (t *Target) outbound(r *http.Request, sign bool) (*http.Request, error) {
 		h[k] = vv
 	}
 	if id := w3cRequestID(r); id != "" {
-		h[httpx.RequestIDHeader] = []string{id}
+		vals[0] = id
+		h[httpx.RequestIDHeader] = vals[0:1:1]
 	}
 	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
 		if prior := r.Header["X-Forwarded-For"]; len(prior) > 0 {
-			h["X-Forwarded-For"] = []string{strings.Join(prior, ", ") + ", " + ip}
+			vals[1] = strings.Join(prior, ", ") + ", " + ip
 		} else {
-			h["X-Forwarded-For"] = []string{ip}
+			vals[1] = ip
 		}
+		h["X-Forwarded-For"] = vals[1:2:2]
 	}
+	vals[2] = "http"
 	if r.TLS != nil {
-		h["X-Forwarded-Proto"] = []string{"https"}
-	} else {
-		h["X-Forwarded-Proto"] = []string{"http"}
+		vals[2] = "https"
 	}
+	h["X-Forwarded-Proto"] = vals[2:3:3]
 	out.Header = h
 	if r.ContentLength == 0 {
 		out.Body = http.NoBody
@@ -442,18 +450,27 @@ func (t *Target) writeTransportError(w http.ResponseWriter, r *http.Request, err
 	}
 }
 
-func statusText(code int) string {
-	switch code {
-	case 200:
-		return "200"
-	case 201:
-		return "201"
-	case 202:
-		return "202"
-	case 204:
-		return "204"
-	case 404:
-		return "404"
+// count adds one to the requests counter of status code, without a label
+// lookup per request.
+func (t *Target) count(code int) {
+	if code < 100 || code >= len(t.byCode) {
+		t.requests.WithLabelValues(strconv.Itoa(code)).Inc()
+		return
 	}
-	return strconv.Itoa(code)
+	if c := t.byCode[code].Load(); c != nil {
+		(*c).Inc()
+		return
+	}
+	t.countIn(&t.byCode[code], strconv.Itoa(code))
+}
+
+// countIn adds one to the requests counter of code, kept in slot once made.
+func (t *Target) countIn(slot *atomic.Pointer[prometheus.Counter], code string) {
+	c := slot.Load()
+	if c == nil {
+		cc := t.requests.WithLabelValues(code)
+		c = &cc
+		slot.Store(c)
+	}
+	(*c).Inc()
 }
