@@ -4,7 +4,7 @@ MODULE_PATTERN := github.com/canopy-platform/canopy/...
 GO ?= go
 TEST_TIMEOUT ?= 18m
 
-.PHONY: dev test vet bench lint fmt up down k8s build deps clean openapi
+.PHONY: dev test vet bench lint fmt up down k8s build deps clean openapi e2e
 
 deps:
 	@bash scripts/ensure-deps.sh
@@ -26,6 +26,10 @@ vet:
 ## test: ensure deps, vet, and run every test (integration included) with the race detector
 test: deps vet
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(MODULE_PATTERN)
+
+## e2e: the end-to-end scenarios against a freshly built all-in-one platform (e2e/README.md)
+e2e: deps
+	cd e2e && $(GO) test -count=1 -run Scenario -v .
 
 ## bench: every benchmark, each printing its figures and ratios
 bench: deps

@@ -55,6 +55,8 @@ type platform struct {
 	LogPath string
 	// PortsFrom..PortsTo is the range of the inventory's hosts (tenant nodes' ports).
 	PortsFrom, PortsTo int
+	// Built and Started are how long the build and the start to /readyz took.
+	Built, Started time.Duration
 
 	cmd    *exec.Cmd
 	exited chan struct{}
@@ -75,7 +77,12 @@ var shared struct {
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if shared.p != nil {
-		if err := shared.p.stop(); err != nil {
+		t0 := time.Now()
+		err := shared.p.stop()
+		if testing.Verbose() {
+			fmt.Printf("e2e: platform stopped and cleaned up in %.1fs\n", time.Since(t0).Seconds())
+		}
+		if err != nil {
 			fmt.Fprintf(os.Stderr, "e2e: stopping the platform: %v\n%s", err, shared.p.logTail(logTailLines))
 			code = 1
 		}
@@ -96,13 +103,19 @@ func platformFor(t *testing.T) *platform {
 	if testing.Short() {
 		t.Skip("scenario against a running platform: skipped with -short")
 	}
+	first := false
 	shared.once.Do(func() {
+		first = true
 		shared.p, shared.err = startPlatform(repoRoot(t))
 	})
 	if shared.err != nil {
 		t.Fatalf("start the platform: %v", shared.err)
 	}
 	p := shared.p
+	if first {
+		t.Logf("platform: built in %.1fs, ready in %.1fs at %s (state %s, databases %s*, node ports %d-%d)",
+			p.Built.Seconds(), p.Started.Seconds(), p.URL, p.StateDir, p.DBPrefix, p.PortsFrom, p.PortsTo)
+	}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("platform log (%s), last %d lines:\n%s", p.LogPath, logTailLines, p.logTail(logTailLines))
@@ -122,13 +135,16 @@ func startPlatform(root string) (p *platform, err error) {
 	}
 	shared.dir = dir
 	bin := filepath.Join(dir, "canopy")
+	t0 := time.Now()
 	build := exec.Command("go", "build", "-o", bin, "./services/allinone/cmd/canopy")
 	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("go build ./services/allinone/cmd/canopy: %w\n%s", err, out)
 	}
 
+	built := time.Since(t0)
 	p = &platform{
+		Built:    built,
 		StateDir: filepath.Join(dir, "state"),
 		DBPrefix: "canopy_e2e_" + randHex(4) + "_",
 		LogPath:  filepath.Join(dir, "canopy.log"),
@@ -194,9 +210,12 @@ func startPlatform(root string) (p *platform, err error) {
 		close(p.exited)
 	}()
 
+	t0 = time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
-	if err := p.waitReady(ctx); err != nil {
+	err = p.waitReady(ctx)
+	p.Started = time.Since(t0)
+	if err != nil {
 		stopErr := p.stop()
 		return nil, errors.Join(err, stopErr, fmt.Errorf("platform log, last lines:\n%s", p.logTail(logTailLines)))
 	}

@@ -104,6 +104,18 @@ func TestScenarioMySQLAndRedisLifecycle(t *testing.T) {
 	}
 	phase("health: every node up", t0)
 
+	// What the deletion must remove is there now (so its absence later means something).
+	for _, inst := range insts {
+		for _, n := range inst.Nodes {
+			if _, err := os.Stat(filepath.Join(p.StateDir, "nodes", n.ID)); err != nil {
+				t.Errorf("node %s of %s has no data directory under the state dir: %v", n.ID, inst.ID, err)
+			}
+		}
+	}
+	if pids := nodeProcesses(p.StateDir); len(pids) != 6 {
+		t.Errorf("want 6 tenant node processes working under %s/nodes, found %v", p.StateDir, pids)
+	}
+
 	// Another tenant sees none of it.
 	checkInvisible(t, globex, created)
 
