@@ -19,6 +19,19 @@ type client struct {
 	base string
 	key  string
 	http *http.Client
+	// header is sent with every request (see with).
+	header http.Header
+}
+
+// with returns a copy of c that also sends the header name: value.
+func (c *client) with(name, value string) *client {
+	cp := *c
+	cp.header = c.header.Clone()
+	if cp.header == nil {
+		cp.header = http.Header{}
+	}
+	cp.header.Set(name, value)
+	return &cp
 }
 
 // problem is an RFC 9457 problem+json body.
@@ -78,6 +91,9 @@ func (c *client) do(method, path string, body any) (int, []byte, error) {
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
 	if err != nil {
 		return 0, nil, err
+	}
+	for name, v := range c.header {
+		req.Header[name] = v
 	}
 	req.Header.Set("Authorization", "Bearer "+c.key)
 	req.Header.Set("X-Request-Id", "e2e-"+randHex(8))
@@ -222,6 +238,22 @@ type resources struct {
 	VCPU      float64 `json:"vcpu"`
 	MemoryMB  int64   `json:"memory_mb"`
 	StorageGB int64   `json:"storage_gb"`
+}
+
+type placement struct {
+	Status string `json:"status"`
+	Nodes  []struct {
+		Host string `json:"host"`
+		Port int    `json:"port"`
+	} `json:"nodes"`
+}
+
+type healthTargets struct {
+	Targets []struct {
+		ID         string `json:"id"`
+		InstanceID string `json:"instance_id"`
+		Address    string `json:"address"`
+	} `json:"targets"`
 }
 
 type host struct {

@@ -59,10 +59,18 @@ func TestScenarioMySQLAndRedisLifecycle(t *testing.T) {
 	}
 	var created []instanceAccepted
 	for _, o := range orders {
-		var acc instanceAccepted
-		acme.must("POST", "/api/v1/instances", map[string]any{"name": o.name, "plan_id": acme.planID(o.plan)}, http.StatusAccepted, &acc)
+		var acc, again instanceAccepted
+		order := map[string]any{"name": o.name, "plan_id": acme.planID(o.plan)}
+		idem := acme.with("Idempotency-Key", "e2e-"+o.name+"-"+suffix)
+		idem.must("POST", "/api/v1/instances", order, http.StatusAccepted, &acc)
 		if acc.Instance.ID == "" || acc.OperationID == "" {
 			t.Fatalf("order of %s: no instance or operation id in %+v", o.plan, acc)
+		}
+		// A retried order (same Idempotency-Key) is the same order.
+		idem.must("POST", "/api/v1/instances", order, http.StatusAccepted, &again)
+		if again.Instance.ID != acc.Instance.ID || again.OperationID != acc.OperationID {
+			t.Errorf("retried order of %s with the same Idempotency-Key: instance %s op %s, first was %s op %s",
+				o.plan, again.Instance.ID, again.OperationID, acc.Instance.ID, acc.OperationID)
 		}
 		created = append(created, acc)
 		id := acc.Instance.ID
@@ -86,6 +94,15 @@ func TestScenarioMySQLAndRedisLifecycle(t *testing.T) {
 	during := admin.allocation()
 	if got, was := total(during), total(before); got.VCPU <= was.VCPU || got.MemoryMB <= was.MemoryMB {
 		t.Errorf("inventory allocation did not grow with 6 running nodes: before %+v, now %+v", was, got)
+	}
+
+	// Scheduling holds a confirmed reservation per instance, on the nodes' hosts and ports.
+	for _, inst := range insts {
+		var pl placement
+		admin.must("GET", "/api/v1/placements/"+inst.ID, nil, http.StatusOK, &pl)
+		if pl.Status != "confirmed" || len(pl.Nodes) != len(inst.Nodes) {
+			t.Errorf("placement of %s: want confirmed with %d nodes, got %q with %d", inst.ID, len(inst.Nodes), pl.Status, len(pl.Nodes))
+		}
 	}
 
 	// Bindings, and data through them: written on the primary, read on every replica.
@@ -116,6 +133,11 @@ func TestScenarioMySQLAndRedisLifecycle(t *testing.T) {
 		t.Errorf("want 6 tenant node processes working under %s/nodes, found %v", p.StateDir, pids)
 	}
 
+	// The health checker probes all six nodes.
+	if n := len(healthTargetsOf(t, admin, insts)); n != 6 {
+		t.Errorf("the health checker has %d targets for the two instances, want 6", n)
+	}
+
 	// Another tenant sees none of it.
 	checkInvisible(t, globex, created)
 
@@ -140,6 +162,25 @@ func TestScenarioMySQLAndRedisLifecycle(t *testing.T) {
 	if len(list.Items) != 0 {
 		t.Errorf("the tenant still lists %d live instances after deleting everything: %+v", len(list.Items), list.Items)
 	}
+	for _, inst := range insts {
+		acme.mustProblem("GET", "/api/v1/instances/"+inst.ID+"/health", nil, http.StatusNotFound)
+		waitFor(t, "the placement of "+inst.ID+" to be released", releaseTimeout, func() (bool, string) {
+			var pl placement
+			err := admin.call("GET", "/api/v1/placements/"+inst.ID, nil, http.StatusOK, &pl)
+			var ae *apiError
+			if errors.As(err, &ae) && ae.Status == http.StatusNotFound {
+				return true, ""
+			}
+			if err != nil {
+				return false, err.Error()
+			}
+			return pl.Status == "released", "status " + pl.Status
+		})
+	}
+	waitFor(t, "the health checker to drop the deleted nodes", releaseTimeout, func() (bool, string) {
+		left := healthTargetsOf(t, admin, insts)
+		return len(left) == 0, fmt.Sprintf("still probing %v", left)
+	})
 	waitFor(t, "the inventory's allocation to return to what it was before the orders", releaseTimeout, func() (bool, string) {
 		now := admin.allocation()
 		diff := allocationDiff(before, now)
@@ -247,6 +288,11 @@ func checkMySQLData(t *testing.T, inst instance, b binding) {
 			t.Errorf("mysql replica %s accepted a write from the binding's user", addr)
 		}
 	}
+	// The binding's user is confined to the instance's application database.
+	var n int
+	if err := primary.QueryRowContext(ctx, "SELECT COUNT(*) FROM mysql.user").Scan(&n); err == nil {
+		t.Errorf("the binding's user %s can read mysql.user on %s", b.Credentials.Username, inst.Endpoints.Primary)
+	}
 }
 
 // checkRedisData SETs a key on the primary with the binding's ACL user and
@@ -263,8 +309,13 @@ func checkRedisData(t *testing.T, inst instance, b binding) {
 	ctx, cancel := context.WithTimeout(context.Background(), replicaTimeout)
 	defer cancel()
 	token := "e2e-" + randHex(8)
-	if err := open(inst.Endpoints.Primary).Set(ctx, "e2e:key", token, 0).Err(); err != nil {
+	primary := open(inst.Endpoints.Primary)
+	if err := primary.Set(ctx, "e2e:key", token, 0).Err(); err != nil {
 		t.Fatalf("redis primary %s as %s: SET: %v", inst.Endpoints.Primary, b.Credentials.Username, err)
+	}
+	// Data commands only: no administration.
+	if err := primary.ConfigGet(ctx, "maxmemory").Err(); err == nil || !strings.Contains(err.Error(), "NOPERM") {
+		t.Errorf("redis primary %s: CONFIG GET as the binding's user %s: want NOPERM, got %v", inst.Endpoints.Primary, b.Credentials.Username, err)
 	}
 	for _, addr := range inst.Endpoints.Replicas {
 		replica := open(addr)
@@ -388,6 +439,25 @@ func bestEffortDelete(t *testing.T, admin *client, id string) {
 		time.Sleep(operationInterval)
 	}
 	t.Logf("cleanup: instance %s not deleted within %s", id, deleteTimeout)
+}
+
+// healthTargetsOf lists the health checker's targets (addresses) that
+// belong to insts.
+func healthTargetsOf(t *testing.T, admin *client, insts []instance) []string {
+	t.Helper()
+	ids := map[string]bool{}
+	for _, inst := range insts {
+		ids[inst.ID] = true
+	}
+	var ht healthTargets
+	admin.must("GET", "/api/v1/health/targets", nil, http.StatusOK, &ht)
+	var out []string
+	for _, tg := range ht.Targets {
+		if ids[tg.InstanceID] {
+			out = append(out, tg.Address)
+		}
+	}
+	return out
 }
 
 // total sums resources over hosts.
