@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/getkin/kin-openapi/routers"
 )
 
 // client calls the public gateway API with one API key, the way a tenant's
@@ -21,6 +23,8 @@ type client struct {
 	http *http.Client
 	// header is sent with every request (see with).
 	header http.Header
+	// contract checks every /api/v1 answer (contract_test.go).
+	contract routers.Router
 }
 
 // with returns a copy of c that also sends the header name: value.
@@ -69,7 +73,12 @@ func (e *apiError) Error() string {
 
 // as returns a client of the same platform with another key.
 func (p *platform) client(t *testing.T, key string) *client {
-	return &client{t: t, base: p.URL, key: key, http: &http.Client{Timeout: 15 * time.Second}}
+	t.Helper()
+	router, err := contractRouter(repoRoot(t))
+	if err != nil {
+		t.Fatalf("OpenAPI document: %v", err)
+	}
+	return &client{t: t, base: p.URL, key: key, http: &http.Client{Timeout: 15 * time.Second}, contract: router}
 }
 
 // admin is the platform-admin client.
@@ -108,6 +117,11 @@ func (c *client) do(method, path string, body any) (int, []byte, error) {
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return resp.StatusCode, nil, fmt.Errorf("%s %s: read body: %w", method, path, err)
+	}
+	if c.contract != nil && strings.HasPrefix(path, "/api/v1/") && path != "/api/v1/openapi.yaml" {
+		if err := checkContract(c.contract, req, resp.StatusCode, resp.Header, b); err != nil {
+			c.t.Errorf("contract: %v", err)
+		}
 	}
 	return resp.StatusCode, b, nil
 }

@@ -190,6 +190,8 @@ func startPlatform(root string) (p *platform, err error) {
 		"CANOPY_ADMIN_KEY="+p.AdminKey,
 		"CANOPY_SCHEDULING_INVENTORY_FILE="+inv,
 		"CANOPY_LOG_LEVEL=info",
+		// The process runs outside the repository; the gateway serves the document from here.
+		"CANOPY_GATEWAY_OPENAPI_PATH="+filepath.Join(root, mergedSpec),
 	)
 	logf, err := os.Create(p.LogPath)
 	if err != nil {

@@ -43,6 +43,11 @@ func TestScenarioMySQLAndRedisLifecycle(t *testing.T) {
 	start := time.Now()
 	phase := func(name string, since time.Time) { t.Logf("%-28s %6.2fs", name, time.Since(since).Seconds()) }
 
+	// The contract is served without a key.
+	if status, body, err := p.client(t, "").do("GET", "/api/v1/openapi.yaml", nil); err != nil || status != http.StatusOK || !strings.Contains(string(body), "openapi: 3.0.3") {
+		t.Errorf("GET /api/v1/openapi.yaml without a key: %d %v %.100s", status, err, body)
+	}
+
 	before := admin.allocation()
 	if len(before) == 0 {
 		t.Fatal("the inventory has no hosts")
