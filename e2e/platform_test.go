@@ -21,6 +21,7 @@ import (
 	"time"
 
 	_ "github.com/go-sql-driver/mysql"
+	"github.com/redis/go-redis/v9"
 )
 
 // The scenario harness: one all-in-one platform (the real binary,
@@ -51,6 +52,8 @@ type platform struct {
 	StateDir string
 	// DBPrefix is CANOPY_DATABASE_PREFIX.
 	DBPrefix string
+	// RedisPrefix is CANOPY_GATEWAY_RATE_LIMIT_PREFIX: the run's keys in the shared Redis.
+	RedisPrefix string
 	// LogPath holds the binary's stdout and stderr.
 	LogPath string
 	// PortsFrom..PortsTo is the range of the inventory's hosts (tenant nodes' ports).
@@ -143,13 +146,15 @@ func startPlatform(root string) (p *platform, err error) {
 	}
 
 	built := time.Since(t0)
+	run := randHex(4)
 	p = &platform{
-		Built:    built,
-		StateDir: filepath.Join(dir, "state"),
-		DBPrefix: "canopy_e2e_" + randHex(4) + "_",
-		LogPath:  filepath.Join(dir, "canopy.log"),
-		AdminKey: "e2e-admin-" + randHex(16),
-		exited:   make(chan struct{}),
+		RedisPrefix: "canopy:e2e:" + run + ":rl:",
+		Built:       built,
+		StateDir:    filepath.Join(dir, "state"),
+		DBPrefix:    "canopy_e2e_" + run + "_",
+		LogPath:     filepath.Join(dir, "canopy.log"),
+		AdminKey:    "e2e-admin-" + randHex(16),
+		exited:      make(chan struct{}),
 	}
 	ports, err := freePorts(6)
 	if err != nil {
@@ -187,6 +192,9 @@ func startPlatform(root string) (p *platform, err error) {
 		"CANOPY_DATABASE_PREFIX="+p.DBPrefix,
 		"CANOPY_MYSQL_DSN="+mysqlServerDSN,
 		"CANOPY_REDIS_ADDR="+redisAddr,
+		// Rate limits and the auth-failure throttle of this run only (the
+		// bootstrap key's bucket would otherwise be shared with `make dev`).
+		"CANOPY_GATEWAY_RATE_LIMIT_PREFIX="+p.RedisPrefix,
 		"CANOPY_ADMIN_KEY="+p.AdminKey,
 		"CANOPY_SCHEDULING_INVENTORY_FILE="+inv,
 		"CANOPY_LOG_LEVEL=info",
@@ -286,6 +294,9 @@ func (p *platform) stop() error {
 	if err := dropDatabases(p.DBPrefix); err != nil {
 		errs = append(errs, err)
 	}
+	if err := dropRedisKeys(p.RedisPrefix); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 
@@ -360,6 +371,28 @@ func dropDatabases(prefix string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// dropRedisKeys deletes the keys under prefix from the shared Redis.
+func dropRedisKeys(prefix string) error {
+	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
+	defer rdb.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	iter := rdb.Scan(ctx, 0, prefix+"*", 500).Iterator()
+	var keys []string
+	for iter.Next(ctx) {
+		keys = append(keys, iter.Val())
+	}
+	if err := iter.Err(); err != nil {
+		return fmt.Errorf("scan redis keys %s*: %w", prefix, err)
+	}
+	if len(keys) > 0 {
+		if err := rdb.Del(ctx, keys...).Err(); err != nil {
+			return fmt.Errorf("delete redis keys %s*: %w", prefix, err)
+		}
+	}
+	return nil
 }
 
 // freePorts returns n distinct ports that were free a moment ago.

@@ -101,13 +101,16 @@ func TestScenarioMySQLAndRedisLifecycle(t *testing.T) {
 		t.Errorf("inventory allocation did not grow with 6 running nodes: before %+v, now %+v", was, got)
 	}
 
-	// Scheduling holds a confirmed reservation per instance, on the nodes' hosts and ports.
+	// Scheduling holds a reservation per instance, confirmed once the
+	// instance's ready event reaches it (asynchronously, over Kafka).
 	for _, inst := range insts {
-		var pl placement
-		admin.must("GET", "/api/v1/placements/"+inst.ID, nil, http.StatusOK, &pl)
-		if pl.Status != "confirmed" || len(pl.Nodes) != len(inst.Nodes) {
-			t.Errorf("placement of %s: want confirmed with %d nodes, got %q with %d", inst.ID, len(inst.Nodes), pl.Status, len(pl.Nodes))
-		}
+		waitFor(t, "the placement of "+inst.ID+" to be confirmed with its 3 nodes", releaseTimeout, func() (bool, string) {
+			var pl placement
+			if err := admin.call("GET", "/api/v1/placements/"+inst.ID, nil, http.StatusOK, &pl); err != nil {
+				return false, err.Error()
+			}
+			return pl.Status == "confirmed" && len(pl.Nodes) == len(inst.Nodes), fmt.Sprintf("%s with %d nodes", pl.Status, len(pl.Nodes))
+		})
 	}
 
 	// Bindings, and data through them: written on the primary, read on every replica.
