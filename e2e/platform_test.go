@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -80,6 +81,10 @@ var shared struct {
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if shared.p != nil {
+		if err := shared.p.checkEmpty(); err != nil {
+			fmt.Fprintf(os.Stderr, "e2e: after the last scenario: %v\n", err)
+			code = 1
+		}
 		t0 := time.Now()
 		err := shared.p.stop()
 		if testing.Verbose() {
@@ -298,6 +303,65 @@ func (p *platform) stop() error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// checkEmpty checks, through the API as platform-admin, that the scenarios
+// left the platform as they found it: no live instance of any tenant, no
+// capacity allocated on any host (the inventory was loaded fresh, so all was
+// free), no health target. It waits a little, since releases follow deletes
+// asynchronously; a reservation made late for an instance deleted early
+// would show here.
+func (p *platform) checkEmpty() error {
+	get := func(path string, out any) error {
+		req, _ := http.NewRequest(http.MethodGet, p.URL+path, nil)
+		req.Header.Set("Authorization", "Bearer "+p.AdminKey)
+		resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("GET %s: %s", path, resp.Status)
+		}
+		return json.NewDecoder(resp.Body).Decode(out)
+	}
+	var last error
+	for deadline := time.Now().Add(cleanTimeout); ; {
+		last = func() error {
+			var insts struct{ Items []instance }
+			if err := get("/api/v1/instances?limit=500", &insts); err != nil {
+				return err
+			}
+			var hosts struct{ Items []host }
+			if err := get("/api/v1/inventory/hosts?limit=500", &hosts); err != nil {
+				return err
+			}
+			var targets healthTargets
+			if err := get("/api/v1/health/targets", &targets); err != nil {
+				return err
+			}
+			var problems []string
+			for _, i := range insts.Items {
+				problems = append(problems, fmt.Sprintf("instance %s (%s) is %s", i.ID, i.Name, i.State))
+			}
+			for _, h := range hosts.Items {
+				if h.Allocated != (resources{}) {
+					problems = append(problems, fmt.Sprintf("host %s has %+v allocated", h.ID, h.Allocated))
+				}
+			}
+			for _, tg := range targets.Targets {
+				problems = append(problems, fmt.Sprintf("health target %s of %s", tg.Address, tg.InstanceID))
+			}
+			if len(problems) > 0 {
+				return fmt.Errorf("the platform is not empty: %s", strings.Join(problems, "; "))
+			}
+			return nil
+		}()
+		if last == nil || time.Now().After(deadline) {
+			return last
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // logTail returns the last n lines of the platform's log.
