@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"os"
@@ -121,6 +123,12 @@ func TestScenarioMySQLAndRedisLifecycle(t *testing.T) {
 	checkMySQLData(t, mysqlInst, mb)
 	checkRedisData(t, redisInst, rb)
 	phase("bind, write, read replicas", t0)
+
+	// A revoked binding's user is gone from every node, with its open sessions.
+	t0 = time.Now()
+	checkRevoke(t, acme, mysqlInst, mysqlSession)
+	checkRevoke(t, acme, redisInst, redisSession)
+	phase("revoke a binding", t0)
 
 	// Health: every node up, as the health checker sees it.
 	t0 = time.Now()
@@ -302,6 +310,109 @@ func checkRedisData(t *testing.T, inst instance, b binding) {
 				return false, err.Error()
 			}
 			return v == token, "read " + v
+		})
+	}
+}
+
+// session is one open connection of a binding's user to one node.
+type session interface {
+	// ping runs a trivial command on the connection.
+	ping(ctx context.Context) error
+	close()
+}
+
+// opener opens a session to addr with a binding's credentials.
+type opener func(ctx context.Context, addr string, b binding) (session, error)
+
+type mysqlConn struct {
+	db   *sql.DB
+	conn *sql.Conn
+}
+
+func (m mysqlConn) ping(ctx context.Context) error {
+	var one int
+	return m.conn.QueryRowContext(ctx, "SELECT 1").Scan(&one)
+}
+func (m mysqlConn) close() { m.conn.Close(); m.db.Close() }
+
+func mysqlSession(ctx context.Context, addr string, b binding) (session, error) {
+	cfg := mysql.NewConfig()
+	cfg.User, cfg.Passwd, cfg.Net, cfg.Addr, cfg.DBName = b.Credentials.Username, b.Credentials.Password, "tcp", addr, b.Credentials.Database
+	cfg.Timeout, cfg.ReadTimeout, cfg.WriteTimeout = 5*time.Second, 5*time.Second, 5*time.Second
+	cfg.Logger = log.New(io.Discard, "", 0) // the killed sessions' EOFs are expected
+	connector, err := mysql.NewConnector(cfg)
+	if err != nil {
+		return nil, err
+	}
+	db := sql.OpenDB(connector)
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	s := mysqlConn{db: db, conn: conn}
+	if err := s.ping(ctx); err != nil {
+		s.close()
+		return nil, err
+	}
+	return s, nil
+}
+
+type redisConn struct {
+	rdb  *redis.Client
+	conn *redis.Conn
+}
+
+func (r redisConn) ping(ctx context.Context) error { return r.conn.Get(ctx, "e2e:key").Err() }
+func (r redisConn) close()                         { r.conn.Close(); r.rdb.Close() }
+
+func redisSession(ctx context.Context, addr string, b binding) (session, error) {
+	rdb := redis.NewClient(&redis.Options{Addr: addr, Username: b.Credentials.Username, Password: b.Credentials.Password,
+		DialTimeout: 5 * time.Second, ReadTimeout: 5 * time.Second, MaxRetries: -1, PoolSize: 1})
+	s := redisConn{rdb: rdb, conn: rdb.Conn()}
+	if err := s.ping(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		s.close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// checkRevoke creates a binding, holds a session of its user on every node,
+// deletes the binding and checks that every held session ends and that no
+// node accepts the credentials any more.
+func checkRevoke(t *testing.T, c *client, inst instance, open opener) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*replicaTimeout)
+	defer cancel()
+	var b binding
+	c.must("POST", "/api/v1/instances/"+inst.ID+"/bindings", map[string]any{"name": "short-lived"}, http.StatusCreated, &b)
+	addrs := append([]string{inst.Endpoints.Primary}, inst.Endpoints.Replicas...)
+	held := map[string]session{}
+	for _, addr := range addrs {
+		// On a MySQL replica the user exists once the CREATE USER replicated.
+		waitFor(t, "a session of binding "+b.Username+" on "+inst.Engine+" node "+addr, replicaTimeout, func() (bool, string) {
+			s, err := open(ctx, addr, b)
+			if err != nil {
+				return false, err.Error()
+			}
+			held[addr] = s
+			return true, ""
+		})
+		t.Cleanup(held[addr].close)
+	}
+	c.must("DELETE", "/api/v1/instances/"+inst.ID+"/bindings/"+b.ID, nil, http.StatusNoContent, nil)
+	c.mustProblem("GET", "/api/v1/instances/"+inst.ID+"/bindings/"+b.ID, nil, http.StatusNotFound)
+	for _, addr := range addrs {
+		if err := held[addr].ping(ctx); err == nil || errors.Is(err, redis.Nil) {
+			t.Errorf("%s node %s: a session of the revoked binding %s still works after the DELETE answered", inst.Engine, addr, b.Username)
+		}
+		waitFor(t, inst.Engine+" node "+addr+" to refuse the revoked binding "+b.Username, replicaTimeout, func() (bool, string) {
+			s, err := open(ctx, addr, b)
+			if err != nil {
+				return true, ""
+			}
+			s.close()
+			return false, "a new session was accepted"
 		})
 	}
 }
