@@ -62,8 +62,10 @@ type platform struct {
 	// Built and Started are how long the build and the start to /readyz took.
 	Built, Started time.Duration
 
-	cmd    *exec.Cmd
-	exited chan struct{}
+	bin, dir string
+	env      []string
+	cmd      *exec.Cmd
+	exited   chan struct{}
 	// waitErr is cmd.Wait's result, set before exited is closed.
 	waitErr error
 }
@@ -159,7 +161,6 @@ func startPlatform(root string) (p *platform, err error) {
 		DBPrefix:    "canopy_e2e_" + run + "_",
 		LogPath:     filepath.Join(dir, "canopy.log"),
 		AdminKey:    "e2e-admin-" + randHex(16),
-		exited:      make(chan struct{}),
 	}
 	ports, err := freePorts(6)
 	if err != nil {
@@ -206,35 +207,82 @@ func startPlatform(root string) (p *platform, err error) {
 		// The process runs outside the repository; the gateway serves the document from here.
 		"CANOPY_GATEWAY_OPENAPI_PATH="+filepath.Join(root, mergedSpec),
 	)
-	logf, err := os.Create(p.LogPath)
+	p.bin, p.dir, p.env = bin, dir, env
+	t0 = time.Now()
+	err = p.launch()
+	p.Started = time.Since(t0)
 	if err != nil {
-		return nil, err
+		return nil, errors.Join(err, p.stop(), fmt.Errorf("platform log, last lines:\n%s", p.logTail(logTailLines)))
 	}
-	p.cmd = exec.Command(bin)
-	p.cmd.Dir = dir
-	p.cmd.Env = env
+	return p, nil
+}
+
+// launch execs the binary (its output appended to the log) and waits for
+// the gateway's /readyz.
+func (p *platform) launch() error {
+	logf, err := os.OpenFile(p.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	p.exited = make(chan struct{})
+	p.cmd = exec.Command(p.bin)
+	p.cmd.Dir = p.dir
+	p.cmd.Env = p.env
 	p.cmd.Stdout = logf
 	p.cmd.Stderr = logf
 	if err := p.cmd.Start(); err != nil {
 		logf.Close()
-		return nil, fmt.Errorf("exec %s: %w", bin, err)
+		return fmt.Errorf("exec %s: %w", p.bin, err)
 	}
+	cmd, exited := p.cmd, p.exited
 	go func() {
-		p.waitErr = p.cmd.Wait()
+		p.waitErr = cmd.Wait()
 		logf.Close()
-		close(p.exited)
+		close(exited)
 	}()
-
-	t0 = time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
-	err = p.waitReady(ctx)
-	p.Started = time.Since(t0)
-	if err != nil {
-		stopErr := p.stop()
-		return nil, errors.Join(err, stopErr, fmt.Errorf("platform log, last lines:\n%s", p.logTail(logTailLines)))
+	return p.waitReady(ctx)
+}
+
+// terminate sends SIGTERM and waits for the process to exit, SIGKILL after
+// stopTimeout. Tenant nodes keep running (the local driver detaches them).
+func (p *platform) terminate() error {
+	if p.cmd == nil || p.cmd.Process == nil {
+		return nil
 	}
-	return p, nil
+	select {
+	case <-p.exited:
+		return nil
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+		if p.waitErr != nil {
+			return fmt.Errorf("the platform stopped with %v after SIGTERM", p.waitErr)
+		}
+		return nil
+	case <-time.After(stopTimeout):
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+		return fmt.Errorf("the platform did not stop within %s of SIGTERM; killed", stopTimeout)
+	}
+}
+
+// restart stops the platform with SIGTERM and starts it again on the same
+// ports, state directory and databases, as an operator restarting it would.
+func (p *platform) restart(t *testing.T) {
+	t.Helper()
+	t0 := time.Now()
+	if err := p.terminate(); err != nil {
+		t.Fatalf("restart: %v", err)
+	}
+	stopped := time.Since(t0)
+	if err := p.launch(); err != nil {
+		t.Fatalf("restart: %v", err)
+	}
+	t.Logf("platform restarted: stopped in %.1fs, ready again %.1fs later", stopped.Seconds(), (time.Since(t0) - stopped).Seconds())
 }
 
 // waitReady polls the gateway's /readyz until 200, the process exits or ctx ends.
@@ -270,22 +318,8 @@ func (p *platform) waitReady(ctx context.Context) error {
 // state dir) and drops the platform's databases.
 func (p *platform) stop() error {
 	var errs []error
-	if p.cmd != nil && p.cmd.Process != nil {
-		select {
-		case <-p.exited:
-		default:
-			_ = p.cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-p.exited:
-				if p.waitErr != nil {
-					errs = append(errs, fmt.Errorf("the platform stopped with %v after SIGTERM", p.waitErr))
-				}
-			case <-time.After(stopTimeout):
-				_ = p.cmd.Process.Kill()
-				<-p.exited
-				errs = append(errs, fmt.Errorf("the platform did not stop within %s of SIGTERM; killed", stopTimeout))
-			}
-		}
+	if err := p.terminate(); err != nil {
+		errs = append(errs, err)
 	}
 	// Tenant nodes are detached and survive the platform by design (they are
 	// re-adopted on restart); the scenarios delete what they create, so
