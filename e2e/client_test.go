@@ -280,12 +280,17 @@ type host struct {
 // newTenant creates a tenant and returns a client with a new key of role for it.
 func (p *platform) newTenant(t *testing.T, id, role string) *client {
 	t.Helper()
-	admin := p.admin(t)
-	admin.must("POST", "/api/v1/tenants", map[string]any{"id": id, "name": "E2E " + id}, http.StatusCreated, nil)
+	p.admin(t).must("POST", "/api/v1/tenants", map[string]any{"id": id, "name": "E2E " + id}, http.StatusCreated, nil)
+	return p.newKey(t, id, role)
+}
+
+// newKey issues a key of role for tenant (as platform-admin) and returns a client with it.
+func (p *platform) newKey(t *testing.T, tenant, role string) *client {
+	t.Helper()
 	var k tenantKey
-	admin.must("POST", "/api/v1/tenants/"+id+"/api-keys", map[string]any{"name": "e2e", "role": role}, http.StatusCreated, &k)
+	p.admin(t).must("POST", "/api/v1/tenants/"+tenant+"/api-keys", map[string]any{"name": "e2e-" + role, "role": role}, http.StatusCreated, &k)
 	if !strings.HasPrefix(k.Key, "cnp_") {
-		t.Fatalf("the new API key of %s is not a cnp_ key: %q", id, k.Key)
+		t.Fatalf("the new API key of %s is not a cnp_ key: %q", tenant, k.Key)
 	}
 	return p.client(t, k.Key)
 }

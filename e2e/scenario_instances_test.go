@@ -55,7 +55,8 @@ func TestScenarioMySQLAndRedisLifecycle(t *testing.T) {
 		t.Fatal("the inventory has no hosts")
 	}
 	suffix := randHex(3)
-	acme := p.newTenant(t, "acme-"+suffix, "tenant-admin")
+	acmeID := "acme-" + suffix
+	acme := p.newTenant(t, acmeID, "tenant-admin")
 	globex := p.newTenant(t, "globex-"+suffix, "tenant-admin")
 
 	// Order both; they are created side by side.
@@ -157,6 +158,9 @@ func TestScenarioMySQLAndRedisLifecycle(t *testing.T) {
 	// Another tenant sees none of it.
 	checkInvisible(t, globex, created)
 
+	// Roles and fleet access on the same instances.
+	checkRoles(t, p, acmeID, acme, admin, insts)
+
 	// Delete both, and nothing is left.
 	t0 = time.Now()
 	var deletes []string
@@ -169,6 +173,12 @@ func TestScenarioMySQLAndRedisLifecycle(t *testing.T) {
 		waitOperation(t, acme, op, deleteTimeout)
 	}
 	phase("delete → deleted (both)", t0)
+	for _, inst := range insts {
+		acme.mustProblem("DELETE", "/api/v1/instances/"+inst.ID, nil, http.StatusGone)
+		if status, body, err := acme.do("POST", "/api/v1/instances/"+inst.ID+"/bindings", map[string]any{"name": "late"}); err != nil || (status != http.StatusConflict && status != http.StatusGone && status != http.StatusNotFound) {
+			t.Errorf("binding on deleted instance %s: want 409, 410 or 404, got %d %v %.300s", inst.ID, status, err, body)
+		}
+	}
 	t0 = time.Now()
 	checkNothingLeft(t, p, acme, admin, before, insts)
 	phase("nothing left", t0)
@@ -436,6 +446,35 @@ func waitAllUp(t *testing.T, c *client, inst instance) {
 		return len(h.Nodes) == len(inst.Nodes) && up == len(h.Nodes), strings.Join(seen, ", ")
 	})
 }
+
+// checkRoles checks, on a tenant's ready instances, what a tenant-viewer and
+// a platform-admin may do: the viewer reads but changes nothing (403); the
+// admin sees them in the fleet list and under ?tenant=, reads them, but
+// cannot create credentials (400); a second order under a taken name is 409.
+func checkRoles(t *testing.T, p *platform, tenantID string, tenant, admin *client, insts []instance) {
+	t.Helper()
+	viewer := p.newKey(t, tenantID, "tenant-viewer")
+	for _, inst := range insts {
+		viewer.must("GET", "/api/v1/instances/"+inst.ID, nil, http.StatusOK, nil)
+		viewer.must("GET", "/api/v1/instances/"+inst.ID+"/health", nil, http.StatusOK, nil)
+		viewer.mustProblem("POST", "/api/v1/instances/"+inst.ID+"/bindings", map[string]any{"name": "viewer"}, http.StatusForbidden)
+		viewer.mustProblem("DELETE", "/api/v1/instances/"+inst.ID, nil, http.StatusForbidden)
+
+		admin.must("GET", "/api/v1/instances/"+inst.ID, nil, http.StatusOK, nil)
+		admin.mustProblem("POST", "/api/v1/instances/"+inst.ID+"/bindings", map[string]any{"name": "admin"}, http.StatusBadRequest)
+		tenant.mustProblem("POST", "/api/v1/instances", map[string]any{"name": inst.Name, "plan_id": tenant.planID(planOf(inst))}, http.StatusConflict)
+	}
+	viewer.mustProblem("POST", "/api/v1/instances", map[string]any{"name": "by-viewer", "plan_id": tenant.planID("redis-dev-single-az")}, http.StatusForbidden)
+	var list struct{ Items []instance }
+	admin.must("GET", "/api/v1/instances?tenant="+tenantID, nil, http.StatusOK, &list)
+	if len(list.Items) != len(insts) {
+		t.Errorf("platform-admin lists %d instances of %s, want %d", len(list.Items), tenantID, len(insts))
+	}
+	tenant.mustProblem("GET", "/api/v1/instances?tenant=someone-else", nil, http.StatusForbidden)
+}
+
+// planOf is the plan name of a scenario's multi-az instance.
+func planOf(inst instance) string { return inst.Engine + "-ha-multi-az" }
 
 // checkInvisible checks that other, a tenant that owns none of the
 // instances, gets 404 for each of them and all that hangs off them, and
