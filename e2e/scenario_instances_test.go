@@ -158,6 +158,11 @@ func TestScenarioMySQLAndRedisLifecycle(t *testing.T) {
 	// Another tenant sees none of it.
 	checkInvisible(t, globex, created)
 
+	// Without a valid key nothing is answered but 401.
+	for _, key := range []string{"", "cnp_01m8vjpmk92r2cqmh2zr5wqsdq_" + strings.Repeat("a", 52), "not-a-key"} {
+		p.client(t, key).mustProblem("GET", "/api/v1/instances/"+mysqlInst.ID, nil, http.StatusUnauthorized)
+	}
+
 	// Roles and fleet access on the same instances.
 	checkRoles(t, p, acmeID, acme, admin, insts)
 
