@@ -131,6 +131,11 @@ func TestScenarioMySQLAndRedisLifecycle(t *testing.T) {
 	checkRevoke(t, acme, redisInst, redisSession)
 	phase("revoke a binding", t0)
 
+	// Parameters: a change reaches every node; a setting that is not tunable is refused.
+	t0 = time.Now()
+	checkParameters(t, acme, mysqlInst, mb)
+	phase("change parameters", t0)
+
 	// Health: every node up, as the health checker sees it.
 	t0 = time.Now()
 	for _, inst := range insts {
@@ -326,6 +331,40 @@ func checkRedisData(t *testing.T, inst instance, b binding) {
 			}
 			return v == token, "read " + v
 		})
+	}
+}
+
+// checkParameters changes a MySQL instance's max_connections, waits for the
+// update operation and reads the value on every node through the binding;
+// a setting the engine does not allow is 422 naming it and changes nothing.
+func checkParameters(t *testing.T, c *client, inst instance, b binding) {
+	t.Helper()
+	p := c.mustProblem("PATCH", "/api/v1/instances/"+inst.ID, map[string]any{"parameters": map[string]any{"datadir": "/tmp"}}, http.StatusUnprocessableEntity)
+	// The plan's schema refuses it first, as an additional property of `parameters`.
+	if len(p.Errors) == 0 || !strings.HasPrefix(p.Errors[0].Field, "parameters") || !strings.Contains(p.Errors[0].Field+p.Errors[0].Reason, "datadir") {
+		t.Errorf("PATCH with datadir: want errors[] naming parameters and datadir, got %+v", p.Errors)
+	}
+	var acc instanceAccepted
+	c.must("PATCH", "/api/v1/instances/"+inst.ID, map[string]any{"parameters": map[string]any{"max_connections": 321}}, http.StatusAccepted, &acc)
+	waitOperation(t, c, acc.OperationID, deleteTimeout)
+	var now instance
+	c.must("GET", "/api/v1/instances/"+inst.ID, nil, http.StatusOK, &now)
+	if now.State != "ready" {
+		t.Errorf("instance %s after the update: state %q", inst.ID, now.State)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), replicaTimeout)
+	defer cancel()
+	for _, addr := range append([]string{inst.Endpoints.Primary}, inst.Endpoints.Replicas...) {
+		s, err := mysqlSession(ctx, addr, b)
+		if err != nil {
+			t.Fatalf("mysql node %s: %v", addr, err)
+		}
+		var v int
+		err = s.(mysqlConn).conn.QueryRowContext(ctx, "SELECT @@GLOBAL.max_connections").Scan(&v)
+		s.close()
+		if err != nil || v != 321 {
+			t.Errorf("mysql node %s after the update: max_connections %d (%v), want 321", addr, v, err)
+		}
 	}
 }
 
