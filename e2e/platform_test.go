@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -146,7 +147,11 @@ func startPlatform(root string) (p *platform, err error) {
 	shared.dir = dir
 	bin := filepath.Join(dir, "canopy")
 	t0 := time.Now()
-	build := exec.Command("go", "build", "-o", bin, "./services/allinone/cmd/canopy")
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		gobin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	build := exec.Command(gobin, "build", "-o", bin, "./services/allinone/cmd/canopy")
 	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("go build ./services/allinone/cmd/canopy: %w\n%s", err, out)
