@@ -75,8 +75,39 @@ var shared struct {
 	once sync.Once
 	p    *platform
 	err  error
-	// dir holds the binary and the log; removed at the end.
-	dir string
+}
+
+// binary is the all-in-one binary, built once per run for every platform.
+var binary struct {
+	once sync.Once
+	path string
+	took time.Duration
+	err  error
+}
+
+// canopyBinary builds services/allinone/cmd/canopy once, into a temporary
+// directory, and returns its path.
+func canopyBinary(root string) (string, time.Duration, error) {
+	binary.once.Do(func() {
+		dir, err := os.MkdirTemp("", "canopy-e2e-bin-")
+		if err != nil {
+			binary.err = err
+			return
+		}
+		binary.path = filepath.Join(dir, "canopy")
+		gobin, err := exec.LookPath("go")
+		if err != nil {
+			gobin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		}
+		t0 := time.Now()
+		build := exec.Command(gobin, "build", "-o", binary.path, "./services/allinone/cmd/canopy")
+		build.Dir = root
+		if out, err := build.CombinedOutput(); err != nil {
+			binary.err = fmt.Errorf("go build ./services/allinone/cmd/canopy: %w\n%s", err, out)
+		}
+		binary.took = time.Since(t0)
+	})
+	return binary.path, binary.took, binary.err
 }
 
 // TestMain stops the shared platform (if a scenario started one) after the
@@ -98,10 +129,13 @@ func TestMain(m *testing.M) {
 			code = 1
 		}
 	}
-	if shared.dir != "" && code == 0 {
-		_ = os.RemoveAll(shared.dir)
-	} else if shared.dir != "" {
-		fmt.Fprintf(os.Stderr, "e2e: platform files kept in %s\n", shared.dir)
+	if shared.p != nil && code == 0 {
+		_ = os.RemoveAll(shared.p.dir)
+	} else if shared.p != nil {
+		fmt.Fprintf(os.Stderr, "e2e: platform files kept in %s\n", shared.p.dir)
+	}
+	if binary.path != "" {
+		_ = os.RemoveAll(filepath.Dir(binary.path))
 	}
 	os.Exit(code)
 }
@@ -135,29 +169,53 @@ func platformFor(t *testing.T) *platform {
 	return p
 }
 
-// startPlatform builds the all-in-one binary, writes the inventory and
-// starts the process, and waits for the gateway's /readyz.
+// ownPlatform starts a platform for t alone (for a scenario that needs
+// another configuration, or must not disturb the shared one), and stops and
+// cleans it up when t ends: the same checks as the shared platform's at the
+// end of the run, its files removed unless t failed.
+func ownPlatform(t *testing.T) *platform {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("scenario against a running platform: skipped with -short")
+	}
+	p, err := startPlatform(repoRoot(t))
+	if err != nil {
+		t.Fatalf("start a platform: %v", err)
+	}
+	t.Logf("own platform: ready in %.1fs at %s (state %s, databases %s*, node ports %d-%d)",
+		p.Started.Seconds(), p.URL, p.StateDir, p.DBPrefix, p.PortsFrom, p.PortsTo)
+	t.Cleanup(func() {
+		if err := p.checkEmpty(); err != nil {
+			t.Errorf("after the scenario: %v", err)
+		}
+		if err := p.stop(); err != nil {
+			t.Errorf("stopping the platform: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("platform log (%s), last %d lines:\n%s", p.LogPath, logTailLines, p.logTail(logTailLines))
+			t.Logf("platform files kept in %s", p.dir)
+			return
+		}
+		_ = os.RemoveAll(p.dir)
+	})
+	return p
+}
+
+// startPlatform writes an inventory, starts the all-in-one binary (built
+// once per run) on free ports with its own state directory, databases and
+// Redis keys, and waits for the gateway's /readyz. On failure it stops what
+// it started; its directory is kept and named in the error.
 func startPlatform(root string) (p *platform, err error) {
+	bin, built, err := canopyBinary(root)
+	if err != nil {
+		return nil, err
+	}
 	// Short paths: MariaDB's socket lives in the node's directory under the
 	// state dir and must stay below 108 bytes.
 	dir, err := os.MkdirTemp("", "canopy-e2e-")
 	if err != nil {
 		return nil, err
 	}
-	shared.dir = dir
-	bin := filepath.Join(dir, "canopy")
-	t0 := time.Now()
-	gobin, err := exec.LookPath("go")
-	if err != nil {
-		gobin = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
-	build := exec.Command(gobin, "build", "-o", bin, "./services/allinone/cmd/canopy")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("go build ./services/allinone/cmd/canopy: %w\n%s", err, out)
-	}
-
-	built := time.Since(t0)
 	run := randHex(4)
 	p = &platform{
 		RedisPrefix: "canopy:e2e:" + run + ":rl:",
@@ -213,11 +271,11 @@ func startPlatform(root string) (p *platform, err error) {
 		"CANOPY_GATEWAY_OPENAPI_PATH="+filepath.Join(root, mergedSpec),
 	)
 	p.bin, p.dir, p.env = bin, dir, env
-	t0 = time.Now()
+	t0 := time.Now()
 	err = p.launch()
 	p.Started = time.Since(t0)
 	if err != nil {
-		return nil, errors.Join(err, p.stop(), fmt.Errorf("platform log, last lines:\n%s", p.logTail(logTailLines)))
+		return nil, errors.Join(err, p.stop(), fmt.Errorf("platform files kept in %s; log, last lines:\n%s", dir, p.logTail(logTailLines)))
 	}
 	return p, nil
 }

@@ -18,10 +18,10 @@ import (
 // the nodes keep running (the same processes), the instances stay ready with
 // their data, bindings made before the restart still work, the health
 // checker finds every node up again, and new bindings and the deletes work.
-// It restarts the shared platform, so later scenarios run on the restarted
-// one.
+// It runs on a platform of its own, so the restart disturbs no other
+// scenario.
 func TestScenarioRestartKeepsInstances(t *testing.T) {
-	p := platformFor(t)
+	p := ownPlatform(t)
 	admin := p.admin(t)
 	start := time.Now()
 	before := admin.allocation()
