@@ -104,7 +104,9 @@ func (c *client) do(method, path string, body any) (int, []byte, error) {
 	for name, v := range c.header {
 		req.Header[name] = v
 	}
-	req.Header.Set("Authorization", "Bearer "+c.key)
+	if c.key != "" {
+		req.Header.Set("Authorization", "Bearer "+c.key)
+	}
 	req.Header.Set("X-Request-Id", "e2e-"+randHex(8))
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
