@@ -95,6 +95,11 @@ func TestScenarioMySQLAndRedisLifecycle(t *testing.T) {
 	for i, acc := range created {
 		acme.must("GET", "/api/v1/instances/"+acc.Instance.ID, nil, http.StatusOK, &insts[i])
 		checkTopology(t, insts[i], orders[i].engine)
+		for _, n := range insts[i].Nodes {
+			if n.Port < p.PortsFrom || n.Port > p.PortsTo || n.Address != fmt.Sprintf("127.0.0.1:%d", n.Port) {
+				t.Errorf("node %s of %s listens on %s (port %d), outside the inventory's ports %d-%d", n.Name, insts[i].ID, n.Address, n.Port, p.PortsFrom, p.PortsTo)
+			}
+		}
 	}
 	mysqlInst, redisInst := insts[0], insts[1]
 
