@@ -8,7 +8,7 @@ FUZZTIME ?= 30s
 # run each target's seed corpus); see docs/testing.md.
 TEST_FUZZTIME ?= 2s
 
-.PHONY: dev test vet bench fuzz lint fmt up down k8s build deps clean openapi config-docs
+.PHONY: dev test vet bench fuzz lint fmt up down k8s build deps clean openapi config-docs e2e
 
 deps:
 	@bash scripts/ensure-deps.sh
@@ -35,6 +35,10 @@ test: deps vet
 ## fuzz: run every Fuzz target for FUZZTIME each (default 30s; FUZZ=regexp picks targets)
 fuzz:
 	FUZZTIME=$(FUZZTIME) bash scripts/fuzz.sh
+
+## e2e: the end-to-end scenarios against a freshly built all-in-one platform (e2e/README.md)
+e2e: deps
+	cd e2e && $(GO) test -count=1 -run Scenario -v .
 
 ## bench: every benchmark, each printing its figures and ratios
 bench: deps

@@ -113,6 +113,8 @@ type Platform struct {
 	gwAddr string
 	// gwInternal is the gateway's internal listener, where services read quotas.
 	gwInternal string
+	// provAddr is provisioning's listener, where the catalog forwards OSB calls.
+	provAddr string
 }
 
 // New returns the platform, not yet started.
@@ -232,6 +234,11 @@ func (p *Platform) Run(ctx context.Context) error {
 		select {
 		case <-svc.ready:
 			w.addrs[svc.name] = svc.addr()
+			if svc.name == "provisioning" {
+				p.mu.Lock()
+				p.provAddr = svc.addr() // the catalog forwards OSB calls here from now on
+				p.mu.Unlock()
+			}
 			if svc.name == "gateway" {
 				p.mu.Lock()
 				p.gwAddr = svc.addr()

@@ -113,7 +113,10 @@ func (p *Platform) buildCatalog(_ context.Context, w *wiring) (service, error) {
 	if err != nil {
 		return service{}, err
 	}
-	svc, err := catalog.New(cfg, catalog.Deps{Logger: p.deps.Logger, Registry: obs.NewRegistry(), Publisher: pub, GatewayURL: p.gatewayURL})
+	// OSB instance calls are forwarded to provisioning, which starts after
+	// the catalog and may listen on a random port (tests): resolved per call.
+	svc, err := catalog.New(cfg, catalog.Deps{Logger: p.deps.Logger, Registry: obs.NewRegistry(), Publisher: pub,
+		GatewayURL: p.gatewayURL, ProvisioningURL: p.provisioningURL})
 	if err != nil {
 		return service{}, err
 	}
@@ -127,6 +130,16 @@ func (p *Platform) gatewayURL() string {
 		return "http://" + a
 	}
 	return ""
+}
+
+// provisioningURL is the base URL of provisioning once it listens, "" before.
+func (p *Platform) provisioningURL() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.provAddr == "" {
+		return ""
+	}
+	return "http://" + p.provAddr
 }
 
 func (p *Platform) buildScheduling(_ context.Context, w *wiring) (service, error) {

@@ -142,6 +142,11 @@ type Deps struct {
 	// GatewayURL, when set, overrides Config.GatewayURL with an address
 	// resolved per request (the all-in-one binary's gateway starts last).
 	GatewayURL func() string
+	// ProvisioningURL, when set, overrides Config.ProvisioningURL with an
+	// address resolved per OSB request (the all-in-one binary starts
+	// provisioning after the catalog). Config.ProvisioningURL empty still
+	// turns the OSB instance routes off.
+	ProvisioningURL func() string
 }
 
 // Service is a configured catalog, ready to Run.
@@ -262,6 +267,9 @@ func (s *Service) handler(repo *mysqlrepo.Repo) (http.Handler, error) {
 		fwd, err := osb.NewForwarder(s.cfg.ProvisioningURL, []byte(s.cfg.InternalSecret))
 		if err != nil {
 			return nil, err
+		}
+		if s.deps.ProvisioningURL != nil {
+			fwd.ResolveBaseURL(s.deps.ProvisioningURL)
 		}
 		broker.ForwardInstances(fwd)
 	}

@@ -22,7 +22,16 @@ import (
 type Forwarder struct {
 	proxy  *httputil.ReverseProxy
 	signer *tenancy.Signer
+	// resolve, when set, gives provisioning's base URL per request (see
+	// ResolveBaseURL); base is then unused.
+	resolve func() string
 }
+
+// ResolveBaseURL makes f read provisioning's base URL from resolve on every
+// request instead of the base it was built with: the all-in-one binary starts
+// provisioning after the catalog, on an address known only then. An empty or
+// invalid answer is 503 (provisioning is not listening yet).
+func (f *Forwarder) ResolveBaseURL(resolve func() string) { f.resolve = resolve }
 
 // NewForwarder returns a forwarder to the provisioning service at base.
 func NewForwarder(base string, secret []byte) (*Forwarder, error) {
@@ -33,10 +42,15 @@ func NewForwarder(base string, secret []byte) (*Forwarder, error) {
 	f := &Forwarder{signer: tenancy.NewSigner(secret)}
 	f.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.SetURL(u)
-			pr.Out.Host = u.Host
+			target := u
+			s, ok := pr.Out.Context().Value(signingKey{}).(signing)
+			if ok && s.target != nil {
+				target = s.target
+			}
+			pr.SetURL(target)
+			pr.Out.Host = target.Host
 			// Signed here, where the outbound path is final.
-			if s, ok := pr.Out.Context().Value(signingKey{}).(signing); ok {
+			if ok {
 				f.signer.Sign(pr.Out.Header, pr.Out.Method, pr.Out.URL.RequestURI(), s.bodyHash, tenancy.AudienceProvisioning, s.p)
 			}
 		},
@@ -62,6 +76,15 @@ func (f *Forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			"this broker credential is not bound to a tenant; provisioning needs a tenant-bound credential (see docs/osb.md)")
 		return
 	}
+	var target *url.URL
+	if f.resolve != nil {
+		t, err := url.Parse(f.resolve())
+		if err != nil || (t.Scheme != "http" && t.Scheme != "https") || t.Host == "" {
+			writeError(w, http.StatusServiceUnavailable, "ServiceUnavailable", "the provisioning service is not reachable yet; retry later")
+			return
+		}
+		target = t
+	}
 	// The signature covers the body: buffer it (the router bounds its size).
 	bh := tenancy.EmptyBodyHash
 	var body []byte
@@ -79,7 +102,7 @@ func (f *Forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		bh = sha256.Sum256(body)
 	}
 	p := tenancy.Principal{Tenant: cred.Tenant, Role: tenancy.RoleTenantMember, Subject: "osb:" + cred.ID}
-	out := r.Clone(context.WithValue(r.Context(), signingKey{}, signing{p: p, bodyHash: bh}))
+	out := r.Clone(context.WithValue(r.Context(), signingKey{}, signing{p: p, bodyHash: bh, target: target}))
 	for k := range out.Header {
 		if len(k) > 9 && http.CanonicalHeaderKey(k[:9]) == "X-Canopy-" {
 			out.Header.Del(k)
@@ -97,6 +120,8 @@ func (f *Forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 type signing struct {
 	p        tenancy.Principal
 	bodyHash [sha256.Size]byte
+	// target overrides the forwarder's base URL (ResolveBaseURL).
+	target *url.URL
 }
 
 type signingKey struct{}
