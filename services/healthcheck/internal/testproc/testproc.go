@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/canopy-platform/canopy/libs/porttest"
 )
 
 // MonitorUser and MonitorPassword are the monitor account created on every
@@ -29,15 +31,12 @@ const (
 	MonitorPassword = "monitor-secret-1"
 )
 
-// FreePort returns a loopback TCP port that was free a moment ago.
+// FreePort returns a free loopback TCP port below the ephemeral range, so
+// that no outgoing connection takes it before (or between two runs of) the
+// server started on it (see porttest).
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return porttest.Free(t)
 }
 
 // Proc is one server process that can be killed and started again on the
