@@ -259,7 +259,35 @@ func StartMariaDB(t testing.TB, serverID int) *MariaDB {
 	}
 	p := newProc(t, "mariadbd", port, dir, args)
 	p.Start()
-	return &MariaDB{Proc: p, Socket: sock, serverID: serverID}
+	m := &MariaDB{Proc: p, Socket: sock, serverID: serverID}
+	m.waitSocket(t)
+	return m
+}
+
+// waitSocket waits until root answers over the unix socket. Start only saw
+// the TCP port accept, and mariadbd listens on the socket separately: a
+// first Exec right after Start failed with "dial unix m.sock: connect:
+// connection refused" (1 of 20 runs on a loaded machine).
+func (m *MariaDB) waitSocket(t testing.TB) {
+	t.Helper()
+	db := m.Root(t)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := db.PingContext(ctx)
+		cancel()
+		if err == nil {
+			return
+		}
+		select {
+		case <-m.done:
+			t.Fatalf("mariadbd exited at start; log in %s: %s", m.dir, m.tail())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("mariadbd did not answer on %s within 60s: %v: %s", m.Socket, err, m.tail())
+		}
+	}
 }
 
 // Root returns a root connection over the socket; closed at test end.
