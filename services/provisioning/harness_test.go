@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/canopy-platform/canopy/libs/devkafka"
 	"github.com/canopy-platform/canopy/libs/eventbus"
+	"github.com/canopy-platform/canopy/libs/porttest"
 	"github.com/canopy-platform/canopy/libs/store/storetest"
 	"github.com/canopy-platform/canopy/libs/tenancy"
 
@@ -111,24 +111,15 @@ const tenantNoRoom = "noroom"
 
 func schedulerStandIn(t testing.TB, parent context.Context, brokers []string, pub *eventbus.Publisher) {
 	ctx, cancel := context.WithCancel(parent)
-	var mu sync.Mutex
-	used := map[int]bool{}
+	// Ports below the ephemeral range: the saga starts the node on it
+	// later, and a port from the kernel's port 0 may have become some
+	// outgoing connection's local port by then (see porttest).
 	port := func() int {
-		mu.Lock()
-		defer mu.Unlock()
-		for {
-			l, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Errorf("free port: %v", err)
-				return 0
-			}
-			p := l.Addr().(*net.TCPAddr).Port
-			l.Close()
-			if !used[p] {
-				used[p] = true
-				return p
-			}
+		p, err := porttest.Pick()
+		if err != nil {
+			t.Errorf("free port: %v", err)
 		}
+		return p
 	}
 	sub, err := eventbus.NewSubscriber(eventbus.SubscriberConfig{
 		Brokers: brokers, GroupID: "test-scheduling-" + strconv.FormatInt(time.Now().UnixNano(), 36), Topics: []string{events.TopicPlacements},

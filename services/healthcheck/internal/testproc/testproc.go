@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/canopy-platform/canopy/libs/porttest"
 )
 
 // MonitorUser and MonitorPassword are the monitor account created on every
@@ -29,15 +31,12 @@ const (
 	MonitorPassword = "monitor-secret-1"
 )
 
-// FreePort returns a loopback TCP port that was free a moment ago.
+// FreePort returns a free loopback TCP port below the ephemeral range, so
+// that no outgoing connection takes it before (or between two runs of) the
+// server started on it (see porttest).
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return porttest.Free(t)
 }
 
 // Proc is one server process that can be killed and started again on the
@@ -260,21 +259,35 @@ func StartMariaDB(t testing.TB, serverID int) *MariaDB {
 	}
 	p := newProc(t, "mariadbd", port, dir, args)
 	p.Start()
-	// mariadbd opens its TCP port and its socket one after the other: on a
-	// loaded machine the socket, which root uses, can lag the port.
-	deadline := time.Now().Add(30 * time.Second)
+	m := &MariaDB{Proc: p, Socket: sock, serverID: serverID}
+	m.waitSocket(t)
+	return m
+}
+
+// waitSocket waits until root answers over the unix socket. Start only saw
+// the TCP port accept, and mariadbd listens on the socket separately: a
+// first Exec right after Start failed with "dial unix m.sock: connect:
+// connection refused" (1 of 20 runs on a loaded machine).
+func (m *MariaDB) waitSocket(t testing.TB) {
+	t.Helper()
+	db := m.Root(t)
+	deadline := time.Now().Add(60 * time.Second)
 	for {
-		c, err := net.DialTimeout("unix", sock, 200*time.Millisecond)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := db.PingContext(ctx)
+		cancel()
 		if err == nil {
-			c.Close()
-			break
+			return
+		}
+		select {
+		case <-m.done:
+			t.Fatalf("mariadbd exited at start; log in %s: %s", m.dir, m.tail())
+		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("mariadbd did not open %s within 30s: %v; log: %s", sock, err, p.tail())
+			t.Fatalf("mariadbd did not answer on %s within 60s: %v: %s", m.Socket, err, m.tail())
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
-	return &MariaDB{Proc: p, Socket: sock, serverID: serverID}
 }
 
 // Root returns a root connection over the socket; closed at test end.

@@ -10,10 +10,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/canopy-platform/canopy/libs/porttest"
 
 	"github.com/canopy-platform/canopy/services/provisioning/internal/driver"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/driver/drivertest"
@@ -40,30 +41,11 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// ports hands out free loopback ports, never the same one twice per run.
-var ports = struct {
-	sync.Mutex
-	used map[int]bool
-}{used: map[int]bool{}}
-
+// freePort hands out a loopback port for a node started later: below the
+// ephemeral range, never the same one twice per run (see porttest).
 func freePort(t testing.TB) int {
 	t.Helper()
-	ports.Lock()
-	defer ports.Unlock()
-	for range 100 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("find free port: %v", err)
-		}
-		p := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		if !ports.used[p] {
-			ports.used[p] = true
-			return p
-		}
-	}
-	t.Fatal("no free port")
-	return 0
+	return porttest.Free(t)
 }
 
 // dataRoot makes a short data root (mariadbd's socket path is limited to
