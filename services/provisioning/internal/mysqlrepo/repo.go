@@ -65,7 +65,7 @@ func New(db *store.DB, box *secrets.Box) (*Repo, error) {
 
 // Migrate applies the schema.
 func (r *Repo) Migrate(ctx context.Context) error {
-	return r.db.Migrate(ctx, migrations.FS)
+	return r.db.Migrate(ctx, store.OutboxMigrations(), migrations.FS)
 }
 
 // The contract's types, named here for callers that know only this adapter.
