@@ -251,7 +251,8 @@ var ErrRunning = errors.New("eventbus subscriber already running")
 
 // Run joins the group and consumes until ctx ends. It then abandons the
 // in-flight handler (its ctx is cancelled and the record is not committed),
-// commits what was handled, leaves the group and returns nil.
+// commits what was handled, leaves the group and returns nil (an error only
+// when the group cannot be set up at all).
 func (s *Subscriber) Run(ctx context.Context) error {
 	if !s.running.CompareAndSwap(false, true) {
 		return ErrRunning
