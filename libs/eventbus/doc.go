@@ -8,8 +8,11 @@
 // Subscriber consumes in a consumer group, puts the tenant and trace context
 // in the handler's context, retries retryable failures with libs/retry,
 // dead-letters poison and permanent failures to "<topic>.dlq", and commits an
-// offset only after its message was handled (at-least-once). EnsureTopics
-// creates topics idempotently.
+// offset only after its message was handled (at-least-once). With the
+// OnAssigned/OnRevoked options it follows its group generation by generation
+// and tells the caller which partitions it holds (work sharded by partition
+// ownership); with Replay it reads each assigned partition from its start and
+// commits nothing. EnsureTopics creates topics idempotently.
 //
 // It is not an outbox (libs/store relays outbox rows through a Publisher), not
 // a schema registry (payload schemas live in api/events/) and not an

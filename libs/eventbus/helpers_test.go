@@ -81,9 +81,9 @@ func newPublisher(tb testing.TB, broker string) *eventbus.Publisher {
 
 // runSubscriber runs a subscriber until the returned stop is called (or the
 // test ends) and checks that Run returns cleanly.
-func runSubscriber(tb testing.TB, cfg eventbus.SubscriberConfig, h eventbus.Handler) (stop func()) {
+func runSubscriber(tb testing.TB, cfg eventbus.SubscriberConfig, h eventbus.Handler, opts ...eventbus.SubscriberOption) (stop func()) {
 	tb.Helper()
-	s, err := eventbus.NewSubscriber(cfg, h, testLogger(tb), prometheus.NewRegistry())
+	s, err := eventbus.NewSubscriber(cfg, h, testLogger(tb), prometheus.NewRegistry(), opts...)
 	if err != nil {
 		tb.Fatalf("new subscriber: %v", err)
 	}

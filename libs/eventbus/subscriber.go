@@ -20,7 +20,8 @@ import (
 
 // Handler processes one event. A nil error commits it; an error is retryable
 // unless marked with Permanent or Poison. ctx carries the event's tenant
-// (tenancy.FromContext) and trace context, and ends when the subscriber stops.
+// (tenancy.FromContext) and trace context, and ends when the subscriber stops
+// or, with assignment hooks or Replay, when the partition is revoked.
 type Handler func(ctx context.Context, e Event) error
 
 // Start offsets for a group that has no committed offset yet.
@@ -185,7 +186,7 @@ func (c SubscriberConfig) readerConfig() kafka.ReaderConfig {
 		Brokers:           c.Brokers,
 		GroupID:           c.GroupID,
 		GroupTopics:       c.Topics,
-		Dialer:            &kafka.Dialer{ClientID: c.ClientID, Timeout: 10 * time.Second, DualStack: true},
+		Dialer:            c.dialer(),
 		MinBytes:          c.MinBytes,
 		MaxBytes:          c.MaxBytes,
 		MaxWait:           c.MaxWait,
@@ -201,9 +202,14 @@ func (c SubscriberConfig) readerConfig() kafka.ReaderConfig {
 	}
 }
 
+func (c SubscriberConfig) dialer() *kafka.Dialer {
+	return &kafka.Dialer{ClientID: c.ClientID, Timeout: 10 * time.Second, DualStack: true}
+}
+
 // Subscriber consumes events of a consumer group and hands them to a Handler.
 type Subscriber struct {
 	cfg     SubscriberConfig
+	opts    subscriberOptions
 	handler Handler
 	logger  *slog.Logger
 	metrics *subscriberMetrics
@@ -211,7 +217,7 @@ type Subscriber struct {
 }
 
 // NewSubscriber builds a subscriber; it connects when Run is called.
-func NewSubscriber(cfg SubscriberConfig, h Handler, logger *slog.Logger, reg prometheus.Registerer) (*Subscriber, error) {
+func NewSubscriber(cfg SubscriberConfig, h Handler, logger *slog.Logger, reg prometheus.Registerer, opts ...SubscriberOption) (*Subscriber, error) {
 	if h == nil {
 		return nil, errors.New("eventbus subscriber: nil handler")
 	}
@@ -226,8 +232,13 @@ func NewSubscriber(cfg SubscriberConfig, h Handler, logger *slog.Logger, reg pro
 	if err != nil {
 		return nil, err
 	}
+	var o subscriberOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	return &Subscriber{
 		cfg:     cfg,
+		opts:    o,
 		handler: h,
 		logger: logger.With(slog.String("component", "eventbus.subscriber"),
 			slog.String("group", cfg.GroupID)),
@@ -240,7 +251,8 @@ var ErrRunning = errors.New("eventbus subscriber already running")
 
 // Run joins the group and consumes until ctx ends. It then abandons the
 // in-flight handler (its ctx is cancelled and the record is not committed),
-// commits what was handled, leaves the group and returns nil.
+// commits what was handled, leaves the group and returns nil (an error only
+// when the group cannot be set up at all).
 func (s *Subscriber) Run(ctx context.Context) error {
 	if !s.running.CompareAndSwap(false, true) {
 		return ErrRunning
@@ -248,38 +260,57 @@ func (s *Subscriber) Run(ctx context.Context) error {
 	defer s.running.Store(false)
 
 	transport := &kafka.Transport{ClientID: s.cfg.ClientID}
-	c := &consumer{
-		s:      s,
-		reader: kafka.NewReader(s.cfg.readerConfig()),
-		dlq: &kafka.Writer{
-			Addr:                   kafka.TCP(s.cfg.Brokers...),
-			Balancer:               &kafka.Hash{},
-			BatchTimeout:           time.Millisecond,
-			RequiredAcks:           kafka.RequireAll,
-			AllowAutoTopicCreation: true,
-			Transport:              transport,
-		},
-		topics: make(map[string]*topicMetrics, len(s.cfg.Topics)),
-		lag:    make(map[topicPartition]prometheus.Gauge),
-	}
-	for _, t := range s.cfg.Topics {
-		c.topicMetrics(t)
+	dlq := &kafka.Writer{
+		Addr:                   kafka.TCP(s.cfg.Brokers...),
+		Balancer:               &kafka.Hash{},
+		BatchTimeout:           time.Millisecond,
+		RequiredAcks:           kafka.RequireAll,
+		AllowAutoTopicCreation: true,
+		Transport:              transport,
 	}
 	s.logger.InfoContext(ctx, "subscriber started", slog.Any("topics", s.cfg.Topics))
-	c.run(ctx)
-
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
-	c.flush(sctx)
-	cancel()
-	if err := c.reader.Close(); err != nil {
-		s.logger.Warn("close reader", slog.Any("error", err))
+	var err error
+	if s.opts.generations() {
+		err = s.runGenerations(ctx, dlq)
+	} else {
+		reader := kafka.NewReader(s.cfg.readerConfig())
+		c := s.newConsumer(reader, dlq, reader.CommitMessages)
+		for _, t := range s.cfg.Topics {
+			c.topicMetrics(t)
+		}
+		c.run(ctx)
+		c.stop(ctx)
 	}
-	if err := c.dlq.Close(); err != nil {
-		s.logger.Warn("close dead-letter writer", slog.Any("error", err))
+	if cerr := dlq.Close(); cerr != nil {
+		s.logger.Warn("close dead-letter writer", slog.Any("error", cerr))
 	}
 	transport.CloseIdleConnections()
 	s.logger.Info("subscriber stopped")
-	return nil
+	return err
+}
+
+// newConsumer returns the state of one fetch loop over reader; commit makes
+// handled offsets durable (nil: nothing is committed).
+func (s *Subscriber) newConsumer(reader *kafka.Reader, dlq *kafka.Writer, commit func(context.Context, ...kafka.Message) error) *consumer {
+	return &consumer{
+		s:      s,
+		reader: reader,
+		dlq:    dlq,
+		commit: commit,
+		topics: make(map[string]*topicMetrics, len(s.cfg.Topics)),
+		lag:    make(map[topicPartition]prometheus.Gauge),
+	}
+}
+
+// stop commits what was handled, bounded by ShutdownTimeout, and closes the
+// reader.
+func (c *consumer) stop(ctx context.Context) {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.s.cfg.ShutdownTimeout)
+	c.flush(sctx)
+	cancel()
+	if err := c.reader.Close(); err != nil {
+		c.s.logger.Warn("close reader", slog.Any("error", err))
+	}
 }
 
 type topicPartition struct {
@@ -297,6 +328,7 @@ type consumer struct {
 	s      *Subscriber
 	reader *kafka.Reader
 	dlq    *kafka.Writer
+	commit func(context.Context, ...kafka.Message) error // nil: offsets are not committed
 
 	// pending holds, per partition, the last record handled since the last
 	// commit (only topic, partition, offset and high watermark).
@@ -349,6 +381,9 @@ func (c *consumer) run(ctx context.Context) {
 		c.topicMetrics(m.Topic).consumed.Inc()
 		if !c.process(ctx, &m) {
 			return // stopping; m stays uncommitted and is redelivered
+		}
+		if c.commit == nil {
+			continue
 		}
 		c.markHandled(ctx, &m)
 		if c.pendingN >= c.s.cfg.CommitBatch || c.commitBy.Err() != nil {
@@ -551,7 +586,7 @@ func (c *consumer) flush(ctx context.Context) {
 	if c.pendingN == 0 {
 		return
 	}
-	if err := c.reader.CommitMessages(ctx, c.pending...); err != nil {
+	if err := c.commit(ctx, c.pending...); err != nil {
 		c.s.logger.WarnContext(ctx, "offset commit failed; handled records may be redelivered",
 			slog.Int("records", c.pendingN), slog.Any("error", err))
 	} else {

@@ -36,9 +36,11 @@ type migration struct {
 	checksum string
 }
 
-// Migrate applies the migrations in the root of fsys that are not applied
-// yet, in version order, and records each in schema_migrations (one row per
-// file, written only after the file ran without error).
+// Migrate applies the migrations in the roots of sets that are not applied
+// yet, in version order (the sets form one ordered set; a version may appear
+// once), and records each in schema_migrations by version (one row per file,
+// written only after the file ran without error). A service passes
+// OutboxMigrations() and its own files.
 //
 // Files are named NNNN_name.up.sql (at least four digits); .down.sql and
 // files not ending in .sql are ignored, any other .sql name is an error.
@@ -49,8 +51,8 @@ type migration struct {
 //
 // Runners on the same database serialise on GET_LOCK('canopy_migrate_<db>'):
 // a second runner waits, then finds the files applied and does nothing.
-func (db *DB) Migrate(ctx context.Context, fsys fs.FS) error {
-	migs, err := readMigrations(fsys)
+func (db *DB) Migrate(ctx context.Context, sets ...fs.FS) error {
+	migs, err := readMigrationSets(sets)
 	if err != nil {
 		return fmt.Errorf("migrate %s: %w", db.cfg.Database, err)
 	}
@@ -147,6 +149,33 @@ func appliedMigrations(ctx context.Context, conn *sql.Conn) (map[int64]string, e
 		return nil, fmt.Errorf("read schema_migrations: %w", err)
 	}
 	return applied, nil
+}
+
+// readMigrationSets lists the up migrations of every set, sorted by version.
+func readMigrationSets(sets []fs.FS) ([]migration, error) {
+	if len(sets) == 0 {
+		return nil, fmt.Errorf("%w: no migrations given", ErrMigration)
+	}
+	if len(sets) == 1 {
+		return readMigrations(sets[0])
+	}
+	var all []migration
+	seen := map[int64]string{}
+	for _, fsys := range sets {
+		migs, err := readMigrations(fsys)
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range migs {
+			if prev, ok := seen[m.version]; ok {
+				return nil, fmt.Errorf("%w: %s and %s have the same version", ErrMigration, prev, m.file)
+			}
+			seen[m.version] = m.file
+		}
+		all = append(all, migs...)
+	}
+	slices.SortFunc(all, func(a, b migration) int { return cmp.Compare(a.version, b.version) })
+	return all, nil
 }
 
 // readMigrations lists the up migrations in the root of fsys, sorted by version.

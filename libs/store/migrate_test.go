@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"log/slog"
 	"strings"
 	"sync"
@@ -196,7 +197,7 @@ func TestMigrateBrokenFile(t *testing.T) {
 	}
 }
 
-func TestOpenCreatesDatabaseAndOutbox(t *testing.T) {
+func TestOpenCreatesDatabaseAndMigrateTheOutbox(t *testing.T) {
 	cfg := storetest.NewConfig(t, "open")
 	ctx := testCtx(t)
 	for i := range 2 { // idempotent
@@ -207,8 +208,12 @@ func TestOpenCreatesDatabaseAndOutbox(t *testing.T) {
 		if db.Name() != cfg.Database {
 			t.Fatalf("Name() = %q, want %q", db.Name(), cfg.Database)
 		}
+		// The outbox is a migration like every other table.
+		if err := db.Migrate(ctx, store.OutboxMigrations()); err != nil {
+			t.Fatalf("Migrate outbox %d: %v", i, err)
+		}
 		if !tableExists(t, db, store.OutboxTable) {
-			t.Fatal("outbox table missing after Open")
+			t.Fatal("outbox table missing after its migration")
 		}
 		if err := db.Close(); err != nil {
 			t.Fatalf("Close: %v", err)
@@ -216,5 +221,54 @@ func TestOpenCreatesDatabaseAndOutbox(t *testing.T) {
 	}
 	if _, err := store.Open(ctx, store.Config{Database: "Bad-Name"}, slog.New(slog.DiscardHandler)); !errors.Is(err, store.ErrInvalidConfig) {
 		t.Fatalf("Open with bad name: err = %v, want ErrInvalidConfig", err)
+	}
+}
+
+// TestOutboxMigrationOnExistingDatabase: a database migrated before the
+// outbox was a migration (Open created the table, schema_migrations holds
+// only the service's versions) keeps its outbox rows; the outbox migration
+// is recorded under its stable name and the service's next file runs.
+func TestOutboxMigrationOnExistingDatabase(t *testing.T) {
+	db := storetest.NewDB(t, "outbox_existing")
+	ctx := testCtx(t)
+	service := fstest.MapFS{"0001_widgets.up.sql": sqlFile("CREATE TABLE widgets (id BIGINT PRIMARY KEY)")}
+	// The database as the earlier store left it.
+	old, err := fs.ReadFile(store.OutboxMigrations(), store.OutboxMigrationFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.SQL().ExecContext(ctx, string(old)); err != nil {
+		t.Fatalf("create outbox as Open did: %v", err)
+	}
+	if err := db.Migrate(ctx, service); err != nil {
+		t.Fatalf("Migrate service: %v", err)
+	}
+	if _, err := db.SQL().ExecContext(ctx, `INSERT INTO outbox (topic, event_id, headers, created_at) VALUES ('t', 'e1', '{}', UTC_TIMESTAMP(6))`); err != nil {
+		t.Fatalf("insert outbox row: %v", err)
+	}
+
+	service["0002_gadgets.up.sql"] = sqlFile("CREATE TABLE gadgets (id BIGINT PRIMARY KEY)")
+	if err := db.Migrate(ctx, store.OutboxMigrations(), service); err != nil {
+		t.Fatalf("Migrate with the outbox: %v", err)
+	}
+	if got := appliedVersions(t, db); !equalVersions(got, []int64{0, 1, 2}) {
+		t.Fatalf("applied versions = %v, want [0 1 2]", got)
+	}
+	var name string
+	if err := db.SQL().QueryRowContext(ctx, "SELECT name FROM schema_migrations WHERE version = 0").Scan(&name); err != nil || name != store.OutboxMigrationFile {
+		t.Fatalf("outbox migration recorded as %q (%v), want %q", name, err, store.OutboxMigrationFile)
+	}
+	var n int
+	if err := db.SQL().QueryRowContext(ctx, "SELECT COUNT(*) FROM outbox").Scan(&n); err != nil || n != 1 {
+		t.Fatalf("outbox rows = %d (%v), want the 1 written before", n, err)
+	}
+	if !tableExists(t, db, "gadgets") {
+		t.Fatal("the service's next migration did not run")
+	}
+
+	// A version in two sets is an error, before anything runs.
+	err = db.Migrate(ctx, service, fstest.MapFS{"0002_other.up.sql": sqlFile("CREATE TABLE other (id INT)")})
+	if !errors.Is(err, store.ErrMigration) {
+		t.Fatalf("duplicate version across sets: err = %v, want ErrMigration", err)
 	}
 }

@@ -2,9 +2,11 @@ package store
 
 import (
 	"context"
+	"embed"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"strings"
 	"time"
 
@@ -16,36 +18,31 @@ import (
 	"github.com/canopy-platform/canopy/libs/tenancy"
 )
 
-// OutboxTable is the table Tx.Emit writes and the Relay reads. The store
-// creates it itself (in Open); services do not put it in their migrations.
+// OutboxTable is the table Tx.Emit writes and the Relay reads. The
+// migration OutboxMigrations creates it; every service migrates it with its
+// own files.
 const OutboxTable = "outbox"
+
+// OutboxMigrationFile is the outbox migration's name and so its record in
+// schema_migrations (version 0, before any service's own files).
+const OutboxMigrationFile = "0000_outbox.up.sql"
+
+//go:embed migrations/*.sql
+var storeMigrations embed.FS
+
+// OutboxMigrations returns the migration that creates the outbox table, to
+// pass to Migrate with the service's own files:
+// db.Migrate(ctx, store.OutboxMigrations(), migrations.FS).
+func OutboxMigrations() fs.FS {
+	// "migrations" is a valid path, so Sub cannot fail.
+	sub, _ := fs.Sub(storeMigrations, "migrations")
+	return sub
+}
 
 // Publisher publishes events to a topic and returns once they are acked.
 // eventbus.Publisher satisfies it.
 type Publisher interface {
 	Publish(ctx context.Context, topic string, events ...eventbus.Event) error
-}
-
-// outboxDDL creates the outbox. id orders the rows (per-key order is id
-// order); the (sent_at, id) index serves both the relay's scan of unsent rows
-// (sent_at IS NULL ORDER BY id) and the purge of old sent ones.
-const outboxDDL = `CREATE TABLE IF NOT EXISTS outbox (
-	id         BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
-	topic      VARCHAR(249)    NOT NULL,
-	msg_key    VARCHAR(255)    NOT NULL DEFAULT '',
-	event_id   VARCHAR(255)    NOT NULL,
-	headers    JSON            NOT NULL,
-	payload    LONGBLOB        NULL,
-	created_at DATETIME(6)     NOT NULL,
-	sent_at    DATETIME(6)     NULL,
-	KEY outbox_sent_id (sent_at, id)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4`
-
-func (db *DB) ensureOutbox(ctx context.Context) error {
-	if _, err := db.sql.ExecContext(ctx, outboxDDL); err != nil {
-		return fmt.Errorf("create outbox table: %w", err)
-	}
-	return nil
 }
 
 // outboxHeaders are the event attributes kept in the headers column; id, key

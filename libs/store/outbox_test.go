@@ -223,10 +223,20 @@ func unsentRows(t *testing.T, db *store.DB) int {
 	return n
 }
 
+// newOutboxDB is a fresh database with the outbox migrated.
+func newOutboxDB(t *testing.T, name string) *store.DB {
+	t.Helper()
+	db := storetest.NewDB(t, name)
+	if err := db.Migrate(testCtx(t), store.OutboxMigrations()); err != nil {
+		t.Fatalf("migrate outbox: %v", err)
+	}
+	return db
+}
+
 func TestTx(t *testing.T) {
 	db := storetest.NewDB(t, "tx")
 	ctx := testCtx(t)
-	if err := db.Migrate(ctx, fstest.MapFS{"0001_kv.up.sql": sqlFile("CREATE TABLE kv (k VARCHAR(32) PRIMARY KEY, v INT NOT NULL)")}); err != nil {
+	if err := db.Migrate(ctx, store.OutboxMigrations(), fstest.MapFS{"0001_kv.up.sql": sqlFile("CREATE TABLE kv (k VARCHAR(32) PRIMARY KEY, v INT NOT NULL)")}); err != nil {
 		t.Fatalf("Migrate: %v", err)
 	}
 	count := func() int {
@@ -276,7 +286,7 @@ func TestTx(t *testing.T) {
 }
 
 func TestEmitFillsDefaultsAndRoundTrips(t *testing.T) {
-	db := storetest.NewDB(t, "emit")
+	db := newOutboxDB(t, "emit")
 	ctx := testCtx(t)
 	ctx = tenancy.WithTenant(ctx, tenancy.ID("acme"))
 	in := eventbus.Event{
@@ -309,7 +319,7 @@ func TestEmitFillsDefaultsAndRoundTrips(t *testing.T) {
 }
 
 func TestRelayPublishesCommittedInKeyOrder(t *testing.T) {
-	db := storetest.NewDB(t, "relay_order")
+	db := newOutboxDB(t, "relay_order")
 	ctx := testCtx(t)
 	reg := prometheus.NewRegistry()
 	rec := &recorder{}
@@ -378,7 +388,7 @@ func metricSum(t *testing.T, reg *prometheus.Registry, name string) float64 {
 }
 
 func TestRelayKilledBeforePublishAck(t *testing.T) {
-	db := storetest.NewDB(t, "relay_kill")
+	db := newOutboxDB(t, "relay_kill")
 	ctx := testCtx(t)
 	em := newEmitter(t, db)
 	em.commit(ctx, 20)
@@ -424,6 +434,9 @@ func TestTwoRelaysOneActive(t *testing.T) {
 	}
 	// Two replicas of a service: separate pools on one database.
 	dbA, dbB := open(), open()
+	if err := dbA.Migrate(ctx, store.OutboxMigrations()); err != nil {
+		t.Fatalf("migrate outbox: %v", err)
+	}
 	rec := &recorder{}
 	var inFlight atomic.Int64
 	var overlap atomic.Bool
@@ -469,7 +482,7 @@ func TestTwoRelaysOneActive(t *testing.T) {
 }
 
 func TestRelayPurgesOldSentRows(t *testing.T) {
-	db := storetest.NewDB(t, "relay_purge")
+	db := newOutboxDB(t, "relay_purge")
 	ctx := testCtx(t)
 	em := newEmitter(t, db)
 	em.commit(ctx, 4)
@@ -488,7 +501,7 @@ func TestRelayPurgesOldSentRows(t *testing.T) {
 }
 
 func TestRelayWokenByCommit(t *testing.T) {
-	db := storetest.NewDB(t, "relay_notify")
+	db := newOutboxDB(t, "relay_notify")
 	ctx := testCtx(t)
 	rec := &recorder{}
 	// With an hour between polls, only the commit's wake-up can deliver in time.
@@ -503,7 +516,7 @@ func TestRelayWokenByCommit(t *testing.T) {
 }
 
 func TestRelayRecoversFromKilledLockConnection(t *testing.T) {
-	db := storetest.NewDB(t, "relay_conn_kill")
+	db := newOutboxDB(t, "relay_conn_kill")
 	ctx := testCtx(t)
 	lock := fmt.Sprintf("canopy_test_relay_%d", time.Now().UnixNano())
 	rec := &recorder{}
@@ -531,7 +544,7 @@ func TestRelayRecoversFromKilledLockConnection(t *testing.T) {
 }
 
 func TestRelayRetriesFailedPublishInOrder(t *testing.T) {
-	db := storetest.NewDB(t, "relay_retry")
+	db := newOutboxDB(t, "relay_retry")
 	ctx := testCtx(t)
 	em := newEmitter(t, db)
 	em.commit(ctx, 30)

@@ -34,8 +34,8 @@ type DB struct {
 }
 
 // Open creates cfg.Database if it does not exist, opens a pool on it, waits
-// (bounded by cfg.ConnectTimeout) until the server answers, and creates the
-// outbox table. The caller closes the DB.
+// (bounded by cfg.ConnectTimeout) until the server answers. Tables, the
+// outbox too (OutboxMigrations), come from Migrate. The caller closes the DB.
 func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*DB, error) {
 	if logger == nil {
 		return nil, errors.New("open store: nil logger")
@@ -61,10 +61,6 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*DB, error) {
 	sdb.SetConnMaxLifetime(cfg.ConnMaxLifetime)
 	db := &DB{sql: sdb, cfg: cfg, logger: logger.With("database", cfg.Database), waiters: map[chan struct{}]struct{}{}}
 	if err := pingWithRetry(ctx, sdb, cfg.ConnectTimeout); err != nil {
-		_ = sdb.Close()
-		return nil, fmt.Errorf("open store %s: %w", cfg.Database, err)
-	}
-	if err := db.ensureOutbox(ctx); err != nil {
 		_ = sdb.Close()
 		return nil, fmt.Errorf("open store %s: %w", cfg.Database, err)
 	}

@@ -357,7 +357,7 @@ func (s *Service) Ready() <-chan struct{} { return s.life.Ready() }
 func (s *Service) Run(ctx context.Context) error {
 	return s.life.Run(ctx,
 		launch.Stage{Name: "migrate", Start: func(ctx context.Context) error {
-			if err := s.deps.DB.Migrate(ctx, migrations.FS); err != nil {
+			if err := s.deps.DB.Migrate(ctx, store.OutboxMigrations(), migrations.FS); err != nil {
 				return err
 			}
 			return s.ensureAdminKey(ctx)

@@ -206,7 +206,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		return nil, fmt.Errorf("healthcheck: %w", err)
 	}
 	sh, err := shard.New(shard.Config{Brokers: cfg.Brokers, Group: events.GroupHealthcheckTargets, Topic: events.TopicInstances,
-		HealthTopic: events.TopicHealth, SessionTimeout: cfg.SessionTimeout}, in, logger)
+		HealthTopic: events.TopicHealth, SessionTimeout: cfg.SessionTimeout}, in, logger, deps.Registry)
 	if err != nil {
 		return nil, fmt.Errorf("healthcheck: %w", err)
 	}

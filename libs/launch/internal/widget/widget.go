@@ -101,7 +101,7 @@ func (s *Service) Run(ctx context.Context) error {
 		launch.Stage{Name: "database",
 			Start: func(ctx context.Context) (err error) { db, err = store.Open(ctx, s.cfg.Store, s.log); return err },
 			Stop:  func(context.Context) error { return db.Close() }},
-		launch.Stage{Name: "migrate", Start: func(ctx context.Context) error { return db.Migrate(ctx, migrations.FS) }},
+		launch.Stage{Name: "migrate", Start: func(ctx context.Context) error { return db.Migrate(ctx, store.OutboxMigrations(), migrations.FS) }},
 		// Started before and stopped after HTTP, so the last requests' events go out.
 		launch.Stage{Name: "outbox relay", Run: func(ctx context.Context) error {
 			return store.NewRelay(db, s.deps.Publisher, s.cfg.Relay, s.log, s.deps.Registry).Run(ctx)

@@ -8,11 +8,9 @@ package mysqlrepo
 import (
 	"context"
 	"database/sql"
-	"embed"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"strings"
 	"time"
 
@@ -21,20 +19,8 @@ import (
 	"github.com/canopy-platform/canopy/api/events"
 	"github.com/canopy-platform/canopy/libs/store"
 	"github.com/canopy-platform/canopy/services/catalog/internal/plan"
+	"github.com/canopy-platform/canopy/services/catalog/migrations"
 )
-
-//go:embed migrations/*.sql
-var migrations embed.FS
-
-// Migrations returns the catalog's embedded migrations.
-func Migrations() fs.FS {
-	sub, err := fs.Sub(migrations, "migrations")
-	if err != nil {
-		// The directory is embedded at build time; this cannot fail.
-		panic(err)
-	}
-	return sub
-}
 
 // Errors callers branch on.
 var (
@@ -67,7 +53,7 @@ func New(db *store.DB, now func() time.Time) (*Repo, error) {
 
 // Migrate applies the catalog's migrations.
 func (r *Repo) Migrate(ctx context.Context) error {
-	if err := r.db.Migrate(ctx, Migrations()); err != nil {
+	if err := r.db.Migrate(ctx, store.OutboxMigrations(), migrations.FS); err != nil {
 		return fmt.Errorf("migrate catalog: %w", err)
 	}
 	return nil

@@ -1,13 +1,13 @@
 // Package shard divides the targets between healthcheck replicas by Kafka
 // partition ownership of the instance topic: every replica joins one
-// consumer group (kafka-go's ConsumerGroup, whose Generation carries the
-// assignment), and owns the instances whose events land on its partitions.
-// For each generation it tells its Owner which partitions it holds, reads
-// what the last owners published for their nodes from the health topic (so
-// a hand-over republishes nothing), then replays each owned partition of
+// consumer group (an eventbus.Subscriber with assignment hooks), and owns
+// the instances whose events land on its partitions. For each generation it
+// tells its Owner which partitions it holds, reads what the last owners
+// published for their nodes from the health topic (so a hand-over
+// republishes nothing), then the subscriber replays each owned partition of
 // the instance topic from its start and keeps following it. Offsets are not
-// committed: the partition's history is the target list. Messages that
-// cannot be understood go to <topic>.dlq with the standard headers.
+// committed (eventbus.Replay): the partition's history is the target list.
+// Decoding, tenant checks, retries and dead-lettering are the subscriber's.
 //
 // It is not the probe loop and knows nothing of probes.
 package shard
@@ -18,16 +18,14 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/canopy-platform/canopy/libs/eventbus"
-	"github.com/canopy-platform/canopy/libs/retry"
-	"github.com/canopy-platform/canopy/libs/tenancy"
 )
 
 // Owner is told what this replica owns and receives the owned partitions'
@@ -83,14 +81,15 @@ type Sharder struct {
 	cfg    Config
 	owner  Owner
 	logger *slog.Logger
+	sub    *eventbus.Subscriber
 
 	mu    sync.Mutex
 	owned []int
 	total int
 }
 
-// New returns a sharder.
-func New(cfg Config, owner Owner, logger *slog.Logger) (*Sharder, error) {
+// New returns a sharder; reg receives the group consumer's metrics.
+func New(cfg Config, owner Owner, logger *slog.Logger, reg prometheus.Registerer) (*Sharder, error) {
 	cfg = cfg.withDefaults()
 	switch {
 	case len(cfg.Brokers) == 0:
@@ -100,7 +99,19 @@ func New(cfg Config, owner Owner, logger *slog.Logger) (*Sharder, error) {
 	case owner == nil || logger == nil:
 		return nil, errors.New("shard: nil owner or logger")
 	}
-	return &Sharder{cfg: cfg, owner: owner, logger: logger.With("component", "shard")}, nil
+	s := &Sharder{cfg: cfg, owner: owner, logger: logger.With("component", "shard")}
+	sub, err := eventbus.NewSubscriber(eventbus.SubscriberConfig{
+		Brokers: cfg.Brokers, GroupID: cfg.Group, Topics: []string{cfg.Topic},
+		SessionTimeout: cfg.SessionTimeout, HeartbeatInterval: cfg.HeartbeatInterval, RebalanceTimeout: cfg.RebalanceTimeout,
+		StartOffset: eventbus.StartEarliest,
+	}, func(ctx context.Context, ev eventbus.Event) error {
+		return s.owner.Handle(ctx, ev.Partition, ev)
+	}, s.logger, reg, eventbus.OnAssigned(s.assigned), eventbus.OnRevoked(s.revoked), eventbus.Replay())
+	if err != nil {
+		return nil, fmt.Errorf("shard: %w", err)
+	}
+	s.sub = sub
+	return s, nil
 }
 
 // Owned returns the partitions this replica holds and the topic's total.
@@ -113,73 +124,34 @@ func (s *Sharder) Owned() ([]int, int) {
 // Run joins the group and follows generations until ctx ends; leaving the
 // group on the way out hands the partitions to the other replicas at once.
 func (s *Sharder) Run(ctx context.Context) error {
-	cg, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
-		ID: s.cfg.Group, Brokers: s.cfg.Brokers, Topics: []string{s.cfg.Topic},
-		HeartbeatInterval: s.cfg.HeartbeatInterval, SessionTimeout: s.cfg.SessionTimeout,
-		RebalanceTimeout: s.cfg.RebalanceTimeout, JoinGroupBackoff: time.Second,
-		WatchPartitionChanges: true, PartitionWatchInterval: 5 * time.Second,
-		StartOffset: kafka.FirstOffset,
-		Logger:      nil, ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) { s.logger.Debug(fmt.Sprintf(msg, args...)) }),
-	})
+	err := s.sub.Run(ctx)
+	s.owner.Owned(context.WithoutCancel(ctx), nil, 0)
 	if err != nil {
-		return fmt.Errorf("shard: consumer group: %w", err)
+		return fmt.Errorf("shard: %w", err)
 	}
-	defer cg.Close()
-	dlq := &kafka.Writer{Addr: kafka.TCP(s.cfg.Brokers...), Balancer: &kafka.Hash{}, BatchTimeout: time.Millisecond,
-		RequiredAcks: kafka.RequireAll, AllowAutoTopicCreation: true}
-	defer dlq.Close()
-	for {
-		gen, err := cg.Next(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				s.owner.Owned(context.WithoutCancel(ctx), nil, 0)
-				return nil
-			}
-			s.logger.Warn("join group failed; retrying", "err", err)
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(time.Second):
-			}
-			continue
-		}
-		var parts []int
-		for _, a := range gen.Assignments[s.cfg.Topic] {
-			parts = append(parts, a.ID)
-		}
-		slices.Sort(parts)
-		// Registered first: the group waits for every started function
-		// before it rejoins, so the partitions are handed over cleanly
-		// (targets stopped, transitions flushed) even when the generation
-		// ends while it is still being set up.
-		var busy sync.WaitGroup // setup and followers of this generation
-		busy.Add(1)
-		gen.Start(func(gctx context.Context) {
-			<-gctx.Done()
-			busy.Wait() // nothing may add targets after the hand-over
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.RebalanceTimeout/2)
-			defer cancel()
-			s.owner.Revoked(rctx, parts)
-		})
-		total := s.partitionCount(ctx)
-		s.mu.Lock()
-		s.owned, s.total = parts, total
-		s.mu.Unlock()
-		s.logger.Info("partitions assigned", "generation", gen.ID, "member", gen.MemberID, "partitions", parts, "total", total)
-		if len(parts) > 0 {
-			s.seed(ctx) // before any target of the new partitions is probed
-		}
-		s.owner.Owned(ctx, parts, total)
-		for _, p := range parts {
-			busy.Add(1)
-			gen.Start(func(gctx context.Context) {
-				defer busy.Done()
-				s.follow(gctx, p, dlq)
-			})
-		}
-		busy.Done()
+	return nil
+}
 
+// assigned starts a generation: it reads what the last owners published
+// before any target of the new partitions is probed, then tells the owner.
+// The subscriber replays the partitions only after it returns.
+func (s *Sharder) assigned(ctx context.Context, a eventbus.Assignment) {
+	parts := a[s.cfg.Topic]
+	total := s.partitionCount(ctx)
+	s.mu.Lock()
+	s.owned, s.total = parts, total
+	s.mu.Unlock()
+	s.logger.Info("partitions assigned", "partitions", parts, "total", total)
+	if len(parts) > 0 {
+		s.seed(ctx)
 	}
+	s.owner.Owned(ctx, parts, total)
+}
+
+// revoked ends a generation once its partitions' events are no longer
+// handled: the owner stops their targets and flushes what it decided.
+func (s *Sharder) revoked(ctx context.Context, a eventbus.Assignment) {
+	s.owner.Revoked(ctx, a[s.cfg.Topic])
 }
 
 // partitionCount reads the instance topic's partition count.
@@ -253,76 +225,6 @@ func (s *Sharder) seedPartition(ctx context.Context, p int) int {
 	}
 }
 
-// follow replays partition p of the instance topic from its start and keeps
-// reading until the generation ends.
-func (s *Sharder) follow(ctx context.Context, p int, dlq *kafka.Writer) {
-	r := kafka.NewReader(kafka.ReaderConfig{Brokers: s.cfg.Brokers, Topic: s.cfg.Topic, Partition: p,
-		MinBytes: 1, MaxBytes: 1 << 20, MaxWait: 250 * time.Millisecond})
-	defer r.Close()
-	if err := r.SetOffset(kafka.FirstOffset); err != nil {
-		s.logger.Error("set offset", "partition", p, "err", err)
-		return
-	}
-	for {
-		m, err := r.ReadMessage(ctx)
-		if err != nil {
-			if ctx.Err() == nil {
-				s.logger.Warn("read instance events", "partition", p, "err", err)
-			}
-			return
-		}
-		ev, err := decode(&m)
-		if err == nil {
-			hctx := ctx
-			if ev.Tenant != "" {
-				id, perr := tenancy.Parse(ev.Tenant)
-				if perr != nil {
-					err = eventbus.Poison(fmt.Errorf("tenant header: %w", perr))
-				} else {
-					hctx = tenancy.WithTenant(ctx, id)
-				}
-			}
-			if err == nil {
-				err = retry.Do(hctx, retry.Policy{Initial: 100 * time.Millisecond, Max: 5 * time.Second, Multiplier: 2, MaxTries: 5},
-					func(ctx context.Context) error {
-						herr := s.owner.Handle(ctx, p, ev)
-						if herr != nil && eventbus.ClassOf(herr) != eventbus.ClassRetryable {
-							return retry.Permanent(herr)
-						}
-						return herr
-					})
-			}
-		}
-		if err != nil && ctx.Err() == nil {
-			s.deadLetter(ctx, dlq, &m, err)
-		}
-	}
-}
-
-func (s *Sharder) deadLetter(ctx context.Context, w *kafka.Writer, m *kafka.Message, cause error) {
-	class := eventbus.ClassOf(cause).String()
-	if class == "retryable" {
-		class = "retries_exhausted"
-	}
-	reason := cause.Error()
-	if len(reason) > 1024 {
-		reason = reason[:1024]
-	}
-	headers := append(slices.Clone(m.Headers),
-		kafka.Header{Key: eventbus.HeaderDLQReason, Value: []byte(reason)},
-		kafka.Header{Key: eventbus.HeaderDLQClass, Value: []byte(class)},
-		kafka.Header{Key: eventbus.HeaderDLQTopic, Value: []byte(m.Topic)},
-		kafka.Header{Key: eventbus.HeaderDLQPartition, Value: []byte(strconv.Itoa(m.Partition))},
-		kafka.Header{Key: eventbus.HeaderDLQOffset, Value: []byte(strconv.FormatInt(m.Offset, 10))})
-	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := w.WriteMessages(dctx, kafka.Message{Topic: m.Topic + ".dlq", Key: m.Key, Value: m.Value, Headers: headers}); err != nil {
-		s.logger.Error("dead-letter failed; event skipped", "partition", m.Partition, "offset", m.Offset, "err", err)
-		return
-	}
-	s.logger.Warn("event dead-lettered", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "class", class, "reason", reason)
-}
-
 func header(hs []kafka.Header, key string) string {
 	for _, h := range hs {
 		if h.Key == key {
@@ -330,24 +232,4 @@ func header(hs []kafka.Header, key string) string {
 		}
 	}
 	return ""
-}
-
-// decode reads the CloudEvents binary-mode attributes the healthcheck needs.
-func decode(m *kafka.Message) (eventbus.Event, error) {
-	ev := eventbus.Event{
-		ID: header(m.Headers, eventbus.HeaderID), Type: header(m.Headers, eventbus.HeaderType),
-		Source: header(m.Headers, eventbus.HeaderSource), Subject: header(m.Headers, eventbus.HeaderSubject),
-		Tenant: header(m.Headers, eventbus.HeaderTenant), Key: string(m.Key), Data: m.Value,
-		ContentType: header(m.Headers, eventbus.HeaderContentType),
-		Topic:       m.Topic, Partition: m.Partition, Offset: m.Offset,
-	}
-	if ev.ID == "" || ev.Type == "" {
-		return ev, eventbus.Poison(errors.New("missing ce_id or ce_type header"))
-	}
-	if t := header(m.Headers, eventbus.HeaderTime); t != "" {
-		if ts, err := time.Parse(time.RFC3339Nano, t); err == nil {
-			ev.Time = ts
-		}
-	}
-	return ev, nil
 }

@@ -9,11 +9,9 @@ package mysqlrepo
 import (
 	"context"
 	"database/sql"
-	"embed"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"strings"
 	"time"
 
@@ -21,23 +19,12 @@ import (
 
 	"github.com/canopy-platform/canopy/libs/store"
 	"github.com/canopy-platform/canopy/libs/tenancy"
+	"github.com/canopy-platform/canopy/services/provisioning/migrations"
 
 	"github.com/canopy-platform/canopy/services/provisioning/internal/instance"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/port"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/secrets"
 )
-
-//go:embed migrations/*.sql
-var migrationFiles embed.FS
-
-// Migrations returns the embedded schema migrations.
-func Migrations() fs.FS {
-	sub, err := fs.Sub(migrationFiles, "migrations")
-	if err != nil {
-		panic(err) // the embedded directory exists at build time
-	}
-	return sub
-}
 
 // Errors callers branch on: the repository contract's (package port), named
 // here too for callers that know only this adapter.
@@ -78,7 +65,7 @@ func New(db *store.DB, box *secrets.Box) (*Repo, error) {
 
 // Migrate applies the schema.
 func (r *Repo) Migrate(ctx context.Context) error {
-	return r.db.Migrate(ctx, Migrations())
+	return r.db.Migrate(ctx, store.OutboxMigrations(), migrations.FS)
 }
 
 // The contract's types, named here for callers that know only this adapter.

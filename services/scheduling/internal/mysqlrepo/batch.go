@@ -187,22 +187,22 @@ func reserveBatch(ctx context.Context, tx *store.Tx, items []placement.Reservati
 
 	// Admit decisions in order while their hosts have the room (without
 	// lockHosts, all of them: the conditional update checks).
-	need := map[string]inventory.Resources{}
+	var need inventory.Demand
 	var admitted []int
 	for i, it := range items {
 		if single[i] {
 			continue
 		}
-		want := map[string]inventory.Resources{}
+		var want inventory.Demand
 		var stale []string
 		for _, n := range it.Decision.Nodes {
-			want[n.HostID] = want[n.HostID].Add(n.Resources)
+			want.Add(n.HostID, n.Resources)
 			if n.Port < 1 {
 				stale = append(stale, n.HostID)
 			}
 		}
-		for h, w := range want {
-			if mode.lockHosts && (!ready[h] || !free[h].Covers(need[h].Add(w))) {
+		for _, h := range want.Hosts() {
+			if mode.lockHosts && !inventory.Admits(ready[h], free[h], need.Of(h).Add(want.Of(h))) {
 				stale = append(stale, h)
 			}
 		}
@@ -211,9 +211,7 @@ func reserveBatch(ctx context.Context, tx *store.Tx, items []placement.Reservati
 			errs[i] = &placement.StaleError{Hosts: stale}
 			continue
 		}
-		for h, w := range want {
-			need[h] = need[h].Add(w)
-		}
+		need.Merge(want)
 		admitted = append(admitted, i)
 	}
 	if len(admitted) == 0 {
@@ -246,46 +244,17 @@ func reserveBatch(ctx context.Context, tx *store.Tx, items []placement.Reservati
 	// Book every host once, conditionally, as Reserve does.
 	var booked []string
 	for _, h := range hostIDs {
-		if _, ok := need[h]; ok {
+		if need.Has(h) {
 			booked = append(booked, h)
 		}
 	}
-	caseOf := func(get func(inventory.Resources) int64) (string, []any) {
-		var sb strings.Builder
-		args := make([]any, 0, 2*len(booked))
-		sb.WriteString("CASE id")
-		for _, id := range booked {
-			sb.WriteString(" WHEN ? THEN ?")
-			args = append(args, id, get(need[id]))
+	if err := bookHosts(ctx, tx, booked, need, now); errors.Is(err, errHostsLacking) {
+		if mode.lockHosts {
+			return errBatchFallback // cannot happen with the rows locked; be safe
 		}
-		sb.WriteString(" END")
-		return sb.String(), args
-	}
-	cpu, cpuArgs := caseOf(func(r inventory.Resources) int64 { return r.MilliCPU })
-	mem, memArgs := caseOf(func(r inventory.Resources) int64 { return r.MemoryMB })
-	sto, stoArgs := caseOf(func(r inventory.Resources) int64 { return r.StorageGB })
-	q := `UPDATE hosts SET alloc_mcpu = alloc_mcpu + ` + cpu + `, alloc_memory_mb = alloc_memory_mb + ` + mem +
-		`, alloc_storage_gb = alloc_storage_gb + ` + sto + `, version = version + 1, updated_at = ?
-		WHERE id IN ` + inClause(len(booked)) + ` AND state = 'ready' AND cap_mcpu - alloc_mcpu >= ` + cpu +
-		` AND cap_memory_mb - alloc_memory_mb >= ` + mem + ` AND cap_storage_gb - alloc_storage_gb >= ` + sto
-	args = make([]any, 0, 12*len(booked)+1)
-	args = append(append(append(append(args, cpuArgs...), memArgs...), stoArgs...), now)
-	args = append(args, anySlice(booked)...)
-	args = append(append(append(args, cpuArgs...), memArgs...), stoArgs...)
-	res, err := tx.ExecContext(ctx, q, args...)
-	lacking := errBatchLockHosts
-	if mode.lockHosts {
-		lacking = errBatchFallback // cannot happen with the rows locked; be safe
-	}
-	if c := mysqlErr(err); c == errCheckMariaDB || c == errCheckMySQL {
-		return lacking
+		return errBatchLockHosts
 	} else if err != nil {
-		return fmt.Errorf("book hosts: %w", err)
-	}
-	if k, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("book hosts: %w", err)
-	} else if int(k) != len(booked) {
-		return lacking
+		return err
 	}
 
 	// The reservations, one statement.

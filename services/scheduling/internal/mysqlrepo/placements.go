@@ -216,21 +216,62 @@ func book(ctx context.Context, tx *store.Tx, d placement.Decision, now time.Time
 	// key order, so concurrent placements never deadlock on each other): each
 	// host must still be ready and have the room. Fewer rows than hosts means
 	// the decision went stale.
-	need := map[string]inventory.Resources{}
-	var ids []string
+	var need inventory.Demand
 	for _, n := range nodes {
-		if _, ok := need[n.HostID]; !ok {
-			ids = append(ids, n.HostID)
-		}
-		need[n.HostID] = need[n.HostID].Add(n.Resources)
+		need.Add(n.HostID, n.Resources)
 	}
+	ids := need.Hosts()
+	if err := bookHosts(ctx, tx, ids, need, now); errors.Is(err, errHostsLacking) {
+		return &placement.StaleError{Hosts: ids}
+	} else if err != nil {
+		return fmt.Errorf("book %s: %w", d.InstanceID, err)
+	}
+	var sb strings.Builder
+	sb.WriteString(`INSERT INTO reservations (instance_id, node_name, role, host_id, region_id, zone_id, address, port, mcpu, memory_mb, storage_gb, score, created_at) VALUES `)
+	args := make([]any, 0, 13*len(nodes))
+	for i, n := range nodes {
+		if n.Port < 1 {
+			return &placement.StaleError{Hosts: []string{n.HostID}}
+		}
+		if i > 0 {
+			sb.WriteString(",")
+		}
+		sb.WriteString("(?,?,?,?,?,?,?,?,?,?,?,?,?)")
+		args = append(args, d.InstanceID, n.Name, n.Role, n.HostID, n.Region, n.Zone, n.Address, n.Port,
+			n.Resources.MilliCPU, n.Resources.MemoryMB, n.Resources.StorageGB, n.Score, now)
+	}
+	_, err := tx.ExecContext(ctx, sb.String(), args...)
+	if mysqlErr(err) == errDupEntry {
+		hosts := make([]string, 0, len(nodes))
+		for _, n := range nodes {
+			hosts = append(hosts, n.HostID)
+		}
+		return &placement.StaleError{Hosts: hosts}
+	}
+	if err != nil {
+		return fmt.Errorf("insert reservations of %s: %w", d.InstanceID, err)
+	}
+	return nil
+}
+
+// errHostsLacking means the conditional booking found a host that is not
+// ready or lacks the room: the decision went stale.
+var errHostsLacking = errors.New("a host is not ready or lacks the room")
+
+// bookHosts adds what need asks of each host to its allocation with one
+// conditional UPDATE, the SQL form of inventory.Admits: every host must
+// still be ready and have the room, otherwise it returns errHostsLacking and
+// the caller rolls back. ids are need's hosts in primary key order, so
+// concurrent transactions lock rows in the same order and never deadlock on
+// each other.
+func bookHosts(ctx context.Context, tx *store.Tx, ids []string, need inventory.Demand, now time.Time) error {
 	caseOf := func(get func(inventory.Resources) int64) (string, []any) {
 		var sb strings.Builder
 		args := make([]any, 0, 2*len(ids))
 		sb.WriteString("CASE id")
 		for _, id := range ids {
 			sb.WriteString(" WHEN ? THEN ?")
-			args = append(args, id, get(need[id]))
+			args = append(args, id, get(need.Of(id)))
 		}
 		sb.WriteString(" END")
 		return sb.String(), args
@@ -248,39 +289,14 @@ func book(ctx context.Context, tx *store.Tx, d placement.Decision, now time.Time
 	args = append(append(append(args, cpuArgs...), memArgs...), stoArgs...)
 	res, err := tx.ExecContext(ctx, q, args...)
 	if c := mysqlErr(err); c == errCheckMariaDB || c == errCheckMySQL {
-		return &placement.StaleError{Hosts: ids}
+		return errHostsLacking
 	} else if err != nil {
-		return fmt.Errorf("book %s: %w", d.InstanceID, err)
+		return fmt.Errorf("book hosts: %w", err)
 	}
 	if k, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("book %s: %w", d.InstanceID, err)
+		return fmt.Errorf("book hosts: %w", err)
 	} else if int(k) != len(ids) {
-		return &placement.StaleError{Hosts: ids}
-	}
-	var sb strings.Builder
-	sb.WriteString(`INSERT INTO reservations (instance_id, node_name, role, host_id, region_id, zone_id, address, port, mcpu, memory_mb, storage_gb, score, created_at) VALUES `)
-	args = make([]any, 0, 13*len(nodes))
-	for i, n := range nodes {
-		if n.Port < 1 {
-			return &placement.StaleError{Hosts: []string{n.HostID}}
-		}
-		if i > 0 {
-			sb.WriteString(",")
-		}
-		sb.WriteString("(?,?,?,?,?,?,?,?,?,?,?,?,?)")
-		args = append(args, d.InstanceID, n.Name, n.Role, n.HostID, n.Region, n.Zone, n.Address, n.Port,
-			n.Resources.MilliCPU, n.Resources.MemoryMB, n.Resources.StorageGB, n.Score, now)
-	}
-	_, err = tx.ExecContext(ctx, sb.String(), args...)
-	if mysqlErr(err) == errDupEntry {
-		hosts := make([]string, 0, len(nodes))
-		for _, n := range nodes {
-			hosts = append(hosts, n.HostID)
-		}
-		return &placement.StaleError{Hosts: hosts}
-	}
-	if err != nil {
-		return fmt.Errorf("insert reservations of %s: %w", d.InstanceID, err)
+		return errHostsLacking
 	}
 	return nil
 }

@@ -47,7 +47,7 @@ func New(db *store.DB, now func() time.Time) (*Repo, error) {
 
 // Migrate applies the embedded schema.
 func (r *Repo) Migrate(ctx context.Context) error {
-	if err := r.db.Migrate(ctx, migrations.FS); err != nil {
+	if err := r.db.Migrate(ctx, store.OutboxMigrations(), migrations.FS); err != nil {
 		return fmt.Errorf("migrate scheduling schema: %w", err)
 	}
 	return nil
