@@ -12,7 +12,6 @@ package httpapi
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -29,6 +28,7 @@ import (
 	"golang.org/x/text/message"
 
 	"github.com/canopy-platform/canopy/libs/httpx"
+	"github.com/canopy-platform/canopy/libs/paging"
 	"github.com/canopy-platform/canopy/libs/tenancy"
 
 	"github.com/canopy-platform/canopy/services/provisioning/internal/catalogclient"
@@ -634,25 +634,13 @@ func (h *Handler) listInstances(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusForbidden, "tenant callers list only their own tenant's instances"))
 		return
 	}
-	limit := 50
-	if s := r.URL.Query().Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > 500 {
-			httpx.WriteProblem(w, r, httpx.BadRequest("invalid limit", httpx.FieldError{Field: "limit", Reason: "must be an integer between 1 and 500"}))
-			return
-		}
-		limit = n
-	}
 	var c cursor
-	if s := r.URL.Query().Get("cursor"); s != "" {
-		raw, err := base64.RawURLEncoding.DecodeString(s)
-		if err != nil || len(s) > 512 || json.Unmarshal(raw, &c) != nil {
-			httpx.WriteProblem(w, r, httpx.BadRequest("invalid cursor", httpx.FieldError{Field: "cursor", Reason: "is not a cursor this endpoint issued"}))
-			return
-		}
+	limit, _, err := paging.Parse(r.URL.Query(), &c)
+	if err != nil {
+		httpx.WriteProblem(w, r, paging.Problem(err))
+		return
 	}
 	var items []*instance.Instance
-	var err error
 	if tenant == "" {
 		items, err = h.repo.ListAllInstances(r.Context(), c.After, limit+1, false)
 	} else {
@@ -662,14 +650,13 @@ func (h *Handler) listInstances(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, r, err)
 		return
 	}
-	out := listJSON{Items: []instanceJSON{}}
-	for i, in := range items {
-		if i == limit {
-			b, _ := json.Marshal(cursor{After: items[limit-1].ID})
-			out.NextCursor = base64.RawURLEncoding.EncodeToString(b)
-			break
-		}
+	items, more := paging.Split(items, limit)
+	out := listJSON{Items: make([]instanceJSON, 0, len(items))}
+	for _, in := range items {
 		out.Items = append(out.Items, toInstanceJSON(in))
+	}
+	if more {
+		out.NextCursor = paging.Encode(cursor{After: items[len(items)-1].ID})
 	}
 	httpx.WriteJSON(w, http.StatusOK, out)
 }
