@@ -28,6 +28,7 @@ import (
 	"golang.org/x/text/message"
 
 	"github.com/canopy-platform/canopy/libs/httpx"
+	"github.com/canopy-platform/canopy/libs/idempotency"
 	"github.com/canopy-platform/canopy/libs/paging"
 	"github.com/canopy-platform/canopy/libs/tenancy"
 
@@ -499,9 +500,9 @@ func (h *Handler) createInstance(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteProblem(w, r, httpx.Unprocessable("invalid name", httpx.FieldError{Field: "name", Reason: err.(*instance.ValidationError).Reason}))
 		return
 	}
-	key := r.Header.Get("Idempotency-Key")
-	if len(key) > 255 {
-		httpx.WriteProblem(w, r, httpx.BadRequest("invalid Idempotency-Key", httpx.FieldError{Field: "Idempotency-Key", Reason: "at most 255 characters"}))
+	key, err := idempotency.Key(r)
+	if err != nil {
+		idempotency.WriteProblem(w, r, err)
 		return
 	}
 	in, op, err := h.order(r.Context(), p, tenant, *req.Name, *req.PlanID, "", req.Version, req.Region, req.Parameters, key, requestHash(req), "")
@@ -509,7 +510,7 @@ func (h *Handler) createInstance(w http.ResponseWriter, r *http.Request) {
 		var dup *mysqlrepo.DuplicateError
 		if errors.As(err, &dup) {
 			if !dup.SameRequest {
-				httpx.WriteProblem(w, r, httpx.Unprocessable("Idempotency-Key was used with a different request"))
+				idempotency.WriteProblem(w, r, idempotency.ErrReused)
 				return
 			}
 			w.Header().Set("Location", "/api/v1/instances/"+in.ID)
