@@ -1,7 +1,6 @@
-package idempotency
+package idempotency_test
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -15,50 +14,11 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/canopy-platform/canopy/libs/idempotency"
+	"github.com/canopy-platform/canopy/libs/idempotency/idempotencytest"
 	"github.com/canopy-platform/canopy/libs/obs"
 	"github.com/canopy-platform/canopy/libs/tenancy"
 )
-
-// memStore is a Store in memory, atomic per (subject, key) like the SQL ones.
-type memStore struct {
-	mu   sync.Mutex
-	recs map[string]memRecord
-}
-
-type memRecord struct {
-	Record
-	created time.Time
-}
-
-func newMemStore() *memStore { return &memStore{recs: map[string]memRecord{}} }
-
-func (s *memStore) Begin(_ context.Context, subject, key string, hash Hash, now, notBefore time.Time) (Record, bool, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if r, ok := s.recs[subject+"\x00"+key]; ok && !r.created.Before(notBefore) {
-		return r.Record, false, nil
-	}
-	s.recs[subject+"\x00"+key] = memRecord{Record: Record{RequestHash: hash}, created: now}
-	return Record{RequestHash: hash}, true, nil
-}
-
-func (s *memStore) Complete(_ context.Context, subject, key string, status int, ct string, body []byte) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r := s.recs[subject+"\x00"+key]
-	r.Status, r.ContentType, r.Body = status, ct, body
-	s.recs[subject+"\x00"+key] = r
-	return nil
-}
-
-func (s *memStore) Abort(_ context.Context, subject, key string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if r, ok := s.recs[subject+"\x00"+key]; ok && r.Status == 0 {
-		delete(s.recs, subject+"\x00"+key)
-	}
-	return nil
-}
 
 type clock struct {
 	mu  sync.Mutex
@@ -77,7 +37,7 @@ var alice = tenancy.Principal{Tenant: "acme", Role: tenancy.RoleTenantAdmin, Sub
 // fixture is a creating handler behind the middleware; it counts its runs
 // and answers with the run number, or with status when set.
 type fixture struct {
-	mw     *Middleware
+	mw     *idempotency.Middleware
 	clk    *clock
 	runs   atomic.Int64
 	status atomic.Int64
@@ -89,7 +49,7 @@ type fixture struct {
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	f := &fixture{clk: &clock{now: time.Unix(1_700_000_000, 0)}}
-	mw, err := New(Config{Store: newMemStore(), Secret: []byte("secret-0123456789abcdef"), Label: "test v1",
+	mw, err := idempotency.New(idempotency.Config{Store: idempotencytest.NewMemStore(), Secret: []byte("secret-0123456789abcdef"), Label: "test v1",
 		TTL: time.Hour, Logger: obs.NopLogger(), Now: f.clk.Now})
 	require.NoError(t, err)
 	f.mw = mw
@@ -116,7 +76,7 @@ func newFixture(t *testing.T) *fixture {
 func (f *fixture) do(p *tenancy.Principal, path, key, body string) *httptest.ResponseRecorder {
 	r := httptest.NewRequest(http.MethodPost, path, strings.NewReader(body))
 	if key != "" {
-		r.Header.Set(Header, key)
+		r.Header.Set(idempotency.Header, key)
 	}
 	if p != nil {
 		r = r.WithContext(tenancy.WithPrincipal(r.Context(), *p))
@@ -142,11 +102,11 @@ func TestMiddleware(t *testing.T) {
 		}},
 		{"another body is 422", []step{
 			{key: "k", body: "a", status: 201, run: 1},
-			{key: "k", body: "b", status: 422, field: Header},
+			{key: "k", body: "b", status: 422, field: idempotency.Header},
 		}},
 		{"another path is 422", []step{
 			{key: "k", body: "a", status: 201, run: 1},
-			{path: "/other", key: "k", body: "a", status: 422, field: Header},
+			{path: "/other", key: "k", body: "a", status: 422, field: idempotency.Header},
 		}},
 		{"keys are per caller", []step{
 			{key: "k", body: "a", status: 201, run: 1},
@@ -157,8 +117,8 @@ func TestMiddleware(t *testing.T) {
 			{body: "a", status: 201, run: 2},
 		}},
 		{"invalid key is 400", []step{
-			{key: strings.Repeat("k", MaxKeyLen+1), body: "a", status: 400, field: Header},
-			{key: "caf\u00e9", body: "a", status: 400, field: Header},
+			{key: strings.Repeat("k", idempotency.MaxKeyLen+1), body: "a", status: 400, field: idempotency.Header},
+			{key: "caf\u00e9", body: "a", status: 400, field: idempotency.Header},
 		}},
 		{"no principal passes through", []step{
 			{anonymous: true, key: "k", body: "a", status: 201, run: 1},
@@ -204,7 +164,7 @@ func TestMiddleware(t *testing.T) {
 					continue
 				}
 				require.Equal(t, s.status, w.Code, "step %d: %s", i, w.Body)
-				require.Equal(t, s.replayed, w.Header().Get(ReplayedHeader) == "true", "step %d replayed", i)
+				require.Equal(t, s.replayed, w.Header().Get(idempotency.ReplayedHeader) == "true", "step %d replayed", i)
 				if s.field != "" {
 					var p struct {
 						Errors []struct{ Field string } `json:"errors"`
@@ -264,47 +224,24 @@ func TestConcurrentFirstUses(t *testing.T) {
 	require.Equal(t, http.StatusCreated, (<-first).Code)
 	again := f.do(&alice, "/things", "k", "a")
 	require.Equal(t, http.StatusCreated, again.Code)
-	require.Equal(t, "true", again.Header().Get(ReplayedHeader))
+	require.Equal(t, "true", again.Header().Get(idempotency.ReplayedHeader))
 	require.EqualValues(t, 1, f.runs.Load())
 }
 
 func TestNewRefusesMissingParts(t *testing.T) {
-	good := Config{Store: newMemStore(), Secret: []byte("s"), Label: "l", Logger: obs.NopLogger()}
-	for name, mut := range map[string]func(*Config){
-		"store":  func(c *Config) { c.Store = nil },
-		"secret": func(c *Config) { c.Secret = nil },
-		"label":  func(c *Config) { c.Label = "" },
-		"logger": func(c *Config) { c.Logger = nil },
+	good := idempotency.Config{Store: idempotencytest.NewMemStore(), Secret: []byte("s"), Label: "l", Logger: obs.NopLogger()}
+	for name, mut := range map[string]func(*idempotency.Config){
+		"store":  func(c *idempotency.Config) { c.Store = nil },
+		"secret": func(c *idempotency.Config) { c.Secret = nil },
+		"label":  func(c *idempotency.Config) { c.Label = "" },
+		"logger": func(c *idempotency.Config) { c.Logger = nil },
 	} {
 		c := good
 		mut(&c)
-		if _, err := New(c); err == nil {
+		if _, err := idempotency.New(c); err == nil {
 			t.Errorf("New accepted a config without %s", name)
 		}
 	}
-}
-
-// TestOpenAfterRotation: an answer sealed under the previous secret is still
-// replayed while that secret is listed as previous.
-func TestOpenAfterRotation(t *testing.T) {
-	oldSecret, newSecret := []byte("previous-secret-0123456789"), []byte("current-secret-0123456789")
-	before, err := newSealer("l", oldSecret, nil)
-	require.NoError(t, err)
-	sealed, err := before.seal([]byte(`{"id":"acme"}`))
-	require.NoError(t, err)
-	during, err := newSealer("l", newSecret, [][]byte{oldSecret})
-	require.NoError(t, err)
-	got, err := during.open(sealed)
-	require.NoError(t, err)
-	require.Equal(t, `{"id":"acme"}`, string(got))
-	after, err := newSealer("l", newSecret, nil)
-	require.NoError(t, err)
-	_, err = after.open(sealed)
-	require.ErrorIs(t, err, ErrUnsealed)
-	other, err := newSealer("another label", oldSecret, nil)
-	require.NoError(t, err)
-	_, err = other.open(sealed)
-	require.ErrorIs(t, err, ErrUnsealed)
 }
 
 func TestKeyRules(t *testing.T) {
@@ -314,16 +251,16 @@ func TestKeyRules(t *testing.T) {
 	}{
 		{"absent", "", nil},
 		{"plain", "orders-1", nil},
-		{"longest", strings.Repeat("k", MaxKeyLen), nil},
-		{"too long", strings.Repeat("k", MaxKeyLen+1), ErrInvalidKey},
-		{"not ASCII", "caf\u00e9", ErrInvalidKey},
-		{"control", "a\x01b", ErrInvalidKey},
+		{"longest", strings.Repeat("k", idempotency.MaxKeyLen), nil},
+		{"too long", strings.Repeat("k", idempotency.MaxKeyLen+1), idempotency.ErrInvalidKey},
+		{"not ASCII", "caf\u00e9", idempotency.ErrInvalidKey},
+		{"control", "a\x01b", idempotency.ErrInvalidKey},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := httptest.NewRequest(http.MethodPost, "/", nil)
-			r.Header[Header] = []string{tt.key}
-			k, err := Key(r)
+			r.Header[idempotency.Header] = []string{tt.key}
+			k, err := idempotency.Key(r)
 			if tt.want != nil {
 				require.ErrorIs(t, err, tt.want)
 				return
@@ -335,14 +272,14 @@ func TestKeyRules(t *testing.T) {
 }
 
 func TestFingerprints(t *testing.T) {
-	require.Equal(t, HashJSONBody([]byte(`{"a": 1}`)), HashJSONBody([]byte(`{"a":1}`)), "whitespace does not count")
-	require.NotEqual(t, HashJSONBody([]byte(`{"a":1}`)), HashJSONBody([]byte(`{"a":2}`)))
-	require.NotEqual(t, HashRequest("POST", "/a", nil), HashRequest("POST", "/b", nil))
-	require.NotEqual(t, HashRequest("POST", "/a", nil), HashRequest("PUT", "/a", nil))
+	require.Equal(t, idempotency.HashJSONBody([]byte(`{"a": 1}`)), idempotency.HashJSONBody([]byte(`{"a":1}`)), "whitespace does not count")
+	require.NotEqual(t, idempotency.HashJSONBody([]byte(`{"a":1}`)), idempotency.HashJSONBody([]byte(`{"a":2}`)))
+	require.NotEqual(t, idempotency.HashRequest("POST", "/a", nil), idempotency.HashRequest("POST", "/b", nil))
+	require.NotEqual(t, idempotency.HashRequest("POST", "/a", nil), idempotency.HashRequest("PUT", "/a", nil))
 	bob := alice
 	bob.Subject = "apikey:b"
-	require.NotEqual(t, Scope("create", alice), Scope("create", bob))
-	require.NotEqual(t, Scope("create", alice), Scope("update", alice))
+	require.NotEqual(t, idempotency.Scope("create", alice), idempotency.Scope("create", bob))
+	require.NotEqual(t, idempotency.Scope("create", alice), idempotency.Scope("update", alice))
 }
 
 func TestVerdictAndProblems(t *testing.T) {
@@ -354,22 +291,26 @@ func TestVerdictAndProblems(t *testing.T) {
 		status      int
 	}{
 		{"replay", "h", "h", true, nil, 0},
-		{"other request", "h", "x", true, ErrReused, 422},
-		{"other request still running", "h", "x", false, ErrReused, 422},
-		{"still running", "h", "h", false, ErrInProgress, 409},
+		{"other request", "h", "x", true, idempotency.ErrReused, 422},
+		{"other request still running", "h", "x", false, idempotency.ErrReused, 422},
+		{"still running", "h", "h", false, idempotency.ErrInProgress, 409},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := Verdict([]byte(tt.stored), []byte(tt.got), tt.finished)
+			err := idempotency.Verdict([]byte(tt.stored), []byte(tt.got), tt.finished)
 			require.ErrorIs(t, err, tt.want)
 			if tt.want == nil {
 				require.NoError(t, err)
-				require.Nil(t, Problem(err))
+				require.Nil(t, idempotency.Problem(err))
 				return
 			}
-			require.Equal(t, tt.status, Problem(err).Status)
+			require.Equal(t, tt.status, idempotency.Problem(err).Status)
 		})
 	}
-	require.Equal(t, 400, Problem(ErrInvalidKey).Status)
-	require.Nil(t, Problem(errors.New("other")))
+	require.Equal(t, 400, idempotency.Problem(idempotency.ErrInvalidKey).Status)
+	require.Nil(t, idempotency.Problem(errors.New("other")))
+}
+
+func TestMemStoreConformance(t *testing.T) {
+	idempotencytest.Run(t, func(*testing.T) idempotency.Store { return idempotencytest.NewMemStore() })
 }
