@@ -128,14 +128,14 @@ func (h *Handler) listCredentials(w http.ResponseWriter, r *http.Request) {
 		h.writeInternal(w, r, err)
 		return
 	}
+	creds, more := paging.Split(creds, limit)
 	out := listJSON[credentialJSON]{Items: make([]credentialJSON, 0, len(creds))}
-	for i, c := range creds {
-		if i == limit {
-			last := creds[i-1]
-			out.NextCursor = paging.Encode(credentialCursor{CreatedAt: last.CreatedAt, ID: last.ID})
-			break
-		}
+	for _, c := range creds {
 		out.Items = append(out.Items, toCredentialJSON(c))
+	}
+	if more {
+		last := creds[len(creds)-1]
+		out.NextCursor = paging.Encode(credentialCursor{CreatedAt: last.CreatedAt, ID: last.ID})
 	}
 	httpx.WriteJSON(w, http.StatusOK, out)
 }

@@ -87,13 +87,13 @@ func (h *Handler) listPlans(w http.ResponseWriter, r *http.Request) {
 		h.writeInternal(w, r, err)
 		return
 	}
+	plans, more := paging.Split(plans, limit)
 	out := listJSON[planJSON]{Items: make([]planJSON, 0, len(plans))}
-	for i, p := range plans {
-		if i == limit {
-			out.NextCursor = paging.Encode(planCursor{After: plans[i-1].Name})
-			break
-		}
+	for _, p := range plans {
 		out.Items = append(out.Items, toPlanJSON(p))
+	}
+	if more {
+		out.NextCursor = paging.Encode(planCursor{After: plans[len(plans)-1].Name})
 	}
 	httpx.WriteJSON(w, http.StatusOK, out)
 }

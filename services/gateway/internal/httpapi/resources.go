@@ -290,13 +290,13 @@ func (a *api) listTenants(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	out := page[tenantJSON]{Items: make([]tenantJSON, 0, min(len(ts), limit))}
-	for i, t := range ts {
-		if i == limit {
-			out.NextCursor = encodeCursor(string(ts[i-1].ID))
-			break
-		}
+	ts, more := paging.Split(ts, limit)
+	out := page[tenantJSON]{Items: make([]tenantJSON, 0, len(ts))}
+	for _, t := range ts {
 		out.Items = append(out.Items, a.toTenantJSON(t))
+	}
+	if more {
+		out.NextCursor = encodeCursor(string(ts[len(ts)-1].ID))
 	}
 	httpx.WriteJSON(w, http.StatusOK, out)
 }
@@ -471,13 +471,13 @@ func (a *api) listKeys(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	out := page[keyJSON]{Items: make([]keyJSON, 0, min(len(ks), limit))}
-	for i, k := range ks {
-		if i == limit {
-			out.NextCursor = encodeCursor(ks[i-1].ID)
-			break
-		}
+	ks, more := paging.Split(ks, limit)
+	out := page[keyJSON]{Items: make([]keyJSON, 0, len(ks))}
+	for _, k := range ks {
 		out.Items = append(out.Items, toKeyJSON(k))
+	}
+	if more {
+		out.NextCursor = encodeCursor(ks[len(ks)-1].ID)
 	}
 	httpx.WriteJSON(w, http.StatusOK, out)
 }
@@ -536,12 +536,12 @@ func (a *api) listAudit(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	out := page[auditJSON]{Items: make([]auditJSON, 0, min(len(es), limit))}
-	for i, e := range es {
-		if i == limit {
-			out.NextCursor = encodeCursor(strconv.FormatUint(es[i-1].ID, 10))
-			break
-		}
+	es, more := paging.Split(es, limit)
+	out := page[auditJSON]{Items: make([]auditJSON, 0, len(es))}
+	if more {
+		out.NextCursor = encodeCursor(strconv.FormatUint(es[len(es)-1].ID, 10))
+	}
+	for _, e := range es {
 		j := auditJSON{ID: strconv.FormatUint(e.ID, 10), At: e.At.UTC(), KeyID: e.KeyID, Role: string(e.Role), Method: e.Method,
 			Path: e.Path, Status: e.Status, RequestID: e.RequestID}
 		if e.Tenant != "" {
