@@ -1,6 +1,8 @@
 package idempotency_test
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
@@ -274,6 +276,10 @@ func TestKeyRules(t *testing.T) {
 func TestFingerprints(t *testing.T) {
 	require.Equal(t, idempotency.HashJSONBody([]byte(`{"a": 1}`)), idempotency.HashJSONBody([]byte(`{"a":1}`)), "whitespace does not count")
 	require.NotEqual(t, idempotency.HashJSONBody([]byte(`{"a":1}`)), idempotency.HashJSONBody([]byte(`{"a":2}`)))
+	// Fingerprints stored before the lib (catalog rows, provisioning's
+	// instances) are the hex SHA-256 of the compact body: they still match.
+	compact := sha256.Sum256([]byte(`{"a":1}`))
+	require.Equal(t, hex.EncodeToString(compact[:]), idempotency.HashJSONBody([]byte(`{ "a" : 1 }`)))
 	require.NotEqual(t, idempotency.HashRequest("POST", "/a", nil), idempotency.HashRequest("POST", "/b", nil))
 	require.NotEqual(t, idempotency.HashRequest("POST", "/a", nil), idempotency.HashRequest("PUT", "/a", nil))
 	bob := alice

@@ -11,8 +11,6 @@ package httpapi
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -454,10 +452,11 @@ func leaves(ve *jsonschema.ValidationError) []*jsonschema.ValidationError {
 	return out
 }
 
+// requestHash fingerprints a decoded request: re-encoding it makes the
+// fingerprint independent of the client's field order and spacing.
 func requestHash(v any) string {
 	b, _ := json.Marshal(v)
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
+	return idempotency.HashJSONBody(b)
 }
 
 func (h *Handler) createInstance(w http.ResponseWriter, r *http.Request) {
