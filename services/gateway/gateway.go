@@ -29,6 +29,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/canopy-platform/canopy/libs/httpx"
+	"github.com/canopy-platform/canopy/libs/idempotency"
 	"github.com/canopy-platform/canopy/libs/launch"
 	"github.com/canopy-platform/canopy/libs/store"
 	"github.com/canopy-platform/canopy/libs/tenancy"
@@ -36,7 +37,6 @@ import (
 	"github.com/canopy-platform/canopy/services/gateway/internal/audit"
 	"github.com/canopy-platform/canopy/services/gateway/internal/auththrottle"
 	"github.com/canopy-platform/canopy/services/gateway/internal/httpapi"
-	"github.com/canopy-platform/canopy/services/gateway/internal/idempotency"
 	"github.com/canopy-platform/canopy/services/gateway/internal/mysqlrepo"
 	"github.com/canopy-platform/canopy/services/gateway/internal/proxy"
 	"github.com/canopy-platform/canopy/services/gateway/internal/ratelimit"
@@ -234,6 +234,10 @@ type Service struct {
 	purgeIv  time.Duration
 }
 
+// idempotencyLabel derives the key that seals stored answers; changing it
+// makes every stored answer unreadable.
+const idempotencyLabel = "canopy gateway idempotency v1"
+
 // New builds the gateway. It resolves the internal secret (creating it in
 // the state directory if needed) but does not touch the database or the
 // network; Run does.
@@ -296,7 +300,8 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new gateway: %w", err)
 	}
-	idem, err := idempotency.New(repo, secret, [][]byte{[]byte(cfg.InternalSecretPrevious)}, 24*time.Hour, logger, deps.Now)
+	idem, err := idempotency.New(idempotency.Config{Store: repo, Secret: secret, Previous: [][]byte{[]byte(cfg.InternalSecretPrevious)},
+		Label: idempotencyLabel, TTL: 24 * time.Hour, Logger: logger, Now: deps.Now})
 	if err != nil {
 		return nil, fmt.Errorf("new gateway: %w", err)
 	}

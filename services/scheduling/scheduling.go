@@ -28,6 +28,7 @@ import (
 	"github.com/canopy-platform/canopy/libs/httpx"
 	"github.com/canopy-platform/canopy/libs/launch"
 	"github.com/canopy-platform/canopy/libs/store"
+	"github.com/canopy-platform/canopy/libs/svcclient"
 	"github.com/canopy-platform/canopy/libs/tenancy"
 	"github.com/canopy-platform/canopy/services/scheduling/internal/consumers"
 	"github.com/canopy-platform/canopy/services/scheduling/internal/httpapi"
@@ -143,8 +144,8 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("scheduler.placement: %w", err))
 	}
 	if c.CatalogURL != "" {
-		if _, err := planclient.New(c.CatalogURL, nil); err != nil {
-			errs = append(errs, err)
+		if _, err := svcclient.CheckURL(c.CatalogURL); err != nil {
+			errs = append(errs, fmt.Errorf("invalid catalog url (catalog_url): %w", err))
 		}
 	}
 	if c.Consume && len(c.consumerBrokers()) == 0 {

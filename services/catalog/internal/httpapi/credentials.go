@@ -8,10 +8,10 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/canopy-platform/canopy/libs/httpx"
+	"github.com/canopy-platform/canopy/libs/paging"
 	"github.com/canopy-platform/canopy/libs/tenancy"
 	"github.com/canopy-platform/canopy/services/catalog/internal/brokercred"
 	"github.com/canopy-platform/canopy/services/catalog/internal/mysqlrepo"
-	"github.com/canopy-platform/canopy/services/catalog/internal/paging"
 	"github.com/canopy-platform/canopy/services/catalog/internal/plan"
 	"github.com/canopy-platform/canopy/services/catalog/internal/tenantclient"
 )
@@ -116,7 +116,7 @@ func (h *Handler) listCredentials(w http.ResponseWriter, r *http.Request) {
 	var cur credentialCursor
 	limit, has, err := paging.Parse(r.URL.Query(), &cur)
 	if err != nil {
-		httpx.WriteProblem(w, r, pagingProblem(err))
+		httpx.WriteProblem(w, r, paging.Problem(err))
 		return
 	}
 	var after *mysqlrepo.CredentialCursor
@@ -128,14 +128,14 @@ func (h *Handler) listCredentials(w http.ResponseWriter, r *http.Request) {
 		h.writeInternal(w, r, err)
 		return
 	}
+	creds, more := paging.Split(creds, limit)
 	out := listJSON[credentialJSON]{Items: make([]credentialJSON, 0, len(creds))}
-	for i, c := range creds {
-		if i == limit {
-			last := creds[i-1]
-			out.NextCursor = paging.Encode(credentialCursor{CreatedAt: last.CreatedAt, ID: last.ID})
-			break
-		}
+	for _, c := range creds {
 		out.Items = append(out.Items, toCredentialJSON(c))
+	}
+	if more {
+		last := creds[len(creds)-1]
+		out.NextCursor = paging.Encode(credentialCursor{CreatedAt: last.CreatedAt, ID: last.ID})
 	}
 	httpx.WriteJSON(w, http.StatusOK, out)
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/canopy-platform/canopy/libs/httpx"
+	"github.com/canopy-platform/canopy/libs/idempotency"
 	"github.com/canopy-platform/canopy/libs/tenancy"
 	"github.com/canopy-platform/canopy/services/catalog/internal/brokercred"
 	"github.com/canopy-platform/canopy/services/catalog/internal/mysqlrepo"
@@ -151,7 +152,7 @@ func FuzzRequestBodies(f *testing.F) {
 		req := httptest.NewRequest(rt.method, rt.path, strings.NewReader(string(body)))
 		req.Header.Set("Content-Type", "application/json")
 		if idemKey != "" {
-			req.Header[IdempotencyHeader] = []string{idemKey}
+			req.Header[idempotency.Header] = []string{idemKey}
 		}
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)

@@ -3,8 +3,6 @@ package httpapi
 import (
 	"bytes"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,25 +12,18 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/canopy-platform/canopy/libs/httpx"
+	"github.com/canopy-platform/canopy/libs/idempotency"
 	"github.com/canopy-platform/canopy/libs/tenancy"
 	"github.com/canopy-platform/canopy/services/catalog/internal/mysqlrepo"
 )
 
-// IdempotencyHeader is the request header naming an idempotent create.
-const IdempotencyHeader = "Idempotency-Key"
-
-// ReplayedHeader marks a response replayed from an earlier request.
-const ReplayedHeader = "Idempotent-Replayed"
-
-const maxIdempotencyKey = 255
-
-// idempotency is an Idempotency-Key request in progress.
-type idempotency struct {
+// idemRequest is an Idempotency-Key request in progress.
+type idemRequest struct {
 	scope, key, hash string
 }
 
 // response returns the record to store with the created resource.
-func (i *idempotency) response(status int, body []byte) *mysqlrepo.IdempotentResponse {
+func (i *idemRequest) response(status int, body []byte) *mysqlrepo.IdempotentResponse {
 	if i == nil {
 		return nil
 	}
@@ -59,20 +50,20 @@ func readBody(r *http.Request) ([]byte, error) {
 
 // startIdempotent handles the Idempotency-Key of a create: without one it
 // returns nil; with a key already used it replays the stored response (same
-// body) or answers 422 (another body) and reports done.
-func (h *Handler) startIdempotent(w http.ResponseWriter, r *http.Request, op string, body []byte) (idem *idempotency, done bool) {
-	key := r.Header.Get(IdempotencyHeader)
+// body) or answers 422 (another body) and reports done. The answer is
+// stored by the create's own transaction, so there is no "in progress": a
+// concurrent first use loses on the key and replays the winner.
+func (h *Handler) startIdempotent(w http.ResponseWriter, r *http.Request, op string, body []byte) (idem *idemRequest, done bool) {
+	key, err := idempotency.Key(r)
+	if err != nil {
+		idempotency.WriteProblem(w, r, err)
+		return nil, true
+	}
 	if key == "" {
 		return nil, false
 	}
-	if len(key) > maxIdempotencyKey || !printableASCII(key) {
-		httpx.WriteProblem(w, r, httpx.BadRequest("invalid Idempotency-Key",
-			httpx.FieldError{Field: IdempotencyHeader, Reason: fmt.Sprintf("must be 1 to %d printable ASCII characters", maxIdempotencyKey)}))
-		return nil, true
-	}
 	p, _ := tenancy.PrincipalFrom(r.Context())
-	subject := sha256.Sum256([]byte(string(p.Tenant) + "|" + p.Subject))
-	idem = &idempotency{scope: op + ":" + hex.EncodeToString(subject[:16]), key: key, hash: bodyHash(body)}
+	idem = &idemRequest{scope: idempotency.Scope(op, p), key: key, hash: idempotency.HashJSONBody(body)}
 	if h.replay(w, r, idem) {
 		return nil, true
 	}
@@ -80,7 +71,7 @@ func (h *Handler) startIdempotent(w http.ResponseWriter, r *http.Request, op str
 }
 
 // replay answers from a stored response under idem's key, if there is one.
-func (h *Handler) replay(w http.ResponseWriter, r *http.Request, idem *idempotency) bool {
+func (h *Handler) replay(w http.ResponseWriter, r *http.Request, idem *idemRequest) bool {
 	stored, ok, err := h.repo.LookupIdempotent(r.Context(), idem.scope, idem.key)
 	if err != nil {
 		h.writeInternal(w, r, err)
@@ -89,35 +80,11 @@ func (h *Handler) replay(w http.ResponseWriter, r *http.Request, idem *idempoten
 	if !ok {
 		return false
 	}
-	if stored.RequestHash != idem.hash {
-		httpx.WriteProblem(w, r, httpx.Unprocessable("this Idempotency-Key was already used with a different request body",
-			httpx.FieldError{Field: IdempotencyHeader, Reason: "reused with a different request body"}))
+	if err := idempotency.Verdict([]byte(stored.RequestHash), []byte(idem.hash), true); err != nil {
+		idempotency.WriteProblem(w, r, err)
 		return true
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set(ReplayedHeader, "true")
-	w.WriteHeader(stored.Status)
-	_, _ = w.Write(stored.Body)
-	return true
-}
-
-// bodyHash hashes the compacted body, so whitespace does not matter.
-func bodyHash(body []byte) string {
-	var buf bytes.Buffer
-	if err := json.Compact(&buf, body); err != nil {
-		buf.Reset()
-		buf.Write(body)
-	}
-	sum := sha256.Sum256(buf.Bytes())
-	return hex.EncodeToString(sum[:])
-}
-
-func printableASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x20 || s[i] > 0x7e {
-			return false
-		}
-	}
+	idempotency.WriteReplay(w, stored.Status, "application/json", stored.Body)
 	return true
 }
 

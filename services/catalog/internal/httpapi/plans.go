@@ -8,8 +8,8 @@ import (
 
 	"github.com/canopy-platform/canopy/api/events"
 	"github.com/canopy-platform/canopy/libs/httpx"
+	"github.com/canopy-platform/canopy/libs/paging"
 	"github.com/canopy-platform/canopy/services/catalog/internal/mysqlrepo"
-	"github.com/canopy-platform/canopy/services/catalog/internal/paging"
 	"github.com/canopy-platform/canopy/services/catalog/internal/plan"
 )
 
@@ -24,20 +24,12 @@ type planCursor struct {
 	After string `json:"a"`
 }
 
-func pagingProblem(err error) *httpx.Problem {
-	var fe *paging.FieldError
-	if errors.As(err, &fe) {
-		return httpx.BadRequest("invalid query parameter", httpx.FieldError{Field: fe.Field, Reason: fe.Reason})
-	}
-	return httpx.BadRequest(err.Error())
-}
-
 // listServices answers GET /services: each engine with its orderable plans.
 func (h *Handler) listServices(w http.ResponseWriter, r *http.Request) {
 	var cur serviceCursor
 	limit, _, err := paging.Parse(r.URL.Query(), &cur)
 	if err != nil {
-		httpx.WriteProblem(w, r, pagingProblem(err))
+		httpx.WriteProblem(w, r, paging.Problem(err))
 		return
 	}
 	out := listJSON[serviceJSON]{Items: []serviceJSON{}}
@@ -72,7 +64,7 @@ func (h *Handler) listPlans(w http.ResponseWriter, r *http.Request) {
 	var cur planCursor
 	limit, _, err := paging.Parse(r.URL.Query(), &cur)
 	if err != nil {
-		httpx.WriteProblem(w, r, pagingProblem(err))
+		httpx.WriteProblem(w, r, paging.Problem(err))
 		return
 	}
 	q := mysqlrepo.PlanQuery{AfterName: cur.After, Limit: limit + 1}
@@ -95,13 +87,13 @@ func (h *Handler) listPlans(w http.ResponseWriter, r *http.Request) {
 		h.writeInternal(w, r, err)
 		return
 	}
+	plans, more := paging.Split(plans, limit)
 	out := listJSON[planJSON]{Items: make([]planJSON, 0, len(plans))}
-	for i, p := range plans {
-		if i == limit {
-			out.NextCursor = paging.Encode(planCursor{After: plans[i-1].Name})
-			break
-		}
+	for _, p := range plans {
 		out.Items = append(out.Items, toPlanJSON(p))
+	}
+	if more {
+		out.NextCursor = paging.Encode(planCursor{After: plans[len(plans)-1].Name})
 	}
 	httpx.WriteJSON(w, http.StatusOK, out)
 }

@@ -8,15 +8,13 @@ package tenantclient
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 
+	"github.com/canopy-platform/canopy/libs/svcclient"
 	"github.com/canopy-platform/canopy/libs/tenancy"
 )
 
@@ -55,74 +53,44 @@ type Config struct {
 
 // Client asks the gateway about tenants.
 type Client struct {
-	cfg    Config
-	signer *tenancy.Signer
+	cfg Config
+	svc *svcclient.Client
 }
+
+// maxBody bounds the gateway's answer.
+const maxBody = 64 << 10
 
 // New returns a client.
 func New(cfg Config) (*Client, error) {
 	if cfg.BaseURL == nil {
 		return nil, errors.New("tenant client: nil base URL")
 	}
-	if len(cfg.Secret) == 0 {
-		return nil, errors.New("tenant client: empty internal secret")
-	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
-	}
-	if cfg.HTTP == nil {
-		cfg.HTTP = &http.Client{}
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Client{cfg: cfg, signer: tenancy.NewSigner(cfg.Secret)}, nil
+	svc, err := svcclient.New(svcclient.Config{Audience: tenancy.AudienceGateway, Secret: cfg.Secret, BaseURLFunc: cfg.BaseURL,
+		Timeout: cfg.Timeout, MaxBody: maxBody, HTTP: cfg.HTTP})
+	if err != nil {
+		return nil, fmt.Errorf("tenant client: %w", err)
+	}
+	return &Client{cfg: cfg, svc: svc}, nil
 }
 
 // Check returns nil when the gateway knows tenant; otherwise an error
 // wrapping ErrUnknownTenant or ErrUnavailable.
 func (c *Client) Check(ctx context.Context, tenant tenancy.ID) error {
-	fail := func(format string, args ...any) error {
-		return fmt.Errorf("check tenant %s: %w: %s", tenant, ErrUnavailable, fmt.Sprintf(format, args...))
-	}
-	base := strings.TrimRight(c.cfg.BaseURL(), "/")
-	if u, err := url.Parse(base); base == "" || err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-		return fail("no usable gateway URL %q", base)
-	}
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/internal/v1/tenants/"+url.PathEscape(string(tenant))+"/quota", nil)
-	if err != nil {
-		return fail("%v", err)
-	}
-	req.Header.Set("Accept", "application/json")
-	c.sign(req)
-	resp, err := c.cfg.HTTP.Do(req)
-	if err != nil {
-		return fail("%v", err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	if err != nil {
-		return fail("read answer: %v", err)
-	}
-	switch resp.StatusCode {
-	case http.StatusOK:
-		return nil
-	case http.StatusNotFound:
-		var p struct {
-			Type string `json:"type"`
-		}
-		if json.Unmarshal(body, &p) == nil && p.Type == ProblemUnknownTenant {
+	_, err := c.svc.Get(ctx, Identity, "/internal/v1/tenants/"+url.PathEscape(string(tenant))+"/quota")
+	if se, ok := svcclient.AsStatus(err); ok && se.Status == http.StatusNotFound {
+		if se.ProblemType() == ProblemUnknownTenant {
 			return fmt.Errorf("check tenant %s: %w", tenant, ErrUnknownTenant)
 		}
-		return fail("gateway answered 404 without the unknown-tenant problem: %s", strings.TrimSpace(string(body)))
-	default:
-		return fail("gateway answered %d: %s", resp.StatusCode, strings.TrimSpace(string(body)))
+		return fmt.Errorf("check tenant %s: %w: gateway answered 404 without the unknown-tenant problem: %w", tenant, ErrUnavailable, err)
 	}
-}
-
-// sign is the one place the client signs a request's identity.
-func (c *Client) sign(req *http.Request) {
-	c.signer.SignRequest(req, nil, tenancy.AudienceGateway, Identity)
+	if err != nil {
+		return fmt.Errorf("check tenant %s: %w: %w", tenant, ErrUnavailable, err)
+	}
+	return nil
 }

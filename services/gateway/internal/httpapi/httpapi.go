@@ -18,11 +18,11 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/canopy-platform/canopy/libs/httpx"
+	"github.com/canopy-platform/canopy/libs/idempotency"
 	"github.com/canopy-platform/canopy/libs/tenancy"
 	"github.com/canopy-platform/canopy/services/gateway/internal/apikey"
 	"github.com/canopy-platform/canopy/services/gateway/internal/audit"
 	"github.com/canopy-platform/canopy/services/gateway/internal/auththrottle"
-	"github.com/canopy-platform/canopy/services/gateway/internal/idempotency"
 	"github.com/canopy-platform/canopy/services/gateway/internal/proxy"
 	"github.com/canopy-platform/canopy/services/gateway/internal/ratelimit"
 	"github.com/canopy-platform/canopy/services/gateway/internal/tenant"

@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
@@ -11,6 +10,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/canopy-platform/canopy/libs/httpx"
+	"github.com/canopy-platform/canopy/libs/paging"
 	"github.com/canopy-platform/canopy/libs/tenancy"
 	"github.com/canopy-platform/canopy/services/gateway/internal/apikey"
 	"github.com/canopy-platform/canopy/services/gateway/internal/tenant"
@@ -155,34 +155,17 @@ func (j *rateLimitJSON) domain(prefix string) (tenant.RateLimit, []httpx.FieldEr
 	return rl, errs
 }
 
-const (
-	defaultPageSize = 50
-	maxPageSize     = 500
-)
-
-// pageParams reads ?limit= and ?cursor= (an opaque base64url token).
+// pageParams reads ?limit= and a key ?cursor= (libs/paging); a refusal is the 400 problem.
 func pageParams(r *http.Request) (limit int, cursor string, err error) {
-	limit = defaultPageSize
-	q := r.URL.Query()
-	if s := q.Get("limit"); s != "" {
-		n, perr := strconv.Atoi(s)
-		if perr != nil || n < 1 || n > maxPageSize {
-			return 0, "", httpx.BadRequest("invalid query parameter", httpx.FieldError{Field: "limit", Reason: fmt.Sprintf("must be an integer between 1 and %d", maxPageSize)})
-		}
-		limit = n
-	}
-	if s := q.Get("cursor"); s != "" {
-		b, derr := base64.RawURLEncoding.DecodeString(s)
-		if derr != nil || len(b) == 0 || len(b) > 128 {
-			return 0, "", httpx.BadRequest("invalid query parameter", httpx.FieldError{Field: "cursor", Reason: "is not a cursor returned by this API"})
-		}
-		cursor = string(b)
+	limit, cursor, err = paging.ParseKey(r.URL.Query())
+	if err != nil {
+		return 0, "", paging.Problem(err)
 	}
 	return limit, cursor, nil
 }
 
 func encodeCursor(s string) *string {
-	c := base64.RawURLEncoding.EncodeToString([]byte(s))
+	c := paging.EncodeKey(s)
 	return &c
 }
 
@@ -307,13 +290,13 @@ func (a *api) listTenants(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	out := page[tenantJSON]{Items: make([]tenantJSON, 0, min(len(ts), limit))}
-	for i, t := range ts {
-		if i == limit {
-			out.NextCursor = encodeCursor(string(ts[i-1].ID))
-			break
-		}
+	ts, more := paging.Split(ts, limit)
+	out := page[tenantJSON]{Items: make([]tenantJSON, 0, len(ts))}
+	for _, t := range ts {
 		out.Items = append(out.Items, a.toTenantJSON(t))
+	}
+	if more {
+		out.NextCursor = encodeCursor(string(ts[len(ts)-1].ID))
 	}
 	httpx.WriteJSON(w, http.StatusOK, out)
 }
@@ -488,13 +471,13 @@ func (a *api) listKeys(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	out := page[keyJSON]{Items: make([]keyJSON, 0, min(len(ks), limit))}
-	for i, k := range ks {
-		if i == limit {
-			out.NextCursor = encodeCursor(ks[i-1].ID)
-			break
-		}
+	ks, more := paging.Split(ks, limit)
+	out := page[keyJSON]{Items: make([]keyJSON, 0, len(ks))}
+	for _, k := range ks {
 		out.Items = append(out.Items, toKeyJSON(k))
+	}
+	if more {
+		out.NextCursor = encodeCursor(ks[len(ks)-1].ID)
 	}
 	httpx.WriteJSON(w, http.StatusOK, out)
 }
@@ -537,7 +520,7 @@ func (a *api) listAudit(w http.ResponseWriter, r *http.Request) {
 	var before uint64
 	if cursor != "" {
 		if before, err = strconv.ParseUint(cursor, 10, 64); err != nil || before == 0 {
-			a.fail(w, r, httpx.BadRequest("invalid query parameter", httpx.FieldError{Field: "cursor", Reason: "is not a cursor returned by this API"}))
+			a.fail(w, r, paging.Problem(&paging.FieldError{Field: "cursor", Reason: "is not a cursor this endpoint issued"}))
 			return
 		}
 	}
@@ -553,12 +536,12 @@ func (a *api) listAudit(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	out := page[auditJSON]{Items: make([]auditJSON, 0, min(len(es), limit))}
-	for i, e := range es {
-		if i == limit {
-			out.NextCursor = encodeCursor(strconv.FormatUint(es[i-1].ID, 10))
-			break
-		}
+	es, more := paging.Split(es, limit)
+	out := page[auditJSON]{Items: make([]auditJSON, 0, len(es))}
+	if more {
+		out.NextCursor = encodeCursor(strconv.FormatUint(es[len(es)-1].ID, 10))
+	}
+	for _, e := range es {
 		j := auditJSON{ID: strconv.FormatUint(e.ID, 10), At: e.At.UTC(), KeyID: e.KeyID, Role: string(e.Role), Method: e.Method,
 			Path: e.Path, Status: e.Status, RequestID: e.RequestID}
 		if e.Tenant != "" {

@@ -7,7 +7,6 @@ package mysqlrepo
 
 import (
 	"context"
-	"crypto/sha256"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -16,11 +15,11 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
+	"github.com/canopy-platform/canopy/libs/idempotency"
 	"github.com/canopy-platform/canopy/libs/store"
 	"github.com/canopy-platform/canopy/libs/tenancy"
 	"github.com/canopy-platform/canopy/services/gateway/internal/apikey"
 	"github.com/canopy-platform/canopy/services/gateway/internal/audit"
-	"github.com/canopy-platform/canopy/services/gateway/internal/idempotency"
 	"github.com/canopy-platform/canopy/services/gateway/internal/tenant"
 )
 
@@ -363,7 +362,7 @@ func (r *Repo) ListAudit(ctx context.Context, tenantID tenancy.ID, before uint64
 // --- idempotency ---
 
 // Begin implements idempotency.Store.
-func (r *Repo) Begin(ctx context.Context, subject, key string, hash [sha256.Size]byte, now, notBefore time.Time) (idempotency.Record, bool, error) {
+func (r *Repo) Begin(ctx context.Context, subject, key string, hash idempotency.Hash, now, notBefore time.Time) (idempotency.Record, bool, error) {
 	if _, err := r.db.ExecContext(ctx, "DELETE FROM idempotency_keys WHERE subject = ? AND idem_key = ? AND created_at < ?", subject, key, notBefore); err != nil {
 		return idempotency.Record{}, false, fmt.Errorf("begin idempotent request: %w", err)
 	}

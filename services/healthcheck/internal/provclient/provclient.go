@@ -9,15 +9,13 @@ package provclient
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 
+	"github.com/canopy-platform/canopy/libs/svcclient"
 	"github.com/canopy-platform/canopy/libs/tenancy"
 )
 
@@ -67,48 +65,27 @@ var Identity = tenancy.Principal{Role: tenancy.RolePlatformAdmin, Subject: "serv
 
 // Client talks to provisioning.
 type Client struct {
-	base   string
-	signer *tenancy.Signer
-	http   *http.Client
+	svc *svcclient.Client
 }
+
+// maxBody bounds one answer: a page of 500 instances with their nodes.
+const maxBody = 64 << 20
 
 // New returns a client of provisioning at baseURL (http://127.0.0.1:8084).
 func New(baseURL string, secret []byte, timeout time.Duration) (*Client, error) {
-	if _, err := url.Parse(baseURL); err != nil || baseURL == "" {
-		return nil, fmt.Errorf("provclient: base url %q: %v", baseURL, err)
+	svc, err := svcclient.New(svcclient.Config{Audience: tenancy.AudienceProvisioning, Secret: secret, BaseURL: baseURL, Timeout: timeout, MaxBody: maxBody})
+	if err != nil {
+		return nil, fmt.Errorf("provclient: %w", err)
 	}
-	if len(secret) == 0 {
-		return nil, errors.New("provclient: empty internal secret")
-	}
-	if timeout == 0 {
-		timeout = 10 * time.Second
-	}
-	return &Client{base: strings.TrimRight(baseURL, "/"), signer: tenancy.NewSigner(secret), http: &http.Client{Timeout: timeout}}, nil
+	return &Client{svc: svc}, nil
 }
 
 func (c *Client) get(ctx context.Context, path string, dst any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
-	if err != nil {
-		return err
-	}
-	c.signer.SignRequest(req, nil, tenancy.AudienceProvisioning, Identity)
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("GET %s: %w", path, err)
-	}
-	defer resp.Body.Close()
-	switch {
-	case resp.StatusCode == http.StatusNotFound:
-		_, _ = io.Copy(io.Discard, resp.Body)
+	err := c.svc.GetJSON(ctx, Identity, path, dst)
+	if se, ok := svcclient.AsStatus(err); ok && se.Status == http.StatusNotFound {
 		return fmt.Errorf("GET %s: %w", path, ErrNotFound)
-	case resp.StatusCode != http.StatusOK:
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return fmt.Errorf("GET %s: %s: %s", path, resp.Status, b)
 	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(dst); err != nil {
-		return fmt.Errorf("GET %s: decode: %w", path, err)
-	}
-	return nil
+	return err
 }
 
 // List returns every instance, following cursors.

@@ -9,12 +9,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 
+	"github.com/canopy-platform/canopy/libs/svcclient"
 	"github.com/canopy-platform/canopy/libs/tenancy"
 )
 
@@ -60,52 +59,28 @@ type Resources struct {
 
 // Client calls the catalog.
 type Client struct {
-	base   string
-	signer *tenancy.Signer
-	http   *http.Client
+	svc *svcclient.Client
 }
 
-// New returns a client for the catalog at base (e.g. http://127.0.0.1:8082).
+// New returns a client for the catalog at base (e.g. http://127.0.0.1:8082);
+// hc is the transport client, a new one when nil.
 func New(base string, secret []byte, hc *http.Client) (*Client, error) {
-	u, err := url.Parse(base)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("catalog client: bad base URL %q", base)
+	svc, err := svcclient.New(svcclient.Config{Audience: tenancy.AudienceCatalog, Secret: secret, BaseURL: base, Timeout: 10 * time.Second, HTTP: hc})
+	if err != nil {
+		return nil, fmt.Errorf("catalog client: %w", err)
 	}
-	if len(secret) == 0 {
-		return nil, errors.New("catalog client: empty internal secret")
-	}
-	if hc == nil {
-		hc = &http.Client{Timeout: 10 * time.Second}
-	}
-	return &Client{base: strings.TrimRight(base, "/"), signer: tenancy.NewSigner(secret), http: hc}, nil
+	return &Client{svc: svc}, nil
 }
 
 // Plan fetches plan id on behalf of p.
 func (c *Client) Plan(ctx context.Context, p tenancy.Principal, id string) (Plan, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/api/v1/catalog/plans/"+url.PathEscape(id), nil)
-	if err != nil {
-		return Plan{}, fmt.Errorf("get plan %s: %w", id, err)
-	}
-	req.Header.Set("Accept", "application/json")
-	c.signer.SignRequest(req, nil, tenancy.AudienceCatalog, p)
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return Plan{}, fmt.Errorf("get plan %s: %w", id, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return Plan{}, fmt.Errorf("get plan %s: %w", id, err)
-	}
-	switch {
-	case resp.StatusCode == http.StatusNotFound:
-		return Plan{}, fmt.Errorf("plan %s: %w", id, ErrNotFound)
-	case resp.StatusCode != http.StatusOK:
-		return Plan{}, fmt.Errorf("get plan %s: catalog answered %d: %s", id, resp.StatusCode, strings.TrimSpace(string(body)))
-	}
 	var plan Plan
-	if err := json.Unmarshal(body, &plan); err != nil {
-		return Plan{}, fmt.Errorf("decode plan %s: %w", id, err)
+	err := c.svc.GetJSON(ctx, p, "/api/v1/catalog/plans/"+url.PathEscape(id), &plan)
+	if se, ok := svcclient.AsStatus(err); ok && se.Status == http.StatusNotFound {
+		return Plan{}, fmt.Errorf("plan %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return Plan{}, fmt.Errorf("get plan %s: %w", id, err)
 	}
 	return plan, nil
 }

@@ -11,9 +11,6 @@ package httpapi
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,6 +26,8 @@ import (
 	"golang.org/x/text/message"
 
 	"github.com/canopy-platform/canopy/libs/httpx"
+	"github.com/canopy-platform/canopy/libs/idempotency"
+	"github.com/canopy-platform/canopy/libs/paging"
 	"github.com/canopy-platform/canopy/libs/tenancy"
 
 	"github.com/canopy-platform/canopy/services/provisioning/internal/catalogclient"
@@ -453,10 +452,11 @@ func leaves(ve *jsonschema.ValidationError) []*jsonschema.ValidationError {
 	return out
 }
 
+// requestHash fingerprints a decoded request: re-encoding it makes the
+// fingerprint independent of the client's field order and spacing.
 func requestHash(v any) string {
 	b, _ := json.Marshal(v)
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
+	return idempotency.HashJSONBody(b)
 }
 
 func (h *Handler) createInstance(w http.ResponseWriter, r *http.Request) {
@@ -499,9 +499,9 @@ func (h *Handler) createInstance(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteProblem(w, r, httpx.Unprocessable("invalid name", httpx.FieldError{Field: "name", Reason: err.(*instance.ValidationError).Reason}))
 		return
 	}
-	key := r.Header.Get("Idempotency-Key")
-	if len(key) > 255 {
-		httpx.WriteProblem(w, r, httpx.BadRequest("invalid Idempotency-Key", httpx.FieldError{Field: "Idempotency-Key", Reason: "at most 255 characters"}))
+	key, err := idempotency.Key(r)
+	if err != nil {
+		idempotency.WriteProblem(w, r, err)
 		return
 	}
 	in, op, err := h.order(r.Context(), p, tenant, *req.Name, *req.PlanID, "", req.Version, req.Region, req.Parameters, key, requestHash(req), "")
@@ -509,7 +509,7 @@ func (h *Handler) createInstance(w http.ResponseWriter, r *http.Request) {
 		var dup *mysqlrepo.DuplicateError
 		if errors.As(err, &dup) {
 			if !dup.SameRequest {
-				httpx.WriteProblem(w, r, httpx.Unprocessable("Idempotency-Key was used with a different request"))
+				idempotency.WriteProblem(w, r, idempotency.ErrReused)
 				return
 			}
 			w.Header().Set("Location", "/api/v1/instances/"+in.ID)
@@ -634,25 +634,13 @@ func (h *Handler) listInstances(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusForbidden, "tenant callers list only their own tenant's instances"))
 		return
 	}
-	limit := 50
-	if s := r.URL.Query().Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > 500 {
-			httpx.WriteProblem(w, r, httpx.BadRequest("invalid limit", httpx.FieldError{Field: "limit", Reason: "must be an integer between 1 and 500"}))
-			return
-		}
-		limit = n
-	}
 	var c cursor
-	if s := r.URL.Query().Get("cursor"); s != "" {
-		raw, err := base64.RawURLEncoding.DecodeString(s)
-		if err != nil || len(s) > 512 || json.Unmarshal(raw, &c) != nil {
-			httpx.WriteProblem(w, r, httpx.BadRequest("invalid cursor", httpx.FieldError{Field: "cursor", Reason: "is not a cursor this endpoint issued"}))
-			return
-		}
+	limit, _, err := paging.Parse(r.URL.Query(), &c)
+	if err != nil {
+		httpx.WriteProblem(w, r, paging.Problem(err))
+		return
 	}
 	var items []*instance.Instance
-	var err error
 	if tenant == "" {
 		items, err = h.repo.ListAllInstances(r.Context(), c.After, limit+1, false)
 	} else {
@@ -662,14 +650,13 @@ func (h *Handler) listInstances(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, r, err)
 		return
 	}
-	out := listJSON{Items: []instanceJSON{}}
-	for i, in := range items {
-		if i == limit {
-			b, _ := json.Marshal(cursor{After: items[limit-1].ID})
-			out.NextCursor = base64.RawURLEncoding.EncodeToString(b)
-			break
-		}
+	items, more := paging.Split(items, limit)
+	out := listJSON{Items: make([]instanceJSON, 0, len(items))}
+	for _, in := range items {
 		out.Items = append(out.Items, toInstanceJSON(in))
+	}
+	if more {
+		out.NextCursor = paging.Encode(cursor{After: items[len(items)-1].ID})
 	}
 	httpx.WriteJSON(w, http.StatusOK, out)
 }

@@ -3,11 +3,11 @@ package httpapi
 import (
 	"errors"
 	"net/http"
-	"strconv"
 
 	"github.com/go-chi/chi/v5"
 
 	"github.com/canopy-platform/canopy/libs/httpx"
+	"github.com/canopy-platform/canopy/libs/paging"
 	"github.com/canopy-platform/canopy/libs/tenancy"
 
 	"github.com/canopy-platform/canopy/services/provisioning/internal/instance"
@@ -70,20 +70,19 @@ func monitorReader(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
+// monitoredPageSize is the default page of the monitoring view: its one
+// reader, the health checker, asks for 500 anyway.
+const monitoredPageSize = 100
+
 func (h *Handler) listMonitored(w http.ResponseWriter, r *http.Request) {
 	if !monitorReader(w, r) {
 		return
 	}
-	limit := 100
-	if v := r.URL.Query().Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 500 {
-			httpx.WriteProblem(w, r, httpx.BadRequest("invalid limit", httpx.FieldError{Field: "limit", Reason: "must be an integer from 1 to 500"}))
-			return
-		}
-		limit = n
+	limit, cursor, err := paging.ParseRaw(r.URL.Query(), monitoredPageSize)
+	if err != nil {
+		httpx.WriteProblem(w, r, paging.Problem(err))
+		return
 	}
-	cursor := r.URL.Query().Get("cursor")
 	ins, err := h.repo.ListMonitored(r.Context(), cursor, limit)
 	if err != nil {
 		h.log.ErrorContext(r.Context(), "list monitored instances", "err", err)

@@ -10,13 +10,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
-	"strings"
 	"sync"
 	"time"
 
+	"github.com/canopy-platform/canopy/libs/svcclient"
 	"github.com/canopy-platform/canopy/libs/tenancy"
 )
 
@@ -63,8 +62,8 @@ type Config struct {
 
 // Client reads quotas from the gateway.
 type Client struct {
-	cfg    Config
-	signer *tenancy.Signer
+	cfg Config
+	svc *svcclient.Client
 
 	mu    sync.Mutex
 	cache map[string]entry
@@ -96,7 +95,12 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Client{cfg: cfg, signer: tenancy.NewSigner(cfg.Secret), cache: map[string]entry{}}, nil
+	svc, err := svcclient.New(svcclient.Config{Audience: tenancy.AudienceGateway, Secret: cfg.Secret, BaseURLFunc: cfg.BaseURL,
+		Timeout: cfg.Timeout, MaxBody: maxBody, HTTP: cfg.HTTP})
+	if err != nil {
+		return nil, fmt.Errorf("quota client: %w", err)
+	}
+	return &Client{cfg: cfg, svc: svc, cache: map[string]entry{}}, nil
 }
 
 // Quota returns tenant's quota as stored in the gateway, from the cache when
@@ -134,53 +138,32 @@ type quotaJSON struct {
 	MaxStorageGB *int64   `json:"max_storage_gb"`
 }
 
+// maxBody bounds the gateway's answer.
+const maxBody = 64 << 10
+
 func (c *Client) fetch(ctx context.Context, tenant string) (entry, error) {
 	fail := func(format string, args ...any) (entry, error) {
 		return entry{}, fmt.Errorf("quota of %s: %w: %s", tenant, ErrUnavailable, fmt.Sprintf(format, args...))
 	}
-	base := strings.TrimRight(c.cfg.BaseURL(), "/")
-	if u, err := url.Parse(base); base == "" || err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-		return fail("no usable gateway URL %q", base)
-	}
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/internal/v1/tenants/"+url.PathEscape(tenant)+"/quota", nil)
-	if err != nil {
-		return fail("%v", err)
-	}
-	req.Header.Set("Accept", "application/json")
-	c.signer.SignRequest(req, nil, tenancy.AudienceGateway, Identity)
-	resp, err := c.cfg.HTTP.Do(req)
-	if err != nil {
-		return fail("%v", err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	if err != nil {
-		return fail("read answer: %v", err)
-	}
-	switch resp.StatusCode {
-	case http.StatusOK:
-	case http.StatusNotFound:
+	body, err := c.svc.Get(ctx, Identity, "/internal/v1/tenants/"+url.PathEscape(tenant)+"/quota")
+	if se, ok := svcclient.AsStatus(err); ok && se.Status == http.StatusNotFound {
 		// Only the gateway's own "unknown tenant" answer counts: a 404 of a
 		// gateway without the route (or of something else) must not read as
 		// "no quota known" and let orders through.
-		var p struct {
-			Type string `json:"type"`
-		}
-		if json.Unmarshal(body, &p) == nil && p.Type == ProblemUnknownTenant {
+		if se.ProblemType() == ProblemUnknownTenant {
 			return entry{unknown: true}, nil
 		}
-		return fail("gateway answered 404 without the unknown-tenant problem: %s", strings.TrimSpace(string(body)))
-	default:
-		return fail("gateway answered %d: %s", resp.StatusCode, strings.TrimSpace(string(body)))
+		return fail("gateway answered 404 without the unknown-tenant problem: %v", err)
+	}
+	if err != nil {
+		return fail("%v", err)
 	}
 	var j quotaJSON
 	if err := json.Unmarshal(body, &j); err != nil {
 		return fail("decode answer: %v", err)
 	}
 	if j.MaxInstances == nil || j.MaxVCPU == nil || j.MaxMemoryMB == nil || j.MaxStorageGB == nil {
-		return fail("incomplete answer: %s", strings.TrimSpace(string(body)))
+		return fail("incomplete answer: %s", body)
 	}
 	q := tenancy.Quota{MaxInstances: *j.MaxInstances, MaxVCPU: *j.MaxVCPU, MaxMemoryMB: *j.MaxMemoryMB, MaxStorageGB: *j.MaxStorageGB}
 	if err := q.Validate(); err != nil {

@@ -164,7 +164,10 @@ func TestQuotaErrors(t *testing.T) {
 			}
 			c := newClient(t, base, clk)
 			if tt.secret != "" {
-				c.signer = tenancy.NewSigner([]byte(tt.secret))
+				var err error
+				if c, err = New(Config{BaseURL: base, Secret: []byte(tt.secret), Timeout: 300 * time.Millisecond, Now: clk.Now}); err != nil {
+					t.Fatal(err)
+				}
 			}
 			want := tt.want
 			start := time.Now()

@@ -145,6 +145,16 @@ func (s *Saga) OnPlacementDecided(ctx context.Context, d events.PlacementDecided
 		if c.Instance.Tenant != d.TenantID {
 			return tenantMismatch(c.Instance, d.TenantID, d.InstanceID)
 		}
+		// An instance that ended while scheduling was deciding: its deleted
+		// or failed event travels on another topic than the request and may
+		// have reached scheduling first, releasing nothing. Saying it again
+		// releases the reservation now instead of leaving it to the reaper.
+		switch c.Instance.State {
+		case instance.StateDeleted:
+			return s.emitInstance(c, events.TypeInstanceDeleted)
+		case instance.StateFailed:
+			return s.emitInstance(c, events.TypeInstanceFailed)
+		}
 		changed, err := c.Instance.Place(ps, s.now())
 		if err != nil {
 			// A decision that does not fit the plan cannot be used: fail

@@ -382,6 +382,41 @@ func TestPlacementEvents(t *testing.T) {
 		h.settle()
 		h.wantFailed(in.ID, "placement unusable")
 	})
+	t.Run("decision after the instance ended releases again", func(t *testing.T) {
+		h := newHarness(t, Config{})
+		in := h.order("db")
+		if _, _, err := h.saga.Delete(h.ctx, tenant, in.ID); err != nil {
+			t.Fatal(err)
+		}
+		h.settle()
+		if err := h.saga.OnPlacementDecided(h.ctx, decision(in, tenant)); err != nil {
+			t.Fatal(err)
+		}
+		h.settle()
+		if got := h.get(in.ID); got.State != instance.StateDeleted {
+			t.Fatalf("instance %s, want deleted", got.State)
+		}
+		if n := h.drv.count("create", ""); n != 0 {
+			t.Fatalf("created %d nodes for a deleted instance", n)
+		}
+		// The second deleted event is what makes scheduling release the
+		// reservation it made after the first one.
+		h.wantEvents(in.ID, events.TypeInstanceRequested, events.TypePlacementRequested,
+			events.TypeInstanceDeleting, events.TypeInstanceDeleted, events.TypeInstanceDeleted)
+
+		h = newHarness(t, Config{})
+		in = h.order("db")
+		if err := h.saga.OnPlacementFailed(h.ctx, events.PlacementFailed{InstanceID: in.ID, TenantID: tenant, Reason: "timeout"}); err != nil {
+			t.Fatal(err)
+		}
+		h.settle()
+		if err := h.saga.OnPlacementDecided(h.ctx, decision(in, tenant)); err != nil {
+			t.Fatal(err)
+		}
+		h.settle()
+		h.wantFailed(in.ID, "no placement: timeout")
+		h.wantEvents(in.ID, events.TypeInstanceRequested, events.TypePlacementRequested, events.TypeInstanceFailed, events.TypeInstanceFailed)
+	})
 	t.Run("unknown instance", func(t *testing.T) {
 		h := newHarness(t, Config{})
 		in := h.order("db")

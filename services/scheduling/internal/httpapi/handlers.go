@@ -3,11 +3,11 @@ package httpapi
 import (
 	"fmt"
 	"net/http"
-	"strconv"
 
 	"github.com/go-chi/chi/v5"
 
 	"github.com/canopy-platform/canopy/libs/httpx"
+	"github.com/canopy-platform/canopy/libs/paging"
 	"github.com/canopy-platform/canopy/services/scheduling/internal/inventory"
 	"github.com/canopy-platform/canopy/services/scheduling/internal/placement"
 )
@@ -165,15 +165,12 @@ func (a *API) patchZone(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) listHosts(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	f := inventory.HostFilter{Region: q.Get("region"), Zone: q.Get("zone"), State: q.Get("state"), After: q.Get("cursor"), Limit: 50}
-	if s := q.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > 500 {
-			httpx.WriteProblem(w, r, httpx.BadRequest("invalid limit", httpx.FieldError{Field: "limit", Reason: "must be an integer from 1 to 500"}))
-			return
-		}
-		f.Limit = n
+	limit, after, err := paging.ParseRaw(q, paging.DefaultLimit)
+	if err != nil {
+		httpx.WriteProblem(w, r, paging.Problem(err))
+		return
 	}
+	f := inventory.HostFilter{Region: q.Get("region"), Zone: q.Get("zone"), State: q.Get("state"), After: after, Limit: limit}
 	if f.State != "" && !inventory.HostState(f.State).Valid() {
 		httpx.WriteProblem(w, r, httpx.BadRequest("invalid state", httpx.FieldError{Field: "state", Reason: "must be one of ready, cordoned, down"}))
 		return

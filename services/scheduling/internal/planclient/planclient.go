@@ -5,14 +5,13 @@ package planclient
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 
+	"github.com/canopy-platform/canopy/libs/svcclient"
 	"github.com/canopy-platform/canopy/libs/tenancy"
 	"github.com/canopy-platform/canopy/services/scheduling/internal/inventory"
 	"github.com/canopy-platform/canopy/services/scheduling/internal/placement"
@@ -20,18 +19,19 @@ import (
 
 // Client reads plans from the catalog.
 type Client struct {
-	base   string
-	signer *tenancy.Signer
-	http   *http.Client
+	svc *svcclient.Client
 }
+
+// Identity is who scheduling is to the catalog.
+var Identity = tenancy.Principal{Role: tenancy.RolePlatformAdmin, Subject: "service:scheduling"}
 
 // New returns a client for the catalog at baseURL (e.g. http://127.0.0.1:8082).
 func New(baseURL string, secret []byte) (*Client, error) {
-	u, err := url.Parse(baseURL)
-	if err != nil || u.Scheme == "" || u.Host == "" {
-		return nil, fmt.Errorf("planclient: invalid catalog url %q", baseURL)
+	svc, err := svcclient.New(svcclient.Config{Audience: tenancy.AudienceCatalog, Secret: secret, BaseURL: baseURL, Timeout: 5 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("planclient: %w", err)
 	}
-	return &Client{base: strings.TrimSuffix(baseURL, "/"), signer: tenancy.NewSigner(secret), http: &http.Client{Timeout: 5 * time.Second}}, nil
+	return &Client{svc: svc}, nil
 }
 
 type planView struct {
@@ -53,25 +53,13 @@ type planView struct {
 
 // Resolve turns a catalog plan id into the plan's shape (httpapi.PlanResolver).
 func (c *Client) Resolve(ctx context.Context, planID string) (placement.PlanShape, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/api/v1/catalog/plans/"+url.PathEscape(planID), nil)
-	if err != nil {
-		return placement.PlanShape{}, err
+	var v planView
+	err := c.svc.GetJSON(ctx, Identity, "/api/v1/catalog/plans/"+url.PathEscape(planID), &v)
+	if se, ok := svcclient.AsStatus(err); ok && se.Status == http.StatusNotFound {
+		return placement.PlanShape{}, fmt.Errorf("plan %q: %w", planID, placement.ErrUnknownPlan)
 	}
-	c.signer.SignRequest(req, nil, tenancy.AudienceCatalog, tenancy.Principal{Role: tenancy.RolePlatformAdmin, Subject: "service:scheduling"})
-	resp, err := c.http.Do(req)
 	if err != nil {
 		return placement.PlanShape{}, fmt.Errorf("read plan %s from catalog: %w", planID, err)
-	}
-	defer resp.Body.Close()
-	switch {
-	case resp.StatusCode == http.StatusNotFound:
-		return placement.PlanShape{}, fmt.Errorf("plan %q: %w", planID, placement.ErrUnknownPlan)
-	case resp.StatusCode != http.StatusOK:
-		return placement.PlanShape{}, fmt.Errorf("read plan %s from catalog: status %d", planID, resp.StatusCode)
-	}
-	var v planView
-	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
-		return placement.PlanShape{}, fmt.Errorf("decode plan %s: %w", planID, err)
 	}
 	return Shape(v.Engine, v.DeploymentMode, v.Resources.VCPU, v.Resources.MemoryMB, v.Resources.StorageGB, groups(v))
 }
