@@ -34,4 +34,6 @@ func (b Base) Ready() <-chan struct{} { return b.life.Ready() }
 func (b Base) Addr() string { return b.life.Addr("http") }
 
 // RunStages runs the service's lifecycle with stages (Lifecycle.Run).
-func (b Base) RunStages(ctx context.Context, stages ...Stage) error { return b.life.Run(ctx, stages...) }
+func (b Base) RunStages(ctx context.Context, stages ...Stage) error {
+	return b.life.Run(ctx, stages...)
+}
