@@ -30,9 +30,14 @@ func DatabaseStages(cfg store.Config, logger *slog.Logger, db **store.DB, sets .
 			return nil
 		},
 	}
+	return database, MigrateStage(db, sets...)
+}
+
+// MigrateStage is the "migrate" stage alone, for a service given an open
+// database: it applies store.OutboxMigrations() then sets to *db.
+func MigrateStage(db **store.DB, sets ...fs.FS) Stage {
 	all := append([]fs.FS{store.OutboxMigrations()}, sets...)
-	migrate = Stage{Name: "migrate", Start: func(ctx context.Context) error { return (*db).Migrate(ctx, all...) }}
-	return database, migrate
+	return Stage{Name: "migrate", Start: func(ctx context.Context) error { return (*db).Migrate(ctx, all...) }}
 }
 
 // RelayStage is the "outbox relay" stage: it relays *db's outbox to pub
