@@ -31,6 +31,7 @@ import (
 	"github.com/canopy-platform/canopy/services/catalog/internal/osb"
 	"github.com/canopy-platform/canopy/services/catalog/internal/plan"
 	"github.com/canopy-platform/canopy/services/catalog/internal/tenantclient"
+	"github.com/canopy-platform/canopy/services/catalog/migrations"
 )
 
 // Defaults of Config.
@@ -151,10 +152,9 @@ type Deps struct {
 
 // Service is a configured catalog, ready to Run.
 type Service struct {
-	cfg    Config
-	deps   Deps
-	logger *slog.Logger
-	life   *launch.Lifecycle
+	launch.Base
+	cfg  Config
+	deps Deps
 }
 
 // New checks cfg and deps and returns the service. It does no I/O.
@@ -162,26 +162,14 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	switch {
-	case deps.Logger == nil:
-		return nil, errors.New("catalog: nil logger")
-	case deps.Registry == nil:
-		return nil, errors.New("catalog: nil metrics registry")
-	case deps.Publisher == nil:
-		return nil, errors.New("catalog: nil event publisher")
+	if err := launch.Require("catalog", "logger", deps.Logger, "metrics registry", deps.Registry, "event publisher", deps.Publisher); err != nil {
+		return nil, err
 	}
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
-	logger := deps.Logger.With("service", "catalog")
-	return &Service{cfg: cfg, deps: deps, logger: logger, life: launch.NewLifecycle("catalog", 0, logger)}, nil
+	return &Service{Base: launch.NewBase("catalog", deps.Logger, 0), cfg: cfg, deps: deps}, nil
 }
-
-// Ready is closed once the service has migrated, seeded and listens.
-func (s *Service) Ready() <-chan struct{} { return s.life.Ready() }
-
-// Addr is the address the service listens on, once Ready is closed.
-func (s *Service) Addr() string { return s.life.Addr("http") }
 
 // Run opens the database, applies migrations, seeds the default catalog,
 // then serves HTTP and relays the outbox until ctx ends. Shutdown is in
@@ -192,47 +180,27 @@ func (s *Service) Run(ctx context.Context) error {
 		db   *store.DB
 		repo *mysqlrepo.Repo
 	)
-	return s.life.Run(ctx,
-		launch.Stage{
-			Name: "database",
-			Start: func(ctx context.Context) error {
-				var err error
-				if db, err = store.Open(ctx, s.cfg.storeConfig(), s.logger); err != nil {
-					return err
-				}
-				repo, err = mysqlrepo.New(db, s.deps.Now)
+	database, migrate := launch.DatabaseStages(s.cfg.storeConfig(), s.Logger(), &db, migrations.FS)
+	return s.RunStages(ctx, database,
+		launch.Then(migrate, func(ctx context.Context) error {
+			var err error
+			if repo, err = mysqlrepo.New(db, s.deps.Now); err != nil {
 				return err
-			},
-			Stop: func(context.Context) error {
-				if err := db.Close(); err != nil {
-					s.logger.Warn("close database", "err", err)
-				}
-				return nil
-			},
-		},
-		launch.Stage{
-			Name: "migrate",
-			Start: func(ctx context.Context) error {
-				if err := repo.Migrate(ctx); err != nil {
-					return err
-				}
-				if s.cfg.Seed {
-					return s.seed(ctx, repo)
-				}
-				return nil
-			},
-		},
+			}
+			if s.cfg.Seed {
+				return s.seed(ctx, repo)
+			}
+			return nil
+		}),
 		// The relay outlives the HTTP server so events of the last requests go out.
-		launch.Stage{Name: "outbox relay", Run: func(ctx context.Context) error {
-			return store.NewRelay(db, s.deps.Publisher, s.cfg.Relay, s.logger, s.deps.Registry).Run(ctx)
-		}},
+		launch.RelayStage(&db, s.deps.Publisher, s.cfg.Relay, s.Logger(), s.deps.Registry),
 		launch.Stage{Name: "idempotency purger", Run: func(ctx context.Context) error { return s.purgeIdempotency(ctx, repo) }},
 		launch.Serve("http", func(context.Context) (*httpx.Server, error) {
 			handler, err := s.handler(repo)
 			if err != nil {
 				return nil, err
 			}
-			srv := httpx.NewServer(s.cfg.httpConfig(), handler, s.logger, s.deps.Registry)
+			srv := httpx.NewServer(s.cfg.httpConfig(), handler, s.Logger(), s.deps.Registry)
 			srv.AddReadinessCheck("mysql", repo.Ping)
 			return srv, nil
 		}),
@@ -255,11 +223,11 @@ func (s *Service) handler(repo *mysqlrepo.Repo) (http.Handler, error) {
 		}
 		tenants = tc
 	}
-	api, err := httpapi.New(repo, tenants, s.logger, s.deps.Now, nil)
+	api, err := httpapi.New(repo, tenants, s.Logger(), s.deps.Now, nil)
 	if err != nil {
 		return nil, err
 	}
-	broker, err := osb.New(repo, repo, s.logger)
+	broker, err := osb.New(repo, repo, s.Logger())
 	if err != nil {
 		return nil, err
 	}
@@ -273,7 +241,7 @@ func (s *Service) handler(repo *mysqlrepo.Repo) (http.Handler, error) {
 		}
 		broker.ForwardInstances(fwd)
 	}
-	r := httpx.NewRouter(s.logger)
+	r := httpx.NewRouter(s.Logger())
 	r.With(tenancy.Middleware(tenancy.AudienceCatalog, []byte(s.cfg.InternalSecret), []byte(s.cfg.InternalSecretPrevious))).Mount(httpapi.Prefix, api.Routes())
 	r.Mount(osb.Prefix, broker.Routes())
 	return r, nil
@@ -289,10 +257,10 @@ func (s *Service) seed(ctx context.Context, repo *mysqlrepo.Repo) error {
 		return err
 	}
 	if len(skipped) > 0 {
-		s.logger.Warn("default plans skipped: their names are taken by other plans", "plans", skipped)
+		s.Logger().Warn("default plans skipped: their names are taken by other plans", "plans", skipped)
 	}
 	if n > 0 {
-		s.logger.Info("default catalog seeded", "plans", n)
+		s.Logger().Info("default catalog seeded", "plans", n)
 	}
 	return nil
 }
@@ -307,7 +275,7 @@ func (s *Service) purgeIdempotency(ctx context.Context, repo *mysqlrepo.Repo) er
 			return nil
 		case <-t.C:
 			if _, err := repo.PurgeIdempotent(ctx, s.deps.Now().Add(-s.cfg.IdempotencyRetention)); err != nil && ctx.Err() == nil {
-				s.logger.Warn("purge idempotency keys", "err", err)
+				s.Logger().Warn("purge idempotency keys", "err", err)
 			}
 		}
 	}

@@ -222,6 +222,7 @@ type Deps struct {
 
 // Service is a constructed gateway.
 type Service struct {
+	launch.Base
 	cfg    Config
 	deps   Deps
 	repo   *mysqlrepo.Repo
@@ -230,7 +231,6 @@ type Service struct {
 	server *httpx.Server
 	// internal serves /internal/v1, /metrics and the detailed /readyz.
 	internal *httpx.Server
-	life     *launch.Lifecycle
 	purgeIv  time.Duration
 }
 
@@ -257,7 +257,9 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
-	logger := deps.Logger.With("service", "gateway")
+	// Each listener drains within ShutdownTimeout; its stage gets as long again.
+	base := launch.NewBase("gateway", deps.Logger, max(launch.DefaultStopTimeout, 2*cfg.ShutdownTimeout))
+	logger := base.Logger()
 	secret, err := ResolveInternalSecret(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("new gateway: %w", err)
@@ -341,32 +343,23 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		srv.AddReadinessCheck("redis", func(ctx context.Context) error { return deps.Redis.Ping(ctx).Err() })
 	}
 	deps.Logger = logger
-	// Each listener drains within ShutdownTimeout; its stage gets as long again.
-	life := launch.NewLifecycle("gateway", max(launch.DefaultStopTimeout, 2*cfg.ShutdownTimeout), logger)
-	return &Service{cfg: cfg, deps: deps, repo: repo, auth: auth, proxy: px, server: server, internal: internalServer,
-		life: life, purgeIv: time.Hour}, nil
+	return &Service{Base: base, cfg: cfg, deps: deps, repo: repo, auth: auth, proxy: px, server: server, internal: internalServer,
+		purgeIv: time.Hour}, nil
 }
 
-// Addr returns the public listen address once Ready is closed.
+// Addr returns the public listen address once Ready is closed (Ready,
+// closed once the gateway listens on both addresses, is launch.Base's).
 func (s *Service) Addr() string { return s.server.Addr() }
 
 // InternalAddr returns the internal listen address once Ready is closed.
 func (s *Service) InternalAddr() string { return s.internal.Addr() }
 
-// Ready is closed once the gateway listens on both addresses.
-func (s *Service) Ready() <-chan struct{} { return s.life.Ready() }
-
 // Run migrates the database, ensures the bootstrap admin key, and serves
 // until ctx ends; then it drains requests (the public listener first, both
 // unready at once) and flushes key usage. One part failing stops the rest.
 func (s *Service) Run(ctx context.Context) error {
-	return s.life.Run(ctx,
-		launch.Stage{Name: "migrate", Start: func(ctx context.Context) error {
-			if err := s.deps.DB.Migrate(ctx, store.OutboxMigrations(), migrations.FS); err != nil {
-				return err
-			}
-			return s.ensureAdminKey(ctx)
-		}},
+	return s.RunStages(ctx,
+		launch.Then(launch.MigrateStage(&s.deps.DB, migrations.FS), s.ensureAdminKey),
 		// Upstream connections close once nothing proxies any more.
 		launch.Stage{Name: "proxy", Stop: func(context.Context) error { s.proxy.Close(); return nil }},
 		launch.Stage{Name: "key usage flusher", Run: s.auth.Run},

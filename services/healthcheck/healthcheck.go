@@ -159,14 +159,12 @@ type Deps struct {
 
 // Service is a configured healthcheck, ready to Run.
 type Service struct {
+	launch.Base
 	cfg     Config
 	deps    Deps
-	logger  *slog.Logger
 	mon     *monitor.Monitor
 	intake  *intake.Intake
 	sharder *shard.Sharder
-
-	life *launch.Lifecycle
 }
 
 // New checks cfg and deps and builds the service. It does no I/O.
@@ -174,19 +172,15 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	switch {
-	case deps.Logger == nil:
-		return nil, errors.New("healthcheck: nil logger")
-	case deps.Registry == nil:
-		return nil, errors.New("healthcheck: nil metrics registry")
-	case deps.Publisher == nil:
-		return nil, errors.New("healthcheck: nil event publisher")
+	if err := launch.Require("healthcheck", "logger", deps.Logger, "metrics registry", deps.Registry, "event publisher", deps.Publisher); err != nil {
+		return nil, err
 	}
 	if cfg.Replica == "" {
 		host, _ := os.Hostname()
 		cfg.Replica = host + "-" + ulid.Make().String()[20:]
 	}
-	logger := deps.Logger.With("service", "healthcheck", "replica", cfg.Replica)
+	base := launch.NewBase("healthcheck", deps.Logger, 0, "replica", cfg.Replica)
+	logger := base.Logger()
 	mode, _ := nettune.ParseMode(cfg.Link)
 	prof, err := nettune.Default(mode)
 	if err != nil {
@@ -210,26 +204,19 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("healthcheck: %w", err)
 	}
-	return &Service{cfg: cfg, deps: deps, logger: logger, mon: mon, intake: in, sharder: sh,
-		life: launch.NewLifecycle("healthcheck", 0, logger)}, nil
+	return &Service{Base: base, cfg: cfg, deps: deps, mon: mon, intake: in, sharder: sh}, nil
 }
-
-// Ready is closed once the service listens.
-func (s *Service) Ready() <-chan struct{} { return s.life.Ready() }
-
-// Addr is the address the service listens on, once Ready is closed.
-func (s *Service) Addr() string { return s.life.Addr("http") }
 
 // Run probes, follows the instance topic and serves HTTP until ctx ends.
 // Shutdown: HTTP drains, the group is left (partitions go to the other
 // replicas at once), then probing stops and queued transitions are flushed.
 func (s *Service) Run(ctx context.Context) error {
-	return s.life.Run(ctx,
+	return s.RunStages(ctx,
 		launch.Stage{Name: "monitor", Run: s.mon.Run},
 		launch.Stage{Name: "sharder", Run: s.sharder.Run},
 		launch.Stage{Name: "resync", Run: s.resync},
 		launch.Serve("http", func(context.Context) (*httpx.Server, error) {
-			r := httpx.NewRouter(s.logger)
+			r := httpx.NewRouter(s.Logger())
 			api := httpapi.New(s.mon, s.sharder, s.cfg.Replica)
 			r.Group(func(r chi.Router) {
 				r.Use(tenancy.Middleware(tenancy.AudienceHealthcheck, []byte(s.cfg.InternalSecret), []byte(s.cfg.InternalSecretPrevious)))
@@ -237,7 +224,7 @@ func (s *Service) Run(ctx context.Context) error {
 			})
 			h := s.cfg.HTTP
 			h.Addr = s.cfg.Addr
-			return httpx.NewServer(h, r, s.logger, s.deps.Registry), nil
+			return httpx.NewServer(h, r, s.Logger(), s.deps.Registry), nil
 		}),
 	)
 }
@@ -254,7 +241,7 @@ func (s *Service) resync(ctx context.Context) error {
 		case <-t.C:
 			if parts, _ := s.sharder.Owned(); len(parts) > 0 {
 				if err := s.intake.Resync(ctx); err != nil && ctx.Err() == nil {
-					s.logger.Warn("periodic resync failed", "err", err)
+					s.Logger().Warn("periodic resync failed", "err", err)
 				}
 			}
 		}

@@ -40,6 +40,7 @@ import (
 	"github.com/canopy-platform/canopy/services/provisioning/internal/reseal"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/saga"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/secrets"
+	"github.com/canopy-platform/canopy/services/provisioning/migrations"
 )
 
 // Defaults of Config.
@@ -231,10 +232,9 @@ type Deps struct {
 
 // Service is a configured provisioning service, ready to Run.
 type Service struct {
-	cfg    Config
-	deps   Deps
-	logger *slog.Logger
-	life   *launch.Lifecycle
+	launch.Base
+	cfg  Config
+	deps Deps
 }
 
 // New checks cfg and deps and returns the service. It does no I/O.
@@ -242,26 +242,14 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	switch {
-	case deps.Logger == nil:
-		return nil, errors.New("provisioning: nil logger")
-	case deps.Registry == nil:
-		return nil, errors.New("provisioning: nil metrics registry")
-	case deps.Publisher == nil:
-		return nil, errors.New("provisioning: nil event publisher")
+	if err := launch.Require("provisioning", "logger", deps.Logger, "metrics registry", deps.Registry, "event publisher", deps.Publisher); err != nil {
+		return nil, err
 	}
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
-	logger := deps.Logger.With("service", "provisioning")
-	return &Service{cfg: cfg, deps: deps, logger: logger, life: launch.NewLifecycle("provisioning", 0, logger)}, nil
+	return &Service{Base: launch.NewBase("provisioning", deps.Logger, 0), cfg: cfg, deps: deps}, nil
 }
-
-// Ready is closed once the service has migrated, adopted its nodes and listens.
-func (s *Service) Ready() <-chan struct{} { return s.life.Ready() }
-
-// Addr is the address the service listens on, once Ready is closed.
-func (s *Service) Addr() string { return s.life.Addr("http") }
 
 // Routes lists the paths the gateway proxies to provisioning.
 func Routes() []string {
@@ -317,7 +305,7 @@ func (s *Service) keyring(key []byte) (*secrets.Box, error) {
 	for _, k := range previous {
 		ids = append(ids, secrets.IDOf(k).String())
 	}
-	s.logger.Info("secrets keyring", "current_key_id", box.Current().String(), "previous_key_ids", ids)
+	s.Logger().Info("secrets keyring", "current_key_id", box.Current().String(), "previous_key_ids", ids)
 	return box, nil
 }
 
@@ -338,7 +326,8 @@ func (s *Service) Run(ctx context.Context) error {
 		resealer *reseal.Resealer
 		sub      *eventbus.Subscriber
 	)
-	return s.life.Run(ctx,
+	database, migrate := launch.DatabaseStages(s.cfg.storeConfig(), s.Logger(), &db, migrations.FS)
+	return s.RunStages(ctx,
 		launch.Stage{Name: "state", Start: func(context.Context) error {
 			var err error
 			if stateDir, err = filepath.Abs(s.cfg.StateDir); err != nil {
@@ -348,7 +337,7 @@ func (s *Service) Run(ctx context.Context) error {
 			// user, including what an older version or an engine left readable. The
 			// directory may be shared (all-in-one): only provisioning's own entries
 			// are walked, not, say, a running embedded broker's.
-			if err := statedir.EnsureOwned(stateDir, s.logger, "secrets.key", "nodes", "templates"); err != nil {
+			if err := statedir.EnsureOwned(stateDir, s.Logger(), "secrets.key", "nodes", "templates"); err != nil {
 				return err
 			}
 			key, err := secrets.LoadOrCreateKey(s.cfg.SecretsKey, stateDir)
@@ -356,35 +345,20 @@ func (s *Service) Run(ctx context.Context) error {
 				return err
 			}
 			if s.cfg.SecretsKey == "" {
-				s.logger.Warn("CANOPY_SECRETS_KEY unset: credentials are sealed with a development key", "file", filepath.Join(stateDir, "secrets.key"))
+				s.Logger().Warn("CANOPY_SECRETS_KEY unset: credentials are sealed with a development key", "file", filepath.Join(stateDir, "secrets.key"))
 			}
 			if box, err = s.keyring(key); err != nil {
 				return err
 			}
 			if drv = s.deps.Driver; drv == nil {
-				drv, err = local.New(s.cfg.Driver, s.logger)
+				drv, err = local.New(s.cfg.Driver, s.Logger())
 			}
 			return err
 		}},
-		launch.Stage{
-			Name: "database",
-			Start: func(ctx context.Context) error {
-				var err error
-				if db, err = store.Open(ctx, s.cfg.storeConfig(), s.logger); err != nil {
-					return err
-				}
-				repo, err = mysqlrepo.New(db, box)
-				return err
-			},
-			Stop: func(context.Context) error {
-				if err := db.Close(); err != nil {
-					s.logger.Warn("close database", "err", err)
-				}
-				return nil
-			},
-		},
-		launch.Stage{Name: "migrate", Start: func(ctx context.Context) error {
-			if err := repo.Migrate(ctx); err != nil {
+		database,
+		launch.Then(migrate, func(ctx context.Context) error {
+			var err error
+			if repo, err = mysqlrepo.New(db, box); err != nil {
 				return err
 			}
 			if !s.cfg.EnsureTopics {
@@ -395,7 +369,7 @@ func (s *Service) Run(ctx context.Context) error {
 				eventbus.TopicSpec{Name: events.TopicPlacements, Partitions: 6},
 				eventbus.TopicSpec{Name: events.TopicPlacements + ".dlq", Partitions: 1},
 			)
-		}},
+		}),
 		// Adopt before serving: the driver must know every recorded node before
 		// anything acts on one.
 		launch.Stage{Name: "adopt nodes", Start: func(ctx context.Context) error {
@@ -405,21 +379,19 @@ func (s *Service) Run(ctx context.Context) error {
 			}
 			sagaCfg := s.cfg.Saga
 			sagaCfg.DataRoot = stateDir
-			if sg, err = saga.New(sagaCfg, repo, drv, engineadmin.New(prof.Dialer), s.logger, s.deps.Now, s.deps.Hooks); err != nil {
+			if sg, err = saga.New(sagaCfg, repo, drv, engineadmin.New(prof.Dialer), s.Logger(), s.deps.Now, s.deps.Hooks); err != nil {
 				return err
 			}
 			return sg.Resume(ctx)
 		}},
 		// The relay goes last so the events of the final changes go out.
-		launch.Stage{Name: "outbox relay", Run: func(ctx context.Context) error {
-			return store.NewRelay(db, s.deps.Publisher, s.cfg.Relay, s.logger, s.deps.Registry).Run(ctx)
-		}},
+		launch.RelayStage(&db, s.deps.Publisher, s.cfg.Relay, s.Logger(), s.deps.Registry),
 		// Failed passes are logged and retried; reads never depend on them.
 		launch.Stage{
 			Name: "resealer",
 			Start: func(context.Context) error {
 				var err error
-				resealer, err = reseal.New(s.cfg.Reseal, repo, s.logger, s.deps.Registry)
+				resealer, err = reseal.New(s.cfg.Reseal, repo, s.Logger(), s.deps.Registry)
 				return err
 			},
 			Run: func(ctx context.Context) error { return resealer.Run(ctx) },
@@ -436,7 +408,7 @@ func (s *Service) Run(ctx context.Context) error {
 				}
 				subCfg.Topics = []string{events.TopicPlacements}
 				var err error
-				sub, err = eventbus.NewSubscriber(subCfg, consumers.Placements(sg), s.logger, s.deps.Registry)
+				sub, err = eventbus.NewSubscriber(subCfg, consumers.Placements(sg), s.Logger(), s.deps.Registry)
 				return err
 			},
 			Run: func(ctx context.Context) error { return sub.Run(ctx) },
@@ -450,13 +422,13 @@ func (s *Service) Run(ctx context.Context) error {
 			if err != nil {
 				return nil, err
 			}
-			api, err := httpapi.New(repo, sg, catalog, quotas, s.logger)
+			api, err := httpapi.New(repo, sg, catalog, quotas, s.Logger())
 			if err != nil {
 				return nil, err
 			}
-			r := httpx.NewRouter(s.logger)
+			r := httpx.NewRouter(s.Logger())
 			r.With(tenancy.Middleware(tenancy.AudienceProvisioning, []byte(s.cfg.InternalSecret), []byte(s.cfg.InternalSecretPrevious))).Mount("/", api.Routes())
-			srv := httpx.NewServer(s.cfg.httpConfig(), r, s.logger, s.deps.Registry)
+			srv := httpx.NewServer(s.cfg.httpConfig(), r, s.Logger(), s.deps.Registry)
 			srv.AddReadinessCheck("mysql", func(ctx context.Context) error { return db.SQL().PingContext(ctx) })
 			return srv, nil
 		}),

@@ -37,6 +37,7 @@ import (
 	"github.com/canopy-platform/canopy/services/scheduling/internal/placement"
 	"github.com/canopy-platform/canopy/services/scheduling/internal/planclient"
 	"github.com/canopy-platform/canopy/services/scheduling/internal/scheduler"
+	"github.com/canopy-platform/canopy/services/scheduling/migrations"
 )
 
 // Defaults of Config.
@@ -179,10 +180,9 @@ type Deps struct {
 
 // Service is a configured scheduler, ready to Run.
 type Service struct {
-	cfg    Config
-	deps   Deps
-	logger *slog.Logger
-	life   *launch.Lifecycle
+	launch.Base
+	cfg  Config
+	deps Deps
 }
 
 // New checks cfg and deps and returns the service. It does no I/O.
@@ -190,26 +190,14 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	switch {
-	case deps.Logger == nil:
-		return nil, errors.New("scheduling: nil logger")
-	case deps.Registry == nil:
-		return nil, errors.New("scheduling: nil metrics registry")
-	case deps.Publisher == nil:
-		return nil, errors.New("scheduling: nil event publisher")
+	if err := launch.Require("scheduling", "logger", deps.Logger, "metrics registry", deps.Registry, "event publisher", deps.Publisher); err != nil {
+		return nil, err
 	}
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
-	logger := deps.Logger.With("service", "scheduling")
-	return &Service{cfg: cfg, deps: deps, logger: logger, life: launch.NewLifecycle("scheduling", 0, logger)}, nil
+	return &Service{Base: launch.NewBase("scheduling", deps.Logger, 0), cfg: cfg, deps: deps}, nil
 }
-
-// Ready is closed once the service has migrated, loaded its inventory and listens.
-func (s *Service) Ready() <-chan struct{} { return s.life.Ready() }
-
-// Addr is the address the service listens on, once Ready is closed.
-func (s *Service) Addr() string { return s.life.Addr("http") }
 
 // Run opens the database, applies migrations, loads the dev inventory on
 // first start, then serves HTTP, consumes placement requests, reaps expired
@@ -224,47 +212,27 @@ func (s *Service) Run(ctx context.Context) error {
 		sched *scheduler.PlacementEngine
 		subs  []*eventbus.Subscriber
 	)
-	return s.life.Run(ctx,
-		launch.Stage{
-			Name: "database",
-			Start: func(ctx context.Context) error {
-				var err error
-				if db, err = store.Open(ctx, s.cfg.storeConfig(), s.logger); err != nil {
-					return err
-				}
-				repo, err = mysqlrepo.New(db, s.deps.Now)
+	database, migrate := launch.DatabaseStages(s.cfg.storeConfig(), s.Logger(), &db, migrations.FS)
+	return s.RunStages(ctx, database,
+		launch.Then(migrate, func(ctx context.Context) error {
+			var err error
+			if repo, err = mysqlrepo.New(db, s.deps.Now); err != nil {
 				return err
-			},
-			Stop: func(context.Context) error {
-				if err := db.Close(); err != nil {
-					s.logger.Warn("close database", "err", err)
-				}
-				return nil
-			},
-		},
-		launch.Stage{
-			Name: "migrate",
-			Start: func(ctx context.Context) error {
-				if err := repo.Migrate(ctx); err != nil {
-					return err
-				}
-				return s.seed(ctx, repo)
-			},
-		},
+			}
+			return s.seed(ctx, repo)
+		}),
 		launch.Stage{
 			Name: "scheduler",
 			Start: func(ctx context.Context) error {
 				var err error
-				if sched, err = scheduler.New(s.cfg.Scheduler, repo, s.logger, s.deps.Registry, s.deps.Now); err != nil {
+				if sched, err = scheduler.New(s.cfg.Scheduler, repo, s.Logger(), s.deps.Registry, s.deps.Now); err != nil {
 					return err
 				}
 				return sched.Load(ctx)
 			},
 		},
 		// The relay outlives everything that writes, so the last events go out.
-		launch.Stage{Name: "outbox relay", Run: func(ctx context.Context) error {
-			return store.NewRelay(db, s.deps.Publisher, s.cfg.Relay, s.logger, s.deps.Registry).Run(ctx)
-		}},
+		launch.RelayStage(&db, s.deps.Publisher, s.cfg.Relay, s.Logger(), s.deps.Registry),
 		launch.Stage{Name: "reservation reaper", Run: func(ctx context.Context) error { return sched.RunReaper(ctx) }},
 		launch.Stage{Name: "reservation refresher", Run: func(ctx context.Context) error { return sched.RunRefresher(ctx) }},
 		launch.Stage{
@@ -290,7 +258,7 @@ func (s *Service) Run(ctx context.Context) error {
 			if err != nil {
 				return nil, err
 			}
-			srv := httpx.NewServer(s.cfg.httpConfig(), handler, s.logger, s.deps.Registry)
+			srv := httpx.NewServer(s.cfg.httpConfig(), handler, s.Logger(), s.deps.Registry)
 			srv.AddReadinessCheck("mysql", repo.Ping)
 			return srv, nil
 		}),
@@ -307,11 +275,11 @@ func (s *Service) handler(repo *mysqlrepo.Repo, sched *scheduler.PlacementEngine
 		}
 		plans = pc
 	}
-	api, err := httpapi.New(repo, sched, plans, s.logger)
+	api, err := httpapi.New(repo, sched, plans, s.Logger())
 	if err != nil {
 		return nil, err
 	}
-	r := httpx.NewRouter(s.logger)
+	r := httpx.NewRouter(s.Logger())
 	r.With(tenancy.Middleware(tenancy.AudienceScheduling, []byte(s.cfg.InternalSecret), []byte(s.cfg.InternalSecretPrevious))).Mount(httpapi.Prefix, api.Routes())
 	return r, nil
 }
@@ -349,10 +317,10 @@ func (s *Service) subscribers(ctx context.Context, sched *scheduler.PlacementEng
 	if n > 1 {
 		placer = batchedPlacer{PlacementEngine: sched, batcher: scheduler.NewBatcher(sched, s.cfg.Batch)}
 	}
-	handler := consumers.Handler(placer, s.logger)
+	handler := consumers.Handler(placer, s.Logger())
 	subs := make([]*eventbus.Subscriber, 0, n)
 	for i := 0; i < n; i++ {
-		sub, err := eventbus.NewSubscriber(cfg, handler, s.logger, s.deps.Registry)
+		sub, err := eventbus.NewSubscriber(cfg, handler, s.Logger(), s.deps.Registry)
 		if err != nil {
 			return nil, fmt.Errorf("placement consumer: %w", err)
 		}
@@ -368,7 +336,7 @@ func (s *Service) seed(ctx context.Context, repo *mysqlrepo.Repo) error {
 	}
 	inv, err := inventory.LoadFile(s.cfg.InventoryFile)
 	if errors.Is(err, fs.ErrNotExist) {
-		s.logger.Warn("inventory file not found; starting with the stored inventory", "file", s.cfg.InventoryFile)
+		s.Logger().Warn("inventory file not found; starting with the stored inventory", "file", s.cfg.InventoryFile)
 		return nil
 	}
 	if err != nil {
@@ -379,7 +347,7 @@ func (s *Service) seed(ctx context.Context, repo *mysqlrepo.Repo) error {
 		return err
 	}
 	if loaded {
-		s.logger.Info("inventory loaded", "file", s.cfg.InventoryFile, "regions", len(inv.Regions), "zones", len(inv.Zones), "hosts", len(inv.Hosts))
+		s.Logger().Info("inventory loaded", "file", s.cfg.InventoryFile, "regions", len(inv.Regions), "zones", len(inv.Zones), "hosts", len(inv.Hosts))
 	}
 	return nil
 }

@@ -68,12 +68,12 @@ type Deps struct {
 	Publisher store.Publisher
 }
 
-// Service is a configured widget service, ready to Run.
+// Service is a configured widget service, ready to Run. launch.Base gives
+// it Ready and Addr.
 type Service struct {
+	launch.Base
 	cfg  Config
 	deps Deps
-	log  *slog.Logger
-	life *launch.Lifecycle
 }
 
 // New checks cfg and deps and returns the service. It does no I/O.
@@ -81,38 +81,29 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if deps.Logger == nil || deps.Registry == nil || deps.Publisher == nil {
-		return nil, errors.New("widget: logger, registry and publisher are required")
+	if err := launch.Require("widget", "logger", deps.Logger, "metrics registry", deps.Registry, "event publisher", deps.Publisher); err != nil {
+		return nil, err
 	}
-	log := deps.Logger.With("service", "widget")
-	return &Service{cfg: cfg, deps: deps, log: log, life: launch.NewLifecycle("widget", 0, log)}, nil
+	return &Service{Base: launch.NewBase("widget", deps.Logger, 0), cfg: cfg, deps: deps}, nil
 }
-
-// Ready is closed once the service has migrated and listens.
-func (s *Service) Ready() <-chan struct{} { return s.life.Ready() }
-
-// Addr is the address the service listens on, once Ready is closed.
-func (s *Service) Addr() string { return s.life.Addr("http") }
 
 // Run runs the stages in order until ctx ends, then stops them in reverse.
 func (s *Service) Run(ctx context.Context) error {
 	var db *store.DB
-	return s.life.Run(ctx,
-		launch.Stage{Name: "database",
-			Start: func(ctx context.Context) (err error) { db, err = store.Open(ctx, s.cfg.Store, s.log); return err },
-			Stop:  func(context.Context) error { return db.Close() }},
-		launch.Stage{Name: "migrate", Start: func(ctx context.Context) error { return db.Migrate(ctx, store.OutboxMigrations(), migrations.FS) }},
+	log := s.Logger()
+	// "database" opens and closes db; "migrate" applies the outbox's and the
+	// widget's migrations (add a repository or a seed with launch.Then).
+	database, migrate := launch.DatabaseStages(s.cfg.Store, log, &db, migrations.FS)
+	return s.RunStages(ctx, database, migrate,
 		// Started before and stopped after HTTP, so the last requests' events go out.
-		launch.Stage{Name: "outbox relay", Run: func(ctx context.Context) error {
-			return store.NewRelay(db, s.deps.Publisher, s.cfg.Relay, s.log, s.deps.Registry).Run(ctx)
-		}},
+		launch.RelayStage(&db, s.deps.Publisher, s.cfg.Relay, log, s.deps.Registry),
 		launch.Serve("http", func(context.Context) (*httpx.Server, error) {
 			h := s.cfg.HTTP
 			h.Addr = s.cfg.Addr
-			r := httpx.NewRouter(s.log)
+			r := httpx.NewRouter(log)
 			r.Use(tenancy.Middleware("widget", []byte(s.cfg.InternalSecret)))
 			// r.Mount(httpapi.Prefix, api.Routes()): internal/httpapi's handlers.
-			srv := httpx.NewServer(h, r, s.log, s.deps.Registry)
+			srv := httpx.NewServer(h, r, log, s.deps.Registry)
 			srv.AddReadinessCheck("mysql", func(ctx context.Context) error { return db.SQL().PingContext(ctx) })
 			return srv, nil
 		}),
