@@ -181,6 +181,11 @@ func (l *Lifecycle) start(ctx context.Context, stages []Stage, failed chan failu
 		}
 		if st.Start != nil {
 			if err := st.Start(ctx); err != nil {
+				// A start cut short because ctx ended (SIGTERM while
+				// migrating) is a stop, not a failure of the stage.
+				if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+					return errStopRequested
+				}
 				return fmt.Errorf("%s: %w", st.Name, err)
 			}
 		}

@@ -3,6 +3,7 @@ package launch
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -239,6 +240,26 @@ func TestLifecycleStopDuringStart(t *testing.T) {
 	l := NewLifecycle("svc", time.Second, nil)
 	require.NoError(t, l.Run(ctx, j.stage("database"), cancelling, j.stage("http")), "a stop during start is a clean stop")
 	require.Equal(t, []string{"start database", "run ended database", "stop database"}, j.list())
+}
+
+// TestLifecycleStopInterruptsStart: a stop that cuts a stage's start short
+// (its work fails with ctx's error, as a migration does on SIGTERM) is a
+// clean stop too; a start failing for its own reason is still a failure.
+func TestLifecycleStopInterruptsStart(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var j journal
+	interrupted := Stage{Name: "migrate", Start: func(ctx context.Context) error {
+		cancel()
+		<-ctx.Done()
+		return fmt.Errorf("put bootstrap key: %w", ctx.Err())
+	}}
+	l := NewLifecycle("svc", time.Second, nil)
+	require.NoError(t, l.Run(ctx, j.stage("database"), interrupted, j.stage("http")), "a start cut short by a stop is a clean stop")
+	require.Equal(t, []string{"start database", "run ended database", "stop database"}, j.list())
+
+	failing := Stage{Name: "migrate", Start: func(context.Context) error { return context.DeadlineExceeded }}
+	l = NewLifecycle("svc", time.Second, nil)
+	require.ErrorIs(t, l.Run(context.Background(), failing), context.DeadlineExceeded, "the stage's own timeout is a failure")
 }
 
 func status(t *testing.T, url string) int {
