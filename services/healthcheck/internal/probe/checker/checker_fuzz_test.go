@@ -19,8 +19,10 @@ import (
 // blocks until every peer goroutine has ended, so goleak stays quiet.
 func pipeDialer(reply []byte) (dial probe.Dialer, wait func()) {
 	var wg sync.WaitGroup
+	var clients peerConns
 	dial = func(context.Context, string, string) (net.Conn, error) {
 		client, server := net.Pipe()
+		clients.add(client)
 		wg.Add(2)
 		go func() {
 			defer wg.Done()
@@ -33,7 +35,31 @@ func pipeDialer(reply []byte) (dial probe.Dialer, wait func()) {
 		}()
 		return client, nil
 	}
-	return dial, wg.Wait
+	return dial, func() { clients.closeAll(); wg.Wait() }
+}
+
+// peerConns are the prober's ends of the pipes a dialer handed out. A
+// net.Pipe write blocks until the other end reads, so a peer stays stuck on
+// a connection the prober stopped reading without closing (the driver keeps
+// one that panicked, see mysqlChecker.safeCheck); closing every prober end
+// before waiting lets each peer finish instead of hanging the fuzz input.
+type peerConns struct {
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func (p *peerConns) add(c net.Conn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.conns = append(p.conns, c)
+}
+
+func (p *peerConns) closeAll() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		_ = c.Close()
+	}
 }
 
 // flightDialer is pipeDialer for request-response protocols: reply is split
@@ -41,8 +67,10 @@ func pipeDialer(reply []byte) (dial probe.Dialer, wait func()) {
 // next write of the prober, so a fuzzed MySQL server gets past the handshake.
 func flightDialer(reply []byte) (dial probe.Dialer, wait func()) {
 	var wg sync.WaitGroup
+	var clients peerConns
 	dial = func(context.Context, string, string) (net.Conn, error) {
 		client, server := net.Pipe()
+		clients.add(client)
 		flights := bytes.Split(reply, []byte("||"))
 		wrote := make(chan struct{}, 64) // one token per write of the prober
 		wg.Add(2)
@@ -76,7 +104,7 @@ func flightDialer(reply []byte) (dial probe.Dialer, wait func()) {
 		}()
 		return client, nil
 	}
-	return dial, wg.Wait
+	return dial, func() { clients.closeAll(); wg.Wait() }
 }
 
 // bulk frames s as a RESP bulk string.
