@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/getkin/kin-openapi/routers"
+	"github.com/canopy-platform/canopy/libs/openapitest"
 )
 
 // client calls the public gateway API with one API key, the way a tenant's
@@ -24,7 +24,7 @@ type client struct {
 	// header is sent with every request (see with).
 	header http.Header
 	// contract checks every /api/v1 answer (contract_test.go).
-	contract routers.Router
+	contract *openapitest.Spec
 }
 
 // with returns a copy of c that also sends the header name: value.
@@ -74,11 +74,11 @@ func (e *apiError) Error() string {
 // as returns a client of the same platform with another key.
 func (p *platform) client(t *testing.T, key string) *client {
 	t.Helper()
-	router, err := contractRouter(repoRoot(t))
+	spec, err := openapitest.Load()
 	if err != nil {
 		t.Fatalf("OpenAPI document: %v", err)
 	}
-	return &client{t: t, base: p.URL, key: key, http: &http.Client{Timeout: 15 * time.Second}, contract: router}
+	return &client{t: t, base: p.URL, key: key, http: &http.Client{Timeout: 15 * time.Second}, contract: spec}
 }
 
 // admin is the platform-admin client.
@@ -121,7 +121,7 @@ func (c *client) do(method, path string, body any) (int, []byte, error) {
 		return resp.StatusCode, nil, fmt.Errorf("%s %s: read body: %w", method, path, err)
 	}
 	if c.contract != nil && strings.HasPrefix(path, "/api/v1/") && path != "/api/v1/openapi.yaml" {
-		if err := checkContract(c.contract, req, resp.StatusCode, resp.Header, b); err != nil {
+		if err := c.contract.Check(req, resp.StatusCode, resp.Header, b); err != nil {
 			c.t.Errorf("contract: %v", err)
 		}
 	}
