@@ -55,7 +55,18 @@ func examples() map[string]any {
 	up.Status, up.PreviousStatus, up.Reason = "up", "down", ""
 	degraded := transition
 	degraded.Status, degraded.Reason = "degraded", "replica_lag_high"
+	promoted := at.Add(400 * time.Millisecond)
+	recovery := events.Recovery{RecoveryID: "r-1", InstanceID: "i-1", TenantID: "acme", Engine: "mysql", Kind: events.RecoveryAutomatic,
+		Problem: "DeadPrimary", State: "completed", OldPrimary: "n-0", NewPrimary: "n-1", NewPrimaryAddress: "127.0.0.1:20001",
+		Roles: map[string]string{"n-0": "fenced", "n-1": "primary", "n-2": "replica"}, FencingToken: 7, Reason: "r",
+		LostTransactions: []string{"0-1-42"}, DetectedAt: at, PromotedAt: &promoted, CompletedAt: &promoted, RTOMS: 900, DetectionMS: 300, PromotionMS: 90}
 	return map[string]any{
+		"failover.recovery":          recovery,
+		events.TypeFailoverStarted:   recovery,
+		events.TypeFailoverCompleted: recovery,
+		events.TypeFailoverFailed:    recovery,
+		events.TypeNodeRejoined: events.NodeRejoined{InstanceID: "i-1", TenantID: "acme", NodeID: "n-0", Primary: "n-1", Rebuilt: true,
+			LostTransactions: []string{"0-1-42"}, OccurredAt: at},
 		"catalog.plan": events.PlanEvent{Plan: plan}.Plan,
 		// created events carry no changed_fields in practice; the schema allows them.
 		events.TypePlanCreated:       events.PlanEvent{Plan: plan, ChangedFields: []string{"name"}},

@@ -15,6 +15,9 @@ const (
 	TopicHealth = "canopy.health.v1"
 	// TopicSamples carries batched node metric samples, keyed by instance id.
 	TopicSamples = "canopy.health.samples.v1"
+	// TopicFailover carries recoveries (failover, switchover, drill) and
+	// rejoins, keyed by instance id.
+	TopicFailover = "canopy.failover.v1"
 )
 
 // CloudEvents sources (ce_source) of the producing services.
@@ -28,6 +31,8 @@ const (
 	SourceScheduling = "/canopy/scheduling"
 	// SourceHealthcheck is the source of health.* events.
 	SourceHealthcheck = "/canopy/healthcheck"
+	// SourceFailover is the source of failover.* events.
+	SourceFailover = "/canopy/failover"
 )
 
 // Consumer group names. Their values predate the <service>.<purpose> rule
@@ -41,4 +46,10 @@ const (
 	// TopicInstances; its partition assignment decides which replica probes
 	// which instance.
 	GroupHealthcheckTargets = "healthcheck.targets"
+	// GroupFailoverTargets is the failover replicas' group on TopicInstances;
+	// its partition assignment decides which replica watches which instance.
+	GroupFailoverTargets = "failover.targets"
+	// GroupProvisioningTopology is provisioning's group on TopicFailover: it
+	// moves roles and endpoints on failover.completed.
+	GroupProvisioningTopology = "provisioning.topology"
 )
