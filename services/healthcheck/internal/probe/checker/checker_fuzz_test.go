@@ -234,8 +234,12 @@ func FuzzMySQLGreeting(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// Short: a fuzzed peer often waits for a request the driver never sends.
-		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		// Short: a fuzzed peer often waits for a request the driver never
+		// sends while the driver waits for the rest of a packet, and only
+		// this deadline ends the input. A timeout is a valid outcome (the
+		// assertions below hold for it), so the bound costs no checking; at
+		// 200ms such inputs made up minutes of a 3000-input run.
+		ctx, cancel := context.WithTimeout(context.Background(), 25*time.Millisecond)
 		defer cancel()
 		res := c.Check(ctx, true)
 		_ = c.Close()
