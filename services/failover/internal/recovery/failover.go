@@ -172,24 +172,27 @@ func (x *run) promoteAndFinish(ctx context.Context, cand topology.Node, views ma
 func (x *run) repointOthers(ctx context.Context, cand, old topology.Node, views map[string]topology.NodeView) map[string]topology.Role {
 	in, r := x.in, x.r
 	roles := make(map[string]topology.Role, len(in.Nodes))
-	var mu sync.Mutex
-	var wg sync.WaitGroup
+	var targets []topology.Node
 	for _, n := range in.Nodes {
 		switch {
 		case n.ID == cand.ID:
 			roles[n.ID] = topology.RolePrimary
-			continue
 		case n.Role == topology.RoleFenced:
 			roles[n.ID] = topology.RoleFenced
-			continue
 		case n.ID == old.ID:
+			// Fenced unless it is reachable and re-pointed below.
 			roles[n.ID] = topology.RoleFenced
-			if !views[n.ID].Reachable {
-				continue
+			if views[n.ID].Reachable {
+				targets = append(targets, n)
 			}
 		default:
 			roles[n.ID] = topology.RoleReplica
+			targets = append(targets, n)
 		}
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, n := range targets {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
