@@ -16,7 +16,6 @@ import (
 	"sync"
 	"time"
 
-
 	"github.com/canopy-platform/canopy/services/failover/internal/analysis"
 	"github.com/canopy-platform/canopy/services/failover/internal/topology"
 )
