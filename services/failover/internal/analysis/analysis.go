@@ -25,6 +25,7 @@ const (
 	DeadPrimaryAndSomeReplicas Code = "DeadPrimaryAndSomeReplicas"
 	DeadPrimaryAndReplicas     Code = "DeadPrimaryAndReplicas"
 	UnreachablePrimary         Code = "UnreachablePrimary"
+	PrimaryMoved               Code = "PrimaryMoved"
 	PrimaryIsReadOnly          Code = "PrimaryIsReadOnly"
 	SplitBrain                 Code = "SplitBrain"
 	WritableReplica            Code = "WritableReplica"
@@ -150,6 +151,9 @@ func (s Snapshot) deadPrimary() (p topology.Node, reachable, unreachable int, st
 	if !has || s.view(p.ID).Reachable {
 		return p, 0, 0, nil, false
 	}
+	if _, moved := s.moved(); moved {
+		return p, 0, 0, nil, false
+	}
 	for _, r := range s.replicas() {
 		v := s.view(r.ID)
 		if !v.Reachable {
@@ -162,6 +166,30 @@ func (s Snapshot) deadPrimary() (p topology.Node, reachable, unreachable int, st
 		}
 	}
 	return p, reachable, unreachable, streaming, true
+}
+
+// moved finds, while the assigned primary is unreachable, another node
+// that already acts as the primary: reachable, writable, replicating from
+// nobody, and followed by at least one reachable node. Then the topology
+// this analysis was given is stale (another actor failed over and the new
+// roles have not arrived yet); failing over again would only repeat it.
+func (s Snapshot) moved() (topology.Node, bool) {
+	p, has := s.Instance.Primary()
+	if !has || s.view(p.ID).Reachable {
+		return topology.Node{}, false
+	}
+	for _, n := range s.Instance.Nodes {
+		v := s.view(n.ID)
+		if n.ID == p.ID || !v.Reachable || !v.Writable || v.Replicating {
+			continue
+		}
+		for _, f := range s.Instance.Nodes {
+			if f.ID != n.ID && streamsFrom(s.view(f.ID), n.Address) {
+				return n, true
+			}
+		}
+	}
+	return topology.Node{}, false
 }
 
 // Table returns the analysis table, in evaluation order. Every matching
@@ -226,6 +254,20 @@ func Table() []Rule {
 						Detail: fmt.Sprintf("primary %s unreachable from here, no replica reachable, health checker reports it up", p.ID)}}
 				}
 				return nil
+			},
+		},
+		{
+			Code:        PrimaryMoved,
+			Description: "The assigned primary is unreachable but another node is writable, replicates from nobody and is followed by replicas: the primary role already moved (another actor's failover) and the topology given is stale.",
+			Recovery:    "none: wait for the new roles (the watcher follows the recovery's record; provisioning republishes the instance).",
+			Match: func(s Snapshot) []Problem {
+				n, ok := s.moved()
+				if !ok {
+					return nil
+				}
+				p, _ := s.Instance.Primary()
+				return []Problem{{Code: PrimaryMoved, Node: n.ID, Action: ActionNone,
+					Detail: fmt.Sprintf("primary %s unreachable; %s is writable and followed", p.ID, n.ID)}}
 			},
 		},
 		{

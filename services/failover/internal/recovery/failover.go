@@ -35,6 +35,14 @@ func (r *Recoverer) Failover(ctx context.Context, in topology.Instance, p analys
 		return topology.Recovery{}, fmt.Errorf("failover %s: open recovery: %w", in.ID, err)
 	}
 
+	// The analysis was made before the lease: another actor may have
+	// recovered the instance since. Look again under the lease and act
+	// only if a failover is still called for.
+	if !stillFailover(in, x.observeAll(ctx)) {
+		x.log.Info("failover no longer needed", "problem", string(p.Code))
+		return topology.Recovery{}, fmt.Errorf("failover %s: %w", in.ID, ErrProblemGone)
+	}
+
 	now := r.now()
 	detected := p.DetectedAt
 	if detected.IsZero() {
@@ -107,6 +115,15 @@ func (r *Recoverer) Failover(ctx context.Context, in topology.Instance, p analys
 		}
 	}
 	return x.promoteAndFinish(ctx, choice.Node, views)
+}
+
+func stillFailover(in topology.Instance, views map[string]topology.NodeView) bool {
+	for _, q := range analysis.Analyze(in, list(views), nil) {
+		if q.Action == analysis.ActionFailover {
+			return true
+		}
+	}
+	return false
 }
 
 // promoteAndFinish fences every other writable node, promotes cand,

@@ -33,6 +33,9 @@ var (
 	ErrCatchUp = errors.New("switchover target did not catch up")
 	// ErrNotSwitchable: a switchover needs a reachable, writable primary.
 	ErrNotSwitchable = errors.New("primary not reachable and writable")
+	// ErrProblemGone: looked at again under the lease, the instance no
+	// longer needs the recovery (another actor did it, or it healed).
+	ErrProblemGone = errors.New("problem no longer present")
 	// ErrErrant: a returning fenced node has transactions the primary
 	// lacks; it stays fenced until rebuilt.
 	ErrErrant = errors.New("node has errant transactions")

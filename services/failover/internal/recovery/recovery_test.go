@@ -223,13 +223,22 @@ func TestTwoRecoverersOnePromotion(t *testing.T) {
 			require.Equal(t, topology.StateCompleted, recs[i].State)
 		default:
 			// The loser either found the lease held or, coming after the
-			// winner, was held off by the winner's failover.
-			require.True(t, errors.Is(errs[i], topology.ErrLeaseHeld) || errors.Is(errs[i], topology.ErrHoldOff), "%v", errs[i])
+			// winner, found the primary role already moved.
+			require.True(t, errors.Is(errs[i], topology.ErrLeaseHeld) || errors.Is(errs[i], recovery.ErrProblemGone), "%v", errs[i])
 		}
 	}
 	require.Equal(t, 1, completed)
 	require.Equal(t, 1, e.nodes.Count("promote b")+e.nodes.Count("promote c"), "exactly one promotion")
 	require.Len(t, e.nodes.Writable(), 1)
+	require.Equal(t, []string{events.TypeFailoverStarted, events.TypeFailoverCompleted}, e.eventTypes(), "one recovery recorded")
+
+	// An actor that analysed before the failover and acts after it (stale
+	// topology, lease free again) records nothing and touches nothing.
+	calls := len(e.nodes.Calls())
+	_, err := e.recoverer(t, "r3", nil).Failover(context.Background(), e.in, deadPrimary(e))
+	require.ErrorIs(t, err, recovery.ErrProblemGone)
+	require.Len(t, e.nodes.Calls(), calls)
+	require.Len(t, e.eventTypes(), 2)
 }
 
 // TestCrashAtEveryStepThenResume stops a failover at each step, as if its

@@ -355,6 +355,9 @@ func (k *worker) recover(ctx context.Context, in topology.Instance, p analysis.P
 	switch {
 	case ctx.Err() != nil:
 		return
+	case errors.Is(err, recovery.ErrProblemGone):
+		log.Info("problem gone before recovery")
+		return
 	case errors.Is(err, topology.ErrHoldOff):
 		retry = k.w.cfg.HoldOffRetry
 	case errors.Is(err, recovery.ErrErrant):

@@ -71,17 +71,25 @@ func start(t *testing.T, in topology.Instance) *env {
 	t.Helper()
 	e := &env{in: in, nodes: fakenodes.New(in), store: memstore.New(nil)}
 	e.nodes.OnObserve(func(string) { e.observe.Add(1) })
+	e.w, e.rec = e.watcher(t, "w1")
+	return e
+}
+
+// watcher starts a watcher (one failover service replica) on e's nodes
+// and store, stopped when the test ends.
+func (e *env) watcher(t *testing.T, holder string) (*watch.Watcher, *counting) {
+	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	nodes := map[topology.Engine]topology.Nodes{in.Engine: e.nodes}
-	r, err := recovery.New(recovery.Config{Holder: "w1"}, recovery.Deps{Store: e.store, Nodes: nodes, Logger: log})
+	nodes := map[topology.Engine]topology.Nodes{e.in.Engine: e.nodes}
+	r, err := recovery.New(recovery.Config{Holder: holder}, recovery.Deps{Store: e.store, Nodes: nodes, Logger: log})
 	require.NoError(t, err)
-	e.rec = &counting{Recoverer: r}
-	e.w, err = watch.New(watch.Config{Interval: 5 * time.Millisecond, CheckTimeout: 50 * time.Millisecond, FullEvery: 40 * time.Millisecond},
-		watch.Deps{Nodes: nodes, Recoverer: e.rec, Logger: log})
+	rec := &counting{Recoverer: r}
+	w, err := watch.New(watch.Config{Interval: 5 * time.Millisecond, CheckTimeout: 50 * time.Millisecond, FullEvery: 40 * time.Millisecond},
+		watch.Deps{Nodes: nodes, Recoverer: rec, Logger: log})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- e.w.Run(ctx) }()
+	go func() { done <- w.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -92,7 +100,7 @@ func start(t *testing.T, in topology.Instance) *env {
 		}
 		require.Empty(t, e.nodes.Violations(), "two writable nodes at some moment")
 	})
-	return e
+	return w, rec
 }
 
 // settle waits until the watcher has looked at nodes n more times, so
@@ -186,4 +194,22 @@ func TestDisownUpdateTrigger(t *testing.T) {
 	require.Eventually(t, func() bool { return len(e.nodes.Writable()) == 1 }, 10*time.Second, time.Millisecond)
 	require.Equal(t, []string{"a"}, e.nodes.Writable(), "restarted read-only primary, most advanced: writes back on")
 	require.Zero(t, e.rec.failovers.Load())
+}
+
+func TestTwoWatchersOneRecovery(t *testing.T) {
+	for round := range 5 {
+		e := start(t, instance(topology.EngineMySQL))
+		w2, rec2 := e.watcher(t, "w2")
+		e.w.Own(e.in)
+		w2.Own(e.in)
+		e.settle(t, 20)
+		e.nodes.Kill("a")
+		require.Eventually(t, func() bool { return e.count(events.TypeFailoverCompleted) == 1 }, 10*time.Second, time.Millisecond)
+		e.settle(t, 300)
+		require.Equal(t, 1, e.count(events.TypeFailoverStarted), "round %d: exactly one recovery recorded", round)
+		require.Zero(t, e.count(events.TypeFailoverFailed), "round %d", round)
+		require.Len(t, e.nodes.Writable(), 1)
+		require.Equal(t, 1, e.nodes.Count("promote b")+e.nodes.Count("promote c"), "round %d: one promotion", round)
+		t.Logf("round %d: failover calls w1=%d w2=%d", round, e.rec.failovers.Load(), rec2.failovers.Load())
+	}
 }
