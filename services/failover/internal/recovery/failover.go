@@ -147,6 +147,9 @@ func (x *run) promoteAndFinish(ctx context.Context, cand topology.Node, views ma
 	if err := x.point(BeforePromote); err != nil {
 		return x.rec, err
 	}
+	if err := x.confirm(ctx); err != nil {
+		return x.rec, err
+	}
 	promoteStart := r.now()
 	if err := bounded(ctx, r.cfg.StepTimeout, func(c context.Context) error { return x.nodes.Promote(c, in, cand) }); err != nil {
 		x.rollback(ctx, x.observeAll(ctx))
@@ -274,6 +277,10 @@ func (x *run) rollback(ctx context.Context, views map[string]topology.NodeView) 
 		}
 	}
 	if !ov.Writable {
+		if err := x.confirm(ctx); err != nil {
+			x.log.Warn("rollback: lease lost; old primary left read-only", "err", err)
+			return
+		}
 		if err := bounded(ctx, r.cfg.StepTimeout, func(c context.Context) error { return x.nodes.Promote(c, in, old) }); err != nil {
 			x.log.Warn("rollback: old primary writes back on", "err", err)
 			return

@@ -127,6 +127,9 @@ func (r *Recoverer) Heal(ctx context.Context, in topology.Instance, p analysis.P
 	default:
 		return fmt.Errorf("heal %s: unknown action %q", in.ID, p.Action)
 	}
+	if err := x.confirm(ctx); err != nil {
+		return err
+	}
 	if err := bounded(ctx, r.cfg.StepTimeout, act); err != nil {
 		return fmt.Errorf("heal %s: %s %s: %w", in.ID, p.Action, p.Node, err)
 	}

@@ -215,8 +215,25 @@ func (x *run) renew(ctx context.Context) error {
 	if x.r.now().Before(x.lease.Expires.Add(-2 * x.r.cfg.LeaseTTL / 3)) {
 		return nil
 	}
+	return x.confirm(ctx)
+}
+
+// confirm renews the lease now and fails with ErrFenced if another actor
+// took it: the store checks the token on every write, but a node cannot,
+// so the irreversible node actions (a promotion, writes back on) are
+// preceded by this check.
+func (x *run) confirm(ctx context.Context) error {
 	l, err := x.r.store.Acquire(ctx, x.in.ID, x.r.cfg.Holder, x.r.cfg.LeaseTTL)
-	if err != nil || l.Token != x.lease.Token {
+	if err == nil && l.Token != x.lease.Token {
+		// The lease had lapsed and was free: this actor was superseded
+		// meanwhile (its token is stale), so it hands the new lease back
+		// rather than act under it.
+		if rerr := x.r.store.Release(ctx, l); rerr != nil {
+			x.log.Warn("release lease taken while superseded", "err", rerr)
+		}
+		err = fmt.Errorf("token %d superseded by %d", x.lease.Token, l.Token)
+	}
+	if err != nil {
 		x.keep = true
 		return fmt.Errorf("renew lease of %s: %v: %w", x.in.ID, err, topology.ErrFenced)
 	}

@@ -428,3 +428,39 @@ func valuesOf(m map[string]topology.NodeView) []topology.NodeView {
 	}
 	return out
 }
+
+// TestSupersededActorStops: an actor that stalls before promoting while
+// another takes the instance over (its lease expired) must not promote
+// when it wakes up, and none of its writes are recorded.
+func TestSupersededActorStops(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, instance(topology.EngineMySQL))
+	e.write(t, "a", 3)
+	e.nodes.Kill("a")
+	next := e.recoverer(t, "r2", nil)
+	var resumed topology.Recovery
+	stalled := e.recoverer(t, "r1", func(p recovery.Point) error {
+		if p != recovery.BeforePromote {
+			return nil
+		}
+		// r1 stalls here (a GC pause, a partition) past its lease.
+		e.clock.Advance(time.Minute)
+		var err error
+		resumed, err = next.Resume(ctx, e.in)
+		require.NoError(t, err)
+		return nil
+	})
+	_, err := stalled.Failover(ctx, e.in, deadPrimary(e))
+	require.ErrorIs(t, err, topology.ErrFenced)
+	require.Equal(t, topology.StateFailed, resumed.State, "r2 rolled the unpromoted recovery back")
+	require.Zero(t, e.nodes.Count("promote b")+e.nodes.Count("promote c"), "the superseded actor promoted nothing")
+	got, err := e.store.Get(ctx, e.in.ID, resumed.ID)
+	require.NoError(t, err)
+	require.Equal(t, "r2", got.Holder)
+	require.Equal(t, topology.StateFailed, got.State)
+
+	// The next failover (no hold-off after a failed one) completes.
+	rec, err := next.Failover(ctx, e.in, deadPrimary(e))
+	require.NoError(t, err)
+	require.Equal(t, topology.StateCompleted, rec.State)
+}
