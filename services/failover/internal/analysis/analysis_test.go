@@ -2,6 +2,7 @@ package analysis
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/canopy-platform/canopy/services/failover/internal/topology"
@@ -231,5 +232,14 @@ func TestChoose(t *testing.T) {
 				t.Fatalf("got %q, %v; want %q", c.Node.ID, err, tc.want)
 			}
 		})
+	}
+}
+
+func TestMarkdownListsEveryCode(t *testing.T) {
+	md := Markdown()
+	for _, r := range Table() {
+		if !strings.Contains(md, "`"+string(r.Code)+"`") {
+			t.Errorf("%s missing from the markdown table", r.Code)
+		}
 	}
 }
