@@ -318,6 +318,12 @@ func (k *worker) analyse(ctx context.Context) {
 		break
 	}
 	if !found {
+		// A long episode without an actionable problem (a primary only we
+		// cannot reach) is not the start of a later failure: restart the
+		// detection clock so detection_ms stays the time to confirm.
+		if !k.since.IsZero() && now.Sub(k.since) > k.w.cfg.FullEvery {
+			k.since = time.Time{}
+		}
 		return
 	}
 	problem.DetectedAt = now
