@@ -273,7 +273,7 @@ func Table() []Rule {
 		{
 			Code:        PrimaryIsReadOnly,
 			Description: "The assigned primary is reachable but refuses writes (e.g. it restarted: nodes always come back read-only).",
-			Recovery:    "make it writable again if it is at least as advanced as every reachable replica and no other node is writable; otherwise failover.",
+			Recovery:    "make it writable again if it is at least as advanced as every reachable replica (at least one, unless it has none) and no other node is writable; otherwise failover.",
 			Match: func(s Snapshot) []Problem {
 				p, ok := s.Instance.Primary()
 				if !ok {
@@ -287,16 +287,24 @@ func Table() []Rule {
 					return []Problem{{Code: PrimaryIsReadOnly, Node: p.ID, Action: ActionFailover,
 						Detail: fmt.Sprintf("primary %s read-only while %s is writable", p.ID, others[0].ID)}}
 				}
+				compared := 0
 				for _, r := range s.replicas() {
 					rv := s.view(r.ID)
 					if !rv.Reachable {
 						continue
 					}
+					compared++
 					ahead, err := AtLeast(s.Instance.Engine, v.Position, rv.Position)
 					if err != nil || !ahead {
 						return []Problem{{Code: PrimaryIsReadOnly, Node: p.ID, Action: ActionFailover,
 							Detail: fmt.Sprintf("primary %s read-only and behind replica %s", p.ID, r.ID)}}
 					}
+				}
+				if compared == 0 && len(s.replicas()) > 0 {
+					// Nothing to compare with: a Redis primary that came
+					// back empty would look "most advanced". Wait.
+					return []Problem{{Code: PrimaryIsReadOnly, Node: p.ID, Action: ActionNone,
+						Detail: fmt.Sprintf("primary %s read-only; no replica reachable to compare positions with", p.ID)}}
 				}
 				return []Problem{{Code: PrimaryIsReadOnly, Node: p.ID, Action: ActionMakeWritable,
 					Detail: fmt.Sprintf("primary %s read-only, most advanced, no other writable node", p.ID)}}

@@ -213,3 +213,26 @@ func TestTwoWatchersOneRecovery(t *testing.T) {
 		t.Logf("round %d: failover calls w1=%d w2=%d", round, e.rec.failovers.Load(), rec2.failovers.Load())
 	}
 }
+
+// TestHoldOffBacksOffUntilAcknowledged: a second failure within the
+// hold-off is refused once (recorded failed), not retried on every check;
+// acknowledging and triggering lets the watcher fail over at once.
+func TestHoldOffBacksOffUntilAcknowledged(t *testing.T) {
+	ctx := context.Background()
+	e := start(t, instance(topology.EngineMySQL))
+	e.w.Own(e.in)
+	e.nodes.Kill("a")
+	require.Eventually(t, func() bool { return e.count(events.TypeFailoverCompleted) == 1 }, 10*time.Second, time.Millisecond)
+	first := e.store.Events()[1].Recovery
+
+	e.nodes.Kill(first.Candidate)
+	require.Eventually(t, func() bool { return e.count(events.TypeFailoverFailed) == 1 }, 10*time.Second, time.Millisecond)
+	e.settle(t, 300)
+	require.Equal(t, 1, e.count(events.TypeFailoverFailed), "held off once, then backed off")
+	require.Empty(t, e.nodes.Writable())
+
+	require.NoError(t, e.store.Acknowledge(ctx, e.in.ID, first.ID))
+	e.w.Trigger(e.in.ID)
+	require.Eventually(t, func() bool { return e.count(events.TypeFailoverCompleted) == 2 }, 10*time.Second, time.Millisecond)
+	require.Len(t, e.nodes.Writable(), 1)
+}
