@@ -464,3 +464,38 @@ func TestSupersededActorStops(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, topology.StateCompleted, rec.State)
 }
+
+// TestSwitchoverCrashThenResume: a switchover stopped at any step is
+// completed or rolled back by Resume; either way one writable node that
+// every other node follows, and no write lost.
+func TestSwitchoverCrashThenResume(t *testing.T) {
+	for _, point := range recovery.Points() {
+		t.Run(string(point), func(t *testing.T) {
+			ctx := context.Background()
+			e := newEnv(t, instance(topology.EngineRedis))
+			e.write(t, "a", 9)
+			crash := e.recoverer(t, "r1", func(p recovery.Point) error {
+				if p == point {
+					return errors.New("crash")
+				}
+				return nil
+			})
+			_, err := crash.Switchover(ctx, e.in, "b", false)
+			require.ErrorIs(t, err, recovery.ErrStopped)
+			e.clock.Advance(time.Minute)
+			rec, err := e.recoverer(t, "r2", nil).Resume(ctx, e.in)
+			require.NoError(t, err)
+			t.Logf("resumed from step %s: %s %s", rec.Step, rec.State, rec.Reason)
+			switch rec.State {
+			case topology.StateCompleted:
+				require.Equal(t, topology.RoleReplica, rec.Roles["a"])
+				requireFollows(t, e, "b", "a", "c")
+			case topology.StateFailed:
+				requireFollows(t, e, "a", "b", "c")
+			default:
+				t.Fatalf("state %s", rec.State)
+			}
+			require.Equal(t, int64(9), e.nodes.Seq(e.nodes.Writable()[0]))
+		})
+	}
+}
