@@ -168,14 +168,15 @@ func (s Snapshot) deadPrimary() (p topology.Node, reachable, unreachable int, st
 	return p, reachable, unreachable, streaming, true
 }
 
-// moved finds, while the assigned primary is unreachable, another node
+// moved finds, while the assigned primary is unreachable or read-only
+// (a fenced old primary that came back), another node
 // that already acts as the primary: reachable, writable, replicating from
 // nobody, and followed by at least one reachable node. Then the topology
 // this analysis was given is stale (another actor failed over and the new
 // roles have not arrived yet); failing over again would only repeat it.
 func (s Snapshot) moved() (topology.Node, bool) {
 	p, has := s.Instance.Primary()
-	if !has || s.view(p.ID).Reachable {
+	if pv := s.view(p.ID); !has || (pv.Reachable && pv.Writable) {
 		return topology.Node{}, false
 	}
 	for _, n := range s.Instance.Nodes {
@@ -258,7 +259,7 @@ func Table() []Rule {
 		},
 		{
 			Code:        PrimaryMoved,
-			Description: "The assigned primary is unreachable but another node is writable, replicates from nobody and is followed by replicas: the primary role already moved (another actor's failover) and the topology given is stale.",
+			Description: "The assigned primary is unreachable or read-only but another node is writable, replicates from nobody and is followed by replicas: the primary role already moved (another actor's failover) and the topology given is stale.",
 			Recovery:    "none: wait for the new roles (the watcher follows the recovery's record; provisioning republishes the instance).",
 			Match: func(s Snapshot) []Problem {
 				n, ok := s.moved()
@@ -281,6 +282,9 @@ func Table() []Rule {
 				}
 				v := s.view(p.ID)
 				if !v.Reachable || v.Writable {
+					return nil
+				}
+				if _, moved := s.moved(); moved {
 					return nil
 				}
 				if others := s.writable(); len(others) > 0 {

@@ -233,13 +233,23 @@ func (k *worker) setRoles(roles map[string]topology.Role) {
 	k.in = recovery.Apply(k.in, roles)
 }
 
-func (k *worker) run(ctx context.Context) {
-	defer close(k.done)
-	if rec, err := k.w.deps.Recoverer.Resume(ctx, k.instance()); err == nil {
+// resume finishes (or rolls back) a recovery a crashed actor left open.
+func (k *worker) resume(ctx context.Context) {
+	rctx, cancel := context.WithTimeout(ctx, k.w.cfg.RecoveryTimeout)
+	defer cancel()
+	rec, err := k.w.deps.Recoverer.Resume(rctx, k.instance())
+	switch {
+	case err == nil:
 		k.followed(rec)
-	} else if !errors.Is(err, topology.ErrNotFound) && ctx.Err() == nil {
+	case errors.Is(err, topology.ErrNotFound), errors.Is(err, topology.ErrLeaseHeld), ctx.Err() != nil:
+	default:
 		k.log.Warn("resume open recovery", "err", err)
 	}
+}
+
+func (k *worker) run(ctx context.Context) {
+	defer close(k.done)
+	k.resume(ctx)
 	k.analyse(ctx)
 	tick := time.NewTicker(k.w.cfg.Interval)
 	defer tick.Stop()
@@ -308,10 +318,17 @@ func (k *worker) analyse(ctx context.Context) {
 	var problem analysis.Problem
 	found := false
 	for _, p := range analysis.Analyze(in, list, health) {
-		if !p.Actionable() {
+		if until, ok := k.suppressed[key(p)]; ok && now.Before(until) {
 			continue
 		}
-		if until, ok := k.suppressed[key(p)]; ok && now.Before(until) {
+		if p.Code == analysis.PrimaryMoved {
+			// Our topology is stale: either a crashed actor's recovery is
+			// open (finish it) or a completed one's roles are on their way.
+			k.suppressed[key(p)] = now.Add(k.w.cfg.RetryAfter)
+			k.resume(ctx)
+			return
+		}
+		if !p.Actionable() {
 			continue
 		}
 		problem, found = p, true
@@ -363,6 +380,10 @@ func (k *worker) recover(ctx context.Context, in topology.Instance, p analysis.P
 		return
 	case errors.Is(err, recovery.ErrProblemGone):
 		log.Info("problem gone before recovery")
+		return
+	case errors.Is(err, recovery.ErrRecoveryOpen):
+		// A crashed actor's recovery comes first.
+		k.resume(ctx)
 		return
 	case errors.Is(err, topology.ErrHoldOff):
 		retry = k.w.cfg.HoldOffRetry

@@ -2,6 +2,7 @@ package watch_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"sync"
@@ -84,7 +85,7 @@ func (e *env) watcher(t *testing.T, holder string) (*watch.Watcher, *counting) {
 	r, err := recovery.New(recovery.Config{Holder: holder}, recovery.Deps{Store: e.store, Nodes: nodes, Logger: log})
 	require.NoError(t, err)
 	rec := &counting{Recoverer: r}
-	w, err := watch.New(watch.Config{Interval: 5 * time.Millisecond, CheckTimeout: 50 * time.Millisecond, FullEvery: 40 * time.Millisecond},
+	w, err := watch.New(watch.Config{Interval: 5 * time.Millisecond, CheckTimeout: 50 * time.Millisecond, FullEvery: 40 * time.Millisecond, RetryAfter: 50 * time.Millisecond},
 		watch.Deps{Nodes: nodes, Recoverer: rec, Logger: log})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -235,4 +236,47 @@ func TestHoldOffBacksOffUntilAcknowledged(t *testing.T) {
 	e.w.Trigger(e.in.ID)
 	require.Eventually(t, func() bool { return e.count(events.TypeFailoverCompleted) == 2 }, 10*time.Second, time.Millisecond)
 	require.Len(t, e.nodes.Writable(), 1)
+}
+
+// TestWatcherFinishesCrashedRecovery: another actor crashed at each step of
+// a failover; the watcher that owns the instance finishes or rolls back its
+// recovery once the lease lapses, and the instance ends with one primary.
+func TestWatcherFinishesCrashedRecovery(t *testing.T) {
+	for _, point := range recovery.Points() {
+		t.Run(string(point), func(t *testing.T) {
+			ctx := context.Background()
+			e := start(t, instance(topology.EngineMySQL))
+			require.NoError(t, e.nodes.Write("a"))
+			log := slog.New(slog.NewTextHandler(io.Discard, nil))
+			crashed, err := recovery.New(recovery.Config{Holder: "crashed", LeaseTTL: 200 * time.Millisecond}, recovery.Deps{
+				Store: e.store, Nodes: map[topology.Engine]topology.Nodes{e.in.Engine: e.nodes}, Logger: log,
+				Hook: func(p recovery.Point) error {
+					if p == point {
+						return errors.New("crash")
+					}
+					return nil
+				},
+			})
+			require.NoError(t, err)
+			e.nodes.Kill("a")
+			_, err = crashed.Failover(ctx, e.in, analysis.Problem{Code: analysis.DeadPrimary, Node: "a", Action: analysis.ActionFailover})
+			require.ErrorIs(t, err, recovery.ErrStopped)
+
+			e.w.Own(e.in)
+			require.Eventually(t, func() bool {
+				_, err := e.store.Open(ctx, e.in.ID)
+				return errors.Is(err, topology.ErrNotFound) && len(e.nodes.Writable()) == 1
+			}, 10*time.Second, time.Millisecond)
+			e.settle(t, 100)
+			w := e.nodes.Writable()
+			require.Len(t, w, 1)
+			require.Equal(t, int64(1), e.nodes.Seq(w[0]))
+			for _, n := range []string{"b", "c"} {
+				if n != w[0] {
+					require.Equal(t, w[0], e.nodes.Source(n))
+				}
+			}
+			require.Equal(t, 1, e.count(events.TypeFailoverCompleted), "one completed recovery")
+		})
+	}
 }
