@@ -1,0 +1,151 @@
+package recovery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/canopy-platform/canopy/services/failover/internal/analysis"
+	"github.com/canopy-platform/canopy/services/failover/internal/topology"
+)
+
+// Rejoin brings a fenced node that returned back as a read-only replica of
+// the current primary: if it has nothing the primary lacks it is
+// re-pointed and failover.node.rejoined emitted; if it has errant
+// transactions it is kept fenced (read-only), the rejoin is recorded with
+// rebuilt=false and the lost transactions, and ErrErrant is returned (a
+// rebuild from the primary is an operator's, or a later version's, job).
+func (r *Recoverer) Rejoin(ctx context.Context, in topology.Instance, nodeID string) error {
+	n, ok := in.Node(nodeID)
+	if !ok {
+		return fmt.Errorf("rejoin %s/%s: %w", in.ID, nodeID, topology.ErrNotFound)
+	}
+	p, ok := in.Primary()
+	if !ok || p.ID == nodeID {
+		return fmt.Errorf("rejoin %s/%s: no other primary to follow", in.ID, nodeID)
+	}
+	x, err := r.start(ctx, in)
+	if err != nil {
+		return err
+	}
+	defer x.end()
+	if err := x.noOpen(ctx); err != nil {
+		return err
+	}
+	log := x.log.With("node", nodeID, "primary", p.ID)
+	var errant []string
+	err = bounded(ctx, r.cfg.StepTimeout, func(c context.Context) error {
+		var err error
+		errant, err = x.nodes.Errant(c, in, n, p)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("rejoin %s/%s: errant check: %w", in.ID, nodeID, err)
+	}
+	if len(errant) > 0 {
+		// Keep it read-only: it must never serve the writes it has alone.
+		if ferr := bounded(ctx, r.cfg.FenceTimeout, func(c context.Context) error { return x.nodes.Fence(c, in, n) }); ferr != nil {
+			log.Warn("fence errant node", "err", ferr)
+		}
+		if err := r.store.Rejoined(ctx, in, nodeID, p.ID, false, errant); err != nil {
+			return fmt.Errorf("rejoin %s/%s: record: %w", in.ID, nodeID, err)
+		}
+		log.Error("fenced node has errant transactions; kept read-only and fenced, rebuild from the primary required", "lost", errant)
+		return fmt.Errorf("rejoin %s/%s: %d transactions: %w", in.ID, nodeID, len(errant), ErrErrant)
+	}
+	if err := bounded(ctx, r.cfg.StepTimeout, func(c context.Context) error { return x.nodes.Repoint(c, in, n, p) }); err != nil {
+		return fmt.Errorf("rejoin %s/%s: re-point: %w", in.ID, nodeID, err)
+	}
+	if err := r.store.Rejoined(ctx, in, nodeID, p.ID, false, nil); err != nil {
+		return fmt.Errorf("rejoin %s/%s: record: %w", in.ID, nodeID, err)
+	}
+	log.Info("fenced node rejoined as replica")
+	return nil
+}
+
+func (x *run) noOpen(ctx context.Context) error {
+	open, err := x.r.store.Open(ctx, x.in.ID)
+	switch {
+	case err == nil:
+		return fmt.Errorf("instance %s: recovery %s at step %s: %w", x.in.ID, open.ID, open.Step, ErrRecoveryOpen)
+	case errors.Is(err, topology.ErrNotFound):
+		return nil
+	default:
+		return fmt.Errorf("instance %s: open recovery: %w", x.in.ID, err)
+	}
+}
+
+// Heal runs the recovery of a problem whose action is not a failover:
+// writes back on for a read-only primary, fence a writable replica or a
+// second primary, re-point a replica whose replication stopped, rejoin a
+// fenced node (failover actions are passed to Failover). Under the lease it
+// looks at every node again and acts only if the same problem still holds,
+// so a stale analysis never acts.
+func (r *Recoverer) Heal(ctx context.Context, in topology.Instance, p analysis.Problem) error {
+	switch p.Action {
+	case analysis.ActionFailover:
+		_, err := r.Failover(ctx, in, p)
+		return err
+	case analysis.ActionRejoin:
+		return r.Rejoin(ctx, in, p.Node)
+	case analysis.ActionNone, "":
+		return nil
+	}
+	x, err := r.start(ctx, in)
+	if err != nil {
+		return err
+	}
+	defer x.end()
+	if err := x.noOpen(ctx); err != nil {
+		return err
+	}
+	views := x.observeAll(ctx)
+	still := false
+	for _, q := range analysis.Analyze(in, list(views), nil) {
+		if q.Code == p.Code && q.Node == p.Node && q.Action == p.Action {
+			still = true
+			break
+		}
+	}
+	if !still {
+		x.log.Info("problem gone before heal", "problem", string(p.Code), "node", p.Node)
+		return nil
+	}
+	n, ok := in.Node(p.Node)
+	if !ok {
+		return fmt.Errorf("heal %s: node %s: %w", in.ID, p.Node, topology.ErrNotFound)
+	}
+	primary, _ := in.Primary()
+	var act func(context.Context) error
+	switch p.Action {
+	case analysis.ActionMakeWritable:
+		act = func(c context.Context) error { return x.nodes.Promote(c, in, n) }
+	case analysis.ActionFence:
+		act = func(c context.Context) error { return x.nodes.Fence(c, in, n) }
+	case analysis.ActionRepoint:
+		act = func(c context.Context) error { return x.nodes.Repoint(c, in, n, primary) }
+	default:
+		return fmt.Errorf("heal %s: unknown action %q", in.ID, p.Action)
+	}
+	if err := x.confirm(ctx); err != nil {
+		return err
+	}
+	if err := bounded(ctx, r.cfg.StepTimeout, act); err != nil {
+		return fmt.Errorf("heal %s: %s %s: %w", in.ID, p.Action, p.Node, err)
+	}
+	x.log.Info("healed", "problem", string(p.Code), "action", string(p.Action), "node", p.Node, "detail", p.Detail)
+	return nil
+}
+
+// Apply returns in with the roles a completed recovery assigned, so a
+// caller can follow the new topology before provisioning republishes it.
+func Apply(in topology.Instance, roles map[string]topology.Role) topology.Instance {
+	out := in
+	out.Nodes = append([]topology.Node(nil), in.Nodes...)
+	for i, n := range out.Nodes {
+		if role, ok := roles[n.ID]; ok {
+			out.Nodes[i].Role = role
+		}
+	}
+	return out
+}
