@@ -39,9 +39,9 @@ type Proc struct {
 	// Dir holds the node's data and log.
 	Dir string
 
-	mu      sync.Mutex
-	cmd     *exec.Cmd
-	done    chan struct{} // closed when the current process was reaped
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{} // closed when the current process was reaped
 	// ready waits until the server answers after a start; exited is
 	// closed if the process exits meanwhile.
 	ready func(p *Proc, exited <-chan struct{}) error
