@@ -453,6 +453,10 @@ func (m *Nodes) Repoint(ctx context.Context, in topology.Instance, n, primary to
 	if err != nil {
 		return fmt.Errorf("repoint %s: primary address %q: %w", n.ID, primary.Address, err)
 	}
+	portNum, err := strconv.Atoi(port)
+	if err != nil {
+		return fmt.Errorf("repoint %s: primary address %q: %w", n.ID, primary.Address, err)
+	}
 	conn, err := m.session(ctx, in, n)
 	if err != nil {
 		return fmt.Errorf("repoint %s: %w", n.ID, err)
@@ -485,7 +489,7 @@ func (m *Nodes) Repoint(ctx context.Context, in topology.Instance, n, primary to
 	}
 	if _, err := conn.ExecContext(ctx,
 		"CHANGE MASTER TO MASTER_HOST=?, MASTER_PORT=?, MASTER_USER=?, MASTER_PASSWORD=?, MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD=1",
-		host, port, in.Replication.Username, in.Replication.Password); err != nil {
+		host, portNum, in.Replication.Username, in.Replication.Password); err != nil {
 		return fmt.Errorf("repoint %s: change master to %s: %w", n.ID, primary.Address, err)
 	}
 	if err := execAll(ctx, conn, "START SLAVE"); err != nil {

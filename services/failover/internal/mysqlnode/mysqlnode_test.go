@@ -1,0 +1,249 @@
+package mysqlnode_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/canopy-platform/canopy/services/failover/internal/mysqlnode"
+	"github.com/canopy-platform/canopy/services/failover/internal/nodetest"
+	"github.com/canopy-platform/canopy/services/failover/internal/topology"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	nodetest.CleanupTemplate()
+	os.Exit(code)
+}
+
+func newNodes(t *testing.T) *mysqlnode.Nodes {
+	t.Helper()
+	n, err := mysqlnode.New(mysqlnode.Config{}, slog.New(slog.NewTextHandler(t.Output(), nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return n
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t *testing.T, within time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not within %v: %s", what, within, state)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func ctxT(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func insert(ctx context.Context, db *sql.DB, k, v string) error {
+	_, err := db.ExecContext(ctx, "INSERT INTO kv (k, v) VALUES (?, ?)", k, v)
+	return err
+}
+
+func read(t *testing.T, db *sql.DB, k string) string {
+	t.Helper()
+	var v string
+	if err := db.QueryRowContext(ctxT(t, 5*time.Second), "SELECT v FROM kv WHERE k = ?", k).Scan(&v); err != nil {
+		t.Fatalf("read %s: %v", k, err)
+	}
+	return v
+}
+
+// TestFailoverSemiSync drives a whole failover by hand on a semi-sync
+// topology: observe, kill -9 the primary, promote, repoint, write, rejoin
+// the old primary.
+func TestFailoverSemiSync(t *testing.T) {
+	tp := nodetest.MySQL(t, nodetest.MySQLOptions{SemiSync: true})
+	in := tp.Instance
+	nodes := newNodes(t)
+	primary, r1, r2 := in.Nodes[0], in.Nodes[1], in.Nodes[2]
+
+	if err := insert(ctxT(t, 10*time.Second), nodetest.AppDB(t, tp.Procs[0]), "before", "1"); err != nil {
+		t.Fatalf("write on primary: %v", err)
+	}
+	pv := nodes.Observe(ctxT(t, time.Second), in, primary)
+	if !pv.Reachable || !pv.Writable || pv.Replicating || pv.Position.GTID == "" {
+		t.Fatalf("primary view %+v", pv)
+	}
+	eventually(t, 10*time.Second, "primary lists both replicas", func() (bool, string) {
+		v := nodes.Observe(ctxT(t, time.Second), in, primary)
+		return len(v.Replicas) == 2, fmt.Sprint(v.Replicas)
+	})
+	for _, r := range []topology.Node{r1, r2} {
+		eventually(t, 10*time.Second, r.ID+" caught up", func() (bool, string) {
+			v := nodes.Observe(ctxT(t, time.Second), in, r)
+			return v.Position.GTID == pv.Position.GTID, fmt.Sprintf("%+v", v)
+		})
+		v := nodes.Observe(ctxT(t, time.Second), in, r)
+		if !v.Reachable || v.Writable || !v.Replicating || !v.LinkUp || !v.SQLRunning || v.Source != primary.Address {
+			t.Fatalf("replica %s view %+v", r.ID, v)
+		}
+	}
+
+	killed := time.Now()
+	tp.Procs[0].Kill()
+	for _, r := range []topology.Node{r1, r2} {
+		eventually(t, 5*time.Second, r.ID+" sees its link down", func() (bool, string) {
+			v := nodes.Observe(ctxT(t, time.Second), in, r)
+			return v.Reachable && !v.LinkUp, fmt.Sprintf("%+v", v)
+		})
+	}
+	t.Logf("replicas saw the primary's link down %v after kill -9", time.Since(killed))
+	if v := nodes.Observe(ctxT(t, time.Second), in, primary); v.Reachable || v.Err == "" {
+		t.Fatalf("dead primary view %+v", v)
+	}
+
+	began := time.Now()
+	if err := nodes.Promote(ctxT(t, 5*time.Second), in, r1); err != nil {
+		t.Fatal(err)
+	}
+	promoted := time.Since(began)
+	if err := nodes.Repoint(ctxT(t, 5*time.Second), in, r2, r1); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("promote %v + repoint %v = %v", promoted, time.Since(began)-promoted, time.Since(began))
+
+	wrote := time.Now()
+	if err := insert(ctxT(t, 10*time.Second), nodetest.AppDB(t, tp.Procs[1]), "after", "2"); err != nil {
+		t.Fatalf("write on the new primary: %v", err)
+	}
+	t.Logf("first write on the new primary acknowledged in %v (%v after promotion began)", time.Since(wrote), time.Since(began))
+	np := nodes.Observe(ctxT(t, time.Second), in, r1)
+	if !np.Writable || np.Replicating {
+		t.Fatalf("new primary view %+v", np)
+	}
+	if err := nodes.WaitCaughtUp(ctxT(t, 10*time.Second), in, r2, np.Position); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(t, nodetest.AppDB(t, tp.Procs[2]), "after"); got != "2" {
+		t.Fatalf("replica read %q", got)
+	}
+	if v := nodes.Observe(ctxT(t, time.Second), in, r2); !v.LinkUp || v.Source != r1.Address || v.Writable {
+		t.Fatalf("repointed replica view %+v", v)
+	}
+
+	// The old primary returns read-only; with semi-sync it has nothing the
+	// new primary lacks, and it rejoins as a replica.
+	tp.Procs[0].Restart()
+	ov := nodes.Observe(ctxT(t, 2*time.Second), in, primary)
+	if !ov.Reachable || ov.Writable {
+		t.Fatalf("restarted old primary view %+v", ov)
+	}
+	errant, err := nodes.Errant(ctxT(t, 5*time.Second), in, primary, r1)
+	if err != nil || len(errant) != 0 {
+		t.Fatalf("errant %v, %v", errant, err)
+	}
+	if err := nodes.Repoint(ctxT(t, 5*time.Second), in, primary, r1); err != nil {
+		t.Fatal(err)
+	}
+	if err := nodes.WaitCaughtUp(ctxT(t, 10*time.Second), in, primary, np.Position); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(t, nodetest.AppDB(t, tp.Procs[0]), "after"); got != "2" {
+		t.Fatalf("old primary read %q", got)
+	}
+	eventually(t, 5*time.Second, "old primary streams from the new one", func() (bool, string) {
+		v := nodes.Observe(ctxT(t, time.Second), in, primary)
+		return v.LinkUp && v.SQLRunning && v.Source == r1.Address && !v.Writable, fmt.Sprintf("%+v", v)
+	})
+	// Repoint is idempotent.
+	if err := nodes.Repoint(ctxT(t, 5*time.Second), in, primary, r1); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestFenceRefusesWrites: a fenced live primary refuses new writes and an
+// open transaction cannot commit.
+func TestFenceRefusesWrites(t *testing.T) {
+	tp := nodetest.MySQL(t, nodetest.MySQLOptions{SemiSync: true})
+	in := tp.Instance
+	nodes := newNodes(t)
+	app := nodetest.AppDB(t, tp.Procs[0])
+	ctx := ctxT(t, 20*time.Second)
+	if err := insert(ctx, app, "a", "1"); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := app.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, "INSERT INTO kv (k, v) VALUES ('open', 'x')"); err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	if err := nodes.Fence(ctx, in, in.Nodes[0]); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("fence took %v", time.Since(began))
+	if err := tx.Commit(); err == nil {
+		t.Fatal("an open transaction committed after the fence")
+	}
+	err = insert(ctx, app, "b", "2")
+	var me *mysql.MySQLError
+	if !errors.As(err, &me) || me.Number != 1290 { // ER_OPTION_PREVENTS_STATEMENT
+		t.Fatalf("write after fence: %v, want read-only refusal", err)
+	}
+	if v := nodes.Observe(ctx, in, in.Nodes[0]); v.Writable || !v.Reachable {
+		t.Fatalf("fenced view %+v", v)
+	}
+	if err := nodes.Fence(ctx, in, in.Nodes[0]); err != nil {
+		t.Fatalf("fence again: %v", err)
+	}
+}
+
+// TestErrant: an async replica that missed the primary's last write and is
+// promoted leaves that write errant on the old primary.
+func TestErrant(t *testing.T) {
+	tp := nodetest.MySQL(t, nodetest.MySQLOptions{})
+	in := tp.Instance
+	nodes := newNodes(t)
+	ctx := ctxT(t, 20*time.Second)
+	nodetest.Exec(t, tp.Procs[1], "STOP SLAVE")
+	app := nodetest.AppDB(t, tp.Procs[0])
+	if err := insert(ctx, app, "lost", "1"); err != nil {
+		t.Fatal(err)
+	}
+	lost := nodes.Observe(ctx, in, in.Nodes[0]).Position.GTID
+	if err := nodes.Promote(ctx, in, in.Nodes[1]); err != nil {
+		t.Fatal(err)
+	}
+	if err := insert(ctx, nodetest.AppDB(t, tp.Procs[1]), "new", "1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := nodes.Fence(ctx, in, in.Nodes[0]); err != nil {
+		t.Fatal(err)
+	}
+	errant, err := nodes.Errant(ctx, in, in.Nodes[0], in.Nodes[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(errant) != 1 || errant[0] != lost {
+		t.Fatalf("errant %v, want [%s]", errant, lost)
+	}
+	// Nothing errant the other way round: the new primary's own write is
+	// newer data, not divergence of the old primary.
+	if errant, err := nodes.Errant(ctx, in, in.Nodes[2], in.Nodes[1]); err != nil || len(errant) != 1 {
+		t.Fatalf("node-2 (which replicated the lost write) errant %v, %v", errant, err)
+	}
+}
