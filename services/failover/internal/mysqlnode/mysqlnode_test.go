@@ -247,3 +247,44 @@ func TestErrant(t *testing.T) {
 		t.Fatalf("node-2 (which replicated the lost write) errant %v, %v", errant, err)
 	}
 }
+
+// TestFenceFailsCommitWaitingForAck: a commit waiting for a semi-sync
+// acknowledgement when the primary is fenced is never acknowledged to its
+// client, and the fence does not wait behind it.
+func TestFenceFailsCommitWaitingForAck(t *testing.T) {
+	tp := nodetest.MySQL(t, nodetest.MySQLOptions{SemiSync: true})
+	in := tp.Instance
+	nodes := newNodes(t)
+	// No replica acknowledges any more: commits wait the semi-sync timeout
+	// (10 s, the server default the test primary runs with).
+	nodetest.Exec(t, tp.Procs[1], "STOP SLAVE")
+	nodetest.Exec(t, tp.Procs[2], "STOP SLAVE")
+	app := nodetest.AppDB(t, tp.Procs[0])
+	res := make(chan error, 1)
+	go func() { res <- insert(context.Background(), app, "pending", "1") }()
+	root := nodetest.Root(tp.Procs[0])
+	defer root.Close()
+	eventually(t, 10*time.Second, "a commit waiting for its acknowledgement", func() (bool, string) {
+		var n int
+		err := root.QueryRow("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE STATE LIKE '%semi-sync ACK%'").Scan(&n)
+		return err == nil && n > 0, fmt.Sprint(n, err)
+	})
+	began := time.Now()
+	if err := nodes.Fence(ctxT(t, 5*time.Second), in, in.Nodes[0]); err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(began)
+	t.Logf("fence with a commit waiting for its acknowledgement took %v", took)
+	select {
+	case err := <-res:
+		if err == nil {
+			t.Fatal("the waiting commit was acknowledged to its client after the fence")
+		}
+		t.Logf("waiting client got: %v", err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the waiting commit still waits after the fence")
+	}
+	if took > 2*time.Second {
+		t.Fatalf("fence waited %v behind the pending commit", took)
+	}
+}

@@ -209,3 +209,47 @@ func TestFenceRefusesWrites(t *testing.T) {
 		t.Fatalf("write after promotion: %v", err)
 	}
 }
+
+// TestFenceUnblocksWait: a writer blocked in WAIT when its primary is
+// fenced gets no acknowledgement.
+func TestFenceUnblocksWait(t *testing.T) {
+	tp := nodetest.Redis(t, nodetest.RedisOptions{Mode: "single-az"})
+	in := tp.Instance
+	nodes := newNodes(t)
+	ctx := ctxT(t, 10*time.Second)
+	// Detach both replicas: nothing acknowledges any more.
+	for _, p := range tp.Procs[1:] {
+		if err := client(t, p).SlaveOf(ctx, "NO", "ONE").Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := client(t, tp.Procs[0])
+	if err := c.Set(ctx, "pending", "1", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		n   int64
+		err error
+	}
+	res := make(chan result, 1)
+	go func() {
+		n, err := c.Wait(context.Background(), 1, 0).Result() // 0: block until acknowledged
+		res <- result{n, err}
+	}()
+	eventually(t, 5*time.Second, "a client blocked in WAIT", func() (bool, string) {
+		info, err := c.Info(ctx, "clients").Result()
+		return err == nil && strings.Contains(info, "blocked_clients:1"), info
+	})
+	if err := nodes.Fence(ctx, in, in.Nodes[0]); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-res:
+		if r.err == nil && r.n >= 1 {
+			t.Fatalf("WAIT acknowledged by %d replicas after the fence", r.n)
+		}
+		t.Logf("blocked WAIT returned %d, %v", r.n, r.err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("WAIT still blocked after the fence")
+	}
+}
