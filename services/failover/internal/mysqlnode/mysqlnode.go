@@ -462,38 +462,31 @@ func (m *Nodes) Repoint(ctx context.Context, in topology.Instance, n, primary to
 		return fmt.Errorf("repoint %s: %w", n.ID, err)
 	}
 	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, "SET GLOBAL read_only=ON; SET GLOBAL rpl_semi_sync_master_enabled=OFF"); err != nil {
+	// read_only first, in the same round trip as what the decision below
+	// needs to know.
+	rows, err := conn.QueryContext(ctx, "SET GLOBAL read_only=ON; SET GLOBAL rpl_semi_sync_master_enabled=OFF; "+
+		"SELECT @@rpl_semi_sync_slave_enabled, @@gtid_current_pos, @@gtid_slave_pos; SHOW SLAVE STATUS")
+	if err != nil {
 		return fmt.Errorf("repoint %s: read only: %w", n.ID, err)
 	}
-	st, err := slaveStatus(ctx, conn)
+	semi, current, slavePos, st, err := repointState(rows)
 	if err != nil {
 		return fmt.Errorf("repoint %s: %w", n.ID, err)
-	}
-	var semi int
-	var current, slavePos string
-	if err := conn.QueryRowContext(ctx, "SELECT @@rpl_semi_sync_slave_enabled, @@gtid_current_pos, @@gtid_slave_pos").Scan(&semi, &current, &slavePos); err != nil {
-		return fmt.Errorf("repoint %s: read positions: %w", n.ID, err)
 	}
 	if st != nil && st["Master_Host"] == host && st["Master_Port"] == port &&
 		st["Master_User"] == in.Replication.Username && st["Using_Gtid"] == "Slave_Pos" &&
 		(semi == 1) == in.SemiSync && st["Slave_IO_Running"] != "No" && st["Slave_SQL_Running"] == "Yes" {
 		return nil
 	}
-	// The semi-sync slave side takes effect when the IO thread starts.
-	stmts := []string{"STOP SLAVE", "SET GLOBAL rpl_semi_sync_slave_enabled=" + onOff(in.SemiSync)}
+	// One round trip: the semi-sync slave side takes effect when the IO
+	// thread starts, gtid_slave_pos and CHANGE MASTER need it stopped.
+	q := "STOP SLAVE; SET GLOBAL rpl_semi_sync_slave_enabled=" + onOff(in.SemiSync) + "; "
 	if st == nil && current != slavePos {
-		stmts = append(stmts, "SET GLOBAL gtid_slave_pos=@@gtid_current_pos")
+		q += "SET GLOBAL gtid_slave_pos=@@gtid_current_pos; "
 	}
-	if err := execAll(ctx, conn, stmts...); err != nil {
-		return fmt.Errorf("repoint %s: %w", n.ID, err)
-	}
-	if _, err := conn.ExecContext(ctx,
-		"CHANGE MASTER TO MASTER_HOST=?, MASTER_PORT=?, MASTER_USER=?, MASTER_PASSWORD=?, MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD=1",
-		host, portNum, in.Replication.Username, in.Replication.Password); err != nil {
-		return fmt.Errorf("repoint %s: change master to %s: %w", n.ID, primary.Address, err)
-	}
-	if err := execAll(ctx, conn, "START SLAVE"); err != nil {
-		return fmt.Errorf("repoint %s: %w", n.ID, err)
+	q += "CHANGE MASTER TO MASTER_HOST=?, MASTER_PORT=?, MASTER_USER=?, MASTER_PASSWORD=?, MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD=1; START SLAVE"
+	if _, err := conn.ExecContext(ctx, q, host, portNum, in.Replication.Username, in.Replication.Password); err != nil {
+		return fmt.Errorf("repoint %s: replicate from %s: %w", n.ID, primary.Address, err)
 	}
 	m.logger(in, n).Info("node repointed", "primary", primary.ID, "primary_address", primary.Address,
 		"from_own_position", st == nil && current != slavePos, "took", time.Since(began))
@@ -514,4 +507,33 @@ func (m *Nodes) WaitCaughtUp(ctx context.Context, in topology.Instance, n topolo
 		return fmt.Errorf("wait for %s: %w", n.ID, err)
 	}
 	return nil
+}
+
+// repointState reads the result sets of Repoint's first round trip: the two
+// SETs (no rows), the variables, the slave status.
+func repointState(rows *sql.Rows) (semi int, current, slavePos string, st map[string]string, err error) {
+	defer rows.Close()
+	for rows.Err() == nil && len(mustColumns(rows)) == 0 {
+		if !rows.NextResultSet() {
+			return 0, "", "", nil, fmt.Errorf("read positions: missing result: %w", rows.Err())
+		}
+	}
+	if !rows.Next() {
+		return 0, "", "", nil, fmt.Errorf("read positions: %w", rows.Err())
+	}
+	if err := rows.Scan(&semi, &current, &slavePos); err != nil {
+		return 0, "", "", nil, fmt.Errorf("read positions: %w", err)
+	}
+	if !rows.NextResultSet() {
+		return 0, "", "", nil, fmt.Errorf("show slave status: missing result: %w", rows.Err())
+	}
+	if st, err = scanMap(rows); err != nil {
+		return 0, "", "", nil, fmt.Errorf("show slave status: %w", err)
+	}
+	return semi, current, slavePos, st, rows.Err()
+}
+
+func mustColumns(rows *sql.Rows) []string {
+	cols, _ := rows.Columns()
+	return cols
 }
