@@ -288,3 +288,71 @@ func TestFenceFailsCommitWaitingForAck(t *testing.T) {
 		t.Fatalf("fence waited %v behind the pending commit", took)
 	}
 }
+
+// TestNoAcknowledgedWriteLost: under a steady semi-sync writer, kill -9 the
+// primary, promote the most advanced replica (its relay log applied first)
+// and repoint the other: every write acknowledged before the kill is on
+// both.
+func TestNoAcknowledgedWriteLost(t *testing.T) {
+	tp := nodetest.MySQL(t, nodetest.MySQLOptions{SemiSync: true})
+	in := tp.Instance
+	nodes := newNodes(t)
+	app := nodetest.AppDB(t, tp.Procs[0])
+	acked := make(chan []string, 1)
+	go func() {
+		var keys []string
+		for i := 0; ; i++ {
+			k := fmt.Sprintf("w%06d", i)
+			if err := insert(context.Background(), app, k, "x"); err != nil {
+				acked <- keys
+				return
+			}
+			keys = append(keys, k)
+		}
+	}()
+	eventually(t, 10*time.Second, "the writer under way", func() (bool, string) {
+		v := nodes.Observe(ctxT(t, time.Second), in, in.Nodes[1])
+		g, err := mysqlnode.ParseGTID(v.Position.GTID)
+		return err == nil && g.Seq > 200, v.Position.GTID
+	})
+	tp.Procs[0].Kill()
+	keys := <-acked
+	cand, other := in.Nodes[1], in.Nodes[2]
+	seq := func(n topology.Node) uint64 {
+		var v topology.NodeView
+		eventually(t, 5*time.Second, n.ID+" link down", func() (bool, string) {
+			v = nodes.Observe(ctxT(t, time.Second), in, n)
+			return v.Reachable && !v.LinkUp, fmt.Sprintf("%+v", v)
+		})
+		g, err := mysqlnode.ParseGTID(v.Position.GTID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g.Seq
+	}
+	if seq(other) > seq(cand) {
+		cand, other = other, cand
+	}
+	began := time.Now()
+	if err := nodes.Promote(ctxT(t, 5*time.Second), in, cand); err != nil {
+		t.Fatal(err)
+	}
+	if err := nodes.Repoint(ctxT(t, 5*time.Second), in, other, cand); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d writes acknowledged before the kill; promote+repoint %v", len(keys), time.Since(began))
+	np := nodes.Observe(ctxT(t, time.Second), in, cand)
+	if err := nodes.WaitCaughtUp(ctxT(t, 10*time.Second), in, other, np.Position); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []topology.Node{cand, other} {
+		db := nodetest.AppDB(t, tp.Proc(n.ID))
+		var count int
+		if err := db.QueryRowContext(ctxT(t, 5*time.Second), "SELECT COUNT(*) FROM kv WHERE k LIKE 'w%' AND k <= ?", keys[len(keys)-1]).Scan(&count); err != nil {
+			t.Fatal(err)
+		}
+		if count < len(keys) {
+			t.Fatalf("%s has %d of the %d acknowledged writes", n.ID, count, len(keys))
+		}
+	}
+}

@@ -253,3 +253,61 @@ func TestFenceUnblocksWait(t *testing.T) {
 		t.Fatal("WAIT still blocked after the fence")
 	}
 }
+
+// TestNoAcknowledgedWriteLost: under a steady writer that counts a write as
+// acknowledged after WAIT 1, kill -9 the primary, promote the replica with
+// the highest offset and repoint the other: every acknowledged write is on
+// both.
+func TestNoAcknowledgedWriteLost(t *testing.T) {
+	tp := nodetest.Redis(t, nodetest.RedisOptions{Mode: "multi-az"})
+	in := tp.Instance
+	nodes := newNodes(t)
+	c := client(t, tp.Procs[0])
+	acked := make(chan int, 1)
+	go func() {
+		for i := 0; ; i++ {
+			if err := ackedSet(context.Background(), c, fmt.Sprintf("w%06d", i), "x"); err != nil {
+				acked <- i
+				return
+			}
+		}
+	}()
+	eventually(t, 5*time.Second, "the writer under way", func() (bool, string) {
+		v := nodes.Observe(ctxT(t, time.Second), in, in.Nodes[1])
+		return v.Position.Offset > 20000, fmt.Sprint(v.Position.Offset)
+	})
+	tp.Procs[0].Kill()
+	n := <-acked
+	offset := func(node topology.Node) int64 {
+		var v topology.NodeView
+		eventually(t, 5*time.Second, node.ID+" link down", func() (bool, string) {
+			v = nodes.Observe(ctxT(t, time.Second), in, node)
+			return v.Reachable && !v.LinkUp, fmt.Sprintf("%+v", v)
+		})
+		return v.Position.Offset
+	}
+	cand, other := in.Nodes[1], in.Nodes[2]
+	if offset(other) > offset(cand) {
+		cand, other = other, cand
+	}
+	began := time.Now()
+	if err := nodes.Promote(ctxT(t, 2*time.Second), in, cand); err != nil {
+		t.Fatal(err)
+	}
+	if err := nodes.Repoint(ctxT(t, 2*time.Second), in, other, cand); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d writes acknowledged before the kill; promote+repoint %v", n, time.Since(began))
+	np := nodes.Observe(ctxT(t, time.Second), in, cand)
+	if err := nodes.WaitCaughtUp(ctxT(t, 10*time.Second), in, other, np.Position); err != nil {
+		t.Fatal(err)
+	}
+	for _, node := range []topology.Node{cand, other} {
+		rc := client(t, tp.Proc(node.ID))
+		for i := 0; i < n; i++ {
+			if err := rc.Get(ctxT(t, time.Second), fmt.Sprintf("w%06d", i)).Err(); err != nil {
+				t.Fatalf("%s lacks acknowledged write %d of %d: %v", node.ID, i, n, err)
+			}
+		}
+	}
+}
