@@ -375,6 +375,10 @@ func (m *Nodes) Promote(ctx context.Context, in topology.Instance, n topology.No
 	}
 	var applied string
 	if st != nil {
+		// Refused before anything changes: the node stays a replica.
+		if err := applierFailed(n, st); err != nil {
+			return err
+		}
 		if err := execAll(ctx, conn, "STOP SLAVE IO_THREAD"); err != nil {
 			return fmt.Errorf("promote %s: %w", n.ID, err)
 		}
@@ -383,8 +387,10 @@ func (m *Nodes) Promote(ctx context.Context, in topology.Instance, n topology.No
 		}
 		if applied = st["Gtid_IO_Pos"]; applied != "" {
 			if st["Slave_SQL_Running"] != "Yes" {
-				// An applier stopped by hand resumes; one stopped by an
-				// error fails again and the wait below says so.
+				if err := applierFailed(n, st); err != nil {
+					return err
+				}
+				// An applier stopped by hand resumes.
 				if err := execAll(ctx, conn, "START SLAVE SQL_THREAD"); err != nil {
 					return fmt.Errorf("promote %s: %w", n.ID, err)
 				}
@@ -409,6 +415,16 @@ func (m *Nodes) Promote(ctx context.Context, in topology.Instance, n topology.No
 		return fmt.Errorf("promote %s: writes on: %w", n.ID, err)
 	}
 	m.logger(in, n).Info("node promoted", "applied_up_to", applied, "semi_sync", in.SemiSync, "took", time.Since(began))
+	return nil
+}
+
+// applierFailed refuses a candidate whose applier stopped on an error: its
+// relay log cannot be applied, so promoting it would lose what it received,
+// and waiting will not help.
+func applierFailed(n topology.Node, st map[string]string) error {
+	if e := st["Last_SQL_Errno"]; st["Slave_SQL_Running"] != "Yes" && e != "" && e != "0" {
+		return fmt.Errorf("promote %s: applier stopped on error %s: %s", n.ID, e, st["Last_SQL_Error"])
+	}
 	return nil
 }
 

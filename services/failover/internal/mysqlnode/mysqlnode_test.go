@@ -356,3 +356,34 @@ func TestNoAcknowledgedWriteLost(t *testing.T) {
 		}
 	}
 }
+
+// TestPromoteRefusesBrokenApplier: a replica whose applier stopped on an
+// error cannot apply what it received; Promote says so at once instead of
+// promoting it or waiting out its deadline.
+func TestPromoteRefusesBrokenApplier(t *testing.T) {
+	tp := nodetest.MySQL(t, nodetest.MySQLOptions{})
+	in := tp.Instance
+	nodes := newNodes(t)
+	// A row only the replica has makes the primary's insert of the same key
+	// fail there with a duplicate key.
+	nodetest.Exec(t, tp.Procs[1], "SET SESSION sql_log_bin=0", "INSERT INTO app.kv (k, v) VALUES ('dup', 'replica')")
+	if err := insert(ctxT(t, 5*time.Second), nodetest.AppDB(t, tp.Procs[0]), "dup", "primary"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the replica's applier stopped", func() (bool, string) {
+		v := nodes.Observe(ctxT(t, time.Second), in, in.Nodes[1])
+		return !v.SQLRunning, fmt.Sprintf("%+v", v)
+	})
+	began := time.Now()
+	err := nodes.Promote(ctxT(t, 10*time.Second), in, in.Nodes[1])
+	if err == nil {
+		t.Fatal("promoted a replica whose applier is broken")
+	}
+	if time.Since(began) > 2*time.Second {
+		t.Fatalf("Promote took %v to refuse", time.Since(began))
+	}
+	t.Logf("refused: %v", err)
+	if v := nodes.Observe(ctxT(t, time.Second), in, in.Nodes[1]); v.Writable || !v.Replicating || !v.LinkUp {
+		t.Fatalf("refused candidate is not left a streaming replica: %+v", v)
+	}
+}

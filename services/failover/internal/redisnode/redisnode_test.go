@@ -144,7 +144,7 @@ func TestFailover(t *testing.T) {
 	// writable primary) and rejoins.
 	tp.Procs[0].Restart()
 	ov := nodes.Observe(ctxT(t, time.Second), in, primary)
-	if !ov.Reachable || ov.Writable {
+	if !ov.Reachable || ov.Writable || ov.Source != redisnode.FencePlaceholder {
 		t.Fatalf("restarted old primary view %+v", ov)
 	}
 	if errant, err := nodes.Errant(ctxT(t, time.Second), in, primary, r1); err != nil || errant != nil {
