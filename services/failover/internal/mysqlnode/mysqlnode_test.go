@@ -69,107 +69,11 @@ func read(t *testing.T, db *sql.DB, k string) string {
 	return v
 }
 
-// TestFailoverSemiSync drives a whole failover by hand on a semi-sync
-// topology: observe, kill -9 the primary, promote, repoint, write, rejoin
-// the old primary.
-func TestFailoverSemiSync(t *testing.T) {
-	tp := nodetest.MySQL(t, nodetest.MySQLOptions{SemiSync: true})
-	in := tp.Instance
-	nodes := newNodes(t)
-	primary, r1, r2 := in.Nodes[0], in.Nodes[1], in.Nodes[2]
-
-	if err := insert(ctxT(t, 10*time.Second), nodetest.AppDB(t, tp.Procs[0]), "before", "1"); err != nil {
-		t.Fatalf("write on primary: %v", err)
-	}
-	pv := nodes.Observe(ctxT(t, time.Second), in, primary)
-	if !pv.Reachable || !pv.Writable || pv.Replicating || pv.Position.GTID == "" {
-		t.Fatalf("primary view %+v", pv)
-	}
-	eventually(t, 10*time.Second, "primary lists both replicas", func() (bool, string) {
-		v := nodes.Observe(ctxT(t, time.Second), in, primary)
-		return len(v.Replicas) == 2, fmt.Sprint(v.Replicas)
-	})
-	for _, r := range []topology.Node{r1, r2} {
-		eventually(t, 10*time.Second, r.ID+" caught up", func() (bool, string) {
-			v := nodes.Observe(ctxT(t, time.Second), in, r)
-			return v.Position.GTID == pv.Position.GTID, fmt.Sprintf("%+v", v)
-		})
-		v := nodes.Observe(ctxT(t, time.Second), in, r)
-		if !v.Reachable || v.Writable || !v.Replicating || !v.LinkUp || !v.SQLRunning || v.Source != primary.Address {
-			t.Fatalf("replica %s view %+v", r.ID, v)
-		}
-	}
-
-	killed := time.Now()
-	tp.Procs[0].Kill()
-	for _, r := range []topology.Node{r1, r2} {
-		eventually(t, 5*time.Second, r.ID+" sees its link down", func() (bool, string) {
-			v := nodes.Observe(ctxT(t, time.Second), in, r)
-			return v.Reachable && !v.LinkUp, fmt.Sprintf("%+v", v)
-		})
-	}
-	t.Logf("replicas saw the primary's link down %v after kill -9", time.Since(killed))
-	if v := nodes.Observe(ctxT(t, time.Second), in, primary); v.Reachable || v.Err == "" {
-		t.Fatalf("dead primary view %+v", v)
-	}
-
-	began := time.Now()
-	if err := nodes.Promote(ctxT(t, 5*time.Second), in, r1); err != nil {
-		t.Fatal(err)
-	}
-	promoted := time.Since(began)
-	if err := nodes.Repoint(ctxT(t, 5*time.Second), in, r2, r1); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("promote %v + repoint %v = %v", promoted, time.Since(began)-promoted, time.Since(began))
-
-	wrote := time.Now()
-	if err := insert(ctxT(t, 10*time.Second), nodetest.AppDB(t, tp.Procs[1]), "after", "2"); err != nil {
-		t.Fatalf("write on the new primary: %v", err)
-	}
-	t.Logf("first write on the new primary acknowledged in %v (%v after promotion began)", time.Since(wrote), time.Since(began))
-	np := nodes.Observe(ctxT(t, time.Second), in, r1)
-	if !np.Writable || np.Replicating {
-		t.Fatalf("new primary view %+v", np)
-	}
-	if err := nodes.WaitCaughtUp(ctxT(t, 10*time.Second), in, r2, np.Position); err != nil {
-		t.Fatal(err)
-	}
-	if got := read(t, nodetest.AppDB(t, tp.Procs[2]), "after"); got != "2" {
-		t.Fatalf("replica read %q", got)
-	}
-	if v := nodes.Observe(ctxT(t, time.Second), in, r2); !v.LinkUp || v.Source != r1.Address || v.Writable {
-		t.Fatalf("repointed replica view %+v", v)
-	}
-
-	// The old primary returns read-only; with semi-sync it has nothing the
-	// new primary lacks, and it rejoins as a replica.
-	tp.Procs[0].Restart()
-	ov := nodes.Observe(ctxT(t, 2*time.Second), in, primary)
-	if !ov.Reachable || ov.Writable {
-		t.Fatalf("restarted old primary view %+v", ov)
-	}
-	errant, err := nodes.Errant(ctxT(t, 5*time.Second), in, primary, r1)
-	if err != nil || len(errant) != 0 {
-		t.Fatalf("errant %v, %v", errant, err)
-	}
-	if err := nodes.Repoint(ctxT(t, 5*time.Second), in, primary, r1); err != nil {
-		t.Fatal(err)
-	}
-	if err := nodes.WaitCaughtUp(ctxT(t, 10*time.Second), in, primary, np.Position); err != nil {
-		t.Fatal(err)
-	}
-	if got := read(t, nodetest.AppDB(t, tp.Procs[0]), "after"); got != "2" {
-		t.Fatalf("old primary read %q", got)
-	}
-	eventually(t, 5*time.Second, "old primary streams from the new one", func() (bool, string) {
-		v := nodes.Observe(ctxT(t, time.Second), in, primary)
-		return v.LinkUp && v.SQLRunning && v.Source == r1.Address && !v.Writable, fmt.Sprintf("%+v", v)
-	})
-	// Repoint is idempotent.
-	if err := nodes.Repoint(ctxT(t, 5*time.Second), in, primary, r1); err != nil {
-		t.Fatal(err)
-	}
+// TestNodesSuite runs the shared topology.Nodes suite on a semi-sync
+// topology: kill -9 failover timed, rejoin of the restarted old primary,
+// fencing.
+func TestNodesSuite(t *testing.T) {
+	nodetest.RunNodesSuite(t, newNodes(t), nodetest.MySQLEngine(nodetest.MySQLOptions{SemiSync: true}))
 }
 
 // TestFenceRefusesWrites: a fenced live primary refuses new writes and an

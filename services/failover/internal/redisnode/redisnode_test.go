@@ -173,6 +173,12 @@ func TestFailover(t *testing.T) {
 	}
 }
 
+// TestNodesSuite runs the shared topology.Nodes suite on a multi-az
+// topology.
+func TestNodesSuite(t *testing.T) {
+	nodetest.RunNodesSuite(t, newNodes(t), nodetest.RedisEngine(nodetest.RedisOptions{Mode: "multi-az"}))
+}
+
 // TestFenceRefusesWrites: a fenced live primary refuses writes, keeps its
 // data, and fencing again is harmless.
 func TestFenceRefusesWrites(t *testing.T) {
