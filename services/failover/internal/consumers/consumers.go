@@ -69,11 +69,11 @@ type Consumers struct {
 	owner   *eventbus.Subscriber
 	follow  *eventbus.Subscriber
 
-	mu     sync.Mutex
-	parts  map[int]bool // owned partitions of the instance topic
-	total  int
-	owned  map[string]topology.Instance
-	gone   map[string]bool // deleted: never owned again from a stale resync
+	mu    sync.Mutex
+	parts map[int]bool // owned partitions of the instance topic
+	total int
+	owned map[string]topology.Instance
+	gone  map[string]bool // deleted: never owned again from a stale resync
 }
 
 // New returns the consumers; reg receives the subscribers' metrics.

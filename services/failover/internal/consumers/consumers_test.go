@@ -38,7 +38,11 @@ func (r *recorder) Disown(id string) {
 	r.disowned = append(r.disowned, id)
 	r.mu.Unlock()
 }
-func (r *recorder) Trigger(id string) { r.mu.Lock(); r.triggers = append(r.triggers, id); r.mu.Unlock() }
+func (r *recorder) Trigger(id string) {
+	r.mu.Lock()
+	r.triggers = append(r.triggers, id)
+	r.mu.Unlock()
+}
 
 func (r *recorder) check(f func(r *recorder) bool) bool {
 	r.mu.Lock()
@@ -185,6 +189,9 @@ func TestOwnershipAndSignals(t *testing.T) {
 	publish(events.TopicInstances, events.TypeInstanceDeleting, "inst-03", events.Instance{InstanceID: "inst-03", TenantID: "acme",
 		State: "deleting"})
 	eventually(t, "the deleting instance disowned", func() bool {
-		return w.check(func(r *recorder) bool { _, ok := r.owned["inst-03"]; return !ok && slices.Contains(r.disowned, "inst-03") })
+		return w.check(func(r *recorder) bool {
+			_, ok := r.owned["inst-03"]
+			return !ok && slices.Contains(r.disowned, "inst-03")
+		})
 	}, nil)
 }
