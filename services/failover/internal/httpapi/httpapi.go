@@ -332,10 +332,6 @@ func (h *Handler) startDrill(w http.ResponseWriter, r *http.Request) {
 	httpx.WriteJSON(w, http.StatusAccepted, drillOf(d))
 }
 
-// Cadences of drill schedules: the DR plan's node drill weekly, database
-// drill monthly, region drill quarterly.
-var cadences = map[string]time.Duration{"weekly": 7 * 24 * time.Hour, "monthly": 30 * 24 * time.Hour, "quarterly": 91 * 24 * time.Hour}
-
 // ScheduleRequest is the body of PUT .../drill-schedule.
 type ScheduleRequest struct {
 	Cadence string `json:"cadence"`
@@ -352,7 +348,7 @@ func (h *Handler) putSchedule(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, r, err)
 		return
 	}
-	every, ok := cadences[req.Cadence]
+	every, ok := mysqlstore.CadencePeriod(req.Cadence)
 	if !ok {
 		httpx.WriteProblem(w, r, httpx.Unprocessable("unknown cadence", httpx.FieldError{Field: "cadence", Reason: "must be weekly, monthly or quarterly"}))
 		return

@@ -170,3 +170,35 @@ func (s *Store) DueSchedules(ctx context.Context, now time.Time) ([]Schedule, er
 	}
 	return out, rows.Err()
 }
+
+// CadencePeriod is how often a drill of the cadence runs: the DR plan's node
+// drill weekly, database drill monthly, region drill quarterly.
+func CadencePeriod(cadence string) (time.Duration, bool) {
+	switch cadence {
+	case "weekly":
+		return 7 * 24 * time.Hour, true
+	case "monthly":
+		return 30 * 24 * time.Hour, true
+	case "quarterly":
+		return 91 * 24 * time.Hour, true
+	}
+	return 0, false
+}
+
+// RunningDrills returns the drills still waiting for their outcome.
+func (s *Store) RunningDrills(ctx context.Context) ([]Drill, error) {
+	rows, err := s.db.SQL().QueryContext(ctx, "SELECT "+drillColumns+" FROM drills WHERE state = ? ORDER BY id LIMIT 500", DrillRunning)
+	if err != nil {
+		return nil, fmt.Errorf("running drills: %w", err)
+	}
+	defer rows.Close()
+	var out []Drill
+	for rows.Next() {
+		d, err := scanDrill(rows)
+		if err != nil {
+			return nil, fmt.Errorf("running drills: %w", err)
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
