@@ -26,6 +26,7 @@ import (
 	"github.com/oklog/ulid/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/canopy-platform/canopy/api/events"
 	"github.com/canopy-platform/canopy/libs/eventbus"
 	"github.com/canopy-platform/canopy/libs/httpx"
 	"github.com/canopy-platform/canopy/libs/launch"
@@ -91,6 +92,8 @@ type Config struct {
 	ResyncInterval time.Duration `yaml:"resync_interval" env:"FAILOVER_RESYNC_INTERVAL" default:"1m"`
 	// SessionTimeout is how long a dead replica keeps its partitions.
 	SessionTimeout time.Duration `yaml:"session_timeout" env:"FAILOVER_SESSION_TIMEOUT" default:"10s"`
+	// EnsureTopics creates canopy.failover.v1 when it is missing.
+	EnsureTopics bool `yaml:"ensure_topics" env:"FAILOVER_ENSURE_TOPICS" default:"true"`
 	// Kafka tunes the publisher of the outbox relay; its brokers default to
 	// Brokers and its source to /canopy/failover.
 	Kafka eventbus.PublisherConfig `yaml:"kafka" envPrefix:"KAFKA_"`
@@ -104,7 +107,7 @@ func DefaultConfig() Config {
 		Brokers: []string{"127.0.0.1:9092"}, ProvisioningURL: DefaultProvisioningURL,
 		CheckInterval: 100 * time.Millisecond, CheckTimeout: 250 * time.Millisecond, HoldOff: 10 * time.Minute,
 		LeaseTTL: 10 * time.Second, MaxLag: 10 * time.Second, DrillSchedule: true, DrillTimeout: 2 * time.Minute,
-		ResyncInterval: time.Minute, SessionTimeout: 10 * time.Second,
+		ResyncInterval: time.Minute, SessionTimeout: 10 * time.Second, EnsureTopics: true,
 		Kafka: eventbus.PublisherConfig{Brokers: []string{"127.0.0.1:9092"}, Source: DefaultSource}}
 }
 
@@ -230,7 +233,7 @@ func (s *Service) Run(ctx context.Context) error {
 	var db *store.DB
 	log := s.Logger()
 	database, migrate := launch.DatabaseStages(s.cfg.Store, log, &db, migrations.FS)
-	migrate = launch.Then(migrate, func(context.Context) error {
+	migrate = launch.Then(migrate, func(ctx context.Context) error {
 		st, err := mysqlstore.New(db)
 		if err != nil {
 			return err
@@ -241,7 +244,10 @@ func (s *Service) Run(ctx context.Context) error {
 		s.recover = unwiredRecoverer{}
 		s.drills = &drills{store: st, faults: s.prov, instances: s.prov, recover: s.recover, logger: log.With("component", "drills"),
 			timeout: s.cfg.DrillTimeout, now: time.Now}
-		return nil
+		if !s.cfg.EnsureTopics {
+			return nil
+		}
+		return eventbus.EnsureTopics(ctx, s.cfg.PublisherConfig().Brokers, eventbus.TopicSpec{Name: events.TopicFailover, Partitions: 6})
 	})
 	return s.RunStages(ctx, database, migrate,
 		launch.RelayStage(&db, s.deps.Publisher, s.cfg.Relay, log, s.deps.Registry),
