@@ -60,8 +60,9 @@ type Config struct {
 	// Replica names this replica in leases and logs (default: hostname plus
 	// a random suffix). Two replicas must never share a name.
 	Replica string `yaml:"replica" env:"FAILOVER_REPLICA"`
-	// Store is the failover database (leases, recoveries, drills), created if missing.
-	Store store.Config `yaml:"store" envPrefix:"FAILOVER_MYSQL_"`
+	// Store is the failover database (leases, recoveries, drills), created if
+	// missing; its DSN is the shared CANOPY_MYSQL_DSN, like the other services.
+	Store store.Config `yaml:"store" envPrefix:"MYSQL_"`
 	// Brokers are the Kafka bootstrap brokers.
 	Brokers []string `yaml:"brokers" env:"KAFKA_BROKERS" envSeparator:"," default:"127.0.0.1:9092"`
 	// ProvisioningURL is where provisioning's internal API is.
