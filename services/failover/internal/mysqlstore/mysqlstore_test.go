@@ -355,3 +355,10 @@ func mustJSON(t *testing.T, v any) string {
 	}
 	return string(b)
 }
+
+// TODO(integration): hook the shared topology.Store conformance suite in
+// once services/failover/internal/storetest is merged:
+//
+//	func TestConformance(t *testing.T) {
+//		storetest.Run(t, func(t *testing.T) topology.Store { s, _ := newStore(t); return s })
+//	}
