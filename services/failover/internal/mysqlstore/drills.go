@@ -202,3 +202,18 @@ func (s *Store) RunningDrills(ctx context.Context) ([]Drill, error) {
 	}
 	return out, rows.Err()
 }
+
+// ActiveDrill returns the instance's running drill, if any (ErrNotFound), so
+// the recovery that answers it can be recorded as kind drill and impose no
+// hold-off on the next real failure.
+func (s *Store) ActiveDrill(ctx context.Context, instanceID string) (Drill, error) {
+	d, err := scanDrill(s.db.SQL().QueryRowContext(ctx,
+		"SELECT "+drillColumns+" FROM drills WHERE instance_id = ? AND state = ? ORDER BY id DESC LIMIT 1", instanceID, DrillRunning))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Drill{}, fmt.Errorf("active drill of %s: %w", instanceID, topology.ErrNotFound)
+	}
+	if err != nil {
+		return Drill{}, fmt.Errorf("active drill of %s: %w", instanceID, err)
+	}
+	return d, nil
+}

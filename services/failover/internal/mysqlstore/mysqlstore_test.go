@@ -330,6 +330,12 @@ func TestDrills(t *testing.T) {
 			}
 		}
 	}
+	if d, err := s.ActiveDrill(ctx, "i2"); err != nil || d.Tenant != "acme" {
+		t.Fatalf("active drill of i2 = %+v, %v", d, err)
+	}
+	if _, err := s.ActiveDrill(ctx, "i1"); !errors.Is(err, topology.ErrNotFound) {
+		t.Fatalf("active drill of i1 (finished): %v, want ErrNotFound", err)
+	}
 	acme, err := s.ListDrills(ctx, "acme", "", 10)
 	if err != nil || len(acme) != 2 {
 		t.Fatalf("acme's drills = %d, %v", len(acme), err)
