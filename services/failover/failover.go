@@ -188,7 +188,8 @@ type Service struct {
 	prov  *provclient.Client
 	cons  *consumers.Consumers
 	watch watcher
-	// store and the recoverer exist once the database is open ("migrate").
+	// The rest exist once the database is open (stage "migrate"): the
+	// recoverer and the watcher need the store, the consumers the watcher.
 	store   *mysqlstore.Store
 	recover switcher
 	drills  *drills
@@ -211,19 +212,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("failover: %w", err)
 	}
-	s := &Service{Base: base, cfg: cfg, deps: deps, prov: prov}
-	// TODO(integration): the watcher of internal/watch, built with the
-	// engine adapters (mysqlnode, redisnode), the store, CheckInterval,
-	// CheckTimeout, HoldOff, LeaseTTL, MaxLag and cfg.Replica as the lease
-	// holder. Until then ownership is tracked and logged but nothing is
-	// observed or recovered.
-	s.watch = &idleWatcher{logger: base.Logger()}
-	s.cons, err = consumers.New(consumers.Config{Brokers: cfg.Brokers, Replica: cfg.Replica, SessionTimeout: cfg.SessionTimeout},
-		s.watch, prov, base.Logger(), deps.Registry)
-	if err != nil {
-		return nil, fmt.Errorf("failover: %w", err)
-	}
-	return s, nil
+	return &Service{Base: base, cfg: cfg, deps: deps, prov: prov}, nil
 }
 
 // Run runs the stages in order until ctx ends, then stops them in reverse:
@@ -241,8 +230,17 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 		s.store = st
 		// TODO(integration): the recoverer of internal/recovery (on st, the
-		// engine adapters and cfg), which also serves switchovers.
+		// engine adapters mysqlnode/redisnode, s.prov as topology.Faults,
+		// HoldOff, LeaseTTL, MaxLag and cfg.Replica as the lease holder),
+		// which also serves switchovers; and the watcher of internal/watch
+		// on it (CheckInterval, CheckTimeout). Until then ownership is
+		// tracked and logged but nothing is observed or recovered.
 		s.recover = unwiredRecoverer{}
+		s.watch = &idleWatcher{logger: log}
+		if s.cons, err = consumers.New(consumers.Config{Brokers: s.cfg.Brokers, Replica: s.cfg.Replica, SessionTimeout: s.cfg.SessionTimeout},
+			s.watch, s.prov, log, s.deps.Registry); err != nil {
+			return err
+		}
 		s.drills = &drills{store: st, faults: s.prov, instances: s.prov, recover: s.recover, logger: log.With("component", "drills"),
 			timeout: s.cfg.DrillTimeout, now: time.Now}
 		if !s.cfg.EnsureTopics {
@@ -252,8 +250,10 @@ func (s *Service) Run(ctx context.Context) error {
 	})
 	return s.RunStages(ctx, database, migrate,
 		launch.RelayStage(&db, s.deps.Publisher, s.cfg.Relay, log, s.deps.Registry),
-		launch.Stage{Name: "watcher", Run: s.watch.Run},
-		launch.Stage{Name: "consumers", Run: launch.Together(s.cons.RunOwnership, s.cons.RunFollower, s.resync)},
+		launch.Stage{Name: "watcher", Run: func(ctx context.Context) error { return s.watch.Run(ctx) }},
+		launch.Stage{Name: "consumers", Run: func(ctx context.Context) error {
+			return launch.Together(s.cons.RunOwnership, s.cons.RunFollower, s.resync)(ctx)
+		}},
 		launch.Stage{Name: "drills", Run: func(ctx context.Context) error { return s.drills.Run(ctx, s.cfg.DrillSchedule) }},
 		launch.Serve("http", func(context.Context) (*httpx.Server, error) {
 			api, err := httpapi.New(s.store, s.prov, s)
