@@ -195,3 +195,75 @@ func TestOwnershipAndSignals(t *testing.T) {
 		})
 	}, nil)
 }
+
+// TestTwoReplicasShareInstances: two replicas in the group own disjoint
+// shares that cover every instance; when one leaves, the other owns all.
+func TestTwoReplicasShareInstances(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	logger := slog.New(slog.DiscardHandler)
+	broker, err := devkafka.Start(ctx, devkafka.Config{Addr: "127.0.0.1:0", Partitions: 6}, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(broker.Close)
+	brokers := []string{broker.Addr()}
+	if err := eventbus.EnsureTopics(ctx, brokers, eventbus.TopicSpec{Name: events.TopicInstances, Partitions: 6},
+		eventbus.TopicSpec{Name: events.TopicHealth, Partitions: 6}, eventbus.TopicSpec{Name: events.TopicFailover, Partitions: 6}); err != nil {
+		t.Fatal(err)
+	}
+	src := source{}
+	for i := range 12 {
+		src.list = append(src.list, instance(i))
+	}
+	type replica struct {
+		w    *recorder
+		stop func()
+	}
+	start := func(name string) replica {
+		w := &recorder{owned: map[string]topology.Instance{}}
+		c, err := New(Config{Brokers: brokers, Replica: name, SessionTimeout: 6 * time.Second}, w, src, logger, prometheus.NewRegistry())
+		if err != nil {
+			t.Fatal(err)
+		}
+		runCtx, stop := context.WithCancel(ctx)
+		var wg sync.WaitGroup
+		for _, run := range []func(context.Context) error{c.RunOwnership, c.RunFollower} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := run(runCtx); err != nil {
+					t.Errorf("%s: %v", name, err)
+				}
+			}()
+		}
+		r := replica{w: w, stop: func() { stop(); wg.Wait() }}
+		t.Cleanup(r.stop)
+		return r
+	}
+	owned := func(r replica) map[string]bool {
+		out := map[string]bool{}
+		r.w.check(func(rec *recorder) bool {
+			for id := range rec.owned {
+				out[id] = true
+			}
+			return true
+		})
+		return out
+	}
+	a, b := start("a"), start("b")
+	eventually(t, "disjoint shares covering every instance", func() bool {
+		oa, ob := owned(a), owned(b)
+		if len(oa) == 0 || len(ob) == 0 || len(oa)+len(ob) != 12 {
+			return false
+		}
+		for id := range oa {
+			if ob[id] {
+				return false
+			}
+		}
+		return true
+	}, nil)
+	a.stop()
+	eventually(t, "the remaining replica owning every instance", func() bool { return len(owned(b)) == 12 }, nil)
+}
