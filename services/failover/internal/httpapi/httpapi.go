@@ -381,7 +381,7 @@ func (h *Handler) listDrills(w http.ResponseWriter, r *http.Request) {
 	}
 	tenant := string(p.Tenant)
 	if p.Role == tenancy.RolePlatformAdmin {
-		tenant = r.URL.Query().Get("tenant_id") // "": every tenant's
+		tenant = r.URL.Query().Get("tenant") // "": every tenant's
 	}
 	rows, err := h.history.ListDrills(r.Context(), tenant, after, limit)
 	if err != nil {
