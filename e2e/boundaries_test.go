@@ -57,6 +57,7 @@ const (
 var corePackages = map[string]coreKind{
 	"services/catalog/internal/brokercred":    kindDomain,
 	"services/catalog/internal/plan":          kindDomain,
+	"services/failover/internal/topology":     kindDomain,
 	"services/gateway/internal/apikey":        kindDomain,
 	"services/gateway/internal/audit":         kindDomain,
 	"services/gateway/internal/tenant":        kindDomain,

@@ -36,6 +36,7 @@ const (
 	AudienceScheduling   = "scheduling"
 	AudienceProvisioning = "provisioning"
 	AudienceHealthcheck  = "healthcheck"
+	AudienceFailover     = "failover"
 )
 
 // DefaultValidity is how long after its signing time a signature is accepted.

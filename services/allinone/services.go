@@ -14,6 +14,7 @@ import (
 	"github.com/canopy-platform/canopy/libs/obs"
 	"github.com/canopy-platform/canopy/libs/store"
 	"github.com/canopy-platform/canopy/services/catalog"
+	"github.com/canopy-platform/canopy/services/failover"
 	"github.com/canopy-platform/canopy/services/gateway"
 	"github.com/canopy-platform/canopy/services/healthcheck"
 	"github.com/canopy-platform/canopy/services/provisioning"
@@ -65,7 +66,7 @@ func (p *Platform) newWiring(brokers []string) (*wiring, error) {
 
 // services lists the services in start order.
 func (p *Platform) services() []builder {
-	return []builder{p.buildCatalog, p.buildScheduling, p.buildProvisioning, p.buildHealthcheck, p.buildGateway}
+	return []builder{p.buildCatalog, p.buildScheduling, p.buildProvisioning, p.buildHealthcheck, p.buildFailover, p.buildGateway}
 }
 
 // backendAddr picks a service's listen address: its own default port when the
@@ -220,6 +221,29 @@ func (p *Platform) buildHealthcheck(_ context.Context, w *wiring) (service, erro
 	return service{name: "healthcheck", run: svc.Run, ready: svc.Ready(), addr: svc.Addr}, nil
 }
 
+func (p *Platform) buildFailover(_ context.Context, w *wiring) (service, error) {
+	cfg := failover.DefaultConfig()
+	if err := p.load(&cfg, w); err != nil {
+		return service{}, fmt.Errorf("failover config: %w", err)
+	}
+	cfg.Addr = p.backendAddr(cfg.Addr)
+	cfg.Store.DSN, cfg.Store.Database = p.cfg.MySQLDSN, p.cfg.DatabasePrefix+"failover"
+	cfg.Brokers, cfg.Kafka.Brokers = w.brokers, w.brokers
+	cfg.InternalSecret = w.secret
+	if a, ok := w.addrs["provisioning"]; ok {
+		cfg.ProvisioningURL = "http://" + a
+	}
+	pub, err := p.publisher(w, cfg.PublisherConfig(), "failover")
+	if err != nil {
+		return service{}, err
+	}
+	svc, err := failover.New(cfg, failover.Deps{Logger: p.deps.Logger, Registry: obs.NewRegistry(), Publisher: pub})
+	if err != nil {
+		return service{}, err
+	}
+	return service{name: "failover", run: svc.Run, ready: svc.Ready(), addr: svc.Addr}, nil
+}
+
 func (p *Platform) buildGateway(ctx context.Context, w *wiring) (service, error) {
 	cfg := gateway.Defaults()
 	if err := p.load(&cfg, w); err != nil {
@@ -243,6 +267,9 @@ func (p *Platform) buildGateway(ctx context.Context, w *wiring) (service, error)
 	}
 	if a, ok := w.addrs["healthcheck"]; ok {
 		cfg.HealthcheckURL = "http://" + a
+	}
+	if a, ok := w.addrs["failover"]; ok {
+		cfg.FailoverURL = "http://" + a
 	}
 	log := p.deps.Logger.With("service", "gateway")
 	db, err := store.Open(ctx, cfg.Store, log)

@@ -76,9 +76,10 @@ type Config struct {
 	// CatalogURL and SchedulingURL are the upstream services.
 	CatalogURL    string `yaml:"catalog_url" env:"CATALOG_URL" default:"http://127.0.0.1:8082"`
 	SchedulingURL string `yaml:"scheduling_url" env:"SCHEDULING_URL" default:"http://127.0.0.1:8083"`
-	// ProvisioningURL and HealthcheckURL are the instance services.
+	// ProvisioningURL, HealthcheckURL and FailoverURL are the instance services.
 	ProvisioningURL string `yaml:"provisioning_url" env:"PROVISIONING_URL" default:"http://127.0.0.1:8084"`
 	HealthcheckURL  string `yaml:"healthcheck_url" env:"HEALTHCHECK_URL" default:"http://127.0.0.1:8085"`
+	FailoverURL     string `yaml:"failover_url" env:"FAILOVER_URL" default:"http://127.0.0.1:8086"`
 	// UpstreamTimeout bounds waiting for an upstream's response headers.
 	UpstreamTimeout time.Duration `yaml:"upstream_timeout" env:"GATEWAY_UPSTREAM_TIMEOUT" default:"30s"`
 	// UpstreamRetries is how often GET/HEAD are retried after a failed connect.
@@ -123,7 +124,7 @@ func Defaults() Config {
 	return Config{
 		Addr: "127.0.0.1:8080", InternalAddr: "127.0.0.1:8092", StateDir: ".canopy", Store: store.Config{Database: DefaultDatabase},
 		RedisAddr: "127.0.0.1:6379", CatalogURL: "http://127.0.0.1:8082", SchedulingURL: "http://127.0.0.1:8083",
-		ProvisioningURL: "http://127.0.0.1:8084", HealthcheckURL: "http://127.0.0.1:8085",
+		ProvisioningURL: "http://127.0.0.1:8084", HealthcheckURL: "http://127.0.0.1:8085", FailoverURL: "http://127.0.0.1:8086",
 		UpstreamTimeout: 30 * time.Second, UpstreamRetries: 2, BreakerFailures: 5, BreakerOpenFor: 5 * time.Second,
 		RateLimitRPS: 50, RateLimitBurst: 100, AuthFailures: 20, AuthFailureWindow: time.Minute, RateLimitPrefix: "canopy:gateway:rl:", KeyCacheTTL: 10 * time.Second,
 		OpenAPIPath: "api/openapi/canopy.v1.yaml", AccessLog: true, MaxBodyBytes: 1 << 20, ShutdownTimeout: 15 * time.Second,
@@ -154,7 +155,7 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("state_dir is required when internal_secret is empty"))
 	}
 	for name, u := range map[string]string{"catalog_url": c.CatalogURL, "scheduling_url": c.SchedulingURL,
-		"provisioning_url": c.ProvisioningURL, "healthcheck_url": c.HealthcheckURL} {
+		"provisioning_url": c.ProvisioningURL, "healthcheck_url": c.HealthcheckURL, "failover_url": c.FailoverURL} {
 		if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
 			errs = append(errs, fmt.Errorf("%s %q must be an http(s) URL", name, u))
 		}
@@ -201,6 +202,13 @@ func Routes() []httpapi.Route {
 		{Pattern: "/api/v1/operations/*", Upstream: "provisioning"},
 		{Pattern: "/api/v1/instances/{id}/health", Upstream: "healthcheck"},
 		{Pattern: "/api/v1/health/*", Upstream: "healthcheck"},
+		{Pattern: "/api/v1/instances/{id}/failovers", Upstream: "failover"},
+		{Pattern: "/api/v1/instances/{id}/failovers/*", Upstream: "failover"},
+		{Pattern: "/api/v1/instances/{id}/switchover", Upstream: "failover"},
+		{Pattern: "/api/v1/instances/{id}/drills", Upstream: "failover"},
+		{Pattern: "/api/v1/instances/{id}/drill-schedule", Upstream: "failover"},
+		{Pattern: "/api/v1/drills", Upstream: "failover"},
+		{Pattern: "/api/v1/drills/*", Upstream: "failover"},
 	}
 }
 
@@ -294,6 +302,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 			{Name: "scheduling", URL: cfg.SchedulingURL, Timeout: cfg.UpstreamTimeout},
 			{Name: "provisioning", URL: cfg.ProvisioningURL, Timeout: cfg.UpstreamTimeout},
 			{Name: "healthcheck", URL: cfg.HealthcheckURL, Timeout: cfg.UpstreamTimeout},
+			{Name: "failover", URL: cfg.FailoverURL, Timeout: cfg.UpstreamTimeout},
 		}, secret, metrics, logger)
 	if err != nil {
 		return nil, fmt.Errorf("new gateway: %w", err)

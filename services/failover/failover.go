@@ -1,0 +1,325 @@
+// Package failover is Canopy's failover service: it watches the primaries of
+// the instances this replica owns (by Kafka partition of canopy.instances.v1,
+// as the health checker shares its targets), confirms a failure from several
+// vantage points, promotes the safest replica under a per-instance lease
+// with a fencing token, fences and later rejoins the old primary, and
+// records every recovery (failover.* on canopy.failover.v1 through the
+// outbox). It also serves planned switchovers, DR drills and the failover
+// history on port 8086. It is not the health checker: health transitions are
+// one of its inputs, never its verdict.
+//
+// Config, New and Run are what cmd/failover and the all-in-one binary
+// call; everything else is internal.
+package failover
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/oklog/ulid/v2"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/canopy-platform/canopy/api/events"
+	"github.com/canopy-platform/canopy/libs/eventbus"
+	"github.com/canopy-platform/canopy/libs/httpx"
+	"github.com/canopy-platform/canopy/libs/launch"
+	"github.com/canopy-platform/canopy/libs/store"
+	"github.com/canopy-platform/canopy/libs/tenancy"
+
+	"github.com/canopy-platform/canopy/services/failover/internal/consumers"
+	"github.com/canopy-platform/canopy/services/failover/internal/httpapi"
+	"github.com/canopy-platform/canopy/services/failover/internal/mysqlstore"
+	"github.com/canopy-platform/canopy/services/failover/internal/provclient"
+	"github.com/canopy-platform/canopy/services/failover/internal/topology"
+	"github.com/canopy-platform/canopy/services/failover/migrations"
+)
+
+// Defaults of Config.
+const (
+	DefaultAddr            = "127.0.0.1:8086"
+	DefaultProvisioningURL = "http://127.0.0.1:8084"
+	// DefaultSource is the ce_source of the failover service's events.
+	DefaultSource = "/canopy/failover"
+	// MinSecretLen is the shortest accepted internal secret.
+	MinSecretLen = 16
+)
+
+// Config configures the failover service; env vars carry the CANOPY_ prefix.
+type Config struct {
+	// Addr is the HTTP listen address.
+	Addr string `yaml:"addr" env:"FAILOVER_ADDR" default:"127.0.0.1:8086"`
+	// HTTP holds the server timeouts; its Addr is ignored in favour of Addr.
+	HTTP httpx.Config `yaml:"http"`
+	// Replica names this replica in leases and logs (default: hostname plus
+	// a random suffix). Two replicas must never share a name.
+	Replica string `yaml:"replica" env:"FAILOVER_REPLICA"`
+	// Store is the failover database (leases, recoveries, drills), created if
+	// missing; its DSN is the shared CANOPY_MYSQL_DSN, like the other services.
+	Store store.Config `yaml:"store" envPrefix:"MYSQL_"`
+	// Brokers are the Kafka bootstrap brokers.
+	Brokers []string `yaml:"brokers" env:"KAFKA_BROKERS" envSeparator:"," default:"127.0.0.1:9092"`
+	// ProvisioningURL is where provisioning's internal API is.
+	ProvisioningURL string `yaml:"provisioning_url" env:"FAILOVER_PROVISIONING_URL" default:"http://127.0.0.1:8084"`
+	// InternalSecret is the HMAC key of the signed identity headers.
+	InternalSecret string `yaml:"internal_secret" env:"INTERNAL_SECRET"`
+	// InternalSecretPrevious, during a rotation, is the secret being replaced:
+	// still accepted on incoming requests, never used to sign.
+	InternalSecretPrevious string `yaml:"internal_secret_previous" env:"INTERNAL_SECRET_PREVIOUS"`
+	// CheckInterval is how often the watcher looks at each owned primary
+	// (its own vantage point, next to the health checker's transitions).
+	CheckInterval time.Duration `yaml:"check_interval" env:"FAILOVER_CHECK_INTERVAL" default:"100ms"`
+	// CheckTimeout bounds one look at a node.
+	CheckTimeout time.Duration `yaml:"check_timeout" env:"FAILOVER_CHECK_TIMEOUT" default:"250ms"`
+	// HoldOff is how long after an automatic failover the same instance is
+	// not failed over again automatically, unless that failover is acknowledged.
+	HoldOff time.Duration `yaml:"hold_off" env:"FAILOVER_HOLD_OFF" default:"10m"`
+	// LeaseTTL is how long a recovery's lease lasts without renewal; a dead
+	// actor's lease passes to another replica after it.
+	LeaseTTL time.Duration `yaml:"lease_ttl" env:"FAILOVER_LEASE_TTL" default:"10s"`
+	// MaxLag is the lag beyond which a replica is never promoted unless forced.
+	MaxLag time.Duration `yaml:"max_lag" env:"FAILOVER_MAX_LAG" default:"10s"`
+	// DrillSchedule runs the drills scheduled per instance (PUT .../drill-schedule).
+	DrillSchedule bool `yaml:"drill_schedule" env:"FAILOVER_DRILL_SCHEDULE" default:"true"`
+	// DrillTimeout is how long a drill waits for the recovery that answers it.
+	DrillTimeout time.Duration `yaml:"drill_timeout" env:"FAILOVER_DRILL_TIMEOUT" default:"2m"`
+	// ResyncInterval is how often owned instances are resynced from provisioning.
+	ResyncInterval time.Duration `yaml:"resync_interval" env:"FAILOVER_RESYNC_INTERVAL" default:"1m"`
+	// SessionTimeout is how long a dead replica keeps its partitions.
+	SessionTimeout time.Duration `yaml:"session_timeout" env:"FAILOVER_SESSION_TIMEOUT" default:"10s"`
+	// EnsureTopics creates canopy.failover.v1 when it is missing.
+	EnsureTopics bool `yaml:"ensure_topics" env:"FAILOVER_ENSURE_TOPICS" default:"true"`
+	// Kafka tunes the publisher of the outbox relay; its brokers default to
+	// Brokers and its source to /canopy/failover.
+	Kafka eventbus.PublisherConfig `yaml:"kafka" envPrefix:"KAFKA_"`
+	// Relay tunes the outbox relay.
+	Relay store.RelayConfig `yaml:"relay" envPrefix:"FAILOVER_RELAY_"`
+}
+
+// DefaultConfig is a local development configuration, without the secret.
+func DefaultConfig() Config {
+	return Config{Addr: DefaultAddr, Store: store.Config{DSN: store.DefaultDSN, Database: "canopy_failover"},
+		Brokers: []string{"127.0.0.1:9092"}, ProvisioningURL: DefaultProvisioningURL,
+		CheckInterval: 100 * time.Millisecond, CheckTimeout: 250 * time.Millisecond, HoldOff: 10 * time.Minute,
+		LeaseTTL: 10 * time.Second, MaxLag: 10 * time.Second, DrillSchedule: true, DrillTimeout: 2 * time.Minute,
+		ResyncInterval: time.Minute, SessionTimeout: 10 * time.Second, EnsureTopics: true,
+		Kafka: eventbus.PublisherConfig{Brokers: []string{"127.0.0.1:9092"}, Source: DefaultSource}}
+}
+
+// PublisherConfig is Kafka with its defaults filled in from the rest.
+func (c Config) PublisherConfig() eventbus.PublisherConfig {
+	k := c.Kafka
+	if len(k.Brokers) == 0 {
+		k.Brokers = c.Brokers
+	}
+	if k.Source == "" {
+		k.Source = DefaultSource
+	}
+	return k
+}
+
+// Validate reports every configuration error at once.
+func (c Config) Validate() error {
+	var errs []error
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		errs = append(errs, fmt.Errorf("addr %q: %w", c.Addr, err))
+	}
+	if err := c.Store.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if len(c.Brokers) == 0 {
+		errs = append(errs, errors.New("brokers: at least one is required"))
+	}
+	if c.ProvisioningURL == "" {
+		errs = append(errs, errors.New("provisioning_url is required"))
+	}
+	if len(c.InternalSecret) < MinSecretLen {
+		errs = append(errs, fmt.Errorf("internal_secret (CANOPY_INTERNAL_SECRET) must be at least %d bytes", MinSecretLen))
+	}
+	if c.InternalSecretPrevious != "" && len(c.InternalSecretPrevious) < MinSecretLen {
+		errs = append(errs, fmt.Errorf("internal_secret_previous (CANOPY_INTERNAL_SECRET_PREVIOUS) must be empty or at least %d bytes", MinSecretLen))
+	}
+	if c.CheckInterval <= 0 || c.CheckTimeout <= 0 {
+		errs = append(errs, errors.New("check_interval and check_timeout must be positive"))
+	}
+	if c.LeaseTTL < time.Second {
+		errs = append(errs, errors.New("lease_ttl must be at least 1s"))
+	}
+	if c.HoldOff < 0 || c.MaxLag < 0 {
+		errs = append(errs, errors.New("hold_off and max_lag must not be negative"))
+	}
+	if c.DrillTimeout < time.Second || c.ResyncInterval < time.Second {
+		errs = append(errs, errors.New("drill_timeout and resync_interval must be at least 1s"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("failover config: %w", err)
+	}
+	return nil
+}
+
+// Deps are the service's dependencies; all are required.
+type Deps struct {
+	Logger   *slog.Logger
+	Registry *prometheus.Registry
+	// Publisher relays the outbox (an *eventbus.Publisher).
+	Publisher store.Publisher
+}
+
+// watcher is the detection loop (internal/watch): the consumers tell it
+// which instances this replica owns and what happened to them; it observes
+// the nodes every CheckInterval and runs the recoveries.
+type watcher interface {
+	consumers.Watcher
+	Run(ctx context.Context) error
+}
+
+// Service is a configured failover service, ready to Run. launch.Base
+// gives it Ready and Addr.
+type Service struct {
+	launch.Base
+	cfg   Config
+	deps  Deps
+	prov  *provclient.Client
+	cons  *consumers.Consumers
+	watch watcher
+	// The rest exist once the database is open (stage "migrate"): the
+	// recoverer and the watcher need the store, the consumers the watcher.
+	store   *mysqlstore.Store
+	recover switcher
+	drills  *drills
+}
+
+// New checks cfg and deps and builds the service. It does no I/O.
+func New(cfg Config, deps Deps) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := launch.Require("failover", "logger", deps.Logger, "metrics registry", deps.Registry, "event publisher", deps.Publisher); err != nil {
+		return nil, err
+	}
+	if cfg.Replica == "" {
+		host, _ := os.Hostname()
+		cfg.Replica = host + "-" + ulid.Make().String()[20:]
+	}
+	base := launch.NewBase("failover", deps.Logger, 0, "replica", cfg.Replica)
+	prov, err := provclient.New(cfg.ProvisioningURL, []byte(cfg.InternalSecret), 10*time.Second)
+	if err != nil {
+		return nil, fmt.Errorf("failover: %w", err)
+	}
+	return &Service{Base: base, cfg: cfg, deps: deps, prov: prov}, nil
+}
+
+// Run runs the stages in order until ctx ends, then stops them in reverse:
+// HTTP first, then the drills, the consumers (leaving the group hands the
+// instances to the other replicas at once), the watcher, the relay (so the
+// last recoveries' events go out) and the database.
+func (s *Service) Run(ctx context.Context) error {
+	var db *store.DB
+	log := s.Logger()
+	database, migrate := launch.DatabaseStages(s.cfg.Store, log, &db, migrations.FS)
+	migrate = launch.Then(migrate, func(ctx context.Context) error {
+		st, err := mysqlstore.New(db)
+		if err != nil {
+			return err
+		}
+		s.store = st
+		// TODO(integration): the recoverer of internal/recovery (on st, the
+		// engine adapters mysqlnode/redisnode, s.prov as topology.Faults,
+		// HoldOff, LeaseTTL, MaxLag and cfg.Replica as the lease holder),
+		// which also serves switchovers; and the watcher of internal/watch
+		// on it (CheckInterval, CheckTimeout). Until then ownership is
+		// tracked and logged but nothing is observed or recovered.
+		s.recover = unwiredRecoverer{}
+		s.watch = &idleWatcher{logger: log}
+		if s.cons, err = consumers.New(consumers.Config{Brokers: s.cfg.Brokers, Replica: s.cfg.Replica, SessionTimeout: s.cfg.SessionTimeout},
+			s.watch, s.prov, log, s.deps.Registry); err != nil {
+			return err
+		}
+		s.drills = &drills{store: st, faults: s.prov, instances: s.prov, recover: s.recover, logger: log.With("component", "drills"),
+			timeout: s.cfg.DrillTimeout, now: time.Now}
+		if !s.cfg.EnsureTopics {
+			return nil
+		}
+		return eventbus.EnsureTopics(ctx, s.cfg.PublisherConfig().Brokers, eventbus.TopicSpec{Name: events.TopicFailover, Partitions: 6})
+	})
+	return s.RunStages(ctx, database, migrate,
+		launch.RelayStage(&db, s.deps.Publisher, s.cfg.Relay, log, s.deps.Registry),
+		launch.Stage{Name: "watcher", Run: func(ctx context.Context) error { return s.watch.Run(ctx) }},
+		launch.Stage{Name: "consumers", Run: func(ctx context.Context) error {
+			return launch.Together(s.cons.RunOwnership, s.cons.RunFollower, s.resync)(ctx)
+		}},
+		launch.Stage{Name: "drills", Run: func(ctx context.Context) error { return s.drills.Run(ctx, s.cfg.DrillSchedule) }},
+		launch.Serve("http", func(context.Context) (*httpx.Server, error) {
+			api, err := httpapi.New(s.store, s.prov, s)
+			if err != nil {
+				return nil, err
+			}
+			r := httpx.NewRouter(log)
+			r.Group(func(r chi.Router) {
+				r.Use(tenancy.Middleware(tenancy.AudienceFailover, []byte(s.cfg.InternalSecret), []byte(s.cfg.InternalSecretPrevious)))
+				api.Routes(r)
+			})
+			h := s.cfg.HTTP
+			h.Addr = s.cfg.Addr
+			srv := httpx.NewServer(h, r, log, s.deps.Registry)
+			srv.AddReadinessCheck("mysql", func(ctx context.Context) error { return db.SQL().PingContext(ctx) })
+			return srv, nil
+		}),
+	)
+}
+
+// Switchover starts a planned switchover (httpapi.Actions).
+func (s *Service) Switchover(ctx context.Context, instanceID, target string, force bool) (topology.Recovery, error) {
+	return s.recover.Switchover(ctx, instanceID, target, force)
+}
+
+// Drill starts a drill (httpapi.Actions).
+func (s *Service) Drill(ctx context.Context, in topology.Instance, kind, requestedBy string) (mysqlstore.Drill, error) {
+	return s.drills.Drill(ctx, in, kind, requestedBy)
+}
+
+// resync re-reads the owned instances from provisioning every
+// ResyncInterval, to heal what a missed event left behind.
+func (s *Service) resync(ctx context.Context) error {
+	t := time.NewTicker(s.cfg.ResyncInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if parts, _ := s.cons.Owned(); len(parts) > 0 {
+				if err := s.cons.Resync(ctx); err != nil && ctx.Err() == nil {
+					s.Logger().Warn("periodic resync failed", "err", err)
+				}
+			}
+		}
+	}
+}
+
+// idleWatcher stands in for internal/watch until it is wired: it logs what
+// this replica owns and does nothing else.
+// TODO(integration): remove once the watcher is wired in New.
+type idleWatcher struct{ logger *slog.Logger }
+
+func (w *idleWatcher) Own(in topology.Instance) {
+	w.logger.Info("instance owned (watcher not wired)", "instance_id", in.ID, "tenant", in.Tenant)
+}
+func (w *idleWatcher) Disown(string)                 {}
+func (w *idleWatcher) Trigger(string)                {}
+func (w *idleWatcher) Update(topology.Instance)      {}
+func (w *idleWatcher) Run(ctx context.Context) error { <-ctx.Done(); return nil }
+
+// unwiredRecoverer answers switchovers with 503 until the recoverer is wired.
+// TODO(integration): remove once internal/recovery is wired in Run.
+type unwiredRecoverer struct{}
+
+func (unwiredRecoverer) Switchover(context.Context, string, string, bool) (topology.Recovery, error) {
+	return topology.Recovery{}, httpx.NewProblem(http.StatusServiceUnavailable, "switchover is not available on this failover replica yet")
+}

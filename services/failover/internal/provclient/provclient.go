@@ -1,0 +1,176 @@
+// Package provclient reads what the failover service needs from
+// provisioning's internal failover view (every instance with its nodes,
+// their regions and promotion rules, and the admin and replication
+// accounts) and injects drills' faults through provisioning's driver.
+// Requests carry the platform-admin identity service:failover, signed with
+// the internal secret. It is a client only and maps the wire JSON to
+// topology.Instance at the edge.
+package provclient
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/canopy-platform/canopy/libs/svcclient"
+	"github.com/canopy-platform/canopy/libs/tenancy"
+
+	"github.com/canopy-platform/canopy/services/failover/internal/topology"
+)
+
+// ListPath and InstancePath are provisioning's internal failover endpoints.
+const (
+	ListPath     = "/internal/v1/failover/instances"
+	InstancePath = "/internal/v1/failover/instances/"
+)
+
+// Identity is who the failover service is to provisioning.
+var Identity = tenancy.Principal{Role: tenancy.RolePlatformAdmin, Subject: "service:failover"}
+
+// Node is one node of an instance on the wire.
+type Node struct {
+	ID            string `json:"id"`
+	Role          string `json:"role"`
+	Address       string `json:"address"`
+	Region        string `json:"region"`
+	Zone          string `json:"zone"`
+	State         string `json:"state"`
+	PromotionRule string `json:"promotion_rule"`
+}
+
+// Instance is an instance as provisioning's failover view sends it.
+type Instance struct {
+	InstanceID     string               `json:"instance_id"`
+	TenantID       string               `json:"tenant_id"`
+	Engine         string               `json:"engine"`
+	DeploymentMode string               `json:"deployment_mode"`
+	State          string               `json:"state"`
+	SemiSync       bool                 `json:"semi_sync"`
+	Region         string               `json:"region"`
+	Nodes          []Node               `json:"nodes"`
+	Admin          topology.Credentials `json:"admin"`
+	Replication    topology.Credentials `json:"replication"`
+}
+
+// Topology maps the wire instance to the failover model. A node without a
+// promotion rule is neutral.
+func (in Instance) Topology() topology.Instance {
+	out := topology.Instance{ID: in.InstanceID, Tenant: in.TenantID, Engine: topology.Engine(in.Engine), Mode: in.DeploymentMode,
+		Region: in.Region, SemiSync: in.SemiSync, Admin: in.Admin, Replication: in.Replication,
+		Nodes: make([]topology.Node, 0, len(in.Nodes))}
+	for _, n := range in.Nodes {
+		rule := topology.PromotionRule(n.PromotionRule)
+		if rule == "" {
+			rule = topology.PromoteNeutral
+		}
+		out.Nodes = append(out.Nodes, topology.Node{ID: n.ID, Address: n.Address, Region: n.Region, Zone: n.Zone,
+			Role: topology.Role(n.Role), Promotion: rule})
+	}
+	return out
+}
+
+type listResponse struct {
+	Instances  []Instance `json:"instances"`
+	NextCursor string     `json:"next_cursor"`
+}
+
+// Client talks to provisioning.
+type Client struct {
+	svc    *svcclient.Client
+	base   string
+	secret []byte
+	signer *tenancy.Signer
+	http   *http.Client
+}
+
+var _ topology.Faults = (*Client)(nil)
+
+// maxBody bounds one answer: a page of 500 instances with their nodes.
+const maxBody = 64 << 20
+
+// New returns a client of provisioning at baseURL (http://127.0.0.1:8084).
+func New(baseURL string, secret []byte, timeout time.Duration) (*Client, error) {
+	svc, err := svcclient.New(svcclient.Config{Audience: tenancy.AudienceProvisioning, Secret: secret, BaseURL: baseURL,
+		Timeout: timeout, MaxBody: maxBody})
+	if err != nil {
+		return nil, fmt.Errorf("provclient: %w", err)
+	}
+	base, _ := svcclient.CheckURL(baseURL) // checked by svcclient.New
+	return &Client{svc: svc, base: base, signer: tenancy.NewSigner(secret), http: &http.Client{Timeout: timeout}}, nil
+}
+
+func (c *Client) get(ctx context.Context, path string, dst any) error {
+	err := c.svc.GetJSON(ctx, Identity, path, dst)
+	if se, ok := svcclient.AsStatus(err); ok && se.Status == http.StatusNotFound {
+		return fmt.Errorf("GET %s: %w", path, topology.ErrNotFound)
+	}
+	return err
+}
+
+// List returns every instance, following cursors.
+func (c *Client) List(ctx context.Context) ([]topology.Instance, error) {
+	var all []topology.Instance
+	cursor := ""
+	for {
+		path := ListPath + "?limit=500"
+		if cursor != "" {
+			path += "&cursor=" + url.QueryEscape(cursor)
+		}
+		var page listResponse
+		if err := c.get(ctx, path, &page); err != nil {
+			return nil, fmt.Errorf("provclient: list instances: %w", err)
+		}
+		for _, in := range page.Instances {
+			all = append(all, in.Topology())
+		}
+		if page.NextCursor == "" || page.NextCursor == cursor {
+			return all, nil
+		}
+		cursor = page.NextCursor
+	}
+}
+
+// Get returns one instance (topology.ErrNotFound when provisioning does not
+// know it).
+func (c *Client) Get(ctx context.Context, instanceID string) (topology.Instance, error) {
+	var in Instance
+	if err := c.get(ctx, InstancePath+url.PathEscape(instanceID), &in); err != nil {
+		return topology.Instance{}, fmt.Errorf("provclient: instance %s: %w", instanceID, err)
+	}
+	return in.Topology(), nil
+}
+
+// Inject asks provisioning's driver to kill -9 or stop a node's process.
+func (c *Client) Inject(ctx context.Context, instanceID, nodeID string, kind topology.Fault) error {
+	path := InstancePath + url.PathEscape(instanceID) + "/nodes/" + url.PathEscape(nodeID) + "/fault"
+	body, err := json.Marshal(map[string]string{"kind": string(kind)})
+	if err != nil {
+		return fmt.Errorf("provclient: encode fault: %w", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("provclient: POST %s: %w", path, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	c.signer.SignRequest(req, body, tenancy.AudienceProvisioning, Identity)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("provclient: POST %s: %w: %w", path, svcclient.ErrUnavailable, err)
+	}
+	defer resp.Body.Close()
+	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	switch {
+	case resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusOK:
+		return nil
+	case resp.StatusCode == http.StatusNotFound:
+		return fmt.Errorf("provclient: fault on %s/%s: %w", instanceID, nodeID, topology.ErrNotFound)
+	default:
+		return fmt.Errorf("provclient: fault on %s/%s: %w", instanceID, nodeID,
+			&svcclient.StatusError{Target: "POST " + path, Status: resp.StatusCode, Body: answer})
+	}
+}
