@@ -1,0 +1,172 @@
+package local
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/canopy-platform/canopy/libs/retry"
+
+	"github.com/canopy-platform/canopy/services/provisioning/internal/driver"
+	"github.com/canopy-platform/canopy/services/provisioning/internal/driver/drivertest"
+)
+
+func TestRestartDelayBacksOff(t *testing.T) {
+	d := newDriver(t, Config{RestartDelay: time.Second, RestartDelayMax: 5 * time.Second})
+	for crashes, want := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 5 * time.Second, 5 * time.Second} {
+		if got := d.restartDelay(crashes); got != want {
+			t.Errorf("restartDelay(%d) = %s, want %s", crashes, got, want)
+		}
+	}
+	if got := d.restartDelay(1000); got != 5*time.Second {
+		t.Errorf("restartDelay(1000) = %s, want the cap", got)
+	}
+}
+
+// supervised starts one primary of engine with a running supervisor and
+// writes a key on it.
+func supervised(t *testing.T, ctx context.Context, engine driver.Engine) (*Driver, driver.NodeSpec, driver.Node) {
+	t.Helper()
+	spec := testSpec(dataRoot(t), engine, freePort(t))
+	spec.NodeID += "-sup"
+	d := newDriver(t, Config{RestartDelay: 200 * time.Millisecond, RestartDelayMax: time.Second, SuperviseInterval: 20 * time.Millisecond})
+	supCtx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Supervise(supCtx) }()
+	t.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("supervise: %v", err)
+		}
+		_ = d.Destroy(context.Background(), spec.NodeID)
+	})
+	if _, err := d.Create(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	n, err := d.Start(ctx, spec.NodeID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.ConfigurePrimary(ctx, spec.NodeID, driver.PrimaryOpts{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := drivertest.VerifyReplication(ctx, []driver.Node{n}, []driver.NodeSpec{spec}); err != nil {
+		t.Fatalf("write on the primary: %v", err)
+	}
+	return d, spec, n
+}
+
+// waitRestarted waits until the node runs and answers with a pid other than old.
+func waitRestarted(t *testing.T, ctx context.Context, d *Driver, id string, old int) driver.Node {
+	t.Helper()
+	var st driver.NodeStatus
+	err := retry.Do(ctx, retry.Policy{Initial: 20 * time.Millisecond, Max: 100 * time.Millisecond}, func(ctx context.Context) error {
+		var err error
+		if st, err = d.Status(ctx, id); err != nil {
+			return retry.Permanent(err)
+		}
+		if st.State != driver.StateRunning || st.Node.PID == old {
+			return errors.New("not restarted yet")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("node %s not restarted: %v (last %+v)", id, err, st)
+	}
+	return st.Node
+}
+
+// A node process killed with SIGKILL (or stopped with SIGTERM) behind the
+// driver's back is restarted by the supervisor, keeps its data and comes
+// back refusing writes until ConfigurePrimary; a Stop is left alone.
+func TestSupervisorRestartsKilledNodeReadOnly(t *testing.T) {
+	requireBinaries(t)
+	for _, engine := range []driver.Engine{driver.EngineRedis, driver.EngineMySQL} {
+		t.Run(string(engine), func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			d, spec, n := supervised(t, ctx, engine)
+
+			for _, fault := range []struct {
+				name   string
+				inject func(context.Context, string) error
+			}{{"kill -9", d.Kill}, {"sigterm", d.Terminate}} {
+				began := time.Now()
+				if err := fault.inject(ctx, spec.NodeID); err != nil {
+					t.Fatalf("%s: %v", fault.name, err)
+				}
+				if alive(n.PID) {
+					t.Fatalf("%s: pid %d still alive", fault.name, n.PID)
+				}
+				n = waitRestarted(t, ctx, d, spec.NodeID, n.PID)
+				t.Logf("%s: restarted as pid %d after %s", fault.name, n.PID, time.Since(began).Round(time.Millisecond))
+				if err := drivertest.RefusesWrites(ctx, n, spec); err != nil {
+					t.Fatalf("after %s: %v", fault.name, err)
+				}
+				if err := d.ConfigurePrimary(ctx, spec.NodeID, driver.PrimaryOpts{}); err != nil {
+					t.Fatal(err)
+				}
+				if err := drivertest.VerifyReplication(ctx, []driver.Node{n}, []driver.NodeSpec{spec}); err != nil {
+					t.Fatalf("write after ConfigurePrimary: %v", err)
+				}
+			}
+
+			// A stop is meant: the supervisor leaves the node down.
+			if err := d.Stop(ctx, spec.NodeID); err != nil {
+				t.Fatal(err)
+			}
+			if err := d.Kill(ctx, spec.NodeID); !errors.Is(err, driver.ErrNotRunning) {
+				t.Fatalf("kill a stopped node: err = %v, want ErrNotRunning", err)
+			}
+			if err := d.Kill(ctx, "no-such-node"); !errors.Is(err, driver.ErrNotFound) {
+				t.Fatalf("kill an unknown node: err = %v, want ErrNotFound", err)
+			}
+			// Several supervisor rounds and a whole restart delay pass.
+			deadline := time.Now().Add(3 * d.cfg.RestartDelay)
+			for time.Now().Before(deadline) {
+				d.superviseOnce(time.Now())
+				if st, err := d.Status(ctx, spec.NodeID); err != nil || st.State != driver.StateStopped {
+					t.Fatalf("stopped node: %+v, %v; want it left stopped", st, err)
+				}
+				time.Sleep(d.cfg.SuperviseInterval)
+			}
+		})
+	}
+}
+
+// A node that crashed while no driver ran (its pid file left behind) is
+// supervised once adopted, and restarted.
+func TestSupervisorRestartsNodeCrashedWhileAway(t *testing.T) {
+	requireBinaries(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	spec := testSpec(dataRoot(t), driver.EngineRedis, freePort(t))
+	d := newDriver(t, Config{})
+	t.Cleanup(func() { _ = d.Destroy(context.Background(), spec.NodeID) })
+	if _, err := d.Create(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	n, err := d.Start(ctx, spec.NodeID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Kill(ctx, spec.NodeID); err != nil {
+		t.Fatal(err)
+	}
+	d2 := newDriver(t, Config{RestartDelay: 50 * time.Millisecond, SuperviseInterval: 10 * time.Millisecond})
+	t.Cleanup(func() { _ = d2.Destroy(context.Background(), spec.NodeID) })
+	st, err := d2.Adopt(ctx, spec, n)
+	if err != nil || st.State != driver.StateStopped {
+		t.Fatalf("adopt crashed node = %+v, %v; want stopped", st, err)
+	}
+	supCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- d2.Supervise(supCtx) }()
+	defer func() { stop(); <-done }()
+	n = waitRestarted(t, ctx, d2, spec.NodeID, n.PID)
+	if err := drivertest.RefusesWrites(ctx, n, spec); err != nil {
+		t.Fatal(err)
+	}
+}
