@@ -170,3 +170,68 @@ func TestSupervisorRestartsNodeCrashedWhileAway(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// The Redis hazard made impossible: a primary without persistence that is
+// killed comes back empty, but as a replica of nothing reachable, so its
+// replicas never resynchronise to its empty dataset and keep their data.
+func TestSupervisorRedisPrimaryWithoutPersistence(t *testing.T) {
+	requireBinaries(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	root := dataRoot(t)
+	specs := drivertest.Specs("nop", driver.EngineRedis, "", root, func() int { return freePort(t) })
+	for i := range specs {
+		specs[i].Settings = map[string]string{"appendonly": "no", "save": `""`}
+	}
+	d := newDriver(t, Config{RestartDelay: 100 * time.Millisecond, SuperviseInterval: 20 * time.Millisecond})
+	supCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- d.Supervise(supCtx) }()
+	t.Cleanup(func() {
+		stop()
+		<-done
+		for _, s := range specs {
+			_ = d.Destroy(context.Background(), s.NodeID)
+		}
+	})
+	nodes, err := drivertest.StartReplicated(ctx, d, specs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := drivertest.VerifyReplication(ctx, nodes, specs); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Kill(ctx, specs[0].NodeID); err != nil {
+		t.Fatal(err)
+	}
+	restarted := waitRestarted(t, ctx, d, specs[0].NodeID, nodes[0].PID)
+	if err := drivertest.RefusesWrites(ctx, restarted, specs[0]); err != nil {
+		t.Fatal(err)
+	}
+	// Each replica retries its primary once a second: once both report the
+	// link down for 3 s, they have tried the restarted, empty node.
+	for i := 1; i < len(nodes); i++ {
+		c := drivertest.RedisClient(nodes[i].Address, specs[i].Admin)
+		defer c.Close()
+		err := retry.Do(ctx, retry.Policy{Initial: 50 * time.Millisecond, Max: 250 * time.Millisecond}, func(ctx context.Context) error {
+			info, err := c.Info(ctx, "replication").Result()
+			if err != nil {
+				return err
+			}
+			m := parseInfo(info)
+			if m["master_link_status"] == "up" {
+				return retry.Permanent(errors.New("replica linked to the restarted empty primary"))
+			}
+			if s := m["master_link_down_since_seconds"]; s == "" || s == "0" || s == "1" || s == "2" || s == "-1" {
+				return errors.New("link not down long enough yet: " + s)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("replica %s: %v", nodes[i].ID, err)
+		}
+		if n, err := c.DBSize(ctx).Result(); err != nil || n == 0 {
+			t.Fatalf("replica %s has %d keys (%v): it resynchronised to the empty primary", nodes[i].ID, n, err)
+		}
+	}
+}
