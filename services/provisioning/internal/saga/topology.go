@@ -20,7 +20,7 @@ var ErrTopologyTenant = errors.New("failover event tenant does not match the ins
 // canopy.instances.v1) follows the new primary. The change runs on the
 // locked row, so it serialises with the saga's own changes: a concurrent
 // update or delete step commits against the roles as they are then, never a
-// copy read before (see docs/failover.md). Redelivered and older outcomes,
+// copy read before (docs/provisioning.md, "Failover"). Redelivered and older outcomes,
 // and outcomes for instances being deleted, change nothing.
 func (s *Saga) OnFailoverCompleted(ctx context.Context, r events.Recovery) error {
 	var applied bool

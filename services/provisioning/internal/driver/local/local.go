@@ -16,7 +16,7 @@
 // Every start, first or not, brings a node up refusing client writes
 // (MariaDB read_only=ON with init_rpl_role=SLAVE, Redis as a replica): only
 // an explicit ConfigurePrimary makes it writable, so a fast restart can never
-// produce a second writable primary (docs/failover.md).
+// produce a second writable primary (docs/provisioning.md, "Failover").
 package local
 
 import (
