@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -166,6 +168,20 @@ func TestFailoverViewFaultsAndTopology(t *testing.T) {
 		got := topologyOf(t, c.do("GET", "/api/v1/instances/"+id, nil).json(t))
 		if got.roles[n1] != "primary" || got.roles[n0] != "replica" || got.primary != tp.addr[n1] || !slices.Equal(got.replicas, []string{tp.addr[n2]}) {
 			return fmt.Errorf("topology %+v", got)
+		}
+		return nil
+	})
+	// The driver records the roles for the nodes' next starts: the
+	// replica follows the new primary, the fenced node nothing reachable.
+	eventually(t, 10*time.Second, "driver follows the new roles", func() error {
+		for node, want := range map[string]string{n2: strings.Replace(tp.addr[n1], ":", " ", 1), n0: "127.0.0.1 1"} {
+			b, err := os.ReadFile(filepath.Join(s.stateDir, "nodes", node, "redis.conf"))
+			if err != nil {
+				return err
+			}
+			if !strings.Contains(string(b), "replicaof "+want+"\n") {
+				return fmt.Errorf("%s's redis.conf does not follow %s", node, want)
+			}
 		}
 		return nil
 	})

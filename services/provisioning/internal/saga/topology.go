@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/canopy-platform/canopy/api/events"
+	"github.com/canopy-platform/canopy/services/provisioning/internal/driver"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/instance"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/port"
 )
@@ -52,7 +53,42 @@ func (s *Saga) OnFailoverCompleted(ctx context.Context, r events.Recovery) error
 	}
 	p, _ := out.Primary()
 	log.Info("failover applied to the instance's roles", "old_primary", r.OldPrimary, "new_primary", p.ID, "endpoint", p.Address)
+	s.recordRoles(ctx, out)
 	return nil
+}
+
+// roleRecorder is a driver that keeps each node's role for its next start
+// (the local driver: a restarted Redis replica follows its primary).
+type roleRecorder interface {
+	Assign(ctx context.Context, nodeID string, role driver.Role, source *driver.Endpoint) error
+}
+
+// recordRoles tells the driver the roles the failover service assigned on
+// the engines. Best effort: the database is the record, and a node that
+// restarts with a stale role still comes up read-only.
+func (s *Saga) recordRoles(ctx context.Context, in *instance.Instance) {
+	rr, ok := s.drv.(roleRecorder)
+	if !ok {
+		return
+	}
+	var source *driver.Endpoint
+	if p, ok := in.Primary(); ok {
+		if ep, err := endpointOf(p.Address); err == nil {
+			source = &ep
+		}
+	}
+	for _, n := range in.Nodes {
+		role, src := driver.Role(n.Role), source
+		switch {
+		case n.Role == instance.RolePrimary:
+			src = nil
+		case n.Fenced:
+			src = nil // the failover service decides how it rejoins
+		}
+		if err := rr.Assign(ctx, n.ID, role, src); err != nil && !errors.Is(err, driver.ErrNotFound) {
+			s.log.Warn("record a node's role with the driver", "tenant", in.Tenant, "instance", in.ID, "node", n.ID, "err", err)
+		}
+	}
 }
 
 // OnNodeRejoined marks a fenced former primary a replica again (and lists
@@ -61,7 +97,7 @@ func (s *Saga) OnFailoverCompleted(ctx context.Context, r events.Recovery) error
 // primary than the current one) changes nothing.
 func (s *Saga) OnNodeRejoined(ctx context.Context, r events.NodeRejoined) error {
 	var applied bool
-	_, err := s.repo.Update(ctx, r.InstanceID, func(c *port.Change) error {
+	out, err := s.repo.Update(ctx, r.InstanceID, func(c *port.Change) error {
 		if r.TenantID != "" && c.Instance.Tenant != r.TenantID {
 			return fmt.Errorf("%w: event %s, instance %s", ErrTopologyTenant, r.TenantID, c.Instance.Tenant)
 		}
@@ -79,6 +115,9 @@ func (s *Saga) OnNodeRejoined(ctx context.Context, r events.NodeRejoined) error 
 		return fmt.Errorf("record rejoin of node %s of instance %s: %w", r.NodeID, r.InstanceID, err)
 	}
 	s.log.Info("node rejoin recorded", "tenant", r.TenantID, "instance", r.InstanceID, "node", r.NodeID, "primary", r.Primary, "rebuilt", r.Rebuilt, "applied", applied)
+	if applied {
+		s.recordRoles(ctx, out)
+	}
 	return nil
 }
 

@@ -171,3 +171,31 @@ func (d *Driver) fault(ctx context.Context, nodeID string, sig syscall.Signal) e
 	n.logger(d.log).Warn("fault injected on node", "pid", pid, "signal", sig.String())
 	return nil
 }
+
+// Assign records a role the failover service gave a node on the engine
+// itself (a promotion, a re-pointed replica, a fenced old primary), without
+// acting on the engine, so that the node's next start follows it: a Redis
+// replica restarts following source (nil: nothing reachable). Every start
+// stays read-only whatever the role.
+func (d *Driver) Assign(_ context.Context, nodeID string, role driver.Role, source *driver.Endpoint) error {
+	n, err := d.lookup(nodeID)
+	if err != nil {
+		return fmt.Errorf("assign role: %w", err)
+	}
+	defer n.mu.Unlock()
+	if n.state.Role == role && sameEndpoint(n.state.Source, source) {
+		return nil
+	}
+	if err := d.setRole(n, role, n.state.SemiSync, source); err != nil {
+		return fmt.Errorf("assign node %s the role %s: %w", nodeID, role, err)
+	}
+	n.logger(d.log).Info("node role recorded", "role", string(role), "source", source)
+	return nil
+}
+
+func sameEndpoint(a, b *driver.Endpoint) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
+}

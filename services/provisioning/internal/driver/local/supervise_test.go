@@ -3,6 +3,9 @@ package local
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -233,5 +236,46 @@ func TestSupervisorRedisPrimaryWithoutPersistence(t *testing.T) {
 		if n, err := c.DBSize(ctx).Result(); err != nil || n == 0 {
 			t.Fatalf("replica %s has %d keys (%v): it resynchronised to the empty primary", nodes[i].ID, n, err)
 		}
+	}
+}
+
+// Assign records the role a failover gave a node for its next start,
+// without a server: a Redis replica follows its new primary, a primary or a
+// fenced node nothing reachable.
+func TestAssignRecordsRoleForNextStart(t *testing.T) {
+	requireBinaries(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	spec := testSpec(dataRoot(t), driver.EngineRedis, freePort(t))
+	d := newDriver(t, Config{})
+	t.Cleanup(func() { _ = d.Destroy(context.Background(), spec.NodeID) })
+	if _, err := d.Create(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	conf := func() string {
+		b, err := os.ReadFile(filepath.Join(nodeDir(spec), "redis.conf"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	src := driver.Endpoint{Host: loopback, Port: 7001}
+	if err := d.Assign(ctx, spec.NodeID, driver.RoleReplica, &src); err != nil {
+		t.Fatal(err)
+	}
+	if c := conf(); !strings.Contains(c, "replicaof 127.0.0.1 7001\n") {
+		t.Fatalf("replica's redis.conf:\n%s", c)
+	}
+	if err := d.Assign(ctx, spec.NodeID, driver.RolePrimary, nil); err != nil {
+		t.Fatal(err)
+	}
+	if c := conf(); !strings.Contains(c, "replicaof 127.0.0.1 1\n") {
+		t.Fatalf("primary's redis.conf:\n%s", c)
+	}
+	if st, err := d.Status(ctx, spec.NodeID); err != nil || st.Node.Role != driver.RolePrimary {
+		t.Fatalf("status after assign = %+v, %v", st, err)
+	}
+	if err := d.Assign(ctx, "no-such-node", driver.RolePrimary, nil); !errors.Is(err, driver.ErrNotFound) {
+		t.Fatalf("assign an unknown node: %v", err)
 	}
 }
