@@ -230,6 +230,11 @@ type Deps struct {
 	GatewayURL func() string
 }
 
+// supervisor is a driver that restarts its node processes (the local one).
+type supervisor interface {
+	Supervise(ctx context.Context) error
+}
+
 // Service is a configured provisioning service, ready to Run.
 type Service struct {
 	launch.Base
@@ -325,6 +330,7 @@ func (s *Service) Run(ctx context.Context) error {
 		sg       *saga.Saga
 		resealer *reseal.Resealer
 		sub      *eventbus.Subscriber
+		topoSub  *eventbus.Subscriber
 	)
 	database, migrate := launch.DatabaseStages(s.cfg.storeConfig(), s.Logger(), &db, migrations.FS)
 	return s.RunStages(ctx,
@@ -368,6 +374,8 @@ func (s *Service) Run(ctx context.Context) error {
 				eventbus.TopicSpec{Name: events.TopicInstances, Partitions: 6},
 				eventbus.TopicSpec{Name: events.TopicPlacements, Partitions: 6},
 				eventbus.TopicSpec{Name: events.TopicPlacements + ".dlq", Partitions: 1},
+				eventbus.TopicSpec{Name: events.TopicFailover, Partitions: 6},
+				eventbus.TopicSpec{Name: events.TopicFailover + ".dlq", Partitions: 1},
 			)
 		}),
 		// Adopt before serving: the driver must know every recorded node before
@@ -397,6 +405,27 @@ func (s *Service) Run(ctx context.Context) error {
 			Run: func(ctx context.Context) error { return resealer.Run(ctx) },
 		},
 		launch.Stage{Name: "saga", Run: func(ctx context.Context) error { return sg.Run(ctx) }},
+		// The local driver restarts node processes that die without a stop
+		// (systemd-like); other drivers leave that to their platform.
+		launch.Stage{Name: "node supervisor", Run: func(ctx context.Context) error {
+			if sv, ok := drv.(supervisor); ok {
+				return sv.Supervise(ctx)
+			}
+			return nil
+		}},
+		launch.Stage{
+			Name: "topology consumer",
+			Start: func(context.Context) error {
+				subCfg := s.cfg.Consumer
+				subCfg.Brokers = s.cfg.Kafka.Brokers
+				subCfg.GroupID = events.GroupProvisioningTopology
+				subCfg.Topics = []string{events.TopicFailover}
+				var err error
+				topoSub, err = eventbus.NewSubscriber(subCfg, consumers.Failover(sg, saga.IsTopologyPoison), s.Logger(), s.deps.Registry)
+				return err
+			},
+			Run: func(ctx context.Context) error { return topoSub.Run(ctx) },
+		},
 		launch.Stage{
 			Name: "placements consumer",
 			Start: func(context.Context) error {
@@ -425,6 +454,9 @@ func (s *Service) Run(ctx context.Context) error {
 			api, err := httpapi.New(repo, sg, catalog, quotas, s.Logger())
 			if err != nil {
 				return nil, err
+			}
+			if f, ok := drv.(httpapi.Faults); ok {
+				api.WithFaults(f)
 			}
 			r := httpx.NewRouter(s.Logger())
 			r.With(tenancy.Middleware(tenancy.AudienceProvisioning, []byte(s.cfg.InternalSecret), []byte(s.cfg.InternalSecretPrevious))).Mount("/", api.Routes())

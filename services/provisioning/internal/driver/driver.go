@@ -33,6 +33,11 @@ type Driver interface {
 	Create(ctx context.Context, spec NodeSpec) (Node, error)
 	// Start runs the node and returns once it answers on its address, or with
 	// an error when ctx ends first. Starting a running node returns it.
+	// Every start brings the node up refusing client writes (MySQL
+	// read_only, Redis a replica) whatever its last role, so that a
+	// restarted former primary is never a second writable one; the caller
+	// (the saga, the failover service) assigns the role with
+	// ConfigurePrimary or ConfigureReplica.
 	Start(ctx context.Context, nodeID string) (Node, error)
 	// Stop shuts the node down gracefully (forcefully after the driver's stop
 	// timeout), keeping its data. Stopping a stopped node succeeds.

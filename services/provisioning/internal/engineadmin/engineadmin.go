@@ -87,6 +87,9 @@ func (c *Client) Verify(ctx context.Context, in *instance.Instance, token string
 			return err
 		}
 		defer db.Close()
+		if err := writable(ctx, db, p.ID); err != nil {
+			return fmt.Errorf("verify: %w", err)
+		}
 		for _, q := range []string{
 			"CREATE DATABASE IF NOT EXISTS canopy_meta",
 			"CREATE TABLE IF NOT EXISTS canopy_meta.verify (id INT PRIMARY KEY, token VARCHAR(64) NOT NULL)",
@@ -188,6 +191,9 @@ func (c *Client) CreateUser(ctx context.Context, in *instance.Instance, u instan
 			return err
 		}
 		defer db.Close()
+		if err := writable(ctx, db, p.ID); err != nil {
+			return fmt.Errorf("create mysql user %s: %w", u.Username, err)
+		}
 		for _, q := range []string{
 			fmt.Sprintf("CREATE USER IF NOT EXISTS '%s'@'%%' IDENTIFIED BY '%s'", u.Username, u.Password),
 			fmt.Sprintf("ALTER USER '%s'@'%%' IDENTIFIED BY '%s'", u.Username, u.Password),
@@ -225,6 +231,9 @@ func (c *Client) DropUser(ctx context.Context, in *instance.Instance, username s
 			return err
 		}
 		defer db.Close()
+		if err := writable(ctx, db, p.ID); err != nil {
+			return fmt.Errorf("drop mysql user %s: %w", username, err)
+		}
 		if _, err := db.ExecContext(ctx, fmt.Sprintf("DROP USER IF EXISTS '%s'@'%%'", username)); err != nil {
 			return fmt.Errorf("drop mysql user %s: %w", username, err)
 		}
@@ -244,6 +253,26 @@ func (c *Client) DropUser(ctx context.Context, in *instance.Instance, username s
 		})
 	}
 	return fmt.Errorf("drop user: unknown engine %q", in.Plan.Engine)
+}
+
+// ErrNotPrimary: the node the instance records as its primary refuses
+// writes (read_only): a failover is moving the primary, or the node
+// restarted and awaits its role. Callers retry on the instance as stored
+// next time.
+var ErrNotPrimary = errors.New("recorded primary is read-only")
+
+// writable refuses to write through Canopy's admin account on a read-only
+// MySQL node: the account may bypass read_only, and a write on a fenced
+// former primary would be an errant transaction the new primary lacks.
+func writable(ctx context.Context, db *sql.DB, nodeID string) error {
+	var readOnly bool
+	if err := db.QueryRowContext(ctx, "SELECT @@read_only").Scan(&readOnly); err != nil {
+		return fmt.Errorf("read @@read_only of %s: %w", nodeID, err)
+	}
+	if readOnly {
+		return fmt.Errorf("node %s: %w", nodeID, ErrNotPrimary)
+	}
+	return nil
 }
 
 func (c *Client) killSessions(ctx context.Context, addr string, adm instance.Credentials, username string) error {

@@ -110,6 +110,8 @@ type Handler struct {
 	catalog Catalog
 	quotas  Quotas
 	log     *slog.Logger
+	// faults injects drills' faults on nodes; nil when the driver cannot.
+	faults Faults
 }
 
 // New returns the handler.
@@ -139,6 +141,9 @@ func (h *Handler) Routes() http.Handler {
 	r.Route("/v2/service_instances/{id}", h.osbRoutes)
 	r.Get(MonitoringPath, h.listMonitored)
 	r.Get(MonitoringPath+"/{id}", h.getMonitored)
+	r.Get(FailoverPath, h.listFailover)
+	r.Get(FailoverPath+"/{id}", h.getFailover)
+	r.Post(FailoverPath+"/{id}/nodes/{node}/fault", h.injectFault)
 	return r
 }
 

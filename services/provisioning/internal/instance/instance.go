@@ -188,7 +188,29 @@ type Node struct {
 	// profile plus parameters); kept so a restarted service re-adopts the
 	// node with the very spec it was created from.
 	Settings map[string]string `json:"settings,omitempty"`
+	// Fenced marks a former primary that a failover replaced: its role is
+	// replica, but it must not serve (nor be listed among the replica
+	// endpoints) until the failover service reports it rejoined.
+	Fenced bool `json:"fenced,omitempty"`
+	// Promotion is the node's failover candidacy (prefer | neutral |
+	// never); empty means neutral.
+	Promotion string `json:"promotion_rule,omitempty"`
 }
+
+// PromotionRule returns the node's promotion rule, neutral unless set.
+func (n Node) PromotionRule() string {
+	if n.Promotion == "" {
+		return PromoteNeutral
+	}
+	return n.Promotion
+}
+
+// Promotion rules of a node.
+const (
+	PromotePrefer  = "prefer"
+	PromoteNeutral = "neutral"
+	PromoteNever   = "never"
+)
 
 // Endpoints are where clients connect.
 type Endpoints struct {
@@ -233,6 +255,18 @@ type Instance struct {
 	UpdatedAt time.Time
 	// StepAt is when the current step began (for timeouts).
 	StepAt time.Time
+	// Failover is the last failover outcome applied to the nodes' roles.
+	Failover AppliedFailover
+}
+
+// AppliedFailover identifies the failover outcome last applied to an
+// instance, so a redelivered or older one is ignored.
+type AppliedFailover struct {
+	// Token is the fencing token the recovery acted under; tokens only grow.
+	Token int64
+	// Recovery is the recovery's id (two recoveries may share a token when
+	// one actor kept its lease).
+	Recovery string
 }
 
 // Operation is an asynchronous change of an instance that clients poll.
@@ -607,11 +641,106 @@ func (in *Instance) Endpoints() Endpoints {
 		e.Primary = p.Address
 	}
 	for _, r := range in.Replicas() {
-		if r.Address != "" {
+		if r.Address != "" && !r.Fenced {
 			e.Replicas = append(e.Replicas, r.Address)
 		}
 	}
 	return e
+}
+
+// Roles a failover outcome assigns.
+const (
+	FailoverPrimary = "primary"
+	FailoverReplica = "replica"
+	FailoverFenced  = "fenced"
+)
+
+// followsFailover reports whether the instance's nodes live and take
+// failover outcomes: not while a create rolls back, nor once it failed or
+// is being deleted (a delete destroys the nodes whatever their roles).
+func (in *Instance) followsFailover() bool {
+	switch in.State {
+	case StateReady, StateUpdating:
+		return true
+	case StateProvisioning:
+		return in.Step != StepRollingBack
+	}
+	return false
+}
+
+// ApplyFailover moves the nodes' roles to a completed failover's outcome:
+// roles maps node ids to primary, replica or fenced (a fenced node is a
+// replica with Fenced set). A node the outcome does not name keeps its
+// role, except a former primary, which is fenced. It returns false, changing
+// nothing, when the instance does not follow failovers (deleting, deleted,
+// failed, rolling back) or the outcome is not newer than the last applied
+// one: an older token, or the same token and recovery again. An outcome
+// that names unknown nodes or not exactly one primary is ErrInvalid.
+func (in *Instance) ApplyFailover(token int64, recovery string, roles map[string]string, now time.Time) (bool, error) {
+	if token <= 0 || recovery == "" {
+		return false, fmt.Errorf("%w: failover outcome without fencing token or recovery id", ErrInvalid)
+	}
+	primaries := 0
+	for id, role := range roles {
+		if _, ok := in.Node(id); !ok {
+			return false, fmt.Errorf("%w: failover outcome names node %s, not a node of instance %s", ErrInvalid, id, in.ID)
+		}
+		switch role {
+		case FailoverPrimary:
+			primaries++
+		case FailoverReplica, FailoverFenced:
+		default:
+			return false, fmt.Errorf("%w: failover outcome gives node %s the role %q", ErrInvalid, id, role)
+		}
+	}
+	if primaries != 1 {
+		return false, fmt.Errorf("%w: failover outcome has %d primaries, want 1", ErrInvalid, primaries)
+	}
+	if !in.followsFailover() {
+		return false, nil
+	}
+	if token < in.Failover.Token || (token == in.Failover.Token && recovery == in.Failover.Recovery) {
+		return false, nil
+	}
+	for i := range in.Nodes {
+		n := &in.Nodes[i]
+		role, named := roles[n.ID]
+		switch {
+		case !named && n.Role == RolePrimary:
+			n.Role, n.Fenced = RoleReplica, true
+		case !named:
+		case role == FailoverPrimary:
+			n.Role, n.Fenced = RolePrimary, false
+		case role == FailoverReplica:
+			n.Role, n.Fenced = RoleReplica, false
+		case role == FailoverFenced:
+			n.Role, n.Fenced = RoleReplica, true
+		}
+	}
+	in.Failover = AppliedFailover{Token: token, Recovery: recovery}
+	in.UpdatedAt = now
+	return true, nil
+}
+
+// Rejoined records that a fenced node replicates again, read-only, from
+// primary (a node id; empty skips the check). It returns false, changing
+// nothing, when the instance does not follow failovers, the node is
+// unknown or already an unfenced replica, or the report is stale: the node
+// is the primary by now, or primary is not the current primary.
+func (in *Instance) Rejoined(nodeID, primary string, now time.Time) bool {
+	if !in.followsFailover() {
+		return false
+	}
+	n, ok := in.Node(nodeID)
+	if !ok || n.Role == RolePrimary || (n.Role == RoleReplica && !n.Fenced) {
+		return false
+	}
+	if p, ok := in.Primary(); primary != "" && (!ok || p.ID != primary) {
+		return false
+	}
+	n.Role, n.Fenced = RoleReplica, false
+	in.UpdatedAt = now
+	return true
 }
 
 // Usage returns the resources the instance holds (for quotas).

@@ -237,7 +237,7 @@ func (r *Repo) update(id string, fn func(c *port.Change) error) (*instance.Insta
 }
 
 // save returns stored with what an update writes of changed: its state,
-// step, plan, parameters, accounts and timestamps, and its nodes (added or
+// step, plan, parameters, accounts, timestamps and applied failover, and its nodes (added or
 // replaced by id; a node missing from changed is kept).
 func (r *Repo) save(stored, changed *instance.Instance) (*instance.Instance, error) {
 	next, err := clone(stored)
@@ -250,6 +250,7 @@ func (r *Repo) save(stored, changed *instance.Instance) (*instance.Instance, err
 	}
 	next.State, next.Step, next.Reason, next.Plan, next.Parameters, next.Sysctls = ch.State, ch.Step, ch.Reason, ch.Plan, ch.Parameters, ch.Sysctls
 	next.Accounts, next.OperationID, next.UpdatedAt, next.StepAt = ch.Accounts, ch.OperationID, ch.UpdatedAt, ch.StepAt
+	next.Failover = ch.Failover
 	for _, n := range ch.Nodes {
 		if i := slices.IndexFunc(next.Nodes, func(m instance.Node) bool { return m.ID == n.ID }); i >= 0 {
 			name := next.Nodes[i].Name // the name is the node's key, never updated

@@ -256,8 +256,9 @@ func (r *Repo) save(ctx context.Context, tx *store.Tx, in *instance.Instance, _ 
 		return err
 	}
 	_, err = tx.ExecContext(ctx, `UPDATE instances SET state = ?, step = ?, reason = ?, plan = ?, parameters = ?, sysctls = ?,
-		accounts = ?, operation_id = ?, updated_at = ?, step_at = ? WHERE id = ?`,
-		in.State, in.Step, in.Reason, planJSON, params, sysctls, accounts, in.OperationID, in.UpdatedAt.UTC(), in.StepAt.UTC(), in.ID)
+		accounts = ?, operation_id = ?, updated_at = ?, step_at = ?, failover_token = ?, failover_recovery = ? WHERE id = ?`,
+		in.State, in.Step, in.Reason, planJSON, params, sysctls, accounts, in.OperationID, in.UpdatedAt.UTC(), in.StepAt.UTC(),
+		in.Failover.Token, in.Failover.Recovery, in.ID)
 	if err != nil {
 		return fmt.Errorf("save instance: %w", err)
 	}
@@ -274,11 +275,12 @@ func saveNodes(ctx context.Context, tx *sql.Tx, in *instance.Instance) error {
 			}
 			settings = b
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO nodes (id, instance_id, name, role, region_role, region, az, host, port, address, state, pid, data_dir, settings)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		_, err := tx.ExecContext(ctx, `INSERT INTO nodes (id, instance_id, name, role, region_role, region, az, host, port, address, state, pid, data_dir, settings, fenced, promotion_rule)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON DUPLICATE KEY UPDATE role = VALUES(role), region = VALUES(region), az = VALUES(az), host = VALUES(host), port = VALUES(port),
-			address = VALUES(address), state = VALUES(state), pid = VALUES(pid), data_dir = VALUES(data_dir), settings = VALUES(settings)`,
-			n.ID, in.ID, n.Name, n.Role, n.RegionRole, n.Region, n.AZ, n.Host, n.Port, n.Address, n.State, n.PID, n.DataDir, settings)
+			address = VALUES(address), state = VALUES(state), pid = VALUES(pid), data_dir = VALUES(data_dir), settings = VALUES(settings),
+			fenced = VALUES(fenced), promotion_rule = VALUES(promotion_rule)`,
+			n.ID, in.ID, n.Name, n.Role, n.RegionRole, n.Region, n.AZ, n.Host, n.Port, n.Address, n.State, n.PID, n.DataDir, settings, n.Fenced, n.Promotion)
 		if err != nil {
 			return fmt.Errorf("save node %s: %w", n.ID, err)
 		}
@@ -335,7 +337,7 @@ func (r *Repo) encode(in *instance.Instance) (planJSON, params, sysctls []byte, 
 }
 
 const instanceColumns = `id, tenant, name, COALESCE(osb_id, ''), version, region, state, step, reason, plan, parameters, sysctls, accounts,
-	operation_id, created_at, updated_at, step_at`
+	operation_id, created_at, updated_at, step_at, failover_token, failover_recovery`
 
 // anyTenant is the scope of the explicitly cross-tenant reads: a value no
 // tenant id can take (tenancy ids are validated printable text).
@@ -375,7 +377,8 @@ func (r *Repo) scan(row scanner) (*instance.Instance, error) {
 	var in instance.Instance
 	var planJSON, params, sysctls, accounts []byte
 	err := row.Scan(&in.ID, &in.Tenant, &in.Name, &in.OSBID, &in.Version, &in.Region, &in.State, &in.Step, &in.Reason,
-		&planJSON, &params, &sysctls, &accounts, &in.OperationID, &in.CreatedAt, &in.UpdatedAt, &in.StepAt)
+		&planJSON, &params, &sysctls, &accounts, &in.OperationID, &in.CreatedAt, &in.UpdatedAt, &in.StepAt,
+		&in.Failover.Token, &in.Failover.Recovery)
 	if err != nil {
 		return nil, err
 	}
@@ -400,7 +403,7 @@ func (r *Repo) scan(row scanner) (*instance.Instance, error) {
 }
 
 func loadNodes(ctx context.Context, q querier, in *instance.Instance) error {
-	rows, err := q.QueryContext(ctx, `SELECT id, name, role, region_role, region, az, host, port, address, state, pid, data_dir, settings
+	rows, err := q.QueryContext(ctx, `SELECT id, name, role, region_role, region, az, host, port, address, state, pid, data_dir, settings, fenced, promotion_rule
 		FROM nodes WHERE instance_id = ? ORDER BY name`, in.ID)
 	if err != nil {
 		return fmt.Errorf("load nodes of %s: %w", in.ID, err)
@@ -410,7 +413,7 @@ func loadNodes(ctx context.Context, q querier, in *instance.Instance) error {
 	for rows.Next() {
 		var n instance.Node
 		var settings []byte
-		if err := rows.Scan(&n.ID, &n.Name, &n.Role, &n.RegionRole, &n.Region, &n.AZ, &n.Host, &n.Port, &n.Address, &n.State, &n.PID, &n.DataDir, &settings); err != nil {
+		if err := rows.Scan(&n.ID, &n.Name, &n.Role, &n.RegionRole, &n.Region, &n.AZ, &n.Host, &n.Port, &n.Address, &n.State, &n.PID, &n.DataDir, &settings, &n.Fenced, &n.Promotion); err != nil {
 			return err
 		}
 		if settings != nil {

@@ -224,6 +224,21 @@ func testUpdate(t *testing.T, ctx context.Context, s Subject) {
 	if n := got.Nodes[0]; n.State != instance.NodeRunning || n.PID != 42 || n.Address != "127.0.0.1:7000" || n.DataDir != "/d" || !reflect.DeepEqual(n.Settings, settings) {
 		t.Fatalf("node after update: %+v", n)
 	}
+	// A failover's outcome round-trips: roles, the fenced mark, the
+	// promotion rule and the applied fencing token.
+	if _, err := r.Update(ctx, "i1", func(c *port.Change) error {
+		n := &c.Instance.Nodes[0]
+		n.Role, n.Fenced, n.Promotion = instance.RoleReplica, true, instance.PromoteNever
+		c.Instance.Failover = instance.AppliedFailover{Token: 7, Recovery: "rec-7"}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = r.GetAnyTenant(ctx, "i1")
+	if n := got.Nodes[0]; n.Role != instance.RoleReplica || !n.Fenced || n.PromotionRule() != instance.PromoteNever ||
+		got.Failover != (instance.AppliedFailover{Token: 7, Recovery: "rec-7"}) {
+		t.Fatalf("failover outcome after update: node %+v, applied %+v", n, got.Failover)
+	}
 	// A failing callback writes nothing.
 	_, err = r.Update(ctx, "i1", func(c *port.Change) error {
 		c.Instance.Reason = "changed"

@@ -10,6 +10,12 @@ import (
 	"github.com/canopy-platform/canopy/services/provisioning/internal/tunables"
 )
 
+// The isolation bound of multi-az Redis primaries (settings).
+const (
+	RedisMinReplicasToWrite = "1"
+	RedisMinReplicasMaxLag  = "10"
+)
+
 // settings are a new node's engine settings: the tuning profile of the
 // plan's deployment mode, overridden by the tenant's parameters.
 func settings(in *instance.Instance) (map[string]string, error) {
@@ -34,6 +40,13 @@ func settings(in *instance.Instance) (map[string]string, error) {
 	case instance.EngineRedis:
 		for k, v := range prof.Redis.Map() {
 			out[k] = v
+		}
+		// Redis's analogue of semi-sync: a multi-az primary cut off from
+		// every replica stops taking writes after min-replicas-max-lag
+		// seconds, which bounds what a failover away from it can lose.
+		if in.Plan.DeploymentMode == instance.ModeMultiAZ && len(in.Plan.Nodes) > 1 {
+			out["min-replicas-to-write"] = RedisMinReplicasToWrite
+			out["min-replicas-max-lag"] = RedisMinReplicasMaxLag
 		}
 	}
 	params, err := parameterSettings(in.Plan.Engine, in.Parameters)

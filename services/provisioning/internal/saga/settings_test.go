@@ -56,7 +56,9 @@ func TestSettings(t *testing.T) {
 		errIs  error
 	}{
 		{"redis profile and parameter", instance.EngineRedis, instance.ModeMultiAZ, map[string]any{"maxmemory-policy": "allkeys-lru"},
-			map[string]string{"maxmemory-policy": "allkeys-lru"}, "", false, nil},
+			map[string]string{"maxmemory-policy": "allkeys-lru", "min-replicas-to-write": "1", "min-replicas-max-lag": "10"}, "", false, nil},
+		{"single-az redis takes writes without replicas", instance.EngineRedis, instance.ModeSingleAZ, nil,
+			map[string]string{}, "min-replicas-to-write", false, nil},
 		{"mysql profile without the semi-sync wait point", instance.EngineMySQL, instance.ModeMultiAZ, map[string]any{"max_connections": 500},
 			map[string]string{"max_connections": "500"}, "rpl_semi_sync_master_wait_point", false, nil},
 		{"not a tunable", instance.EngineRedis, instance.ModeSingleAZ, map[string]any{"dir": "/etc"}, nil, "", true, instance.ErrInvalid},

@@ -26,6 +26,19 @@ type engineClient interface {
 	checkReadOnly(ctx context.Context, in *instance) error
 	checkMonitor(ctx context.Context, n driver.Node, s driver.NodeSpec) error
 	checkNoAnonymous(ctx context.Context, n driver.Node) error
+	// checkRefusesWrites checks that node refuses client writes (MySQL
+	// read_only on, Redis a replica answering READONLY).
+	checkRefusesWrites(ctx context.Context, n driver.Node, s driver.NodeSpec) error
+}
+
+// RefusesWrites checks that a node refuses client writes the way a user
+// would see it: MySQL @@read_only is 1; Redis ROLE says slave and a write
+// fails with READONLY.
+func RefusesWrites(ctx context.Context, n driver.Node, s driver.NodeSpec) error {
+	if s.Engine == driver.EngineMySQL {
+		return mysqlClient{}.checkRefusesWrites(ctx, n, s)
+	}
+	return redisClient{}.checkRefusesWrites(ctx, n, s)
 }
 
 // MySQL error numbers the suite expects.
@@ -81,6 +94,19 @@ func (mysqlClient) read(ctx context.Context, n driver.Node, s driver.NodeSpec, k
 		return "", nil
 	}
 	return v, err
+}
+
+func (mysqlClient) checkRefusesWrites(ctx context.Context, n driver.Node, s driver.NodeSpec) error {
+	db := OpenMySQL(n.Address, s.Admin, "")
+	defer db.Close()
+	var readOnly bool
+	if err := db.QueryRowContext(ctx, "SELECT @@read_only").Scan(&readOnly); err != nil {
+		return fmt.Errorf("read @@read_only of %s: %w", n.ID, err)
+	}
+	if !readOnly {
+		return fmt.Errorf("node %s: read_only is OFF", n.ID)
+	}
+	return nil
 }
 
 // checkReadOnly creates an application user on the primary (it replicates)
@@ -266,6 +292,22 @@ func RedisClient(addr string, c driver.Credentials) *goredis.Client {
 }
 
 type redisClient struct{}
+
+func (redisClient) checkRefusesWrites(ctx context.Context, n driver.Node, s driver.NodeSpec) error {
+	c := RedisClient(n.Address, s.Admin)
+	defer c.Close()
+	role, err := c.Do(ctx, "ROLE").Slice()
+	if err != nil {
+		return fmt.Errorf("role of %s: %w", n.ID, err)
+	}
+	if len(role) == 0 || role[0] != "slave" {
+		return fmt.Errorf("node %s: ROLE %v, want slave", n.ID, role)
+	}
+	if err := c.Set(ctx, "refuses-writes", "x", 0).Err(); err == nil || !strings.HasPrefix(err.Error(), "READONLY") {
+		return fmt.Errorf("write on %s: err = %v, want READONLY", n.ID, err)
+	}
+	return nil
+}
 
 func (redisClient) write(ctx context.Context, n driver.Node, s driver.NodeSpec, key, val string) error {
 	c := RedisClient(n.Address, s.Admin)

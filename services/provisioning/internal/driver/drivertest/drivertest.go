@@ -1,8 +1,9 @@
 // Package drivertest is the conformance suite every driver.Driver passes:
 // a primary and two replicas per engine, replication of a write, read-only
 // replicas, semi-sync on MySQL, the least-privilege monitor account,
-// idempotent Create/Destroy, Stop/Start keeping data and Adopt by a new
-// driver instance (a restarted Canopy).
+// idempotent Create/Destroy, Stop/Start keeping data (a restarted node
+// refuses writes until ConfigurePrimary) and Adopt by a new driver instance
+// (a restarted Canopy).
 //
 // It drives real servers through real clients (go-sql-driver/mysql,
 // go-redis); it is not a unit test helper and has no fakes.
@@ -368,6 +369,14 @@ func testStopStart(ctx context.Context, t *testing.T, in *instance) {
 	got, err := in.client.read(ctx, in.nodes[0], in.specs[0], "replicates")
 	if err != nil || got == "" {
 		t.Fatalf("primary lost data over a restart: %q, %v", got, err)
+	}
+	// Every start comes up refusing writes until its role is assigned: a
+	// restarted primary must never be a second writable one.
+	if err := in.client.checkRefusesWrites(ctx, in.nodes[0], in.specs[0]); err != nil {
+		t.Fatalf("primary after a restart: %v", err)
+	}
+	if err := in.d.ConfigurePrimary(ctx, in.specs[0].NodeID, driver.PrimaryOpts{SemiSync: in.specs[0].SemiSync}); err != nil {
+		t.Fatalf("configure the restarted primary: %v", err)
 	}
 	after := Secret()
 	if err := in.client.write(ctx, in.nodes[0], in.specs[0], "after-restart", after); err != nil {

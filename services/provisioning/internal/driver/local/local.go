@@ -10,8 +10,13 @@
 // for every node when Config.NoTemplate is set); Canopy's accounts are created
 // on the first start through --init-file, without touching the binary log.
 //
-// It is not a supervisor: a node that dies stays down until the caller starts
-// it again (the health checker and failover decide that).
+// Supervise (supervise.go) watches the node processes the driver started or
+// adopted the way systemd would: a process that exits without the driver
+// stopping it is restarted after a short delay, backing off in a crash loop.
+// Every start, first or not, brings a node up refusing client writes
+// (MariaDB read_only=ON with init_rpl_role=SLAVE, Redis as a replica): only
+// an explicit ConfigurePrimary makes it writable, so a fast restart can never
+// produce a second writable primary (docs/provisioning.md, "Failover").
 package local
 
 import (
@@ -56,12 +61,30 @@ type Config struct {
 	NoTemplate bool `yaml:"no_template" env:"NO_TEMPLATE"`
 	// StopTimeout is how long Stop waits after SIGTERM before SIGKILL.
 	StopTimeout time.Duration `yaml:"stop_timeout" env:"STOP_TIMEOUT" default:"30s"`
+	// RestartDelay is how long Supervise waits before restarting a node
+	// process that exited without being stopped.
+	RestartDelay time.Duration `yaml:"restart_delay" env:"RESTART_DELAY" default:"1s"`
+	// RestartDelayMax caps the delay, which doubles with every restart of a
+	// node that did not stay up for StableAfter (a crash loop never spins).
+	RestartDelayMax time.Duration `yaml:"restart_delay_max" env:"RESTART_DELAY_MAX" default:"30s"`
+	// SuperviseInterval is how often Supervise looks at the processes.
+	SuperviseInterval time.Duration `yaml:"supervise_interval" env:"SUPERVISE_INTERVAL" default:"100ms"`
 }
+
+// StableAfter is how long a restarted node must stay up for its restart
+// delay to fall back to RestartDelay.
+const StableAfter = 10 * time.Second
 
 // Validate checks the configuration.
 func (c Config) Validate() error {
 	if c.StopTimeout < 0 {
 		return errors.New("local driver: stop_timeout must not be negative")
+	}
+	if c.RestartDelay < 0 || c.RestartDelayMax < 0 || c.SuperviseInterval < 0 {
+		return errors.New("local driver: restart_delay, restart_delay_max and supervise_interval must not be negative")
+	}
+	if c.RestartDelayMax > 0 && c.RestartDelay > c.RestartDelayMax {
+		return errors.New("local driver: restart_delay must not exceed restart_delay_max")
 	}
 	return nil
 }
@@ -92,6 +115,15 @@ func New(cfg Config, logger *slog.Logger) (*Driver, error) {
 	}
 	if cfg.StopTimeout == 0 {
 		cfg.StopTimeout = 30 * time.Second
+	}
+	if cfg.RestartDelay == 0 {
+		cfg.RestartDelay = time.Second
+	}
+	if cfg.RestartDelayMax == 0 {
+		cfg.RestartDelayMax = max(30*time.Second, cfg.RestartDelay)
+	}
+	if cfg.SuperviseInterval == 0 {
+		cfg.SuperviseInterval = 100 * time.Millisecond
 	}
 	d := &Driver{
 		cfg:    cfg,
@@ -145,6 +177,15 @@ type node struct {
 	// redisAdmin is a Redis node's admin client, kept open from the first
 	// answered ping until the server stops or a call fails (redis.go).
 	redisAdmin *goredis.Client
+	// supervised: the node should run; Supervise restarts it when its
+	// process exits. Set by a start, cleared by Stop and Destroy.
+	supervised bool
+	// launchedAt is when the current process was launched; crashes counts
+	// restarts since the node last stayed up for StableAfter; restartAt is
+	// when Supervise restarts a node found dead (zero: none pending).
+	launchedAt time.Time
+	crashes    int
+	restartAt  time.Time
 }
 
 // nodeState is persisted in the node directory (node.json) without secrets;
@@ -189,13 +230,36 @@ func nodeDir(spec driver.NodeSpec) string {
 	return filepath.Join(spec.DataRoot, "nodes", spec.NodeID)
 }
 
-// fingerprint identifies a spec without its secrets, so Create can tell a
-// repeat from a conflicting request.
+// fingerprint identifies a spec without its secrets and without its role,
+// so Create and Adopt can tell a repeat from a conflicting request. The
+// role is left out because it changes over a node's life (a failover
+// promotes a replica): the caller's record of it is not a different node.
 func fingerprint(spec driver.NodeSpec) string {
+	spec.Role = ""
+	return legacyFingerprint(spec)
+}
+
+// legacyFingerprint is the fingerprint of node.json files written before
+// the role left it.
+func legacyFingerprint(spec driver.NodeSpec) string {
 	spec.Admin.Password, spec.Monitor.Password, spec.Replication.Password = "", "", ""
 	b, _ := json.Marshal(spec) // maps marshal with sorted keys
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
+}
+
+// sameNode reports whether a stored fingerprint is spec's, in either form.
+func sameNode(stored string, spec driver.NodeSpec) bool {
+	if stored == fingerprint(spec) {
+		return true
+	}
+	for _, r := range []driver.Role{driver.RolePrimary, driver.RoleReplica} {
+		spec.Role = r
+		if stored == legacyFingerprint(spec) {
+			return true
+		}
+	}
+	return false
 }
 
 func (n *node) saveState() error {
@@ -316,7 +380,7 @@ func (d *Driver) Create(ctx context.Context, spec driver.NodeSpec) (driver.Node,
 	n := d.claim(spec)
 	defer n.mu.Unlock()
 	if n.state.Fingerprint != "" {
-		if n.state.Fingerprint != fp {
+		if !sameNode(n.state.Fingerprint, spec) {
 			return driver.Node{}, fmt.Errorf("create node %s: %w", spec.NodeID, driver.ErrConflict)
 		}
 		return n.record(), nil
@@ -327,11 +391,12 @@ func (d *Driver) Create(ctx context.Context, spec driver.NodeSpec) (driver.Node,
 	// An unreadable state file is an error: the directory may hold data.
 	switch st, err := loadState(n.dir); {
 	case err == nil:
-		if st.Fingerprint != fp {
+		if !sameNode(st.Fingerprint, spec) {
 			return driver.Node{}, fmt.Errorf("create node %s: %w", spec.NodeID, driver.ErrConflict)
 		}
 		n.spec, n.state = spec, st
 		d.refresh(n, 0)
+		n.supervised = n.pid != 0 || n.hasPIDFile()
 		log.Info("node exists", "pid", n.pid)
 		return n.record(), nil
 	case !errors.Is(err, os.ErrNotExist):
@@ -436,24 +501,13 @@ func (d *Driver) Start(ctx context.Context, nodeID string) (driver.Node, error) 
 		if err := e.started(n); err != nil {
 			return driver.Node{}, fmt.Errorf("start node %s: %w", nodeID, err)
 		}
+		n.supervised, n.restartAt = true, time.Time{}
 		return n.record(), nil
 	}
-	if !portFree(n.spec.Port) {
-		return driver.Node{}, fmt.Errorf("start node %s: %w: %d", nodeID, driver.ErrPortInUse, n.spec.Port)
-	}
-	bin, err := e.server().resolve()
-	if err != nil {
-		return driver.Node{}, fmt.Errorf("start node %s: %w", nodeID, err)
-	}
-	n.dropAdmin() // a client of an earlier run of the server
 	began := time.Now()
-	pid, exited, err := launch(bin, e.args(n), n.dataDir(), n.outFile())
+	pid, err := d.spawn(n, e)
 	if err != nil {
 		return driver.Node{}, fmt.Errorf("start node %s: %w", nodeID, err)
-	}
-	n.pid, n.exited = pid, exited
-	if err := writeFileAtomic(n.pidFile(), []byte(strconv.Itoa(pid)+"\n"), 0o600); err != nil {
-		return driver.Node{}, fmt.Errorf("start node %s: record pid: %w", nodeID, err)
 	}
 	if err := d.waitReady(ctx, n, e); err != nil {
 		return driver.Node{}, fmt.Errorf("start node %s: %w", nodeID, err)
@@ -461,8 +515,39 @@ func (d *Driver) Start(ctx context.Context, nodeID string) (driver.Node, error) 
 	if err := e.started(n); err != nil {
 		return driver.Node{}, fmt.Errorf("start node %s: %w", nodeID, err)
 	}
+	n.supervised, n.restartAt = true, time.Time{}
 	log.Info("node started", "pid", pid, "port", n.spec.Port, "took", time.Since(began))
 	return n.record(), nil
+}
+
+// spawn launches the node's server and records its pid (in the node and
+// its pid file) without waiting for it to answer; n.mu is held. The pid file
+// is the record that the node should run: only a stop removes it.
+func (d *Driver) spawn(n *node, e engine) (int, error) {
+	if !portFree(n.spec.Port) {
+		return 0, fmt.Errorf("%w: %d", driver.ErrPortInUse, n.spec.Port)
+	}
+	bin, err := e.server().resolve()
+	if err != nil {
+		return 0, err
+	}
+	n.dropAdmin() // a client of an earlier run of the server
+	pid, exited, err := launch(bin, e.args(n), n.dataDir(), n.outFile())
+	if err != nil {
+		return 0, err
+	}
+	n.pid, n.exited, n.launchedAt = pid, exited, time.Now()
+	if err := writeFileAtomic(n.pidFile(), []byte(strconv.Itoa(pid)+"\n"), 0o600); err != nil {
+		return 0, fmt.Errorf("record pid: %w", err)
+	}
+	return pid, nil
+}
+
+// hasPIDFile reports whether the node's pid file exists: the node was
+// started and not stopped since.
+func (n *node) hasPIDFile() bool {
+	_, err := os.Stat(n.pidFile())
+	return err == nil
 }
 
 // waitReady waits until the node answers, its process exits or ctx ends.
@@ -508,8 +593,15 @@ func (d *Driver) Stop(ctx context.Context, nodeID string) error {
 }
 
 func (d *Driver) stop(ctx context.Context, n *node) error {
+	// A stop is intended: the supervisor leaves the node down, also when
+	// its process is already gone (a crash the supervisor had not yet
+	// repaired).
+	n.supervised, n.restartAt, n.crashes = false, time.Time{}, 0
 	pid := d.refresh(n, n.pid)
 	if pid == 0 {
+		if err := os.Remove(n.pidFile()); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("stop node %s: %w", n.spec.NodeID, err)
+		}
 		return nil
 	}
 	began := time.Now()
@@ -587,7 +679,7 @@ func (d *Driver) Adopt(ctx context.Context, spec driver.NodeSpec, rec driver.Nod
 	if err != nil {
 		return driver.NodeStatus{}, fmt.Errorf("adopt node %s: %w", spec.NodeID, err)
 	}
-	if st.Fingerprint != fingerprint(spec) {
+	if !sameNode(st.Fingerprint, spec) {
 		return driver.NodeStatus{}, fmt.Errorf("adopt node %s: %w", spec.NodeID, driver.ErrConflict)
 	}
 	n := d.claim(spec)
@@ -595,6 +687,10 @@ func (d *Driver) Adopt(ctx context.Context, spec driver.NodeSpec, rec driver.Nod
 	if n.state.Fingerprint == "" {
 		n.spec, n.state, n.dir = spec, st, dir
 		d.refresh(n, rec.PID)
+		// A node that runs, or whose process died without a stop (its pid
+		// file is still there: it crashed while Canopy was away), is
+		// supervised; a node stopped through a driver is not.
+		n.supervised = n.pid != 0 || n.hasPIDFile()
 	}
 	status := d.status(ctx, n)
 	n.logger(d.log).Info("node adopted", "pid", n.pid, "state", string(status.State))

@@ -279,22 +279,21 @@ func TestSQLString(t *testing.T) {
 	}
 }
 
-func TestRenderCnfRoles(t *testing.T) {
+// Every role renders a read-only start (writes come from ConfigurePrimary
+// at runtime) with the slave side of semi-sync, which makes crash recovery
+// truncate an unacknowledged binlog tail.
+func TestRenderCnfStartsReadOnly(t *testing.T) {
 	spec := testSpec("/tmp/cnp-x", driver.EngineMySQL, 3400)
 	spec.SemiSync = true
 	spec.Settings = map[string]string{"max_connections": "500"}
-	n := &node{spec: spec, dir: "/tmp/cnp-x/nodes/" + spec.NodeID, state: nodeState{Role: driver.RolePrimary, SemiSync: true}}
-	primary := renderCnf(n, false)
-	for _, want := range []string{"read_only=OFF", "rpl_semi_sync_master_enabled=ON", "rpl_semi_sync_slave_enabled=OFF", "gtid_strict_mode=ON", "binlog_row_metadata=FULL", "max_connections=500", "port=3400", "bind_address=127.0.0.1"} {
-		if !strings.Contains(primary, want+"\n") {
-			t.Errorf("primary my.cnf lacks %s:\n%s", want, primary)
-		}
-	}
-	n.state.Role = driver.RoleReplica
-	replica := renderCnf(n, false)
-	for _, want := range []string{"read_only=ON", "rpl_semi_sync_master_enabled=OFF", "rpl_semi_sync_slave_enabled=ON", "init_rpl_role=SLAVE"} {
-		if !strings.Contains(replica, want+"\n") {
-			t.Errorf("replica my.cnf lacks %s:\n%s", want, replica)
+	for _, role := range []driver.Role{driver.RolePrimary, driver.RoleReplica} {
+		n := &node{spec: spec, dir: "/tmp/cnp-x/nodes/" + spec.NodeID, state: nodeState{Role: role, SemiSync: true}}
+		cnf := renderCnf(n, false)
+		for _, want := range []string{"read_only=ON", "init_rpl_role=SLAVE", "rpl_semi_sync_master_enabled=OFF", "rpl_semi_sync_slave_enabled=ON",
+			"gtid_strict_mode=ON", "binlog_row_metadata=FULL", "max_connections=500", "port=3400", "bind_address=127.0.0.1"} {
+			if !strings.Contains(cnf, want+"\n") {
+				t.Errorf("%s my.cnf lacks %s:\n%s", role, want, cnf)
+			}
 		}
 	}
 }
@@ -309,6 +308,10 @@ func TestRenderRedis(t *testing.T) {
 		if !strings.Contains(conf, want+"\n") {
 			t.Errorf("redis.conf lacks %q:\n%s", want, conf)
 		}
+	}
+	n.state = nodeState{Role: driver.RolePrimary}
+	if primary := renderRedisConf(n, "/a.acl", "/r.log"); !strings.Contains(primary, "replicaof 127.0.0.1 1\n") {
+		t.Errorf("a primary's redis.conf must start it as a replica of nothing reachable:\n%s", primary)
 	}
 	if strings.Count(conf, "appendonly ") != 1 {
 		t.Errorf("appendonly set twice:\n%s", conf)

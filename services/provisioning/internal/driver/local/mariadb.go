@@ -198,7 +198,7 @@ func onOff(b bool) string {
 func renderCnf(n *node, asRoot bool) string {
 	var b strings.Builder
 	w := func(k, v string) { fmt.Fprintf(&b, "%s=%s\n", k, v) }
-	fmt.Fprintf(&b, "# Written by Canopy for node %s of instance %s; rewritten on role changes.\n[mariadbd]\n", n.spec.NodeID, n.spec.InstanceID)
+	fmt.Fprintf(&b, "# Written by Canopy for node %s of instance %s; every start is read-only.\n[mariadbd]\n", n.spec.NodeID, n.spec.InstanceID)
 	if asRoot {
 		w("user", "root")
 	}
@@ -230,22 +230,20 @@ func renderCnf(n *node, asRoot bool) string {
 	w("innodb_log_file_size", defaultLogFile)
 	w("performance_schema", "OFF")
 	w("host_cache_size", "0")
-	primary := n.state.Role == driver.RolePrimary
-	w("read_only", onOff(!primary))
-	// Semi-sync: master side only on the primary (on a replica with
-	// log_slave_updates it would stall the applier waiting for acks from
-	// replicas it does not have), slave side only on replicas.
+	// Every start, whatever the node's role, comes up read-only as a
+	// replica: a primary that crashed and restarts must not take writes
+	// next to the one the failover service promoted meanwhile. The explicit
+	// ConfigurePrimary (the saga's, or a failover promotion) turns writes
+	// and the semi-sync master side on at runtime. With the slave side of
+	// semi-sync on, init_rpl_role=SLAVE makes crash recovery truncate a
+	// binlog tail that no replica acknowledged, so an old primary can
+	// rejoin as a replica of the new one. A replica's configured
+	// replication starts by itself.
+	w("read_only", "ON")
+	w("init_rpl_role", "SLAVE")
 	w("rpl_semi_sync_master_wait_point", "AFTER_SYNC")
-	w("rpl_semi_sync_master_enabled", onOff(primary && n.state.SemiSync))
-	w("rpl_semi_sync_slave_enabled", onOff(!primary && n.state.SemiSync))
-	if primary {
-		w("init_rpl_role", "MASTER")
-		w("skip_slave_start", "ON")
-	} else {
-		// On recovery a semi-sync replica truncates a binlog tail no replica
-		// acknowledged, which lets a former primary rejoin cleanly.
-		w("init_rpl_role", "SLAVE")
-	}
+	w("rpl_semi_sync_master_enabled", "OFF")
+	w("rpl_semi_sync_slave_enabled", onOff(n.state.SemiSync))
 	if len(n.spec.Settings) > 0 {
 		b.WriteString("# Engine settings from the plan.\n")
 		keys := make([]string, 0, len(n.spec.Settings))

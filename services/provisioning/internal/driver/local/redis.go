@@ -48,6 +48,11 @@ var redisDefaults = map[string]string{
 	"maxmemory-policy":         "noeviction",
 }
 
+// unreachablePrimary is the primary a restarted Redis node follows until
+// its role is assigned: port 1 on loopback (tcpmux, never a Redis server),
+// so every connection attempt is refused at once.
+var unreachablePrimary = driver.Endpoint{Host: loopback, Port: 1}
+
 // redis runs Redis nodes.
 type redis struct {
 	bin binary
@@ -99,7 +104,7 @@ func renderACL(spec driver.NodeSpec) string {
 func renderRedisConf(n *node, aclFile, logFile string) string {
 	var b strings.Builder
 	w := func(k, v string) { fmt.Fprintf(&b, "%s %s\n", k, v) }
-	fmt.Fprintf(&b, "# Written by Canopy for node %s of instance %s; rewritten on role changes.\n", n.spec.NodeID, n.spec.InstanceID)
+	fmt.Fprintf(&b, "# Written by Canopy for node %s of instance %s; every start is as a replica.\n", n.spec.NodeID, n.spec.InstanceID)
 	w("bind", loopback)
 	w("port", strconv.Itoa(n.spec.Port))
 	w("protected-mode", "yes")
@@ -116,9 +121,19 @@ func renderRedisConf(n *node, aclFile, logFile string) string {
 	// Every node knows how to reach a primary, so any can be made a replica.
 	w("masteruser", n.spec.Replication.Username)
 	w("masterauth", `"`+n.spec.Replication.Password+`"`)
+	// Every start comes up as a replica, never as a master: a master
+	// without persistence restarts empty, and its replicas would then
+	// resynchronise to the empty dataset (the hazard Redis's replication
+	// documentation warns about). A replica restarts following its last
+	// known primary; any other node follows an address nothing answers on,
+	// so it keeps its data read-only, and as a replica without a link to
+	// its primary it refuses SYNC from others (NOMASTERLINK). Only
+	// ConfigurePrimary (REPLICAOF NO ONE) makes a node a writable master.
+	source := unreachablePrimary
 	if n.state.Role == driver.RoleReplica && n.state.Source != nil {
-		w("replicaof", n.state.Source.Host+" "+strconv.Itoa(n.state.Source.Port))
+		source = *n.state.Source
 	}
+	w("replicaof", source.Host+" "+strconv.Itoa(source.Port))
 	merged := make(map[string]string, len(redisDefaults)+len(n.spec.Settings))
 	for k, v := range redisDefaults {
 		merged[k] = v

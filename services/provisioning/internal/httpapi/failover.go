@@ -1,0 +1,224 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/canopy-platform/canopy/libs/httpx"
+	"github.com/canopy-platform/canopy/libs/paging"
+	"github.com/canopy-platform/canopy/libs/tenancy"
+
+	"github.com/canopy-platform/canopy/services/provisioning/internal/driver"
+	"github.com/canopy-platform/canopy/services/provisioning/internal/instance"
+	"github.com/canopy-platform/canopy/services/provisioning/internal/mysqlrepo"
+)
+
+// FailoverPath is the internal view the failover service reads instances
+// from: every node with its role, placement and promotion rule, and the
+// admin and replication accounts it reconfigures nodes with. Like the
+// monitoring view the gateway does not route it, and it answers only
+// FailoverReader's signed identity; any other caller gets 404.
+const FailoverPath = "/internal/v1/failover/instances"
+
+// FailoverReader is the only identity served the failover view and allowed
+// to inject faults.
+const FailoverReader = "service:failover"
+
+// Faults injects a drill's fault on a node's process behind the driver's
+// back (the local driver's supervisor then restarts it). Errors wrap
+// driver.ErrNotFound or driver.ErrNotRunning.
+type Faults interface {
+	// Kill sends SIGKILL to the node's process.
+	Kill(ctx context.Context, nodeID string) error
+	// Terminate stops the node's process gracefully.
+	Terminate(ctx context.Context, nodeID string) error
+}
+
+// WithFaults lets the failover service inject faults through f (the local
+// driver); without it the fault route answers 501.
+func (h *Handler) WithFaults(f Faults) { h.faults = f }
+
+type failoverNode struct {
+	ID            string `json:"id"`
+	Role          string `json:"role"`
+	Address       string `json:"address"`
+	Region        string `json:"region"`
+	Zone          string `json:"zone"`
+	State         string `json:"state"`
+	Fenced        bool   `json:"fenced"`
+	PromotionRule string `json:"promotion_rule"`
+}
+
+type failoverInstance struct {
+	InstanceID     string               `json:"instance_id"`
+	TenantID       string               `json:"tenant_id"`
+	Engine         string               `json:"engine"`
+	DeploymentMode string               `json:"deployment_mode"`
+	State          string               `json:"state"`
+	SemiSync       bool                 `json:"semi_sync"`
+	Region         string               `json:"region"`
+	Nodes          []failoverNode       `json:"nodes"`
+	Admin          instance.Credentials `json:"admin"`
+	Replication    instance.Credentials `json:"replication"`
+}
+
+func toFailover(in *instance.Instance) failoverInstance {
+	f := failoverInstance{
+		InstanceID: in.ID, TenantID: in.Tenant, Engine: in.Plan.Engine, DeploymentMode: in.Plan.DeploymentMode,
+		State: string(in.State), SemiSync: in.Plan.SemiSync(), Region: primaryRegion(in),
+		Admin: in.Accounts.Admin, Replication: in.Accounts.Replication, Nodes: []failoverNode{},
+	}
+	for _, n := range in.Nodes {
+		if n.Address == "" {
+			continue
+		}
+		// A fenced former primary is a replica that must not serve; the
+		// failover service knows it as fenced until it rejoins.
+		role := string(n.Role)
+		if n.Fenced {
+			role = instance.FailoverFenced
+		}
+		f.Nodes = append(f.Nodes, failoverNode{ID: n.ID, Role: role, Address: n.Address, Region: n.Region, Zone: n.AZ,
+			State: string(n.State), Fenced: n.Fenced, PromotionRule: n.PromotionRule()})
+	}
+	return f
+}
+
+// primaryRegion is the instance's primary region: the ordered region, else
+// the region of the nodes placed in the primary region.
+func primaryRegion(in *instance.Instance) string {
+	if in.Region != "" {
+		return in.Region
+	}
+	for _, n := range in.Nodes {
+		if n.RegionRole != instance.RegionDR && n.Region != "" {
+			return n.Region
+		}
+	}
+	return ""
+}
+
+func failoverReader(w http.ResponseWriter, r *http.Request) bool {
+	p, ok := tenancy.PrincipalFrom(r.Context())
+	if !ok {
+		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusUnauthorized, "missing identity"))
+		return false
+	}
+	if p.Role != tenancy.RolePlatformAdmin || p.Subject != FailoverReader {
+		// Admin and replication credentials exist for Canopy's own failover only.
+		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusNotFound, "no such resource"))
+		return false
+	}
+	return true
+}
+
+func (h *Handler) listFailover(w http.ResponseWriter, r *http.Request) {
+	if !failoverReader(w, r) {
+		return
+	}
+	limit, cursor, err := paging.ParseRaw(r.URL.Query(), monitoredPageSize)
+	if err != nil {
+		httpx.WriteProblem(w, r, paging.Problem(err))
+		return
+	}
+	// The instances whose nodes are meant to run: the monitoring view's.
+	ins, err := h.repo.ListMonitored(r.Context(), cursor, limit)
+	if err != nil {
+		h.log.ErrorContext(r.Context(), "list failover instances", "err", err)
+		httpx.WriteError(w, r, err)
+		return
+	}
+	out := struct {
+		Instances  []failoverInstance `json:"instances"`
+		NextCursor string             `json:"next_cursor"`
+	}{Instances: []failoverInstance{}}
+	for _, in := range ins {
+		out.Instances = append(out.Instances, toFailover(in))
+	}
+	if len(ins) == limit {
+		out.NextCursor = ins[len(ins)-1].ID
+	}
+	httpx.WriteJSON(w, http.StatusOK, out)
+}
+
+// failoverInstanceOf loads the path's instance for the failover view; it
+// writes the problem and returns nil when there is none.
+func (h *Handler) failoverInstanceOf(w http.ResponseWriter, r *http.Request) *instance.Instance {
+	in, err := h.repo.GetAnyTenant(r.Context(), chi.URLParam(r, "id"))
+	if errors.Is(err, mysqlrepo.ErrNotFound) || (err == nil && in.State == instance.StateDeleted) {
+		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusNotFound, "no such instance"))
+		return nil
+	}
+	if err != nil {
+		h.log.ErrorContext(r.Context(), "get failover instance", "err", err)
+		httpx.WriteError(w, r, err)
+		return nil
+	}
+	return in
+}
+
+func (h *Handler) getFailover(w http.ResponseWriter, r *http.Request) {
+	if !failoverReader(w, r) {
+		return
+	}
+	if in := h.failoverInstanceOf(w, r); in != nil {
+		httpx.WriteJSON(w, http.StatusOK, toFailover(in))
+	}
+}
+
+// injectFault kills (SIGKILL) or stops (SIGTERM) a node's process for a
+// drill, without recording a stop: the driver's supervisor restarts it.
+func (h *Handler) injectFault(w http.ResponseWriter, r *http.Request) {
+	if !failoverReader(w, r) {
+		return
+	}
+	var body struct {
+		Kind string `json:"kind"`
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil {
+		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusBadRequest, "body must be {\"kind\": \"kill\" | \"stop\"}"))
+		return
+	}
+	if body.Kind != "kill" && body.Kind != "stop" {
+		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusBadRequest, "kind must be kill or stop"))
+		return
+	}
+	in := h.failoverInstanceOf(w, r)
+	if in == nil {
+		return
+	}
+	nodeID := chi.URLParam(r, "node")
+	if _, ok := in.Node(nodeID); !ok {
+		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusNotFound, "no such node"))
+		return
+	}
+	if h.faults == nil {
+		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusNotImplemented, "the driver cannot inject faults"))
+		return
+	}
+	inject := h.faults.Kill
+	if body.Kind == "stop" {
+		inject = h.faults.Terminate
+	}
+	err := inject(r.Context(), nodeID)
+	switch {
+	case errors.Is(err, driver.ErrNotFound):
+		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusNotFound, "no such node"))
+		return
+	case errors.Is(err, driver.ErrNotRunning):
+		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusConflict, "node not running"))
+		return
+	case err != nil:
+		h.log.ErrorContext(r.Context(), "inject fault", "tenant", in.Tenant, "instance", in.ID, "node", nodeID, "kind", body.Kind, "err", err)
+		httpx.WriteError(w, r, err)
+		return
+	}
+	h.log.WarnContext(r.Context(), "fault injected for a drill", "tenant", in.Tenant, "instance", in.ID, "node", nodeID, "kind", body.Kind)
+	w.WriteHeader(http.StatusNoContent)
+}
