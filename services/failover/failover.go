@@ -16,9 +16,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"time"
 
@@ -33,11 +33,16 @@ import (
 	"github.com/canopy-platform/canopy/libs/store"
 	"github.com/canopy-platform/canopy/libs/tenancy"
 
+	"github.com/canopy-platform/canopy/services/failover/internal/analysis"
 	"github.com/canopy-platform/canopy/services/failover/internal/consumers"
 	"github.com/canopy-platform/canopy/services/failover/internal/httpapi"
+	"github.com/canopy-platform/canopy/services/failover/internal/mysqlnode"
 	"github.com/canopy-platform/canopy/services/failover/internal/mysqlstore"
 	"github.com/canopy-platform/canopy/services/failover/internal/provclient"
+	"github.com/canopy-platform/canopy/services/failover/internal/recovery"
+	"github.com/canopy-platform/canopy/services/failover/internal/redisnode"
 	"github.com/canopy-platform/canopy/services/failover/internal/topology"
+	"github.com/canopy-platform/canopy/services/failover/internal/watch"
 	"github.com/canopy-platform/canopy/services/failover/migrations"
 )
 
@@ -193,6 +198,8 @@ type Service struct {
 	store   *mysqlstore.Store
 	recover switcher
 	drills  *drills
+	// nodes are the engine adapters' connection pools, closed at stop.
+	nodes []io.Closer
 }
 
 // New checks cfg and deps and builds the service. It does no I/O.
@@ -229,14 +236,9 @@ func (s *Service) Run(ctx context.Context) error {
 			return err
 		}
 		s.store = st
-		// TODO(integration): the recoverer of internal/recovery (on st, the
-		// engine adapters mysqlnode/redisnode, s.prov as topology.Faults,
-		// HoldOff, LeaseTTL, MaxLag and cfg.Replica as the lease holder),
-		// which also serves switchovers; and the watcher of internal/watch
-		// on it (CheckInterval, CheckTimeout). Until then ownership is
-		// tracked and logged but nothing is observed or recovered.
-		s.recover = unwiredRecoverer{}
-		s.watch = &idleWatcher{logger: log}
+		if err := s.buildRecovery(st); err != nil {
+			return err
+		}
 		if s.cons, err = consumers.New(consumers.Config{Brokers: s.cfg.Brokers, Replica: s.cfg.Replica, SessionTimeout: s.cfg.SessionTimeout},
 			s.watch, s.prov, log, s.deps.Registry); err != nil {
 			return err
@@ -250,13 +252,20 @@ func (s *Service) Run(ctx context.Context) error {
 	})
 	return s.RunStages(ctx, database, migrate,
 		launch.RelayStage(&db, s.deps.Publisher, s.cfg.Relay, log, s.deps.Registry),
-		launch.Stage{Name: "watcher", Run: func(ctx context.Context) error { return s.watch.Run(ctx) }},
+		launch.Stage{Name: "watcher", Run: func(ctx context.Context) error { return s.watch.Run(ctx) },
+			Stop: func(context.Context) error {
+				var errs []error
+				for _, c := range s.nodes {
+					errs = append(errs, c.Close())
+				}
+				return errors.Join(errs...)
+			}},
 		launch.Stage{Name: "consumers", Run: func(ctx context.Context) error {
 			return launch.Together(s.cons.RunOwnership, s.cons.RunFollower, s.resync)(ctx)
 		}},
 		launch.Stage{Name: "drills", Run: func(ctx context.Context) error { return s.drills.Run(ctx, s.cfg.DrillSchedule) }},
 		launch.Serve("http", func(context.Context) (*httpx.Server, error) {
-			api, err := httpapi.New(s.store, s.prov, s)
+			api, err := httpapi.New(acknowledgements{Store: s.store, watch: s.watch}, s.prov, s)
 			if err != nil {
 				return nil, err
 			}
@@ -274,9 +283,77 @@ func (s *Service) Run(ctx context.Context) error {
 	)
 }
 
-// Switchover starts a planned switchover (httpapi.Actions).
+// Switchover runs a planned switchover to completion (httpapi.Actions); it
+// takes as long as the target needs to catch up, bounded by the recoverer.
 func (s *Service) Switchover(ctx context.Context, instanceID, target string, force bool) (topology.Recovery, error) {
 	return s.recover.Switchover(ctx, instanceID, target, force)
+}
+
+// buildRecovery builds the engine adapters, the recoverer and the watcher on
+// the store: the watcher observes every owned primary each CheckInterval
+// and hands what the analysis confirms to the recoverer.
+func (s *Service) buildRecovery(st *mysqlstore.Store) error {
+	log := s.Logger()
+	my, err := mysqlnode.New(mysqlnode.Config{DialTimeout: s.cfg.CheckTimeout}, log.With("component", "mysqlnode"))
+	if err != nil {
+		return err
+	}
+	rd, err := redisnode.New(redisnode.Config{DialTimeout: s.cfg.CheckTimeout}, log.With("component", "redisnode"))
+	if err != nil {
+		return err
+	}
+	s.nodes = []io.Closer{my, rd}
+	nodes := map[topology.Engine]topology.Nodes{topology.EngineMySQL: my, topology.EngineRedis: rd}
+	rec, err := recovery.New(recovery.Config{Holder: s.cfg.Replica, LeaseTTL: s.cfg.LeaseTTL, HoldOff: s.cfg.HoldOff,
+		Candidate: analysis.CandidateConfig{MaxLagSeconds: int64(s.cfg.MaxLag / time.Second)}},
+		recovery.Deps{Store: st, Nodes: nodes, Logger: log.With("component", "recovery"), KindOf: func(ctx context.Context, id string) topology.Kind {
+			if _, err := st.ActiveDrill(ctx, id); err == nil {
+				return topology.KindDrill
+			}
+			return topology.KindAutomatic
+		}})
+	if err != nil {
+		return err
+	}
+	w, err := watch.New(watch.Config{Interval: s.cfg.CheckInterval, CheckTimeout: s.cfg.CheckTimeout},
+		watch.Deps{Nodes: nodes, Recoverer: rec, Logger: log.With("component", "watch")})
+	if err != nil {
+		return err
+	}
+	s.watch = w
+	s.recover = switchovers{instances: s.prov, rec: rec}
+	return nil
+}
+
+// switchovers resolves the instance from provisioning, then switches over.
+type switchovers struct {
+	instances interface {
+		Get(ctx context.Context, id string) (topology.Instance, error)
+	}
+	rec *recovery.Recoverer
+}
+
+func (sw switchovers) Switchover(ctx context.Context, instanceID, target string, force bool) (topology.Recovery, error) {
+	in, err := sw.instances.Get(ctx, instanceID)
+	if err != nil {
+		return topology.Recovery{}, fmt.Errorf("switchover %s: %w", instanceID, err)
+	}
+	return sw.rec.Switchover(ctx, in, target, force)
+}
+
+// acknowledgements lift a hold-off in the store and wake the instance's
+// watcher, so a failover held back by it proceeds at once.
+type acknowledgements struct {
+	*mysqlstore.Store
+	watch watcher
+}
+
+func (a acknowledgements) Acknowledge(ctx context.Context, instanceID, id string) error {
+	if err := a.Store.Acknowledge(ctx, instanceID, id); err != nil {
+		return err
+	}
+	a.watch.Trigger(instanceID)
+	return nil
 }
 
 // Drill starts a drill (httpapi.Actions).
@@ -301,25 +378,4 @@ func (s *Service) resync(ctx context.Context) error {
 			}
 		}
 	}
-}
-
-// idleWatcher stands in for internal/watch until it is wired: it logs what
-// this replica owns and does nothing else.
-// TODO(integration): remove once the watcher is wired in New.
-type idleWatcher struct{ logger *slog.Logger }
-
-func (w *idleWatcher) Own(in topology.Instance) {
-	w.logger.Info("instance owned (watcher not wired)", "instance_id", in.ID, "tenant", in.Tenant)
-}
-func (w *idleWatcher) Disown(string)                 {}
-func (w *idleWatcher) Trigger(string)                {}
-func (w *idleWatcher) Update(topology.Instance)      {}
-func (w *idleWatcher) Run(ctx context.Context) error { <-ctx.Done(); return nil }
-
-// unwiredRecoverer answers switchovers with 503 until the recoverer is wired.
-// TODO(integration): remove once internal/recovery is wired in Run.
-type unwiredRecoverer struct{}
-
-func (unwiredRecoverer) Switchover(context.Context, string, string, bool) (topology.Recovery, error) {
-	return topology.Recovery{}, httpx.NewProblem(http.StatusServiceUnavailable, "switchover is not available on this failover replica yet")
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/canopy-platform/canopy/api/events"
 	"github.com/canopy-platform/canopy/libs/store/storetest"
 
+	conformance "github.com/canopy-platform/canopy/services/failover/internal/storetest"
 	"github.com/canopy-platform/canopy/services/failover/internal/topology"
 )
 
@@ -362,9 +363,8 @@ func mustJSON(t *testing.T, v any) string {
 	return string(b)
 }
 
-// TODO(integration): hook the shared topology.Store conformance suite in
-// once services/failover/internal/storetest is merged:
-//
-//	func TestConformance(t *testing.T) {
-//		storetest.Run(t, func(t *testing.T) topology.Store { s, _ := newStore(t); return s })
-//	}
+// TestConformance runs the shared topology.Store suite, the one the
+// in-memory store passes, against MariaDB.
+func TestConformance(t *testing.T) {
+	conformance.Run(t, func(t *testing.T) topology.Store { s, _ := newStore(t); return s })
+}

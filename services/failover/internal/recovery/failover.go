@@ -48,9 +48,13 @@ func (r *Recoverer) Failover(ctx context.Context, in topology.Instance, p analys
 	if detected.IsZero() {
 		detected = now
 	}
+	kind := topology.KindAutomatic
+	if r.kind != nil {
+		kind = r.kind(ctx, in.ID)
+	}
 	x.rec = topology.Recovery{
 		ID: ulid.Make().String(), InstanceID: in.ID, Tenant: in.Tenant, Engine: in.Engine,
-		Kind: topology.KindAutomatic, Problem: string(p.Code), State: topology.StateStarted, Step: topology.StepDetected,
+		Kind: kind, Problem: string(p.Code), State: topology.StateStarted, Step: topology.StepDetected,
 		OldPrimary: old.ID, DetectedAt: detected,
 	}
 	if !p.Since.IsZero() {

@@ -132,6 +132,10 @@ type Deps struct {
 	Logger *slog.Logger
 	// Hook stops a recovery at a point (tests); nil in production.
 	Hook Hook
+	// KindOf names what an automatic failover answers: KindDrill while a
+	// drill of the instance runs (a drill imposes no hold-off), else
+	// KindAutomatic (nil: always automatic).
+	KindOf func(ctx context.Context, instanceID string) topology.Kind
 }
 
 // Recoverer runs recoveries. It is safe for concurrent use; recoveries of
@@ -144,6 +148,7 @@ type Recoverer struct {
 	now   func() time.Time
 	log   *slog.Logger
 	hook  Hook
+	kind  func(ctx context.Context, instanceID string) topology.Kind
 }
 
 // New returns a Recoverer.
@@ -157,7 +162,7 @@ func New(cfg Config, deps Deps) (*Recoverer, error) {
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
-	return &Recoverer{cfg: cfg.withDefaults(), store: deps.Store, nodes: deps.Nodes, now: deps.Now, log: deps.Logger, hook: deps.Hook}, nil
+	return &Recoverer{cfg: cfg.withDefaults(), store: deps.Store, nodes: deps.Nodes, now: deps.Now, log: deps.Logger, hook: deps.Hook, kind: deps.KindOf}, nil
 }
 
 // run is one recovery under one lease.
