@@ -54,6 +54,15 @@ type Result struct {
 	// writable node, out of CheckRounds; TwoWritableFirst describes the first.
 	TwoWritable, CheckRounds int
 	TwoWritableFirst         string
+	// Phases is the failover's own timeline, when the system under test
+	// tells it (Sentinel's log events), relative to the kill.
+	Phases []Phase
+}
+
+// Phase is one step of a failover, at an offset from the kill.
+type Phase struct {
+	Name  string
+	After time.Duration
 }
 
 // String is one line per drill for the benchmark's output.
@@ -65,6 +74,16 @@ func (r Result) String() string {
 	}
 	if r.TwoWritableFirst != "" {
 		s += " first_two_writable=" + r.TwoWritableFirst
+	}
+	if len(r.Phases) > 0 {
+		parts := make([]string, len(r.Phases))
+		for i, p := range r.Phases {
+			parts[i] = p.Name + "=+" + ms(p.After)
+		}
+		s += " phases: " + strings.Join(parts, " ")
+	}
+	if !r.Killed.IsZero() && !r.FirstAfter.At.IsZero() {
+		s += " first_write=+" + ms(r.FirstAfter.At.Sub(r.Killed))
 	}
 	return s
 }

@@ -365,7 +365,63 @@ func SentinelDrill(ctx context.Context, cfg SentinelDrillConfig) (Result, error)
 	d := WithDefaults(cfg.Drill)
 	d.Store, d.Locator, d.Prober, d.Nodes, d.Kill = store, s.Locator(), probe, s.Nodes(), s.Kill
 	res, err := Run(ctx, d)
-	return res, errors.Join(err, store.Close(), probe.Close(), s.Stop())
+	err = errors.Join(err, store.Close(), probe.Close(), s.Stop())
+	if err == nil {
+		res.Phases = s.timeline(res.Killed)
+	}
+	return res, err
+}
+
+// sentinelEvents are the steps of a Sentinel failover, in order: the
+// primary subjectively down (down-after-milliseconds), objectively down
+// (quorum), a leader elected, the replica sent REPLICAOF NO ONE, the
+// promotion seen in its INFO (from here get-master-addr-by-name answers the
+// new primary), the other replica re-pointed, the failover over.
+var sentinelEvents = []struct{ name, event string }{
+	{"sdown", "+sdown master"},
+	{"odown", "+odown master"},
+	{"leader", "+elected-leader"},
+	{"promote", "+failover-state-send-slaveof-noone"},
+	{"promoted", "+promoted-slave"},
+	{"repointed", "+slave-reconf-done"},
+	{"switched", "+switch-master"},
+}
+
+// timeline reads the sentinels' logs for the first occurrence of each
+// failover step after since (Redis logs local time to the millisecond).
+func (s *Sentinel) timeline(since time.Time) []Phase {
+	first := map[string]time.Time{}
+	for _, sp := range s.sentinels {
+		b, err := os.ReadFile(filepath.Join(s.cfg.Dir, sp.name, "sentinel.log"))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			// "28463:X 02 Dec 2026 17:19:56.232 # +elected-leader master …"
+			f := strings.SplitN(line, " ", 6)
+			if len(f) < 6 {
+				continue
+			}
+			at, err := time.ParseInLocation("02 Jan 2006 15:04:05.000", strings.Join(f[1:5], " "), time.Local)
+			if err != nil || at.Before(since.Truncate(time.Millisecond)) {
+				continue
+			}
+			for _, e := range sentinelEvents {
+				if strings.Contains(f[5], e.event) {
+					if t, ok := first[e.name]; !ok || at.Before(t) {
+						first[e.name] = at
+					}
+				}
+			}
+		}
+	}
+	var out []Phase
+	for _, e := range sentinelEvents {
+		if t, ok := first[e.name]; ok {
+			out = append(out, Phase{Name: e.name, After: t.Sub(since)})
+		}
+	}
+	return out
 }
 
 // WithDefaults fills the zero pacing fields of d: a write every 5 ms, a
