@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/canopy-platform/canopy/e2e/drill"
@@ -48,9 +49,10 @@ func BenchmarkFailover(b *testing.B) {
 	refMS := benchEnvInt(b, "CANOPY_BENCH_FAILOVER_SENTINEL_REF_MS", 1000)
 	out := os.Stdout
 	ctx := context.Background()
-	// Refused dials to the killed primary are the drill itself, not news;
-	// go-redis would log each one.
+	// Refused dials and reset connections to the killed primary are the
+	// drill itself, not news; both client libraries would log each one.
 	redis.SetLogger(quietRedisLog{})
+	_ = mysql.SetLogger(&mysql.NopLogger{})
 	sbin, err := drill.SentinelBinary()
 	if err != nil {
 		b.Fatalf("the peer needs Redis Sentinel (scripts/bench.sh installs Debian's redis-sentinel): %v", err)
