@@ -42,7 +42,10 @@ import (
 // down-after-milliseconds), CANOPY_BENCH_FAILOVER_DRILLS (default 5),
 // CANOPY_BENCH_FAILOVER_SENTINEL_REF_MS (default 1000: a second Sentinel
 // series at the reference setting; 0 skips it),
-// CANOPY_BENCH_FAILOVER_CANOPY=0 skips the Canopy side.
+// CANOPY_BENCH_FAILOVER_SENTINEL_RESTART (default 1: a third Sentinel
+// series whose killed primary is restarted, as a supervisor would, once
+// the writer has a new one; its lost/two_writable show Sentinel's window;
+// 0 skips it), CANOPY_BENCH_FAILOVER_CANOPY=0 skips the Canopy side.
 func BenchmarkFailover(b *testing.B) {
 	budget := time.Duration(benchEnvInt(b, "CANOPY_BENCH_FAILOVER_DETECT_MS", 250)) * time.Millisecond
 	drills := benchEnvInt(b, "CANOPY_BENCH_FAILOVER_DRILLS", 5)
@@ -61,9 +64,12 @@ func BenchmarkFailover(b *testing.B) {
 	fmt.Fprintf(out, "RTO = last acknowledged write before the kill -> first acknowledged write on the new primary; two_writable = checker rounds (every 5 ms) with more than one node accepting writes\n")
 
 	b.ResetTimer()
-	sentinel := sentinelSeries(ctx, b, sbin, budget, drills)
+	sentinel := sentinelSeries(ctx, b, sbin, budget, drills, false)
 	if refMS > 0 && time.Duration(refMS)*time.Millisecond != budget {
-		sentinelSeries(ctx, b, sbin, time.Duration(refMS)*time.Millisecond, drills)
+		sentinelSeries(ctx, b, sbin, time.Duration(refMS)*time.Millisecond, drills, false)
+	}
+	if benchEnvInt(b, "CANOPY_BENCH_FAILOVER_SENTINEL_RESTART", 1) != 0 {
+		sentinelSeries(ctx, b, sbin, budget, drills, true)
 	}
 	b.ReportMetric(float64(sentinel.Median().Milliseconds()), "sentinel-rto-ms")
 	if os.Getenv("CANOPY_BENCH_FAILOVER_CANOPY") == "0" {
@@ -91,19 +97,27 @@ func BenchmarkFailover(b *testing.B) {
 
 // sentinelSeries runs drills on fresh Sentinel topologies with
 // down-after-milliseconds downAfter and prints each and the summary.
-func sentinelSeries(ctx context.Context, b *testing.B, bin []string, downAfter time.Duration, drills int) drill.Summary {
+func sentinelSeries(ctx context.Context, b *testing.B, bin []string, downAfter time.Duration, drills int, restart bool) drill.Summary {
 	b.Helper()
 	var sum drill.Summary
-	fmt.Printf("\nsentinel (%s, 3 sentinels, quorum 2, down-after-milliseconds %d, failover-timeout 10000):\n", strings.Join(bin, " "), downAfter.Milliseconds())
+	series, settle := "", time.Duration(0)
+	if restart {
+		// As a supervisor would (Canopy's local driver restarts a crashed
+		// node too): Sentinel's old primary restarts from its own
+		// configuration, as a primary, until Sentinel converts it.
+		series, settle = " restarted_old_primary", 3*time.Second
+	}
+	fmt.Printf("\nsentinel%s (%s, 3 sentinels, quorum 2, down-after-milliseconds %d, failover-timeout 10000):\n", series, strings.Join(bin, " "), downAfter.Milliseconds())
 	for i := range drills {
-		r, err := drill.SentinelDrill(ctx, drill.SentinelDrillConfig{Dir: b.TempDir(), Port: porttest.Pick, DownAfter: downAfter})
+		r, err := drill.SentinelDrill(ctx, drill.SentinelDrillConfig{Dir: b.TempDir(), Port: porttest.Pick, DownAfter: downAfter,
+			RestartOld: restart, Drill: drill.Drill{Settle: settle}})
 		if err != nil {
 			b.Fatalf("sentinel drill %d: %v", i+1, err)
 		}
 		fmt.Printf("  drill %d: %s\n", i+1, r)
 		sum.Add(r)
 	}
-	fmt.Printf("failover sentinel down_after=%dms rto %s\n", downAfter.Milliseconds(), sum)
+	fmt.Printf("failover sentinel%s down_after=%dms rto %s\n", series, downAfter.Milliseconds(), sum)
 	return sum
 }
 

@@ -27,6 +27,10 @@ type Drill struct {
 	WriteTimeout time.Duration
 	// Warmup is how many acknowledged writes come before the kill.
 	Warmup int
+	// AfterFailover, when set, runs once a write is acknowledged on the new
+	// primary, before Settle (the peer's harness restarts the old primary
+	// here).
+	AfterFailover func(ctx context.Context, oldPrimary string) error
 	// Settle is how long writing and checking go on after the first write
 	// acknowledged on the new primary, so a late second primary is seen.
 	Settle time.Duration
@@ -168,6 +172,11 @@ func Run(ctx context.Context, d Drill) (Result, error) {
 		return first.Seq != 0
 	}); err != nil {
 		return res, err
+	}
+	if d.AfterFailover != nil {
+		if err := d.AfterFailover(ctx, old); err != nil {
+			return res, fmt.Errorf("after the failover: %w", err)
+		}
 	}
 	if err := sleepUntil(ctx, time.Now().Add(d.Settle)); err != nil {
 		return res, fmt.Errorf("settle after the failover: %w", err)

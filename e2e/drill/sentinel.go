@@ -41,10 +41,12 @@ type SentinelConfig struct {
 
 // proc is a process this harness started.
 type proc struct {
-	name string
-	addr string
-	cmd  *exec.Cmd
-	done chan struct{}
+	name     string
+	addr     string
+	dir, bin string
+	args     []string
+	cmd      *exec.Cmd
+	done     chan struct{}
 }
 
 func (p *proc) pid() int { return p.cmd.Process.Pid }
@@ -200,7 +202,7 @@ func (s *Sentinel) nodePort(i int) int {
 func (s *Sentinel) start(name, addr, dir, bin string, args []string) (*proc, error) {
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
-	out, err := os.Create(filepath.Join(dir, "stdout.log"))
+	out, err := os.OpenFile(filepath.Join(dir, "stdout.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, err
 	}
@@ -209,7 +211,7 @@ func (s *Sentinel) start(name, addr, dir, bin string, args []string) (*proc, err
 		out.Close()
 		return nil, fmt.Errorf("start %s (%s): %w", name, bin, err)
 	}
-	p := &proc{name: name, addr: addr, cmd: cmd, done: make(chan struct{})}
+	p := &proc{name: name, addr: addr, dir: dir, bin: bin, args: args, cmd: cmd, done: make(chan struct{})}
 	go func() {
 		_ = cmd.Wait()
 		out.Close()
@@ -243,6 +245,28 @@ func (s *Sentinel) Kill(ctx context.Context, addr string) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		}
+	}
+	return fmt.Errorf("no node of this topology listens on %s", addr)
+}
+
+// Restart starts the node of addr again, after Kill, with its original
+// configuration, as a supervisor (systemd) would restart a crashed
+// redis-server: a node that was started as the primary comes back as a
+// primary, with the data of its append-only file.
+func (s *Sentinel) Restart(addr string) error {
+	for i, p := range s.nodes {
+		if p.addr != addr {
+			continue
+		}
+		if !p.exited() {
+			return fmt.Errorf("%s (pid %d) is still running", p.name, p.pid())
+		}
+		np, err := s.start(p.name, p.addr, p.dir, p.bin, p.args)
+		if err != nil {
+			return err
+		}
+		s.nodes[i] = np
+		return nil
 	}
 	return fmt.Errorf("no node of this topology listens on %s", addr)
 }
@@ -341,6 +365,10 @@ type SentinelDrillConfig struct {
 	Dir       string
 	Port      func() (int, error)
 	DownAfter time.Duration
+	// RestartOld restarts the killed primary once the writer has a new
+	// one, as a supervisor would, so that the checker sees whether it comes
+	// back writable before Sentinel turns it into a replica.
+	RestartOld bool
 	// Drill overrides the writer's and checker's pacing (Store, Locator,
 	// Prober, Nodes and Kill are set here).
 	Drill Drill
@@ -364,6 +392,9 @@ func SentinelDrill(ctx context.Context, cfg SentinelDrillConfig) (Result, error)
 	probe := NewRedisProber("bench:probe", RedisAuth{})
 	d := WithDefaults(cfg.Drill)
 	d.Store, d.Locator, d.Prober, d.Nodes, d.Kill = store, s.Locator(), probe, s.Nodes(), s.Kill
+	if cfg.RestartOld {
+		d.AfterFailover = func(_ context.Context, old string) error { return s.Restart(old) }
+	}
 	res, err := Run(ctx, d)
 	err = errors.Join(err, store.Close(), probe.Close(), s.Stop())
 	if err == nil {
