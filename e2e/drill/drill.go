@@ -40,7 +40,10 @@ type Drill struct {
 
 // Result is what one drill measured.
 type Result struct {
-	OldPrimary, NewPrimary string
+	// NewPrimary took the first write after the kill; FinalPrimary the
+	// last one of the drill (they differ when the system failed over
+	// again), and is where the acknowledged writes are read back.
+	OldPrimary, NewPrimary, FinalPrimary string
 	// Killed is when the kill signal was sent.
 	Killed time.Time
 	// LastBefore is the last write acknowledged before the kill, FirstAfter
@@ -54,6 +57,9 @@ type Result struct {
 	LostSeqs    []int64
 	// FailedWrites is the number of writes that were not acknowledged.
 	FailedWrites int
+	// AckedOnOld counts writes the old primary acknowledged after the kill
+	// (it came back as a primary and the writer was sent there).
+	AckedOnOld int
 	// TwoWritable is the number of checker rounds with more than one
 	// writable node, out of CheckRounds; TwoWritableFirst describes the first.
 	TwoWritable, CheckRounds int
@@ -75,6 +81,12 @@ func (r Result) String() string {
 		ms(r.RTO), r.OldPrimary, r.NewPrimary, r.Acked, r.Lost, r.FailedWrites, r.TwoWritable, r.CheckRounds)
 	if r.Lost > 0 {
 		s += fmt.Sprintf(" lost_seqs=%v", r.LostSeqs)
+	}
+	if r.FinalPrimary != r.NewPrimary {
+		s += " final=" + r.FinalPrimary
+	}
+	if r.AckedOnOld > 0 {
+		s += fmt.Sprintf(" acked_on_old_primary_after_kill=%d", r.AckedOnOld)
 	}
 	if r.TwoWritableFirst != "" {
 		s += " first_two_writable=" + r.TwoWritableFirst
@@ -190,6 +202,8 @@ func Run(ctx context.Context, d Drill) (Result, error) {
 	for _, a := range acks {
 		if a.At.Before(res.Killed) {
 			res.LastBefore = a
+		} else if a.Addr == old {
+			res.AckedOnOld++
 		}
 	}
 	res.RTO = res.FirstAfter.At.Sub(res.LastBefore.At)
@@ -198,9 +212,10 @@ func Run(ctx context.Context, d Drill) (Result, error) {
 	for i, a := range acks {
 		seqs[i] = a.Seq
 	}
-	missing, err := d.Store.Missing(ctx, res.NewPrimary, seqs)
+	res.FinalPrimary = acks[len(acks)-1].Addr
+	missing, err := d.Store.Missing(ctx, res.FinalPrimary, seqs)
 	if err != nil {
-		return res, fmt.Errorf("read back the acknowledged writes on %s: %w", res.NewPrimary, err)
+		return res, fmt.Errorf("read back the acknowledged writes on %s: %w", res.FinalPrimary, err)
 	}
 	res.Lost = len(missing)
 	res.LostSeqs = missing[:min(len(missing), 10)]
