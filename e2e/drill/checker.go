@@ -15,6 +15,9 @@ type Prober interface {
 	Close() error
 }
 
+// probeTimeout bounds one round's probes.
+const probeTimeout = 500 * time.Millisecond
+
 // Checker polls every node of a topology each Interval, all nodes at once,
 // and counts the rounds in which more than one node accepted writes: the
 // moments with two writable primaries.
@@ -46,7 +49,9 @@ func (c *Checker) Run(ctx context.Context) error {
 	for {
 		// One round: every node probed concurrently, so "at the same
 		// instant" means within one round's probes (a few ms).
-		pctx, cancel := context.WithTimeout(ctx, 4*c.interval)
+		// A generous bound: a live node whose answer is late must not
+		// count as refusing writes, or two-writable moments go unseen.
+		pctx, cancel := context.WithTimeout(ctx, probeTimeout)
 		var wg sync.WaitGroup
 		for i, a := range c.addrs {
 			wg.Go(func() { writable[i] = c.probe.Writable(pctx, a) })
