@@ -234,6 +234,7 @@ func canopyDrills(ctx context.Context, p *platform, api *drill.API, engine, id s
 	fmt.Printf("\ncanopy %s (instance %s):\n", engine, id)
 	loc := &drill.CanopyLocator{API: api, InstanceID: id, Timeout: 2 * time.Second}
 	seen := map[string]bool{}
+	var detection, promotion, recorded []time.Duration
 	if fs, err := api.Failovers(ctx, id); err == nil {
 		for _, f := range fs {
 			seen[f.ID] = true
@@ -296,8 +297,11 @@ func canopyDrills(ctx context.Context, p *platform, api *drill.API, engine, id s
 			return sum, fmt.Errorf("drill %d: %w", i+1, err)
 		}
 		seen[rec.ID] = true
-		fmt.Printf("  drill %d: %s\n           record %s %s %s: detection=%dms promotion=%dms re-point+rest=%dms rto=%dms (writer: %s)\n",
-			i+1, r, rec.ID, rec.Kind, rec.Problem, rec.DetectionMS, rec.PromotionMS, rec.RTOMS-rec.DetectionMS-rec.PromotionMS, rec.RTOMS, drill.MS(r.RTO)+"ms")
+		detection = append(detection, time.Duration(rec.DetectionMS)*time.Millisecond)
+		promotion = append(promotion, time.Duration(rec.PromotionMS)*time.Millisecond)
+		recorded = append(recorded, time.Duration(rec.RTOMS)*time.Millisecond)
+		fmt.Printf("  drill %d: %s\n           record %s %s %s %s -> %s: detection=%dms promotion=%dms re-point+rest=%dms rto=%dms (writer: %s)\n",
+			i+1, r, rec.ID, rec.Kind, rec.Problem, rec.OldPrimary, rec.NewPrimary, rec.DetectionMS, rec.PromotionMS, rec.RTOMS-rec.DetectionMS-rec.PromotionMS, rec.RTOMS, drill.MS(r.RTO)+"ms")
 		if err := api.Do(ctx, http.MethodPost, "/api/v1/instances/"+id+"/failovers/"+rec.ID+"/acknowledge", map[string]any{}, nil, 0); err != nil {
 			return sum, fmt.Errorf("drill %d: acknowledge the hold-off: %w", i+1, err)
 		}
@@ -306,6 +310,8 @@ func canopyDrills(ctx context.Context, p *platform, api *drill.API, engine, id s
 		}
 	}
 	fmt.Printf("failover canopy %s rto %s\n", engine, sum)
+	fmt.Printf("failover canopy %s record medians: detection=%s ms promotion=%s ms rto=%s ms (writer-measured rto median=%s ms)\n", engine,
+		drill.MS(drill.Median(detection)), drill.MS(drill.Median(promotion)), drill.MS(drill.Median(recorded)), drill.MS(sum.Median()))
 	return sum, nil
 }
 
@@ -322,8 +328,11 @@ func waitFailoverRecord(ctx context.Context, api *drill.API, id string, seen map
 				continue
 			}
 			last = fmt.Sprintf("%s is %s", f.ID, f.State)
-			if f.State == "completed" {
+			switch f.State {
+			case "completed":
 				return f, nil
+			case "failed":
+				return f, fmt.Errorf("the failover %s of %s failed (problem %s, old primary %s, new primary %s)", f.ID, id, f.Problem, f.OldPrimary, f.NewPrimary)
 			}
 		}
 		if err := ctxSleep(ctx, 100*time.Millisecond); err != nil {
