@@ -13,10 +13,10 @@ import (
 	"github.com/canopy-platform/canopy/libs/porttest"
 )
 
-// TestListeningPID checks how BenchmarkFailover finds the process to kill:
+// TestBenchListeningPID checks how BenchmarkFailover finds the process to kill:
 // the redis-server working under <state>/nodes/<id> that listens on the
 // node's port, and nothing for a port no node listens on.
-func TestListeningPID(t *testing.T) {
+func TestBenchListeningPID(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a redis-server")
 	}
@@ -43,11 +43,11 @@ func TestListeningPID(t *testing.T) {
 		c.Close()
 		return true, ""
 	})
-	pid, err := listeningPID(state, port)
+	pid, err := benchListeningPID(state, port)
 	if err != nil || pid != cmd.Process.Pid {
-		t.Errorf("listeningPID(port %d) = %d, %v; want %d", port, pid, err, cmd.Process.Pid)
+		t.Errorf("benchListeningPID(port %d) = %d, %v; want %d", port, pid, err, cmd.Process.Pid)
 	}
-	if pid, err := listeningPID(state, porttest.Free(t)); err == nil {
-		t.Errorf("listeningPID of a free port = %d, want an error", pid)
+	if pid, err := benchListeningPID(state, porttest.Free(t)); err == nil {
+		t.Errorf("benchListeningPID of a free port = %d, want an error", pid)
 	}
 }

@@ -54,7 +54,7 @@ func BenchmarkFailover(b *testing.B) {
 	ctx := context.Background()
 	// Refused dials and reset connections to the killed primary are the
 	// drill itself, not news; both client libraries would log each one.
-	redis.SetLogger(quietRedisLog{})
+	redis.SetLogger(benchQuietRedisLog{})
 	_ = mysql.SetLogger(&mysql.NopLogger{})
 	sbin, err := drill.SentinelBinary()
 	if err != nil {
@@ -64,12 +64,12 @@ func BenchmarkFailover(b *testing.B) {
 	fmt.Fprintf(out, "RTO = last acknowledged write before the kill -> first acknowledged write on the new primary; two_writable = checker rounds (every 5 ms) with more than one node accepting writes\n")
 
 	b.ResetTimer()
-	sentinel := sentinelSeries(ctx, b, sbin, budget, drills, false)
+	sentinel := benchSentinelSeries(ctx, b, sbin, budget, drills, false)
 	if refMS > 0 && time.Duration(refMS)*time.Millisecond != budget {
-		sentinelSeries(ctx, b, sbin, time.Duration(refMS)*time.Millisecond, drills, false)
+		benchSentinelSeries(ctx, b, sbin, time.Duration(refMS)*time.Millisecond, drills, false)
 	}
 	if benchEnvInt(b, "CANOPY_BENCH_FAILOVER_SENTINEL_RESTART", 1) != 0 {
-		sentinelSeries(ctx, b, sbin, budget, drills, true)
+		benchSentinelSeries(ctx, b, sbin, budget, drills, true)
 	}
 	b.ReportMetric(float64(sentinel.Median().Milliseconds()), "sentinel-rto-ms")
 	if os.Getenv("CANOPY_BENCH_FAILOVER_CANOPY") == "0" {
@@ -77,7 +77,7 @@ func BenchmarkFailover(b *testing.B) {
 		return
 	}
 
-	redisSum, mysqlSum := canopySeries(ctx, b, drills)
+	redisSum, mysqlSum := benchCanopySeries(ctx, b, drills)
 	b.StopTimer()
 	ratio := float64(redisSum.Median()) / float64(sentinel.Median())
 	fmt.Fprintf(out, "failover redis rto median=%s ms sentinel median=%s ms ratio=%.2f× (goal ≤0.5×) lost=%d two_writable=%d\n",
@@ -95,9 +95,9 @@ func BenchmarkFailover(b *testing.B) {
 	}
 }
 
-// sentinelSeries runs drills on fresh Sentinel topologies with
+// benchSentinelSeries runs drills on fresh Sentinel topologies with
 // down-after-milliseconds downAfter and prints each and the summary.
-func sentinelSeries(ctx context.Context, b *testing.B, bin []string, downAfter time.Duration, drills int, restart bool) drill.Summary {
+func benchSentinelSeries(ctx context.Context, b *testing.B, bin []string, downAfter time.Duration, drills int, restart bool) drill.Summary {
 	b.Helper()
 	var sum drill.Summary
 	series, settle := "", time.Duration(0)
@@ -121,9 +121,9 @@ func sentinelSeries(ctx context.Context, b *testing.B, bin []string, downAfter t
 	return sum
 }
 
-// canopySeries starts the platform, orders a multi-az Redis and a multi-az
+// benchCanopySeries starts the platform, orders a multi-az Redis and a multi-az
 // MySQL, and drills each; it deletes both and stops the platform at the end.
-func canopySeries(ctx context.Context, b *testing.B, drills int) (redisSum, mysqlSum drill.Summary) {
+func benchCanopySeries(ctx context.Context, b *testing.B, drills int) (redisSum, mysqlSum drill.Summary) {
 	b.Helper()
 	root, err := filepath.Abs("..")
 	if err != nil {
@@ -212,7 +212,7 @@ func canopySeries(ctx context.Context, b *testing.B, drills int) (redisSum, mysq
 		if err := api.Do(ctx, http.MethodPost, "/api/v1/instances/"+id+"/bindings", map[string]any{"name": "bench"}, &bd, http.StatusCreated); err != nil {
 			b.Fatal(err)
 		}
-		sum, err := canopyDrills(ctx, p, api, o.engine, id, bd, drills)
+		sum, err := benchCanopyDrills(ctx, p, api, o.engine, id, bd, drills)
 		if err != nil {
 			b.Fatalf("canopy %s: %v", o.engine, err)
 		}
@@ -225,11 +225,11 @@ func canopySeries(ctx context.Context, b *testing.B, drills int) (redisSum, mysq
 	return redisSum, mysqlSum
 }
 
-// canopyDrills drills one instance drills times: kill -9 of the primary's
+// benchCanopyDrills drills one instance drills times: kill -9 of the primary's
 // process, the writer's figures beside the failover record's, the hold-off
 // acknowledged, and the old primary back as a read-only replica before
 // the next drill.
-func canopyDrills(ctx context.Context, p *platform, api *drill.API, engine, id string, bd binding, drills int) (drill.Summary, error) {
+func benchCanopyDrills(ctx context.Context, p *platform, api *drill.API, engine, id string, bd binding, drills int) (drill.Summary, error) {
 	var sum drill.Summary
 	fmt.Printf("\ncanopy %s (instance %s):\n", engine, id)
 	loc := &drill.CanopyLocator{API: api, InstanceID: id, Timeout: 2 * time.Second}
@@ -278,7 +278,7 @@ func canopyDrills(ctx context.Context, p *platform, api *drill.API, engine, id s
 				if old.ID == "" {
 					return fmt.Errorf("no node of %s at %s", id, addr)
 				}
-				pid, err := listeningPID(p.StateDir, old.Port)
+				pid, err := benchListeningPID(p.StateDir, old.Port)
 				if err != nil {
 					return err
 				}
@@ -292,7 +292,7 @@ func canopyDrills(ctx context.Context, p *platform, api *drill.API, engine, id s
 			return sum, fmt.Errorf("drill %d: %w", i+1, err)
 		}
 		sum.Add(r)
-		rec, err := waitFailoverRecord(ctx, api, id, seen)
+		rec, err := benchWaitFailoverRecord(ctx, api, id, seen)
 		if err != nil {
 			return sum, fmt.Errorf("drill %d: %w", i+1, err)
 		}
@@ -305,7 +305,7 @@ func canopyDrills(ctx context.Context, p *platform, api *drill.API, engine, id s
 		if err := api.Do(ctx, http.MethodPost, "/api/v1/instances/"+id+"/failovers/"+rec.ID+"/acknowledge", map[string]any{}, nil, 0); err != nil {
 			return sum, fmt.Errorf("drill %d: acknowledge the hold-off: %w", i+1, err)
 		}
-		if err := waitRejoined(ctx, api, engine, bd, id, old); err != nil {
+		if err := benchWaitRejoined(ctx, api, engine, bd, id, old); err != nil {
 			return sum, fmt.Errorf("drill %d: %w", i+1, err)
 		}
 	}
@@ -315,8 +315,8 @@ func canopyDrills(ctx context.Context, p *platform, api *drill.API, engine, id s
 	return sum, nil
 }
 
-// waitFailoverRecord waits for a completed failover not in seen.
-func waitFailoverRecord(ctx context.Context, api *drill.API, id string, seen map[string]bool) (drill.Failover, error) {
+// benchWaitFailoverRecord waits for a completed failover not in seen.
+func benchWaitFailoverRecord(ctx context.Context, api *drill.API, id string, seen map[string]bool) (drill.Failover, error) {
 	var last string
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
 		fs, err := api.Failovers(ctx, id)
@@ -335,16 +335,16 @@ func waitFailoverRecord(ctx context.Context, api *drill.API, id string, seen map
 				return f, fmt.Errorf("the failover %s of %s failed (problem %s, old primary %s, new primary %s)", f.ID, id, f.Problem, f.OldPrimary, f.NewPrimary)
 			}
 		}
-		if err := ctxSleep(ctx, 100*time.Millisecond); err != nil {
+		if err := benchSleep(ctx, 100*time.Millisecond); err != nil {
 			return drill.Failover{}, err
 		}
 	}
 	return drill.Failover{}, fmt.Errorf("no completed failover of %s in the history within 30s (last: %s)", id, last)
 }
 
-// waitRejoined waits until the old primary is back: a running replica in
+// benchWaitRejoined waits until the old primary is back: a running replica in
 // the API that refuses the binding's writes.
-func waitRejoined(ctx context.Context, api *drill.API, engine string, bd binding, id string, old drill.Node) error {
+func benchWaitRejoined(ctx context.Context, api *drill.API, engine string, bd binding, id string, old drill.Node) error {
 	var probe drill.Prober
 	if engine == "redis" {
 		probe = drill.NewRedisProber("bench:probe", drill.RedisAuth{Username: bd.Credentials.Username, Password: bd.Credentials.Password})
@@ -373,18 +373,18 @@ func waitRejoined(ctx context.Context, api *drill.API, engine string, bd binding
 				last += ", and accepts writes"
 			}
 		}
-		if err := ctxSleep(ctx, 100*time.Millisecond); err != nil {
+		if err := benchSleep(ctx, 100*time.Millisecond); err != nil {
 			return err
 		}
 	}
 	return fmt.Errorf("the old primary %s (%s) was not back as a read-only replica within a minute (last: %s)", old.ID, old.Address, last)
 }
 
-// listeningPID finds the node process listening on port among the
+// benchListeningPID finds the node process listening on port among the
 // processes working under the platform's node directories: the socket's
 // inode from /proc/net/tcp{,6}, then the process holding it. It is
 // independent of the platform under test.
-func listeningPID(stateDir string, port int) (int, error) {
+func benchListeningPID(stateDir string, port int) (int, error) {
 	inodes := map[string]bool{}
 	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
 		b, err := os.ReadFile(f)
@@ -431,7 +431,7 @@ func benchWaitOperation(ctx context.Context, api *drill.API, id string, timeout 
 		case "failed":
 			return fmt.Errorf("operation %s (%s) failed at step %q: %s", id, op.Type, op.Step, op.Error)
 		}
-		if err := ctxSleep(ctx, operationInterval); err != nil {
+		if err := benchSleep(ctx, operationInterval); err != nil {
 			return err
 		}
 	}
@@ -452,7 +452,7 @@ func benchDelete(b *testing.B, api *drill.API, id string) {
 	}
 }
 
-func ctxSleep(ctx context.Context, d time.Duration) error {
+func benchSleep(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -475,7 +475,7 @@ func benchEnvInt(b *testing.B, name string, def int) int {
 	return n
 }
 
-// quietRedisLog drops go-redis's log lines.
-type quietRedisLog struct{}
+// benchQuietRedisLog drops go-redis's log lines.
+type benchQuietRedisLog struct{}
 
-func (quietRedisLog) Printf(context.Context, string, ...any) {}
+func (benchQuietRedisLog) Printf(context.Context, string, ...any) {}
