@@ -50,6 +50,9 @@ func BenchmarkFailover(b *testing.B) {
 	budget := time.Duration(benchEnvInt(b, "CANOPY_BENCH_FAILOVER_DETECT_MS", 250)) * time.Millisecond
 	drills := benchEnvInt(b, "CANOPY_BENCH_FAILOVER_DRILLS", 5)
 	refMS := benchEnvInt(b, "CANOPY_BENCH_FAILOVER_SENTINEL_REF_MS", 1000)
+	if drills < 1 || budget <= 0 {
+		b.Fatalf("CANOPY_BENCH_FAILOVER_DRILLS and CANOPY_BENCH_FAILOVER_DETECT_MS must be at least 1 (got %d drills, %s)", drills, budget)
+	}
 	out := os.Stdout
 	ctx := context.Background()
 	// Refused dials and reset connections to the killed primary are the
