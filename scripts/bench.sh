@@ -10,5 +10,21 @@ pattern=${BENCH:-.}
 args=()
 [[ -n ${BENCHTIME:-} ]] && args+=(-benchtime "$BENCHTIME")
 echo "writing $out"
+
+# The failover benchmark (e2e BenchmarkFailover, issue 11) measures Redis
+# Sentinel in the same run. Debian's redis-sentinel is installed when
+# missing (root, CANOPY_BENCH_INSTALL unset or 1); without it the benchmark
+# runs redis-server --sentinel, the same program. Debian's package also
+# enables a system sentinel on 26379 (it watches 127.0.0.1:6379 alone, quorum
+# 2, so it never fails anything over); the benchmark starts its own.
+# Knobs: CANOPY_BENCH_FAILOVER_DETECT_MS (Sentinel's down-after-milliseconds,
+# = Canopy's detection budget, default 250), CANOPY_BENCH_FAILOVER_DRILLS
+# (default 5), CANOPY_BENCH_FAILOVER_SENTINEL_REF_MS (a second Sentinel
+# series, default 1000, 0 skips), CANOPY_BENCH_FAILOVER_CANOPY=0 (peer only).
+if [[ ${CANOPY_BENCH_INSTALL:-1} != 0 && $(id -u) -eq 0 ]] && ! command -v redis-sentinel >/dev/null; then
+  echo "installing redis-sentinel from Debian for the failover benchmark's peer"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-sentinel >/dev/null \
+    || echo "apt-get install redis-sentinel failed; the failover benchmark uses redis-server --sentinel"
+fi
 go test -run '^$' -bench "$pattern" "${args[@]}" -timeout 30m -p 1 \
   github.com/canopy-platform/canopy/... 2>&1 | tee "$out"
