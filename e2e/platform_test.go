@@ -225,7 +225,7 @@ func startPlatform(root string) (p *platform, err error) {
 		LogPath:     filepath.Join(dir, "canopy.log"),
 		AdminKey:    "e2e-admin-" + randHex(16),
 	}
-	ports, err := freePorts(6)
+	ports, err := freePorts(7)
 	if err != nil {
 		return nil, err
 	}
@@ -254,6 +254,7 @@ func startPlatform(root string) (p *platform, err error) {
 		"CANOPY_SCHEDULING_ADDR="+addr(3),
 		"CANOPY_PROVISIONING_ADDR="+addr(4),
 		"CANOPY_HEALTHCHECK_ADDR="+addr(5),
+		"CANOPY_FAILOVER_ADDR="+addr(6),
 		// The broker's port is taken by the broker itself; nothing outside
 		// the process needs it.
 		"CANOPY_EMBEDDED_KAFKA_ADDR=127.0.0.1:0",
