@@ -149,6 +149,13 @@ type Recoverer struct {
 	log   *slog.Logger
 	hook  Hook
 	kind  func(ctx context.Context, instanceID string) topology.Kind
+
+	// busy holds the instances a recovery of this Recoverer is acting on.
+	// The lease excludes other replicas, but this replica renews its own
+	// lease: without busy, the watcher would "resume" a switchover this
+	// same process is still running.
+	mu   sync.Mutex
+	busy map[string]bool
 }
 
 // New returns a Recoverer.
@@ -162,7 +169,7 @@ func New(cfg Config, deps Deps) (*Recoverer, error) {
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
-	return &Recoverer{cfg: cfg.withDefaults(), store: deps.Store, nodes: deps.Nodes, now: deps.Now, log: deps.Logger, hook: deps.Hook, kind: deps.KindOf}, nil
+	return &Recoverer{cfg: cfg.withDefaults(), store: deps.Store, nodes: deps.Nodes, now: deps.Now, log: deps.Logger, hook: deps.Hook, kind: deps.KindOf, busy: map[string]bool{}}, nil
 }
 
 // run is one recovery under one lease.
@@ -182,8 +189,16 @@ func (r *Recoverer) start(ctx context.Context, in topology.Instance) (*run, erro
 	if !ok {
 		return nil, fmt.Errorf("instance %s: no node adapter for engine %q", in.ID, in.Engine)
 	}
+	r.mu.Lock()
+	if r.busy[in.ID] {
+		r.mu.Unlock()
+		return nil, fmt.Errorf("lease of %s: a recovery of this replica is running: %w", in.ID, topology.ErrLeaseHeld)
+	}
+	r.busy[in.ID] = true
+	r.mu.Unlock()
 	l, err := r.store.Acquire(ctx, in.ID, r.cfg.Holder, r.cfg.LeaseTTL)
 	if err != nil {
+		r.idle(in.ID)
 		return nil, fmt.Errorf("lease of %s: %w", in.ID, err)
 	}
 	return &run{r: r, in: in, nodes: nodes, lease: l,
@@ -193,6 +208,7 @@ func (r *Recoverer) start(ctx context.Context, in topology.Instance) (*run, erro
 // end releases the lease unless the run must keep it; a release failure
 // only shortens nobody's wait (the lease expires), so it is logged.
 func (x *run) end() {
+	defer x.r.idle(x.in.ID)
 	if x.keep {
 		return
 	}
@@ -201,6 +217,12 @@ func (x *run) end() {
 	if err := x.r.store.Release(ctx, x.lease); err != nil {
 		x.log.Warn("release lease", "err", err)
 	}
+}
+
+func (r *Recoverer) idle(instanceID string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.busy, instanceID)
 }
 
 func (x *run) point(p Point) error {
