@@ -70,18 +70,7 @@ func TestOSB(t *testing.T) {
 	if r := c.do("DELETE", base+"?service_id="+serviceRedis+"&plan_id="+planRedisDev, nil, v...); r.status != http.StatusUnprocessableEntity {
 		t.Errorf("sync deprovision: %d", r.status)
 	}
-	dr := c.do("DELETE", base+"?accepts_incomplete=true&service_id="+serviceRedis+"&plan_id="+planRedisDev, nil, v...)
-	if dr.status != http.StatusAccepted {
-		t.Fatalf("deprovision: %d %s", dr.status, dr.body)
-	}
-	dop := dr.json(t)["operation"].(string)
-	eventually(t, time.Minute, "last_operation 410", func() error {
-		r := c.do("GET", base+"/last_operation?operation="+dop, nil, v...)
-		if r.status != http.StatusGone {
-			return errString(string(r.body))
-		}
-		return nil
-	})
+	c.osbDeprovision(t, base, "service_id="+serviceRedis+"&plan_id="+planRedisDev)
 	if r := c.do("DELETE", base+"?accepts_incomplete=true&service_id="+serviceRedis+"&plan_id="+planRedisDev, nil, v...); r.status != http.StatusGone {
 		t.Errorf("deprovision again: %d", r.status)
 	}
@@ -110,6 +99,24 @@ func (c *client) osbAwaitOperation(t *testing.T, base, op, state string, within 
 	t.Helper()
 	eventually(t, within, "last_operation "+state, func() error {
 		if r := c.do("GET", base+"/last_operation?operation="+op, nil, "X-Broker-API-Version", "2.17"); r.json(t)["state"] != state {
+			return errString(string(r.body))
+		}
+		return nil
+	})
+}
+
+// osbDeprovision deprovisions base's instance asynchronously (ids: its
+// service_id and plan_id query) and waits until its last_operation is 410.
+func (c *client) osbDeprovision(t *testing.T, base, ids string) {
+	t.Helper()
+	v := []string{"X-Broker-API-Version", "2.17"}
+	r := c.do("DELETE", base+"?accepts_incomplete=true&"+ids, nil, v...)
+	if r.status != http.StatusAccepted {
+		t.Fatalf("deprovision: %d %s", r.status, r.body)
+	}
+	op, _ := r.json(t)["operation"].(string)
+	eventually(t, time.Minute, "last_operation 410", func() error {
+		if r := c.do("GET", base+"/last_operation?operation="+op, nil, v...); r.status != http.StatusGone {
 			return errString(string(r.body))
 		}
 		return nil
@@ -321,17 +328,7 @@ func TestOSBConformance(t *testing.T) {
 		}
 	})
 
-	dr := c.do("DELETE", base+"?accepts_incomplete=true&"+own, nil, v...)
-	if dr.status != http.StatusAccepted {
-		t.Fatalf("deprovision: %d %s", dr.status, dr.body)
-	}
-	dop := dr.json(t)["operation"].(string)
-	eventually(t, time.Minute, "last_operation 410", func() error {
-		if r := c.do("GET", base+"/last_operation?operation="+dop, nil, v...); r.status != http.StatusGone {
-			return errString(string(r.body))
-		}
-		return nil
-	})
+	c.osbDeprovision(t, base, own)
 	t.Run("after deprovisioning", func(t *testing.T) {
 		c.osbCases(t, []osbCase{
 			{"deprovision again", osbCall{"DELETE", base + "?accepts_incomplete=true&" + own, nil}, 410, ""},
@@ -457,17 +454,7 @@ func TestOSBRepeatOfFailedProvision(t *testing.T) {
 	}
 	// The way out the description names: deprovision the failed instance.
 	own := "service_id=" + serviceRedis + "&plan_id=" + planRedisDev
-	dr := c.do("DELETE", base+"?accepts_incomplete=true&"+own, nil, v...)
-	if dr.status != http.StatusAccepted {
-		t.Fatalf("deprovision of the failed instance: %d %s", dr.status, dr.body)
-	}
-	dop := dr.json(t)["operation"].(string)
-	eventually(t, time.Minute, "last_operation 410", func() error {
-		if r := c.do("GET", base+"/last_operation?operation="+dop, nil, v...); r.status != http.StatusGone {
-			return errString(string(r.body))
-		}
-		return nil
-	})
+	c.osbDeprovision(t, base, own)
 	if r := c.do("PATCH", base+"?accepts_incomplete=true", update, v...); r.status != http.StatusNotFound {
 		t.Errorf("update of the deprovisioned instance: %d %s, want 404", r.status, r.body)
 	}
