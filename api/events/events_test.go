@@ -234,41 +234,19 @@ func TestIsInstanceEvent(t *testing.T) {
 // declare, following $ref and array items. Maps declared as plain objects
 // (labels, metrics, parameters_schema) are free-form and not descended.
 func undeclared(s *jsonschema.Schema, inst any, path string) []string {
-	for s != nil && s.Ref != nil {
-		s = s.Ref
-	}
-	if s == nil {
-		return nil
-	}
-	var out []string
-	switch x := inst.(type) {
-	case map[string]any:
-		if len(s.Properties) == 0 {
-			return nil
-		}
-		for k, val := range x {
-			ps, ok := s.Properties[k]
-			if !ok {
-				out = append(out, path+"."+k)
-				continue
-			}
-			out = append(out, undeclared(ps, val, path+"."+k)...)
-		}
-	case []any:
-		items, _ := s.Items.(*jsonschema.Schema)
-		if s.Items2020 != nil {
-			items = s.Items2020
-		}
-		for _, val := range x {
-			out = append(out, undeclared(items, val, path+"[]")...)
-		}
-	}
-	return out
+	return memberDiff(s, inst, path, false)
 }
 
 // unwritten lists the members s declares that inst lacks, following $ref
 // and array items, so a schema member without a struct field is caught.
 func unwritten(s *jsonschema.Schema, inst any, path string) []string {
+	return memberDiff(s, inst, path, true)
+}
+
+// memberDiff walks s and inst together (through $ref and array items) and
+// lists, sorted, the members one side lacks: those s declares and inst
+// lacks when fromSchema, else those inst has and s does not declare.
+func memberDiff(s *jsonschema.Schema, inst any, path string, fromSchema bool) []string {
 	for s != nil && s.Ref != nil {
 		s = s.Ref
 	}
@@ -278,13 +256,25 @@ func unwritten(s *jsonschema.Schema, inst any, path string) []string {
 	var out []string
 	switch x := inst.(type) {
 	case map[string]any:
-		for k, ps := range s.Properties {
-			val, ok := x[k]
-			if !ok {
-				out = append(out, path+"."+k)
-				continue
+		if !fromSchema && len(s.Properties) == 0 {
+			return nil
+		}
+		if fromSchema {
+			for k, ps := range s.Properties {
+				if val, ok := x[k]; ok {
+					out = append(out, memberDiff(ps, val, path+"."+k, fromSchema)...)
+				} else {
+					out = append(out, path+"."+k)
+				}
 			}
-			out = append(out, unwritten(ps, val, path+"."+k)...)
+			break
+		}
+		for k, val := range x {
+			if ps, ok := s.Properties[k]; ok {
+				out = append(out, memberDiff(ps, val, path+"."+k, fromSchema)...)
+			} else {
+				out = append(out, path+"."+k)
+			}
 		}
 	case []any:
 		items, _ := s.Items.(*jsonschema.Schema)
@@ -292,7 +282,7 @@ func unwritten(s *jsonschema.Schema, inst any, path string) []string {
 			items = s.Items2020
 		}
 		for _, val := range x {
-			out = append(out, unwritten(items, val, path+"[]")...)
+			out = append(out, memberDiff(items, val, path+"[]", fromSchema)...)
 		}
 	}
 	sort.Strings(out)

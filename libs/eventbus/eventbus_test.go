@@ -135,26 +135,11 @@ func TestPublishConsumeCarriesCloudEventsTenantAndTrace(t *testing.T) {
 
 func TestRestartedConsumerResumesAtCommittedOffset(t *testing.T) {
 	broker := startBroker(t)
-	topic := uniqueName(t, "topic")
+	topic := newTopic(t, broker, 3)
 	group := uniqueName(t, "group")
-	ctx := context.Background()
-	if err := eventbus.EnsureTopics(ctx, []string{broker}, eventbus.TopicSpec{Name: topic, Partitions: 3}); err != nil {
-		t.Fatal(err)
-	}
 	pub := newPublisher(t, broker)
 	publish := func(from, to int) {
-		var events []eventbus.Event
-		for i := from; i < to; i++ {
-			e, err := eventbus.NewEvent("test.happened", "/test", fmt.Sprintf("agg-%d", i%7), i)
-			if err != nil {
-				t.Fatal(err)
-			}
-			e.ID = fmt.Sprintf("evt-%03d", i)
-			events = append(events, e)
-		}
-		if err := pub.Publish(ctx, topic, events...); err != nil {
-			t.Fatalf("publish: %v", err)
-		}
+		publishNumbered(t, pub, topic, from, to, func(i int) string { return fmt.Sprintf("agg-%d", i%7) })
 	}
 	const firstBatch, total, handleBeforeStop = 30, 50, 10
 	publish(0, firstBatch)
@@ -220,11 +205,8 @@ func TestRestartedConsumerResumesAtCommittedOffset(t *testing.T) {
 
 func TestPoisonAndPermanentGoToDLQAndPartitionMovesOn(t *testing.T) {
 	broker := startBroker(t)
-	topic := uniqueName(t, "topic")
+	topic := newTopic(t, broker, 1)
 	ctx := context.Background()
-	if err := eventbus.EnsureTopics(ctx, []string{broker}, eventbus.TopicSpec{Name: topic, Partitions: 1}); err != nil {
-		t.Fatal(err)
-	}
 	// Written with plain kafka-go so one record can lack ce_type.
 	transport := &kafka.Transport{}
 	defer transport.CloseIdleConnections()
@@ -318,20 +300,9 @@ func TestPoisonAndPermanentGoToDLQAndPartitionMovesOn(t *testing.T) {
 
 func TestRetryableFailureIsRetriedWithBackoffThenCommitted(t *testing.T) {
 	broker := startBroker(t)
-	topic := uniqueName(t, "topic")
+	topic := newTopic(t, broker, 1)
 	group := uniqueName(t, "group")
-	ctx := context.Background()
-	if err := eventbus.EnsureTopics(ctx, []string{broker}, eventbus.TopicSpec{Name: topic, Partitions: 1}); err != nil {
-		t.Fatal(err)
-	}
-	pub := newPublisher(t, broker)
-	e, err := eventbus.NewEvent("test.happened", "/test", "agg-1", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := pub.Publish(ctx, topic, e); err != nil {
-		t.Fatal(err)
-	}
+	publishNumbered(t, newPublisher(t, broker), topic, 1, 2, func(int) string { return "agg-1" })
 
 	var mu sync.Mutex
 	var attempts []time.Time
@@ -364,19 +335,8 @@ func TestRetryableFailureIsRetriedWithBackoffThenCommitted(t *testing.T) {
 
 func TestRetriesExhaustedGoToDLQ(t *testing.T) {
 	broker := startBroker(t)
-	topic := uniqueName(t, "topic")
-	ctx := context.Background()
-	if err := eventbus.EnsureTopics(ctx, []string{broker}, eventbus.TopicSpec{Name: topic, Partitions: 1}); err != nil {
-		t.Fatal(err)
-	}
-	pub := newPublisher(t, broker)
-	e, err := eventbus.NewEvent("test.happened", "/test", "agg-1", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := pub.Publish(ctx, topic, e); err != nil {
-		t.Fatal(err)
-	}
+	topic := newTopic(t, broker, 1)
+	publishNumbered(t, newPublisher(t, broker), topic, 1, 2, func(int) string { return "agg-1" })
 	var mu sync.Mutex
 	attempts := 0
 	cfg := fastSubscriberConfig(broker, uniqueName(t, "group"), topic)

@@ -26,26 +26,10 @@ type member struct {
 // before it stops, and the other then owns and replays them all.
 func TestAssignmentHooksShareAndHandOver(t *testing.T) {
 	broker := startBroker(t)
-	topic := uniqueName(t, "topic")
-	group := uniqueName(t, "group")
-	ctx := context.Background()
 	const partitions, records = 4, 24
-	if err := eventbus.EnsureTopics(ctx, []string{broker}, eventbus.TopicSpec{Name: topic, Partitions: partitions}); err != nil {
-		t.Fatal(err)
-	}
-	pub := newPublisher(t, broker)
-	var evs []eventbus.Event
-	for i := 0; i < records; i++ {
-		e, err := eventbus.NewEvent("test.happened", "/test", fmt.Sprintf("agg-%d", i), i)
-		if err != nil {
-			t.Fatal(err)
-		}
-		e.ID = fmt.Sprintf("evt-%03d", i)
-		evs = append(evs, e)
-	}
-	if err := pub.Publish(ctx, topic, evs...); err != nil {
-		t.Fatalf("publish: %v", err)
-	}
+	topic := newTopic(t, broker, partitions)
+	group := uniqueName(t, "group")
+	publishNumbered(t, newPublisher(t, broker), topic, 0, records, func(i int) string { return fmt.Sprintf("agg-%d", i) })
 
 	var mu sync.Mutex
 	var overlaps []string
@@ -146,23 +130,10 @@ func TestAssignmentHooksShareAndHandOver(t *testing.T) {
 // revocation comes after the commit.
 func TestAssignmentHooksCommitHandledOffsets(t *testing.T) {
 	broker := startBroker(t)
-	topic := uniqueName(t, "topic")
+	topic := newTopic(t, broker, 1)
 	group := uniqueName(t, "group")
-	ctx := context.Background()
-	if err := eventbus.EnsureTopics(ctx, []string{broker}, eventbus.TopicSpec{Name: topic, Partitions: 1}); err != nil {
-		t.Fatal(err)
-	}
-	pub := newPublisher(t, broker)
 	const records = 5
-	for i := 0; i < records; i++ {
-		e, err := eventbus.NewEvent("test.happened", "/test", "agg", i)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := pub.Publish(ctx, topic, e); err != nil {
-			t.Fatalf("publish: %v", err)
-		}
-	}
+	publishNumbered(t, newPublisher(t, broker), topic, 0, records, func(int) string { return "agg" })
 	var mu sync.Mutex
 	handled := 0
 	var assigned, revoked []eventbus.Assignment

@@ -79,6 +79,34 @@ func newPublisher(tb testing.TB, broker string) *eventbus.Publisher {
 	return p
 }
 
+// newTopic creates a topic no other test uses, of partitions partitions.
+func newTopic(tb testing.TB, broker string, partitions int) string {
+	tb.Helper()
+	topic := uniqueName(tb, "topic")
+	if err := eventbus.EnsureTopics(context.Background(), []string{broker}, eventbus.TopicSpec{Name: topic, Partitions: partitions}); err != nil {
+		tb.Fatalf("ensure topic %s: %v", topic, err)
+	}
+	return topic
+}
+
+// publishNumbered publishes test.happened events number from to to-1 (the
+// number is the data; id evt-NNN; aggregate key(number)) to topic at once.
+func publishNumbered(tb testing.TB, pub *eventbus.Publisher, topic string, from, to int, key func(i int) string) {
+	tb.Helper()
+	var events []eventbus.Event
+	for i := from; i < to; i++ {
+		e, err := eventbus.NewEvent("test.happened", "/test", key(i), i)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		e.ID = fmt.Sprintf("evt-%03d", i)
+		events = append(events, e)
+	}
+	if err := pub.Publish(context.Background(), topic, events...); err != nil {
+		tb.Fatalf("publish: %v", err)
+	}
+}
+
 // runSubscriber runs a subscriber until the returned stop is called (or the
 // test ends) and checks that Run returns cleanly.
 func runSubscriber(tb testing.TB, cfg eventbus.SubscriberConfig, h eventbus.Handler, opts ...eventbus.SubscriberOption) (stop func()) {

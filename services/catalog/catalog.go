@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"time"
@@ -21,7 +20,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/canopy-platform/canopy/api/events"
-	"github.com/canopy-platform/canopy/libs/eventbus"
 	"github.com/canopy-platform/canopy/libs/httpx"
 	"github.com/canopy-platform/canopy/libs/launch"
 	"github.com/canopy-platform/canopy/libs/store"
@@ -39,26 +37,20 @@ const (
 	DefaultAddr                 = "127.0.0.1:8082"
 	DefaultDatabase             = "canopy_catalog"
 	DefaultIdempotencyRetention = 24 * time.Hour
-	// MinSecretLen is the shortest accepted internal secret.
-	MinSecretLen = 16
 )
 
 // Config configures the catalog service. Environment variables carry the
 // CANOPY_ prefix (libs/config), e.g. CANOPY_CATALOG_ADDR.
 type Config struct {
+	// Platform is mysql_dsn, internal_secret(_previous) and kafka, named as
+	// in every service.
+	launch.Platform `yaml:",inline"`
 	// Addr is the HTTP listen address.
 	Addr string `yaml:"addr" env:"CATALOG_ADDR" default:"127.0.0.1:8082"`
 	// HTTP holds the server timeouts; its Addr is ignored in favour of Addr.
 	HTTP httpx.Config `yaml:"http"`
-	// MySQLDSN is the server DSN without a database.
-	MySQLDSN string `yaml:"mysql_dsn" env:"MYSQL_DSN" default:"root@tcp(127.0.0.1:3306)/"`
 	// Database is the catalog's database, created if missing.
 	Database string `yaml:"database" env:"CATALOG_DATABASE" default:"canopy_catalog"`
-	// InternalSecret is the HMAC key the gateway signs identities with.
-	InternalSecret string `yaml:"internal_secret" env:"INTERNAL_SECRET"`
-	// InternalSecretPrevious, during a rotation, is the secret being replaced:
-	// still accepted on incoming requests, never used to sign (docs/security.md).
-	InternalSecretPrevious string `yaml:"internal_secret_previous" env:"INTERNAL_SECRET_PREVIOUS"`
 	// ProvisioningURL is where OSB instance and binding calls are forwarded
 	// once the broker credential is checked; empty turns those routes off.
 	ProvisioningURL string `yaml:"provisioning_url" env:"PROVISIONING_URL" default:"http://127.0.0.1:8084"`
@@ -67,8 +59,6 @@ type Config struct {
 	// with 503 when it cannot answer). Empty (YAML `gateway_url: ""`)
 	// binds credentials unchecked, for standalone runs without a gateway.
 	GatewayURL string `yaml:"gateway_url" env:"GATEWAY_URL" default:"http://127.0.0.1:8092"`
-	// Kafka configures the publisher main builds for the outbox relay.
-	Kafka eventbus.PublisherConfig `yaml:"kafka" envPrefix:"KAFKA_"`
 	// Relay tunes the outbox relay.
 	Relay store.RelayConfig `yaml:"relay" envPrefix:"CATALOG_RELAY_"`
 	// Seed inserts the default plans that are missing at start.
@@ -81,10 +71,9 @@ type Config struct {
 // (without the internal secret, which must be set).
 func DefaultConfig() Config {
 	return Config{
+		Platform:             launch.DefaultPlatform(events.SourceCatalog),
 		Addr:                 DefaultAddr,
-		MySQLDSN:             store.DefaultDSN,
 		Database:             DefaultDatabase,
-		Kafka:                eventbus.PublisherConfig{Brokers: []string{"127.0.0.1:9092"}, Source: events.SourceCatalog},
 		Seed:                 true,
 		ProvisioningURL:      "http://127.0.0.1:8084",
 		GatewayURL:           "http://127.0.0.1:8092",
@@ -92,41 +81,16 @@ func DefaultConfig() Config {
 	}
 }
 
-func (c Config) storeConfig() store.Config {
-	return store.Config{DSN: c.MySQLDSN, Database: c.Database}
-}
-
-func (c Config) httpConfig() httpx.Config {
-	h := c.HTTP
-	h.Addr = c.Addr
-	return h
-}
-
 // Validate reports configuration errors.
 func (c Config) Validate() error {
-	var errs []error
-	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
-		errs = append(errs, fmt.Errorf("addr %q: %w", c.Addr, err))
-	}
-	if err := c.storeConfig().Validate(); err != nil {
-		errs = append(errs, err)
-	}
-	if len(c.InternalSecret) < MinSecretLen {
-		errs = append(errs, fmt.Errorf("internal_secret (CANOPY_INTERNAL_SECRET) must be at least %d bytes, shared with the gateway", MinSecretLen))
-	}
-	if c.InternalSecretPrevious != "" && len(c.InternalSecretPrevious) < MinSecretLen {
-		errs = append(errs, fmt.Errorf("internal_secret_previous (CANOPY_INTERNAL_SECRET_PREVIOUS) must be empty or at least %d bytes", MinSecretLen))
-	}
+	errs := []error{launch.CheckAddr("addr", c.Addr), c.Store(c.Database).Validate(), c.Secrets.Validate()}
 	if u, err := url.Parse(c.GatewayURL); c.GatewayURL != "" && (err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https")) {
 		errs = append(errs, fmt.Errorf("gateway_url %q must be an http(s) URL or empty", c.GatewayURL))
 	}
 	if c.IdempotencyRetention < time.Minute {
 		errs = append(errs, errors.New("idempotency_retention must be at least 1m"))
 	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("catalog config: %w", err)
-	}
-	return nil
+	return launch.ConfigError("catalog", errs...)
 }
 
 // Deps are the catalog's dependencies.
@@ -159,10 +123,7 @@ type Service struct {
 
 // New checks cfg and deps and returns the service. It does no I/O.
 func New(cfg Config, deps Deps) (*Service, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	if err := launch.Require("catalog", "logger", deps.Logger, "metrics registry", deps.Registry, "event publisher", deps.Publisher); err != nil {
+	if err := launch.Check("catalog", cfg, "logger", deps.Logger, "metrics registry", deps.Registry, "event publisher", deps.Publisher); err != nil {
 		return nil, err
 	}
 	if deps.Now == nil {
@@ -180,7 +141,7 @@ func (s *Service) Run(ctx context.Context) error {
 		db   *store.DB
 		repo *mysqlrepo.Repo
 	)
-	database, migrate := launch.DatabaseStages(s.cfg.storeConfig(), s.Logger(), &db, migrations.FS)
+	database, migrate := launch.DatabaseStages(s.cfg.Store(s.cfg.Database), s.Logger(), &db, migrations.FS)
 	return s.RunStages(ctx, database,
 		launch.Then(migrate, func(ctx context.Context) error {
 			var err error
@@ -195,15 +156,8 @@ func (s *Service) Run(ctx context.Context) error {
 		// The relay outlives the HTTP server so events of the last requests go out.
 		launch.RelayStage(&db, s.deps.Publisher, s.cfg.Relay, s.Logger(), s.deps.Registry),
 		launch.Stage{Name: "idempotency purger", Run: func(ctx context.Context) error { return s.purgeIdempotency(ctx, repo) }},
-		launch.Serve("http", func(context.Context) (*httpx.Server, error) {
-			handler, err := s.handler(repo)
-			if err != nil {
-				return nil, err
-			}
-			srv := httpx.NewServer(s.cfg.httpConfig(), handler, s.Logger(), s.deps.Registry)
-			srv.AddReadinessCheck("mysql", repo.Ping)
-			return srv, nil
-		}),
+		launch.ServeHTTP(s.cfg.HTTP, s.cfg.Addr, s.Logger(), s.deps.Registry,
+			func(context.Context) (http.Handler, error) { return s.handler(repo) }, launch.DatabaseReady(&db)),
 	)
 }
 
@@ -242,7 +196,7 @@ func (s *Service) handler(repo *mysqlrepo.Repo) (http.Handler, error) {
 		broker.ForwardInstances(fwd)
 	}
 	r := httpx.NewRouter(s.Logger())
-	r.With(tenancy.Middleware(tenancy.AudienceCatalog, []byte(s.cfg.InternalSecret), []byte(s.cfg.InternalSecretPrevious))).Mount(httpapi.Prefix, api.Routes())
+	r.With(s.cfg.Middleware(tenancy.AudienceCatalog)).Mount(httpapi.Prefix, api.Routes())
 	r.Mount(osb.Prefix, broker.Routes())
 	return r, nil
 }

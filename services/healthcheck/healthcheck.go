@@ -15,7 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
+	"net/http"
 	"os"
 	"time"
 
@@ -41,8 +41,6 @@ import (
 const (
 	DefaultAddr            = "127.0.0.1:8085"
 	DefaultProvisioningURL = "http://127.0.0.1:8084"
-	// MinSecretLen is the shortest accepted internal secret.
-	MinSecretLen = 16
 )
 
 // Config configures the healthcheck. Environment variables carry the
@@ -59,11 +57,9 @@ type Config struct {
 	Brokers []string `yaml:"brokers" env:"KAFKA_BROKERS" envSeparator:"," default:"127.0.0.1:9092"`
 	// ProvisioningURL is where provisioning's internal API is.
 	ProvisioningURL string `yaml:"provisioning_url" env:"HEALTHCHECK_PROVISIONING_URL" default:"http://127.0.0.1:8084"`
-	// InternalSecret is the HMAC key of the signed identity headers.
-	InternalSecret string `yaml:"internal_secret" env:"INTERNAL_SECRET"`
-	// InternalSecretPrevious, during a rotation, is the secret being replaced:
-	// still accepted on incoming requests, never used to sign (docs/security.md).
-	InternalSecretPrevious string `yaml:"internal_secret_previous" env:"INTERNAL_SECRET_PREVIOUS"`
+	// Secrets are internal_secret and internal_secret_previous, named as in
+	// every service.
+	launch.Secrets `yaml:",inline"`
 	// Interval, Timeout, Fall, Rise, MaxLag and SampleEvery are the
 	// default probe policy.
 	Interval    time.Duration `yaml:"interval" env:"HEALTHCHECK_INTERVAL" default:"1s"`
@@ -119,18 +115,9 @@ func (c Config) policy() target.Policy {
 
 // Validate reports configuration errors.
 func (c Config) Validate() error {
-	var errs []error
-	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
-		errs = append(errs, fmt.Errorf("addr %q: %w", c.Addr, err))
-	}
+	errs := []error{launch.CheckAddr("addr", c.Addr), c.Secrets.Validate()}
 	if len(c.Brokers) == 0 {
 		errs = append(errs, errors.New("brokers: at least one is required"))
-	}
-	if len(c.InternalSecret) < MinSecretLen {
-		errs = append(errs, fmt.Errorf("internal_secret (CANOPY_INTERNAL_SECRET) must be at least %d bytes", MinSecretLen))
-	}
-	if c.InternalSecretPrevious != "" && len(c.InternalSecretPrevious) < MinSecretLen {
-		errs = append(errs, fmt.Errorf("internal_secret_previous (CANOPY_INTERNAL_SECRET_PREVIOUS) must be empty or at least %d bytes", MinSecretLen))
 	}
 	if err := c.policy().Validate(); err != nil {
 		errs = append(errs, err)
@@ -141,10 +128,7 @@ func (c Config) Validate() error {
 	if c.SampleInterval < time.Second || c.ResyncInterval < time.Second {
 		errs = append(errs, errors.New("sample_interval and resync_interval must be at least 1s"))
 	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("healthcheck config: %w", err)
-	}
-	return nil
+	return launch.ConfigError("healthcheck", errs...)
 }
 
 // Deps are the healthcheck's dependencies.
@@ -169,10 +153,7 @@ type Service struct {
 
 // New checks cfg and deps and builds the service. It does no I/O.
 func New(cfg Config, deps Deps) (*Service, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	if err := launch.Require("healthcheck", "logger", deps.Logger, "metrics registry", deps.Registry, "event publisher", deps.Publisher); err != nil {
+	if err := launch.Check("healthcheck", cfg, "logger", deps.Logger, "metrics registry", deps.Registry, "event publisher", deps.Publisher); err != nil {
 		return nil, err
 	}
 	if cfg.Replica == "" {
@@ -215,16 +196,14 @@ func (s *Service) Run(ctx context.Context) error {
 		launch.Stage{Name: "monitor", Run: s.mon.Run},
 		launch.Stage{Name: "sharder", Run: s.sharder.Run},
 		launch.Stage{Name: "resync", Run: s.resync},
-		launch.Serve("http", func(context.Context) (*httpx.Server, error) {
+		launch.ServeHTTP(s.cfg.HTTP, s.cfg.Addr, s.Logger(), s.deps.Registry, func(context.Context) (http.Handler, error) {
 			r := httpx.NewRouter(s.Logger())
 			api := httpapi.New(s.mon, s.sharder, s.cfg.Replica)
 			r.Group(func(r chi.Router) {
-				r.Use(tenancy.Middleware(tenancy.AudienceHealthcheck, []byte(s.cfg.InternalSecret), []byte(s.cfg.InternalSecretPrevious)))
+				r.Use(s.cfg.Middleware(tenancy.AudienceHealthcheck))
 				api.Routes(r)
 			})
-			h := s.cfg.HTTP
-			h.Addr = s.cfg.Addr
-			return httpx.NewServer(h, r, s.Logger(), s.deps.Registry), nil
+			return r, nil
 		}),
 	)
 }

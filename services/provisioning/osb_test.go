@@ -26,11 +26,7 @@ func TestOSB(t *testing.T) {
 	if r := c.do("PUT", base, prov, v...); r.status != http.StatusUnprocessableEntity || r.json(t)["error"] != "AsyncRequired" {
 		t.Fatalf("sync provision: %d %s", r.status, r.body)
 	}
-	r := c.do("PUT", base+"?accepts_incomplete=true", prov, v...)
-	if r.status != http.StatusAccepted || r.json(t)["operation"] == "" {
-		t.Fatalf("provision: %d %s", r.status, r.body)
-	}
-	op := r.json(t)["operation"].(string)
+	op := c.osbProvision(t, base, prov)
 	if r := c.do("PUT", base+"?accepts_incomplete=true", prov, v...); r.status != http.StatusAccepted && r.status != http.StatusOK {
 		t.Errorf("repeat while provisioning: %d", r.status)
 	}
@@ -38,13 +34,7 @@ func TestOSB(t *testing.T) {
 	if r := c.do("PUT", base+"?accepts_incomplete=true", other, v...); r.status != http.StatusConflict {
 		t.Errorf("same id other plan: %d %s", r.status, r.body)
 	}
-	eventually(t, readyWithin, "last_operation succeeded", func() error {
-		r := c.do("GET", base+"/last_operation?operation="+op, nil, v...)
-		if r.json(t)["state"] != "succeeded" {
-			return errString(string(r.body))
-		}
-		return nil
-	})
+	c.osbAwaitOperation(t, base, op, "succeeded", readyWithin)
 	if r := c.do("PUT", base+"?accepts_incomplete=true", prov, v...); r.status != http.StatusOK {
 		t.Errorf("identical repeat: %d", r.status)
 	}
@@ -80,24 +70,57 @@ func TestOSB(t *testing.T) {
 	if r := c.do("DELETE", base+"?service_id="+serviceRedis+"&plan_id="+planRedisDev, nil, v...); r.status != http.StatusUnprocessableEntity {
 		t.Errorf("sync deprovision: %d", r.status)
 	}
-	dr := c.do("DELETE", base+"?accepts_incomplete=true&service_id="+serviceRedis+"&plan_id="+planRedisDev, nil, v...)
-	if dr.status != http.StatusAccepted {
-		t.Fatalf("deprovision: %d %s", dr.status, dr.body)
-	}
-	dop := dr.json(t)["operation"].(string)
-	eventually(t, time.Minute, "last_operation 410", func() error {
-		r := c.do("GET", base+"/last_operation?operation="+dop, nil, v...)
-		if r.status != http.StatusGone {
-			return errString(string(r.body))
-		}
-		return nil
-	})
+	c.osbDeprovision(t, base, "service_id="+serviceRedis+"&plan_id="+planRedisDev)
 	if r := c.do("DELETE", base+"?accepts_incomplete=true&service_id="+serviceRedis+"&plan_id="+planRedisDev, nil, v...); r.status != http.StatusGone {
 		t.Errorf("deprovision again: %d", r.status)
 	}
 	if pids := nodePIDs(s.stateDir); len(pids) != 0 {
 		t.Errorf("processes after deprovision: %v", pids)
 	}
+}
+
+// osbProvision asks for base's instance asynchronously with body and
+// returns the operation OSB's 202 names.
+func (c *client) osbProvision(t *testing.T, base string, body map[string]any) string {
+	t.Helper()
+	r := c.do("PUT", base+"?accepts_incomplete=true", body, "X-Broker-API-Version", "2.17")
+	if r.status != http.StatusAccepted {
+		t.Fatalf("provision: %d %s", r.status, r.body)
+	}
+	op, _ := r.json(t)["operation"].(string)
+	if op == "" {
+		t.Fatalf("provision: no operation in %s", r.body)
+	}
+	return op
+}
+
+// osbAwaitOperation waits until base's last_operation op is in state.
+func (c *client) osbAwaitOperation(t *testing.T, base, op, state string, within time.Duration) {
+	t.Helper()
+	eventually(t, within, "last_operation "+state, func() error {
+		if r := c.do("GET", base+"/last_operation?operation="+op, nil, "X-Broker-API-Version", "2.17"); r.json(t)["state"] != state {
+			return errString(string(r.body))
+		}
+		return nil
+	})
+}
+
+// osbDeprovision deprovisions base's instance asynchronously (ids: its
+// service_id and plan_id query) and waits until its last_operation is 410.
+func (c *client) osbDeprovision(t *testing.T, base, ids string) {
+	t.Helper()
+	v := []string{"X-Broker-API-Version", "2.17"}
+	r := c.do("DELETE", base+"?accepts_incomplete=true&"+ids, nil, v...)
+	if r.status != http.StatusAccepted {
+		t.Fatalf("deprovision: %d %s", r.status, r.body)
+	}
+	op, _ := r.json(t)["operation"].(string)
+	eventually(t, time.Minute, "last_operation 410", func() error {
+		if r := c.do("GET", base+"/last_operation?operation="+op, nil, v...); r.status != http.StatusGone {
+			return errString(string(r.body))
+		}
+		return nil
+	})
 }
 
 type errString string
@@ -209,11 +232,7 @@ func TestOSBConformance(t *testing.T) {
 		instanceExists(t, missing, http.StatusNotFound)
 	})
 
-	r := c.do("PUT", base+"?accepts_incomplete=true", prov, v...)
-	if r.status != http.StatusAccepted {
-		t.Fatalf("provision: %d %s", r.status, r.body)
-	}
-	op := r.json(t)["operation"].(string)
+	op := c.osbProvision(t, base, prov)
 	t.Run("while provisioning", func(t *testing.T) {
 		c.osbCases(t, []osbCase{
 			{"same id, another service's service_id", osbCall{"PUT", base + "?accepts_incomplete=true", with(prov, "service_id", serviceMySQL)}, 409, "service_id"},
@@ -221,13 +240,7 @@ func TestOSBConformance(t *testing.T) {
 			{"same id, other plan", osbCall{"PUT", base + "?accepts_incomplete=true", with(prov, "plan_id", planRedisHA)}, 409, "plan_id"},
 		})
 	})
-	eventually(t, readyWithin, "last_operation succeeded", func() error {
-		r := c.do("GET", base+"/last_operation?operation="+op, nil, v...)
-		if r.json(t)["state"] != "succeeded" {
-			return errString(string(r.body))
-		}
-		return nil
-	})
+	c.osbAwaitOperation(t, base, op, "succeeded", readyWithin)
 
 	t.Run("instance", func(t *testing.T) {
 		c.osbCases(t, []osbCase{
@@ -315,17 +328,7 @@ func TestOSBConformance(t *testing.T) {
 		}
 	})
 
-	dr := c.do("DELETE", base+"?accepts_incomplete=true&"+own, nil, v...)
-	if dr.status != http.StatusAccepted {
-		t.Fatalf("deprovision: %d %s", dr.status, dr.body)
-	}
-	dop := dr.json(t)["operation"].(string)
-	eventually(t, time.Minute, "last_operation 410", func() error {
-		if r := c.do("GET", base+"/last_operation?operation="+dop, nil, v...); r.status != http.StatusGone {
-			return errString(string(r.body))
-		}
-		return nil
-	})
+	c.osbDeprovision(t, base, own)
 	t.Run("after deprovisioning", func(t *testing.T) {
 		c.osbCases(t, []osbCase{
 			{"deprovision again", osbCall{"DELETE", base + "?accepts_incomplete=true&" + own, nil}, 410, ""},
@@ -346,11 +349,7 @@ func TestOSBRepeatWhileProvisioning(t *testing.T) {
 	c := s.as("acme")
 	const base = "/v2/service_instances/held-in-provisioning"
 	prov := map[string]any{"service_id": serviceRedis, "plan_id": planRedisDev, "organization_guid": "org", "space_guid": "space"}
-	r := c.do("PUT", base+"?accepts_incomplete=true", prov, "X-Broker-API-Version", "2.17")
-	if r.status != http.StatusAccepted {
-		t.Fatalf("provision: %d %s", r.status, r.body)
-	}
-	op := r.json(t)["operation"].(string)
+	op := c.osbProvision(t, base, prov)
 	select {
 	case <-reached:
 	case <-time.After(readyWithin):
@@ -363,7 +362,7 @@ func TestOSBRepeatWhileProvisioning(t *testing.T) {
 		{"deprovision with another plan", osbCall{"DELETE", base + "?accepts_incomplete=true&service_id=" + serviceRedis + "&plan_id=" + planRedisHA, nil}, 400, "plan_id"},
 		{"deprovision without accepts_incomplete", osbCall{"DELETE", base + "?service_id=" + serviceRedis + "&plan_id=" + planRedisDev, nil}, 422, "accepts_incomplete"},
 	})
-	r = c.do("PUT", base+"?accepts_incomplete=true", prov, "X-Broker-API-Version", "2.17")
+	r := c.do("PUT", base+"?accepts_incomplete=true", prov, "X-Broker-API-Version", "2.17")
 	if r.status != http.StatusAccepted || r.json(t)["operation"] != op {
 		t.Fatalf("identical repeat: %d %s, want 202 with operation %s", r.status, r.body, op)
 	}
@@ -389,17 +388,8 @@ func TestOSBUpdateParametersFailClosed(t *testing.T) {
 	// between a parameter and the engine.
 	prov := map[string]any{"service_id": serviceRedis, "plan_id": planRedisLax, "organization_guid": "org", "space_guid": "space",
 		"parameters": map[string]any{"timeout": 30}}
-	r := c.do("PUT", base+"?accepts_incomplete=true", prov, v...)
-	if r.status != http.StatusAccepted {
-		t.Fatalf("provision: %d %s", r.status, r.body)
-	}
-	op := r.json(t)["operation"].(string)
-	eventually(t, readyWithin, "last_operation succeeded", func() error {
-		if r := c.do("GET", base+"/last_operation?operation="+op, nil, v...); r.json(t)["state"] != "succeeded" {
-			return errString(string(r.body))
-		}
-		return nil
-	})
+	op := c.osbProvision(t, base, prov)
+	c.osbAwaitOperation(t, base, op, "succeeded", readyWithin)
 	update := func(params map[string]any) map[string]any {
 		return map[string]any{"service_id": serviceRedis, "parameters": params}
 	}
@@ -409,7 +399,7 @@ func TestOSBUpdateParametersFailClosed(t *testing.T) {
 	})
 
 	down.Store(true)
-	r = c.do("PATCH", base+"?accepts_incomplete=true", update(map[string]any{"timeout": 60}), v...)
+	r := c.do("PATCH", base+"?accepts_incomplete=true", update(map[string]any{"timeout": 60}), v...)
 	if r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" {
 		t.Errorf("update without the catalog: %d %s (Retry-After %q), want 503 with Retry-After", r.status, r.body, r.header.Get("Retry-After"))
 	}
@@ -442,17 +432,8 @@ func TestOSBRepeatOfFailedProvision(t *testing.T) {
 	v := []string{"X-Broker-API-Version", "2.17"}
 	const base = "/v2/service_instances/no-room"
 	prov := map[string]any{"service_id": serviceRedis, "plan_id": planRedisDev, "organization_guid": "org", "space_guid": "space"}
-	r := c.do("PUT", base+"?accepts_incomplete=true", prov, v...)
-	if r.status != http.StatusAccepted {
-		t.Fatalf("provision: %d %s", r.status, r.body)
-	}
-	op := r.json(t)["operation"].(string)
-	eventually(t, time.Minute, "last_operation failed", func() error {
-		if r := c.do("GET", base+"/last_operation?operation="+op, nil, v...); r.json(t)["state"] != "failed" {
-			return errString(string(r.body))
-		}
-		return nil
-	})
+	op := c.osbProvision(t, base, prov)
+	c.osbAwaitOperation(t, base, op, "failed", time.Minute)
 	c.osbCases(t, []osbCase{
 		{"identical repeat with accepts_incomplete", osbCall{"PUT", base + "?accepts_incomplete=true", prov}, 409, "failed"},
 		{"identical repeat without accepts_incomplete", osbCall{"PUT", base, prov}, 409, "last_operation"},
@@ -473,17 +454,7 @@ func TestOSBRepeatOfFailedProvision(t *testing.T) {
 	}
 	// The way out the description names: deprovision the failed instance.
 	own := "service_id=" + serviceRedis + "&plan_id=" + planRedisDev
-	dr := c.do("DELETE", base+"?accepts_incomplete=true&"+own, nil, v...)
-	if dr.status != http.StatusAccepted {
-		t.Fatalf("deprovision of the failed instance: %d %s", dr.status, dr.body)
-	}
-	dop := dr.json(t)["operation"].(string)
-	eventually(t, time.Minute, "last_operation 410", func() error {
-		if r := c.do("GET", base+"/last_operation?operation="+dop, nil, v...); r.status != http.StatusGone {
-			return errString(string(r.body))
-		}
-		return nil
-	})
+	c.osbDeprovision(t, base, own)
 	if r := c.do("PATCH", base+"?accepts_incomplete=true", update, v...); r.status != http.StatusNotFound {
 		t.Errorf("update of the deprovisioned instance: %d %s, want 404", r.status, r.body)
 	}
@@ -506,18 +477,9 @@ func TestOSBFetch(t *testing.T) {
 	const base = "/v2/service_instances/fetched"
 	prov := map[string]any{"service_id": serviceRedis, "plan_id": planRedisDev, "organization_guid": "org", "space_guid": "space",
 		"parameters": map[string]any{"timeout": 5}}
-	r := c.do("PUT", base+"?accepts_incomplete=true", prov, v...)
-	if r.status != http.StatusAccepted {
-		t.Fatalf("provision: %d %s", r.status, r.body)
-	}
-	op := r.json(t)["operation"].(string)
-	eventually(t, readyWithin, "last_operation succeeded", func() error {
-		if r := c.do("GET", base+"/last_operation?operation="+op, nil, v...); r.json(t)["state"] != "succeeded" {
-			return errString(string(r.body))
-		}
-		return nil
-	})
-	r = c.do("GET", base, nil, v...)
+	op := c.osbProvision(t, base, prov)
+	c.osbAwaitOperation(t, base, op, "succeeded", readyWithin)
+	r := c.do("GET", base, nil, v...)
 	if got := r.json(t); r.status != http.StatusOK || got["service_id"] != serviceRedis || got["plan_id"] != planRedisDev ||
 		got["parameters"].(map[string]any)["timeout"] != 5.0 {
 		t.Errorf("fetch instance: %d %s", r.status, r.body)

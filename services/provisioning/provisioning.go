@@ -13,7 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
+	"net/http"
 	"net/url"
 	"path/filepath"
 	"time"
@@ -50,8 +50,6 @@ const (
 	DefaultCatalogURL = "http://127.0.0.1:8082"
 	// DefaultGatewayURL is the gateway's internal listener, where /internal/v1 is served.
 	DefaultGatewayURL = "http://127.0.0.1:8092"
-	// MinSecretLen is the shortest accepted internal secret.
-	MinSecretLen = 16
 )
 
 // Quota is a tenant's quota as configured (zero = no limit). Configured
@@ -71,20 +69,16 @@ func (q Quota) tenancy() tenancy.Quota {
 // Config configures the provisioning service. Environment variables carry
 // the CANOPY_ prefix (libs/config), e.g. CANOPY_PROVISIONING_ADDR.
 type Config struct {
+	// Platform is mysql_dsn, internal_secret(_previous) (also shared with
+	// the catalog) and kafka (its brokers; the publisher itself is a
+	// dependency), named as in every service.
+	launch.Platform `yaml:",inline"`
 	// Addr is the HTTP listen address.
 	Addr string `yaml:"addr" env:"PROVISIONING_ADDR" default:"127.0.0.1:8084"`
 	// HTTP holds the server timeouts; its Addr is ignored in favour of Addr.
 	HTTP httpx.Config `yaml:"http"`
-	// MySQLDSN is the server DSN without a database.
-	MySQLDSN string `yaml:"mysql_dsn" env:"MYSQL_DSN" default:"root@tcp(127.0.0.1:3306)/"`
 	// Database is provisioning's database, created if missing.
 	Database string `yaml:"database" env:"PROVISIONING_DATABASE" default:"canopy_provisioning"`
-	// InternalSecret is the HMAC key of the signed identity headers (shared
-	// with the gateway and the catalog).
-	InternalSecret string `yaml:"internal_secret" env:"INTERNAL_SECRET"`
-	// InternalSecretPrevious, during a rotation, is the secret being replaced:
-	// still accepted on incoming requests, never used to sign (docs/security.md).
-	InternalSecretPrevious string `yaml:"internal_secret_previous" env:"INTERNAL_SECRET_PREVIOUS"`
 	// CatalogURL is where plans are fetched.
 	CatalogURL string `yaml:"catalog_url" env:"CATALOG_URL" default:"http://127.0.0.1:8082"`
 	// GatewayURL is where tenants' quotas are read: the gateway's internal listener (it stores them,
@@ -107,8 +101,6 @@ type Config struct {
 	// StateDir holds the development secrets key and the local driver's
 	// nodes (<StateDir>/nodes/<node id>).
 	StateDir string `yaml:"state_dir" env:"STATE_DIR" default:".canopy"`
-	// Kafka configures the brokers (the publisher itself is a dependency).
-	Kafka eventbus.PublisherConfig `yaml:"kafka" envPrefix:"KAFKA_"`
 	// Consumer tunes the placements consumer; brokers come from Kafka.
 	Consumer eventbus.SubscriberConfig `yaml:"consumer" envPrefix:"PROVISIONING_CONSUMER_"`
 	// ConsumerGroup is the Kafka consumer group of the placements consumer.
@@ -132,37 +124,15 @@ type Config struct {
 // internal secret, which must be set).
 func DefaultConfig() Config {
 	return Config{
-		Addr: DefaultAddr, MySQLDSN: store.DefaultDSN, Database: DefaultDatabase, CatalogURL: DefaultCatalogURL, GatewayURL: DefaultGatewayURL,
+		Platform: launch.DefaultPlatform(events.SourceProvisioning),
+		Addr:     DefaultAddr, Database: DefaultDatabase, CatalogURL: DefaultCatalogURL, GatewayURL: DefaultGatewayURL,
 		StateDir: ".canopy", EnsureTopics: true, Reseal: reseal.Config{Interval: 10 * time.Minute, Batch: reseal.DefaultBatch}, ConsumerGroup: events.GroupProvisioning,
-		Kafka: eventbus.PublisherConfig{Brokers: []string{"127.0.0.1:9092"}, Source: events.SourceProvisioning},
 	}
-}
-
-func (c Config) storeConfig() store.Config {
-	return store.Config{DSN: c.MySQLDSN, Database: c.Database}
-}
-
-func (c Config) httpConfig() httpx.Config {
-	h := c.HTTP
-	h.Addr = c.Addr
-	return h
 }
 
 // Validate reports configuration errors.
 func (c Config) Validate() error {
-	var errs []error
-	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
-		errs = append(errs, fmt.Errorf("addr %q: %w", c.Addr, err))
-	}
-	if err := c.storeConfig().Validate(); err != nil {
-		errs = append(errs, err)
-	}
-	if len(c.InternalSecret) < MinSecretLen {
-		errs = append(errs, fmt.Errorf("internal_secret (CANOPY_INTERNAL_SECRET) must be at least %d bytes, shared with the gateway", MinSecretLen))
-	}
-	if c.InternalSecretPrevious != "" && len(c.InternalSecretPrevious) < MinSecretLen {
-		errs = append(errs, fmt.Errorf("internal_secret_previous (CANOPY_INTERNAL_SECRET_PREVIOUS) must be empty or at least %d bytes", MinSecretLen))
-	}
+	errs := []error{launch.CheckAddr("addr", c.Addr), c.Store(c.Database).Validate(), c.Secrets.Validate()}
 	if u, err := url.Parse(c.CatalogURL); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
 		errs = append(errs, fmt.Errorf("catalog_url %q must be an http(s) URL", c.CatalogURL))
 	}
@@ -202,10 +172,7 @@ func (c Config) Validate() error {
 	if err := c.DefaultQuota.tenancy().Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("default_quota: %w", err))
 	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("provisioning config: %w", err)
-	}
-	return nil
+	return launch.ConfigError("provisioning", errs...)
 }
 
 // Deps are the service's dependencies.
@@ -244,10 +211,7 @@ type Service struct {
 
 // New checks cfg and deps and returns the service. It does no I/O.
 func New(cfg Config, deps Deps) (*Service, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	if err := launch.Require("provisioning", "logger", deps.Logger, "metrics registry", deps.Registry, "event publisher", deps.Publisher); err != nil {
+	if err := launch.Check("provisioning", cfg, "logger", deps.Logger, "metrics registry", deps.Registry, "event publisher", deps.Publisher); err != nil {
 		return nil, err
 	}
 	if deps.Now == nil {
@@ -332,7 +296,7 @@ func (s *Service) Run(ctx context.Context) error {
 		sub      *eventbus.Subscriber
 		topoSub  *eventbus.Subscriber
 	)
-	database, migrate := launch.DatabaseStages(s.cfg.storeConfig(), s.Logger(), &db, migrations.FS)
+	database, migrate := launch.DatabaseStages(s.cfg.Store(s.cfg.Database), s.Logger(), &db, migrations.FS)
 	return s.RunStages(ctx,
 		launch.Stage{Name: "state", Start: func(context.Context) error {
 			var err error
@@ -442,7 +406,7 @@ func (s *Service) Run(ctx context.Context) error {
 			},
 			Run: func(ctx context.Context) error { return sub.Run(ctx) },
 		},
-		launch.Serve("http", func(context.Context) (*httpx.Server, error) {
+		launch.ServeHTTP(s.cfg.HTTP, s.cfg.Addr, s.Logger(), s.deps.Registry, func(context.Context) (http.Handler, error) {
 			catalog, err := catalogclient.New(s.cfg.CatalogURL, []byte(s.cfg.InternalSecret), nil)
 			if err != nil {
 				return nil, err
@@ -459,10 +423,8 @@ func (s *Service) Run(ctx context.Context) error {
 				api.WithFaults(f)
 			}
 			r := httpx.NewRouter(s.Logger())
-			r.With(tenancy.Middleware(tenancy.AudienceProvisioning, []byte(s.cfg.InternalSecret), []byte(s.cfg.InternalSecretPrevious))).Mount("/", api.Routes())
-			srv := httpx.NewServer(s.cfg.httpConfig(), r, s.Logger(), s.deps.Registry)
-			srv.AddReadinessCheck("mysql", func(ctx context.Context) error { return db.SQL().PingContext(ctx) })
-			return srv, nil
-		}),
+			r.With(s.cfg.Middleware(tenancy.AudienceProvisioning)).Mount("/", api.Routes())
+			return r, nil
+		}, launch.DatabaseReady(&db)),
 	)
 }

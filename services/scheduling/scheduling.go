@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"net"
 	"net/http"
 	"time"
 
@@ -45,8 +44,6 @@ const (
 	DefaultAddr          = "127.0.0.1:8083"
 	DefaultDatabase      = "canopy_scheduling"
 	DefaultInventoryFile = "deploy/inventory/dev.yaml"
-	// MinSecretLen is the shortest accepted internal secret.
-	MinSecretLen = 16
 )
 
 // Topic and event names other services use to talk to the scheduler.
@@ -63,27 +60,21 @@ const (
 // Config configures the scheduling service. Environment variables carry the
 // CANOPY_ prefix (libs/config), e.g. CANOPY_SCHEDULING_ADDR.
 type Config struct {
+	// Platform is mysql_dsn, internal_secret(_previous) and kafka (whose
+	// brokers are also the consumer's when Consumer.Brokers is empty), named
+	// as in every service.
+	launch.Platform `yaml:",inline"`
 	// Addr is the HTTP listen address.
 	Addr string `yaml:"addr" env:"SCHEDULING_ADDR" default:"127.0.0.1:8083"`
 	// HTTP holds the server timeouts; its Addr is ignored in favour of Addr.
 	HTTP httpx.Config `yaml:"http"`
-	// MySQLDSN is the server DSN without a database.
-	MySQLDSN string `yaml:"mysql_dsn" env:"MYSQL_DSN" default:"root@tcp(127.0.0.1:3306)/"`
 	// Database is the scheduling database, created if missing.
 	Database string `yaml:"database" env:"SCHEDULING_DATABASE" default:"canopy_scheduling"`
-	// InternalSecret is the HMAC key the gateway signs identities with.
-	InternalSecret string `yaml:"internal_secret" env:"INTERNAL_SECRET"`
-	// InternalSecretPrevious, during a rotation, is the secret being replaced:
-	// still accepted on incoming requests, never used to sign (docs/security.md).
-	InternalSecretPrevious string `yaml:"internal_secret_previous" env:"INTERNAL_SECRET_PREVIOUS"`
 	// InventoryFile is loaded when the inventory is empty (first start);
 	// a missing file is logged and skipped.
 	InventoryFile string `yaml:"inventory_file" env:"SCHEDULING_INVENTORY_FILE" default:"deploy/inventory/dev.yaml"`
 	// CatalogURL lets simulations take a plan_id; empty refuses plan_id.
 	CatalogURL string `yaml:"catalog_url" env:"SCHEDULING_CATALOG_URL"`
-	// Kafka configures the publisher main builds for the outbox relay; its
-	// brokers are also the consumer's when Consumer.Brokers is empty.
-	Kafka eventbus.PublisherConfig `yaml:"kafka" envPrefix:"KAFKA_"`
 	// Consume turns the Kafka consumer of placement requests on.
 	Consume bool `yaml:"consume" env:"SCHEDULING_CONSUME" default:"true"`
 	// Consumer tunes the subscriber (group and topics are fixed).
@@ -106,41 +97,18 @@ type Config struct {
 // (without the internal secret, which must be set).
 func DefaultConfig() Config {
 	return Config{
+		Platform:      launch.DefaultPlatform(events.SourceScheduling),
 		Addr:          DefaultAddr,
-		MySQLDSN:      store.DefaultDSN,
 		Database:      DefaultDatabase,
 		InventoryFile: DefaultInventoryFile,
-		Kafka:         eventbus.PublisherConfig{Brokers: []string{"127.0.0.1:9092"}, Source: events.SourceScheduling},
 		Consume:       true,
 		Consumers:     6,
 	}
 }
 
-func (c Config) storeConfig() store.Config {
-	return store.Config{DSN: c.MySQLDSN, Database: c.Database}
-}
-
-func (c Config) httpConfig() httpx.Config {
-	h := c.HTTP
-	h.Addr = c.Addr
-	return h
-}
-
 // Validate reports configuration errors.
 func (c Config) Validate() error {
-	var errs []error
-	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
-		errs = append(errs, fmt.Errorf("addr %q: %w", c.Addr, err))
-	}
-	if err := c.storeConfig().Validate(); err != nil {
-		errs = append(errs, err)
-	}
-	if len(c.InternalSecret) < MinSecretLen {
-		errs = append(errs, fmt.Errorf("internal_secret (CANOPY_INTERNAL_SECRET) must be at least %d bytes, shared with the gateway", MinSecretLen))
-	}
-	if c.InternalSecretPrevious != "" && len(c.InternalSecretPrevious) < MinSecretLen {
-		errs = append(errs, fmt.Errorf("internal_secret_previous (CANOPY_INTERNAL_SECRET_PREVIOUS) must be empty or at least %d bytes", MinSecretLen))
-	}
+	errs := []error{launch.CheckAddr("addr", c.Addr), c.Store(c.Database).Validate(), c.Secrets.Validate()}
 	if err := c.Scheduler.Placement.WithDefaults().Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("scheduler.placement: %w", err))
 	}
@@ -152,10 +120,7 @@ func (c Config) Validate() error {
 	if c.Consume && len(c.consumerBrokers()) == 0 {
 		errs = append(errs, errors.New("consume is on but no kafka brokers are configured"))
 	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("scheduling config: %w", err)
-	}
-	return nil
+	return launch.ConfigError("scheduling", errs...)
 }
 
 func (c Config) consumerBrokers() []string {
@@ -187,10 +152,7 @@ type Service struct {
 
 // New checks cfg and deps and returns the service. It does no I/O.
 func New(cfg Config, deps Deps) (*Service, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	if err := launch.Require("scheduling", "logger", deps.Logger, "metrics registry", deps.Registry, "event publisher", deps.Publisher); err != nil {
+	if err := launch.Check("scheduling", cfg, "logger", deps.Logger, "metrics registry", deps.Registry, "event publisher", deps.Publisher); err != nil {
 		return nil, err
 	}
 	if deps.Now == nil {
@@ -212,7 +174,7 @@ func (s *Service) Run(ctx context.Context) error {
 		sched *scheduler.PlacementEngine
 		subs  []*eventbus.Subscriber
 	)
-	database, migrate := launch.DatabaseStages(s.cfg.storeConfig(), s.Logger(), &db, migrations.FS)
+	database, migrate := launch.DatabaseStages(s.cfg.Store(s.cfg.Database), s.Logger(), &db, migrations.FS)
 	return s.RunStages(ctx, database,
 		launch.Then(migrate, func(ctx context.Context) error {
 			var err error
@@ -253,15 +215,8 @@ func (s *Service) Run(ctx context.Context) error {
 				return launch.Together(runs...)(ctx)
 			},
 		},
-		launch.Serve("http", func(context.Context) (*httpx.Server, error) {
-			handler, err := s.handler(repo, sched)
-			if err != nil {
-				return nil, err
-			}
-			srv := httpx.NewServer(s.cfg.httpConfig(), handler, s.Logger(), s.deps.Registry)
-			srv.AddReadinessCheck("mysql", repo.Ping)
-			return srv, nil
-		}),
+		launch.ServeHTTP(s.cfg.HTTP, s.cfg.Addr, s.Logger(), s.deps.Registry,
+			func(context.Context) (http.Handler, error) { return s.handler(repo, sched) }, launch.DatabaseReady(&db)),
 	)
 }
 
@@ -280,7 +235,7 @@ func (s *Service) handler(repo *mysqlrepo.Repo, sched *scheduler.PlacementEngine
 		return nil, err
 	}
 	r := httpx.NewRouter(s.Logger())
-	r.With(tenancy.Middleware(tenancy.AudienceScheduling, []byte(s.cfg.InternalSecret), []byte(s.cfg.InternalSecretPrevious))).Mount(httpapi.Prefix, api.Routes())
+	r.With(s.cfg.Middleware(tenancy.AudienceScheduling)).Mount(httpapi.Prefix, api.Routes())
 	return r, nil
 }
 

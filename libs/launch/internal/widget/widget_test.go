@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/canopy-platform/canopy/libs/eventbus"
+	"github.com/canopy-platform/canopy/libs/launch"
 	"github.com/canopy-platform/canopy/libs/obs"
 	"github.com/canopy-platform/canopy/libs/store/storetest"
 )
@@ -22,9 +23,10 @@ func (nopPublisher) Publish(context.Context, string, ...eventbus.Event) error { 
 func TestSkeletonRuns(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Addr = "127.0.0.1:0"
-	cfg.Store = storetest.NewConfig(t, t.Name())
+	st := storetest.NewConfig(t, t.Name())
+	cfg.MySQLDSN, cfg.Database = st.DSN, st.Database
 	cfg.InternalSecret = "widget-test-secret-0123456789"
-	svc, err := New(cfg, Deps{Logger: obs.NopLogger(), Registry: obs.NewRegistry(), Publisher: nopPublisher{}})
+	svc, err := New(cfg, launch.Deps{Logger: obs.NopLogger(), Registry: obs.NewRegistry(), Publisher: nopPublisher{}})
 	require.NoError(t, err)
 
 	ctx, cancel := context.WithCancel(context.Background())

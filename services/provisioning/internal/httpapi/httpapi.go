@@ -897,15 +897,17 @@ func (h *Handler) listBindings(w http.ResponseWriter, r *http.Request) {
 	httpx.WriteJSON(w, http.StatusOK, out)
 }
 
-func (h *Handler) getBinding(w http.ResponseWriter, r *http.Request) {
-	p, tenant, ok := caller(w, r, tenancy.ActionRead)
+// liveBinding finds the URL's binding for a caller allowed action, or
+// answers: an unbound binding is not found. It returns the binding's tenant.
+func (h *Handler) liveBinding(w http.ResponseWriter, r *http.Request, action tenancy.Action) (instance.Binding, string, bool) {
+	p, tenant, ok := caller(w, r, action)
 	if !ok {
-		return
+		return instance.Binding{}, "", false
 	}
 	tenant, err := h.operatorTenant(r, p, tenant, chi.URLParam(r, "id"))
 	if err != nil {
 		h.writeError(w, r, err)
-		return
+		return instance.Binding{}, "", false
 	}
 	b, err := h.repo.Binding(r.Context(), tenant, chi.URLParam(r, "id"), chi.URLParam(r, "bid"))
 	if err == nil && b.Deleted {
@@ -913,27 +915,20 @@ func (h *Handler) getBinding(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		h.writeError(w, r, err)
-		return
+		return instance.Binding{}, "", false
 	}
-	httpx.WriteJSON(w, http.StatusOK, toBindingJSON(b))
+	return b, tenant, true
+}
+
+func (h *Handler) getBinding(w http.ResponseWriter, r *http.Request) {
+	if b, _, ok := h.liveBinding(w, r, tenancy.ActionRead); ok {
+		httpx.WriteJSON(w, http.StatusOK, toBindingJSON(b))
+	}
 }
 
 func (h *Handler) deleteBinding(w http.ResponseWriter, r *http.Request) {
-	p, tenant, ok := caller(w, r, tenancy.ActionWrite)
+	b, tenant, ok := h.liveBinding(w, r, tenancy.ActionWrite)
 	if !ok {
-		return
-	}
-	tenant, err := h.operatorTenant(r, p, tenant, chi.URLParam(r, "id"))
-	if err != nil {
-		h.writeError(w, r, err)
-		return
-	}
-	b, err := h.repo.Binding(r.Context(), tenant, chi.URLParam(r, "id"), chi.URLParam(r, "bid"))
-	if err == nil && b.Deleted {
-		err = mysqlrepo.ErrNotFound
-	}
-	if err != nil {
-		h.writeError(w, r, err)
 		return
 	}
 	if err := h.saga.Unbind(r.Context(), tenant, b); err != nil {

@@ -172,14 +172,40 @@ func osbName(id string) string {
 
 var osbIDPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,255}$`)
 
+// osbURLID returns the OSB id in the URL parameter param, or answers 400
+// when it is not one this broker keeps; what names it ("instance").
+func osbURLID(w http.ResponseWriter, r *http.Request, param, what string) (string, bool) {
+	id := chi.URLParam(r, param)
+	if !osbIDPattern.MatchString(id) {
+		osbError(w, http.StatusBadRequest, "BadRequest", what+" id must be 1-255 letters, digits, '.', '_' or '-'")
+		return "", false
+	}
+	return id, true
+}
+
+// osbUsable answers when in can never be changed (verb: "updated",
+// "bound"): 404 once deprovisioned, 422 InstanceFailed after a failed
+// provisioning. Not ConcurrencyError, which says "retry once the running
+// operation ends": no operation will ever make such an instance usable.
+func osbUsable(w http.ResponseWriter, in *instance.Instance, verb string) bool {
+	switch in.State {
+	case instance.StateDeleted:
+		osbError(w, http.StatusNotFound, "NotFound", "the service instance was deprovisioned")
+		return false
+	case instance.StateFailed:
+		osbError(w, http.StatusUnprocessableEntity, "InstanceFailed", "the service instance failed to provision and cannot be "+verb+" (its last_operation is \"failed\"); deprovision it")
+		return false
+	}
+	return true
+}
+
 func (h *Handler) osbProvision(w http.ResponseWriter, r *http.Request) {
 	p, tenant, ok := osbCaller(w, r, tenancy.ActionWrite)
 	if !ok {
 		return
 	}
-	osbID := chi.URLParam(r, "id")
-	if !osbIDPattern.MatchString(osbID) {
-		osbError(w, http.StatusBadRequest, "BadRequest", "instance id must be 1-255 letters, digits, '.', '_' or '-'")
+	osbID, ok := osbURLID(w, r, "id", "instance")
+	if !ok {
 		return
 	}
 	var req osbProvisionRequest
@@ -348,14 +374,7 @@ func (h *Handler) osbUpdate(w http.ResponseWriter, r *http.Request) {
 	if pv := req.PreviousValues; pv != nil && !osbSameIDs(w, in, pv.ServiceID, pv.PlanID) {
 		return
 	}
-	// ConcurrencyError says "retry once the running operation ends"; for an
-	// instance no operation will ever make updatable that is a false hope.
-	switch in.State {
-	case instance.StateDeleted:
-		osbError(w, http.StatusNotFound, "NotFound", "the service instance was deprovisioned")
-		return
-	case instance.StateFailed:
-		osbError(w, http.StatusUnprocessableEntity, "InstanceFailed", "the service instance failed to provision and cannot be updated (its last_operation is \"failed\"); deprovision it")
+	if !osbUsable(w, in, "updated") {
 		return
 	}
 	if req.PlanID != "" && req.PlanID != in.Plan.ID {
@@ -551,9 +570,8 @@ func (h *Handler) osbBind(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	bid := chi.URLParam(r, "bid")
-	if !osbIDPattern.MatchString(bid) {
-		osbError(w, http.StatusBadRequest, "BadRequest", "binding id must be 1-255 letters, digits, '.', '_' or '-'")
+	bid, ok := osbURLID(w, r, "bid", "binding")
+	if !ok {
 		return
 	}
 	var req osbBindRequest
@@ -567,13 +585,7 @@ func (h *Handler) osbBind(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	switch in.State {
-	case instance.StateDeleted:
-		osbError(w, http.StatusNotFound, "NotFound", "the service instance was deprovisioned")
-		return
-	case instance.StateFailed:
-		// Not ConcurrencyError: no retry makes a failed instance bindable.
-		osbError(w, http.StatusUnprocessableEntity, "InstanceFailed", "the service instance failed to provision and cannot be bound (its last_operation is \"failed\"); deprovision it")
+	if !osbUsable(w, in, "bound") {
 		return
 	}
 	if !osbSameIDs(w, in, req.ServiceID, req.PlanID) {

@@ -16,7 +16,7 @@ func main() {
 		Defaults: widget.DefaultConfig(),
 		Kafka:    func(c widget.Config) eventbus.PublisherConfig { return c.Kafka },
 		Build: func(c widget.Config, env launch.Env) (launch.Service, error) {
-			return widget.New(c, widget.Deps{Logger: env.Logger, Registry: env.Registry, Publisher: env.Publisher})
+			return widget.New(c, env.Deps())
 		},
 	}))
 }
