@@ -50,7 +50,7 @@ type failoverList struct {
 // primary's process → a new primary takes writes, no acknowledged write is
 // lost, the failover is in the instance's history with its RTO, and the old
 // primary comes back as a read-only replica; then a planned switchover back
-// to it and a drill through the API. A checker polls every node's
+// to it and away again and a drill through the API. A checker polls every node's
 // writability all along: never two writable nodes.
 func TestScenarioFailover(t *testing.T) {
 	p := platformFor(t)
@@ -121,13 +121,26 @@ func TestScenarioFailover(t *testing.T) {
 			})
 			w.waitAckedAt(t, old.addr)
 			w.checkNothingLost(t, old.addr)
+			// ... and away from it again, to whichever replica is best.
+			var sw2 failoverRecord
+			tenant.must("POST", "/api/v1/instances/"+id+"/switchover", map[string]any{}, http.StatusAccepted, &sw2)
+			waitRecovery(t, tenant, id, sw2.ID)
+			waitFor(t, "the API to show a primary other than "+old.addr+" after the second switchover", failoverTimeout, func() (bool, string) {
+				got := primaryOf()
+				return got != old.addr && got != "", got
+			})
+			w.waitAckedAt(t, primaryOf())
+			w.checkNothingLost(t, primaryOf())
 
 			// 4. A drill through the API: kill-primary, recorded as a drill.
 			var drill struct {
 				ID string `json:"id"`
 			}
+			var cur instance
+			tenant.must("GET", "/api/v1/instances/"+id, nil, http.StatusOK, &cur)
+			drilled := nodeByRole(t, cur, "primary")
 			tenant.must("POST", "/api/v1/instances/"+id+"/drills", map[string]any{"kind": "kill-primary"}, http.StatusAccepted, &drill)
-			d := waitFailover(t, tenant, id, "drill", old.id)
+			d := waitFailover(t, tenant, id, "drill", drilled.id)
 			w.waitAckedAt(t, primaryOf())
 			w.stop()
 			w.checkNothingLost(t, primaryOf())
