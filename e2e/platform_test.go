@@ -475,6 +475,25 @@ func (p *platform) logTail(n int) string {
 	return strings.Join(lines, "\n")
 }
 
+// logLines returns the last n lines of the log that contain with and not
+// without.
+func (p *platform) logLines(with, without string, n int) string {
+	b, err := os.ReadFile(p.LogPath)
+	if err != nil {
+		return fmt.Sprintf("(no log: %v)", err)
+	}
+	var lines []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, with) && !strings.Contains(l, without) {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
 // nodeProcesses returns the pids of processes working in a directory under
 // stateDir/nodes: the local driver starts every mariadbd and redis-server
 // in its node's directory.

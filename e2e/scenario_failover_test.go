@@ -56,6 +56,11 @@ func TestScenarioFailover(t *testing.T) {
 	p := platformFor(t)
 	admin := p.admin(t)
 	tenant := p.newTenant(t, "ha-"+randHex(3), "tenant-admin")
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("failover service's log:\n%s", p.logLines("service=failover", "http request", 200))
+		}
+	})
 	for _, tc := range []struct{ name, plan string }{{"mysql", "mysql-ha-multi-az"}, {"redis", "redis-ha-multi-az"}} {
 		t.Run(tc.name, func(t *testing.T) {
 			var acc instanceAccepted
