@@ -20,6 +20,7 @@ import (
 	"github.com/canopy-platform/canopy/api/events"
 	"github.com/canopy-platform/canopy/libs/devkafka"
 	"github.com/canopy-platform/canopy/libs/eventbus"
+	"github.com/canopy-platform/canopy/libs/launch"
 	"github.com/canopy-platform/canopy/libs/openapitest"
 	"github.com/canopy-platform/canopy/libs/porttest"
 	"github.com/canopy-platform/canopy/libs/store/storetest"
@@ -45,7 +46,7 @@ func TestConfigValidate(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "lease_ttl") || !strings.Contains(err.Error(), "addr") {
 		t.Fatalf("bad lease and addr: %v", err)
 	}
-	if _, err := failover.New(failover.DefaultConfig(), failover.Deps{}); err == nil {
+	if _, err := failover.New(failover.DefaultConfig(), launch.Deps{}); err == nil {
 		t.Fatal("New without a secret or deps succeeded")
 	}
 }
@@ -99,17 +100,18 @@ func TestServiceServesAndDrills(t *testing.T) {
 
 	cfg := failover.DefaultConfig()
 	cfg.Addr = fmt.Sprintf("127.0.0.1:%d", porttest.Free(t))
-	cfg.Store = storetest.NewConfig(t, "failover_svc")
-	cfg.Brokers, cfg.Kafka.Brokers = brokers, brokers
+	db := storetest.NewConfig(t, "failover_svc")
+	cfg.MySQLDSN, cfg.Database = db.DSN, db.Database
+	cfg.Kafka.Brokers = brokers
 	cfg.ProvisioningURL = prov.URL
 	cfg.InternalSecret = secret
 	cfg.SessionTimeout = 6 * time.Second
-	pub, err := eventbus.NewPublisher(cfg.PublisherConfig(), logger, nil)
+	pub, err := eventbus.NewPublisher(cfg.Kafka, logger, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer pub.Close()
-	svc, err := failover.New(cfg, failover.Deps{Logger: logger, Registry: prometheus.NewRegistry(), Publisher: pub})
+	svc, err := failover.New(cfg, launch.Deps{Logger: logger, Registry: prometheus.NewRegistry(), Publisher: pub})
 	if err != nil {
 		t.Fatal(err)
 	}
