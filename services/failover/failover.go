@@ -34,6 +34,7 @@ import (
 	"github.com/canopy-platform/canopy/services/failover/internal/analysis"
 	"github.com/canopy-platform/canopy/services/failover/internal/consumers"
 	"github.com/canopy-platform/canopy/services/failover/internal/httpapi"
+	"github.com/canopy-platform/canopy/services/failover/internal/metrics"
 	"github.com/canopy-platform/canopy/services/failover/internal/mysqlnode"
 	"github.com/canopy-platform/canopy/services/failover/internal/mysqlstore"
 	"github.com/canopy-platform/canopy/services/failover/internal/provclient"
@@ -143,11 +144,14 @@ type watcher interface {
 // gives it Ready and Addr.
 type Service struct {
 	launch.Base
-	cfg   Config
-	deps  launch.Deps
-	prov  *provclient.Client
-	cons  *consumers.Consumers
-	watch watcher
+	cfg  Config
+	deps launch.Deps
+	prov *provclient.Client
+	// metrics are registered on deps.Registry in New, and observe the
+	// ports the recoverer and the watcher are given.
+	metrics *metrics.Metrics
+	cons    *consumers.Consumers
+	watch   watcher
 	// The rest exist once the database is open (stage "migrate"): the
 	// recoverer and the watcher need the store, the consumers the watcher.
 	store   *mysqlstore.Store
@@ -172,7 +176,11 @@ func New(cfg Config, deps launch.Deps) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("failover: %w", err)
 	}
-	return &Service{Base: base, cfg: cfg, deps: deps, prov: prov}, nil
+	m, err := metrics.New(deps.Registry)
+	if err != nil {
+		return nil, fmt.Errorf("failover: %w", err)
+	}
+	return &Service{Base: base, cfg: cfg, deps: deps, prov: prov, metrics: m}, nil
 }
 
 // Run runs the stages in order until ctx ends, then stops them in reverse:
@@ -253,9 +261,18 @@ func (s *Service) buildRecovery(st *mysqlstore.Store) error {
 	}
 	s.nodes = []io.Closer{my, rd}
 	nodes := map[topology.Engine]topology.Nodes{topology.EngineMySQL: my, topology.EngineRedis: rd}
+	// The watcher's looks are timed and its looks at primaries counted; the
+	// recoverer's own looks under the lease are part of the recovery's
+	// durations instead.
+	watched := map[topology.Engine]topology.Nodes{}
+	engines := []topology.Engine{}
+	for e, n := range nodes {
+		watched[e] = s.metrics.Nodes(e, n)
+		engines = append(engines, e)
+	}
 	rec, err := recovery.New(recovery.Config{Holder: s.cfg.Replica, LeaseTTL: s.cfg.LeaseTTL, HoldOff: s.cfg.HoldOff,
 		Candidate: analysis.CandidateConfig{MaxLagSeconds: int64(s.cfg.MaxLag / time.Second)}},
-		recovery.Deps{Store: st, Nodes: nodes, Logger: log.With("component", "recovery"), KindOf: func(ctx context.Context, id string) topology.Kind {
+		recovery.Deps{Store: s.metrics.Store(st), Nodes: nodes, Logger: log.With("component", "recovery"), KindOf: func(ctx context.Context, id string) topology.Kind {
 			if _, err := st.ActiveDrill(ctx, id); err == nil {
 				return topology.KindDrill
 			}
@@ -265,11 +282,11 @@ func (s *Service) buildRecovery(st *mysqlstore.Store) error {
 		return err
 	}
 	w, err := watch.New(watch.Config{Interval: s.cfg.CheckInterval, CheckTimeout: s.cfg.CheckTimeout},
-		watch.Deps{Nodes: nodes, Recoverer: rec, Logger: log.With("component", "watch")})
+		watch.Deps{Nodes: watched, Recoverer: rec, Logger: log.With("component", "watch")})
 	if err != nil {
 		return err
 	}
-	s.watch = w
+	s.watch = s.metrics.Watcher(w, engines...)
 	s.recover = switchovers{instances: s.prov, rec: rec}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -187,4 +188,38 @@ func TestServiceServesAndDrills(t *testing.T) {
 	if status := call(acme, "GET", "/api/v1/drills", "", &drills); status != 200 || len(drills.Items) != 1 || drills.Items[0].ID != drill.ID {
 		t.Fatalf("drills = %d %+v", status, drills)
 	}
+
+	// /metrics: the owned instance is watched and its (unreachable)
+	// primary looked at, through the ports the service wired.
+	want := []string{"canopy_failover_watched_instances 1", `canopy_failover_primary_checks_total{engine="mysql",result="unreachable"}`,
+		"canopy_failover_lease_conflicts_total 0"}
+	var metrics string
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		resp, err := http.Get("http://" + svc.Addr() + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		metrics = string(raw)
+		missing := slices.DeleteFunc(slices.Clone(want), func(w string) bool { return strings.Contains(metrics, w) })
+		if len(missing) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/metrics lacks %q:\n%s", missing, grep(metrics, "canopy_failover_"))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// grep keeps the lines of s that contain sub.
+func grep(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
