@@ -42,10 +42,12 @@ func TestConfigValidate(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("defaults with a secret: %v", err)
 	}
-	cfg.LeaseTTL, cfg.Addr = 0, "nope"
+	cfg.LeaseTTL, cfg.Addr, cfg.Kafka.Brokers, cfg.Database = 0, "nope", nil, "bad-name"
 	err := cfg.Validate()
-	if err == nil || !strings.Contains(err.Error(), "lease_ttl") || !strings.Contains(err.Error(), "addr") {
-		t.Fatalf("bad lease and addr: %v", err)
+	for _, want := range []string{"lease_ttl", "addr", "CANOPY_KAFKA_BROKERS", "bad-name"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("bad lease, addr, brokers and database: %v lacks %q", err, want)
+		}
 	}
 	if _, err := failover.New(failover.DefaultConfig(), launch.Deps{}); err == nil {
 		t.Fatal("New without a secret or deps succeeded")
