@@ -11,6 +11,7 @@ import (
 
 	"github.com/canopy-platform/canopy/libs/config"
 	"github.com/canopy-platform/canopy/libs/eventbus"
+	"github.com/canopy-platform/canopy/libs/launch"
 	"github.com/canopy-platform/canopy/libs/obs"
 	"github.com/canopy-platform/canopy/libs/store"
 	"github.com/canopy-platform/canopy/services/catalog"
@@ -227,17 +228,17 @@ func (p *Platform) buildFailover(_ context.Context, w *wiring) (service, error) 
 		return service{}, fmt.Errorf("failover config: %w", err)
 	}
 	cfg.Addr = p.backendAddr(cfg.Addr)
-	cfg.Store.DSN, cfg.Store.Database = p.cfg.MySQLDSN, p.cfg.DatabasePrefix+"failover"
-	cfg.Brokers, cfg.Kafka.Brokers = w.brokers, w.brokers
+	cfg.MySQLDSN, cfg.Database = p.cfg.MySQLDSN, p.cfg.DatabasePrefix+"failover"
+	cfg.Kafka.Brokers = w.brokers
 	cfg.InternalSecret = w.secret
 	if a, ok := w.addrs["provisioning"]; ok {
 		cfg.ProvisioningURL = "http://" + a
 	}
-	pub, err := p.publisher(w, cfg.PublisherConfig(), "failover")
+	pub, err := p.publisher(w, cfg.Kafka, "failover")
 	if err != nil {
 		return service{}, err
 	}
-	svc, err := failover.New(cfg, failover.Deps{Logger: p.deps.Logger, Registry: obs.NewRegistry(), Publisher: pub})
+	svc, err := failover.New(cfg, launch.Deps{Logger: p.deps.Logger, Registry: obs.NewRegistry(), Publisher: pub})
 	if err != nil {
 		return service{}, err
 	}

@@ -17,14 +17,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
+	"net/http"
 	"os"
 	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/oklog/ulid/v2"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/canopy-platform/canopy/api/events"
 	"github.com/canopy-platform/canopy/libs/eventbus"
@@ -36,6 +34,7 @@ import (
 	"github.com/canopy-platform/canopy/services/failover/internal/analysis"
 	"github.com/canopy-platform/canopy/services/failover/internal/consumers"
 	"github.com/canopy-platform/canopy/services/failover/internal/httpapi"
+	"github.com/canopy-platform/canopy/services/failover/internal/metrics"
 	"github.com/canopy-platform/canopy/services/failover/internal/mysqlnode"
 	"github.com/canopy-platform/canopy/services/failover/internal/mysqlstore"
 	"github.com/canopy-platform/canopy/services/failover/internal/provclient"
@@ -49,34 +48,30 @@ import (
 // Defaults of Config.
 const (
 	DefaultAddr            = "127.0.0.1:8086"
+	DefaultDatabase        = "canopy_failover"
 	DefaultProvisioningURL = "http://127.0.0.1:8084"
 	// DefaultSource is the ce_source of the failover service's events.
-	DefaultSource = "/canopy/failover"
-	// MinSecretLen is the shortest accepted internal secret.
-	MinSecretLen = 16
+	DefaultSource = events.SourceFailover
 )
 
 // Config configures the failover service; env vars carry the CANOPY_ prefix.
 type Config struct {
+	// Platform is mysql_dsn, internal_secret(_previous) and kafka (whose
+	// brokers the consumers share with the outbox relay), named as in every
+	// service.
+	launch.Platform `yaml:",inline"`
 	// Addr is the HTTP listen address.
 	Addr string `yaml:"addr" env:"FAILOVER_ADDR" default:"127.0.0.1:8086"`
 	// HTTP holds the server timeouts; its Addr is ignored in favour of Addr.
 	HTTP httpx.Config `yaml:"http"`
+	// Database is the failover database (leases, recoveries, drills),
+	// created if missing.
+	Database string `yaml:"database" env:"FAILOVER_DATABASE" default:"canopy_failover"`
 	// Replica names this replica in leases and logs (default: hostname plus
 	// a random suffix). Two replicas must never share a name.
 	Replica string `yaml:"replica" env:"FAILOVER_REPLICA"`
-	// Store is the failover database (leases, recoveries, drills), created if
-	// missing; its DSN is the shared CANOPY_MYSQL_DSN, like the other services.
-	Store store.Config `yaml:"store" envPrefix:"MYSQL_"`
-	// Brokers are the Kafka bootstrap brokers.
-	Brokers []string `yaml:"brokers" env:"KAFKA_BROKERS" envSeparator:"," default:"127.0.0.1:9092"`
 	// ProvisioningURL is where provisioning's internal API is.
 	ProvisioningURL string `yaml:"provisioning_url" env:"FAILOVER_PROVISIONING_URL" default:"http://127.0.0.1:8084"`
-	// InternalSecret is the HMAC key of the signed identity headers.
-	InternalSecret string `yaml:"internal_secret" env:"INTERNAL_SECRET"`
-	// InternalSecretPrevious, during a rotation, is the secret being replaced:
-	// still accepted on incoming requests, never used to sign.
-	InternalSecretPrevious string `yaml:"internal_secret_previous" env:"INTERNAL_SECRET_PREVIOUS"`
 	// CheckInterval is how often the watcher looks at each owned primary
 	// (its own vantage point, next to the health checker's transitions).
 	CheckInterval time.Duration `yaml:"check_interval" env:"FAILOVER_CHECK_INTERVAL" default:"100ms"`
@@ -100,55 +95,27 @@ type Config struct {
 	SessionTimeout time.Duration `yaml:"session_timeout" env:"FAILOVER_SESSION_TIMEOUT" default:"10s"`
 	// EnsureTopics creates canopy.failover.v1 when it is missing.
 	EnsureTopics bool `yaml:"ensure_topics" env:"FAILOVER_ENSURE_TOPICS" default:"true"`
-	// Kafka tunes the publisher of the outbox relay; its brokers default to
-	// Brokers and its source to /canopy/failover.
-	Kafka eventbus.PublisherConfig `yaml:"kafka" envPrefix:"KAFKA_"`
 	// Relay tunes the outbox relay.
 	Relay store.RelayConfig `yaml:"relay" envPrefix:"FAILOVER_RELAY_"`
 }
 
 // DefaultConfig is a local development configuration, without the secret.
 func DefaultConfig() Config {
-	return Config{Addr: DefaultAddr, Store: store.Config{DSN: store.DefaultDSN, Database: "canopy_failover"},
-		Brokers: []string{"127.0.0.1:9092"}, ProvisioningURL: DefaultProvisioningURL,
-		CheckInterval: 100 * time.Millisecond, CheckTimeout: 250 * time.Millisecond, HoldOff: 10 * time.Minute,
+	return Config{Platform: launch.DefaultPlatform(DefaultSource), Addr: DefaultAddr, Database: DefaultDatabase,
+		ProvisioningURL: DefaultProvisioningURL,
+		CheckInterval:   100 * time.Millisecond, CheckTimeout: 250 * time.Millisecond, HoldOff: 10 * time.Minute,
 		LeaseTTL: 10 * time.Second, MaxLag: 10 * time.Second, DrillSchedule: true, DrillTimeout: 2 * time.Minute,
-		ResyncInterval: time.Minute, SessionTimeout: 10 * time.Second, EnsureTopics: true,
-		Kafka: eventbus.PublisherConfig{Brokers: []string{"127.0.0.1:9092"}, Source: DefaultSource}}
-}
-
-// PublisherConfig is Kafka with its defaults filled in from the rest.
-func (c Config) PublisherConfig() eventbus.PublisherConfig {
-	k := c.Kafka
-	if len(k.Brokers) == 0 {
-		k.Brokers = c.Brokers
-	}
-	if k.Source == "" {
-		k.Source = DefaultSource
-	}
-	return k
+		ResyncInterval: time.Minute, SessionTimeout: 10 * time.Second, EnsureTopics: true}
 }
 
 // Validate reports every configuration error at once.
 func (c Config) Validate() error {
-	var errs []error
-	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
-		errs = append(errs, fmt.Errorf("addr %q: %w", c.Addr, err))
-	}
-	if err := c.Store.Validate(); err != nil {
-		errs = append(errs, err)
-	}
-	if len(c.Brokers) == 0 {
-		errs = append(errs, errors.New("brokers: at least one is required"))
+	errs := []error{launch.CheckAddr("addr", c.Addr), c.Store(c.Database).Validate(), c.Secrets.Validate()}
+	if len(c.Kafka.Brokers) == 0 {
+		errs = append(errs, errors.New("kafka brokers (CANOPY_KAFKA_BROKERS) must be set"))
 	}
 	if c.ProvisioningURL == "" {
 		errs = append(errs, errors.New("provisioning_url is required"))
-	}
-	if len(c.InternalSecret) < MinSecretLen {
-		errs = append(errs, fmt.Errorf("internal_secret (CANOPY_INTERNAL_SECRET) must be at least %d bytes", MinSecretLen))
-	}
-	if c.InternalSecretPrevious != "" && len(c.InternalSecretPrevious) < MinSecretLen {
-		errs = append(errs, fmt.Errorf("internal_secret_previous (CANOPY_INTERNAL_SECRET_PREVIOUS) must be empty or at least %d bytes", MinSecretLen))
 	}
 	if c.CheckInterval <= 0 || c.CheckTimeout <= 0 {
 		errs = append(errs, errors.New("check_interval and check_timeout must be positive"))
@@ -162,18 +129,7 @@ func (c Config) Validate() error {
 	if c.DrillTimeout < time.Second || c.ResyncInterval < time.Second {
 		errs = append(errs, errors.New("drill_timeout and resync_interval must be at least 1s"))
 	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("failover config: %w", err)
-	}
-	return nil
-}
-
-// Deps are the service's dependencies; all are required.
-type Deps struct {
-	Logger   *slog.Logger
-	Registry *prometheus.Registry
-	// Publisher relays the outbox (an *eventbus.Publisher).
-	Publisher store.Publisher
+	return launch.ConfigError("failover", errs...)
 }
 
 // watcher is the detection loop (internal/watch): the consumers tell it
@@ -188,11 +144,14 @@ type watcher interface {
 // gives it Ready and Addr.
 type Service struct {
 	launch.Base
-	cfg   Config
-	deps  Deps
-	prov  *provclient.Client
-	cons  *consumers.Consumers
-	watch watcher
+	cfg  Config
+	deps launch.Deps
+	prov *provclient.Client
+	// metrics are registered on deps.Registry in New, and observe the
+	// ports the recoverer and the watcher are given.
+	metrics *metrics.Metrics
+	cons    *consumers.Consumers
+	watch   watcher
 	// The rest exist once the database is open (stage "migrate"): the
 	// recoverer and the watcher need the store, the consumers the watcher.
 	store   *mysqlstore.Store
@@ -202,12 +161,10 @@ type Service struct {
 	nodes []io.Closer
 }
 
-// New checks cfg and deps and builds the service. It does no I/O.
-func New(cfg Config, deps Deps) (*Service, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	if err := launch.Require("failover", "logger", deps.Logger, "metrics registry", deps.Registry, "event publisher", deps.Publisher); err != nil {
+// New checks cfg and deps (all required) and builds the service. It does
+// no I/O.
+func New(cfg Config, deps launch.Deps) (*Service, error) {
+	if err := launch.Check("failover", cfg, "logger", deps.Logger, "metrics registry", deps.Registry, "event publisher", deps.Publisher); err != nil {
 		return nil, err
 	}
 	if cfg.Replica == "" {
@@ -219,7 +176,11 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("failover: %w", err)
 	}
-	return &Service{Base: base, cfg: cfg, deps: deps, prov: prov}, nil
+	m, err := metrics.New(deps.Registry)
+	if err != nil {
+		return nil, fmt.Errorf("failover: %w", err)
+	}
+	return &Service{Base: base, cfg: cfg, deps: deps, prov: prov, metrics: m}, nil
 }
 
 // Run runs the stages in order until ctx ends, then stops them in reverse:
@@ -229,7 +190,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 func (s *Service) Run(ctx context.Context) error {
 	var db *store.DB
 	log := s.Logger()
-	database, migrate := launch.DatabaseStages(s.cfg.Store, log, &db, migrations.FS)
+	database, migrate := launch.DatabaseStages(s.cfg.Store(s.cfg.Database), log, &db, migrations.FS)
 	migrate = launch.Then(migrate, func(ctx context.Context) error {
 		st, err := mysqlstore.New(db)
 		if err != nil {
@@ -239,7 +200,7 @@ func (s *Service) Run(ctx context.Context) error {
 		if err := s.buildRecovery(st); err != nil {
 			return err
 		}
-		if s.cons, err = consumers.New(consumers.Config{Brokers: s.cfg.Brokers, Replica: s.cfg.Replica, SessionTimeout: s.cfg.SessionTimeout},
+		if s.cons, err = consumers.New(consumers.Config{Brokers: s.cfg.Kafka.Brokers, Replica: s.cfg.Replica, SessionTimeout: s.cfg.SessionTimeout},
 			s.watch, s.prov, log, s.deps.Registry); err != nil {
 			return err
 		}
@@ -248,7 +209,7 @@ func (s *Service) Run(ctx context.Context) error {
 		if !s.cfg.EnsureTopics {
 			return nil
 		}
-		return eventbus.EnsureTopics(ctx, s.cfg.PublisherConfig().Brokers, eventbus.TopicSpec{Name: events.TopicFailover, Partitions: 6})
+		return eventbus.EnsureTopics(ctx, s.cfg.Kafka.Brokers, eventbus.TopicSpec{Name: events.TopicFailover, Partitions: 6})
 	})
 	return s.RunStages(ctx, database, migrate,
 		launch.RelayStage(&db, s.deps.Publisher, s.cfg.Relay, log, s.deps.Registry),
@@ -264,22 +225,18 @@ func (s *Service) Run(ctx context.Context) error {
 			return launch.Together(s.cons.RunOwnership, s.cons.RunFollower, s.resync)(ctx)
 		}},
 		launch.Stage{Name: "drills", Run: func(ctx context.Context) error { return s.drills.Run(ctx, s.cfg.DrillSchedule) }},
-		launch.Serve("http", func(context.Context) (*httpx.Server, error) {
+		launch.ServeHTTP(s.cfg.HTTP, s.cfg.Addr, log, s.deps.Registry, func(context.Context) (http.Handler, error) {
 			api, err := httpapi.New(acknowledgements{Store: s.store, watch: s.watch}, s.prov, s)
 			if err != nil {
 				return nil, err
 			}
 			r := httpx.NewRouter(log)
 			r.Group(func(r chi.Router) {
-				r.Use(tenancy.Middleware(tenancy.AudienceFailover, []byte(s.cfg.InternalSecret), []byte(s.cfg.InternalSecretPrevious)))
+				r.Use(s.cfg.Middleware(tenancy.AudienceFailover))
 				api.Routes(r)
 			})
-			h := s.cfg.HTTP
-			h.Addr = s.cfg.Addr
-			srv := httpx.NewServer(h, r, log, s.deps.Registry)
-			srv.AddReadinessCheck("mysql", func(ctx context.Context) error { return db.SQL().PingContext(ctx) })
-			return srv, nil
-		}),
+			return r, nil
+		}, launch.DatabaseReady(&db)),
 	)
 }
 
@@ -304,9 +261,18 @@ func (s *Service) buildRecovery(st *mysqlstore.Store) error {
 	}
 	s.nodes = []io.Closer{my, rd}
 	nodes := map[topology.Engine]topology.Nodes{topology.EngineMySQL: my, topology.EngineRedis: rd}
+	// The watcher's looks are timed and its looks at primaries counted; the
+	// recoverer's own looks under the lease are part of the recovery's
+	// durations instead.
+	watched := map[topology.Engine]topology.Nodes{}
+	engines := []topology.Engine{}
+	for e, n := range nodes {
+		watched[e] = s.metrics.Nodes(e, n)
+		engines = append(engines, e)
+	}
 	rec, err := recovery.New(recovery.Config{Holder: s.cfg.Replica, LeaseTTL: s.cfg.LeaseTTL, HoldOff: s.cfg.HoldOff,
 		Candidate: analysis.CandidateConfig{MaxLagSeconds: int64(s.cfg.MaxLag / time.Second)}},
-		recovery.Deps{Store: st, Nodes: nodes, Logger: log.With("component", "recovery"), KindOf: func(ctx context.Context, id string) topology.Kind {
+		recovery.Deps{Store: s.metrics.Store(st), Nodes: nodes, Logger: log.With("component", "recovery"), KindOf: func(ctx context.Context, id string) topology.Kind {
 			if _, err := st.ActiveDrill(ctx, id); err == nil {
 				return topology.KindDrill
 			}
@@ -316,11 +282,11 @@ func (s *Service) buildRecovery(st *mysqlstore.Store) error {
 		return err
 	}
 	w, err := watch.New(watch.Config{Interval: s.cfg.CheckInterval, CheckTimeout: s.cfg.CheckTimeout},
-		watch.Deps{Nodes: nodes, Recoverer: rec, Logger: log.With("component", "watch")})
+		watch.Deps{Nodes: watched, Recoverer: rec, Logger: log.With("component", "watch")})
 	if err != nil {
 		return err
 	}
-	s.watch = w
+	s.watch = s.metrics.Watcher(w, engines...)
 	s.recover = switchovers{instances: s.prov, rec: rec}
 	return nil
 }

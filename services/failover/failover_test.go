@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +21,7 @@ import (
 	"github.com/canopy-platform/canopy/api/events"
 	"github.com/canopy-platform/canopy/libs/devkafka"
 	"github.com/canopy-platform/canopy/libs/eventbus"
+	"github.com/canopy-platform/canopy/libs/launch"
 	"github.com/canopy-platform/canopy/libs/openapitest"
 	"github.com/canopy-platform/canopy/libs/porttest"
 	"github.com/canopy-platform/canopy/libs/store/storetest"
@@ -40,12 +42,14 @@ func TestConfigValidate(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("defaults with a secret: %v", err)
 	}
-	cfg.LeaseTTL, cfg.Addr = 0, "nope"
+	cfg.LeaseTTL, cfg.Addr, cfg.Kafka.Brokers, cfg.Database = 0, "nope", nil, "bad-name"
 	err := cfg.Validate()
-	if err == nil || !strings.Contains(err.Error(), "lease_ttl") || !strings.Contains(err.Error(), "addr") {
-		t.Fatalf("bad lease and addr: %v", err)
+	for _, want := range []string{"lease_ttl", "addr", "CANOPY_KAFKA_BROKERS", "bad-name"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("bad lease, addr, brokers and database: %v lacks %q", err, want)
+		}
 	}
-	if _, err := failover.New(failover.DefaultConfig(), failover.Deps{}); err == nil {
+	if _, err := failover.New(failover.DefaultConfig(), launch.Deps{}); err == nil {
 		t.Fatal("New without a secret or deps succeeded")
 	}
 }
@@ -99,17 +103,18 @@ func TestServiceServesAndDrills(t *testing.T) {
 
 	cfg := failover.DefaultConfig()
 	cfg.Addr = fmt.Sprintf("127.0.0.1:%d", porttest.Free(t))
-	cfg.Store = storetest.NewConfig(t, "failover_svc")
-	cfg.Brokers, cfg.Kafka.Brokers = brokers, brokers
+	db := storetest.NewConfig(t, "failover_svc")
+	cfg.MySQLDSN, cfg.Database = db.DSN, db.Database
+	cfg.Kafka.Brokers = brokers
 	cfg.ProvisioningURL = prov.URL
 	cfg.InternalSecret = secret
 	cfg.SessionTimeout = 6 * time.Second
-	pub, err := eventbus.NewPublisher(cfg.PublisherConfig(), logger, nil)
+	pub, err := eventbus.NewPublisher(cfg.Kafka, logger, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer pub.Close()
-	svc, err := failover.New(cfg, failover.Deps{Logger: logger, Registry: prometheus.NewRegistry(), Publisher: pub})
+	svc, err := failover.New(cfg, launch.Deps{Logger: logger, Registry: prometheus.NewRegistry(), Publisher: pub})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,4 +190,38 @@ func TestServiceServesAndDrills(t *testing.T) {
 	if status := call(acme, "GET", "/api/v1/drills", "", &drills); status != 200 || len(drills.Items) != 1 || drills.Items[0].ID != drill.ID {
 		t.Fatalf("drills = %d %+v", status, drills)
 	}
+
+	// /metrics: the owned instance is watched and its (unreachable)
+	// primary looked at, through the ports the service wired.
+	want := []string{"canopy_failover_watched_instances 1", `canopy_failover_primary_checks_total{engine="mysql",result="unreachable"}`,
+		"canopy_failover_lease_conflicts_total 0"}
+	var metrics string
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		resp, err := http.Get("http://" + svc.Addr() + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		metrics = string(raw)
+		missing := slices.DeleteFunc(slices.Clone(want), func(w string) bool { return strings.Contains(metrics, w) })
+		if len(missing) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/metrics lacks %q:\n%s", missing, grep(metrics, "canopy_failover_"))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// grep keeps the lines of s that contain sub.
+func grep(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

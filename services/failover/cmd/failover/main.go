@@ -14,9 +14,9 @@ func main() {
 	os.Exit(launch.Main(launch.Spec[failover.Config]{
 		Name:     "failover",
 		Defaults: failover.DefaultConfig(),
-		Kafka:    func(c failover.Config) eventbus.PublisherConfig { return c.PublisherConfig() },
+		Kafka:    func(c failover.Config) eventbus.PublisherConfig { return c.Kafka },
 		Build: func(c failover.Config, env launch.Env) (launch.Service, error) {
-			return failover.New(c, failover.Deps{Logger: env.Logger, Registry: env.Registry, Publisher: env.Publisher})
+			return failover.New(c, env.Deps())
 		},
 	}))
 }
