@@ -89,9 +89,7 @@ func (x *run) rebuild(ctx context.Context, n, primary topology.Node, errant []st
 		return err
 	}
 	began := x.r.now()
-	if err := bounded(ctx, rebuildTimeout, func(c context.Context) error {
-		return x.r.rebuild.Rebuild(c, in.ID, n.ID, primary.Address)
-	}); err != nil {
+	if err := x.rebuildLeased(ctx, n, primary); err != nil {
 		return fmt.Errorf("rejoin %s/%s: rebuild from %s: %w", in.ID, n.ID, primary.ID, err)
 	}
 	if err := x.r.store.Rejoined(ctx, in, n.ID, primary.ID, true, errant); err != nil {
@@ -108,6 +106,31 @@ func (x *run) rebuild(ctx context.Context, n, primary topology.Node, errant []st
 	}
 	log.Warn("fenced node rebuilt from the primary and rejoined as replica", "lost", len(errant), "took", x.r.now().Sub(began))
 	return nil
+}
+
+// rebuildLeased asks for the rebuild and, while it runs (a copy of the
+// primary's data can outlast the lease), renews the lease every third of
+// its TTL; losing the lease cancels the request, and provisioning then puts
+// the node back as it was.
+func (x *run) rebuildLeased(ctx context.Context, n, primary topology.Node) error {
+	rctx, cancel := context.WithTimeout(ctx, rebuildTimeout)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- x.r.rebuild.Rebuild(rctx, x.in.ID, n.ID, primary.Address) }()
+	renew := time.NewTicker(max(x.r.cfg.LeaseTTL/3, time.Millisecond))
+	defer renew.Stop()
+	for {
+		select {
+		case err := <-done:
+			return err
+		case <-renew.C:
+			if err := x.confirm(ctx); err != nil {
+				cancel()
+				<-done
+				return err
+			}
+		}
+	}
 }
 
 // rebuildTimeout bounds a rebuild (a copy of the primary's data and a

@@ -198,3 +198,50 @@ func TestRejoinRebuildNeedsLease(t *testing.T) {
 	require.Empty(t, rb.took())
 	require.Empty(t, rejoins(e))
 }
+
+type rebuildFunc func(ctx context.Context, instanceID, nodeID, source string) error
+
+func (f rebuildFunc) Rebuild(ctx context.Context, instanceID, nodeID, source string) error {
+	return f(ctx, instanceID, nodeID, source)
+}
+
+// A rebuild outlasting the lease keeps it renewed; when another actor takes
+// the lease meanwhile the rebuild is cancelled (provisioning then puts the
+// node back) and nothing is recorded.
+func TestRejoinRebuildLosesLease(t *testing.T) {
+	ctx := context.Background()
+	e, in, _, _, nodes := errantEnv(t)
+	started := make(chan struct{})
+	cancelled := make(chan error, 1)
+	rb := rebuildFunc(func(ctx context.Context, _, _, _ string) error {
+		close(started)
+		<-ctx.Done()
+		cancelled <- ctx.Err()
+		return ctx.Err()
+	})
+	r, err := recovery.New(recovery.Config{Holder: "r1", LeaseTTL: 30 * time.Millisecond}, recovery.Deps{
+		Store: e.store, Nodes: map[topology.Engine]topology.Nodes{e.in.Engine: nodes},
+		Now: e.clock.Now, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Rebuilder: rb,
+	})
+	require.NoError(t, err)
+	res := make(chan error, 1)
+	go func() { res <- r.Rejoin(ctx, in, "a") }()
+	select {
+	case <-started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("rebuild never asked")
+	}
+	e.clock.Advance(time.Minute) // r1's lease lapses; r2 takes the instance
+	require.Eventually(t, func() bool {
+		_, err := e.store.Acquire(ctx, "i1", "r2", time.Hour)
+		return err == nil
+	}, 10*time.Second, time.Millisecond)
+	select {
+	case err := <-res:
+		require.ErrorIs(t, err, topology.ErrFenced)
+	case <-time.After(10 * time.Second):
+		t.Fatal("rejoin did not stop when its lease was lost")
+	}
+	require.ErrorIs(t, <-cancelled, context.Canceled)
+	require.Empty(t, rejoins(e))
+}
