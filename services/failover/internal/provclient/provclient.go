@@ -86,9 +86,19 @@ type Client struct {
 	secret []byte
 	signer *tenancy.Signer
 	http   *http.Client
+	// rebuildHTTP has room for a rebuild, which copies the primary's data
+	// before provisioning answers.
+	rebuildHTTP *http.Client
 }
 
-var _ topology.Faults = (*Client)(nil)
+var (
+	_ topology.Faults    = (*Client)(nil)
+	_ topology.Rebuilder = (*Client)(nil)
+)
+
+// RebuildTimeout bounds one rebuild request, as provisioning bounds the
+// rebuild itself; the caller's context usually ends it first.
+const RebuildTimeout = 10 * time.Minute
 
 // maxBody bounds one answer: a page of 500 instances with their nodes.
 const maxBody = 64 << 20
@@ -101,7 +111,8 @@ func New(baseURL string, secret []byte, timeout time.Duration) (*Client, error) 
 		return nil, fmt.Errorf("provclient: %w", err)
 	}
 	base, _ := svcclient.CheckURL(baseURL) // checked by svcclient.New
-	return &Client{svc: svc, base: base, signer: tenancy.NewSigner(secret), http: &http.Client{Timeout: timeout}}, nil
+	return &Client{svc: svc, base: base, signer: tenancy.NewSigner(secret), http: &http.Client{Timeout: timeout},
+		rebuildHTTP: &http.Client{Timeout: max(timeout, RebuildTimeout)}}, nil
 }
 
 func (c *Client) get(ctx context.Context, path string, dst any) error {
@@ -148,19 +159,38 @@ func (c *Client) Get(ctx context.Context, instanceID string) (topology.Instance,
 // Inject asks provisioning's driver to kill -9 or stop a node's process.
 func (c *Client) Inject(ctx context.Context, instanceID, nodeID string, kind topology.Fault) error {
 	path := InstancePath + url.PathEscape(instanceID) + "/nodes/" + url.PathEscape(nodeID) + "/fault"
-	body, err := json.Marshal(map[string]string{"kind": string(kind)})
+	if err := c.post(ctx, c.http, path, map[string]string{"kind": string(kind)}); err != nil {
+		return fmt.Errorf("provclient: fault on %s/%s: %w", instanceID, nodeID, err)
+	}
+	return nil
+}
+
+// Rebuild asks provisioning's driver to rebuild a MariaDB node from the
+// node at source (host:port) and returns once it is done: the node runs
+// read-only, not replicating, at the copy's GTID position.
+func (c *Client) Rebuild(ctx context.Context, instanceID, nodeID, source string) error {
+	path := InstancePath + url.PathEscape(instanceID) + "/nodes/" + url.PathEscape(nodeID) + "/rebuild"
+	if err := c.post(ctx, c.rebuildHTTP, path, map[string]string{"source": source}); err != nil {
+		return fmt.Errorf("provclient: rebuild %s/%s from %s: %w", instanceID, nodeID, source, err)
+	}
+	return nil
+}
+
+// post sends a signed JSON command; 204/200 is success, 404 ErrNotFound.
+func (c *Client) post(ctx context.Context, hc *http.Client, path string, v any) error {
+	body, err := json.Marshal(v)
 	if err != nil {
-		return fmt.Errorf("provclient: encode fault: %w", err)
+		return fmt.Errorf("encode POST %s: %w", path, err)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, bytes.NewReader(body))
 	if err != nil {
-		return fmt.Errorf("provclient: POST %s: %w", path, err)
+		return fmt.Errorf("POST %s: %w", path, err)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	c.signer.SignRequest(req, body, tenancy.AudienceProvisioning, Identity)
-	resp, err := c.http.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("provclient: POST %s: %w: %w", path, svcclient.ErrUnavailable, err)
+		return fmt.Errorf("POST %s: %w: %w", path, svcclient.ErrUnavailable, err)
 	}
 	defer resp.Body.Close()
 	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
@@ -168,9 +198,8 @@ func (c *Client) Inject(ctx context.Context, instanceID, nodeID string, kind top
 	case resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusOK:
 		return nil
 	case resp.StatusCode == http.StatusNotFound:
-		return fmt.Errorf("provclient: fault on %s/%s: %w", instanceID, nodeID, topology.ErrNotFound)
+		return fmt.Errorf("POST %s: %w", path, topology.ErrNotFound)
 	default:
-		return fmt.Errorf("provclient: fault on %s/%s: %w", instanceID, nodeID,
-			&svcclient.StatusError{Target: "POST " + path, Status: resp.StatusCode, Body: answer})
+		return &svcclient.StatusError{Target: "POST " + path, Status: resp.StatusCode, Body: answer}
 	}
 }

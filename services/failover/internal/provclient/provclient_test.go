@@ -12,6 +12,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/canopy-platform/canopy/libs/svcclient"
 	"github.com/canopy-platform/canopy/libs/tenancy"
 
 	"github.com/canopy-platform/canopy/services/failover/internal/topology"
@@ -25,6 +26,7 @@ type fakeProvisioning struct {
 	mu        sync.Mutex
 	instances []Instance
 	faults    []string
+	rebuilds  []string
 	callers   []string
 }
 
@@ -70,6 +72,25 @@ func (f *fakeProvisioning) server(t *testing.T) *httptest.Server {
 		}
 		f.mu.Lock()
 		f.faults = append(f.faults, chi.URLParam(r, "id")+"/"+chi.URLParam(r, "node")+":"+body.Kind)
+		f.mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	})
+	r.Post(ListPath+"/{id}/nodes/{node}/rebuild", func(w http.ResponseWriter, r *http.Request) {
+		var body struct{ Source string }
+		b, _ := io.ReadAll(r.Body)
+		switch {
+		case json.Unmarshal(b, &body) != nil || body.Source == "":
+			http.Error(w, "bad source", http.StatusBadRequest)
+			return
+		case chi.URLParam(r, "id") != "i1":
+			http.Error(w, "no such instance", http.StatusNotFound)
+			return
+		case body.Source == "127.0.0.1:1":
+			http.Error(w, "rebuild failed, the node keeps its data", http.StatusBadGateway)
+			return
+		}
+		f.mu.Lock()
+		f.rebuilds = append(f.rebuilds, chi.URLParam(r, "id")+"/"+chi.URLParam(r, "node")+"<"+body.Source)
 		f.mu.Unlock()
 		w.WriteHeader(http.StatusNoContent)
 	})
@@ -143,5 +164,37 @@ func TestBadSecretRefused(t *testing.T) {
 	}
 	if err := c.Inject(t.Context(), "i1", "i1-0", topology.FaultStop); err == nil {
 		t.Fatal("fault with a wrong secret succeeded")
+	}
+}
+
+// TestRebuild: a rebuild is posted with the primary's address and
+// answers once done; an unknown instance is ErrNotFound, a failed rebuild
+// an error with provisioning's status.
+func TestRebuild(t *testing.T) {
+	f := &fakeProvisioning{instances: []Instance{wire("i1")}}
+	c, err := New(f.server(t).URL, secret, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	if err := c.Rebuild(ctx, "i1", "i1-0", "127.0.0.1:3308"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Rebuild(ctx, "nope", "nope-0", "127.0.0.1:3308"); !errors.Is(err, topology.ErrNotFound) {
+		t.Fatalf("unknown instance: %v, want ErrNotFound", err)
+	}
+	err = c.Rebuild(ctx, "i1", "i1-0", "127.0.0.1:1")
+	if se, ok := svcclient.AsStatus(err); !ok || se.Status != http.StatusBadGateway {
+		t.Fatalf("failed rebuild: %v, want a 502 status error", err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.rebuilds) != 1 || f.rebuilds[0] != "i1/i1-0<127.0.0.1:3308" {
+		t.Fatalf("rebuilds = %v", f.rebuilds)
+	}
+	for _, s := range f.callers {
+		if s != "service:failover" {
+			t.Fatalf("caller %q, want service:failover", s)
+		}
 	}
 }

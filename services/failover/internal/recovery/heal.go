@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"time"
 
 	"github.com/canopy-platform/canopy/services/failover/internal/analysis"
 	"github.com/canopy-platform/canopy/services/failover/internal/topology"
@@ -11,10 +13,13 @@ import (
 
 // Rejoin brings a fenced node that returned back as a read-only replica of
 // the current primary: if it has nothing the primary lacks it is
-// re-pointed and failover.node.rejoined emitted; if it has errant
-// transactions it is kept fenced (read-only), the rejoin is recorded with
-// rebuilt=false and the lost transactions, and ErrErrant is returned (a
-// rebuild from the primary is an operator's, or a later version's, job).
+// re-pointed and failover.node.rejoined emitted. If it has errant
+// transactions (writes of an old primary that never reached the new one,
+// possible on async links) it is kept read-only and, with a Rebuilder,
+// rebuilt from the primary, recorded rejoined with rebuilt=true and the
+// lost transactions, re-pointed and checked to replicate (see rebuild).
+// Without a Rebuilder it stays fenced, the rejoin is recorded with
+// rebuilt=false and the lost transactions, and ErrErrant is returned.
 func (r *Recoverer) Rejoin(ctx context.Context, in topology.Instance, nodeID string) error {
 	n, ok := in.Node(nodeID)
 	if !ok {
@@ -47,6 +52,9 @@ func (r *Recoverer) Rejoin(ctx context.Context, in topology.Instance, nodeID str
 		if ferr := bounded(ctx, r.cfg.FenceTimeout, func(c context.Context) error { return x.nodes.Fence(c, in, n) }); ferr != nil {
 			log.Warn("fence errant node", "err", ferr)
 		}
+		if r.rebuild != nil {
+			return x.rebuild(ctx, n, p, errant, log)
+		}
 		if err := r.store.Rejoined(ctx, in, nodeID, p.ID, false, errant); err != nil {
 			return fmt.Errorf("rejoin %s/%s: record: %w", in.ID, nodeID, err)
 		}
@@ -61,6 +69,96 @@ func (r *Recoverer) Rejoin(ctx context.Context, in topology.Instance, nodeID str
 	}
 	log.Info("fenced node rejoined as replica")
 	return nil
+}
+
+// rebuild replaces the data of n, a returning old primary with errant
+// transactions, with a copy of primary's, then makes it a replica of
+// primary and checks that it replicates. The errant transactions are logged
+// before the copy destroys them and recorded (failover.node.rejoined with
+// rebuilt=true and the lost list) as soon as the rebuild succeeded, before
+// the re-point: from then on the node is a clean copy, safe to call a
+// replica even if the re-point fails (the watcher re-points a replica whose
+// replication stopped), while the lost list exists nowhere else. A failed
+// rebuild leaves the node fenced with its data (provisioning restores it)
+// and is retried by the caller; nothing is recorded then.
+func (x *run) rebuild(ctx context.Context, n, primary topology.Node, errant []string, log *slog.Logger) error {
+	in := x.in
+	log.Error("fenced node has errant transactions; rebuilding it from the primary, they are lost", "lost", errant)
+	// The rebuild destroys data: only the current lease holder may ask.
+	if err := x.confirm(ctx); err != nil {
+		return err
+	}
+	began := x.r.now()
+	if err := x.rebuildLeased(ctx, n, primary); err != nil {
+		return fmt.Errorf("rejoin %s/%s: rebuild from %s: %w", in.ID, n.ID, primary.ID, err)
+	}
+	if err := x.r.store.Rejoined(ctx, in, n.ID, primary.ID, true, errant); err != nil {
+		return fmt.Errorf("rejoin %s/%s: record rebuild (lost %v): %w", in.ID, n.ID, errant, err)
+	}
+	if err := x.confirm(ctx); err != nil {
+		return err
+	}
+	if err := bounded(ctx, x.r.cfg.StepTimeout, func(c context.Context) error { return x.nodes.Repoint(c, in, n, primary) }); err != nil {
+		return fmt.Errorf("rejoin %s/%s: re-point rebuilt node: %w", in.ID, n.ID, err)
+	}
+	if err := bounded(ctx, x.r.cfg.StepTimeout, func(c context.Context) error { return x.replicates(c, n, primary) }); err != nil {
+		return fmt.Errorf("rejoin %s/%s: rebuilt node: %w", in.ID, n.ID, err)
+	}
+	log.Warn("fenced node rebuilt from the primary and rejoined as replica", "lost", len(errant), "took", x.r.now().Sub(began))
+	return nil
+}
+
+// rebuildLeased asks for the rebuild and, while it runs (a copy of the
+// primary's data can outlast the lease), renews the lease every third of
+// its TTL; losing the lease cancels the request, and provisioning then puts
+// the node back as it was.
+func (x *run) rebuildLeased(ctx context.Context, n, primary topology.Node) error {
+	rctx, cancel := context.WithTimeout(ctx, rebuildTimeout)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- x.r.rebuild.Rebuild(rctx, x.in.ID, n.ID, primary.Address) }()
+	renew := time.NewTicker(max(x.r.cfg.LeaseTTL/3, time.Millisecond))
+	defer renew.Stop()
+	for {
+		select {
+		case err := <-done:
+			return err
+		case <-renew.C:
+			if err := x.confirm(ctx); err != nil {
+				cancel()
+				<-done
+				return err
+			}
+		}
+	}
+}
+
+// rebuildTimeout bounds a rebuild (a copy of the primary's data and a
+// restart of the node); the caller's context usually ends it first.
+const rebuildTimeout = 10 * time.Minute
+
+// replicatePoll paces the check that a re-pointed node replicates.
+const replicatePoll = 20 * time.Millisecond
+
+// replicates waits until n replicates from primary with both threads
+// running, or ctx ends.
+func (x *run) replicates(ctx context.Context, n, primary topology.Node) error {
+	t := time.NewTicker(replicatePoll)
+	defer t.Stop()
+	for {
+		oc, cancel := context.WithTimeout(ctx, x.r.cfg.ObserveTimeout)
+		v := x.nodes.Observe(oc, x.in, n)
+		cancel()
+		if v.Reachable && v.Replicating && v.Source == primary.Address && v.LinkUp && v.SQLRunning && !v.Writable {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("not replicating from %s (reachable %t, source %q, link up %t, applier %t, err %q): %w",
+				primary.Address, v.Reachable, v.Source, v.LinkUp, v.SQLRunning, v.Err, ctx.Err())
+		case <-t.C:
+		}
+	}
 }
 
 func (x *run) noOpen(ctx context.Context) error {

@@ -136,6 +136,10 @@ type Deps struct {
 	// drill of the instance runs (a drill imposes no hold-off), else
 	// KindAutomatic (nil: always automatic).
 	KindOf func(ctx context.Context, instanceID string) topology.Kind
+	// Rebuilder rebuilds a returning old primary that has errant
+	// transactions from the primary (provclient); nil keeps such a node
+	// fenced and reported.
+	Rebuilder topology.Rebuilder
 }
 
 // Recoverer runs recoveries. It is safe for concurrent use; recoveries of
@@ -149,6 +153,8 @@ type Recoverer struct {
 	log   *slog.Logger
 	hook  Hook
 	kind  func(ctx context.Context, instanceID string) topology.Kind
+	// rebuild is nil when returning nodes with errant transactions stay fenced.
+	rebuild topology.Rebuilder
 
 	// busy holds the instances a recovery of this Recoverer is acting on.
 	// The lease excludes other replicas, but this replica renews its own
@@ -169,7 +175,8 @@ func New(cfg Config, deps Deps) (*Recoverer, error) {
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
-	return &Recoverer{cfg: cfg.withDefaults(), store: deps.Store, nodes: deps.Nodes, now: deps.Now, log: deps.Logger, hook: deps.Hook, kind: deps.KindOf, busy: map[string]bool{}}, nil
+	return &Recoverer{cfg: cfg.withDefaults(), store: deps.Store, nodes: deps.Nodes, now: deps.Now, log: deps.Logger, hook: deps.Hook, kind: deps.KindOf,
+		rebuild: deps.Rebuilder, busy: map[string]bool{}}, nil
 }
 
 // run is one recovery under one lease.

@@ -167,6 +167,17 @@ type Faults interface {
 	Inject(ctx context.Context, instanceID, nodeID string, kind Fault) error
 }
 
+// Rebuilder replaces a node's data with a consistent copy of the data of
+// the node at source (the current primary's host:port), through
+// provisioning's driver, and starts it again read-only and not
+// replicating, at the copy's position: what an old primary with errant
+// transactions needs before it can follow the primary (its errant
+// transactions are gone afterwards). MySQL nodes only: a Redis replica
+// always resynchronises by itself. Implementation: provclient.
+type Rebuilder interface {
+	Rebuild(ctx context.Context, instanceID, nodeID, source string) error
+}
+
 // Fault is a drill's fault.
 type Fault string
 

@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
+	"strconv"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 
@@ -39,8 +42,21 @@ type Faults interface {
 }
 
 // WithFaults lets the failover service inject faults through f (the local
-// driver); without it the fault route answers 501.
+// driver); without it the fault route answers 501. When f is also a
+// Rebuilder, the rebuild route uses it (else it answers 501).
 func (h *Handler) WithFaults(f Faults) { h.faults = f }
+
+// Rebuilder replaces a MariaDB node's data with a consistent copy of
+// source's and starts it again read-only at the copy's GTID position (the
+// local driver). Errors wrap driver.ErrNotFound, driver.ErrUnsupported (not
+// a MariaDB node) or a *driver.SpecError.
+type Rebuilder interface {
+	Rebuild(ctx context.Context, nodeID string, source driver.Endpoint) error
+}
+
+// RebuildTimeout bounds a rebuild: a copy of a development-sized dataset
+// and a restart of the node.
+const RebuildTimeout = 10 * time.Minute
 
 type failoverNode struct {
 	ID            string `json:"id"`
@@ -221,4 +237,102 @@ func (h *Handler) injectFault(w http.ResponseWriter, r *http.Request) {
 	}
 	h.log.WarnContext(r.Context(), "fault injected for a drill", "tenant", in.Tenant, "instance", in.ID, "node", nodeID, "kind", body.Kind)
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// rebuildNode rebuilds a MariaDB node from the instance's node at source
+// (the current primary), for the failover service: an old primary with
+// errant transactions becomes a copy of the new primary, read-only and
+// ready to be re-pointed. It answers once done (204). A Redis node is
+// refused with 409: a Redis replica always resynchronises by itself.
+func (h *Handler) rebuildNode(w http.ResponseWriter, r *http.Request) {
+	if !failoverReader(w, r) {
+		return
+	}
+	var body struct {
+		Source string `json:"source"`
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil {
+		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusBadRequest, "body must be {\"source\": \"host:port\"}"))
+		return
+	}
+	source, err := endpoint(body.Source)
+	if err != nil {
+		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusBadRequest, "source must be host:port"))
+		return
+	}
+	in := h.failoverInstanceOf(w, r)
+	if in == nil {
+		return
+	}
+	nodeID := chi.URLParam(r, "node")
+	n, ok := in.Node(nodeID)
+	if !ok {
+		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusNotFound, "no such node"))
+		return
+	}
+	if in.Plan.Engine != instance.EngineMySQL {
+		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusConflict, "only MariaDB nodes are rebuilt; a Redis replica resynchronises by itself"))
+		return
+	}
+	// Only another node of the same instance may be the source: the copy
+	// becomes this node's data, accounts included.
+	if !sourceOf(in, nodeID, body.Source) {
+		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusBadRequest, "source must be the address of another node of the instance"))
+		return
+	}
+	rb, ok := h.faults.(Rebuilder)
+	if !ok {
+		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusNotImplemented, "the driver cannot rebuild nodes"))
+		return
+	}
+	log := h.log.With("tenant", in.Tenant, "instance", in.ID, "node", nodeID, "source", body.Source)
+	ctx, cancel := context.WithTimeout(r.Context(), RebuildTimeout)
+	defer cancel()
+	began := time.Now()
+	err = rb.Rebuild(ctx, n.ID, source)
+	var spec *driver.SpecError
+	switch {
+	case errors.Is(err, driver.ErrNotFound):
+		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusNotFound, "no such node"))
+		return
+	case errors.Is(err, driver.ErrUnsupported):
+		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusConflict, "the node cannot be rebuilt: "+err.Error()))
+		return
+	case errors.As(err, &spec):
+		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusBadRequest, spec.Error()))
+		return
+	case err != nil:
+		// The driver put the node back as it was; the caller may retry.
+		log.ErrorContext(r.Context(), "rebuild node", "err", err)
+		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusBadGateway, "rebuild failed, the node keeps its data: "+err.Error()))
+		return
+	}
+	log.WarnContext(r.Context(), "node rebuilt from the source for the failover service", "took", time.Since(began))
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// endpoint parses "host:port".
+func endpoint(addr string) (driver.Endpoint, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return driver.Endpoint{}, err
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || host == "" || p <= 0 || p > 65535 {
+		return driver.Endpoint{}, errors.New("bad host:port")
+	}
+	return driver.Endpoint{Host: host, Port: p}, nil
+}
+
+// sourceOf reports whether addr is the address of a node of in other than
+// nodeID.
+func sourceOf(in *instance.Instance, nodeID, addr string) bool {
+	for _, n := range in.Nodes {
+		if n.ID != nodeID && n.Address != "" && n.Address == addr {
+			return true
+		}
+	}
+	return false
 }

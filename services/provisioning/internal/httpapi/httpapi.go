@@ -144,6 +144,7 @@ func (h *Handler) Routes() http.Handler {
 	r.Get(FailoverPath, h.listFailover)
 	r.Get(FailoverPath+"/{id}", h.getFailover)
 	r.Post(FailoverPath+"/{id}/nodes/{node}/fault", h.injectFault)
+	r.Post(FailoverPath+"/{id}/nodes/{node}/rebuild", h.rebuildNode)
 	return r
 }
 
