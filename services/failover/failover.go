@@ -272,7 +272,7 @@ func (s *Service) buildRecovery(st *mysqlstore.Store) error {
 	}
 	rec, err := recovery.New(recovery.Config{Holder: s.cfg.Replica, LeaseTTL: s.cfg.LeaseTTL, HoldOff: s.cfg.HoldOff,
 		Candidate: analysis.CandidateConfig{MaxLagSeconds: int64(s.cfg.MaxLag / time.Second)}},
-		recovery.Deps{Store: s.metrics.Store(st), Nodes: nodes, Logger: log.With("component", "recovery"), KindOf: func(ctx context.Context, id string) topology.Kind {
+		recovery.Deps{Store: s.metrics.Store(st), Nodes: nodes, Rebuilder: s.prov, Logger: log.With("component", "recovery"), KindOf: func(ctx context.Context, id string) topology.Kind {
 			if _, err := st.ActiveDrill(ctx, id); err == nil {
 				return topology.KindDrill
 			}
