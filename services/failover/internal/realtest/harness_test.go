@@ -29,10 +29,17 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	// go-redis logs every refused dial of its pools; the tests kill nodes
+	// on purpose, hundreds of times a second of refusals.
+	goredis.SetLogger(quiet{})
 	code := m.Run()
 	nodetest.CleanupTemplate()
 	os.Exit(code)
 }
+
+type quiet struct{}
+
+func (quiet) Printf(context.Context, string, ...any) {}
 
 // client is what the writer and the checker do on one node, with their own
 // connections (an application's and a monitor's, not the failover's).
