@@ -668,3 +668,17 @@ func (e *env) waitReplicates(t testing.TB, nodeID string) {
 }
 
 var errCrash = errors.New("actor crashed (test hook)")
+
+// writable returns the nodes the checker saw writable in its last round.
+func (e *env) writable(t testing.TB) []string {
+	t.Helper()
+	e.c.mu.Lock()
+	defer e.c.mu.Unlock()
+	var out []string
+	for i, w := range e.c.last {
+		if w {
+			out = append(out, e.in.Nodes[i].ID)
+		}
+	}
+	return out
+}
