@@ -468,14 +468,7 @@ func newEnv(t *testing.T, eng engine) *env {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
 	tp := eng.start(t)
-	st, err := mysqlstore.New(storetest.NewDB(t, "failover_realtest"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.Migrate(ctxFor(t, time.Minute)); err != nil {
-		t.Fatal(err)
-	}
-	e := &env{eng: eng, tp: tp, in: tp.Instance, store: st, log: log}
+	e := &env{eng: eng, tp: tp, in: tp.Instance, log: log}
 	e.plain = e.adapter(t)
 	for _, p := range tp.Procs {
 		e.clients = append(e.clients, eng.client(t, p))
@@ -483,6 +476,20 @@ func newEnv(t *testing.T, eng engine) *env {
 	e.c = startChecker(t, e.clients)
 	e.w = startWriter(t, e.clients)
 	return e
+}
+
+// useStore gives the scenario t its own failover database (the actors of
+// earlier scenarios left their records, leases and hold-offs in theirs).
+func (e *env) useStore(t *testing.T) {
+	t.Helper()
+	st, err := mysqlstore.New(storetest.NewDB(t, "failover_realtest"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Migrate(ctxFor(t, time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	e.store = st
 }
 
 // adapter returns a new real adapter (one per actor: actors are separate
@@ -564,12 +571,13 @@ func (e *env) healthy(t testing.TB) {
 	e.w.waitMore(t, 20, pi, 30*time.Second)
 }
 
-// deadPrimary waits until the analysis of the nodes finds the primary dead
-// (the replicas saw their link drop) and returns the problem.
-func (e *env) deadPrimary(t testing.TB, since time.Time) analysis.Problem {
+// failoverProblem waits until the analysis of the nodes calls for a
+// failover (the replicas saw their link drop: DeadPrimary; or a returned
+// old primary is behind: PrimaryIsReadOnly) and returns the problem.
+func (e *env) failoverProblem(t testing.TB, since time.Time) analysis.Problem {
 	t.Helper()
 	var p analysis.Problem
-	nodetest.Eventually(t, 10*time.Second, "dead primary confirmed", func() (bool, string) {
+	nodetest.Eventually(t, 10*time.Second, "a failover called for", func() (bool, string) {
 		views := recovery.ObserveAll(ctxFor(t, 5*time.Second), e.plain, e.in, time.Second)
 		list := make([]topology.NodeView, 0, len(views))
 		for _, v := range views {

@@ -8,37 +8,32 @@ import (
 	"github.com/canopy-platform/canopy/services/failover/internal/nodetest"
 )
 
-// TestUnreachableButAlivePrimaryIsNotFailedOver blocks the failover
-// service's view of the primary while its replicas keep streaming from it:
-// the watcher, over many checks and full analyses, records no recovery and
-// acts on no node, and the primary keeps taking acknowledged writes.
-func TestUnreachableButAlivePrimaryIsNotFailedOver(t *testing.T) {
-	for _, eng := range engines() {
-		t.Run(eng.name, func(t *testing.T) {
-			e := newEnv(t, eng)
-			e.healthy(t)
-			p, pi := e.primary(t)
-			nodes := newSpy(e.adapter(t))
-			nodes.block(p.Address)
-			w := e.watcher(t, "actor-1", nodes, e.recoverer(t, "actor-1", 5*time.Second, nodes, nil))
-			w.Own(e.in)
+// unreachablePrimary blocks the failover service's view of the primary
+// while its replicas keep streaming from it: the watcher, over many checks
+// and full analyses, records no recovery and acts on no node, and the
+// primary keeps taking acknowledged writes.
+func unreachablePrimary(t *testing.T, e *env) {
+	e.healthy(t)
+	p, pi := e.primary(t)
+	nodes := newSpy(e.adapter(t))
+	nodes.block(p.Address)
+	w := e.watcher(t, "actor-1", nodes, e.recoverer(t, "actor-1", 5*time.Second, nodes, nil))
+	w.Own(e.in)
 
-			// Every 10 ms check fails and starts a full analysis: wait for
-			// a couple of seconds' worth of both.
-			r1 := e.in.Nodes[(pi+1)%3]
-			nodetest.Eventually(t, 30*time.Second, "the watcher looked many times", func() (bool, string) {
-				a, b := nodes.observations(p.Address), nodes.observations(r1.Address)
-				return a >= 150 && b >= 100, fmt.Sprintf("primary looked at %d times, replica %d", a, b)
-			})
-			if acts := nodes.actions(); len(acts) > 0 {
-				t.Fatalf("the watcher acted on nodes of an alive primary: %v", acts)
-			}
-			if rs := e.records(t); len(rs) > 0 {
-				t.Fatalf("recoveries recorded: %+v", rs)
-			}
-			e.w.waitMore(t, 20, pi, 10*time.Second)
-			e.oneWritable(t)
-			e.noneLost(t, p.ID)
-		})
+	// Every 10 ms check fails and starts a full analysis: wait for
+	// a couple of seconds' worth of both.
+	r1 := e.in.Nodes[(pi+1)%3]
+	nodetest.Eventually(t, 30*time.Second, "the watcher looked many times", func() (bool, string) {
+		a, b := nodes.observations(p.Address), nodes.observations(r1.Address)
+		return a >= 150 && b >= 100, fmt.Sprintf("primary looked at %d times, replica %d", a, b)
+	})
+	if acts := nodes.actions(); len(acts) > 0 {
+		t.Fatalf("the watcher acted on nodes of an alive primary: %v", acts)
 	}
+	if rs := e.records(t); len(rs) > 0 {
+		t.Fatalf("recoveries recorded: %+v", rs)
+	}
+	e.w.waitMore(t, 20, pi, 10*time.Second)
+	e.oneWritable(t)
+	e.noneLost(t, p.ID)
 }
