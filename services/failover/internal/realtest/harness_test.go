@@ -196,9 +196,11 @@ func (c *redisClient) keys(ctx context.Context) (map[string]bool, error) {
 	return out, nil
 }
 
-// writer writes unique keys without pause to whichever node takes them,
-// the way a client that retries on every node would, and records each
-// acknowledged one.
+// writer writes unique keys, one every writePace, to whichever node takes
+// them, the way a client that retries on every node would, and records
+// each acknowledged one. The pace keeps two cores free for the nodes and
+// the failover actors; a few hundred writes a second still put writes in
+// flight at every kill.
 type writer struct {
 	clients []client
 	cancel  context.CancelFunc
@@ -226,8 +228,14 @@ func (w *writer) stop() {
 func (w *writer) run(ctx context.Context) {
 	defer close(w.done)
 	target := 0
-	failed := 0
+	pace := time.NewTicker(writePace)
+	defer pace.Stop()
 	for ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+			return
+		case <-pace.C:
+		}
 		w.mu.Lock()
 		w.seq++
 		key := "w-" + strconv.Itoa(w.seq)
@@ -240,20 +248,14 @@ func (w *writer) run(ctx context.Context) {
 			w.acked = append(w.acked, key)
 			w.lastOn = target
 			w.mu.Unlock()
-			failed = 0
 			continue
 		}
-		// Not the primary (read-only, refused, gone): try the next node;
-		// after a whole round of refusals, pause so as not to spin.
+		// Not the primary (read-only, refused, gone): try the next node.
 		target = (target + 1) % len(w.clients)
-		if failed++; failed%len(w.clients) == 0 {
-			select {
-			case <-ctx.Done():
-			case <-time.After(5 * time.Millisecond):
-			}
-		}
 	}
 }
+
+const writePace = 2 * time.Millisecond
 
 // ackedCount returns how many writes were acknowledged so far.
 func (w *writer) ackedCount() int {
@@ -478,8 +480,9 @@ func newEnv(t *testing.T, eng engine) *env {
 	return e
 }
 
-// useStore gives the scenario t its own failover database (the actors of
-// earlier scenarios left their records, leases and hold-offs in theirs).
+// useStore gives the engine's run its own failover database; scenarios
+// share it, each acknowledging its recoveries (lifting the hold-off) and
+// counting records from where it started.
 func (e *env) useStore(t *testing.T) {
 	t.Helper()
 	st, err := mysqlstore.New(storetest.NewDB(t, "failover_realtest"))
