@@ -666,8 +666,8 @@ func (e *env) records(t testing.TB) []topology.Recovery {
 	return rs
 }
 
-// restartAndRejoinWait restarts the killed node as the supervisor would
-// (read-only) and waits until it streams from the primary.
+// waitReplicates waits until the node is a read-only replica streaming
+// from the primary.
 func (e *env) waitReplicates(t testing.TB, nodeID string) {
 	t.Helper()
 	p, _ := e.primary(t)

@@ -7,10 +7,11 @@ import (
 )
 
 // TestRealNodes runs every scenario on one three-node topology per engine
-// (starting MariaDB nodes costs seconds): each scenario starts from a
-// healthy topology, wherever the primary is, and leaves one; each has its
-// own actors; they share the engine's failover database. A failed scenario stops the engine's
-// run: the topology is then in an unknown state.
+// (starting MariaDB nodes costs seconds), under one writer and one
+// two-writable checker: each scenario starts from a healthy topology,
+// wherever the primary is, and leaves one. Each has its own actors; they
+// share the engine's failover database. A failed scenario stops the
+// engine's run: the topology is then in an unknown state.
 func TestRealNodes(t *testing.T) {
 	for _, eng := range engines() {
 		t.Run(eng.name, func(t *testing.T) {

@@ -5,7 +5,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/canopy-platform/canopy/services/failover/internal/analysis"
 	"github.com/canopy-platform/canopy/services/failover/internal/nodetest"
+	"github.com/canopy-platform/canopy/services/failover/internal/recovery"
+	"github.com/canopy-platform/canopy/services/failover/internal/topology"
 )
 
 // unreachablePrimary blocks the failover service's view of the primary
@@ -28,6 +31,16 @@ func unreachablePrimary(t *testing.T, e *env) {
 		a, b := nodes.observations(p.Address), nodes.observations(r1.Address)
 		return a >= 150 && b >= 100, fmt.Sprintf("primary looked at %d times, replica %d", a, b)
 	})
+	// What the watcher saw: the primary unreachable from here, alive by
+	// its replicas' account.
+	views := recovery.ObserveAll(ctxFor(t, 5*time.Second), nodes, e.in, time.Second)
+	list := make([]topology.NodeView, 0, len(views))
+	for _, v := range views {
+		list = append(list, v)
+	}
+	if ps := analysis.Analyze(e.in, list, nil); ps[0].Code != analysis.UnreachablePrimary {
+		t.Fatalf("analysis of the blocked view: %+v", ps)
+	}
 	if acts := nodes.actions(); len(acts) > 0 {
 		t.Fatalf("the watcher acted on nodes of an alive primary: %v", acts)
 	}
