@@ -1,6 +1,5 @@
 // Package widget is Canopy's widget service: what it is for, and what it is
-// not. Config, New and Run are what cmd/widget and the all-in-one binary
-// call; everything else is internal.
+// not. Config, New and Run are its API; everything else is internal.
 package widget
 
 import (
@@ -16,9 +15,7 @@ import (
 
 // Config configures the widget service; env vars carry the CANOPY_ prefix.
 type Config struct {
-	// Platform is mysql_dsn, internal_secret(_previous) and kafka, named as
-	// in every service.
-	launch.Platform `yaml:",inline"`
+	launch.Platform `yaml:",inline"` // mysql_dsn, internal_secret(_previous), kafka
 	// Addr is the HTTP listen address.
 	Addr string `yaml:"addr" env:"WIDGET_ADDR" default:"127.0.0.1:8099"`
 	// HTTP holds the server timeouts; its Addr is ignored in favour of Addr.
@@ -39,8 +36,7 @@ func (c Config) Validate() error {
 	return launch.ConfigError("widget", launch.CheckAddr("addr", c.Addr), c.Store(c.Database).Validate(), c.Secrets.Validate())
 }
 
-// Service is a configured widget service, ready to Run. launch.Base gives
-// it Ready and Addr.
+// Service is a configured widget service; launch.Base gives it Ready and Addr.
 type Service struct {
 	launch.Base
 	cfg  Config
@@ -58,18 +54,14 @@ func New(cfg Config, deps launch.Deps) (*Service, error) {
 
 // Run runs the stages in order until ctx ends, then stops them in reverse.
 func (s *Service) Run(ctx context.Context) error {
-	var db *store.DB
-	// "database" opens and closes db; "migrate" applies the outbox's and the
-	// widget's migrations (add a repository or a seed with launch.Then).
+	var db *store.DB // a repository or seed goes after migrate with launch.Then
 	database, migrate := launch.DatabaseStages(s.cfg.Store(s.cfg.Database), s.Logger(), &db, migrations.FS)
 	return s.RunStages(ctx, database, migrate,
-		// Started before and stopped after HTTP, so the last requests' events go out.
 		launch.RelayStage(&db, s.deps.Publisher, s.cfg.Relay, s.Logger(), s.deps.Registry),
 		launch.ServeHTTP(s.cfg.HTTP, s.cfg.Addr, s.Logger(), s.deps.Registry, func(context.Context) (http.Handler, error) {
 			r := httpx.NewRouter(s.Logger())
 			r.Use(s.cfg.Middleware("widget"))
-			// r.Mount(httpapi.Prefix, api.Routes()): internal/httpapi's handlers.
-			return r, nil
+			return r, nil // after r.Mount(httpapi.Prefix, api.Routes())
 		}, launch.DatabaseReady(&db)),
 	)
 }
