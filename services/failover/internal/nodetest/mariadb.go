@@ -5,16 +5,15 @@ import (
 	"database/sql"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
 
+	"github.com/canopy-platform/canopy/libs/enginetest"
 	"github.com/canopy-platform/canopy/services/failover/internal/topology"
 )
 
@@ -58,44 +57,6 @@ type MySQLOptions struct {
 	SemiSync bool
 }
 
-var (
-	templateOnce sync.Once
-	templateDir  string
-	templateErr  error
-)
-
-// mariadbTemplate runs mariadb-install-db once per test binary; nodes copy
-// it (a copy takes milliseconds, an install seconds).
-func mariadbTemplate() (string, error) {
-	templateOnce.Do(func() {
-		dir, err := os.MkdirTemp("/tmp", "fo-tpl-")
-		if err != nil {
-			templateErr = err
-			return
-		}
-		args := []string{"--no-defaults", "--datadir=" + dir + "/data", "--auth-root-authentication-method=socket",
-			"--skip-test-db", "--skip-name-resolve", "--innodb-log-file-size=8M", "--innodb-buffer-pool-size=16M"}
-		if os.Geteuid() == 0 {
-			args = append(args, "--user=root")
-		}
-		out, err := exec.Command("mariadb-install-db", args...).CombinedOutput()
-		if err != nil {
-			templateErr = fmt.Errorf("mariadb-install-db: %w: %s", err, out)
-			return
-		}
-		templateDir = dir + "/data"
-	})
-	return templateDir, templateErr
-}
-
-// CleanupTemplate removes the MariaDB template; call it from TestMain after
-// m.Run.
-func CleanupTemplate() {
-	if templateDir != "" {
-		os.RemoveAll(filepath.Dir(templateDir))
-	}
-}
-
 func initSQL() string {
 	q := func(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 	return strings.Join([]string{
@@ -118,13 +79,6 @@ func initSQL() string {
 // and 2 read-only replicas replicating from it.
 func MySQL(t testing.TB, opts MySQLOptions) *Topology {
 	t.Helper()
-	if _, err := exec.LookPath("mariadbd"); err != nil {
-		t.Skip("mariadbd not installed")
-	}
-	tpl, err := mariadbTemplate()
-	if err != nil {
-		t.Fatalf("mariadb template: %v", err)
-	}
 	tp := &Topology{Instance: topology.Instance{
 		ID: "inst-" + strings.ToLower(strings.NewReplacer("/", "-", " ", "-").Replace(t.Name())), Tenant: "tenant-test",
 		Engine: topology.EngineMySQL, Mode: "multi-az", Region: "local",
@@ -132,12 +86,10 @@ func MySQL(t testing.TB, opts MySQLOptions) *Topology {
 	}}
 	for i := range 3 {
 		serverID := i + 1
-		var p *Proc
-		p = newProc(t, "mariadbd", func(restart bool) []string { return mariadbArgs(p, serverID, i == 0 && !restart, opts.SemiSync) })
-		p.ready = waitMariaDB
-		if out, err := exec.Command("cp", "-a", tpl, filepath.Join(p.Dir, "data")).CombinedOutput(); err != nil {
-			t.Fatalf("copy template: %v: %s", err, out)
-		}
+		p := enginetest.New(t, "mariadbd", func(p *Proc, restart bool) []string {
+			return mariadbArgs(p, serverID, i == 0 && !restart, opts.SemiSync)
+		}, enginetest.WaitMariaDB)
+		enginetest.MariaDBData(t, filepath.Join(p.Dir, "data"))
 		if err := os.WriteFile(filepath.Join(p.Dir, "init.sql"), []byte(initSQL()), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -151,7 +103,7 @@ func MySQL(t testing.TB, opts MySQLOptions) *Topology {
 			Role: role, Promotion: topology.PromoteNeutral,
 		})
 	}
-	startAll(t, tp.Procs)
+	enginetest.StartAll(t, tp.Procs)
 	for _, p := range tp.Procs[1:] {
 		ReplicateFrom(t, p, tp.Procs[0], opts.SemiSync)
 	}
@@ -169,7 +121,7 @@ func mariadbArgs(p *Proc, serverID int, primary, semiSync bool) []string {
 		}
 		return "OFF"
 	}
-	args := []string{"--no-defaults", "--datadir=" + filepath.Join(p.Dir, "data"), "--socket=" + filepath.Join(p.Dir, "m.sock"),
+	args := []string{"--no-defaults", "--datadir=" + filepath.Join(p.Dir, "data"), "--socket=" + enginetest.MariaDBSocket(p),
 		"--port=" + strconv.Itoa(p.Port), "--bind-address=127.0.0.1", "--skip-name-resolve",
 		"--pid-file=" + filepath.Join(p.Dir, "m.pid"), "--server-id=" + strconv.Itoa(serverID),
 		"--report-host=127.0.0.1", "--report-port=" + strconv.Itoa(p.Port),
@@ -193,38 +145,8 @@ func mariadbArgs(p *Proc, serverID int, primary, semiSync bool) []string {
 	return args
 }
 
-// waitMariaDB waits until root answers over the socket: mariadbd listens on
-// TCP and on its socket separately.
-func waitMariaDB(p *Proc, exited <-chan struct{}) error {
-	db := Root(p)
-	defer db.Close()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err := db.PingContext(ctx)
-		cancel()
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-exited:
-			return fmt.Errorf("mariadbd exited at start: %s", p.Tail())
-		case <-time.After(10 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("mariadbd did not answer on %s within 60s: %v: %s", p.Addr, err, p.Tail())
-		}
-	}
-}
-
 // Root opens a root pool over the node's socket; the caller closes it.
-func Root(p *Proc) *sql.DB {
-	cfg := mysql.NewConfig()
-	cfg.User, cfg.Net, cfg.Addr = "root", "unix", filepath.Join(p.Dir, "m.sock")
-	cfg.Timeout = 5 * time.Second
-	conn, _ := mysql.NewConnector(cfg) // only fails on a bad config
-	return sql.OpenDB(conn)
-}
+func Root(p *Proc) *sql.DB { return enginetest.RootDB(enginetest.MariaDBSocket(p)) }
 
 // AppDB opens a pool to the node as the application account on
 // AppDatabase, closed when the test ends. Short timeouts: tests use it
@@ -277,7 +199,7 @@ func ReplicateFrom(t testing.TB, replica, primary *Proc, semiSync bool) {
 	deadline := time.Now().Add(30 * time.Second)
 	var io, sqlRunning, lastErr string
 	for time.Now().Before(deadline) {
-		st := slaveStatus(db)
+		st := enginetest.SlaveStatus(db)
 		io, sqlRunning, lastErr = st["Slave_IO_Running"], st["Slave_SQL_Running"], st["Last_IO_Error"]+st["Last_SQL_Error"]
 		if io == "Yes" && sqlRunning == "Yes" {
 			return
@@ -285,26 +207,4 @@ func ReplicateFrom(t testing.TB, replica, primary *Proc, semiSync bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Fatalf("replication %s <- %s did not start: io=%s sql=%s %s", replica.Addr, primary.Addr, io, sqlRunning, lastErr)
-}
-
-// slaveStatus returns SHOW SLAVE STATUS as column → value (empty when none).
-func slaveStatus(db *sql.DB) map[string]string {
-	st := map[string]string{}
-	rows, err := db.Query("SHOW SLAVE STATUS")
-	if err != nil {
-		return st
-	}
-	defer rows.Close()
-	cols, _ := rows.Columns()
-	vals := make([]sql.NullString, len(cols))
-	ptrs := make([]any, len(cols))
-	for i := range vals {
-		ptrs[i] = &vals[i]
-	}
-	if rows.Next() && rows.Scan(ptrs...) == nil {
-		for i, c := range cols {
-			st[c] = vals[i].String
-		}
-	}
-	return st
 }

@@ -2,8 +2,6 @@ package nodetest
 
 import (
 	"context"
-	"fmt"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -11,6 +9,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/canopy-platform/canopy/libs/enginetest"
 	"github.com/canopy-platform/canopy/services/failover/internal/topology"
 )
 
@@ -27,9 +26,6 @@ type RedisOptions struct {
 // them; the default user is off.
 func Redis(t testing.TB, opts RedisOptions) *Topology {
 	t.Helper()
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		t.Skip("redis-server not installed")
-	}
 	if opts.Mode == "" {
 		opts.Mode = "multi-az"
 	}
@@ -38,9 +34,7 @@ func Redis(t testing.TB, opts RedisOptions) *Topology {
 		Engine: topology.EngineRedis, Mode: opts.Mode, Region: "local", Admin: Admin, Replication: Replication,
 	}}
 	for i := range 3 {
-		var p *Proc
-		p = newProc(t, "redis-server", func(restart bool) []string { return redisArgs(p, restart) })
-		p.ready = waitRedis
+		p := enginetest.New(t, "redis-server", redisArgs, waitRedis)
 		role := topology.RoleReplica
 		if i == 0 {
 			role = topology.RolePrimary
@@ -51,7 +45,7 @@ func Redis(t testing.TB, opts RedisOptions) *Topology {
 			Role: role, Promotion: topology.PromoteNeutral,
 		})
 	}
-	startAll(t, tp.Procs)
+	enginetest.StartAll(t, tp.Procs)
 	for _, p := range tp.Procs[1:] {
 		RedisReplicateFrom(t, p, tp.Procs[0])
 	}
@@ -85,23 +79,7 @@ func redisArgs(p *Proc, restart bool) []string {
 func waitRedis(p *Proc, exited <-chan struct{}) error {
 	c := AdminRedis(p)
 	defer c.Close()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		err := c.Ping(ctx).Err()
-		cancel()
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-exited:
-			return fmt.Errorf("redis-server exited at start: %s", p.Tail())
-		case <-time.After(10 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("redis-server did not answer on %s: %v: %s", p.Addr, err, p.Tail())
-		}
-	}
+	return enginetest.WaitUntil(p, exited, 30*time.Second, func(ctx context.Context) error { return c.Ping(ctx).Err() })
 }
 
 // AdminRedis returns an admin client of the node; the caller closes it.

@@ -169,7 +169,7 @@ func suiteFailover(t *testing.T, nodes topology.Nodes, e Engine) {
 		t.Fatalf("repointed replica lacks the new write: %v", err)
 	}
 
-	tp.Procs[0].Restart()
+	tp.Procs[0].Start()
 	if v := observe(primary); !v.Reachable || v.Writable {
 		t.Fatalf("restarted old primary view %+v", v)
 	}

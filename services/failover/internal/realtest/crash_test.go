@@ -54,7 +54,7 @@ func crashAt(t *testing.T, e *env, point recovery.Point, returns bool) {
 		t.Fatalf("the crashed actor left no open recovery: %v", err)
 	}
 	if returns {
-		e.tp.Procs[oi].Restart()
+		e.tp.Procs[oi].Start()
 	}
 
 	next := e.recoverer(t, "next", nextTTL, nextNodes, nil)
@@ -104,7 +104,7 @@ func crashAt(t *testing.T, e *env, point recovery.Point, returns bool) {
 	if n, _ := e.in.Node(old.ID); n.Role == topology.RoleFenced {
 		// The supervisor restarts the old primary read-only; it rejoins.
 		if !returns {
-			e.tp.Procs[oi].Restart()
+			e.tp.Procs[oi].Start()
 		}
 		if err := next.Rejoin(ctxFor(t, 30*time.Second), e.in, old.ID); err != nil {
 			t.Fatalf("rejoin %s: %v", old.ID, err)

@@ -66,7 +66,7 @@ func twoActors(t *testing.T, e *env) {
 
 		// The supervisor restarts the old primary read-only; the
 		// watchers rejoin it as a replica of the new primary.
-		e.tp.Procs[oi].Restart()
+		e.tp.Procs[oi].Start()
 		e.waitReplicates(t, old.ID)
 		e.in = recovery.Apply(e.in, map[string]topology.Role{old.ID: topology.RoleReplica})
 		publish()

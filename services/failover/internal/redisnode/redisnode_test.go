@@ -142,7 +142,7 @@ func TestFailover(t *testing.T) {
 
 	// The old primary returns as a replica of nothing (never an empty
 	// writable primary) and rejoins.
-	tp.Procs[0].Restart()
+	tp.Procs[0].Start()
 	ov := nodes.Observe(ctxT(t, time.Second), in, primary)
 	if !ov.Reachable || ov.Writable || ov.Source != redisnode.FencePlaceholder {
 		t.Fatalf("restarted old primary view %+v", ov)
