@@ -12,7 +12,6 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/canopy-platform/canopy/libs/httpx"
-	"github.com/canopy-platform/canopy/libs/paging"
 	"github.com/canopy-platform/canopy/libs/tenancy"
 
 	"github.com/canopy-platform/canopy/services/provisioning/internal/driver"
@@ -136,29 +135,8 @@ func (h *Handler) listFailover(w http.ResponseWriter, r *http.Request) {
 	if !failoverReader(w, r) {
 		return
 	}
-	limit, cursor, err := paging.ParseRaw(r.URL.Query(), monitoredPageSize)
-	if err != nil {
-		httpx.WriteProblem(w, r, paging.Problem(err))
-		return
-	}
 	// The instances whose nodes are meant to run: the monitoring view's.
-	ins, err := h.repo.ListMonitored(r.Context(), cursor, limit)
-	if err != nil {
-		h.log.ErrorContext(r.Context(), "list failover instances", "err", err)
-		httpx.WriteError(w, r, err)
-		return
-	}
-	out := struct {
-		Instances  []failoverInstance `json:"instances"`
-		NextCursor string             `json:"next_cursor"`
-	}{Instances: []failoverInstance{}}
-	for _, in := range ins {
-		out.Instances = append(out.Instances, toFailover(in))
-	}
-	if len(ins) == limit {
-		out.NextCursor = ins[len(ins)-1].ID
-	}
-	httpx.WriteJSON(w, http.StatusOK, out)
+	writeMonitoredPage(h, w, r, "list failover instances", toFailover)
 }
 
 // failoverInstanceOf loads the path's instance for the failover view; it

@@ -78,6 +78,14 @@ func (h *Handler) listMonitored(w http.ResponseWriter, r *http.Request) {
 	if !monitorReader(w, r) {
 		return
 	}
+	writeMonitoredPage(h, w, r, "list monitored instances", toMonitored)
+}
+
+// writeMonitoredPage answers one page of the instances whose nodes are
+// meant to run, each shown through view: the monitoring and the failover
+// views list the same instances, with different fields. what names the
+// listing in the error log.
+func writeMonitoredPage[T any](h *Handler, w http.ResponseWriter, r *http.Request, what string, view func(*instance.Instance) T) {
 	limit, cursor, err := paging.ParseRaw(r.URL.Query(), monitoredPageSize)
 	if err != nil {
 		httpx.WriteProblem(w, r, paging.Problem(err))
@@ -85,16 +93,16 @@ func (h *Handler) listMonitored(w http.ResponseWriter, r *http.Request) {
 	}
 	ins, err := h.repo.ListMonitored(r.Context(), cursor, limit)
 	if err != nil {
-		h.log.ErrorContext(r.Context(), "list monitored instances", "err", err)
+		h.log.ErrorContext(r.Context(), what, "err", err)
 		httpx.WriteError(w, r, err)
 		return
 	}
 	out := struct {
-		Instances  []monitoredInstance `json:"instances"`
-		NextCursor string              `json:"next_cursor"`
-	}{Instances: []monitoredInstance{}}
+		Instances  []T    `json:"instances"`
+		NextCursor string `json:"next_cursor"`
+	}{Instances: []T{}}
 	for _, in := range ins {
-		out.Instances = append(out.Instances, toMonitored(in))
+		out.Instances = append(out.Instances, view(in))
 	}
 	if len(ins) == limit {
 		out.NextCursor = ins[len(ins)-1].ID
