@@ -28,7 +28,14 @@ func mariadbTemplate() (string, error) {
 			templateErr = err
 			return
 		}
-		args := []string{"--no-defaults", "--datadir=" + dir + "/data", "--auth-root-authentication-method=socket",
+		// Its own tmpdir: concurrent mariadb-install-db runs (test binaries
+		// of several packages) collide on their temporary tables in a shared
+		// /tmp ("Unknown table 'mysql.tmp_proxies_priv'", seen in CI).
+		if err := os.Mkdir(dir+"/tmp", 0o700); err != nil {
+			templateErr = err
+			return
+		}
+		args := []string{"--no-defaults", "--datadir=" + dir + "/data", "--tmpdir=" + dir + "/tmp", "--auth-root-authentication-method=socket",
 			"--skip-test-db", "--skip-name-resolve", "--innodb-log-file-size=8M", "--innodb-buffer-pool-size=16M"}
 		if os.Geteuid() == 0 {
 			args = append(args, "--user=root")

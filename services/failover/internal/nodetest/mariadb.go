@@ -121,7 +121,7 @@ func mariadbArgs(p *Proc, serverID int, primary, semiSync bool) []string {
 		}
 		return "OFF"
 	}
-	args := []string{"--no-defaults", "--datadir=" + filepath.Join(p.Dir, "data"), "--socket=" + enginetest.MariaDBSocket(p),
+	args := []string{"--no-defaults", "--datadir=" + filepath.Join(p.Dir, "data"), "--tmpdir=" + p.Dir, "--socket=" + enginetest.MariaDBSocket(p),
 		"--port=" + strconv.Itoa(p.Port), "--bind-address=127.0.0.1", "--skip-name-resolve",
 		"--pid-file=" + filepath.Join(p.Dir, "m.pid"), "--server-id=" + strconv.Itoa(serverID),
 		"--report-host=127.0.0.1", "--report-port=" + strconv.Itoa(p.Port),

@@ -95,7 +95,7 @@ func StartMariaDB(t testing.TB, serverID int) *MariaDB {
 }
 
 func mariadbArgs(p *enginetest.Proc, serverID int) []string {
-	args := []string{"--no-defaults", "--datadir=" + filepath.Join(p.Dir, "data"), "--socket=" + enginetest.MariaDBSocket(p),
+	args := []string{"--no-defaults", "--datadir=" + filepath.Join(p.Dir, "data"), "--tmpdir=" + p.Dir, "--socket=" + enginetest.MariaDBSocket(p),
 		"--port=" + strconv.Itoa(p.Port), "--bind-address=127.0.0.1", "--skip-name-resolve", "--pid-file=" + filepath.Join(p.Dir, "m.pid"),
 		"--server-id=" + strconv.Itoa(serverID), "--log-bin=mysql-bin", "--log-slave-updates", "--gtid-strict-mode=ON",
 		"--binlog-format=ROW", "--innodb-buffer-pool-size=16M", "--innodb-log-file-size=8M", "--performance-schema=OFF",
