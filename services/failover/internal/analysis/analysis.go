@@ -168,6 +168,28 @@ func (s Snapshot) deadPrimary() (p topology.Node, reachable, unreachable int, st
 	return p, reachable, unreachable, streaming, true
 }
 
+// writablePrimary returns the assigned primary when it is reachable and
+// writable: the precondition of every rule that checks the others against it.
+func (s Snapshot) writablePrimary() (topology.Node, bool) {
+	p, ok := s.Instance.Primary()
+	if !ok || !s.view(p.ID).Reachable || !s.view(p.ID).Writable {
+		return topology.Node{}, false
+	}
+	return p, true
+}
+
+// writableBeside returns the writable nodes other than p that stream from
+// it (streaming: a writable replica) or not (a second primary).
+func (s Snapshot) writableBeside(p topology.Node, streaming bool) []topology.Node {
+	var out []topology.Node
+	for _, n := range s.writable() {
+		if n.ID != p.ID && streamsFrom(s.view(n.ID), p.Address) == streaming {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
 // moved finds, while the assigned primary is unreachable or read-only
 // (a fenced old primary that came back), another node
 // that already acts as the primary: reachable, writable, replicating from
@@ -319,15 +341,12 @@ func Table() []Rule {
 			Description: "The assigned primary is writable and another node is writable and does not replicate from it (a second primary).",
 			Recovery:    "fence every writable node but the assigned primary.",
 			Match: func(s Snapshot) []Problem {
-				p, ok := s.Instance.Primary()
-				if !ok || !s.view(p.ID).Writable || !s.view(p.ID).Reachable {
+				p, ok := s.writablePrimary()
+				if !ok {
 					return nil
 				}
 				var out []Problem
-				for _, n := range s.writable() {
-					if n.ID == p.ID || streamsFrom(s.view(n.ID), p.Address) {
-						continue
-					}
+				for _, n := range s.writableBeside(p, false) {
 					out = append(out, Problem{Code: SplitBrain, Node: n.ID, Action: ActionFence,
 						Detail: fmt.Sprintf("%s (%s) writable beside primary %s", n.ID, n.Role, p.ID)})
 				}
@@ -339,15 +358,12 @@ func Table() []Rule {
 			Description: "A replica still streams from the writable assigned primary but accepts client writes too (errant transactions waiting to happen).",
 			Recovery:    "fence it (read-only).",
 			Match: func(s Snapshot) []Problem {
-				p, ok := s.Instance.Primary()
-				if !ok || !s.view(p.ID).Writable || !s.view(p.ID).Reachable {
+				p, ok := s.writablePrimary()
+				if !ok {
 					return nil
 				}
 				var out []Problem
-				for _, n := range s.writable() {
-					if n.ID == p.ID || !streamsFrom(s.view(n.ID), p.Address) {
-						continue
-					}
+				for _, n := range s.writableBeside(p, true) {
 					out = append(out, Problem{Code: WritableReplica, Node: n.ID, Action: ActionFence,
 						Detail: fmt.Sprintf("replica %s writable", n.ID)})
 				}
@@ -359,8 +375,8 @@ func Table() []Rule {
 			Description: "The assigned primary is reachable and writable, and a reachable read-only replica does not replicate from it with both threads running (IO/SQL thread stopped, link down, or another source).",
 			Recovery:    "re-point it to the assigned primary.",
 			Match: func(s Snapshot) []Problem {
-				p, ok := s.Instance.Primary()
-				if !ok || !s.view(p.ID).Reachable || !s.view(p.ID).Writable {
+				p, ok := s.writablePrimary()
+				if !ok {
 					return nil
 				}
 				var out []Problem
@@ -393,8 +409,7 @@ func Table() []Rule {
 			Description: "A node Canopy fenced (a former primary) is reachable again while the assigned primary is writable.",
 			Recovery:    "rejoin it as a read-only replica of the primary (errant transactions are reported, not replicated).",
 			Match: func(s Snapshot) []Problem {
-				p, ok := s.Instance.Primary()
-				if !ok || !s.view(p.ID).Reachable || !s.view(p.ID).Writable {
+				if _, ok := s.writablePrimary(); !ok {
 					return nil
 				}
 				var out []Problem
