@@ -145,3 +145,18 @@ func Split[T any](items []T, limit int) (page []T, more bool) {
 	}
 	return items, false
 }
+
+// KeyPage cuts the up to limit+1 rows a repository returned into the page,
+// converted with conv, and the key cursor of the next page ("" on the last
+// page), made of the page's last row's key.
+func KeyPage[T, U any](rows []T, limit int, key func(T) string, conv func(T) U) (items []U, next string) {
+	page, more := Split(rows, limit)
+	items = make([]U, 0, len(page))
+	for _, r := range page {
+		items = append(items, conv(r))
+	}
+	if more {
+		next = EncodeKey(key(page[len(page)-1]))
+	}
+	return items, next
+}

@@ -103,3 +103,19 @@ func TestSplit(t *testing.T) {
 		})
 	}
 }
+
+func TestKeyPage(t *testing.T) {
+	key := func(s string) string { return s }
+	upper := func(s string) string { return strings.ToUpper(s) }
+	items, next := KeyPage([]string{"a", "b", "c"}, 2, key, upper)
+	if len(items) != 2 || items[0] != "A" || items[1] != "B" || next != EncodeKey("b") {
+		t.Fatalf("a full page: got %v, next %q", items, next)
+	}
+	items, next = KeyPage([]string{"a"}, 2, key, upper)
+	if len(items) != 1 || next != "" {
+		t.Fatalf("the last page: got %v, next %q", items, next)
+	}
+	if items, _ = KeyPage(nil, 2, key, upper); items == nil || len(items) != 0 {
+		t.Fatalf("an empty page must be an empty list (JSON []), got %#v", items)
+	}
+}

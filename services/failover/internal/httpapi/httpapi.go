@@ -216,14 +216,8 @@ func (h *Handler) listFailovers(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	page, more := paging.Split(rows, limit)
-	out := FailoverList{Items: make([]Failover, 0, len(page))}
-	for _, rec := range page {
-		out.Items = append(out.Items, failoverOf(rec))
-	}
-	if more {
-		out.NextCursor = paging.EncodeKey(page[len(page)-1].ID)
-	}
+	var out FailoverList
+	out.Items, out.NextCursor = paging.KeyPage(rows, limit, func(r topology.Recovery) string { return r.ID }, failoverOf)
 	httpx.WriteJSON(w, http.StatusOK, out)
 }
 
@@ -388,14 +382,8 @@ func (h *Handler) listDrills(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	page, more := paging.Split(rows, limit)
-	out := DrillList{Items: make([]Drill, 0, len(page))}
-	for _, d := range page {
-		out.Items = append(out.Items, drillOf(d))
-	}
-	if more {
-		out.NextCursor = paging.EncodeKey(page[len(page)-1].ID)
-	}
+	var out DrillList
+	out.Items, out.NextCursor = paging.KeyPage(rows, limit, func(d mysqlstore.Drill) string { return d.ID }, drillOf)
 	httpx.WriteJSON(w, http.StatusOK, out)
 }
 
