@@ -330,18 +330,10 @@ func (s *Service) Drill(ctx context.Context, in topology.Instance, kind, request
 // resync re-reads the owned instances from provisioning every
 // ResyncInterval, to heal what a missed event left behind.
 func (s *Service) resync(ctx context.Context) error {
-	t := time.NewTicker(s.cfg.ResyncInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
+	return launch.Every(s.cfg.ResyncInterval, s.Logger(), "resync", func(ctx context.Context) error {
+		if parts, _ := s.cons.Owned(); len(parts) == 0 {
 			return nil
-		case <-t.C:
-			if parts, _ := s.cons.Owned(); len(parts) > 0 {
-				if err := s.cons.Resync(ctx); err != nil && ctx.Err() == nil {
-					s.Logger().Warn("periodic resync failed", "err", err)
-				}
-			}
 		}
-	}
+		return s.cons.Resync(ctx)
+	})(ctx)
 }
