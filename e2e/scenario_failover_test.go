@@ -154,7 +154,14 @@ func TestScenarioFailover(t *testing.T) {
 			drilled := nodeByRole(t, cur, "primary")
 			tenant.must("POST", "/api/v1/instances/"+id+"/drills", map[string]any{"kind": "kill-primary"}, http.StatusAccepted, &drill)
 			d := waitFailover(t, tenant, id, "drill", drilled.id)
-			w.waitAckedAt(t, primaryOf())
+			// The record completes before provisioning has moved the
+			// endpoint: wait for the API to name the new primary.
+			var after string
+			waitFor(t, "the API to show a primary other than the drilled "+drilled.addr, failoverTimeout, func() (bool, string) {
+				after = primaryOf()
+				return after != drilled.addr && after != "", after
+			})
+			w.waitAckedAt(t, after)
 			w.stop()
 			w.checkNothingLost(t, primaryOf())
 			t.Logf("%s: drill record: rto_ms=%d", tc.name, d.RTOMS)
