@@ -37,6 +37,7 @@ const (
 	AudienceProvisioning = "provisioning"
 	AudienceHealthcheck  = "healthcheck"
 	AudienceFailover     = "failover"
+	AudienceRouter       = "router"
 )
 
 // DefaultValidity is how long after its signing time a signature is accepted.
