@@ -30,7 +30,7 @@ type backend struct {
 	wg    sync.WaitGroup
 }
 
-func newBackend(t *testing.T, name string) *backend {
+func newBackend(t testing.TB, name string) *backend {
 	t.Helper()
 	b := &backend{name: name, conns: map[net.Conn]struct{}{}}
 	b.start(t, "127.0.0.1:0")
@@ -39,7 +39,7 @@ func newBackend(t *testing.T, name string) *backend {
 }
 
 // start listens on addr (again, after stop: a restart in place).
-func (b *backend) start(t *testing.T, addr string) {
+func (b *backend) start(t testing.TB, addr string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", addr)
 	require.NoError(t, err)
@@ -98,7 +98,7 @@ func (b *backend) stop() {
 	b.wg.Wait()
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -108,7 +108,7 @@ func freePort(t *testing.T) int {
 }
 
 type harness struct {
-	t    *testing.T
+	t    testing.TB
 	tbl  *table.Table
 	reg  *prometheus.Registry
 	m    *Metrics
@@ -119,7 +119,7 @@ type harness struct {
 
 // startProxy runs a proxy over a fresh table; cfg's zero fields take test
 // friendly values (short drain, fast listen retries).
-func startProxy(t *testing.T, cfg Config, tbl *table.Table) *harness {
+func startProxy(t testing.TB, cfg Config, tbl *table.Table) *harness {
 	t.Helper()
 	if cfg.DrainTimeout == 0 {
 		cfg.DrainTimeout = 200 * time.Millisecond
@@ -154,7 +154,7 @@ func startProxy(t *testing.T, cfg Config, tbl *table.Table) *harness {
 func addr(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
 
 // waitListening waits until port accepts connections.
-func waitListening(t *testing.T, port int) {
+func waitListening(t testing.TB, port int) {
 	t.Helper()
 	require.Eventually(t, func() bool {
 		c, err := net.Dial("tcp", addr(port))
@@ -167,7 +167,7 @@ func waitListening(t *testing.T, port int) {
 }
 
 // waitRefusing waits until port refuses connections.
-func waitRefusing(t *testing.T, port int) {
+func waitRefusing(t testing.TB, port int) {
 	t.Helper()
 	require.Eventually(t, func() bool {
 		c, err := net.Dial("tcp", addr(port))
@@ -185,7 +185,7 @@ type client struct {
 	r *bufio.Reader
 }
 
-func dial(t *testing.T, port int) *client {
+func dial(t testing.TB, port int) *client {
 	t.Helper()
 	c, err := net.Dial("tcp", addr(port))
 	require.NoError(t, err)
@@ -204,7 +204,7 @@ func (c *client) line(d time.Duration) (string, error) {
 }
 
 // hello dials port and returns the backend's name.
-func hello(t *testing.T, port int) (*client, string) {
+func hello(t testing.TB, port int) (*client, string) {
 	t.Helper()
 	c := dial(t, port)
 	name, err := c.line(5 * time.Second)
@@ -213,7 +213,7 @@ func hello(t *testing.T, port int) (*client, string) {
 }
 
 // echo checks that the connection still forwards.
-func (c *client) echo(t *testing.T) {
+func (c *client) echo(t testing.TB) {
 	t.Helper()
 	_, err := io.WriteString(c, "ping\n")
 	require.NoError(t, err)
