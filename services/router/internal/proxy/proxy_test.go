@@ -460,3 +460,21 @@ func TestConfigValidate(t *testing.T) {
 	_, err := New(Config{}, nil, nil, slog.New(slog.DiscardHandler))
 	assert.Error(t, err)
 }
+
+// TestQuickSwitchBackClosesRW: a switch and a switch back before the
+// proxy looks at the table still cut the connections to the node that was
+// fenced in between.
+func TestQuickSwitchBackClosesRW(t *testing.T) {
+	t.Parallel()
+	p := newPair(t)
+	h := startProxy(t, Config{}, p.tbl)
+	waitListening(t, p.rwPort)
+	c, name := hello(t, p.rwPort)
+	require.Equal(t, "n1", name)
+	p.tbl.Promoted("i1", 1, map[string]string{"n1": "replica", "n2": "primary"})
+	p.tbl.Promoted("i1", 2, map[string]string{"n1": "primary", "n2": "replica"})
+	assert.True(t, c.closedWithin(2*time.Second))
+	assert.Equal(t, 2.0, testutil.ToFloat64(h.m.switches.WithLabelValues("i1")))
+	_, name = hello(t, p.rwPort)
+	assert.Equal(t, "n1", name)
+}
