@@ -2,6 +2,7 @@ package nettune
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"time"
 )
@@ -87,6 +88,32 @@ func (s DialerSettings) Dialer() *net.Dialer {
 // Options.Dialer and, with the network fixed, mysql.RegisterDialContext.
 func (s DialerSettings) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
 	return s.Dialer().DialContext(ctx, network, addr)
+}
+
+// Tune applies the keepalive configuration and, on Linux, TCP_USER_TIMEOUT
+// to a connection the caller did not dial, such as one a proxy accepted, so
+// that its client side detects a vanished peer as fast as its dialled side.
+func (s DialerSettings) Tune(c *net.TCPConn) error {
+	if err := c.SetKeepAliveConfig(net.KeepAliveConfig{
+		Enable:   true,
+		Idle:     s.KeepAlive.Idle,
+		Interval: s.KeepAlive.Interval,
+		Count:    s.KeepAlive.Count,
+	}); err != nil {
+		return fmt.Errorf("nettune: set keepalive: %w", err)
+	}
+	if s.UserTimeout <= 0 {
+		return nil
+	}
+	set := userTimeoutControl(s.UserTimeout)
+	if set == nil {
+		return nil
+	}
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("nettune: raw conn: %w", err)
+	}
+	return set("tcp", c.RemoteAddr().String(), raw)
 }
 
 // UserTimeoutSupported reports whether Dialer applies UserTimeout on this

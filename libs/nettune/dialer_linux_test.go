@@ -123,3 +123,27 @@ func TestDialerUnixSocket(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, c.Close())
 }
+
+// TestTuneAcceptedConn reads back, from the kernel, the options Tune sets on
+// the server side of a loopback connection.
+func TestTuneAcceptedConn(t *testing.T) {
+	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	require.NoError(t, err)
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	defer c.Close()
+	srv, err := ln.AcceptTCP()
+	require.NoError(t, err)
+	defer srv.Close()
+
+	s := DialerSettings{KeepAlive: KeepAlive{Idle: 20 * time.Second, Interval: 5 * time.Second, Count: 3}, UserTimeout: 35 * time.Second}
+	require.NoError(t, s.Tune(srv))
+	assert.Equal(t, sockopts{userTimeoutMS: 35_000, keepalive: 1, idle: 20, interval: 5, count: 3}, readSockopts(t, srv))
+
+	s.UserTimeout = 0
+	s.KeepAlive.Idle = 40 * time.Second
+	require.NoError(t, s.Tune(srv))
+	assert.Equal(t, sockopts{userTimeoutMS: 35_000, keepalive: 1, idle: 40, interval: 5, count: 3}, readSockopts(t, srv),
+		"no user timeout: the socket's value is left alone")
+}

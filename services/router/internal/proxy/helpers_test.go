@@ -1,0 +1,240 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+
+	"github.com/canopy-platform/canopy/services/router/internal/table"
+)
+
+// backend is a TCP server that greets every connection with its name and a
+// newline, then echoes.
+type backend struct {
+	name string
+	addr string
+
+	mu    sync.Mutex
+	ln    net.Listener
+	conns map[net.Conn]struct{}
+	wg    sync.WaitGroup
+}
+
+func newBackend(t testing.TB, name string) *backend {
+	t.Helper()
+	b := &backend{name: name, conns: map[net.Conn]struct{}{}}
+	b.start(t, "127.0.0.1:0")
+	t.Cleanup(b.stop)
+	return b
+}
+
+// start listens on addr (again, after stop: a restart in place).
+func (b *backend) start(t testing.TB, addr string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	require.NoError(t, err)
+	b.mu.Lock()
+	b.ln, b.addr = ln, ln.Addr().String()
+	b.mu.Unlock()
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			b.mu.Lock()
+			b.conns[c] = struct{}{}
+			b.mu.Unlock()
+			b.wg.Add(1)
+			go func() {
+				defer b.wg.Done()
+				defer func() {
+					b.mu.Lock()
+					delete(b.conns, c)
+					b.mu.Unlock()
+					_ = c.Close()
+				}()
+				if _, err := io.WriteString(c, b.name+"\n"); err != nil {
+					return
+				}
+				_, _ = io.Copy(c, c)
+			}()
+		}
+	}()
+}
+
+// refuse closes the listener (the port then refuses) and keeps open
+// connections.
+func (b *backend) refuse() {
+	b.mu.Lock()
+	ln := b.ln
+	b.mu.Unlock()
+	if ln != nil {
+		_ = ln.Close()
+	}
+}
+
+// stop closes the listener and every connection and waits for its
+// goroutines.
+func (b *backend) stop() {
+	b.refuse()
+	b.mu.Lock()
+	for c := range b.conns {
+		_ = c.Close()
+	}
+	b.mu.Unlock()
+	b.wg.Wait()
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	port := ln.Addr().(*net.TCPAddr).Port
+	require.NoError(t, ln.Close())
+	return port
+}
+
+type harness struct {
+	t    testing.TB
+	tbl  *table.Table
+	reg  *prometheus.Registry
+	m    *Metrics
+	p    *Proxy
+	stop func() // cancels Run and waits for it
+	done chan error
+}
+
+// startProxy runs a proxy over a fresh table; cfg's zero fields take test
+// friendly values (short drain, fast listen retries).
+func startProxy(t testing.TB, cfg Config, tbl *table.Table) *harness {
+	t.Helper()
+	if cfg.DrainTimeout == 0 {
+		cfg.DrainTimeout = 200 * time.Millisecond
+	}
+	if cfg.ListenRetry == 0 {
+		cfg.ListenRetry = 100 * time.Millisecond
+	}
+	reg := prometheus.NewRegistry()
+	m, err := NewMetrics(reg)
+	require.NoError(t, err)
+	p, err := New(cfg, tbl, m, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	h := &harness{t: t, tbl: tbl, reg: reg, m: m, p: p, done: make(chan error, 1)}
+	go func() { h.done <- p.Run(ctx) }()
+	var once sync.Once
+	h.stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-h.done:
+				require.NoError(t, err)
+			case <-time.After(10 * time.Second):
+				t.Error("Run did not return")
+			}
+		})
+	}
+	t.Cleanup(h.stop)
+	return h
+}
+
+func addr(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
+
+// waitListening waits until port accepts connections.
+func waitListening(t testing.TB, port int) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		c, err := net.Dial("tcp", addr(port))
+		if err != nil {
+			return false
+		}
+		_ = c.Close()
+		return true
+	}, 5*time.Second, 10*time.Millisecond, "port %d never listened", port)
+}
+
+// waitRefusing waits until port refuses connections.
+func waitRefusing(t testing.TB, port int) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		c, err := net.Dial("tcp", addr(port))
+		if err != nil {
+			return true
+		}
+		_ = c.Close()
+		return false
+	}, 5*time.Second, 10*time.Millisecond, "port %d still listens", port)
+}
+
+// client is a connection through the proxy.
+type client struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func dial(t testing.TB, port int) *client {
+	t.Helper()
+	c, err := net.Dial("tcp", addr(port))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	return &client{Conn: c, r: bufio.NewReader(c)}
+}
+
+// line reads one line within d.
+func (c *client) line(d time.Duration) (string, error) {
+	_ = c.SetReadDeadline(time.Now().Add(d))
+	s, err := c.r.ReadString('\n')
+	if err != nil {
+		return "", err
+	}
+	return s[:len(s)-1], nil
+}
+
+// hello dials port and returns the backend's name.
+func hello(t testing.TB, port int) (*client, string) {
+	t.Helper()
+	c := dial(t, port)
+	name, err := c.line(5 * time.Second)
+	require.NoError(t, err, "no greeting through port %d", port)
+	return c, name
+}
+
+// echo checks that the connection still forwards.
+func (c *client) echo(t testing.TB) {
+	t.Helper()
+	_, err := io.WriteString(c, "ping\n")
+	require.NoError(t, err)
+	s, err := c.line(5 * time.Second)
+	require.NoError(t, err)
+	require.Equal(t, "ping", s)
+}
+
+// closedWithin reports whether the proxy closes the connection within d.
+func (c *client) closedWithin(d time.Duration) bool {
+	_ = c.SetReadDeadline(time.Now().Add(d))
+	for {
+		_, err := c.r.ReadByte()
+		if err == nil {
+			continue
+		}
+		var ne net.Error
+		return !(errors.As(err, &ne) && ne.Timeout())
+	}
+}
+
+func node(id, address string, role table.Role) table.Node {
+	return table.Node{ID: id, Address: address, Role: role}
+}
