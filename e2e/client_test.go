@@ -211,6 +211,7 @@ type instance struct {
 	Endpoints struct {
 		Primary  string   `json:"primary"`
 		Replicas []string `json:"replicas"`
+		routerEndpoints
 	} `json:"endpoints"`
 }
 
@@ -237,6 +238,8 @@ type binding struct {
 		Password string `json:"password"`
 		Database string `json:"database"`
 		URI      string `json:"uri"`
+		// Endpoints are the router's stable endpoints.
+		Endpoints routerEndpoints `json:"endpoints"`
 	} `json:"credentials"`
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/canopy-platform/canopy/services/gateway"
 	"github.com/canopy-platform/canopy/services/healthcheck"
 	"github.com/canopy-platform/canopy/services/provisioning"
+	"github.com/canopy-platform/canopy/services/router"
 	"github.com/canopy-platform/canopy/services/scheduling"
 )
 
@@ -67,7 +68,7 @@ func (p *Platform) newWiring(brokers []string) (*wiring, error) {
 
 // services lists the services in start order.
 func (p *Platform) services() []builder {
-	return []builder{p.buildCatalog, p.buildScheduling, p.buildProvisioning, p.buildHealthcheck, p.buildFailover, p.buildGateway}
+	return []builder{p.buildCatalog, p.buildScheduling, p.buildProvisioning, p.buildHealthcheck, p.buildFailover, p.buildRouter, p.buildGateway}
 }
 
 // backendAddr picks a service's listen address: its own default port when the
@@ -245,6 +246,24 @@ func (p *Platform) buildFailover(_ context.Context, w *wiring) (service, error) 
 	return service{name: "failover", run: svc.Run, ready: svc.Ready(), addr: svc.Addr}, nil
 }
 
+func (p *Platform) buildRouter(_ context.Context, w *wiring) (service, error) {
+	cfg := router.DefaultConfig()
+	if err := p.load(&cfg, w); err != nil {
+		return service{}, fmt.Errorf("router config: %w", err)
+	}
+	cfg.Addr = p.backendAddr(cfg.Addr)
+	cfg.Kafka.Brokers = w.brokers
+	cfg.InternalSecret = w.secret
+	if a, ok := w.addrs["provisioning"]; ok {
+		cfg.ProvisioningURL = "http://" + a
+	}
+	svc, err := router.New(cfg, launch.Deps{Logger: p.deps.Logger, Registry: obs.NewRegistry()})
+	if err != nil {
+		return service{}, err
+	}
+	return service{name: "router", run: svc.Run, ready: svc.Ready(), addr: svc.Addr}, nil
+}
+
 func (p *Platform) buildGateway(ctx context.Context, w *wiring) (service, error) {
 	cfg := gateway.Defaults()
 	if err := p.load(&cfg, w); err != nil {
@@ -271,6 +290,9 @@ func (p *Platform) buildGateway(ctx context.Context, w *wiring) (service, error)
 	}
 	if a, ok := w.addrs["failover"]; ok {
 		cfg.FailoverURL = "http://" + a
+	}
+	if a, ok := w.addrs["router"]; ok {
+		cfg.RouterURL = "http://" + a
 	}
 	log := p.deps.Logger.With("service", "gateway")
 	db, err := store.Open(ctx, cfg.Store, log)
