@@ -6,7 +6,10 @@ replace github.com/canopy-platform/canopy/libs => ../../libs
 
 replace github.com/canopy-platform/canopy/api => ../../api
 
-require github.com/prometheus/client_golang v1.25.0
+require (
+	github.com/prometheus/client_golang v1.25.0
+	github.com/stretchr/testify v1.12.1
+)
 
 require (
 	github.com/beorn7/perks v1.0.1 // indirect
@@ -15,6 +18,7 @@ require (
 	github.com/prometheus/client_model v0.6.3 // indirect
 	github.com/prometheus/common v0.72.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
+	go.yaml.in/yaml/v3 v3.0.5 // indirect
 	golang.org/x/sys v0.49.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 )
