@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
@@ -62,7 +63,7 @@ func TestFailoverFollowsPromotion(t *testing.T) {
 		},
 		Bindings: []table.Binding{binding("app", "apppw")},
 	})
-	addr, _ := start(t, Config{}, tbl)
+	addr, srv := start(t, Config{}, tbl)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
 	defer cancel()
@@ -144,4 +145,7 @@ func TestFailoverFollowsPromotion(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "other 10.0.2.1 6379 10.0.2.2 6379", msgB.Payload)
 	require.Equal(t, "*", msgB.Pattern)
+	// subA, the failover client's own subscription, subB.
+	require.Eventually(t, func() bool { return testutil.ToFloat64(srv.switches) == 3 }, 5*time.Second, 10*time.Millisecond)
+	require.Positive(t, testutil.ToFloat64(srv.commands.WithLabelValues("sentinel|get-master-addr-by-name", "ok")))
 }

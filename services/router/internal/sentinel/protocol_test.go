@@ -1,10 +1,18 @@
 package sentinel
 
 import (
+	"context"
+	"io"
+	"log/slog"
 	"math/rand/v2"
+	"net"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/require"
 )
 
 const authA = "*3\r\n$4\r\nAUTH\r\n$2\r\nua\r\n$2\r\npa\r\n"
@@ -156,4 +164,36 @@ func TestMaxConns(t *testing.T) {
 	second := dialRaw(t, addr)
 	second.expect("-ERR max number of clients reached\r\n")
 	second.expectClosed()
+}
+
+// Ending Serve's context closes every connection, subscribers included.
+func TestShutdownClosesConnections(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv, err := New(Config{Addr: ln.Addr().String()}, fixture(), slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+
+	idle := dialRaw(t, ln.Addr().String())
+	idle.send("PING\r\n")
+	idle.expect("+PONG\r\n")
+	sub := dialRaw(t, ln.Addr().String())
+	sub.send(authA + resp("SUBSCRIBE", "+switch-master"))
+	sub.expect("+OK\r\n*3\r\n$9\r\nsubscribe\r\n$14\r\n+switch-master\r\n:1\r\n")
+	require.Equal(t, 2.0, testutil.ToFloat64(srv.connsGauge))
+
+	cancel()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve did not return")
+	}
+	idle.expectClosed()
+	sub.expectClosed()
+	require.Equal(t, 0.0, testutil.ToFloat64(srv.connsGauge))
 }
