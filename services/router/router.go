@@ -74,13 +74,13 @@ type Config struct {
 	// Proxy configures the read-write and read-only endpoints.
 	Proxy proxy.Config `yaml:"proxy" envPrefix:"ROUTER_"`
 	// Sentinel configures the Redis Sentinel port.
-	Sentinel sentinel.Config `yaml:"sentinel" envPrefix:"ROUTER_"`
+	Sentinel sentinel.Config `yaml:"sentinel" envPrefix:"ROUTER_SENTINEL_"`
 }
 
 // DefaultConfig is a local development configuration, without the secret.
 func DefaultConfig() Config {
 	return Config{Kafka: Kafka{Brokers: []string{"127.0.0.1:9092"}}, Addr: DefaultAddr, ProvisioningURL: DefaultProvisioningURL,
-		ResyncInterval: time.Minute, EventWait: 50 * time.Millisecond, Proxy: proxy.DefaultConfig(), Sentinel: sentinel.DefaultConfig()}
+		ResyncInterval: time.Minute, EventWait: 50 * time.Millisecond, Proxy: proxy.DefaultConfig(), Sentinel: sentinel.Config{Addr: sentinel.DefaultAddr}}
 }
 
 // Validate reports every configuration error at once.
