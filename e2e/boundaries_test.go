@@ -68,6 +68,7 @@ var corePackages = map[string]coreKind{
 	"services/healthcheck/internal/scheduler": kindEngine,
 	"services/provisioning/internal/instance": kindDomain,
 	"services/provisioning/internal/tunables": kindDomain,
+	"services/router/internal/table":          kindDomain,
 	"services/scheduling/internal/inventory":  kindDomain,
 	"services/scheduling/internal/placement":  kindDomain,
 	"services/scheduling/internal/scheduler":  kindEngine,

@@ -22,9 +22,9 @@ import (
 // The layout tests keep the deployment artefacts in step with the code: every
 // service that has a command (services/<name>/cmd/<name>) must have a compose
 // service built from deploy/Dockerfile, a Prometheus scrape job and a Kubernetes
-// Deployment + Service + ConfigMap in k8s/base; and nothing may be deployed that has
-// no service module behind it. When a new service lands, these tests name what is
-// missing.
+// Deployment (a DaemonSet for the data plane, see daemonSets) + Service +
+// ConfigMap in k8s/base; and nothing may be deployed that has no service module
+// behind it. When a new service lands, these tests name what is missing.
 
 // servicePorts is the port plan of DESIGN.md: the HTTP port of every service
 // (API, /livez, /readyz, /metrics).
@@ -35,9 +35,34 @@ var servicePorts = map[string]int{
 	"provisioning": 8084,
 	"healthcheck":  8085,
 	"failover":     8086,
-	"cdc":          8087,
+	"router":       8087,
 	"metering":     8088,
 	"alerting":     8089,
+	"cdc":          8090,
+}
+
+// daemonSets are the services deployed as a DaemonSet with host networking
+// rather than a Deployment: the router's client endpoints (one read-write and
+// one read-only port per instance, from a range of a thousand, plus the
+// Sentinel port) are served on the nodes themselves, next to the engines, by
+// one replica per node.
+var daemonSets = map[string]bool{
+	"router": true,
+}
+
+// noDatabase are the services that keep no state of their own: no MySQL
+// database and no Redis. They are given neither (a DSN they never use would
+// only be a credential to leak) and do not wait for them.
+var noDatabase = map[string]bool{
+	"router": true,
+}
+
+// workloadKind is the Kubernetes kind that runs name.
+func workloadKind(name string) string {
+	if daemonSets[name] {
+		return "DaemonSet"
+	}
+	return "Deployment"
 }
 
 // internalPorts are the operator/internal listeners of services whose HTTP
@@ -146,9 +171,13 @@ type composeService struct {
 		Dockerfile string            `yaml:"dockerfile"`
 		Args       map[string]string `yaml:"args"`
 	} `yaml:"build"`
-	Command     any                          `yaml:"command"`
-	Environment map[string]string            `yaml:"environment"`
-	Ports       []string                     `yaml:"ports"`
+	Command     any               `yaml:"command"`
+	NetworkMode string            `yaml:"network_mode"`
+	Environment map[string]string `yaml:"environment"`
+	Ports       []string          `yaml:"ports"`
+	Networks    map[string]*struct {
+		Aliases []string `yaml:"aliases"`
+	} `yaml:"networks"`
 	DependsOn   map[string]composeDependency `yaml:"depends_on"`
 	Healthcheck *struct {
 		Test []string `yaml:"test"`
@@ -258,7 +287,18 @@ func TestComposeServices(t *testing.T) {
 			if got, want := s.Environment[addrVar(name)], fmt.Sprintf("0.0.0.0:%d", port); got != want {
 				t.Errorf("env %s = %q, want %q", addrVar(name), got, want)
 			}
-			for _, k := range []string{"CANOPY_MYSQL_DSN", "CANOPY_REDIS_ADDR", "CANOPY_KAFKA_BROKERS", "CANOPY_INTERNAL_SECRET"} {
+			required := []string{"CANOPY_MYSQL_DSN", "CANOPY_REDIS_ADDR", "CANOPY_KAFKA_BROKERS", "CANOPY_INTERNAL_SECRET"}
+			deps := map[string]string{"mysql": "service_healthy", "redis": "service_healthy", "kafka-init": "service_completed_successfully"}
+			if noDatabase[name] {
+				required = []string{"CANOPY_KAFKA_BROKERS", "CANOPY_INTERNAL_SECRET"}
+				deps = map[string]string{"kafka-init": "service_completed_successfully"}
+				for _, k := range []string{"CANOPY_MYSQL_DSN", "CANOPY_REDIS_ADDR"} {
+					if _, ok := s.Environment[k]; ok {
+						t.Errorf("env %s is set, but %s keeps no state", k, name)
+					}
+				}
+			}
+			for _, k := range required {
 				if s.Environment[k] == "" {
 					t.Errorf("env %s is not set", k)
 				}
@@ -266,9 +306,19 @@ func TestComposeServices(t *testing.T) {
 			if got := s.Environment["CANOPY_KAFKA_BROKERS"]; got != "kafka:9092" {
 				t.Errorf("CANOPY_KAFKA_BROKERS = %q, want kafka:9092", got)
 			}
-			for dep, cond := range map[string]string{"mysql": "service_healthy", "redis": "service_healthy", "kafka-init": "service_completed_successfully"} {
+			for dep, cond := range deps {
 				if got := s.DependsOn[dep].Condition; got != cond {
 					t.Errorf("depends_on %s condition = %q, want %q", dep, got, cond)
+				}
+			}
+			// A service sharing another's network namespace starts after
+			// it and is reached through it: it publishes nothing itself.
+			if owner, ok := strings.CutPrefix(s.NetworkMode, "service:"); ok {
+				if _, dep := s.DependsOn[owner]; !dep {
+					t.Errorf("network_mode %s without depends_on %s", s.NetworkMode, owner)
+				}
+				if len(s.Ports) > 0 {
+					t.Errorf("ports %v on a service in %s's network namespace; publish them on %s", s.Ports, owner, owner)
 				}
 			}
 		})
@@ -307,8 +357,18 @@ func TestComposeServices(t *testing.T) {
 			}
 			up := strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(k, "CANOPY_"), "_URL"))
 			want := fmt.Sprintf("http://%s:%d", up, servicePorts[up])
-			if _, ok := c.Services[up]; !ok || v != want {
+			s, ok := c.Services[up]
+			if !ok || v != want {
 				t.Errorf("gateway %s = %q, want %q (and a compose service %q)", k, v, want, up)
+				continue
+			}
+			// In another service's network namespace the name resolves
+			// only as an alias of that service.
+			if owner, ok := strings.CutPrefix(s.NetworkMode, "service:"); ok {
+				n := c.Services[owner].Networks["default"]
+				if n == nil || !slices.Contains(n.Aliases, up) {
+					t.Errorf("compose service %q runs in %q's network namespace, but %q has no alias %q on the default network", up, owner, owner, up)
+				}
 			}
 		}
 	})
@@ -523,6 +583,7 @@ func TestK8sManifestsParse(t *testing.T) {
 	}
 }
 
+// deployment is the part of a Deployment or DaemonSet the layout checks.
 type deployment struct {
 	Spec struct {
 		Selector struct {
@@ -536,7 +597,9 @@ type deployment struct {
 				SecurityContext struct {
 					RunAsNonRoot *bool `yaml:"runAsNonRoot"`
 				} `yaml:"securityContext"`
-				Containers []container `yaml:"containers"`
+				HostNetwork bool        `yaml:"hostNetwork"`
+				DNSPolicy   string      `yaml:"dnsPolicy"`
+				Containers  []container `yaml:"containers"`
 			} `yaml:"spec"`
 		} `yaml:"template"`
 	} `yaml:"spec"`
@@ -621,9 +684,10 @@ func TestK8sBaseServices(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			full := "canopy-" + name
 			port := servicePorts[name]
-			dd, ok := objs["Deployment/"+full]
+			kind := workloadKind(name)
+			dd, ok := objs[kind+"/"+full]
 			if !ok {
-				t.Fatalf("services/%s/cmd/%s exists but k8s/base/kustomization.yaml lists no Deployment %s", name, name, full)
+				t.Fatalf("services/%s/cmd/%s exists but k8s/base/kustomization.yaml lists no %s %s", name, name, kind, full)
 			}
 			sd, ok := objs["Service/"+full]
 			if !ok {
@@ -647,7 +711,7 @@ func TestK8sBaseServices(t *testing.T) {
 			checkDeployment(t, name, port, d)
 
 			if len(s.Spec.Selector) == 0 || !mapsEqual(s.Spec.Selector, d.Spec.Selector.MatchLabels) {
-				t.Errorf("Service selector %v differs from Deployment selector %v", s.Spec.Selector, d.Spec.Selector.MatchLabels)
+				t.Errorf("Service selector %v differs from %s selector %v", s.Spec.Selector, kind, d.Spec.Selector.MatchLabels)
 			}
 			if len(s.Spec.Ports) == 0 || s.Spec.Ports[0].Port != port {
 				t.Errorf("Service ports = %+v, want port %d", s.Spec.Ports, port)
@@ -660,9 +724,17 @@ func TestK8sBaseServices(t *testing.T) {
 
 	t.Run("every deployment has a service module", func(t *testing.T) {
 		for key := range objs {
-			name, ok := strings.CutPrefix(key, "Deployment/canopy-")
-			if ok && !hasServiceModule(root, name) {
-				t.Errorf("k8s/base deploys canopy-%s but services/%s is not a module", name, name)
+			for _, kind := range []string{"Deployment", "DaemonSet"} {
+				name, ok := strings.CutPrefix(key, kind+"/canopy-")
+				if !ok {
+					continue
+				}
+				if !hasServiceModule(root, name) {
+					t.Errorf("k8s/base deploys canopy-%s but services/%s is not a module", name, name)
+				}
+				if workloadKind(name) != kind {
+					t.Errorf("k8s/base runs canopy-%s as a %s, want a %s (daemonSets in e2e/layout_test.go)", name, kind, workloadKind(name))
+				}
 			}
 		}
 	})
@@ -681,6 +753,16 @@ func checkDeployment(t *testing.T, name string, port int, d deployment) {
 	}
 	if nr := d.Spec.Template.Spec.SecurityContext.RunAsNonRoot; nr == nil || !*nr {
 		t.Errorf("pod securityContext.runAsNonRoot is not true")
+	}
+	// A DaemonSet here serves client ports on the node itself; with host
+	// networking the pod still resolves the platform's Services only with
+	// ClusterFirstWithHostNet. Deployments stay off the host network.
+	ps := d.Spec.Template.Spec
+	switch {
+	case daemonSets[name] && (!ps.HostNetwork || ps.DNSPolicy != "ClusterFirstWithHostNet"):
+		t.Errorf("DaemonSet pod hostNetwork = %v, dnsPolicy = %q, want true and ClusterFirstWithHostNet", ps.HostNetwork, ps.DNSPolicy)
+	case !daemonSets[name] && ps.HostNetwork:
+		t.Errorf("Deployment pod uses the host network")
 	}
 	if len(d.Spec.Template.Spec.Containers) != 1 {
 		t.Fatalf("want one container, have %d", len(d.Spec.Template.Spec.Containers))
@@ -742,6 +824,12 @@ func checkDeployment(t *testing.T, name string, port int, d deployment) {
 		}
 	}
 	want := []string{"CANOPY_MYSQL_DSN", "CANOPY_INTERNAL_SECRET"}
+	if noDatabase[name] {
+		want = []string{"CANOPY_INTERNAL_SECRET"}
+		if _, ok := secrets["CANOPY_MYSQL_DSN"]; ok {
+			t.Errorf("env CANOPY_MYSQL_DSN is set, but %s keeps no state", name)
+		}
+	}
 	if name == "gateway" {
 		want = append(want, "CANOPY_ADMIN_KEY")
 	}
@@ -783,12 +871,18 @@ func TestK8sDevOverlay(t *testing.T) {
 			}) {
 				t.Errorf("dev overlay sets no image tag for %s%s", imagePrefix, name)
 			}
-			if !slices.ContainsFunc(k.Replicas, func(r struct {
+			pinned := slices.ContainsFunc(k.Replicas, func(r struct {
 				Name  string `yaml:"name"`
 				Count int    `yaml:"count"`
 			}) bool {
 				return r.Name == "canopy-"+name && r.Count == 1
-			}) {
+			})
+			switch {
+			// A DaemonSet has no replica count (one pod per node; the dev
+			// cluster's one node runs one), and kustomize refuses to set one.
+			case daemonSets[name] && pinned:
+				t.Errorf("dev overlay pins the DaemonSet canopy-%s to a replica count", name)
+			case !daemonSets[name] && !pinned:
 				t.Errorf("dev overlay does not pin canopy-%s to 1 replica", name)
 			}
 		})
@@ -851,7 +945,7 @@ func TestK8sRender(t *testing.T) {
 			}
 			sort.Strings(kinds)
 			for _, name := range deployedServices(t, root) {
-				for _, kind := range []string{"Deployment", "Service"} {
+				for _, kind := range []string{workloadKind(name), "Service"} {
 					if !slices.Contains(kinds, kind+"/canopy-"+name) {
 						t.Errorf("rendered %s lacks %s/canopy-%s", dir, kind, name)
 					}

@@ -80,6 +80,9 @@ type Config struct {
 	ProvisioningURL string `yaml:"provisioning_url" env:"PROVISIONING_URL" default:"http://127.0.0.1:8084"`
 	HealthcheckURL  string `yaml:"healthcheck_url" env:"HEALTHCHECK_URL" default:"http://127.0.0.1:8085"`
 	FailoverURL     string `yaml:"failover_url" env:"FAILOVER_URL" default:"http://127.0.0.1:8086"`
+	// RouterURL is a router replica's HTTP API (the endpoints' live state);
+	// each replica answers for itself, so any one of them will do.
+	RouterURL string `yaml:"router_url" env:"ROUTER_URL" default:"http://127.0.0.1:8087"`
 	// UpstreamTimeout bounds waiting for an upstream's response headers.
 	UpstreamTimeout time.Duration `yaml:"upstream_timeout" env:"GATEWAY_UPSTREAM_TIMEOUT" default:"30s"`
 	// UpstreamRetries is how often GET/HEAD are retried after a failed connect.
@@ -125,6 +128,7 @@ func Defaults() Config {
 		Addr: "127.0.0.1:8080", InternalAddr: "127.0.0.1:8092", StateDir: ".canopy", Store: store.Config{Database: DefaultDatabase},
 		RedisAddr: "127.0.0.1:6379", CatalogURL: "http://127.0.0.1:8082", SchedulingURL: "http://127.0.0.1:8083",
 		ProvisioningURL: "http://127.0.0.1:8084", HealthcheckURL: "http://127.0.0.1:8085", FailoverURL: "http://127.0.0.1:8086",
+		RouterURL:       "http://127.0.0.1:8087",
 		UpstreamTimeout: 30 * time.Second, UpstreamRetries: 2, BreakerFailures: 5, BreakerOpenFor: 5 * time.Second,
 		RateLimitRPS: 50, RateLimitBurst: 100, AuthFailures: 20, AuthFailureWindow: time.Minute, RateLimitPrefix: "canopy:gateway:rl:", KeyCacheTTL: 10 * time.Second,
 		OpenAPIPath: "api/openapi/canopy.v1.yaml", AccessLog: true, MaxBodyBytes: 1 << 20, ShutdownTimeout: 15 * time.Second,
@@ -155,7 +159,7 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("state_dir is required when internal_secret is empty"))
 	}
 	for name, u := range map[string]string{"catalog_url": c.CatalogURL, "scheduling_url": c.SchedulingURL,
-		"provisioning_url": c.ProvisioningURL, "healthcheck_url": c.HealthcheckURL, "failover_url": c.FailoverURL} {
+		"provisioning_url": c.ProvisioningURL, "healthcheck_url": c.HealthcheckURL, "failover_url": c.FailoverURL, "router_url": c.RouterURL} {
 		if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
 			errs = append(errs, fmt.Errorf("%s %q must be an http(s) URL", name, u))
 		}
@@ -209,6 +213,8 @@ func Routes() []httpapi.Route {
 		{Pattern: "/api/v1/instances/{id}/drill-schedule", Upstream: "failover"},
 		{Pattern: "/api/v1/drills", Upstream: "failover"},
 		{Pattern: "/api/v1/drills/*", Upstream: "failover"},
+		{Pattern: "/api/v1/instances/{id}/endpoints", Upstream: "router"},
+		{Pattern: "/api/v1/router/endpoints", Upstream: "router"},
 	}
 }
 
@@ -303,6 +309,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 			{Name: "provisioning", URL: cfg.ProvisioningURL, Timeout: cfg.UpstreamTimeout},
 			{Name: "healthcheck", URL: cfg.HealthcheckURL, Timeout: cfg.UpstreamTimeout},
 			{Name: "failover", URL: cfg.FailoverURL, Timeout: cfg.UpstreamTimeout},
+			{Name: "router", URL: cfg.RouterURL, Timeout: cfg.UpstreamTimeout},
 		}, secret, metrics, logger)
 	if err != nil {
 		return nil, fmt.Errorf("new gateway: %w", err)
