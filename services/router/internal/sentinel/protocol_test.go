@@ -197,3 +197,20 @@ func TestShutdownClosesConnections(t *testing.T) {
 	sub.expectClosed()
 	require.Equal(t, 0.0, testutil.ToFloat64(srv.connsGauge))
 }
+
+func TestRunListenError(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	srv, err := New(Config{Addr: ln.Addr().String()}, fixture(), slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
+	require.NoError(t, err)
+	require.ErrorContains(t, srv.Run(context.Background()), "sentinel listen")
+}
+
+func TestNewRejectsNilDependencies(t *testing.T) {
+	_, err := New(Config{}, nil, slog.Default(), prometheus.NewRegistry())
+	require.Error(t, err)
+	_, err = New(Config{Addr: "bad"}, fixture(), slog.Default(), prometheus.NewRegistry())
+	require.Error(t, err)
+}

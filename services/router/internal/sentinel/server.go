@@ -99,7 +99,8 @@ func (s *Server) Run(ctx context.Context) error {
 }
 
 // Serve accepts connections on ln until ctx ends, then closes ln and
-// every connection and returns once all their goroutines have ended.
+// every connection and returns once all their goroutines have ended. It
+// returns nil when ctx ended, an error when ln failed. Call it once.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -125,22 +126,21 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			if ctx.Err() != nil {
 				break
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				// Out of file descriptors and the like: wait, as
-				// net/http does, rather than spin or give up.
-				s.log.Warn("sentinel accept", "err", err, "retry_in", backoff)
-				t := time.NewTimer(backoff)
-				select {
-				case <-ctx.Done():
-				case <-t.C:
-				}
-				t.Stop()
-				backoff = min(2*backoff, time.Second)
-				continue
+			if errors.Is(err, net.ErrClosed) {
+				serveErr = fmt.Errorf("sentinel accept: %w", err)
+				break
 			}
-			serveErr = fmt.Errorf("sentinel accept: %w", err)
-			break
+			// Out of file descriptors and the like: wait, as net/http
+			// does, rather than spin or stop serving.
+			s.log.Warn("sentinel accept", "err", err, "retry_in", backoff)
+			t := time.NewTimer(backoff)
+			select {
+			case <-ctx.Done():
+			case <-t.C:
+			}
+			t.Stop()
+			backoff = min(2*backoff, time.Second)
+			continue
 		}
 		backoff = 5 * time.Millisecond
 		c, ok := s.admit(nc)
