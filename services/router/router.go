@@ -80,7 +80,7 @@ type Config struct {
 // DefaultConfig is a local development configuration, without the secret.
 func DefaultConfig() Config {
 	return Config{Kafka: Kafka{Brokers: []string{"127.0.0.1:9092"}}, Addr: DefaultAddr, ProvisioningURL: DefaultProvisioningURL,
-		ResyncInterval: time.Minute, EventWait: 50 * time.Millisecond, Proxy: proxy.DefaultConfig(), Sentinel: sentinel.Config{Addr: sentinel.DefaultAddr}}
+		ResyncInterval: time.Minute, EventWait: 50 * time.Millisecond, Proxy: proxy.DefaultConfig(), Sentinel: sentinel.DefaultConfig()}
 }
 
 // Validate reports every configuration error at once.

@@ -10,17 +10,17 @@ import (
 // Config configures the Sentinel port.
 type Config struct {
 	// Addr is the listen address (host:port).
-	Addr string `yaml:"addr" env:"ADDR"`
+	Addr string `yaml:"addr" env:"ADDR" default:"127.0.0.1:26380"`
 	// Peers are the other router replicas' Sentinel addresses, announced
 	// by SENTINEL sentinels so clients learn every replica.
 	Peers []string `yaml:"peers" env:"PEERS"`
 	// MaxConns bounds open connections; more are refused with an error.
-	MaxConns int `yaml:"max_conns" env:"MAX_CONNS"`
+	MaxConns int `yaml:"max_conns" env:"MAX_CONNS" default:"1024"`
 	// IdleTimeout closes a connection silent for that long, unless it is
 	// subscribed (a subscriber only listens).
-	IdleTimeout time.Duration `yaml:"idle_timeout" env:"IDLE_TIMEOUT"`
+	IdleTimeout time.Duration `yaml:"idle_timeout" env:"IDLE_TIMEOUT" default:"5m"`
 	// MaxRequestBytes bounds one command's total argument size.
-	MaxRequestBytes int `yaml:"max_request_bytes" env:"MAX_REQUEST_BYTES"`
+	MaxRequestBytes int `yaml:"max_request_bytes" env:"MAX_REQUEST_BYTES" default:"65536"`
 }
 
 // Defaults.
@@ -30,6 +30,9 @@ const (
 	DefaultIdleTimeout     = 5 * time.Minute
 	DefaultMaxRequestBytes = 64 << 10
 )
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config { return Config{}.withDefaults() }
 
 // withDefaults fills the zero fields.
 func (c Config) withDefaults() Config {
