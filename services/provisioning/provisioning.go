@@ -409,7 +409,13 @@ func (s *Service) Run(ctx context.Context) error {
 			if sg, err = saga.New(sagaCfg, repo, drv, engineadmin.New(prof.Dialer), s.Logger(), s.deps.Now, s.deps.Hooks); err != nil {
 				return err
 			}
+			sg.WithRouter(s.cfg.Router.router())
 			return sg.Resume(ctx)
+		}},
+		// Instances created before the router (or while it was disabled) get
+		// their ports before anything serves their credentials.
+		launch.Stage{Name: "router ports", Start: func(ctx context.Context) error {
+			return backfillRouterPorts(ctx, repo, s.cfg.Router.router(), s.Logger())
 		}},
 		// The relay goes last so the events of the final changes go out.
 		launch.RelayStage(&db, s.deps.Publisher, s.cfg.Relay, s.Logger(), s.deps.Registry),
@@ -474,6 +480,7 @@ func (s *Service) Run(ctx context.Context) error {
 			if err != nil {
 				return nil, err
 			}
+			api.WithRouter(s.cfg.Router.router())
 			if f, ok := drv.(httpapi.Faults); ok {
 				api.WithFaults(f)
 			}

@@ -576,10 +576,29 @@ func (h *Handler) order(ctx context.Context, p tenancy.Principal, tenant, name, 
 		h.log.WarnContext(ctx, "read quota; refusing the order", "tenant", tenant, "err", err)
 		return nil, instance.Operation{}, fmt.Errorf("%w: %w", errQuotaUnavailable, err)
 	}
-	return h.saga.Order(ctx, saga.OrderRequest{
+	in, op, err := h.saga.Order(ctx, saga.OrderRequest{
 		Tenant: tenant, Name: name, Plan: dp, Version: v, Region: region, Parameters: params,
 		IdempotencyKey: key, RequestHash: hash, OSBID: osbID, Quota: quota,
 	})
+	if errors.Is(err, instance.ErrRouterPortsExhausted) {
+		h.log.ErrorContext(ctx, "order refused: no free router port pair", "tenant", tenant, "err", err)
+		return nil, instance.Operation{}, routerPortsExhausted()
+	}
+	return in, op, err
+}
+
+// ProblemRouterPortsExhausted is the problem type of an order refused
+// because every router port pair is held by a live instance.
+const ProblemRouterPortsExhausted = "https://canopy.dev/problems/router-ports-exhausted"
+
+// routerPortsExhausted is the 503 refusing an order that would get no
+// stable endpoints: the platform is out of router ports until an instance
+// is deleted or an operator widens the range.
+func routerPortsExhausted() *httpx.Problem {
+	p := httpx.NewProblem(http.StatusServiceUnavailable, "no router ports are free for a new instance; retry after an instance is deleted or the platform's router port range is widened")
+	p.Title = "Router ports exhausted"
+	p.Type = ProblemRouterPortsExhausted
+	return p
 }
 
 func (h *Handler) writeOrderError(w http.ResponseWriter, r *http.Request, err error) {

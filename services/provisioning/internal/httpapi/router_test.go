@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -17,6 +18,7 @@ import (
 	"github.com/canopy-platform/canopy/services/provisioning/internal/instance"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/memrepo"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/port"
+	"github.com/canopy-platform/canopy/services/provisioning/internal/saga"
 )
 
 var testRouter = instance.Router{Host: "router.canopy.internal", SentinelPort: 26380, Ports: instance.PortRange{Lo: 16000, Hi: 16999}}
@@ -262,5 +264,36 @@ func TestCredentialsEndpoints(t *testing.T) {
 	}
 	if ij := toInstanceJSON(redis, instance.Router{}); ij.Endpoints.RW != "" || ij.Endpoints.Primary == "" {
 		t.Fatalf("router disabled: %+v", ij.Endpoints)
+	}
+}
+
+// fullSaga refuses every order as the repository does when the router's
+// port range is full.
+type fullSaga struct{ fuzzSaga }
+
+func (fullSaga) Order(context.Context, saga.OrderRequest) (*instance.Instance, instance.Operation, error) {
+	return nil, instance.Operation{}, fmt.Errorf("create instance i9: %w 16000-16001", instance.ErrRouterPortsExhausted)
+}
+
+// A full router port range refuses the order with a 503 problem of its own
+// type, in /api/v1 and through OSB alike.
+func TestOrderRouterPortsExhausted(t *testing.T) {
+	h, err := New(fuzzRepo{}, fullSaga{}, fuzzCatalog{}, func(context.Context, string) (tenancy.Quota, error) { return tenancy.Quota{}, nil },
+		slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := httptest.NewRequest(http.MethodPost, "/api/v1/instances", strings.NewReader(`{"name":"db","plan_id":"p1"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req = req.WithContext(tenancy.WithPrincipal(req.Context(), tenancy.Principal{Tenant: "acme", Role: tenancy.RoleTenantAdmin, Subject: "apikey:k"}))
+	rec := httptest.NewRecorder()
+	h.Routes().ServeHTTP(rec, req)
+	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), ProblemRouterPortsExhausted) {
+		t.Fatalf("order: %d %s, want 503 %s", rec.Code, rec.Body, ProblemRouterPortsExhausted)
+	}
+	w := httptest.NewRecorder()
+	h.osbOrderError(w, routerPortsExhausted())
+	if w.Code != http.StatusServiceUnavailable {
+		t.Fatalf("osb: %d %s, want 503", w.Code, w.Body)
 	}
 }
