@@ -150,7 +150,9 @@ func (r *Repo) Create(ctx context.Context, req CreateRequest) error {
 	// Two creates (of any tenants) may pick the same free pair; the loser's
 	// insert into router_ports fails and it tries again from a new snapshot.
 	for attempt := 0; attempt < portRaceAttempts; attempt++ {
-		in.Router = instance.RouterPorts{}
+		if !req.RouterPorts.Empty() {
+			in.Router = instance.RouterPorts{} // the pair of a rolled-back attempt
+		}
 		if err = r.create(ctx, req); !errors.Is(err, errPortTaken) {
 			break
 		}
