@@ -35,9 +35,11 @@ func examples() map[string]any {
 		InstanceID: "i-1", TenantID: "acme", Name: "orders", PlanID: plan.ID, Engine: "mysql", Version: "8.4",
 		DeploymentMode: "multi-az", State: "failed", OperationID: "op-1", Reason: "node-0 did not start",
 		VCPU: 6, MemoryMB: 24576, StorageGB: 300,
-		Nodes:      []events.Node{{ID: "n-0", Name: "node-0", Role: "primary", Region: "eu", AZ: "eu-a", Host: "h-1", Address: "127.0.0.1:20000", State: "running"}},
-		Endpoints:  events.Endpoints{Primary: "127.0.0.1:20000", Replicas: []string{"127.0.0.1:20001"}},
-		OccurredAt: at,
+		Nodes: []events.Node{{ID: "n-0", Name: "node-0", Role: "primary", Region: "eu", AZ: "eu-a", Host: "h-1", Address: "127.0.0.1:20000", State: "running"}},
+		Endpoints: events.Endpoints{Primary: "127.0.0.1:20000", Replicas: []string{"127.0.0.1:20001"},
+			RW: "127.0.0.1:16000", RO: "127.0.0.1:16001", Sentinel: "127.0.0.1:26380", MasterName: "orders"},
+		FailoverToken: 7,
+		OccurredAt:    at,
 	}
 	binding := events.Binding{BindingID: "b-1", InstanceID: "i-1", TenantID: "acme", Name: "app", Username: "app_1", OccurredAt: at}
 	placed := events.PlacedNode{Name: "node-0", Role: "primary", Region: "eu", AZ: "eu-a", Host: "h-1", Address: "127.0.0.1", Port: 20000, VCPU: 2, MemoryMB: 8192, StorageGB: 100, Score: 1.5}

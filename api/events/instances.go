@@ -21,7 +21,11 @@ type Instance struct {
 	StorageGB      int64     `json:"storage_gb"`
 	Nodes          []Node    `json:"nodes"`
 	Endpoints      Endpoints `json:"endpoints"`
-	OccurredAt     time.Time `json:"occurred_at"`
+	// FailoverToken is the fencing token of the last failover applied to
+	// the nodes' roles (0 before any): of two events of an instance, the
+	// one with the higher token describes the later topology.
+	FailoverToken int64     `json:"failover_token,omitempty"`
+	OccurredAt    time.Time `json:"occurred_at"`
 }
 
 // Node is a node of an instance in a lifecycle event.
@@ -36,10 +40,20 @@ type Node struct {
 	State   string `json:"state"`
 }
 
-// Endpoints are an instance's client addresses.
+// Endpoints are an instance's client addresses: Primary and Replicas name
+// the nodes; RW, RO and Sentinel (host:port) the router's stable endpoints,
+// which follow the primary, when the instance has them.
 type Endpoints struct {
 	Primary  string   `json:"primary"`
 	Replicas []string `json:"replicas"`
+	// RW forwards to the current primary.
+	RW string `json:"rw,omitempty"`
+	// RO spreads connections over healthy replicas.
+	RO string `json:"ro,omitempty"`
+	// Sentinel is the router's Redis Sentinel port (Redis only).
+	Sentinel string `json:"sentinel,omitempty"`
+	// MasterName is the name Sentinel clients ask for (Redis only).
+	MasterName string `json:"master_name,omitempty"`
 }
 
 // Binding is the payload of provisioning.binding.* events (never secrets).

@@ -2,6 +2,8 @@ package provisioning
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net/http"
 	"os"
@@ -171,6 +173,8 @@ func TestFailoverViewFaultsAndTopology(t *testing.T) {
 		}
 		return nil
 	})
+	checkRouterView(t, s, c, id, "ha-cache", 2, map[string]string{n0: "fenced", n1: "primary", n2: "replica"})
+
 	// The driver records the roles for the nodes' next starts: the
 	// replica follows the new primary, the fenced node nothing reachable.
 	eventually(t, 10*time.Second, "driver follows the new roles", func() error {
@@ -209,5 +213,56 @@ func TestFailoverViewFaultsAndTopology(t *testing.T) {
 	hc := &client{t: t, s: s, role: tenancy.RolePlatformAdmin, subject: httpapi.MonitorReader}
 	if mv := hc.do("GET", httpapi.MonitoringPath+"/"+id, nil); !strings.Contains(string(mv.body), `"id":"`+n1+`","role":"primary"`) {
 		t.Errorf("monitoring view after failover: %s", mv.body)
+	}
+}
+
+// checkRouterView checks the router's side of an instance: its view (for
+// service:router only, with the roles, the fencing token, the port pair
+// and binding verifiers, never a password), the instance's router
+// endpoints and a binding's credentials naming the read-write endpoint.
+func checkRouterView(t *testing.T, s *stack, c *client, id, name string, token int64, roles map[string]string) {
+	t.Helper()
+	rt := &client{t: t, s: s, role: tenancy.RolePlatformAdmin, subject: httpapi.RouterReader}
+	br := c.do("POST", "/api/v1/instances/"+id+"/bindings", map[string]any{"name": "router-app"})
+	if br.status != http.StatusCreated {
+		t.Fatalf("bind: %d %s", br.status, br.body)
+	}
+	creds := br.json(t)["credentials"].(map[string]any)
+	v := rt.do("GET", httpapi.RouterPath+"/"+id, nil)
+	if v.status != http.StatusOK || strings.Contains(string(v.body), creds["password"].(string)) || strings.Contains(string(v.body), `password"`) {
+		t.Fatalf("router view: %d %s", v.status, v.body)
+	}
+	view := v.json(t)
+	ports := view["endpoints"].(map[string]any)
+	rw, ro := int(ports["rw_port"].(float64)), int(ports["ro_port"].(float64))
+	if rw < 16000 || rw > 16999 || ro < 16000 || ro > 16999 || rw == ro || view["failover_token"] != float64(token) || view["name"] != name {
+		t.Errorf("router view: %s", v.body)
+	}
+	for _, n := range view["nodes"].([]any) {
+		nm := n.(map[string]any)
+		if nm["role"] != roles[nm["id"].(string)] {
+			t.Errorf("router view node %v, want role %s", nm, roles[nm["id"].(string)])
+		}
+	}
+	sum := sha256.Sum256([]byte(creds["password"].(string)))
+	if !strings.Contains(string(v.body), `"username":"`+creds["username"].(string)+`","password_sha256":"`+hex.EncodeToString(sum[:])+`"`) {
+		t.Errorf("router view lacks the binding's verifier: %s", v.body)
+	}
+	if l := rt.do("GET", httpapi.RouterPath+"?limit=500", nil); l.status != http.StatusOK || !strings.Contains(string(l.body), id) {
+		t.Errorf("router list: %d %s", l.status, l.body)
+	}
+	for _, other := range []*client{c, {t: t, s: s, role: tenancy.RolePlatformAdmin, subject: httpapi.FailoverReader}} {
+		if got := other.do("GET", httpapi.RouterPath+"/"+id, nil); got.status != http.StatusNotFound {
+			t.Errorf("%s reads the router view: %d", other.subject, got.status)
+		}
+	}
+	rwAddr, roAddr := fmt.Sprintf("127.0.0.1:%d", rw), fmt.Sprintf("127.0.0.1:%d", ro)
+	ep := c.do("GET", "/api/v1/instances/"+id, nil).json(t)["endpoints"].(map[string]any)
+	if ep["rw"] != rwAddr || ep["ro"] != roAddr || ep["sentinel"] != "127.0.0.1:26380" || ep["master_name"] != name {
+		t.Errorf("instance endpoints %v, want rw %s ro %s", ep, rwAddr, roAddr)
+	}
+	ce, _ := creds["endpoints"].(map[string]any)
+	if creds["host"] != "127.0.0.1" || creds["port"] != float64(rw) || ce["rw"] != rwAddr || ce["ro"] != roAddr || ce["master_name"] != name {
+		t.Errorf("credentials %v, want the read-write endpoint %s", creds, rwAddr)
 	}
 }

@@ -13,9 +13,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,6 +37,7 @@ import (
 	"github.com/canopy-platform/canopy/services/provisioning/internal/driver/local"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/engineadmin"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/httpapi"
+	"github.com/canopy-platform/canopy/services/provisioning/internal/instance"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/mysqlrepo"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/quotaclient"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/reseal"
@@ -118,6 +121,54 @@ type Config struct {
 	DefaultQuota Quota `yaml:"default_quota" envPrefix:"PROVISIONING_QUOTA_"`
 	// Quotas are per-tenant quotas (YAML only).
 	Quotas map[string]Quota `yaml:"quotas"`
+	// Router is where the router service gives every instance stable
+	// client endpoints that follow the primary.
+	Router RouterConfig `yaml:"router" envPrefix:"PROVISIONING_ROUTER_"`
+}
+
+// Defaults of RouterConfig.
+const (
+	DefaultRouterHost         = "127.0.0.1"
+	DefaultRouterPorts        = "16000-16999"
+	DefaultRouterSentinelPort = 26380
+)
+
+// RouterConfig says where the router listens for each instance: every new
+// instance gets a read-write and a read-only port from Ports, and its
+// credentials name Host with those ports instead of the primary node.
+type RouterConfig struct {
+	// Host is the address clients reach the router replicas at (a
+	// Kubernetes Service or a DNS name in production). Empty (YAML
+	// `host: ""`) disables router endpoints: no ports are allocated and
+	// credentials name the primary node.
+	Host string `yaml:"host" env:"HOST" default:"127.0.0.1"`
+	// Ports is the inclusive range ("lo-hi", within 1024-65535, at least 2
+	// ports) instances' port pairs come from; the router listens on them.
+	Ports string `yaml:"ports" env:"PORTS" default:"16000-16999"`
+	// SentinelPort is the router's Redis Sentinel port, advertised in Redis
+	// instances' credentials.
+	SentinelPort int `yaml:"sentinel_port" env:"SENTINEL_PORT" default:"26380"`
+}
+
+// Validate reports a bad port range or Sentinel port.
+func (c RouterConfig) Validate() error {
+	var errs []error
+	if _, err := instance.ParsePortRange(c.Ports); err != nil {
+		errs = append(errs, fmt.Errorf("router.ports (CANOPY_PROVISIONING_ROUTER_PORTS): %w", err))
+	}
+	if c.SentinelPort < 1 || c.SentinelPort > 65535 {
+		errs = append(errs, fmt.Errorf("router.sentinel_port %d: must be 1-65535", c.SentinelPort))
+	}
+	if strings.ContainsAny(c.Host, " \t/[]") || (strings.Contains(c.Host, ":") && net.ParseIP(c.Host) == nil) {
+		errs = append(errs, fmt.Errorf("router.host %q: must be a host name or an IP address, without a port", c.Host))
+	}
+	return errors.Join(errs...)
+}
+
+// router is the domain's view of the configuration (a validated one).
+func (c RouterConfig) router() instance.Router {
+	pr, _ := instance.ParsePortRange(c.Ports)
+	return instance.Router{Host: c.Host, SentinelPort: c.SentinelPort, Ports: pr}
 }
 
 // DefaultConfig returns a local development configuration (without the
@@ -126,6 +177,7 @@ func DefaultConfig() Config {
 	return Config{
 		Platform: launch.DefaultPlatform(events.SourceProvisioning),
 		Addr:     DefaultAddr, Database: DefaultDatabase, CatalogURL: DefaultCatalogURL, GatewayURL: DefaultGatewayURL,
+		Router:   RouterConfig{Host: DefaultRouterHost, Ports: DefaultRouterPorts, SentinelPort: DefaultRouterSentinelPort},
 		StateDir: ".canopy", EnsureTopics: true, Reseal: reseal.Config{Interval: 10 * time.Minute, Batch: reseal.DefaultBatch}, ConsumerGroup: events.GroupProvisioning,
 	}
 }
@@ -171,6 +223,9 @@ func (c Config) Validate() error {
 	}
 	if err := c.DefaultQuota.tenancy().Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("default_quota: %w", err))
+	}
+	if err := c.Router.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	return launch.ConfigError("provisioning", errs...)
 }
@@ -354,7 +409,13 @@ func (s *Service) Run(ctx context.Context) error {
 			if sg, err = saga.New(sagaCfg, repo, drv, engineadmin.New(prof.Dialer), s.Logger(), s.deps.Now, s.deps.Hooks); err != nil {
 				return err
 			}
+			sg.WithRouter(s.cfg.Router.router())
 			return sg.Resume(ctx)
+		}},
+		// Instances created before the router (or while it was disabled) get
+		// their ports before anything serves their credentials.
+		launch.Stage{Name: "router ports", Start: func(ctx context.Context) error {
+			return backfillRouterPorts(ctx, repo, s.cfg.Router.router(), s.Logger())
 		}},
 		// The relay goes last so the events of the final changes go out.
 		launch.RelayStage(&db, s.deps.Publisher, s.cfg.Relay, s.Logger(), s.deps.Registry),
@@ -419,6 +480,7 @@ func (s *Service) Run(ctx context.Context) error {
 			if err != nil {
 				return nil, err
 			}
+			api.WithRouter(s.cfg.Router.router())
 			if f, ok := drv.(httpapi.Faults); ok {
 				api.WithFaults(f)
 			}

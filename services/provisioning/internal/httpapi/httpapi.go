@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -58,6 +59,8 @@ type Repo interface {
 	BindingByOSBID(ctx context.Context, tenant, instanceID, osbID string) (instance.Binding, error)
 	Bindings(ctx context.Context, tenant, instanceID string) ([]instance.Binding, error)
 	ListMonitored(ctx context.Context, after string, limit int) ([]*instance.Instance, error)
+	// ListRouted lists live instances with router ports, for the router's view.
+	ListRouted(ctx context.Context, after string, limit int) ([]*instance.Instance, error)
 }
 
 // Saga runs the commands; *saga.Saga implements it.
@@ -112,7 +115,13 @@ type Handler struct {
 	log     *slog.Logger
 	// faults injects drills' faults on nodes; nil when the driver cannot.
 	faults Faults
+	// router is where instances' stable endpoints are; zero: none.
+	router instance.Router
 }
+
+// WithRouter makes credentials and instances name the router's endpoints
+// at r.Host (for instances that have router ports) when r.Host is set.
+func (h *Handler) WithRouter(r instance.Router) { h.router = r }
 
 // New returns the handler.
 func New(repo Repo, s Saga, catalog Catalog, quotas Quotas, logger *slog.Logger) (*Handler, error) {
@@ -145,6 +154,8 @@ func (h *Handler) Routes() http.Handler {
 	r.Get(FailoverPath+"/{id}", h.getFailover)
 	r.Post(FailoverPath+"/{id}/nodes/{node}/fault", h.injectFault)
 	r.Post(FailoverPath+"/{id}/nodes/{node}/rebuild", h.rebuildNode)
+	r.Get(RouterPath, h.listRouted)
+	r.Get(RouterPath+"/{id}", h.getRouted)
 	return r
 }
 
@@ -245,6 +256,11 @@ type settingJSON struct {
 type endpointsJSON struct {
 	Primary  string   `json:"primary"`
 	Replicas []string `json:"replicas"`
+	// The router's endpoints, when the instance has them.
+	RW         string `json:"rw,omitempty"`
+	RO         string `json:"ro,omitempty"`
+	Sentinel   string `json:"sentinel,omitempty"`
+	MasterName string `json:"master_name,omitempty"`
 }
 
 type instanceJSON struct {
@@ -275,7 +291,7 @@ type tuningJSON struct {
 	Sysctls []settingJSON `json:"sysctls"`
 }
 
-func toInstanceJSON(in *instance.Instance) instanceJSON {
+func toInstanceJSON(in *instance.Instance, router instance.Router) instanceJSON {
 	out := instanceJSON{
 		ID: in.ID, Tenant: in.Tenant, Name: in.Name, PlanID: in.Plan.ID, Plan: in.Plan.Name, Engine: in.Plan.Engine,
 		Version: in.Version, DeploymentMode: in.Plan.DeploymentMode, ReplicationMode: in.Plan.ReplicationMode, Region: in.Region,
@@ -288,6 +304,9 @@ func toInstanceJSON(in *instance.Instance) instanceJSON {
 	}
 	ep := in.Endpoints()
 	out.Endpoints = endpointsJSON{Primary: ep.Primary, Replicas: ep.Replicas}
+	if re, ok := in.RouterEndpoints(router); ok {
+		out.Endpoints.RW, out.Endpoints.RO, out.Endpoints.Sentinel, out.Endpoints.MasterName = re.RW, re.RO, re.Sentinel, re.MasterName
+	}
 	for _, n := range in.Nodes {
 		out.Nodes = append(out.Nodes, nodeJSON{ID: n.ID, Name: n.Name, Role: string(n.Role), Region: n.Region, AZ: n.AZ,
 			Host: n.Host, Address: n.Address, Port: n.Port, State: string(n.State)})
@@ -519,14 +538,14 @@ func (h *Handler) createInstance(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			w.Header().Set("Location", "/api/v1/instances/"+in.ID)
-			httpx.WriteJSON(w, http.StatusAccepted, acceptedJSON{Instance: toInstanceJSON(in), OperationID: op.ID})
+			httpx.WriteJSON(w, http.StatusAccepted, acceptedJSON{Instance: toInstanceJSON(in, h.router), OperationID: op.ID})
 			return
 		}
 		h.writeOrderError(w, r, err)
 		return
 	}
 	w.Header().Set("Location", "/api/v1/instances/"+in.ID)
-	httpx.WriteJSON(w, http.StatusAccepted, acceptedJSON{Instance: toInstanceJSON(in), OperationID: op.ID})
+	httpx.WriteJSON(w, http.StatusAccepted, acceptedJSON{Instance: toInstanceJSON(in, h.router), OperationID: op.ID})
 }
 
 // order fetches the plan and places the order.
@@ -557,10 +576,29 @@ func (h *Handler) order(ctx context.Context, p tenancy.Principal, tenant, name, 
 		h.log.WarnContext(ctx, "read quota; refusing the order", "tenant", tenant, "err", err)
 		return nil, instance.Operation{}, fmt.Errorf("%w: %w", errQuotaUnavailable, err)
 	}
-	return h.saga.Order(ctx, saga.OrderRequest{
+	in, op, err := h.saga.Order(ctx, saga.OrderRequest{
 		Tenant: tenant, Name: name, Plan: dp, Version: v, Region: region, Parameters: params,
 		IdempotencyKey: key, RequestHash: hash, OSBID: osbID, Quota: quota,
 	})
+	if errors.Is(err, instance.ErrRouterPortsExhausted) {
+		h.log.ErrorContext(ctx, "order refused: no free router port pair", "tenant", tenant, "err", err)
+		return nil, instance.Operation{}, routerPortsExhausted()
+	}
+	return in, op, err
+}
+
+// ProblemRouterPortsExhausted is the problem type of an order refused
+// because every router port pair is held by a live instance.
+const ProblemRouterPortsExhausted = "https://canopy.dev/problems/router-ports-exhausted"
+
+// routerPortsExhausted is the 503 refusing an order that would get no
+// stable endpoints: the platform is out of router ports until an instance
+// is deleted or an operator widens the range.
+func routerPortsExhausted() *httpx.Problem {
+	p := httpx.NewProblem(http.StatusServiceUnavailable, "no router ports are free for a new instance; retry after an instance is deleted or the platform's router port range is widened")
+	p.Title = "Router ports exhausted"
+	p.Type = ProblemRouterPortsExhausted
+	return p
 }
 
 func (h *Handler) writeOrderError(w http.ResponseWriter, r *http.Request, err error) {
@@ -659,7 +697,7 @@ func (h *Handler) listInstances(w http.ResponseWriter, r *http.Request) {
 	items, more := paging.Split(items, limit)
 	out := listJSON{Items: make([]instanceJSON, 0, len(items))}
 	for _, in := range items {
-		out.Items = append(out.Items, toInstanceJSON(in))
+		out.Items = append(out.Items, toInstanceJSON(in, h.router))
 	}
 	if more {
 		out.NextCursor = paging.Encode(cursor{After: items[len(items)-1].ID})
@@ -682,7 +720,7 @@ func (h *Handler) getInstance(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, r, err)
 		return
 	}
-	httpx.WriteJSON(w, http.StatusOK, toInstanceJSON(in))
+	httpx.WriteJSON(w, http.StatusOK, toInstanceJSON(in, h.router))
 }
 
 type patchRequest struct {
@@ -735,7 +773,7 @@ func (h *Handler) patchInstance(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, r, err)
 		return
 	}
-	httpx.WriteJSON(w, http.StatusAccepted, acceptedJSON{Instance: toInstanceJSON(in), OperationID: op.ID})
+	httpx.WriteJSON(w, http.StatusAccepted, acceptedJSON{Instance: toInstanceJSON(in, h.router), OperationID: op.ID})
 }
 
 // checkChange checks new parameters of an instance against its plan's
@@ -767,7 +805,7 @@ func (h *Handler) deleteInstance(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, r, err)
 		return
 	}
-	httpx.WriteJSON(w, http.StatusAccepted, acceptedJSON{Instance: toInstanceJSON(in), OperationID: op.ID})
+	httpx.WriteJSON(w, http.StatusAccepted, acceptedJSON{Instance: toInstanceJSON(in, h.router), OperationID: op.ID})
 }
 
 func (h *Handler) getOperation(w http.ResponseWriter, r *http.Request) {
@@ -802,6 +840,16 @@ type credentialsJSON struct {
 	Password string `json:"password"`
 	Database string `json:"database,omitempty"`
 	URI      string `json:"uri"`
+	// Endpoints are the router's stable endpoints; absent without a router.
+	Endpoints *routerEndpointsJSON `json:"endpoints,omitempty"`
+}
+
+// routerEndpointsJSON are an instance's router endpoints in credentials.
+type routerEndpointsJSON struct {
+	RW         string `json:"rw"`
+	RO         string `json:"ro"`
+	Sentinel   string `json:"sentinel,omitempty"`
+	MasterName string `json:"master_name,omitempty"`
 }
 
 type bindingJSON struct {
@@ -813,18 +861,29 @@ type bindingJSON struct {
 	Credentials *credentialsJSON `json:"credentials,omitempty"`
 }
 
-func credentialsOf(in *instance.Instance, b instance.Binding) credentialsJSON {
+// credentialsOf is what an application connects with: through the router's
+// read-write endpoint when the router is enabled and the instance has
+// ports (it follows the primary across failovers), else the primary node.
+func credentialsOf(in *instance.Instance, b instance.Binding, router instance.Router) credentialsJSON {
 	c := credentialsJSON{Username: b.Credentials.Username, Password: b.Credentials.Password}
+	addr := ""
 	if p, ok := in.Primary(); ok {
-		host, port, _ := strings.Cut(p.Address, ":")
+		addr = p.Address
+	}
+	if re, ok := in.RouterEndpoints(router); ok {
+		addr = re.RW
+		c.Endpoints = &routerEndpointsJSON{RW: re.RW, RO: re.RO, Sentinel: re.Sentinel, MasterName: re.MasterName}
+	}
+	if host, port, err := net.SplitHostPort(addr); err == nil {
 		c.Host = host
 		c.Port, _ = strconv.Atoi(port)
 	}
+	hostPort := net.JoinHostPort(c.Host, strconv.Itoa(c.Port))
 	if in.Plan.Engine == instance.EngineMySQL {
 		c.Database = engineadmin.Database(in)
-		c.URI = fmt.Sprintf("mysql://%s:%s@%s:%d/%s", c.Username, c.Password, c.Host, c.Port, c.Database)
+		c.URI = fmt.Sprintf("mysql://%s:%s@%s/%s", c.Username, c.Password, hostPort, c.Database)
 	} else {
-		c.URI = fmt.Sprintf("redis://%s:%s@%s:%d", c.Username, c.Password, c.Host, c.Port)
+		c.URI = fmt.Sprintf("redis://%s:%s@%s", c.Username, c.Password, hostPort)
 	}
 	return c
 }
@@ -863,7 +922,7 @@ func (h *Handler) createBinding(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := toBindingJSON(b)
-	c := credentialsOf(in, b)
+	c := credentialsOf(in, b, h.router)
 	out.Credentials = &c
 	w.Header().Set("Location", "/api/v1/instances/"+in.ID+"/bindings/"+b.ID)
 	httpx.WriteJSON(w, http.StatusCreated, out)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"regexp"
 	"strings"
@@ -558,9 +559,20 @@ func osbBindingBody(in *instance.Instance, c credentialsJSON) map[string]any {
 	if c.Database != "" {
 		creds["database"] = c.Database
 	}
+	endpoints := []map[string]any{{"host": c.Host, "ports": []string{fmt.Sprint(c.Port)}, "protocol": "tcp"}}
+	if e := c.Endpoints; e != nil {
+		creds["endpoints"] = e
+		// The router's read-write and read-only endpoints, in that order.
+		endpoints = nil
+		for _, addr := range []string{e.RW, e.RO} {
+			if host, port, err := net.SplitHostPort(addr); err == nil {
+				endpoints = append(endpoints, map[string]any{"host": host, "ports": []string{port}, "protocol": "tcp"})
+			}
+		}
+	}
 	return map[string]any{
 		"credentials": creds,
-		"endpoints":   []map[string]any{{"host": c.Host, "ports": []string{fmt.Sprint(c.Port)}, "protocol": "tcp"}},
+		"endpoints":   endpoints,
 		"metadata":    map[string]any{"labels": map[string]string{"protocol": protocol}},
 	}
 }
@@ -614,7 +626,7 @@ func (h *Handler) osbBind(w http.ResponseWriter, r *http.Request) {
 		h.log.Error("osb bind", "tenant", tenant, "instance", in.ID, "err", err)
 		osbError(w, http.StatusInternalServerError, "InternalError", "binding failed")
 	default:
-		httpx.WriteJSON(w, http.StatusCreated, osbBindingBody(bin, credentialsOf(bin, b)))
+		httpx.WriteJSON(w, http.StatusCreated, osbBindingBody(bin, credentialsOf(bin, b, h.router)))
 	}
 }
 
@@ -628,7 +640,7 @@ func (h *Handler) osbRebind(w http.ResponseWriter, in *instance.Instance, b inst
 	case b.RequestHash != "" && b.RequestHash != hash:
 		osbError(w, http.StatusConflict, "Conflict", "a binding with this id exists with a different app_guid, route or parameters")
 	default:
-		httpx.WriteJSON(w, http.StatusOK, osbBindingBody(in, credentialsOf(in, b)))
+		httpx.WriteJSON(w, http.StatusOK, osbBindingBody(in, credentialsOf(in, b, h.router)))
 	}
 }
 
@@ -682,7 +694,7 @@ func (h *Handler) osbGetBinding(w http.ResponseWriter, r *http.Request) {
 	if !ok || !osbSameQueryIDs(w, r, in) {
 		return
 	}
-	httpx.WriteJSON(w, http.StatusOK, osbBindingBody(in, credentialsOf(in, b)))
+	httpx.WriteJSON(w, http.StatusOK, osbBindingBody(in, credentialsOf(in, b, h.router)))
 }
 
 func (h *Handler) osbUnbind(w http.ResponseWriter, r *http.Request) {

@@ -257,6 +257,8 @@ type Instance struct {
 	StepAt time.Time
 	// Failover is the last failover outcome applied to the nodes' roles.
 	Failover AppliedFailover
+	// Router are the instance's ports on the router (zero without one).
+	Router RouterPorts
 }
 
 // AppliedFailover identifies the failover outcome last applied to an

@@ -171,6 +171,13 @@ func (r *Repo) create(req port.CreateRequest) error {
 			return fmt.Errorf("%w: %s", port.ErrNameTaken, in.Name)
 		}
 	}
+	if !req.RouterPorts.Empty() {
+		ports, err := instance.AllocateRouterPorts(req.RouterPorts, r.usedRouterPorts())
+		if err != nil {
+			return err
+		}
+		in.Router = ports
+	}
 	stored, err := clone(in)
 	if err != nil {
 		return err
@@ -458,4 +465,60 @@ func (r *Repo) OperationAnyTenant(ctx context.Context, id string) (instance.Oper
 		return instance.Operation{}, err
 	}
 	return r.operation(anyTenant, id)
+}
+
+// usedRouterPorts returns the router ports live instances hold: a deleted
+// instance's return to the pool.
+func (r *Repo) usedRouterPorts() map[int]bool {
+	used := map[int]bool{}
+	for _, rw := range r.instances {
+		if live(rw.in) && rw.in.Router.Allocated() {
+			used[rw.in.Router.RW], used[rw.in.Router.RO] = true, true
+		}
+	}
+	return used
+}
+
+// WithoutRouterPorts returns the ids of live instances that have no router
+// ports (created before the router or with it disabled), in id order.
+func (r *Repo) WithoutRouterPorts(ctx context.Context) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return r.ids(func(in *instance.Instance) bool { return live(in) && !in.Router.Allocated() }), nil
+}
+
+// AssignRouterPorts gives live instance id the lowest free router port pair
+// of pr, returning the instance and true; an instance that has ports or is
+// deleted is returned unchanged with false.
+func (r *Repo) AssignRouterPorts(ctx context.Context, id string, pr instance.PortRange) (*instance.Instance, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, false, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rw, ok := r.instances[id]
+	if !ok {
+		return nil, false, fmt.Errorf("instance %s: %w", id, port.ErrNotFound)
+	}
+	if !live(rw.in) || rw.in.Router.Allocated() {
+		in, err := clone(rw.in)
+		return in, false, err
+	}
+	ports, err := instance.AllocateRouterPorts(pr, r.usedRouterPorts())
+	if err != nil {
+		return nil, false, fmt.Errorf("router ports of instance %s: %w", id, err)
+	}
+	rw.in.Router = ports
+	in, err := clone(rw.in)
+	return in, true, err
+}
+
+// ListRouted returns, across all tenants, up to limit live instances that
+// have router ports, with ids after the cursor: the router's view.
+func (r *Repo) ListRouted(ctx context.Context, after string, limit int) ([]*instance.Instance, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return r.list(after, limit, func(in *instance.Instance) bool { return live(in) && in.Router.Allocated() })
 }

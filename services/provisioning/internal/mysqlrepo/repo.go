@@ -146,7 +146,33 @@ func emit(ctx context.Context, tx *store.Tx, tenant string, events []Outgoing) e
 // per-tenant lock.
 func (r *Repo) Create(ctx context.Context, req CreateRequest) error {
 	in := req.Instance
-	err := r.db.Tx(ctx, func(tx *store.Tx) error {
+	var err error
+	// Two creates (of any tenants) may pick the same free pair; the loser's
+	// insert into router_ports fails and it tries again from a new snapshot.
+	for attempt := 0; attempt < portRaceAttempts; attempt++ {
+		if !req.RouterPorts.Empty() {
+			in.Router = instance.RouterPorts{} // the pair of a rolled-back attempt
+		}
+		if err = r.create(ctx, req); !errors.Is(err, errPortTaken) {
+			break
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("create instance %s: %w", in.ID, err)
+	}
+	return nil
+}
+
+// portRaceAttempts bounds the retries of a create or an assignment that
+// lost a router port to a concurrent one.
+const portRaceAttempts = 8
+
+// errPortTaken: a router port was taken by a concurrent transaction.
+var errPortTaken = errors.New("router port taken concurrently")
+
+func (r *Repo) create(ctx context.Context, req CreateRequest) error {
+	in := req.Instance
+	return r.db.Tx(ctx, func(tx *store.Tx) error {
 		if _, err := tx.ExecContext(ctx, "INSERT IGNORE INTO tenant_locks (tenant) VALUES (?)", in.Tenant); err != nil {
 			return fmt.Errorf("tenant lock row: %w", err)
 		}
@@ -184,6 +210,13 @@ func (r *Repo) Create(ctx context.Context, req CreateRequest) error {
 				return err
 			}
 		}
+		if !req.RouterPorts.Empty() {
+			ports, err := allocateRouterPorts(ctx, tx.Tx, in.ID, req.RouterPorts)
+			if err != nil {
+				return err
+			}
+			in.Router = ports
+		}
 		if err := r.insert(ctx, tx, in, req.IdempotencyKey, req.RequestHash); err != nil {
 			return err
 		}
@@ -192,10 +225,6 @@ func (r *Repo) Create(ctx context.Context, req CreateRequest) error {
 		}
 		return emit(ctx, tx, in.Tenant, req.Events)
 	})
-	if err != nil {
-		return fmt.Errorf("create instance %s: %w", in.ID, err)
-	}
-	return nil
 }
 
 func usage(ctx context.Context, q querier, tenant string) (Usage, error) {
@@ -237,12 +266,16 @@ func (r *Repo) insert(ctx context.Context, tx *store.Tx, in *instance.Instance, 
 		return err
 	}
 	_, err = tx.ExecContext(ctx, `INSERT INTO instances (id, tenant, name, osb_id, plan_id, engine, version, region, state, step, reason,
-		plan, parameters, sysctls, accounts, operation_id, idempotency_key, request_hash, created_at, updated_at, step_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		plan, parameters, sysctls, accounts, operation_id, idempotency_key, request_hash, created_at, updated_at, step_at, router_rw_port, router_ro_port)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		in.ID, in.Tenant, in.Name, nullable(in.OSBID), in.Plan.ID, in.Plan.Engine, in.Version, in.Region, in.State, in.Step, in.Reason,
-		planJSON, params, sysctls, accounts, in.OperationID, nullable(idemKey), hash, in.CreatedAt.UTC(), in.UpdatedAt.UTC(), in.StepAt.UTC())
+		planJSON, params, sysctls, accounts, in.OperationID, nullable(idemKey), hash, in.CreatedAt.UTC(), in.UpdatedAt.UTC(), in.StepAt.UTC(),
+		nullPort(in.Router.RW), nullPort(in.Router.RO))
 	if isDuplicateKey(err, "instances_tenant_live_name") {
 		return fmt.Errorf("%w: %s", ErrNameTaken, in.Name)
+	}
+	if isDuplicateKey(err, "instances_live_router") {
+		return fmt.Errorf("%w: %w", errPortTaken, err)
 	}
 	if err != nil {
 		return fmt.Errorf("insert instance: %w", err)
@@ -261,6 +294,12 @@ func (r *Repo) save(ctx context.Context, tx *store.Tx, in *instance.Instance, _ 
 		in.Failover.Token, in.Failover.Recovery, in.ID)
 	if err != nil {
 		return fmt.Errorf("save instance: %w", err)
+	}
+	if in.State == instance.StateDeleted {
+		// The ports return to the pool; the columns keep them as history.
+		if _, err := tx.ExecContext(ctx, "DELETE FROM router_ports WHERE instance_id = ?", in.ID); err != nil {
+			return fmt.Errorf("release router ports of %s: %w", in.ID, err)
+		}
 	}
 	return saveNodes(ctx, tx.Tx, in)
 }
@@ -337,7 +376,7 @@ func (r *Repo) encode(in *instance.Instance) (planJSON, params, sysctls []byte, 
 }
 
 const instanceColumns = `id, tenant, name, COALESCE(osb_id, ''), version, region, state, step, reason, plan, parameters, sysctls, accounts,
-	operation_id, created_at, updated_at, step_at, failover_token, failover_recovery`
+	operation_id, created_at, updated_at, step_at, failover_token, failover_recovery, COALESCE(router_rw_port, 0), COALESCE(router_ro_port, 0)`
 
 // anyTenant is the scope of the explicitly cross-tenant reads: a value no
 // tenant id can take (tenancy ids are validated printable text).
@@ -378,7 +417,7 @@ func (r *Repo) scan(row scanner) (*instance.Instance, error) {
 	var planJSON, params, sysctls, accounts []byte
 	err := row.Scan(&in.ID, &in.Tenant, &in.Name, &in.OSBID, &in.Version, &in.Region, &in.State, &in.Step, &in.Reason,
 		&planJSON, &params, &sysctls, &accounts, &in.OperationID, &in.CreatedAt, &in.UpdatedAt, &in.StepAt,
-		&in.Failover.Token, &in.Failover.Recovery)
+		&in.Failover.Token, &in.Failover.Recovery, &in.Router.RW, &in.Router.RO)
 	if err != nil {
 		return nil, err
 	}

@@ -75,6 +75,11 @@ type CreateRequest struct {
 	// lock; an error refuses the order (quotas).
 	Admit  func(Usage) error
 	Events []Outgoing
+	// RouterPorts, when not empty, is the range the instance's router port
+	// pair is allocated from (the lowest free pair among live instances),
+	// recorded in Instance.Router; a full range is an error wrapping
+	// instance.ErrRouterPortsExhausted.
+	RouterPorts instance.PortRange
 }
 
 // DuplicateError is returned when an idempotency key or OSB id was used

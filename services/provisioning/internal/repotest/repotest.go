@@ -43,6 +43,9 @@ type Repository interface {
 	Bindings(ctx context.Context, tenant, instanceID string) ([]instance.Binding, error)
 	DeleteBinding(ctx context.Context, b instance.Binding, events []port.Outgoing) error
 	DeleteBindings(ctx context.Context, instanceID string) error
+	WithoutRouterPorts(ctx context.Context) ([]string, error)
+	AssignRouterPorts(ctx context.Context, id string, pr instance.PortRange) (*instance.Instance, bool, error)
+	ListRouted(ctx context.Context, after string, limit int) ([]*instance.Instance, error)
 }
 
 // Subject is one repository under test.
@@ -66,6 +69,9 @@ func Run(t *testing.T, newSubject func(t *testing.T) Subject) {
 		{"CreateBindingConcurrentOSBID", testCreateBindingConcurrentOSBID},
 		{"NoTenantIsNotEveryTenant", testNoTenantIsNotEveryTenant},
 		{"SagaListings", testSagaListings},
+		{"RouterPorts", testRouterPorts},
+		{"RouterPortsConcurrent", testRouterPortsConcurrent},
+		{"RouterPortsBackfill", testRouterPortsBackfill},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

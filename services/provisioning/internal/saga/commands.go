@@ -70,7 +70,7 @@ func (s *Saga) Order(ctx context.Context, r OrderRequest) (*instance.Instance, i
 		return nil, instance.Operation{}, err
 	}
 	op.RequestedBy = requester(ctx)
-	requested, err := InstanceEvent(events.TypeInstanceRequested, in, now)
+	requested, err := InstanceEvent(events.TypeInstanceRequested, in, s.router, now)
 	if err != nil {
 		return nil, instance.Operation{}, err
 	}
@@ -84,7 +84,8 @@ func (s *Saga) Order(ctx context.Context, r OrderRequest) (*instance.Instance, i
 		Admit: func(u port.Usage) error {
 			return r.Quota.Check(u, tenancy.Usage{Instances: 1, VCPU: vcpu, MemoryMB: mem, StorageGB: storage})
 		},
-		Events: []port.Outgoing{{Topic: events.TopicInstances, Event: requested}, {Topic: events.TopicPlacements, Event: placement}},
+		Events:      []port.Outgoing{{Topic: events.TopicInstances, Event: requested}, {Topic: events.TopicPlacements, Event: placement}},
+		RouterPorts: s.routerPorts(),
 	})
 	var dup *port.DuplicateError
 	if errors.As(err, &dup) {

@@ -86,6 +86,9 @@ type Saga struct {
 	hooks Hooks
 	// stepRetry paces a create step's retries within cfg.StepTimeout.
 	stepRetry retry.Policy
+	// router is where instances' stable endpoints are (WithRouter); the
+	// zero value allocates no ports.
+	router instance.Router
 
 	kicks   chan string
 	sem     chan struct{}
@@ -221,4 +224,17 @@ func (s *Saga) drive(ctx context.Context, id string) {
 		}
 		in = next
 	}
+}
+
+// WithRouter makes new orders take a router port pair from r.Ports and the
+// instance events name the router's endpoints at r.Host, when r is enabled.
+// Call it before Run.
+func (s *Saga) WithRouter(r instance.Router) { s.router = r }
+
+// routerPorts is the range orders allocate from: none without a router.
+func (s *Saga) routerPorts() instance.PortRange {
+	if !s.router.Enabled() {
+		return instance.PortRange{}
+	}
+	return s.router.Ports
 }
