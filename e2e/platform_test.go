@@ -60,6 +60,8 @@ type platform struct {
 	LogPath string
 	// PortsFrom..PortsTo is the range of the inventory's hosts (tenant nodes' ports).
 	PortsFrom, PortsTo int
+	// RouterPortsFrom..RouterPortsTo is the range of the router's endpoints.
+	RouterPortsFrom, RouterPortsTo int
 	// Built and Started are how long the build and the start to /readyz took.
 	Built, Started time.Duration
 
@@ -225,14 +227,17 @@ func startPlatform(root string) (p *platform, err error) {
 		LogPath:     filepath.Join(dir, "canopy.log"),
 		AdminKey:    "e2e-admin-" + randHex(16),
 	}
-	ports, err := freePorts(7)
+	ports, err := freePorts(9)
 	if err != nil {
 		return nil, err
 	}
-	p.PortsFrom, p.PortsTo, err = freePortRange(inventoryHosts * portsPerHost)
+	// One free range: the inventory's hosts, then the router's endpoints.
+	p.PortsFrom, p.RouterPortsTo, err = freePortRange(inventoryHosts*portsPerHost + routerPorts)
 	if err != nil {
 		return nil, err
 	}
+	p.PortsTo = p.PortsFrom + inventoryHosts*portsPerHost - 1
+	p.RouterPortsFrom = p.PortsTo + 1
 	inv := filepath.Join(dir, "inventory.yaml")
 	if err := os.WriteFile(inv, inventoryYAML(p.PortsFrom), 0o600); err != nil {
 		return nil, err
@@ -255,6 +260,9 @@ func startPlatform(root string) (p *platform, err error) {
 		"CANOPY_PROVISIONING_ADDR="+addr(4),
 		"CANOPY_HEALTHCHECK_ADDR="+addr(5),
 		"CANOPY_FAILOVER_ADDR="+addr(6),
+		"CANOPY_ROUTER_ADDR="+addr(7),
+		"CANOPY_ROUTER_SENTINEL_ADDR="+addr(8),
+		fmt.Sprintf("CANOPY_PROVISIONING_ROUTER_PORTS=%d-%d", p.RouterPortsFrom, p.RouterPortsTo),
 		// The broker's port is taken by the broker itself; nothing outside
 		// the process needs it.
 		"CANOPY_EMBEDDED_KAFKA_ADDR=127.0.0.1:0",
@@ -624,6 +632,8 @@ func rangeFree(from, to int) bool {
 const (
 	inventoryHosts = 6
 	portsPerHost   = 10
+	// routerPorts is two endpoints for each of 20 instances.
+	routerPorts = 40
 )
 
 func inventoryYAML(portsFrom int) []byte {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -190,6 +191,14 @@ func (p *Platform) buildProvisioning(_ context.Context, w *wiring) (service, err
 	// got. Until it listens orders are refused with 503, and none can arrive
 	// then anyway, since the gateway is the only way in.
 	cfg.GatewayURL = "http://" + p.cfg.gatewayInternalAddr()
+	// Bindings advertise the Sentinel port of the router this process runs.
+	rc := router.DefaultConfig()
+	if err := p.load(&rc, w); err != nil {
+		return service{}, fmt.Errorf("router config: %w", err)
+	}
+	if _, port, err := net.SplitHostPort(rc.Sentinel.Addr); err == nil {
+		cfg.Router.SentinelPort, _ = strconv.Atoi(port)
+	}
 	pub, err := p.publisher(w, cfg.Kafka, "provisioning")
 	if err != nil {
 		return service{}, err
