@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/canopy-platform/canopy/libs/obs"
+	"github.com/canopy-platform/canopy/libs/porttest"
 	"github.com/canopy-platform/canopy/libs/statedir"
 	"github.com/canopy-platform/canopy/services/allinone"
 )
@@ -27,6 +28,8 @@ func TestAllInOneStartsAndStopsCleanly(t *testing.T) {
 	inv, err := filepath.Abs("../../deploy/inventory/dev.yaml")
 	require.NoError(t, err)
 	t.Setenv("CANOPY_SCHEDULING_INVENTORY_FILE", inv)
+	// The router's Sentinel port, away from a developer's `make dev`.
+	t.Setenv("CANOPY_ROUTER_SENTINEL_ADDR", fmt.Sprintf("127.0.0.1:%d", porttest.Free(t)))
 	prefix := fmt.Sprintf("canopy_test_aio%d_", time.Now().UnixNano()%1_000_000_000)
 	t.Cleanup(func() { dropDatabases(t, prefix) })
 	// A state dir an older version left readable by everyone.
