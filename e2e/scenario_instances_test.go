@@ -242,15 +242,16 @@ func checkTopology(t *testing.T, inst instance, engine string) {
 	}
 }
 
-// checkBinding checks that the credentials point at the primary.
+// checkBinding checks that the credentials point at the router's
+// read-write endpoint, the instance's stable address for its primary.
 func checkBinding(t *testing.T, inst instance, b binding) {
 	t.Helper()
 	c := b.Credentials
 	if c.Username == "" || c.Password == "" || c.URI == "" {
 		t.Fatalf("binding of %s: incomplete credentials (username %q, password set %v, uri set %v)", inst.ID, c.Username, c.Password != "", c.URI != "")
 	}
-	if got := net.JoinHostPort(c.Host, fmt.Sprint(c.Port)); got != inst.Endpoints.Primary {
-		t.Errorf("binding of %s points at %s, the primary endpoint is %s", inst.ID, got, inst.Endpoints.Primary)
+	if got := net.JoinHostPort(c.Host, fmt.Sprint(c.Port)); got != inst.Endpoints.RW || got != c.Endpoints.RW {
+		t.Errorf("binding of %s points at %s, the rw endpoint is %s (credentials' endpoints %+v)", inst.ID, got, inst.Endpoints.RW, c.Endpoints)
 	}
 }
 

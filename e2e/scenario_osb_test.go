@@ -100,6 +100,8 @@ func TestScenarioOpenServiceBroker(t *testing.T) {
 			Username string `json:"username"`
 			Password string `json:"password"`
 			URI      string `json:"uri"`
+			// The router's endpoints, as REST bindings carry them.
+			Endpoints routerEndpoints `json:"endpoints"`
 		} `json:"credentials"`
 	}
 	osb.must("PUT", "/v2/service_instances/"+instanceID+"/service_bindings/"+bindingID, map[string]any{
@@ -108,6 +110,7 @@ func TestScenarioOpenServiceBroker(t *testing.T) {
 	var b binding
 	b.Credentials.Host, b.Credentials.Port = bound.Credentials.Host, bound.Credentials.Port
 	b.Credentials.Username, b.Credentials.Password, b.Credentials.URI = bound.Credentials.Username, bound.Credentials.Password, bound.Credentials.URI
+	b.Credentials.Endpoints = bound.Credentials.Endpoints
 	checkRedisData(t, inst, b)
 
 	// Unbind: the credentials stop working.
