@@ -29,15 +29,18 @@ import (
 //   - MySQL: loadpeer.MySQLLoad point selects and autocommit inserts, one
 //     connection per client, server-side prepared statements.
 //
-// It prints ops/s, p50, p99, the p99 each leg adds over direct and the
-// throughput ratios (haproxy/direct; <extra>/haproxy, goal ≥ 0.90× with an
+// Each workload runs in rounds, the legs back to back in an order rotating
+// per round; a leg's figures are its medians over the rounds. It prints
+// ops/s, p50, p99, the p99 each leg adds over direct and the throughput
+// ratios (haproxy/direct; <extra>/haproxy, goal ≥ 0.90× with an
 // added p99 no larger than HAProxy's). The backends are its own: a
 // redis-server and a mariadbd on free ports (innodb_flush_log_at_trx_commit=2,
 // so inserts measure the path rather than this machine's fsync). It does a
 // fixed amount of work regardless of b.N. Knobs:
 // CANOPY_BENCH_PEERS_REDIS_REQUESTS (requests per redis-benchmark test
 // without pipelining, default 100000; -P 16 runs ten times as many),
-// CANOPY_BENCH_PEERS_MYSQL_SECONDS (per MySQL workload and leg, default 5),
+// CANOPY_BENCH_PEERS_MYSQL_SECONDS (per MySQL workload, leg and round,
+// default 3), CANOPY_BENCH_PEERS_ROUNDS (default 3),
 // CANOPY_BENCH_PEERS_CLIENTS (MySQL clients, default 50, as redis-benchmark's
 // -c).
 func BenchmarkRouterPeers(b *testing.B) {
@@ -69,10 +72,11 @@ func (be peerBackends) MySQLDSN(addr string) string {
 // is compared with haproxy.
 func benchRouterPeers(b *testing.B, extra func(b *testing.B, be peerBackends) []loadpeer.Target) {
 	requests := benchEnvInt(b, "CANOPY_BENCH_PEERS_REDIS_REQUESTS", 100000)
-	seconds := benchEnvInt(b, "CANOPY_BENCH_PEERS_MYSQL_SECONDS", 5)
+	seconds := benchEnvInt(b, "CANOPY_BENCH_PEERS_MYSQL_SECONDS", 3)
 	clients := benchEnvInt(b, "CANOPY_BENCH_PEERS_CLIENTS", 50)
-	if requests < 1 || seconds < 1 || clients < 1 {
-		b.Fatalf("CANOPY_BENCH_PEERS_* must be at least 1 (got %d requests, %d s, %d clients)", requests, seconds, clients)
+	rounds := benchEnvInt(b, "CANOPY_BENCH_PEERS_ROUNDS", 3)
+	if requests < 1 || seconds < 1 || clients < 1 || rounds < 1 {
+		b.Fatalf("CANOPY_BENCH_PEERS_* must be at least 1 (got %d requests, %d s, %d clients, %d rounds)", requests, seconds, clients, rounds)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
@@ -92,6 +96,7 @@ func benchRouterPeers(b *testing.B, extra func(b *testing.B, be peerBackends) []
 		}
 	}
 	suite := loadpeer.Suite{
+		Rounds: rounds,
 		Redis: []loadpeer.RedisOptions{
 			{Clients: 50, Requests: requests, Pipeline: 1, Tests: "set,get"},
 			{Clients: 50, Requests: 10 * requests, Pipeline: 16, Tests: "set,get"},
@@ -108,7 +113,7 @@ func benchRouterPeers(b *testing.B, extra func(b *testing.B, be peerBackends) []
 	for _, t := range targets {
 		names = append(names, t.Name)
 	}
-	fmt.Printf("legs: %s; redis %s, mysql %s (innodb_flush_log_at_trx_commit=2)\n", strings.Join(names, ", "), be.RedisAddr, be.MySQLAddr)
+	fmt.Printf("legs: %s; %d rounds, medians; redis %s, mysql %s (innodb_flush_log_at_trx_commit=2)\n", strings.Join(names, ", "), rounds, be.RedisAddr, be.MySQLAddr)
 
 	b.ResetTimer()
 	legs, err := suite.Run(ctx, targets, os.Stdout)

@@ -98,7 +98,7 @@ func RedisBenchmark(ctx context.Context, addr, user, password string, o RedisOpt
 // pingRedis checks that addr answers an authenticated PING within 5s.
 func pingRedis(ctx context.Context, addr, user, password string) error {
 	c := redis.NewClient(&redis.Options{Addr: addr, Username: user, Password: password, Protocol: 2,
-		DialTimeout: 2 * time.Second, MaxRetries: -1, PoolSize: 1})
+		DialTimeout: 2 * time.Second, DialerRetries: 1, MaxRetries: -1, PoolSize: 1})
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
