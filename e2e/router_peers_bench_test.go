@@ -38,11 +38,13 @@ import (
 // so inserts measure the path rather than this machine's fsync). It does a
 // fixed amount of work regardless of b.N. Knobs:
 // CANOPY_BENCH_PEERS_REDIS_REQUESTS (requests per redis-benchmark test
-// without pipelining, default 100000; -P 16 runs ten times as many),
+// without pipelining, default 100000; -P 16 runs five times as many),
 // CANOPY_BENCH_PEERS_MYSQL_SECONDS (per MySQL workload, leg and round,
 // default 3), CANOPY_BENCH_PEERS_ROUNDS (default 3),
 // CANOPY_BENCH_PEERS_CLIENTS (MySQL clients, default 50, as redis-benchmark's
-// -c).
+// -c), CANOPY_BENCH_PEERS_CONTROL=1 (a second HAProxy leg, haproxy-b,
+// compared with the first: the ratio an A/A pair gets on this machine, the
+// noise floor of every other ratio).
 func BenchmarkRouterPeers(b *testing.B) {
 	benchRouterPeers(b, nil)
 }
@@ -75,6 +77,7 @@ func benchRouterPeers(b *testing.B, extra func(b *testing.B, be peerBackends) []
 	seconds := benchEnvInt(b, "CANOPY_BENCH_PEERS_MYSQL_SECONDS", 3)
 	clients := benchEnvInt(b, "CANOPY_BENCH_PEERS_CLIENTS", 50)
 	rounds := benchEnvInt(b, "CANOPY_BENCH_PEERS_ROUNDS", 3)
+	control := benchEnvInt(b, "CANOPY_BENCH_PEERS_CONTROL", 0) != 0
 	if requests < 1 || seconds < 1 || clients < 1 || rounds < 1 {
 		b.Fatalf("CANOPY_BENCH_PEERS_* must be at least 1 (got %d requests, %d s, %d clients, %d rounds)", requests, seconds, clients, rounds)
 	}
@@ -89,6 +92,13 @@ func benchRouterPeers(b *testing.B, extra func(b *testing.B, be peerBackends) []
 			MySQLDSN: be.MySQLDSN(loadpeer.StartHAProxy(b, be.MySQLAddr))},
 	}
 	ratios := []loadpeer.Ratio{{Of: "haproxy", Over: "direct"}}
+	if control {
+		// An A/A pair: a second, identical HAProxy. Its ratio to the first is
+		// what this machine's noise alone makes of a 1.00× truth.
+		targets = append(targets, loadpeer.Target{Name: "haproxy-b", RedisAddr: loadpeer.StartHAProxy(b, be.RedisAddr), RedisUser: be.RedisUser,
+			RedisPassword: be.RedisPassword, MySQLDSN: be.MySQLDSN(loadpeer.StartHAProxy(b, be.MySQLAddr))})
+		ratios = append(ratios, loadpeer.Ratio{Of: "haproxy-b", Over: "haproxy"})
+	}
 	if extra != nil {
 		for _, t := range extra(b, be) {
 			targets = append(targets, t)
@@ -99,7 +109,7 @@ func benchRouterPeers(b *testing.B, extra func(b *testing.B, be peerBackends) []
 		Rounds: rounds,
 		Redis: []loadpeer.RedisOptions{
 			{Clients: 50, Requests: requests, Pipeline: 1, Tests: "set,get"},
-			{Clients: 50, Requests: 10 * requests, Pipeline: 16, Tests: "set,get"},
+			{Clients: 50, Requests: 5 * requests, Pipeline: 16, Tests: "set,get"},
 		},
 		MySQL: []loadpeer.MySQLOptions{
 			{Clients: clients, Duration: time.Duration(seconds) * time.Second, Kind: loadpeer.PointSelect},
@@ -124,7 +134,7 @@ func benchRouterPeers(b *testing.B, extra func(b *testing.B, be peerBackends) []
 	fmt.Println()
 	cs := loadpeer.Compare(b, legs, ratios...)
 	for _, c := range cs {
-		if c.Over != "haproxy" {
+		if c.Over != "haproxy" || c.Of == "haproxy-b" {
 			continue
 		}
 		verdict := "meets"
@@ -157,8 +167,9 @@ func startPeerBackends(b *testing.B) peerBackends {
 		defer c.Close()
 		return enginetest.WaitUntil(p, exited, 30*time.Second, func(ctx context.Context) error { return c.Ping(ctx).Err() })
 	})
-	mp := enginetest.New(b, "mariadbd", peerMariaDBArgs, enginetest.WaitMariaDB)
-	peerInstallMariaDB(b, mp)
+	data := peerDataDir(b)
+	mp := enginetest.New(b, "mariadbd", func(p *enginetest.Proc, _ bool) []string { return peerMariaDBArgs(p, data) }, enginetest.WaitMariaDB)
+	peerInstallMariaDB(b, mp, data)
 	enginetest.StartAll(b, []*enginetest.Proc{rp, mp})
 	be.RedisAddr, be.MySQLAddr = rp.Addr, mp.Addr
 
@@ -176,15 +187,29 @@ func startPeerBackends(b *testing.B) peerBackends {
 	return be
 }
 
-// peerInstallMariaDB runs mariadb-install-db into the process's directory.
-// enginetest's template would be faster but lives until a TestMain removes
-// it, and e2e's TestMain does not.
-func peerInstallMariaDB(b *testing.B, p *enginetest.Proc) {
+// peerDataDir is where the backend MariaDB keeps its data: in memory
+// (/dev/shm) when the machine has it, so inserts are not paced by a disk
+// other engineers share (the figures are the path's, not the disk's); it
+// is removed when b ends, after the server was killed.
+func peerDataDir(b *testing.B) string {
+	b.Helper()
+	dir, err := os.MkdirTemp("/dev/shm", "canopy-peers-")
+	if err != nil {
+		return filepath.Join(enginetest.TempDir(b), "data")
+	}
+	b.Cleanup(func() { os.RemoveAll(dir) })
+	return filepath.Join(dir, "data")
+}
+
+// peerInstallMariaDB runs mariadb-install-db into data. enginetest's
+// template would be faster but lives until a TestMain removes it, and
+// e2e's TestMain does not.
+func peerInstallMariaDB(b *testing.B, p *enginetest.Proc, data string) {
 	b.Helper()
 	if err := os.Mkdir(filepath.Join(p.Dir, "tmp"), 0o700); err != nil {
 		b.Fatal(err)
 	}
-	args := []string{"--no-defaults", "--datadir=" + filepath.Join(p.Dir, "data"), "--tmpdir=" + filepath.Join(p.Dir, "tmp"),
+	args := []string{"--no-defaults", "--datadir=" + data, "--tmpdir=" + filepath.Join(p.Dir, "tmp"),
 		"--auth-root-authentication-method=socket", "--skip-test-db", "--skip-name-resolve", "--innodb-buffer-pool-size=16M"}
 	if os.Geteuid() == 0 {
 		args = append(args, "--user=root")
@@ -196,10 +221,10 @@ func peerInstallMariaDB(b *testing.B, p *enginetest.Proc) {
 
 // peerMariaDBArgs is the backend's command line: no binlog and
 // innodb_flush_log_at_trx_commit=2, so inserts are bounded by the path and
-// the server rather than by fsyncs on a disk other engineers share; a
-// buffer pool that holds the point-select table.
-func peerMariaDBArgs(p *enginetest.Proc, _ bool) []string {
-	args := []string{"--no-defaults", "--datadir=" + filepath.Join(p.Dir, "data"), "--tmpdir=" + filepath.Join(p.Dir, "tmp"),
+// the server rather than by fsyncs; a buffer pool that holds the
+// point-select table.
+func peerMariaDBArgs(p *enginetest.Proc, data string) []string {
+	args := []string{"--no-defaults", "--datadir=" + data, "--tmpdir=" + filepath.Join(p.Dir, "tmp"),
 		"--socket=" + enginetest.MariaDBSocket(p), "--port=" + strconv.Itoa(p.Port), "--bind-address=127.0.0.1",
 		"--skip-name-resolve", "--pid-file=" + filepath.Join(p.Dir, "m.pid"), "--skip-log-bin",
 		"--innodb-buffer-pool-size=128M", "--innodb-flush-log-at-trx-commit=2", "--performance-schema=OFF",
