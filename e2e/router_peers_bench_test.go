@@ -46,7 +46,7 @@ import (
 // compared with the first: the ratio an A/A pair gets on this machine, the
 // noise floor of every other ratio).
 func BenchmarkRouterPeers(b *testing.B) {
-	benchRouterPeers(b, nil)
+	benchRouterPeers(b, startPeerBackends, nil)
 }
 
 // peerBackends are the real servers every leg of BenchmarkRouterPeers ends
@@ -72,7 +72,7 @@ func (be peerBackends) MySQLDSN(addr string) string {
 // RedisAddr: <rw endpoint>, RedisUser/RedisPassword, MySQLDSN:
 // be.MySQLDSN(<rw endpoint>)}, stopping it in b.Cleanup). Each extra leg
 // is compared with haproxy.
-func benchRouterPeers(b *testing.B, extra func(b *testing.B, be peerBackends) []loadpeer.Target) {
+func benchRouterPeers(b *testing.B, backends func(b *testing.B) peerBackends, extra func(b *testing.B, be peerBackends) []loadpeer.Target) {
 	requests := benchEnvInt(b, "CANOPY_BENCH_PEERS_REDIS_REQUESTS", 100000)
 	seconds := benchEnvInt(b, "CANOPY_BENCH_PEERS_MYSQL_SECONDS", 3)
 	clients := benchEnvInt(b, "CANOPY_BENCH_PEERS_CLIENTS", 50)
@@ -85,7 +85,7 @@ func benchRouterPeers(b *testing.B, extra func(b *testing.B, be peerBackends) []
 	defer cancel()
 
 	t0 := time.Now()
-	be := startPeerBackends(b)
+	be := backends(b)
 	targets := []loadpeer.Target{
 		{Name: "direct", RedisAddr: be.RedisAddr, RedisUser: be.RedisUser, RedisPassword: be.RedisPassword, MySQLDSN: be.MySQLDSN(be.MySQLAddr)},
 		{Name: "haproxy", RedisAddr: loadpeer.StartHAProxy(b, be.RedisAddr), RedisUser: be.RedisUser, RedisPassword: be.RedisPassword,
