@@ -110,7 +110,11 @@ func (d *drills) Run(ctx context.Context, schedule bool) error {
 }
 
 // settle finishes each running drill whose recovery finished: the first
-// recovery of the instance detected after the drill was requested.
+// recovery of the instance recorded as a drill's (its kind was decided
+// while the drill was running) and detected after the drill was requested,
+// give or take a second of clock skew between replicas. The kind matters:
+// a switchover that ended just before the drill was asked for lies within
+// that second.
 func (d *drills) settle(ctx context.Context) error {
 	running, err := d.store.RunningDrills(ctx)
 	if err != nil {
@@ -124,7 +128,7 @@ func (d *drills) settle(ctx context.Context) error {
 		var answer *topology.Recovery
 		for i := range recs { // newest first: the last match is the earliest
 			r := recs[i]
-			if r.ID == rep.RecoveryID || (rep.RecoveryID == "" && !r.DetectedAt.Before(rep.RequestedAt.Add(-time.Second))) {
+			if r.ID == rep.RecoveryID || (rep.RecoveryID == "" && r.Kind == topology.KindDrill && !r.DetectedAt.Before(rep.RequestedAt.Add(-time.Second))) {
 				answer = &r
 			}
 		}

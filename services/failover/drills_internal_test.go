@@ -58,7 +58,24 @@ func TestDrillSettledByItsRecovery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := topology.Recovery{ID: ulid.Make().String(), InstanceID: "i1", Tenant: "acme", Kind: topology.KindAutomatic, Problem: "DeadPrimary",
+	// A switchover that ended just before the drill was asked for is not
+	// its answer, though within the second allowed for clock skew.
+	sw0 := topology.Recovery{ID: ulid.Make().String(), InstanceID: "i1", Tenant: "acme", Kind: topology.KindSwitchover, Problem: "Switchover",
+		State: topology.StateStarted, Step: topology.StepDetected, OldPrimary: "n1", DetectedAt: now.Add(-500 * time.Millisecond)}
+	if err := st.Begin(ctx, l, sw0); err != nil {
+		t.Fatal(err)
+	}
+	sw0.State, sw0.Step, sw0.Candidate = topology.StateCompleted, topology.StepDone, "n0"
+	if err := st.Save(ctx, l, sw0); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.settle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := st.GetDrill(ctx, rep.ID); got.State != mysqlstore.DrillRunning {
+		t.Fatalf("drill settled by the switchover before it: %+v", got)
+	}
+	r := topology.Recovery{ID: ulid.Make().String(), InstanceID: "i1", Tenant: "acme", Kind: topology.KindDrill, Problem: "DeadPrimary",
 		State: topology.StateStarted, Step: topology.StepDetected, OldPrimary: "n0", DetectedAt: now.Add(200 * time.Millisecond)}
 	if err := st.Begin(ctx, l, r); err != nil {
 		t.Fatal(err)
