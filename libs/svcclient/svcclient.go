@@ -189,3 +189,37 @@ func (c *Client) GetJSON(ctx context.Context, p tenancy.Principal, path string, 
 	}
 	return nil
 }
+
+// ListAll GETs a cursor-paginated list in full: path?limit=limit, then
+// with &cursor= set to each answer's next_cursor until it is empty (or
+// repeats, so a callee that never advances cannot loop us), and returns the
+// items of every page, read from the answer's field (e.g. "instances").
+func ListAll[T any](ctx context.Context, c *Client, p tenancy.Principal, path string, limit int, field string) ([]T, error) {
+	var all []T
+	cursor := ""
+	for {
+		page := path + "?limit=" + fmt.Sprint(limit)
+		if cursor != "" {
+			page += "&cursor=" + url.QueryEscape(cursor)
+		}
+		var answer map[string]json.RawMessage
+		if err := c.GetJSON(ctx, p, page, &answer); err != nil {
+			return nil, err
+		}
+		var items []T
+		if raw, ok := answer[field]; ok {
+			if err := json.Unmarshal(raw, &items); err != nil {
+				return nil, fmt.Errorf("GET %s: decode %s: %w", page, field, err)
+			}
+		}
+		all = append(all, items...)
+		var next string
+		if raw, ok := answer["next_cursor"]; ok {
+			_ = json.Unmarshal(raw, &next) // null or absent: the last page
+		}
+		if next == "" || next == cursor {
+			return all, nil
+		}
+		cursor = next
+	}
+}

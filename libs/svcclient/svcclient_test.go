@@ -144,3 +144,44 @@ func TestStatusErrorIsShort(t *testing.T) {
 		t.Fatalf("message of %d bytes", n)
 	}
 }
+
+// TestListAll follows the cursors to the last page and stops on a cursor
+// that does not advance.
+func TestListAll(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /things", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("limit") != "2" {
+			http.Error(w, "limit", http.StatusBadRequest)
+			return
+		}
+		switch r.URL.Query().Get("cursor") {
+		case "":
+			_, _ = w.Write([]byte(`{"things":[{"id":"a"},{"id":"b"}],"next_cursor":"c2"}`))
+		case "c2":
+			_, _ = w.Write([]byte(`{"things":[{"id":"c"}],"next_cursor":""}`))
+		}
+	})
+	mux.HandleFunc("GET /stuck", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte(`{"things":[{"id":"x"}],"next_cursor":"same"}`))
+	})
+	srv := httptest.NewServer(tenancy.Middleware("callee", []byte(secret))(mux))
+	t.Cleanup(srv.Close)
+	c, err := New(Config{Audience: "callee", Secret: []byte(secret), BaseURL: srv.URL, Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type thing struct {
+		ID string `json:"id"`
+	}
+	got, err := ListAll[thing](context.Background(), c, caller, "/things", 2, "things")
+	if err != nil || len(got) != 3 || got[2].ID != "c" {
+		t.Fatalf("ListAll = %+v, %v", got, err)
+	}
+	got, err = ListAll[thing](context.Background(), c, caller, "/stuck", 2, "things")
+	if err != nil || len(got) != 2 {
+		t.Fatalf("a cursor that does not advance: %+v, %v", got, err)
+	}
+	if _, err := ListAll[thing](context.Background(), c, caller, "/missing", 2, "things"); err == nil {
+		t.Fatal("a 404 must be an error")
+	}
+}

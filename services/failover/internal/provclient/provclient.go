@@ -74,11 +74,6 @@ func (in Instance) Topology() topology.Instance {
 	return out
 }
 
-type listResponse struct {
-	Instances  []Instance `json:"instances"`
-	NextCursor string     `json:"next_cursor"`
-}
-
 // Client talks to provisioning.
 type Client struct {
 	svc    *svcclient.Client
@@ -125,25 +120,15 @@ func (c *Client) get(ctx context.Context, path string, dst any) error {
 
 // List returns every instance, following cursors.
 func (c *Client) List(ctx context.Context) ([]topology.Instance, error) {
-	var all []topology.Instance
-	cursor := ""
-	for {
-		path := ListPath + "?limit=500"
-		if cursor != "" {
-			path += "&cursor=" + url.QueryEscape(cursor)
-		}
-		var page listResponse
-		if err := c.get(ctx, path, &page); err != nil {
-			return nil, fmt.Errorf("provclient: list instances: %w", err)
-		}
-		for _, in := range page.Instances {
-			all = append(all, in.Topology())
-		}
-		if page.NextCursor == "" || page.NextCursor == cursor {
-			return all, nil
-		}
-		cursor = page.NextCursor
+	page, err := svcclient.ListAll[Instance](ctx, c.svc, Identity, ListPath, 500, "instances")
+	if err != nil {
+		return nil, fmt.Errorf("provclient: list instances: %w", err)
 	}
+	all := make([]topology.Instance, 0, len(page))
+	for _, in := range page {
+		all = append(all, in.Topology())
+	}
+	return all, nil
 }
 
 // Get returns one instance (topology.ErrNotFound when provisioning does not

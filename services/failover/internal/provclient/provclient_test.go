@@ -48,7 +48,10 @@ func (f *fakeProvisioning) server(t *testing.T) *httptest.Server {
 		if c := r.URL.Query().Get("cursor"); c != "" {
 			i = int(c[0] - '0')
 		}
-		resp := listResponse{Instances: f.instances[i : i+1]}
+		resp := struct {
+			Instances  []Instance `json:"instances"`
+			NextCursor string     `json:"next_cursor"`
+		}{Instances: f.instances[i : i+1]}
 		if i+1 < len(f.instances) {
 			resp.NextCursor = string(rune('0' + i + 1))
 		}

@@ -51,11 +51,6 @@ type Instance struct {
 	Monitor        MonitorAccount `json:"monitor"`
 }
 
-type listResponse struct {
-	Instances  []Instance `json:"instances"`
-	NextCursor string     `json:"next_cursor"`
-}
-
 // ErrNotFound is returned for an instance provisioning does not know.
 var ErrNotFound = errors.New("instance not found at provisioning")
 
@@ -90,23 +85,7 @@ func (c *Client) get(ctx context.Context, path string, dst any) error {
 
 // List returns every instance, following cursors.
 func (c *Client) List(ctx context.Context) ([]Instance, error) {
-	var all []Instance
-	cursor := ""
-	for {
-		path := ListPath + "?limit=500"
-		if cursor != "" {
-			path += "&cursor=" + url.QueryEscape(cursor)
-		}
-		var page listResponse
-		if err := c.get(ctx, path, &page); err != nil {
-			return nil, err
-		}
-		all = append(all, page.Instances...)
-		if page.NextCursor == "" || page.NextCursor == cursor {
-			return all, nil
-		}
-		cursor = page.NextCursor
-	}
+	return svcclient.ListAll[Instance](ctx, c.svc, Identity, ListPath, 500, "instances")
 }
 
 // Get returns one instance.

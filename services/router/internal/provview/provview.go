@@ -82,11 +82,6 @@ func (in Instance) Table() table.Instance {
 	return out
 }
 
-type listResponse struct {
-	Instances  []Instance `json:"instances"`
-	NextCursor string     `json:"next_cursor"`
-}
-
 // Client talks to provisioning.
 type Client struct {
 	svc *svcclient.Client
@@ -116,25 +111,15 @@ func (c *Client) get(ctx context.Context, path string, dst any) error {
 
 // List returns every served instance, following cursors.
 func (c *Client) List(ctx context.Context) ([]table.Instance, error) {
-	var all []table.Instance
-	cursor := ""
-	for {
-		path := ListPath + "?limit=500"
-		if cursor != "" {
-			path += "&cursor=" + url.QueryEscape(cursor)
-		}
-		var page listResponse
-		if err := c.get(ctx, path, &page); err != nil {
-			return nil, fmt.Errorf("provview: list instances: %w", err)
-		}
-		for _, in := range page.Instances {
-			all = append(all, in.Table())
-		}
-		if page.NextCursor == "" || page.NextCursor == cursor {
-			return all, nil
-		}
-		cursor = page.NextCursor
+	page, err := svcclient.ListAll[Instance](ctx, c.svc, Identity, ListPath, 500, "instances")
+	if err != nil {
+		return nil, fmt.Errorf("provview: list instances: %w", err)
 	}
+	all := make([]table.Instance, 0, len(page))
+	for _, in := range page {
+		all = append(all, in.Table())
+	}
+	return all, nil
 }
 
 // Get returns one instance (ErrNotFound when provisioning does not serve it).
