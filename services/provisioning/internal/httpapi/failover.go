@@ -12,7 +12,6 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/canopy-platform/canopy/libs/httpx"
-	"github.com/canopy-platform/canopy/libs/tenancy"
 
 	"github.com/canopy-platform/canopy/services/provisioning/internal/driver"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/instance"
@@ -117,22 +116,8 @@ func primaryRegion(in *instance.Instance) string {
 	return ""
 }
 
-func failoverReader(w http.ResponseWriter, r *http.Request) bool {
-	p, ok := tenancy.PrincipalFrom(r.Context())
-	if !ok {
-		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusUnauthorized, "missing identity"))
-		return false
-	}
-	if p.Role != tenancy.RolePlatformAdmin || p.Subject != FailoverReader {
-		// Admin and replication credentials exist for Canopy's own failover only.
-		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusNotFound, "no such resource"))
-		return false
-	}
-	return true
-}
-
 func (h *Handler) listFailover(w http.ResponseWriter, r *http.Request) {
-	if !failoverReader(w, r) {
+	if !internalReader(w, r, FailoverReader) {
 		return
 	}
 	// The instances whose nodes are meant to run: the monitoring view's.
@@ -156,7 +141,7 @@ func (h *Handler) failoverInstanceOf(w http.ResponseWriter, r *http.Request) *in
 }
 
 func (h *Handler) getFailover(w http.ResponseWriter, r *http.Request) {
-	if !failoverReader(w, r) {
+	if !internalReader(w, r, FailoverReader) {
 		return
 	}
 	if in := h.failoverInstanceOf(w, r); in != nil {
@@ -167,7 +152,7 @@ func (h *Handler) getFailover(w http.ResponseWriter, r *http.Request) {
 // injectFault kills (SIGKILL) or stops (SIGTERM) a node's process for a
 // drill, without recording a stop: the driver's supervisor restarts it.
 func (h *Handler) injectFault(w http.ResponseWriter, r *http.Request) {
-	if !failoverReader(w, r) {
+	if !internalReader(w, r, FailoverReader) {
 		return
 	}
 	var body struct {
@@ -223,7 +208,7 @@ func (h *Handler) injectFault(w http.ResponseWriter, r *http.Request) {
 // ready to be re-pointed. It answers once done (204). A Redis node is
 // refused with 409: a Redis replica always resynchronises by itself.
 func (h *Handler) rebuildNode(w http.ResponseWriter, r *http.Request) {
-	if !failoverReader(w, r) {
+	if !internalReader(w, r, FailoverReader) {
 		return
 	}
 	var body struct {

@@ -56,14 +56,17 @@ func toMonitored(in *instance.Instance) monitoredInstance {
 	return m
 }
 
-func monitorReader(w http.ResponseWriter, r *http.Request) bool {
+// internalReader admits only the signed platform-admin identity subject
+// to an internal view; anyone else gets 404, as if the view did not exist:
+// these views hold accounts (monitor, admin, replication) or verifiers
+// that exist for that one Canopy service.
+func internalReader(w http.ResponseWriter, r *http.Request, subject string) bool {
 	p, ok := tenancy.PrincipalFrom(r.Context())
 	if !ok {
 		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusUnauthorized, "missing identity"))
 		return false
 	}
-	if p.Role != tenancy.RolePlatformAdmin || p.Subject != MonitorReader {
-		// Monitor credentials exist for Canopy's own services only.
+	if p.Role != tenancy.RolePlatformAdmin || p.Subject != subject {
 		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusNotFound, "no such resource"))
 		return false
 	}
@@ -75,7 +78,7 @@ func monitorReader(w http.ResponseWriter, r *http.Request) bool {
 const monitoredPageSize = 100
 
 func (h *Handler) listMonitored(w http.ResponseWriter, r *http.Request) {
-	if !monitorReader(w, r) {
+	if !internalReader(w, r, MonitorReader) {
 		return
 	}
 	writeMonitoredPage(h, w, r, "list monitored instances", toMonitored)
@@ -111,7 +114,7 @@ func writeMonitoredPage[T any](h *Handler, w http.ResponseWriter, r *http.Reques
 }
 
 func (h *Handler) getMonitored(w http.ResponseWriter, r *http.Request) {
-	if !monitorReader(w, r) {
+	if !internalReader(w, r, MonitorReader) {
 		return
 	}
 	in, err := h.repo.GetAnyTenant(r.Context(), chi.URLParam(r, "id"))

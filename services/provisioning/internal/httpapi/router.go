@@ -11,7 +11,6 @@ import (
 
 	"github.com/canopy-platform/canopy/libs/httpx"
 	"github.com/canopy-platform/canopy/libs/paging"
-	"github.com/canopy-platform/canopy/libs/tenancy"
 
 	"github.com/canopy-platform/canopy/services/provisioning/internal/instance"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/mysqlrepo"
@@ -83,20 +82,6 @@ func toRouted(in *instance.Instance, bindings []instance.Binding) routerInstance
 	return out
 }
 
-func routerReader(w http.ResponseWriter, r *http.Request) bool {
-	p, ok := tenancy.PrincipalFrom(r.Context())
-	if !ok {
-		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusUnauthorized, "missing identity"))
-		return false
-	}
-	if p.Role != tenancy.RolePlatformAdmin || p.Subject != RouterReader {
-		// Binding verifiers exist for Canopy's router only.
-		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusNotFound, "no such resource"))
-		return false
-	}
-	return true
-}
-
 // routed returns the router's view of in with its active bindings.
 func (h *Handler) routed(ctx context.Context, in *instance.Instance) (routerInstance, error) {
 	bs, err := h.repo.Bindings(ctx, in.Tenant, in.ID)
@@ -107,7 +92,7 @@ func (h *Handler) routed(ctx context.Context, in *instance.Instance) (routerInst
 }
 
 func (h *Handler) listRouted(w http.ResponseWriter, r *http.Request) {
-	if !routerReader(w, r) {
+	if !internalReader(w, r, RouterReader) {
 		return
 	}
 	limit, cursor, err := paging.ParseRaw(r.URL.Query(), monitoredPageSize)
@@ -141,7 +126,7 @@ func (h *Handler) listRouted(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) getRouted(w http.ResponseWriter, r *http.Request) {
-	if !routerReader(w, r) {
+	if !internalReader(w, r, RouterReader) {
 		return
 	}
 	in, err := h.repo.GetAnyTenant(r.Context(), chi.URLParam(r, "id"))
