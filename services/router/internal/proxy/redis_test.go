@@ -97,9 +97,9 @@ func TestRedisPair(t *testing.T) {
 	rwPort, roPort := freePort(t), freePort(t)
 	tbl.Apply(table.Instance{ID: "r1", Engine: table.Redis, RWPort: rwPort, ROPort: roPort,
 		Nodes: []table.Node{node("n1", primary, table.Primary), node("n2", replica, table.Replica)}})
-	startProxy(t, Config{}, tbl)
-	waitListening(t, rwPort)
-	waitListening(t, roPort)
+	h := startProxy(t, Config{}, tbl)
+	h.serving(rwPort)
+	h.serving(roPort)
 
 	rw, rwr, who := redisConn(t, rwPort)
 	require.Equal(t, "master@"+pPort, who)
