@@ -91,6 +91,10 @@ func (p *Proxy) connect(ep *endpoint, client *net.TCPConn, start time.Time) (*co
 			if err != nil {
 				p.unreserve(addr)
 				lastErr = fmt.Errorf("%w: dial %s: %w", ErrNoBackend, addr, err)
+				// Debug: while a backend is down every waiting connection
+				// logs this every redialEvery; it says why a read-only
+				// connection fell back to the primary.
+				p.log.Debug("proxy: backend dial failed", "instance", ep.id, "endpoint", ep.kind, "backend", addr, "err", err)
 				continue
 			}
 			c := &conn{ep: ep, client: client, backend: bc, addr: addr, fallback: fallback, since: time.Now()}

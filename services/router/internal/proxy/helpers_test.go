@@ -194,7 +194,8 @@ func (w *testWriter) close() {
 // the proxy is done with it: its outcome counted and its connection gauge
 // back. The probe's accept, dial and metrics happen on the proxy's
 // goroutines; waiting for all of them here keeps them out of whatever the
-// test measures next.
+// test measures next. No other connection of the endpoint's instance and
+// kind may start or end meanwhile: they share the series it reads.
 func (h *harness) serving(port int) {
 	t := h.t
 	t.Helper()

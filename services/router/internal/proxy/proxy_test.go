@@ -285,6 +285,10 @@ func TestPortChangeMovesEndpoint(t *testing.T) {
 	p.tbl.Apply(v.Instance)
 	assert.True(t, c.closedWithin(2*time.Second))
 	waitRefusing(t, p.rwPort)
+	// Both endpoints share the instance's series: the old connection must
+	// be gone from them before the new endpoint's probe is counted.
+	require.Eventually(t, func() bool { return testutil.ToFloat64(h.m.conns.WithLabelValues("i1", RW)) == 0 },
+		5*time.Second, 5*time.Millisecond)
 	h.serving(v.RWPort)
 	_, name := hello(t, v.RWPort)
 	assert.Equal(t, "n1", name)
