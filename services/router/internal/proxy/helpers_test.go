@@ -26,8 +26,11 @@ type backend struct {
 	name string
 	addr string
 
+	// hold keeps the port while no listener is bound.
+	hold *portHolder
+
 	mu    sync.Mutex
-	ln    net.Listener
+	ln    *net.TCPListener
 	conns map[net.Conn]struct{}
 	wg    sync.WaitGroup
 }
@@ -35,16 +38,28 @@ type backend struct {
 func newBackend(t testing.TB, name string) *backend {
 	t.Helper()
 	b := &backend{name: name, conns: map[net.Conn]struct{}{}}
-	b.start(t, "127.0.0.1:0")
+	hold, err := holdPort()
+	require.NoError(t, err)
+	t.Cleanup(hold.close) // after stop
+	b.hold = hold
+	ln, err := hold.listen()
+	require.NoError(t, err)
+	b.serve(ln)
 	t.Cleanup(b.stop)
 	return b
 }
 
-// start listens on addr (again, after stop: a restart in place).
-func (b *backend) start(t testing.TB, addr string) {
+// restart listens on the backend's port again after refuse: a restart in
+// place.
+func (b *backend) restart(t testing.TB) {
 	t.Helper()
-	ln, err := net.Listen("tcp", addr)
+	ln, err := b.hold.listen()
 	require.NoError(t, err)
+	b.serve(ln)
+}
+
+// serve greets and echoes the connections of ln.
+func (b *backend) serve(ln *net.TCPListener) {
 	b.mu.Lock()
 	b.ln, b.addr = ln, ln.Addr().String()
 	b.mu.Unlock()
@@ -77,15 +92,13 @@ func (b *backend) start(t testing.TB, addr string) {
 	}()
 }
 
-// refuse closes the listener (the port then refuses) and keeps open
-// connections.
+// refuse closes the listener (the port then refuses, held by b.hold) and
+// keeps open connections.
 func (b *backend) refuse() {
 	b.mu.Lock()
 	ln := b.ln
 	b.mu.Unlock()
-	if ln != nil {
-		_ = ln.Close()
-	}
+	_ = ln.Close()
 }
 
 // stop closes the listener and every connection and waits for its

@@ -97,7 +97,7 @@ func TestPrimaryRestartedInPlace(t *testing.T) {
 	c := dial(t, p.rwPort)
 	_, err := c.line(300 * time.Millisecond)
 	require.Error(t, err)
-	p.n1.start(t, p.n1.addr) // back with no table change: found by the periodic redial
+	p.n1.restart(t) // back with no table change: found by the periodic redial
 	name, err := c.line(time.Second)
 	require.NoError(t, err)
 	assert.Equal(t, "n1", name)

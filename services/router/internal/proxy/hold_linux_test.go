@@ -1,0 +1,97 @@
+//go:build linux
+
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"syscall"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+)
+
+// portHolder keeps a loopback port bound, not listening, with SO_REUSEPORT.
+// While it lives, the port refuses connections unless one of its own
+// listeners (SO_REUSEPORT too) is bound, and no other listener can take
+// it: Go's and redis-server's listeners do not set SO_REUSEPORT. A backend
+// that stops listening to play a dead node therefore goes on refusing,
+// instead of having its port taken by a parallel test's listener that then
+// answers for it.
+type portHolder struct {
+	fd   int
+	port int
+}
+
+func holdPort() (*portHolder, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("socket: %w", err)
+	}
+	h := &portHolder{fd: fd}
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
+		h.close()
+		return nil, fmt.Errorf("SO_REUSEPORT: %w", err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		h.close()
+		return nil, fmt.Errorf("bind: %w", err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		h.close()
+		return nil, fmt.Errorf("getsockname: %w", err)
+	}
+	h.port = sa.(*unix.SockaddrInet4).Port
+	return h, nil
+}
+
+// listen listens on the held port.
+func (h *portHolder) listen() (*net.TCPListener, error) {
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+		}); err != nil {
+			return err
+		}
+		return serr
+	}}
+	ln, err := lc.Listen(context.Background(), "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(h.port)))
+	if err != nil {
+		return nil, err
+	}
+	return ln.(*net.TCPListener), nil
+}
+
+func (h *portHolder) close() { _ = unix.Close(h.fd) }
+
+// TestHeldPortRefusesAndKeepsOthersOut: what the tests of refusing backends
+// rely on.
+func TestHeldPortRefusesAndKeepsOthersOut(t *testing.T) {
+	t.Parallel()
+	h, err := holdPort()
+	require.NoError(t, err)
+	defer h.close()
+	a := addr(h.port)
+	ln, err := h.listen()
+	require.NoError(t, err)
+	c, err := net.Dial("tcp", a)
+	require.NoError(t, err)
+	_ = c.Close()
+	require.NoError(t, ln.Close())
+
+	_, err = net.Dial("tcp", a)
+	require.ErrorIs(t, err, unix.ECONNREFUSED)
+	squatter, err := net.Listen("tcp", a)
+	if err == nil {
+		_ = squatter.Close()
+	}
+	require.ErrorIs(t, err, unix.EADDRINUSE, "another listener took the held port")
+	ln, err = h.listen()
+	require.NoError(t, err, "listening again on the held port")
+	require.NoError(t, ln.Close())
+}
