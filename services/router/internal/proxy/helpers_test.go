@@ -98,6 +98,7 @@ func (b *backend) refuse() {
 	b.mu.Lock()
 	ln := b.ln
 	b.mu.Unlock()
+	_ = stopListening(ln)
 	_ = ln.Close()
 }
 

@@ -69,6 +69,25 @@ func (h *portHolder) listen() (*net.TCPListener, error) {
 
 func (h *portHolder) close() { _ = unix.Close(h.fd) }
 
+// stopListening takes ln out of LISTEN at once, for every descriptor of
+// the socket: closing ln alone leaves it listening while a child being
+// forked by a parallel test (exec of redis-server) still holds a copy of
+// the descriptor, which a test's next dial then reaches.
+func stopListening(ln *net.TCPListener) error {
+	raw, err := ln.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("raw listener: %w", err)
+	}
+	var serr error
+	if err := raw.Control(func(fd uintptr) { serr = unix.Shutdown(int(fd), unix.SHUT_RD) }); err != nil {
+		return fmt.Errorf("raw listener control: %w", err)
+	}
+	if serr != nil {
+		return fmt.Errorf("shutdown listener: %w", serr)
+	}
+	return nil
+}
+
 // TestHeldPortRefusesAndKeepsOthersOut: what the tests of refusing backends
 // rely on.
 func TestHeldPortRefusesAndKeepsOthersOut(t *testing.T) {
@@ -82,6 +101,7 @@ func TestHeldPortRefusesAndKeepsOthersOut(t *testing.T) {
 	c, err := net.Dial("tcp", a)
 	require.NoError(t, err)
 	_ = c.Close()
+	require.NoError(t, stopListening(ln))
 	require.NoError(t, ln.Close())
 
 	_, err = net.Dial("tcp", a)
