@@ -24,7 +24,8 @@ type pair struct {
 
 func newPair(t *testing.T) pair {
 	t.Helper()
-	p := pair{tbl: table.New(), n1: newBackend(t, "n1"), n2: newBackend(t, "n2"), rwPort: freePort(t), roPort: freePort(t)}
+	ports := freePorts(t, 2)
+	p := pair{tbl: table.New(), n1: newBackend(t, "n1"), n2: newBackend(t, "n2"), rwPort: ports[0], roPort: ports[1]}
 	p.tbl.Apply(table.Instance{ID: "i1", Tenant: "t", Name: "db", Engine: table.Redis, RWPort: p.rwPort, ROPort: p.roPort,
 		Nodes: []table.Node{node("n1", p.n1.addr, table.Primary), node("n2", p.n2.addr, table.Replica)}})
 	return p

@@ -159,7 +159,8 @@ func TestRedisPair(t *testing.T) {
 	_, pPort, _ := net.SplitHostPort(primary)
 	_, rPort, _ := net.SplitHostPort(replica)
 	tbl := table.New()
-	rwPort, roPort := freePort(t), freePort(t)
+	ports := freePorts(t, 2)
+	rwPort, roPort := ports[0], ports[1]
 	tbl.Apply(table.Instance{ID: "r1", Engine: table.Redis, RWPort: rwPort, ROPort: roPort,
 		Nodes: []table.Node{node("n1", primary, table.Primary), node("n2", replica, table.Replica)}})
 	h := startProxy(t, Config{}, tbl)
