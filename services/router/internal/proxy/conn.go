@@ -43,15 +43,17 @@ func (p *Proxy) serve(ep *endpoint, client *net.TCPConn, start time.Time) {
 	}
 	c, err := p.connect(ep, client, start)
 	if err != nil {
+		// Counted before the close: a client that sees it closed finds it
+		// in the metrics.
+		if !errors.Is(err, errEndpointClosed) {
+			ep.s.noBack.Inc()
+			p.log.Debug("proxy: no usable backend, closing connection",
+				"instance", ep.id, "endpoint", ep.kind, "waited", time.Since(start), "err", err)
+		}
 		p.mu.Lock()
 		ep.waiting--
 		p.mu.Unlock()
 		_ = client.Close()
-		if !errors.Is(err, errEndpointClosed) {
-			ep.s.noBack.Inc()
-			p.log.Debug("proxy: no usable backend, connection closed",
-				"instance", ep.id, "endpoint", ep.kind, "waited", time.Since(start), "err", err)
-		}
 		return
 	}
 	ep.s.wait.Observe(c.since.Sub(start).Seconds())
