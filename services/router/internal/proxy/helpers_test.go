@@ -119,16 +119,18 @@ func freePort(t testing.TB) int {
 	return freePorts(t, 1)[0]
 }
 
-// freePorts returns n distinct ports that were free: each is held until
-// all are picked, since a port just closed may be handed out again.
+// freePorts returns n distinct ports reserved for the test (see
+// reservePort) until its cleanup: a port picked by binding port 0 and
+// closing could otherwise be taken, before the proxy or redis-server binds
+// it, by any bind to port 0 or outgoing connection on the machine.
 func freePorts(t testing.TB, n int) []int {
 	t.Helper()
 	ports := make([]int, 0, n)
 	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		port, release, err := reservePort()
 		require.NoError(t, err)
-		defer ln.Close()
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+		t.Cleanup(release)
+		ports = append(ports, port)
 	}
 	return ports
 }

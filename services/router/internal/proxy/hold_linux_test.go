@@ -88,6 +88,57 @@ func stopListening(ln *net.TCPListener) error {
 	return nil
 }
 
+// reservePort binds a loopback port with SO_REUSEADDR and does not listen.
+// The kernel then hands the port to no other bind to port 0 and uses it as
+// no connection's source port, while a listener that sets SO_REUSEADDR
+// (Go's, redis-server's) can still bind it explicitly: the port stays free
+// for the code under test only, until release.
+func reservePort() (port int, release func(), err error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return 0, nil, fmt.Errorf("socket: %w", err)
+	}
+	release = func() { _ = unix.Close(fd) }
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
+		release()
+		return 0, nil, fmt.Errorf("SO_REUSEADDR: %w", err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		release()
+		return 0, nil, fmt.Errorf("bind: %w", err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		release()
+		return 0, nil, fmt.Errorf("getsockname: %w", err)
+	}
+	return sa.(*unix.SockaddrInet4).Port, release, nil
+}
+
+// TestReservedPortIsFreeForItsUserOnly: the proxy can listen on a reserved
+// port, the port refuses once it stops, and no bind to port 0 gets it.
+func TestReservedPortIsFreeForItsUserOnly(t *testing.T) {
+	t.Parallel()
+	port, release, err := reservePort()
+	require.NoError(t, err)
+	defer release()
+	ln, err := net.Listen("tcp", addr(port))
+	require.NoError(t, err, "listening on a reserved port")
+	_, err = net.Listen("tcp", addr(port))
+	require.ErrorIs(t, err, unix.EADDRINUSE, "two listeners on one port")
+	require.NoError(t, stopListening(ln.(*net.TCPListener)))
+	require.NoError(t, ln.Close())
+	_, err = net.Dial("tcp", addr(port))
+	require.ErrorIs(t, err, unix.ECONNREFUSED)
+	for range 200 {
+		other, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		got := other.Addr().(*net.TCPAddr).Port
+		_ = other.Close()
+		require.NotEqual(t, port, got, "a bind to port 0 got the reserved port")
+	}
+}
+
 // TestHeldPortRefusesAndKeepsOthersOut: what the tests of refusing backends
 // rely on.
 func TestHeldPortRefusesAndKeepsOthersOut(t *testing.T) {

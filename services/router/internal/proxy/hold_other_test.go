@@ -29,3 +29,13 @@ func (h *portHolder) close() {}
 
 // stopListening does nothing here: closing the listener has to do.
 func stopListening(*net.TCPListener) error { return nil }
+
+// reservePort returns a port that was free; it is not kept (see the Linux
+// version).
+func reservePort() (port int, release func(), err error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, nil, err
+	}
+	return ln.Addr().(*net.TCPAddr).Port, func() {}, ln.Close()
+}
