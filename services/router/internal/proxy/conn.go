@@ -43,15 +43,17 @@ func (p *Proxy) serve(ep *endpoint, client *net.TCPConn, start time.Time) {
 	}
 	c, err := p.connect(ep, client, start)
 	if err != nil {
+		// Counted before the close: a client that sees it closed finds it
+		// in the metrics.
+		if !errors.Is(err, errEndpointClosed) {
+			ep.s.noBack.Inc()
+			p.log.Debug("proxy: no usable backend, closing connection",
+				"instance", ep.id, "endpoint", ep.kind, "waited", time.Since(start), "err", err)
+		}
 		p.mu.Lock()
 		ep.waiting--
 		p.mu.Unlock()
 		_ = client.Close()
-		if !errors.Is(err, errEndpointClosed) {
-			ep.s.noBack.Inc()
-			p.log.Debug("proxy: no usable backend, connection closed",
-				"instance", ep.id, "endpoint", ep.kind, "waited", time.Since(start), "err", err)
-		}
 		return
 	}
 	ep.s.wait.Observe(c.since.Sub(start).Seconds())
@@ -91,6 +93,10 @@ func (p *Proxy) connect(ep *endpoint, client *net.TCPConn, start time.Time) (*co
 			if err != nil {
 				p.unreserve(addr)
 				lastErr = fmt.Errorf("%w: dial %s: %w", ErrNoBackend, addr, err)
+				// Debug: while a backend is down every waiting connection
+				// logs this every redialEvery; it says why a read-only
+				// connection fell back to the primary.
+				p.log.Debug("proxy: backend dial failed", "instance", ep.id, "endpoint", ep.kind, "backend", addr, "err", err)
 				continue
 			}
 			c := &conn{ep: ep, client: client, backend: bc, addr: addr, fallback: fallback, since: time.Now()}

@@ -81,10 +81,10 @@ func (p *Proxy) admit(ep *endpoint, c *net.TCPConn) {
 	}
 	if ep.waiting+len(ep.conns) >= p.cfg.MaxConns {
 		p.mu.Unlock()
-		_ = c.Close()
-		ep.s.limit.Inc()
-		p.log.Debug("proxy: connection limit reached, connection closed",
+		ep.s.limit.Inc() // before the close, like no_backend
+		p.log.Debug("proxy: connection limit reached, closing connection",
 			"instance", ep.id, "endpoint", ep.kind, "max_conns", p.cfg.MaxConns)
+		_ = c.Close()
 		return
 	}
 	ep.waiting++

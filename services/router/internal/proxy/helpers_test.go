@@ -8,11 +8,13 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
 	"github.com/canopy-platform/canopy/services/router/internal/table"
@@ -24,8 +26,11 @@ type backend struct {
 	name string
 	addr string
 
+	// hold keeps the port while no listener is bound.
+	hold *portHolder
+
 	mu    sync.Mutex
-	ln    net.Listener
+	ln    *net.TCPListener
 	conns map[net.Conn]struct{}
 	wg    sync.WaitGroup
 }
@@ -33,16 +38,28 @@ type backend struct {
 func newBackend(t testing.TB, name string) *backend {
 	t.Helper()
 	b := &backend{name: name, conns: map[net.Conn]struct{}{}}
-	b.start(t, "127.0.0.1:0")
+	hold, err := holdPort()
+	require.NoError(t, err)
+	t.Cleanup(hold.close) // after stop
+	b.hold = hold
+	ln, err := hold.listen()
+	require.NoError(t, err)
+	b.serve(ln)
 	t.Cleanup(b.stop)
 	return b
 }
 
-// start listens on addr (again, after stop: a restart in place).
-func (b *backend) start(t testing.TB, addr string) {
+// restart listens on the backend's port again after refuse: a restart in
+// place.
+func (b *backend) restart(t testing.TB) {
 	t.Helper()
-	ln, err := net.Listen("tcp", addr)
+	ln, err := b.hold.listen()
 	require.NoError(t, err)
+	b.serve(ln)
+}
+
+// serve greets and echoes the connections of ln.
+func (b *backend) serve(ln *net.TCPListener) {
 	b.mu.Lock()
 	b.ln, b.addr = ln, ln.Addr().String()
 	b.mu.Unlock()
@@ -75,15 +92,14 @@ func (b *backend) start(t testing.TB, addr string) {
 	}()
 }
 
-// refuse closes the listener (the port then refuses) and keeps open
-// connections.
+// refuse closes the listener (the port then refuses, held by b.hold) and
+// keeps open connections.
 func (b *backend) refuse() {
 	b.mu.Lock()
 	ln := b.ln
 	b.mu.Unlock()
-	if ln != nil {
-		_ = ln.Close()
-	}
+	_ = stopListening(ln)
+	_ = ln.Close()
 }
 
 // stop closes the listener and every connection and waits for its
@@ -100,11 +116,23 @@ func (b *backend) stop() {
 
 func freePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	port := ln.Addr().(*net.TCPAddr).Port
-	require.NoError(t, ln.Close())
-	return port
+	return freePorts(t, 1)[0]
+}
+
+// freePorts returns n distinct ports reserved for the test (see
+// reservePort) until its cleanup: a port picked by binding port 0 and
+// closing could otherwise be taken, before the proxy or redis-server binds
+// it, by any bind to port 0 or outgoing connection on the machine.
+func freePorts(t testing.TB, n int) []int {
+	t.Helper()
+	ports := make([]int, 0, n)
+	for range n {
+		port, release, err := reservePort()
+		require.NoError(t, err)
+		t.Cleanup(release)
+		ports = append(ports, port)
+	}
+	return ports
 }
 
 type harness struct {
@@ -130,7 +158,7 @@ func startProxy(t testing.TB, cfg Config, tbl *table.Table) *harness {
 	reg := prometheus.NewRegistry()
 	m, err := NewMetrics(reg)
 	require.NoError(t, err)
-	p, err := New(cfg, tbl, m, slog.New(slog.DiscardHandler))
+	p, err := New(cfg, tbl, m, testLogger(t))
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &harness{t: t, tbl: tbl, reg: reg, m: m, p: p, done: make(chan error, 1)}
@@ -152,6 +180,78 @@ func startProxy(t testing.TB, cfg Config, tbl *table.Table) *harness {
 }
 
 func addr(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
+
+// testLogger returns a debug logger writing to t's log, so that a failed
+// test shows why the proxy closed a connection; benchmarks, whose log is
+// always printed, get none. It goes quiet when the test's cleanup ends
+// (after Run returned): logging after a test completed panics.
+func testLogger(t testing.TB) *slog.Logger {
+	if _, ok := t.(*testing.B); ok {
+		return slog.New(slog.DiscardHandler)
+	}
+	w := &testWriter{t: t}
+	t.Cleanup(w.close)
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type testWriter struct {
+	t      testing.TB
+	mu     sync.Mutex
+	closed bool
+}
+
+func (w *testWriter) Write(b []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.closed {
+		w.t.Log(strings.TrimSuffix(string(b), "\n"))
+	}
+	return len(b), nil
+}
+
+func (w *testWriter) close() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.closed = true
+}
+
+// serving waits until the proxy listens on port (its own listener, not a
+// squatter's), then sends one probe connection through it and waits until
+// the proxy is done with it: its outcome counted and its connection gauge
+// back. The probe's accept, dial and metrics happen on the proxy's
+// goroutines; waiting for all of them here keeps them out of whatever the
+// test measures next. No other connection of the endpoint's instance and
+// kind may start or end meanwhile: they share the series it reads.
+func (h *harness) serving(port int) {
+	t := h.t
+	t.Helper()
+	var id, kind string
+	require.Eventually(t, func() bool {
+		for _, s := range h.p.Stats() {
+			if s.Port == port && s.Listening {
+				id, kind = s.InstanceID, s.Endpoint
+				return true
+			}
+		}
+		return false
+	}, 5*time.Second, 5*time.Millisecond, "the proxy never listened on port %d", port)
+	outcomes := func() float64 {
+		var n float64
+		for _, o := range []string{OutcomeForwarded, OutcomeLimit, OutcomeNoBackend} {
+			n += testutil.ToFloat64(h.m.connsTotal.WithLabelValues(id, kind, o))
+		}
+		return n
+	}
+	held := func() float64 { return testutil.ToFloat64(h.m.conns.WithLabelValues(id, kind)) }
+	before, heldBefore := outcomes(), held()
+	c, err := net.Dial("tcp", addr(port))
+	require.NoError(t, err)
+	require.NoError(t, c.Close())
+	// The outcome is counted after the gauge went up and before it goes
+	// down: read in this order, both conditions mean the probe is over.
+	require.Eventually(t, func() bool { return outcomes() == before+1 && held() == heldBefore },
+		10*time.Second, 5*time.Millisecond, "the probe through port %d never ended", port)
+}
 
 // waitListening waits until port accepts connections.
 func waitListening(t testing.TB, port int) {

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -18,13 +19,30 @@ import (
 )
 
 // redisServer starts a redis-server on a free port, a replica of primary
-// when that is set.
+// when that is set. freePort's port is free only until it is closed:
+// another process may bind it before redis-server does, which then exits
+// while the port may still answer for the squatter. So a server counts as
+// started only once the port answers INFO with its process id, and one that
+// exits is started again on another port.
 func redisServer(t *testing.T, primary string) string {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		t.Skip("redis-server not on PATH")
 	}
+	const attempts = 3
+	for i := 1; ; i++ {
+		a, err := startRedis(t, bin, primary)
+		if err == nil {
+			return a
+		}
+		require.Less(t, i, attempts, "redis-server: %v", err)
+		t.Logf("redis-server: %v; trying another port", err)
+	}
+}
+
+// startRedis starts one redis-server and waits until it answers.
+func startRedis(t *testing.T, bin, primary string) (string, error) {
 	port := freePort(t)
 	args := []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
 		"--dir", t.TempDir(), "--loglevel", "warning", "--repl-diskless-sync-delay", "0"}
@@ -32,37 +50,84 @@ func redisServer(t *testing.T, primary string) string {
 		h, p, _ := net.SplitHostPort(primary)
 		args = append(args, "--replicaof", h, p)
 	}
+	var out bytes.Buffer // read only once Wait returned
 	cmd := exec.Command(bin, args...)
-	require.NoError(t, cmd.Start())
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		return "", fmt.Errorf("start: %w", err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(exited)
+	}()
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
+		<-exited
 	})
-	waitListening(t, port)
-	return addr(port)
+	a, pid := addr(port), fmt.Sprintf("process_id:%d\r\n", cmd.Process.Pid)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	timeout := time.After(10 * time.Second)
+	for {
+		if info, err := redisInfo(a); err == nil && strings.Contains(info, pid) {
+			return a, nil
+		}
+		select {
+		case <-exited:
+			return "", fmt.Errorf("exited before answering on port %d: %s", port, strings.TrimSpace(out.String()))
+		case <-timeout:
+			return "", fmt.Errorf("pid %d not answering on port %d", cmd.Process.Pid, port)
+		case <-tick.C:
+		}
+	}
+}
+
+// redisInfo returns the INFO server section of the server at a.
+func redisInfo(a string) (string, error) {
+	c, err := net.DialTimeout("tcp", a, time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	return respErr(c, bufio.NewReader(c), "INFO server")
 }
 
 // resp sends an inline command and returns the reply, bulk strings
 // unwrapped.
 func resp(t *testing.T, c net.Conn, r *bufio.Reader, cmd string) string {
 	t.Helper()
-	require.NoError(t, c.SetDeadline(time.Now().Add(5*time.Second)))
-	_, err := io.WriteString(c, cmd+"\r\n")
-	require.NoError(t, err)
+	s, err := respErr(c, r, cmd)
+	require.NoError(t, err, "%s", cmd)
+	return s
+}
+
+func respErr(c net.Conn, r *bufio.Reader, cmd string) (string, error) {
+	if err := c.SetDeadline(time.Now().Add(5 * time.Second)); err != nil {
+		return "", err
+	}
+	if _, err := io.WriteString(c, cmd+"\r\n"); err != nil {
+		return "", err
+	}
 	line, err := r.ReadString('\n')
-	require.NoError(t, err)
+	if err != nil {
+		return "", err
+	}
 	if !strings.HasPrefix(line, "$") {
-		return strings.TrimSpace(line)
+		return strings.TrimSpace(line), nil
 	}
 	n, err := strconv.Atoi(strings.TrimSpace(line[1:]))
-	require.NoError(t, err)
+	if err != nil {
+		return "", fmt.Errorf("bulk length %q: %w", line, err)
+	}
 	if n < 0 {
-		return "(nil)"
+		return "(nil)", nil
 	}
 	buf := make([]byte, n+2)
-	_, err = io.ReadFull(r, buf)
-	require.NoError(t, err)
-	return string(buf[:n])
+	if _, err := io.ReadFull(r, buf); err != nil {
+		return "", err
+	}
+	return string(buf[:n]), nil
 }
 
 // redisConn dials port and says which server answers and in which role.
@@ -94,19 +159,21 @@ func TestRedisPair(t *testing.T) {
 	_, pPort, _ := net.SplitHostPort(primary)
 	_, rPort, _ := net.SplitHostPort(replica)
 	tbl := table.New()
-	rwPort, roPort := freePort(t), freePort(t)
+	ports := freePorts(t, 2)
+	rwPort, roPort := ports[0], ports[1]
 	tbl.Apply(table.Instance{ID: "r1", Engine: table.Redis, RWPort: rwPort, ROPort: roPort,
 		Nodes: []table.Node{node("n1", primary, table.Primary), node("n2", replica, table.Replica)}})
-	startProxy(t, Config{}, tbl)
-	waitListening(t, rwPort)
-	waitListening(t, roPort)
+	h := startProxy(t, Config{}, tbl)
+	h.serving(rwPort)
+	h.serving(roPort)
 
 	rw, rwr, who := redisConn(t, rwPort)
 	require.Equal(t, "master@"+pPort, who)
 	assert.Equal(t, "+OK", resp(t, rw, rwr, "SET k v"))
 	ro, ror, who := redisConn(t, roPort)
 	require.Equal(t, "slave@"+rPort, who)
-	require.Eventually(t, func() bool { return resp(t, ro, ror, "GET k") == "v" }, 5*time.Second, 10*time.Millisecond,
+	// -LOADING until the replica's first sync is loaded.
+	require.Eventually(t, func() bool { return resp(t, ro, ror, "GET k") == "v" }, 10*time.Second, 10*time.Millisecond,
 		"the write never reached the replica through the ro endpoint")
 
 	// Switchover: n2 promoted, n1 fenced.

@@ -22,7 +22,7 @@ func TestSocketsAreTuned(t *testing.T) {
 	dialer := nettune.DialerSettings{ConnectTimeout: time.Second,
 		KeepAlive: nettune.KeepAlive{Idle: 21 * time.Second, Interval: 4 * time.Second, Count: 3}, UserTimeout: 33 * time.Second}
 	h := startProxy(t, Config{Dialer: dialer}, p.tbl)
-	waitListening(t, p.rwPort)
+	h.serving(p.rwPort)
 	hello(t, p.rwPort)
 
 	var c *conn
