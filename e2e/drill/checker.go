@@ -58,8 +58,13 @@ func (c *Checker) Run(ctx context.Context) error {
 		}
 		wg.Wait()
 		cancel()
+		// A round cut by the end of ctx says nothing: a probe whose socket
+		// deadline (ctx's) fired may return before ctx reports it is done.
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+			return context.DeadlineExceeded
 		}
 		var up []string
 		for i, w := range writable {
