@@ -35,10 +35,10 @@ var servicePorts = map[string]int{
 	"provisioning": 8084,
 	"healthcheck":  8085,
 	"failover":     8086,
-	"router":       8087,
+	"router":       8090,
 	"metering":     8088,
 	"alerting":     8089,
-	"cdc":          8090,
+	"cdc":          8087,
 }
 
 // daemonSets are the services deployed as a DaemonSet with host networking

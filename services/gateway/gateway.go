@@ -82,7 +82,7 @@ type Config struct {
 	FailoverURL     string `yaml:"failover_url" env:"FAILOVER_URL" default:"http://127.0.0.1:8086"`
 	// RouterURL is a router replica's HTTP API (the endpoints' live state);
 	// each replica answers for itself, so any one of them will do.
-	RouterURL string `yaml:"router_url" env:"ROUTER_URL" default:"http://127.0.0.1:8087"`
+	RouterURL string `yaml:"router_url" env:"ROUTER_URL" default:"http://127.0.0.1:8090"`
 	// UpstreamTimeout bounds waiting for an upstream's response headers.
 	UpstreamTimeout time.Duration `yaml:"upstream_timeout" env:"GATEWAY_UPSTREAM_TIMEOUT" default:"30s"`
 	// UpstreamRetries is how often GET/HEAD are retried after a failed connect.
@@ -128,7 +128,7 @@ func Defaults() Config {
 		Addr: "127.0.0.1:8080", InternalAddr: "127.0.0.1:8092", StateDir: ".canopy", Store: store.Config{Database: DefaultDatabase},
 		RedisAddr: "127.0.0.1:6379", CatalogURL: "http://127.0.0.1:8082", SchedulingURL: "http://127.0.0.1:8083",
 		ProvisioningURL: "http://127.0.0.1:8084", HealthcheckURL: "http://127.0.0.1:8085", FailoverURL: "http://127.0.0.1:8086",
-		RouterURL:       "http://127.0.0.1:8087",
+		RouterURL:       "http://127.0.0.1:8090",
 		UpstreamTimeout: 30 * time.Second, UpstreamRetries: 2, BreakerFailures: 5, BreakerOpenFor: 5 * time.Second,
 		RateLimitRPS: 50, RateLimitBurst: 100, AuthFailures: 20, AuthFailureWindow: time.Minute, RateLimitPrefix: "canopy:gateway:rl:", KeyCacheTTL: 10 * time.Second,
 		OpenAPIPath: "api/openapi/canopy.v1.yaml", AccessLog: true, MaxBodyBytes: 1 << 20, ShutdownTimeout: 15 * time.Second,

@@ -58,8 +58,8 @@ func TestRouterRoutes(t *testing.T) {
 // TestRouterDefaultURL: with nothing configured the gateway looks for the
 // router where its binary listens by default.
 func TestRouterDefaultURL(t *testing.T) {
-	require.Equal(t, "http://127.0.0.1:8087", gateway.Defaults().RouterURL)
+	require.Equal(t, "http://127.0.0.1:8090", gateway.Defaults().RouterURL)
 	c := gateway.Defaults()
-	c.RouterURL = "127.0.0.1:8087"
+	c.RouterURL = "127.0.0.1:8090"
 	require.ErrorContains(t, c.Validate(), "router_url")
 }

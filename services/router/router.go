@@ -40,7 +40,7 @@ import (
 
 // Defaults of Config.
 const (
-	DefaultAddr            = "127.0.0.1:8087"
+	DefaultAddr            = "127.0.0.1:8090"
 	DefaultProvisioningURL = "http://127.0.0.1:8084"
 )
 
@@ -58,7 +58,7 @@ type Config struct {
 	// Kafka holds the brokers, under the names every service reads.
 	Kafka Kafka `yaml:"kafka" envPrefix:"KAFKA_"`
 	// Addr is the HTTP listen address (endpoint state, /metrics, health).
-	Addr string `yaml:"addr" env:"ROUTER_ADDR" default:"127.0.0.1:8087"`
+	Addr string `yaml:"addr" env:"ROUTER_ADDR" default:"127.0.0.1:8090"`
 	// HTTP holds the server timeouts; its Addr is ignored in favour of Addr.
 	HTTP httpx.Config `yaml:"http"`
 	// Replica names this replica's consumer group (default: the host name).
