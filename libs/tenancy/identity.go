@@ -38,6 +38,7 @@ const (
 	AudienceHealthcheck  = "healthcheck"
 	AudienceFailover     = "failover"
 	AudienceRouter       = "router"
+	AudienceCDC          = "cdc"
 )
 
 // DefaultValidity is how long after its signing time a signature is accepted.
