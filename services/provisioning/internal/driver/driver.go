@@ -142,6 +142,10 @@ type NodeSpec struct {
 	Monitor Credentials
 	// Replication is the account replicas use to reach their primary.
 	Replication Credentials
+	// CDC is the account of the cdc service (snapshot reads and binlog
+	// dump) on a MySQL node. Empty for Redis and for instances created
+	// before CDC existed; omitzero keeps such specs' fingerprints unchanged.
+	CDC Credentials `json:",omitzero"`
 	// Database is the application database created on a MySQL node.
 	Database string
 	// Placement is where the node runs.

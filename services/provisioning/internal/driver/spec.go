@@ -44,7 +44,14 @@ func (s NodeSpec) Validate() error {
 	case s.MemoryLimitBytes < 0:
 		return bad("memory_limit_bytes", "must not be negative")
 	}
-	for name, c := range map[string]Credentials{"admin": s.Admin, "monitor": s.Monitor, "replication": s.Replication} {
+	accounts := map[string]Credentials{"admin": s.Admin, "monitor": s.Monitor, "replication": s.Replication}
+	if s.CDC != (Credentials{}) {
+		if s.Engine != EngineMySQL {
+			return bad("cdc", "only MySQL nodes have a CDC account")
+		}
+		accounts["cdc"] = s.CDC
+	}
+	for name, c := range accounts {
 		if !userPattern.MatchString(c.Username) {
 			return bad(name+".username", "must be 1-80 letters, digits, '.', '-' or '_'")
 		}
@@ -54,6 +61,9 @@ func (s NodeSpec) Validate() error {
 	}
 	if s.Admin.Username == s.Monitor.Username || s.Admin.Username == s.Replication.Username || s.Monitor.Username == s.Replication.Username {
 		return bad("credentials", "admin, monitor and replication accounts must differ")
+	}
+	if s.CDC != (Credentials{}) && (s.CDC.Username == s.Admin.Username || s.CDC.Username == s.Monitor.Username || s.CDC.Username == s.Replication.Username) {
+		return bad("credentials", "the cdc account must differ from the others")
 	}
 	if s.Engine == EngineMySQL && !dbPattern.MatchString(s.Database) {
 		return bad("database", "must be 1-64 letters, digits or '_'")

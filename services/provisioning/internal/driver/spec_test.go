@@ -39,6 +39,12 @@ func TestValidate(t *testing.T) {
 		{name: "short password", edit: func(s *NodeSpec) { s.Monitor.Password = "short" }, field: "monitor.password"},
 		{name: "password with quote", edit: func(s *NodeSpec) { s.Replication.Password = `abcdefgh"` }, field: "replication.password"},
 		{name: "shared account", edit: func(s *NodeSpec) { s.Replication.Username = "canopy-admin" }, field: "credentials"},
+		{name: "valid mysql with cdc", edit: func(s *NodeSpec) { s.CDC = Credentials{Username: "canopy-cdc", Password: "secret-cdc-1"} }},
+		{name: "cdc short password", edit: func(s *NodeSpec) { s.CDC = Credentials{Username: "canopy-cdc", Password: "short"} }, field: "cdc.password"},
+		{name: "cdc shares monitor", edit: func(s *NodeSpec) { s.CDC = Credentials{Username: "canopy-monitor", Password: "secret-cdc-1"} }, field: "credentials"},
+		{name: "cdc on redis", edit: func(s *NodeSpec) {
+			s.Engine, s.Database, s.CDC = EngineRedis, "", Credentials{Username: "canopy-cdc", Password: "secret-cdc-1"}
+		}, field: "cdc"},
 		{name: "mysql without database", edit: func(s *NodeSpec) { s.Database = "" }, field: "database"},
 		{name: "database with backtick", edit: func(s *NodeSpec) { s.Database = "a`b" }, field: "database"},
 		{name: "setting key with space", edit: func(s *NodeSpec) { s.Settings = map[string]string{"a b": "1"} }, field: "settings"},

@@ -810,6 +810,9 @@ type Accounts struct {
 	Admin       Credentials `json:"admin"`
 	Monitor     Credentials `json:"monitor"`
 	Replication Credentials `json:"replication"`
+	// CDC is the cdc service's account (MySQL only). Instances created
+	// before it existed load with it empty: their nodes do not have it.
+	CDC Credentials `json:"cdc,omitzero"`
 }
 
 // Binding is an application's credentials on an instance.

@@ -81,3 +81,34 @@ func TestCredentialsSealedAtRest(t *testing.T) {
 		t.Fatalf("binding: %v %+v", err, gb)
 	}
 }
+
+// TestCDCAccount: the cdc account is stored with the others, and an
+// instance sealed before the account existed loads with it empty.
+func TestCDCAccount(t *testing.T) {
+	r, ctx := newRepo(t)
+	in, op := order("i1", "acme", "db")
+	in.Accounts.CDC = instance.Credentials{Username: "canopy_cdc", Password: "cdc-secret-password"}
+	if err := r.Create(ctx, CreateRequest{Instance: in, Op: op}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := r.Get(ctx, "acme", "i1")
+	if err != nil || got.Accounts.CDC != in.Accounts.CDC {
+		t.Fatalf("get: %v %+v", err, got)
+	}
+	old, op2 := order("i2", "acme", "old")
+	if err := r.Create(ctx, CreateRequest{Instance: old, Op: op2}); err != nil {
+		t.Fatal(err)
+	}
+	// What the repository wrote before the cdc field existed.
+	sealed, err := r.box.Seal([]byte(`{"admin":{"username":"a","password":"very-secret-admin"},"monitor":{"username":"m","password":"p"},"replication":{"username":"r","password":"p"}}`), []byte("instance:i2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.db.SQL().ExecContext(ctx, "UPDATE instances SET accounts = ? WHERE id = 'i2'", sealed); err != nil {
+		t.Fatal(err)
+	}
+	got, err = r.Get(ctx, "acme", "i2")
+	if err != nil || got.Accounts.CDC != (instance.Credentials{}) || got.Accounts.Admin.Password != "very-secret-admin" {
+		t.Fatalf("get pre-cdc instance: %v %+v", err, got)
+	}
+}

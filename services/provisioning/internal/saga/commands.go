@@ -57,14 +57,19 @@ func (s *Saga) Order(ctx context.Context, r OrderRequest) (*instance.Instance, i
 		return nil, instance.Operation{}, err
 	}
 	now := s.now()
+	accounts := instance.Accounts{
+		Admin:       instance.Credentials{Username: "canopy_admin", Password: secrets.Password(32)},
+		Monitor:     instance.Credentials{Username: "canopy_monitor", Password: secrets.Password(32)},
+		Replication: instance.Credentials{Username: "canopy_repl", Password: secrets.Password(32)},
+	}
+	if r.Plan.Engine == instance.EngineMySQL {
+		// The cdc service reads the binlog with it; Redis has no CDC.
+		accounts.CDC = instance.Credentials{Username: "canopy_cdc", Password: secrets.Password(32)}
+	}
 	in, op, err := instance.New(instance.Order{
 		ID: NewID(), OperationID: NewID(), Tenant: r.Tenant, Name: r.Name, Plan: r.Plan, Version: r.Version,
 		Region: r.Region, Parameters: r.Parameters, Sysctls: sysctls, OSBID: r.OSBID,
-		Accounts: instance.Accounts{
-			Admin:       instance.Credentials{Username: "canopy_admin", Password: secrets.Password(32)},
-			Monitor:     instance.Credentials{Username: "canopy_monitor", Password: secrets.Password(32)},
-			Replication: instance.Credentials{Username: "canopy_repl", Password: secrets.Password(32)},
-		},
+		Accounts: accounts,
 	}, now)
 	if err != nil {
 		return nil, instance.Operation{}, err

@@ -17,6 +17,7 @@ func (s *Saga) spec(in *instance.Instance, n *instance.Node) driver.NodeSpec {
 		Admin:       driver.Credentials(in.Accounts.Admin),
 		Monitor:     driver.Credentials(in.Accounts.Monitor),
 		Replication: driver.Credentials(in.Accounts.Replication),
+		CDC:         driver.Credentials(in.Accounts.CDC),
 		Placement:   driver.Placement{Region: n.Region, Zone: n.AZ, Host: n.Host},
 	}
 	if in.Plan.Engine == instance.EngineMySQL {

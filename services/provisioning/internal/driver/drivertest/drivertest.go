@@ -105,6 +105,12 @@ func Specs(instanceID string, engine driver.Engine, version, dataRoot string, po
 			Placement:        driver.Placement{Region: "local", Zone: zones[i], Host: "localhost"},
 		}
 	}
+	if engine == driver.EngineMySQL {
+		cdc := driver.Credentials{Username: "canopy-cdc", Password: Secret()}
+		for i := range specs {
+			specs[i].CDC = cdc
+		}
+	}
 	return specs
 }
 
@@ -216,6 +222,7 @@ func runEngine(t *testing.T, h Harness, e driver.Engine) {
 		{"replicas are read-only", testReadOnly},
 		{"semi-sync on primary and replicas", testSemiSync},
 		{"monitor account is least-privilege", testMonitor},
+		{"cdc account snapshots and dumps the binlog", testCDC},
 		{"no anonymous or root access", testNoAnonymous},
 		{"create and configure are idempotent", testIdempotent},
 		{"stop then start keeps data", testStopStart},

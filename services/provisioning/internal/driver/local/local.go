@@ -242,7 +242,7 @@ func fingerprint(spec driver.NodeSpec) string {
 // legacyFingerprint is the fingerprint of node.json files written before
 // the role left it.
 func legacyFingerprint(spec driver.NodeSpec) string {
-	spec.Admin.Password, spec.Monitor.Password, spec.Replication.Password = "", "", ""
+	spec.Admin.Password, spec.Monitor.Password, spec.Replication.Password, spec.CDC.Password = "", "", "", ""
 	b, _ := json.Marshal(spec) // maps marshal with sorted keys
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
