@@ -156,6 +156,8 @@ func (h *Handler) Routes() http.Handler {
 	r.Post(FailoverPath+"/{id}/nodes/{node}/rebuild", h.rebuildNode)
 	r.Get(RouterPath, h.listRouted)
 	r.Get(RouterPath+"/{id}", h.getRouted)
+	r.Get(CDCPath, h.listCDC)
+	r.Get(CDCPath+"/{id}", h.getCDC)
 	return r
 }
 

@@ -1,0 +1,143 @@
+package httpapi
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/canopy-platform/canopy/libs/httpx"
+	"github.com/canopy-platform/canopy/libs/paging"
+
+	"github.com/canopy-platform/canopy/services/provisioning/internal/instance"
+	"github.com/canopy-platform/canopy/services/provisioning/internal/mysqlrepo"
+)
+
+// CDCPath is the internal view the cdc service reads an instance's nodes
+// and its canopy_cdc account from, to choose a capture source and follow
+// failovers. Like the other internal views the gateway does not route it,
+// and it answers only CDCReader's signed identity; any other caller gets
+// 404.
+const CDCPath = "/internal/v1/cdc/instances"
+
+// CDCReader is the only identity served the cdc view.
+const CDCReader = "service:cdc"
+
+// ErrPredatesCDC is the 409 detail for a MySQL instance created before
+// Canopy had a cdc account: its nodes do not carry canopy_cdc.
+const ErrPredatesCDC = "instance predates CDC support: no canopy_cdc account"
+
+type cdcNode struct {
+	ID string `json:"id"`
+	// Address is "host:port".
+	Address string `json:"address"`
+	// Role is primary, replica, or fenced (a former primary a failover
+	// replaced, not to be read from).
+	Role       string `json:"role"`
+	Region     string `json:"region"`
+	RegionRole string `json:"region_role"`
+	// Healthy is false when provisioning knows the node is not running.
+	Healthy bool `json:"healthy"`
+}
+
+type cdcInstance struct {
+	InstanceID string               `json:"instance_id"`
+	TenantID   string               `json:"tenant_id"`
+	Name       string               `json:"name"`
+	Engine     string               `json:"engine"`
+	State      string               `json:"state"`
+	Nodes      []cdcNode            `json:"nodes"`
+	CDC        instance.Credentials `json:"cdc"`
+}
+
+// toCDC shows an instance to the cdc service: its nodes and the cdc
+// account only (empty for Redis), never the admin, monitor or replication
+// accounts.
+func toCDC(in *instance.Instance) cdcInstance {
+	out := cdcInstance{InstanceID: in.ID, TenantID: in.Tenant, Name: in.Name, Engine: in.Plan.Engine, State: string(in.State),
+		Nodes: []cdcNode{}, CDC: in.Accounts.CDC}
+	for _, n := range in.Nodes {
+		if n.Address == "" {
+			continue
+		}
+		role := string(n.Role)
+		if n.Fenced {
+			role = instance.FailoverFenced
+		}
+		regionRole := string(n.RegionRole)
+		if regionRole == "" {
+			regionRole = string(instance.RegionPrimary)
+		}
+		out.Nodes = append(out.Nodes, cdcNode{ID: n.ID, Address: n.Address, Role: role, Region: n.Region, RegionRole: regionRole,
+			Healthy: nodeHealthy(n.State)})
+	}
+	return out
+}
+
+// nodeHealthy is what provisioning knows of a node's health: only a node
+// it saw running (or whose state it does not know) is worth connecting to.
+func nodeHealthy(s instance.NodeState) bool {
+	return s == instance.NodeRunning || s == ""
+}
+
+// predatesCDC reports a MySQL instance without a cdc account.
+func predatesCDC(in *instance.Instance) bool {
+	return in.Plan.Engine == instance.EngineMySQL && in.Accounts.CDC.Username == ""
+}
+
+// listCDC lists the MySQL instances whose nodes are meant to run and that
+// have a cdc account; a page may hold fewer than limit instances while
+// next_cursor is set.
+func (h *Handler) listCDC(w http.ResponseWriter, r *http.Request) {
+	if !internalReader(w, r, CDCReader) {
+		return
+	}
+	limit, cursor, err := paging.ParseRaw(r.URL.Query(), monitoredPageSize)
+	if err != nil {
+		httpx.WriteProblem(w, r, paging.Problem(err))
+		return
+	}
+	ins, err := h.repo.ListMonitored(r.Context(), cursor, limit)
+	if err != nil {
+		h.log.ErrorContext(r.Context(), "list cdc instances", "err", err)
+		httpx.WriteError(w, r, err)
+		return
+	}
+	out := struct {
+		Instances  []cdcInstance `json:"instances"`
+		NextCursor string        `json:"next_cursor"`
+	}{Instances: []cdcInstance{}}
+	for _, in := range ins {
+		if in.Plan.Engine == instance.EngineMySQL && !predatesCDC(in) {
+			out.Instances = append(out.Instances, toCDC(in))
+		}
+	}
+	if len(ins) == limit {
+		out.NextCursor = ins[len(ins)-1].ID
+	}
+	httpx.WriteJSON(w, http.StatusOK, out)
+}
+
+// getCDC answers one instance: 404 when unknown or deleted, 409 for a MySQL
+// instance that predates the cdc account. A Redis instance is shown (its
+// engine tells the cdc service to refuse it) with an empty account.
+func (h *Handler) getCDC(w http.ResponseWriter, r *http.Request) {
+	if !internalReader(w, r, CDCReader) {
+		return
+	}
+	in, err := h.repo.GetAnyTenant(r.Context(), chi.URLParam(r, "id"))
+	if errors.Is(err, mysqlrepo.ErrNotFound) || (err == nil && in.State == instance.StateDeleted) {
+		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusNotFound, "no such instance"))
+		return
+	}
+	if err != nil {
+		h.log.ErrorContext(r.Context(), "get cdc instance", "err", err)
+		httpx.WriteError(w, r, err)
+		return
+	}
+	if predatesCDC(in) {
+		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusConflict, ErrPredatesCDC))
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, toCDC(in))
+}

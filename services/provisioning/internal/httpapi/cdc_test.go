@@ -1,0 +1,160 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/canopy-platform/canopy/libs/tenancy"
+
+	"github.com/canopy-platform/canopy/services/provisioning/internal/instance"
+	"github.com/canopy-platform/canopy/services/provisioning/internal/memrepo"
+	"github.com/canopy-platform/canopy/services/provisioning/internal/port"
+)
+
+var cdcAccount = instance.Credentials{Username: "canopy_cdc", Password: "cdc-secret-pw"}
+
+// cdcFixture: c1 (mysql with a cdc account: primary, stopped replica,
+// fenced former primary, DR replica), c2 (redis), c3 (mysql created before
+// the cdc account), c4 (mysql, deleted).
+func cdcFixture(t *testing.T) *Handler {
+	t.Helper()
+	ctx := context.Background()
+	repo := memrepo.New()
+	for _, c := range []struct {
+		id, engine string
+		cdc        bool
+	}{{"c1", instance.EngineMySQL, true}, {"c2", instance.EngineRedis, false}, {"c3", instance.EngineMySQL, false}, {"c4", instance.EngineMySQL, true}} {
+		in := routedInstance(c.id, c.engine)
+		if c.cdc {
+			in.Accounts.CDC = cdcAccount
+		}
+		for i := range in.Nodes {
+			in.Nodes[i].Region, in.Nodes[i].RegionRole = "eu-1", instance.RegionPrimary
+		}
+		in.Nodes[1].State = instance.NodeStopped
+		dr := instance.NodeName(3)
+		in.Nodes = append(in.Nodes, instance.Node{ID: in.NodeID(dr), Name: dr, Role: instance.RoleReplica, Host: "h",
+			Address: "127.0.0.1:20003", State: instance.NodeRunning, Region: "eu-2", RegionRole: instance.RegionDR})
+		req := port.CreateRequest{Instance: in, Op: instance.Operation{ID: "op-" + c.id, InstanceID: c.id, Tenant: "acme"}}
+		if err := repo.Create(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := repo.Update(ctx, "c4", func(c *port.Change) error { c.Instance.State = instance.StateDeleted; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	h, err := New(repo, fuzzSaga{}, fuzzCatalog{}, func(context.Context, string) (tenancy.Quota, error) { return tenancy.Quota{}, nil },
+		slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// The cdc view answers only the signed identity service:cdc.
+func TestCDCViewWho(t *testing.T) {
+	h := cdcFixture(t)
+	tests := []struct {
+		name   string
+		who    *tenancy.Principal
+		status int
+	}{
+		{"cdc", &tenancy.Principal{Role: tenancy.RolePlatformAdmin, Subject: CDCReader}, http.StatusOK},
+		{"no identity", nil, http.StatusUnauthorized},
+		{"tenant admin", &tenancy.Principal{Tenant: "acme", Role: tenancy.RoleTenantAdmin, Subject: CDCReader}, http.StatusNotFound},
+		{"router service", &tenancy.Principal{Role: tenancy.RolePlatformAdmin, Subject: RouterReader}, http.StatusNotFound},
+		{"health checker", &tenancy.Principal{Role: tenancy.RolePlatformAdmin, Subject: MonitorReader}, http.StatusNotFound},
+		{"another platform admin", &tenancy.Principal{Role: tenancy.RolePlatformAdmin, Subject: "apikey:root"}, http.StatusNotFound},
+	}
+	for _, tt := range tests {
+		for _, path := range []string{CDCPath, CDCPath + "/c1"} {
+			t.Run(tt.name+" "+path, func(t *testing.T) {
+				rec := serveAs(h, tt.who, path)
+				if rec.Code != tt.status {
+					t.Fatalf("status %d, want %d: %s", rec.Code, tt.status, rec.Body)
+				}
+				if tt.status != http.StatusOK && strings.Contains(rec.Body.String(), "cdc-secret-pw") {
+					t.Fatalf("refused caller sees the cdc password: %s", rec.Body)
+				}
+			})
+		}
+	}
+}
+
+// The cdc view shows nodes with role, region and health, and the cdc
+// account only; a MySQL instance that predates the account is a 409.
+func TestCDCViewContents(t *testing.T) {
+	h := cdcFixture(t)
+	cdc := &tenancy.Principal{Role: tenancy.RolePlatformAdmin, Subject: CDCReader}
+	want := `{"instance_id":"c1","tenant_id":"acme","name":"db-c1","engine":"mysql","state":"ready","nodes":[` +
+		`{"id":"c1-n0","address":"127.0.0.1:20000","role":"primary","region":"eu-1","region_role":"primary","healthy":true},` +
+		`{"id":"c1-n1","address":"127.0.0.1:20001","role":"replica","region":"eu-1","region_role":"primary","healthy":false},` +
+		`{"id":"c1-n2","address":"127.0.0.1:20002","role":"fenced","region":"eu-1","region_role":"primary","healthy":true},` +
+		`{"id":"c1-n3","address":"127.0.0.1:20003","role":"replica","region":"eu-2","region_role":"dr","healthy":true}],` +
+		`"cdc":{"username":"canopy_cdc","password":"cdc-secret-pw"}}`
+	rec := serveAs(h, cdc, CDCPath+"/c1")
+	if rec.Code != http.StatusOK || strings.TrimSpace(rec.Body.String()) != want {
+		t.Fatalf("get c1: %d\n got %s\nwant %s", rec.Code, rec.Body, want)
+	}
+	assertNoAccountsButCDC(t, rec.Body.String())
+
+	rec = serveAs(h, cdc, CDCPath+"/c2")
+	var redis cdcInstance
+	if err := json.Unmarshal(rec.Body.Bytes(), &redis); rec.Code != http.StatusOK || err != nil || redis.Engine != "redis" || redis.CDC != (instance.Credentials{}) {
+		t.Fatalf("get redis c2: %d %s", rec.Code, rec.Body)
+	}
+	rec = serveAs(h, cdc, CDCPath+"/c3")
+	if rec.Code != http.StatusConflict || !strings.Contains(rec.Body.String(), ErrPredatesCDC) ||
+		!strings.HasPrefix(rec.Header().Get("Content-Type"), "application/problem+json") {
+		t.Fatalf("get pre-cdc c3: %d %s %s", rec.Code, rec.Header(), rec.Body)
+	}
+	for _, id := range []string{"c4", "nope"} {
+		if rec := serveAs(h, cdc, CDCPath+"/"+id); rec.Code != http.StatusNotFound {
+			t.Fatalf("get %s: %d, want 404: %s", id, rec.Code, rec.Body)
+		}
+	}
+
+	// The list holds the capturable instances only, page by page.
+	type page struct {
+		Instances  []cdcInstance `json:"instances"`
+		NextCursor string        `json:"next_cursor"`
+	}
+	var ids []string
+	cursor := ""
+	for i := 0; i < 5; i++ {
+		rec := serveAs(h, cdc, CDCPath+"?limit=1&cursor="+cursor)
+		if rec.Code != http.StatusOK {
+			t.Fatalf("list: %d %s", rec.Code, rec.Body)
+		}
+		assertNoAccountsButCDC(t, rec.Body.String())
+		var p page
+		if err := json.Unmarshal(rec.Body.Bytes(), &p); err != nil {
+			t.Fatal(err)
+		}
+		for _, in := range p.Instances {
+			ids = append(ids, in.InstanceID)
+			if in.CDC != cdcAccount || len(in.Nodes) != 4 {
+				t.Fatalf("listed %+v", in)
+			}
+		}
+		if cursor = p.NextCursor; cursor == "" {
+			break
+		}
+	}
+	if strings.Join(ids, ",") != "c1" {
+		t.Fatalf("listed %v, want c1 (c2 is redis, c3 predates cdc, c4 is deleted)", ids)
+	}
+}
+
+func assertNoAccountsButCDC(t *testing.T, body string) {
+	t.Helper()
+	for _, secret := range []string{"admin-secret-pw", "monitor-secret-pw", "repl-secret-pw", "canopy_admin", "canopy_repl", "canopy_monitor"} {
+		if strings.Contains(body, secret) {
+			t.Fatalf("cdc view shows %q: %s", secret, body)
+		}
+	}
+}
