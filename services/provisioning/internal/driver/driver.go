@@ -93,6 +93,13 @@ const (
 	StateRunning State = "running"
 )
 
+// CDCGrants are the global privileges of the cdc account on a MariaDB
+// 10.11 node: SELECT for the consistent snapshot, REPLICATION SLAVE for
+// COM_BINLOG_DUMP_GTID, BINLOG MONITOR for SHOW BINLOG STATUS and
+// @@gtid_binlog_pos, SLAVE MONITOR for SHOW SLAVE STATUS (is a replica a
+// good capture source?). Nothing that writes.
+const CDCGrants = "SELECT, REPLICATION SLAVE, BINLOG MONITOR, SLAVE MONITOR"
+
 // Credentials is one account on a node.
 type Credentials struct {
 	Username string

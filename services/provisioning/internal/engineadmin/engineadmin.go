@@ -24,6 +24,7 @@ import (
 	"github.com/canopy-platform/canopy/libs/nettune"
 	"github.com/canopy-platform/canopy/libs/retry"
 
+	"github.com/canopy-platform/canopy/services/provisioning/internal/driver"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/instance"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/tunables"
 )
@@ -213,6 +214,40 @@ func (c *Client) CreateUser(ctx context.Context, in *instance.Instance, u instan
 		})
 	}
 	return fmt.Errorf("create user: unknown engine %q", in.Plan.Engine)
+}
+
+// CreateCDCUser creates (or resets) the cdc account on a MySQL instance
+// whose nodes were bootstrapped without it: on the primary, in the binary
+// log, so that every replica gets it, with driver.CDCGrants.
+func (c *Client) CreateCDCUser(ctx context.Context, in *instance.Instance, u instance.Credentials) error {
+	if in.Plan.Engine != instance.EngineMySQL {
+		return fmt.Errorf("create cdc user: engine %q has no cdc account", in.Plan.Engine)
+	}
+	if !identPattern.MatchString(u.Username) || !identPattern.MatchString(u.Password) {
+		return errors.New("create cdc user: username and password must be letters, digits or '_'")
+	}
+	p, ok := in.Primary()
+	if !ok {
+		return errors.New("create cdc user: no primary")
+	}
+	db, err := c.mysql(p.Address, in.Accounts.Admin, "")
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if err := writable(ctx, db, p.ID); err != nil {
+		return fmt.Errorf("create cdc user %s: %w", u.Username, err)
+	}
+	for _, q := range []string{
+		fmt.Sprintf("CREATE USER IF NOT EXISTS '%s'@'%%' IDENTIFIED BY '%s'", u.Username, u.Password),
+		fmt.Sprintf("ALTER USER '%s'@'%%' IDENTIFIED BY '%s'", u.Username, u.Password),
+		fmt.Sprintf("GRANT %s ON *.* TO '%s'@'%%'", driver.CDCGrants, u.Username),
+	} {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("create cdc user %s: %w", u.Username, err)
+		}
+	}
+	return nil
 }
 
 // DropUser removes an application user and disconnects its sessions.

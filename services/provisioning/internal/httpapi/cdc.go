@@ -11,6 +11,7 @@ import (
 
 	"github.com/canopy-platform/canopy/services/provisioning/internal/instance"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/mysqlrepo"
+	"github.com/canopy-platform/canopy/services/provisioning/internal/saga"
 )
 
 // CDCPath is the internal view the cdc service reads an instance's nodes
@@ -24,7 +25,8 @@ const CDCPath = "/internal/v1/cdc/instances"
 const CDCReader = "service:cdc"
 
 // ErrPredatesCDC is the 409 detail for a MySQL instance created before
-// Canopy had a cdc account: its nodes do not carry canopy_cdc.
+// Canopy had a cdc account (its nodes do not carry canopy_cdc) that is not
+// ready, so the account cannot be added now.
 const ErrPredatesCDC = "instance predates CDC support: no canopy_cdc account"
 
 type cdcNode struct {
@@ -118,9 +120,12 @@ func (h *Handler) listCDC(w http.ResponseWriter, r *http.Request) {
 	httpx.WriteJSON(w, http.StatusOK, out)
 }
 
-// getCDC answers one instance: 404 when unknown or deleted, 409 for a MySQL
-// instance that predates the cdc account. A Redis instance is shown (its
-// engine tells the cdc service to refuse it) with an empty account.
+// getCDC answers one instance: 404 when unknown or deleted. A MySQL
+// instance that predates the cdc account gets it now (saga
+// EnsureCDCAccount) when it is ready, else 409; 503 when the account could
+// not be created (the engine did not answer: the caller retries). A Redis
+// instance is shown (its engine tells the cdc service to refuse it) with
+// an empty account.
 func (h *Handler) getCDC(w http.ResponseWriter, r *http.Request) {
 	if !internalReader(w, r, CDCReader) {
 		return
@@ -136,8 +141,29 @@ func (h *Handler) getCDC(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if predatesCDC(in) {
-		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusConflict, ErrPredatesCDC))
-		return
+		if in, err = h.saga.EnsureCDCAccount(r.Context(), in.ID); err != nil {
+			h.cdcAccountProblem(w, r, in, err)
+			return
+		}
 	}
 	httpx.WriteJSON(w, http.StatusOK, toCDC(in))
+}
+
+// cdcAccountProblem answers why an instance that predates the cdc account
+// did not get it.
+func (h *Handler) cdcAccountProblem(w http.ResponseWriter, r *http.Request, in *instance.Instance, err error) {
+	switch {
+	case errors.Is(err, mysqlrepo.ErrNotFound), errors.Is(err, saga.ErrGone):
+		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusNotFound, "no such instance"))
+	case errors.Is(err, saga.ErrNotReady):
+		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusConflict, ErrPredatesCDC))
+	default:
+		log := h.log
+		if in != nil {
+			log = log.With("tenant", in.Tenant, "instance", in.ID)
+		}
+		log.ErrorContext(r.Context(), "add the cdc account to an instance that predates it", "err", err)
+		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusServiceUnavailable,
+			"instance predates CDC support: adding its canopy_cdc account failed, retry later"))
+	}
 }

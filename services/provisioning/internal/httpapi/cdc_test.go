@@ -3,6 +3,8 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -13,6 +15,7 @@ import (
 	"github.com/canopy-platform/canopy/services/provisioning/internal/instance"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/memrepo"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/port"
+	"github.com/canopy-platform/canopy/services/provisioning/internal/saga"
 )
 
 var cdcAccount = instance.Credentials{Username: "canopy_cdc", Password: "cdc-secret-pw"}
@@ -21,6 +24,21 @@ var cdcAccount = instance.Credentials{Username: "canopy_cdc", Password: "cdc-sec
 // fenced former primary, DR replica), c2 (redis), c3 (mysql created before
 // the cdc account), c4 (mysql, deleted).
 func cdcFixture(t *testing.T) *Handler {
+	t.Helper()
+	return cdcFixtureWith(t, fuzzSaga{})
+}
+
+// cdcSaga answers EnsureCDCAccount with ensure.
+type cdcSaga struct {
+	fuzzSaga
+	ensure func(id string) (*instance.Instance, error)
+}
+
+func (s cdcSaga) EnsureCDCAccount(_ context.Context, id string) (*instance.Instance, error) {
+	return s.ensure(id)
+}
+
+func cdcFixtureWith(t *testing.T, sg Saga) *Handler {
 	t.Helper()
 	ctx := context.Background()
 	repo := memrepo.New()
@@ -47,7 +65,7 @@ func cdcFixture(t *testing.T) *Handler {
 	if _, err := repo.Update(ctx, "c4", func(c *port.Change) error { c.Instance.State = instance.StateDeleted; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	h, err := New(repo, fuzzSaga{}, fuzzCatalog{}, func(context.Context, string) (tenancy.Quota, error) { return tenancy.Quota{}, nil },
+	h, err := New(repo, sg, fuzzCatalog{}, func(context.Context, string) (tenancy.Quota, error) { return tenancy.Quota{}, nil },
 		slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -156,5 +174,47 @@ func assertNoAccountsButCDC(t *testing.T, body string) {
 		if strings.Contains(body, secret) {
 			t.Fatalf("cdc view shows %q: %s", secret, body)
 		}
+	}
+}
+
+// A ready MySQL instance that predates the cdc account gets it through the
+// saga on the first read; one that is not ready is a 409, a failure to
+// create it a 503 (the caller retries).
+func TestCDCViewPredatingInstance(t *testing.T) {
+	cdc := &tenancy.Principal{Role: tenancy.RolePlatformAdmin, Subject: CDCReader}
+	added := routedInstance("c3", instance.EngineMySQL)
+	added.Accounts.CDC = instance.Credentials{Username: "canopy_cdc", Password: "added-cdc-pw"}
+	for _, tc := range []struct {
+		name   string
+		ensure func(string) (*instance.Instance, error)
+		status int
+		body   string
+	}{
+		{"added", func(id string) (*instance.Instance, error) { return added, nil }, http.StatusOK, `"cdc":{"username":"canopy_cdc","password":"added-cdc-pw"}`},
+		{"not ready", func(string) (*instance.Instance, error) { return nil, fmt.Errorf("%w: updating", saga.ErrNotReady) }, http.StatusConflict, ErrPredatesCDC},
+		{"deleted meanwhile", func(string) (*instance.Instance, error) { return nil, saga.ErrGone }, http.StatusNotFound, "no such instance"},
+		{"engine down", func(string) (*instance.Instance, error) { return nil, errors.New("dial: refused") }, http.StatusServiceUnavailable, "retry later"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var asked []string
+			h := cdcFixtureWith(t, cdcSaga{ensure: func(id string) (*instance.Instance, error) { asked = append(asked, id); return tc.ensure(id) }})
+			rec := serveAs(h, cdc, CDCPath+"/c3")
+			if rec.Code != tc.status || !strings.Contains(rec.Body.String(), tc.body) {
+				t.Fatalf("get c3: %d %s, want %d with %q", rec.Code, rec.Body, tc.status, tc.body)
+			}
+			if strings.Join(asked, ",") != "c3" {
+				t.Fatalf("saga asked for %v, want c3", asked)
+			}
+			// Instances with the account (and Redis) never go through the saga.
+			asked = nil
+			for _, id := range []string{"c1", "c2"} {
+				if rec := serveAs(h, cdc, CDCPath+"/"+id); rec.Code != http.StatusOK {
+					t.Fatalf("get %s: %d %s", id, rec.Code, rec.Body)
+				}
+			}
+			if len(asked) != 0 {
+				t.Fatalf("saga asked for %v", asked)
+			}
+		})
 	}
 }

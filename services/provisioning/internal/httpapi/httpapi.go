@@ -71,6 +71,9 @@ type Saga interface {
 	Bind(ctx context.Context, tenant, instanceID, name, osbID string) (instance.Binding, *instance.Instance, error)
 	BindOSB(ctx context.Context, tenant, instanceID, name, osbID, requestHash string) (instance.Binding, *instance.Instance, error)
 	Unbind(ctx context.Context, tenant string, b instance.Binding) error
+	// EnsureCDCAccount returns the instance with its cdc account, adding
+	// it to a ready MySQL instance that predates it.
+	EnsureCDCAccount(ctx context.Context, id string) (*instance.Instance, error)
 }
 
 // Quotas returns a tenant's quota. An error wrapping ErrUnknownTenant refuses

@@ -85,6 +85,9 @@ func (s fuzzSaga) BindOSB(ctx context.Context, tenant, instanceID, name, osbID, 
 	return s.Bind(ctx, tenant, instanceID, name, osbID)
 }
 func (fuzzSaga) Unbind(context.Context, string, instance.Binding) error { return nil }
+func (fuzzSaga) EnsureCDCAccount(context.Context, string) (*instance.Instance, error) {
+	return nil, saga.ErrNotReady
+}
 
 type fuzzRepo struct{}
 

@@ -64,7 +64,7 @@ func (s *Saga) Order(ctx context.Context, r OrderRequest) (*instance.Instance, i
 	}
 	if r.Plan.Engine == instance.EngineMySQL {
 		// The cdc service reads the binlog with it; Redis has no CDC.
-		accounts.CDC = instance.Credentials{Username: "canopy_cdc", Password: secrets.Password(32)}
+		accounts.CDC = instance.Credentials{Username: CDCUsername, Password: secrets.Password(32)}
 	}
 	in, op, err := instance.New(instance.Order{
 		ID: NewID(), OperationID: NewID(), Tenant: r.Tenant, Name: r.Name, Plan: r.Plan, Version: r.Version,

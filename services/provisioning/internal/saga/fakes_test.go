@@ -365,3 +365,7 @@ func hangOn(op string) failFunc {
 		return ctx.Err()
 	}
 }
+
+func (e *fakeEngine) CreateCDCUser(ctx context.Context, in *instance.Instance, _ instance.Credentials) error {
+	return e.do(ctx, "create_cdc_user", in.ID)
+}

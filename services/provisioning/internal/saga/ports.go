@@ -36,6 +36,7 @@ type EngineAdmin interface {
 	Verify(ctx context.Context, in *instance.Instance, token string) error
 	Apply(ctx context.Context, in *instance.Instance, settings map[string]string) error
 	CreateUser(ctx context.Context, in *instance.Instance, u instance.Credentials) error
+	CreateCDCUser(ctx context.Context, in *instance.Instance, u instance.Credentials) error
 	DropUser(ctx context.Context, in *instance.Instance, username string) error
 }
 

@@ -313,13 +313,10 @@ func initSQL(spec driver.NodeSpec) string {
 	user(spec.Monitor, " WITH MAX_USER_CONNECTIONS 10")
 	line("GRANT REPLICATION CLIENT, PROCESS, SLAVE MONITOR ON *.* TO %s", account(spec.Monitor))
 	if spec.CDC.Username != "" {
-		// The cdc service's capture: SELECT for the consistent snapshot,
-		// REPLICATION SLAVE for COM_BINLOG_DUMP_GTID, BINLOG MONITOR for
-		// SHOW BINLOG STATUS and @@gtid_binlog_pos, SLAVE MONITOR for SHOW
-		// SLAVE STATUS (is this replica a good source?). No connection cap:
-		// each stream holds a dump, a snapshot and a lag-poll connection.
+		// The cdc service's capture (see driver.CDCGrants). No connection
+		// cap: each stream holds a dump, a snapshot and a lag-poll connection.
 		user(spec.CDC, "")
-		line("GRANT SELECT, REPLICATION SLAVE, BINLOG MONITOR, SLAVE MONITOR ON *.* TO %s", account(spec.CDC))
+		line("GRANT %s ON *.* TO %s", driver.CDCGrants, account(spec.CDC))
 	}
 	line("CREATE DATABASE IF NOT EXISTS %s", sqlIdent(spec.Database))
 	return b.String()

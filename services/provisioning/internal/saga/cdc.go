@@ -1,0 +1,61 @@
+package saga
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/canopy-platform/canopy/services/provisioning/internal/instance"
+	"github.com/canopy-platform/canopy/services/provisioning/internal/port"
+	"github.com/canopy-platform/canopy/services/provisioning/internal/secrets"
+)
+
+// CDCUsername is the cdc service's account on every MySQL node.
+const CDCUsername = "canopy_cdc"
+
+// EnsureCDCAccount returns instance id with its cdc account, creating the
+// account first when the instance predates it (MySQL nodes bootstrapped
+// before Canopy had one): on the ready primary, whence it replicates to
+// every replica, then stored with the other accounts. Redis instances and
+// instances that have the account are returned as they are. A MySQL
+// instance that is not ready is refused with ErrNotReady, a deleted one
+// with ErrGone.
+func (s *Saga) EnsureCDCAccount(ctx context.Context, id string) (*instance.Instance, error) {
+	in, err := s.repo.GetAnyTenant(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if in.Plan.Engine != instance.EngineMySQL || in.Accounts.CDC.Username != "" {
+		return in, nil
+	}
+	if in.State == instance.StateDeleted {
+		return in, ErrGone
+	}
+	if in.State != instance.StateReady {
+		return in, fmt.Errorf("%w: %s", ErrNotReady, in.State)
+	}
+	// Created before it is stored: a crash in between leaves an account
+	// nobody knows the password of, which the next call resets.
+	cred := instance.Credentials{Username: CDCUsername, Password: secrets.Password(32)}
+	if err := s.eng.CreateCDCUser(ctx, in, cred); err != nil {
+		return in, fmt.Errorf("create cdc account: %w", err)
+	}
+	stored, err := s.repo.Update(ctx, id, func(c *port.Change) error {
+		if c.Instance.Accounts.CDC.Username != "" {
+			return port.ErrNoChange
+		}
+		c.Instance.Accounts.CDC = cred
+		return nil
+	})
+	if err != nil {
+		return in, fmt.Errorf("store cdc account: %w", err)
+	}
+	if stored.Accounts.CDC != cred {
+		// A concurrent call stored its account first; ours may have reset
+		// the password on the engine after it: set the stored one again.
+		if err := s.eng.CreateCDCUser(ctx, stored, stored.Accounts.CDC); err != nil {
+			return stored, fmt.Errorf("create cdc account: %w", err)
+		}
+	}
+	s.log.Info("cdc account added to an instance that predates it", "tenant", in.Tenant, "instance", in.ID)
+	return stored, nil
+}
