@@ -173,6 +173,9 @@ func TestRebuildFromNewPrimary(t *testing.T) {
 	if got := rows(t, ctx, tenant); len(got) != 3 {
 		t.Fatalf("the tenant's account reads %v on the rebuilt node", got)
 	}
+	if err := drivertest.CheckCDC(ctx, driver.Node{ID: oldP.ID, Address: oldP.Address, Role: driver.RoleReplica}, specs[0]); err != nil {
+		t.Fatalf("the cdc account on the rebuilt node: %v", err)
+	}
 
 	// Re-pointed, it continues exactly after the copy.
 	if err := d.ConfigureReplica(ctx, oldP.ID, driver.ReplicaOpts{Primary: newEP}); err != nil {
