@@ -46,6 +46,7 @@ func TestCDCRoutes(t *testing.T) {
 		{member, "POST", "/api/v1/instances/i1/cdc-streams/s1:resume", "cdc POST /api/v1/instances/i1/cdc-streams/s1:resume acme tenant-member"},
 		{member, "POST", "/api/v1/instances/i1/cdc-streams/s1:resnapshot", "cdc POST /api/v1/instances/i1/cdc-streams/s1:resnapshot acme tenant-member"},
 		{member, "DELETE", "/api/v1/instances/i1/cdc-streams/s1", "cdc DELETE /api/v1/instances/i1/cdc-streams/s1 acme tenant-member"},
+		{member, "POST", "/api/v1/instances/i1/cdc-streams/s1/pause", "cdc POST /api/v1/instances/i1/cdc-streams/s1/pause acme tenant-member"},
 		// The instance and its other sub-resources are not captured by the
 		// cdc routes, nor are look-alike paths.
 		{viewer, "GET", "/api/v1/instances/i1", "provisioning GET /api/v1/instances/i1 acme tenant-viewer"},
