@@ -227,7 +227,7 @@ func startPlatform(root string) (p *platform, err error) {
 		LogPath:     filepath.Join(dir, "canopy.log"),
 		AdminKey:    "e2e-admin-" + randHex(16),
 	}
-	ports, err := freePorts(9)
+	ports, err := freePorts(10)
 	if err != nil {
 		return nil, err
 	}
@@ -262,6 +262,8 @@ func startPlatform(root string) (p *platform, err error) {
 		"CANOPY_FAILOVER_ADDR="+addr(6),
 		"CANOPY_ROUTER_ADDR="+addr(7),
 		"CANOPY_ROUTER_SENTINEL_ADDR="+addr(8),
+		// The cdc service's HTTP API, off a developer's `make dev` (8087).
+		"CANOPY_CDC_ADDR="+addr(9),
 		fmt.Sprintf("CANOPY_PROVISIONING_ROUTER_PORTS=%d-%d", p.RouterPortsFrom, p.RouterPortsTo),
 		// The broker's port is taken by the broker itself; nothing outside
 		// the process needs it.

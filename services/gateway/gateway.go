@@ -83,6 +83,8 @@ type Config struct {
 	// RouterURL is a router replica's HTTP API (the endpoints' live state);
 	// each replica answers for itself, so any one of them will do.
 	RouterURL string `yaml:"router_url" env:"ROUTER_URL" default:"http://127.0.0.1:8090"`
+	// CDCURL is the cdc service (an instance's change data capture streams).
+	CDCURL string `yaml:"cdc_url" env:"CDC_URL" default:"http://127.0.0.1:8087"`
 	// UpstreamTimeout bounds waiting for an upstream's response headers.
 	UpstreamTimeout time.Duration `yaml:"upstream_timeout" env:"GATEWAY_UPSTREAM_TIMEOUT" default:"30s"`
 	// UpstreamRetries is how often GET/HEAD are retried after a failed connect.
@@ -128,7 +130,7 @@ func Defaults() Config {
 		Addr: "127.0.0.1:8080", InternalAddr: "127.0.0.1:8092", StateDir: ".canopy", Store: store.Config{Database: DefaultDatabase},
 		RedisAddr: "127.0.0.1:6379", CatalogURL: "http://127.0.0.1:8082", SchedulingURL: "http://127.0.0.1:8083",
 		ProvisioningURL: "http://127.0.0.1:8084", HealthcheckURL: "http://127.0.0.1:8085", FailoverURL: "http://127.0.0.1:8086",
-		RouterURL:       "http://127.0.0.1:8090",
+		RouterURL: "http://127.0.0.1:8090", CDCURL: "http://127.0.0.1:8087",
 		UpstreamTimeout: 30 * time.Second, UpstreamRetries: 2, BreakerFailures: 5, BreakerOpenFor: 5 * time.Second,
 		RateLimitRPS: 50, RateLimitBurst: 100, AuthFailures: 20, AuthFailureWindow: time.Minute, RateLimitPrefix: "canopy:gateway:rl:", KeyCacheTTL: 10 * time.Second,
 		OpenAPIPath: "api/openapi/canopy.v1.yaml", AccessLog: true, MaxBodyBytes: 1 << 20, ShutdownTimeout: 15 * time.Second,
@@ -159,7 +161,7 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("state_dir is required when internal_secret is empty"))
 	}
 	for name, u := range map[string]string{"catalog_url": c.CatalogURL, "scheduling_url": c.SchedulingURL,
-		"provisioning_url": c.ProvisioningURL, "healthcheck_url": c.HealthcheckURL, "failover_url": c.FailoverURL, "router_url": c.RouterURL} {
+		"provisioning_url": c.ProvisioningURL, "healthcheck_url": c.HealthcheckURL, "failover_url": c.FailoverURL, "router_url": c.RouterURL, "cdc_url": c.CDCURL} {
 		if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
 			errs = append(errs, fmt.Errorf("%s %q must be an http(s) URL", name, u))
 		}
@@ -215,6 +217,11 @@ func Routes() []httpapi.Route {
 		{Pattern: "/api/v1/drills/*", Upstream: "failover"},
 		{Pattern: "/api/v1/instances/{id}/endpoints", Upstream: "router"},
 		{Pattern: "/api/v1/router/endpoints", Upstream: "router"},
+		// More specific than /api/v1/instances/*, so chi sends them to the cdc
+		// service whatever the order; the stream actions (…/{stream}:pause)
+		// are under the wildcard.
+		{Pattern: "/api/v1/instances/{id}/cdc-streams", Upstream: "cdc"},
+		{Pattern: "/api/v1/instances/{id}/cdc-streams/*", Upstream: "cdc"},
 	}
 }
 
@@ -310,6 +317,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 			{Name: "healthcheck", URL: cfg.HealthcheckURL, Timeout: cfg.UpstreamTimeout},
 			{Name: "failover", URL: cfg.FailoverURL, Timeout: cfg.UpstreamTimeout},
 			{Name: "router", URL: cfg.RouterURL, Timeout: cfg.UpstreamTimeout},
+			{Name: "cdc", URL: cfg.CDCURL, Timeout: cfg.UpstreamTimeout},
 		}, secret, metrics, logger)
 	if err != nil {
 		return nil, fmt.Errorf("new gateway: %w", err)
