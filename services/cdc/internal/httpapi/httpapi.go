@@ -19,6 +19,7 @@ import (
 	"github.com/oklog/ulid/v2"
 
 	"github.com/canopy-platform/canopy/libs/httpx"
+	"github.com/canopy-platform/canopy/libs/paging"
 	"github.com/canopy-platform/canopy/libs/tenancy"
 
 	"github.com/canopy-platform/canopy/services/cdc/internal/stream"
@@ -45,7 +46,9 @@ type Instances interface {
 // Streams is the streams' storage; *mysqlstore.Store fits.
 type Streams interface {
 	Create(ctx context.Context, s stream.Stream) error
-	List(ctx context.Context, tenant, instance string) ([]stream.Stream, error)
+	// List returns up to limit+1 streams of the instance after the cursor
+	// (a stream id), oldest first.
+	List(ctx context.Context, tenant, instance, after string, limit int) ([]stream.Stream, error)
 	GetForTenant(ctx context.Context, tenant, id string) (stream.Stream, error)
 	Transition(ctx context.Context, tenant, id string, a stream.Action) (stream.Stream, error)
 }
@@ -134,9 +137,10 @@ type Stream struct {
 	UpdatedAt      time.Time `json:"updated_at"`
 }
 
-// StreamList is an instance's streams.
+// StreamList is a page of an instance's streams.
 type StreamList struct {
-	Items []Stream `json:"items"`
+	Items      []Stream `json:"items"`
+	NextCursor string   `json:"next_cursor,omitempty"`
 }
 
 func nonNil(s []string) []string {
@@ -262,14 +266,20 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	rows, err := h.streams.List(r.Context(), in.Tenant, in.ID)
+	limit, after, err := paging.ParseKey(r.URL.Query())
+	if err != nil {
+		httpx.WriteProblem(w, r, paging.Problem(err))
+		return
+	}
+	rows, err := h.streams.List(r.Context(), in.Tenant, in.ID, after, limit)
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
-	out := StreamList{Items: make([]Stream, 0, len(rows))}
-	for _, s := range rows {
-		out.Items = append(out.Items, streamOf(s))
+	var out StreamList
+	out.Items, out.NextCursor = paging.KeyPage(rows, limit, func(s stream.Stream) string { return s.ID }, streamOf)
+	if out.Items == nil {
+		out.Items = []Stream{}
 	}
 	httpx.WriteJSON(w, http.StatusOK, out)
 }

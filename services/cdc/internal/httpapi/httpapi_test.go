@@ -192,13 +192,14 @@ func TestStreamLifecycle(t *testing.T) {
 	}{
 		{viewer, "POST", "/" + s.ID + ":pause", 403, ""},
 		{member, "POST", "/" + s.ID + ":pause", 200, "paused"},
-		{member, "POST", "/" + s.ID + ":pause", 409, ""},
+		{member, "POST", "/" + s.ID + ":pause", 200, "paused"}, // pausing twice is harmless
 		{member, "POST", "/" + s.ID + ":resume", 200, "streaming"},
 		{member, "POST", "/" + s.ID + "/pause", 200, "paused"},
 		{member, "POST", "/" + s.ID + "/resume", 200, "streaming"},
 		{member, "POST", "/" + s.ID + ":resnapshot", 200, "snapshotting"},
 		{member, "DELETE", "/" + s.ID, 202, "deleting"},
 		{member, "POST", "/" + s.ID + ":resume", 409, ""},
+		{member, "POST", "/" + s.ID + ":pause", 409, ""},
 	} {
 		var out Stream
 		status, _, raw := f.do(c.who, c.method, streams+c.path, "", &out)
@@ -210,9 +211,46 @@ func TestStreamLifecycle(t *testing.T) {
 	if err != nil || stored.State != stream.StateDeleting || stored.Checkpoint.GTID != "" {
 		t.Fatalf("stored = %+v, %v", stored, err)
 	}
-	// Create + the six accepted actions each woke the pipeline.
-	if k := f.kicks.list(); len(k) != 7 || k[0] != s.ID {
+	// Create + the seven accepted actions each woke the pipeline.
+	if k := f.kicks.list(); len(k) != 8 || k[0] != s.ID {
 		t.Fatalf("kicks = %v", k)
+	}
+}
+
+// TestListPages: the list pages by cursor, oldest first.
+func TestListPages(t *testing.T) {
+	f := newFixture(t)
+	var ids []string
+	for range 3 {
+		var s Stream
+		if status, _, raw := f.do(member, "POST", streams, `{"tables":["app.*"]}`, &s); status != 201 {
+			t.Fatalf("create = %d %s", status, raw)
+		}
+		ids = append(ids, s.ID)
+	}
+	var got []string
+	path := streams + "?limit=2"
+	for pages := 0; path != ""; pages++ {
+		if pages > 3 {
+			t.Fatal("the cursor does not end")
+		}
+		var list StreamList
+		if status, _, raw := f.do(viewer, "GET", path, "", &list); status != 200 {
+			t.Fatalf("list = %d %s", status, raw)
+		}
+		for _, s := range list.Items {
+			got = append(got, s.ID)
+		}
+		path = ""
+		if list.NextCursor != "" {
+			path = streams + "?limit=2&cursor=" + list.NextCursor
+		}
+	}
+	if !slices.Equal(got, ids) {
+		t.Fatalf("paged %v, created %v", got, ids)
+	}
+	if status, _, _ := f.do(viewer, "GET", streams+"?limit=0", "", nil); status != 400 {
+		t.Fatalf("limit=0 = %d, want 400", status)
 	}
 }
 
@@ -317,7 +355,7 @@ func TestValidation(t *testing.T) {
 	if k := f.kicks.list(); len(k) != 0 {
 		t.Errorf("refused requests woke the pipeline: %v", k)
 	}
-	if list, _ := f.store.List(t.Context(), "acme", "i1"); len(list) != 0 {
+	if list, _ := f.store.List(t.Context(), "acme", "i1", "", 10); len(list) != 0 {
 		t.Errorf("refused requests stored streams: %+v", list)
 	}
 }

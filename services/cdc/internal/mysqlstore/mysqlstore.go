@@ -204,16 +204,20 @@ func (s *Store) GetForTenant(ctx context.Context, tenant, id string) (stream.Str
 		"stream "+id)
 }
 
-// List returns the streams of tenant's instance, oldest first.
-func (s *Store) List(ctx context.Context, tenant, instance string) ([]stream.Stream, error) {
+// List returns up to limit streams of tenant's instance, oldest first (ids
+// are ULIDs), after the cursor (the id of the last stream of the previous
+// page; "" for the first page). It returns one more than limit when there
+// are more.
+func (s *Store) List(ctx context.Context, tenant, instance, after string, limit int) ([]stream.Stream, error) {
 	return s.many(ctx, "list streams of "+instance,
-		"SELECT "+columns+" FROM streams WHERE tenant_id = ? AND instance_id = ? ORDER BY created_at, id", tenant, instance)
+		"SELECT "+columns+" FROM streams WHERE tenant_id = ? AND instance_id = ? AND id > ? ORDER BY id LIMIT ?",
+		tenant, instance, after, limit+1)
 }
 
 // Active returns every stream not removed yet, deleting ones included (the
-// pipeline finishes their deletion), oldest first.
+// pipeline finishes their deletion), oldest first (ids are ULIDs).
 func (s *Store) Active(ctx context.Context) ([]stream.Stream, error) {
-	return s.many(ctx, "list streams", "SELECT "+columns+" FROM streams ORDER BY created_at, id")
+	return s.many(ctx, "list streams", "SELECT "+columns+" FROM streams ORDER BY id")
 }
 
 // Transition applies the API's action to tenant's stream under a row lock,

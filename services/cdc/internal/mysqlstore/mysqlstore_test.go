@@ -67,11 +67,17 @@ func TestCreateGetList(t *testing.T) {
 	if _, err := s.Get(ctx, "nope"); !errors.Is(err, stream.ErrNotFound) {
 		t.Fatalf("unknown stream: %v", err)
 	}
-	list, err := s.List(ctx, "acme", "i1")
+	list, err := s.List(ctx, "acme", "i1", "", 10)
 	if err != nil || len(list) != 2 || list[0].ID != "s1" || list[1].ID != "s2" {
 		t.Fatalf("list = %+v, %v", list, err)
 	}
-	if list, err := s.List(ctx, "globex", "i2"); err != nil || len(list) != 0 {
+	if list, err := s.List(ctx, "acme", "i1", "", 1); err != nil || len(list) != 2 {
+		t.Fatalf("first page of 1 = %+v, %v (want the one more that says there are more)", list, err)
+	}
+	if list, err := s.List(ctx, "acme", "i1", "s1", 1); err != nil || len(list) != 1 || list[0].ID != "s2" {
+		t.Fatalf("page after s1 = %+v, %v", list, err)
+	}
+	if list, err := s.List(ctx, "globex", "i2", "", 10); err != nil || len(list) != 0 {
 		t.Fatalf("empty list = %+v, %v", list, err)
 	}
 	active, err := s.Active(ctx)
@@ -164,8 +170,11 @@ func TestTransition(t *testing.T) {
 	if _, err := s.Transition(ctx, "globex", "s1", stream.ActionPause); !errors.Is(err, stream.ErrNotFound) {
 		t.Fatalf("other tenant's pause: %v", err)
 	}
-	if _, err := s.Transition(ctx, "acme", "s1", stream.ActionResume); !errors.Is(err, stream.ErrConflict) {
-		t.Fatalf("resume of a streaming stream: %v", err)
+	if err := s.SetStatus(ctx, "s1", stream.Status{State: stream.StateFailed, LastError: "boom"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Transition(ctx, "acme", "s1", stream.ActionPause); !errors.Is(err, stream.ErrConflict) {
+		t.Fatalf("pause of a failed stream: %v", err)
 	}
 	got, err := s.Transition(ctx, "acme", "s1", stream.ActionResnapshot)
 	if err != nil {

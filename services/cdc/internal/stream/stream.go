@@ -168,9 +168,13 @@ func (s *Stream) Apply(a Action, now time.Time) error {
 }
 
 // Pause stops a snapshotting or streaming stream; the checkpoint stays, so
-// Resume continues where it stopped.
+// Resume continues where it stopped. Pausing a paused stream changes
+// nothing; a failed or deleting one cannot be paused.
 func (s *Stream) Pause(now time.Time) error {
-	if !s.State.Running() {
+	switch {
+	case s.State == StatePaused:
+		return nil
+	case !s.State.Running():
 		return &TransitionError{Action: ActionPause, From: s.State}
 	}
 	s.set(StatePaused, now)
@@ -178,9 +182,15 @@ func (s *Stream) Pause(now time.Time) error {
 }
 
 // Resume restarts a paused stream, or retries a failed one, from its
-// checkpoint: snapshotting while the snapshot is unfinished, else streaming.
+// checkpoint: snapshotting while the snapshot is unfinished, else
+// streaming. Resuming a running stream changes nothing; a deleting one
+// cannot be resumed.
 func (s *Stream) Resume(now time.Time) error {
-	if s.State != StatePaused && s.State != StateFailed {
+	switch s.State {
+	case StateSnapshotting, StateStreaming:
+		return nil
+	case StatePaused, StateFailed:
+	default:
 		return &TransitionError{Action: ActionResume, From: s.State}
 	}
 	st := StateStreaming

@@ -118,26 +118,27 @@ func TestTransitions(t *testing.T) {
 		action Action
 		want   State // "" = a *TransitionError
 	}{
-		"pause streaming":            {StateStreaming, streaming, SnapshotInitial, ActionPause, StatePaused},
-		"pause snapshotting":         {StateSnapshotting, midSnapshot, SnapshotInitial, ActionPause, StatePaused},
-		"pause paused":               {StatePaused, streaming, SnapshotInitial, ActionPause, ""},
-		"pause failed":               {StateFailed, streaming, SnapshotInitial, ActionPause, ""},
-		"pause deleting":             {StateDeleting, streaming, SnapshotInitial, ActionPause, ""},
-		"resume after snapshot":      {StatePaused, streaming, SnapshotInitial, ActionResume, StateStreaming},
-		"resume mid-snapshot":        {StatePaused, midSnapshot, SnapshotInitial, ActionResume, StateSnapshotting},
-		"resume before snapshot":     {StatePaused, change.Checkpoint{}, SnapshotInitial, ActionResume, StateSnapshotting},
-		"resume never-snapshot":      {StatePaused, change.Checkpoint{}, SnapshotNever, ActionResume, StateStreaming},
-		"retry failed":               {StateFailed, streaming, SnapshotInitial, ActionResume, StateStreaming},
-		"retry failed mid-snapshot":  {StateFailed, midSnapshot, SnapshotInitial, ActionResume, StateSnapshotting},
-		"resume streaming":           {StateStreaming, streaming, SnapshotInitial, ActionResume, ""},
-		"resume deleting":            {StateDeleting, streaming, SnapshotInitial, ActionResume, ""},
-		"resnapshot failed":          {StateFailed, streaming, SnapshotNever, ActionResnapshot, StateSnapshotting},
-		"resnapshot streaming":       {StateStreaming, streaming, SnapshotInitial, ActionResnapshot, StateSnapshotting},
-		"resnapshot paused":          {StatePaused, streaming, SnapshotInitial, ActionResnapshot, StateSnapshotting},
-		"resnapshot deleting":        {StateDeleting, streaming, SnapshotInitial, ActionResnapshot, ""},
-		"delete streaming":           {StateStreaming, streaming, SnapshotInitial, ActionDelete, StateDeleting},
-		"delete failed":              {StateFailed, streaming, SnapshotInitial, ActionDelete, StateDeleting},
-		"delete deleting (repeated)": {StateDeleting, streaming, SnapshotInitial, ActionDelete, StateDeleting},
+		"pause streaming":             {StateStreaming, streaming, SnapshotInitial, ActionPause, StatePaused},
+		"pause snapshotting":          {StateSnapshotting, midSnapshot, SnapshotInitial, ActionPause, StatePaused},
+		"pause paused (repeated)":     {StatePaused, streaming, SnapshotInitial, ActionPause, StatePaused},
+		"pause failed":                {StateFailed, streaming, SnapshotInitial, ActionPause, ""},
+		"pause deleting":              {StateDeleting, streaming, SnapshotInitial, ActionPause, ""},
+		"resume after snapshot":       {StatePaused, streaming, SnapshotInitial, ActionResume, StateStreaming},
+		"resume mid-snapshot":         {StatePaused, midSnapshot, SnapshotInitial, ActionResume, StateSnapshotting},
+		"resume before snapshot":      {StatePaused, change.Checkpoint{}, SnapshotInitial, ActionResume, StateSnapshotting},
+		"resume never-snapshot":       {StatePaused, change.Checkpoint{}, SnapshotNever, ActionResume, StateStreaming},
+		"retry failed":                {StateFailed, streaming, SnapshotInitial, ActionResume, StateStreaming},
+		"retry failed mid-snapshot":   {StateFailed, midSnapshot, SnapshotInitial, ActionResume, StateSnapshotting},
+		"resume streaming (no-op)":    {StateStreaming, streaming, SnapshotInitial, ActionResume, StateStreaming},
+		"resume snapshotting (no-op)": {StateSnapshotting, midSnapshot, SnapshotInitial, ActionResume, StateSnapshotting},
+		"resume deleting":             {StateDeleting, streaming, SnapshotInitial, ActionResume, ""},
+		"resnapshot failed":           {StateFailed, streaming, SnapshotNever, ActionResnapshot, StateSnapshotting},
+		"resnapshot streaming":        {StateStreaming, streaming, SnapshotInitial, ActionResnapshot, StateSnapshotting},
+		"resnapshot paused":           {StatePaused, streaming, SnapshotInitial, ActionResnapshot, StateSnapshotting},
+		"resnapshot deleting":         {StateDeleting, streaming, SnapshotInitial, ActionResnapshot, ""},
+		"delete streaming":            {StateStreaming, streaming, SnapshotInitial, ActionDelete, StateDeleting},
+		"delete failed":               {StateFailed, streaming, SnapshotInitial, ActionDelete, StateDeleting},
+		"delete deleting (repeated)":  {StateDeleting, streaming, SnapshotInitial, ActionDelete, StateDeleting},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -168,7 +169,7 @@ func TestTransitions(t *testing.T) {
 					t.Fatalf("resnapshot kept state: %+v", s)
 				}
 			case ActionResume:
-				if s.Status.LastError != "" || s.Checkpoint.GTID != tc.cp.GTID {
+				if (s.Status.LastError != "") != (tc.from == tc.want) || s.Checkpoint.GTID != tc.cp.GTID {
 					t.Fatalf("resume: %+v", s)
 				}
 			default:
