@@ -95,6 +95,7 @@ var topics = []string{
 	"canopy.health.v1",
 	"canopy.health.samples.v1",
 	"canopy.failover.v1",
+	"canopy.cdc.v1",
 	"canopy.usage.v1",
 	"canopy.alerts.v1",
 }

@@ -18,6 +18,10 @@ const (
 	// TopicFailover carries recoveries (failover, switchover, drill) and
 	// rejoins, keyed by instance id.
 	TopicFailover = "canopy.failover.v1"
+	// TopicCDC carries the health of CDC streams (lagging, caught up,
+	// failed), keyed by stream id. The captured rows go to the
+	// cdc.<tenant>.<instance>.<db>.<table> data topics instead.
+	TopicCDC = "canopy.cdc.v1"
 )
 
 // CloudEvents sources (ce_source) of the producing services.
@@ -33,6 +37,8 @@ const (
 	SourceHealthcheck = "/canopy/healthcheck"
 	// SourceFailover is the source of failover.* events.
 	SourceFailover = "/canopy/failover"
+	// SourceCDC is the source of cdc.* events.
+	SourceCDC = "/canopy/cdc"
 )
 
 // Consumer group names. Their values predate the <service>.<purpose> rule

@@ -141,6 +141,15 @@ func TestAllInOneStartsAndStopsCleanly(t *testing.T) {
 	status, out = call("POST", "/api/v1/catalog/broker-credentials", adminKey, map[string]any{"name": "cf-ghost", "tenant": "ghost"})
 	require.Equal(t, http.StatusUnprocessableEntity, status, "credential for an unknown tenant: %v", out)
 
+	// The cdc service runs in the platform: its database was migrated.
+	mdb, err := sql.Open("mysql", cfg.MySQLDSN)
+	require.NoError(t, err)
+	defer mdb.Close()
+	var streamsTables int
+	require.NoError(t, mdb.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = 'streams'",
+		prefix+"cdc").Scan(&streamsTables))
+	require.Equal(t, 1, streamsTables, "the cdc database has no streams table")
+
 	// The embedded broker answers the Kafka protocol through the normal client.
 	conn, err := kafka.DialContext(ctx, "tcp", p.KafkaBrokers()[0])
 	require.NoError(t, err)

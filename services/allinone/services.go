@@ -16,6 +16,7 @@ import (
 	"github.com/canopy-platform/canopy/libs/obs"
 	"github.com/canopy-platform/canopy/libs/store"
 	"github.com/canopy-platform/canopy/services/catalog"
+	"github.com/canopy-platform/canopy/services/cdc"
 	"github.com/canopy-platform/canopy/services/failover"
 	"github.com/canopy-platform/canopy/services/gateway"
 	"github.com/canopy-platform/canopy/services/healthcheck"
@@ -69,7 +70,7 @@ func (p *Platform) newWiring(brokers []string) (*wiring, error) {
 
 // services lists the services in start order.
 func (p *Platform) services() []builder {
-	return []builder{p.buildCatalog, p.buildScheduling, p.buildProvisioning, p.buildHealthcheck, p.buildFailover, p.buildRouter, p.buildGateway}
+	return []builder{p.buildCatalog, p.buildScheduling, p.buildProvisioning, p.buildHealthcheck, p.buildFailover, p.buildRouter, p.buildCDC, p.buildGateway}
 }
 
 // backendAddr picks a service's listen address: its own default port when the
@@ -271,6 +272,29 @@ func (p *Platform) buildRouter(_ context.Context, w *wiring) (service, error) {
 		return service{}, err
 	}
 	return service{name: "router", run: svc.Run, ready: svc.Ready(), addr: svc.Addr}, nil
+}
+
+func (p *Platform) buildCDC(_ context.Context, w *wiring) (service, error) {
+	cfg := cdc.DefaultConfig()
+	if err := p.load(&cfg, w); err != nil {
+		return service{}, fmt.Errorf("cdc config: %w", err)
+	}
+	cfg.Addr = p.backendAddr(cfg.Addr)
+	cfg.MySQLDSN, cfg.Database = p.cfg.MySQLDSN, p.cfg.DatabasePrefix+"cdc"
+	cfg.Kafka.Brokers = w.brokers
+	cfg.InternalSecret = w.secret
+	if a, ok := w.addrs["provisioning"]; ok {
+		cfg.ProvisioningURL = "http://" + a
+	}
+	pub, err := p.publisher(w, cfg.Kafka, "cdc")
+	if err != nil {
+		return service{}, err
+	}
+	svc, err := cdc.New(cfg, launch.Deps{Logger: p.deps.Logger, Registry: obs.NewRegistry(), Publisher: pub})
+	if err != nil {
+		return service{}, err
+	}
+	return service{name: "cdc", run: svc.Run, ready: svc.Ready(), addr: svc.Addr}, nil
 }
 
 func (p *Platform) buildGateway(ctx context.Context, w *wiring) (service, error) {

@@ -1,6 +1,8 @@
 // Package change holds what flows from a capture (binlog or snapshot) to the
 // sink: Kafka messages already encoded, in commit order, and the checkpoints
 // that may be stored once Kafka acknowledged everything before them.
+//
+// canopy:domain
 package change
 
 import "time"

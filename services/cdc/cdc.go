@@ -1,0 +1,198 @@
+// Package cdc is Canopy's change data capture service: per MySQL instance,
+// tenants create streams that publish the instance's row changes to Kafka
+// as Debezium-compatible events (cdc.<tenant>.<instance>.<db>.<table>),
+// starting with a consistent snapshot when asked, resuming exactly from a
+// checkpoint stored only after Kafka acknowledged, and following the
+// instance through failovers. It serves the streams API on port 8087 and
+// publishes the streams' health (cdc.stream.* on canopy.cdc.v1) through
+// its outbox. It is not a replica of the tenant's data: it keeps positions,
+// never rows.
+//
+// Config, New and Run are what cmd/cdc and the all-in-one binary call;
+// everything else is internal.
+package cdc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/canopy-platform/canopy/api/events"
+	"github.com/canopy-platform/canopy/libs/eventbus"
+	"github.com/canopy-platform/canopy/libs/httpx"
+	"github.com/canopy-platform/canopy/libs/launch"
+	"github.com/canopy-platform/canopy/libs/store"
+	"github.com/canopy-platform/canopy/libs/tenancy"
+
+	"github.com/canopy-platform/canopy/services/cdc/internal/httpapi"
+	"github.com/canopy-platform/canopy/services/cdc/internal/mysqlstore"
+	"github.com/canopy-platform/canopy/services/cdc/internal/pipeline"
+	"github.com/canopy-platform/canopy/services/cdc/internal/provview"
+	"github.com/canopy-platform/canopy/services/cdc/internal/stream"
+	"github.com/canopy-platform/canopy/services/cdc/migrations"
+)
+
+// Defaults of Config.
+const (
+	DefaultAddr            = "127.0.0.1:8087"
+	DefaultDatabase        = "canopy_cdc"
+	DefaultProvisioningURL = "http://127.0.0.1:8084"
+	// DefaultSource is the ce_source of the cdc service's events.
+	DefaultSource = events.SourceCDC
+)
+
+// Config configures the cdc service; env vars carry the CANOPY_ prefix.
+type Config struct {
+	// Platform is mysql_dsn, internal_secret(_previous) and kafka (whose
+	// brokers the streams' sink shares with the outbox relay), named as in
+	// every service.
+	launch.Platform `yaml:",inline"`
+	// Addr is the HTTP listen address.
+	Addr string `yaml:"addr" env:"CDC_ADDR" default:"127.0.0.1:8087"`
+	// HTTP holds the server timeouts; its Addr is ignored in favour of Addr.
+	HTTP httpx.Config `yaml:"http"`
+	// Database is the cdc database (streams, checkpoints, schema history),
+	// created if missing.
+	Database string `yaml:"database" env:"CDC_DATABASE" default:"canopy_cdc"`
+	// ProvisioningURL is where provisioning's internal CDC view is (an
+	// instance's nodes and the canopy_cdc account).
+	ProvisioningURL string `yaml:"provisioning_url" env:"CDC_PROVISIONING_URL" default:"http://127.0.0.1:8084"`
+	// LagThreshold is the lag past which a stream counts as lagging.
+	LagThreshold time.Duration `yaml:"lag_threshold" env:"CDC_LAG_THRESHOLD" default:"30s"`
+	// LagFor is how long a stream stays past LagThreshold before
+	// cdc.stream.lagging is published (once per episode).
+	LagFor time.Duration `yaml:"lag_for" env:"CDC_LAG_FOR" default:"30s"`
+	// MaxBatch is the most messages in one batch from capture to Kafka;
+	// with the bounded queue between them it bounds a stream's memory.
+	MaxBatch int `yaml:"max_batch" env:"CDC_MAX_BATCH" default:"1000"`
+	// SnapshotChunk is how many rows a snapshot reads per primary key chunk.
+	SnapshotChunk int `yaml:"snapshot_chunk" env:"CDC_SNAPSHOT_CHUNK" default:"1000"`
+	// StatusInterval is how often a stream's lag is measured and its status
+	// stored.
+	StatusInterval time.Duration `yaml:"status_interval" env:"CDC_STATUS_INTERVAL" default:"1s"`
+	// EnsureTopics creates canopy.cdc.v1 when it is missing.
+	EnsureTopics bool `yaml:"ensure_topics" env:"CDC_ENSURE_TOPICS" default:"true"`
+	// TopicPartitions is the partition count of the data topics the
+	// streams create (1 keeps a table's commit order across keys).
+	TopicPartitions int `yaml:"topic_partitions" env:"CDC_TOPIC_PARTITIONS" default:"1"`
+	// Relay tunes the outbox relay.
+	Relay store.RelayConfig `yaml:"relay" envPrefix:"CDC_RELAY_"`
+}
+
+// DefaultConfig is a local development configuration, without the secret.
+func DefaultConfig() Config {
+	return Config{Platform: launch.DefaultPlatform(DefaultSource), Addr: DefaultAddr, Database: DefaultDatabase,
+		ProvisioningURL: DefaultProvisioningURL, LagThreshold: 30 * time.Second, LagFor: 30 * time.Second,
+		MaxBatch: 1000, SnapshotChunk: 1000, StatusInterval: time.Second, EnsureTopics: true, TopicPartitions: 1}
+}
+
+// Validate reports every configuration error at once.
+func (c Config) Validate() error {
+	errs := []error{launch.CheckAddr("addr", c.Addr), c.Store(c.Database).Validate(), c.Secrets.Validate()}
+	if len(c.Kafka.Brokers) == 0 {
+		errs = append(errs, errors.New("kafka brokers (CANOPY_KAFKA_BROKERS) must be set"))
+	}
+	if c.ProvisioningURL == "" {
+		errs = append(errs, errors.New("provisioning_url is required"))
+	}
+	if c.LagThreshold <= 0 || c.LagFor < 0 {
+		errs = append(errs, errors.New("lag_threshold must be positive and lag_for not negative"))
+	}
+	if c.MaxBatch < 1 || c.SnapshotChunk < 1 {
+		errs = append(errs, errors.New("max_batch and snapshot_chunk must be at least 1"))
+	}
+	if c.StatusInterval <= 0 {
+		errs = append(errs, errors.New("status_interval must be positive"))
+	}
+	if c.TopicPartitions < 1 {
+		errs = append(errs, errors.New("topic_partitions must be at least 1"))
+	}
+	return launch.ConfigError("cdc", errs...)
+}
+
+// Service is a configured cdc service, ready to Run. launch.Base gives it
+// Ready and Addr.
+type Service struct {
+	launch.Base
+	cfg  Config
+	deps launch.Deps
+	prov *provview.Client
+	// The rest exist once the database is open (stage "migrate").
+	store   *mysqlstore.Store
+	manager *pipeline.Manager
+}
+
+// New checks cfg and deps (all required) and builds the service. It does
+// no I/O.
+func New(cfg Config, deps launch.Deps) (*Service, error) {
+	base, err := launch.NewService("cdc", cfg, deps)
+	if err != nil {
+		return nil, err
+	}
+	prov, err := provview.New(cfg.ProvisioningURL, []byte(cfg.InternalSecret), 10*time.Second)
+	if err != nil {
+		return nil, fmt.Errorf("cdc: %w", err)
+	}
+	return &Service{Base: base, cfg: cfg, deps: deps, prov: prov}, nil
+}
+
+// Run runs the stages in order until ctx ends, then stops them in reverse:
+// HTTP first, then the pipeline (every runner stops after its last
+// acknowledged batch's checkpoint is stored), the relay (so the last
+// cdc.stream.* events go out) and the database.
+func (s *Service) Run(ctx context.Context) error {
+	var db *store.DB
+	log := s.Logger()
+	database, migrate := launch.DatabaseStages(s.cfg.Store(s.cfg.Database), log, &db, migrations.FS)
+	migrate = launch.Then(migrate, func(ctx context.Context) error {
+		st, err := mysqlstore.New(db)
+		if err != nil {
+			return err
+		}
+		s.store = st
+		// Temporary: the pipeline helper's constructor replaces this at
+		// merge (it takes st as its Repo, s.prov as its Nodes, the brokers,
+		// the Config's lag, batch, chunk, status and topic settings, the
+		// logger and the registry).
+		s.manager = &pipeline.Manager{}
+		if !s.cfg.EnsureTopics {
+			return nil
+		}
+		return eventbus.EnsureTopics(ctx, s.cfg.Kafka.Brokers, eventbus.TopicSpec{Name: events.TopicCDC, Partitions: 6})
+	})
+	return s.RunStages(ctx, database, migrate,
+		launch.RelayStage(&db, s.deps.Publisher, s.cfg.Relay, log, s.deps.Registry),
+		launch.Stage{Name: "pipeline", Run: func(ctx context.Context) error { return s.manager.Run(ctx) }},
+		launch.ServeHTTP(s.cfg.HTTP, s.cfg.Addr, log, s.deps.Registry, func(context.Context) (http.Handler, error) {
+			api, err := httpapi.New(s.store, instanceView{s.prov}, s.manager)
+			if err != nil {
+				return nil, err
+			}
+			r := httpx.NewRouter(log)
+			r.Group(func(r chi.Router) {
+				r.Use(s.cfg.Middleware(tenancy.AudienceCDC))
+				api.Routes(r)
+			})
+			return r, nil
+		}, launch.DatabaseReady(&db)),
+	)
+}
+
+// instanceView answers the API's instance reads from provisioning's
+// internal CDC view, mapping its not-found to the domain's.
+type instanceView struct{ prov *provview.Client }
+
+func (v instanceView) Get(ctx context.Context, tenant, id string) (httpapi.InstanceInfo, error) {
+	in, err := v.prov.Get(ctx, tenant, id)
+	if errors.Is(err, provview.ErrNotFound) {
+		return httpapi.InstanceInfo{}, fmt.Errorf("instance %s: %w", id, stream.ErrNotFound)
+	}
+	if err != nil {
+		return httpapi.InstanceInfo{}, err
+	}
+	return httpapi.InstanceInfo{ID: in.ID, Tenant: in.Tenant, Engine: in.Engine, State: in.State}, nil
+}

@@ -1,0 +1,20 @@
+CREATE TABLE IF NOT EXISTS streams (
+  id                VARCHAR(64)   NOT NULL PRIMARY KEY,
+  tenant_id         VARCHAR(64)   NOT NULL,
+  instance_id       VARCHAR(64)   NOT NULL,
+  spec              JSON          NOT NULL,
+  state             VARCHAR(16)   NOT NULL,
+  checkpoint_gtid   VARCHAR(2048) NOT NULL DEFAULT '',
+  snapshot_gtid     VARCHAR(2048) NOT NULL DEFAULT '',
+  snapshot_progress LONGBLOB      NULL,
+  events_total      BIGINT        NOT NULL DEFAULT 0,
+  last_error        TEXT          NOT NULL,
+  source_node       VARCHAR(255)  NOT NULL DEFAULT '',
+  captured_tables   JSON          NOT NULL,
+  lag_ms            BIGINT        NOT NULL DEFAULT 0,
+  lag_events        BIGINT        NOT NULL DEFAULT 0,
+  rows_per_second   DOUBLE        NOT NULL DEFAULT 0,
+  created_at        DATETIME(6)   NOT NULL,
+  updated_at        DATETIME(6)   NOT NULL,
+  KEY streams_tenant_instance (tenant_id, instance_id, id)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
