@@ -84,11 +84,11 @@ type Source struct {
 
 // Envelope is the value of a change event.
 type Envelope struct {
-	Before *Row    `json:"before"`
-	After  *Row    `json:"after"`
-	Source Source  `json:"source"`
-	Op     string  `json:"op"`
-	TsMs   int64   `json:"ts_ms"`
+	Before *Row   `json:"before"`
+	After  *Row   `json:"after"`
+	Source Source `json:"source"`
+	Op     string `json:"op"`
+	TsMs   int64  `json:"ts_ms"`
 	// Transaction is Debezium's transaction block; always null here.
 	Transaction *struct{} `json:"transaction"`
 }
