@@ -3,6 +3,7 @@ package snapshot
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -15,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/canopy-platform/canopy/services/cdc/internal/change"
+	"github.com/canopy-platform/canopy/services/cdc/internal/envelope"
 )
 
 const prefix = "cdc.tenant-1.inst-1"
@@ -183,6 +185,29 @@ func testChunks(t *testing.T, n *node) {
 		}
 	}
 	require.Equal(t, 5500, total)
+
+	// A chunk after a composite key is an index range scan, not a sort.
+	tbl := &envelope.Table{DB: "shop", Name: "lines", Columns: []envelope.Column{{Name: "sku"}, {Name: "line", Key: true}, {Name: "order_id", Key: true}}}
+	q, args := chunkQuery(tbl, []int{2, 1}, []any{int64(500), int64(2)}, 101)
+	rows, err := n.root.Query("EXPLAIN "+q, args...)
+	require.NoError(t, err)
+	defer rows.Close()
+	cols, err := rows.Columns()
+	require.NoError(t, err)
+	require.True(t, rows.Next())
+	vals := make([]sql.NullString, len(cols))
+	ptrs := make([]any, len(cols))
+	for i := range vals {
+		ptrs[i] = &vals[i]
+	}
+	require.NoError(t, rows.Scan(ptrs...))
+	plan := map[string]string{}
+	for i, c := range cols {
+		plan[c] = vals[i].String
+	}
+	require.Equal(t, "range", plan["type"], "%v", plan)
+	require.Equal(t, "PRIMARY", plan["key"], "%v", plan)
+	require.NotContains(t, plan["Extra"], "filesort", "%v", plan)
 	for i := range 5500 {
 		require.True(t, seenRows[i], "row index %d missing", i)
 	}
