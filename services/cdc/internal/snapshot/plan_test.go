@@ -59,6 +59,13 @@ func TestChunkQuery(t *testing.T) {
 	require.Equal(t, []any{int64(7), int64(7), int64(7), int64(2)}, args)
 }
 
+func TestKeyTextRoundTrip(t *testing.T) {
+	bin := envelope.Column{Name: "b", Type: "varbinary", Binary: true}
+	require.Equal(t, map[string]any{"base64": "AP8="}, keyText(bin, []byte{0, 255}))
+	require.Equal(t, "abc", keyText(envelope.Column{Name: "s", Type: "varchar"}, []byte("abc")))
+	require.Equal(t, map[string]any{"base64": "/w=="}, keyText(envelope.Column{Name: "s", Type: "char"}, []byte{255}), "not UTF-8")
+}
+
 func TestKeyArg(t *testing.T) {
 	tests := []struct {
 		name string
@@ -69,7 +76,7 @@ func TestKeyArg(t *testing.T) {
 		{"signed integer", envelope.Column{Name: "id", Type: "bigint"}, "-42", int64(-42)},
 		{"unsigned past int64", envelope.Column{Name: "id", Type: "bigint", Unsigned: true}, "18446744073709551615", uint64(18446744073709551615)},
 		{"decimal stays text", envelope.Column{Name: "d", Type: "decimal"}, "12.50", "12.50"},
-		{"binary from base64", envelope.Column{Name: "b", Type: "varbinary", Binary: true}, "AP8=", []byte{0, 255}},
+		{"bytes from base64", envelope.Column{Name: "b", Type: "varbinary", Binary: true}, map[string]any{"base64": "AP8="}, []byte{0, 255}},
 		{"number from another encoder", envelope.Column{Name: "id", Type: "int"}, float64(12), int64(12)},
 	}
 	for _, tt := range tests {

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-sql-driver/mysql"
 
@@ -63,8 +64,9 @@ type TableProgress struct {
 	// Name is db.table.
 	Name string `json:"name"`
 	Done bool   `json:"done"`
-	// LastKey is the primary key of the last row emitted (text form of each
-	// key column, base64 for binary columns); nil before the first chunk.
+	// LastKey is the primary key of the last row emitted: each key column's
+	// text, or {"base64": ...} for bytes; nil before the first chunk and
+	// once Done.
 	LastKey []any `json:"last_key,omitempty"`
 	// Rows counts the rows emitted so far.
 	Rows int64 `json:"rows"`
@@ -444,18 +446,18 @@ func chunkQuery(t *envelope.Table, keys []int, last []any, limit int) (string, [
 	return b.String(), args
 }
 
-// keyText is a key value as stored in LastKey: its text form, base64 for
-// binary columns (JSON strings must be valid UTF-8).
+// keyText is a key value as stored in LastKey: its text, or {"base64": ...}
+// for binary columns and any value that is not UTF-8 (JSON strings must be).
 func keyText(c envelope.Column, v []byte) any {
-	if c.Binary {
-		return base64.StdEncoding.EncodeToString(v)
+	if c.Binary || !utf8.Valid(v) {
+		return map[string]any{"base64": base64.StdEncoding.EncodeToString(v)}
 	}
 	return string(v)
 }
 
 // keyArg turns a LastKey value back into a query argument of the column's
 // type: integers as integers (MariaDB compares an integer column with a
-// string as doubles, wrong past 2^53), binary as bytes, the rest as text
+// string as doubles, wrong past 2^53), bytes as bytes, the rest as text
 // (decimal and temporal columns compare with a string in their own type).
 func keyArg(c envelope.Column, v any) (any, error) {
 	var s string
@@ -464,16 +466,20 @@ func keyArg(c envelope.Column, v any) (any, error) {
 		s = v
 	case float64: // a progress written by hand or another encoder
 		s = strconv.FormatFloat(v, 'f', -1, 64)
-	default:
-		return nil, fmt.Errorf("last key column %s: unexpected %T", c.Name, v)
-	}
-	switch {
-	case c.Binary:
-		b, err := base64.StdEncoding.DecodeString(s)
+	case map[string]any:
+		enc, ok := v["base64"].(string)
+		if !ok {
+			return nil, fmt.Errorf("last key column %s: unexpected %v", c.Name, v)
+		}
+		b, err := base64.StdEncoding.DecodeString(enc)
 		if err != nil {
 			return nil, fmt.Errorf("last key column %s: %w", c.Name, err)
 		}
 		return b, nil
+	default:
+		return nil, fmt.Errorf("last key column %s: unexpected %T", c.Name, v)
+	}
+	switch {
 	case isInteger(c.Type) && c.Unsigned:
 		return strconv.ParseUint(s, 10, 64)
 	case isInteger(c.Type):

@@ -94,6 +94,7 @@ func TestSnapshot(t *testing.T) {
 	t.Run("KeylessAndEmptyTables", func(t *testing.T) { testKeylessAndEmpty(t, n) })
 	t.Run("ConcurrentWritesSeeTheSnapshotPosition", func(t *testing.T) { testConcurrentWrites(t, n) })
 	t.Run("ResumeAfterCancel", func(t *testing.T) { testResume(t, n) })
+	t.Run("ResumeOnBinaryKey", func(t *testing.T) { testBinaryKey(t, n) })
 }
 
 func testChunks(t *testing.T, n *node) {
@@ -576,4 +577,35 @@ func testResume(t *testing.T, n *node) {
 	require.Equal(t, "orig", got["18446744073709549010"])
 	got["18446744073709549010"] = "changed"
 	require.Equal(t, want, got)
+}
+
+// A binary primary key (not UTF-8) goes through the stored progress and
+// back into a resumed chunk.
+func testBinaryKey(t *testing.T, n *node) {
+	n.exec(t,
+		"CREATE DATABASE bin",
+		"CREATE TABLE bin.blobs (k VARBINARY(16) PRIMARY KEY, n INT)",
+		"INSERT INTO bin.blobs SELECT UNHEX(MD5(seq)), seq FROM bin.seq_1_to_350")
+	t.Cleanup(func() { n.exec(t, "DROP DATABASE bin") })
+	cfg := Config{Source: n.source(), Prefix: prefix, Include: inDB("bin"), ChunkSize: 100}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err, full := drive(ctx, cfg, nil, all)
+	require.NoError(t, err)
+	require.Len(t, full, 4)
+
+	stored := progressOf(t, full[1].Checkpoint)
+	require.IsType(t, map[string]any{}, stored.Tables[0].LastKey[0])
+	_, err, rest := drive(ctx, cfg, &stored, all)
+	require.NoError(t, err)
+	seen := map[string]bool{}
+	for _, bs := range [][]change.Batch{full[:2], rest} {
+		for _, b := range bs {
+			for _, m := range b.Messages {
+				require.False(t, seen[string(m.Key)], "key %s twice", m.Key)
+				seen[string(m.Key)] = true
+			}
+		}
+	}
+	require.Len(t, seen, 350)
 }
