@@ -32,7 +32,7 @@ const attemptStride = 1_000_000_000_000
 // Debezium's source block values for our events.
 const (
 	sourceConnector = "mysql"
-	sourceVersion   = "canopy-cdc-1"
+	sourceVersion   = "canopy-cdc/1" // capture.Version on the capture branch
 )
 
 // Schemas never captured, whatever Include says.
@@ -46,7 +46,9 @@ var ErrNoBinlog = errors.New("snapshot: source has no binary log position")
 // change.Checkpoint.Snapshot and handed back to Run to resume.
 type Progress struct {
 	// GTID is the position of the first snapshot attempt; streaming starts
-	// there once all tables are done.
+	// there once all tables are done. It is empty when the source had
+	// never logged a transaction: streaming must then start at the
+	// binlog's beginning, not at its current end.
 	GTID string `json:"gtid"`
 	// File and Pos are the binlog coordinates of that first snapshot
 	// (source.file/source.pos of the events).
