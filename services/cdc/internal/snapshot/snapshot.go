@@ -95,7 +95,8 @@ type Config struct {
 // position and the progress after it. With resume it continues that
 // snapshot (see the package comment). It returns the final Progress (every
 // table Done) once the last batch was handed to out; the caller then
-// streams from Progress.GTID. It returns ctx's error when ctx ends.
+// streams from Progress.GTID. It returns ctx's error when ctx ends; on any
+// error the Progress is zero: resume from the last stored checkpoint.
 func Run(ctx context.Context, cfg Config, resume *Progress, out chan<- change.Batch) (Progress, error) {
 	if cfg.Prefix == "" {
 		return Progress{}, errors.New("snapshot: empty topic prefix")
@@ -114,7 +115,7 @@ func Run(ctx context.Context, cfg Config, resume *Progress, out chan<- change.Ba
 	if err != nil && ctx.Err() != nil {
 		// The driver reports a cancelled query in its own words; callers
 		// branch on the context's error.
-		return p, fmt.Errorf("snapshot of %s: %w", cfg.Source.Addr, ctx.Err())
+		return Progress{}, fmt.Errorf("snapshot of %s: %w", cfg.Source.Addr, ctx.Err())
 	}
 	return p, err
 }
@@ -165,15 +166,15 @@ func (r *runner) run(ctx context.Context, resume *Progress) (Progress, error) {
 			continue
 		}
 		if err := r.table(ctx, i); err != nil {
-			return r.prog, err
+			return Progress{}, err
 		}
 	}
 	if err := r.flush(ctx, true); err != nil {
-		return r.prog, err
+		return Progress{}, err
 	}
 	// Read-only: ending the transaction only releases its read view.
 	if _, err := r.conn.ExecContext(ctx, "COMMIT"); err != nil {
-		return r.prog, fmt.Errorf("end snapshot transaction: %w", err)
+		return Progress{}, fmt.Errorf("end snapshot transaction: %w", err)
 	}
 	r.log.InfoContext(ctx, "snapshot done", "gtid", r.prog.GTID, "rows", r.counter)
 	return r.prog, nil
