@@ -56,10 +56,10 @@ func (t *Table) FromBinlog(values []any) (Row, error) { return Row{}, ErrNotImpl
 // FromText maps a row read with SELECT (each column scanned into a
 // sql.RawBytes, nil for NULL, in Columns order) to a Row. For the same
 // stored value FromText and FromBinlog give the same JSON.
-func (t *Table) FromText(values [][]byte) (Row, error) { return Row{}, ErrNotImplemented }
+func (t *Table) FromText(values [][]byte) (Row, error) { return t.fromText(values) } // Temporary (text_tmp.go)
 
 // Key encodes the key columns of r as a JSON object, the Kafka key.
-func (t *Table) Key(r Row) ([]byte, error) { return nil, ErrNotImplemented }
+func (t *Table) Key(r Row) ([]byte, error) { return t.key(r) } // Temporary (text_tmp.go)
 
 // Source is Debezium's source block.
 type Source struct {
@@ -84,11 +84,11 @@ type Source struct {
 
 // Envelope is the value of a change event.
 type Envelope struct {
-	Before *Row    `json:"before"`
-	After  *Row    `json:"after"`
-	Source Source  `json:"source"`
-	Op     string  `json:"op"`
-	TsMs   int64   `json:"ts_ms"`
+	Before *Row   `json:"before"`
+	After  *Row   `json:"after"`
+	Source Source `json:"source"`
+	Op     string `json:"op"`
+	TsMs   int64  `json:"ts_ms"`
 	// Transaction is Debezium's transaction block; always null here.
 	Transaction *struct{} `json:"transaction"`
 }
