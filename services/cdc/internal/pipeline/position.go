@@ -59,17 +59,6 @@ func (p *positions) db(src capture.Source) (*sql.DB, error) {
 	return db, nil
 }
 
-// drop closes the pool of a source no runner reads any more.
-func (p *positions) drop(src capture.Source) {
-	p.mu.Lock()
-	db, ok := p.dbs[src]
-	delete(p.dbs, src)
-	p.mu.Unlock()
-	if ok {
-		_ = db.Close()
-	}
-}
-
 func (p *positions) close() {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -178,9 +178,6 @@ func (r *runner) attempt(ctx context.Context, prev, avoid string) (nodeID string
 	}
 	src := capture.Source{Addr: node.Address, User: in.CDC.Username, Password: in.CDC.Password}
 	r.mu.Lock()
-	if r.source != src && r.source.Addr != "" {
-		r.m.pos.drop(r.source)
-	}
 	r.source, r.sourceNode, r.connected = src, node.ID, true
 	startCP := r.cp
 	r.mu.Unlock()

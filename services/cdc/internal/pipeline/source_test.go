@@ -120,3 +120,42 @@ func TestLagEpisode(t *testing.T) {
 		}
 	}
 }
+
+// TestLagMeter: lag is the age of the last delivered change, bounded by
+// the newest source position the checkpoint reached (quiet tables on a
+// busy instance do not lag), and 0 when the checkpoint is the source's end.
+func TestLagMeter(t *testing.T) {
+	t0 := time.Now()
+	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
+	l := lagMeter{started: t0}
+	// Behind: source at 20, checkpoint at 10, last change committed at -5s.
+	if lag, n := l.measure(at(1), "0-1-20", true, "0-1-10", at(-5)); lag != 6*time.Second || n != 10 {
+		t.Fatalf("lag %s events %d", lag, n)
+	}
+	// Checkpoint passes the position polled at 1s (other tables' transactions),
+	// the source moved on: lag counts from that poll, not from the old change.
+	if lag, n := l.measure(at(2), "0-1-30", true, "0-1-25", at(-5)); lag != time.Second || n != 5 {
+		t.Fatalf("quiet tables: lag %s events %d", lag, n)
+	}
+	// Caught up.
+	if lag, n := l.measure(at(3), "0-1-30", true, "0-1-30", at(-5)); lag != 0 || n != 0 {
+		t.Fatalf("caught up: lag %s events %d", lag, n)
+	}
+	// Source not reachable: the lag grows from what is known.
+	if lag, _ := l.measure(at(10), "", false, "0-1-30", at(-5)); lag != 7*time.Second {
+		t.Fatalf("unpolled: lag %s", lag)
+	}
+	// A reconnect to a replica a little behind an older poll: reaching its
+	// end is caught up.
+	if lag, _ := l.measure(at(11), "0-1-40", true, "0-1-32", at(-5)); lag == 0 {
+		t.Fatal("behind, reported caught up")
+	}
+	if lag, n := l.measure(at(12), "0-1-35", true, "0-1-35", at(-5)); lag != 0 || n != 0 {
+		t.Fatalf("caught up with a source behind an older poll: lag %s events %d", lag, n)
+	}
+	// Nothing delivered and no position: counts from the runner's start.
+	l2 := lagMeter{started: t0}
+	if lag, _ := l2.measure(at(4), "", false, "", time.Time{}); lag != 4*time.Second {
+		t.Fatalf("fresh: lag %s", lag)
+	}
+}

@@ -42,8 +42,8 @@ func (r *runner) statusLoop(ctx context.Context) {
 	t := time.NewTicker(r.m.cfg.StatusInterval)
 	defer t.Stop()
 	ep := lagEpisode{threshold: r.m.cfg.LagThreshold, after: r.m.cfg.LagFor}
+	lm := lagMeter{started: r.started}
 	prevEvents, prevAt := r.eventCount(), time.Now()
-	var lagEvents int64
 	for {
 		select {
 		case <-ctx.Done():
@@ -51,8 +51,16 @@ func (r *runner) statusLoop(ctx context.Context) {
 		case <-t.C:
 		}
 		now := time.Now()
-		lag, n, caughtUp := r.measure(ctx, now, lagEvents)
-		lagEvents = n
+		r.mu.Lock()
+		src, connected, cp, last := r.source, r.connected, r.cp, r.lastEvent
+		r.mu.Unlock()
+		pos, polled := "", false
+		if connected {
+			if p, err := r.m.position(ctx, src); err == nil {
+				pos, polled = p, true
+			}
+		}
+		lag, lagEvents := lm.measure(now, pos, polled, cp.GTID, last)
 		total := r.eventCount()
 		rate := float64(total-prevEvents) / now.Sub(prevAt).Seconds()
 		prevEvents, prevAt = total, now
@@ -66,42 +74,69 @@ func (r *runner) statusLoop(ctx context.Context) {
 			r.logger.Warn("store stream status", "err", err)
 		}
 		if typ := ep.observe(now, lag); typ != "" {
-			r.logger.Info("stream lag episode", "type", typ, "lag", lag, "lag_events", lagEvents, "caught_up", caughtUp)
+			r.logger.Info("stream lag episode", "type", typ, "lag", lag, "lag_events", lagEvents)
 			r.publish(ctx, typ, events.CDCStreamStatus{State: string(st.State), LagMs: st.LagMs, LagEvents: lagEvents,
-				ThresholdMs: r.m.cfg.LagThreshold.Milliseconds(), GTID: r.checkpoint().GTID})
+				ThresholdMs: r.m.cfg.LagThreshold.Milliseconds(), GTID: cp.GTID})
 		}
 	}
 }
 
-// measure returns the lag (now − commit time of the last acknowledged
-// change; 0 when the source's binlog ends at our checkpoint) and the
-// transactions between the checkpoint and the source's end. When the
-// source cannot be asked, the last distance is kept and nothing is called
-// caught up.
-func (r *runner) measure(ctx context.Context, now time.Time, prevDistance int64) (time.Duration, int64, bool) {
-	r.mu.Lock()
-	src, connected, cp, last := r.source, r.connected, r.cp, r.lastEvent
-	r.mu.Unlock()
-	distanceEvents, caughtUp := prevDistance, false
-	if connected {
-		pos, err := r.m.position(ctx, src)
-		if err == nil {
-			if d, up, err := distance(pos, cp.GTID); err == nil {
-				distanceEvents, caughtUp = d, up && cp.GTID != ""
-			}
+// maxSamples bounds the source positions a lagMeter remembers (at one per
+// second, ten minutes: an older lag is reported as at least that).
+const maxSamples = 600
+
+// posSample is the source's binlog end at one poll.
+type posSample struct {
+	pos string
+	at  time.Time
+}
+
+// lagMeter turns polls of the source's binlog end into a lag. The age of
+// the last delivered change alone would grow without bound for a stream
+// whose tables are quiet while others are busy (the checkpoint keeps up,
+// no change of ours arrives), so the lag is the smaller of that age and the
+// time since the newest polled source position the checkpoint has reached:
+// everything not delivered yet was committed after that poll.
+type lagMeter struct {
+	started   time.Time
+	samples   []posSample
+	coveredAt time.Time
+	distance  int64
+}
+
+func (l *lagMeter) measure(now time.Time, pos string, polled bool, checkpoint string, lastEvent time.Time) (time.Duration, int64) {
+	if polled {
+		if len(l.samples) == maxSamples {
+			l.samples = l.samples[1:]
+		}
+		l.samples = append(l.samples, posSample{pos: pos, at: now})
+		if d, _, err := distance(pos, checkpoint); err == nil {
+			l.distance = d
 		}
 	}
-	if caughtUp {
-		return 0, 0, true
+	if n := len(l.samples); n > 0 && checkpoint != "" {
+		// The newest first: a source behind an older poll (a reconnect to
+		// a replica a little behind) must not hide that we reached it.
+		if _, up, err := distance(l.samples[n-1].pos, checkpoint); err == nil && up {
+			l.coveredAt, l.samples = l.samples[n-1].at, l.samples[:0]
+		}
 	}
-	if last.IsZero() {
-		// Nothing acknowledged since the runner started: the lag is at
-		// least how long it has been trying.
-		last = r.started
+	for len(l.samples) > 0 && checkpoint != "" {
+		if _, up, err := distance(l.samples[0].pos, checkpoint); err != nil || !up {
+			break
+		}
+		l.coveredAt = l.samples[0].at
+		l.samples = l.samples[1:]
 	}
-	lag := now.Sub(last)
-	if lag < 0 {
-		lag = 0
+	if polled && len(l.samples) == 0 && checkpoint != "" {
+		return 0, 0 // the source's end is our checkpoint: caught up
 	}
-	return lag, distanceEvents, false
+	since := l.started
+	if !lastEvent.IsZero() {
+		since = lastEvent
+	}
+	if l.coveredAt.After(since) {
+		since = l.coveredAt
+	}
+	return max(now.Sub(since), 0), l.distance
 }
