@@ -97,8 +97,12 @@ func New(brokers []string, opts Options) *Sink {
 		created:   make(map[string]bool),
 		writer: &kafka.Writer{
 			Addr: kafka.TCP(brokers...),
-			// Same key, same partition: a row's changes stay in commit order.
-			Balancer:     &kafka.Hash{},
+			// Same key, same partition: a row's changes stay in commit
+			// order. Murmur2 is the Java client's partitioner, so Kafka
+			// Streams or ksqlDB see our topics co-partitioned with theirs;
+			// Consistent sends null keys (tables without a primary key) to
+			// one partition, so their changes keep their order too.
+			Balancer:     kafka.Murmur2Balancer{Consistent: true},
 			MaxAttempts:  opts.MaxAttempts,
 			BatchSize:    opts.BatchSize,
 			BatchBytes:   opts.BatchBytes,
