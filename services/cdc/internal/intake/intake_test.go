@@ -16,6 +16,7 @@ import (
 	"github.com/canopy-platform/canopy/libs/eventbus"
 
 	"github.com/canopy-platform/canopy/services/cdc/internal/intake"
+	"github.com/canopy-platform/canopy/services/cdc/internal/pipeline"
 )
 
 // calls records what the intake told the pipeline.
@@ -140,3 +141,9 @@ func TestNewRejectsMissingParts(t *testing.T) {
 		t.Fatal("nil streams accepted")
 	}
 }
+
+// The pipeline is what cdc.go wires in.
+var (
+	_ intake.Streams     = (*pipeline.Manager)(nil)
+	_ intake.DeletedFunc = (*pipeline.Manager)(nil).InstanceDeleted
+)

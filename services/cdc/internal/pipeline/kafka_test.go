@@ -10,6 +10,7 @@ import (
 	"github.com/canopy-platform/canopy/libs/devkafka"
 
 	"github.com/canopy-platform/canopy/services/cdc/internal/change"
+	"github.com/canopy-platform/canopy/services/cdc/internal/provview"
 	"github.com/canopy-platform/canopy/services/cdc/internal/sink"
 	"github.com/canopy-platform/canopy/services/cdc/internal/sink/sinktest"
 	"github.com/canopy-platform/canopy/services/cdc/internal/stream"
@@ -87,3 +88,9 @@ func TestDeliversToKafkaThenCheckpoints(t *testing.T) {
 		t.Fatalf("after the outage: restart at %q, stored %q", c2.cfg.Start, rp.stream("s1").Checkpoint.GTID)
 	}
 }
+
+// The adapters cdc.go wires in.
+var (
+	_ Sink  = (*sink.Sink)(nil)
+	_ Nodes = (*provview.Client)(nil)
+)

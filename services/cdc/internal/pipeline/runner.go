@@ -56,6 +56,11 @@ type runner struct {
 	kick    chan struct{} // cap 1: the topology changed
 	started time.Time
 
+	// writeMu orders the runner's writes of state (checkpoints, status,
+	// failure), so a status computed before a state change is never stored
+	// after it.
+	writeMu sync.Mutex
+
 	mu         sync.Mutex
 	state      stream.State
 	cp         change.Checkpoint // last stored
@@ -358,6 +363,8 @@ func (r *runner) deliver(ctx context.Context, b change.Batch, state stream.State
 }
 
 func (r *runner) save(ctx context.Context, cp change.Checkpoint, state stream.State) error {
+	r.writeMu.Lock()
+	defer r.writeMu.Unlock()
 	if err := r.m.repo.SaveCheckpoint(ctx, r.id, cp, state); err != nil {
 		return fmt.Errorf("save checkpoint %s: %w", cp.GTID, err)
 	}
@@ -421,6 +428,8 @@ func (r *runner) classify(err error, gtid string) error {
 // fail marks the stream failed with the reason and publishes
 // cdc.stream.failed.
 func (r *runner) fail(ctx context.Context, perm *permanentError) {
+	r.writeMu.Lock()
+	defer r.writeMu.Unlock()
 	r.mu.Lock()
 	r.state = stream.StateFailed
 	cp := r.cp

@@ -64,15 +64,18 @@ func (r *runner) statusLoop(ctx context.Context) {
 		total := r.eventCount()
 		rate := float64(total-prevEvents) / now.Sub(prevAt).Seconds()
 		prevEvents, prevAt = total, now
+		r.writeMu.Lock()
 		st := r.status(lag, lagEvents, rate)
 		if ctx.Err() != nil || st.State != stream.StateSnapshotting && st.State != stream.StateStreaming {
+			r.writeMu.Unlock()
 			return
 		}
-		r.m.metrics.lag.WithLabelValues(r.id).Set(lag.Seconds())
-		r.m.metrics.rate.WithLabelValues(r.id).Set(rate)
 		if err := r.m.repo.SetStatus(ctx, r.id, st); err != nil && ctx.Err() == nil {
 			r.logger.Warn("store stream status", "err", err)
 		}
+		r.writeMu.Unlock()
+		r.m.metrics.lag.WithLabelValues(r.id).Set(lag.Seconds())
+		r.m.metrics.rate.WithLabelValues(r.id).Set(rate)
 		if typ := ep.observe(now, lag); typ != "" {
 			r.logger.Info("stream lag episode", "type", typ, "lag", lag, "lag_events", lagEvents)
 			r.publish(ctx, typ, events.CDCStreamStatus{State: string(st.State), LagMs: st.LagMs, LagEvents: lagEvents,
