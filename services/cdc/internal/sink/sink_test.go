@@ -16,13 +16,13 @@ import (
 	"github.com/canopy-platform/canopy/services/cdc/internal/sink/sinktest"
 )
 
-func broker(t *testing.T) *devkafka.Broker {
-	t.Helper()
+func broker(tb testing.TB) *devkafka.Broker {
+	tb.Helper()
 	b, err := devkafka.Start(context.Background(), devkafka.Config{Addr: "127.0.0.1:0"}, slog.New(slog.DiscardHandler))
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	t.Cleanup(b.Close)
+	tb.Cleanup(b.Close)
 	return b
 }
 
