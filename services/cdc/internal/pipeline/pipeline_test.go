@@ -384,3 +384,30 @@ func TestLagStatusAndEpisodes(t *testing.T) {
 		}
 	}
 }
+
+// TestBackPressure: while Kafka does not acknowledge, the capture can hand
+// over only the batch being written and queueDepth more; then its sends
+// block, so a stream's memory stays bounded.
+func TestBackPressure(t *testing.T) {
+	rp := newRepo(streamOf("s1", stream.StateStreaming, "0-1-10"))
+	caps, sk := newCaptures(), newGate()
+	start(t, Config{}, rp, newNodes(primary), sk, WithCapture(caps.Run))
+	c := caps.next(t)
+	c.send(t, change.Batch{Messages: rows(topic, "0-1-11", 1)})
+	w := sk.next(t) // held
+	for range queueDepth {
+		c.send(t, change.Batch{Messages: rows(topic, "0-1-11", 1)})
+	}
+	select {
+	case c.out <- change.Batch{Messages: rows(topic, "0-1-11", 1)}:
+		t.Fatalf("capture handed over more than %d batches while Kafka held one", queueDepth+1)
+	case <-time.After(100 * time.Millisecond):
+	}
+	w.answer <- nil
+	for range queueDepth {
+		sk.next(t).answer <- nil
+	}
+	c.send(t, change.Batch{Messages: rows(topic, "0-1-11", 1), Checkpoint: &change.Checkpoint{GTID: "0-1-11"}})
+	sk.next(t).answer <- nil
+	eventually(t, "checkpoint", func() bool { return rp.stream("s1").Checkpoint.GTID == "0-1-11" })
+}
