@@ -1,6 +1,6 @@
 package events
 
-// CDC event types on TopicCDC (payload StreamStatus): a stream's health, for
+// CDC event types on TopicCDC (payload CDCStreamStatus): a stream's health, for
 // alerting. The captured data itself goes to the cdc.<tenant>.<instance>.*
 // data topics (api/topics.md), not here.
 const (
@@ -15,8 +15,8 @@ const (
 	TypeCDCStreamFailed = "cdc.stream.failed"
 )
 
-// StreamStatus is the payload of cdc.stream.lagging, .caught_up and .failed.
-type StreamStatus struct {
+// CDCStreamStatus is the payload of cdc.stream.lagging, .caught_up and .failed.
+type CDCStreamStatus struct {
 	StreamID   string `json:"stream_id"`
 	InstanceID string `json:"instance_id"`
 	TenantID   string `json:"tenant_id"`

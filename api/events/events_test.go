@@ -62,7 +62,7 @@ func examples() map[string]any {
 		Problem: "DeadPrimary", State: "completed", OldPrimary: "n-0", NewPrimary: "n-1", NewPrimaryAddress: "127.0.0.1:20001",
 		Roles: map[string]string{"n-0": "fenced", "n-1": "primary", "n-2": "replica"}, FencingToken: 7, Reason: "r",
 		LostTransactions: []string{"0-1-42"}, DetectedAt: at, PromotedAt: &promoted, CompletedAt: &promoted, RTOMS: 900, DetectionMS: 300, PromotionMS: 90}
-	streamStatus := events.StreamStatus{StreamID: "s-1", InstanceID: "i-1", TenantID: "acme", State: "streaming", LagMs: 45000,
+	streamStatus := events.CDCStreamStatus{StreamID: "s-1", InstanceID: "i-1", TenantID: "acme", State: "streaming", LagMs: 45000,
 		LagEvents: 1200, ThresholdMs: 30000, Reason: "r", GTID: "0-1-42"}
 	return map[string]any{
 		"cdc.stream.status":          streamStatus,
@@ -158,7 +158,7 @@ func TestMinimalPayloadsMatchSchemas(t *testing.T) {
 		"new request": {events.TypePlacementRequested, events.PlacementRequested{InstanceID: "i", TenantID: "acme", DeploymentMode: "multi-az",
 			Nodes: []events.NodeRequest{{Role: "primary", VCPU: 1, MemoryMB: 1024, StorageGB: 10}}}},
 		"confirmed":        {events.TypePlacementConfirmed, events.PlacementConfirmed{InstanceID: "i"}},
-		"stream caught up": {events.TypeCDCStreamCaughtUp, events.StreamStatus{StreamID: "s", InstanceID: "i", TenantID: "acme", State: "streaming"}},
+		"stream caught up": {events.TypeCDCStreamCaughtUp, events.CDCStreamStatus{StreamID: "s", InstanceID: "i", TenantID: "acme", State: "streaming"}},
 		"region created":   {events.TypeRegionCreated, events.RegionChanged{RegionID: "r"}},
 		"zone created":     {events.TypeZoneCreated, events.ZoneChanged{ZoneID: "z", RegionID: "r"}},
 		"plan created": {events.TypePlanCreated, events.PlanEvent{Plan: func() events.Plan {

@@ -327,6 +327,9 @@ func (p *Platform) buildGateway(ctx context.Context, w *wiring) (service, error)
 	if a, ok := w.addrs["router"]; ok {
 		cfg.RouterURL = "http://" + a
 	}
+	if a, ok := w.addrs["cdc"]; ok {
+		cfg.CDCURL = "http://" + a
+	}
 	log := p.deps.Logger.With("service", "gateway")
 	db, err := store.Open(ctx, cfg.Store, log)
 	if err != nil {

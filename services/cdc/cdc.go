@@ -29,9 +29,11 @@ import (
 	"github.com/canopy-platform/canopy/libs/tenancy"
 
 	"github.com/canopy-platform/canopy/services/cdc/internal/httpapi"
+	"github.com/canopy-platform/canopy/services/cdc/internal/intake"
 	"github.com/canopy-platform/canopy/services/cdc/internal/mysqlstore"
 	"github.com/canopy-platform/canopy/services/cdc/internal/pipeline"
 	"github.com/canopy-platform/canopy/services/cdc/internal/provview"
+	"github.com/canopy-platform/canopy/services/cdc/internal/sink"
 	"github.com/canopy-platform/canopy/services/cdc/internal/stream"
 	"github.com/canopy-platform/canopy/services/cdc/migrations"
 )
@@ -124,6 +126,8 @@ type Service struct {
 	// The rest exist once the database is open (stage "migrate").
 	store   *mysqlstore.Store
 	manager *pipeline.Manager
+	sink    *sink.Sink
+	intake  *intake.Intake
 }
 
 // New checks cfg and deps (all required) and builds the service. It does
@@ -154,11 +158,19 @@ func (s *Service) Run(ctx context.Context) error {
 			return err
 		}
 		s.store = st
-		// Temporary: the pipeline helper's constructor replaces this at
-		// merge (it takes st as its Repo, s.prov as its Nodes, the brokers,
-		// the Config's lag, batch, chunk, status and topic settings, the
-		// logger and the registry).
-		s.manager = &pipeline.Manager{}
+		s.sink = sink.New(s.cfg.Kafka.Brokers, sink.Options{Partitions: s.cfg.TopicPartitions})
+		mgr, err := pipeline.New(pipeline.Config{StatusInterval: s.cfg.StatusInterval, LagThreshold: s.cfg.LagThreshold,
+			LagFor: s.cfg.LagFor, MaxBatch: s.cfg.MaxBatch, ChunkSize: s.cfg.SnapshotChunk},
+			st, s.prov, s.sink, log, s.deps.Registry)
+		if err != nil {
+			return err
+		}
+		s.manager = mgr
+		in, err := intake.New(intake.Config{Brokers: s.cfg.Kafka.Brokers}, mgr, mgr.InstanceDeleted, log, s.deps.Registry)
+		if err != nil {
+			return err
+		}
+		s.intake = in
 		if !s.cfg.EnsureTopics {
 			return nil
 		}
@@ -166,7 +178,11 @@ func (s *Service) Run(ctx context.Context) error {
 	})
 	return s.RunStages(ctx, database, migrate,
 		launch.RelayStage(&db, s.deps.Publisher, s.cfg.Relay, log, s.deps.Registry),
-		launch.Stage{Name: "pipeline", Run: func(ctx context.Context) error { return s.manager.Run(ctx) }},
+		launch.Stage{Name: "pipeline", Run: func(ctx context.Context) error {
+			defer s.sink.Close()
+			return s.manager.Run(ctx)
+		}},
+		launch.Stage{Name: "intake", Run: func(ctx context.Context) error { return s.intake.Run(ctx) }},
 		launch.ServeHTTP(s.cfg.HTTP, s.cfg.Addr, log, s.deps.Registry, func(context.Context) (http.Handler, error) {
 			api, err := httpapi.New(s.store, instanceView{s.prov}, s.manager)
 			if err != nil {

@@ -236,7 +236,7 @@ func TestSchemaHistoryAndDelete(t *testing.T) {
 
 func TestPublishThroughOutbox(t *testing.T) {
 	s, ctx := newStore(t)
-	payload := events.StreamStatus{StreamID: "s1", InstanceID: "i1", TenantID: "acme", State: "streaming", LagMs: 45000, LagEvents: 10, ThresholdMs: 30000, GTID: "0-1-9"}
+	payload := events.CDCStreamStatus{StreamID: "s1", InstanceID: "i1", TenantID: "acme", State: "streaming", LagMs: 45000, LagEvents: 10, ThresholdMs: 30000, GTID: "0-1-9"}
 	data, err := json.Marshal(payload)
 	if err != nil {
 		t.Fatal(err)

@@ -1,4 +1,0 @@
-package capture
-
-// Source is a node to read.
-type Source struct{ Addr, User, Password string }
