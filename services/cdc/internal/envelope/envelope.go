@@ -6,12 +6,6 @@
 // Kafka Connect schema part (value.converter.schemas.enable=false).
 package envelope
 
-import "errors"
-
-// ErrNotImplemented marks the parts still being written (removed when the
-// mapping lands).
-var ErrNotImplemented = errors.New("envelope: not implemented")
-
 // Column is one column of a captured table, as the binlog's table map
 // (binlog_row_metadata=FULL) or information_schema.COLUMNS describes it.
 type Column struct {
@@ -31,8 +25,9 @@ type Column struct {
 	Binary bool
 	// Nullable is from the table definition.
 	Nullable bool
-	// Key is true for the columns of the primary key (or, without one,
-	// of the first unique key on NOT NULL columns).
+	// Key is true for the columns of the primary key. Only the primary
+	// key: it is all a FULL table map carries, and the snapshot must key
+	// rows exactly as the binlog does. A table without one has no key.
 	Key bool
 }
 
@@ -48,18 +43,6 @@ type Row struct {
 	Names  []string
 	Values []any
 }
-
-// FromBinlog maps a row image as go-mysql's replication package decodes
-// it (RowsEvent.Rows[i], one value per column of the table map) to a Row.
-func (t *Table) FromBinlog(values []any) (Row, error) { return Row{}, ErrNotImplemented }
-
-// FromText maps a row read with SELECT (each column scanned into a
-// sql.RawBytes, nil for NULL, in Columns order) to a Row. For the same
-// stored value FromText and FromBinlog give the same JSON.
-func (t *Table) FromText(values [][]byte) (Row, error) { return Row{}, ErrNotImplemented }
-
-// Key encodes the key columns of r as a JSON object, the Kafka key.
-func (t *Table) Key(r Row) ([]byte, error) { return nil, ErrNotImplemented }
 
 // Source is Debezium's source block.
 type Source struct {
@@ -84,11 +67,11 @@ type Source struct {
 
 // Envelope is the value of a change event.
 type Envelope struct {
-	Before *Row    `json:"before"`
-	After  *Row    `json:"after"`
-	Source Source  `json:"source"`
-	Op     string  `json:"op"`
-	TsMs   int64   `json:"ts_ms"`
+	Before *Row   `json:"before"`
+	After  *Row   `json:"after"`
+	Source Source `json:"source"`
+	Op     string `json:"op"`
+	TsMs   int64  `json:"ts_ms"`
 	// Transaction is Debezium's transaction block; always null here.
 	Transaction *struct{} `json:"transaction"`
 }
