@@ -50,43 +50,50 @@ func TestCapture(t *testing.T) {
 
 type typeCase struct {
 	name, colType, literal, want string
+	// zone is the session time zone of the insert (default UTC).
+	zone string
 }
 
 var typeCases = []typeCase{
-	{"decimal", "DECIMAL(10,2)", "-12345.60", `"-12345.60"`},
-	{"decimal_small", "DECIMAL(5,3)", "0.5", `"0.500"`},
-	{"decimal_wide", "DECIMAL(30,0)", "123456789012345678901234567890", `"123456789012345678901234567890"`},
-	{"datetime0", "DATETIME", "'2024-01-02 03:04:05'", `1704164645000`},
-	{"datetime3", "DATETIME(3)", "'2024-01-02 03:04:05.123'", `1704164645123`},
-	{"datetime6", "DATETIME(6)", "'2024-01-02 03:04:05.123456'", `1704164645123456`},
-	{"datetime_before_epoch", "DATETIME", "'1969-12-31 23:59:59'", `-1000`},
-	{"timestamp0", "TIMESTAMP NULL", "'2024-01-02 03:04:05'", `"2024-01-02T03:04:05Z"`},
-	{"timestamp6", "TIMESTAMP(6) NULL", "'2024-01-02 03:04:05.000123'", `"2024-01-02T03:04:05.000123Z"`},
-	{"date", "DATE", "'2024-01-02'", `19724`},
-	{"date_before_epoch", "DATE", "'1969-12-31'", `-1`},
-	{"time6_negative", "TIME(6)", "'-12:34:56.789'", `-45296789000`},
-	{"time0_max", "TIME", "'838:59:59'", `3020399000000`},
-	{"time3", "TIME(3)", "'00:00:01.5'", `1500000`},
-	{"year", "YEAR", "2024", `2024`},
-	{"json", "JSON", `'{"a": [1, 2], "b": "é"}'`, `"{\"a\": [1, 2], \"b\": \"é\"}"`},
-	{"blob", "BLOB", "x'00ff10'", `"AP8Q"`},
-	{"varbinary", "VARBINARY(10)", "x'0102'", `"AQI="`},
-	{"enum", "ENUM('a','b','c')", "'b'", `"b"`},
-	{"set", "SET('a','b','c')", "'a,c'", `"a,c"`},
-	{"bit1", "BIT(1)", "b'1'", `true`},
-	{"bit10", "BIT(10)", "b'1000000001'", `"AQI="`},
-	{"bigint_unsigned_max", "BIGINT UNSIGNED", "18446744073709551615", `18446744073709551615`},
-	{"bigint_min", "BIGINT", "-9223372036854775808", `-9223372036854775808`},
-	{"int_unsigned_max", "INT UNSIGNED", "4294967295", `4294967295`},
-	{"mediumint_unsigned_max", "MEDIUMINT UNSIGNED", "16777215", `16777215`},
-	{"smallint_unsigned_max", "SMALLINT UNSIGNED", "65535", `65535`},
-	{"tinyint_signed", "TINYINT", "-128", `-128`},
-	{"tinyint_unsigned", "TINYINT UNSIGNED", "255", `255`},
-	{"utf8mb4_varchar", "VARCHAR(20) CHARACTER SET utf8mb4", "'😀 ünï'", `"😀 ünï"`},
-	{"utf8mb4_text", "TEXT CHARACTER SET utf8mb4", "'text 🚀'", `"text 🚀"`},
-	{"char", "CHAR(5)", "'ab'", `"ab"`},
-	{"float", "FLOAT", "1.5", `1.5`},
-	{"double", "DOUBLE", "0.1", `0.1`},
+	{"decimal", "DECIMAL(10,2)", "-12345.60", `"-12345.60"`, ""},
+	{"decimal_small", "DECIMAL(5,3)", "0.5", `"0.500"`, ""},
+	{"decimal_wide", "DECIMAL(30,0)", "123456789012345678901234567890", `"123456789012345678901234567890"`, ""},
+	{"datetime0", "DATETIME", "'2024-01-02 03:04:05'", `1704164645000`, ""},
+	{"datetime3", "DATETIME(3)", "'2024-01-02 03:04:05.123'", `1704164645123`, ""},
+	{"datetime6", "DATETIME(6)", "'2024-01-02 03:04:05.123456'", `1704164645123456`, ""},
+	{"datetime_before_epoch", "DATETIME", "'1969-12-31 23:59:59'", `-1000`, ""},
+	{"timestamp0", "TIMESTAMP NULL", "'2024-01-02 03:04:05'", `"2024-01-02T03:04:05Z"`, ""},
+	{"timestamp_other_zone", "TIMESTAMP NULL", "'2024-01-02 08:04:05'", `"2024-01-02T03:04:05Z"`, "+05:00"},
+	{"timestamp_zero_not_null", "TIMESTAMP NOT NULL DEFAULT 0", "'0000-00-00 00:00:00'", `"1970-01-01T00:00:00Z"`, ""},
+	{"date_zero_nullable", "DATE", "'0000-00-00'", `null`, ""},
+	{"date_zero_not_null", "DATE NOT NULL", "'0000-00-00'", `0`, ""},
+	{"datetime_zero_not_null", "DATETIME(3) NOT NULL", "'0000-00-00 00:00:00'", `0`, ""},
+	{"timestamp6", "TIMESTAMP(6) NULL", "'2024-01-02 03:04:05.000123'", `"2024-01-02T03:04:05.000123Z"`, ""},
+	{"date", "DATE", "'2024-01-02'", `19724`, ""},
+	{"date_before_epoch", "DATE", "'1969-12-31'", `-1`, ""},
+	{"time6_negative", "TIME(6)", "'-12:34:56.789'", `-45296789000`, ""},
+	{"time0_max", "TIME", "'838:59:59'", `3020399000000`, ""},
+	{"time3", "TIME(3)", "'00:00:01.5'", `1500000`, ""},
+	{"year", "YEAR", "2024", `2024`, ""},
+	{"json", "JSON", `'{"a": [1, 2], "b": "é"}'`, `"{\"a\": [1, 2], \"b\": \"é\"}"`, ""},
+	{"blob", "BLOB", "x'00ff10'", `"AP8Q"`, ""},
+	{"varbinary", "VARBINARY(10)", "x'0102'", `"AQI="`, ""},
+	{"enum", "ENUM('a','b','c')", "'b'", `"b"`, ""},
+	{"set", "SET('a','b','c')", "'a,c'", `"a,c"`, ""},
+	{"bit1", "BIT(1)", "b'1'", `true`, ""},
+	{"bit10", "BIT(10)", "b'1000000001'", `"AQI="`, ""},
+	{"bigint_unsigned_max", "BIGINT UNSIGNED", "18446744073709551615", `18446744073709551615`, ""},
+	{"bigint_min", "BIGINT", "-9223372036854775808", `-9223372036854775808`, ""},
+	{"int_unsigned_max", "INT UNSIGNED", "4294967295", `4294967295`, ""},
+	{"mediumint_unsigned_max", "MEDIUMINT UNSIGNED", "16777215", `16777215`, ""},
+	{"smallint_unsigned_max", "SMALLINT UNSIGNED", "65535", `65535`, ""},
+	{"tinyint_signed", "TINYINT", "-128", `-128`, ""},
+	{"tinyint_unsigned", "TINYINT UNSIGNED", "255", `255`, ""},
+	{"utf8mb4_varchar", "VARCHAR(20) CHARACTER SET utf8mb4", "'😀 ünï'", `"😀 ünï"`, ""},
+	{"utf8mb4_text", "TEXT CHARACTER SET utf8mb4", "'text 🚀'", `"text 🚀"`, ""},
+	{"char", "CHAR(5)", "'ab'", `"ab"`, ""},
+	{"float", "FLOAT", "1.5", `1.5`, ""},
+	{"double", "DOUBLE", "0.1", `0.1`, ""},
 }
 
 // testTypes writes one row per type (and one of NULLs) and checks the
@@ -102,10 +109,18 @@ func testTypes(t *testing.T, s *server) {
 	cp := s.start(t, Config{Start: start}, 4)
 	// TIMESTAMP literals are read in the session's zone: UTC, as the
 	// snapshot's sessions.
-	var stmts []string
-	stmts = append(stmts, "SET time_zone='+00:00'")
+	// sql_mode '' lets zero dates in.
+	stmts := []string{"SET time_zone='+00:00', sql_mode=''"}
 	for _, c := range typeCases {
-		stmts = append(stmts, fmt.Sprintf("INSERT INTO types.%s VALUES (1, %s), (2, NULL)", c.name, c.literal))
+		if c.zone != "" {
+			stmts = append(stmts, "SET time_zone='"+c.zone+"'")
+		}
+		if strings.Contains(c.colType, "NOT NULL") {
+			stmts = append(stmts, fmt.Sprintf("INSERT INTO types.%s VALUES (1, %s)", c.name, c.literal))
+		} else {
+			stmts = append(stmts, fmt.Sprintf("INSERT INTO types.%s VALUES (1, %s), (2, NULL)", c.name, c.literal))
+		}
+		stmts = append(stmts, "SET time_zone='+00:00'")
 	}
 	ctx := context.Background()
 	conn, err := s.root.Conn(ctx)
@@ -125,8 +140,12 @@ func testTypes(t *testing.T, s *server) {
 	for _, c := range typeCases {
 		t.Run(c.name, func(t *testing.T) {
 			ms := got["cdc.t1.i1.types."+c.name]
-			if len(ms) != 2 {
-				t.Fatalf("%d messages, want 2", len(ms))
+			want := 2
+			if strings.Contains(c.colType, "NOT NULL") {
+				want = 1
+			}
+			if len(ms) != want {
+				t.Fatalf("%d messages, want %d", len(ms), want)
 			}
 			for i, m := range ms {
 				if want := fmt.Sprintf(`{"id":%d}`, i+1); string(m.Key) != want {

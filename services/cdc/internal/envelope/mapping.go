@@ -311,11 +311,17 @@ func (c *Column) fromText(b []byte) (any, error) {
 		}
 		return c.bits(n), nil
 	case kindDate:
+		if strings.HasPrefix(s, "0000-00-00") {
+			return c.zero(int64(0)), nil
+		}
 		return parseDate(s)
 	case kindDatetime:
 		t, zero, err := parseDatetime(s)
-		if err != nil || zero {
+		if err != nil {
 			return nil, err
+		}
+		if zero {
+			return c.zero(int64(0)), nil
 		}
 		// adaptive_time_microseconds: io.debezium.time.Timestamp (ms) up
 		// to precision 3, io.debezium.time.MicroTimestamp beyond.
@@ -325,8 +331,11 @@ func (c *Column) fromText(b []byte) (any, error) {
 		return t.UnixMicro(), nil
 	case kindTimestamp:
 		t, zero, err := parseDatetime(s)
-		if err != nil || zero {
+		if err != nil {
 			return nil, err
+		}
+		if zero {
+			return c.zero(zoned(time.Unix(0, 0), c.Precision)), nil
 		}
 		return zoned(t, c.Precision), nil
 	case kindTime:
@@ -387,12 +396,18 @@ func toInt64(v any) (int64, bool) {
 	return 0, false
 }
 
-// parseDate maps 'YYYY-MM-DD' to io.debezium.time.Date, days since the
-// epoch; the zero date is null, as Debezium publishes it.
-func parseDate(s string) (any, error) {
-	if strings.HasPrefix(s, "0000-00-00") {
-		return nil, nil
+// zero is a zero date/datetime/timestamp ('0000-00-00...') as Debezium
+// publishes it: null when the column is nullable, else the epoch.
+func (c *Column) zero(epoch any) any {
+	if c.Nullable {
+		return nil
 	}
+	return epoch
+}
+
+// parseDate maps 'YYYY-MM-DD' to io.debezium.time.Date, days since the
+// epoch.
+func parseDate(s string) (any, error) {
 	t, err := time.Parse("2006-01-02", s)
 	if err != nil {
 		return nil, err
