@@ -102,7 +102,8 @@ type DDL struct {
 // encoded messages to out, in commit order, until ctx is done (it then
 // returns ctx.Err()) or a failure: ErrPositionLost, *PoisonError, or a
 // wrapped connection error (the caller reconnects from its checkpoint,
-// maybe to another node).
+// maybe to another node). Checkpoint.Events counts the row-change
+// messages (not tombstones or schema changes) since this Run started.
 func Run(ctx context.Context, cfg Config, out chan<- change.Batch) error {
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = DefaultMaxBatch
@@ -292,7 +293,9 @@ func (r *reader) handle(ctx context.Context, ev *replication.BinlogEvent) error 
 		switch {
 		case strings.EqualFold(q, "BEGIN"):
 			return nil
-		case strings.EqualFold(q, "COMMIT"):
+		case strings.EqualFold(q, "COMMIT"), strings.EqualFold(q, "ROLLBACK"):
+			// A ROLLBACK ends a group whose logged rows are the
+			// non-transactional ones, which did happen.
 			return r.commit(ctx)
 		}
 		if err := r.ddl(ctx, ev, e, q); err != nil {

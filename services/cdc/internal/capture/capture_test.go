@@ -39,6 +39,7 @@ func TestCapture(t *testing.T) {
 	s := startServer(t)
 	t.Run("Types", func(t *testing.T) { testTypes(t, s) })
 	t.Run("DML", func(t *testing.T) { testDML(t, s) })
+	t.Run("NonTransactional", func(t *testing.T) { testNonTransactional(t, s) })
 	t.Run("AlterTable", func(t *testing.T) { testAlter(t, s) })
 	t.Run("LargeTransaction", func(t *testing.T) { testLarge(t, s) })
 	t.Run("Resume", func(t *testing.T) { testResume(t, s) })
@@ -92,6 +93,7 @@ var typeCases = []typeCase{
 	{"utf8mb4_varchar", "VARCHAR(20) CHARACTER SET utf8mb4", "'😀 ünï'", `"😀 ünï"`, ""},
 	{"utf8mb4_text", "TEXT CHARACTER SET utf8mb4", "'text 🚀'", `"text 🚀"`, ""},
 	{"char", "CHAR(5)", "'ab'", `"ab"`, ""},
+	{"binary_padded", "BINARY(4)", "x'0102'", `"AQIAAA=="`, ""},
 	{"float", "FLOAT", "1.5", `1.5`, ""},
 	{"double", "DOUBLE", "0.1", `0.1`, ""},
 }
@@ -495,5 +497,44 @@ func testPurged(t *testing.T, s *server) {
 	err := Run(ctx, Config{Source: s.src, ServerID: 0x7c000003, Prefix: "cdc.t1.i1", Start: old}, make(chan change.Batch, 4))
 	if !errors.Is(err, ErrPositionLost) {
 		t.Fatalf("Run from a purged position: %v, want ErrPositionLost", err)
+	}
+}
+
+// testNonTransactional covers a MyISAM table (its transaction ends with a
+// COMMIT query event, not an XID) and a table without a primary key
+// (published with no key, as Debezium does).
+func testNonTransactional(t *testing.T, s *server) {
+	s.exec(t, "CREATE DATABASE myi", "CREATE TABLE myi.m (id INT PRIMARY KEY, v INT) ENGINE=MyISAM", "CREATE TABLE myi.nopk (a INT, b INT)",
+		"CREATE TABLE myi.comp (a INT, b INT, c INT, PRIMARY KEY (b, a))")
+	defer s.exec(t, "DROP DATABASE myi")
+	cp := s.start(t, Config{Start: s.pos(t)}, 4)
+	s.exec(t, "INSERT INTO myi.m VALUES (1, 1), (2, 2)")
+	afterMyISAM := s.pos(t)
+	bs := cp.until(t, afterMyISAM)
+	if ms := messages(bs); len(ms) != 2 || string(ms[1].Key) != `{"id":2}` {
+		t.Fatalf("MyISAM insert gave %+v", ms)
+	}
+	s.exec(t, "INSERT INTO myi.nopk VALUES (1, 2)")
+	ms := messages(cp.until(t, s.pos(t)))
+	if len(ms) != 1 || ms[0].Key != nil || !strings.Contains(string(ms[0].Value), `"after":{"a":1,"b":2}`) {
+		t.Fatalf("table without a key gave %+v", ms)
+	}
+	// A composite key is published in key order, from the binlog and
+	// from the schema alike.
+	s.exec(t, "INSERT INTO myi.comp VALUES (1, 2, 3)")
+	ms = messages(cp.until(t, s.pos(t)))
+	if len(ms) != 1 || string(ms[0].Key) != `{"b":2,"a":1}` {
+		t.Fatalf("composite key gave %+v", ms)
+	}
+	tbl, err := envelope.TableFromSchema(context.Background(), s.root, "myi", "comp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := tbl.FromText([][]byte{[]byte("1"), []byte("2"), []byte("3")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k, err := tbl.Key(r); err != nil || string(k) != `{"b":2,"a":1}` {
+		t.Fatalf("key from the schema %s, %v", k, err)
 	}
 }

@@ -20,6 +20,9 @@ type Column struct {
 	Precision, Scale int
 	// Values are the members of an ENUM or SET, in declaration order.
 	Values []string
+	// Length is the byte length of a BINARY(n) column: the binlog drops
+	// its trailing zero bytes, SELECT returns them, Debezium keeps them.
+	Length int
 	// Binary is true for binary strings (BINARY, VARBINARY, BLOBs), whose
 	// values are published in base64.
 	Binary bool
@@ -35,6 +38,10 @@ type Column struct {
 type Table struct {
 	DB, Name string
 	Columns  []Column
+	// PrimaryKey lists the indexes (into Columns) of the primary key's
+	// columns in key order, the order of the Kafka key's fields as in
+	// Debezium. Empty: the Key columns in column order.
+	PrimaryKey []int
 }
 
 // Row is one row image with its values already mapped to their Debezium

@@ -104,14 +104,23 @@ func (t *Table) FromText(values [][]byte) (Row, error) {
 }
 
 // Key encodes the key columns of r as a JSON object, the Kafka key, in
-// column order. It returns nil (no key, like Debezium for a table without
-// a primary key) when the table has no key columns.
+// primary key order. It returns nil (no key, like Debezium for a table
+// without a primary key) when the table has no key columns.
 func (t *Table) Key(r Row) ([]byte, error) {
-	var k Row
-	for i, c := range t.Columns {
-		if !c.Key {
-			continue
+	order := t.PrimaryKey
+	if len(order) == 0 {
+		for i, c := range t.Columns {
+			if c.Key {
+				order = append(order, i)
+			}
 		}
+	}
+	var k Row
+	for _, i := range order {
+		if i < 0 || i >= len(t.Columns) {
+			return nil, fmt.Errorf("table %s.%s: key column %d of %d", t.DB, t.Name, i, len(t.Columns))
+		}
+		c := t.Columns[i]
 		if i >= len(r.Names) || r.Names[i] != c.Name {
 			return nil, fmt.Errorf("table %s.%s: row does not match the table's columns", t.DB, t.Name)
 		}
@@ -341,6 +350,9 @@ func (c *Column) fromText(b []byte) (any, error) {
 	case kindTime:
 		return parseTime(s)
 	case kindString:
+		if c.Type == "binary" && len(b) < c.Length {
+			b = append(b[:len(b):len(b)], make([]byte, c.Length-len(b))...)
+		}
 		if c.Binary {
 			return base64.StdEncoding.EncodeToString(b), nil
 		}

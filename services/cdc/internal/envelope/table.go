@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
@@ -94,6 +95,14 @@ func TableFromMap(db, table string, tme *replication.TableMapEvent) (*Table, err
 			c.Type = pick(c.Binary, "varbinary", "varchar")
 		case mysql.MYSQL_TYPE_STRING:
 			c.Type = pick(c.Binary, "binary", "char")
+			c.Length = int(meta & 0xff)
+			if meta >= 256 {
+				// Lengths beyond 255 borrow two bits of the type byte.
+				b0 := meta >> 8
+				if b0&0x30 != 0x30 {
+					c.Length |= int((b0&0x30)^0x30) << 4
+				}
+			}
 		case mysql.MYSQL_TYPE_BLOB:
 			// The metadata is the length prefix size: TINY, -, MEDIUM, LONG.
 			size := [...]string{"", "tiny", "", "medium", "long"}[min(int(meta), 4)]
@@ -114,6 +123,7 @@ func TableFromMap(db, table string, tme *replication.TableMapEvent) (*Table, err
 			return nil, fmt.Errorf("table %s.%s: primary key column %d of %d", db, table, k, len(t.Columns))
 		}
 		t.Columns[k].Key = true
+		t.PrimaryKey = append(t.PrimaryKey, int(k))
 	}
 	return t, nil
 }
@@ -130,7 +140,7 @@ func pick(b bool, yes, no string) string {
 // time_zone='+00:00' (see FromText).
 func TableFromSchema(ctx context.Context, db *sql.DB, schema, table string) (*Table, error) {
 	rows, err := db.QueryContext(ctx, `SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, COALESCE(NUMERIC_PRECISION, 0),
-		COALESCE(NUMERIC_SCALE, 0), COALESCE(DATETIME_PRECISION, 0), CHARACTER_SET_NAME, IS_NULLABLE, COLUMN_KEY
+		COALESCE(NUMERIC_SCALE, 0), COALESCE(DATETIME_PRECISION, 0), COALESCE(CHARACTER_OCTET_LENGTH, 0), CHARACTER_SET_NAME, IS_NULLABLE, COLUMN_KEY
 		FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION`, schema, table)
 	if err != nil {
 		return nil, fmt.Errorf("columns of %s.%s: %w", schema, table, err)
@@ -141,8 +151,8 @@ func TableFromSchema(ctx context.Context, db *sql.DB, schema, table string) (*Ta
 		var c Column
 		var colType, nullable, key string
 		var charset sql.NullString
-		var numPrec, numScale, dtPrec int
-		if err := rows.Scan(&c.Name, &c.Type, &colType, &numPrec, &numScale, &dtPrec, &charset, &nullable, &key); err != nil {
+		var numPrec, numScale, dtPrec, octets int
+		if err := rows.Scan(&c.Name, &c.Type, &colType, &numPrec, &numScale, &dtPrec, &octets, &charset, &nullable, &key); err != nil {
 			return nil, fmt.Errorf("columns of %s.%s: %w", schema, table, err)
 		}
 		c.Type = strings.ToLower(c.Type)
@@ -161,7 +171,9 @@ func TableFromSchema(ctx context.Context, db *sql.DB, schema, table string) (*Ta
 			if c.Values, err = parseValues(colType); err != nil {
 				return nil, fmt.Errorf("column %s.%s.%s: %w", schema, table, c.Name, err)
 			}
-		case "binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob":
+		case "binary":
+			c.Binary, c.Length = true, octets
+		case "varbinary", "tinyblob", "blob", "mediumblob", "longblob":
 			c.Binary = true
 		}
 		if charset.Valid && charset.String == "binary" {
@@ -175,7 +187,36 @@ func TableFromSchema(ctx context.Context, db *sql.DB, schema, table string) (*Ta
 	if len(t.Columns) == 0 {
 		return nil, fmt.Errorf("table %s.%s: %w", schema, table, sql.ErrNoRows)
 	}
+	if t.PrimaryKey, err = primaryKey(ctx, db, t); err != nil {
+		return nil, err
+	}
 	return t, nil
+}
+
+// primaryKey returns the primary key's column indexes in key order.
+func primaryKey(ctx context.Context, db *sql.DB, t *Table) ([]int, error) {
+	rows, err := db.QueryContext(ctx, `SELECT COLUMN_NAME FROM information_schema.STATISTICS
+		WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND INDEX_NAME = 'PRIMARY' ORDER BY SEQ_IN_INDEX`, t.DB, t.Name)
+	if err != nil {
+		return nil, fmt.Errorf("primary key of %s.%s: %w", t.DB, t.Name, err)
+	}
+	defer rows.Close()
+	var pk []int
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return nil, fmt.Errorf("primary key of %s.%s: %w", t.DB, t.Name, err)
+		}
+		i := slices.IndexFunc(t.Columns, func(c Column) bool { return c.Name == name })
+		if i < 0 {
+			return nil, fmt.Errorf("primary key of %s.%s: column %s not in the table", t.DB, t.Name, name)
+		}
+		pk = append(pk, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("primary key of %s.%s: %w", t.DB, t.Name, err)
+	}
+	return pk, nil
 }
 
 // parseValues reads the members of "enum('a','b”c')" / "set(...)",
