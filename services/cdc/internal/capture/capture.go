@@ -3,7 +3,6 @@ package capture
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -433,7 +432,7 @@ func (r *reader) rows(ctx context.Context, ev *replication.BinlogEvent, e *repli
 		if err != nil {
 			return &PoisonError{GTID: r.gtidStr, Table: db + "." + table, Err: err}
 		}
-		val, err := json.Marshal(env)
+		val, err := env.Encode()
 		if err != nil {
 			return &PoisonError{GTID: r.gtidStr, Table: db + "." + table, Err: err}
 		}

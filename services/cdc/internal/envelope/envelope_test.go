@@ -119,3 +119,25 @@ func TestTableFromMapNeedsFullMetadata(t *testing.T) {
 		t.Fatalf("got %+v, %v", tbl, err)
 	}
 }
+
+func TestEncodeMatchesEncodingJSON(t *testing.T) {
+	thread, query := int64(7), "q<&>"
+	r := Row{Names: []string{"id", "s", "f", "u", "b"}, Values: []any{int64(-3), "é\"\\<\n", float32(1.5), json.Number("18446744073709551615"), true}}
+	for _, e := range []Envelope{
+		{Before: &r, After: &r, Op: OpUpdate, TsMs: 5, Source: Source{Version: "v", Connector: "mysql", Name: "n", TsMs: 1, Snapshot: "false", DB: "d", Table: "t", ServerID: 4294967295, GTID: "0-1-2", File: "f", Pos: 4, Row: 3}},
+		{After: &r, Op: OpRead, Source: Source{Thread: &thread, Query: &query}},
+	} {
+		type plain Envelope // same fields, no MarshalJSON
+		want, err := json.Marshal(plain(e))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := e.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != string(want) {
+			t.Fatalf("Encode\n%s\nencoding/json\n%s", got, want)
+		}
+	}
+}

@@ -1,7 +1,6 @@
 package envelope
 
 import (
-	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -33,27 +32,131 @@ func (e *ValueError) Unwrap() error { return e.Err }
 
 // MarshalJSON writes the row as one JSON object, in column order (a Go map
 // would sort the names).
-func (r Row) MarshalJSON() ([]byte, error) {
-	var b bytes.Buffer
-	b.WriteByte('{')
+func (r Row) MarshalJSON() ([]byte, error) { return r.appendJSON(nil) }
+
+func (r Row) appendJSON(b []byte) ([]byte, error) {
+	b = append(b, '{')
+	var err error
 	for i, n := range r.Names {
 		if i > 0 {
-			b.WriteByte(',')
+			b = append(b, ',')
 		}
-		k, err := json.Marshal(n)
-		if err != nil {
-			return nil, err
-		}
-		b.Write(k)
-		b.WriteByte(':')
-		v, err := json.Marshal(r.Values[i])
-		if err != nil {
+		b = appendString(b, n)
+		b = append(b, ':')
+		if b, err = appendValue(b, r.Values[i]); err != nil {
 			return nil, fmt.Errorf("column %s: %w", n, err)
 		}
-		b.Write(v)
 	}
-	b.WriteByte('}')
-	return b.Bytes(), nil
+	return append(b, '}'), nil
+}
+
+// appendValue encodes the values the mapping produces without
+// reflection on the hot path; anything else goes through encoding/json.
+func appendValue(b []byte, v any) ([]byte, error) {
+	switch x := v.(type) {
+	case nil:
+		return append(b, "null"...), nil
+	case bool:
+		return strconv.AppendBool(b, x), nil
+	case json.Number:
+		return append(b, x...), nil
+	case int64:
+		return strconv.AppendInt(b, x, 10), nil
+	case string:
+		return appendString(b, x), nil
+	}
+	enc, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	return append(b, enc...), nil
+}
+
+// appendString writes s as encoding/json would: plain ASCII directly,
+// anything needing escapes or UTF-8 checks through json.Marshal.
+func appendString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x80 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			enc, _ := json.Marshal(s) // strings always marshal
+			return append(b, enc...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}
+
+// MarshalJSON writes the envelope in Debezium's field order.
+func (e Envelope) MarshalJSON() ([]byte, error) { return e.Encode() }
+
+// Encode is MarshalJSON without encoding/json's re-validation of the
+// result: what a capture calls once per row change.
+func (e Envelope) Encode() ([]byte, error) {
+	b := make([]byte, 0, 512)
+	var err error
+	b = append(b, `{"before":`...)
+	if b, err = appendRow(b, e.Before); err != nil {
+		return nil, err
+	}
+	b = append(b, `,"after":`...)
+	if b, err = appendRow(b, e.After); err != nil {
+		return nil, err
+	}
+	b = append(b, `,"source":`...)
+	b = e.Source.appendJSON(b)
+	b = append(b, `,"op":`...)
+	b = appendString(b, e.Op)
+	b = append(b, `,"ts_ms":`...)
+	b = strconv.AppendInt(b, e.TsMs, 10)
+	b = append(b, `,"transaction":null}`...)
+	return b, nil
+}
+
+func appendRow(b []byte, r *Row) ([]byte, error) {
+	if r == nil {
+		return append(b, "null"...), nil
+	}
+	return r.appendJSON(b)
+}
+
+func (s Source) appendJSON(b []byte) []byte {
+	b = append(b, `{"version":`...)
+	b = appendString(b, s.Version)
+	b = append(b, `,"connector":`...)
+	b = appendString(b, s.Connector)
+	b = append(b, `,"name":`...)
+	b = appendString(b, s.Name)
+	b = append(b, `,"ts_ms":`...)
+	b = strconv.AppendInt(b, s.TsMs, 10)
+	b = append(b, `,"snapshot":`...)
+	b = appendString(b, s.Snapshot)
+	b = append(b, `,"db":`...)
+	b = appendString(b, s.DB)
+	b = append(b, `,"table":`...)
+	b = appendString(b, s.Table)
+	b = append(b, `,"server_id":`...)
+	b = strconv.AppendUint(b, uint64(s.ServerID), 10)
+	b = append(b, `,"gtid":`...)
+	b = appendString(b, s.GTID)
+	b = append(b, `,"file":`...)
+	b = appendString(b, s.File)
+	b = append(b, `,"pos":`...)
+	b = strconv.AppendUint(b, uint64(s.Pos), 10)
+	b = append(b, `,"row":`...)
+	b = strconv.AppendInt(b, int64(s.Row), 10)
+	b = append(b, `,"thread":`...)
+	if s.Thread != nil {
+		b = strconv.AppendInt(b, *s.Thread, 10)
+	} else {
+		b = append(b, "null"...)
+	}
+	b = append(b, `,"query":`...)
+	if s.Query != nil {
+		b = appendString(b, *s.Query)
+	} else {
+		b = append(b, "null"...)
+	}
+	return append(b, '}')
 }
 
 // FromBinlog maps a row image as go-mysql's replication package decodes
