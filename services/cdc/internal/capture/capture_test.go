@@ -40,6 +40,7 @@ func TestCapture(t *testing.T) {
 	t.Run("Types", func(t *testing.T) { testTypes(t, s) })
 	t.Run("DML", func(t *testing.T) { testDML(t, s) })
 	t.Run("NonTransactional", func(t *testing.T) { testNonTransactional(t, s) })
+	t.Run("CompressedBinlog", func(t *testing.T) { testCompressed(t, s) })
 	t.Run("AlterTable", func(t *testing.T) { testAlter(t, s) })
 	t.Run("LargeTransaction", func(t *testing.T) { testLarge(t, s) })
 	t.Run("Resume", func(t *testing.T) { testResume(t, s) })
@@ -536,5 +537,55 @@ func testNonTransactional(t *testing.T, s *server) {
 	}
 	if k, err := tbl.Key(r); err != nil || string(k) != `{"b":2,"a":1}` {
 		t.Fatalf("key from the schema %s, %v", k, err)
+	}
+}
+
+// testCompressed reads MariaDB's compressed row and query events
+// (log_bin_compress).
+func testCompressed(t *testing.T, s *server) {
+	s.exec(t, "CREATE DATABASE cmp", "CREATE TABLE cmp.t (id INT PRIMARY KEY, v TEXT)", "SET GLOBAL log_bin_compress=ON")
+	defer s.exec(t, "SET GLOBAL log_bin_compress=OFF", "DROP DATABASE cmp")
+	cp := s.start(t, Config{Start: s.pos(t)}, 4)
+	long := strings.Repeat("compressible ", 200)
+	// A new connection: the session takes log_bin_compress from the global.
+	s.root.SetMaxIdleConns(0)
+	defer s.root.SetMaxIdleConns(2)
+	s.tx(t, "INSERT INTO cmp.t VALUES (1, '"+long+"')", "UPDATE cmp.t SET v = CONCAT(v, 'x') WHERE id = 1", "DELETE FROM cmp.t WHERE id = 1")
+	ms := messages(cp.until(t, s.pos(t)))
+	if len(ms) != 3 {
+		t.Fatalf("%d messages, want 3", len(ms))
+	}
+	for i, op := range []string{"c", "u", "d"} {
+		e := decode(t, ms[i])
+		img := e.After
+		if op == "d" {
+			img = e.Before
+		}
+		var v string
+		json.Unmarshal(img["v"], &v)
+		if e.Op != op || !strings.HasPrefix(v, long) {
+			t.Errorf("message %d: op %s value of %d bytes", i, e.Op, len(v))
+		}
+	}
+	var compressed int
+	rows, err := s.root.Query("SHOW BINLOG EVENTS IN '" + decode(t, ms[0]).Source.File + "'")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	cols, _ := rows.Columns()
+	for rows.Next() {
+		vals := make([]sql.RawBytes, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		rows.Scan(ptrs...)
+		if strings.Contains(string(vals[2]), "_compressed") {
+			compressed++
+		}
+	}
+	if compressed == 0 {
+		t.Error("no compressed events in the binlog: the test did not test them")
 	}
 }
