@@ -47,6 +47,7 @@ func TestCapture(t *testing.T) {
 	t.Run("Include", func(t *testing.T) { testInclude(t, s) })
 	t.Run("Poison", func(t *testing.T) { testPoison(t, s) })
 	t.Run("StartAtEnd", func(t *testing.T) { testStartAtEnd(t, s) })
+	t.Run("ReplicationSlaveSuffices", func(t *testing.T) { testGrants(t, s) })
 	t.Run("PurgedBinlog", func(t *testing.T) { testPurged(t, s) })
 }
 
@@ -587,5 +588,40 @@ func testCompressed(t *testing.T, s *server) {
 	}
 	if compressed == 0 {
 		t.Error("no compressed events in the binlog: the test did not test them")
+	}
+}
+
+// testGrants: the binlog dump and @@gtid_binlog_pos need REPLICATION SLAVE
+// only; canopy_cdc's other grants serve the snapshot (SELECT) and status
+// (BINLOG MONITOR, SLAVE MONITOR).
+func testGrants(t *testing.T, s *server) {
+	s.exec(t, "CREATE USER cdc_min@'%' IDENTIFIED BY 'min-secret-1'", "GRANT REPLICATION SLAVE ON *.* TO cdc_min@'%'",
+		"CREATE DATABASE gr", "CREATE TABLE gr.t (id INT PRIMARY KEY)")
+	defer s.exec(t, "DROP USER cdc_min@'%'", "DROP DATABASE gr")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out := make(chan change.Batch, 4)
+	errc := make(chan error, 1)
+	go func() {
+		errc <- Run(ctx, Config{Source: Source{Addr: s.src.Addr, User: "cdc_min", Password: "min-secret-1"}, ServerID: 0x7c000004, Prefix: "p"}, out)
+	}()
+	defer func() { cancel(); <-errc }()
+	// Start "" reads @@gtid_binlog_pos with this account; then a write
+	// must arrive. Writes repeat until one lands after the start.
+	deadline := time.After(30 * time.Second)
+	for id := 1; ; id++ {
+		s.exec(t, fmt.Sprintf("INSERT INTO gr.t VALUES (%d)", id))
+		select {
+		case b := <-out:
+			if len(b.Messages) > 0 {
+				return
+			}
+		case err := <-errc:
+			errc <- err
+			t.Fatalf("Run with REPLICATION SLAVE only: %v", err)
+		case <-deadline:
+			t.Fatal("no message")
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
 }
