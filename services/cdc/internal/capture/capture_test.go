@@ -98,6 +98,8 @@ var typeCases = []typeCase{
 	{"binary_padded", "BINARY(4)", "x'0102'", `"AQIAAA=="`, ""},
 	{"float", "FLOAT", "1.5", `1.5`, ""},
 	{"double", "DOUBLE", "0.1", `0.1`, ""},
+	{"float_7_digits", "FLOAT", "1.2345678", `1.2345678`, ""},
+	{"double_17_digits", "DOUBLE", "0.30000000000000004", `0.30000000000000004`, ""},
 }
 
 // testTypes writes one row per type (and one of NULLs) and checks the
@@ -172,7 +174,7 @@ func testTypes(t *testing.T, s *server) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			rows, err := conn.QueryContext(ctx, "SELECT id, v FROM types."+c.name+" ORDER BY id")
+			rows, err := conn.QueryContext(ctx, "SELECT "+tbl.SelectList()+" FROM types."+c.name+" ORDER BY id")
 			if err != nil {
 				t.Fatal(err)
 			}

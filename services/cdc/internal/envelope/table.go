@@ -256,3 +256,24 @@ func parseValues(colType string) ([]string, error) {
 	}
 	return out, nil
 }
+
+// SelectList is the column list a snapshot SELECTs so that FromText sees
+// what FromBinlog does: names quoted, and FLOAT read as CAST(... AS
+// DOUBLE), since a FLOAT's text is rounded to 6 digits while the binlog
+// holds the exact single-precision value (widening to DOUBLE is exact,
+// and FromText rounds it back to the same float32).
+func (t *Table) SelectList() string {
+	var b strings.Builder
+	for i, c := range t.Columns {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		q := "`" + strings.ReplaceAll(c.Name, "`", "``") + "`"
+		if c.kind() == kindFloat {
+			b.WriteString("CAST(" + q + " AS DOUBLE) AS " + q)
+			continue
+		}
+		b.WriteString(q)
+	}
+	return b.String()
+}
