@@ -18,6 +18,14 @@ func TestFrozenSource(t *testing.T) {
 	s.exec(t, "INSERT INTO fz.t VALUES (1)")
 	cp.until(t, s.pos(t))
 
+	// Idle longer than the read timeout: heartbeats keep it alive.
+	select {
+	case err := <-cp.errc:
+		cp.errc <- err
+		t.Fatalf("idle capture ended: %v", err)
+	case <-time.After(2 * readTimeout):
+	}
+
 	pid := s.p.PID()
 	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
