@@ -6,12 +6,6 @@
 // Kafka Connect schema part (value.converter.schemas.enable=false).
 package envelope
 
-import "errors"
-
-// ErrNotImplemented marks the parts still being written (removed when the
-// mapping lands).
-var ErrNotImplemented = errors.New("envelope: not implemented")
-
 // Column is one column of a captured table, as the binlog's table map
 // (binlog_row_metadata=FULL) or information_schema.COLUMNS describes it.
 type Column struct {
@@ -26,13 +20,17 @@ type Column struct {
 	Precision, Scale int
 	// Values are the members of an ENUM or SET, in declaration order.
 	Values []string
+	// Length is the byte length of a BINARY(n) column: the binlog drops
+	// its trailing zero bytes, SELECT returns them, Debezium keeps them.
+	Length int
 	// Binary is true for binary strings (BINARY, VARBINARY, BLOBs), whose
 	// values are published in base64.
 	Binary bool
 	// Nullable is from the table definition.
 	Nullable bool
-	// Key is true for the columns of the primary key (or, without one,
-	// of the first unique key on NOT NULL columns).
+	// Key is true for the columns of the primary key. Only the primary
+	// key: it is all a FULL table map carries, and the snapshot must key
+	// rows exactly as the binlog does. A table without one has no key.
 	Key bool
 }
 
@@ -40,6 +38,10 @@ type Column struct {
 type Table struct {
 	DB, Name string
 	Columns  []Column
+	// PrimaryKey lists the indexes (into Columns) of the primary key's
+	// columns in key order, the order of the Kafka key's fields as in
+	// Debezium. Empty: the Key columns in column order.
+	PrimaryKey []int
 }
 
 // Row is one row image with its values already mapped to their Debezium
@@ -48,18 +50,6 @@ type Row struct {
 	Names  []string
 	Values []any
 }
-
-// FromBinlog maps a row image as go-mysql's replication package decodes
-// it (RowsEvent.Rows[i], one value per column of the table map) to a Row.
-func (t *Table) FromBinlog(values []any) (Row, error) { return Row{}, ErrNotImplemented }
-
-// FromText maps a row read with SELECT (each column scanned into a
-// sql.RawBytes, nil for NULL, in Columns order) to a Row. For the same
-// stored value FromText and FromBinlog give the same JSON.
-func (t *Table) FromText(values [][]byte) (Row, error) { return t.fromText(values) } // Temporary (text_tmp.go)
-
-// Key encodes the key columns of r as a JSON object, the Kafka key.
-func (t *Table) Key(r Row) ([]byte, error) { return t.key(r) } // Temporary (text_tmp.go)
 
 // Source is Debezium's source block.
 type Source struct {
