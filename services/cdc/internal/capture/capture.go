@@ -1,6 +1,7 @@
 package capture
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -80,8 +81,13 @@ type Config struct {
 	// Tombstones adds a nil-valued message after each delete.
 	Tombstones bool
 	// Start is the GTID position to start after; "" is the source's
-	// current end (@@gtid_binlog_pos).
+	// current end (@@gtid_binlog_pos), unless FromStart.
 	Start string
+	// FromStart makes an empty Start mean the beginning of the source's
+	// binlog (MariaDB's empty GTID state): a snapshot taken before the
+	// source logged any transaction has an empty position, and every
+	// change after it must be read.
+	FromStart bool
 	// MaxBatch is the most messages in one batch (default 1000).
 	MaxBatch int
 	// OnDDL, when set, is called with each captured table DDL before its
@@ -122,7 +128,7 @@ func Run(ctx context.Context, cfg Config, out chan<- change.Batch) error {
 		return fmt.Errorf("source address %q: %w", cfg.Source.Addr, err)
 	}
 	start := cfg.Start
-	if start == "" {
+	if start == "" && !cfg.FromStart {
 		if start, err = BinlogPos(ctx, cfg.Source); err != nil {
 			return err
 		}
@@ -421,6 +427,13 @@ func (r *reader) rows(ctx context.Context, ev *replication.BinlogEvent, e *repli
 				return err
 			}
 			env.Before, env.After, keyRow = &before, &after, after
+			moved, err := r.keyMoved(ctx, t, topic, &env, at)
+			if err != nil {
+				return err
+			}
+			if moved {
+				continue
+			}
 		case envelope.OpDelete:
 			before, err := r.decode(t, e.Rows[i])
 			if err != nil {
@@ -450,6 +463,52 @@ func (r *reader) rows(ctx context.Context, ev *replication.BinlogEvent, e *repli
 		r.row++
 	}
 	return nil
+}
+
+// keyMoved publishes an update that changes the row's primary key the way
+// Debezium does: a delete under the old key (and its tombstone), then a
+// create under the new one, so a consumer keyed by the primary key (a
+// compacted topic, a sink table) drops the old row. Each gets its own row
+// index so (gtid, row) stays unique. It reports false, publishing nothing,
+// when the key did not change.
+func (r *reader) keyMoved(ctx context.Context, t *envelope.Table, topic string, env *envelope.Envelope, at time.Time) (bool, error) {
+	oldKey, err := t.Key(*env.Before)
+	if err != nil {
+		return false, &PoisonError{GTID: r.gtidStr, Table: t.DB + "." + t.Name, Err: err}
+	}
+	newKey, err := t.Key(*env.After)
+	if err != nil {
+		return false, &PoisonError{GTID: r.gtidStr, Table: t.DB + "." + t.Name, Err: err}
+	}
+	if oldKey == nil || bytes.Equal(oldKey, newKey) {
+		return false, nil
+	}
+	del, ins := *env, *env
+	del.Op, del.After = envelope.OpDelete, nil
+	ins.Op, ins.Before = envelope.OpCreate, nil
+	for _, step := range []struct {
+		env envelope.Envelope
+		key []byte
+	}{{del, oldKey}, {ins, newKey}} {
+		step.env.Source.Row = r.row
+		val, err := step.env.Encode()
+		if err != nil {
+			return false, &PoisonError{GTID: r.gtidStr, Table: t.DB + "." + t.Name, Err: err}
+		}
+		m := change.Message{Topic: topic, Key: step.key, Value: val, GTID: r.gtidStr, Row: r.row, EventTime: at}
+		r.events++
+		if err := r.emit(ctx, m); err != nil {
+			return false, err
+		}
+		if step.env.Op == envelope.OpDelete && r.cfg.Tombstones {
+			m.Value = nil
+			if err := r.emit(ctx, m); err != nil {
+				return false, err
+			}
+		}
+		r.row++
+	}
+	return true, nil
 }
 
 func (r *reader) decode(t *envelope.Table, values []any) (envelope.Row, error) {

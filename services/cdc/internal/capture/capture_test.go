@@ -39,6 +39,8 @@ func TestCapture(t *testing.T) {
 	s := startServer(t)
 	t.Run("Types", func(t *testing.T) { testTypes(t, s) })
 	t.Run("DML", func(t *testing.T) { testDML(t, s) })
+	t.Run("KeyChange", func(t *testing.T) { testKeyChange(t, s) })
+	t.Run("FromStart", func(t *testing.T) { testFromStart(t, s) })
 	t.Run("NonTransactional", func(t *testing.T) { testNonTransactional(t, s) })
 	t.Run("CompressedBinlog", func(t *testing.T) { testCompressed(t, s) })
 	t.Run("AlterTable", func(t *testing.T) { testAlter(t, s) })
@@ -625,5 +627,72 @@ func testGrants(t *testing.T, s *server) {
 			t.Fatal("no message")
 		case <-time.After(200 * time.Millisecond):
 		}
+	}
+}
+
+// testKeyChange: an update of the primary key is a delete of the old key
+// (with its tombstone) and a create of the new one, as Debezium publishes
+// it, each with its own row index.
+func testKeyChange(t *testing.T, s *server) {
+	s.exec(t, "CREATE DATABASE kc", "CREATE TABLE kc.t (id INT PRIMARY KEY, v INT)", "INSERT INTO kc.t VALUES (1, 10), (2, 20)")
+	defer s.exec(t, "DROP DATABASE kc")
+	cp := s.start(t, Config{Start: s.pos(t), Tombstones: true}, 4)
+	s.exec(t, "UPDATE kc.t SET id = id + 100 WHERE id = 1")
+	s.exec(t, "UPDATE kc.t SET v = 21 WHERE id = 2")
+	ms := messages(cp.until(t, s.pos(t)))
+	type want struct {
+		op, key string
+		row     int
+	}
+	wants := []want{{"d", `{"id":1}`, 0}, {"", `{"id":1}`, 0}, {"c", `{"id":101}`, 1}, {"u", `{"id":2}`, 0}}
+	if len(ms) != len(wants) {
+		t.Fatalf("%d messages, want %d", len(ms), len(wants))
+	}
+	for i, w := range wants {
+		m := ms[i]
+		if string(m.Key) != w.key || m.Row != w.row {
+			t.Errorf("message %d: key %s row %d, want %s row %d", i, m.Key, m.Row, w.key, w.row)
+		}
+		if w.op == "" {
+			if m.Value != nil {
+				t.Errorf("message %d: want a tombstone, got %s", i, m.Value)
+			}
+			continue
+		}
+		e := decode(t, m)
+		if e.Op != w.op || e.Source.Row != w.row {
+			t.Errorf("message %d: op %s source.row %d, want %s %d", i, e.Op, e.Source.Row, w.op, w.row)
+		}
+		switch w.op {
+		case "d":
+			if e.After != nil || string(e.Before["id"]) != "1" {
+				t.Errorf("delete of the old key: before %v after %v", e.Before, e.After)
+			}
+		case "c":
+			if e.Before != nil || string(e.After["id"]) != "101" || string(e.After["v"]) != "10" {
+				t.Errorf("create under the new key: before %v after %v", e.Before, e.After)
+			}
+		}
+	}
+}
+
+// testFromStart: an empty Start with FromStart reads the binlog from its
+// beginning, so rows written before the capture started are all there.
+func testFromStart(t *testing.T, s *server) {
+	s.exec(t, "CREATE DATABASE fs", "CREATE TABLE fs.t (id INT PRIMARY KEY)", "INSERT INTO fs.t VALUES (1), (2)")
+	defer s.exec(t, "DROP DATABASE fs")
+	cp := s.start(t, Config{FromStart: true, Include: func(db, _ string) bool { return db == "fs" }}, 4)
+	var ms []change.Message
+	for _, m := range messages(cp.until(t, s.pos(t))) {
+		if !strings.HasSuffix(m.Topic, ".schema-changes") {
+			ms = append(ms, m)
+		}
+	}
+	if len(ms) != 2 || string(ms[0].Key) != `{"id":1}` || string(ms[1].Key) != `{"id":2}` {
+		var keys []string
+		for _, m := range ms {
+			keys = append(keys, string(m.Key))
+		}
+		t.Fatalf("from the start: keys %v, want the two rows written before the capture", keys)
 	}
 }

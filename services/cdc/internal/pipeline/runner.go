@@ -244,7 +244,10 @@ func (r *runner) watchTopology(ctx context.Context, nodeID, addr string, cut fun
 // stream reads the binlog from the checkpoint's GTID.
 func (r *runner) stream(ctx, actx context.Context, src capture.Source) error {
 	cp := r.checkpoint()
-	if cp.GTID == "" {
+	// An empty position after a snapshot is the position of a source that
+	// had logged nothing yet: everything after it is in its binlog.
+	fromStart := cp.GTID == "" && r.spec.Snapshot == stream.SnapshotInitial
+	if cp.GTID == "" && !fromStart {
 		// No position yet (snapshot "never"): start at the source's current
 		// end and store it first, so a restart before the first change
 		// resumes there instead of at a later end.
@@ -258,9 +261,10 @@ func (r *runner) stream(ctx, actx context.Context, src capture.Source) error {
 				return err
 			}
 		}
+		fromStart = pos == ""
 	}
 	cfg := capture.Config{Source: src, ServerID: ServerID(r.id), Prefix: r.prefix, Include: r.spec.Includes,
-		Tombstones: r.spec.Tombstones, Start: cp.GTID, MaxBatch: r.m.cfg.MaxBatch,
+		Tombstones: r.spec.Tombstones, Start: cp.GTID, FromStart: fromStart, MaxBatch: r.m.cfg.MaxBatch,
 		OnDDL: func(ctx context.Context, d capture.DDL) error {
 			if err := r.m.repo.RecordDDL(ctx, r.id, d); err != nil {
 				return fmt.Errorf("record ddl at %s: %w", d.GTID, err)

@@ -32,7 +32,7 @@ const attemptStride = 1_000_000_000_000
 // Debezium's source block values for our events.
 const (
 	sourceConnector = "mysql"
-	sourceVersion   = "canopy-cdc/1" // capture.Version on the capture branch
+	sourceVersion   = capture.Version
 )
 
 // Schemas never captured, whatever Include says.
@@ -409,11 +409,9 @@ func (r *runner) keyColumns(ctx context.Context, t *envelope.Table) ([]int, erro
 func quote(id string) string { return "`" + strings.ReplaceAll(id, "`", "``") + "`" }
 
 func selectList(t *envelope.Table) string {
-	cols := make([]string, len(t.Columns))
-	for i, c := range t.Columns {
-		cols[i] = quote(c.Name)
-	}
-	return "SELECT " + strings.Join(cols, ", ") + " FROM " + quote(t.DB) + "." + quote(t.Name)
+	// SelectList reads FLOAT through a DOUBLE cast: a plain SELECT rounds it
+	// to 6 digits where the binlog holds the exact value.
+	return "SELECT " + t.SelectList() + " FROM " + quote(t.DB) + "." + quote(t.Name)
 }
 
 // chunkQuery is the keyset query of the chunk after last (nil: the first):
