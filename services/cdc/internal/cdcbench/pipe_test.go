@@ -109,6 +109,10 @@ func pump(ctx context.Context, cfg capture.Config, snk *sink.Sink, onBatch func(
 		case err := <-capErr:
 			// Put it back for the deferred wait.
 			capErr <- err
+			if ctx.Err() != nil {
+				// Stopping: whatever capture said on the way out.
+				return st, ctx.Err()
+			}
 			if err == nil {
 				err = errors.New("returned nil")
 			}
@@ -116,6 +120,9 @@ func pump(ctx context.Context, cfg capture.Config, snk *sink.Sink, onBatch func(
 		case bt := <-out:
 			t0 := time.Now()
 			if err := snk.Write(ctx, bt.Messages); err != nil {
+				if ctx.Err() != nil {
+					return st, ctx.Err()
+				}
 				return st, fmt.Errorf("sink write after %d rows: %w", st.rows, err)
 			}
 			st.write += time.Since(t0)
