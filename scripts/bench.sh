@@ -26,5 +26,16 @@ if [[ ${CANOPY_BENCH_INSTALL:-1} != 0 && $(id -u) -eq 0 ]] && ! command -v redis
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-sentinel >/dev/null \
     || echo "apt-get install redis-sentinel failed; the failover benchmark uses redis-server --sentinel"
 fi
+# The CDC benchmarks (services/cdc/internal/cdcbench, issue 13; alone with
+# BENCH=BenchmarkCDC) start their own mariadbd (ROW binlog, FULL row
+# metadata, GTID strict mode) and the embedded Kafka broker.
+# BenchmarkCDCThroughput loads CANOPY_BENCH_CDC_ROWS orders (default 200000,
+# transactions of 1000 rows), then reads that binlog range with a bare
+# go-mysql BinlogSyncer (the peer) and with capture+sink up to acknowledged
+# Kafka events, and prints both rows/s and the ratio (goal >= 0.3).
+# BenchmarkCDCLag writes CANOPY_BENCH_CDC_RATE rows/s (default 2000, ~100
+# small commits a second) for CANOPY_BENCH_CDC_SECONDS (default 20) and
+# prints p50/p99/max of commit-acknowledged -> read from Kafka (goal p99 <
+# 1s). BENCHTIME=Nx repeats either N times on the same server.
 go test -run '^$' -bench "$pattern" "${args[@]}" -timeout 30m -p 1 \
   github.com/canopy-platform/canopy/... 2>&1 | tee "$out"
