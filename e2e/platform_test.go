@@ -60,6 +60,8 @@ type platform struct {
 	LogPath string
 	// PortsFrom..PortsTo is the range of the inventory's hosts (tenant nodes' ports).
 	PortsFrom, PortsTo int
+	// KafkaAddr is the embedded broker's address.
+	KafkaAddr string
 	// RouterPortsFrom..RouterPortsTo is the range of the router's endpoints.
 	RouterPortsFrom, RouterPortsTo int
 	// Built and Started are how long the build and the start to /readyz took.
@@ -227,7 +229,7 @@ func startPlatform(root string) (p *platform, err error) {
 		LogPath:     filepath.Join(dir, "canopy.log"),
 		AdminKey:    "e2e-admin-" + randHex(16),
 	}
-	ports, err := freePorts(10)
+	ports, err := freePorts(11)
 	if err != nil {
 		return nil, err
 	}
@@ -244,6 +246,7 @@ func startPlatform(root string) (p *platform, err error) {
 	}
 	addr := func(i int) string { return "127.0.0.1:" + strconv.Itoa(ports[i]) }
 	p.URL = "http://" + addr(0)
+	p.KafkaAddr = addr(10)
 
 	env := []string{}
 	for _, kv := range os.Environ() {
@@ -265,9 +268,8 @@ func startPlatform(root string) (p *platform, err error) {
 		// The cdc service's HTTP API, off a developer's `make dev` (8087).
 		"CANOPY_CDC_ADDR="+addr(9),
 		fmt.Sprintf("CANOPY_PROVISIONING_ROUTER_PORTS=%d-%d", p.RouterPortsFrom, p.RouterPortsTo),
-		// The broker's port is taken by the broker itself; nothing outside
-		// the process needs it.
-		"CANOPY_EMBEDDED_KAFKA_ADDR=127.0.0.1:0",
+		// CDC scenarios read the data topics as a user's consumer would.
+		"CANOPY_EMBEDDED_KAFKA_ADDR="+p.KafkaAddr,
 		"CANOPY_STATE_DIR="+p.StateDir,
 		"CANOPY_DATABASE_PREFIX="+p.DBPrefix,
 		"CANOPY_MYSQL_DSN="+mysqlServerDSN,
