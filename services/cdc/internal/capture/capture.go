@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -281,13 +282,29 @@ func (r *reader) next(ctx context.Context, s *replication.BinlogStreamer) (*repl
 	return ev, err
 }
 
+// gtidOf reads a GTID event's GTID from the event's own bytes. go-mysql's
+// syncer keeps a pointer to the decoded event's GTID in its position set
+// when the set has no entry for that server yet (a start from an empty
+// position, a new primary after a failover) and moves it forward with
+// later events, concurrently with our read: the decoded struct may already
+// name a later transaction. The raw bytes are never changed.
+func gtidOf(ev *replication.BinlogEvent, e *replication.MariadbGTIDEvent) mysql.MariadbGTID {
+	body := ev.RawData
+	if len(body) < replication.EventHeaderSize+12 {
+		return mysql.MariadbGTID{DomainID: e.GTID.DomainID, ServerID: ev.Header.ServerID, SequenceNumber: e.GTID.SequenceNumber}
+	}
+	body = body[replication.EventHeaderSize:]
+	return mysql.MariadbGTID{SequenceNumber: binary.LittleEndian.Uint64(body), DomainID: binary.LittleEndian.Uint32(body[8:]),
+		ServerID: ev.Header.ServerID}
+}
+
 func (r *reader) handle(ctx context.Context, ev *replication.BinlogEvent) error {
 	switch e := ev.Event.(type) {
 	case *replication.RotateEvent:
 		r.file = string(e.NextLogName)
 	case *replication.MariadbGTIDEvent:
-		r.gtid = e.GTID
-		r.gtidStr = e.GTID.String()
+		r.gtid = gtidOf(ev, e)
+		r.gtidStr = r.gtid.String()
 		r.serverID = ev.Header.ServerID
 		r.inTx, r.standalone, r.row = true, e.IsStandalone(), 0
 		clear(r.tables)
