@@ -1,0 +1,296 @@
+package cdc_test
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/canopy-platform/canopy/api/events"
+	"github.com/canopy-platform/canopy/libs/eventbus"
+)
+
+// seededRand returns a goroutine-safe rand seeded from CDC_TEST_SEED or the
+// clock, logging the seed so a failing run can be replayed.
+func seededRand(t *testing.T) func(n int) int {
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("CDC_TEST_SEED"); s != "" {
+		v, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			t.Fatalf("CDC_TEST_SEED=%q: %v", s, err)
+		}
+		seed = v
+	}
+	t.Logf("seed %d (CDC_TEST_SEED to replay)", seed)
+	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	var mu sync.Mutex
+	return func(n int) int {
+		mu.Lock()
+		defer mu.Unlock()
+		return r.IntN(n)
+	}
+}
+
+// TestKillAtRandomPoints kills the cdc service with SIGKILL once during
+// its initial snapshot and then at random points of a write load (≥ 10
+// times), restarting it each time: at the end the topic's last value per
+// key equals the table, no row missing; duplicates are allowed
+// (at-least-once) and counted.
+func TestKillAtRandomPoints(t *testing.T) {
+	rnd := seededRand(t)
+	primary, replica := startPair(t)
+	broker := startKafka(t)
+	const instance = "inst-crash"
+	prov := startProvisioning(t, instance)
+	prov.set(viewNode(primary, "primary", true), viewNode(replica, "replica", true))
+	createTable(t, primary.root, "t")
+	const seeded = 50000
+	seed(t, primary.root, "t", seeded)
+	waitFor(t, "replica has the seed", 30*time.Second, func() (bool, string) { return caughtUp(primary, replica) })
+
+	svc := startService(t, prov, broker, map[string]string{"CANOPY_CDC_SNAPSHOT_CHUNK": "250"})
+	view := followTopic(t, broker, "cdc."+tenantID+"."+instance+".app.t")
+	w := startWriter(tcpDB(t, primary), "t", seeded, rnd)
+	t.Cleanup(w.stop)
+	st := svc.createStream(t, instance, map[string]any{"tables": []string{"app.t"}, "snapshot": "initial"})
+
+	// Restart after a kill and wait for the new process to publish: the
+	// topic grows past what it held at the kill.
+	kills := 0
+	killAndRestart := func(why string) {
+		t.Helper()
+		at := view.count()
+		svc.kill9()
+		kills++
+		svc.start(t)
+		waitFor(t, fmt.Sprintf("progress after kill %d (%s)", kills, why), 30*time.Second, func() (bool, string) {
+			s, err := svc.stream(instance, st.ID)
+			return view.count() > at, fmt.Sprintf("topic %d messages (at kill %d), stream %+v %v", view.count(), at, s, err)
+		})
+	}
+
+	// Kill 1: mid-snapshot, a few chunks in.
+	waitFor(t, "snapshot under way", 30*time.Second, func() (bool, string) {
+		return view.count() >= 2000+rnd(3000), fmt.Sprintf("%d messages", view.count())
+	})
+	s, err := svc.stream(instance, st.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.State != "snapshotting" {
+		t.Errorf("state %q at the mid-snapshot kill, want snapshotting (snapshot too fast for the test?)", s.State)
+	}
+	killAndRestart("mid-snapshot")
+	waitFor(t, "snapshot finished after the restart", 40*time.Second, func() (bool, string) {
+		s, err := svc.stream(instance, st.ID)
+		return err == nil && s.State == "streaming", fmt.Sprintf("%+v %v", s, err)
+	})
+
+	// Kills 2..11 at random points of the streaming under load.
+	for kills < 11 {
+		delay := time.Duration(rnd(1500)) * time.Millisecond
+		time.Sleep(delay) // the random kill point itself, not a wait for a condition
+		killAndRestart("streaming, after " + delay.String())
+	}
+	w.stop()
+	committed, failed := w.stats()
+	start := time.Now()
+	waitConverged(t, view, primary.root, "t", 45*time.Second)
+	view.mu.Lock()
+	t.Logf("kills %d; writer %d transactions committed (%d failed); topic %d messages %v; duplicates: %d changes (same gtid/row), %d snapshot rows read twice; converged %s after the load stopped",
+		kills, committed, failed, view.msgs, view.opCount, view.dups, view.snapDups, time.Since(start).Round(time.Millisecond))
+	view.mu.Unlock()
+}
+
+// TestFailoverMidStream: the instance's nodes change under a running
+// stream while a writer writes, and the topic still ends equal to the
+// table, without a gap.
+func TestFailoverMidStream(t *testing.T) {
+	t.Run("primary dies, replica promoted", func(t *testing.T) {
+		rnd := seededRand(t)
+		primary, replica := startPair(t)
+		broker := startKafka(t)
+		const instance = "inst-failover"
+		prov := startProvisioning(t, instance)
+		prov.set(viewNode(primary, "primary", true), viewNode(replica, "replica", true))
+		createTable(t, primary.root, "t")
+		seed(t, primary.root, "t", 1000)
+		svc := startService(t, prov, broker, nil)
+		view := followTopic(t, broker, "cdc."+tenantID+"."+instance+".app.t")
+		w := startWriter(tcpDB(t, primary), "t", 1000, rnd)
+		t.Cleanup(w.stop)
+		st := svc.createStream(t, instance, map[string]any{"tables": []string{"app.t"}, "snapshot": "initial"})
+		waitFor(t, "streaming from the replica", 30*time.Second, func() (bool, string) {
+			s, err := svc.stream(instance, st.ID)
+			return err == nil && s.State == "streaming" && s.SourceNode == replica.id && view.ops()["c"] > 50,
+				fmt.Sprintf("%+v %v, %d messages", s, err, view.count())
+		})
+
+		primary.proc.Kill()
+		execAll(t, replica.root, "STOP SLAVE", "RESET SLAVE ALL", "SET GLOBAL read_only=0")
+		prov.set(provNode{ID: primary.id, Address: primary.proc.Addr, Role: "fenced", Region: "local", RegionRole: "primary"},
+			viewNode(replica, "primary", true))
+		publishFailover(t, broker, instance, replica.id)
+		before, _ := w.stats()
+		w.setDB(tcpDB(t, replica))
+		at := view.count()
+		waitFor(t, "writes on the new primary reach the topic", 30*time.Second, func() (bool, string) {
+			c, _ := w.stats()
+			s, err := svc.stream(instance, st.ID)
+			return c > before+100 && view.count() > at+100, fmt.Sprintf("writer %d (at failover %d), topic %d (at failover %d), stream %+v %v", c, before, view.count(), at, s, err)
+		})
+		w.stop()
+		waitConverged(t, view, replica.root, "t", 30*time.Second)
+		s, _ := svc.stream(instance, st.ID)
+		c, f := w.stats()
+		t.Logf("writer %d committed (%d failed); topic %d messages, %d duplicate changes; stream %s on %s at %s",
+			c, f, view.count(), view.dupCount(), s.State, s.SourceNode, s.Position.GTID)
+	})
+
+	t.Run("source replica dies", func(t *testing.T) {
+		rnd := seededRand(t)
+		primary, replica := startPair(t)
+		broker := startKafka(t)
+		const instance = "inst-replica-dies"
+		prov := startProvisioning(t, instance)
+		prov.set(viewNode(primary, "primary", true), viewNode(replica, "replica", true))
+		createTable(t, primary.root, "t")
+		seed(t, primary.root, "t", 1000)
+		svc := startService(t, prov, broker, nil)
+		view := followTopic(t, broker, "cdc."+tenantID+"."+instance+".app.t")
+		w := startWriter(tcpDB(t, primary), "t", 1000, rnd)
+		t.Cleanup(w.stop)
+		st := svc.createStream(t, instance, map[string]any{"tables": []string{"app.t"}, "snapshot": "initial"})
+		waitFor(t, "streaming from the replica", 30*time.Second, func() (bool, string) {
+			s, err := svc.stream(instance, st.ID)
+			return err == nil && s.State == "streaming" && s.SourceNode == replica.id && view.ops()["c"] > 50,
+				fmt.Sprintf("%+v %v, %d messages", s, err, view.count())
+		})
+		// Provisioning has not noticed yet: the view still says healthy.
+		replica.proc.Kill()
+		at := view.count()
+		waitFor(t, "streaming from the primary", 30*time.Second, func() (bool, string) {
+			s, err := svc.stream(instance, st.ID)
+			return err == nil && s.State == "streaming" && s.SourceNode == primary.id && view.count() > at+100,
+				fmt.Sprintf("%+v %v, topic %d (at kill %d)", s, err, view.count(), at)
+		})
+		w.stop()
+		waitConverged(t, view, primary.root, "t", 30*time.Second)
+		c, f := w.stats()
+		t.Logf("writer %d committed (%d failed); topic %d messages, %d duplicate changes", c, f, view.count(), view.dupCount())
+	})
+}
+
+// publishFailover publishes failover.completed naming the new primary on
+// canopy.failover.v1, as the failover service does.
+func publishFailover(t *testing.T, broker, instance, newPrimary string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	pub, err := eventbus.NewPublisher(eventbus.PublisherConfig{Brokers: []string{broker}, Source: "/test"}, nopLogger(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	ev, err := eventbus.NewEvent(events.TypeFailoverCompleted, "/test", instance, events.Recovery{RecoveryID: "rec-1",
+		InstanceID: instance, TenantID: tenantID, State: "completed", NewPrimary: newPrimary})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev.Tenant = tenantID
+	if err := pub.Publish(ctx, events.TopicFailover, ev); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestPoisonStopsLoudly: a row of a type capture cannot decode (POINT)
+// fails the stream with the table and column in last_error; the checkpoint
+// stays before the poison, so rows of other tables after it are not
+// skipped (they are not published past it), also across a restart.
+func TestPoisonStopsLoudly(t *testing.T) {
+	primary, replica := startPair(t)
+	broker := startKafka(t)
+	const instance = "inst-poison"
+	prov := startProvisioning(t, instance)
+	prov.set(viewNode(primary, "primary", true), viewNode(replica, "replica", true))
+	createTable(t, primary.root, "t")
+	execAll(t, primary.root, "CREATE TABLE app.geo (id BIGINT PRIMARY KEY, shape POINT NOT NULL) ENGINE=InnoDB")
+	svc := startService(t, prov, broker, nil)
+	view := followTopic(t, broker, "cdc."+tenantID+"."+instance+".app.t")
+	st := svc.createStream(t, instance, map[string]any{"tables": []string{"app.*"}, "snapshot": "never"})
+	waitFor(t, "streaming", 30*time.Second, func() (bool, string) {
+		s, err := svc.stream(instance, st.ID)
+		return err == nil && s.State == "streaming" && s.Position.GTID != "", fmt.Sprintf("%+v %v", s, err)
+	})
+	for i := range 10 {
+		execAll(t, primary.root, fmt.Sprintf("INSERT INTO app.t VALUES (%d, 'before', 0)", i))
+	}
+	waitFor(t, "rows before the poison published", 30*time.Second, func() (bool, string) {
+		rows, _ := view.snapshot()
+		return len(rows) == 10, fmt.Sprintf("%d rows", len(rows))
+	})
+	execAll(t, primary.root, "INSERT INTO app.geo VALUES (1, POINT(1, 2))")
+	poison := gtidPos(t, primary.root)
+	for i := 10; i < 20; i++ {
+		execAll(t, primary.root, fmt.Sprintf("INSERT INTO app.t VALUES (%d, 'after', 0)", i))
+	}
+	check := func(when string) {
+		t.Helper()
+		var s streamJSON
+		waitFor(t, "stream failed "+when, 30*time.Second, func() (bool, string) {
+			var err error
+			s, err = svc.stream(instance, st.ID)
+			return err == nil && s.State == "failed", fmt.Sprintf("%+v %v", s, err)
+		})
+		if !strings.Contains(s.LastError, "app.geo") || !strings.Contains(s.LastError, "shape") {
+			t.Errorf("%s: last_error %q does not name app.geo and its column shape", when, s.LastError)
+		}
+		if seqOf(t, s.Position.GTID) >= seqOf(t, poison) {
+			t.Errorf("%s: checkpoint %s at or past the poison %s", when, s.Position.GTID, poison)
+		}
+		rows, err := view.snapshot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for id := 10; id < 20; id++ {
+			if _, ok := rows[strconv.Itoa(id)]; ok {
+				t.Errorf("%s: row %d, written after the poison, published past it", when, id)
+			}
+		}
+		t.Logf("%s: state %s at %s (poison %s): %s", when, s.State, s.Position.GTID, poison, s.LastError)
+	}
+	check("at first")
+	svc.kill9()
+	svc.start(t)
+	check("after a restart")
+}
+
+// gtidPos is the node's gtid_binlog_pos (one domain in these tests).
+func gtidPos(t *testing.T, db *sql.DB) string {
+	t.Helper()
+	var p string
+	if err := db.QueryRow("SELECT @@gtid_binlog_pos").Scan(&p); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// seqOf is the sequence number of a single-domain GTID position "0-1-42".
+func seqOf(t *testing.T, pos string) uint64 {
+	t.Helper()
+	f := strings.Split(pos, "-")
+	if len(f) != 3 {
+		t.Fatalf("position %q: want one domain-server-seq", pos)
+	}
+	n, err := strconv.ParseUint(f[2], 10, 64)
+	if err != nil {
+		t.Fatalf("position %q: %v", pos, err)
+	}
+	return n
+}
