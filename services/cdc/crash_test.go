@@ -56,7 +56,7 @@ func TestKillAtRandomPoints(t *testing.T) {
 
 	svc := startService(t, prov, broker, map[string]string{"CANOPY_CDC_SNAPSHOT_CHUNK": "250"})
 	view := followTopic(t, broker, "cdc."+tenantID+"."+instance+".app.t")
-	w := startWriter(tcpDB(t, primary), "t", seeded, rnd)
+	w := startWriter(writerDB(t, primary), "t", seeded, rnd)
 	t.Cleanup(w.stop)
 	st := svc.createStream(t, instance, map[string]any{"tables": []string{"app.t"}, "snapshot": "initial"})
 
@@ -71,7 +71,8 @@ func TestKillAtRandomPoints(t *testing.T) {
 		svc.start(t)
 		waitFor(t, fmt.Sprintf("progress after kill %d (%s)", kills, why), 30*time.Second, func() (bool, string) {
 			s, err := svc.stream(instance, st.ID)
-			return view.count() > at, fmt.Sprintf("topic %d messages (at kill %d), stream %+v %v", view.count(), at, s, err)
+			c, f := w.stats()
+			return view.count() > at, fmt.Sprintf("topic %d messages (at kill %d), stream %+v %v, writer %d/%d failed", view.count(), at, s, err, c, f)
 		})
 	}
 
@@ -101,7 +102,10 @@ func TestKillAtRandomPoints(t *testing.T) {
 	w.stop()
 	committed, failed := w.stats()
 	start := time.Now()
-	waitConverged(t, view, primary.root, "t", 45*time.Second)
+	// The stream reads the replica: its view can be no newer than it.
+	waitFor(t, "replica caught up after the load", 60*time.Second, func() (bool, string) { return caughtUp(primary, replica) })
+	t.Logf("replica caught up %s after the load stopped", time.Since(start).Round(time.Millisecond))
+	waitConverged(t, view, primary.root, "t", 45*time.Second, streamState(svc, instance, st.ID))
 	view.mu.Lock()
 	t.Logf("kills %d; writer %d transactions committed (%d failed); topic %d messages %v; duplicates: %d changes (same gtid/row), %d snapshot rows read twice; converged %s after the load stopped",
 		kills, committed, failed, view.msgs, view.opCount, view.dups, view.snapDups, time.Since(start).Round(time.Millisecond))
@@ -123,7 +127,7 @@ func TestFailoverMidStream(t *testing.T) {
 		seed(t, primary.root, "t", 1000)
 		svc := startService(t, prov, broker, nil)
 		view := followTopic(t, broker, "cdc."+tenantID+"."+instance+".app.t")
-		w := startWriter(tcpDB(t, primary), "t", 1000, rnd)
+		w := startWriter(writerDB(t, primary), "t", 1000, rnd)
 		t.Cleanup(w.stop)
 		st := svc.createStream(t, instance, map[string]any{"tables": []string{"app.t"}, "snapshot": "initial"})
 		waitFor(t, "streaming from the replica", 30*time.Second, func() (bool, string) {
@@ -138,7 +142,7 @@ func TestFailoverMidStream(t *testing.T) {
 			viewNode(replica, "primary", true))
 		publishFailover(t, broker, instance, replica.id)
 		before, _ := w.stats()
-		w.setDB(tcpDB(t, replica))
+		w.setDB(writerDB(t, replica))
 		at := view.count()
 		waitFor(t, "writes on the new primary reach the topic", 30*time.Second, func() (bool, string) {
 			c, _ := w.stats()
@@ -146,7 +150,7 @@ func TestFailoverMidStream(t *testing.T) {
 			return c > before+100 && view.count() > at+100, fmt.Sprintf("writer %d (at failover %d), topic %d (at failover %d), stream %+v %v", c, before, view.count(), at, s, err)
 		})
 		w.stop()
-		waitConverged(t, view, replica.root, "t", 30*time.Second)
+		waitConverged(t, view, replica.root, "t", 30*time.Second, streamState(svc, instance, st.ID))
 		s, _ := svc.stream(instance, st.ID)
 		c, f := w.stats()
 		t.Logf("writer %d committed (%d failed); topic %d messages, %d duplicate changes; stream %s on %s at %s",
@@ -164,7 +168,7 @@ func TestFailoverMidStream(t *testing.T) {
 		seed(t, primary.root, "t", 1000)
 		svc := startService(t, prov, broker, nil)
 		view := followTopic(t, broker, "cdc."+tenantID+"."+instance+".app.t")
-		w := startWriter(tcpDB(t, primary), "t", 1000, rnd)
+		w := startWriter(writerDB(t, primary), "t", 1000, rnd)
 		t.Cleanup(w.stop)
 		st := svc.createStream(t, instance, map[string]any{"tables": []string{"app.t"}, "snapshot": "initial"})
 		waitFor(t, "streaming from the replica", 30*time.Second, func() (bool, string) {
@@ -181,7 +185,7 @@ func TestFailoverMidStream(t *testing.T) {
 				fmt.Sprintf("%+v %v, topic %d (at kill %d)", s, err, view.count(), at)
 		})
 		w.stop()
-		waitConverged(t, view, primary.root, "t", 30*time.Second)
+		waitConverged(t, view, primary.root, "t", 30*time.Second, streamState(svc, instance, st.ID))
 		c, f := w.stats()
 		t.Logf("writer %d committed (%d failed); topic %d messages, %d duplicate changes", c, f, view.count(), view.dupCount())
 	})
@@ -293,4 +297,12 @@ func seqOf(t *testing.T, pos string) uint64 {
 		t.Fatalf("position %q: %v", pos, err)
 	}
 	return n
+}
+
+// streamState describes the stream for failure messages.
+func streamState(svc *service, instance, id string) func() string {
+	return func() string {
+		s, err := svc.stream(instance, id)
+		return fmt.Sprintf("stream %+v %v", s, err)
+	}
 }

@@ -524,19 +524,24 @@ func diffRows(want, got map[string]string) (missing int, desc string) {
 
 // waitConverged waits until the topic's view equals the table on db and
 // fails with the difference otherwise.
-func waitConverged(t *testing.T, v *topicView, db *sql.DB, table string, timeout time.Duration) {
+func waitConverged(t *testing.T, v *topicView, db *sql.DB, table string, timeout time.Duration, state func() string) {
 	t.Helper()
 	want, err := tableRows(db, table)
 	if err != nil {
 		t.Fatal(err)
 	}
+	last := time.Now()
 	waitFor(t, "topic view equals the table ("+strconv.Itoa(len(want))+" rows)", timeout, func() (bool, string) {
+		if os.Getenv("CDC_TEST_TRACE") != "" && time.Since(last) > 500*time.Millisecond {
+			last = time.Now()
+			t.Logf("converging: topic %d messages; %s", v.count(), state())
+		}
 		got, err := v.snapshot()
 		if err != nil {
 			t.Fatalf("topic: %v", err)
 		}
 		missing, d := diffRows(want, got)
-		return d == "", fmt.Sprintf("%d missing: %s", missing, d)
+		return d == "", fmt.Sprintf("%d missing: %s; topic %d messages; %s", missing, d, v.count(), state())
 	})
 }
 
@@ -557,10 +562,11 @@ type writer struct {
 	rnd       func(n int) int
 }
 
-// tcpDB opens a short-timeout root pool over TCP to the node.
-func tcpDB(t *testing.T, n *mnode) *sql.DB {
+// writerDB opens a short-timeout root pool to the node (over its socket:
+// root is root@localhost).
+func writerDB(t *testing.T, n *mnode) *sql.DB {
 	cfg := mysql.NewConfig()
-	cfg.User, cfg.Net, cfg.Addr = "root", "tcp", n.proc.Addr
+	cfg.User, cfg.Net, cfg.Addr = "root", "unix", enginetest.MariaDBSocket(n.proc)
 	cfg.Timeout, cfg.ReadTimeout, cfg.WriteTimeout = time.Second, 3*time.Second, 3*time.Second
 	conn, err := mysql.NewConnector(cfg)
 	if err != nil {
@@ -577,8 +583,16 @@ func startWriter(db *sql.DB, table string, firstID int64, rnd func(int) int) *wr
 	w := &writer{db: db, table: table, next: firstID, cancel: cancel, done: make(chan struct{}), rnd: rnd}
 	go func() {
 		defer close(w.done)
+		// Paced (at most one transaction per 2ms), so the replica keeps
+		// up on a small machine and the test measures cdc, not it.
+		tick := time.NewTicker(2 * time.Millisecond)
+		defer tick.Stop()
 		for ctx.Err() == nil {
 			w.step(ctx)
+			select {
+			case <-ctx.Done():
+			case <-tick.C:
+			}
 		}
 	}()
 	return w
