@@ -306,3 +306,66 @@ func streamState(svc *service, instance, id string) func() string {
 		return fmt.Sprintf("stream %+v %v", s, err)
 	}
 }
+
+// TestFailoverAheadOfNewPrimary: the stream reads the primary (its replica
+// reported unhealthy), the replica misses the primary's last transactions
+// (replication stopped), the primary dies and the replica is promoted: the
+// stream's checkpoint names GTIDs the new primary never had. What it does
+// then is logged; it must not sit "streaming" while missing the new
+// primary's writes.
+func TestFailoverAheadOfNewPrimary(t *testing.T) {
+	primary, replica := startPair(t)
+	broker := startKafka(t)
+	const instance = "inst-ahead"
+	prov := startProvisioning(t, instance)
+	prov.set(viewNode(primary, "primary", true), viewNode(replica, "replica", false))
+	createTable(t, primary.root, "t")
+	seed(t, primary.root, "t", 100)
+	waitFor(t, "replica has the seed", 30*time.Second, func() (bool, string) { return caughtUp(primary, replica) })
+	svc := startService(t, prov, broker, nil)
+	view := followTopic(t, broker, "cdc."+tenantID+"."+instance+".app.t")
+	st := svc.createStream(t, instance, map[string]any{"tables": []string{"app.t"}, "snapshot": "initial"})
+	execAll(t, replica.root, "STOP SLAVE")
+	for i := 100; i < 110; i++ {
+		execAll(t, primary.root, fmt.Sprintf("INSERT INTO app.t VALUES (%d, 'lost', 0)", i))
+	}
+	lost := gtidPos(t, primary.root)
+	waitFor(t, "stream at the primary's end", 30*time.Second, func() (bool, string) {
+		s, err := svc.stream(instance, st.ID)
+		return err == nil && s.Position.GTID == lost && s.SourceNode == primary.id, fmt.Sprintf("%+v %v (want %s)", s, err, lost)
+	})
+	primary.proc.Kill()
+	execAll(t, replica.root, "RESET SLAVE ALL", "SET GLOBAL read_only=0")
+	prov.set(provNode{ID: primary.id, Address: primary.proc.Addr, Role: "fenced", Region: "local", RegionRole: "primary"},
+		viewNode(replica, "primary", true))
+	publishFailover(t, broker, instance, replica.id)
+	// First the stream meets the new primary before it wrote anything:
+	// the checkpoint is beyond its binlog's end.
+	waitFor(t, "stream on the new primary or failed", 30*time.Second, func() (bool, string) {
+		s, err := svc.stream(instance, st.ID)
+		return err == nil && (s.State == "failed" || s.SourceNode == replica.id), fmt.Sprintf("%+v %v", s, err)
+	})
+	if s, err := svc.stream(instance, st.ID); err == nil {
+		t.Logf("before writes on the new primary: %s on %s, %q", s.State, s.SourceNode, s.LastError)
+	}
+	for i := 200; i < 210; i++ {
+		execAll(t, replica.root, fmt.Sprintf("INSERT INTO app.t VALUES (%d, 'new', 0)", i))
+	}
+	t.Logf("new primary at %s, stream checkpoint %s", gtidPos(t, replica.root), lost)
+	var s streamJSON
+	waitFor(t, "stream fails loudly or carries the new primary's writes", 30*time.Second, func() (bool, string) {
+		var err error
+		s, err = svc.stream(instance, st.ID)
+		rows, _ := view.snapshot()
+		_, has := rows["209"]
+		return err == nil && (s.State == "failed" || has), fmt.Sprintf("%+v %v, topic has the new writes: %v", s, err, has)
+	})
+	t.Logf("stream %s on %s at %s: %s", s.State, s.SourceNode, s.Position.GTID, s.LastError)
+	// The new primary cannot serve from a GTID it never had (MariaDB: error
+	// 1236); the published "lost" rows cannot be taken back, so the stream
+	// must stop and say so, naming the position, not claim a purge.
+	if s.State != "failed" || !strings.Contains(s.LastError, lost) || !strings.Contains(s.LastError, "1236") ||
+		!strings.Contains(s.LastError, ":resnapshot") {
+		t.Errorf("stream %s: %q; want failed naming %s, the server's error 1236 and the re-snapshot", s.State, s.LastError, lost)
+	}
+}

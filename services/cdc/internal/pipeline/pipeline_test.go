@@ -174,7 +174,7 @@ func TestPermanentFailures(t *testing.T) {
 		want []string
 	}{
 		"binlog purged": {err: fmt.Errorf("start at 0-1-10: %w", capture.ErrPositionLost),
-			want: []string{"binlog purged past position 0-1-10", "POST /api/v1/instances/i1/cdc-streams/s1:resnapshot"}},
+			want: []string{"binlog does not hold position 0-1-10", "purged", "failover", "start at 0-1-10: binlog position lost", "POST /api/v1/instances/i1/cdc-streams/s1:resnapshot"}},
 		"poison": {err: fmt.Errorf("decode: %w", &capture.PoisonError{GTID: "0-1-12", Table: "app.t", Column: "g",
 			Err: errors.New("unsupported type GEOMETRY")}),
 			want: []string{"0-1-12", "app.t", "column g", "unsupported type GEOMETRY"}},

@@ -419,8 +419,12 @@ func (r *runner) classify(err error, gtid string) error {
 	case err == nil:
 		return nil
 	case errors.Is(err, capture.ErrPositionLost):
+		// Not always a purge: a node promoted in a failover that never
+		// received the checkpoint's last transactions answers the same
+		// error 1236, so the reason carries the server's own words.
 		return &permanentError{err: err, reason: fmt.Sprintf(
-			"binlog purged past position %s; re-snapshot with POST /api/v1/instances/%s/cdc-streams/%s:resnapshot", gtid, r.instance, r.id)}
+			"the source's binlog does not hold position %s (purged past it, or never had it: transactions lost in a failover) [%v]; re-snapshot with POST /api/v1/instances/%s/cdc-streams/%s:resnapshot",
+			gtid, err, r.instance, r.id)}
 	case errors.As(err, &poison):
 		return &permanentError{err: err, reason: fmt.Sprintf(
 			"cannot decode the change at GTID %s in table %s, column %s: %v; the stream stopped rather than skip it",
