@@ -154,7 +154,11 @@ func TestSnapshotThenStreaming(t *testing.T) {
 // stores the source's current position before reading, so a restart
 // resumes there.
 func TestStreamWithoutPositionStartsAtSourceEnd(t *testing.T) {
-	rp := newRepo(streamOf("s1", stream.StateStreaming, ""))
+	s := streamOf("s1", stream.StateStreaming, "")
+	// Snapshot "never": after an initial snapshot, an empty position means
+	// the binlog's start instead.
+	s.Spec.Snapshot = stream.SnapshotNever
+	rp := newRepo(s)
 	caps := newCaptures()
 	start(t, Config{}, rp, newNodes(primary), okSink{}, WithCapture(caps.Run),
 		WithPosition(func(context.Context, capture.Source) (string, error) { return "0-1-99", nil }))
@@ -227,6 +231,31 @@ func TestReconnectsToSurvivingNode(t *testing.T) {
 	if c2.cfg.Source.Addr != primary.Address || c2.cfg.Start != "0-1-11" {
 		t.Fatalf("after the replica died: %s from %q, want the primary from 0-1-11", c2.cfg.Source.Addr, c2.cfg.Start)
 	}
+}
+
+// TestLaggingReplicaDoesNotFailStream: a replica without the checkpoint's
+// GTID yet (back from a restart, lagging) answers like a purged binlog
+// (1236); the stream falls back to the primary instead of failing, and
+// fails only when the primary lacks the position too.
+func TestLaggingReplicaDoesNotFailStream(t *testing.T) {
+	rp := newRepo(streamOf("s1", stream.StateStreaming, "0-1-10"))
+	caps := newCaptures()
+	start(t, Config{RetryInitial: time.Millisecond, RetryMax: 5 * time.Millisecond}, rp, newNodes(primary, replica), okSink{},
+		WithCapture(caps.Run))
+	c := caps.next(t)
+	if c.cfg.Source.Addr != replica.Address {
+		t.Fatalf("reads %s, want the replica", c.cfg.Source.Addr)
+	}
+	c.finish <- fmt.Errorf("start at 0-1-10: %w", capture.ErrPositionLost)
+	c2 := caps.next(t)
+	if c2.cfg.Source.Addr != primary.Address || c2.cfg.Start != "0-1-10" {
+		t.Fatalf("after the replica lacked the position: %s from %q, want the primary from 0-1-10", c2.cfg.Source.Addr, c2.cfg.Start)
+	}
+	if st := rp.stream("s1").State; st == stream.StateFailed {
+		t.Fatal("stream failed on a replica's 1236")
+	}
+	c2.finish <- fmt.Errorf("start at 0-1-10: %w", capture.ErrPositionLost)
+	eventually(t, "failed when the primary lacks it too", func() bool { return rp.stream("s1").State == stream.StateFailed })
 }
 
 // TestInstanceChangedMovesToPreferredNode: reading the primary because no

@@ -18,6 +18,7 @@ import (
 
 	"github.com/canopy-platform/canopy/services/cdc/internal/capture"
 	"github.com/canopy-platform/canopy/services/cdc/internal/change"
+	"github.com/canopy-platform/canopy/services/cdc/internal/provview"
 	"github.com/canopy-platform/canopy/services/cdc/internal/snapshot"
 	"github.com/canopy-platform/canopy/services/cdc/internal/stream"
 )
@@ -212,6 +213,14 @@ func (r *runner) attempt(ctx context.Context, prev, avoid string) (nodeID string
 	}
 	if err != nil && moved.Load() && ctx.Err() == nil {
 		return node.ID, false, errReconnect
+	}
+	var perm *permanentError
+	if errors.As(err, &perm) && errors.Is(err, capture.ErrPositionLost) && node.Role != provview.RolePrimary {
+		// A replica answers "not in the master's binlog" (1236) for a GTID
+		// it has not applied yet: one back from a restart, or lagging. That
+		// is no lost position while the primary may still have it; retry
+		// away from the replica, and fail only if the primary lacks it too.
+		return node.ID, false, fmt.Errorf("replica %s does not hold the checkpoint (yet): %w", node.ID, perm.err)
 	}
 	return node.ID, false, err
 }
