@@ -210,6 +210,42 @@ func TestFailoverMidStream(t *testing.T) {
 	})
 }
 
+// TestStalledReplicaShowsLag: the replica the stream reads stops applying
+// (its replication broke) while the primary takes writes. The stream
+// cannot see those writes there; it must at least not look caught up: its
+// lag counts the primary's transactions it has not delivered.
+func TestStalledReplicaShowsLag(t *testing.T) {
+	primary, replica := startPair(t)
+	broker := startKafka(t)
+	const instance = "inst-stalled"
+	prov := startProvisioning(t, instance)
+	prov.set(viewNode(primary, "primary", true), viewNode(replica, "replica", true))
+	createTable(t, primary.root, "t")
+	svc := startService(t, prov, broker, nil)
+	view := followTopic(t, broker, "cdc."+tenantID+"."+instance+".app.t")
+	st := svc.createStream(t, instance, map[string]any{"tables": []string{"app.t"}, "snapshot": "initial"})
+	execAll(t, primary.root, "INSERT INTO app.t VALUES (0, 'a', 0)")
+	waitFor(t, "streaming from the replica", 30*time.Second, func() (bool, string) {
+		s, err := svc.stream(instance, st.ID)
+		return err == nil && s.State == "streaming" && s.SourceNode == replica.id && view.count() == 1, fmt.Sprintf("%+v %v", s, err)
+	})
+	execAll(t, replica.root, "STOP SLAVE")
+	for i := 1; i <= 50; i++ {
+		execAll(t, primary.root, fmt.Sprintf("INSERT INTO app.t VALUES (%d, 'a', 0)", i))
+	}
+	waitFor(t, "the stall shows as lag", 20*time.Second, func() (bool, string) {
+		s, err := svc.stream(instance, st.ID)
+		return err == nil && s.Lag.Events >= 50, fmt.Sprintf("%+v %v", s, err)
+	})
+	// Replication repaired: the stream catches up on the same node.
+	execAll(t, replica.root, "START SLAVE")
+	waitConverged(t, view, primary.root, "t", 30*time.Second, streamState(svc, instance, st.ID))
+	waitFor(t, "lag back to zero", 20*time.Second, func() (bool, string) {
+		s, err := svc.stream(instance, st.ID)
+		return err == nil && s.Lag.Events == 0, fmt.Sprintf("%+v %v", s, err)
+	})
+}
+
 // publishFailover publishes failover.completed naming the new primary on
 // canopy.failover.v1, as the failover service does.
 func publishFailover(t *testing.T, broker, instance, newPrimary string) {

@@ -295,6 +295,10 @@ type streamJSON struct {
 		SnapshotGTID string `json:"snapshot_gtid"`
 	} `json:"position"`
 	EventsTotal int64 `json:"events_total"`
+	Lag         struct {
+		Ms     int64 `json:"ms"`
+		Events int64 `json:"events"`
+	} `json:"lag"`
 }
 
 var member = tenancy.Principal{Tenant: tenantID, Role: tenancy.RoleTenantMember, Subject: "apikey:svc-test"}

@@ -357,6 +357,26 @@ func TestInstanceDeletedStopsAndDeletesItsStreams(t *testing.T) {
 	}
 }
 
+// TestLagMeasuredAgainstPrimary: reading a replica, the lag compares the
+// checkpoint with the primary's binlog end, so a replica whose
+// replication stopped does not look caught up.
+func TestLagMeasuredAgainstPrimary(t *testing.T) {
+	rp := newRepo(streamOf("s1", stream.StateStreaming, "0-1-10"))
+	caps := newCaptures()
+	pos := func(_ context.Context, src capture.Source) (string, error) {
+		if src.Addr == primary.Address {
+			return "0-1-40", nil
+		}
+		return "0-1-10", nil // the stalled replica
+	}
+	start(t, Config{StatusInterval: 10 * time.Millisecond}, rp, newNodes(primary, replica), okSink{},
+		WithCapture(caps.Run), WithPosition(pos))
+	if c := caps.next(t); c.cfg.Source.Addr != replica.Address {
+		t.Fatalf("reads %s, want the replica", c.cfg.Source.Addr)
+	}
+	eventually(t, "lag against the primary", func() bool { return rp.stream("s1").Status.LagEvents == 30 })
+}
+
 // TestLagStatusAndEpisodes: the status carries lag and GTID distance; a
 // lag past the threshold publishes lagging once, and caught_up once the
 // source's end equals the checkpoint.

@@ -62,10 +62,13 @@ type runner struct {
 	// after it.
 	writeMu sync.Mutex
 
-	mu         sync.Mutex
-	state      stream.State
-	cp         change.Checkpoint // last stored
-	source     capture.Source
+	mu     sync.Mutex
+	state  stream.State
+	cp     change.Checkpoint // last stored
+	source capture.Source
+	// lagSource is the node whose binlog end the lag is measured against
+	// (the primary, else source).
+	lagSource  capture.Source
 	sourceNode string
 	connected  bool
 	lastEvent  time.Time // commit time of the last acknowledged message
@@ -184,7 +187,16 @@ func (r *runner) attempt(ctx context.Context, prev, avoid string) (nodeID string
 	}
 	src := capture.Source{Addr: node.Address, User: in.CDC.Username, Password: in.CDC.Password}
 	r.mu.Lock()
-	r.source, r.sourceNode, r.connected = src, node.ID, true
+	// Lag is measured against the primary's binlog when there is one: a
+	// replica whose replication stopped has an end the stream reaches
+	// while missing everything the primary committed since.
+	lagSrc := src
+	for _, n := range in.Nodes {
+		if n.Role == provview.RolePrimary && n.Address != "" {
+			lagSrc.Addr = n.Address
+		}
+	}
+	r.source, r.lagSource, r.sourceNode, r.connected = src, lagSrc, node.ID, true
 	startCP := r.cp
 	r.mu.Unlock()
 	defer func() {
