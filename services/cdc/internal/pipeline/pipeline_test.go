@@ -38,8 +38,8 @@ func TestCheckpointOnlyAfterAck(t *testing.T) {
 	}
 	// A transaction split over two batches: only the second carries a checkpoint.
 	c.send(t, change.Batch{Messages: rows(topic, "0-1-11", 3)})
-	c.send(t, change.Batch{Messages: rows(topic, "0-1-11", 2), Checkpoint: &change.Checkpoint{GTID: "0-1-11"}})
 	w1 := sk.next(t)
+	c.send(t, change.Batch{Messages: rows(topic, "0-1-11", 2), Checkpoint: &change.Checkpoint{GTID: "0-1-11"}})
 	if len(w1.msgs) != 3 {
 		t.Fatalf("first write has %d messages", len(w1.msgs))
 	}
@@ -230,6 +230,32 @@ func TestReconnectsToSurvivingNode(t *testing.T) {
 	c2 := caps.next(t)
 	if c2.cfg.Source.Addr != primary.Address || c2.cfg.Start != "0-1-11" {
 		t.Fatalf("after the replica died: %s from %q, want the primary from 0-1-11", c2.cfg.Source.Addr, c2.cfg.Start)
+	}
+}
+
+// TestQueuedBatchesCoalesce: batches that queued up while Kafka held a
+// write go out as one write with the last checkpoint, stored once.
+func TestQueuedBatchesCoalesce(t *testing.T) {
+	rp := newRepo(streamOf("s1", stream.StateStreaming, "0-1-10"))
+	caps, sk := newCaptures(), newGate()
+	start(t, Config{}, rp, newNodes(primary), sk, WithCapture(caps.Run))
+	c := caps.next(t)
+	c.send(t, change.Batch{Messages: rows(topic, "0-1-11", 1), Checkpoint: &change.Checkpoint{GTID: "0-1-11"}})
+	w := sk.next(t) // held while three more transactions queue
+	c.send(t, change.Batch{Messages: rows(topic, "0-1-12", 2), Checkpoint: &change.Checkpoint{GTID: "0-1-12"}})
+	c.send(t, change.Batch{Messages: rows(topic, "0-1-13", 1)}) // a transaction split over two batches
+	c.send(t, change.Batch{Messages: rows(topic, "0-1-13", 1), Checkpoint: &change.Checkpoint{GTID: "0-1-13"}})
+	w.answer <- nil
+	w2 := sk.next(t)
+	if len(w2.msgs) != 4 {
+		t.Fatalf("second write has %d messages, want the 4 queued", len(w2.msgs))
+	}
+	w2.answer <- nil
+	eventually(t, "last checkpoint", func() bool { return rp.stream("s1").Checkpoint.GTID == "0-1-13" })
+	rp.mu.Lock()
+	defer rp.mu.Unlock()
+	if len(rp.saves) != 2 {
+		t.Fatalf("%d checkpoints stored, want 2 (one per write)", len(rp.saves))
 	}
 }
 
@@ -453,8 +479,11 @@ func TestBackPressure(t *testing.T) {
 	case <-time.After(100 * time.Millisecond):
 	}
 	w.answer <- nil
-	for range queueDepth {
-		sk.next(t).answer <- nil
+	// The queued batches go out as one write (coalesced).
+	if w2 := sk.next(t); len(w2.msgs) != queueDepth {
+		t.Fatalf("write of %d messages after the release, want the %d queued", len(w2.msgs), queueDepth)
+	} else {
+		w2.answer <- nil
 	}
 	c.send(t, change.Batch{Messages: rows(topic, "0-1-11", 1), Checkpoint: &change.Checkpoint{GTID: "0-1-11"}})
 	sk.next(t).answer <- nil

@@ -358,6 +358,7 @@ func (r *runner) pump(ctx, actx context.Context, state stream.State,
 		if werr != nil {
 			continue // drain, so the producer is never stuck on a send
 		}
+		b = r.coalesce(b, ch)
 		if err := r.deliver(ctx, b, state); err != nil {
 			werr = err
 			pcancel()
@@ -372,6 +373,28 @@ func (r *runner) pump(ctx, actx context.Context, state stream.State,
 
 // deliver writes a batch and, only once Kafka acknowledged it, stores its
 // checkpoint.
+// coalesce appends to b the batches already waiting in ch (never waiting
+// for one) up to MaxBatch messages, so a run of small transactions costs
+// one Kafka write and one checkpoint instead of one each. The merged
+// checkpoint is the last one: every message before it is in the write.
+func (r *runner) coalesce(b change.Batch, ch <-chan change.Batch) change.Batch {
+	for len(b.Messages) < r.m.cfg.MaxBatch {
+		select {
+		case nb, ok := <-ch:
+			if !ok {
+				return b
+			}
+			b.Messages = append(b.Messages, nb.Messages...)
+			if nb.Checkpoint != nil {
+				b.Checkpoint = nb.Checkpoint
+			}
+		default:
+			return b
+		}
+	}
+	return b
+}
+
 func (r *runner) deliver(ctx context.Context, b change.Batch, state stream.State) error {
 	if len(b.Messages) > 0 {
 		if err := r.m.sink.Write(ctx, b.Messages); err != nil {
