@@ -261,6 +261,11 @@ func startService(t *testing.T, prov *provStandIn, broker string, extraEnv map[s
 			root.Close()
 		}
 	})
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("cdc log tail:\n%s", proc.Tail())
+		}
+	})
 	s := &service{proc: proc, db: db}
 	s.start(t)
 	return s
@@ -406,26 +411,57 @@ func followTopic(t *testing.T, broker, topic string) *topicView {
 	ctx, cancel := context.WithCancel(context.Background())
 	v := &topicView{rows: map[string]string{}, opCount: map[string]int{}, seen: map[string]bool{}, snapSeen: map[string]bool{},
 		cancel: cancel, done: make(chan struct{})}
-	r := kafka.NewReader(kafka.ReaderConfig{Brokers: []string{broker}, Topic: topic, Partition: 0, MinBytes: 1,
-		MaxBytes: 8 << 20, MaxWait: 50 * time.Millisecond})
 	go func() {
 		defer close(v.done)
-		defer r.Close()
-		for {
-			m, err := r.ReadMessage(ctx)
-			if err != nil {
-				if ctx.Err() == nil {
-					v.mu.Lock()
-					v.err = err
-					v.mu.Unlock()
-				}
-				return
+		// Plain fetches from the next offset (a kafka-go Reader stalled
+		// against the embedded broker under -race); a failed fetch is
+		// retried, the topic may not exist yet.
+		c := &kafka.Client{Addr: kafka.TCP(broker), Timeout: 10 * time.Second}
+		var next int64
+		for ctx.Err() == nil {
+			res, err := c.Fetch(ctx, &kafka.FetchRequest{Topic: topic, Partition: 0, Offset: next, MinBytes: 1,
+				MaxBytes: 8 << 20, MaxWait: 100 * time.Millisecond})
+			if err == nil && res.Error != nil {
+				err = res.Error
 			}
-			v.add(m)
+			if err != nil {
+				select {
+				case <-ctx.Done():
+				case <-time.After(50 * time.Millisecond):
+				}
+				continue
+			}
+			for {
+				rec, err := res.Records.ReadRecord()
+				if err != nil {
+					break
+				}
+				if rec.Offset < next {
+					continue
+				}
+				m := kafka.Message{Offset: rec.Offset, Key: readBytes(rec.Key), Value: readBytes(rec.Value)}
+				next = rec.Offset + 1
+				v.add(m)
+			}
+			if cl, ok := res.Records.(io.Closer); ok {
+				cl.Close()
+			}
 		}
 	}()
 	t.Cleanup(func() { cancel(); <-v.done })
 	return v
+}
+
+// readBytes reads a record's key or value; nil stays nil (a tombstone).
+func readBytes(b kafka.Bytes) []byte {
+	if b == nil {
+		return nil
+	}
+	out, _ := io.ReadAll(b)
+	if out == nil {
+		out = []byte{}
+	}
+	return out
 }
 
 func (v *topicView) add(m kafka.Message) {
