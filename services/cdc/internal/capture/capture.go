@@ -202,7 +202,7 @@ func BinlogPos(ctx context.Context, src Source) (string, error) {
 func classify(err error, at string) error {
 	var me *mysql.MyError
 	if errors.As(err, &me) && me.Code == errCodePositionLost {
-		return fmt.Errorf("%w: binlog purged past position %q: %w", ErrPositionLost, at, err)
+		return fmt.Errorf("%w at %q: %w", ErrPositionLost, at, err)
 	}
 	return err
 }

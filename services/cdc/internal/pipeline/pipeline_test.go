@@ -38,8 +38,8 @@ func TestCheckpointOnlyAfterAck(t *testing.T) {
 	}
 	// A transaction split over two batches: only the second carries a checkpoint.
 	c.send(t, change.Batch{Messages: rows(topic, "0-1-11", 3)})
-	c.send(t, change.Batch{Messages: rows(topic, "0-1-11", 2), Checkpoint: &change.Checkpoint{GTID: "0-1-11"}})
 	w1 := sk.next(t)
+	c.send(t, change.Batch{Messages: rows(topic, "0-1-11", 2), Checkpoint: &change.Checkpoint{GTID: "0-1-11"}})
 	if len(w1.msgs) != 3 {
 		t.Fatalf("first write has %d messages", len(w1.msgs))
 	}
@@ -154,7 +154,11 @@ func TestSnapshotThenStreaming(t *testing.T) {
 // stores the source's current position before reading, so a restart
 // resumes there.
 func TestStreamWithoutPositionStartsAtSourceEnd(t *testing.T) {
-	rp := newRepo(streamOf("s1", stream.StateStreaming, ""))
+	s := streamOf("s1", stream.StateStreaming, "")
+	// Snapshot "never": after an initial snapshot, an empty position means
+	// the binlog's start instead.
+	s.Spec.Snapshot = stream.SnapshotNever
+	rp := newRepo(s)
 	caps := newCaptures()
 	start(t, Config{}, rp, newNodes(primary), okSink{}, WithCapture(caps.Run),
 		WithPosition(func(context.Context, capture.Source) (string, error) { return "0-1-99", nil }))
@@ -174,7 +178,7 @@ func TestPermanentFailures(t *testing.T) {
 		want []string
 	}{
 		"binlog purged": {err: fmt.Errorf("start at 0-1-10: %w", capture.ErrPositionLost),
-			want: []string{"binlog purged past position 0-1-10", "POST /api/v1/instances/i1/cdc-streams/s1:resnapshot"}},
+			want: []string{"binlog does not hold position 0-1-10", "purged", "failover", "start at 0-1-10: binlog position lost", "POST /api/v1/instances/i1/cdc-streams/s1:resnapshot"}},
 		"poison": {err: fmt.Errorf("decode: %w", &capture.PoisonError{GTID: "0-1-12", Table: "app.t", Column: "g",
 			Err: errors.New("unsupported type GEOMETRY")}),
 			want: []string{"0-1-12", "app.t", "column g", "unsupported type GEOMETRY"}},
@@ -227,6 +231,57 @@ func TestReconnectsToSurvivingNode(t *testing.T) {
 	if c2.cfg.Source.Addr != primary.Address || c2.cfg.Start != "0-1-11" {
 		t.Fatalf("after the replica died: %s from %q, want the primary from 0-1-11", c2.cfg.Source.Addr, c2.cfg.Start)
 	}
+}
+
+// TestQueuedBatchesCoalesce: batches that queued up while Kafka held a
+// write go out as one write with the last checkpoint, stored once.
+func TestQueuedBatchesCoalesce(t *testing.T) {
+	rp := newRepo(streamOf("s1", stream.StateStreaming, "0-1-10"))
+	caps, sk := newCaptures(), newGate()
+	start(t, Config{}, rp, newNodes(primary), sk, WithCapture(caps.Run))
+	c := caps.next(t)
+	c.send(t, change.Batch{Messages: rows(topic, "0-1-11", 1), Checkpoint: &change.Checkpoint{GTID: "0-1-11"}})
+	w := sk.next(t) // held while three more transactions queue
+	c.send(t, change.Batch{Messages: rows(topic, "0-1-12", 2), Checkpoint: &change.Checkpoint{GTID: "0-1-12"}})
+	c.send(t, change.Batch{Messages: rows(topic, "0-1-13", 1)}) // a transaction split over two batches
+	c.send(t, change.Batch{Messages: rows(topic, "0-1-13", 1), Checkpoint: &change.Checkpoint{GTID: "0-1-13"}})
+	w.answer <- nil
+	w2 := sk.next(t)
+	if len(w2.msgs) != 4 {
+		t.Fatalf("second write has %d messages, want the 4 queued", len(w2.msgs))
+	}
+	w2.answer <- nil
+	eventually(t, "last checkpoint", func() bool { return rp.stream("s1").Checkpoint.GTID == "0-1-13" })
+	rp.mu.Lock()
+	defer rp.mu.Unlock()
+	if len(rp.saves) != 2 {
+		t.Fatalf("%d checkpoints stored, want 2 (one per write)", len(rp.saves))
+	}
+}
+
+// TestLaggingReplicaDoesNotFailStream: a replica without the checkpoint's
+// GTID yet (back from a restart, lagging) answers like a purged binlog
+// (1236); the stream falls back to the primary instead of failing, and
+// fails only when the primary lacks the position too.
+func TestLaggingReplicaDoesNotFailStream(t *testing.T) {
+	rp := newRepo(streamOf("s1", stream.StateStreaming, "0-1-10"))
+	caps := newCaptures()
+	start(t, Config{RetryInitial: time.Millisecond, RetryMax: 5 * time.Millisecond}, rp, newNodes(primary, replica), okSink{},
+		WithCapture(caps.Run))
+	c := caps.next(t)
+	if c.cfg.Source.Addr != replica.Address {
+		t.Fatalf("reads %s, want the replica", c.cfg.Source.Addr)
+	}
+	c.finish <- fmt.Errorf("start at 0-1-10: %w", capture.ErrPositionLost)
+	c2 := caps.next(t)
+	if c2.cfg.Source.Addr != primary.Address || c2.cfg.Start != "0-1-10" {
+		t.Fatalf("after the replica lacked the position: %s from %q, want the primary from 0-1-10", c2.cfg.Source.Addr, c2.cfg.Start)
+	}
+	if st := rp.stream("s1").State; st == stream.StateFailed {
+		t.Fatal("stream failed on a replica's 1236")
+	}
+	c2.finish <- fmt.Errorf("start at 0-1-10: %w", capture.ErrPositionLost)
+	eventually(t, "failed when the primary lacks it too", func() bool { return rp.stream("s1").State == stream.StateFailed })
 }
 
 // TestInstanceChangedMovesToPreferredNode: reading the primary because no
@@ -328,6 +383,26 @@ func TestInstanceDeletedStopsAndDeletesItsStreams(t *testing.T) {
 	}
 }
 
+// TestLagMeasuredAgainstPrimary: reading a replica, the lag compares the
+// checkpoint with the primary's binlog end, so a replica whose
+// replication stopped does not look caught up.
+func TestLagMeasuredAgainstPrimary(t *testing.T) {
+	rp := newRepo(streamOf("s1", stream.StateStreaming, "0-1-10"))
+	caps := newCaptures()
+	pos := func(_ context.Context, src capture.Source) (string, error) {
+		if src.Addr == primary.Address {
+			return "0-1-40", nil
+		}
+		return "0-1-10", nil // the stalled replica
+	}
+	start(t, Config{StatusInterval: 10 * time.Millisecond}, rp, newNodes(primary, replica), okSink{},
+		WithCapture(caps.Run), WithPosition(pos))
+	if c := caps.next(t); c.cfg.Source.Addr != replica.Address {
+		t.Fatalf("reads %s, want the replica", c.cfg.Source.Addr)
+	}
+	eventually(t, "lag against the primary", func() bool { return rp.stream("s1").Status.LagEvents == 30 })
+}
+
 // TestLagStatusAndEpisodes: the status carries lag and GTID distance; a
 // lag past the threshold publishes lagging once, and caught_up once the
 // source's end equals the checkpoint.
@@ -404,8 +479,11 @@ func TestBackPressure(t *testing.T) {
 	case <-time.After(100 * time.Millisecond):
 	}
 	w.answer <- nil
-	for range queueDepth {
-		sk.next(t).answer <- nil
+	// The queued batches go out as one write (coalesced).
+	if w2 := sk.next(t); len(w2.msgs) != queueDepth {
+		t.Fatalf("write of %d messages after the release, want the %d queued", len(w2.msgs), queueDepth)
+	} else {
+		w2.answer <- nil
 	}
 	c.send(t, change.Batch{Messages: rows(topic, "0-1-11", 1), Checkpoint: &change.Checkpoint{GTID: "0-1-11"}})
 	sk.next(t).answer <- nil

@@ -18,6 +18,7 @@ import (
 
 	"github.com/canopy-platform/canopy/services/cdc/internal/capture"
 	"github.com/canopy-platform/canopy/services/cdc/internal/change"
+	"github.com/canopy-platform/canopy/services/cdc/internal/provview"
 	"github.com/canopy-platform/canopy/services/cdc/internal/snapshot"
 	"github.com/canopy-platform/canopy/services/cdc/internal/stream"
 )
@@ -61,10 +62,13 @@ type runner struct {
 	// after it.
 	writeMu sync.Mutex
 
-	mu         sync.Mutex
-	state      stream.State
-	cp         change.Checkpoint // last stored
-	source     capture.Source
+	mu     sync.Mutex
+	state  stream.State
+	cp     change.Checkpoint // last stored
+	source capture.Source
+	// lagSource is the node whose binlog end the lag is measured against
+	// (the primary, else source).
+	lagSource  capture.Source
 	sourceNode string
 	connected  bool
 	lastEvent  time.Time // commit time of the last acknowledged message
@@ -183,7 +187,16 @@ func (r *runner) attempt(ctx context.Context, prev, avoid string) (nodeID string
 	}
 	src := capture.Source{Addr: node.Address, User: in.CDC.Username, Password: in.CDC.Password}
 	r.mu.Lock()
-	r.source, r.sourceNode, r.connected = src, node.ID, true
+	// Lag is measured against the primary's binlog when there is one: a
+	// replica whose replication stopped has an end the stream reaches
+	// while missing everything the primary committed since.
+	lagSrc := src
+	for _, n := range in.Nodes {
+		if n.Role == provview.RolePrimary && n.Address != "" {
+			lagSrc.Addr = n.Address
+		}
+	}
+	r.source, r.lagSource, r.sourceNode, r.connected = src, lagSrc, node.ID, true
 	startCP := r.cp
 	r.mu.Unlock()
 	defer func() {
@@ -212,6 +225,14 @@ func (r *runner) attempt(ctx context.Context, prev, avoid string) (nodeID string
 	}
 	if err != nil && moved.Load() && ctx.Err() == nil {
 		return node.ID, false, errReconnect
+	}
+	var perm *permanentError
+	if errors.As(err, &perm) && errors.Is(err, capture.ErrPositionLost) && node.Role != provview.RolePrimary {
+		// A replica answers "not in the master's binlog" (1236) for a GTID
+		// it has not applied yet: one back from a restart, or lagging. That
+		// is no lost position while the primary may still have it; retry
+		// away from the replica, and fail only if the primary lacks it too.
+		return node.ID, false, fmt.Errorf("replica %s does not hold the checkpoint (yet): %w", node.ID, perm.err)
 	}
 	return node.ID, false, err
 }
@@ -337,6 +358,7 @@ func (r *runner) pump(ctx, actx context.Context, state stream.State,
 		if werr != nil {
 			continue // drain, so the producer is never stuck on a send
 		}
+		b = r.coalesce(b, ch)
 		if err := r.deliver(ctx, b, state); err != nil {
 			werr = err
 			pcancel()
@@ -351,6 +373,28 @@ func (r *runner) pump(ctx, actx context.Context, state stream.State,
 
 // deliver writes a batch and, only once Kafka acknowledged it, stores its
 // checkpoint.
+// coalesce appends to b the batches already waiting in ch (never waiting
+// for one) up to MaxBatch messages, so a run of small transactions costs
+// one Kafka write and one checkpoint instead of one each. The merged
+// checkpoint is the last one: every message before it is in the write.
+func (r *runner) coalesce(b change.Batch, ch <-chan change.Batch) change.Batch {
+	for len(b.Messages) < r.m.cfg.MaxBatch {
+		select {
+		case nb, ok := <-ch:
+			if !ok {
+				return b
+			}
+			b.Messages = append(b.Messages, nb.Messages...)
+			if nb.Checkpoint != nil {
+				b.Checkpoint = nb.Checkpoint
+			}
+		default:
+			return b
+		}
+	}
+	return b
+}
+
 func (r *runner) deliver(ctx context.Context, b change.Batch, state stream.State) error {
 	if len(b.Messages) > 0 {
 		if err := r.m.sink.Write(ctx, b.Messages); err != nil {
@@ -419,8 +463,12 @@ func (r *runner) classify(err error, gtid string) error {
 	case err == nil:
 		return nil
 	case errors.Is(err, capture.ErrPositionLost):
+		// Not always a purge: a node promoted in a failover that never
+		// received the checkpoint's last transactions answers the same
+		// error 1236, so the reason carries the server's own words.
 		return &permanentError{err: err, reason: fmt.Sprintf(
-			"binlog purged past position %s; re-snapshot with POST /api/v1/instances/%s/cdc-streams/%s:resnapshot", gtid, r.instance, r.id)}
+			"the source's binlog does not hold position %s (purged past it, or never had it: transactions lost in a failover) [%v]; re-snapshot with POST /api/v1/instances/%s/cdc-streams/%s:resnapshot",
+			gtid, err, r.instance, r.id)}
 	case errors.As(err, &poison):
 		return &permanentError{err: err, reason: fmt.Sprintf(
 			"cannot decode the change at GTID %s in table %s, column %s: %v; the stream stopped rather than skip it",

@@ -52,7 +52,7 @@ func (r *runner) statusLoop(ctx context.Context) {
 		}
 		now := time.Now()
 		r.mu.Lock()
-		src, connected, cp, last := r.source, r.connected, r.cp, r.lastEvent
+		src, connected, cp, last := r.lagSource, r.connected, r.cp, r.lastEvent
 		r.mu.Unlock()
 		pos, polled := "", false
 		if connected {
