@@ -68,6 +68,10 @@ type Config struct {
 	// LagFor is how long a stream stays past LagThreshold before
 	// cdc.stream.lagging is published (once per episode).
 	LagFor time.Duration `yaml:"lag_for" env:"CDC_LAG_FOR" default:"30s"`
+	// StallAfter is how long a replica being read may stand still while the
+	// primary's binlog moves on (its replication broke) before the stream
+	// moves to another node.
+	StallAfter time.Duration `yaml:"stall_after" env:"CDC_STALL_AFTER" default:"10s"`
 	// MaxBatch is the most messages in one batch from capture to Kafka;
 	// with the bounded queue between them it bounds a stream's memory.
 	MaxBatch int `yaml:"max_batch" env:"CDC_MAX_BATCH" default:"1000"`
@@ -88,7 +92,7 @@ type Config struct {
 // DefaultConfig is a local development configuration, without the secret.
 func DefaultConfig() Config {
 	return Config{Platform: launch.DefaultPlatform(DefaultSource), Addr: DefaultAddr, Database: DefaultDatabase,
-		ProvisioningURL: DefaultProvisioningURL, LagThreshold: 30 * time.Second, LagFor: 30 * time.Second,
+		ProvisioningURL: DefaultProvisioningURL, LagThreshold: 30 * time.Second, LagFor: 30 * time.Second, StallAfter: 10 * time.Second,
 		MaxBatch: 1000, SnapshotChunk: 1000, StatusInterval: time.Second, EnsureTopics: true, TopicPartitions: 1}
 }
 
@@ -100,6 +104,9 @@ func (c Config) Validate() error {
 	}
 	if c.ProvisioningURL == "" {
 		errs = append(errs, errors.New("provisioning_url is required"))
+	}
+	if c.StallAfter <= 0 {
+		errs = append(errs, errors.New("stall_after must be positive"))
 	}
 	if c.LagThreshold <= 0 || c.LagFor < 0 {
 		errs = append(errs, errors.New("lag_threshold must be positive and lag_for not negative"))
@@ -160,7 +167,7 @@ func (s *Service) Run(ctx context.Context) error {
 		s.store = st
 		s.sink = sink.New(s.cfg.Kafka.Brokers, sink.Options{Partitions: s.cfg.TopicPartitions})
 		mgr, err := pipeline.New(pipeline.Config{StatusInterval: s.cfg.StatusInterval, LagThreshold: s.cfg.LagThreshold,
-			LagFor: s.cfg.LagFor, MaxBatch: s.cfg.MaxBatch, ChunkSize: s.cfg.SnapshotChunk},
+			LagFor: s.cfg.LagFor, StallAfter: s.cfg.StallAfter, MaxBatch: s.cfg.MaxBatch, ChunkSize: s.cfg.SnapshotChunk},
 			st, s.prov, s.sink, log, s.deps.Registry)
 		if err != nil {
 			return err

@@ -78,6 +78,9 @@ type Config struct {
 	// (defaults 100ms and 2s).
 	RetryInitial time.Duration `yaml:"retry_initial" env:"RETRY_INITIAL"`
 	RetryMax     time.Duration `yaml:"retry_max" env:"RETRY_MAX"`
+	// StallAfter is how long a replica being read may stay still while the
+	// primary's binlog moves on before the stream leaves it (default 10s).
+	StallAfter time.Duration `yaml:"stall_after" env:"STALL_AFTER"`
 	// MaxBatch is the most messages in one capture batch (default 1000).
 	MaxBatch int `yaml:"max_batch" env:"MAX_BATCH"`
 	// ChunkSize is the rows per snapshot chunk (default 1000).
@@ -93,6 +96,7 @@ func (c Config) withDefaults() Config {
 	def(&c.StatusInterval, time.Second)
 	def(&c.LagThreshold, 30*time.Second)
 	def(&c.LagFor, 30*time.Second)
+	def(&c.StallAfter, 10*time.Second)
 	def(&c.ResyncInterval, 30*time.Second)
 	def(&c.RetryInitial, 100*time.Millisecond)
 	def(&c.RetryMax, 2*time.Second)

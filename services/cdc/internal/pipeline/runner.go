@@ -28,6 +28,9 @@ import (
 // and a slow Kafka slows the binlog read down (back-pressure).
 const queueDepth = 4
 
+// errStalled: the replica being read stopped following the primary.
+var errStalled = errors.New("stalled behind the primary")
+
 // errReconnect: the attempt was cut to move to another node.
 var errReconnect = errors.New("reconnect to the preferred node")
 
@@ -215,6 +218,15 @@ func (r *runner) attempt(ctx context.Context, prev, avoid string) (nodeID string
 		r.watchTopology(actx, node.ID, node.Address, func() { moved.Store(true); cancel() })
 	}()
 	defer func() { <-watched }()
+	var stalled atomic.Bool
+	if lagSrc.Addr != src.Addr {
+		stallWatched := make(chan struct{})
+		go func() {
+			defer close(stallWatched)
+			r.watchStall(actx, node.ID, src, lagSrc, func() { stalled.Store(true); cancel() })
+		}()
+		defer func() { <-stallWatched }()
+	}
 	defer cancel()
 
 	switch r.currentState() {
@@ -226,6 +238,9 @@ func (r *runner) attempt(ctx context.Context, prev, avoid string) (nodeID string
 	if err != nil && moved.Load() && ctx.Err() == nil {
 		return node.ID, false, errReconnect
 	}
+	if err != nil && stalled.Load() && ctx.Err() == nil {
+		return node.ID, false, fmt.Errorf("source replica %s: %w", node.ID, errStalled)
+	}
 	var perm *permanentError
 	if errors.As(err, &perm) && errors.Is(err, capture.ErrPositionLost) && node.Role != provview.RolePrimary {
 		// A replica answers "not in the master's binlog" (1236) for a GTID
@@ -235,6 +250,48 @@ func (r *runner) attempt(ctx context.Context, prev, avoid string) (nodeID string
 		return node.ID, false, fmt.Errorf("replica %s does not hold the checkpoint (yet): %w", node.ID, perm.err)
 	}
 	return node.ID, false, err
+}
+
+// watchStall cuts an attempt that reads a replica whose binlog stopped
+// moving while the primary's went on: its replication broke (or it is
+// frozen) and it would otherwise hold the stream silently. The next
+// attempt avoids that node, so the stream goes on from the primary or
+// another replica.
+func (r *runner) watchStall(ctx context.Context, nodeID string, src, primary capture.Source, cut func()) {
+	t := time.NewTicker(r.m.cfg.StatusInterval)
+	defer t.Stop()
+	var last string
+	var since time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		pos, err := r.m.position(ctx, src)
+		if err != nil {
+			continue // a dead source fails the capture itself
+		}
+		if pos != last || since.IsZero() {
+			last, since = pos, now
+			continue
+		}
+		ppos, err := r.m.position(ctx, primary)
+		if err != nil {
+			continue
+		}
+		if behind, caught, err := distance(ppos, pos); err != nil || behind <= 0 && caught {
+			since = now // idle, not stalled: the primary has nothing newer
+			continue
+		}
+		if now.Sub(since) >= r.m.cfg.StallAfter {
+			r.logger.Warn("source replica stalled behind the primary; moving off it", "node", nodeID,
+				"replica_position", pos, "primary_position", ppos, "for", now.Sub(since))
+			cut()
+			return
+		}
+	}
 }
 
 // watchTopology waits for a topology change and cuts the attempt when the
