@@ -7,7 +7,6 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/canopy-platform/canopy/libs/httpx"
-	"github.com/canopy-platform/canopy/libs/paging"
 
 	"github.com/canopy-platform/canopy/services/provisioning/internal/instance"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/mysqlrepo"
@@ -94,30 +93,9 @@ func (h *Handler) listCDC(w http.ResponseWriter, r *http.Request) {
 	if !internalReader(w, r, CDCReader) {
 		return
 	}
-	limit, cursor, err := paging.ParseRaw(r.URL.Query(), monitoredPageSize)
-	if err != nil {
-		httpx.WriteProblem(w, r, paging.Problem(err))
-		return
-	}
-	ins, err := h.repo.ListMonitored(r.Context(), cursor, limit)
-	if err != nil {
-		h.log.ErrorContext(r.Context(), "list cdc instances", "err", err)
-		httpx.WriteError(w, r, err)
-		return
-	}
-	out := struct {
-		Instances  []cdcInstance `json:"instances"`
-		NextCursor string        `json:"next_cursor"`
-	}{Instances: []cdcInstance{}}
-	for _, in := range ins {
-		if in.Plan.Engine == instance.EngineMySQL && !predatesCDC(in) {
-			out.Instances = append(out.Instances, toCDC(in))
-		}
-	}
-	if len(ins) == limit {
-		out.NextCursor = ins[len(ins)-1].ID
-	}
-	httpx.WriteJSON(w, http.StatusOK, out)
+	writeMonitoredSubset(h, w, r, "list cdc instances", func(in *instance.Instance) bool {
+		return in.Plan.Engine == instance.EngineMySQL && !predatesCDC(in)
+	}, toCDC)
 }
 
 // getCDC answers one instance: 404 when unknown or deleted. A MySQL

@@ -89,6 +89,13 @@ func (h *Handler) listMonitored(w http.ResponseWriter, r *http.Request) {
 // views list the same instances, with different fields. what names the
 // listing in the error log.
 func writeMonitoredPage[T any](h *Handler, w http.ResponseWriter, r *http.Request, what string, view func(*instance.Instance) T) {
+	writeMonitoredSubset(h, w, r, what, nil, view)
+}
+
+// writeMonitoredSubset is writeMonitoredPage showing only the instances
+// keep accepts (nil: all); a page may then hold fewer than limit
+// instances while next_cursor is set.
+func writeMonitoredSubset[T any](h *Handler, w http.ResponseWriter, r *http.Request, what string, keep func(*instance.Instance) bool, view func(*instance.Instance) T) {
 	limit, cursor, err := paging.ParseRaw(r.URL.Query(), monitoredPageSize)
 	if err != nil {
 		httpx.WriteProblem(w, r, paging.Problem(err))
@@ -105,7 +112,9 @@ func writeMonitoredPage[T any](h *Handler, w http.ResponseWriter, r *http.Reques
 		NextCursor string `json:"next_cursor"`
 	}{Instances: []T{}}
 	for _, in := range ins {
-		out.Instances = append(out.Instances, view(in))
+		if keep == nil || keep(in) {
+			out.Instances = append(out.Instances, view(in))
+		}
 	}
 	if len(ins) == limit {
 		out.NextCursor = ins[len(ins)-1].ID
