@@ -111,29 +111,48 @@ func TestKillAtRandomPoints(t *testing.T) {
 	view.mu.Unlock()
 }
 
+// midStream is a stream reading the replica of a primary/replica pair
+// while a writer writes on the primary.
+type midStream struct {
+	primary, replica *mnode
+	broker, instance string
+	prov             *provStandIn
+	svc              *service
+	view             *topicView
+	w                *writer
+	st               streamJSON
+}
+
+func streamingFromReplica(t *testing.T, instance string) midStream {
+	t.Helper()
+	m := midStream{instance: instance}
+	rnd := seededRand(t)
+	m.primary, m.replica = startPair(t)
+	m.broker = startKafka(t)
+	m.prov = startProvisioning(t, instance)
+	m.prov.set(viewNode(m.primary, "primary", true), viewNode(m.replica, "replica", true))
+	createTable(t, m.primary.root, "t")
+	seed(t, m.primary.root, "t", 1000)
+	m.svc = startService(t, m.prov, m.broker, nil)
+	m.view = followTopic(t, m.broker, "cdc."+tenantID+"."+instance+".app.t")
+	m.w = startWriter(writerDB(t, m.primary), "t", 1000, rnd)
+	t.Cleanup(m.w.stop)
+	m.st = m.svc.createStream(t, instance, map[string]any{"tables": []string{"app.t"}, "snapshot": "initial"})
+	waitFor(t, "streaming from the replica", 30*time.Second, func() (bool, string) {
+		s, err := m.svc.stream(instance, m.st.ID)
+		return err == nil && s.State == "streaming" && s.SourceNode == m.replica.id && m.view.ops()["c"] > 50,
+			fmt.Sprintf("%+v %v, %d messages", s, err, m.view.count())
+	})
+	return m
+}
+
 // TestFailoverMidStream: the instance's nodes change under a running
 // stream while a writer writes, and the topic still ends equal to the
 // table, without a gap.
 func TestFailoverMidStream(t *testing.T) {
 	t.Run("primary dies, replica promoted", func(t *testing.T) {
-		rnd := seededRand(t)
-		primary, replica := startPair(t)
-		broker := startKafka(t)
-		const instance = "inst-failover"
-		prov := startProvisioning(t, instance)
-		prov.set(viewNode(primary, "primary", true), viewNode(replica, "replica", true))
-		createTable(t, primary.root, "t")
-		seed(t, primary.root, "t", 1000)
-		svc := startService(t, prov, broker, nil)
-		view := followTopic(t, broker, "cdc."+tenantID+"."+instance+".app.t")
-		w := startWriter(writerDB(t, primary), "t", 1000, rnd)
-		t.Cleanup(w.stop)
-		st := svc.createStream(t, instance, map[string]any{"tables": []string{"app.t"}, "snapshot": "initial"})
-		waitFor(t, "streaming from the replica", 30*time.Second, func() (bool, string) {
-			s, err := svc.stream(instance, st.ID)
-			return err == nil && s.State == "streaming" && s.SourceNode == replica.id && view.ops()["c"] > 50,
-				fmt.Sprintf("%+v %v, %d messages", s, err, view.count())
-		})
+		m := streamingFromReplica(t, "inst-failover")
+		primary, replica, broker, prov, svc, view, w, st, instance := m.primary, m.replica, m.broker, m.prov, m.svc, m.view, m.w, m.st, m.instance
 
 		primary.proc.Kill()
 		execAll(t, replica.root, "STOP SLAVE", "RESET SLAVE ALL", "SET GLOBAL read_only=0")
@@ -157,24 +176,8 @@ func TestFailoverMidStream(t *testing.T) {
 	})
 
 	t.Run("source replica dies", func(t *testing.T) {
-		rnd := seededRand(t)
-		primary, replica := startPair(t)
-		broker := startKafka(t)
-		const instance = "inst-replica-dies"
-		prov := startProvisioning(t, instance)
-		prov.set(viewNode(primary, "primary", true), viewNode(replica, "replica", true))
-		createTable(t, primary.root, "t")
-		seed(t, primary.root, "t", 1000)
-		svc := startService(t, prov, broker, nil)
-		view := followTopic(t, broker, "cdc."+tenantID+"."+instance+".app.t")
-		w := startWriter(writerDB(t, primary), "t", 1000, rnd)
-		t.Cleanup(w.stop)
-		st := svc.createStream(t, instance, map[string]any{"tables": []string{"app.t"}, "snapshot": "initial"})
-		waitFor(t, "streaming from the replica", 30*time.Second, func() (bool, string) {
-			s, err := svc.stream(instance, st.ID)
-			return err == nil && s.State == "streaming" && s.SourceNode == replica.id && view.ops()["c"] > 50,
-				fmt.Sprintf("%+v %v, %d messages", s, err, view.count())
-		})
+		m := streamingFromReplica(t, "inst-replica-dies")
+		primary, replica, broker, prov, svc, view, w, st, instance := m.primary, m.replica, m.broker, m.prov, m.svc, m.view, m.w, m.st, m.instance
 		// Provisioning has not noticed yet: the view still says healthy.
 		replica.proc.Kill()
 		at := view.count()
