@@ -23,10 +23,12 @@ const (
 
 // BenchmarkCDCThroughput loads CANOPY_BENCH_CDC_ROWS (default 200k) orders
 // in transactions of 1000 rows, then, per iteration, reads that binlog range
-// twice: a bare go-mysql BinlogSyncer parse (the peer) and capture.Run into
-// sink.Write until the checkpoint reaches the end of the load (rows from
-// binlog to acknowledged Kafka events). It reports both rates and their
-// ratio; the goal is ≥ 0.3.
+// three times: a bare go-mysql BinlogSyncer parse (the peer), capture.Run
+// into sink.Write until a checkpoint reaches the end of the load (the bare
+// data path), and the service's pipeline runner with its stream and
+// checkpoints in MySQL until the stored checkpoint reaches it (rows from
+// binlog to acknowledged Kafka events, as the service runs them). The goal,
+// ≥ 0.3 × the raw parse, is judged on the service's path.
 func BenchmarkCDCThroughput(b *testing.B) {
 	rows := int64(envInt(b, "CANOPY_BENCH_CDC_ROWS", 200_000))
 	n := startNode(b)
@@ -52,7 +54,7 @@ func BenchmarkCDCThroughput(b *testing.B) {
 	b.Logf("loaded %d rows in %s; binlog range %s → %s", rows, time.Since(loadStart).Round(time.Millisecond), before, after)
 
 	var rawRows, capRows, batches int64
-	var rawTime, capTime, writeTime time.Duration
+	var rawTime, capTime, writeTime, svcTime time.Duration
 	iter := uint32(0)
 	for b.Loop() {
 		iter++
@@ -85,23 +87,28 @@ func BenchmarkCDCThroughput(b *testing.B) {
 			b.Fatalf("canopy leg acknowledged %d row changes up to %s, the load wrote %d", st.rows, after, rows)
 		}
 		capRows, capTime = capRows+rows, capTime+d
+		svcTime += serviceLeg(b, n, broker, before, target, iter)
 		batches, writeTime = batches+st.batches, writeTime+st.write
 		if err := deleteTopics(ctx, broker, topicOf(prefix)); err != nil {
 			b.Fatal(err)
 		}
 	}
 
-	raw, canopy := rate(rawRows, rawTime), rate(capRows, capTime)
-	ratio := canopy / raw
-	b.ReportMetric(canopy, "canopy-rows/s")
+	raw, canopy, svc := rate(rawRows, rawTime), rate(capRows, capTime), rate(capRows, svcTime)
+	ratio := svc / raw
+	b.ReportMetric(svc, "service-rows/s")
+	b.ReportMetric(canopy, "datapath-rows/s")
 	b.ReportMetric(raw, "raw-rows/s")
 	b.ReportMetric(ratio, "ratio")
 	verdict := "meets"
 	if ratio < throughputGoal {
 		verdict = "MISSES"
 	}
-	b.Logf("cdc throughput: canopy %.0f rows/s, raw go-mysql parse %.0f rows/s, ratio %.2f (goal ≥ %.2f: %s) over %d rows × %d runs",
-		canopy, raw, ratio, throughputGoal, verdict, rows, iter)
+	// The goal is judged on the service's own path (pipeline runner with its
+	// stream and checkpoints in MySQL); the bare data path (one capture
+	// batch per Kafka write, nothing stored) is shown next to it.
+	b.Logf("cdc throughput: service %.0f rows/s, raw go-mysql parse %.0f rows/s, ratio %.2f (goal ≥ %.2f: %s) over %d rows × %d runs; bare data path (capture.Run → sink.Write, batch by batch) %.0f rows/s, ratio %.2f",
+		svc, raw, ratio, throughputGoal, verdict, rows, iter, canopy, canopy/raw)
 	// Where the canopy leg's time went: waiting on Kafka acknowledgements
 	// (sink.Write) or on the capture.
 	b.Logf("cdc throughput: sink.Write took %s of the canopy leg's %s (%.0f%%), %d batches (%.0f rows each)",
