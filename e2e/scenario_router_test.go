@@ -359,8 +359,13 @@ func TestScenarioRouter(t *testing.T) {
 			defer mu.Unlock()
 			return len(acked)
 		}
+		lastError := func() error {
+			mu.Lock()
+			defer mu.Unlock()
+			return lastErr
+		}
 		waitFor(t, "writes through the Sentinel client", failoverTimeout, func() (bool, string) {
-			return count() >= 20, fmt.Sprintf("%d acked, last error %v", count(), lastErr)
+			return count() >= 20, fmt.Sprintf("%d acked, last error %v", count(), lastError())
 		})
 
 		old := nodeByRole(t, inst, "primary")
@@ -379,7 +384,7 @@ func TestScenarioRouter(t *testing.T) {
 		})
 		before := count()
 		waitFor(t, "the Sentinel client writing again after the failover", failoverTimeout, func() (bool, string) {
-			return count() >= before+20, fmt.Sprintf("%d acked, last error %v", count(), lastErr)
+			return count() >= before+20, fmt.Sprintf("%d acked, last error %v", count(), lastError())
 		})
 		stopWriter()
 
