@@ -13,6 +13,7 @@ import (
 
 	"github.com/canopy-platform/canopy/api/events"
 	"github.com/canopy-platform/canopy/libs/devkafka"
+	"github.com/canopy-platform/canopy/libs/devkafka/devkafkatest"
 	"github.com/canopy-platform/canopy/libs/eventbus"
 
 	"github.com/canopy-platform/canopy/services/failover/internal/topology"
@@ -93,16 +94,7 @@ func TestOwnershipAndSignals(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	logger := slog.New(slog.DiscardHandler)
-	broker, err := devkafka.Start(ctx, devkafka.Config{Addr: "127.0.0.1:0", Partitions: 3}, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(broker.Close)
-	brokers := []string{broker.Addr()}
-	if err := eventbus.EnsureTopics(ctx, brokers, eventbus.TopicSpec{Name: events.TopicInstances, Partitions: 3},
-		eventbus.TopicSpec{Name: events.TopicHealth, Partitions: 3}, eventbus.TopicSpec{Name: events.TopicFailover, Partitions: 3}); err != nil {
-		t.Fatal(err)
-	}
+	brokers := devkafkatest.Start(t, events.TopicInstances, events.TopicHealth, events.TopicFailover)
 	src := source{}
 	for i := range 4 {
 		src.list = append(src.list, instance(i))

@@ -11,7 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/canopy-platform/canopy/api/events"
-	"github.com/canopy-platform/canopy/libs/devkafka"
+	"github.com/canopy-platform/canopy/libs/devkafka/devkafkatest"
 	"github.com/canopy-platform/canopy/libs/eventbus"
 
 	"github.com/canopy-platform/canopy/services/router/internal/intake"
@@ -79,16 +79,7 @@ func TestIntakeFollowsEventsAndResyncs(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	logger := slog.New(slog.DiscardHandler)
-	broker, err := devkafka.Start(ctx, devkafka.Config{Addr: "127.0.0.1:0", Partitions: 3}, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(broker.Close)
-	brokers := []string{broker.Addr()}
-	if err := eventbus.EnsureTopics(ctx, brokers, eventbus.TopicSpec{Name: events.TopicInstances, Partitions: 3},
-		eventbus.TopicSpec{Name: events.TopicHealth, Partitions: 3}, eventbus.TopicSpec{Name: events.TopicFailover, Partitions: 3}); err != nil {
-		t.Fatal(err)
-	}
+	brokers := devkafkatest.Start(t, events.TopicInstances, events.TopicHealth, events.TopicFailover)
 	src := &source{byID: map[string]table.Instance{}}
 	src.set(redis("i-1"))
 	src.set(redis("i-2"))
