@@ -258,27 +258,20 @@ func TestStalledReplicaShowsLagThenIsLeft(t *testing.T) {
 // canopy.failover.v1, as the failover service does.
 func publishFailover(t *testing.T, broker, instance, newPrimary string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	pub, err := eventbus.NewPublisher(eventbus.PublisherConfig{Brokers: []string{broker}, Source: "/test"}, nopLogger(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pub.Close()
-	ev, err := eventbus.NewEvent(events.TypeFailoverCompleted, "/test", instance, events.Recovery{RecoveryID: "rec-1",
+	publishRecovery(t, broker, instance, events.TypeFailoverCompleted, events.Recovery{RecoveryID: "rec-1",
 		InstanceID: instance, TenantID: tenantID, State: "completed", NewPrimary: newPrimary})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ev.Tenant = tenantID
-	if err := pub.Publish(ctx, events.TopicFailover, ev); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // publishRejoined publishes node.rejoined, as failover does when a node
 // is back as a replica.
 func publishRejoined(t *testing.T, broker, instance, node, primary string) {
+	t.Helper()
+	publishRecovery(t, broker, instance, events.TypeNodeRejoined, events.NodeRejoined{InstanceID: instance,
+		TenantID: tenantID, NodeID: node, Primary: primary})
+}
+
+// publishRecovery publishes one event of the instance on canopy.failover.v1.
+func publishRecovery(t *testing.T, broker, instance, typ string, payload any) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -287,8 +280,7 @@ func publishRejoined(t *testing.T, broker, instance, node, primary string) {
 		t.Fatal(err)
 	}
 	defer pub.Close()
-	ev, err := eventbus.NewEvent(events.TypeNodeRejoined, "/test", instance, events.NodeRejoined{InstanceID: instance,
-		TenantID: tenantID, NodeID: node, Primary: primary})
+	ev, err := eventbus.NewEvent(typ, "/test", instance, payload)
 	if err != nil {
 		t.Fatal(err)
 	}
