@@ -126,9 +126,7 @@ func (s *Store) Create(ctx context.Context, st stream.Stream) error {
 const columns = `id, tenant_id, instance_id, spec, state, checkpoint_gtid, snapshot_gtid, snapshot_progress, events_total,
 	last_error, source_node, captured_tables, lag_ms, lag_events, rows_per_second, created_at, updated_at`
 
-type scanner interface{ Scan(dest ...any) error }
-
-func scan(row scanner) (stream.Stream, error) {
+func scan(row store.Scanner) (stream.Stream, error) {
 	var st stream.Stream
 	var sp, state, tables string
 	var progress []byte
@@ -161,7 +159,7 @@ func scan(row scanner) (stream.Stream, error) {
 	return st, nil
 }
 
-func (s *Store) one(ctx context.Context, q scanner, what string) (stream.Stream, error) {
+func (s *Store) one(ctx context.Context, q store.Scanner, what string) (stream.Stream, error) {
 	st, err := scan(q)
 	if errors.Is(err, sql.ErrNoRows) {
 		return stream.Stream{}, fmt.Errorf("%s: %w", what, stream.ErrNotFound)
@@ -173,23 +171,7 @@ func (s *Store) one(ctx context.Context, q scanner, what string) (stream.Stream,
 }
 
 func (s *Store) many(ctx context.Context, what, q string, args ...any) ([]stream.Stream, error) {
-	rows, err := s.db.SQL().QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
-	}
-	defer rows.Close()
-	out := []stream.Stream{}
-	for rows.Next() {
-		st, err := scan(rows)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", what, err)
-		}
-		out = append(out, st)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
-	}
-	return out, nil
+	return store.QueryAll(ctx, s.db.SQL(), what, scan, q, args...)
 }
 
 // Get returns a stream by id, whatever its tenant (the pipeline's read).

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/canopy-platform/canopy/libs/store"
+
 	"github.com/canopy-platform/canopy/services/failover/internal/topology"
 )
 
@@ -52,7 +54,7 @@ type Schedule struct {
 
 const drillColumns = "id, instance_id, tenant_id, kind, state, recovery_id, reason, requested_by, requested_at, finished_at"
 
-func scanDrill(row scanner) (Drill, error) {
+func scanDrill(row store.Scanner) (Drill, error) {
 	var d Drill
 	var fin sql.NullTime
 	if err := row.Scan(&d.ID, &d.InstanceID, &d.Tenant, &d.Kind, &d.State, &d.RecoveryID, &d.Reason, &d.RequestedBy,

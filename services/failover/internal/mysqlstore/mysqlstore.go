@@ -275,9 +275,7 @@ func emitRecovery(ctx context.Context, tx *store.Tx, r topology.Recovery, types 
 const recoveryColumns = `id, instance_id, tenant_id, engine, kind, problem, state, step, old_primary, candidate, candidate_address,
 	roles, token, holder, reason, lost, acknowledged, detected_at, promoted_at, completed_at, rto_ms, detection_ms, promotion_ms`
 
-type scanner interface{ Scan(dest ...any) error }
-
-func scanRecovery(row scanner) (topology.Recovery, error) {
+func scanRecovery(row store.Scanner) (topology.Recovery, error) {
 	var r topology.Recovery
 	var engine, kind, state, step, roles, lost string
 	var promoted, completed sql.NullTime
@@ -400,21 +398,5 @@ func (s *Store) List(ctx context.Context, instanceID, after string, limit int) (
 }
 
 func (s *Store) many(ctx context.Context, what, q string, args ...any) ([]topology.Recovery, error) {
-	rows, err := s.db.SQL().QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
-	}
-	defer rows.Close()
-	out := []topology.Recovery{}
-	for rows.Next() {
-		r, err := scanRecovery(rows)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", what, err)
-		}
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
-	}
-	return out, nil
+	return store.QueryAll(ctx, s.db.SQL(), what, scanRecovery, q, args...)
 }
