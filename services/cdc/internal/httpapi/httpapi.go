@@ -162,16 +162,7 @@ func streamOf(s stream.Stream) Stream {
 
 // caller returns the principal when it may do action.
 func caller(w http.ResponseWriter, r *http.Request, action tenancy.Action) (tenancy.Principal, bool) {
-	p, ok := tenancy.PrincipalFrom(r.Context())
-	if !ok {
-		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusUnauthorized, "missing identity"))
-		return p, false
-	}
-	if !tenancy.Can(p.Role, action) {
-		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusForbidden, fmt.Sprintf("role %s may not %s CDC streams", p.Role, action)))
-		return p, false
-	}
-	return p, true
+	return httpx.Authorize(w, r, action, "CDC streams")
 }
 
 // instance returns the path's instance if the caller may see it.
