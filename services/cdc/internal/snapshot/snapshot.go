@@ -358,6 +358,10 @@ func (r *runner) keyColumns(ctx context.Context, t *envelope.Table) ([]int, erro
 	if len(pos) == 0 {
 		return nil, nil
 	}
+	if len(t.PrimaryKey) == len(pos) {
+		// TableFromSchema already read the primary key's order.
+		return slices.Clone(t.PrimaryKey), nil
+	}
 	rows, err := r.conn.QueryContext(ctx, `SELECT INDEX_NAME, COLUMN_NAME FROM information_schema.STATISTICS
 		WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND NON_UNIQUE = 0
 		ORDER BY INDEX_NAME = 'PRIMARY' DESC, INDEX_NAME, SEQ_IN_INDEX`, t.DB, t.Name)
