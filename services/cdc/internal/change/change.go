@@ -27,6 +27,12 @@ type Message struct {
 	// EventTime is when the change was committed on the source (binlog
 	// header time; the snapshot's start for op "r"), for lag.
 	EventTime time.Time
+	// Change is the decoded row change and Schema the DDL, set (instead of
+	// Value) only by a capture or snapshot run with Decoded; ServerID is
+	// the server id of the transaction's GTID (who wrote it).
+	Change   *RowChange
+	Schema   *SchemaChange
+	ServerID uint32
 }
 
 // Checkpoint is a position a stream can restart from. It is only stored
@@ -53,4 +59,27 @@ type Batch struct {
 	Messages []Message
 	// Checkpoint is nil when the batch ends inside a transaction.
 	Checkpoint *Checkpoint
+}
+
+// RowChange is a decoded row change, what a sync job applies to a target
+// (captures fill it instead of the Kafka value when run with Decoded).
+// Values are SQL argument values in Columns order, nil for NULL: int64,
+// uint64, float32, float64, string or []byte (binary columns, and every
+// value a snapshot read). Temporal values are their text in a '+00:00'
+// session, ENUM and SET their member text, BIT an uint64.
+type RowChange struct {
+	DB, Table string
+	// Op is "c" (insert), "u" (update), "d" (delete) or "r" (snapshot read).
+	Op      string
+	Columns []string
+	// Key indexes Columns: the primary key's columns in key order; empty
+	// for a table without a primary key.
+	Key []int
+	// Before is nil for c and r; After is nil for d.
+	Before, After []any
+}
+
+// SchemaChange is a captured DDL statement (Message.Schema, decoded mode).
+type SchemaChange struct {
+	DB, Table, Statement string
 }
