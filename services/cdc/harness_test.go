@@ -33,6 +33,8 @@ import (
 	"github.com/canopy-platform/canopy/libs/devkafka"
 	"github.com/canopy-platform/canopy/libs/enginetest"
 	"github.com/canopy-platform/canopy/libs/tenancy"
+
+	"github.com/canopy-platform/canopy/services/cdc/internal/nodetest"
 )
 
 // cdcBinary is the name of the cdc command built once by TestMain into a
@@ -82,7 +84,7 @@ func nodeInitSQL() string {
 	return strings.Join([]string{
 		"SET SESSION sql_log_bin=0",
 		fmt.Sprintf("CREATE USER IF NOT EXISTS %s@'%%' IDENTIFIED BY '%s'", cdcUser, cdcPassword),
-		fmt.Sprintf("GRANT SELECT, REPLICATION SLAVE, BINLOG MONITOR, SLAVE MONITOR ON *.* TO %s@'%%'", cdcUser),
+		fmt.Sprintf("GRANT %s ON *.* TO %s@'%%'", nodetest.CDCGrants, cdcUser),
 		fmt.Sprintf("CREATE USER IF NOT EXISTS '%s'@'%%' IDENTIFIED BY '%s'", replUser, replPass),
 		fmt.Sprintf("GRANT REPLICATION SLAVE ON *.* TO '%s'@'%%'", replUser),
 	}, ";\n") + ";\n"
@@ -93,10 +95,17 @@ func nodeInitSQL() string {
 // log_slave_updates, strict GTID mode.
 func startPair(t *testing.T) (primary, replica *mnode) {
 	t.Helper()
+	return startPairIDs(t, 1)
+}
+
+// startPairIDs is startPair with the server ids firstID and firstID+1
+// (two instances of one test get distinct ids, as provisioning gives).
+func startPairIDs(t *testing.T, firstID int) (primary, replica *mnode) {
+	t.Helper()
 	var nodes []*mnode
 	var procs []*enginetest.Proc
 	for i := range 2 {
-		serverID := i + 1
+		serverID := firstID + i
 		p := enginetest.New(t, "mariadbd", func(p *enginetest.Proc, _ bool) []string {
 			args := []string{"--no-defaults", "--datadir=" + filepath.Join(p.Dir, "data"), "--tmpdir=" + p.Dir,
 				"--socket=" + enginetest.MariaDBSocket(p), "--port=" + strconv.Itoa(p.Port), "--bind-address=127.0.0.1",
