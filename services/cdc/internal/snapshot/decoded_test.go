@@ -16,7 +16,8 @@ import (
 )
 
 // decodedTypes are the column types capture's tests cover, with a value
-// each (written in a '+00:00' session with sql_mode ” for the zero dates).
+// each (written in a '+00:00' session with an empty sql_mode, which lets
+// the zero dates in).
 var decodedTypes = []struct{ name, colType, literal string }{
 	{"decimal", "DECIMAL(10,2)", "-12345.60"},
 	{"decimal_wide", "DECIMAL(30,0)", "123456789012345678901234567890"},
