@@ -16,9 +16,9 @@ import (
 // CDCPath is the internal view the cdc service reads an instance's nodes
 // and the account it works with from, to choose a capture source, a sync
 // job's target, and follow failovers: for MySQL the canopy_cdc account, for
-// Redis (a sync job's cache target) the admin account. Like the other internal views the gateway does not route it,
-// and it answers only CDCReader's signed identity; any other caller gets
-// 404.
+// Redis (a sync job's cache target) the admin account. Like the other
+// internal views the gateway does not route it, and it answers only
+// CDCReader's signed identity; any other caller gets 404.
 const CDCPath = "/internal/v1/cdc/instances"
 
 // CDCReader is the only identity served the cdc view.
