@@ -39,6 +39,11 @@ const (
 	readTimeout = 3 * time.Second
 )
 
+// SyncSchema is the schema where sync jobs keep their watermarks on a
+// target. It is never captured, whatever Include says: copying it along a
+// chain of jobs (A→B→C) would move another job's position.
+const SyncSchema = "_canopy_sync"
+
 // ErrPositionLost is returned when the source no longer has the binlog of
 // the start position (purged, or a GTID it never had): streaming cannot
 // continue without a new snapshot.
@@ -77,7 +82,7 @@ type Config struct {
 	// Prefix is the logical server name, cdc.<tenant>.<instance>.
 	Prefix string
 	// Include says whether a table's changes are published; nil includes
-	// every table.
+	// every table. SyncSchema's tables are never published.
 	Include func(db, table string) bool
 	// Tombstones adds a nil-valued message after each delete.
 	Tombstones bool
@@ -125,8 +130,10 @@ func Run(ctx context.Context, cfg Config, out chan<- change.Batch) error {
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = DefaultMaxBatch
 	}
-	if cfg.Include == nil {
-		cfg.Include = func(string, string) bool { return true }
+	if include := cfg.Include; include == nil {
+		cfg.Include = func(db, _ string) bool { return db != SyncSchema }
+	} else {
+		cfg.Include = func(db, table string) bool { return db != SyncSchema && include(db, table) }
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

@@ -38,7 +38,7 @@ const (
 // Schemas never captured, whatever Include says: the server's own, and
 // _canopy_sync, where sync jobs keep their watermarks on a target (copying
 // those would move another job's position).
-var systemSchemas = []string{"mysql", "information_schema", "performance_schema", "sys", "_canopy_sync"}
+var systemSchemas = []string{"mysql", "information_schema", "performance_schema", "sys", capture.SyncSchema}
 
 // ErrNoBinlog means the source cannot give a snapshot position: its binary
 // log is off, so there is nothing to stream from after the snapshot.
