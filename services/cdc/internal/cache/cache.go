@@ -48,10 +48,11 @@ type Config struct {
 	// TTL expires every written key (0: never).
 	TTL time.Duration
 	// ColumnTypes, optional, returns the source's column data types
-	// (information_schema.COLUMNS.DATA_TYPE by column name) of db.table.
-	// With it the json format writes an initial load's rows (all text) with
-	// the same JSON types as streamed ones, and BIT columns read by the
-	// load match the binlog's numbers; without it load values are strings.
+	// (information_schema.COLUMNS.DATA_TYPE by column name) of db.table;
+	// ColumnTypesFrom reads them. With it an initial load's rows (all text)
+	// are cached exactly as the binlog's typed rows of the same data are
+	// (integers, FLOAT/DOUBLE text, BIT bytes; JSON numbers and base64);
+	// without it load values are written as their text and JSON strings.
 	ColumnTypes func(ctx context.Context, db, table string) (map[string]string, error)
 	Logger      *slog.Logger
 }

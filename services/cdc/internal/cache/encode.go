@@ -14,23 +14,31 @@ import (
 	"github.com/canopy-platform/canopy/services/cdc/internal/change"
 )
 
-// kind is how a column's value is written in JSON.
+// kind is what a column holds, from its SQL data type.
 type kind int
 
 const (
 	kindUnknown kind = iota // no type known: decide by the Go value
-	kindNumber              // integers, YEAR, FLOAT, DOUBLE, DECIMAL
-	kindBinary              // BINARY, VARBINARY, *BLOB: base64
-	kindBit                 // BIT: a number (the snapshot reads big-endian bytes)
+	kindInt                 // integers and YEAR
+	kindFloat               // FLOAT (the binlog gives a float32)
+	kindDouble              // DOUBLE
+	kindDecimal             // DECIMAL (text on both paths)
+	kindBinary              // BINARY, VARBINARY, *BLOB: base64 in JSON
+	kindBit                 // BIT (the binlog gives an uint64)
 	kindText                // everything else: a string
 )
 
 // kindOf maps information_schema.COLUMNS.DATA_TYPE to a kind.
 func kindOf(dataType string) kind {
 	switch strings.ToLower(dataType) {
-	case "tinyint", "smallint", "mediumint", "int", "integer", "bigint", "year",
-		"float", "double", "real", "decimal", "numeric", "dec", "fixed":
-		return kindNumber
+	case "tinyint", "smallint", "mediumint", "int", "integer", "bigint", "year":
+		return kindInt
+	case "float":
+		return kindFloat
+	case "double", "real":
+		return kindDouble
+	case "decimal", "numeric", "dec", "fixed":
+		return kindDecimal
 	case "binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob":
 		return kindBinary
 	case "bit":
@@ -42,22 +50,52 @@ func kindOf(dataType string) kind {
 	}
 }
 
-// normalize rewrites a snapshot row's values that a binlog row carries in
-// another form, so that the two give the same key and fields: BIT is read
-// as big-endian bytes by the snapshot and as a number from the binlog.
+// number reports whether a column of kind k is written as a JSON number.
+func (k kind) number() bool {
+	return k == kindInt || k == kindFloat || k == kindDouble || k == kindDecimal || k == kindBit
+}
+
+// normalize turns a snapshot row's text into the values the binlog gives
+// for the same row, so both paths write the same key and fields: integers
+// (also ZEROFILL text), FLOAT and DOUBLE (whose server text is not Go's)
+// and BIT (big-endian bytes). Values it cannot read stay text.
 func normalize(row []any, kinds []kind) []any {
 	var out []any
 	for i, v := range row {
 		b, ok := v.([]byte)
-		if !ok || i >= len(kinds) || kinds[i] != kindBit || len(b) > 8 {
+		if !ok || i >= len(kinds) {
+			continue
+		}
+		var typed any
+		switch kinds[i] {
+		case kindInt:
+			if n, err := strconv.ParseInt(string(b), 10, 64); err == nil {
+				typed = n
+			} else if u, err := strconv.ParseUint(string(b), 10, 64); err == nil {
+				typed = u
+			}
+		case kindFloat:
+			if f, err := strconv.ParseFloat(string(b), 32); err == nil {
+				typed = float32(f)
+			}
+		case kindDouble:
+			if f, err := strconv.ParseFloat(string(b), 64); err == nil {
+				typed = f
+			}
+		case kindBit:
+			if len(b) <= 8 {
+				var buf [8]byte
+				copy(buf[8-len(b):], b)
+				typed = binary.BigEndian.Uint64(buf[:])
+			}
+		}
+		if typed == nil {
 			continue
 		}
 		if out == nil {
 			out = append([]any(nil), row...)
 		}
-		var buf [8]byte
-		copy(buf[8-len(b):], b)
-		out[i] = binary.BigEndian.Uint64(buf[:])
+		out[i] = typed
 	}
 	if out == nil {
 		return row
@@ -123,7 +161,7 @@ func jsonValue(v any, k kind, snapshot bool) ([]byte, error) {
 	case float64:
 		return jsonFloat(x, 64), nil
 	case string:
-		if k == kindNumber && isNumber(x) {
+		if k.number() && isNumber(x) {
 			return []byte(x), nil
 		}
 		return json.Marshal(x)
@@ -131,7 +169,7 @@ func jsonValue(v any, k kind, snapshot bool) ([]byte, error) {
 		switch {
 		case k == kindBinary, k == kindUnknown && !snapshot:
 			return json.Marshal(base64.StdEncoding.EncodeToString(x))
-		case k == kindNumber && isNumber(string(x)):
+		case k.number() && isNumber(string(x)):
 			return x, nil
 		case !utf8.Valid(x):
 			// Not text whatever the column says: base64 rather than

@@ -48,7 +48,7 @@ func TestKey(t *testing.T) {
 func TestJSONRow(t *testing.T) {
 	t.Parallel()
 	cols := []string{"id", "price", "name", "photo", "flags", "note", "ratio"}
-	types := []kind{kindNumber, kindNumber, kindText, kindBinary, kindBit, kindText, kindNumber}
+	types := []kind{kindInt, kindDecimal, kindText, kindBinary, kindBit, kindText, kindDouble}
 	cases := []struct {
 		name  string
 		op    string
