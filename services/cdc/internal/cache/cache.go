@@ -24,6 +24,9 @@ import (
 
 const defaultPattern = syncjob.DefaultKeyPattern
 
+// DefaultMaxBuffered is Config.MaxBuffered when 0.
+const DefaultMaxBuffered = 50000
+
 // Fields of the watermark hash.
 const (
 	fieldPosition = "position"
@@ -47,6 +50,12 @@ type Config struct {
 	Format syncjob.Format
 	// TTL expires every written key (0: never).
 	TTL time.Duration
+	// MaxBuffered bounds the rows kept for a checkpoint (default 50000):
+	// the rows of a larger transaction are written ahead of it, without
+	// the watermark. Readers then see such a transaction in parts, but
+	// the result stays exactly-once: a crash before the checkpoint leaves
+	// the old watermark, and redelivery rewrites those keys in order.
+	MaxBuffered int
 	// ColumnTypes, optional, returns the source's column data types
 	// (information_schema.COLUMNS.DATA_TYPE by column name) of db.table;
 	// ColumnTypesFrom reads them. With it an initial load's rows (all text)
@@ -67,6 +76,7 @@ type Cache struct {
 	kinds  map[string][]kind // by "db.table", with the columns they were read for
 	kcols  map[string][]string
 	buffer []change.Message // rows of batches without a checkpoint
+	ahead  syncjob.Stats    // rows written ahead of their checkpoint (MaxBuffered)
 }
 
 var _ syncjob.Applier = (*Cache)(nil)
@@ -88,6 +98,9 @@ func Open(ctx context.Context, cfg Config) (*Cache, error) {
 	case syncjob.FormatHash, syncjob.FormatJSON:
 	default:
 		return nil, fmt.Errorf("cache: unknown format %q", cfg.Format)
+	}
+	if cfg.MaxBuffered <= 0 {
+		cfg.MaxBuffered = DefaultMaxBuffered
 	}
 	if cfg.TTL < 0 {
 		return nil, fmt.Errorf("cache: negative ttl %s", cfg.TTL)
@@ -135,11 +148,11 @@ func (c *Cache) Watermark(ctx context.Context) (syncjob.Watermark, error) {
 }
 
 // Apply writes b's rows. A batch without a checkpoint is only kept until a
-// batch with one arrives; then all kept rows, b's rows and the watermark
-// are written in one MULTI/EXEC, so Redis holds either all of them or none
-// (a crash in between leaves the old watermark, and redelivery rewrites the
-// same keys). After an error the kept rows are dropped: the caller resumes
-// from Watermark.
+// batch with one arrives (or MaxBuffered rows are kept); then all kept
+// rows, b's rows and the watermark are written in one MULTI/EXEC, so Redis
+// holds either all of them or none (a crash in between leaves the old
+// watermark, and redelivery rewrites the same keys). After an error the
+// kept rows are dropped: the caller resumes from Watermark.
 func (c *Cache) Apply(ctx context.Context, b change.Batch) (syncjob.Stats, error) {
 	for _, m := range b.Messages {
 		switch {
@@ -155,14 +168,18 @@ func (c *Cache) Apply(ctx context.Context, b change.Batch) (syncjob.Stats, error
 				"db", m.Schema.DB, "table", m.Schema.Table, "statement", m.Schema.Statement)
 		}
 	}
-	if b.Checkpoint == nil {
+	if b.Checkpoint == nil && len(c.buffer) < c.cfg.MaxBuffered {
 		return syncjob.Stats{}, nil
 	}
-	rows := c.buffer
-	c.buffer = nil
-	st, err := c.commit(ctx, rows, b.Checkpoint)
+	rows, ahead := c.buffer, c.ahead
+	c.buffer, c.ahead = nil, syncjob.Stats{}
+	st, err := c.commit(ctx, rows, b.Checkpoint, ahead)
 	if err != nil {
 		return syncjob.Stats{}, fmt.Errorf("apply batch to %s: %w", c.cfg.Addr, err)
+	}
+	if b.Checkpoint == nil {
+		c.ahead = st
+		return syncjob.Stats{}, nil
 	}
 	return st, nil
 }
@@ -171,8 +188,14 @@ func (c *Cache) Apply(ctx context.Context, b change.Batch) (syncjob.Stats, error
 // encoding error leaves Redis untouched.
 type command []any
 
-func (c *Cache) commit(ctx context.Context, rows []change.Message, cp *change.Checkpoint) (syncjob.Stats, error) {
-	st := syncjob.Stats{Tables: map[string]int64{}}
+// commit writes rows and, with cp, the watermark in one MULTI/EXEC. Its
+// stats add rows to ahead (rows written earlier in cp's transaction); the
+// watermark's applied count grows by them all.
+func (c *Cache) commit(ctx context.Context, rows []change.Message, cp *change.Checkpoint, ahead syncjob.Stats) (syncjob.Stats, error) {
+	st := syncjob.Stats{Applied: ahead.Applied, Tables: map[string]int64{}}
+	for t, n := range ahead.Tables {
+		st.Tables[t] = n
+	}
 	var cmds []command
 	for _, m := range rows {
 		rc := m.Change
@@ -188,6 +211,9 @@ func (c *Cache) commit(ctx context.Context, rows []change.Message, cp *change.Ch
 		for _, cmd := range cmds {
 			p.Do(ctx, cmd...)
 		}
+		if cp == nil {
+			return nil
+		}
 		p.HSet(ctx, c.wmKey, fieldPosition, cp.GTID)
 		if cp.Snapshot != nil {
 			p.HSet(ctx, c.wmKey, fieldLoad, cp.Snapshot)
@@ -198,7 +224,10 @@ func (c *Cache) commit(ctx context.Context, rows []change.Message, cp *change.Ch
 		return nil
 	})
 	if err != nil {
-		return syncjob.Stats{}, fmt.Errorf("commit %d rows and watermark %q: %w", st.Applied, cp.GTID, err)
+		if cp == nil {
+			return syncjob.Stats{}, fmt.Errorf("write %d rows ahead of their checkpoint: %w", len(rows), err)
+		}
+		return syncjob.Stats{}, fmt.Errorf("commit %d rows and watermark %q: %w", len(rows), cp.GTID, err)
 	}
 	return st, nil
 }
@@ -295,7 +324,7 @@ func (c *Cache) columnKinds(ctx context.Context, rc *change.RowChange) ([]kind, 
 // Drop removes this direction's watermark (the job was deleted). The
 // cached rows stay: they are the user's data (and expire with a TTL).
 func (c *Cache) Drop(ctx context.Context) error {
-	c.buffer = nil
+	c.buffer, c.ahead = nil, syncjob.Stats{}
 	if err := c.rdb.Del(ctx, c.wmKey).Err(); err != nil {
 		return fmt.Errorf("drop watermark %s on %s: %w", c.wmKey, c.cfg.Addr, err)
 	}
@@ -304,7 +333,7 @@ func (c *Cache) Drop(ctx context.Context) error {
 
 // Close drops rows not yet committed and closes the connections.
 func (c *Cache) Close() error {
-	c.buffer = nil
+	c.buffer, c.ahead = nil, syncjob.Stats{}
 	if err := c.rdb.Close(); err != nil {
 		return fmt.Errorf("close redis %s: %w", c.cfg.Addr, err)
 	}
