@@ -24,6 +24,9 @@ import (
 
 const defaultPattern = syncjob.DefaultKeyPattern
 
+// watermarkPrefix starts every watermark key; rows must not be keyed there.
+const watermarkPrefix = "canopy:sync:"
+
 // DefaultMaxBuffered is Config.MaxBuffered when 0.
 const DefaultMaxBuffered = 50000
 
@@ -36,6 +39,7 @@ const (
 
 // Config says which Redis to write and how.
 type Config struct {
+	// JobID names the watermark key; Tenant is for the logs.
 	JobID, Tenant string
 	// From is the source instance id; it names the watermark key.
 	From string
@@ -63,7 +67,8 @@ type Config struct {
 	// (integers, FLOAT/DOUBLE text, BIT bytes; JSON numbers and base64);
 	// without it load values are written as their text and JSON strings.
 	ColumnTypes func(ctx context.Context, db, table string) (map[string]string, error)
-	Logger      *slog.Logger
+	// Logger is optional (nil: no logs).
+	Logger *slog.Logger
 }
 
 // Cache is one direction's Redis target. It is not safe for concurrent
@@ -91,6 +96,9 @@ func Open(ctx context.Context, cfg Config) (*Cache, error) {
 	}
 	if !strings.Contains(cfg.KeyPattern, "{pk}") {
 		return nil, fmt.Errorf("cache: key pattern %q has no {pk}", cfg.KeyPattern)
+	}
+	if strings.HasPrefix(cfg.KeyPattern, watermarkPrefix) {
+		return nil, fmt.Errorf("cache: key pattern %q is in the watermarks' namespace %s", cfg.KeyPattern, watermarkPrefix)
 	}
 	switch cfg.Format {
 	case "":
@@ -127,7 +135,7 @@ func Open(ctx context.Context, cfg Config) (*Cache, error) {
 
 // WatermarkKey is the hash holding the watermark of job's direction from
 // the instance from.
-func WatermarkKey(job, from string) string { return "canopy:sync:" + job + ":" + from }
+func WatermarkKey(job, from string) string { return watermarkPrefix + job + ":" + from }
 
 // Watermark reads the watermark hash; the zero Watermark when there is none.
 func (c *Cache) Watermark(ctx context.Context) (syncjob.Watermark, error) {

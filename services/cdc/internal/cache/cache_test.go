@@ -398,10 +398,11 @@ func TestOpenRejectsBadConfig(t *testing.T) {
 	t.Parallel()
 	base := Config{JobID: "j", From: "f", Addr: "127.0.0.1:1"}
 	cases := map[string]func(*Config){
-		"pattern without pk": func(c *Config) { c.KeyPattern = "{table}" },
-		"unknown format":     func(c *Config) { c.Format = "xml" },
-		"negative ttl":       func(c *Config) { c.TTL = -time.Second },
-		"no job":             func(c *Config) { c.JobID = "" },
+		"pattern without pk":  func(c *Config) { c.KeyPattern = "{table}" },
+		"unknown format":      func(c *Config) { c.Format = "xml" },
+		"negative ttl":        func(c *Config) { c.TTL = -time.Second },
+		"no job":              func(c *Config) { c.JobID = "" },
+		"watermark namespace": func(c *Config) { c.KeyPattern = "canopy:sync:{pk}" },
 	}
 	for name, mod := range cases {
 		t.Run(name, func(t *testing.T) {
