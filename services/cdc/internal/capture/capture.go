@@ -39,6 +39,11 @@ const (
 	readTimeout = 3 * time.Second
 )
 
+// SyncSchema is the schema where sync jobs keep their watermarks on a
+// target. It is never captured, whatever Include says: copying it along a
+// chain of jobs (A→B→C) would move another job's position.
+const SyncSchema = "_canopy_sync"
+
 // ErrPositionLost is returned when the source no longer has the binlog of
 // the start position (purged, or a GTID it never had): streaming cannot
 // continue without a new snapshot.
@@ -77,7 +82,7 @@ type Config struct {
 	// Prefix is the logical server name, cdc.<tenant>.<instance>.
 	Prefix string
 	// Include says whether a table's changes are published; nil includes
-	// every table.
+	// every table. SyncSchema's tables are never published.
 	Include func(db, table string) bool
 	// Tombstones adds a nil-valued message after each delete.
 	Tombstones bool
@@ -94,6 +99,17 @@ type Config struct {
 	// OnDDL, when set, is called with each captured table DDL before its
 	// schema-change message is emitted.
 	OnDDL func(ctx context.Context, d DDL) error
+	// Decoded makes messages carry the decoded row change (Message.Change,
+	// SQL argument values; ops c, u and d, an update of the primary key
+	// staying one "u") or the DDL (Message.Schema) instead of an encoded
+	// Key and Value: what a sync job applies to another database.
+	// Tombstones has no effect then.
+	Decoded bool
+	// SkipServerID, when not 0, skips every transaction whose GTID event
+	// carries this server id: a sync job's own writes to this node (made
+	// with that session server_id) must not be applied back. The position
+	// still moves past them; Checkpoint.Skipped counts them.
+	SkipServerID uint32
 	// Logger is optional (nil: discard).
 	Logger *slog.Logger
 }
@@ -114,8 +130,10 @@ func Run(ctx context.Context, cfg Config, out chan<- change.Batch) error {
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = DefaultMaxBatch
 	}
-	if cfg.Include == nil {
-		cfg.Include = func(string, string) bool { return true }
+	if include := cfg.Include; include == nil {
+		cfg.Include = func(db, _ string) bool { return db != SyncSchema }
+	} else {
+		cfg.Include = func(db, table string) bool { return db != SyncSchema && include(db, table) }
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -254,6 +272,7 @@ type reader struct {
 	inTx       bool
 	standalone bool
 	serverID   uint32
+	skip       bool // the transaction is SkipServerID's
 	row        int
 	tables     map[*replication.TableMapEvent]*envelope.Table
 	file       string
@@ -262,6 +281,7 @@ type reader struct {
 	pendingBytes int
 	dirty        bool // a commit since the last checkpoint handed on
 	events       int64
+	skipped      int64
 	lastFlush    time.Time
 }
 
@@ -306,6 +326,7 @@ func (r *reader) handle(ctx context.Context, ev *replication.BinlogEvent) error 
 		r.gtid = gtidOf(ev, e)
 		r.gtidStr = r.gtid.String()
 		r.serverID = ev.Header.ServerID
+		r.skip = r.cfg.SkipServerID != 0 && r.serverID == r.cfg.SkipServerID
 		r.inTx, r.standalone, r.row = true, e.IsStandalone(), 0
 		clear(r.tables)
 	case *replication.XIDEvent:
@@ -340,6 +361,9 @@ func (r *reader) commit(ctx context.Context) error {
 	}
 	r.inTx = false
 	r.pos[r.gtid.DomainID] = r.gtid
+	if r.skip {
+		r.skipped++
+	}
 	r.dirty = true
 	return r.flush(ctx, len(r.pending) > 0 || time.Since(r.lastFlush) >= idleFlush)
 }
@@ -353,7 +377,7 @@ func (r *reader) flush(ctx context.Context, force bool) error {
 	var b change.Batch
 	b.Messages = r.pending
 	if !r.inTx && r.dirty {
-		b.Checkpoint = &change.Checkpoint{GTID: r.position(), Events: r.events}
+		b.Checkpoint = &change.Checkpoint{GTID: r.position(), Events: r.events, Skipped: r.skipped}
 		r.dirty = false
 	}
 	if len(b.Messages) == 0 && b.Checkpoint == nil {
@@ -372,6 +396,9 @@ func (r *reader) flush(ctx context.Context, force bool) error {
 func (r *reader) emit(ctx context.Context, m change.Message) error {
 	r.pending = append(r.pending, m)
 	r.pendingBytes += len(m.Key) + len(m.Value)
+	if m.Change != nil {
+		r.pendingBytes += decodedSize(m.Change.Before) + decodedSize(m.Change.After)
+	}
 	if len(r.pending) >= r.cfg.MaxBatch || r.pendingBytes >= maxBatchBytes {
 		return r.flush(ctx, false)
 	}
@@ -404,7 +431,7 @@ func (r *reader) rows(ctx context.Context, ev *replication.BinlogEvent, e *repli
 	if op == envelope.OpUpdate {
 		changes /= 2
 	}
-	if !r.cfg.Include(db, table) {
+	if r.skip || !r.cfg.Include(db, table) {
 		// Counted all the same: a row's index does not depend on the
 		// stream's filter.
 		r.row += changes
@@ -423,6 +450,9 @@ func (r *reader) rows(ctx context.Context, ev *replication.BinlogEvent, e *repli
 	step := 1
 	if op == envelope.OpUpdate {
 		step = 2
+	}
+	if r.cfg.Decoded {
+		return r.decodedRows(ctx, t, op, topic, at, e.Rows, step)
 	}
 	for i := 0; i+step <= len(e.Rows); i += step {
 		env := envelope.Envelope{Op: op, Source: r.source(ev, db, table), TsMs: time.Now().UnixMilli()}
@@ -466,7 +496,7 @@ func (r *reader) rows(ctx context.Context, ev *replication.BinlogEvent, e *repli
 		if err != nil {
 			return &PoisonError{GTID: r.gtidStr, Table: db + "." + table, Err: err}
 		}
-		m := change.Message{Topic: topic, Key: key, Value: val, GTID: r.gtidStr, Row: r.row, EventTime: at}
+		m := change.Message{Topic: topic, Key: key, Value: val, GTID: r.gtidStr, Row: r.row, EventTime: at, ServerID: r.serverID}
 		r.events++
 		if err := r.emit(ctx, m); err != nil {
 			return err
@@ -512,7 +542,7 @@ func (r *reader) keyMoved(ctx context.Context, t *envelope.Table, topic string, 
 		if err != nil {
 			return false, &PoisonError{GTID: r.gtidStr, Table: t.DB + "." + t.Name, Err: err}
 		}
-		m := change.Message{Topic: topic, Key: step.key, Value: val, GTID: r.gtidStr, Row: r.row, EventTime: at}
+		m := change.Message{Topic: topic, Key: step.key, Value: val, GTID: r.gtidStr, Row: r.row, EventTime: at, ServerID: r.serverID}
 		r.events++
 		if err := r.emit(ctx, m); err != nil {
 			return false, err
@@ -539,4 +569,65 @@ func (r *reader) decode(t *envelope.Table, values []any) (envelope.Row, error) {
 		return envelope.Row{}, pe
 	}
 	return row, nil
+}
+
+// decodedRows emits the row changes of one rows event as RowChanges (Decoded
+// mode). An update of the primary key stays one "u" with both images: the
+// applier finds the old row by Before's key.
+func (r *reader) decodedRows(ctx context.Context, t *envelope.Table, op, topic string, at time.Time, rows [][]any, step int) error {
+	cols, key := t.ColumnNames(), t.KeyIndexes()
+	for i := 0; i+step <= len(rows); i += step {
+		rc := &change.RowChange{DB: t.DB, Table: t.Name, Op: op, Columns: cols, Key: key}
+		var err error
+		switch op {
+		case envelope.OpCreate:
+			rc.After, err = r.sqlValues(t, rows[i])
+		case envelope.OpUpdate:
+			if rc.Before, err = r.sqlValues(t, rows[i]); err == nil {
+				rc.After, err = r.sqlValues(t, rows[i+1])
+			}
+		case envelope.OpDelete:
+			rc.Before, err = r.sqlValues(t, rows[i])
+		}
+		if err != nil {
+			return err
+		}
+		m := change.Message{Topic: topic, GTID: r.gtidStr, Row: r.row, EventTime: at, Change: rc, ServerID: r.serverID}
+		r.events++
+		if err := r.emit(ctx, m); err != nil {
+			return err
+		}
+		r.row++
+	}
+	return nil
+}
+
+func (r *reader) sqlValues(t *envelope.Table, values []any) ([]any, error) {
+	out, err := t.SQLFromBinlog(values)
+	if err != nil {
+		pe := &PoisonError{GTID: r.gtidStr, Table: t.DB + "." + t.Name, Err: err}
+		var ve *envelope.ValueError
+		if errors.As(err, &ve) {
+			pe.Column = ve.Column
+		}
+		return nil, pe
+	}
+	return out, nil
+}
+
+// decodedSize estimates a decoded row image's memory, so that batches of
+// decoded messages stay bounded by maxBatchBytes like encoded ones.
+func decodedSize(values []any) int {
+	n := 0
+	for _, v := range values {
+		switch x := v.(type) {
+		case string:
+			n += len(x) + 16
+		case []byte:
+			n += len(x) + 24
+		default:
+			n += 16
+		}
+	}
+	return n
 }

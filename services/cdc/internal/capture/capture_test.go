@@ -254,6 +254,9 @@ func testDML(t *testing.T, s *server) {
 		if m.Topic != "cdc.t1.i1.dml.kv" || string(m.Key) != w.key || m.Row != w.row {
 			t.Errorf("message %d: topic %s key %s row %d, want key %s row %d", i, m.Topic, m.Key, m.Row, w.key, w.row)
 		}
+		if m.ServerID != 7 || m.Change != nil || m.Schema != nil {
+			t.Errorf("message %d: server id %d, change %v, schema %v; want 7 and no decoded parts", i, m.ServerID, m.Change, m.Schema)
+		}
 		gtids[m.GTID] = true
 		if w.tombstone {
 			if m.Value != nil {

@@ -83,6 +83,10 @@ type tableChange struct {
 
 // ddl records and publishes a table DDL on captured tables.
 func (r *reader) ddl(ctx context.Context, ev *replication.BinlogEvent, e *replication.QueryEvent, stmt string) error {
+	if r.skip {
+		// A sync job's own DDL replay coming back.
+		return nil
+	}
 	typ, refs, ok := parseDDL(stmt, string(e.Schema))
 	if !ok {
 		return nil
@@ -106,6 +110,15 @@ func (r *reader) ddl(ctx context.Context, ev *replication.BinlogEvent, e *replic
 			}
 		}
 	}
+	if r.cfg.Decoded {
+		// One message for the statement, however many tables it names:
+		// it is replayed once. DB and Table name its first captured
+		// table; unqualified names in the statement are in that DB
+		// unless the statement mixes databases.
+		sc := &change.SchemaChange{DB: db, Table: included[0].table, Statement: stmt}
+		return r.emit(ctx, change.Message{Topic: r.cfg.Prefix + ".schema-changes", GTID: r.gtidStr, Row: r.row, EventTime: at,
+			Schema: sc, ServerID: r.serverID})
+	}
 	sc := schemaChange{Source: r.source(ev, db, included[0].table), TsMs: time.Now().UnixMilli(), DatabaseName: db, DDL: stmt}
 	for _, ref := range included {
 		sc.TableChanges = append(sc.TableChanges, tableChange{Type: typ, ID: fmt.Sprintf("%q.%q", ref.db, ref.table)})
@@ -118,5 +131,6 @@ func (r *reader) ddl(ctx context.Context, ev *replication.BinlogEvent, e *replic
 	if err != nil {
 		return err
 	}
-	return r.emit(ctx, change.Message{Topic: r.cfg.Prefix + ".schema-changes", Key: key, Value: val, GTID: r.gtidStr, Row: r.row, EventTime: at})
+	return r.emit(ctx, change.Message{Topic: r.cfg.Prefix + ".schema-changes", Key: key, Value: val, GTID: r.gtidStr, Row: r.row, EventTime: at,
+		ServerID: r.serverID})
 }

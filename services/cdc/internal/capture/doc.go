@@ -46,5 +46,17 @@
 //     and go-mysql's own retry is off so that the pipeline can choose a
 //     surviving node. MySQL error 1236 (the source no longer has the
 //     binlog for the position) is ErrPositionLost; an undecodable value
-//     is a *PoisonError. Nothing is ever skipped.
+//     is a *PoisonError. Nothing is ever skipped, except (below) a sync
+//     job's own transactions.
+//
+//   - Decoded mode (sync jobs) hands on RowChanges of SQL argument values
+//     instead of Debezium JSON, so that an applier binds them and the
+//     target stores exactly the source's value; an update of the primary
+//     key stays one "u", as the applier needs the old key to find the row.
+//
+//   - SkipServerID drops whole transactions by the server id of their GTID
+//     event, which a write keeps through replication (log_slave_updates):
+//     a sync job writes its target with its own session server_id and so
+//     never reads its own writes back (no ping-pong in a two-way job),
+//     while another job capturing the same node still sees them.
 package capture

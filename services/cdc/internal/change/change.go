@@ -48,6 +48,9 @@ type Checkpoint struct {
 	Snapshot []byte
 	// Events counts the row changes up to here (for the status).
 	Events int64
+	// Skipped counts the transactions a capture with SkipServerID passed
+	// over since its Run started (a sync job's own writes coming back).
+	Skipped int64
 }
 
 // Batch is the unit handed from a capture to the sink: a run of messages in

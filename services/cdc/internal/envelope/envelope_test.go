@@ -141,3 +141,64 @@ func TestEncodeMatchesEncodingJSON(t *testing.T) {
 		}
 	}
 }
+
+// SQLFromBinlog gives values that bind as the stored value: unsigned
+// integers read back from go-mysql's signed ones, ENUM/SET members for
+// indexes and masks, BIT as a number, BINARY(n) padded back, text as text.
+func TestSQLFromBinlog(t *testing.T) {
+	tbl := &Table{DB: "d", Name: "t", Columns: []Column{
+		{Name: "id", Type: "int", Key: true},
+		{Name: "u8", Type: "tinyint", Unsigned: true},
+		{Name: "u64", Type: "bigint", Unsigned: true},
+		{Name: "e", Type: "enum", Values: []string{"a", "b"}},
+		{Name: "e0", Type: "enum", Values: []string{"a", "b"}},
+		{Name: "s", Type: "set", Values: []string{"a", "b", "c"}},
+		{Name: "bits", Type: "bit", Precision: 10},
+		{Name: "bin", Type: "binary", Binary: true, Length: 4},
+		{Name: "txt", Type: "text"},
+		{Name: "dt", Type: "datetime", Precision: 6},
+		{Name: "dec", Type: "decimal"},
+		{Name: "f", Type: "float"},
+		{Name: "y", Type: "year"},
+		{Name: "n", Type: "varchar", Nullable: true},
+	}}
+	got, err := tbl.SQLFromBinlog([]any{int32(-5), int8(-1), int64(-1), int64(2), int64(0), int64(5), int64(0x201), "\x01\x02",
+		[]byte("é"), "2024-01-02 03:04:05.000001", "-1.50", float32(1.5), int(2024), nil})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []any{int64(-5), uint64(255), uint64(18446744073709551615), "b", "", "a,c", uint64(0x201), []byte{1, 2, 0, 0},
+		"é", "2024-01-02 03:04:05.000001", "-1.50", float32(1.5), int64(2024), nil}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got  %#v\nwant %#v", got, want)
+	}
+	if names := tbl.ColumnNames(); len(names) != 14 || names[0] != "id" || names[13] != "n" {
+		t.Fatalf("names %v", names)
+	}
+	if k := tbl.KeyIndexes(); !reflect.DeepEqual(k, []int{0}) {
+		t.Fatalf("key %v", k)
+	}
+	tbl.PrimaryKey = []int{2, 0}
+	if k := tbl.KeyIndexes(); !reflect.DeepEqual(k, []int{2, 0}) {
+		t.Fatalf("key in key order %v", k)
+	}
+	for name, tc := range map[string]struct {
+		col Column
+		v   any
+	}{
+		"geometry":          {Column{Name: "g", Type: "binlog-type-255"}, []byte{1}},
+		"enum out of range": {Column{Name: "e", Type: "enum", Values: []string{"a"}}, int64(2)},
+		"set beyond":        {Column{Name: "s", Type: "set", Values: []string{"a"}}, int64(2)},
+		"int as text":       {Column{Name: "i", Type: "int"}, "1"},
+	} {
+		bad := &Table{DB: "d", Name: "t", Columns: []Column{tc.col}}
+		_, err := bad.SQLFromBinlog([]any{tc.v})
+		var ve *ValueError
+		if !errors.As(err, &ve) || ve.Column != tc.col.Name {
+			t.Errorf("%s: err %v, want a ValueError on %s", name, err, tc.col.Name)
+		}
+	}
+	if _, err := tbl.SQLFromBinlog([]any{1}); err == nil {
+		t.Error("a row of the wrong width was mapped")
+	}
+}

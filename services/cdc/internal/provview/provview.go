@@ -1,9 +1,12 @@
 // Package provview reads what the cdc service needs of an instance from
 // provisioning's internal CDC view: its tenant, engine and state, its nodes
-// with their roles, regions and health, and the credentials of Canopy's own
-// canopy_cdc account. Requests carry the platform-admin identity
-// service:cdc, signed with the internal secret. It is a client only: it maps
-// the wire JSON to Instance at the edge and decides nothing.
+// with their roles, regions and health, and the credentials of the account
+// the cdc service works with: Canopy's own canopy_cdc account on a MySQL
+// instance (capture, and a sync job's writes), the admin account on a Redis
+// instance (a sync job's cache target; streams refuse Redis by its Engine).
+// Requests carry the platform-admin identity service:cdc, signed with the
+// internal secret. It is a client only: it maps the wire JSON to Instance
+// at the edge and decides nothing.
 package provview
 
 import (
@@ -66,7 +69,8 @@ type Instance struct {
 	Engine string
 	State  string
 	Nodes  []Node
-	// CDC is the canopy_cdc account present on every node.
+	// CDC is the account present on every node the cdc service connects
+	// with: canopy_cdc for MySQL, the admin account for Redis.
 	CDC Credentials
 }
 
@@ -139,7 +143,7 @@ func NewFunc(baseURL func() string, secret []byte, timeout time.Duration) (*Clie
 	return &Client{svc: svc}, nil
 }
 
-// Instance returns one instance with its nodes and the CDC account;
+// Instance returns one instance with its nodes and its CDC account;
 // ErrNotFound when provisioning has none of that id.
 func (c *Client) Instance(ctx context.Context, id string) (Instance, error) {
 	var w wireInstance

@@ -20,6 +20,12 @@ const wire = `{"instance_id":"i-1","tenant_id":"acme","name":"orders","engine":"
           {"id":"n-1","address":"127.0.0.1:3308","role":"replica","region":"us","region_role":"dr","healthy":false}],
  "cdc":{"username":"canopy_cdc","password":"pw"}}`
 
+// redisWire is a Redis instance as the view shows it: its admin account,
+// what a sync job's cache writes with.
+const redisWire = `{"instance_id":"r-1","tenant_id":"acme","name":"cache","engine":"redis","state":"ready",
+ "nodes":[{"id":"r-1-n0","address":"127.0.0.1:6380","role":"primary","region":"eu","region_role":"primary","healthy":true}],
+ "cdc":{"username":"canopy_admin","password":"redis-pw"}}`
+
 // provisioning serves the CDC view behind provisioning's signature check
 // and records who called.
 func provisioning(t *testing.T) (*httptest.Server, func() []string) {
@@ -35,6 +41,9 @@ func provisioning(t *testing.T) (*httptest.Server, func() []string) {
 		case "i-1":
 			w.Header().Set("Content-Type", "application/json")
 			_, _ = w.Write([]byte(wire))
+		case "r-1":
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte(redisWire))
 		case "boom":
 			http.Error(w, "boom", http.StatusInternalServerError)
 		default:
@@ -121,5 +130,27 @@ func TestGetOwnTenant(t *testing.T) {
 	}
 	if _, err := provview.New("not a url", secret, 0); err == nil {
 		t.Fatal("bad URL accepted")
+	}
+}
+
+// A Redis instance comes with its engine and admin account (the stream API
+// refuses it by its engine; a sync job writes its cache with the account).
+func TestRedisInstance(t *testing.T) {
+	srv, _ := provisioning(t)
+	c, err := provview.New(srv.URL, secret, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := c.Instance(context.Background(), "r-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in.Engine != "redis" || in.CDC != (provview.Credentials{Username: "canopy_admin", Password: "redis-pw"}) ||
+		len(in.Nodes) != 1 || in.Nodes[0].Address != "127.0.0.1:6380" || in.Nodes[0].Role != provview.RolePrimary {
+		t.Fatalf("mapped %+v", in)
+	}
+	info, err := c.Get(context.Background(), "acme", "r-1")
+	if err != nil || info.Engine != "redis" {
+		t.Fatalf("info %+v, %v", info, err)
 	}
 }

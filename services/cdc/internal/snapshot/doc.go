@@ -51,4 +51,10 @@
 // (source.gtid, source.row) and all attempts share G: a batch written to
 // Kafka before the crash but not checkpointed used the same indexes for
 // rows that the new snapshot may number differently.
+//
+// Decoded mode (a sync job's initial load) hands on each row as the text
+// SELECT returned, in a RowChange of op "r", instead of Debezium JSON: bound
+// as arguments in a '+00:00' session that text stores the very value read,
+// with no round trip through a JSON mapping. The schema _canopy_sync (sync
+// jobs' watermarks on a target) is never read, like the system schemas.
 package snapshot

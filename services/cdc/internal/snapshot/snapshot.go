@@ -35,8 +35,10 @@ const (
 	sourceVersion   = capture.Version
 )
 
-// Schemas never captured, whatever Include says.
-var systemSchemas = []string{"mysql", "information_schema", "performance_schema", "sys"}
+// Schemas never captured, whatever Include says: the server's own, and
+// _canopy_sync, where sync jobs keep their watermarks on a target (copying
+// those would move another job's position).
+var systemSchemas = []string{"mysql", "information_schema", "performance_schema", "sys", capture.SyncSchema}
 
 // ErrNoBinlog means the source cannot give a snapshot position: its binary
 // log is off, so there is nothing to stream from after the snapshot.
@@ -86,6 +88,10 @@ type Config struct {
 	Include func(db, table string) bool
 	// ChunkSize is the rows per chunk and batch (default DefaultChunkSize).
 	ChunkSize int
+	// Decoded makes messages carry the row as a change.RowChange (op "r",
+	// After the raw text of every column as []byte, nil for NULL) and no
+	// Key or Value: what a sync job's initial load applies.
+	Decoded bool
 	// Logger is optional.
 	Logger *slog.Logger
 }
@@ -98,7 +104,7 @@ type Config struct {
 // streams from Progress.GTID. It returns ctx's error when ctx ends; on any
 // error the Progress is zero: resume from the last stored checkpoint.
 func Run(ctx context.Context, cfg Config, resume *Progress, out chan<- change.Batch) (Progress, error) {
-	if cfg.Prefix == "" {
+	if cfg.Prefix == "" && !cfg.Decoded {
 		return Progress{}, errors.New("snapshot: empty topic prefix")
 	}
 	if cfg.ChunkSize <= 0 {
@@ -136,6 +142,12 @@ type runner struct {
 	// that the very last row of the snapshot can be marked "last".
 	pending     *change.Batch
 	pendingLast *envelope.Envelope
+
+	// The decoded mode's column names and key of the table being read,
+	// shared by its RowChanges.
+	shape     *envelope.Table
+	shapeCols []string
+	shapeKey  []int
 }
 
 func (r *runner) run(ctx context.Context, resume *Progress) (Progress, error) {
@@ -283,7 +295,8 @@ func (r *runner) begin(ctx context.Context) (file string, pos uint32, gtid strin
 
 // tables lists the included base tables as db.table, sorted.
 func (r *runner) tables(ctx context.Context) ([]string, error) {
-	q := "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE TABLE_TYPE = 'BASE TABLE' AND TABLE_SCHEMA NOT IN (?, ?, ?, ?)"
+	q := "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE TABLE_TYPE = 'BASE TABLE' AND TABLE_SCHEMA NOT IN (?" +
+		strings.Repeat(", ?", len(systemSchemas)-1) + ")"
 	args := make([]any, len(systemSchemas))
 	for i, s := range systemSchemas {
 		args[i] = s
@@ -636,8 +649,12 @@ func scanRaw(rows *sql.Rows, n int) ([][]byte, error) {
 	return out, nil
 }
 
-// message builds the op "r" event of one row, counting it.
+// message builds the op "r" event of one row, counting it. In decoded mode
+// it returns no envelope.
 func (r *runner) message(t *envelope.Table, raw [][]byte, keyed bool) (change.Message, *envelope.Envelope, error) {
+	if r.cfg.Decoded {
+		return r.decoded(t, raw), nil, nil
+	}
 	row, err := t.FromText(raw)
 	if err != nil {
 		return change.Message{}, nil, fmt.Errorf("map row of %s.%s: %w", t.DB, t.Name, err)
@@ -668,6 +685,25 @@ func (r *runner) message(t *envelope.Table, raw [][]byte, keyed bool) (change.Me
 		Topic: r.cfg.Prefix + "." + t.DB + "." + t.Name, Key: key, Value: value,
 		GTID: r.prog.GTID, Row: idx, EventTime: r.start,
 	}, env, nil
+}
+
+// decoded builds the op "r" RowChange of one row, counting it. The values
+// stay the text SELECT returned (FLOAT widened to DOUBLE, see SelectList):
+// bound as arguments in a '+00:00' session they store the same value.
+func (r *runner) decoded(t *envelope.Table, raw [][]byte) change.Message {
+	idx := r.prog.Attempt*attemptStride + int(r.counter)
+	r.counter++
+	after := make([]any, len(raw))
+	for i, v := range raw {
+		if v != nil {
+			after[i] = v
+		}
+	}
+	if r.shape != t {
+		r.shape, r.shapeCols, r.shapeKey = t, t.ColumnNames(), t.KeyIndexes()
+	}
+	rc := &change.RowChange{DB: t.DB, Table: t.Name, Op: envelope.OpRead, Columns: r.shapeCols, Key: r.shapeKey, After: after}
+	return change.Message{Topic: r.cfg.Prefix + "." + t.DB + "." + t.Name, GTID: r.prog.GTID, Row: idx, EventTime: r.start, Change: rc}
 }
 
 func (r *runner) checkpoint() (*change.Checkpoint, error) {
@@ -702,7 +738,7 @@ func (r *runner) flush(ctx context.Context, final bool) error {
 		return nil
 	}
 	b := *r.pending
-	if final {
+	if final && r.pendingLast != nil {
 		env := *r.pendingLast
 		env.Source.Snapshot = "last"
 		v, err := json.Marshal(&env)

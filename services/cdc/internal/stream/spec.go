@@ -41,8 +41,10 @@ type ValidationError struct {
 
 func (e *ValidationError) Error() string { return e.Field + ": " + e.Reason }
 
-// systemSchemas are never captured: they are the server's, not the tenant's.
-var systemSchemas = map[string]bool{"mysql": true, "information_schema": true, "performance_schema": true, "sys": true}
+// systemSchemas are never captured: they are the server's, not the
+// tenant's, or (_canopy_sync) the sync jobs' watermarks on a target.
+var systemSchemas = map[string]bool{"mysql": true, "information_schema": true, "performance_schema": true, "sys": true,
+	"_canopy_sync": true}
 
 var identifier = regexp.MustCompile(`^[A-Za-z0-9_$]+$`)
 

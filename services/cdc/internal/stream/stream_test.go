@@ -24,6 +24,7 @@ func TestValidate(t *testing.T) {
 		"quoted name":       {spec: Spec{Tables: []string{"app.`x`"}, Snapshot: SnapshotInitial}, fields: []string{"tables[0]"}},
 		"three parts":       {spec: Spec{Tables: []string{"app.a.b"}, Snapshot: SnapshotInitial}, fields: []string{"tables[0]"}},
 		"system schema":     {spec: Spec{Tables: []string{"app.t", "mysql.user", "SYS.*"}, Snapshot: SnapshotInitial}, fields: []string{"tables[1]", "tables[2]"}},
+		"sync watermarks":   {spec: Spec{Tables: []string{"_canopy_sync.watermarks"}, Snapshot: SnapshotInitial}, fields: []string{"tables[0]"}},
 		"bad exclude":       {spec: Spec{Tables: []string{"app.*"}, Exclude: []string{"information_schema.tables"}, Snapshot: SnapshotInitial}, fields: []string{"exclude_tables[0]"}},
 		"bad snapshot":      {spec: Spec{Tables: []string{"app.*"}, Snapshot: "sometimes"}, fields: []string{"snapshot"}},
 		"snapshot unset":    {spec: Spec{Tables: []string{"app.*"}}, fields: []string{"snapshot"}},
@@ -91,6 +92,9 @@ func TestIncludes(t *testing.T) {
 				t.Fatalf("Includes(%s, %s) = %v", tc.db, tc.table, got)
 			}
 		})
+	}
+	if (Spec{Tables: []string{"_canopy_sync.*"}}).Includes("_canopy_sync", "watermarks") {
+		t.Fatal("the sync jobs' watermark schema was included")
 	}
 	if (Spec{Tables: []string{"mysql.*"}}).Includes("mysql", "user") {
 		t.Fatal("a system schema was included by a (invalid) pattern")

@@ -97,8 +97,12 @@ const (
 // 10.11 node: SELECT for the consistent snapshot, REPLICATION SLAVE for
 // COM_BINLOG_DUMP_GTID, BINLOG MONITOR for SHOW BINLOG STATUS and
 // @@gtid_binlog_pos, SLAVE MONITOR for SHOW SLAVE STATUS (is a replica a
-// good capture source?). Nothing that writes.
-const CDCGrants = "SELECT, REPLICATION SLAVE, BINLOG MONITOR, SLAVE MONITOR"
+// good capture source?). Sync jobs also write their target instance as
+// this account: INSERT, UPDATE, DELETE for the changes, CREATE, ALTER,
+// DROP, INDEX for missing tables, replayed DDL and their _canopy_sync
+// watermark schema, and BINLOG REPLAY for SET SESSION server_id (the job's
+// own id marks its writes so that its captures skip them).
+const CDCGrants = "SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER, DROP, INDEX, REPLICATION SLAVE, BINLOG MONITOR, SLAVE MONITOR, BINLOG REPLAY"
 
 // Credentials is one account on a node.
 type Credentials struct {

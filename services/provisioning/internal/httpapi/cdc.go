@@ -14,10 +14,11 @@ import (
 )
 
 // CDCPath is the internal view the cdc service reads an instance's nodes
-// and its canopy_cdc account from, to choose a capture source and follow
-// failovers. Like the other internal views the gateway does not route it,
-// and it answers only CDCReader's signed identity; any other caller gets
-// 404.
+// and the account it works with from, to choose a capture source, a sync
+// job's target, and follow failovers: for MySQL the canopy_cdc account, for
+// Redis (a sync job's cache target) the admin account. Like the other
+// internal views the gateway does not route it, and it answers only
+// CDCReader's signed identity; any other caller gets 404.
 const CDCPath = "/internal/v1/cdc/instances"
 
 // CDCReader is the only identity served the cdc view.
@@ -42,21 +43,28 @@ type cdcNode struct {
 }
 
 type cdcInstance struct {
-	InstanceID string               `json:"instance_id"`
-	TenantID   string               `json:"tenant_id"`
-	Name       string               `json:"name"`
-	Engine     string               `json:"engine"`
-	State      string               `json:"state"`
-	Nodes      []cdcNode            `json:"nodes"`
-	CDC        instance.Credentials `json:"cdc"`
+	InstanceID string    `json:"instance_id"`
+	TenantID   string    `json:"tenant_id"`
+	Name       string    `json:"name"`
+	Engine     string    `json:"engine"`
+	State      string    `json:"state"`
+	Nodes      []cdcNode `json:"nodes"`
+	// CDC is the account the cdc service connects with.
+	CDC instance.Credentials `json:"cdc"`
 }
 
-// toCDC shows an instance to the cdc service: its nodes and the cdc
-// account only (empty for Redis), never the admin, monitor or replication
-// accounts.
+// toCDC shows an instance to the cdc service: its nodes and one account.
+// For MySQL that is canopy_cdc, never the admin, monitor or replication
+// accounts. For Redis it is the admin account: a sync job writes its cache
+// with it, and a Redis node has no narrower account that may write every
+// key (tenants' ACL users are theirs to change).
 func toCDC(in *instance.Instance) cdcInstance {
+	cred := in.Accounts.CDC
+	if in.Plan.Engine == instance.EngineRedis {
+		cred = in.Accounts.Admin
+	}
 	out := cdcInstance{InstanceID: in.ID, TenantID: in.Tenant, Name: in.Name, Engine: in.Plan.Engine, State: string(in.State),
-		Nodes: []cdcNode{}, CDC: in.Accounts.CDC}
+		Nodes: []cdcNode{}, CDC: cred}
 	for _, n := range in.Nodes {
 		if n.Address == "" {
 			continue
@@ -86,15 +94,15 @@ func predatesCDC(in *instance.Instance) bool {
 	return in.Plan.Engine == instance.EngineMySQL && in.Accounts.CDC.Username == ""
 }
 
-// listCDC lists the MySQL instances whose nodes are meant to run and that
-// have a cdc account; a page may hold fewer than limit instances while
-// next_cursor is set.
+// listCDC lists the instances whose nodes are meant to run: Redis ones,
+// and MySQL ones that have a cdc account; a page may hold fewer than limit
+// instances while next_cursor is set.
 func (h *Handler) listCDC(w http.ResponseWriter, r *http.Request) {
 	if !internalReader(w, r, CDCReader) {
 		return
 	}
 	writeMonitoredSubset(h, w, r, "list cdc instances", func(in *instance.Instance) bool {
-		return in.Plan.Engine == instance.EngineMySQL && !predatesCDC(in)
+		return !predatesCDC(in)
 	}, toCDC)
 }
 
@@ -102,8 +110,8 @@ func (h *Handler) listCDC(w http.ResponseWriter, r *http.Request) {
 // instance that predates the cdc account gets it now (saga
 // EnsureCDCAccount) when it is ready, else 409; 503 when the account could
 // not be created (the engine did not answer: the caller retries). A Redis
-// instance is shown (its engine tells the cdc service to refuse it) with
-// an empty account.
+// instance is shown with its admin account: sync jobs write caches with it,
+// while its engine tells the stream API to refuse it as a capture source.
 func (h *Handler) getCDC(w http.ResponseWriter, r *http.Request) {
 	if !internalReader(w, r, CDCReader) {
 		return

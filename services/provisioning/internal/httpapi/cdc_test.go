@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -21,8 +22,8 @@ import (
 var cdcAccount = instance.Credentials{Username: "canopy_cdc", Password: "cdc-secret-pw"}
 
 // cdcFixture: c1 (mysql with a cdc account: primary, stopped replica,
-// fenced former primary, DR replica), c2 (redis), c3 (mysql created before
-// the cdc account), c4 (mysql, deleted).
+// fenced former primary, DR replica), c2 (redis, same nodes), c3 (mysql
+// created before the cdc account), c4 (mysql, deleted).
 func cdcFixture(t *testing.T) *Handler {
 	t.Helper()
 	return cdcFixtureWith(t, fuzzSaga{})
@@ -103,8 +104,9 @@ func TestCDCViewWho(t *testing.T) {
 	}
 }
 
-// The cdc view shows nodes with role, region and health, and the cdc
-// account only; a MySQL instance that predates the account is a 409.
+// The cdc view shows nodes with role, region and health, and one account:
+// canopy_cdc for MySQL, the admin account (what a sync job writes a cache
+// with) for Redis; a MySQL instance that predates the account is a 409.
 func TestCDCViewContents(t *testing.T) {
 	h := cdcFixture(t)
 	cdc := &tenancy.Principal{Role: tenancy.RolePlatformAdmin, Subject: CDCReader}
@@ -122,9 +124,11 @@ func TestCDCViewContents(t *testing.T) {
 
 	rec = serveAs(h, cdc, CDCPath+"/c2")
 	var redis cdcInstance
-	if err := json.Unmarshal(rec.Body.Bytes(), &redis); rec.Code != http.StatusOK || err != nil || redis.Engine != "redis" || redis.CDC != (instance.Credentials{}) {
+	if err := json.Unmarshal(rec.Body.Bytes(), &redis); rec.Code != http.StatusOK || err != nil || redis.Engine != "redis" ||
+		redis.CDC != redisAdmin || len(redis.Nodes) != 4 {
 		t.Fatalf("get redis c2: %d %s", rec.Code, rec.Body)
 	}
+	assertNoAccountsBut(t, rec.Body.String(), "admin-secret-pw", "canopy_admin")
 	rec = serveAs(h, cdc, CDCPath+"/c3")
 	if rec.Code != http.StatusConflict || !strings.Contains(rec.Body.String(), ErrPredatesCDC) ||
 		!strings.HasPrefix(rec.Header().Get("Content-Type"), "application/problem+json") {
@@ -148,14 +152,20 @@ func TestCDCViewContents(t *testing.T) {
 		if rec.Code != http.StatusOK {
 			t.Fatalf("list: %d %s", rec.Code, rec.Body)
 		}
-		assertNoAccountsButCDC(t, rec.Body.String())
 		var p page
 		if err := json.Unmarshal(rec.Body.Bytes(), &p); err != nil {
 			t.Fatal(err)
 		}
 		for _, in := range p.Instances {
 			ids = append(ids, in.InstanceID)
-			if in.CDC != cdcAccount || len(in.Nodes) != 4 {
+			want := cdcAccount
+			if in.Engine == "redis" {
+				want = redisAdmin
+				assertNoAccountsBut(t, rec.Body.String(), "admin-secret-pw", "canopy_admin")
+			} else {
+				assertNoAccountsButCDC(t, rec.Body.String())
+			}
+			if in.CDC != want || len(in.Nodes) != 4 {
 				t.Fatalf("listed %+v", in)
 			}
 		}
@@ -163,15 +173,25 @@ func TestCDCViewContents(t *testing.T) {
 			break
 		}
 	}
-	if strings.Join(ids, ",") != "c1" {
-		t.Fatalf("listed %v, want c1 (c2 is redis, c3 predates cdc, c4 is deleted)", ids)
+	if strings.Join(ids, ",") != "c1,c2" {
+		t.Fatalf("listed %v, want c1 and c2 (c3 predates cdc, c4 is deleted)", ids)
 	}
 }
 
+// redisAdmin is the fixture's admin account, what the view shows of Redis.
+var redisAdmin = instance.Credentials{Username: "canopy_admin", Password: "admin-secret-pw"}
+
 func assertNoAccountsButCDC(t *testing.T, body string) {
 	t.Helper()
+	assertNoAccountsBut(t, body)
+}
+
+// assertNoAccountsBut fails when body shows an account name or password
+// of the fixture other than the canopy_cdc account and those allowed.
+func assertNoAccountsBut(t *testing.T, body string, allowed ...string) {
+	t.Helper()
 	for _, secret := range []string{"admin-secret-pw", "monitor-secret-pw", "repl-secret-pw", "canopy_admin", "canopy_repl", "canopy_monitor"} {
-		if strings.Contains(body, secret) {
+		if strings.Contains(body, secret) && !slices.Contains(allowed, secret) {
 			t.Fatalf("cdc view shows %q: %s", secret, body)
 		}
 	}

@@ -30,8 +30,11 @@ func testCDC(ctx context.Context, t *testing.T, in *instance) {
 // CheckCDC checks that the spec's cdc account can do what the cdc service
 // does on a MariaDB node: a consistent snapshot with its GTID position
 // (Binlog_snapshot_* + BINLOG_GTID_POS), SHOW BINLOG STATUS, SHOW SLAVE
-// STATUS, and a COM_BINLOG_DUMP_GTID from that position; and that it cannot
-// write. The application database (s.Database) must hold a table.
+// STATUS, and a COM_BINLOG_DUMP_GTID from that position; and, as a sync
+// job writing its target does, with its own session server_id, create,
+// alter, write and drop a table on a primary, while a replica's read_only
+// refuses it (the account has no READ_ONLY ADMIN). The application
+// database (s.Database) must hold a table.
 func CheckCDC(ctx context.Context, n driver.Node, s driver.NodeSpec) error {
 	db := OpenMySQL(n.Address, s.CDC, "")
 	defer db.Close()
@@ -70,7 +73,8 @@ func CheckCDC(ctx context.Context, n driver.Node, s driver.NodeSpec) error {
 	}
 	// Any table of the application database: the account sees them all.
 	var table string
-	if err := conn.QueryRowContext(ctx, "SELECT table_name FROM information_schema.tables WHERE table_schema = ? LIMIT 1", s.Database).Scan(&table); err != nil {
+	if err := conn.QueryRowContext(ctx, "SELECT table_name FROM information_schema.tables WHERE table_schema = ? AND table_name <> ? LIMIT 1",
+		s.Database, cdcTable).Scan(&table); err != nil {
 		return fmt.Errorf("cdc sees no table in %s: %w", s.Database, err)
 	}
 	var count int
@@ -90,12 +94,45 @@ func CheckCDC(ctx context.Context, n driver.Node, s driver.NodeSpec) error {
 	if err := checkBinlogDump(ctx, n.Address, s.CDC, gtid.String); err != nil {
 		return err
 	}
-	_, err = db.ExecContext(ctx, "CREATE TABLE `"+s.Database+"`.cdc_was_here (i INT)")
-	switch errno := mysqlErrno(err); {
-	case errno == erTableAccessDenied, errno == erDBAccessDenied:
-	case errno == erOptionPreventsStmt && n.Role == driver.RoleReplica:
-	default:
-		return fmt.Errorf("cdc create table: err = %v, want access denied", err)
+	return checkSyncWrites(ctx, db, n, s.Database)
+}
+
+// cdcTable is the table CheckCDC writes as a sync job would.
+const cdcTable = "cdc_was_here"
+
+// checkSyncWrites writes as a sync job's applier does: with its own session
+// server_id (BINLOG REPLAY), CREATE, ALTER ... ADD INDEX, INSERT, UPDATE,
+// DELETE and DROP. A node that is not the primary must refuse the first
+// write with read_only.
+func checkSyncWrites(ctx context.Context, db *sql.DB, n driver.Node, database string) error {
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("cdc connect: %w", err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "SET SESSION server_id = 2097152255"); err != nil {
+		return fmt.Errorf("cdc set session server_id: %w", err)
+	}
+	table := "`" + database + "`.`" + cdcTable + "`"
+	stmts := []string{
+		"CREATE TABLE IF NOT EXISTS " + table + " (i INT PRIMARY KEY, v INT)",
+		"ALTER TABLE " + table + " ADD INDEX IF NOT EXISTS v (v)",
+		"REPLACE INTO " + table + " VALUES (1, 1)",
+		"UPDATE " + table + " SET v = 2 WHERE i = 1",
+		"DELETE FROM " + table + " WHERE i = 1",
+		"DROP TABLE IF EXISTS " + table,
+	}
+	if n.Role != driver.RolePrimary {
+		_, err := conn.ExecContext(ctx, stmts[0])
+		if errno := mysqlErrno(err); errno != erOptionPreventsStmt {
+			return fmt.Errorf("cdc create table on %s %s: err = %v, want read_only", n.Role, n.ID, err)
+		}
+		return nil
+	}
+	for _, q := range stmts {
+		if _, err := conn.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("cdc sync write %q: %w", q, err)
+		}
 	}
 	return nil
 }

@@ -8,15 +8,15 @@ import (
 	"github.com/canopy-platform/canopy/services/provisioning/internal/driver"
 )
 
-// The init file creates the cdc account with exactly the capture's grants,
-// and none for an instance created before CDC existed.
+// The init file creates the cdc account with exactly the capture's and the
+// sync jobs' grants, and none for an instance created before CDC existed.
 func TestInitSQLCDCAccount(t *testing.T) {
 	spec := testSpec("/tmp/cnp-x", driver.EngineMySQL, 3400)
 	spec.CDC = driver.Credentials{Username: "canopy_cdc", Password: "cdc-secret-password"}
 	sql := initSQL(spec)
 	for _, want := range []string{
 		"CREATE USER IF NOT EXISTS 'canopy_cdc'@'%' IDENTIFIED BY 'cdc-secret-password';\n",
-		"GRANT SELECT, REPLICATION SLAVE, BINLOG MONITOR, SLAVE MONITOR ON *.* TO 'canopy_cdc'@'%';\n",
+		"GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER, DROP, INDEX, REPLICATION SLAVE, BINLOG MONITOR, SLAVE MONITOR, BINLOG REPLAY ON *.* TO 'canopy_cdc'@'%';\n",
 	} {
 		if !strings.Contains(sql, want) {
 			t.Errorf("init SQL lacks %q:\n%s", want, sql)

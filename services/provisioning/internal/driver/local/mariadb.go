@@ -313,8 +313,9 @@ func initSQL(spec driver.NodeSpec) string {
 	user(spec.Monitor, " WITH MAX_USER_CONNECTIONS 10")
 	line("GRANT REPLICATION CLIENT, PROCESS, SLAVE MONITOR ON *.* TO %s", account(spec.Monitor))
 	if spec.CDC.Username != "" {
-		// The cdc service's capture (see driver.CDCGrants). No connection
-		// cap: each stream holds a dump, a snapshot and a lag-poll connection.
+		// The cdc service's capture and sync jobs' writes (see
+		// driver.CDCGrants). No connection cap: each stream holds a dump, a
+		// snapshot and a lag-poll connection.
 		user(spec.CDC, "")
 		line("GRANT %s ON *.* TO %s", driver.CDCGrants, account(spec.CDC))
 	}
