@@ -347,7 +347,7 @@ func (s *Store) Record(ctx context.Context, c syncjob.Conflict) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO sync_conflicts (id, job_id, tenant_id, from_instance, to_instance, db, table_name,
 			kind, row_key, change_data, target_row, gtid, row_idx, strategy, resolution, at, resolved_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			c.ID, c.JobID, c.Tenant, c.From, c.To, c.DB, c.Table, string(c.Kind), jsonOr(c.Key, "{}"), jsonOr(c.Change, "null"),
+			c.ID, c.JobID, c.Tenant, c.From, c.To, c.DB, c.Table, string(c.Kind), jsonOr(c.Key, "{}"), jsonOr(c.Change, "{}"),
 			target, c.GTID, c.Row, string(c.Strategy), string(c.Resolution), c.At.UTC(), resolvedAt)
 		switch {
 		case isDuplicate(err, "sync_conflicts_change"):
