@@ -83,8 +83,7 @@ type Config struct {
 	// RouterURL is a router replica's HTTP API (the endpoints' live state);
 	// each replica answers for itself, so any one of them will do.
 	RouterURL string `yaml:"router_url" env:"ROUTER_URL" default:"http://127.0.0.1:8090"`
-	// CDCURL is the cdc service (an instance's change data capture streams,
-	// sync jobs).
+	// CDCURL is the cdc service (an instance's change data capture streams).
 	CDCURL string `yaml:"cdc_url" env:"CDC_URL" default:"http://127.0.0.1:8087"`
 	// UpstreamTimeout bounds waiting for an upstream's response headers.
 	UpstreamTimeout time.Duration `yaml:"upstream_timeout" env:"GATEWAY_UPSTREAM_TIMEOUT" default:"30s"`
