@@ -64,15 +64,26 @@ func examples() map[string]any {
 		LostTransactions: []string{"0-1-42"}, DetectedAt: at, PromotedAt: &promoted, CompletedAt: &promoted, RTOMS: 900, DetectionMS: 300, PromotionMS: 90}
 	streamStatus := events.CDCStreamStatus{StreamID: "s-1", InstanceID: "i-1", TenantID: "acme", State: "streaming", LagMs: 45000,
 		LagEvents: 1200, ThresholdMs: 30000, Reason: "r", GTID: "0-1-42"}
+	syncConflict := events.CDCSyncConflict{JobID: "j-1", TenantID: "acme", ConflictID: "c-1", FromInstance: "i-1", ToInstance: "i-2",
+		DB: "app", Table: "orders", Kind: "differs", Key: json.RawMessage(`{"id":7}`), Strategy: "manual", Resolution: "pending",
+		GTID: "0-1-42", At: at}
+	syncInconsistent := events.CDCSyncInconsistent{JobID: "j-1", TenantID: "acme", VerificationID: "v-1", SourceInstance: "i-1",
+		TargetInstance: "i-2", Tables: []events.CDCSyncTableDiff{{Table: "app.orders", DifferingRows: 2}}, RowsChecked: 1000,
+		DifferingRows: 2, Repair: true, RepairedRows: 2, FinishedAt: at}
+	syncFailed := events.CDCSyncFailed{JobID: "j-1", TenantID: "acme", SourceInstance: "i-1", TargetInstance: "r-1", State: "failed",
+		Reason: "ALTER TABLE app.orders with ddl: stop"}
 	return map[string]any{
-		"cdc.stream.status":          streamStatus,
-		events.TypeCDCStreamLagging:  streamStatus,
-		events.TypeCDCStreamCaughtUp: streamStatus,
-		events.TypeCDCStreamFailed:   streamStatus,
-		"failover.recovery":          recovery,
-		events.TypeFailoverStarted:   recovery,
-		events.TypeFailoverCompleted: recovery,
-		events.TypeFailoverFailed:    recovery,
+		events.TypeCDCSyncConflict:     syncConflict,
+		events.TypeCDCSyncInconsistent: syncInconsistent,
+		events.TypeCDCSyncFailed:       syncFailed,
+		"cdc.stream.status":            streamStatus,
+		events.TypeCDCStreamLagging:    streamStatus,
+		events.TypeCDCStreamCaughtUp:   streamStatus,
+		events.TypeCDCStreamFailed:     streamStatus,
+		"failover.recovery":            recovery,
+		events.TypeFailoverStarted:     recovery,
+		events.TypeFailoverCompleted:   recovery,
+		events.TypeFailoverFailed:      recovery,
 		events.TypeNodeRejoined: events.NodeRejoined{InstanceID: "i-1", TenantID: "acme", NodeID: "n-0", Primary: "n-1", Rebuilt: true,
 			LostTransactions: []string{"0-1-42"}, OccurredAt: at},
 		"catalog.plan": events.PlanEvent{Plan: plan}.Plan,
@@ -215,6 +226,8 @@ func TestInvalidPayloadsRejected(t *testing.T) {
 		"instance without tenant":  {events.TypeInstanceReady, `{"instance_id":"i"}`},
 		"transition bad timestamp": {events.TypeNodeDown, `{"instance_id":"i","node_id":"n","address":"a","engine":"mysql","status":"down","previous_status":"up","reason":"refused","streak":1,"evidence":{"probe_duration_ms":1},"policy":{"interval_ms":1,"timeout_ms":1,"fall":1,"rise":1},"probed_at":"yesterday","replica":"r"}`},
 		"unknown type":             {"provisioning.instance.teleported", `{}`},
+		"conflict of no kind":      {events.TypeCDCSyncConflict, `{"job_id":"j","tenant_id":"t","conflict_id":"c","from_instance":"a","to_instance":"b","db":"d","table":"t","kind":"weird","key":{},"strategy":"manual","resolution":"pending","gtid":"0-1-1","at":"2026-12-02T14:00:00Z"}`},
+		"failed without reason":    {events.TypeCDCSyncFailed, `{"job_id":"j","tenant_id":"t","source_instance":"a","target_instance":"b","state":"failed"}`},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -19,8 +19,9 @@ const (
 	// rejoins, keyed by instance id.
 	TopicFailover = "canopy.failover.v1"
 	// TopicCDC carries the health of CDC streams (lagging, caught up,
-	// failed), keyed by stream id. The captured rows go to the
-	// cdc.<tenant>.<instance>.<db>.<table> data topics instead.
+	// failed), keyed by stream id, and sync jobs' conflicts,
+	// inconsistencies and failures, keyed by job id. The captured rows go
+	// to the cdc.<tenant>.<instance>.<db>.<table> data topics instead.
 	TopicCDC = "canopy.cdc.v1"
 )
 

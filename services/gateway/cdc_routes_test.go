@@ -13,8 +13,8 @@ import (
 	"github.com/canopy-platform/canopy/services/gateway"
 )
 
-// TestCDCRoutes: an instance's CDC streams go to the cdc service, every
-// method, signed for its audience with the caller's tenant and role (the cdc
+// TestCDCRoutes: an instance's CDC streams and the sync jobs go to the cdc
+// service, every method, signed for its audience with the caller's tenant and role (the cdc
 // service authorizes: viewers read, members write), while the instance
 // itself and its other sub-resources stay with their services.
 func TestCDCRoutes(t *testing.T) {
@@ -47,6 +47,15 @@ func TestCDCRoutes(t *testing.T) {
 		{member, "POST", "/api/v1/instances/i1/cdc-streams/s1:resnapshot", "cdc POST /api/v1/instances/i1/cdc-streams/s1:resnapshot acme tenant-member"},
 		{member, "DELETE", "/api/v1/instances/i1/cdc-streams/s1", "cdc DELETE /api/v1/instances/i1/cdc-streams/s1 acme tenant-member"},
 		{member, "POST", "/api/v1/instances/i1/cdc-streams/s1/pause", "cdc POST /api/v1/instances/i1/cdc-streams/s1/pause acme tenant-member"},
+		{viewer, "GET", "/api/v1/sync-jobs", "cdc GET /api/v1/sync-jobs acme tenant-viewer"},
+		{member, "POST", "/api/v1/sync-jobs", "cdc POST /api/v1/sync-jobs acme tenant-member"},
+		{viewer, "GET", "/api/v1/sync-jobs/j1", "cdc GET /api/v1/sync-jobs/j1 acme tenant-viewer"},
+		{member, "POST", "/api/v1/sync-jobs/j1:pause", "cdc POST /api/v1/sync-jobs/j1:pause acme tenant-member"},
+		{member, "DELETE", "/api/v1/sync-jobs/j1", "cdc DELETE /api/v1/sync-jobs/j1 acme tenant-member"},
+		{viewer, "GET", "/api/v1/sync-jobs/j1/conflicts", "cdc GET /api/v1/sync-jobs/j1/conflicts acme tenant-viewer"},
+		{member, "POST", "/api/v1/sync-jobs/j1/conflicts/c1:resolve", "cdc POST /api/v1/sync-jobs/j1/conflicts/c1:resolve acme tenant-member"},
+		{member, "POST", "/api/v1/sync-jobs/j1/verifications", "cdc POST /api/v1/sync-jobs/j1/verifications acme tenant-member"},
+		{viewer, "GET", "/api/v1/sync-jobs/j1/verifications/v1", "cdc GET /api/v1/sync-jobs/j1/verifications/v1 acme tenant-viewer"},
 		// The instance and its other sub-resources are not captured by the
 		// cdc routes, nor are look-alike paths.
 		{viewer, "GET", "/api/v1/instances/i1", "provisioning GET /api/v1/instances/i1 acme tenant-viewer"},

@@ -222,6 +222,10 @@ func Routes() []httpapi.Route {
 		// are under the wildcard.
 		{Pattern: "/api/v1/instances/{id}/cdc-streams", Upstream: "cdc"},
 		{Pattern: "/api/v1/instances/{id}/cdc-streams/*", Upstream: "cdc"},
+		// Sync jobs name their instances in the body, so they are a
+		// top-level resource of the cdc service.
+		{Pattern: "/api/v1/sync-jobs", Upstream: "cdc"},
+		{Pattern: "/api/v1/sync-jobs/*", Upstream: "cdc"},
 	}
 }
 

@@ -1,11 +1,13 @@
 // Package httpapi serves the cdc service's tenant API behind the gateway's
 // signed identity: an instance's CDC streams, created, listed, read,
 // paused, resumed, re-snapshotted and deleted under
-// /api/v1/instances/{id}/cdc-streams. Every route reads the instance first:
-// another tenant's instance (and so its streams) answers 404 like an
-// unknown one; platform-admin sees every tenant's. It maps streams to JSON,
-// wakes the pipeline after every change and holds no state; what a
-// transition may do is the stream domain's.
+// /api/v1/instances/{id}/cdc-streams (Handler), and the tenant's sync jobs
+// under /api/v1/sync-jobs with their conflicts and verifications
+// (SyncHandler). Another tenant's instance, stream or job answers 404 like
+// an unknown one; platform-admin sees every tenant's. It maps streams and
+// jobs to JSON, wakes the pipeline or the sync runner after every change
+// and holds no state; what a transition may do is the stream and syncjob
+// domains'.
 package httpapi
 
 import (

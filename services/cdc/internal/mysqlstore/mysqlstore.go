@@ -1,8 +1,12 @@
-// Package mysqlstore keeps the cdc service's streams on MariaDB (libs/store):
-// each stream's spec, state, checkpoint and last reported status, the
-// schema history (every DDL a stream read, with its GTID), and the outbox
-// its cdc.stream.* events go out through. It is the pipeline's Repo and the
-// API's storage; it decides nothing: transitions are the stream domain's.
+// Package mysqlstore keeps the cdc service's streams and sync jobs on
+// MariaDB (libs/store): each stream's spec, state, checkpoint and last
+// reported status, the schema history (every DDL a stream read, with its
+// GTID), each sync job's spec, state and status with its conflicts and
+// verifications, and the outbox the cdc.stream.* and cdc.sync.* events go
+// out through. It is the pipeline's and the sync runner's Repo and the
+// APIs' storage; it decides nothing: transitions are the stream and
+// syncjob domains'. A sync job's position is not here: the target holds
+// it (exactly once with the applied rows).
 package mysqlstore
 
 import (
