@@ -94,8 +94,10 @@ func (h *SyncHandler) Routes(r chi.Router) {
 type SyncTarget struct {
 	Instance      string `json:"instance,omitempty"`
 	RedisInstance string `json:"redis_instance,omitempty"`
-	KeyPattern    string `json:"key_pattern,omitempty"`
-	Format        string `json:"format,omitempty"`
+	// Database is the MySQL target's database for the source's one.
+	Database   string `json:"database,omitempty"`
+	KeyPattern string `json:"key_pattern,omitempty"`
+	Format     string `json:"format,omitempty"`
 	// TTL is Go duration text ("1h"); absent: keys do not expire.
 	TTL string `json:"ttl,omitempty"`
 }
@@ -281,7 +283,7 @@ func durationText(d syncjob.Duration) string {
 func syncJobOf(j syncjob.Job) SyncJob {
 	sp := j.Spec
 	out := SyncJob{ID: j.ID, TenantID: j.Tenant, SourceInstance: sp.SourceInstance, Tables: nonNil(sp.Tables),
-		Target: SyncTarget{Instance: sp.Target.Instance, RedisInstance: sp.Target.RedisInstance, KeyPattern: sp.Target.KeyPattern,
+		Target: SyncTarget{Instance: sp.Target.Instance, RedisInstance: sp.Target.RedisInstance, Database: sp.Target.Database, KeyPattern: sp.Target.KeyPattern,
 			Format: string(sp.Target.Format), TTL: durationText(sp.Target.TTL)},
 		Conflict: string(sp.Conflict), Column: sp.Column, Direction: string(sp.Direction), DDL: string(sp.DDL),
 		InitialLoad: sp.InitialLoad == nil || *sp.InitialLoad, VerifyEvery: durationText(sp.VerifyEvery), State: string(j.State),
@@ -393,7 +395,7 @@ func specOf(req SyncJobRequest) (syncjob.Spec, []httpx.FieldError) {
 		return syncjob.Duration(d)
 	}
 	sp := syncjob.Spec{SourceInstance: req.SourceInstance, Tables: req.Tables,
-		Target: syncjob.Target{Instance: req.Target.Instance, RedisInstance: req.Target.RedisInstance,
+		Target: syncjob.Target{Instance: req.Target.Instance, RedisInstance: req.Target.RedisInstance, Database: req.Target.Database,
 			KeyPattern: req.Target.KeyPattern, Format: syncjob.Format(req.Target.Format), TTL: duration("target.ttl", req.Target.TTL)},
 		Conflict: syncjob.Strategy(req.Conflict), Column: req.Column, Direction: syncjob.Direction(req.Direction),
 		DDL: syncjob.DDLMode(req.DDL), InitialLoad: req.InitialLoad, VerifyEvery: duration("verify_every", req.VerifyEvery)}

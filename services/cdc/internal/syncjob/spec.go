@@ -175,7 +175,23 @@ func (s Spec) validateTarget() []error {
 		if t.KeyPattern != "" || t.Format != "" || t.TTL != 0 {
 			add("target", "key_pattern, format and ttl are for a Redis target only")
 		}
+		if t.Database != "" {
+			if !identifier.MatchString(t.Database) || strings.EqualFold(t.Database, SyncSchema) {
+				add("target.database", "must be a plain database name (letters, digits, _ and $), not "+SyncSchema)
+			}
+			dbs := map[string]bool{}
+			for _, p := range s.Tables {
+				db, _, _ := strings.Cut(p, ".")
+				dbs[strings.ToLower(db)] = true
+			}
+			if len(dbs) > 1 {
+				add("target.database", "renames one source database: every table must then be in the same one")
+			}
+		}
 	default:
+		if t.Database != "" {
+			add("target.database", "is for a MySQL target only")
+		}
 		if t.Format != FormatHash && t.Format != FormatJSON {
 			add("target.format", `must be "hash" or "json"`)
 		}

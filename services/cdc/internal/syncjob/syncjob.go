@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/canopy-platform/canopy/services/cdc/internal/change"
@@ -82,6 +83,10 @@ const DefaultKeyPattern = "{table}:{pk}"
 type Target struct {
 	Instance      string `json:"instance,omitempty"`
 	RedisInstance string `json:"redis_instance,omitempty"`
+	// Database is the MySQL target's database the source's tables go to
+	// when it is not the source's (instances have a database each, named
+	// after them); every synced table must then be in one source database.
+	Database string `json:"database,omitempty"`
 	// KeyPattern names a row's key ({db}, {table}, {pk}: the key values
 	// joined by ':'); Redis only.
 	KeyPattern string `json:"key_pattern,omitempty"`
@@ -145,6 +150,25 @@ const (
 	// StateDeleting: the runner stops, then the job is removed.
 	StateDeleting State = "deleting"
 )
+
+// TargetDB maps a source database to the target's: Target.Database when
+// set, else the same name.
+func (s Spec) TargetDB(sourceDB string) string {
+	if s.Target.Database != "" {
+		return s.Target.Database
+	}
+	return sourceDB
+}
+
+// SourceDB maps a target database back to the source's (the reverse
+// direction of a two-way job).
+func (s Spec) SourceDB(targetDB string) string {
+	if s.Target.Database != "" && strings.EqualFold(targetDB, s.Target.Database) {
+		db, _, _ := strings.Cut(s.Tables[0], ".")
+		return db
+	}
+	return targetDB
+}
 
 // Running reports whether a runner should work for a job in s.
 func (s State) Running() bool { return s == StateLoading || s == StateRunning }
