@@ -11,7 +11,6 @@ package apply
 import (
 	"context"
 	"database/sql"
-	"database/sql/driver"
 	"errors"
 	"fmt"
 	"io"
@@ -341,20 +340,26 @@ func (a *Applier) commit(ctx context.Context, pos string, load []byte, done *syn
 	return nil
 }
 
-// discard drops the session; a transaction it holds is rolled back by the
-// server when the connection closes.
+// discard drops the session and rolls back its transaction.
 func (a *Applier) discard() {
 	if a.sess != nil {
 		a.sess.close()
-		// The connection must not go back to the pool inside a
-		// transaction: ErrBadConn makes database/sql close it.
-		_ = a.sess.conn.Raw(func(any) error { return driver.ErrBadConn })
-		_ = a.sess.conn.Close()
+		closeConn(a.sess.conn)
 		a.sess = nil
 	}
 	a.inTx = false
 	a.running, a.lastGTID = a.pos, ""
 	a.pending = syncjob.Stats{}
+}
+
+// closeConn rolls back what conn may hold open and gives it back. A
+// connection the ROLLBACK cannot reach is broken, and the driver reports
+// it invalid, so the pool drops it instead of reusing it mid-transaction.
+func closeConn(conn *sql.Conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, _ = conn.ExecContext(ctx, "ROLLBACK")
+	_ = conn.Close()
 }
 
 func addStats(to *syncjob.Stats, s syncjob.Stats) {

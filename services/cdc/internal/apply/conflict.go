@@ -3,7 +3,6 @@ package apply
 import (
 	"context"
 	"database/sql"
-	"database/sql/driver"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -212,7 +211,7 @@ func (a *Applier) Resolve(ctx context.Context, c syncjob.Conflict, use syncjob.R
 	s := newSession(conn)
 	defer func() {
 		s.close()
-		conn.Close()
+		closeConn(conn)
 	}()
 	tx := func() error {
 		if _, err := conn.ExecContext(ctx, "BEGIN"); err != nil {
@@ -225,8 +224,6 @@ func (a *Applier) Resolve(ctx context.Context, c syncjob.Conflict, use syncjob.R
 		return err
 	}
 	if err := tx(); err != nil {
-		// Never hand a connection inside a transaction back to the pool.
-		_ = conn.Raw(func(any) error { return driver.ErrBadConn })
 		return fmt.Errorf("resolve conflict %s on %s: %w", c.ID, a.cfg.Target.Addr, err)
 	}
 	a.log.Info("conflict resolved", "conflict", c.ID, "use", use)
