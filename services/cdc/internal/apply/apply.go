@@ -40,10 +40,12 @@ type DDLError struct {
 	Err       error
 }
 
+// Error names the statement and why the job cannot get past it.
 func (e *DDLError) Error() string {
 	return fmt.Sprintf("DDL %q: %v", e.Statement, e.Err)
 }
 
+// Unwrap returns the cause (ErrDDLStopped or the target's error).
 func (e *DDLError) Unwrap() error { return e.Err }
 
 // Config is one direction's target.
@@ -62,7 +64,9 @@ type Config struct {
 	Column string
 	// SourceFirst: on a latest-wins tie the source's version wins.
 	SourceFirst bool
-	DDL         syncjob.DDLMode
+	// DDL: replay runs a synced table's DDL on the target; anything else
+	// (stop, or unset) fails the direction with a *DDLError.
+	DDL syncjob.DDLMode
 	// Schema returns the source's CREATE TABLE statement (SHOW CREATE
 	// TABLE) of db.table.
 	Schema    func(ctx context.Context, db, table string) (string, error)

@@ -369,12 +369,16 @@ func TestDDL(t *testing.T) {
 	))
 	require.NoError(t, err)
 	require.Equal(t, int64(2), st.Applied)
+	// Replaying it again (a crash lost the watermark after the DDL) is
+	// taken as done.
+	_, err = a.Apply(ctx, batch("0-1-2", change.Message{GTID: "0-1-2", Schema: &change.SchemaChange{DB: "app", Table: "t", Statement: "ALTER TABLE t ADD COLUMN note VARCHAR(10)"}}))
+	require.NoError(t, err)
 	var note sql.NullString
 	require.NoError(t, node.Root.QueryRow("SELECT note FROM app.t WHERE id = 2").Scan(&note))
 	require.Equal(t, "extra", note.String)
 	w, err := a.Watermark(ctx)
 	require.NoError(t, err)
-	require.Equal(t, "0-1-3", w.Position)
+	require.Equal(t, "0-1-2", w.Position)
 
 	cfg.JobID = "job-stop"
 	cfg.DDL = syncjob.DDLStop
@@ -397,7 +401,7 @@ func TestDDL(t *testing.T) {
 	// A replay the target rejects is a DDLError too.
 	cfg.JobID, cfg.DDL = "job-bad", syncjob.DDLReplay
 	c := open(t, cfg)
-	_, err = c.Apply(ctx, batch("0-1-7", change.Message{GTID: "0-1-7", Schema: &change.SchemaChange{DB: "app", Table: "s", Statement: "ALTER TABLE s DROP COLUMN nope"}}))
+	_, err = c.Apply(ctx, batch("0-1-7", change.Message{GTID: "0-1-7", Schema: &change.SchemaChange{DB: "app", Table: "s", Statement: "ALTER TABLE s ADD COLUMN x INT AFTER nope"}}))
 	require.ErrorAs(t, err, &de)
 	require.False(t, errors.Is(err, ErrDDLStopped))
 }
@@ -411,4 +415,47 @@ func TestMergePosition(t *testing.T) {
 	} {
 		require.Equal(t, c.want, mergePosition(c.pos, c.gtid), "%+v", c)
 	}
+}
+
+// Values as the decoded capture gives them (temporal text, DECIMAL and
+// JSON text, ENUM/SET member text, BIT as uint64, FLOAT as float32) insert,
+// and match as before images: the update and delete find their row with
+// no conflict.
+func TestTypedValuesMatchBeforeImages(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	node := nodetest.StartMariaDB(t, 1)
+	node.Exec(t, "CREATE DATABASE app", `CREATE TABLE app.typed (
+  id INT UNSIGNED PRIMARY KEY, big BIGINT UNSIGNED, f FLOAT, d DOUBLE, dec1 DECIMAL(10,2),
+  dt DATETIME(6), ts TIMESTAMP(3) NULL, dte DATE, tm TIME, yr YEAR,
+  e ENUM('a','b','c'), s SET('x','y','z'), bits BIT(12), j JSON, txt TEXT, blb BLOB, ch CHAR(4))`)
+	fc := &fakeConflicts{}
+	a := open(t, baseConfig(node, fc))
+	cols := []string{"id", "big", "f", "d", "dec1", "dt", "ts", "dte", "tm", "yr", "e", "s", "bits", "j", "txt", "blb", "ch"}
+	v1 := []any{uint64(1), uint64(18446744073709551615), float32(0.1), 1.0 / 3, "12.50",
+		"2026-01-02 03:04:05.123456", "2026-06-30 23:59:59.500", "2026-01-02", "-12:34:56", int64(2026),
+		"b", "x,z", uint64(0xabc), `{"a": [1, 2]}`, "héllo wörld", []byte{0, 1, 2, 0xff}, "ab"}
+	v2 := []any{uint64(1), uint64(0), float32(-2.75), -1e100, "-0.01",
+		"1970-01-01 00:00:01.000000", nil, "1999-12-31", "00:00:00", int64(1999),
+		"c", "", uint64(1), `[]`, "", []byte{}, "abcd"}
+	rc := func(op string, before, after []any) *change.RowChange {
+		return &change.RowChange{DB: "app", Table: "typed", Op: op, Columns: cols, Key: []int{0}, Before: before, After: after}
+	}
+	st, err := a.Apply(ctx, batch("0-1-3",
+		msg("0-1-1", 0, rc("c", nil, v1)),
+		msg("0-1-2", 0, rc("u", v1, v2)),
+	))
+	require.NoError(t, err)
+	require.Equal(t, int64(2), st.Applied)
+	require.Equal(t, int64(0), st.Conflicts, "%+v", fc.all())
+	var got string
+	require.NoError(t, node.Root.QueryRow(`SELECT CONCAT_WS('|', big, f, dec1, dt, IFNULL(ts,'NULL'), yr, e, s, bits+0, j, HEX(blb), ch) FROM app.typed`).Scan(&got))
+	require.Equal(t, "0|-2.75|-0.01|1970-01-01 00:00:01.000000|NULL|1999|c||1|[]||abcd", got)
+	st, err = a.Apply(ctx, batch("0-1-4", msg("0-1-4", 0, rc("d", v2, nil))))
+	require.NoError(t, err)
+	require.Equal(t, int64(1), st.Applied)
+	require.Empty(t, fc.all())
+	var n int
+	require.NoError(t, node.Root.QueryRow("SELECT COUNT(*) FROM app.typed").Scan(&n))
+	require.Zero(t, n)
 }

@@ -28,20 +28,50 @@ func (a *Applier) ddl(ctx context.Context, m change.Message, done *syncjob.Stats
 	a.sess.close()
 	a.forget(sc.DB, sc.Table)
 	if sc.DB != "" {
-		if _, err := a.sess.conn.ExecContext(ctx, "USE "+quote(sc.DB)); err != nil {
-			return &DDLError{Statement: sc.Statement, Err: fmt.Errorf("use %s on %s: %w", sc.DB, a.cfg.Target.Addr, err)}
+		for _, q := range []string{"CREATE DATABASE IF NOT EXISTS " + quote(sc.DB), "USE " + quote(sc.DB)} {
+			if _, err := a.sess.conn.ExecContext(ctx, q); err != nil {
+				return &DDLError{Statement: sc.Statement, Err: fmt.Errorf("%s on %s: %w", q, a.cfg.Target.Addr, err)}
+			}
 		}
 	}
-	if _, err := a.sess.conn.ExecContext(ctx, sc.Statement); err != nil {
+	_, err := a.sess.conn.ExecContext(ctx, sc.Statement)
+	switch {
+	case err == nil:
+		a.log.Info("DDL replayed", "db", sc.DB, "table", sc.Table, "gtid", m.GTID)
+	case alreadyApplied(err):
+		// The target has this schema already: a table created from the
+		// source's current schema (which includes later DDL), or a replay
+		// whose watermark a crash lost.
+		a.log.Warn("DDL already in effect on the target", "db", sc.DB, "table", sc.Table, "gtid", m.GTID, "err", err)
+	default:
 		return &DDLError{Statement: sc.Statement, Err: fmt.Errorf("replay on %s: %w", a.cfg.Target.Addr, err)}
 	}
-	a.log.Info("DDL replayed", "db", sc.DB, "table", sc.Table, "gtid", m.GTID)
 	pos := mergePosition(a.running, m.GTID)
 	if _, err := a.sess.exec(ctx, upsertWatermark, a.cfg.JobID, a.cfg.From, pos, nil, 0); err != nil {
 		return fmt.Errorf("write watermark after DDL: %w", err)
 	}
 	a.pos, a.running = pos, pos
 	return a.begin(ctx)
+}
+
+// alreadyApplied says whether a replayed DDL failed only because its
+// effect is there: the table, column, key or database exists, or what it
+// drops is gone.
+func alreadyApplied(err error) bool {
+	for _, code := range []uint16{
+		1007, // ER_DB_CREATE_EXISTS
+		1008, // ER_DB_DROP_EXISTS
+		1050, // ER_TABLE_EXISTS_ERROR
+		1051, // ER_BAD_TABLE_ERROR
+		1060, // ER_DUP_FIELDNAME
+		1061, // ER_DUP_KEYNAME
+		1091, // ER_CANT_DROP_FIELD_OR_KEY
+	} {
+		if isCode(err, code) {
+			return true
+		}
+	}
+	return false
 }
 
 // mergePosition returns pos (domain-server-seq per domain) with gtid's
