@@ -338,7 +338,7 @@ func (a *Applier) commit(ctx context.Context, pos string, load []byte, done *syn
 		return fmt.Errorf("commit: %w", err)
 	}
 	a.inTx = false
-	a.pos, a.running = pos, pos
+	a.pos, a.running, a.lastGTID = pos, pos, ""
 	addStats(done, a.pending)
 	a.pending = syncjob.Stats{}
 	return nil
