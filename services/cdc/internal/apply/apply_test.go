@@ -290,11 +290,11 @@ func TestCancelMidBatch(t *testing.T) {
 		_, err := a.Apply(ctx, batch("0-1-1", msgs...))
 		done <- err
 	}()
+	// Polled slowly: INNODB_TRX is refreshed only when not read for 100ms.
 	require.Eventually(t, func() bool {
 		var n int
 		_ = node.Root.QueryRow("SELECT COUNT(*) FROM information_schema.INNODB_TRX WHERE trx_state = 'LOCK WAIT'").Scan(&n)
 		return n > 0
-		// INNODB_TRX is refreshed only when not read for 100ms.
 	}, 30*time.Second, 250*time.Millisecond)
 	cancel()
 	err = <-done
