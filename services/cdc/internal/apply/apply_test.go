@@ -155,6 +155,11 @@ func TestApplyRows(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, syncjob.Watermark{Position: "0-1-2", Applied: 6}, w)
 	require.Contains(t, node.Pos(t), fmt.Sprintf("-%d-", jobServerID), "writes carry the job's server id")
+
+	require.NoError(t, a.Drop(ctx))
+	w, err = a.Watermark(ctx)
+	require.NoError(t, err)
+	require.Equal(t, syncjob.Watermark{}, w)
 }
 
 // Snapshot rows are upserts: rows already on the target are overwritten
