@@ -25,10 +25,10 @@ type syncJob struct {
 			Watermark string `json:"watermark"`
 			Applied   int64  `json:"applied_rows"`
 		} `json:"directions"`
-		Applied   int64  `json:"applied_rows"`
-		Conflicts int64  `json:"conflicts"`
-		LastError string `json:"last_error"`
+		Applied   int64 `json:"applied_rows"`
+		Conflicts int64 `json:"conflicts"`
 	} `json:"status"`
+	LastError string `json:"last_error"`
 }
 
 type syncVerification struct {
@@ -129,14 +129,14 @@ func TestScenarioSync(t *testing.T) {
 	var job syncJob
 	tenant.must("POST", "/api/v1/sync-jobs", map[string]any{
 		"source_instance": east.ID, "tables": []string{eastName + ".items"},
-		"target":    map[string]any{"instance": west.ID, "database": westName},
-		"conflict":  "latest-wins", "column": "updated_at", "direction": "two-way",
+		"target":   map[string]any{"instance": west.ID, "database": westName},
+		"conflict": "latest-wins", "column": "updated_at", "direction": "two-way",
 	}, http.StatusCreated, &job)
 	other.mustProblem("GET", "/api/v1/sync-jobs/"+job.ID, nil, http.StatusNotFound)
 	waitFor(t, "the job running both ways", 90*time.Second, func() (bool, string) {
 		tenant.must("GET", "/api/v1/sync-jobs/"+job.ID, nil, http.StatusOK, &job)
 		if job.State == "failed" {
-			t.Fatalf("job failed: %s", job.Status.LastError)
+			t.Fatalf("job failed: %s", job.LastError)
 		}
 		return job.State == "running" && len(job.Status.Directions) == 2, fmt.Sprintf("%+v", job)
 	})

@@ -70,10 +70,11 @@ type syncJobJSON struct {
 			Skipped   int64  `json:"skipped_transactions"`
 			LagMs     int64  `json:"lag_ms"`
 		} `json:"directions"`
-		Applied   int64  `json:"applied_rows"`
-		Conflicts int64  `json:"conflicts"`
-		LastError string `json:"last_error"`
+		Applied   int64 `json:"applied_rows"`
+		Conflicts int64 `json:"conflicts"`
 	} `json:"status"`
+	LastError string    `json:"last_error"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 type verificationJSON struct {
@@ -203,7 +204,7 @@ func TestSyncOneWayUnderKills(t *testing.T) {
 			return -1
 		}
 		if j.State == "failed" {
-			t.Fatalf("job failed: %s", j.Status.LastError)
+			t.Fatalf("job failed: %s", j.LastError)
 		}
 		return j.Status.Applied
 	}
@@ -262,7 +263,7 @@ func TestSyncTwoWayConverges(t *testing.T) {
 	fleet.set("west", tenantID, viewNode(bP, "primary", true), viewNode(bR, "replica", true))
 	ddl := "CREATE TABLE app.kv (id BIGINT PRIMARY KEY, v VARCHAR(64) NOT NULL, updated_at DATETIME(6) NOT NULL)"
 	execAll(t, aP.root, ddl)
-	execAll(t, bP.root, "CREATE DATABASE "+appDB, ddl)
+	execAll(t, bP.root, ddl)
 	svc := startService(t, &provStandIn{srv: fleet.srv}, broker, nil)
 	var job syncJobJSON
 	if _, err := svc.call(http.MethodPost, "/api/v1/sync-jobs", map[string]any{
@@ -322,8 +323,17 @@ func TestSyncTwoWayConverges(t *testing.T) {
 	waitFor(t, "both directions caught up", 60*time.Second, caught)
 	pa, pb := binlogPos(t, aP), binlogPos(t, bP)
 	for round := range 5 {
-		// A new status round: the job's updated status is read again.
-		waitFor(t, fmt.Sprintf("status round %d", round), 30*time.Second, caught)
+		// Five more status rounds of the job (each saves its status and
+		// moves updated_at), still caught up.
+		prev, err := svc.job(job.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, fmt.Sprintf("status round %d", round), 30*time.Second, func() (bool, string) {
+			j, err := svc.job(job.ID)
+			return err == nil && j.UpdatedAt.After(prev.UpdatedAt), fmt.Sprint(err)
+		})
+		waitFor(t, fmt.Sprintf("still caught up after round %d", round), 30*time.Second, caught)
 	}
 	if qa, qb := binlogPos(t, aP), binlogPos(t, bP); qa != pa || qb != pb {
 		t.Errorf("binlogs kept moving after the job caught up (an echo loop): east %s → %s, west %s → %s", pa, qa, pb, qb)
