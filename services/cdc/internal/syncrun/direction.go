@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -496,13 +497,5 @@ func (d *direction) status() (syncjob.DirectionStatus, map[string]int64, time.Du
 	defer d.mu.Unlock()
 	return syncjob.DirectionStatus{From: d.from, To: d.to, Watermark: d.wm.Position, SourceNode: d.node,
 		Applied: d.wm.Applied, Conflicts: d.conflicts, Skipped: d.skippedBase + d.skipped,
-		LagMs: d.lag.Milliseconds()}, maps(d.tables), d.lag, d.lastErr
-}
-
-func maps(m map[string]int64) map[string]int64 {
-	out := make(map[string]int64, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
+		LagMs: d.lag.Milliseconds()}, maps.Clone(d.tables), d.lag, d.lastErr
 }
