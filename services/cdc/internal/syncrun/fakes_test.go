@@ -66,6 +66,7 @@ type world struct {
 
 	captures []CaptureSpec
 	loads    []LoadSpec
+	resumes  []*snapshot.Progress
 	opens    []string // "to@addr from"
 	resolved []syncjob.Conflict
 	// failApply fails an Apply (before it commits anything); failCapture
@@ -285,6 +286,7 @@ func (w *world) load(ctx context.Context, s LoadSpec, resume *snapshot.Progress,
 	}
 	w.mu.Lock()
 	w.loads = append(w.loads, s)
+	w.resumes = append(w.resumes, resume)
 	in, err := w.inst(s.Source.Addr)
 	if err != nil {
 		w.mu.Unlock()
@@ -305,6 +307,7 @@ func (w *world) load(ctx context.Context, s LoadSpec, resume *snapshot.Progress,
 	var after int64 = -1
 	if resume != nil {
 		p = *resume
+		p.Tables = slices.Clone(resume.Tables) // the caller's progress stays as it was handed over
 		if k := p.Tables[0].LastKey; len(k) > 0 {
 			after = int64(k[0].(float64))
 		}
