@@ -420,6 +420,8 @@ func (d *direction) classify(err error, node provview.Node, pos string) error {
 		return &permanentError{err: err, reason: fmt.Sprintf(
 			"cannot decode the change of %s at GTID %s (table %s, column %s): %v; the job stopped rather than skip it",
 			d.from, poison.GTID, poison.Table, poison.Column, poison.Err)}
+	case errors.Is(err, provview.ErrNotFound):
+		return &permanentError{err: err, reason: fmt.Sprintf("an instance of the job no longer exists (%v); delete the job", err)}
 	case errors.Is(err, snapshot.ErrNoBinlog):
 		return &permanentError{err: err, reason: fmt.Sprintf("%s has no binary log to stream from after the load", d.from)}
 	}
