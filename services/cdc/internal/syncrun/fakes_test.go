@@ -522,6 +522,8 @@ func (r *repo) SaveJobStatus(_ context.Context, id string, st syncjob.Status) er
 	if !ok {
 		return syncjob.ErrNotFound
 	}
+	// As the store: the last error is SetJobState's.
+	st.LastError = j.Status.LastError
 	j.Status = st
 	r.jobs[id] = j
 	return nil

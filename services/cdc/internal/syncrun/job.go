@@ -40,13 +40,15 @@ type jobRunner struct {
 	state      syncjob.State
 	failure    string
 	tables     map[string]int64 // applied rows per table before this runner
+	storedErr  string           // the last error as stored with the state
 	nextVerify time.Time
 }
 
 func newJobRunner(m *Manager, j syncjob.Job) *jobRunner {
 	ctx, cancel := context.WithCancel(m.ctx)
 	r := &jobRunner{m: m, job: j, log: m.logger.With("job_id", j.ID, "tenant", j.Tenant), ctx: ctx, cancel: cancel,
-		done: make(chan struct{}), reverse: make(chan struct{}), state: j.State, tables: map[string]int64{}}
+		done: make(chan struct{}), reverse: make(chan struct{}), state: j.State, tables: map[string]int64{},
+		storedErr: j.Status.LastError}
 	for t, ts := range j.Status.Tables {
 		r.tables[t] = ts.Applied
 	}
@@ -156,7 +158,7 @@ func (r *jobRunner) setState(ctx context.Context, st syncjob.State) {
 		return
 	}
 	r.mu.Lock()
-	r.state = st
+	r.state, r.storedErr = st, ""
 	r.mu.Unlock()
 	r.m.metrics.setState(r.job.ID, st)
 	r.log.Info("sync job state", "state", st)
@@ -212,9 +214,28 @@ func (r *jobRunner) saveStatus(ctx context.Context) {
 	defer cancel()
 	r.writeMu.Lock()
 	defer r.writeMu.Unlock()
-	if err := r.m.repo.SaveJobStatus(ctx, r.job.ID, r.status()); err != nil && ctx.Err() == nil {
+	st := r.status()
+	if err := r.m.repo.SaveJobStatus(ctx, r.job.ID, st); err != nil && ctx.Err() == nil {
 		r.log.Warn("store sync job status", "err", err)
 	}
+	// The last error lives with the state (the status does not carry it):
+	// a transient one (target unreachable, retrying) is shown while it
+	// lasts, and cleared once changes flow again.
+	r.mu.Lock()
+	state, stored, failed := r.state, r.storedErr, r.failure != ""
+	r.mu.Unlock()
+	if failed || st.LastError == stored || !state.Running() {
+		return
+	}
+	if err := r.m.repo.SetJobState(ctx, r.job.ID, state, st.LastError); err != nil {
+		if ctx.Err() == nil {
+			r.log.Warn("store sync job last error", "err", err)
+		}
+		return
+	}
+	r.mu.Lock()
+	r.storedErr = st.LastError
+	r.mu.Unlock()
 }
 
 // status is the job's status now.

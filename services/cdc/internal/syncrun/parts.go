@@ -2,6 +2,7 @@ package syncrun
 
 import (
 	"context"
+	"database/sql"
 	"log/slog"
 	"time"
 
@@ -70,7 +71,11 @@ type RedisTarget struct {
 	KeyPattern               string
 	Format                   syncjob.Format
 	TTL                      time.Duration
-	Logger                   *slog.Logger
+	// SourceDB is a pool on a node of the source, for the column types
+	// that let a load's rows (all text) be cached as the binlog's typed
+	// rows are (cache.ColumnTypesFrom).
+	SourceDB func(ctx context.Context) (*sql.DB, error)
+	Logger   *slog.Logger
 }
 
 // Target is an open applier of one direction: a MySQL applier or a cache.

@@ -37,6 +37,13 @@ func defaultOpenMySQL(ctx context.Context, t MySQLTarget) (Target, error) {
 func defaultOpenRedis(ctx context.Context, t RedisTarget) (Target, error) {
 	return cache.Open(ctx, cache.Config{JobID: t.JobID, Tenant: t.Tenant, From: t.From, Addr: t.Addr,
 		Username: t.Username, Password: t.Password, KeyPattern: t.KeyPattern, Format: t.Format, TTL: t.TTL,
+		ColumnTypes: func(ctx context.Context, schema, table string) (map[string]string, error) {
+			db, err := t.SourceDB(ctx)
+			if err != nil {
+				return nil, err
+			}
+			return cache.ColumnTypesFrom(db)(ctx, schema, table)
+		},
 		Logger: t.Logger})
 }
 

@@ -2,6 +2,7 @@ package syncrun
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"strings"
@@ -63,7 +64,8 @@ func (m *Manager) openDirection(ctx context.Context, j syncjob.Job, r route) (Ta
 		t := j.Spec.Target
 		tgt, err := m.openRedis(ctx, RedisTarget{JobID: j.ID, Tenant: j.Tenant, From: r.from, Addr: p.Address,
 			Username: in.CDC.Username, Password: in.CDC.Password, KeyPattern: t.KeyPattern, Format: t.Format,
-			TTL: time.Duration(t.TTL), Logger: log})
+			TTL: time.Duration(t.TTL), SourceDB: func(ctx context.Context) (*sql.DB, error) { return m.sourceDB(ctx, r.from) },
+			Logger: log})
 		if err != nil {
 			return nil, fmt.Errorf("open redis target %s (%s): %w", r.to, p.Address, err)
 		}
@@ -86,18 +88,35 @@ func (m *Manager) mysqlTarget(j syncjob.Job, r route, target capture.Source) MyS
 		DDL:         j.Spec.DDL, Conflicts: m.repo,
 		Logger: m.logger.With("job_id", j.ID, "tenant", j.Tenant, "from", r.from, "to", r.to),
 		Schema: func(ctx context.Context, db, table string) (string, error) {
-			// Rare (a table missing on the target): resolve a node of the
-			// direction's source on each call rather than hold one.
-			in, err := m.nodes.Instance(ctx, r.from)
-			if err != nil {
-				return "", fmt.Errorf("resolve source %s: %w", r.from, err)
-			}
-			n, err := pipeline.PickSource(in, "", "")
+			src, err := m.sourceNode(ctx, r.from)
 			if err != nil {
 				return "", err
 			}
-			return m.schema(ctx, capture.Source{Addr: n.Address, User: in.CDC.Username, Password: in.CDC.Password}, db, table)
+			return m.schema(ctx, src, db, table)
 		}}
+}
+
+// sourceNode resolves a node to read an instance's schema from. Such reads
+// are rare (a table missing on the target, a new table in a cache load):
+// the node is resolved on each call rather than held.
+func (m *Manager) sourceNode(ctx context.Context, id string) (capture.Source, error) {
+	in, err := m.nodes.Instance(ctx, id)
+	if err != nil {
+		return capture.Source{}, fmt.Errorf("resolve source %s: %w", id, err)
+	}
+	n, err := pipeline.PickSource(in, "", "")
+	if err != nil {
+		return capture.Source{}, err
+	}
+	return capture.Source{Addr: n.Address, User: in.CDC.Username, Password: in.CDC.Password}, nil
+}
+
+func (m *Manager) sourceDB(ctx context.Context, id string) (*sql.DB, error) {
+	src, err := m.sourceNode(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return m.dbs.db(src)
 }
 
 // systemSchemas are never synced, whatever the job's tables say; the
