@@ -10,6 +10,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/canopy-platform/canopy/libs/retry"
@@ -26,6 +27,9 @@ import (
 // target: with batches of at most MaxBatch messages a direction's memory
 // is bounded, and a slow target slows the binlog read down.
 const queueDepth = 4
+
+// errReconnect: the attempt was cut to follow a topology change.
+var errReconnect = errors.New("reconnect after a topology change")
 
 // permanentError is a failure retrying cannot fix; the job fails with
 // reason as its last error.
@@ -53,6 +57,7 @@ type direction struct {
 	m       *Manager
 	include func(db, table string) bool
 	log     *slog.Logger
+	kick    chan struct{} // cap 1: an instance of the direction changed its topology
 
 	mu          sync.Mutex
 	wm          syncjob.Watermark // what the target holds, as far as this process knows
@@ -75,7 +80,7 @@ type direction struct {
 func newDirection(j *jobRunner, r route) *direction {
 	d := &direction{route: r, j: j, m: j.m, include: includes(j.job.Spec.Tables),
 		log:   j.log.With("from", r.from, "to", r.to),
-		moved: make(chan struct{}), tables: map[string]int64{}, lastCovered: time.Now()}
+		moved: make(chan struct{}), tables: map[string]int64{}, lastCovered: time.Now(), kick: make(chan struct{}, 1)}
 	for _, ds := range j.job.Status.Directions {
 		if ds.From == r.from && ds.To == r.to {
 			d.wm = syncjob.Watermark{Position: ds.Watermark, Applied: ds.Applied}
@@ -104,6 +109,11 @@ func (d *direction) run(ctx context.Context) *permanentError {
 		if errors.As(err, &perm) {
 			return perm
 		}
+		if errors.Is(err, errReconnect) {
+			d.log.Info("topology changed; reconnecting", "node", node)
+			bo.Reset()
+			continue
+		}
 		if err == nil {
 			err = errors.New("capture ended")
 		}
@@ -125,7 +135,29 @@ func (d *direction) run(ctx context.Context) *permanentError {
 // attempt resolves the nodes, opens the target, reads its watermark and
 // runs the phases from there until a failure. It returns the source node
 // read and whether the watermark moved.
-func (d *direction) attempt(ctx context.Context, prev, avoid string) (nodeID string, progressed bool, err error) {
+func (d *direction) attempt(pctx context.Context, prev, avoid string) (nodeID string, progressed bool, err error) {
+	// A topology change cuts the attempt: the next one re-picks the source
+	// node and the target primary. An apply cut midway is rolled back, so
+	// the watermark stays exact.
+	ctx, cancel := context.WithCancel(pctx)
+	var moved atomic.Bool
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		select {
+		case <-ctx.Done():
+		case <-d.kick:
+			moved.Store(true)
+			cancel()
+		}
+	}()
+	defer func() {
+		cancel()
+		<-watched
+		if moved.Load() && pctx.Err() == nil {
+			err = errReconnect
+		}
+	}()
 	in, err := d.m.nodes.Instance(ctx, d.from)
 	if err != nil {
 		return "", false, fmt.Errorf("resolve source %s: %w", d.from, err)
@@ -442,6 +474,14 @@ func (d *direction) connect(node string, lagSrc capture.Source, wm syncjob.Water
 	// The target's watermark is the truth; what was cached from the stored
 	// status may be older or (after a restore of the target) newer.
 	d.wm = wm
+}
+
+// poke asks the direction to reconnect (without blocking).
+func (d *direction) poke() {
+	select {
+	case d.kick <- struct{}{}:
+	default:
+	}
 }
 
 func (d *direction) setTransient(err error) {

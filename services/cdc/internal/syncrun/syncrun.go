@@ -215,6 +215,22 @@ func (m *Manager) Kick(id string) {
 	}
 }
 
+// InstanceChanged tells the directions reading or writing an instance that
+// its topology changed (failover, node added or removed): each reconnects
+// at once to the preferred source node and the current primary instead of
+// waiting for its connection to fail. It does not block.
+func (m *Manager) InstanceChanged(instanceID string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, r := range m.runners {
+		for _, d := range r.dirs {
+			if d.from == instanceID || d.to == instanceID {
+				d.poke()
+			}
+		}
+	}
+}
+
 func (m *Manager) resync(ctx context.Context) error {
 	all, err := m.repo.ActiveJobs(ctx)
 	if err != nil {

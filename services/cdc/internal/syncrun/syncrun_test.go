@@ -436,3 +436,32 @@ func TestResolve(t *testing.T) {
 		t.Fatalf("resolving a resolved conflict: %v, want ErrConflict", err)
 	}
 }
+
+func TestInstanceChangedReconnects(t *testing.T) {
+	w := newWorld(t)
+	w.add("src", 1)
+	dst := w.add("dst", 2)
+	r := newRepo(job("j", syncjob.Spec{SourceInstance: "src", Target: syncjob.Target{Instance: "dst"}}))
+	m, _ := start(t, w, r)
+	w.write("src", 1, op{"c", 1, "x"})
+	eventually(t, "first change", func() bool { return w.rows("dst")[1] == "x" })
+
+	// A switchover: the old primary still takes writes, but the job moves
+	// to the new one as soon as it is told.
+	w.mu.Lock()
+	dst.addr = "127.0.0.1:34002"
+	w.byAddr[dst.addr] = dst
+	w.nodes["dst"] = []provview.Node{{ID: "dst-n2", Address: dst.addr, Role: provview.RolePrimary, Healthy: true}}
+	w.mu.Unlock()
+	m.InstanceChanged("dst")
+	eventually(t, "new primary opened", func() bool {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return w.opens[len(w.opens)-1] == "dst@127.0.0.1:34002 from src"
+	})
+	w.write("src", 1, op{"c", 2, "y"})
+	eventually(t, "change after the switchover", func() bool { return w.rows("dst")[2] == "y" })
+	if d := dst.dups; d != 0 {
+		t.Fatalf("%d changes applied twice", d)
+	}
+}
