@@ -248,7 +248,10 @@ func (d *direction) phases(ctx context.Context, tgt Target, src, lagSrc capture.
 	})
 }
 
-// needsLoad: the load never ran (no position, no progress) or was cut.
+// needsLoad: the load never ran (no position, no progress) or was cut. A
+// load of a source that had logged nothing leaves an empty position too, so
+// a restart before the first streamed change loads again: upserts of the
+// same rows, harmless.
 func (d *direction) needsLoad(wm syncjob.Watermark) bool {
 	il := d.j.job.Spec.InitialLoad
 	if il != nil && !*il {
@@ -353,13 +356,14 @@ func rowsOf(bs []change.Batch) int {
 // one) up to limit rows, so a run of small transactions costs one target
 // transaction instead of one each.
 func collect(pending []change.Batch, ch <-chan change.Batch, limit int) []change.Batch {
-	for rowsOf(pending) < limit {
+	for n := rowsOf(pending); n < limit; {
 		select {
 		case b, ok := <-ch:
 			if !ok {
 				return pending
 			}
 			pending = append(pending, b)
+			n += len(b.Messages)
 		default:
 			return pending
 		}
