@@ -20,9 +20,11 @@ import (
 	"github.com/canopy-platform/canopy/services/cdc/internal/syncjob"
 )
 
-// Defaults of Config.
+// Defaults of Config. Chunks of 5000 rows rather than 1000: per-query
+// overhead falls by five while a differing chunk's drill-down (5000 keys
+// and checksums per side) stays cheap (BenchmarkVerify).
 const (
-	DefaultChunkSize = 1000
+	DefaultChunkSize = 5000
 	DefaultParallel  = 4
 	DefaultRechecks  = 3
 )
@@ -45,7 +47,7 @@ type Config struct {
 	Source, Target capture.Source
 	// Tables are "db.table", each with a primary key.
 	Tables []string
-	// ChunkSize is the rows per checksummed chunk (default 1000).
+	// ChunkSize is the rows per checksummed chunk (default 5000).
 	ChunkSize int
 	// Parallel is the chunks checked at once (default 4).
 	Parallel int

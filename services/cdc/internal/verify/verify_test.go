@@ -380,3 +380,41 @@ func TestConcurrentWritesAreNotReported(t *testing.T) {
 		t.Fatalf("differences = %q, want the row changed behind the job's back", got)
 	}
 }
+
+// A chunk of a composite-key table is read as an index range, not a scan
+// of the table from its start.
+func TestChunkQueriesUseRanges(t *testing.T) {
+	t.Parallel()
+	m := nodetest.StartMariaDB(t, 1)
+	m.Exec(t, "CREATE DATABASE app",
+		"CREATE TABLE app.kv (a INT NOT NULL, b VARCHAR(8) NOT NULL, c BIGINT NOT NULL, v INT, PRIMARY KEY (a, b, c))",
+		"INSERT INTO app.kv SELECT seq % 20, CONCAT('k', seq % 7), seq, seq FROM app.seq_1_to_20000",
+		"ANALYZE TABLE app.kv")
+	ctx := context.Background()
+	tb, err := loadTable(ctx, m.Root, "app.kv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	where, args := tb.where([]any{int64(9), "k3", int64(1000)}, []any{int64(10), "k1", int64(5000)})
+	var id, selType, table, keys, key, keyLen, ref, extra any
+	var typ string
+	var rows int64
+	if err := m.Root.QueryRowContext(ctx, "EXPLAIN "+tb.chunkSQL+where, args...).Scan(&id, &selType, &table, &typ, &keys,
+		&key, &keyLen, &ref, &rows, &extra); err != nil {
+		t.Fatal(err)
+	}
+	if typ != "range" || rows > 5000 {
+		t.Errorf("chunk query plan: type %s, %d rows estimated; want a range of about 2000 rows", typ, rows)
+	}
+	var n int64
+	if err := m.Root.QueryRowContext(ctx, "SELECT COUNT(*) FROM app.kv"+where, args...).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	var want int64
+	if err := m.Root.QueryRowContext(ctx, `SELECT COUNT(*) FROM app.kv WHERE (a, b, c) > (9, 'k3', 1000) AND (a, b, c) <= (10, 'k1', 5000)`).Scan(&want); err != nil {
+		t.Fatal(err)
+	}
+	if n != want || n == 0 {
+		t.Errorf("chunk predicate selects %d rows, the row comparison %d", n, want)
+	}
+}
