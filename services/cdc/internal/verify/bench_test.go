@@ -38,7 +38,6 @@ func BenchmarkVerify(b *testing.B) {
 	}
 }
 
-
 func benchVerify(b *testing.B, src, tgt *nodetest.MariaDB, chunk, parallel int) {
 	ctx := context.Background()
 	cfg := Config{Source: cdc(src), Target: cdc(tgt), Tables: []string{"app.orders"}, ChunkSize: chunk, Parallel: parallel}
