@@ -3,10 +3,14 @@
 // as Debezium-compatible events (cdc.<tenant>.<instance>.<db>.<table>),
 // starting with a consistent snapshot when asked, resuming exactly from a
 // checkpoint stored only after Kafka acknowledged, and following the
-// instance through failovers. It serves the streams API on port 8087 and
-// publishes the streams' health (cdc.stream.* on canopy.cdc.v1) through
-// its outbox. It is not a replica of the tenant's data: it keeps positions,
-// never rows.
+// instance through failovers. Sync jobs apply the changes of an instance's
+// tables to another MySQL instance (one- or two-way, with a conflict
+// strategy) or to a Redis cache, with exactly-once effect from a watermark
+// kept in the target, and verify both sides by chunked checksums. It
+// serves the streams and sync jobs API on port 8087 and publishes the
+// streams' and jobs' health (cdc.stream.*, cdc.sync.* on canopy.cdc.v1)
+// through its outbox. It keeps positions, conflicts and reports, never a
+// copy of the tenant's rows.
 //
 // Config, New and Run are what cmd/cdc and the all-in-one binary call;
 // everything else is internal.
@@ -35,6 +39,7 @@ import (
 	"github.com/canopy-platform/canopy/services/cdc/internal/provview"
 	"github.com/canopy-platform/canopy/services/cdc/internal/sink"
 	"github.com/canopy-platform/canopy/services/cdc/internal/stream"
+	"github.com/canopy-platform/canopy/services/cdc/internal/syncrun"
 	"github.com/canopy-platform/canopy/services/cdc/migrations"
 )
 
@@ -133,6 +138,7 @@ type Service struct {
 	// The rest exist once the database is open (stage "migrate").
 	store   *mysqlstore.Store
 	manager *pipeline.Manager
+	sync    *syncrun.Manager
 	sink    *sink.Sink
 	intake  *intake.Intake
 }
@@ -173,7 +179,11 @@ func (s *Service) Run(ctx context.Context) error {
 			return err
 		}
 		s.manager = mgr
-		in, err := intake.New(intake.Config{Brokers: s.cfg.Kafka.Brokers}, mgr, mgr.InstanceDeleted, log, s.deps.Registry)
+		if s.sync, err = syncrun.New(syncrun.Config{StatusInterval: s.cfg.StatusInterval, MaxBatch: s.cfg.MaxBatch,
+			ChunkSize: s.cfg.SnapshotChunk}, st, s.prov, log, s.deps.Registry); err != nil {
+			return err
+		}
+		in, err := intake.New(intake.Config{Brokers: s.cfg.Kafka.Brokers}, followers{mgr, s.sync}, mgr.InstanceDeleted, log, s.deps.Registry)
 		if err != nil {
 			return err
 		}
@@ -189,6 +199,7 @@ func (s *Service) Run(ctx context.Context) error {
 			defer s.sink.Close()
 			return s.manager.Run(ctx)
 		}},
+		launch.Stage{Name: "sync", Run: func(ctx context.Context) error { return s.sync.Run(ctx) }},
 		launch.Stage{Name: "intake", Run: func(ctx context.Context) error { return s.intake.Run(ctx) }},
 		launch.ServeHTTP(s.cfg.HTTP, s.cfg.Addr, log, s.deps.Registry, func(context.Context) (http.Handler, error) {
 			api, err := httpapi.New(s.store, instanceView{s.prov}, s.manager)
@@ -196,13 +207,30 @@ func (s *Service) Run(ctx context.Context) error {
 				return nil, err
 			}
 			r := httpx.NewRouter(log)
+			syncAPI, err := httpapi.NewSync(s.store, instanceView{s.prov}, s.sync)
+			if err != nil {
+				return nil, err
+			}
 			r.Group(func(r chi.Router) {
 				r.Use(s.cfg.Middleware(tenancy.AudienceCDC))
 				api.Routes(r)
+				syncAPI.Routes(r)
 			})
 			return r, nil
 		}, launch.DatabaseReady(&db)),
 	)
+}
+
+// followers passes a topology change of an instance to its streams and its
+// sync jobs alike.
+type followers struct {
+	streams *pipeline.Manager
+	jobs    *syncrun.Manager
+}
+
+func (f followers) InstanceChanged(id string) {
+	f.streams.InstanceChanged(id)
+	f.jobs.InstanceChanged(id)
 }
 
 // instanceView answers the API's instance reads from provisioning's

@@ -165,7 +165,8 @@ func (c *Client) Get(ctx context.Context, tenant, id string) (Info, error) {
 	if err != nil {
 		return Info{}, err
 	}
-	if in.Tenant != tenant {
+	// A platform admin (no tenant) may name any tenant's instance.
+	if tenant != "" && in.Tenant != tenant {
 		return Info{}, fmt.Errorf("provview: instance %s of tenant %s: %w", id, tenant, ErrNotFound)
 	}
 	return Info{ID: in.ID, Tenant: in.Tenant, Engine: in.Engine, State: in.State}, nil

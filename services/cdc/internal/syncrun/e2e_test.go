@@ -1,5 +1,3 @@
-//go:build syncmerged
-
 package syncrun
 
 import (

@@ -101,6 +101,7 @@ type OpenRedisFunc func(ctx context.Context, t RedisTarget) (Target, error)
 type VerifySpec struct {
 	Source, Target capture.Source
 	Tables         []string
+	TargetDB       func(db string) string
 	ChunkSize      int
 	Parallel       int
 	Settle         func(ctx context.Context, pos string) error

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"github.com/canopy-platform/canopy/services/cdc/internal/change"
 	"strings"
 	"time"
 
@@ -23,6 +24,70 @@ type route struct {
 	from, to string
 	forward  bool
 	redis    bool
+}
+
+// tables are the table patterns of the route's source side: the job's own
+// for the forward route, the same tables under the target's database for
+// the reverse one.
+func (r route) tables(sp syncjob.Spec) []string {
+	if r.forward {
+		return sp.Tables
+	}
+	out := make([]string, len(sp.Tables))
+	for i, p := range sp.Tables {
+		db, t, _ := strings.Cut(p, ".")
+		out[i] = sp.TargetDB(db) + "." + t
+	}
+	return out
+}
+
+// targetDB maps a database of the route's source to its target's; nil when
+// both sides use the same names.
+func (r route) targetDB(sp syncjob.Spec) func(string) string {
+	switch {
+	case sp.Target.Database == "":
+		return nil
+	case r.forward:
+		return sp.TargetDB
+	default:
+		return sp.SourceDB
+	}
+}
+
+// sourceDB is targetDB backwards: the route's source database of a target
+// database (where to read a missing table's definition).
+func (r route) sourceDB(sp syncjob.Spec) func(string) string {
+	switch {
+	case sp.Target.Database == "":
+		return func(db string) string { return db }
+	case r.forward:
+		return sp.SourceDB
+	default:
+		return sp.TargetDB
+	}
+}
+
+// renamed is b with its changes' databases mapped by f (nil: b itself).
+func renamed(b change.Batch, f func(string) string) change.Batch {
+	if f == nil || len(b.Messages) == 0 {
+		return b
+	}
+	msgs := make([]change.Message, len(b.Messages))
+	for i, m := range b.Messages {
+		if m.Change != nil {
+			rc := *m.Change
+			rc.DB = f(rc.DB)
+			m.Change = &rc
+		}
+		if m.Schema != nil {
+			sc := *m.Schema
+			sc.DB = f(sc.DB)
+			m.Schema = &sc
+		}
+		msgs[i] = m
+	}
+	b.Messages = msgs
+	return b
 }
 
 // directionsOf returns the job's directions, source → target first.
@@ -92,7 +157,7 @@ func (m *Manager) mysqlTarget(j syncjob.Job, r route, target capture.Source) MyS
 			if err != nil {
 				return "", err
 			}
-			return m.schema(ctx, src, db, table)
+			return m.schema(ctx, src, r.sourceDB(j.Spec)(db), table)
 		}}
 }
 

@@ -109,7 +109,7 @@ func (m *Manager) verifyJob(ctx context.Context, j syncjob.Job, v syncjob.Verifi
 	log.Info("verifying", "source", src.Addr, "target", tp.Address, "tables", len(tables))
 	return m.verify(ctx, VerifySpec{Source: src,
 		Target: capture.Source{Addr: tp.Address, User: tin.CDC.Username, Password: tin.CDC.Password},
-		Tables: tables, Repair: v.Repair, RepairServerID: j.ServerID,
+		Tables: tables, TargetDB: route{forward: true}.targetDB(j.Spec), Repair: v.Repair, RepairServerID: j.ServerID,
 		Settle: func(ctx context.Context, pos string) error { return m.settle(ctx, j, pos) },
 		Logger: m.logger.With("job_id", j.ID, "tenant", j.Tenant, "verification_id", v.ID)})
 }

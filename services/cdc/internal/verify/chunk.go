@@ -142,7 +142,7 @@ func (v *verifier) sum(ctx context.Context, t *table, c *chunk) error {
 	q := t.chunkSQL + where
 	return v.both(func(db *sql.DB, side int, addr string) error {
 		var s sum
-		if err := db.QueryRowContext(ctx, q, args...).Scan(&s.count, &s.crc); err != nil {
+		if err := db.QueryRowContext(ctx, t.on(side, q), args...).Scan(&s.count, &s.crc); err != nil {
 			return fmt.Errorf("checksum chunk %d of %s on %s: %w", c.idx, t, addr, err)
 		}
 		if side == 0 {

@@ -30,7 +30,7 @@ func (v *verifier) rowDiffs(ctx context.Context, t *table, c *chunk) ([]rowDiff,
 	q := t.rowsSQL + where + " ORDER BY " + t.keyList
 	var sides [2][]keyedCRC
 	err := v.both(func(db *sql.DB, side int, addr string) error {
-		rows, err := db.QueryContext(ctx, q, args...)
+		rows, err := db.QueryContext(ctx, t.on(side, q), args...)
 		if err != nil {
 			return fmt.Errorf("rows of chunk %d of %s on %s: %w", c.idx, t, addr, err)
 		}
@@ -98,7 +98,7 @@ func (v *verifier) recheckRows(ctx context.Context, t *table, rows []rowDiff) ([
 	for _, d := range rows {
 		var crc [2]sql.NullInt64
 		err := v.both(func(db *sql.DB, side int, addr string) error {
-			err := db.QueryRowContext(ctx, q, d.key...).Scan(&crc[side])
+			err := db.QueryRowContext(ctx, t.on(side, q), d.key...).Scan(&crc[side])
 			if err != nil && !errors.Is(err, sql.ErrNoRows) {
 				return fmt.Errorf("recheck row %s of %s on %s: %w", t.keyJSON(d.key), t, addr, err)
 			}
@@ -158,9 +158,9 @@ func (v *verifier) repair(ctx context.Context, t *table, rows []rowDiff) error {
 		sel, names, marks = append(sel, expr), append(names, quote(c.name)), append(marks, "?")
 	}
 	read := "SELECT " + strings.Join(sel, ", ") + " FROM " + t.from + t.keyEq()
-	replace := "REPLACE INTO " + quote(t.db) + "." + quote(t.name) + " (" + strings.Join(names, ", ") + ") VALUES (" +
+	replace := "REPLACE INTO " + quote(t.tdb) + "." + quote(t.name) + " (" + strings.Join(names, ", ") + ") VALUES (" +
 		strings.Join(marks, ", ") + ")"
-	del := "DELETE FROM " + quote(t.db) + "." + quote(t.name) + t.keyEq()
+	del := "DELETE FROM " + quote(t.tdb) + "." + quote(t.name) + t.keyEq()
 	raw := make([][]byte, len(written)) // Row.Scan refuses RawBytes
 	dest := make([]any, len(raw))
 	for i := range raw {

@@ -39,6 +39,9 @@ type column struct {
 // built from it once.
 type table struct {
 	db, name string
+	// tdb is the target's database of the table (the same name unless the
+	// job maps the source's database to another).
+	tdb      string
 	cols     []column
 	key      []column
 	charset  string // of the row text the checksum hashes
@@ -139,8 +142,20 @@ func kindOf(dataType, colType string) kind {
 
 func (t *table) String() string { return t.db + "." + t.name }
 
+// on returns q, built for the source, for side (0 source, 1 target): the
+// target's table may live in another database.
+func (t *table) on(side int, q string) string {
+	if side == 0 || t.tdb == t.db {
+		return q
+	}
+	return strings.Replace(q, t.from, quote(t.tdb)+"."+quote(t.name)+" FORCE INDEX (PRIMARY)", 1)
+}
+
 func (t *table) build() {
 	t.from = quote(t.db) + "." + quote(t.name) + " FORCE INDEX (PRIMARY)"
+	if t.tdb == "" {
+		t.tdb = t.db
+	}
 	keys := make([]string, len(t.key))
 	for i, k := range t.key {
 		keys[i] = quote(k.name)

@@ -47,6 +47,8 @@ type Config struct {
 	Source, Target capture.Source
 	// Tables are "db.table", each with a primary key.
 	Tables []string
+	// TargetDB maps a source database to the target's (nil: same name).
+	TargetDB func(db string) string
 	// ChunkSize is the rows per checksummed chunk (default 5000).
 	ChunkSize int
 	// Parallel is the chunks checked at once (default 4).
@@ -149,6 +151,10 @@ func (v *verifier) table(ctx context.Context, name string) (syncjob.TableReport,
 	t, err := loadTable(ctx, v.src, name)
 	if err != nil {
 		return tr, st, err
+	}
+	if v.cfg.TargetDB != nil {
+		t.tdb = v.cfg.TargetDB(t.db)
+		t.build()
 	}
 	chunks, err := v.scan(ctx, t)
 	if err != nil {

@@ -1,6 +1,4 @@
-//go:build syncmerged
-
-// The real parts; at the merge delete parts_tmp.go and this constraint.
+// The real parts the Manager runs by default.
 
 package syncrun
 
@@ -48,7 +46,7 @@ func defaultOpenRedis(ctx context.Context, t RedisTarget) (Target, error) {
 }
 
 func defaultVerify(ctx context.Context, s VerifySpec) (syncjob.Report, error) {
-	return verify.Run(ctx, verify.Config{Source: s.Source, Target: s.Target, Tables: s.Tables, ChunkSize: s.ChunkSize,
+	return verify.Run(ctx, verify.Config{Source: s.Source, Target: s.Target, Tables: s.Tables, TargetDB: s.TargetDB, ChunkSize: s.ChunkSize,
 		Parallel: s.Parallel, Settle: s.Settle, Rechecks: s.Rechecks, Repair: s.Repair,
 		RepairServerID: s.RepairServerID, Logger: s.Logger})
 }
@@ -68,7 +66,7 @@ func applyFailure(err error) (reason string, ok bool) {
 	switch {
 	case errors.As(err, &de):
 		return ddlReason(de.Statement, de.Err), true
-	case errors.Is(err, apply.ErrNoPrimaryKey):
+	case errors.Is(err, apply.ErrNoPrimaryKey), errors.Is(err, cache.ErrNoPrimaryKey):
 		return noKeyReason(err), true
 	}
 	return "", false
