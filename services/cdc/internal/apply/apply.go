@@ -111,6 +111,8 @@ type Applier struct {
 	// Apply's session: a pinned connection holding the open transaction.
 	sess *session
 	inTx bool
+	// reconcile is the current batch's change.Batch.Reconcile.
+	reconcile bool
 	// pos is the committed position; running adds the GTIDs applied in
 	// the open transaction (what a DDL's pre-statement watermark is).
 	pos, running string
@@ -232,6 +234,7 @@ func (a *Applier) Apply(ctx context.Context, b change.Batch) (syncjob.Stats, err
 }
 
 func (a *Applier) apply(ctx context.Context, b change.Batch, done *syncjob.Stats) error {
+	a.reconcile = b.Reconcile
 	if err := a.begin(ctx); err != nil {
 		return err
 	}

@@ -123,9 +123,23 @@ func (a *Applier) decide(p probe) (bool, syncjob.Resolution) {
 func (a *Applier) conflict(ctx context.Context, s *session, t *table, m change.Message, kind syncjob.ConflictKind, p probe, st *syncjob.Stats) error {
 	rc := m.Change
 	win, res := a.decide(p)
+	if a.reconcile {
+		// Catch-up after a resumed load: the target holds a later state
+		// of the source's own row, not a change of its own.
+		win, res = true, syncjob.ResolvedSource
+	}
 	if kind == syncjob.KindMissing && rc.Op == "d" && res != syncjob.ResolvedPending {
 		// Nothing to delete: either way the row is gone.
 		win = false
+	}
+	if a.reconcile {
+		if win {
+			if err := a.force(ctx, s, t, rc); err != nil {
+				return err
+			}
+			countApplied(st, t, 1)
+		}
+		return nil
 	}
 	if win {
 		if err := a.force(ctx, s, t, rc); err != nil {

@@ -62,6 +62,11 @@ type Batch struct {
 	Messages []Message
 	// Checkpoint is nil when the batch ends inside a transaction.
 	Checkpoint *Checkpoint
+	// Reconcile marks changes a resumed initial load may already have
+	// copied in their later state (a sync job's catch-up after the load):
+	// a mismatch with the target is that, not a conflict, and the change
+	// is applied as the source has it without recording one.
+	Reconcile bool
 }
 
 // RowChange is a decoded row change, what a sync job applies to a target

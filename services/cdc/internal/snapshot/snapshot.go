@@ -59,6 +59,10 @@ type Progress struct {
 	// Attempt counts the resumes (0 for the first run); it offsets
 	// source.row so that attempts never reuse a (gtid, row) pair.
 	Attempt int `json:"attempt,omitempty"`
+	// Latest is the position of the last attempt that read rows (empty
+	// for a snapshot read in one attempt): rows read by a resumed attempt
+	// may show changes up to it, which streaming from GTID replays.
+	Latest string `json:"latest_gtid,omitempty"`
 	// Tables are the captured tables in the order they are read.
 	Tables []TableProgress `json:"tables"`
 }
@@ -167,6 +171,9 @@ func (r *runner) run(ctx context.Context, resume *Progress) (Progress, error) {
 		return Progress{}, err
 	}
 	r.prog = plan(Progress{GTID: gtid, File: file, Pos: pos}, resume, tables)
+	if resume != nil && slices.ContainsFunc(r.prog.Tables, func(t TableProgress) bool { return !t.Done }) {
+		r.prog.Latest = gtid
+	}
 	for _, t := range r.prog.Tables {
 		r.counter += t.Rows
 	}
@@ -203,7 +210,7 @@ func plan(fresh Progress, resume *Progress, tables []string) Progress {
 		}
 		return fresh
 	}
-	p := Progress{GTID: resume.GTID, File: resume.File, Pos: resume.Pos, Attempt: resume.Attempt + 1}
+	p := Progress{GTID: resume.GTID, File: resume.File, Pos: resume.Pos, Attempt: resume.Attempt + 1, Latest: resume.Latest}
 	old := map[string]TableProgress{}
 	for _, t := range resume.Tables {
 		old[t.Name] = t

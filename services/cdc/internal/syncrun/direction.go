@@ -75,6 +75,11 @@ type direction struct {
 	lastCovered time.Time // when the watermark last covered the source's end
 	lag         time.Duration
 	lastErr     string
+	// reconcileUntil is the last load attempt's position while the stream
+	// catches up with it after a resumed load; loadDone the load's final
+	// progress, kept in the watermark meanwhile.
+	reconcileUntil string
+	loadDone       []byte
 }
 
 func newDirection(j *jobRunner, r route) *direction {
@@ -296,7 +301,22 @@ func (d *direction) load(ctx context.Context, tgt Target, src capture.Source, wm
 	}
 	// The hand-over: streaming starts exactly at the snapshot's position,
 	// so nothing is missed or applied twice between load and binlog.
-	if err := d.apply(ctx, tgt, change.Batch{Checkpoint: &change.Checkpoint{GTID: final.GTID}}); err != nil {
+	hand := &change.Checkpoint{GTID: final.GTID}
+	if final.Latest != "" {
+		// A resumed load read some rows later than final.GTID: until the
+		// stream passes the last attempt's position its changes may meet
+		// those later states. The finished progress stays in the watermark
+		// for that stretch, so a restart knows it is still in it.
+		done, err := json.Marshal(final)
+		if err != nil {
+			return "", fmt.Errorf("encode load progress: %w", err)
+		}
+		hand.Snapshot = done
+		d.mu.Lock()
+		d.reconcileUntil, d.loadDone = final.Latest, done
+		d.mu.Unlock()
+	}
+	if err := d.apply(ctx, tgt, change.Batch{Checkpoint: hand}); err != nil {
 		return "", err
 	}
 	d.log.Info("initial load done", "gtid", final.GTID, "tables", len(final.Tables))
@@ -412,6 +432,28 @@ func split(pending []change.Batch, limit int) (merged change.Batch, rest []chang
 	return merged, slices.Clone(pending[len(take):]), true
 }
 
+// reconciling marks a streamed batch of the catch-up after a resumed load
+// (see load) and keeps the load's progress in the watermark until the
+// stream passes the last load attempt's position.
+func (d *direction) reconciling(b change.Batch) change.Batch {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.reconcileUntil == "" || (b.Checkpoint != nil && b.Checkpoint.Snapshot != nil) {
+		return b
+	}
+	b.Reconcile = true
+	if cp := b.Checkpoint; cp != nil {
+		if coversText(cp.GTID, d.reconcileUntil, 0) {
+			d.reconcileUntil, d.loadDone = "", nil
+			return b
+		}
+		held := *cp
+		held.Snapshot = d.loadDone
+		b.Checkpoint = &held
+	}
+	return b
+}
+
 // advance records a checkpoint passed without applying anything.
 func (d *direction) advance(cp *change.Checkpoint) {
 	d.mu.Lock()
@@ -424,6 +466,7 @@ func (d *direction) advance(cp *change.Checkpoint) {
 
 // apply applies one batch and records what it did.
 func (d *direction) apply(ctx context.Context, tgt Target, b change.Batch) error {
+	b = d.reconciling(b)
 	st, err := tgt.Apply(ctx, renamed(b, d.route.targetDB(d.j.job.Spec)))
 	if err != nil {
 		return fmt.Errorf("apply %d changes of %s to %s: %w", len(b.Messages), d.from, d.to, err)
