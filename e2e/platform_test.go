@@ -630,11 +630,12 @@ func rangeFree(from, to int) bool {
 	return true
 }
 
-// The test inventory: one region of three zones with two hosts each, enough
+// The test inventory: region e2e of three zones with two hosts each, enough
 // for a multi-az MySQL and a multi-az Redis side by side (and host
-// anti-affinity), each host with its own slice of the port range.
+// anti-affinity), and a second region e2e-west of one zone and host (for
+// instances in two regions); each host with its own slice of the port range.
 const (
-	inventoryHosts = 6
+	inventoryHosts = 7
 	portsPerHost   = 10
 	// routerPorts is two endpoints for each of 20 instances.
 	routerPorts = 40
@@ -644,17 +645,28 @@ func inventoryYAML(portsFrom int) []byte {
 	var b bytes.Buffer
 	b.WriteString(`regions:
   - {id: e2e, name: E2E, labels: {jurisdiction: eu}}
+  - {id: e2e-west, name: E2E West, labels: {jurisdiction: eu}}
 zones:
   - {id: e2e-1, region: e2e, name: E2E AZ 1}
   - {id: e2e-2, region: e2e, name: E2E AZ 2}
   - {id: e2e-3, region: e2e, name: E2E AZ 3}
+  - {id: e2e-west-1, region: e2e-west, name: E2E WEST AZ 1}
 latencies:
   - {a: e2e-1, b: e2e-2, p95_ms: 1.2}
   - {a: e2e-1, b: e2e-3, p95_ms: 1.8}
   - {a: e2e-2, b: e2e-3, p95_ms: 1.5}
+  - {a: e2e, b: e2e-west, p95_ms: 12}
 hosts:
 `)
-	for i := range inventoryHosts {
+	west := portsFrom + (inventoryHosts-1)*portsPerHost
+	fmt.Fprintf(&b, `  - id: e2e-west-1-h1
+    zone: e2e-west-1
+    address: 127.0.0.1
+    ports: {from: %d, to: %d}
+    capacity: {milli_cpu: 8000, memory_mb: 32768, storage_gb: 500}
+    price: {per_vcpu_hour: 0.035, per_gb_hour: 0.005}
+`, west, west+portsPerHost-1)
+	for i := range inventoryHosts - 1 {
 		from := portsFrom + i*portsPerHost
 		fmt.Fprintf(&b, `  - id: e2e-%d-h%d
     zone: e2e-%d

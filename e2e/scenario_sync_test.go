@@ -98,8 +98,9 @@ func TestScenarioSync(t *testing.T) {
 		waitAllUp(t, tenant, inst)
 		return inst
 	}
-	east := order("shop-central", "mysql-dev-single-az", "eu-central")
-	west := order("shop-west", "mysql-dev-single-az", "eu-west")
+	// The e2e inventory's two regions (make dev's are eu-central and eu-west).
+	east := order("shop-central", "mysql-dev-single-az", "e2e")
+	west := order("shop-west", "mysql-dev-single-az", "e2e-west")
 	bind := func(in instance) (*sql.DB, string) {
 		var b binding
 		tenant.must("POST", "/api/v1/instances/"+in.ID+"/bindings", map[string]any{"name": "app"}, http.StatusCreated, &b)
