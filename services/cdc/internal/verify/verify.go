@@ -20,11 +20,12 @@ import (
 	"github.com/canopy-platform/canopy/services/cdc/internal/syncjob"
 )
 
-// Defaults of Config. Chunks of 5000 rows rather than 1000: per-query
-// overhead falls by five while a differing chunk's drill-down (5000 keys
-// and checksums per side) stays cheap (BenchmarkVerify).
+// Defaults of Config. Chunks of 10000 rows rather than 1000: the fixed
+// cost of a query (and of a chunk bound) then stops showing while a
+// differing chunk's drill-down (10000 keys and checksums per side) stays
+// cheap (BenchmarkVerify: 1000-row chunks check a third fewer rows/s).
 const (
-	DefaultChunkSize = 5000
+	DefaultChunkSize = 10000
 	DefaultParallel  = 4
 	DefaultRechecks  = 3
 )
@@ -47,7 +48,7 @@ type Config struct {
 	Source, Target capture.Source
 	// Tables are "db.table", each with a primary key.
 	Tables []string
-	// ChunkSize is the rows per checksummed chunk (default 5000).
+	// ChunkSize is the rows per checksummed chunk (default 10000).
 	ChunkSize int
 	// Parallel is the chunks checked at once (default 4).
 	Parallel int
