@@ -11,6 +11,7 @@ import (
 	"database/sql"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -46,7 +47,8 @@ type Config struct {
 	// Source is the source node, Target the target primary (canopy_cdc
 	// account on both).
 	Source, Target capture.Source
-	// Tables are "db.table", each with a primary key.
+	// Tables are "db.table", each with a primary key, or "db.*" for every
+	// base table of db on the source.
 	Tables []string
 	// ChunkSize is the rows per checksummed chunk (default 10000).
 	ChunkSize int
@@ -96,7 +98,11 @@ func Run(ctx context.Context, cfg Config) (syncjob.Report, error) {
 	defer tgt.Close()
 	v := &verifier{cfg: cfg, src: src, tgt: tgt, log: cfg.Logger}
 	rep := syncjob.Report{Tables: []syncjob.TableReport{}, Consistent: true}
-	for _, name := range cfg.Tables {
+	tables, err := v.expand(ctx, cfg.Tables)
+	if err != nil {
+		return syncjob.Report{}, err
+	}
+	for _, name := range tables {
 		tr, st, err := v.table(ctx, name)
 		if err != nil {
 			return syncjob.Report{}, err
@@ -110,7 +116,7 @@ func Run(ctx context.Context, cfg Config) (syncjob.Report, error) {
 	}
 	rep.Consistent = rep.DifferingRows == rep.Repaired
 	rep.DurationMs = time.Since(start).Milliseconds()
-	cfg.Logger.Info("verification done", "tables", len(cfg.Tables), "chunks", rep.Chunks, "rows", rep.RowsChecked,
+	cfg.Logger.Info("verification done", "tables", len(tables), "chunks", rep.Chunks, "rows", rep.RowsChecked,
 		"differing", rep.DifferingRows, "repaired", rep.Repaired, "rechecked", rep.Rechecked, "ms", rep.DurationMs)
 	return rep, nil
 }
@@ -219,6 +225,42 @@ func (v *verifier) table(ctx context.Context, name string) (syncjob.TableReport,
 		v.log.Warn("rows differ", "table", name, "rows", len(rows), "repaired", st.repaired)
 	}
 	return tr, st, nil
+}
+
+// syncSchema holds the sync jobs' watermarks on a target.
+const syncSchema = "_canopy_sync"
+
+// expand replaces each "db.*" by the source's base tables of db.
+func (v *verifier) expand(ctx context.Context, names []string) ([]string, error) {
+	var out []string
+	for _, name := range names {
+		if strings.HasPrefix(name, syncSchema+".") {
+			continue // the jobs' own bookkeeping is never verified
+		}
+		db, ok := strings.CutSuffix(name, ".*")
+		if !ok {
+			out = append(out, name)
+			continue
+		}
+		rows, err := v.src.QueryContext(ctx, `SELECT TABLE_NAME FROM information_schema.TABLES
+			WHERE TABLE_SCHEMA = ? AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME`, db)
+		if err != nil {
+			return nil, fmt.Errorf("tables of %s on %s: %w", db, v.cfg.Source.Addr, err)
+		}
+		for rows.Next() {
+			var t string
+			if err := rows.Scan(&t); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("tables of %s on %s: %w", db, v.cfg.Source.Addr, err)
+			}
+			out = append(out, db+"."+t)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("tables of %s on %s: %w", db, v.cfg.Source.Addr, err)
+		}
+	}
+	return out, nil
 }
 
 // settle waits until the job applied the source as it is now.
