@@ -11,6 +11,7 @@ import (
 	"database/sql"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -185,7 +186,7 @@ func (v *verifier) table(ctx context.Context, name string) (syncjob.TableReport,
 		if err := v.check(ctx, t, diff); err != nil {
 			return tr, st, err
 		}
-		diff = slicesFilter(diff, (*chunk).differs)
+		diff = slices.DeleteFunc(diff, func(c *chunk) bool { return !c.differs() })
 	}
 	st.rechecked = int64(len(rechecked))
 	var rows []rowDiff
@@ -273,16 +274,6 @@ func (v *verifier) settle(ctx context.Context) error {
 		return fmt.Errorf("settle at %s: %w", pos, err)
 	}
 	return nil
-}
-
-func slicesFilter[T any](s []T, keep func(T) bool) []T {
-	out := s[:0]
-	for _, x := range s {
-		if keep(x) {
-			out = append(out, x)
-		}
-	}
-	return out
 }
 
 // both runs f on the source and the target at once (f is told which side
