@@ -83,7 +83,7 @@ func benchVerify(b *testing.B, src, tgt *nodetest.MariaDB, chunk, parallel int) 
 
 // startBench starts the two nodes of every sub-benchmark: loading them is
 // slower than what is measured.
-func startBench(b *testing.B) (src, tgt *nodetest.MariaDB) {
+func startBench(b testing.TB) (src, tgt *nodetest.MariaDB) {
 	b.Helper()
 	var wg sync.WaitGroup
 	wg.Go(func() { src = nodetest.StartMariaDB(b, 1) })

@@ -94,16 +94,20 @@ func TestIdenticalTablesAreConsistent(t *testing.T) {
 	t.Parallel()
 	src, tgt := pair(t, "CREATE DATABASE app", wideTable, fill(2500),
 		"CREATE TABLE app.empty (id INT PRIMARY KEY)")
-	rep := run(t, Config{Source: cdc(src), Target: cdc(tgt), Tables: []string{"app.wide", "app.empty"}, ChunkSize: 100})
+	rep := run(t, Config{Source: cdc(src), Target: cdc(tgt), Tables: []string{"app.*"}, ChunkSize: 100})
 	if !rep.Consistent || rep.DifferingRows != 0 {
 		t.Fatalf("identical tables reported inconsistent: %+v", rep)
 	}
 	if rep.RowsChecked != 2500 {
 		t.Errorf("rows checked = %d, want 2500", rep.RowsChecked)
 	}
-	// 25 full chunks, the open-ended last one, and the empty table's one.
-	if rep.Chunks != 27 || rep.Tables[0].Chunks != 26 || rep.Tables[1].Chunks != 1 {
-		t.Errorf("chunks = %d (%d + %d), want 26 + 1", rep.Chunks, rep.Tables[0].Chunks, rep.Tables[1].Chunks)
+	// "app.*" is both tables; the empty one is one chunk, the other 25
+	// full chunks and the open-ended last one.
+	if len(rep.Tables) != 2 || rep.Tables[0].Table != "app.empty" || rep.Tables[1].Table != "app.wide" {
+		t.Fatalf("tables = %+v, want app.empty and app.wide", rep.Tables)
+	}
+	if rep.Chunks != 27 || rep.Tables[0].Chunks != 1 || rep.Tables[1].Chunks != 26 {
+		t.Errorf("chunks = %d (%d + %d), want 1 + 26", rep.Chunks, rep.Tables[0].Chunks, rep.Tables[1].Chunks)
 	}
 }
 
