@@ -162,22 +162,23 @@ func TestApplyRows(t *testing.T) {
 	require.Equal(t, syncjob.Watermark{}, w)
 }
 
-// Snapshot rows are upserts: rows already on the target are overwritten
-// without conflicts, and the load progress rides in the watermark until
-// the last checkpoint clears it.
-func TestSnapshotRowsUpsert(t *testing.T) {
+// Snapshot rows are inserts like any other: a row the target already has
+// differently is an "exists" conflict its strategy decides (source-wins
+// here: overwritten, and recorded), an identical one is no conflict; the
+// load progress rides in the watermark until the last checkpoint clears it.
+func TestSnapshotRowsOverExistingRows(t *testing.T) {
 	t.Parallel()
 	ctx := testCtx(t)
 	node := nodetest.StartMariaDB(t, 1)
 	makeTable(t, node, "t")
-	node.Exec(t, "INSERT INTO app.t VALUES (1,'old',1,NULL)")
+	node.Exec(t, "INSERT INTO app.t VALUES (1,'old',1,NULL), (3,'same',NULL,NULL)")
 	fc := &fakeConflicts{}
 	a := open(t, baseConfig(node, fc))
-	snap := func(id int64, name string) change.Message {
+	snap := func(id int64, name string, v []byte) change.Message {
 		// A snapshot reads every value as text.
-		return msg("0-1-9", int(id), rowChange("t", "r", nil, []any{[]byte(fmt.Sprint(id)), []byte(name), nil, nil}))
+		return msg("0-1-9", int(id), rowChange("t", "r", nil, []any{[]byte(fmt.Sprint(id)), []byte(name), v, nil}))
 	}
-	b := batch("", snap(1, "new"), snap(2, "two"))
+	b := batch("", snap(1, "new", nil), snap(2, "two", nil), snap(3, "same", nil))
 	b.Checkpoint = &change.Checkpoint{GTID: "0-1-9", Snapshot: []byte(`{"tables":[]}`)}
 	_, err := a.Apply(ctx, b)
 	require.NoError(t, err)
@@ -188,9 +189,13 @@ func TestSnapshotRowsUpsert(t *testing.T) {
 	require.NoError(t, err)
 	w, err = a.Watermark(ctx)
 	require.NoError(t, err)
-	require.Equal(t, syncjob.Watermark{Position: "0-1-9", Applied: 2}, w)
-	require.Equal(t, []string{"1|new|NULL|NULL", "2|two|NULL|NULL"}, dump(t, node.Root, "app.t"))
-	require.Empty(t, fc.all())
+	require.Equal(t, "0-1-9", w.Position)
+	require.Nil(t, w.Load)
+	require.Equal(t, []string{"1|new|NULL|NULL", "2|two|NULL|NULL", "3|same|NULL|NULL"}, dump(t, node.Root, "app.t"))
+	cs := fc.all()
+	require.Len(t, cs, 1)
+	require.Equal(t, syncjob.KindExists, cs[0].Kind)
+	require.JSONEq(t, `{"id":"1"}`, string(cs[0].Key))
 }
 
 // cdcConnections are the ids of the applier's connections to the node.

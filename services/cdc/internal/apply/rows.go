@@ -272,10 +272,12 @@ func checkImage(rc *change.RowChange, row []any, which string) error {
 // insertRun applies a run of inserts (or snapshot rows) into one table:
 // multi-row INSERTs, each in a savepoint; one that hits an existing row is
 // rolled back and its rows applied one by one with conflict handling.
-// Snapshot rows are upserted and never conflict.
+// Snapshot rows are inserts too: a row the target already has differently
+// is a conflict its strategy decides (a manual job must not overwrite the
+// target's rows in its initial load); only a reconciling batch upserts.
 func (a *Applier) insertRun(ctx context.Context, s *session, t *table, msgs []change.Message, st *syncjob.Stats) error {
 	rc := msgs[0].Change
-	upsert := rc.Op == "r"
+	upsert := rc.Op == "r" && a.reconcile
 	head := "INSERT INTO " + t.quoted + " (" + columnList(rc.Columns) + ") VALUES "
 	tuple := placeholders(len(rc.Columns))
 	tail := ""
