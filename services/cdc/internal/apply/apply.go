@@ -71,7 +71,8 @@ type Config struct {
 	// TABLE) of db.table.
 	Schema    func(ctx context.Context, db, table string) (string, error)
 	Conflicts syncjob.Conflicts
-	Logger    *slog.Logger
+	// Logger carries the job's ids (the runner's does); nil discards.
+	Logger *slog.Logger
 }
 
 // Validate reports a config Open cannot work with.
@@ -142,7 +143,6 @@ func Open(ctx context.Context, cfg Config) (*Applier, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	log = log.With("tenant", cfg.Tenant, "job", cfg.JobID, "from", cfg.From, "to", cfg.To)
 	mc := mysql.NewConfig()
 	mc.User, mc.Passwd, mc.Net, mc.Addr = cfg.Target.User, cfg.Target.Password, "tcp", cfg.Target.Addr
 	mc.Timeout = 10 * time.Second
