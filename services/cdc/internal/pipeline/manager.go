@@ -23,6 +23,7 @@ import (
 
 	"github.com/canopy-platform/canopy/services/cdc/internal/capture"
 	"github.com/canopy-platform/canopy/services/cdc/internal/change"
+	"github.com/canopy-platform/canopy/services/cdc/internal/nodepool"
 	"github.com/canopy-platform/canopy/services/cdc/internal/provview"
 	"github.com/canopy-platform/canopy/services/cdc/internal/snapshot"
 	"github.com/canopy-platform/canopy/services/cdc/internal/stream"
@@ -50,6 +51,10 @@ type Nodes interface {
 type Sink interface {
 	Write(ctx context.Context, msgs []change.Message) error
 }
+
+// PositionFunc returns the source's @@gtid_binlog_pos: how far its binlog
+// goes, for lag_events and "caught up".
+type PositionFunc func(ctx context.Context, src capture.Source) (string, error)
 
 // CaptureFunc is capture.Run; SnapshotFunc is snapshot.Run (replaceable in
 // tests).
@@ -132,7 +137,7 @@ type Manager struct {
 	capture  CaptureFunc
 	snapshot SnapshotFunc
 	position PositionFunc
-	pos      *positions
+	pos      *nodepool.Pool
 
 	mu      sync.Mutex
 	ctx     context.Context // the service's lifetime, set by Run
@@ -153,10 +158,10 @@ func New(cfg Config, repo Repo, nodes Nodes, sink Sink, logger *slog.Logger, reg
 		return nil, fmt.Errorf("pipeline: %w", err)
 	}
 	m := &Manager{cfg: cfg.withDefaults(), repo: repo, nodes: nodes, sink: sink, logger: logger.With("component", "pipeline"),
-		metrics: metrics, capture: capture.Run, snapshot: snapshot.Run, pos: newPositions(),
+		metrics: metrics, capture: capture.Run, snapshot: snapshot.Run, pos: nodepool.New(1),
 		runners: make(map[string]*runner), pending: make(map[string]bool), gone: make(map[string]bool),
 		wake: make(chan struct{}, 1)}
-	m.position = m.pos.position
+	m.position = m.pos.Position
 	for _, o := range opts {
 		o(m)
 	}
@@ -176,7 +181,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	m.mu.Unlock()
 	defer func() {
 		m.stopAll()
-		m.pos.close()
+		m.pos.Close()
 	}()
 	if err := m.resync(ctx); err != nil {
 		m.logger.Warn("load streams failed; retrying at the next resync", "err", err)

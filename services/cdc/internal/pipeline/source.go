@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"hash/fnv"
 	"slices"
-	"strconv"
 	"strings"
 
+	"github.com/canopy-platform/canopy/services/cdc/internal/gtidpos"
 	"github.com/canopy-platform/canopy/services/cdc/internal/provview"
 )
 
@@ -71,59 +71,20 @@ func ServerID(streamID string) uint32 {
 // Prefix is the stream's topic prefix and Debezium logical server name.
 func Prefix(tenant, instance string) string { return "cdc." + tenant + "." + instance }
 
-// gtidPos is a MariaDB GTID position: the last sequence number per domain.
-type gtidPos map[uint32]uint64
-
-// parsePos reads "0-1-100,1-2-7" (gtid_binlog_pos / gtid_slave_pos syntax).
-func parsePos(s string) (gtidPos, error) {
-	pos := gtidPos{}
-	for part := range strings.SplitSeq(s, ",") {
-		part = strings.TrimSpace(part)
-		if part == "" {
-			continue
-		}
-		f := strings.Split(part, "-")
-		if len(f) != 3 {
-			return nil, fmt.Errorf("gtid %q: want domain-server-seq", part)
-		}
-		d, err1 := strconv.ParseUint(f[0], 10, 32)
-		_, err2 := strconv.ParseUint(f[1], 10, 32)
-		seq, err3 := strconv.ParseUint(f[2], 10, 64)
-		if err := errors.Join(err1, err2, err3); err != nil {
-			return nil, fmt.Errorf("gtid %q: %w", part, err)
-		}
-		if seq > pos[uint32(d)] {
-			pos[uint32(d)] = seq
-		}
-	}
-	return pos, nil
-}
-
 // distance is how many transactions the source is ahead of the checkpoint
 // in the checkpoint's domains (sequence numbers grow by one per
 // transaction within a domain under gtid_strict_mode), and whether the
 // source is at the checkpoint in every domain it has.
 func distance(source, checkpoint string) (events int64, caughtUp bool, err error) {
-	src, err := parsePos(source)
+	src, err := gtidpos.Parse(source)
 	if err != nil {
 		return 0, false, fmt.Errorf("source position: %w", err)
 	}
-	cp, err := parsePos(checkpoint)
+	cp, err := gtidpos.Parse(checkpoint)
 	if err != nil {
 		return 0, false, fmt.Errorf("checkpoint: %w", err)
 	}
-	caughtUp = true
-	for d, s := range src {
-		c, ok := cp[d]
-		if !ok {
-			caughtUp = false
-			continue
-		}
-		if s > c {
-			events += int64(s - c)
-			caughtUp = false
-		}
-	}
+	events, caughtUp = gtidpos.Behind(src, cp)
 	return events, caughtUp, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/canopy-platform/canopy/services/cdc/internal/gtidpos"
 	"log/slog"
 	"maps"
 	"slices"
@@ -443,7 +444,7 @@ func (d *direction) reconciling(b change.Batch) change.Batch {
 	}
 	b.Reconcile = true
 	if cp := b.Checkpoint; cp != nil {
-		if coversText(cp.GTID, d.reconcileUntil, 0) {
+		if gtidpos.CoversText(cp.GTID, d.reconcileUntil, 0) {
 			d.reconcileUntil, d.loadDone = "", nil
 			return b
 		}
@@ -583,7 +584,7 @@ func (d *direction) measure(ctx context.Context, now time.Time) {
 	covered := false
 	if connected && !loading {
 		if pos, err := d.m.position(ctx, src); err == nil {
-			covered = coversText(wm, pos, d.j.job.ServerID)
+			covered = gtidpos.CoversText(wm, pos, d.j.job.ServerID)
 		}
 	}
 	d.mu.Lock()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/canopy-platform/canopy/services/cdc/internal/gtidpos"
 	"log/slog"
 	"strings"
 	"time"
@@ -120,7 +121,7 @@ func (m *Manager) verifyJob(ctx context.Context, j syncjob.Job, v syncjob.Verifi
 // capture) counts as reached after OwnGrace: the capture passes it only at
 // its next checkpoint, which an idle source may not send soon.
 func (m *Manager) settle(ctx context.Context, j syncjob.Job, pos string) error {
-	want, err := parsePosition(pos)
+	want, err := gtidpos.Parse(pos)
 	if err != nil {
 		return fmt.Errorf("settle job %s: position %q: %w", j.ID, pos, err)
 	}
@@ -136,11 +137,11 @@ func (m *Manager) settle(ctx context.Context, j syncjob.Job, pos string) error {
 		}
 		applied, streaming, moved := r.dirs[0].settled()
 		if streaming {
-			a, err := parsePosition(applied)
+			a, err := gtidpos.Parse(applied)
 			if err != nil {
 				return fmt.Errorf("settle job %s: watermark %q: %w", j.ID, applied, err)
 			}
-			if covers(a, want, 0) || covers(a, want, j.ServerID) && time.Since(started) >= m.cfg.OwnGrace {
+			if a.Covers(want, 0) || a.Covers(want, j.ServerID) && time.Since(started) >= m.cfg.OwnGrace {
 				return nil
 			}
 		}
