@@ -345,32 +345,9 @@ func (c *Column) fromBinlog(v any) (any, error) {
 		}
 		return c.bits(uint64(n)), nil
 	case kindEnum:
-		n, ok := toInt64(v)
-		if !ok {
-			return nil, fmt.Errorf("%w: enum as %T", ErrUnsupported, v)
-		}
-		if n == 0 {
-			return "", nil // the invalid-value member MySQL stores for a bad value
-		}
-		if n < 0 || int(n) > len(c.Values) {
-			return nil, fmt.Errorf("enum index %d out of %d values", n, len(c.Values))
-		}
-		return c.Values[n-1], nil
+		return c.enumMember(v)
 	case kindSet:
-		n, ok := toInt64(v)
-		if !ok {
-			return nil, fmt.Errorf("%w: set as %T", ErrUnsupported, v)
-		}
-		var parts []string
-		for i, name := range c.Values {
-			if uint64(n)&(1<<uint(i)) != 0 {
-				parts = append(parts, name)
-			}
-		}
-		if uint64(n)>>uint(len(c.Values)) != 0 {
-			return nil, fmt.Errorf("set bits %#x beyond %d values", n, len(c.Values))
-		}
-		return strings.Join(parts, ","), nil
+		return c.setMembers(v)
 	case kindDecimal, kindDate, kindDatetime, kindTimestamp, kindTime, kindString:
 		switch s := v.(type) {
 		case string:
@@ -583,4 +560,38 @@ func parseTime(s string) (any, error) {
 		us = -us
 	}
 	return us, nil
+}
+
+// enumMember maps an ENUM's binlog index to its member text (index 0 is
+// the empty invalid-value member MySQL stores for a bad value).
+func (c *Column) enumMember(v any) (any, error) {
+	n, ok := toInt64(v)
+	if !ok {
+		return nil, fmt.Errorf("%w: enum as %T", ErrUnsupported, v)
+	}
+	if n == 0 {
+		return "", nil
+	}
+	if n < 0 || int(n) > len(c.Values) {
+		return nil, fmt.Errorf("enum index %d out of %d values", n, len(c.Values))
+	}
+	return c.Values[n-1], nil
+}
+
+// setMembers maps a SET's binlog bitmask to its members, comma separated.
+func (c *Column) setMembers(v any) (any, error) {
+	n, ok := toInt64(v)
+	if !ok {
+		return nil, fmt.Errorf("%w: set as %T", ErrUnsupported, v)
+	}
+	if uint64(n)>>uint(len(c.Values)) != 0 {
+		return nil, fmt.Errorf("set bits %#x beyond %d values", n, len(c.Values))
+	}
+	var parts []string
+	for i, name := range c.Values {
+		if uint64(n)&(1<<uint(i)) != 0 {
+			parts = append(parts, name)
+		}
+	}
+	return strings.Join(parts, ","), nil
 }

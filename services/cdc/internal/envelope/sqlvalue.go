@@ -2,7 +2,6 @@ package envelope
 
 import (
 	"fmt"
-	"strings"
 )
 
 // ColumnNames returns the table's column names in column order.
@@ -94,32 +93,9 @@ func (c *Column) sqlFromBinlog(v any) (any, error) {
 		}
 		return uint64(n), nil
 	case kindEnum:
-		n, ok := toInt64(v)
-		if !ok {
-			return nil, fmt.Errorf("%w: enum as %T", ErrUnsupported, v)
-		}
-		if n == 0 {
-			return "", nil // the invalid-value member MySQL stores for a bad value
-		}
-		if n < 0 || int(n) > len(c.Values) {
-			return nil, fmt.Errorf("enum index %d out of %d values", n, len(c.Values))
-		}
-		return c.Values[n-1], nil
+		return c.enumMember(v)
 	case kindSet:
-		n, ok := toInt64(v)
-		if !ok {
-			return nil, fmt.Errorf("%w: set as %T", ErrUnsupported, v)
-		}
-		if uint64(n)>>uint(len(c.Values)) != 0 {
-			return nil, fmt.Errorf("set bits %#x beyond %d values", n, len(c.Values))
-		}
-		var parts []string
-		for i, name := range c.Values {
-			if uint64(n)&(1<<uint(i)) != 0 {
-				parts = append(parts, name)
-			}
-		}
-		return strings.Join(parts, ","), nil
+		return c.setMembers(v)
 	case kindDecimal, kindDate, kindDatetime, kindTimestamp, kindTime:
 		switch s := v.(type) {
 		case string:
