@@ -283,6 +283,7 @@ type reader struct {
 	events       int64
 	skipped      int64
 	lastFlush    time.Time
+	flushedInTx  bool
 }
 
 func (r *reader) position() string { return formatPosition(r.pos) }
@@ -328,6 +329,7 @@ func (r *reader) handle(ctx context.Context, ev *replication.BinlogEvent) error 
 		r.serverID = ev.Header.ServerID
 		r.skip = r.cfg.SkipServerID != 0 && r.serverID == r.cfg.SkipServerID
 		r.inTx, r.standalone, r.row = true, e.IsStandalone(), 0
+		r.flushedInTx = false
 		clear(r.tables)
 	case *replication.XIDEvent:
 		return r.commit(ctx)
@@ -365,7 +367,7 @@ func (r *reader) commit(ctx context.Context) error {
 		r.skipped++
 	}
 	r.dirty = true
-	return r.flush(ctx, len(r.pending) > 0 || time.Since(r.lastFlush) >= idleFlush)
+	return r.flush(ctx, len(r.pending) > 0 || r.flushedInTx || time.Since(r.lastFlush) >= idleFlush)
 }
 
 // flush hands on the pending messages, with the checkpoint when no
@@ -387,6 +389,9 @@ func (r *reader) flush(ctx context.Context, force bool) error {
 	case r.out <- b:
 	case <-ctx.Done():
 		return ctx.Err()
+	}
+	if r.inTx && len(b.Messages) > 0 {
+		r.flushedInTx = true
 	}
 	r.pending, r.pendingBytes = nil, 0
 	r.lastFlush = time.Now()

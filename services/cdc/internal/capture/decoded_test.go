@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -315,5 +316,41 @@ func TestDecodedPoison(t *testing.T) {
 		t.Fatalf("batch %+v instead of an error", b)
 	case <-time.After(30 * time.Second):
 		t.Fatal("no error")
+	}
+}
+
+// A transaction of exactly MaxBatch rows goes out mid-transaction (the
+// batch is full at its last row): its commit must still hand on the
+// checkpoint at once, not wait for the stream to go idle, or a backlog of
+// such transactions never gets a checkpoint (a sync job would keep its
+// target transaction open, a stream its checkpoint stale).
+func TestCheckpointAfterFullBatch(t *testing.T) {
+	t.Parallel()
+	src := nodetest.StartMariaDB(t, 32)
+	s := nodeServer(src)
+	src.Exec(t, "CREATE DATABASE fb", "CREATE TABLE fb.t (id INT PRIMARY KEY)")
+	start := s.pos(t)
+	insert := func(from int) string {
+		var vals []string
+		for i := from; i < from+10; i++ {
+			vals = append(vals, fmt.Sprintf("(%d)", i))
+		}
+		return "INSERT INTO fb.t VALUES " + strings.Join(vals, ",")
+	}
+	// Both transactions are in the binlog before the capture reads them,
+	// so nothing idles in between.
+	src.Exec(t, insert(0))
+	first := s.pos(t)
+	src.Exec(t, insert(10))
+	end := s.pos(t)
+	c := s.start(t, Config{Start: start, Decoded: true, MaxBatch: 10}, 16)
+	var seen []string
+	for _, b := range c.until(t, end) {
+		if b.Checkpoint != nil {
+			seen = append(seen, b.Checkpoint.GTID)
+		}
+	}
+	if !slices.Contains(seen, first) {
+		t.Fatalf("checkpoints %v: none at the end of the first full-batch transaction %s", seen, first)
 	}
 }

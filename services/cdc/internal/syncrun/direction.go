@@ -338,6 +338,7 @@ func (d *direction) pump(ctx context.Context, tgt Target, produce func(ctx conte
 	}()
 	var werr error
 	var pending []change.Batch
+	open := false // messages applied without a checkpoint: the target transaction is open
 	for b := range ch {
 		if werr != nil {
 			continue // drain, so the producer is never stuck on a send
@@ -349,7 +350,7 @@ func (d *direction) pump(ctx context.Context, tgt Target, produce func(ctx conte
 				break
 			}
 			pending = rest
-			if len(merged.Messages) == 0 && merged.Checkpoint != nil && merged.Checkpoint.Snapshot == nil {
+			if !open && len(merged.Messages) == 0 && merged.Checkpoint != nil && merged.Checkpoint.Snapshot == nil {
 				// Only skipped or filtered transactions: the position moves in
 				// memory, not on the target. Writing it there would be a
 				// transaction of the job's on the target, which the other
@@ -364,6 +365,7 @@ func (d *direction) pump(ctx context.Context, tgt Target, produce func(ctx conte
 				pcancel()
 				break
 			}
+			open = merged.Checkpoint == nil
 		}
 	}
 	// What is left ends inside a transaction: the next attempt reads it

@@ -227,3 +227,36 @@ func TestRealOneWayUnderLoadWithRestarts(t *testing.T) {
 	runReal(t, r, nodes)
 	waitEqual(t, fmt.Sprintf("after %d writes and 4 restarts", n), a.Root, b.Root)
 }
+
+// A big transaction whose rows fill whole capture batches and whole target
+// applies (5000 rows: the capture's and the applier's limits divide it)
+// ends with a checkpoint that arrives alone; it must commit the target
+// transaction the rows were applied in, not just move the job's position
+// in memory (the status would say caught up while the target holds
+// nothing).
+func TestRealBigTransactionCommits(t *testing.T) {
+	t.Parallel()
+	a := nodetest.StartMariaDB(t, 36)
+	b := nodetest.StartMariaDB(t, 37)
+	a.Exec(t, "CREATE DATABASE app", "CREATE TABLE app.t (id INT PRIMARY KEY, v VARCHAR(32), n INT)")
+	nodes := staticNodes{"a": mysqlInstance("a", a.Addr), "b": mysqlInstance("b", b.Addr)}
+	r := newRepo(job("j", syncjob.Spec{SourceInstance: "a", Target: syncjob.Target{Instance: "b"}}))
+	runReal(t, r, nodes)
+	eventually(t, "running", func() bool { return r.job("j").State == syncjob.StateRunning })
+	var sb strings.Builder
+	sb.WriteString("INSERT INTO app.t VALUES ")
+	for i := range 5000 {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		fmt.Fprintf(&sb, "(%d, 'big', %d)", i, i)
+	}
+	a.Exec(t, sb.String())
+	end := a.Pos(t)
+	eventually(t, "the big transaction committed on the target with the watermark", func() bool {
+		var n int
+		var pos string
+		err := b.Root.QueryRow("SELECT (SELECT COUNT(*) FROM app.t), (SELECT position FROM _canopy_sync.watermarks WHERE job_id = 'j')").Scan(&n, &pos)
+		return err == nil && n == 5000 && pos == end
+	})
+}
