@@ -42,10 +42,10 @@ type table struct {
 	db, name string
 	// tdb is the target's database of the table (the same name unless the
 	// job maps the source's database to another).
-	tdb      string
-	cols     []column
-	key      []column
-	charset  string // of the row text the checksum hashes
+	tdb     string
+	cols    []column
+	key     []column
+	charset string // of the row text the checksum hashes
 
 	from     string // `db`.`name` FORCE INDEX (PRIMARY)
 	keyList  string // `k1`, `k2`
