@@ -9,13 +9,21 @@ import (
 	"sync"
 )
 
+// maxSparseness is how many key values per row (by the optimizer's
+// estimate) a key may span and still be cut by key arithmetic.
+const maxSparseness = 4
+
+// maxStep bounds a step, in ChunkSizes: the rows a chunk may hold, and
+// how fast the stepper crosses a gap.
+const maxStep = 16
+
 // stepper cuts a table with a single integer key into chunks by key
 // arithmetic, (lo, lo+step], so that no query finds the bounds: a keyset
 // bound (LIMIT 1 OFFSET n) reads every row of the table a second time on
 // the source, a sixth of a verification's work. The step adapts to the
 // key density the checksums count, so gaps cost a few empty chunks and
-// dense runs are cut small again; a chunk may still hold more rows than
-// ChunkSize after a gap, which only its drill-down has to care about.
+// dense runs are cut small again; a chunk may still hold up to maxStep
+// ChunkSizes of rows after a gap, which only its drill-down cares about.
 type stepper struct {
 	size     int64
 	unsigned bool
@@ -46,8 +54,11 @@ func (v *verifier) newStepper(ctx context.Context, t *table) (*stepper, error) {
 	if !ok1 || s.max == nil {
 		return nil, fmt.Errorf("key range of %s on %s: %q..%q", t, v.cfg.Source.Addr, lo.String, hi.String)
 	}
-	// The optimizer's row estimate only matters for a sparse key: a dense
-	// one (an auto-increment column) is cut at exactly ChunkSize rows.
+	// An integer key holds at most one row per value, so a step of n
+	// values never cuts a chunk of more than n rows. A key much sparser
+	// than the optimizer's row estimate (ids hashed or clustered far
+	// apart) is cut by keyset instead: steps wide enough to cross its gaps
+	// quickly could swallow millions of rows at once.
 	var est sql.NullInt64
 	if err := v.src.QueryRowContext(ctx, `SELECT TABLE_ROWS FROM information_schema.TABLES
 		WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?`, t.db, t.name).Scan(&est); err != nil {
@@ -55,10 +66,12 @@ func (v *verifier) newStepper(ctx context.Context, t *table) (*stepper, error) {
 	}
 	span := new(big.Int).Sub(s.max, lowest)
 	span.Add(span, big.NewInt(1))
-	if est.Int64 > 0 && new(big.Int).Div(span, big.NewInt(est.Int64)).Cmp(big.NewInt(2)) >= 0 {
-		s.step = span.Mul(span, big.NewInt(s.size))
-		s.step.Div(s.step, big.NewInt(est.Int64))
+	if est.Int64 <= 0 || span.Cmp(big.NewInt(maxSparseness*est.Int64)) > 0 {
+		return nil, nil
 	}
+	// Cut at about ChunkSize rows by the average density; exactly
+	// ChunkSize on a dense key (an auto-increment column).
+	s.step = big.NewInt(s.size * max(1, span.Int64()/est.Int64))
 	s.min = lowest
 	return s, nil
 }
@@ -99,18 +112,15 @@ func (s *stepper) observe(c *chunk) {
 		return // close enough: a steady step keeps chunks comparable
 	}
 	span := new(big.Int).Sub(s.int(c.hi), s.int(c.lo))
-	step := new(big.Int)
-	if n == 0 {
-		step.Mul(span, big.NewInt(8))
-	} else {
+	step := new(big.Int).Mul(span, big.NewInt(8)) // an empty chunk: a gap
+	if n > 0 {
 		step.Mul(span, big.NewInt(s.size))
 		step.Div(step, big.NewInt(n))
-		if lim := new(big.Int).Mul(span, big.NewInt(8)); step.Cmp(lim) > 0 {
-			step = lim
-		}
 	}
-	if step.Sign() <= 0 {
-		step.SetInt64(1)
+	if lo := big.NewInt(s.size); step.Cmp(lo) < 0 {
+		step = lo
+	} else if hi := big.NewInt(maxStep * s.size); step.Cmp(hi) > 0 {
+		step = hi
 	}
 	s.mu.Lock()
 	s.step = step
