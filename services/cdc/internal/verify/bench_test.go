@@ -3,7 +3,12 @@ package verify
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -65,20 +70,27 @@ func benchVerify(b *testing.B, src, tgt *nodetest.MariaDB, chunk, parallel int) 
 	}
 	verify() // warm the buffer pools
 	checksum()
-	var ours, theirs time.Duration
+	// CPU time besides wall time: other processes on the machine slow
+	// either side's wall time by chance, the CPU both servers and this
+	// process spend is what each side costs.
+	cpu := func() time.Duration { return cpuTime(b, src) + cpuTime(b, tgt) + selfCPU() }
+	var ours, theirs, oursCPU, theirCPU time.Duration
 	b.ResetTimer()
 	for range b.N {
-		t0 := time.Now()
+		c0, t0 := cpu(), time.Now()
 		verify()
-		t1 := time.Now()
+		c1, t1 := cpu(), time.Now()
 		checksum()
-		ours, theirs = ours+t1.Sub(t0), theirs+time.Since(t1)
+		c2, t2 := cpu(), time.Now()
+		ours, theirs = ours+t1.Sub(t0), theirs+t2.Sub(t1)
+		oursCPU, theirCPU = oursCPU+c1-c0, theirCPU+c2-c1
 	}
 	oursRate := float64(benchRows*b.N) / ours.Seconds()
 	theirRate := float64(benchRows*b.N) / theirs.Seconds()
 	b.ReportMetric(oursRate, "rows/s")
 	b.ReportMetric(theirRate, "checksum_table_rows/s")
 	b.ReportMetric(oursRate/theirRate, "ratio")
+	b.ReportMetric(theirCPU.Seconds()/oursCPU.Seconds(), "cpu_ratio")
 }
 
 // startBench starts the two nodes of every sub-benchmark: loading them is
@@ -92,4 +104,35 @@ func startBench(b testing.TB) (src, tgt *nodetest.MariaDB) {
 	src.Exec(b, benchTable...)
 	tgt.Exec(b, benchTable...)
 	return src, tgt
+}
+
+// cpuTime is the CPU time m's server process has run, all threads.
+func cpuTime(b testing.TB, m *nodetest.MariaDB) time.Duration {
+	dir := fmt.Sprintf("/proc/%d/task", m.Proc.PID())
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var sum time.Duration
+	for _, task := range tasks {
+		// A thread that ended since the listing has no file: its time
+		// is lost alike on both sides of the comparison.
+		stat, err := os.ReadFile(filepath.Join(dir, task.Name(), "schedstat"))
+		if err != nil {
+			continue
+		}
+		if f := strings.Fields(string(stat)); len(f) > 0 {
+			ns, _ := strconv.ParseInt(f[0], 10, 64)
+			sum += time.Duration(ns)
+		}
+	}
+	return sum
+}
+
+// selfCPU is the CPU time this process has run: the verification's own
+// client work counts too.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -25,9 +25,14 @@ type chunk struct {
 
 func (c *chunk) differs() bool { return c.src != c.tgt }
 
-// scan cuts t into chunks by keyset on the source while Parallel workers
-// checksum the chunks already cut, on both sides at once.
+// scan cuts t into chunks (by key arithmetic for a single integer key,
+// else by keyset on the source) while Parallel workers checksum the
+// chunks already cut, on both sides at once.
 func (v *verifier) scan(ctx context.Context, t *table) ([]*chunk, error) {
+	st, err := v.newStepper(ctx, t)
+	if err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	todo := make(chan *chunk, v.cfg.Parallel)
@@ -40,8 +45,10 @@ func (v *verifier) scan(ctx context.Context, t *table) ([]*chunk, error) {
 		defer close(todo)
 		var lo []any
 		for i := 0; ; i++ {
-			hi, err := v.nextBound(ctx, t, lo)
-			if err != nil {
+			var hi []any
+			if st != nil {
+				hi = st.next(lo)
+			} else if hi, err = v.nextBound(ctx, t, lo); err != nil {
 				cancel(err)
 				return
 			}
@@ -68,6 +75,8 @@ func (v *verifier) scan(ctx context.Context, t *table) ([]*chunk, error) {
 				}
 				if err := v.sum(ctx, t, c); err != nil {
 					cancel(err)
+				} else if st != nil {
+					st.observe(c)
 				}
 			}
 		})

@@ -197,11 +197,17 @@ func (v *verifier) table(ctx context.Context, name string) (syncjob.TableReport,
 	st.rechecked = int64(len(rechecked))
 	var rows []rowDiff
 	for _, c := range diff {
-		d, err := v.rowDiffs(ctx, t, c)
+		ps, err := v.pieces(ctx, t, c)
 		if err != nil {
 			return tr, st, err
 		}
-		rows = append(rows, d...)
+		for _, p := range ps {
+			d, err := v.rowDiffs(ctx, t, p)
+			if err != nil {
+				return tr, st, err
+			}
+			rows = append(rows, d...)
+		}
 	}
 	// A busy chunk may differ at every look while each of its rows is
 	// only in flight: a row is reported only if it still differs after
