@@ -37,5 +37,16 @@ fi
 # small commits a second) for CANOPY_BENCH_CDC_SECONDS (default 20) and
 # prints p50/p99/max of commit-acknowledged -> read from Kafka (goal p99 <
 # 1s). BENCHTIME=Nx repeats either N times on the same server.
+# BenchmarkSyncApply (same package, issue 14; alone with
+# BENCH=BenchmarkSyncApply) starts a source and a target mariadbd (durable
+# commits) and loads CANOPY_BENCH_SYNC_ROWS orders (default 200000) into the
+# source as multi-row INSERTs of CANOPY_BENCH_SYNC_STMT_ROWS rows (default
+# 1000, one transaction each). The peer sends the same statements into an
+# identical table on the target; a one-way sync job (syncrun.Manager with
+# real capture and apply, initial_load false, watermark set before the load)
+# then drains that backlog into the target, timed from the job's start until
+# the target's watermark covers the source's end. Both tables are compared
+# with the source (count + checksum); it prints both rows/s and the ratio
+# (goal >= 0.5). CANOPY_BENCH_SYNC_LOG=1 shows the job's logs.
 go test -run '^$' -bench "$pattern" "${args[@]}" -timeout 30m -p 1 \
   github.com/canopy-platform/canopy/... 2>&1 | tee "$out"
