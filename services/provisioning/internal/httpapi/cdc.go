@@ -8,6 +8,7 @@ import (
 
 	"github.com/canopy-platform/canopy/libs/httpx"
 
+	"github.com/canopy-platform/canopy/services/provisioning/internal/driver"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/instance"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/mysqlrepo"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/saga"
@@ -126,10 +127,20 @@ func (h *Handler) getCDC(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, r, err)
 		return
 	}
-	if predatesCDC(in) {
+	switch {
+	case predatesCDC(in):
 		if in, err = h.saga.EnsureCDCAccount(r.Context(), in.ID); err != nil {
 			h.cdcAccountProblem(w, r, in, err)
 			return
+		}
+	case in.Plan.Engine == instance.EngineMySQL && in.Accounts.CDCGrants != driver.CDCGrants && in.State == instance.StateReady:
+		// An account from before sync jobs: granted again now. Reading
+		// works with the older grants, so a failure is logged, not answered.
+		got, err := h.saga.EnsureCDCAccount(r.Context(), in.ID)
+		if err != nil {
+			h.log.WarnContext(r.Context(), "grant the cdc account what sync jobs need", "tenant", in.Tenant, "instance", in.ID, "err", err)
+		} else {
+			in = got
 		}
 	}
 	httpx.WriteJSON(w, http.StatusOK, toCDC(in))

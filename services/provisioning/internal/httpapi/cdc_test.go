@@ -13,6 +13,7 @@ import (
 
 	"github.com/canopy-platform/canopy/libs/tenancy"
 
+	"github.com/canopy-platform/canopy/services/provisioning/internal/driver"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/instance"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/memrepo"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/port"
@@ -39,7 +40,7 @@ func (s cdcSaga) EnsureCDCAccount(_ context.Context, id string) (*instance.Insta
 	return s.ensure(id)
 }
 
-func cdcFixtureWith(t *testing.T, sg Saga) *Handler {
+func cdcFixtureWith(t *testing.T, sg Saga, edits ...func(*instance.Instance)) *Handler {
 	t.Helper()
 	ctx := context.Background()
 	repo := memrepo.New()
@@ -49,7 +50,7 @@ func cdcFixtureWith(t *testing.T, sg Saga) *Handler {
 	}{{"c1", instance.EngineMySQL, true}, {"c2", instance.EngineRedis, false}, {"c3", instance.EngineMySQL, false}, {"c4", instance.EngineMySQL, true}} {
 		in := routedInstance(c.id, c.engine)
 		if c.cdc {
-			in.Accounts.CDC = cdcAccount
+			in.Accounts.CDC, in.Accounts.CDCGrants = cdcAccount, driver.CDCGrants
 		}
 		for i := range in.Nodes {
 			in.Nodes[i].Region, in.Nodes[i].RegionRole = "eu-1", instance.RegionPrimary
@@ -58,6 +59,9 @@ func cdcFixtureWith(t *testing.T, sg Saga) *Handler {
 		dr := instance.NodeName(3)
 		in.Nodes = append(in.Nodes, instance.Node{ID: in.NodeID(dr), Name: dr, Role: instance.RoleReplica, Host: "h",
 			Address: "127.0.0.1:20003", State: instance.NodeRunning, Region: "eu-2", RegionRole: instance.RegionDR})
+		for _, edit := range edits {
+			edit(in)
+		}
 		req := port.CreateRequest{Instance: in, Op: instance.Operation{ID: "op-" + c.id, InstanceID: c.id, Tenant: "acme"}}
 		if err := repo.Create(ctx, req); err != nil {
 			t.Fatal(err)
@@ -237,4 +241,39 @@ func TestCDCViewPredatingInstance(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A ready instance whose account has older grants (from before sync jobs)
+// is granted again through the saga on a read; the view is served with the
+// account either way, since reading works with the older grants.
+func TestCDCViewRegrantsOldAccount(t *testing.T) {
+	cdc := &tenancy.Principal{Role: tenancy.RolePlatformAdmin, Subject: CDCReader}
+	for _, fail := range []bool{false, true} {
+		var asked []string
+		h := cdcFixtureWith(t, cdcSaga{ensure: func(id string) (*instance.Instance, error) {
+			asked = append(asked, id)
+			if fail {
+				return nil, errors.New("dial: refused")
+			}
+			return h2instance(id), nil
+		}}, func(in *instance.Instance) {
+			if in.ID == "c1" {
+				in.Accounts.CDCGrants = "" // from before sync jobs
+			}
+		})
+		rec := serveAs(h, cdc, CDCPath+"/c1")
+		if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `"cdc":{"username":"canopy_cdc"`) {
+			t.Fatalf("engine failing %v: get c1: %d %s", fail, rec.Code, rec.Body)
+		}
+		if strings.Join(asked, ",") != "c1" {
+			t.Fatalf("engine failing %v: saga asked for %v, want c1", fail, asked)
+		}
+	}
+}
+
+// h2instance is what a successful regrant returns.
+func h2instance(id string) *instance.Instance {
+	in := routedInstance(id, instance.EngineMySQL)
+	in.Accounts.CDC, in.Accounts.CDCGrants = cdcAccount, driver.CDCGrants
+	return in
 }

@@ -813,6 +813,11 @@ type Accounts struct {
 	// CDC is the cdc service's account (MySQL only). Instances created
 	// before it existed load with it empty: their nodes do not have it.
 	CDC Credentials `json:"cdc,omitzero"`
+	// CDCGrants are the privileges CDC was last granted on the nodes;
+	// empty for an account from before they were recorded. When they
+	// differ from what the cdc service needs now, the account is granted
+	// again (saga.EnsureCDCAccount).
+	CDCGrants string `json:"cdc_grants,omitempty"`
 }
 
 // Binding is an application's credentials on an instance.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/canopy-platform/canopy/services/provisioning/internal/driver"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/instance"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/port"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/secrets"
@@ -12,11 +13,13 @@ import (
 // CDCUsername is the cdc service's account on every MySQL node.
 const CDCUsername = "canopy_cdc"
 
-// EnsureCDCAccount returns instance id with its cdc account, creating the
-// account first when the instance predates it (MySQL nodes bootstrapped
-// before Canopy had one): on the ready primary, whence it replicates to
-// every replica, then stored with the other accounts. Redis instances and
-// instances that have the account are returned as they are. A MySQL
+// EnsureCDCAccount returns instance id with its cdc account holding the
+// grants the cdc service needs now (driver.CDCGrants), creating the account
+// first when the instance predates it (MySQL nodes bootstrapped before
+// Canopy had one), or granting it again when it was created with older
+// grants (before sync jobs wrote to targets): on the ready primary, whence
+// it replicates to every replica, then stored with the other accounts.
+// Redis instances and up-to-date accounts are returned as they are. A MySQL
 // instance that is not ready is refused with ErrNotReady, a deleted one
 // with ErrGone.
 func (s *Saga) EnsureCDCAccount(ctx context.Context, id string) (*instance.Instance, error) {
@@ -24,7 +27,7 @@ func (s *Saga) EnsureCDCAccount(ctx context.Context, id string) (*instance.Insta
 	if err != nil {
 		return nil, err
 	}
-	if in.Plan.Engine != instance.EngineMySQL || in.Accounts.CDC.Username != "" {
+	if in.Plan.Engine != instance.EngineMySQL || (in.Accounts.CDC.Username != "" && in.Accounts.CDCGrants == driver.CDCGrants) {
 		return in, nil
 	}
 	if in.State == instance.StateDeleted {
@@ -33,17 +36,24 @@ func (s *Saga) EnsureCDCAccount(ctx context.Context, id string) (*instance.Insta
 	if in.State != instance.StateReady {
 		return in, fmt.Errorf("%w: %s", ErrNotReady, in.State)
 	}
-	// Created before it is stored: a crash in between leaves an account
-	// nobody knows the password of, which the next call resets.
-	cred := instance.Credentials{Username: CDCUsername, Password: secrets.Password(32)}
+	cred := in.Accounts.CDC
+	fresh := cred.Username == ""
+	if fresh {
+		// Created before it is stored: a crash in between leaves an
+		// account nobody knows the password of, which the next call resets.
+		cred = instance.Credentials{Username: CDCUsername, Password: secrets.Password(32)}
+	}
 	if err := s.eng.CreateCDCUser(ctx, in, cred); err != nil {
 		return in, fmt.Errorf("create cdc account: %w", err)
 	}
 	stored, err := s.repo.Update(ctx, id, func(c *port.Change) error {
-		if c.Instance.Accounts.CDC.Username != "" {
+		switch {
+		case c.Instance.Accounts.CDC.Username == "":
+			c.Instance.Accounts.CDC = cred
+		case c.Instance.Accounts.CDC != cred || c.Instance.Accounts.CDCGrants == driver.CDCGrants:
 			return port.ErrNoChange
 		}
-		c.Instance.Accounts.CDC = cred
+		c.Instance.Accounts.CDCGrants = driver.CDCGrants
 		return nil
 	})
 	if err != nil {
@@ -56,6 +66,10 @@ func (s *Saga) EnsureCDCAccount(ctx context.Context, id string) (*instance.Insta
 			return stored, fmt.Errorf("create cdc account: %w", err)
 		}
 	}
-	s.log.Info("cdc account added to an instance that predates it", "tenant", in.Tenant, "instance", in.ID)
+	if fresh {
+		s.log.Info("cdc account added to an instance that predates it", "tenant", in.Tenant, "instance", in.ID)
+	} else {
+		s.log.Info("cdc account granted what sync jobs need", "tenant", in.Tenant, "instance", in.ID, "grants", driver.CDCGrants)
+	}
 	return stored, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/canopy-platform/canopy/services/provisioning/internal/driver"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/instance"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/port"
 )
@@ -87,5 +88,32 @@ func TestEnsureCDCAccount(t *testing.T) {
 	cache := h.ready("cache")
 	if in, err := h.saga.EnsureCDCAccount(h.ctx, cache.ID); err != nil || in.Accounts.CDC != (instance.Credentials{}) {
 		t.Fatalf("ensure on redis: %v %+v", err, in)
+	}
+}
+
+// An account created with older grants (before sync jobs wrote to
+// targets) is granted again, same credentials, once: the new grants are
+// recorded and the next call leaves the engine alone.
+func TestEnsureCDCAccountRegrants(t *testing.T) {
+	h := newHarness(t, Config{})
+	my := h.orderMySQL("db")
+	if my.Accounts.CDCGrants != driver.CDCGrants {
+		t.Fatalf("a new order records grants %q, want %q", my.Accounts.CDCGrants, driver.CDCGrants)
+	}
+	h.place(my)
+	h.settle()
+	if _, err := h.repo.Update(h.ctx, my.ID, func(c *port.Change) error { c.Instance.Accounts.CDCGrants = ""; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	before := h.eng.count("create_cdc_user")
+	in, err := h.saga.EnsureCDCAccount(h.ctx, my.ID)
+	if err != nil || in.Accounts.CDC != my.Accounts.CDC || in.Accounts.CDCGrants != driver.CDCGrants || h.eng.count("create_cdc_user") != before+1 {
+		t.Fatalf("regrant: %v %+v, %d engine calls", err, in.Accounts, h.eng.count("create_cdc_user")-before)
+	}
+	if got := h.get(my.ID).Accounts; got.CDC != my.Accounts.CDC || got.CDCGrants != driver.CDCGrants {
+		t.Fatalf("stored %+v", got)
+	}
+	if _, err := h.saga.EnsureCDCAccount(h.ctx, my.ID); err != nil || h.eng.count("create_cdc_user") != before+1 {
+		t.Fatalf("second ensure: %v, %d engine calls", err, h.eng.count("create_cdc_user")-before)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/canopy-platform/canopy/libs/tenancy"
 
 	"github.com/canopy-platform/canopy/api/events"
+	"github.com/canopy-platform/canopy/services/provisioning/internal/driver"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/instance"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/port"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/secrets"
@@ -65,6 +66,7 @@ func (s *Saga) Order(ctx context.Context, r OrderRequest) (*instance.Instance, i
 	if r.Plan.Engine == instance.EngineMySQL {
 		// The cdc service reads the binlog with it; Redis has no CDC.
 		accounts.CDC = instance.Credentials{Username: CDCUsername, Password: secrets.Password(32)}
+		accounts.CDCGrants = driver.CDCGrants
 	}
 	in, op, err := instance.New(instance.Order{
 		ID: NewID(), OperationID: NewID(), Tenant: r.Tenant, Name: r.Name, Plan: r.Plan, Version: r.Version,
