@@ -75,7 +75,7 @@ type Config struct {
 	LagFor time.Duration `yaml:"lag_for" env:"CDC_LAG_FOR" default:"30s"`
 	// StallAfter is how long a replica being read may stand still while the
 	// primary's binlog moves on (its replication broke) before the stream
-	// moves to another node.
+	// or sync job moves to another node.
 	StallAfter time.Duration `yaml:"stall_after" env:"CDC_STALL_AFTER" default:"10s"`
 	// MaxBatch is the most messages in one batch from capture to Kafka;
 	// with the bounded queue between them it bounds a stream's memory.
@@ -180,7 +180,7 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 		s.manager = mgr
 		if s.sync, err = syncrun.New(syncrun.Config{StatusInterval: s.cfg.StatusInterval, MaxBatch: s.cfg.MaxBatch,
-			ChunkSize: s.cfg.SnapshotChunk}, st, s.prov, log, s.deps.Registry); err != nil {
+			ChunkSize: s.cfg.SnapshotChunk, StallAfter: s.cfg.StallAfter}, st, s.prov, log, s.deps.Registry); err != nil {
 			return err
 		}
 		in, err := intake.New(intake.Config{Brokers: s.cfg.Kafka.Brokers}, followers{mgr, s.sync}, mgr.InstanceDeleted, log, s.deps.Registry)

@@ -62,13 +62,14 @@ type syncJobJSON struct {
 	State  string `json:"state"`
 	Status struct {
 		Directions []struct {
-			From      string `json:"from"`
-			To        string `json:"to"`
-			Watermark string `json:"watermark"`
-			Applied   int64  `json:"applied_rows"`
-			Conflicts int64  `json:"conflicts"`
-			Skipped   int64  `json:"skipped_transactions"`
-			LagMs     int64  `json:"lag_ms"`
+			From       string `json:"from"`
+			To         string `json:"to"`
+			Watermark  string `json:"watermark"`
+			SourceNode string `json:"source_node"`
+			Applied    int64  `json:"applied_rows"`
+			Conflicts  int64  `json:"conflicts"`
+			Skipped    int64  `json:"skipped_transactions"`
+			LagMs      int64  `json:"lag_ms"`
 		} `json:"directions"`
 		Applied   int64 `json:"applied_rows"`
 		Conflicts int64 `json:"conflicts"`
@@ -365,4 +366,45 @@ func TestSyncTwoWayConverges(t *testing.T) {
 	if !v.Report.Consistent {
 		t.Errorf("verification after convergence: %+v", v.Report)
 	}
+}
+
+// TestSyncLeavesStalledReplica: the job reads the source's replica; its
+// replication stops (SQL thread stopped, as when it breaks) while the
+// primary takes writes. After stall_after the job reads another node and
+// the target catches up with the primary.
+func TestSyncLeavesStalledReplica(t *testing.T) {
+	srcP, srcR := startPairIDs(t, 1)
+	dst, dstR := startPairIDs(t, 11)
+	broker := startKafka(t)
+	fleet := startFleet(t)
+	fleet.set("src", tenantID, viewNode(srcP, "primary", true), viewNode(srcR, "replica", true))
+	fleet.set("dst", tenantID, viewNode(dst, "primary", true), viewNode(dstR, "replica", true))
+	createTable(t, srcP.root, "t")
+	seed(t, srcP.root, "t", 100)
+	waitFor(t, "source replica has the seed", 30*time.Second, func() (bool, string) { return caughtUp(srcP, srcR) })
+	svc := startService(t, &provStandIn{srv: fleet.srv}, broker, map[string]string{"CANOPY_CDC_STALL_AFTER": "1s"})
+	var job syncJobJSON
+	if _, err := svc.call(http.MethodPost, "/api/v1/sync-jobs", map[string]any{
+		"source_instance": "src", "tables": []string{"app.t"}, "target": map[string]any{"instance": "dst"},
+	}, &job); err != nil {
+		t.Fatal(err)
+	}
+	reading := func(node string) func() (bool, string) {
+		return func() (bool, string) {
+			j, err := svc.job(job.ID)
+			if err != nil || len(j.Status.Directions) != 1 {
+				return false, fmt.Sprint(err)
+			}
+			return j.State == "running" && j.Status.Directions[0].SourceNode == node, fmt.Sprintf("%+v", j)
+		}
+	}
+	waitFor(t, "the job reading the replica", 60*time.Second, reading(srcR.id))
+	execAll(t, srcR.root, "STOP SLAVE SQL_THREAD")
+	execAll(t, srcP.root, "INSERT INTO app.t (id, v, n) VALUES (1000, 'after the stall', 0)")
+	waitFor(t, "the job leaving the stalled replica", 30*time.Second, reading(srcP.id))
+	want := dump(t, srcP.root, "t")
+	waitFor(t, "target equals the primary", 30*time.Second, func() (bool, string) {
+		d := dumpDiff(want, dump(t, dst.root, "t"))
+		return d == "", d
+	})
 }

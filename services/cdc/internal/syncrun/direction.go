@@ -74,8 +74,15 @@ type direction struct {
 	tables      map[string]int64
 	lastEvent   time.Time // commit time of the last applied change
 	lastCovered time.Time // when the watermark last covered the source's end
-	lag         time.Duration
-	lastErr     string
+	// readAddr is the node read; stillSince is when the watermark was last
+	// seen move (or covered the end), stalled a replica left for standing
+	// still longer than StallAfter.
+	readAddr   string
+	stillPos   string
+	stillSince time.Time
+	stalled    string
+	lag        time.Duration
+	lastErr    string
 	// reconcileUntil is the last load attempt's position while the stream
 	// catches up with it after a resumed load; loadDone the load's final
 	// progress, kept in the watermark meanwhile.
@@ -116,7 +123,12 @@ func (d *direction) run(ctx context.Context) *permanentError {
 			return perm
 		}
 		if errors.Is(err, errReconnect) {
-			d.log.Info("topology changed; reconnecting", "node", node)
+			d.mu.Lock()
+			if d.stalled != "" {
+				prev, avoid, d.stalled = "", d.stalled, ""
+			}
+			d.mu.Unlock()
+			d.log.Info("topology changed; reconnecting", "node", node, "avoid", avoid)
 			bo.Reset()
 			continue
 		}
@@ -192,7 +204,7 @@ func (d *direction) attempt(pctx context.Context, prev, avoid string) (nodeID st
 	if err != nil {
 		return n.ID, false, fmt.Errorf("read watermark on %s: %w", d.to, err)
 	}
-	d.connect(n.ID, lagSrc, wm)
+	d.connect(n.ID, src.Addr, lagSrc, wm)
 	defer func() {
 		d.mu.Lock()
 		d.connected, d.streaming, d.loading = false, false, false
@@ -533,10 +545,11 @@ func (d *direction) classify(err error, node provview.Node, pos string) error {
 	return err
 }
 
-func (d *direction) connect(node string, lagSrc capture.Source, wm syncjob.Watermark) {
+func (d *direction) connect(node, readAddr string, lagSrc capture.Source, wm syncjob.Watermark) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.node, d.lagSource, d.connected = node, lagSrc, true
+	d.node, d.readAddr, d.lagSource, d.connected = node, readAddr, lagSrc, true
+	d.stillPos, d.stillSince = "", time.Now()
 	if wm.Position != d.wm.Position || !bytes.Equal(wm.Load, d.wm.Load) {
 		close(d.moved)
 		d.moved = make(chan struct{})
@@ -583,14 +596,17 @@ func (d *direction) measure(ctx context.Context, now time.Time) {
 	d.mu.Lock()
 	src, connected, wm, loading := d.lagSource, d.connected, d.wm.Position, d.loading
 	d.mu.Unlock()
-	covered := false
+	covered, known := false, false
 	if connected && !loading {
 		if pos, err := d.m.position(ctx, src); err == nil {
-			covered = gtidpos.CoversText(wm, pos, d.j.job.ServerID)
+			covered, known = gtidpos.CoversText(wm, pos, d.j.job.ServerID), true
 		}
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if known {
+		d.watchStill(now, covered)
+	}
 	if covered {
 		d.lastCovered, d.lag = now, 0
 	} else {
@@ -601,6 +617,27 @@ func (d *direction) measure(ctx context.Context, now time.Time) {
 		d.lag = max(now.Sub(since), 0)
 	}
 	d.m.metrics.lag.WithLabelValues(d.j.job.ID, d.from).Set(d.lag.Seconds())
+}
+
+// watchStill leaves a replica that stands still while the primary moves
+// on: its replication broke, and reading it would stall the job for good.
+// The primary itself is never left for that (its binlog is the end).
+// Called with d.mu held.
+func (d *direction) watchStill(now time.Time, covered bool) {
+	if covered || !d.streaming || d.wm.Position != d.stillPos {
+		d.stillPos, d.stillSince = d.wm.Position, now
+		return
+	}
+	if d.readAddr == d.lagSource.Addr || now.Sub(d.stillSince) < d.m.cfg.StallAfter || d.stalled != "" {
+		return
+	}
+	d.log.Warn("the replica read stands still while the primary moves on; reading another node",
+		"node", d.node, "watermark", d.wm.Position, "still_for", now.Sub(d.stillSince).Round(time.Second))
+	d.stalled = d.node
+	select {
+	case d.kick <- struct{}{}:
+	default:
+	}
 }
 
 // status is the direction's part of the job's status.

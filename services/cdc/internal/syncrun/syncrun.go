@@ -84,6 +84,10 @@ type Config struct {
 	// position ending on the job's own transaction before counting it as
 	// covered (default 2s).
 	OwnGrace time.Duration `yaml:"own_grace" env:"SYNC_OWN_GRACE"`
+	// StallAfter is how long a replica being read may stand still while
+	// the primary's binlog moves on (its replication broke) before the
+	// direction reads another node (default 10s).
+	StallAfter time.Duration `yaml:"stall_after" env:"SYNC_STALL_AFTER"`
 }
 
 func (c Config) withDefaults() Config {
@@ -98,6 +102,7 @@ func (c Config) withDefaults() Config {
 	def(&c.RetryMax, 5*time.Second)
 	def(&c.SettleTimeout, 5*time.Minute)
 	def(&c.OwnGrace, 2*time.Second)
+	def(&c.StallAfter, 10*time.Second)
 	if c.MaxBatch <= 0 {
 		c.MaxBatch = 1000
 	}
