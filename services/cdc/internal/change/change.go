@@ -73,8 +73,8 @@ type Batch struct {
 // (captures fill it instead of the Kafka value when run with Decoded).
 // Values are SQL argument values in Columns order, nil for NULL: int64,
 // uint64, float32, float64, string or []byte (binary columns, and every
-// value a snapshot read). Temporal values are their text in a '+00:00'
-// session, ENUM and SET their member text, BIT an uint64.
+// value but integers that a snapshot read). Temporal values are their text
+// in a '+00:00' session, ENUM and SET their member text, BIT an uint64.
 type RowChange struct {
 	DB, Table string
 	// Op is "c" (insert), "u" (update), "d" (delete) or "r" (snapshot read).

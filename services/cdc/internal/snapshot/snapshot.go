@@ -93,8 +93,9 @@ type Config struct {
 	// ChunkSize is the rows per chunk and batch (default DefaultChunkSize).
 	ChunkSize int
 	// Decoded makes messages carry the row as a change.RowChange (op "r",
-	// After the raw text of every column as []byte, nil for NULL) and no
-	// Key or Value: what a sync job's initial load applies.
+	// After integers as int64/uint64 and the raw text of every other
+	// column as []byte, nil for NULL) and no Key or Value: what a sync
+	// job's initial load applies.
 	Decoded bool
 	// Logger is optional.
 	Logger *slog.Logger
@@ -694,16 +695,29 @@ func (r *runner) message(t *envelope.Table, raw [][]byte, keyed bool) (change.Me
 	}, env, nil
 }
 
-// decoded builds the op "r" RowChange of one row, counting it. The values
-// stay the text SELECT returned (FLOAT widened to DOUBLE, see SelectList):
-// bound as arguments in a '+00:00' session they store the same value.
+// decoded builds the op "r" RowChange of one row, counting it. Integers
+// become int64/uint64 as the binlog's decoded values are, so a row's key
+// reads the same whether it was loaded or streamed (conflict keys, cache
+// keys); the other values stay the text SELECT returned (FLOAT widened to
+// DOUBLE, see SelectList): bound as arguments in a '+00:00' session they
+// store the same value.
 func (r *runner) decoded(t *envelope.Table, raw [][]byte) change.Message {
 	idx := r.prog.Attempt*attemptStride + int(r.counter)
 	r.counter++
 	after := make([]any, len(raw))
 	for i, v := range raw {
-		if v != nil {
-			after[i] = v
+		if v == nil {
+			continue
+		}
+		after[i] = v
+		if c := t.Columns[i]; isInteger(c.Type) {
+			if c.Unsigned {
+				if n, err := strconv.ParseUint(string(v), 10, 64); err == nil {
+					after[i] = n
+				}
+			} else if n, err := strconv.ParseInt(string(v), 10, 64); err == nil {
+				after[i] = n
+			}
 		}
 	}
 	if r.shape != t {
