@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/oklog/ulid/v2"
@@ -40,6 +41,8 @@ type jobStatus struct {
 	Tables     map[string]syncjob.TableStatus `json:"tables"`
 	Applied    int64                          `json:"applied_rows"`
 	Conflicts  int64                          `json:"conflicts"`
+	// NextVerify is when the scheduled verification is due (zero: none).
+	NextVerify time.Time `json:"next_verification,omitzero"`
 }
 
 type jobDirection struct {
@@ -54,7 +57,8 @@ type jobDirection struct {
 }
 
 func encodeStatus(st syncjob.Status) (string, error) {
-	j := jobStatus{Tables: st.Tables, Applied: st.Applied, Conflicts: st.Conflicts, Directions: []jobDirection{}}
+	j := jobStatus{Tables: st.Tables, Applied: st.Applied, Conflicts: st.Conflicts, NextVerify: st.NextVerification,
+		Directions: []jobDirection{}}
 	for _, d := range st.Directions {
 		j.Directions = append(j.Directions, jobDirection{From: d.From, To: d.To, Watermark: d.Watermark, SourceNode: d.SourceNode,
 			Applied: d.Applied, Conflicts: d.Conflicts, Skipped: d.Skipped, LagMs: d.LagMs})
@@ -71,7 +75,7 @@ func decodeStatus(raw string) (syncjob.Status, error) {
 	if err := json.Unmarshal([]byte(raw), &j); err != nil {
 		return syncjob.Status{}, err
 	}
-	st := syncjob.Status{Tables: j.Tables, Applied: j.Applied, Conflicts: j.Conflicts}
+	st := syncjob.Status{Tables: j.Tables, Applied: j.Applied, Conflicts: j.Conflicts, NextVerification: j.NextVerify}
 	for _, d := range j.Directions {
 		st.Directions = append(st.Directions, syncjob.DirectionStatus{From: d.From, To: d.To, Watermark: d.Watermark,
 			SourceNode: d.SourceNode, Applied: d.Applied, Conflicts: d.Conflicts, Skipped: d.Skipped, LagMs: d.LagMs})

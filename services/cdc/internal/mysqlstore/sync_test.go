@@ -162,6 +162,7 @@ func TestSyncJobStateAndStatus(t *testing.T) {
 		},
 		Tables:  map[string]syncjob.TableStatus{"app.orders": {Applied: 15, LagMs: 40}},
 		Applied: 15, Conflicts: 1, LastError: "not stored here",
+		NextVerification: time.Date(2026, 12, 3, 9, 0, 0, 0, time.UTC),
 	}
 	if err := s.SaveJobStatus(ctx, "j1", st); err != nil {
 		t.Fatal(err)

@@ -196,6 +196,9 @@ type Status struct {
 	Applied   int64                  `json:"applied_rows"`
 	Conflicts int64                  `json:"conflicts"`
 	LastError string                 `json:"last_error,omitempty"`
+	// NextVerification is when the scheduled verification (VerifyEvery)
+	// is due; kept with the status so a restart does not put it off.
+	NextVerification time.Time `json:"next_verification,omitzero"`
 }
 
 // DirectionStatus is one direction of a job.

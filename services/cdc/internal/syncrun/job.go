@@ -53,7 +53,12 @@ func newJobRunner(m *Manager, j syncjob.Job) *jobRunner {
 		r.tables[t] = ts.Applied
 	}
 	if every := time.Duration(j.Spec.VerifyEvery); every > 0 {
-		r.nextVerify = time.Now().Add(every)
+		// The schedule stored with the status survives restarts; a job
+		// that never had one starts its clock now.
+		r.nextVerify = j.Status.NextVerification
+		if r.nextVerify.IsZero() {
+			r.nextVerify = time.Now().Add(every)
+		}
 	}
 	for _, rt := range directionsOf(j) {
 		r.dirs = append(r.dirs, newDirection(r, rt))
@@ -241,7 +246,7 @@ func (r *jobRunner) saveStatus(ctx context.Context) {
 // status is the job's status now.
 func (r *jobRunner) status() syncjob.Status {
 	r.mu.Lock()
-	st := syncjob.Status{Tables: map[string]syncjob.TableStatus{}, LastError: r.failure}
+	st := syncjob.Status{Tables: map[string]syncjob.TableStatus{}, LastError: r.failure, NextVerification: r.nextVerify}
 	for t, n := range r.tables {
 		st.Tables[t] = syncjob.TableStatus{Applied: n}
 	}

@@ -136,6 +136,32 @@ func TestScheduledVerification(t *testing.T) {
 	}
 }
 
+// The schedule is kept with the status: a job whose verification fell due
+// while the service was down (an hourly one here) runs it once it streams
+// again, and the next due time is stored.
+func TestScheduleSurvivesRestart(t *testing.T) {
+	w := newWorld(t)
+	w.add("src", 1)
+	w.add("dst", 2)
+	j := job("j", syncjob.Spec{SourceInstance: "src", Target: syncjob.Target{Instance: "dst"},
+		VerifyEvery: syncjob.Duration(time.Hour)})
+	j.Status.NextVerification = time.Now().Add(-time.Minute)
+	r := newRepo(j)
+	start(t, w, r, WithNewID(func() string { return "due" }))
+	eventually(t, "the overdue verification done", func() bool {
+		for _, v := range r.finishedVerifications() {
+			if v.ID == "due" && v.State == syncjob.VerifyDone {
+				return true
+			}
+		}
+		return false
+	})
+	eventually(t, "the next one stored about an hour ahead", func() bool {
+		next := r.job("j").Status.NextVerification
+		return next.After(time.Now().Add(59*time.Minute)) && next.Before(time.Now().Add(61*time.Minute))
+	})
+}
+
 func TestVerifyOfACacheFails(t *testing.T) {
 	w := newWorld(t)
 	w.add("src", 1)
