@@ -23,6 +23,7 @@ import (
 
 	"github.com/canopy-platform/canopy/services/cdc/internal/capture"
 	"github.com/canopy-platform/canopy/services/cdc/internal/change"
+	"github.com/canopy-platform/canopy/services/cdc/internal/kicks"
 	"github.com/canopy-platform/canopy/services/cdc/internal/nodepool"
 	"github.com/canopy-platform/canopy/services/cdc/internal/provview"
 	"github.com/canopy-platform/canopy/services/cdc/internal/snapshot"
@@ -142,10 +143,9 @@ type Manager struct {
 	mu      sync.Mutex
 	ctx     context.Context // the service's lifetime, set by Run
 	runners map[string]*runner
-	pending map[string]bool // streams kicked, not reconciled yet
 	gone    map[string]bool // deleted instances: their streams never start again
-	wake    chan struct{}   // cap 1: pending is not empty
-	wg      sync.WaitGroup  // runners
+	kicks   *kicks.Queue
+	wg      sync.WaitGroup // runners
 }
 
 // New returns a manager; reg receives the canopy_cdc_* metrics.
@@ -159,8 +159,7 @@ func New(cfg Config, repo Repo, nodes Nodes, sink Sink, logger *slog.Logger, reg
 	}
 	m := &Manager{cfg: cfg.withDefaults(), repo: repo, nodes: nodes, sink: sink, logger: logger.With("component", "pipeline"),
 		metrics: metrics, capture: capture.Run, snapshot: snapshot.Run, pos: nodepool.New(1),
-		runners: make(map[string]*runner), pending: make(map[string]bool), gone: make(map[string]bool),
-		wake: make(chan struct{}, 1)}
+		runners: make(map[string]*runner), gone: make(map[string]bool), kicks: kicks.New()}
 	m.position = m.pos.Position
 	for _, o := range opts {
 		o(m)
@@ -183,45 +182,15 @@ func (m *Manager) Run(ctx context.Context) error {
 		m.stopAll()
 		m.pos.Close()
 	}()
-	if err := m.resync(ctx); err != nil {
-		m.logger.Warn("load streams failed; retrying at the next resync", "err", err)
-	}
-	t := time.NewTicker(m.cfg.ResyncInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-m.wake:
-			m.mu.Lock()
-			ids := make([]string, 0, len(m.pending))
-			for id := range m.pending {
-				ids = append(ids, id)
-			}
-			clear(m.pending)
-			m.mu.Unlock()
-			for _, id := range ids {
-				m.reconcileID(ctx, id)
-			}
-		case <-t.C:
-			if err := m.resync(ctx); err != nil && ctx.Err() == nil {
-				m.logger.Warn("resync streams failed", "err", err)
-			}
-		}
-	}
+	m.kicks.Loop(ctx, m.cfg.ResyncInterval, m.resync, m.reconcileID, m.logger, "streams")
+	return nil
 }
 
 // Kick makes the manager re-read the stream and start, stop or restart
 // its runner to match its stored state (deleting: stop, then delete). It
 // does not block; it may be called before Run.
 func (m *Manager) Kick(streamID string) {
-	m.mu.Lock()
-	m.pending[streamID] = true
-	m.mu.Unlock()
-	select {
-	case m.wake <- struct{}{}:
-	default:
-	}
+	m.kicks.Kick(streamID)
 }
 
 // InstanceChanged tells the runners of an instance that its topology

@@ -26,6 +26,7 @@ import (
 	"github.com/oklog/ulid/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/canopy-platform/canopy/services/cdc/internal/kicks"
 	"github.com/canopy-platform/canopy/services/cdc/internal/provview"
 	"github.com/canopy-platform/canopy/services/cdc/internal/syncjob"
 )
@@ -138,8 +139,7 @@ type Manager struct {
 	ctx       context.Context // the service's lifetime, set by Run
 	runners   map[string]*jobRunner
 	verifying map[string]int // job id → verifications running
-	pending   map[string]bool
-	wake      chan struct{} // cap 1: pending is not empty
+	kicks     *kicks.Queue
 	wg        sync.WaitGroup
 }
 
@@ -158,8 +158,7 @@ func New(cfg Config, repo Repo, nodes Nodes, log *slog.Logger, reg prometheus.Re
 		capture: defaultCapture, load: defaultLoad, openMySQL: defaultOpenMySQL, openRedis: defaultOpenRedis,
 		verify: defaultVerify, position: dbs.position, tables: dbs.tables, schema: dbs.schema,
 		newID:   func() string { return ulid.Make().String() },
-		runners: make(map[string]*jobRunner), verifying: make(map[string]int), pending: make(map[string]bool),
-		wake: make(chan struct{}, 1)}
+		runners: make(map[string]*jobRunner), verifying: make(map[string]int), kicks: kicks.New()}
 	for _, o := range opts {
 		o(m)
 	}
@@ -179,45 +178,15 @@ func (m *Manager) Run(ctx context.Context) error {
 	m.mu.Unlock()
 	defer m.dbs.close()
 	defer m.stopAll()
-	if err := m.resync(ctx); err != nil {
-		m.logger.Warn("load sync jobs failed; retrying at the next resync", "err", err)
-	}
-	t := time.NewTicker(m.cfg.ResyncInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-m.wake:
-			m.mu.Lock()
-			ids := make([]string, 0, len(m.pending))
-			for id := range m.pending {
-				ids = append(ids, id)
-			}
-			clear(m.pending)
-			m.mu.Unlock()
-			for _, id := range ids {
-				m.reconcileID(ctx, id)
-			}
-		case <-t.C:
-			if err := m.resync(ctx); err != nil && ctx.Err() == nil {
-				m.logger.Warn("resync sync jobs failed", "err", err)
-			}
-		}
-	}
+	m.kicks.Loop(ctx, m.cfg.ResyncInterval, m.resync, m.reconcileID, m.logger, "sync jobs")
+	return nil
 }
 
 // Kick makes the Manager re-read the job and start, stop or restart its
 // runner to match its stored state (deleting: stop, drop the watermarks,
 // delete). It does not block; it may be called before Run.
 func (m *Manager) Kick(id string) {
-	m.mu.Lock()
-	m.pending[id] = true
-	m.mu.Unlock()
-	select {
-	case m.wake <- struct{}{}:
-	default:
-	}
+	m.kicks.Kick(id)
 }
 
 // InstanceChanged tells the directions reading or writing an instance that
