@@ -17,6 +17,7 @@ import (
 	"github.com/canopy-platform/canopy/libs/devkafka"
 	"github.com/canopy-platform/canopy/libs/enginetest"
 	"github.com/canopy-platform/canopy/services/cdc/internal/capture"
+	"github.com/canopy-platform/canopy/services/cdc/internal/nodetest"
 )
 
 // The account capture reads the binlog with, the grants provisioning gives
@@ -46,13 +47,28 @@ func (n *node) source() capture.Source {
 // position would mean "current end" to capture).
 func startNode(b *testing.B) *node {
 	b.Helper()
+	n := startMariaDB(b, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := n.root.ExecContext(ctx, ordersDDL(benchDB+"."+benchTable)+" ENGINE=InnoDB"); err != nil {
+		b.Fatalf("create the orders table: %v", err)
+	}
+	return n
+}
+
+// startMariaDB starts one mariadbd as a tenant node runs (ROW binlog, FULL
+// row metadata, GTID strict mode, log_slave_updates, durable commits: lag
+// is measured from the commit's acknowledgement, which includes the fsync)
+// with canopy_cdc granted what provisioning grants it, and the bench
+// database.
+func startMariaDB(b *testing.B, serverID uint32) *node {
+	b.Helper()
 	p := enginetest.New(b, "mariadbd", func(p *enginetest.Proc, _ bool) []string {
 		args := []string{"--no-defaults", "--datadir=" + filepath.Join(p.Dir, "data"), "--tmpdir=" + p.Dir,
 			"--socket=" + enginetest.MariaDBSocket(p), "--port=" + strconv.Itoa(p.Port), "--bind-address=127.0.0.1",
-			"--skip-name-resolve", "--pid-file=" + filepath.Join(p.Dir, "m.pid"), "--server-id=1",
-			"--log-bin=mysql-bin", "--binlog-format=ROW", "--binlog-row-metadata=FULL", "--gtid-strict-mode=ON",
-			// Durable commits, as on a tenant node: lag is measured from the
-			// commit's acknowledgement, which includes the fsync.
+			"--skip-name-resolve", "--pid-file=" + filepath.Join(p.Dir, "m.pid"),
+			"--server-id=" + strconv.FormatUint(uint64(serverID), 10), "--log-bin=mysql-bin", "--log-slave-updates",
+			"--binlog-format=ROW", "--binlog-row-metadata=FULL", "--gtid-strict-mode=ON",
 			"--sync-binlog=1", "--innodb-flush-log-at-trx-commit=1",
 			"--innodb-buffer-pool-size=256M", "--innodb-log-file-size=64M", "--performance-schema=OFF",
 			"--max-connections=50", "--init-file=" + filepath.Join(p.Dir, "init.sql"),
@@ -66,7 +82,7 @@ func startNode(b *testing.B) *node {
 	initSQL := strings.Join([]string{
 		"SET SESSION sql_log_bin=0",
 		fmt.Sprintf("CREATE USER IF NOT EXISTS %s@'%%' IDENTIFIED BY '%s'", cdcUser, cdcPassword),
-		fmt.Sprintf("GRANT SELECT, REPLICATION SLAVE, BINLOG MONITOR, SLAVE MONITOR ON *.* TO %s@'%%'", cdcUser),
+		fmt.Sprintf("GRANT %s ON *.* TO %s@'%%'", nodetest.CDCGrants, cdcUser),
 	}, ";\n") + ";\n"
 	if err := os.WriteFile(filepath.Join(p.Dir, "init.sql"), []byte(initSQL), 0o600); err != nil {
 		b.Fatal(err)
@@ -76,22 +92,8 @@ func startNode(b *testing.B) *node {
 	// A few connections: the loader and the paced writer use one each.
 	n.root.SetMaxOpenConns(4)
 	b.Cleanup(func() { n.root.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for _, s := range []string{
-		"CREATE DATABASE " + benchDB,
-		"CREATE TABLE " + benchDB + "." + benchTable + ` (
-			id BIGINT PRIMARY KEY,
-			customer VARCHAR(32) NOT NULL,
-			amount DECIMAL(12,2) NOT NULL,
-			status ENUM('new','paid','shipped','cancelled') NOT NULL,
-			created_at DATETIME(3) NOT NULL,
-			note TEXT
-		) ENGINE=InnoDB`,
-	} {
-		if _, err := n.root.ExecContext(ctx, s); err != nil {
-			b.Fatalf("%s: %v", s, err)
-		}
+	if _, err := n.root.ExecContext(b.Context(), "CREATE DATABASE "+benchDB); err != nil {
+		b.Fatal(err)
 	}
 	return n
 }

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -17,8 +15,6 @@ import (
 	"github.com/go-sql-driver/mysql"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/canopy-platform/canopy/libs/enginetest"
-	"github.com/canopy-platform/canopy/services/cdc/internal/nodetest"
 	"github.com/canopy-platform/canopy/services/cdc/internal/provview"
 	"github.com/canopy-platform/canopy/services/cdc/internal/syncjob"
 	"github.com/canopy-platform/canopy/services/cdc/internal/syncrun"
@@ -63,8 +59,8 @@ const (
 func BenchmarkSyncApply(b *testing.B) {
 	rows := int64(envInt(b, "CANOPY_BENCH_SYNC_ROWS", 200_000))
 	stmtRows := int64(envInt(b, "CANOPY_BENCH_SYNC_STMT_ROWS", 1000))
-	src := startSyncNode(b, 1)
-	dst := startSyncNode(b, 2)
+	src := startMariaDB(b, 1)
+	dst := startMariaDB(b, 2)
 	ctx := b.Context()
 	if _, err := dst.root.ExecContext(ctx, "CREATE DATABASE "+syncPeerDB); err != nil {
 		b.Fatal(err)
@@ -168,45 +164,6 @@ func BenchmarkSyncApply(b *testing.B) {
 	}
 	b.Logf("sync apply: job %.0f rows/s, raw multi-row INSERTs (%d rows each) %.0f rows/s, ratio %.2f (goal ≥ %.2f: %s) over %d rows × %d runs",
 		jobRate, stmtRows, peerRate, ratio, syncApplyGoal, verdict, rows, iter)
-}
-
-// startSyncNode starts one mariadbd as a tenant node runs (ROW binlog,
-// FULL row metadata, GTID strict mode, durable commits) with canopy_cdc
-// granted what provisioning grants it, sync writes included.
-func startSyncNode(b *testing.B, serverID uint32) *node {
-	b.Helper()
-	p := enginetest.New(b, "mariadbd", func(p *enginetest.Proc, _ bool) []string {
-		args := []string{"--no-defaults", "--datadir=" + filepath.Join(p.Dir, "data"), "--tmpdir=" + p.Dir,
-			"--socket=" + enginetest.MariaDBSocket(p), "--port=" + strconv.Itoa(p.Port), "--bind-address=127.0.0.1",
-			"--skip-name-resolve", "--pid-file=" + filepath.Join(p.Dir, "m.pid"),
-			"--server-id=" + strconv.FormatUint(uint64(serverID), 10), "--log-bin=mysql-bin", "--log-slave-updates",
-			"--binlog-format=ROW", "--binlog-row-metadata=FULL", "--gtid-strict-mode=ON",
-			"--sync-binlog=1", "--innodb-flush-log-at-trx-commit=1",
-			"--innodb-buffer-pool-size=256M", "--innodb-log-file-size=64M", "--performance-schema=OFF",
-			"--max-connections=50", "--init-file=" + filepath.Join(p.Dir, "init.sql"),
-		}
-		if os.Geteuid() == 0 {
-			args = append(args, "--user=root")
-		}
-		return args
-	}, enginetest.WaitMariaDB)
-	enginetest.MariaDBData(b, filepath.Join(p.Dir, "data"))
-	initSQL := strings.Join([]string{
-		"SET SESSION sql_log_bin=0",
-		fmt.Sprintf("CREATE USER IF NOT EXISTS %s@'%%' IDENTIFIED BY '%s'", cdcUser, cdcPassword),
-		fmt.Sprintf("GRANT %s ON *.* TO %s@'%%'", nodetest.CDCGrants, cdcUser),
-	}, ";\n") + ";\n"
-	if err := os.WriteFile(filepath.Join(p.Dir, "init.sql"), []byte(initSQL), 0o600); err != nil {
-		b.Fatal(err)
-	}
-	p.Start()
-	n := &node{proc: p, root: enginetest.RootDB(enginetest.MariaDBSocket(p))}
-	n.root.SetMaxOpenConns(4)
-	b.Cleanup(func() { n.root.Close() })
-	if _, err := n.root.ExecContext(b.Context(), "CREATE DATABASE "+benchDB); err != nil {
-		b.Fatal(err)
-	}
-	return n
 }
 
 // openCDC is one TCP connection to the node as canopy_cdc, the way the
