@@ -39,7 +39,10 @@ type CounterKey struct{ NodeID, Name string }
 
 // Delta is how much a counter grew from prev to cur, never negative: a
 // counter that went down, or an uptime that went down, is a restart and
-// counts cur from zero; no prev counts nothing (a baseline).
+// counts cur from zero; no prev counts nothing (a baseline). Growth from a
+// restart is lost only when neither went down: two restarts in consecutive
+// sample intervals with the second counter higher than the first (and,
+// unavoidably, the traffic between the last sample and a restart).
 func Delta(prev *Counter, cur Counter) int64 {
 	if prev == nil || cur.Value <= 0 {
 		return 0

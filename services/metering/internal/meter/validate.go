@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"slices"
+	"strings"
 )
 
 // slugPattern is what a custom meter's slug may be: it names the meter in
@@ -59,6 +61,9 @@ func ValidateMeter(m Meter) error {
 		fail("value_property", fmt.Sprintf("is required for %s", m.Aggregation))
 	}
 	tooLong("value_property", m.ValueProperty, 255)
+	if m.ValueProperty != "" && slices.Contains(strings.Split(m.ValueProperty, "."), "") {
+		fail("value_property", `must be a dot path of data's fields ("usage.tokens")`)
+	}
 	if m.Scale < 0 || math.IsNaN(m.Scale) || math.IsInf(m.Scale, 0) {
 		fail("scale", "must be a positive number (0 or absent means 1)")
 	}

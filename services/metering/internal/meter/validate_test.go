@@ -25,6 +25,7 @@ func TestValidateMeter(t *testing.T) {
 		{"bad aggregation", func(m *Meter) { m.Aggregation = "MEDIAN" }, []string{"aggregation"}},
 		{"sum needs property", func(m *Meter) { m.ValueProperty = "" }, []string{"value_property"}},
 		{"unique needs property", func(m *Meter) { m.Aggregation, m.ValueProperty = UniqueCount, "" }, []string{"value_property"}},
+		{"empty path segment", func(m *Meter) { m.ValueProperty = "usage..tokens" }, []string{"value_property"}},
 		{"negative scale", func(m *Meter) { m.Scale = -1 }, []string{"scale"}},
 	}
 	for _, c := range cases {
