@@ -75,7 +75,7 @@ func (s *Service) CostReport(ctx context.Context, q meter.Query) (CostReport, er
 	byMeter := by(meter.ByMeter)
 	spec := readSpec{
 		tenant: q.Tenant, all: q.AllTenants, subject: q.Instance,
-		from: q.Window.Start(q.From), to: q.To, hoursOnly: q.Window == meter.Hour,
+		from: q.From, to: q.To, hoursOnly: q.Window == meter.Hour,
 		bySubject: by(meter.ByInstance), byRegion: by(meter.ByRegion), byTenant: q.AllTenants && by(meter.ByTenant),
 		byPlan: by(meter.ByPlan),
 		meters: map[string]meterInfo{},

@@ -39,7 +39,7 @@ func (s *Service) Run(ctx context.Context) error {
 	t := time.NewTicker(s.cfg.JobsEvery)
 	defer t.Stop()
 	for {
-		s.RunOnce(ctx)
+		_ = s.RunOnce(ctx) // logged; the next round retries
 		select {
 		case <-ctx.Done():
 			return nil
@@ -48,8 +48,9 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 }
 
-// RunOnce runs each job once, logging failures.
-func (s *Service) RunOnce(ctx context.Context) {
+// RunOnce runs each job once, logging failures and returning them joined.
+func (s *Service) RunOnce(ctx context.Context) error {
+	var errs []error
 	for _, job := range []struct {
 		name string
 		run  func(context.Context) error
@@ -59,28 +60,37 @@ func (s *Service) RunOnce(ctx context.Context) {
 		{"budgets", s.evaluateBudgets},
 	} {
 		if ctx.Err() != nil {
-			return
+			return ctx.Err()
 		}
 		err := job.run(ctx)
 		switch {
 		case err == nil:
 			s.metrics.jobRuns.WithLabelValues(job.name, "ok").Inc()
 		case ctx.Err() != nil:
-			return
+			return ctx.Err()
 		default:
 			s.metrics.jobRuns.WithLabelValues(job.name, "error").Inc()
 			s.log.Error("rating job failed", "job", job.name, "err", err)
+			errs = append(errs, fmt.Errorf("%s: %w", job.name, err))
 		}
 	}
+	return errors.Join(errs...)
 }
 
-// lockCursor reads (creating it at initial when missing) a cursor FOR
-// UPDATE in tx: a second replica waits here until this one committed and
-// then sees the cursor moved.
-func lockCursor(ctx context.Context, tx *store.Tx, name string, initial time.Time) (time.Time, error) {
-	if _, err := tx.ExecContext(ctx, "INSERT IGNORE INTO cursors (name, at) VALUES (?, ?)", name, initial); err != nil {
-		return time.Time{}, fmt.Errorf("create cursor %s: %w", name, err)
+// ensureCursor creates a cursor at initial unless it exists, in its own
+// statement: inside the locking transaction, two replicas' INSERT IGNORE
+// would each hold a shared lock on the row and deadlock upgrading it.
+func (s *Service) ensureCursor(ctx context.Context, name string, initial time.Time) error {
+	if _, err := s.db.SQL().ExecContext(ctx, "INSERT IGNORE INTO cursors (name, at) VALUES (?, ?)", name, initial); err != nil {
+		return fmt.Errorf("create cursor %s: %w", name, err)
 	}
+	return nil
+}
+
+// lockCursor reads a cursor (made by ensureCursor) FOR UPDATE in tx: a
+// second replica waits here until this one committed and then sees the
+// cursor moved.
+func lockCursor(ctx context.Context, tx *store.Tx, name string) (time.Time, error) {
 	var at time.Time
 	if err := tx.QueryRowContext(ctx, "SELECT at FROM cursors WHERE name = ? FOR UPDATE", name).Scan(&at); err != nil {
 		return time.Time{}, fmt.Errorf("lock cursor %s: %w", name, err)
@@ -122,10 +132,13 @@ func (s *Service) rateNextHour(ctx context.Context) (done bool, err error) {
 		return false, err
 	}
 	currency := s.currency(prices)
+	if err := s.ensureCursor(ctx, CursorRatedThrough, now.Truncate(time.Hour)); err != nil {
+		return false, err
+	}
 	var hour time.Time
 	emitted := 0
 	err = s.db.Tx(ctx, func(tx *store.Tx) error {
-		h, err := lockCursor(ctx, tx, CursorRatedThrough, now.Truncate(time.Hour))
+		h, err := lockCursor(ctx, tx, CursorRatedThrough)
 		if err != nil {
 			return err
 		}
@@ -255,7 +268,7 @@ func (s *Service) closeInvoices(ctx context.Context) error {
 			return err
 		}
 		err = s.db.Tx(ctx, func(tx *store.Tx) error {
-			at, err := lockCursor(ctx, tx, CursorInvoicesClosedThrough, month)
+			at, err := lockCursor(ctx, tx, CursorInvoicesClosedThrough)
 			if err != nil || !at.Equal(month) {
 				return err // another replica moved it
 			}
@@ -286,9 +299,11 @@ func (s *Service) invoiceCursor(ctx context.Context, now time.Time) (time.Time, 
 	if oldest.Valid && oldest.Time.Before(initial) {
 		initial = meter.Month.Start(oldest.Time)
 	}
-	err = s.db.Tx(ctx, func(tx *store.Tx) error {
-		at, err = lockCursor(ctx, tx, CursorInvoicesClosedThrough, initial)
-		return err
-	})
-	return at, err
+	if err := s.ensureCursor(ctx, CursorInvoicesClosedThrough, initial); err != nil {
+		return time.Time{}, err
+	}
+	if err := s.db.SQL().QueryRowContext(ctx, "SELECT at FROM cursors WHERE name = ?", CursorInvoicesClosedThrough).Scan(&at); err != nil {
+		return time.Time{}, fmt.Errorf("read cursor %s: %w", CursorInvoicesClosedThrough, err)
+	}
+	return at.UTC(), nil
 }
