@@ -90,18 +90,24 @@ func (s *Service) Invoice(ctx context.Context, tenant, month string) (Invoice, e
 	if !errors.Is(err, ErrNotFound) {
 		return Invoice{}, err
 	}
-	closesAt := end.Add(s.cfg.Grace)
-	if !s.Now().Before(closesAt) {
-		if _, err := s.closeInvoice(ctx, tenant, month); err != nil {
-			return Invoice{}, err
-		}
-		return s.closedInvoice(ctx, tenant, month)
-	}
 	inv, err = s.draft(ctx, tenant, start, end)
 	if err != nil {
 		return Invoice{}, err
 	}
-	return inv, nil
+	if s.Now().Before(inv.ClosesAt) {
+		return inv, nil
+	}
+	if len(inv.Lines) == 0 {
+		// Nothing was used and nothing can be any more: the month is closed
+		// with nothing to bill, and no row is stored for it (any month a
+		// caller names would otherwise leave one).
+		inv.State = StateClosed
+		return inv, nil
+	}
+	if _, err := s.closeInvoice(ctx, tenant, month); err != nil {
+		return Invoice{}, err
+	}
+	return s.closedInvoice(ctx, tenant, month)
 }
 
 // draft computes tenant's invoice for [start, end) from the usage now.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/big"
+	"slices"
 	"sort"
 	"time"
 )
@@ -101,19 +102,31 @@ func (p *priceIndex) at(plan, meterSlug string, t time.Time) *version {
 	return in(p.byKey[planMeter{WildcardPlan, meterSlug}], t)
 }
 
-// changesWithin reports whether the price of meter for plan in effect at
-// some time in (start, end) differs from the one at start: then a daily
-// aggregate cannot be priced as one piece.
-func (p *priceIndex) changesWithin(plan, meterSlug string, start, end time.Time) bool {
-	first := p.at(plan, meterSlug, start)
+// changePoints returns the times in (start, end) at which the price of
+// meter for plan in effect changes, in order: a daily aggregate spanning
+// one cannot be priced as one piece.
+func (p *priceIndex) changePoints(plan, meterSlug string, start, end time.Time) []time.Time {
+	var cands []time.Time
 	for _, k := range []planMeter{{plan, meterSlug}, {WildcardPlan, meterSlug}} {
 		for _, v := range p.byKey[k] {
-			if v.from.After(start) && v.from.Before(end) && p.at(plan, meterSlug, v.from) != first {
-				return true
+			if v.from.After(start) && v.from.Before(end) {
+				cands = append(cands, v.from)
 			}
 		}
 	}
-	return false
+	if len(cands) == 0 {
+		return nil
+	}
+	slices.SortFunc(cands, time.Time.Compare)
+	var out []time.Time
+	cur := p.at(plan, meterSlug, start)
+	for _, t := range cands {
+		if v := p.at(plan, meterSlug, t); v != cur {
+			out = append(out, t)
+			cur = v
+		}
+	}
+	return out
 }
 
 // currency is the billing currency: the one all prices are in, or the

@@ -9,7 +9,6 @@ package rating
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -207,12 +206,3 @@ func monthBounds(month string) (time.Time, time.Time, error) {
 
 // monthOf names t's month.
 func monthOf(t time.Time) string { return t.UTC().Format("2006-01") }
-
-// nullTime scans a nullable DATETIME.
-func nullTime(t sql.NullTime) *time.Time {
-	if !t.Valid {
-		return nil
-	}
-	u := t.Time.UTC()
-	return &u
-}

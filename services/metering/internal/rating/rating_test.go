@@ -340,6 +340,17 @@ func TestInvoiceClosesOnReadPastGrace(t *testing.T) {
 	if err != nil || inv.State != rating.StateClosed || inv.Total != "1.00" {
 		t.Fatalf("invoice = %+v, %v", inv, err)
 	}
+	if n := e.Int("SELECT COUNT(*) FROM invoices WHERE tenant_id = 't1' AND month = '2026-11'"); n != 1 {
+		t.Fatalf("%d invoices stored", n)
+	}
+	// A past month without usage is closed with nothing to bill, and leaves no row.
+	empty, err := e.Svc.Invoice(ctx, "t1", "1999-01")
+	if err != nil || empty.State != rating.StateClosed || empty.Total != "0.00" || len(empty.Lines) != 0 || empty.ClosedAt != nil {
+		t.Fatalf("empty month = %+v, %v", empty, err)
+	}
+	if n := e.Int("SELECT COUNT(*) FROM invoices"); n != 1 {
+		t.Fatalf("%d invoices stored after reading an empty month", n)
+	}
 	if _, err := e.Svc.Invoice(ctx, "t1", "2026-13"); !fieldError(err, "month") {
 		t.Fatalf("bad month: %v", err)
 	}

@@ -65,6 +65,7 @@ func (s *Service) read(ctx context.Context, spec readSpec, prices *priceIndex) (
 	if len(spec.meters) == 0 || !from.Before(to) {
 		return nil, nil
 	}
+	const perQuery = 100
 	var pieces []piece
 	var hourly []window
 	dayFrom := meter.Day.Start(from)
@@ -81,28 +82,49 @@ func (s *Service) read(ctx context.Context, spec readSpec, prices *priceIndex) (
 		if dayTo.Before(to) {
 			hourly = append(hourly, window{from: dayTo, to: to})
 		}
-		days, err := s.query(ctx, "usage_day", meter.Day, spec, []window{{from: dayFrom, to: dayTo}})
+		days, err := s.query(ctx, "usage_day", meter.Day, spec, []window{{from: dayFrom, to: dayTo}}, false)
 		if err != nil {
 			return nil, err
 		}
-		split := map[window]bool{}
+		// A day whose price changes inside it is read from the hours, summed
+		// in SQL per span of constant price: a few rows per subject instead
+		// of 24.
+		spans := map[[2]time.Time][]window{}
+		seen := map[window]bool{}
 		for _, d := range days {
 			end := d.start.AddDate(0, 0, 1)
-			if d.m.priced() && prices.changesWithin(d.plan, d.meter, d.start, end) {
-				w := window{from: d.start, to: end, meter: d.meter, plan: d.plan}
-				if !split[w] {
-					split[w] = true
-					hourly = append(hourly, w)
-				}
+			var points []time.Time
+			if d.m.priced() {
+				points = prices.changePoints(d.plan, d.meter, d.start, end)
+			}
+			if len(points) == 0 {
+				pieces = append(pieces, d)
 				continue
 			}
-			pieces = append(pieces, d)
+			if w := (window{from: d.start, to: end, meter: d.meter, plan: d.plan}); !seen[w] {
+				seen[w] = true
+				bounds := append(append([]time.Time{d.start}, points...), end)
+				for i := 0; i+1 < len(bounds); i++ {
+					k := [2]time.Time{bounds[i], bounds[i+1]}
+					spans[k] = append(spans[k], window{from: k[0], to: k[1], meter: d.meter, plan: d.plan})
+				}
+			}
+		}
+		for _, ws := range spans {
+			for len(ws) > 0 {
+				n := min(len(ws), perQuery)
+				got, err := s.query(ctx, "usage_hour", meter.Hour, spec, ws[:n], true)
+				if err != nil {
+					return nil, err
+				}
+				pieces = append(pieces, got...)
+				ws = ws[n:]
+			}
 		}
 	}
-	const perQuery = 100
 	for len(hourly) > 0 {
 		n := min(len(hourly), perQuery)
-		hours, err := s.query(ctx, "usage_hour", meter.Hour, spec, hourly[:n])
+		hours, err := s.query(ctx, "usage_hour", meter.Hour, spec, hourly[:n], false)
 		if err != nil {
 			return nil, err
 		}
@@ -133,24 +155,50 @@ func rate(p *piece, prices *priceIndex) {
 	}
 }
 
-// query reads one aggregate table for spec within the windows.
-func (s *Service) query(ctx context.Context, table string, level meter.Level, spec readSpec, windows []window) ([]piece, error) {
+// query reads one aggregate table for spec within the windows. collapse
+// sums each group over the windows' hours, the piece starting at the first
+// hour with usage (the windows' price must hold throughout).
+func (s *Service) query(ctx context.Context, table string, level meter.Level, spec readSpec, windows []window, collapse bool) ([]piece, error) {
 	var sb strings.Builder
 	var args []any
-	sb.WriteString("SELECT window_start, meter, plan_id, ")
-	group := []string{"window_start", "meter", "plan_id"}
-	for _, d := range []struct {
-		on  bool
-		col string
-	}{{spec.bySubject, "subject"}, {spec.byRegion, "region"}, {spec.byTenant, "tenant_id"}} {
-		if d.on {
-			sb.WriteString(d.col + ", ")
-			group = append(group, d.col)
-		} else {
-			sb.WriteString("'', ")
-		}
+	// Group in primary-key order (tenant_id, meter, window_start, subject,
+	// plan_id, region) so that MariaDB aggregates while it scans the range
+	// instead of through a temporary table (which spills to disk at a few
+	// ten thousand groups); when every key column is kept, rows are
+	// returned as they are.
+	var group []string
+	if spec.byTenant {
+		group = append(group, "tenant_id")
 	}
-	sb.WriteString("SUM(total), SUM(cnt), MAX(maximum) FROM " + table + " WHERE ")
+	group = append(group, "meter")
+	start := "window_start"
+	if collapse {
+		start = "MIN(window_start)"
+	} else {
+		group = append(group, "window_start")
+	}
+	if spec.bySubject {
+		group = append(group, "subject")
+	}
+	group = append(group, "plan_id")
+	if spec.byRegion {
+		group = append(group, "region")
+	}
+	whole := !collapse && spec.bySubject && spec.byRegion && (spec.byTenant || !spec.all)
+	col := func(on bool, c string) string {
+		if on {
+			return c
+		}
+		return "''"
+	}
+	sb.WriteString("SELECT " + start + ", meter, plan_id, " + col(spec.bySubject, "subject") + ", " + col(spec.byRegion, "region") + ", " +
+		col(spec.byTenant, "tenant_id") + ", ")
+	if whole {
+		sb.WriteString("total, cnt, maximum")
+	} else {
+		sb.WriteString("SUM(total), SUM(cnt), MAX(maximum)")
+	}
+	sb.WriteString(" FROM " + table + " WHERE ")
 	if !spec.all {
 		sb.WriteString("tenant_id = ? AND ")
 		args = append(args, spec.tenant)
@@ -183,7 +231,10 @@ func (s *Service) query(ctx context.Context, table string, level meter.Level, sp
 		}
 		sb.WriteString(")")
 	}
-	sb.WriteString(") GROUP BY " + strings.Join(group, ", "))
+	sb.WriteString(")")
+	if !whole {
+		sb.WriteString(" GROUP BY " + strings.Join(group, ", "))
+	}
 	rows, err := s.db.SQL().QueryContext(ctx, sb.String(), args...)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", table, err)
