@@ -602,3 +602,26 @@ func TestPrices(t *testing.T) {
 		})
 	}
 }
+
+func TestRunDoesTheJobsUntilCancelled(t *testing.T) {
+	e := rt.New(t, rating.Config{JobsEvery: 20 * time.Millisecond}, rt.Date(2026, 12, 1, 10))
+	c, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- e.Svc.Run(c) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for e.Int("SELECT COUNT(*) FROM cursors") < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("Run made no cursors within 10 s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run returned %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not stop within 10 s of cancel")
+	}
+}
