@@ -135,6 +135,24 @@ func TestCostsGroupedByInstanceMeterAndDay(t *testing.T) {
 		rows[1].Region != "eu-2" || rows[1].Amount != "528.000000" {
 		t.Fatalf("by region = %+v", rows)
 	}
+
+	// Every dimension: the rows are read as stored, not summed.
+	rows, err = e.Svc.Costs(ctx, meter.Query{Tenant: "t1", From: rt.Date(2026, 12, 1, 0), To: rt.Date(2027, 1, 1, 0),
+		Window: meter.Month, GroupBy: []string{meter.ByInstance, meter.ByRegion, meter.ByPlan, meter.ByMeter}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []row
+	for _, r := range rows {
+		all = append(all, row{r.WindowStart.Day(), r.Instance + "/" + r.Plan + "/" + r.Region, r.Meter, r.Amount, r.Quantity})
+	}
+	want = []row{
+		{1, "i1/small/eu-1", meter.NodeHours, "82.320000", 744}, {1, "i1/small/eu-1", meter.StorageGBHours, "10.192800", 74400},
+		{1, "i2/large/eu-2", meter.NodeHours, "528.000000", 1056},
+	}
+	if !slices.Equal(all, want) {
+		t.Fatalf("all dimensions:\n got %+v\nwant %+v", all, want)
+	}
 }
 
 // TestCostsFromDaysEqualCostsFromHours checks the shortcut: a month read
