@@ -73,6 +73,18 @@ func examples() map[string]any {
 	syncFailed := events.CDCSyncFailed{JobID: "j-1", TenantID: "acme", SourceInstance: "i-1", TargetInstance: "r-1", State: "failed",
 		Reason: "ALTER TABLE app.orders with ddl: stop"}
 	return map[string]any{
+		events.TypeMeteringBudgetThreshold: events.BudgetThreshold{TenantID: "acme", Month: "2026-12", Kind: "forecast",
+			ThresholdPercent: 80, Budget: "100.00", Actual: "6.40", Forecast: "99.20", Currency: "USD", OccurredAt: at},
+		events.TypeMeteringUsageRated: events.UsageRated{TenantID: "acme", Meter: "node_hours", Unit: "node-hour",
+			HourStart: at, Quantity: "2.975000000", Amount: "0.357000000", Currency: "USD"},
+		events.TypeCDCStreamUsage: events.CDCStreamUsage{StreamID: "s-1", TenantID: "acme", InstanceID: "i-1", Rows: 1200,
+			From: at.Add(-time.Minute), To: at},
+		// The record value on canopy.usage.ingest.v1 is a whole CloudEvent
+		// (services/metering's meter.Event marshals to it); metering's
+		// tests validate the values they really write.
+		events.SchemaUsageCloudEvent: map[string]any{"specversion": "1.0", "id": "evt-1", "source": "/gateway/eu-1",
+			"type": "api.request", "subject": "i-1", "time": at, "datacontenttype": "application/json",
+			"data": map[string]any{"bytes": 512, "route": "/v1/x"}, "tenantid": "acme"},
 		events.TypeCDCSyncConflict:     syncConflict,
 		events.TypeCDCSyncInconsistent: syncInconsistent,
 		events.TypeCDCSyncFailed:       syncFailed,
@@ -170,8 +182,10 @@ func TestMinimalPayloadsMatchSchemas(t *testing.T) {
 			Nodes: []events.NodeRequest{{Role: "primary", VCPU: 1, MemoryMB: 1024, StorageGB: 10}}}},
 		"confirmed":        {events.TypePlacementConfirmed, events.PlacementConfirmed{InstanceID: "i"}},
 		"stream caught up": {events.TypeCDCStreamCaughtUp, events.CDCStreamStatus{StreamID: "s", InstanceID: "i", TenantID: "acme", State: "streaming"}},
-		"region created":   {events.TypeRegionCreated, events.RegionChanged{RegionID: "r"}},
-		"zone created":     {events.TypeZoneCreated, events.ZoneChanged{ZoneID: "z", RegionID: "r"}},
+		"ingested event without subject or data": {events.SchemaUsageCloudEvent, map[string]any{"specversion": "1.0", "id": "1",
+			"source": "s", "type": "x", "time": time.Date(2026, 12, 2, 14, 0, 0, 0, time.UTC), "tenantid": "acme"}},
+		"region created": {events.TypeRegionCreated, events.RegionChanged{RegionID: "r"}},
+		"zone created":   {events.TypeZoneCreated, events.ZoneChanged{ZoneID: "z", RegionID: "r"}},
 		"plan created": {events.TypePlanCreated, events.PlanEvent{Plan: func() events.Plan {
 			p := examples()["catalog.plan"].(events.Plan)
 			p.DeprecatedAt, p.MaintenanceInfo.Description, p.State = nil, "", "active"
@@ -228,6 +242,15 @@ func TestInvalidPayloadsRejected(t *testing.T) {
 		"unknown type":             {"provisioning.instance.teleported", `{}`},
 		"conflict of no kind":      {events.TypeCDCSyncConflict, `{"job_id":"j","tenant_id":"t","conflict_id":"c","from_instance":"a","to_instance":"b","db":"d","table":"t","kind":"weird","key":{},"strategy":"manual","resolution":"pending","gtid":"0-1-1","at":"2026-12-02T14:00:00Z"}`},
 		"failed without reason":    {events.TypeCDCSyncFailed, `{"job_id":"j","tenant_id":"t","source_instance":"a","target_instance":"b","state":"failed"}`},
+		"budget of no kind":        {events.TypeMeteringBudgetThreshold, `{"tenant_id":"t","month":"2026-12","kind":"hoped","threshold_percent":80,"budget":"1","actual":"1","forecast":"1","currency":"USD","occurred_at":"2026-12-02T14:00:00Z"}`},
+		"budget amount a float":    {events.TypeMeteringBudgetThreshold, `{"tenant_id":"t","month":"2026-12","kind":"actual","threshold_percent":80,"budget":1.5,"actual":"1","forecast":"1","currency":"USD","occurred_at":"2026-12-02T14:00:00Z"}`},
+		"budget month a date":      {events.TypeMeteringBudgetThreshold, `{"tenant_id":"t","month":"2026-12-01","kind":"actual","threshold_percent":80,"budget":"1","actual":"1","forecast":"1","currency":"USD","occurred_at":"2026-12-02T14:00:00Z"}`},
+		"rated negative amount":    {events.TypeMeteringUsageRated, `{"tenant_id":"t","meter":"node_hours","unit":"node-hour","hour_start":"2026-12-02T14:00:00Z","quantity":"1","amount":"-0.5","currency":"USD"}`},
+		"rated without currency":   {events.TypeMeteringUsageRated, `{"tenant_id":"t","meter":"node_hours","unit":"node-hour","hour_start":"2026-12-02T14:00:00Z","quantity":"1","amount":"0.5","currency":""}`},
+		"usage of no rows":         {events.TypeCDCStreamUsage, `{"stream_id":"s","tenant_id":"t","instance_id":"i","rows":0,"from":"2026-12-02T14:00:00Z","to":"2026-12-02T14:01:00Z"}`},
+		"cloudevent without id":    {events.SchemaUsageCloudEvent, `{"specversion":"1.0","source":"s","type":"x","time":"2026-12-02T14:00:00Z","tenantid":"t"}`},
+		"cloudevent spec 0.3":      {events.SchemaUsageCloudEvent, `{"specversion":"0.3","id":"1","source":"s","type":"x","time":"2026-12-02T14:00:00Z","tenantid":"t"}`},
+		"cloudevent data a string": {events.SchemaUsageCloudEvent, `{"specversion":"1.0","id":"1","source":"s","type":"x","time":"2026-12-02T14:00:00Z","tenantid":"t","data":"42"}`},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

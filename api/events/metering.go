@@ -22,6 +22,11 @@ const (
 	// TypeMeteringUsageRated: a tenant's rated usage of one meter in one
 	// hour, published once the hour is past the grace window.
 	TypeMeteringUsageRated = "metering.usage.rated"
+
+	// SchemaUsageCloudEvent names the schema (in Schemas) of a record value
+	// on TopicUsageIngest: a whole structured-mode CloudEvent, not a
+	// ce_type's data, so it is no event type itself.
+	SchemaUsageCloudEvent = "metering.usage.cloudevent"
 )
 
 // BudgetThreshold is the payload of metering.budget.threshold. Amounts are
@@ -56,16 +61,25 @@ type UsageRated struct {
 }
 
 // TypeCDCStreamUsage: rows a stream published to Kafka since its previous
-// usage event (payload CDCStreamUsage), emitted with the checkpoint that
-// covers them so that each row is counted once; metering's cdc_rows meter.
+// usage event (payload CDCStreamUsage), counted in the same write as the
+// checkpoint that covers them and emitted through the outbox in the
+// transaction that resets that count, so that each row is counted once;
+// at most one per stream per minute, and one when its runner stops.
+// Metering's cdc_rows meter.
 const TypeCDCStreamUsage = "cdc.stream.usage"
 
-// CDCStreamUsage is the payload of cdc.stream.usage.
+// CDCStreamUsage is the payload of cdc.stream.usage, on TopicCDC keyed by
+// the stream id.
 type CDCStreamUsage struct {
-	StreamID   string    `json:"stream_id"`
-	TenantID   string    `json:"tenant_id"`
-	InstanceID string    `json:"instance_id"`
-	Rows       int64     `json:"rows"`
-	From       time.Time `json:"from"`
-	To         time.Time `json:"to"`
+	StreamID   string `json:"stream_id"`
+	TenantID   string `json:"tenant_id"`
+	InstanceID string `json:"instance_id"`
+	// Rows counts the data messages (row changes and snapshot reads, not
+	// tombstones or schema changes) whose checkpoint was stored since the
+	// previous usage event; a row re-published after a restart counts once.
+	Rows int64 `json:"rows"`
+	// From is when the checkpoint covering the first of them was stored,
+	// To when the event was written.
+	From time.Time `json:"from"`
+	To   time.Time `json:"to"`
 }

@@ -85,6 +85,10 @@ type Config struct {
 	// StatusInterval is how often a stream's lag is measured and its status
 	// stored.
 	StatusInterval time.Duration `yaml:"status_interval" env:"CDC_STATUS_INTERVAL" default:"1s"`
+	// UsageEvery is the least time between two cdc.stream.usage events of a
+	// running stream (the rows it published, for metering); a stream whose
+	// runner stops reports at once.
+	UsageEvery time.Duration `yaml:"usage_every" env:"CDC_USAGE_EVERY" default:"1m"`
 	// EnsureTopics creates canopy.cdc.v1 when it is missing.
 	EnsureTopics bool `yaml:"ensure_topics" env:"CDC_ENSURE_TOPICS" default:"true"`
 	// TopicPartitions is the partition count of the data topics the
@@ -98,7 +102,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{Platform: launch.DefaultPlatform(DefaultSource), Addr: DefaultAddr, Database: DefaultDatabase,
 		ProvisioningURL: DefaultProvisioningURL, LagThreshold: 30 * time.Second, LagFor: 30 * time.Second, StallAfter: 10 * time.Second,
-		MaxBatch: 1000, SnapshotChunk: 1000, StatusInterval: time.Second, EnsureTopics: true, TopicPartitions: 1}
+		MaxBatch: 1000, SnapshotChunk: 1000, StatusInterval: time.Second, UsageEvery: time.Minute, EnsureTopics: true, TopicPartitions: 1}
 }
 
 // Validate reports every configuration error at once.
@@ -121,6 +125,9 @@ func (c Config) Validate() error {
 	}
 	if c.StatusInterval <= 0 {
 		errs = append(errs, errors.New("status_interval must be positive"))
+	}
+	if c.UsageEvery <= 0 {
+		errs = append(errs, errors.New("usage_every must be positive"))
 	}
 	if c.TopicPartitions < 1 {
 		errs = append(errs, errors.New("topic_partitions must be at least 1"))
@@ -173,7 +180,8 @@ func (s *Service) Run(ctx context.Context) error {
 		s.store = st
 		s.sink = sink.New(s.cfg.Kafka.Brokers, sink.Options{Partitions: s.cfg.TopicPartitions})
 		mgr, err := pipeline.New(pipeline.Config{StatusInterval: s.cfg.StatusInterval, LagThreshold: s.cfg.LagThreshold,
-			LagFor: s.cfg.LagFor, StallAfter: s.cfg.StallAfter, MaxBatch: s.cfg.MaxBatch, ChunkSize: s.cfg.SnapshotChunk},
+			LagFor: s.cfg.LagFor, StallAfter: s.cfg.StallAfter, MaxBatch: s.cfg.MaxBatch, ChunkSize: s.cfg.SnapshotChunk,
+			UsageEvery: s.cfg.UsageEvery},
 			st, s.prov, s.sink, log, s.deps.Registry)
 		if err != nil {
 			return err

@@ -41,7 +41,9 @@ func seededRand(t *testing.T) func(n int) int {
 // its initial snapshot and then at random points of a write load (≥ 10
 // times), restarting it each time: at the end the topic's last value per
 // key equals the table, no row missing; duplicates are allowed
-// (at-least-once) and counted.
+// (at-least-once) and counted. The cdc.stream.usage events add up to the
+// distinct rows the topic carried: a row re-published after a kill is
+// billed once, and none is lost with a killed process.
 func TestKillAtRandomPoints(t *testing.T) {
 	rnd := seededRand(t)
 	primary, replica := startPair(t)
@@ -54,8 +56,10 @@ func TestKillAtRandomPoints(t *testing.T) {
 	seed(t, primary.root, "t", seeded)
 	waitFor(t, "replica has the seed", 30*time.Second, func() (bool, string) { return caughtUp(primary, replica) })
 
-	svc := startService(t, prov, broker, map[string]string{"CANOPY_CDC_SNAPSHOT_CHUNK": "200", "CANOPY_CDC_MAX_BATCH": "200"})
+	svc := startService(t, prov, broker, map[string]string{"CANOPY_CDC_SNAPSHOT_CHUNK": "200", "CANOPY_CDC_MAX_BATCH": "200",
+		"CANOPY_CDC_USAGE_EVERY": "300ms"})
 	view := followTopic(t, broker, "cdc."+tenantID+"."+instance+".app.t")
+	usage := followUsage(t, broker)
 	w := startWriter(writerDB(t, primary), "t", seeded, rnd)
 	t.Cleanup(w.stop)
 	st := svc.createStream(t, instance, map[string]any{"tables": []string{"app.t"}, "snapshot": "initial"})
@@ -105,6 +109,18 @@ func TestKillAtRandomPoints(t *testing.T) {
 	waitFor(t, "replica caught up after the load", 60*time.Second, func() (bool, string) { return caughtUp(primary, replica) })
 	t.Logf("replica caught up %s after the load stopped", time.Since(start).Round(time.Millisecond))
 	waitConverged(t, view, primary.root, "t", 45*time.Second, streamState(svc, instance, st.ID))
+	var reported int64
+	var reports int
+	waitFor(t, "usage events add up to the distinct rows published", 30*time.Second, func() (bool, string) {
+		var err error
+		reported, reports, err = usage.total(st.ID)
+		if err != nil {
+			t.Fatalf("usage events: %v", err)
+		}
+		return reported == view.distinct(), fmt.Sprintf("usage %d rows in %d events, topic %d distinct rows (%d messages)",
+			reported, reports, view.distinct(), view.count())
+	})
+	t.Logf("usage: %d rows in %d cdc.stream.usage events", reported, reports)
 	view.mu.Lock()
 	t.Logf("kills %d; writer %d transactions committed (%d failed); topic %d messages %v; duplicates: %d changes (same gtid/row), %d snapshot rows read twice; converged %s after the load stopped",
 		kills, committed, failed, view.msgs, view.opCount, view.dups, view.snapDups, time.Since(start).Round(time.Millisecond))

@@ -30,6 +30,8 @@ import (
 	"github.com/go-sql-driver/mysql"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/canopy-platform/canopy/api/events"
+	"github.com/canopy-platform/canopy/api/events/eventstest"
 	"github.com/canopy-platform/canopy/libs/devkafka"
 	"github.com/canopy-platform/canopy/libs/enginetest"
 	"github.com/canopy-platform/canopy/libs/tenancy"
@@ -759,3 +761,109 @@ func (v *topicView) dupCount() int {
 }
 
 func nopLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// distinct is how many different data rows the topic carried: row changes
+// by (gtid, row) and snapshot reads by key, each once however often a
+// restart re-published it. Tombstones are not rows.
+func (v *topicView) distinct() int64 {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return int64(len(v.seen) + len(v.snapSeen))
+}
+
+// usageView follows canopy.cdc.v1 on every partition and adds up the rows
+// of each stream's cdc.stream.usage events, as metering does: once per
+// ce_id (the outbox relay delivers at least once), each payload checked
+// against its schema.
+type usageView struct {
+	mu     sync.Mutex
+	ids    map[string]bool
+	rows   map[string]int64
+	events int
+	err    error
+}
+
+func followUsage(t *testing.T, broker string) *usageView {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	v := &usageView{ids: map[string]bool{}, rows: map[string]int64{}}
+	schemas := eventstest.MustNew(t)
+	go func() {
+		defer close(done)
+		c := &kafka.Client{Addr: kafka.TCP(broker), Timeout: 10 * time.Second}
+		next := map[int]int64{}
+		for ctx.Err() == nil {
+			// The service creates the topic (6 partitions) when it starts.
+			md, err := c.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{events.TopicCDC}})
+			if err != nil || len(md.Topics) == 0 || md.Topics[0].Error != nil || len(md.Topics[0].Partitions) == 0 {
+				select {
+				case <-ctx.Done():
+				case <-time.After(50 * time.Millisecond):
+				}
+				continue
+			}
+			for _, p := range md.Topics[0].Partitions {
+				res, err := c.Fetch(ctx, &kafka.FetchRequest{Topic: events.TopicCDC, Partition: p.ID, Offset: next[p.ID], MinBytes: 1,
+					MaxBytes: 1 << 20, MaxWait: 20 * time.Millisecond})
+				if err != nil || res.Error != nil {
+					continue
+				}
+				for {
+					rec, err := res.Records.ReadRecord()
+					if err != nil {
+						break
+					}
+					if rec.Offset < next[p.ID] {
+						continue
+					}
+					next[p.ID] = rec.Offset + 1
+					v.add(schemas, rec.Headers, readBytes(rec.Value))
+				}
+				if cl, ok := res.Records.(io.Closer); ok {
+					cl.Close()
+				}
+			}
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return v
+}
+
+func (v *usageView) add(schemas *eventstest.Validator, headers []kafka.Header, value []byte) {
+	h := map[string]string{}
+	for _, hd := range headers {
+		h[hd.Key] = string(hd.Value)
+	}
+	if h["ce_type"] != events.TypeCDCStreamUsage {
+		return
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.ids[h["ce_id"]] {
+		return // a redelivery of the relay
+	}
+	v.ids[h["ce_id"]] = true
+	var u events.CDCStreamUsage
+	if err := schemas.Validate(events.TypeCDCStreamUsage, value); err != nil {
+		v.err = err
+		return
+	}
+	if err := json.Unmarshal(value, &u); err != nil {
+		v.err = err
+		return
+	}
+	if h["tenant"] != u.TenantID || h["ce_subject"] != u.StreamID || u.From.After(u.To) {
+		v.err = fmt.Errorf("usage event headers %v payload %+v", h, u)
+		return
+	}
+	v.events++
+	v.rows[u.StreamID] += u.Rows
+}
+
+// total returns the rows reported for stream and the events they came in.
+func (v *usageView) total(stream string) (int64, int, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.rows[stream], v.events, v.err
+}

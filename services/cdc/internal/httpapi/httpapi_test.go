@@ -194,7 +194,7 @@ func TestStreamLifecycle(t *testing.T) {
 
 	// The pipeline reports progress; the API shows it.
 	ctx := t.Context()
-	if err := f.store.SaveCheckpoint(ctx, s.ID, change.Checkpoint{GTID: "0-1-9", Events: 12}, stream.StateStreaming); err != nil {
+	if err := f.store.SaveCheckpoint(ctx, s.ID, change.Checkpoint{GTID: "0-1-9", Events: 12}, stream.StateStreaming, 0); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.store.SetStatus(ctx, s.ID, stream.Status{State: stream.StateStreaming, SourceNode: "n1",

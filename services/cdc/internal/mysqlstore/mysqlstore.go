@@ -242,16 +242,23 @@ func (s *Store) Transition(ctx context.Context, tenant, id string, a stream.Acti
 const runnerStates = "state IN ('snapshotting', 'streaming')"
 
 // SaveCheckpoint stores cp (after Kafka acknowledged everything before it)
-// and the runner's state. A checkpoint with snapshot progress records its
-// GTID as the snapshot's. The state changes only while the stream is
-// snapshotting or streaming.
-func (s *Store) SaveCheckpoint(ctx context.Context, id string, cp change.Checkpoint, state stream.State) error {
+// and the runner's state, and adds rows — the data rows cp covers that no
+// stored checkpoint did — to the stream's unreported usage in the same
+// statement, so a row is counted exactly when its checkpoint is stored.
+// A checkpoint with snapshot progress records its GTID as the snapshot's.
+// The state changes only while the stream is snapshotting or streaming.
+func (s *Store) SaveCheckpoint(ctx context.Context, id string, cp change.Checkpoint, state stream.State, rows int64) error {
 	if !state.Valid() {
 		return fmt.Errorf("save checkpoint of stream %s: invalid state %q", id, state)
 	}
+	if rows < 0 {
+		return fmt.Errorf("save checkpoint of stream %s: negative usage %d", id, rows)
+	}
+	now := s.now().UTC()
 	res, err := s.db.SQL().ExecContext(ctx, `UPDATE streams SET checkpoint_gtid = ?, snapshot_progress = ?, events_total = ?,
-		snapshot_gtid = IF(? IS NULL, snapshot_gtid, ?), state = IF(`+runnerStates+`, ?, state), updated_at = ? WHERE id = ?`,
-		cp.GTID, nullBytes(cp.Snapshot), cp.Events, nullBytes(cp.Snapshot), cp.GTID, string(state), s.now().UTC(), id)
+		snapshot_gtid = IF(? IS NULL, snapshot_gtid, ?), state = IF(`+runnerStates+`, ?, state),
+		usage_from = IF(? > 0 AND usage_from IS NULL, ?, usage_from), usage_rows = usage_rows + ?, updated_at = ? WHERE id = ?`,
+		cp.GTID, nullBytes(cp.Snapshot), cp.Events, nullBytes(cp.Snapshot), cp.GTID, string(state), rows, now, rows, now, id)
 	if err != nil {
 		return fmt.Errorf("save checkpoint of stream %s: %w", id, err)
 	}
@@ -338,6 +345,12 @@ func (s *Store) SchemaHistory(ctx context.Context, streamID string) ([]capture.D
 // once committed. Source defaults to the cdc service's, ContentType to JSON
 // and Key to Subject (the stream id).
 func (s *Store) Publish(ctx context.Context, ev eventbus.Event) error {
+	return s.db.Tx(ctx, func(tx *store.Tx) error { return emitStream(ctx, tx, ev) })
+}
+
+// emitStream writes a stream's event ev to the outbox for canopy.cdc.v1
+// in tx, with Publish's defaults.
+func emitStream(ctx context.Context, tx *store.Tx, ev eventbus.Event) error {
 	if ev.Source == "" {
 		ev.Source = events.SourceCDC
 	}
@@ -347,18 +360,68 @@ func (s *Store) Publish(ctx context.Context, ev eventbus.Event) error {
 	if ev.Key == "" {
 		ev.Key = ev.Subject
 	}
-	return s.db.Tx(ctx, func(tx *store.Tx) error {
-		if err := tx.Emit(ctx, events.TopicCDC, ev); err != nil {
-			return fmt.Errorf("emit %s of %s: %w", ev.Type, ev.Subject, err)
-		}
-		return nil
-	})
+	if err := tx.Emit(ctx, events.TopicCDC, ev); err != nil {
+		return fmt.Errorf("emit %s of %s: %w", ev.Type, ev.Subject, err)
+	}
+	return nil
 }
 
-// Delete removes a stream and its schema history, once its runner stopped.
-// Deleting a removed stream is not an error.
+// EmitUsage reports the stream's unreported usage: in one transaction it
+// writes cdc.stream.usage with the rows counted since the previous one to
+// the outbox and zeroes the count. ok is false, and nothing is written,
+// when there was none. The rows were counted with the checkpoints that
+// cover them, so each published row is reported once, whichever process
+// counted it.
+func (s *Store) EmitUsage(ctx context.Context, id string) (u events.CDCStreamUsage, ok bool, err error) {
+	err = s.db.Tx(ctx, func(tx *store.Tx) error {
+		u, ok, err = s.emitUsage(ctx, tx, id)
+		return err
+	})
+	if err != nil {
+		return events.CDCStreamUsage{}, false, fmt.Errorf("emit usage of stream %s: %w", id, err)
+	}
+	return u, ok, nil
+}
+
+// emitUsage is EmitUsage in tx; a stream that does not exist has none.
+func (s *Store) emitUsage(ctx context.Context, tx *store.Tx, id string) (events.CDCStreamUsage, bool, error) {
+	var from sql.NullTime
+	u := events.CDCStreamUsage{StreamID: id}
+	err := tx.QueryRowContext(ctx, "SELECT tenant_id, instance_id, usage_rows, usage_from FROM streams WHERE id = ? FOR UPDATE",
+		id).Scan(&u.TenantID, &u.InstanceID, &u.Rows, &from)
+	if errors.Is(err, sql.ErrNoRows) || err == nil && u.Rows <= 0 {
+		return events.CDCStreamUsage{}, false, nil
+	}
+	if err != nil {
+		return events.CDCStreamUsage{}, false, err
+	}
+	u.To = s.now().UTC()
+	u.From = u.To
+	if from.Valid && from.Time.Before(u.To) {
+		u.From = from.Time.UTC()
+	}
+	ev, err := eventbus.NewEvent(events.TypeCDCStreamUsage, events.SourceCDC, id, u)
+	if err != nil {
+		return events.CDCStreamUsage{}, false, err
+	}
+	ev.Tenant, ev.Time = u.TenantID, u.To
+	if err := emitStream(ctx, tx, ev); err != nil {
+		return events.CDCStreamUsage{}, false, err
+	}
+	if _, err := tx.ExecContext(ctx, "UPDATE streams SET usage_rows = 0, usage_from = NULL WHERE id = ?", id); err != nil {
+		return events.CDCStreamUsage{}, false, fmt.Errorf("reset usage: %w", err)
+	}
+	return u, true, nil
+}
+
+// Delete removes a stream and its schema history, once its runner stopped,
+// reporting the usage its runner did not (cdc.stream.usage) in the same
+// transaction. Deleting a removed stream is not an error.
 func (s *Store) Delete(ctx context.Context, id string) error {
 	return s.db.Tx(ctx, func(tx *store.Tx) error {
+		if _, _, err := s.emitUsage(ctx, tx, id); err != nil {
+			return fmt.Errorf("delete stream %s: emit usage: %w", id, err)
+		}
 		for _, q := range []string{"DELETE FROM schema_history WHERE stream_id = ?", "DELETE FROM streams WHERE id = ?"} {
 			if _, err := tx.ExecContext(ctx, q, id); err != nil {
 				return fmt.Errorf("delete stream %s: %s: %w", id, strings.Fields(q)[2], err)

@@ -94,7 +94,7 @@ func TestCheckpointAndStatus(t *testing.T) {
 		t.Fatal(err)
 	}
 	progress := []byte(`{"gtid":"0-1-5","tables":[{"name":"app.orders","done":false,"last_key":[7]}]}`)
-	if err := s.SaveCheckpoint(ctx, "s1", change.Checkpoint{GTID: "0-1-5", Snapshot: progress, Events: 7}, stream.StateSnapshotting); err != nil {
+	if err := s.SaveCheckpoint(ctx, "s1", change.Checkpoint{GTID: "0-1-5", Snapshot: progress, Events: 7}, stream.StateSnapshotting, 0); err != nil {
 		t.Fatal(err)
 	}
 	got, _ := s.Get(ctx, "s1")
@@ -103,7 +103,7 @@ func TestCheckpointAndStatus(t *testing.T) {
 		t.Fatalf("mid-snapshot = %+v", got)
 	}
 	// Snapshot done: streaming from its GTID, the snapshot GTID stays.
-	if err := s.SaveCheckpoint(ctx, "s1", change.Checkpoint{GTID: "0-1-9", Events: 12}, stream.StateStreaming); err != nil {
+	if err := s.SaveCheckpoint(ctx, "s1", change.Checkpoint{GTID: "0-1-9", Events: 12}, stream.StateStreaming, 0); err != nil {
 		t.Fatal(err)
 	}
 	st := stream.Status{State: stream.StateStreaming, SourceNode: "n1", CapturedTables: []string{"app.orders", "app.users"},
@@ -125,7 +125,7 @@ func TestCheckpointAndStatus(t *testing.T) {
 	if _, err := s.Transition(ctx, "acme", "s1", stream.ActionPause); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SaveCheckpoint(ctx, "s1", change.Checkpoint{GTID: "0-1-10", Events: 13}, stream.StateStreaming); err != nil {
+	if err := s.SaveCheckpoint(ctx, "s1", change.Checkpoint{GTID: "0-1-10", Events: 13}, stream.StateStreaming, 0); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.SetStatus(ctx, "s1", stream.Status{State: stream.StateFailed, LastError: "late"}); err != nil {
@@ -147,14 +147,14 @@ func TestCheckpointAndStatus(t *testing.T) {
 		t.Fatalf("failed = %+v", got)
 	}
 	for name, err := range map[string]error{
-		"checkpoint": s.SaveCheckpoint(ctx, "nope", change.Checkpoint{GTID: "0-1-1"}, stream.StateStreaming),
+		"checkpoint": s.SaveCheckpoint(ctx, "nope", change.Checkpoint{GTID: "0-1-1"}, stream.StateStreaming, 0),
 		"status":     s.SetStatus(ctx, "nope", stream.Status{}),
 	} {
 		if !errors.Is(err, stream.ErrNotFound) {
 			t.Errorf("%s of an unknown stream: %v", name, err)
 		}
 	}
-	if err := s.SaveCheckpoint(ctx, "s1", change.Checkpoint{}, "bogus"); err == nil {
+	if err := s.SaveCheckpoint(ctx, "s1", change.Checkpoint{}, "bogus", 0); err == nil {
 		t.Error("invalid state accepted")
 	}
 }
@@ -164,7 +164,7 @@ func TestTransition(t *testing.T) {
 	if err := s.Create(ctx, newStream("s1", "acme", "i1")); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SaveCheckpoint(ctx, "s1", change.Checkpoint{GTID: "0-1-9", Events: 12}, stream.StateStreaming); err != nil {
+	if err := s.SaveCheckpoint(ctx, "s1", change.Checkpoint{GTID: "0-1-9", Events: 12}, stream.StateStreaming, 0); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Transition(ctx, "globex", "s1", stream.ActionPause); !errors.Is(err, stream.ErrNotFound) {
@@ -259,5 +259,73 @@ func TestPublishThroughOutbox(t *testing.T) {
 	if topic != events.TopicCDC || key != "s1" || h.Type != events.TypeCDCStreamLagging || h.Source != events.SourceCDC ||
 		h.Tenant != "acme" || string(body) != string(data) {
 		t.Fatalf("outbox row: %s %s %s %s", topic, key, headers, body)
+	}
+}
+
+// TestUsageCountedWithCheckpoints: rows are counted with the checkpoints
+// that cover them and reported once through the outbox (cdc.stream.usage,
+// keyed by the stream), whatever the number of checkpoints in between; a
+// deleted stream reports what was left.
+func TestUsageCountedWithCheckpoints(t *testing.T) {
+	s, ctx := newStore(t)
+	now := t0
+	s.now = func() time.Time { return now }
+	for _, id := range []string{"s1", "s2"} {
+		if err := s.Create(ctx, newStream(id, "acme", "i1")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, ok, err := s.EmitUsage(ctx, "s1"); err != nil || ok {
+		t.Fatalf("usage of a stream that published nothing: %v, %v", ok, err)
+	}
+	save := func(id, gtid string, rows int64) {
+		t.Helper()
+		if err := s.SaveCheckpoint(ctx, id, change.Checkpoint{GTID: gtid}, stream.StateStreaming, rows); err != nil {
+			t.Fatal(err)
+		}
+	}
+	save("s1", "0-1-1", 0) // a checkpoint of other tables' transactions: no rows
+	now = t0.Add(time.Second)
+	save("s1", "0-1-2", 5)
+	now = t0.Add(20 * time.Second)
+	save("s1", "0-1-3", 7)
+	save("s2", "0-1-3", 100)
+	now = t0.Add(time.Minute)
+	u, ok, err := s.EmitUsage(ctx, "s1")
+	if err != nil || !ok {
+		t.Fatalf("emit: %v, %v", ok, err)
+	}
+	want := events.CDCStreamUsage{StreamID: "s1", TenantID: "acme", InstanceID: "i1", Rows: 12, From: t0.Add(time.Second), To: t0.Add(time.Minute)}
+	if u != want {
+		t.Fatalf("usage %+v, want %+v", u, want)
+	}
+	if _, ok, err := s.EmitUsage(ctx, "s1"); err != nil || ok {
+		t.Fatalf("usage reported twice: %v, %v", ok, err)
+	}
+	now = t0.Add(90 * time.Second)
+	save("s1", "0-1-4", 1)
+	if err := s.Delete(ctx, "s2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := s.EmitUsage(ctx, "s2"); err != nil || ok {
+		t.Fatalf("usage of a deleted stream: %v, %v", ok, err)
+	}
+	if _, ok, _ := s.EmitUsage(ctx, "s1"); !ok {
+		t.Fatal("usage after a report not reported")
+	}
+
+	got := map[string]int64{}
+	for _, e := range outbox(t, s, ctx) {
+		var p events.CDCStreamUsage
+		if err := json.Unmarshal(e.Data, &p); err != nil {
+			t.Fatal(err)
+		}
+		if e.Type != events.TypeCDCStreamUsage || e.Key != p.StreamID || e.Subject != p.StreamID || e.Tenant != "acme" {
+			t.Errorf("outbox event %+v", e)
+		}
+		got[p.StreamID] += p.Rows
+	}
+	if got["s1"] != 13 || got["s2"] != 100 || len(got) != 2 {
+		t.Fatalf("rows reported per stream %v, want s1 13 (12 + 1), s2 100 (at its deletion)", got)
 	}
 }

@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/canopy-platform/canopy/api/events"
 	"github.com/canopy-platform/canopy/libs/eventbus"
 
 	"github.com/canopy-platform/canopy/services/cdc/internal/capture"
@@ -32,10 +34,13 @@ type repo struct {
 	deleted []string
 	ddl     []capture.DDL
 	failCP  error // SaveCheckpoint fails with it while set
+	// pending is each stream's unreported usage; usage the reports.
+	pending map[string]int64
+	usage   []events.CDCStreamUsage
 }
 
 func newRepo(ss ...stream.Stream) *repo {
-	r := &repo{streams: map[string]stream.Stream{}}
+	r := &repo{streams: map[string]stream.Stream{}, pending: map[string]int64{}}
 	for _, s := range ss {
 		r.streams[s.ID] = s
 	}
@@ -62,7 +67,7 @@ func (r *repo) Active(context.Context) ([]stream.Stream, error) {
 	return out, nil
 }
 
-func (r *repo) SaveCheckpoint(_ context.Context, id string, cp change.Checkpoint, st stream.State) error {
+func (r *repo) SaveCheckpoint(_ context.Context, id string, cp change.Checkpoint, st stream.State, rows int64) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.failCP != nil {
@@ -72,7 +77,32 @@ func (r *repo) SaveCheckpoint(_ context.Context, id string, cp change.Checkpoint
 	s.Checkpoint, s.State = cp, st
 	r.streams[id] = s
 	r.saves = append(r.saves, cp)
+	r.pending[id] += rows
 	return nil
+}
+
+func (r *repo) EmitUsage(_ context.Context, id string) (events.CDCStreamUsage, bool, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := r.pending[id]
+	if n == 0 {
+		return events.CDCStreamUsage{}, false, nil
+	}
+	u := events.CDCStreamUsage{StreamID: id, Rows: n, To: time.Now()}
+	r.pending[id] = 0
+	r.usage = append(r.usage, u)
+	return u, true, nil
+}
+
+// reported returns the usage reports so far and the rows they add up to.
+func (r *repo) reported() ([]events.CDCStreamUsage, int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var sum int64
+	for _, u := range r.usage {
+		sum += u.Rows
+	}
+	return slices.Clone(r.usage), sum
 }
 
 func (r *repo) SetStatus(_ context.Context, id string, st stream.Status) error {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/canopy-platform/canopy/api/events"
 	"github.com/canopy-platform/canopy/libs/eventbus"
 
 	"github.com/canopy-platform/canopy/services/cdc/internal/capture"
@@ -35,7 +36,14 @@ type Repo interface {
 	Get(ctx context.Context, id string) (stream.Stream, error)
 	// Active returns every stream not deleted yet (deleting included).
 	Active(ctx context.Context) ([]stream.Stream, error)
-	SaveCheckpoint(ctx context.Context, id string, cp change.Checkpoint, state stream.State) error
+	// SaveCheckpoint stores cp and the state, and adds rows (the data
+	// rows cp covers that no stored checkpoint did) to the stream's
+	// unreported usage in the same write.
+	SaveCheckpoint(ctx context.Context, id string, cp change.Checkpoint, state stream.State, rows int64) error
+	// EmitUsage writes cdc.stream.usage with the stream's unreported rows
+	// to the outbox and zeroes them, in one transaction; ok is false when
+	// there were none.
+	EmitUsage(ctx context.Context, id string) (u events.CDCStreamUsage, ok bool, err error)
 	SetStatus(ctx context.Context, id string, st stream.Status) error
 	RecordDDL(ctx context.Context, streamID string, d capture.DDL) error
 	Publish(ctx context.Context, ev eventbus.Event) error
@@ -91,6 +99,9 @@ type Config struct {
 	MaxBatch int `yaml:"max_batch" env:"MAX_BATCH"`
 	// ChunkSize is the rows per snapshot chunk (default 1000).
 	ChunkSize int `yaml:"chunk_size" env:"CHUNK_SIZE"`
+	// UsageEvery is the least time between two cdc.stream.usage events of
+	// a running stream (default 1m); a stopping runner reports at once.
+	UsageEvery time.Duration `yaml:"usage_every" env:"USAGE_EVERY"`
 }
 
 func (c Config) withDefaults() Config {
@@ -106,6 +117,7 @@ func (c Config) withDefaults() Config {
 	def(&c.ResyncInterval, 30*time.Second)
 	def(&c.RetryInitial, 100*time.Millisecond)
 	def(&c.RetryMax, 2*time.Second)
+	def(&c.UsageEvery, time.Minute)
 	if c.MaxBatch <= 0 {
 		c.MaxBatch = 1000
 	}

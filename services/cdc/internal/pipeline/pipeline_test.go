@@ -77,6 +77,78 @@ func TestCheckpointOnlyAfterAck(t *testing.T) {
 	eventually(t, "empty batch checkpoint", func() bool { return rp.stream("s1").Checkpoint.GTID == "0-1-20" })
 }
 
+// TestUsageCountsEachPublishedRowOnce: cdc.stream.usage counts the data
+// rows (not tombstones or schema changes) once their checkpoint is stored:
+// rows a failed attempt published are counted when the retry's checkpoint
+// covers them, not twice, and rows no checkpoint covers when the runner
+// stops are left to the next runner (which re-publishes them). Reports
+// come every UsageEvery without a stop, and at the stop.
+func TestUsageCountsEachPublishedRowOnce(t *testing.T) {
+	rp := newRepo(streamOf("s1", stream.StateStreaming, "0-1-10"))
+	caps, sk := newCaptures(), newGate()
+	h := start(t, Config{RetryInitial: time.Millisecond, RetryMax: 5 * time.Millisecond, StatusInterval: 10 * time.Millisecond,
+		UsageEvery: 30 * time.Millisecond}, rp, newNodes(primary), sk, WithCapture(caps.Run))
+	reported := func() int64 { _, n := rp.reported(); return n }
+
+	c := caps.next(t)
+	// A transaction in two batches: 3 rows, a tombstone and a schema
+	// change, then 2 rows and the checkpoint.
+	first := append(rows(topic, "0-1-11", 3), change.Message{Topic: topic, Key: []byte(`{"id":0}`), GTID: "0-1-11", Row: 3},
+		change.Message{Topic: "cdc.acme.i1.schema-changes", Key: []byte(`{"databaseName":"app"}`), Value: []byte(`{}`), GTID: "0-1-11"})
+	c.send(t, change.Batch{Messages: first})
+	sk.next(t).answer <- nil
+	time.Sleep(50 * time.Millisecond) // more than UsageEvery: a wrong implementation would report the uncovered rows
+	if n := reported(); n != 0 {
+		t.Fatalf("%d rows reported before their checkpoint was stored", n)
+	}
+	c.send(t, change.Batch{Messages: rows(topic, "0-1-11", 2), Checkpoint: &change.Checkpoint{GTID: "0-1-11"}})
+	sk.next(t).answer <- nil
+	eventually(t, "the covered rows reported without a stop", func() bool { return reported() == 5 })
+
+	// Kafka fails a batch: the retry re-publishes it and counts it once.
+	c.send(t, change.Batch{Messages: rows(topic, "0-1-12", 4)})
+	sk.next(t).answer <- nil
+	c.send(t, change.Batch{Messages: rows(topic, "0-1-12", 1), Checkpoint: &change.Checkpoint{GTID: "0-1-12"}})
+	sk.next(t).answer <- errors.New("broker gone")
+	c.ended(t)
+	c2 := caps.next(t)
+	c2.send(t, change.Batch{Messages: rows(topic, "0-1-12", 5), Checkpoint: &change.Checkpoint{GTID: "0-1-12"}})
+	sk.next(t).answer <- nil
+	// Published, but no checkpoint covers them when the runner stops.
+	c2.send(t, change.Batch{Messages: rows(topic, "0-1-13", 2)})
+	sk.next(t).answer <- nil
+	eventually(t, "the retried rows reported", func() bool { return reported() == 10 })
+	h.m.stop("s1")
+	reports, n := rp.reported()
+	if n != 10 {
+		t.Fatalf("reports %+v add up to %d rows, want 10 (5 + 5, the retried batch once, the uncovered rows not)", reports, n)
+	}
+	for _, u := range reports {
+		if u.StreamID != "s1" || u.Rows <= 0 {
+			t.Fatalf("report %+v", u)
+		}
+	}
+}
+
+// TestUsageReportedAtStop: a stopping runner reports what its checkpoints
+// counted at once, not after UsageEvery.
+func TestUsageReportedAtStop(t *testing.T) {
+	rp := newRepo(streamOf("s1", stream.StateStreaming, "0-1-10"))
+	caps := newCaptures()
+	h := start(t, Config{StatusInterval: 10 * time.Millisecond, UsageEvery: time.Hour}, rp, newNodes(primary), okSink{},
+		WithCapture(caps.Run))
+	c := caps.next(t)
+	c.send(t, change.Batch{Messages: rows(topic, "0-1-11", 7), Checkpoint: &change.Checkpoint{GTID: "0-1-11"}})
+	eventually(t, "checkpoint stored", func() bool { return rp.stream("s1").Checkpoint.GTID == "0-1-11" })
+	if reports, _ := rp.reported(); len(reports) != 0 {
+		t.Fatalf("reported before UsageEvery: %+v", reports)
+	}
+	h.m.stop("s1")
+	if reports, n := rp.reported(); len(reports) != 1 || n != 7 {
+		t.Fatalf("reports at stop %+v, want one of 7 rows", reports)
+	}
+}
+
 // TestSaveFailureRestartsFromStoredCheckpoint: when the checkpoint cannot
 // be stored the runner starts over from the one stored before.
 func TestSaveFailureRestartsFromStoredCheckpoint(t *testing.T) {

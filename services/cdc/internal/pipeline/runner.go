@@ -76,9 +76,15 @@ type runner struct {
 	connected  bool
 	lastEvent  time.Time // commit time of the last acknowledged message
 	events     int64     // messages acknowledged, from the stored count on
-	tables     map[string]bool
-	lastErr    string // the last transient failure, until a batch is delivered again
-	ended      atomic.Bool
+	// uncovered counts the data rows (row changes and snapshot reads, not
+	// tombstones or schema changes) Kafka acknowledged in this attempt
+	// since the last stored checkpoint: the usage the next checkpoint
+	// stores. An attempt starts from that checkpoint, re-publishing them,
+	// so it starts again from 0 and no row is counted twice.
+	uncovered int64
+	tables    map[string]bool
+	lastErr   string // the last transient failure, until a batch is delivered again
+	ended     atomic.Bool
 }
 
 func newRunner(m *Manager, s stream.Stream) *runner {
@@ -121,10 +127,18 @@ func (r *runner) checkpoint() change.Checkpoint {
 
 // run is the runner's loop: attempts (snapshot, then streaming) from the
 // last checkpoint, reconnecting with backoff after each failure that
-// retrying can fix; a permanent failure fails the stream.
+// retrying can fix; a permanent failure fails the stream. Once stopped
+// it reports the usage its checkpoints counted and no event reported yet.
 func (r *runner) run() {
 	defer close(r.done)
 	defer r.ended.Store(true)
+	defer func() {
+		// The runner's ctx is over; the report still gets a moment (the
+		// pipeline stops before the database and the outbox relay).
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx), usageReportTimeout)
+		defer cancel()
+		r.reportUsage(ctx)
+	}()
 	ctx := r.ctx
 	var status sync.WaitGroup
 	status.Add(1)
@@ -201,6 +215,7 @@ func (r *runner) attempt(ctx context.Context, prev, avoid string) (nodeID string
 	}
 	r.source, r.lagSource, r.sourceNode, r.connected = src, lagSrc, node.ID, true
 	startCP := r.cp
+	r.uncovered = 0 // this attempt re-publishes what startCP does not cover
 	r.mu.Unlock()
 	defer func() {
 		r.mu.Lock()
@@ -470,12 +485,16 @@ func (r *runner) deliver(ctx context.Context, b change.Batch, state stream.State
 func (r *runner) save(ctx context.Context, cp change.Checkpoint, state stream.State) error {
 	r.writeMu.Lock()
 	defer r.writeMu.Unlock()
-	if err := r.m.repo.SaveCheckpoint(ctx, r.id, cp, state); err != nil {
+	r.mu.Lock()
+	rows := r.uncovered
+	r.mu.Unlock()
+	if err := r.m.repo.SaveCheckpoint(ctx, r.id, cp, state, rows); err != nil {
 		return fmt.Errorf("save checkpoint %s: %w", cp.GTID, err)
 	}
 	r.mu.Lock()
 	changed := r.state != state
 	r.cp, r.state, r.lastErr = cp, state, ""
+	r.uncovered -= rows
 	r.mu.Unlock()
 	if changed {
 		r.m.metrics.setState(r.id, state)
@@ -491,8 +510,15 @@ func (r *runner) acked(msgs []change.Message) {
 		r.lastEvent = last
 	}
 	for i := range msgs {
-		if t := tableOf(r.prefix, msgs[i].Topic); t != "" && !r.tables[t] {
+		t := tableOf(r.prefix, msgs[i].Topic)
+		if t == "" {
+			continue // a schema change
+		}
+		if !r.tables[t] {
 			r.tables[t] = true
+		}
+		if msgs[i].Value != nil { // not a tombstone
+			r.uncovered++
 		}
 	}
 	r.lastErr = ""
@@ -552,6 +578,24 @@ func (r *runner) fail(ctx context.Context, perm *permanentError) {
 	}
 	r.publish(ctx, events.TypeCDCStreamFailed, events.CDCStreamStatus{State: string(stream.StateFailed),
 		Reason: perm.reason, GTID: cp.GTID})
+}
+
+// usageReportTimeout bounds a stopping runner's usage report.
+const usageReportTimeout = 5 * time.Second
+
+// reportUsage publishes cdc.stream.usage with the rows the stream's stored
+// checkpoints counted since its last report (also by an earlier process
+// that crashed before reporting). A failure loses nothing: the rows stay
+// counted for the next report.
+func (r *runner) reportUsage(ctx context.Context) {
+	u, ok, err := r.m.repo.EmitUsage(ctx, r.id)
+	if err != nil {
+		r.logger.Warn("report usage; the rows stay counted for the next report", "err", err)
+		return
+	}
+	if ok {
+		r.logger.Debug("usage reported", "rows", u.Rows, "from", u.From, "to", u.To)
+	}
 }
 
 func (r *runner) publish(ctx context.Context, typ string, p events.CDCStreamStatus) {

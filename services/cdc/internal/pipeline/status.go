@@ -44,6 +44,9 @@ func (r *runner) statusLoop(ctx context.Context) {
 	ep := lagEpisode{threshold: r.m.cfg.LagThreshold, after: r.m.cfg.LagFor}
 	lm := lagMeter{started: r.started}
 	prevEvents, prevAt := r.eventCount(), time.Now()
+	// A new runner waits a whole UsageEvery too: a restarted stream
+	// reports no more often than a running one.
+	lastUsage := prevAt
 	for {
 		select {
 		case <-ctx.Done():
@@ -74,6 +77,13 @@ func (r *runner) statusLoop(ctx context.Context) {
 			r.logger.Warn("store stream status", "err", err)
 		}
 		r.writeMu.Unlock()
+		if now.Sub(lastUsage) >= r.m.cfg.UsageEvery {
+			// Also when no checkpoint came since: rows of a stream that
+			// went quiet are reported within UsageEvery, not at its next
+			// change (which would be late for metering).
+			lastUsage = now
+			r.reportUsage(ctx)
+		}
 		r.m.metrics.lag.WithLabelValues(r.id).Set(lag.Seconds())
 		r.m.metrics.rate.WithLabelValues(r.id).Set(rate)
 		if typ := ep.observe(now, lag); typ != "" {

@@ -33,9 +33,11 @@ const (
 
 // infoReply is an INFO answer with the fields the probe reads.
 var infoReply = func() []byte {
-	body := "# Replication\r\nrole:master\r\nconnected_slaves:0\r\nmaster_repl_offset:1234\r\n" +
+	body := "# Server\r\nuptime_in_seconds:3600\r\n" +
+		"# Replication\r\nrole:master\r\nconnected_slaves:0\r\nmaster_repl_offset:1234\r\n" +
 		"# Clients\r\nconnected_clients:3\r\n# Memory\r\nused_memory:1048576\r\nmaxmemory:67108864\r\n" +
-		"# Stats\r\ninstantaneous_ops_per_sec:42\r\ntotal_commands_processed:99\r\n"
+		"# Stats\r\ninstantaneous_ops_per_sec:42\r\ntotal_commands_processed:99\r\n" +
+		"total_net_input_bytes:5000\r\ntotal_net_output_bytes:70000\r\n"
 	return []byte("$" + strconv.Itoa(len(body)) + "\r\n" + body + "\r\n")
 }()
 

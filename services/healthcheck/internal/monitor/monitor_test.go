@@ -176,6 +176,14 @@ func TestRedisKillAndRestart(t *testing.T) {
 	rec.mu.Unlock()
 	require.Equal(t, "inst-1", batch.InstanceID)
 	require.NotEmpty(t, batch.Nodes)
+	// What metering counts travels in the batch: traffic and operation
+	// counters with the uptime that tells a restart, and used storage.
+	for _, n := range batch.Nodes {
+		for _, k := range []string{"net_in_bytes_total", "net_out_bytes_total", "commands_total", "uptime_seconds",
+			"storage_used_bytes", "connected_clients"} {
+			require.Contains(t, n.Metrics, k, "node %s", n.NodeID)
+		}
+	}
 }
 
 func TestFaultyTargetsDoNotDisturbOthers(t *testing.T) {

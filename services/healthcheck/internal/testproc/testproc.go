@@ -71,9 +71,15 @@ type MariaDB struct {
 	Socket string
 }
 
+// MonitorGrants are the monitor account's privileges: REPLICATION CLIENT,
+// PROCESS and SLAVE MONITOR for the status, SHOW VIEW so that
+// information_schema lists every table for storage_used_bytes (it reads
+// no row).
+const MonitorGrants = "REPLICATION CLIENT, PROCESS, SLAVE MONITOR, SHOW VIEW"
+
 // StartMariaDB starts a mariadbd with binary logs, GTID and the monitor
-// account (REPLICATION CLIENT, PROCESS, SLAVE MONITOR) and a replication
-// account. Root is reachable over the unix socket only.
+// account (MonitorGrants) and a replication account. Root is reachable
+// over the unix socket only.
 func StartMariaDB(t testing.TB, serverID int) *MariaDB {
 	t.Helper()
 	p := enginetest.New(t, "mariadbd", func(p *enginetest.Proc, _ bool) []string { return mariadbArgs(p, serverID) }, enginetest.WaitMariaDB)
@@ -83,7 +89,7 @@ func StartMariaDB(t testing.TB, serverID int) *MariaDB {
 	sqlText := strings.Join([]string{
 		"SET SESSION sql_log_bin=0",
 		fmt.Sprintf("CREATE USER IF NOT EXISTS '%s'@'%%' IDENTIFIED BY '%s' WITH MAX_USER_CONNECTIONS 10", MonitorUser, MonitorPassword),
-		fmt.Sprintf("GRANT REPLICATION CLIENT, PROCESS, SLAVE MONITOR ON *.* TO '%s'@'%%'", MonitorUser),
+		fmt.Sprintf("GRANT %s ON *.* TO '%s'@'%%'", MonitorGrants, MonitorUser),
 		"CREATE USER IF NOT EXISTS 'repl'@'%' IDENTIFIED BY 'repl-secret-1'",
 		"GRANT REPLICATION SLAVE ON *.* TO 'repl'@'%'",
 	}, ";\n") + ";\n"

@@ -2,6 +2,7 @@ package checker_test
 
 import (
 	"context"
+	"database/sql"
 	"os"
 	"strconv"
 	"testing"
@@ -109,6 +110,10 @@ func TestFakeRESP(t *testing.T) {
 	require.Equal(t, probe.RolePrimary, res.Observation.Role)
 	require.Equal(t, int64(42), res.Sample["ops_per_sec"])
 	require.Equal(t, int64(1048576), res.Sample["used_memory"])
+	require.Equal(t, int64(1048576), res.Sample["storage_used_bytes"], "Redis's storage is its memory")
+	require.Equal(t, int64(5000), res.Sample["net_in_bytes_total"])
+	require.Equal(t, int64(70000), res.Sample["net_out_bytes_total"])
+	require.Equal(t, int64(3600), res.Sample["uptime_seconds"])
 	res = check(t, c, time.Second, false)
 	require.True(t, res.OK, res.Detail)
 	require.True(t, res.Reused, "the monitor connection is kept")
@@ -124,9 +129,19 @@ func TestRealRedis(t *testing.T) {
 		res := check(t, c, time.Second, true)
 		require.True(t, res.OK, res.Detail)
 		require.Equal(t, probe.RolePrimary, res.Observation.Role)
-		for _, k := range []string{"used_memory", "maxmemory", "connected_clients", "ops_per_sec"} {
+		for _, k := range []string{"used_memory", "maxmemory", "connected_clients", "ops_per_sec", "commands_total",
+			"net_in_bytes_total", "net_out_bytes_total", "uptime_seconds", "storage_used_bytes"} {
 			require.Contains(t, res.Sample, k)
 		}
+		require.Equal(t, res.Sample["used_memory"], res.Sample["storage_used_bytes"])
+		require.GreaterOrEqual(t, res.Sample["uptime_seconds"], int64(0))
+		// The probes' own commands are traffic: the counters move between
+		// two samples of one connection, and never back.
+		next := check(t, c, time.Second, true)
+		require.True(t, next.OK, next.Detail)
+		require.Greater(t, next.Sample["net_in_bytes_total"], res.Sample["net_in_bytes_total"])
+		require.Greater(t, next.Sample["net_out_bytes_total"], res.Sample["net_out_bytes_total"])
+		require.Greater(t, next.Sample["commands_total"], res.Sample["commands_total"])
 	})
 	t.Run("replica", func(t *testing.T) {
 		c := newChecker(t, probe.Spec{Engine: probe.EngineRedis, Address: replica.Addr, Username: testproc.MonitorUser, Password: testproc.MonitorPassword})
@@ -173,13 +188,49 @@ func TestRealMariaDB(t *testing.T) {
 		return probe.Spec{Engine: probe.EngineMySQL, Address: addr, Username: testproc.MonitorUser, Password: pass}
 	}
 
+	// A tenant table, for the used storage: data and index bytes of the
+	// tables outside the system schemas, as root reads them.
+	primary.Exec(t, "CREATE DATABASE app", "CREATE TABLE app.t (id BIGINT PRIMARY KEY, v VARCHAR(200), KEY (v)) ENGINE=InnoDB",
+		"INSERT INTO app.t SELECT seq, REPEAT('x', 200) FROM app.seq_1_to_2000",
+		"ANALYZE TABLE app.t") // data_length is InnoDB's statistics: refresh them now
+	roots := map[*testproc.MariaDB]*sql.DB{primary: primary.Root(t), replica: replica.Root(t)}
+	storage := func(m *testproc.MariaDB) int64 {
+		var n sql.NullInt64
+		if err := roots[m].QueryRow("SELECT SUM(data_length + index_length) FROM information_schema.tables " +
+			"WHERE table_schema NOT IN ('mysql', 'sys', 'information_schema', 'performance_schema')").Scan(&n); err != nil || !n.Valid {
+			return -1 // never equal to a sample
+		}
+		return n.Int64
+	}
+
 	c := newChecker(t, spec(primary.Addr, testproc.MonitorPassword))
 	res := check(t, c, 2*time.Second, true)
 	require.True(t, res.OK, res.Detail)
 	require.Equal(t, probe.RolePrimary, res.Observation.Role)
 	require.False(t, *res.Observation.ReadOnly)
-	require.Contains(t, res.Sample, "connected_clients")
-	require.Contains(t, res.Sample, "questions_total")
+	for _, k := range []string{"connected_clients", "questions_total", "uptime_seconds", "net_in_bytes_total", "net_out_bytes_total",
+		"storage_used_bytes"} {
+		require.Contains(t, res.Sample, k)
+	}
+	require.Greater(t, res.Sample["storage_used_bytes"], int64(2000*200), "2,000 rows of 200 bytes")
+	require.Eventually(t, func() bool {
+		// InnoDB may refresh its table statistics between two reads.
+		return check(t, c, 2*time.Second, true).Sample["storage_used_bytes"] == storage(primary)
+	}, 10*time.Second, 50*time.Millisecond, "the monitor sees what root sees")
+	next := check(t, c, 2*time.Second, true)
+	require.Greater(t, next.Sample["net_in_bytes_total"], res.Sample["net_in_bytes_total"], "the probes' own queries are traffic")
+	require.Greater(t, next.Sample["net_out_bytes_total"], res.Sample["net_out_bytes_total"])
+	require.NotContains(t, check(t, c, 2*time.Second, false).Sample, "storage_used_bytes", "storage is read only when sampling")
+
+	// Without SHOW VIEW information_schema lists none of the tables: the
+	// probe still succeeds, the sample has no used storage rather than 0.
+	primary.Exec(t, "CREATE USER 'mon-noview'@'%' IDENTIFIED BY 'noview-secret-1'",
+		"GRANT REPLICATION CLIENT, PROCESS, SLAVE MONITOR ON *.* TO 'mon-noview'@'%'")
+	nv := newChecker(t, probe.Spec{Engine: probe.EngineMySQL, Address: primary.Addr, Username: "mon-noview", Password: "noview-secret-1"})
+	res = check(t, nv, 2*time.Second, true)
+	require.True(t, res.OK, res.Detail)
+	require.NotContains(t, res.Sample, "storage_used_bytes")
+	require.Contains(t, res.Sample, "net_in_bytes_total")
 
 	r := newChecker(t, spec(replica.Addr, testproc.MonitorPassword))
 	res = check(t, r, 2*time.Second, true)
@@ -189,6 +240,11 @@ func TestRealMariaDB(t *testing.T) {
 	rep := res.Observation.Replication
 	require.True(t, rep.IORunning && rep.SQLRunning, "%+v", rep)
 	require.GreaterOrEqual(t, rep.LagSeconds, int64(0))
+	require.Eventually(t, func() bool {
+		// The replica holds the tenant's table too, once replicated.
+		res := check(t, r, 2*time.Second, true)
+		return res.OK && res.Sample["storage_used_bytes"] > 0 && res.Sample["storage_used_bytes"] == storage(replica)
+	}, 10*time.Second, 50*time.Millisecond, "the replica's used storage")
 
 	bad := newChecker(t, spec(primary.Addr, "wrong-password"))
 	res = check(t, bad, 2*time.Second, false)

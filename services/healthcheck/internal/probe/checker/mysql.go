@@ -24,7 +24,29 @@ const mysqlIOBackstop = 30 * time.Second
 
 // statusQuery reads the counters and the semi-sync state in one round trip.
 const statusQuery = "SHOW GLOBAL STATUS WHERE Variable_name IN " +
-	"('Threads_connected','Questions','Rpl_semi_sync_master_status','Uptime','Slow_queries')"
+	"('Threads_connected','Questions','Rpl_semi_sync_master_status','Uptime','Slow_queries','Bytes_received','Bytes_sent')"
+
+// statusSamples maps SHOW GLOBAL STATUS variables to sample names. The
+// *_total names are counters since the server started (metering turns them
+// into traffic and operations, detecting a restart by uptime_seconds going
+// down).
+var statusSamples = map[string]string{
+	"Threads_connected": "connected_clients",
+	"Questions":         "questions_total",
+	"Uptime":            "uptime_seconds",
+	"Slow_queries":      "slow_queries_total",
+	"Bytes_received":    "net_in_bytes_total",
+	"Bytes_sent":        "net_out_bytes_total",
+}
+
+// storageQuery sums the data and index bytes of every table outside the
+// system schemas: the storage the tenant's data takes (metering's used
+// storage). information_schema lists only the tables the account holds
+// some privilege on, so the monitor account needs SHOW VIEW (which reads
+// no row) to see them all; seeing none gives NULL, and no sample. It opens
+// every table's metadata, which is why it runs only when sampling.
+const storageQuery = "SELECT SUM(data_length + index_length) FROM information_schema.tables " +
+	"WHERE table_schema NOT IN ('mysql', 'sys', 'information_schema', 'performance_schema')"
 
 // mysqlChecker probes MySQL/MariaDB over one kept connection (a pool of at
 // most one): SELECT @@read_only is the ping, SHOW SLAVE STATUS tells the
@@ -174,11 +196,8 @@ func (c *mysqlChecker) check(ctx context.Context, withSample bool) (probe.Result
 		obs.SemiSync = &on
 	}
 	if withSample {
-		res.Sample = make(probe.Sample, 6)
-		for k, name := range map[string]string{
-			"Threads_connected": "connected_clients", "Questions": "questions_total",
-			"Uptime": "uptime_seconds", "Slow_queries": "slow_queries_total",
-		} {
+		res.Sample = make(probe.Sample, len(statusSamples)+2)
+		for k, name := range statusSamples {
 			if n, err := strconv.ParseInt(status[k], 10, 64); err == nil {
 				res.Sample[name] = n
 			}
@@ -186,8 +205,23 @@ func (c *mysqlChecker) check(ctx context.Context, withSample bool) (probe.Result
 		if obs.Replication != nil && obs.Replication.LagSeconds >= 0 {
 			res.Sample["replication_lag_seconds"] = obs.Replication.LagSeconds
 		}
+		if n, ok := c.storageUsed(ctx); ok {
+			res.Sample["storage_used_bytes"] = n
+		}
 	}
 	return res, nil
+}
+
+// storageUsed runs storageQuery within the probe's deadline. The node has
+// already answered everything health depends on, so a failure here (a
+// slow information_schema on a node with many tables, the deadline) only
+// leaves the metric out of this sample; it never fails the probe.
+func (c *mysqlChecker) storageUsed(ctx context.Context) (int64, bool) {
+	var n sql.NullInt64
+	if err := c.db.QueryRowContext(ctx, storageQuery).Scan(&n); err != nil || !n.Valid {
+		return 0, false
+	}
+	return n.Int64, true
 }
 
 // slaveStatus returns SHOW SLAVE STATUS as column → value, nil when the node

@@ -305,7 +305,9 @@ func atoi(b []byte) (int64, bool) {
 	return int64(n), true
 }
 
-// sampleKeys maps INFO fields to sample names.
+// sampleKeys maps INFO fields to sample names. The *_total names are
+// counters since the server started (metering turns them into traffic and
+// operations, detecting a restart by uptime_seconds going down).
 var sampleKeys = map[string]string{
 	"used_memory":               "used_memory",
 	"maxmemory":                 "maxmemory",
@@ -314,7 +316,14 @@ var sampleKeys = map[string]string{
 	"total_commands_processed":  "commands_total",
 	"connected_slaves":          "connected_replicas",
 	"master_repl_offset":        "repl_offset",
+	"total_net_input_bytes":     "net_in_bytes_total",
+	"total_net_output_bytes":    "net_out_bytes_total",
+	"uptime_in_seconds":         "uptime_seconds",
 }
+
+// sampleSize is the sample map's capacity: sampleKeys plus
+// storage_used_bytes.
+const sampleSize = 11
 
 // parseInfo reads the fields the probe needs from an INFO reply.
 func parseInfo(info []byte, res *probe.Result, withSample bool) error {
@@ -326,7 +335,7 @@ func parseInfo(info []byte, res *probe.Result, withSample bool) error {
 		connectedSlaves, haveConnSlaves = 0, false
 	)
 	if withSample {
-		res.Sample = make(probe.Sample, 8)
+		res.Sample = make(probe.Sample, sampleSize)
 	}
 	for len(info) > 0 {
 		var line []byte
@@ -369,6 +378,12 @@ func parseInfo(info []byte, res *probe.Result, withSample bool) error {
 				}
 			}
 		}
+	}
+	if v, ok := res.Sample["used_memory"]; ok {
+		// Redis keeps its whole data set in memory (persistence files are
+		// copies of it), so the memory it uses is the storage it uses, the
+		// same name MySQL's on-disk tables report under.
+		res.Sample["storage_used_bytes"] = v
 	}
 	obs.ConnectedReplicas = -1
 	if haveConnSlaves {
