@@ -58,7 +58,7 @@ func TestNodeHoursOfShortLivedInstanceArePricedByThePlan(t *testing.T) {
 		Nodes: []events.Node{{ID: "n1", Name: "orders-0", Role: "primary", Region: "eu-1", AZ: "eu-1a", Host: "h1", Address: "127.0.0.1:1", State: "running"}}}
 	for _, step := range []struct {
 		typ, state, node string
-		at             time.Time
+		at               time.Time
 	}{
 		{events.TypeInstanceRequested, "provisioning", "pending", ready.Add(-time.Minute)},
 		{events.TypeInstanceReady, "ready", "running", ready},
