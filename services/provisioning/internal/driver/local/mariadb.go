@@ -309,9 +309,11 @@ func initSQL(spec driver.NodeSpec) string {
 	user(spec.Replication, "")
 	line("GRANT REPLICATION SLAVE ON *.* TO %s", account(spec.Replication))
 	// REPLICATION CLIENT (alias BINLOG MONITOR) and PROCESS for status;
-	// SLAVE MONITOR because since 10.5.9 SHOW SLAVE STATUS requires it.
+	// SLAVE MONITOR because since 10.5.9 SHOW SLAVE STATUS requires it;
+	// SHOW VIEW so that information_schema.tables lists the tenant's tables
+	// for the storage-used sample metering bills (it reads no row).
 	user(spec.Monitor, " WITH MAX_USER_CONNECTIONS 10")
-	line("GRANT REPLICATION CLIENT, PROCESS, SLAVE MONITOR ON *.* TO %s", account(spec.Monitor))
+	line("GRANT REPLICATION CLIENT, PROCESS, SLAVE MONITOR, SHOW VIEW ON *.* TO %s", account(spec.Monitor))
 	if spec.CDC.Username != "" {
 		// The cdc service's capture and sync jobs' writes (see
 		// driver.CDCGrants). No connection cap: each stream holds a dump, a
