@@ -49,6 +49,9 @@ const (
 	// topicPartitions is the partition count of the topics metering creates
 	// (canopy.usage.v1 and canopy.usage.ingest.v1), as api/topics.md says.
 	topicPartitions = 6
+	// maxIngestBody is the largest ingestion request, the gateway's own
+	// limit (CANOPY_GATEWAY_MAX_BODY_BYTES' default).
+	maxIngestBody = 1 << 20
 )
 
 // Config configures the metering service; env vars carry the CANOPY_ prefix.
@@ -74,7 +77,7 @@ type Config struct {
 	AccrueEvery time.Duration `yaml:"accrue_every" env:"METERING_ACCRUE_EVERY" default:"10s"`
 	// SweepEvery is how often expired dedup keys and minute windows are
 	// deleted.
-	SweepEvery time.Duration `yaml:"sweep_every" env:"METERING_SWEEP_EVERY" default:"5m"`
+	SweepEvery time.Duration `yaml:"sweep_every" env:"METERING_SWEEP_EVERY" default:"10m"`
 	// JobsEvery is how often budgets are evaluated, rated hours published
 	// and due invoices closed.
 	JobsEvery time.Duration `yaml:"jobs_every" env:"METERING_JOBS_EVERY" default:"15s"`
@@ -107,7 +110,7 @@ type Config struct {
 // DefaultConfig is a local development configuration, without the secret.
 func DefaultConfig() Config {
 	return Config{Platform: launch.DefaultPlatform(DefaultSource), Addr: DefaultAddr, Database: DefaultDatabase,
-		Grace: time.Hour, AccrueEvery: 10 * time.Second, SweepEvery: 5 * time.Minute, JobsEvery: 15 * time.Second,
+		Grace: time.Hour, AccrueEvery: 10 * time.Second, SweepEvery: 10 * time.Minute, JobsEvery: 15 * time.Second,
 		BatchMax: 5000, BatchWait: 200 * time.Millisecond, DedupRetention: 840 * time.Hour, MinuteRetention: 48 * time.Hour,
 		MaxBatchEvents: 1000, DefaultCurrency: "USD", EnsureTopics: true}
 }
@@ -120,11 +123,8 @@ func (c Config) Validate() error {
 	if len(c.Kafka.Brokers) == 0 {
 		errs = append(errs, errors.New("kafka brokers (CANOPY_KAFKA_BROKERS) must be set"))
 	}
-	if c.Grace < 0 {
-		errs = append(errs, errors.New("grace must not be negative"))
-	}
-	if c.AccrueEvery <= 0 || c.SweepEvery <= 0 || c.JobsEvery <= 0 || c.BatchWait <= 0 {
-		errs = append(errs, errors.New("accrue_every, sweep_every, jobs_every and batch_wait must be positive"))
+	if c.Grace <= 0 || c.AccrueEvery <= 0 || c.SweepEvery <= 0 || c.JobsEvery <= 0 || c.BatchWait <= 0 {
+		errs = append(errs, errors.New("grace, accrue_every, sweep_every, jobs_every and batch_wait must be positive"))
 	}
 	if c.BatchMax < 1 || c.MaxBatchEvents < 1 {
 		errs = append(errs, errors.New("batch_max and max_batch_events must be at least 1"))
@@ -209,7 +209,8 @@ func (s *Service) Run(ctx context.Context) error {
 		launch.Stage{Name: "rating", Run: func(ctx context.Context) error { return s.rating.Run(ctx) }},
 		launch.Stage{Name: "ingest writer", Stop: func(context.Context) error { return s.ingest.Close() }},
 		launch.ServeHTTP(s.cfg.HTTP, s.cfg.Addr, log, s.deps.Registry, func(context.Context) (http.Handler, error) {
-			api, err := httpapi.New(httpapi.Deps{Usage: s.usage, Ingest: s.ingest, MaxBatchEvents: s.cfg.MaxBatchEvents})
+			api, err := httpapi.New(httpapi.Deps{Usage: s.usage, Ingest: s.ingest, MaxBatch: s.cfg.MaxBatchEvents,
+				MaxBody: maxIngestBody, Log: log})
 			if err != nil {
 				return nil, err
 			}

@@ -3,20 +3,29 @@
 package httpapi
 
 import (
+	"context"
+	"log/slog"
 	"time"
 
 	"github.com/go-chi/chi/v5"
 
-	"github.com/canopy-platform/canopy/services/metering/internal/ingest"
+	"github.com/canopy-platform/canopy/services/metering/internal/meter"
 	"github.com/canopy-platform/canopy/services/metering/internal/usage"
 )
 
-// Deps is a stub of the designed httpapi.Deps.
+// Publisher is a stub of the designed port (*ingest.Publisher fits).
+type Publisher interface {
+	Publish(ctx context.Context, evs []meter.Event, at time.Time) error
+}
+
+// Deps is a stub of httpapi.Deps.
 type Deps struct {
-	Usage          *usage.Store
-	Ingest         *ingest.Publisher
-	MaxBatchEvents int
-	Now            func() time.Time
+	Usage    *usage.Store
+	Ingest   Publisher
+	Now      func() time.Time
+	MaxBatch int
+	MaxBody  int64
+	Log      *slog.Logger
 }
 
 // API is a stub.

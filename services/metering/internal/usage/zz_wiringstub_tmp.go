@@ -28,7 +28,10 @@ func (s *Store) InstanceTenant(ctx context.Context, id string) (string, bool, er
 	return "", false, nil
 }
 
+// LateEvent is a stub.
+type LateEvent struct{}
+
 // Late is a stub.
-func (s *Store) Late(ctx context.Context, tenant string, from, to time.Time, limit int) (any, error) {
+func (s *Store) Late(ctx context.Context, tenant string, from, to time.Time, limit int) ([]LateEvent, error) {
 	return nil, nil
 }
