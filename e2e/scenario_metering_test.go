@@ -125,7 +125,7 @@ func followBudgetEvents(t *testing.T, broker, tenant string) *budgetEvents {
 	v := &budgetEvents{}
 	var wg sync.WaitGroup
 	for _, p := range parts {
-		r := kafka.NewReader(kafka.ReaderConfig{Brokers: []string{broker}, Topic: topic, Partition: p.ID, MinBytes: 1, MaxWait: 100 * time.Millisecond})
+		r := kafka.NewReader(kafka.ReaderConfig{Brokers: []string{broker}, Topic: topic, Partition: p.ID, MinBytes: 1, MaxBytes: 1 << 20, MaxWait: 100 * time.Millisecond})
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
