@@ -362,10 +362,12 @@ func TestScenarioMetering(t *testing.T) {
 	var accepted struct {
 		Accepted int `json:"accepted"`
 	}
-	tenant.must("POST", "/api/v1/usage/events", event("call-1", 12, now), http.StatusAccepted, &accepted)
-	tenant.must("POST", "/api/v1/usage/events", event("call-1", 12, now), http.StatusAccepted, &accepted)
+	single := tenant.with("Content-Type", "application/cloudevents+json")
+	single.must("POST", "/api/v1/usage/events", event("call-1", 12, now), http.StatusAccepted, &accepted)
+	single.must("POST", "/api/v1/usage/events", event("call-1", 12, now), http.StatusAccepted, &accepted)
 	marker := samePartitionID(t, p.KafkaAddr, source, "call-1")
-	tenant.must("POST", "/api/v1/usage/events", []map[string]any{event(marker, 5, now)}, http.StatusAccepted, &accepted)
+	tenant.with("Content-Type", "application/cloudevents-batch+json").must("POST", "/api/v1/usage/events",
+		[]map[string]any{event(marker, 5, now)}, http.StatusAccepted, &accepted)
 	if accepted.Accepted != 1 {
 		t.Fatalf("batch of one: accepted %d", accepted.Accepted)
 	}
