@@ -10,7 +10,7 @@ FUZZTIME ?= 30s
 # input (golang/go#75804), and a count has no deadline to race.
 TEST_FUZZTIME ?= 3000x
 
-.PHONY: dev test vet bench fuzz lint fmt up down k8s build deps clean openapi config-docs e2e
+.PHONY: dev test vet bench bench-metering fuzz lint fmt up down k8s build deps clean openapi config-docs e2e
 
 deps:
 	@bash scripts/ensure-deps.sh
@@ -42,9 +42,13 @@ fuzz:
 e2e: deps
 	cd e2e && $(GO) test -count=1 -run Scenario -v .
 
-## bench: every benchmark, each printing its figures and ratios
+## bench: every benchmark, each printing its figures and ratios (BENCH=regexp picks some; knobs in scripts/bench.sh)
 bench: deps
 	@bash scripts/bench.sh
+
+## bench-metering: the metering benchmarks alone: ledger ingestion next to a raw consumer, the ingestion API, usage query p99
+bench-metering: deps
+	@BENCH='^(BenchmarkLedgerIngest|BenchmarkIngestAPI|BenchmarkUsageQuery)$$' bash scripts/bench.sh
 
 ## lint: formatting and vet (golangci-lint when installed)
 lint: vet

@@ -66,6 +66,7 @@ var corePackages = map[string]coreKind{
 	"services/healthcheck/internal/target":    kindDomain,
 	"services/healthcheck/internal/monitor":   kindEngine,
 	"services/healthcheck/internal/scheduler": kindEngine,
+	"services/metering/internal/meter":        kindDomain,
 	"services/provisioning/internal/instance": kindDomain,
 	"services/provisioning/internal/tunables": kindDomain,
 	"services/router/internal/table":          kindDomain,

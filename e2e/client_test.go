@@ -27,7 +27,8 @@ type client struct {
 	contract *openapitest.Spec
 }
 
-// with returns a copy of c that also sends the header name: value.
+// with returns a copy of c that also sends the header name: value (a
+// Content-Type given so replaces application/json).
 func (c *client) with(name, value string) *client {
 	cp := *c
 	cp.header = c.header.Clone()
@@ -108,7 +109,7 @@ func (c *client) do(method, path string, body any) (int, []byte, error) {
 		req.Header.Set("Authorization", "Bearer "+c.key)
 	}
 	req.Header.Set("X-Request-Id", "e2e-"+randHex(8))
-	if body != nil {
+	if body != nil && req.Header.Get("Content-Type") == "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := c.http.Do(req)

@@ -48,5 +48,18 @@ fi
 # the target's watermark covers the source's end. Both tables are compared
 # with the source (count + checksum); it prints both rows/s and the ratio
 # (goal >= 0.5). CANOPY_BENCH_SYNC_LOG=1 shows the job's logs.
+# The metering benchmarks (issue 15; all three with make bench-metering, or
+# BENCH='^(BenchmarkLedgerIngest|BenchmarkIngestAPI|BenchmarkUsageQuery)$') use the
+# machine's MariaDB (a database per run, dropped after) and the embedded Kafka broker.
+# BenchmarkLedgerIngest (services/metering/internal/ledger) puts at least 200k usage
+# CloudEvents on canopy.usage.ingest.v1, then in the same run reads them with a bare
+# kafka-go Reader that does nothing (the peer) and folds them with the ledger into
+# hourly aggregates, checking the totals exactly; it prints both events/s and the
+# ratio x_raw (goal >= 0.5, >= 150k events/s). BenchmarkIngestAPI
+# (services/metering/internal/httpapi) posts batches of 100 events through the HTTP
+# API into Kafka and reports events/s. BenchmarkUsageQuery (same package) loads 30
+# days of hourly node_hours for 1,000 instances and reports the p99 of
+# GET /api/v1/usage (a tenant's month by day, one instance's month by hour) as p99_ms
+# (goal < 50 ms).
 go test -run '^$' -bench "$pattern" "${args[@]}" -timeout 30m -p 1 \
   github.com/canopy-platform/canopy/... 2>&1 | tee "$out"

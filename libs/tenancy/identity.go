@@ -39,6 +39,7 @@ const (
 	AudienceFailover     = "failover"
 	AudienceRouter       = "router"
 	AudienceCDC          = "cdc"
+	AudienceMetering     = "metering"
 )
 
 // DefaultValidity is how long after its signing time a signature is accepted.

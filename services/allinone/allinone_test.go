@@ -150,6 +150,12 @@ func TestAllInOneStartsAndStopsCleanly(t *testing.T) {
 		prefix+"cdc").Scan(&streamsTables))
 	require.Equal(t, 1, streamsTables, "the cdc database has no streams table")
 
+	// So does the metering service: its database was migrated.
+	var meterTables int
+	require.NoError(t, mdb.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = ? AND table_name IN ('meters', 'usage_hour')",
+		prefix+"metering").Scan(&meterTables))
+	require.Equal(t, 2, meterTables, "the metering database has no meters and usage_hour tables")
+
 	// The embedded broker answers the Kafka protocol through the normal client.
 	conn, err := kafka.DialContext(ctx, "tcp", p.KafkaBrokers()[0])
 	require.NoError(t, err)

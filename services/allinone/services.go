@@ -20,6 +20,7 @@ import (
 	"github.com/canopy-platform/canopy/services/failover"
 	"github.com/canopy-platform/canopy/services/gateway"
 	"github.com/canopy-platform/canopy/services/healthcheck"
+	"github.com/canopy-platform/canopy/services/metering"
 	"github.com/canopy-platform/canopy/services/provisioning"
 	"github.com/canopy-platform/canopy/services/router"
 	"github.com/canopy-platform/canopy/services/scheduling"
@@ -70,7 +71,7 @@ func (p *Platform) newWiring(brokers []string) (*wiring, error) {
 
 // services lists the services in start order.
 func (p *Platform) services() []builder {
-	return []builder{p.buildCatalog, p.buildScheduling, p.buildProvisioning, p.buildHealthcheck, p.buildFailover, p.buildRouter, p.buildCDC, p.buildGateway}
+	return []builder{p.buildCatalog, p.buildScheduling, p.buildProvisioning, p.buildHealthcheck, p.buildFailover, p.buildRouter, p.buildCDC, p.buildMetering, p.buildGateway}
 }
 
 // backendAddr picks a service's listen address: its own default port when the
@@ -297,6 +298,26 @@ func (p *Platform) buildCDC(_ context.Context, w *wiring) (service, error) {
 	return service{name: "cdc", run: svc.Run, ready: svc.Ready(), addr: svc.Addr}, nil
 }
 
+func (p *Platform) buildMetering(_ context.Context, w *wiring) (service, error) {
+	cfg := metering.DefaultConfig()
+	if err := p.load(&cfg, w); err != nil {
+		return service{}, fmt.Errorf("metering config: %w", err)
+	}
+	cfg.Addr = p.backendAddr(cfg.Addr)
+	cfg.MySQLDSN, cfg.Database = p.cfg.MySQLDSN, p.cfg.DatabasePrefix+"metering"
+	cfg.Kafka.Brokers = w.brokers
+	cfg.InternalSecret = w.secret
+	pub, err := p.publisher(w, cfg.Kafka, "metering")
+	if err != nil {
+		return service{}, err
+	}
+	svc, err := metering.New(cfg, launch.Deps{Logger: p.deps.Logger, Registry: obs.NewRegistry(), Publisher: pub})
+	if err != nil {
+		return service{}, err
+	}
+	return service{name: "metering", run: svc.Run, ready: svc.Ready(), addr: svc.Addr}, nil
+}
+
 func (p *Platform) buildGateway(ctx context.Context, w *wiring) (service, error) {
 	cfg := gateway.Defaults()
 	if err := p.load(&cfg, w); err != nil {
@@ -329,6 +350,9 @@ func (p *Platform) buildGateway(ctx context.Context, w *wiring) (service, error)
 	}
 	if a, ok := w.addrs["cdc"]; ok {
 		cfg.CDCURL = "http://" + a
+	}
+	if a, ok := w.addrs["metering"]; ok {
+		cfg.MeteringURL = "http://" + a
 	}
 	log := p.deps.Logger.With("service", "gateway")
 	db, err := store.Open(ctx, cfg.Store, log)

@@ -85,6 +85,9 @@ type Config struct {
 	RouterURL string `yaml:"router_url" env:"ROUTER_URL" default:"http://127.0.0.1:8090"`
 	// CDCURL is the cdc service (an instance's change data capture streams).
 	CDCURL string `yaml:"cdc_url" env:"CDC_URL" default:"http://127.0.0.1:8087"`
+	// MeteringURL is the metering service (usage, meters, costs, invoices,
+	// budgets, prices).
+	MeteringURL string `yaml:"metering_url" env:"METERING_URL" default:"http://127.0.0.1:8088"`
 	// UpstreamTimeout bounds waiting for an upstream's response headers.
 	UpstreamTimeout time.Duration `yaml:"upstream_timeout" env:"GATEWAY_UPSTREAM_TIMEOUT" default:"30s"`
 	// UpstreamRetries is how often GET/HEAD are retried after a failed connect.
@@ -130,7 +133,7 @@ func Defaults() Config {
 		Addr: "127.0.0.1:8080", InternalAddr: "127.0.0.1:8092", StateDir: ".canopy", Store: store.Config{Database: DefaultDatabase},
 		RedisAddr: "127.0.0.1:6379", CatalogURL: "http://127.0.0.1:8082", SchedulingURL: "http://127.0.0.1:8083",
 		ProvisioningURL: "http://127.0.0.1:8084", HealthcheckURL: "http://127.0.0.1:8085", FailoverURL: "http://127.0.0.1:8086",
-		RouterURL: "http://127.0.0.1:8090", CDCURL: "http://127.0.0.1:8087",
+		RouterURL: "http://127.0.0.1:8090", CDCURL: "http://127.0.0.1:8087", MeteringURL: "http://127.0.0.1:8088",
 		UpstreamTimeout: 30 * time.Second, UpstreamRetries: 2, BreakerFailures: 5, BreakerOpenFor: 5 * time.Second,
 		RateLimitRPS: 50, RateLimitBurst: 100, AuthFailures: 20, AuthFailureWindow: time.Minute, RateLimitPrefix: "canopy:gateway:rl:", KeyCacheTTL: 10 * time.Second,
 		OpenAPIPath: "api/openapi/canopy.v1.yaml", AccessLog: true, MaxBodyBytes: 1 << 20, ShutdownTimeout: 15 * time.Second,
@@ -161,7 +164,8 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("state_dir is required when internal_secret is empty"))
 	}
 	for name, u := range map[string]string{"catalog_url": c.CatalogURL, "scheduling_url": c.SchedulingURL,
-		"provisioning_url": c.ProvisioningURL, "healthcheck_url": c.HealthcheckURL, "failover_url": c.FailoverURL, "router_url": c.RouterURL, "cdc_url": c.CDCURL} {
+		"provisioning_url": c.ProvisioningURL, "healthcheck_url": c.HealthcheckURL, "failover_url": c.FailoverURL, "router_url": c.RouterURL, "cdc_url": c.CDCURL,
+		"metering_url": c.MeteringURL} {
 		if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
 			errs = append(errs, fmt.Errorf("%s %q must be an http(s) URL", name, u))
 		}
@@ -226,6 +230,20 @@ func Routes() []httpapi.Route {
 		// top-level resource of the cdc service.
 		{Pattern: "/api/v1/sync-jobs", Upstream: "cdc"},
 		{Pattern: "/api/v1/sync-jobs/*", Upstream: "cdc"},
+		// Usage and what it costs; /api/v1/usage/* holds the ingestion API
+		// (POST /api/v1/usage/events) and the late events.
+		{Pattern: "/api/v1/usage", Upstream: "metering"},
+		{Pattern: "/api/v1/usage/*", Upstream: "metering"},
+		{Pattern: "/api/v1/meters", Upstream: "metering"},
+		{Pattern: "/api/v1/meters/*", Upstream: "metering"},
+		{Pattern: "/api/v1/costs", Upstream: "metering"},
+		{Pattern: "/api/v1/costs/*", Upstream: "metering"},
+		{Pattern: "/api/v1/invoices", Upstream: "metering"},
+		{Pattern: "/api/v1/invoices/*", Upstream: "metering"},
+		{Pattern: "/api/v1/budget", Upstream: "metering"},
+		{Pattern: "/api/v1/budget/*", Upstream: "metering"},
+		{Pattern: "/api/v1/prices", Upstream: "metering"},
+		{Pattern: "/api/v1/prices/*", Upstream: "metering"},
 	}
 }
 
@@ -322,6 +340,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 			{Name: "failover", URL: cfg.FailoverURL, Timeout: cfg.UpstreamTimeout},
 			{Name: "router", URL: cfg.RouterURL, Timeout: cfg.UpstreamTimeout},
 			{Name: "cdc", URL: cfg.CDCURL, Timeout: cfg.UpstreamTimeout},
+			{Name: "metering", URL: cfg.MeteringURL, Timeout: cfg.UpstreamTimeout},
 		}, secret, metrics, logger)
 	if err != nil {
 		return nil, fmt.Errorf("new gateway: %w", err)
