@@ -95,11 +95,16 @@ func (a *API) Routes(r chi.Router) {
 	r.Delete("/api/v1/meters/{slug}", a.deleteMeter)
 }
 
-// fieldErrors converts the domain's field errors.
+// fieldErrors converts the domain's field errors; one about the request as
+// a whole (no field: an empty or oversized batch) names "body".
 func fieldErrors(fe meter.FieldErrors) []httpx.FieldError {
 	out := make([]httpx.FieldError, len(fe))
 	for i, f := range fe {
-		out[i] = httpx.FieldError{Field: f.Field, Reason: f.Detail}
+		field := f.Field
+		if field == "" {
+			field = "body"
+		}
+		out[i] = httpx.FieldError{Field: field, Reason: f.Detail}
 	}
 	return out
 }
