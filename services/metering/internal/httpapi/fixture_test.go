@@ -41,6 +41,14 @@ var (
 // record times are.
 var now = time.Date(2026, 12, 3, 12, 30, 0, 0, time.UTC)
 
+func ts(s string) time.Time {
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		panic(err)
+	}
+	return t
+}
+
 // Test headers carrying the principal the test middleware puts in the
 // context (what tenancy.Middleware does after verifying a signature).
 const (
