@@ -38,12 +38,17 @@ type dimension struct {
 	set    func(r *meter.UsageRow, v string)
 }
 
-// dimensions in the order rows are sorted by (after window and meter).
+// dimensions in the order of the aggregate tables' primary key after
+// (tenant_id, meter, window_start): grouping by meter, window and a prefix
+// of these follows the index, so MariaDB groups while it scans instead of
+// filling (and sorting) a temporary table, which for a month of days per
+// instance (30,000 groups) is the difference between milliseconds and a
+// second. Rows are sorted for the answer in Go (compareRows).
 var dimensions = []dimension{
-	{meter.ByTenant, "tenant_id", func(r *meter.UsageRow, v string) { r.Tenant = v }},
 	{meter.ByInstance, "subject", func(r *meter.UsageRow, v string) { r.Instance = v }},
 	{meter.ByPlan, "plan_id", func(r *meter.UsageRow, v string) { r.Plan = v }},
 	{meter.ByRegion, "region", func(r *meter.UsageRow, v string) { r.Region = v }},
+	{meter.ByTenant, "tenant_id", func(r *meter.UsageRow, v string) { r.Tenant = v }},
 }
 
 // Usage answers q: each meter's quantity in its display unit per window
@@ -92,14 +97,11 @@ func (s *Store) Usage(ctx context.Context, q meter.Query) ([]meter.UsageRow, err
 		}
 	}
 	if len(unique) > 0 {
-		sorted := len(rows) == 0
 		if rows, err = s.uniques(ctx, q, unique, dims, rows); err != nil {
 			return nil, err
 		}
-		if !sorted {
-			slices.SortFunc(rows, compareRows)
-		}
 	}
+	slices.SortFunc(rows, compareRows)
 	return rows, nil
 }
 
@@ -161,19 +163,18 @@ func (s *Store) aggregates(ctx context.Context, q meter.Query, table string, met
 	for _, m := range meters {
 		byslug[m.Slug] = m
 	}
-	window := "window_start"
+	window, ws := "window_start", "window_start"
 	if q.Window == meter.Month {
-		window = "DATE_SUB(window_start, INTERVAL DAYOFMONTH(window_start) - 1 DAY)"
+		window, ws = "DATE_SUB(window_start, INTERVAL DAYOFMONTH(window_start) - 1 DAY) AS ws", "ws"
 	}
 	cols := make([]string, 0, len(dims))
 	for _, d := range dims {
 		cols = append(cols, d.column)
 	}
-	group := strings.Join(append([]string{"ws", "meter"}, cols...), ", ")
 	cond, args := where(q, meters)
-	query := "SELECT " + window + " AS ws, meter" + prefixEach(", ", cols) +
+	query := "SELECT " + window + ", meter" + prefixEach(", ", cols) +
 		", SUM(total), SUM(cnt), MAX(maximum) FROM " + table + cond +
-		" GROUP BY " + group + " ORDER BY " + group
+		" GROUP BY " + strings.Join(append([]string{"meter", ws}, cols...), ", ") + " ORDER BY NULL"
 	rows, err := s.db.SQL().QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("read usage from %s: %w", table, err)
@@ -238,10 +239,9 @@ func (s *Store) uniques(ctx context.Context, q meter.Query, meters []meter.Meter
 	for _, d := range dims {
 		cols = append(cols, d.column)
 	}
-	group := strings.Join(append([]string{"window_start", "meter"}, cols...), ", ")
 	cond, args := where(q, meters)
 	query := "SELECT window_start, meter" + prefixEach(", ", cols) + ", COUNT(DISTINCT value_hash) FROM usage_unique" +
-		cond + " AND level = ? GROUP BY " + group + " ORDER BY " + group
+		cond + " AND level = ? GROUP BY " + strings.Join(append([]string{"meter", "window_start"}, cols...), ", ") + " ORDER BY NULL"
 	args = append(args, uniqueLevels[q.Window])
 	rows, err := s.db.SQL().QueryContext(ctx, query, args...)
 	if err != nil {
