@@ -218,7 +218,7 @@ func (s *Service) Run(ctx context.Context) error {
 			if err != nil {
 				return nil, err
 			}
-			r := httpx.NewRouter(log)
+			r := httpx.NewRouter(log, httpx.WithMaxBodyBytes(2*maxIngestBody)) // the API answers an oversized batch itself, naming "body"
 			r.Group(func(r chi.Router) {
 				r.Use(s.cfg.Middleware(tenancy.AudienceMetering))
 				api.Routes(r)
