@@ -2,11 +2,11 @@ package ledger
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"log/slog"
 	"time"
 
-	"github.com/canopy-platform/canopy/libs/store"
 	"github.com/canopy-platform/canopy/services/metering/internal/meter"
 )
 
@@ -54,7 +54,7 @@ func (l *Ledger) accrue(ctx context.Context) (more bool, err error) {
 
 func (l *Ledger) accrueOnce(ctx context.Context) (more bool, err error) {
 	now := l.cfg.Now().UTC().Truncate(time.Microsecond)
-	err = l.db.Tx(ctx, func(tx *store.Tx) error {
+	err = l.tx(ctx, func(tx *sql.Tx) error {
 		more = false
 		rows, err := tx.QueryContext(ctx, `SELECT instance_id, node_id, started_at, accrued_until, tenant_id, plan_id, region, vcpu, memory_mb, storage_gb
 			FROM node_intervals WHERE ended_at IS NULL ORDER BY instance_id, node_id, started_at FOR UPDATE`)

@@ -7,13 +7,12 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
-	"github.com/segmentio/kafka-go"
 
 	"github.com/canopy-platform/canopy/api/events"
-	"github.com/canopy-platform/canopy/libs/store"
 	"github.com/canopy-platform/canopy/services/metering/internal/meter"
 )
 
@@ -30,7 +29,7 @@ var errOffsetMoved = errors.New("stored offset moved under the consumer")
 // work is what one batch's transaction accumulates: the aggregates and
 // rows to write, and what to do once it committed.
 type work struct {
-	tp       topicPartition
+	topic    string
 	batch    *meter.Batch
 	late     []lateRow
 	outcomes map[string]int
@@ -65,35 +64,46 @@ func (w *work) add(cs []meter.Contribution, aggs map[string]meter.Aggregation) i
 	return dropped
 }
 
-// apply decodes msgs and applies them, with the partition's new offset, in
-// one transaction, retried whole on deadlocks.
-func (l *Ledger) apply(ctx context.Context, tp topicPartition, pos position, msgs []kafka.Message) error {
+// apply decodes a batch (chunks of one topic's partitions) and applies it,
+// with the partitions' new offsets, in one transaction, retried whole on
+// deadlocks. pos is where each partition stands as this consumer stored it.
+func (l *Ledger) apply(ctx context.Context, topic string, pos map[int]int64, batch []chunk) error {
 	began := time.Now()
-	d := l.decode(ctx, tp, msgs)
-	last := msgs[len(msgs)-1].Offset
+	d := &decoded{}
+	next := map[int]int64{}
+	for _, c := range batch {
+		d.merge(c.d)
+		next[c.part] = c.last + 1
+	}
 	var w *work
 	for attempt := 1; ; attempt++ {
-		w = &work{tp: tp, batch: meter.NewBatch(), outcomes: map[string]int{}}
-		err := l.db.Tx(ctx, func(tx *store.Tx) error {
-			if err := checkOffset(ctx, tx, tp, pos); err != nil {
+		w = &work{topic: topic, batch: meter.NewBatch(), outcomes: map[string]int{}}
+		err := l.tx(ctx, func(tx *sql.Tx) error {
+			if err := checkOffsets(ctx, tx, topic, pos, next); err != nil {
 				return err
 			}
+			t1 := time.Now()
 			if err := l.applyDecoded(ctx, tx, w, d); err != nil {
 				return err
 			}
+			t2 := time.Now()
 			if err := writeBatch(ctx, tx, w); err != nil {
 				return err
 			}
-			return saveOffset(ctx, tx, tp, last+1, l.cfg.Now())
+			t3 := time.Now()
+			defer func() {
+				l.log.Debug("phases", "handler", t2.Sub(t1), "write", t3.Sub(t2), "commit+offsets", time.Since(t3))
+			}()
+			return saveOffsets(ctx, tx, topic, next, l.cfg.Now())
 		})
 		if err == nil {
 			break
 		}
 		if !retryableTx(err) || attempt == maxTxAttempts || ctx.Err() != nil {
-			return fmt.Errorf("apply batch %s@%d-%d: %w", tp, msgs[0].Offset, last, err)
+			return fmt.Errorf("apply batch of %s %v: %w", topic, next, err)
 		}
 		l.log.DebugContext(ctx, "batch transaction conflicted; retrying",
-			slog.String("partition", tp.String()), slog.Int("attempt", attempt), slog.Any("err", err))
+			slog.String("topic", topic), slog.Int("attempt", attempt), slog.Any("err", err))
 		if err := sleepCtx(ctx, time.Duration(attempt)*time.Duration(5+rand.IntN(20))*time.Millisecond); err != nil {
 			return err
 		}
@@ -103,18 +113,38 @@ func (l *Ledger) apply(ctx context.Context, tp topicPartition, pos position, msg
 	}
 	w.count(outcomeSkipped, d.skipped)
 	for outcome, n := range w.outcomes {
-		l.metrics.events.WithLabelValues(tp.topic, outcome).Add(float64(n))
+		l.metrics.events.WithLabelValues(topic, outcome).Add(float64(n))
 	}
 	if d.undecodable > 0 {
-		l.metrics.undecodable.WithLabelValues(tp.topic).Add(float64(d.undecodable))
+		l.metrics.undecodable.WithLabelValues(topic).Add(float64(d.undecodable))
 	}
-	l.metrics.batch.WithLabelValues(tp.topic).Observe(time.Since(began).Seconds())
+	l.metrics.batch.WithLabelValues(topic).Observe(time.Since(began).Seconds())
+	l.log.DebugContext(ctx, "batch applied", slog.String("topic", topic), slog.Int("chunks", len(batch)),
+		slog.Int("rows", w.batch.Len()), slog.Duration("took", time.Since(began)))
+	return nil
+}
+
+// tx runs fn in a READ COMMITTED transaction: every read that decides
+// anything locks its rows, and without repeatable-read gap locks the
+// batches of different topics and the accrual rarely wait on each other.
+func (l *Ledger) tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := l.db.SQL().BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
+	if err != nil {
+		return fmt.Errorf("begin transaction: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit transaction: %w", err)
+	}
 	return nil
 }
 
 // applyDecoded runs the topic's handler.
-func (l *Ledger) applyDecoded(ctx context.Context, tx *store.Tx, w *work, d *decoded) error {
-	switch w.tp.topic {
+func (l *Ledger) applyDecoded(ctx context.Context, tx *sql.Tx, w *work, d *decoded) error {
+	switch w.topic {
 	case events.TopicInstances:
 		return l.applyInstances(ctx, tx, w, d.instances)
 	case events.TopicSamples:
@@ -129,32 +159,57 @@ func (l *Ledger) applyDecoded(ctx context.Context, tx *store.Tx, w *work, d *dec
 	return nil
 }
 
-// checkOffset locks the partition's offset row and makes sure it is where
-// this consumer last left it.
-func checkOffset(ctx context.Context, tx *store.Tx, tp topicPartition, pos position) error {
-	var next int64
-	err := tx.QueryRowContext(ctx,
-		"SELECT next_offset FROM consumer_offsets WHERE topic = ? AND part = ? FOR UPDATE", tp.topic, tp.part).Scan(&next)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		if pos.stored {
-			return fmt.Errorf("%w: %s had offset %d, now none", errOffsetMoved, tp, pos.next)
+// checkOffsets locks the batch's partitions' offset rows and makes sure
+// each is where this consumer last left it.
+func checkOffsets(ctx context.Context, tx *sql.Tx, topic string, pos, next map[int]int64) error {
+	args := []any{topic}
+	for p := range next {
+		args = append(args, p)
+	}
+	rows, err := tx.QueryContext(ctx, "SELECT part, next_offset FROM consumer_offsets WHERE topic = ? AND part IN "+
+		inClause(len(next))+" FOR UPDATE", args...)
+	if err != nil {
+		return fmt.Errorf("lock offsets of %s: %w", topic, err)
+	}
+	defer rows.Close()
+	seen := 0
+	for rows.Next() {
+		var p int
+		var stored int64
+		if err := rows.Scan(&p, &stored); err != nil {
+			return fmt.Errorf("lock offsets of %s: %w", topic, err)
 		}
-		return nil
-	case err != nil:
-		return fmt.Errorf("lock offset of %s: %w", tp, err)
-	case !pos.stored || next != pos.next:
-		return fmt.Errorf("%w: %s expected %d (stored %t), found %d", errOffsetMoved, tp, pos.next, pos.stored, next)
+		if want, ok := pos[p]; !ok || stored != want {
+			return fmt.Errorf("%w: %s/%d expected %d, found %d", errOffsetMoved, topic, p, want, stored)
+		}
+		seen++
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("lock offsets of %s: %w", topic, err)
+	}
+	if seen != len(next) {
+		return fmt.Errorf("%w: %s: offset rows missing", errOffsetMoved, topic)
 	}
 	return nil
 }
 
-// saveOffset stores where the partition continues.
-func saveOffset(ctx context.Context, tx *store.Tx, tp topicPartition, next int64, now time.Time) error {
-	if _, err := tx.ExecContext(ctx, `INSERT INTO consumer_offsets (topic, part, next_offset, updated_at) VALUES (?, ?, ?, ?)
-		ON DUPLICATE KEY UPDATE next_offset = VALUES(next_offset), updated_at = VALUES(updated_at)`,
-		tp.topic, tp.part, next, now.UTC()); err != nil {
-		return fmt.Errorf("store offset %d of %s: %w", next, tp, err)
+// saveOffsets stores where the partitions continue.
+func saveOffsets(ctx context.Context, tx *sql.Tx, topic string, next map[int]int64, now time.Time) error {
+	var sb strings.Builder
+	sb.WriteString("INSERT INTO consumer_offsets (topic, part, next_offset, updated_at) VALUES ")
+	args := make([]any, 0, len(next)*4)
+	i := 0
+	for p, off := range next {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		i++
+		sb.WriteString("(?,?,?,?)")
+		args = append(args, topic, p, off, now.UTC())
+	}
+	sb.WriteString(" ON DUPLICATE KEY UPDATE next_offset = VALUES(next_offset), updated_at = VALUES(updated_at)")
+	if _, err := tx.ExecContext(ctx, sb.String(), args...); err != nil {
+		return fmt.Errorf("store offsets %v of %s: %w", next, topic, err)
 	}
 	return nil
 }

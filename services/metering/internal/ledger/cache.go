@@ -2,11 +2,11 @@ package ledger
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"slices"
 	"sync"
 
-	"github.com/canopy-platform/canopy/libs/store"
 	"github.com/canopy-platform/canopy/services/metering/internal/meter"
 )
 
@@ -48,9 +48,14 @@ func (c *instanceCache) fill(found map[string]meter.InstanceInfo) {
 	}
 }
 
+// querier is what reads need: a *sql.DB or a *sql.Tx.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
 // lookupInstances returns what is known of the instances ids (unknown ones
 // are absent), from the cache or else the instances table.
-func (l *Ledger) lookupInstances(ctx context.Context, tx *store.Tx, ids []string) (map[string]meter.InstanceInfo, error) {
+func (l *Ledger) lookupInstances(ctx context.Context, tx querier, ids []string) (map[string]meter.InstanceInfo, error) {
 	out := make(map[string]meter.InstanceInfo, len(ids))
 	var missing []string
 	l.cache.mu.Lock()

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/canopy-platform/canopy/api/events"
-	"github.com/canopy-platform/canopy/libs/store"
 	"github.com/canopy-platform/canopy/services/metering/internal/meter"
 )
 
@@ -22,7 +21,7 @@ const priceSourceCatalog = "catalog"
 // storage GB-hour price differs from the version in effect at the plan's
 // change (rounded up to the hour) adds a version from that hour on. An
 // admin's price at the very same hour is left as the admin set it.
-func (l *Ledger) applyPlans(ctx context.Context, tx *store.Tx, w *work, recs []planRec) error {
+func (l *Ledger) applyPlans(ctx context.Context, tx *sql.Tx, w *work, recs []planRec) error {
 	for _, r := range recs {
 		p := r.p
 		if p.ID == "" {
@@ -48,7 +47,7 @@ func (l *Ledger) applyPlans(ctx context.Context, tx *store.Tx, w *work, recs []p
 
 // versionPrice adds (or, at the same hour, corrects) the catalog's price of
 // a plan's meter from the hour from, unless that price is in effect then.
-func (l *Ledger) versionPrice(ctx context.Context, tx *store.Tx, plan, meterSlug, price, currency string, from time.Time) error {
+func (l *Ledger) versionPrice(ctx context.Context, tx *sql.Tx, plan, meterSlug, price, currency string, from time.Time) error {
 	price = strings.TrimSpace(price)
 	if price == "" {
 		return nil // unpriced

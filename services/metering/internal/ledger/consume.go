@@ -2,10 +2,11 @@ package ledger
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,17 +23,9 @@ const (
 	readerQueue    = 10000
 )
 
-// topicPartition names one partition of one topic.
-type topicPartition struct {
-	topic string
-	part  int
-}
-
-func (tp topicPartition) String() string { return fmt.Sprintf("%s/%d", tp.topic, tp.part) }
-
 // discoverLoop finds the partitions of the ledger's topics, now and every
 // discoverEvery (topics may be created, or grow, later), and runs one
-// consumer per partition until ctx ends.
+// consumer per topic until ctx ends.
 func (l *Ledger) discoverLoop(ctx context.Context) {
 	transport := &kafka.Transport{ClientID: "canopy-metering-ledger"}
 	defer transport.CloseIdleConnections()
@@ -40,29 +33,36 @@ func (l *Ledger) discoverLoop(ctx context.Context) {
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	running := map[topicPartition]bool{}
-	missing := map[string]bool{} // topics reported missing, to log once
+	known := map[string][]int{}        // partitions each topic consumer was given
+	updates := map[string]chan []int{} // to each topic consumer
+	missing := map[string]bool{}       // topics reported missing, to log once
 	for {
-		parts, absent, err := discover(ctx, client)
-		switch {
-		case err != nil && ctx.Err() == nil:
+		parts, err := discover(ctx, client)
+		if err != nil && ctx.Err() == nil {
 			l.metrics.errors.WithLabelValues("discover").Inc()
 			l.log.WarnContext(ctx, "discover partitions", slog.Any("err", err))
-		case err == nil:
-			for _, t := range absent {
-				if !missing[t] {
-					missing[t] = true
-					l.log.InfoContext(ctx, "topic not there yet; will look again", slog.String("topic", t))
-				}
-			}
 		}
-		for _, tp := range parts {
-			if running[tp] {
-				continue
+		for _, topic := range topics {
+			ps, ok := parts[topic]
+			switch {
+			case err != nil:
+			case !ok:
+				if !missing[topic] {
+					missing[topic] = true
+					l.log.InfoContext(ctx, "topic not there yet; will look again", slog.String("topic", topic))
+				}
+			case updates[topic] == nil:
+				ch := make(chan []int, 1)
+				updates[topic], known[topic] = ch, ps
+				wg.Go(func() { l.consumeTopic(ctx, topic, ps, ch) })
+			case !slices.Equal(known[topic], ps):
+				known[topic] = ps
+				select { // replace an update the consumer has not taken yet
+				case <-updates[topic]:
+				default:
+				}
+				updates[topic] <- ps
 			}
-			running[tp] = true
-			delete(missing, tp.topic)
-			wg.Go(func() { l.consume(ctx, tp) })
 		}
 		select {
 		case <-ctx.Done():
@@ -72,146 +72,235 @@ func (l *Ledger) discoverLoop(ctx context.Context) {
 	}
 }
 
-// discover returns the partitions of the ledger's topics that exist, and
-// the topics that do not (yet). It never creates a topic.
-func discover(ctx context.Context, client *kafka.Client) ([]topicPartition, []string, error) {
+// discover returns the sorted partitions of the ledger's topics that exist.
+// It never creates a topic.
+func discover(ctx context.Context, client *kafka.Client) (map[string][]int, error) {
 	resp, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
 	if err != nil {
-		return nil, nil, fmt.Errorf("metadata of %v: %w", topics, err)
+		return nil, fmt.Errorf("metadata of %s: %w", strings.Join(topics, ", "), err)
 	}
-	var parts []topicPartition
-	var absent []string
+	out := map[string][]int{}
 	for _, t := range resp.Topics {
 		if t.Error != nil || len(t.Partitions) == 0 {
-			absent = append(absent, t.Name)
 			continue
 		}
+		ps := make([]int, 0, len(t.Partitions))
 		for _, p := range t.Partitions {
-			parts = append(parts, topicPartition{topic: t.Name, part: p.ID})
+			ps = append(ps, p.ID)
 		}
+		slices.Sort(ps)
+		out[t.Name] = ps
 	}
-	return parts, absent, nil
+	return out, nil
 }
 
-// consume applies one partition's messages batch by batch until ctx ends.
-// After a failure it backs off and starts again from the stored offset with
-// a fresh reader, so nothing half-applied is ever skipped.
-func (l *Ledger) consume(ctx context.Context, tp topicPartition) {
+// consumeTopic applies a topic's messages until ctx ends: one reader per
+// partition feeds chunks to one applier, which folds what the partitions
+// have ready into one transaction (so rows many partitions share are
+// written once per batch, not contended by a transaction per partition).
+// After a failure it backs off and starts every reader again from the
+// stored offsets, so nothing half-applied is ever skipped. A new partition
+// set (from discovery) restarts the readers between two batches.
+func (l *Ledger) consumeTopic(ctx context.Context, topic string, parts []int, updates <-chan []int) {
 	bo := retry.Policy{Initial: 200 * time.Millisecond, Max: 10 * time.Second}.NewBackOff()
 	for {
-		progressed, err := l.consumeFrom(ctx, tp)
+		next, progressed, err := l.runReaders(ctx, topic, parts, updates)
 		if ctx.Err() != nil {
 			return
+		}
+		if next != nil {
+			parts = next
+			continue
 		}
 		if progressed {
 			bo.Reset()
 		}
 		wait := bo.NextBackOff()
 		l.metrics.errors.WithLabelValues("batch").Inc()
-		l.log.ErrorContext(ctx, "partition consumer failed; restarting from the stored offset",
-			slog.String("topic", tp.topic), slog.Int("partition", tp.part), slog.Duration("backoff", wait), slog.Any("err", err))
-		select {
-		case <-ctx.Done():
+		l.log.ErrorContext(ctx, "topic consumer failed; restarting from the stored offsets",
+			slog.String("topic", topic), slog.Duration("backoff", wait), slog.Any("err", err))
+		if sleepCtx(ctx, wait) != nil {
 			return
-		case <-time.After(wait):
 		}
 	}
 }
 
-// consumeFrom reads tp from its stored offset and applies batches until an
-// error (returned) or ctx ends; progressed reports whether a batch committed.
-func (l *Ledger) consumeFrom(ctx context.Context, tp topicPartition) (progressed bool, err error) {
-	next, stored, err := l.storedOffset(ctx, tp)
+// chunk is consecutive messages of one partition, decoded (and, for
+// ingested events, turned into contributions) by the partition's reader
+// goroutine while the applier is busy with an earlier batch.
+type chunk struct {
+	part        int
+	first, last int64 // offsets
+	hwm         int64 // the partition's high-water mark when read
+	d           *decoded
+}
+
+// runReaders reads parts from their stored offsets and applies batches
+// until ctx ends, an error (returned), or a new partition set (returned as
+// next). progressed reports whether a batch committed.
+func (l *Ledger) runReaders(ctx context.Context, topic string, parts []int, updates <-chan []int) (next []int, progressed bool, err error) {
+	pos, err := l.prepareOffsets(ctx, topic, parts)
 	if err != nil {
-		return false, err
+		return nil, false, err
 	}
+	rctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	chunks := make(chan chunk, len(parts))
+	failed := make(chan error, len(parts))
+	// Partitions share the batch, so each brings at most its share.
+	perChunk := max(1, l.cfg.BatchMax/len(parts))
+	for _, p := range parts {
+		wg.Go(func() { l.readPartition(rctx, topic, p, pos[p], perChunk, chunks, failed) })
+	}
+	for {
+		var first chunk
+		select {
+		case <-ctx.Done():
+			return nil, progressed, nil
+		case next := <-updates:
+			return next, progressed, nil
+		case err := <-failed:
+			return nil, progressed, err
+		case first = <-chunks:
+		}
+		batch := []chunk{first}
+		n := first.d.messages
+	gather:
+		for n < l.cfg.BatchMax {
+			select {
+			case c := <-chunks:
+				batch = append(batch, c)
+				n += c.d.messages
+			default:
+				break gather
+			}
+		}
+		if err := l.apply(ctx, topic, pos, batch); err != nil {
+			if ctx.Err() != nil {
+				return nil, progressed, nil
+			}
+			return nil, progressed, err
+		}
+		progressed = true
+		for _, c := range batch {
+			pos[c.part] = c.last + 1
+			l.metrics.setLag(topic, c.part, c.hwm-pos[c.part])
+		}
+	}
+}
+
+// readPartition reads one partition from offset and hands its messages on
+// in chunks of at most max, until ctx ends or the reader fails.
+func (l *Ledger) readPartition(ctx context.Context, topic string, part int, offset int64, max int, out chan<- chunk, failed chan<- error) {
 	r := kafka.NewReader(kafka.ReaderConfig{
 		Brokers:       l.cfg.Brokers,
-		Topic:         tp.topic,
-		Partition:     tp.part,
+		Topic:         topic,
+		Partition:     part,
 		MinBytes:      1,
 		MaxBytes:      readerMaxBytes,
 		MaxWait:       l.readerMaxWait,
 		QueueCapacity: readerQueue,
 	})
-	defer func() {
-		if cerr := r.Close(); cerr != nil && err == nil && ctx.Err() == nil {
-			err = fmt.Errorf("close reader %s: %w", tp, cerr)
+	defer r.Close()
+	fail := func(err error) {
+		select {
+		case failed <- fmt.Errorf("read %s/%d: %w", topic, part, err):
+		case <-ctx.Done():
 		}
-	}()
-	start := next
-	if !stored {
-		start = kafka.FirstOffset
 	}
-	if err := r.SetOffset(start); err != nil {
-		return false, fmt.Errorf("seek %s to %d: %w", tp, start, err)
+	if err := r.SetOffset(offset); err != nil {
+		fail(fmt.Errorf("seek to %d: %w", offset, err))
+		return
 	}
-	pos := position{next: next, stored: stored}
 	for {
-		msgs, err := l.fetch(ctx, r)
+		msgs, err := l.fetch(ctx, r, max)
 		if err != nil {
-			if ctx.Err() != nil {
-				return progressed, nil
+			if ctx.Err() == nil {
+				fail(err)
 			}
-			return progressed, fmt.Errorf("fetch %s: %w", tp, err)
+			return
 		}
 		last := msgs[len(msgs)-1]
-		if err := l.apply(ctx, tp, pos, msgs); err != nil {
-			if ctx.Err() != nil {
-				return progressed, nil
+		c := chunk{part: part, first: msgs[0].Offset, last: last.Offset, hwm: last.HighWaterMark, d: &decoded{messages: len(msgs)}}
+		l.decode(ctx, topic, part, msgs, c.d)
+		if err := l.prepareIngest(ctx, c.d.ingest); err != nil {
+			if ctx.Err() == nil {
+				fail(err)
 			}
-			return progressed, err
+			return
 		}
-		progressed = true
-		pos = position{next: last.Offset + 1, stored: true}
-		l.metrics.setLag(tp.topic, tp.part, last.HighWaterMark-pos.next)
+		select {
+		case out <- c:
+		case <-ctx.Done():
+			return
+		}
 	}
 }
 
-// position is where a partition's next batch starts as the ledger last
-// stored it (stored false: nothing stored yet).
-type position struct {
-	next   int64
-	stored bool
-}
-
-// storedOffset returns the partition's committed next offset.
-func (l *Ledger) storedOffset(ctx context.Context, tp topicPartition) (int64, bool, error) {
-	var next int64
-	err := l.db.SQL().QueryRowContext(ctx,
-		"SELECT next_offset FROM consumer_offsets WHERE topic = ? AND part = ?", tp.topic, tp.part).Scan(&next)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return 0, false, nil
-	case err != nil:
-		return 0, false, fmt.Errorf("read stored offset of %s: %w", tp, err)
-	}
-	return next, true, nil
-}
-
-// fetch waits for a message, then gathers more until BatchMax messages or
+// fetch waits for a message, then gathers more until max messages or
 // BatchWait after the first.
-func (l *Ledger) fetch(ctx context.Context, r *kafka.Reader) ([]kafka.Message, error) {
+func (l *Ledger) fetch(ctx context.Context, r *kafka.Reader, max int) ([]kafka.Message, error) {
 	m, err := r.FetchMessage(ctx)
 	if err != nil {
 		return nil, err
 	}
-	msgs := make([]kafka.Message, 1, min(l.cfg.BatchMax, 1024))
+	msgs := make([]kafka.Message, 1, min(max, 1024))
 	msgs[0] = m
-	if l.cfg.BatchMax == 1 {
+	if max == 1 {
 		return msgs, nil
 	}
 	bctx, cancel := context.WithTimeout(ctx, l.cfg.BatchWait)
 	defer cancel()
-	for len(msgs) < l.cfg.BatchMax {
+	for len(msgs) < max {
 		m, err := r.FetchMessage(bctx)
 		if err != nil {
-			if ctx.Err() == nil && bctx.Err() != nil {
-				break // the batch is as big as it gets in BatchWait
+			if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+				break // the chunk is as big as it gets in BatchWait
 			}
 			return nil, err
 		}
 		msgs = append(msgs, m)
 	}
 	return msgs, nil
+}
+
+// prepareOffsets makes sure every partition has an offset row (0, the
+// start, for a new one: the reader skips to the first offset the broker
+// still has) and returns the stored offsets. Rows that exist before any
+// batch runs mean a batch's locking read never takes gap locks.
+func (l *Ledger) prepareOffsets(ctx context.Context, topic string, parts []int) (map[int]int64, error) {
+	var sb strings.Builder
+	sb.WriteString("INSERT IGNORE INTO consumer_offsets (topic, part, next_offset, updated_at) VALUES ")
+	args := make([]any, 0, len(parts)*3)
+	now := l.cfg.Now().UTC()
+	for i, p := range parts {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		sb.WriteString("(?,?,0,?)")
+		args = append(args, topic, p, now)
+	}
+	if _, err := l.db.SQL().ExecContext(ctx, sb.String(), args...); err != nil {
+		return nil, fmt.Errorf("create offset rows of %s: %w", topic, err)
+	}
+	rows, err := l.db.SQL().QueryContext(ctx, "SELECT part, next_offset FROM consumer_offsets WHERE topic = ?", topic)
+	if err != nil {
+		return nil, fmt.Errorf("read offsets of %s: %w", topic, err)
+	}
+	defer rows.Close()
+	pos := map[int]int64{}
+	for rows.Next() {
+		var p int
+		var next int64
+		if err := rows.Scan(&p, &next); err != nil {
+			return nil, fmt.Errorf("read offsets of %s: %w", topic, err)
+		}
+		pos[p] = next
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read offsets of %s: %w", topic, err)
+	}
+	return pos, nil
 }

@@ -25,8 +25,21 @@ type decoded struct {
 	plans     []planRec
 	ingest    []ingestRec
 
+	messages    int // how many messages this was decoded from
 	skipped     int // left out for whatever reason (undecodable included)
 	undecodable int
+}
+
+// merge appends o's records to d's (o's messages come after d's).
+func (d *decoded) merge(o *decoded) {
+	d.instances = append(d.instances, o.instances...)
+	d.samples = append(d.samples, o.samples...)
+	d.cdc = append(d.cdc, o.cdc...)
+	d.plans = append(d.plans, o.plans...)
+	d.ingest = append(d.ingest, o.ingest...)
+	d.messages += o.messages
+	d.skipped += o.skipped
+	d.undecodable += o.undecodable
 }
 
 // origin is what a late_events row says of a CloudEvent.
@@ -63,10 +76,17 @@ type planRec struct {
 }
 
 type ingestRec struct {
+	part int
 	off  int64
 	recv time.Time
 	e    meter.Event
 	key  [16]byte
+
+	// Set by prepareIngest: the event's contributions, the aggregation of
+	// each meter, and whether it is late.
+	cs   []meter.Contribution
+	aggs map[string]meter.Aggregation
+	late bool
 }
 
 var instanceTypes = map[string]bool{
@@ -80,8 +100,7 @@ var planTypes = map[string]bool{events.TypePlanCreated: true, events.TypePlanUpd
 // decode turns msgs into payloads. An undecodable message is logged with
 // where it is, counted, and skipped: its offset still commits with the
 // batch, so one bad message never stalls metering.
-func (l *Ledger) decode(ctx context.Context, tp topicPartition, msgs []kafka.Message) *decoded {
-	d := &decoded{}
+func (l *Ledger) decode(ctx context.Context, topic string, part int, msgs []kafka.Message, d *decoded) {
 	bad := func(m *kafka.Message, err error) {
 		d.skipped++
 		d.undecodable++
@@ -94,8 +113,8 @@ func (l *Ledger) decode(ctx context.Context, tp topicPartition, msgs []kafka.Mes
 		if m.Time.IsZero() {
 			recv = l.cfg.Now().UTC()
 		}
-		if tp.topic == events.TopicUsageIngest {
-			rec, err := decodeIngest(m, recv)
+		if topic == events.TopicUsageIngest {
+			rec, err := decodeIngest(m, part, recv)
 			switch {
 			case err != nil:
 				bad(m, err)
@@ -112,7 +131,7 @@ func (l *Ledger) decode(ctx context.Context, tp topicPartition, msgs []kafka.Mes
 			continue
 		}
 		switch {
-		case tp.topic == events.TopicInstances && instanceTypes[ev.Type]:
+		case topic == events.TopicInstances && instanceTypes[ev.Type]:
 			var in events.Instance
 			if err := ev.Decode(&in); err != nil {
 				bad(m, err)
@@ -123,7 +142,7 @@ func (l *Ledger) decode(ctx context.Context, tp topicPartition, msgs []kafka.Mes
 				continue
 			}
 			d.instances = append(d.instances, instanceRec{off: m.Offset, in: in, at: eventTime(in.OccurredAt, ev.Time, recv)})
-		case tp.topic == events.TopicSamples && ev.Type == events.TypeNodeSampled:
+		case topic == events.TopicSamples && ev.Type == events.TypeNodeSampled:
 			var b events.SampleBatch
 			if err := ev.Decode(&b); err != nil {
 				bad(m, err)
@@ -131,14 +150,14 @@ func (l *Ledger) decode(ctx context.Context, tp topicPartition, msgs []kafka.Mes
 			}
 			d.samples = append(d.samples, sampleRec{off: m.Offset, tenant: ev.Tenant, b: b,
 				origin: origin{id: ev.ID, typ: ev.Type, source: ev.Source, recv: recv}})
-		case tp.topic == events.TopicCDC && ev.Type == events.TypeCDCStreamUsage:
+		case topic == events.TopicCDC && ev.Type == events.TypeCDCStreamUsage:
 			var u events.CDCStreamUsage
 			if err := ev.Decode(&u); err != nil {
 				bad(m, err)
 				continue
 			}
 			d.cdc = append(d.cdc, cdcRec{off: m.Offset, tenant: ev.Tenant, u: u})
-		case tp.topic == events.TopicCatalog && planTypes[ev.Type]:
+		case topic == events.TopicCatalog && planTypes[ev.Type]:
 			var pe events.PlanEvent
 			if err := ev.Decode(&pe); err != nil {
 				bad(m, err)
@@ -149,12 +168,11 @@ func (l *Ledger) decode(ctx context.Context, tp topicPartition, msgs []kafka.Mes
 			d.skipped++ // not usage
 		}
 	}
-	return d
 }
 
 // decodeIngest parses an ingested CloudEvent (structured mode: the record
 // value is the JSON event, the record time when the API received it).
-func decodeIngest(m *kafka.Message, recv time.Time) (ingestRec, error) {
+func decodeIngest(m *kafka.Message, part int, recv time.Time) (ingestRec, error) {
 	var e meter.Event
 	if err := json.Unmarshal(m.Value, &e); err != nil {
 		return ingestRec{}, fmt.Errorf("ingested event: %w", err)
@@ -165,7 +183,7 @@ func decodeIngest(m *kafka.Message, recv time.Time) (ingestRec, error) {
 	if e.Time.IsZero() {
 		e.Time = recv
 	}
-	return ingestRec{off: m.Offset, recv: recv, e: e, key: e.DedupKey()}, nil
+	return ingestRec{part: part, off: m.Offset, recv: recv, e: e, key: e.DedupKey()}, nil
 }
 
 // eventTime is the first of the candidate times within DATETIME's range, in

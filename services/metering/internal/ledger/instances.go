@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/canopy-platform/canopy/api/events"
-	"github.com/canopy-platform/canopy/libs/store"
 	"github.com/canopy-platform/canopy/services/metering/internal/meter"
 )
 
@@ -61,7 +60,7 @@ func (r *instanceRow) info() meter.InstanceInfo {
 // closes whatever is open (at its time, or the interval's start if later),
 // since nothing can follow a deletion and an instance must never be billed
 // past it.
-func (l *Ledger) applyInstances(ctx context.Context, tx *store.Tx, w *work, recs []instanceRec) error {
+func (l *Ledger) applyInstances(ctx context.Context, tx *sql.Tx, w *work, recs []instanceRec) error {
 	if len(recs) == 0 {
 		return nil
 	}
@@ -234,7 +233,7 @@ func slicesOf(m map[intervalKey]*interval) []*interval {
 }
 
 // loadOpenIntervals locks and returns the open intervals of the instances.
-func loadOpenIntervals(ctx context.Context, tx *store.Tx, ids []string) (map[string][]*interval, error) {
+func loadOpenIntervals(ctx context.Context, tx *sql.Tx, ids []string) (map[string][]*interval, error) {
 	out := map[string][]*interval{}
 	for chunk := range slices.Chunk(ids, maxRows) {
 		args := make([]any, len(chunk))
@@ -278,7 +277,7 @@ func scanIntervals(rows *sql.Rows) ([]*interval, error) {
 
 // writeIntervals inserts new intervals and updates changed ones (a new
 // interval with the key of a zero-length closed one reopens it).
-func writeIntervals(ctx context.Context, tx *store.Tx, ivs []*interval) error {
+func writeIntervals(ctx context.Context, tx *sql.Tx, ivs []*interval) error {
 	slices.SortFunc(ivs, func(a, b *interval) int {
 		return cmp.Or(cmp.Compare(a.node.InstanceID, b.node.InstanceID), cmp.Compare(a.node.NodeID, b.node.NodeID), a.started.Compare(b.started))
 	})
@@ -311,7 +310,7 @@ func writeIntervals(ctx context.Context, tx *store.Tx, ivs []*interval) error {
 }
 
 // loadInstanceRows locks and returns the instances' rows.
-func loadInstanceRows(ctx context.Context, tx *store.Tx, ids []string) (map[string]*instanceRow, error) {
+func loadInstanceRows(ctx context.Context, tx *sql.Tx, ids []string) (map[string]*instanceRow, error) {
 	out := map[string]*instanceRow{}
 	for chunk := range slices.Chunk(ids, maxRows) {
 		args := make([]any, len(chunk))
@@ -349,7 +348,7 @@ func loadInstanceRows(ctx context.Context, tx *store.Tx, ids []string) (map[stri
 }
 
 // writeInstanceRows upserts the instances' rows (created_at is kept).
-func writeInstanceRows(ctx context.Context, tx *store.Tx, rows map[string]*instanceRow) error {
+func writeInstanceRows(ctx context.Context, tx *sql.Tx, rows map[string]*instanceRow) error {
 	if len(rows) == 0 {
 		return nil
 	}

@@ -95,9 +95,6 @@ func (c Config) Validate() error {
 // Topics are what the ledger consumes.
 var topics = []string{events.TopicInstances, events.TopicSamples, events.TopicCDC, events.TopicCatalog, events.TopicUsageIngest}
 
-// lockName is the MySQL named lock the active ledger holds.
-const lockName = "canopy_metering.ledger"
-
 // Ledger is the single-active consumer of metering's topics.
 type Ledger struct {
 	cfg     Config
@@ -106,6 +103,11 @@ type Ledger struct {
 	metrics *metrics
 	cache   *instanceCache
 	builtin map[string]meter.Aggregation
+	meters  *meterCache
+	// lock is the MySQL named lock the active ledger holds:
+	// "<database>.ledger" (canopy_metering.ledger), since named locks are
+	// server-wide and several metering databases may share a server.
+	lock string
 
 	// Tuning; fields rather than constants so tests and the benchmark can
 	// make them short.
@@ -133,7 +135,7 @@ func New(cfg Config, db *store.DB, log *slog.Logger, reg prometheus.Registerer) 
 	cfg = cfg.withDefaults()
 	return &Ledger{
 		cfg: cfg, db: db, log: log.With(slog.String("component", "metering.ledger")), metrics: m,
-		cache: newInstanceCache(), builtin: builtinAggregations(),
+		cache: newInstanceCache(), builtin: builtinAggregations(), lock: lockName(db.Name()), meters: &meterCache{},
 		discoverEvery: 5 * time.Second, lockRetry: time.Second, lockCheck: time.Second, readerMaxWait: 500 * time.Millisecond,
 	}, nil
 }
@@ -167,6 +169,7 @@ func (l *Ledger) active(ctx context.Context, lock *lockConn) {
 	defer cancel()
 	// What another ledger wrote while this one waited is unknown here.
 	l.cache.reset()
+	l.meters.reset()
 
 	var wg sync.WaitGroup
 	wg.Go(func() {

@@ -2,12 +2,29 @@ package ledger
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
 	"database/sql/driver"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"time"
 )
+
+// maxLockName is the server's limit on lock names.
+const maxLockName = 64
+
+// lockName is the ledger lock of database db, shortened with a hash when
+// the name would be too long.
+func lockName(db string) string {
+	name := db + ".ledger"
+	if len(name) <= maxLockName {
+		return name
+	}
+	sum := sha256.Sum256([]byte(name))
+	h := hex.EncodeToString(sum[:8])
+	return name[:maxLockName-len(h)-1] + "_" + h
+}
 
 // lockConn is the dedicated connection whose session holds the ledger lock:
 // the lock lives exactly as long as that session.
@@ -47,13 +64,13 @@ func (l *Ledger) tryLock(ctx context.Context) (*lockConn, error) {
 		return nil, fmt.Errorf("lock connection: %w", err)
 	}
 	var got sql.NullInt64
-	if err := conn.QueryRowContext(ctx, "SELECT GET_LOCK(?, 1)", lockName).Scan(&got); err != nil {
+	if err := conn.QueryRowContext(ctx, "SELECT GET_LOCK(?, 1)", l.lock).Scan(&got); err != nil {
 		discard(conn)
-		return nil, fmt.Errorf("get lock %s: %w", lockName, err)
+		return nil, fmt.Errorf("get lock %s: %w", l.lock, err)
 	}
 	if !got.Valid || got.Int64 != 1 {
 		_ = conn.Close()
-		return nil, fmt.Errorf("lock %s is held by another ledger", lockName)
+		return nil, fmt.Errorf("lock %s is held by another ledger", l.lock)
 	}
 	return &lockConn{conn: conn}, nil
 }
@@ -69,9 +86,11 @@ func (l *Ledger) watchLock(ctx context.Context, lock *lockConn) {
 			return
 		case <-t.C:
 		}
-		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		// Not cancelled with ctx: a query cut short kills the session, and
+		// release should hand the lock over cleanly instead.
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		var holder sql.NullInt64
-		err := lock.conn.QueryRowContext(pctx, "SELECT IS_USED_LOCK(?) = CONNECTION_ID()", lockName).Scan(&holder)
+		err := lock.conn.QueryRowContext(pctx, "SELECT IS_USED_LOCK(?) = CONNECTION_ID()", l.lock).Scan(&holder)
 		cancel()
 		if ctx.Err() != nil {
 			return
@@ -88,7 +107,7 @@ func (l *Ledger) watchLock(ctx context.Context, lock *lockConn) {
 func (l *Ledger) release(ctx context.Context, lock *lockConn) {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	if _, err := lock.conn.ExecContext(rctx, "DO RELEASE_LOCK(?)", lockName); err != nil {
+	if _, err := lock.conn.ExecContext(rctx, "DO RELEASE_LOCK(?)", l.lock); err != nil {
 		l.log.WarnContext(ctx, "release ledger lock", slog.Any("err", err))
 		// Never return the session, lock and all, to the pool.
 		discard(lock.conn)

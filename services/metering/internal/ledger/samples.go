@@ -3,12 +3,12 @@ package ledger
 import (
 	"cmp"
 	"context"
+	"database/sql"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
 
-	"github.com/canopy-platform/canopy/libs/store"
 	"github.com/canopy-platform/canopy/services/metering/internal/meter"
 )
 
@@ -17,7 +17,7 @@ import (
 // batch (its window ended before receipt minus the grace) still moves the
 // counters, so the next batch's deltas stay right, but is recorded in
 // late_events instead of counted.
-func (l *Ledger) applySamples(ctx context.Context, tx *store.Tx, w *work, recs []sampleRec) error {
+func (l *Ledger) applySamples(ctx context.Context, tx *sql.Tx, w *work, recs []sampleRec) error {
 	if len(recs) == 0 {
 		return nil
 	}
@@ -85,7 +85,7 @@ func sampleTime(r sampleRec) time.Time {
 }
 
 // applyCDC counts the rows cdc streams published (cdc_rows).
-func (l *Ledger) applyCDC(ctx context.Context, tx *store.Tx, w *work, recs []cdcRec) error {
+func (l *Ledger) applyCDC(ctx context.Context, tx *sql.Tx, w *work, recs []cdcRec) error {
 	if len(recs) == 0 {
 		return nil
 	}
@@ -114,7 +114,7 @@ func (l *Ledger) applyCDC(ctx context.Context, tx *store.Tx, w *work, recs []cdc
 
 // loadCounters returns the stored counters SampleContributions needs of
 // the nodes.
-func loadCounters(ctx context.Context, tx *store.Tx, nodeIDs []string) (map[meter.CounterKey]meter.Counter, error) {
+func loadCounters(ctx context.Context, tx *sql.Tx, nodeIDs []string) (map[meter.CounterKey]meter.Counter, error) {
 	out := map[meter.CounterKey]meter.Counter{}
 	if len(nodeIDs) == 0 {
 		return out, nil
@@ -156,7 +156,7 @@ func loadCounters(ctx context.Context, tx *store.Tx, nodeIDs []string) (map[mete
 }
 
 // writeCounters stores the nodes' latest counters.
-func writeCounters(ctx context.Context, tx *store.Tx, cs map[meter.CounterKey]meter.Counter) error {
+func writeCounters(ctx context.Context, tx *sql.Tx, cs map[meter.CounterKey]meter.Counter) error {
 	if len(cs) == 0 {
 		return nil
 	}

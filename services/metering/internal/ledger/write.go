@@ -3,6 +3,7 @@ package ledger
 import (
 	"cmp"
 	"context"
+	"database/sql"
 	"fmt"
 	"math"
 	"slices"
@@ -11,7 +12,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/canopy-platform/canopy/libs/store"
 	"github.com/canopy-platform/canopy/services/metering/internal/meter"
 )
 
@@ -33,7 +33,7 @@ type lateRow struct {
 // writeBatch writes what the batch accumulated: late events, distinct
 // values, then the aggregates, last, so that the rows many partitions
 // share stay locked only for the commit.
-func writeBatch(ctx context.Context, tx *store.Tx, w *work) error {
+func writeBatch(ctx context.Context, tx *sql.Tx, w *work) error {
 	if err := writeLate(ctx, tx, w.late); err != nil {
 		return err
 	}
@@ -51,7 +51,7 @@ var levelTables = []struct {
 // writeAggs adds the batch's aggregates to the stored ones, table by table
 // in one order and rows sorted by key, so concurrent transactions lock
 // shared rows in the same order (waits, not deadlocks).
-func writeAggs(ctx context.Context, tx *store.Tx, b *meter.Batch) error {
+func writeAggs(ctx context.Context, tx *sql.Tx, b *meter.Batch) error {
 	if len(b.Aggs) == 0 {
 		return nil
 	}
@@ -98,7 +98,7 @@ func writeAggs(ctx context.Context, tx *store.Tx, b *meter.Batch) error {
 var uniqueLevels = map[meter.Level]string{meter.Hour: "h", meter.Day: "d", meter.Month: "M"}
 
 // writeUniques records the batch's distinct values (ignoring known ones).
-func writeUniques(ctx context.Context, tx *store.Tx, b *meter.Batch) error {
+func writeUniques(ctx context.Context, tx *sql.Tx, b *meter.Batch) error {
 	if len(b.Uniques) == 0 {
 		return nil
 	}
@@ -129,7 +129,7 @@ func writeUniques(ctx context.Context, tx *store.Tx, b *meter.Batch) error {
 }
 
 // writeLate records late events.
-func writeLate(ctx context.Context, tx *store.Tx, rows []lateRow) error {
+func writeLate(ctx context.Context, tx *sql.Tx, rows []lateRow) error {
 	var sb strings.Builder
 	for chunk := range slices.Chunk(rows, maxRows) {
 		sb.Reset()
