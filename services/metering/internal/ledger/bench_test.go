@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -81,9 +82,13 @@ func BenchmarkLedgerIngest(b *testing.B) {
 		db := newHarnessOn(b, brokers) // a fresh database, same broker
 		db.addMeter("api_tokens", meter.Sum, apiCall, "tokens")
 		db.addMeter("api_calls", meter.Count, apiCall, "")
-		l := db.newLedger(Config{})
+		l := db.newLedger(Config{BatchMax: envInt("LEDGER_BENCH_BATCH", 0)})
+		l.ingestAppliers = envInt("LEDGER_BENCH_APPLIERS", l.ingestAppliers)
+		if v := envInt("LEDGER_BENCH_MAXBYTES", 0); v > 0 {
+			l.readerMaxBytes = v
+		}
 		b.StartTimer()
-		cpu0, db0 := processCPU(), mariadbCPU()
+		cpu0, db0 := processCPU(), mariadbCPU(db.db.SQL())
 		began := time.Now()
 		stop := db.run(l)
 		for db.applied(events.TopicUsageIngest) < int64(n) {
@@ -92,7 +97,7 @@ func BenchmarkLedgerIngest(b *testing.B) {
 		elapsed := time.Since(began)
 		b.StopTimer()
 		fmt.Printf("ledger run: %.2fs wall, this process %.2fs CPU, mariadbd %.2fs CPU\n",
-			elapsed.Seconds(), (processCPU() - cpu0).Seconds(), (mariadbCPU() - db0).Seconds())
+			elapsed.Seconds(), (processCPU() - cpu0).Seconds(), (mariadbCPU(db.db.SQL()) - db0).Seconds())
 		stop()
 		ledgerRate = float64(n) / elapsed.Seconds()
 		if got := db.total("usage_hour", "api_tokens", ""); got != wantTokens {
@@ -122,7 +127,7 @@ func rawConsume(b *testing.B, brokers []string, n int) float64 {
 	for p := range benchPartitions {
 		wg.Go(func() {
 			r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: events.TopicUsageIngest, Partition: p,
-				MinBytes: 1, MaxBytes: readerMaxBytes, MaxWait: 50 * time.Millisecond, QueueCapacity: readerQueue})
+				MinBytes: 1, MaxBytes: max(readerMaxBytes, envInt("LEDGER_BENCH_MAXBYTES", 0)), MaxWait: 50 * time.Millisecond, QueueCapacity: readerQueue})
 			defer r.Close()
 			for {
 				if _, err := r.FetchMessage(ctx); err != nil {
@@ -150,27 +155,36 @@ func processCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// mariadbCPU is the CPU time the local mariadbd used so far (0 when it
-// cannot be read), to show where the time of a run went.
-func mariadbCPU() time.Duration {
-	pids, _ := filepath.Glob("/proc/[0-9]*/comm")
-	for _, p := range pids {
-		comm, err := os.ReadFile(p)
-		if err != nil || strings.TrimSpace(string(comm)) != "mariadbd" {
-			continue
-		}
-		stat, err := os.ReadFile(filepath.Join(filepath.Dir(p), "stat"))
-		if err != nil {
-			return 0
-		}
-		// Fields after the ")" of the command: utime and stime are 12th and 13th.
-		f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+2:]))
-		if len(f) < 13 {
-			return 0
-		}
-		ut, _ := strconv.ParseInt(f[11], 10, 64)
-		st, _ := strconv.ParseInt(f[12], 10, 64)
-		return time.Duration(ut+st) * time.Second / 100 // USER_HZ
+// mariadbCPU is the CPU time the MariaDB server the tests use spent so far
+// (0 when it cannot be read, e.g. on another host), to show where the
+// time of a run went. It counts the work of every client of that server.
+func mariadbCPU(db *sql.DB) time.Duration {
+	var pidFile string
+	if err := db.QueryRow("SELECT @@pid_file").Scan(&pidFile); err != nil {
+		return 0
 	}
-	return 0
+	pid, err := os.ReadFile(pidFile)
+	if err != nil {
+		return 0
+	}
+	stat, err := os.ReadFile(filepath.Join("/proc", strings.TrimSpace(string(pid)), "stat"))
+	if err != nil {
+		return 0
+	}
+	// Fields after the ")" of the command: utime and stime are the 12th and 13th.
+	f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+2:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / 100 // USER_HZ
+}
+
+// envInt reads a benchmark knob from the environment (def when unset).
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/canopy-platform/canopy/api/events"
 	"github.com/canopy-platform/canopy/libs/retry"
 )
 
@@ -19,13 +20,15 @@ import (
 // reader keeps up to readerQueue messages decoded ahead of the batch being
 // applied, so the next batch is ready when a transaction commits.
 const (
-	readerMaxBytes = 16 << 20
+	readerMaxBytes = 4 << 20
 	readerQueue    = 10000
 )
 
 // discoverLoop finds the partitions of the ledger's topics, now and every
-// discoverEvery (topics may be created, or grow, later), and runs one
-// consumer per topic until ctx ends.
+// discoverEvery (topics may be created, or grow, later), and runs their
+// appliers until ctx ends: one per topic, and ingestAppliers for the
+// ingest topic (each over its share of the partitions), whose volume is
+// the one that needs more than one database connection at work.
 func (l *Ledger) discoverLoop(ctx context.Context) {
 	transport := &kafka.Transport{ClientID: "canopy-metering-ledger"}
 	defer transport.CloseIdleConnections()
@@ -33,9 +36,13 @@ func (l *Ledger) discoverLoop(ctx context.Context) {
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	known := map[string][]int{}        // partitions each topic consumer was given
-	updates := map[string]chan []int{} // to each topic consumer
-	missing := map[string]bool{}       // topics reported missing, to log once
+	type applier struct {
+		topic string
+		group int
+	}
+	known := map[applier][]int{}        // partitions each applier was given
+	updates := map[applier]chan []int{} // to each applier
+	missing := map[string]bool{}        // topics reported missing, to log once
 	for {
 		parts, err := discover(ctx, client)
 		if err != nil && ctx.Err() == nil {
@@ -44,24 +51,43 @@ func (l *Ledger) discoverLoop(ctx context.Context) {
 		}
 		for _, topic := range topics {
 			ps, ok := parts[topic]
-			switch {
-			case err != nil:
-			case !ok:
+			if err != nil {
+				continue
+			}
+			if !ok {
 				if !missing[topic] {
 					missing[topic] = true
 					l.log.InfoContext(ctx, "topic not there yet; will look again", slog.String("topic", topic))
 				}
-			case updates[topic] == nil:
-				ch := make(chan []int, 1)
-				updates[topic], known[topic] = ch, ps
-				wg.Go(func() { l.consumeTopic(ctx, topic, ps, ch) })
-			case !slices.Equal(known[topic], ps):
-				known[topic] = ps
-				select { // replace an update the consumer has not taken yet
-				case <-updates[topic]:
-				default:
+				continue
+			}
+			groups := 1
+			if topic == events.TopicUsageIngest {
+				groups = l.ingestAppliers
+			}
+			for g := range groups {
+				// By partition number, so a partition stays with its applier when the topic grows.
+				var mine []int
+				for _, p := range ps {
+					if p%groups == g {
+						mine = append(mine, p)
+					}
 				}
-				updates[topic] <- ps
+				a := applier{topic: topic, group: g}
+				switch {
+				case len(mine) == 0:
+				case updates[a] == nil:
+					ch := make(chan []int, 1)
+					updates[a], known[a] = ch, mine
+					wg.Go(func() { l.consumeTopic(ctx, topic, mine, ch) })
+				case !slices.Equal(known[a], mine):
+					known[a] = mine
+					select { // replace an update the applier has not taken yet
+					case <-updates[a]:
+					default:
+					}
+					updates[a] <- mine
+				}
 			}
 		}
 		select {
@@ -199,7 +225,7 @@ func (l *Ledger) readPartition(ctx context.Context, topic string, part int, offs
 		Topic:         topic,
 		Partition:     part,
 		MinBytes:      1,
-		MaxBytes:      readerMaxBytes,
+		MaxBytes:      l.readerMaxBytes,
 		MaxWait:       l.readerMaxWait,
 		QueueCapacity: readerQueue,
 	})

@@ -111,10 +111,12 @@ type Ledger struct {
 
 	// Tuning; fields rather than constants so tests and the benchmark can
 	// make them short.
-	discoverEvery time.Duration // how often partitions are re-discovered
-	lockRetry     time.Duration // how often a waiting ledger tries the lock
-	lockCheck     time.Duration // how often the active ledger checks its lock connection
-	readerMaxWait time.Duration // broker-side wait of an idle fetch
+	discoverEvery  time.Duration // how often partitions are re-discovered
+	lockRetry      time.Duration // how often a waiting ledger tries the lock
+	lockCheck      time.Duration // how often the active ledger checks its lock connection
+	readerMaxWait  time.Duration // broker-side wait of an idle fetch
+	readerMaxBytes int           // most bytes of one fetch
+	ingestAppliers int           // concurrent transactions on the ingest topic
 }
 
 // New builds a ledger; Run starts it.
@@ -136,7 +138,7 @@ func New(cfg Config, db *store.DB, log *slog.Logger, reg prometheus.Registerer) 
 	return &Ledger{
 		cfg: cfg, db: db, log: log.With(slog.String("component", "metering.ledger")), metrics: m,
 		cache: newInstanceCache(), builtin: builtinAggregations(), lock: lockName(db.Name()), meters: &meterCache{},
-		discoverEvery: 5 * time.Second, lockRetry: time.Second, lockCheck: time.Second, readerMaxWait: 500 * time.Millisecond,
+		discoverEvery: 5 * time.Second, lockRetry: time.Second, lockCheck: time.Second, readerMaxWait: 500 * time.Millisecond, readerMaxBytes: readerMaxBytes, ingestAppliers: 2,
 	}, nil
 }
 
