@@ -58,7 +58,7 @@ func TestKilledTenTimesCountsEveryEventOnce(t *testing.T) {
 		distinctSent int
 	)
 	for i := 0; i < total; i++ {
-		late := rng.IntN(50) == 0
+		late := rng.IntN(250) == 0
 		e := ev{id: i, calls: 1 + rng.IntN(9), late: late, at: now.Add(-time.Duration(rng.IntN(45)) * time.Minute)}
 		if late {
 			e.at = now.Add(-3 * time.Hour)
@@ -153,14 +153,14 @@ func TestKilledTenTimesCountsEveryEventOnce(t *testing.T) {
 
 	// The late ones are reported, each once.
 	var late struct {
-		Data []json.RawMessage `json:"data"`
+		Items []json.RawMessage `json:"items"`
 	}
-	lq := url.Values{"from": {now.Add(-24 * time.Hour).Format(time.RFC3339)}, "to": {now.Add(time.Hour).Format(time.RFC3339)}, "limit": {"10000"}}.Encode()
+	lq := url.Values{"from": {now.Add(-24 * time.Hour).Format(time.RFC3339)}, "to": {now.Add(time.Hour).Format(time.RFC3339)}, "limit": {"1000"}}.Encode()
 	waitFor(t, "late events reported", time.Minute, func() (bool, string) {
 		if err := svc.call(acme, http.MethodGet, "/api/v1/usage/late?"+lq, nil, &late); err != nil {
 			return false, err.Error()
 		}
-		return len(late.Data) == wantLate, fmt.Sprintf("%d of %d", len(late.Data), wantLate)
+		return len(late.Items) == wantLate, fmt.Sprintf("%d of %d", len(late.Items), wantLate)
 	})
 
 	// Another tenant sees none of it.
