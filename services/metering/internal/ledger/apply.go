@@ -119,7 +119,7 @@ func (l *Ledger) apply(ctx context.Context, topic string, pos map[int]int64, bat
 		l.metrics.undecodable.WithLabelValues(topic).Add(float64(d.undecodable))
 	}
 	l.metrics.batch.WithLabelValues(topic).Observe(time.Since(began).Seconds())
-	l.log.DebugContext(ctx, "batch applied", slog.String("topic", topic), slog.Int("chunks", len(batch)),
+	l.log.DebugContext(ctx, "batch applied", slog.String("topic", topic), slog.Int("messages", d.messages),
 		slog.Int("rows", w.batch.Len()), slog.Duration("took", time.Since(began)))
 	return nil
 }
