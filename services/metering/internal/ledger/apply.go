@@ -64,7 +64,7 @@ func (w *work) add(cs []meter.Contribution, aggs map[string]meter.Aggregation) i
 	return dropped
 }
 
-// apply decodes a batch (chunks of one topic's partitions) and applies it,
+// apply applies a batch (decoded chunks of one topic's partitions),
 // with the partitions' new offsets, in one transaction, retried whole on
 // deadlocks. pos is where each partition stands as this consumer stored it.
 func (l *Ledger) apply(ctx context.Context, topic string, pos map[int]int64, batch []chunk) error {
@@ -82,18 +82,12 @@ func (l *Ledger) apply(ctx context.Context, topic string, pos map[int]int64, bat
 			if err := checkOffsets(ctx, tx, topic, pos, next); err != nil {
 				return err
 			}
-			t1 := time.Now()
 			if err := l.applyDecoded(ctx, tx, w, d); err != nil {
 				return err
 			}
-			t2 := time.Now()
 			if err := writeBatch(ctx, tx, w); err != nil {
 				return err
 			}
-			t3 := time.Now()
-			defer func() {
-				l.log.Debug("phases", "handler", t2.Sub(t1), "write", t3.Sub(t2), "commit+offsets", time.Since(t3))
-			}()
 			return saveOffsets(ctx, tx, topic, next, l.cfg.Now())
 		})
 		if err == nil {
@@ -119,7 +113,7 @@ func (l *Ledger) apply(ctx context.Context, topic string, pos map[int]int64, bat
 		l.metrics.undecodable.WithLabelValues(topic).Add(float64(d.undecodable))
 	}
 	l.metrics.batch.WithLabelValues(topic).Observe(time.Since(began).Seconds())
-	l.log.DebugContext(ctx, "batch applied", slog.String("topic", topic), slog.Int("chunks", len(batch)),
+	l.log.DebugContext(ctx, "batch applied", slog.String("topic", topic), slog.Int("messages", d.messages),
 		slog.Int("rows", w.batch.Len()), slog.Duration("took", time.Since(began)))
 	return nil
 }

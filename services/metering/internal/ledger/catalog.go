@@ -80,12 +80,14 @@ func (l *Ledger) versionPrice(ctx context.Context, tx *sql.Tx, plan, meterSlug, 
 			return nil
 		}
 		if effFrom.Equal(from) && source != priceSourceCatalog {
-			return nil // an admin priced this very hour
+			return nil // an admin priced this very hour (the upsert below would keep it too)
 		}
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO prices (plan_id, meter, effective_from, currency, unit_price, source, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE currency = VALUES(currency), unit_price = VALUES(unit_price),
-		source = VALUES(source), created_at = VALUES(created_at)`,
+		VALUES (?, ?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE
+		currency = IF(source = 'catalog', VALUES(currency), currency),
+		unit_price = IF(source = 'catalog', VALUES(unit_price), unit_price),
+		created_at = IF(source = 'catalog', VALUES(created_at), created_at)`,
 		plan, meterSlug, from, currency, want.FloatString(9), priceSourceCatalog, l.cfg.Now().UTC()); err != nil {
 		return fmt.Errorf("version price of %s/%s from %s: %w", plan, meterSlug, from.Format(time.RFC3339), err)
 	}

@@ -155,10 +155,10 @@ func (l *Ledger) consumeTopic(ctx context.Context, topic string, parts []int, up
 // ingested events, turned into contributions) by the partition's reader
 // goroutine while the applier is busy with an earlier batch.
 type chunk struct {
-	part        int
-	first, last int64 // offsets
-	hwm         int64 // the partition's high-water mark when read
-	d           *decoded
+	part int
+	last int64 // offset of the last message
+	hwm  int64 // the partition's high-water mark when read
+	d    *decoded
 }
 
 // runReaders reads parts from their stored offsets and applies batches
@@ -249,7 +249,7 @@ func (l *Ledger) readPartition(ctx context.Context, topic string, part int, offs
 			return
 		}
 		last := msgs[len(msgs)-1]
-		c := chunk{part: part, first: msgs[0].Offset, last: last.Offset, hwm: last.HighWaterMark, d: &decoded{messages: len(msgs)}}
+		c := chunk{part: part, last: last.Offset, hwm: last.HighWaterMark, d: &decoded{messages: len(msgs)}}
 		l.decode(ctx, topic, part, msgs, c.d)
 		if err := l.prepareIngest(ctx, c.d.ingest); err != nil {
 			if ctx.Err() == nil {

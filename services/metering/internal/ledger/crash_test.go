@@ -79,7 +79,7 @@ func TestCrashRestartsKeepTotalsExact(t *testing.T) {
 
 	const crashes = 12
 	for round := range crashes {
-		l := h.newLedger(Config{BatchMax: 100, AccrueEvery: 10 * time.Millisecond})
+		l := h.newLedger(Config{BatchMax: 250, AccrueEvery: 10 * time.Millisecond})
 		stop := h.run(l)
 		target := total * int64(round+1) / (crashes + 2)
 		eventually(t, 60*time.Second, fmt.Sprintf("round %d progress", round), func() bool {
@@ -100,7 +100,7 @@ func TestCrashRestartsKeepTotalsExact(t *testing.T) {
 	if got := h.applied(events.TopicUsageIngest); got >= total {
 		t.Fatalf("the stream was done before the last crash (%d of %d); make it longer", got, total)
 	}
-	h.run(h.newLedger(Config{BatchMax: 100, AccrueEvery: 10 * time.Millisecond}))
+	h.run(h.newLedger(Config{BatchMax: 250, AccrueEvery: 10 * time.Millisecond}))
 	h.waitApplied()
 
 	for tenant, want := range s.wantTokens {
@@ -118,8 +118,12 @@ func TestCrashRestartsKeepTotalsExact(t *testing.T) {
 	if got := h.total("usage_minute", "api_calls", ""); got != s.wantCalls {
 		t.Errorf("per-minute api_calls %v, want %v", got, s.wantCalls)
 	}
+	// One row per meter the late event would have counted towards (two).
 	if n := h.count("SELECT COUNT(DISTINCT event_id) FROM late_events"); n != int64(s.late) {
 		t.Errorf("%d late events, want %d", n, s.late)
+	}
+	if n := h.count("SELECT COUNT(*) FROM late_events"); n != 2*int64(s.late) {
+		t.Errorf("%d late event rows, want %d (2 meters each, once)", n, 2*s.late)
 	}
 	if n := h.count("SELECT COUNT(*) FROM ingest_dedup"); n != int64(s.unique) {
 		t.Errorf("%d dedup keys, want %d", n, s.unique)

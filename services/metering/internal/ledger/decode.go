@@ -173,9 +173,11 @@ func (l *Ledger) decode(ctx context.Context, topic string, part int, msgs []kafk
 // decodeIngest parses an ingested CloudEvent (structured mode: the record
 // value is the JSON event, the record time when the API received it).
 func decodeIngest(m *kafka.Message, part int, recv time.Time) (ingestRec, error) {
-	var e meter.Event
-	if err := json.Unmarshal(m.Value, &e); err != nil {
-		return ingestRec{}, fmt.Errorf("ingested event: %w", err)
+	e, ok := parseEventFast(m.Value)
+	if !ok {
+		if err := json.Unmarshal(m.Value, &e); err != nil {
+			return ingestRec{}, fmt.Errorf("ingested event: %w", err)
+		}
 	}
 	if e.ID == "" || e.Source == "" {
 		return ingestRec{}, errors.New("ingested event without id or source")

@@ -1,10 +1,14 @@
 // Package ledger is metering's consumer: it reads the lifecycle, sample,
-// CDC, catalog and ingested-usage topics partition by partition and folds
-// every batch into the usage aggregates in one MySQL transaction together
-// with the consumed offsets (and the state the batch needs: node intervals,
-// node counters, instances, ingest dedup keys, late events, prices), so a
-// crash or a redelivery never counts twice and never drops. It also accrues
-// open node intervals and sweeps expired minute rows and dedup keys.
+// CDC, catalog and ingested-usage topics (one kafka-go Reader per
+// partition, from offsets kept in MySQL, no consumer group) and folds every
+// batch into the usage aggregates in one MySQL transaction together with
+// the consumed offsets and the state the batch needs (node intervals, node
+// counters, instances, ingest dedup keys, late events, prices), so a crash
+// or a redelivery never counts twice and never drops. A batch gathers what
+// the partitions of a topic have ready (the ingest topic's partitions are
+// split between two such appliers), so rows that many partitions share are
+// written once per batch. It also accrues open node intervals and sweeps
+// expired minute rows and dedup keys.
 //
 // One ledger is active per database (a MySQL named lock); the others wait.
 // It does not publish events (rating does) and does not serve queries.
@@ -136,9 +140,21 @@ func New(cfg Config, db *store.DB, log *slog.Logger, reg prometheus.Registerer) 
 	}
 	cfg = cfg.withDefaults()
 	return &Ledger{
-		cfg: cfg, db: db, log: log.With(slog.String("component", "metering.ledger")), metrics: m,
-		cache: newInstanceCache(), builtin: builtinAggregations(), lock: lockName(db.Name()), meters: &meterCache{},
-		discoverEvery: 5 * time.Second, lockRetry: time.Second, lockCheck: time.Second, readerMaxWait: 500 * time.Millisecond, readerMaxBytes: readerMaxBytes, ingestAppliers: 2,
+		cfg:     cfg,
+		db:      db,
+		log:     log.With(slog.String("component", "metering.ledger")),
+		metrics: m,
+		cache:   newInstanceCache(),
+		builtin: builtinAggregations(),
+		meters:  &meterCache{},
+		lock:    lockName(db.Name()),
+
+		discoverEvery:  5 * time.Second,
+		lockRetry:      time.Second,
+		lockCheck:      time.Second,
+		readerMaxWait:  500 * time.Millisecond,
+		readerMaxBytes: readerMaxBytes,
+		ingestAppliers: 2,
 	}, nil
 }
 
