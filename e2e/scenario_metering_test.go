@@ -227,10 +227,8 @@ func TestScenarioMetering(t *testing.T) {
 	})
 	budgetTopic := followBudgetEvents(t, p.KafkaAddr, tenantID)
 
-	// A catalog price takes effect at the full hour after the plan was
-	// created, and the platform's plans were created when it started: a
-	// platform-admin prices the plan from the current hour on, at the
-	// catalog's own price, so that this hour's usage is priced.
+	// The catalog's price of the plan rates its node-hours from the hour
+	// the plan was created in: no price is set here.
 	const planName = "mysql-dev-single-az"
 	planID := tenant.planID(planName)
 	var cat struct {
@@ -256,10 +254,6 @@ func TestScenarioMetering(t *testing.T) {
 	if nodeHour == "" || rat(t, nodeHour).Sign() <= 0 {
 		t.Fatalf("plan %s has no node-hour price in the catalog", planName)
 	}
-	hour := time.Now().UTC().Truncate(time.Hour).Format(time.RFC3339)
-	admin.must("POST", "/api/v1/prices", map[string]any{"plan_id": planID, "meter": "node_hours", "unit_price": nodeHour,
-		"currency": currency, "effective_from": hour}, http.StatusCreated, nil)
-
 	var acc instanceAccepted
 	tenant.must("POST", "/api/v1/instances", map[string]any{"name": "metered", "plan_id": planID}, http.StatusAccepted, &acc)
 	id := acc.Instance.ID
@@ -419,7 +413,7 @@ func TestScenarioMetering(t *testing.T) {
 	// A budget low enough to trip at once: the calls are priced for every
 	// plan at 1.00 from this hour, so the month costs at least 17.00.
 	admin.must("POST", "/api/v1/prices", map[string]any{"plan_id": "*", "meter": slug, "unit_price": "1.00",
-		"currency": currency, "effective_from": hour}, http.StatusCreated, nil)
+		"currency": currency, "effective_from": time.Now().UTC().Truncate(time.Hour).Format(time.RFC3339)}, http.StatusCreated, nil)
 	tenant.must("PUT", "/api/v1/budget", map[string]any{"amount": "1.00"}, http.StatusOK, nil)
 	waitFor(t, "metering.budget.threshold at 80 and 100 % of the actual cost on canopy.usage.v1", 90*time.Second, func() (bool, string) {
 		evs, err := budgetTopic.events()

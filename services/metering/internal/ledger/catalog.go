@@ -32,11 +32,11 @@ func (l *Ledger) applyPlans(ctx context.Context, tx *sql.Tx, w *work, recs []pla
 		if r.typ == events.TypePlanCreated || changed.IsZero() {
 			changed = p.CreatedAt
 		}
-		from := ceilHour(eventTime(changed, l.cfg.Now()))
+		at := eventTime(changed, l.cfg.Now())
 		for _, mp := range []struct{ meter, price string }{
 			{meter.NodeHours, p.Prices.NodeHour}, {meter.StorageGBHours, p.Prices.StorageGBHour},
 		} {
-			if err := l.versionPrice(ctx, tx, clip(p.ID, 64), mp.meter, mp.price, p.Prices.Currency, from); err != nil {
+			if err := l.versionPrice(ctx, tx, clip(p.ID, 64), mp.meter, mp.price, p.Prices.Currency, at); err != nil {
 				return err
 			}
 		}
@@ -46,8 +46,19 @@ func (l *Ledger) applyPlans(ctx context.Context, tx *sql.Tx, w *work, recs []pla
 }
 
 // versionPrice adds (or, at the same hour, corrects) the catalog's price of
-// a plan's meter from the hour from, unless that price is in effect then.
-func (l *Ledger) versionPrice(ctx context.Context, tx *sql.Tx, plan, meterSlug, price, currency string, from time.Time) error {
+// a plan's meter, unless that price is in effect then. A change applies
+// from the hour after at (usage already under way keeps its price); a
+// plan's first price applies from the hour at falls in, so that a plan is
+// never unpriced for its first hour (no usage of it can be older).
+func (l *Ledger) versionPrice(ctx context.Context, tx *sql.Tx, plan, meterSlug, price, currency string, at time.Time) error {
+	from := ceilHour(at)
+	var versions int
+	if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM prices WHERE plan_id = ? AND meter = ?", plan, meterSlug).Scan(&versions); err != nil {
+		return fmt.Errorf("count prices of %s/%s: %w", plan, meterSlug, err)
+	}
+	if versions == 0 {
+		from = at.UTC().Truncate(time.Hour)
+	}
 	price = strings.TrimSpace(price)
 	if price == "" {
 		return nil // unpriced

@@ -64,9 +64,14 @@ type sampleRec struct {
 }
 
 type cdcRec struct {
+	part   int
 	off    int64
+	recv   time.Time
 	tenant string
 	u      events.CDCStreamUsage
+	// key is the event's identity (source, id): the cdc outbox relay may
+	// deliver an event twice, and its rows must count once.
+	key [16]byte
 }
 
 type planRec struct {
@@ -156,7 +161,8 @@ func (l *Ledger) decode(ctx context.Context, topic string, part int, msgs []kafk
 				bad(m, err)
 				continue
 			}
-			d.cdc = append(d.cdc, cdcRec{off: m.Offset, tenant: ev.Tenant, u: u})
+			d.cdc = append(d.cdc, cdcRec{part: m.Partition, off: m.Offset, recv: recv, tenant: ev.Tenant, u: u,
+				key: meter.Event{Source: ev.Source, ID: ev.ID}.DedupKey()})
 		case topic == events.TopicCatalog && planTypes[ev.Type]:
 			var pe events.PlanEvent
 			if err := ev.Decode(&pe); err != nil {

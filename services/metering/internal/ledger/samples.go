@@ -89,15 +89,37 @@ func (l *Ledger) applyCDC(ctx context.Context, tx *sql.Tx, w *work, recs []cdcRe
 	if len(recs) == 0 {
 		return nil
 	}
-	ids := make([]string, 0, len(recs))
+	// Each usage event counts once, however often the relay delivered it:
+	// its (source, id) joins the ingested events' dedup keys.
+	fresh := make([]cdcRec, 0, len(recs))
+	keys := make([]ingestRec, 0, len(recs))
+	inBatch := make(map[[16]byte]bool, len(recs))
 	for _, r := range recs {
+		if inBatch[r.key] {
+			w.count(outcomeDuplicate, 1)
+			continue
+		}
+		inBatch[r.key] = true
+		fresh = append(fresh, r)
+		keys = append(keys, ingestRec{part: r.part, off: r.off, recv: r.recv, key: r.key})
+	}
+	old, err := registerKeys(ctx, tx, keys)
+	if err != nil {
+		return fmt.Errorf("register cdc usage events: %w", err)
+	}
+	ids := make([]string, 0, len(fresh))
+	for _, r := range fresh {
 		ids = append(ids, r.u.InstanceID)
 	}
 	infos, err := l.lookupInstances(ctx, tx, ids)
 	if err != nil {
 		return err
 	}
-	for _, r := range recs {
+	for _, r := range fresh {
+		if old[r.key] {
+			w.count(outcomeDuplicate, 1)
+			continue
+		}
 		info, ok := infos[r.u.InstanceID]
 		if !ok {
 			info = meter.InstanceInfo{Tenant: cmp.Or(r.u.TenantID, r.tenant)}

@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/canopy-platform/canopy/api/events"
+	"github.com/canopy-platform/canopy/libs/eventbus"
 	"github.com/canopy-platform/canopy/services/metering/internal/meter"
 )
 
@@ -120,8 +121,16 @@ func TestCDCUsageAndCatalogPrices(t *testing.T) {
 	h.publishInstance(events.TypeInstanceReady, instance("i-c", "ready", now.Add(-time.Hour), node("c1", "primary", "running")))
 	h.waitApplied()
 	for _, rows := range []int64{40, 2} {
-		h.publish(events.TopicCDC, events.TypeCDCStreamUsage, "s-1", now, events.CDCStreamUsage{StreamID: "s-1", TenantID: "acme",
+		ev, err := eventbus.NewEvent(events.TypeCDCStreamUsage, events.SourceCDC, "s-1", events.CDCStreamUsage{StreamID: "s-1", TenantID: "acme",
 			InstanceID: "i-c", Rows: rows, From: now.Add(-time.Minute), To: now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The cdc outbox relay may deliver an event twice, in one batch or
+		// in a later one: its rows count once.
+		h.publishEvents(events.TopicCDC, ev, ev)
+		h.waitApplied()
+		h.publishEvents(events.TopicCDC, ev)
 	}
 	h.publish(events.TopicCDC, events.TypeCDCStreamLagging, "s-1", now, events.CDCStreamStatus{StreamID: "s-1", InstanceID: "i-c", TenantID: "acme"})
 
@@ -157,7 +166,8 @@ func TestCDCUsageAndCatalogPrices(t *testing.T) {
 		p.from = at.UTC().Format("15:04")
 		got = append(got, p)
 	}
-	want := []price{{meter.NodeHours, "11:00", "0.100000000"}, {meter.NodeHours, "15:00", "0.120000000"}, {meter.StorageGBHours, "11:00", "0.000200000"}}
+	// The first price applies from the hour the plan was created in (10:20 → 10:00); a change from the next full hour.
+	want := []price{{meter.NodeHours, "10:00", "0.100000000"}, {meter.NodeHours, "15:00", "0.120000000"}, {meter.StorageGBHours, "10:00", "0.000200000"}}
 	if len(got) != len(want) {
 		t.Fatalf("prices %v, want %v", got, want)
 	}
