@@ -40,7 +40,10 @@ func writeBatch(ctx context.Context, tx *sql.Tx, w *work) error {
 	if err := writeUniques(ctx, tx, w.batch); err != nil {
 		return err
 	}
-	return writeAggs(ctx, tx, w.batch)
+	if err := writeAggs(ctx, tx, w.batch); err != nil {
+		return err
+	}
+	return writeRollups(ctx, tx, w.batch)
 }
 
 var levelTables = []struct {
