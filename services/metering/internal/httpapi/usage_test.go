@@ -12,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/canopy-platform/canopy/libs/store"
 	"github.com/canopy-platform/canopy/libs/tenancy"
 
 	"github.com/canopy-platform/canopy/services/metering/internal/httpapi"
@@ -35,6 +36,20 @@ func (f *fixture) usageFixtures() {
 		('acme', 'node_hours', '2026-12-03 00:00:00', 'i2', 'large', 'us', 1800, 0),
 		('globex', 'node_hours', '2026-12-03 00:00:00', 'i3', 'small', 'eu', 7200, 0)`)
 	require.NoError(f.t, err)
+	rollUp(f.t, f.db)
+}
+
+// rollUp fills the per-tenant rollups from the subject tables, as the
+// ledger's writes would have (fixtures write the subject tables by SQL).
+func rollUp(t testing.TB, db *store.DB) {
+	t.Helper()
+	for _, p := range [][2]string{{"usage_hour", "usage_tenant_hour"}, {"usage_day", "usage_tenant_day"}} {
+		_, err := db.SQL().ExecContext(context.Background(), "INSERT INTO "+p[1]+
+			" (tenant_id, meter, window_start, plan_id, region, total, cnt, maximum)"+
+			" SELECT tenant_id, meter, window_start, plan_id, region, SUM(total), SUM(cnt), MAX(maximum) FROM "+p[0]+
+			" GROUP BY tenant_id, meter, window_start, plan_id, region")
+		require.NoError(t, err, "roll up %s", p[0])
+	}
 }
 
 func (f *fixture) getUsage(p tenancy.Principal, query string) httpapi.UsageResponse {

@@ -134,6 +134,7 @@ func TestCrashRestartsKeepTotalsExact(t *testing.T) {
 			t.Errorf("%s node_hours %.6f s, want %d", id, got, 90+i)
 		}
 	}
+	h.checkRollups()
 }
 
 // TestSingleActive runs two ledgers on one database: one holds the lock

@@ -105,4 +105,5 @@ func TestIngestDedupLateAndUndecodable(t *testing.T) {
 	if got := testutil.ToFloat64(l.metrics.undecodable.WithLabelValues(events.TopicUsageIngest)); got != 1 {
 		t.Errorf("undecodable metric %v, want 1", got)
 	}
+	h.checkRollups()
 }

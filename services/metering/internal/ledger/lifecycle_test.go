@@ -133,6 +133,7 @@ func TestNodeHoursExact(t *testing.T) {
 	if state != "deleted" || deleted == nil || !deleted.Equal(t0.Add(90*time.Second)) {
 		t.Errorf("i-90s row: state %q deleted_at %v", state, deleted)
 	}
+	h.checkRollups()
 }
 
 // TestResizeReopensIntervals: an update that changes the plan's size closes

@@ -110,6 +110,7 @@ func TestSampleCountersAcrossRestarts(t *testing.T) {
 	if got := testutil.ToFloat64(l.metrics.events.WithLabelValues(events.TopicSamples, outcomeSkipped)); got != 1 {
 		t.Errorf("skipped samples metric %v, want 1", got)
 	}
+	h.checkRollups() // connections_max: the rollups' maximum too
 }
 
 // TestCDCUsageAndCatalogPrices: cdc.stream.usage counts cdc_rows (other

@@ -50,7 +50,9 @@ var levelTables = []struct {
 
 // writeAggs adds the batch's aggregates to the stored ones, table by table
 // in one order and rows sorted by key, so concurrent transactions lock
-// shared rows in the same order (waits, not deadlocks).
+// shared rows in the same order (waits, not deadlocks), then the hour and
+// day ones to the per-tenant rollups (writeRollups), which must move with
+// them in every transaction that writes aggregates.
 func writeAggs(ctx context.Context, tx *sql.Tx, b *meter.Batch) error {
 	if len(b.Aggs) == 0 {
 		return nil
@@ -108,7 +110,7 @@ func writeAggs(ctx context.Context, tx *sql.Tx, b *meter.Batch) error {
 			}
 		}
 	}
-	return nil
+	return writeRollups(ctx, tx, b)
 }
 
 // appendHexString appends s as a MySQL hex literal (X'…'); the column's

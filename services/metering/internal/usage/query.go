@@ -23,6 +23,31 @@ var aggTables = map[meter.Level]string{
 	meter.Month:  "usage_day",
 }
 
+// rollupTables is where each window level is read when the per-tenant
+// rollups answer the query (see rollupQuery and rollupMeter); minutes have none.
+var rollupTables = map[meter.Level]string{
+	meter.Hour:  "usage_tenant_hour",
+	meter.Day:   "usage_tenant_day",
+	meter.Month: "usage_tenant_day",
+}
+
+// rollupQuery reports whether q can read the per-tenant rollups: they
+// have no subject, so not when grouping by or filtering on an instance.
+func rollupQuery(q meter.Query) bool {
+	return q.Instance == "" && !slices.Contains(q.GroupBy, meter.ByInstance)
+}
+
+// rollupMeter reports whether m is read from the rollups: SUM, COUNT and
+// AVG meters, whose totals and counts add up across subjects to exactly
+// what the subject rows sum to. MAX meters keep reading the subject tables.
+func rollupMeter(m meter.Meter) bool {
+	switch m.Aggregation {
+	case meter.Sum, meter.Count, meter.Avg:
+		return true
+	}
+	return false
+}
+
 // uniqueLevels is usage_unique's level of each window; distinct values are
 // kept per hour, day and month only.
 var uniqueLevels = map[meter.Level]string{
@@ -91,6 +116,25 @@ func (s *Store) Usage(ctx context.Context, q meter.Query) ([]meter.UsageRow, err
 		}
 	}
 	rows := []meter.UsageRow{}
+	// The meters the rollups answer are read there, the others (MAX) from
+	// the subject tables; each meter's rows are its own.
+	var rolled []meter.Meter
+	if rt, ok := rollupTables[q.Window]; ok && !s.noRollups && rollupQuery(q) {
+		var rest []meter.Meter
+		for _, m := range plain {
+			if rollupMeter(m) {
+				rolled = append(rolled, m)
+			} else {
+				rest = append(rest, m)
+			}
+		}
+		if len(rolled) > 0 {
+			if rows, err = s.aggregates(ctx, q, rt, rolled, dims, rows); err != nil {
+				return nil, err
+			}
+		}
+		plain = rest
+	}
 	if len(plain) > 0 {
 		if rows, err = s.aggregates(ctx, q, table, plain, dims, rows); err != nil {
 			return nil, err

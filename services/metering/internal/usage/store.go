@@ -34,6 +34,9 @@ func (e *QueryError) Error() string { return fmt.Sprintf("usage query: %s: %s", 
 // Store reads metering's database.
 type Store struct {
 	db *store.DB
+	// noRollups makes Usage read the subject tables only (tests compare
+	// the two ways).
+	noRollups bool
 }
 
 // New returns a store over db (migrated by the caller).

@@ -49,11 +49,23 @@ type agg struct {
 	max                                                any
 }
 
-func insertAggs(t *testing.T, db *store.DB, rows ...agg) {
+// rollupOf is the per-tenant rollup the ledger adds each subject table's
+// rows to.
+var rollupOf = map[string]string{"usage_hour": "usage_tenant_hour", "usage_day": "usage_tenant_day"}
+
+// insertAggs stores rows as the ledger would: in their subject table and
+// added to its per-tenant rollup.
+func insertAggs(t testing.TB, db *store.DB, rows ...agg) {
 	t.Helper()
 	for _, r := range rows {
 		exec(t, db, "INSERT INTO "+r.table+" (tenant_id, meter, window_start, subject, plan_id, region, total, cnt, maximum) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
 			r.tenant, r.meter, r.start, r.subject, r.plan, r.region, r.total, r.cnt, r.max)
+		if rt, ok := rollupOf[r.table]; ok {
+			exec(t, db, "INSERT INTO "+rt+" (tenant_id, meter, window_start, plan_id, region, total, cnt, maximum) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"+
+				" ON DUPLICATE KEY UPDATE total = total + VALUES(total), cnt = cnt + VALUES(cnt),"+
+				" maximum = GREATEST(COALESCE(maximum, VALUES(maximum)), COALESCE(VALUES(maximum), maximum))",
+				r.tenant, r.meter, r.start, r.plan, r.region, r.total, r.cnt, r.max)
+		}
 	}
 }
 
