@@ -1,29 +1,21 @@
 package eventbus
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/canopy-platform/canopy/libs/obs"
 )
 
 const metricsNamespace = "canopy_eventbus"
 
-// register registers c on reg, or returns the collector already registered
-// under the same description so several publishers or subscribers of one
-// process share their series. A nil reg leaves c unregistered.
+// register registers c on reg, sharing an equal collector's series so that
+// several publishers or subscribers of one process count together.
 func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
-	if reg == nil {
-		return c, nil
-	}
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing, nil
-			}
-		}
-		return c, fmt.Errorf("register eventbus metric: %w", err)
+	c, err := obs.Register(reg, c)
+	if err != nil {
+		return c, fmt.Errorf("eventbus: %w", err)
 	}
 	return c, nil
 }

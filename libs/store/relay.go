@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/canopy-platform/canopy/libs/eventbus"
+	"github.com/canopy-platform/canopy/libs/obs"
 	"github.com/canopy-platform/canopy/libs/retry"
 )
 
@@ -149,13 +150,8 @@ func NewRelay(db *DB, pub Publisher, cfg RelayConfig, logger *slog.Logger, reg p
 // register registers c, or returns the collector already registered under
 // the same description (a second relay on the same database and registry).
 func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
+	c, err := obs.Register(reg, c)
+	if err != nil {
 		// Any other registration error is a programming error (bad name).
 		panic(fmt.Sprintf("register outbox metric: %v", err))
 	}

@@ -1,11 +1,12 @@
 package ledger
 
 import (
-	"errors"
 	"fmt"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/canopy-platform/canopy/libs/obs"
 )
 
 // Outcomes of a consumed message (label outcome of events_total).
@@ -84,21 +85,12 @@ func (m *metrics) setLag(topic string, part int, lag int64) {
 	m.lag.WithLabelValues(topic).Set(float64(sum))
 }
 
-// register registers c on reg, or returns the collector already registered
-// under the same description (a ledger built again in one process shares
-// its series). A nil reg leaves c unregistered.
+// register registers c on reg; a ledger built again in one process shares
+// the first one's series.
 func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
-	if reg == nil {
-		return c, nil
-	}
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing, nil
-			}
-		}
-		return c, fmt.Errorf("register ledger metric: %w", err)
+	c, err := obs.Register(reg, c)
+	if err != nil {
+		return c, fmt.Errorf("ledger: %w", err)
 	}
 	return c, nil
 }

@@ -95,30 +95,11 @@ func writeRollups(ctx context.Context, tx *sql.Tx, b *meter.Batch) error {
 					q = append(q, ',')
 				}
 				r := m[k]
-				q = append(q, '(')
-				q = appendHexString(q, k.tenant)
-				q = append(q, ',')
-				q = appendHexString(q, k.meter)
-				q = append(q, ",'"...)
-				q = k.start.UTC().AppendFormat(q, "2006-01-02 15:04:05")
-				q = append(q, "',"...)
-				q = appendHexString(q, k.plan)
-				q = append(q, ',')
-				q = appendHexString(q, k.region)
-				q = append(q, ',')
+				q = appendAggKey(q, meter.Key{Tenant: k.tenant, Meter: k.meter, Plan: k.plan, Region: k.region}, k.start, false)
 				q = r.total.appendTo(q)
-				q = append(q, ',')
-				q = strconv.AppendInt(q, r.count, 10)
-				q = append(q, ',')
-				if r.hasMax {
-					q = strconv.AppendFloat(q, r.max, 'f', 9, 64)
-				} else {
-					q = append(q, "NULL"...)
-				}
-				q = append(q, ')')
+				q = appendAggTail(q, r.count, r.max, r.hasMax)
 			}
-			q = append(q, ` ON DUPLICATE KEY UPDATE total = total + VALUES(total), cnt = cnt + VALUES(cnt),
-				maximum = GREATEST(COALESCE(maximum, VALUES(maximum)), COALESCE(VALUES(maximum), maximum))`...)
+			q = append(q, aggUpsert...)
 			if _, err := tx.ExecContext(ctx, string(q)); err != nil {
 				return fmt.Errorf("add %d rows to %s: %w", len(chunk), lt.table, err)
 			}

@@ -79,32 +79,11 @@ func writeAggs(ctx context.Context, tx *sql.Tx, b *meter.Batch) error {
 					q = append(q, ',')
 				}
 				a := b.Aggs[win]
-				q = append(q, '(')
-				q = appendHexString(q, win.Tenant)
-				q = append(q, ',')
-				q = appendHexString(q, win.Meter)
-				q = append(q, ",'"...)
-				q = win.Start.UTC().AppendFormat(q, "2006-01-02 15:04:05")
-				q = append(q, "',"...)
-				q = appendHexString(q, win.Subject)
-				q = append(q, ',')
-				q = appendHexString(q, win.Plan)
-				q = append(q, ',')
-				q = appendHexString(q, win.Region)
-				q = append(q, ',')
+				q = appendAggKey(q, win.Key, win.Start, true)
 				q = strconv.AppendFloat(q, a.Total, 'f', 9, 64)
-				q = append(q, ',')
-				q = strconv.AppendInt(q, a.Count, 10)
-				q = append(q, ',')
-				if a.HasMax {
-					q = strconv.AppendFloat(q, a.Max, 'f', 9, 64)
-				} else {
-					q = append(q, "NULL"...)
-				}
-				q = append(q, ')')
+				q = appendAggTail(q, a.Count, a.Max, a.HasMax)
 			}
-			q = append(q, ` ON DUPLICATE KEY UPDATE total = total + VALUES(total), cnt = cnt + VALUES(cnt),
-				maximum = GREATEST(COALESCE(maximum, VALUES(maximum)), COALESCE(VALUES(maximum), maximum))`...)
+			q = append(q, aggUpsert...)
 			if _, err := tx.ExecContext(ctx, string(q)); err != nil {
 				return fmt.Errorf("add %d rows to %s: %w", len(chunk), lt.table, err)
 			}
@@ -260,4 +239,44 @@ func builtinAggregations() map[string]meter.Aggregation {
 		m[b.Slug] = b.Aggregation
 	}
 	return m
+}
+
+// aggUpsert adds a batch's row to the stored one: totals and counts add up,
+// the maximum is the larger.
+const aggUpsert = ` ON DUPLICATE KEY UPDATE total = total + VALUES(total), cnt = cnt + VALUES(cnt),
+	maximum = GREATEST(COALESCE(maximum, VALUES(maximum)), COALESCE(VALUES(maximum), maximum))`
+
+// appendAggKey opens an aggregate row with its key: tenant, meter, window
+// start, the subject (the per-subject tables; not the tenant rollups), plan
+// and region, and the comma before the total.
+func appendAggKey(q []byte, k meter.Key, start time.Time, withSubject bool) []byte {
+	q = append(q, '(')
+	q = appendHexString(q, k.Tenant)
+	q = append(q, ',')
+	q = appendHexString(q, k.Meter)
+	q = append(q, ",'"...)
+	q = start.UTC().AppendFormat(q, "2006-01-02 15:04:05")
+	q = append(q, "',"...)
+	if withSubject {
+		q = appendHexString(q, k.Subject)
+		q = append(q, ',')
+	}
+	q = appendHexString(q, k.Plan)
+	q = append(q, ',')
+	q = appendHexString(q, k.Region)
+	return append(q, ',')
+}
+
+// appendAggTail closes an aggregate row after its total: the count and the
+// maximum (NULL when the row has none).
+func appendAggTail(q []byte, count int64, max float64, hasMax bool) []byte {
+	q = append(q, ',')
+	q = strconv.AppendInt(q, count, 10)
+	q = append(q, ',')
+	if hasMax {
+		q = strconv.AppendFloat(q, max, 'f', 9, 64)
+	} else {
+		q = append(q, "NULL"...)
+	}
+	return append(q, ')')
 }
