@@ -12,6 +12,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/canopy-platform/canopy/services/cdc/internal/gtidpos"
 	"github.com/canopy-platform/canopy/services/cdc/internal/sink"
 )
 
@@ -47,7 +48,7 @@ func BenchmarkCDCThroughput(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	target, err := parsePosition(after)
+	target, err := gtidpos.Parse(after)
 	if err != nil {
 		b.Fatal(err)
 	}

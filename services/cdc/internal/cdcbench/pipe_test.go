@@ -15,6 +15,7 @@ import (
 
 	"github.com/canopy-platform/canopy/services/cdc/internal/capture"
 	"github.com/canopy-platform/canopy/services/cdc/internal/change"
+	"github.com/canopy-platform/canopy/services/cdc/internal/gtidpos"
 	"github.com/canopy-platform/canopy/services/cdc/internal/sink"
 )
 
@@ -31,7 +32,7 @@ const (
 // long that took from the connect on. This is the peer the capture's
 // throughput is compared with.
 func rawParse(ctx context.Context, src capture.Source, serverID uint32, from, to string) (rows int64, elapsed time.Duration, err error) {
-	target, err := parsePosition(to)
+	target, err := gtidpos.Parse(to)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -58,7 +59,7 @@ func rawParse(ctx context.Context, src capture.Source, serverID uint32, from, to
 	if err != nil {
 		return 0, 0, fmt.Errorf("start binlog sync at %s: %w", from, err)
 	}
-	cur := position{}
+	cur := gtidpos.Position{}
 	for {
 		ev, err := st.GetEvent(ctx)
 		if err != nil {
@@ -66,11 +67,11 @@ func rawParse(ctx context.Context, src capture.Source, serverID uint32, from, to
 		}
 		switch e := ev.Event.(type) {
 		case *replication.MariadbGTIDEvent:
-			cur[e.GTID.DomainID] = e.GTID.SequenceNumber
+			cur[e.GTID.DomainID] = gtidpos.GTID{Server: e.GTID.ServerID, Seq: e.GTID.SequenceNumber}
 		case *replication.RowsEvent:
 			rows += int64(len(e.Rows))
 		case *replication.XIDEvent:
-			if cur.reached(target) {
+			if cur.Covers(target, 0) {
 				return rows, time.Since(start), nil
 			}
 		}
@@ -149,17 +150,17 @@ type pumpStats struct {
 
 // untilPosition is an onBatch that stops once a checkpoint reaches target;
 // a checkpoint that does not parse stops with the error kept in *err.
-func untilPosition(target position, perr *error) func(change.Batch) bool {
+func untilPosition(target gtidpos.Position, perr *error) func(change.Batch) bool {
 	return func(bt change.Batch) bool {
 		if bt.Checkpoint == nil {
 			return false
 		}
-		p, err := parsePosition(bt.Checkpoint.GTID)
+		p, err := gtidpos.Parse(bt.Checkpoint.GTID)
 		if err != nil {
 			*perr = fmt.Errorf("checkpoint: %w", err)
 			return true
 		}
-		return p.reached(target)
+		return p.Covers(target, 0)
 	}
 }
 

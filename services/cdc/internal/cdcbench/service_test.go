@@ -11,6 +11,7 @@ import (
 
 	"github.com/canopy-platform/canopy/libs/store/storetest"
 	"github.com/canopy-platform/canopy/services/cdc/internal/change"
+	"github.com/canopy-platform/canopy/services/cdc/internal/gtidpos"
 	"github.com/canopy-platform/canopy/services/cdc/internal/mysqlstore"
 	"github.com/canopy-platform/canopy/services/cdc/internal/pipeline"
 	"github.com/canopy-platform/canopy/services/cdc/internal/provview"
@@ -33,7 +34,7 @@ func (o oneNode) Instance(_ context.Context, id string) (provview.Instance, erro
 // checkpoint stored in canopy_cdc after every acknowledged write, queued
 // batches merged), until the stored checkpoint reaches after. It returns
 // how long that took.
-func serviceLeg(b *testing.B, n *node, broker, before string, target position, iter uint32) time.Duration {
+func serviceLeg(b *testing.B, n *node, broker, before string, target gtidpos.Position, iter uint32) time.Duration {
 	b.Helper()
 	ctx, cancel := context.WithCancel(b.Context())
 	defer cancel()
@@ -79,7 +80,7 @@ func serviceLeg(b *testing.B, n *node, broker, before string, target position, i
 		if got.State == stream.StateFailed {
 			b.Fatalf("stream failed: %s", got.Status.LastError)
 		}
-		if pos, err := parsePosition(got.Checkpoint.GTID); err == nil && pos.reached(target) {
+		if pos, err := gtidpos.Parse(got.Checkpoint.GTID); err == nil && pos.Covers(target, 0) {
 			d := time.Since(start)
 			if err := deleteTopics(ctx, broker, topicOf(s.Prefix())); err != nil {
 				b.Fatal(err)

@@ -15,6 +15,7 @@ import (
 	"github.com/go-sql-driver/mysql"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/canopy-platform/canopy/services/cdc/internal/gtidpos"
 	"github.com/canopy-platform/canopy/services/cdc/internal/provview"
 	"github.com/canopy-platform/canopy/services/cdc/internal/syncjob"
 	"github.com/canopy-platform/canopy/services/cdc/internal/syncrun"
@@ -228,7 +229,7 @@ func (l orderLoad) run(ctx context.Context, db execer, table string) error {
 // watermark the target holds covers pos, then stops it. It returns the
 // time from the Manager's start to that moment.
 func runJobUntil(ctx context.Context, r *benchRepo, nodes benchNodes, dst *node, j syncjob.Job, pos string) (time.Duration, error) {
-	want, err := parsePosition(pos)
+	want, err := gtidpos.Parse(pos)
 	if err != nil {
 		return 0, err
 	}
@@ -268,14 +269,14 @@ func runJobUntil(ctx context.Context, r *benchRepo, nodes benchNodes, dst *node,
 		if err != nil {
 			return 0, errors.Join(err, stop())
 		}
-		if got, err := parsePosition(wm); err != nil {
+		if got, err := gtidpos.Parse(wm); err != nil {
 			return 0, errors.Join(err, stop())
-		} else if wm != "" && got.reached(want) {
+		} else if wm != "" && got.Covers(want, 0) {
 			d := time.Since(start)
 			return d, stop()
 		}
 		shown := r.watermark(j.ID)
-		if got, err := parsePosition(shown); err == nil && shown != "" && got.reached(want) {
+		if got, err := gtidpos.Parse(shown); err == nil && shown != "" && got.Covers(want, 0) {
 			if shownAt.IsZero() {
 				shownAt = time.Now()
 			} else if time.Since(shownAt) > stallGrace {
