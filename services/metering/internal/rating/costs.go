@@ -28,10 +28,8 @@ type costKey struct {
 
 // costAcc accumulates one output row.
 type costAcc struct {
-	amount   *big.Rat
-	qty      *big.Rat // SUM, COUNT: sum; MAX: max; UNIQUE: count
-	avgTotal *big.Rat
-	avgCnt   int64
+	quantity
+	amount *big.Rat
 }
 
 // Costs rates q's usage and sums it per q.Window and the q.GroupBy
@@ -109,7 +107,7 @@ func (s *Service) CostReport(ctx context.Context, q meter.Query) (CostReport, er
 	get := func(k costKey) *costAcc {
 		a := accs[k]
 		if a == nil {
-			a = &costAcc{amount: new(big.Rat), qty: new(big.Rat), avgTotal: new(big.Rat)}
+			a = &costAcc{quantity: newQuantity(), amount: new(big.Rat)}
 			accs[k] = a
 		}
 		return a
@@ -137,19 +135,9 @@ func (s *Service) CostReport(ctx context.Context, q meter.Query) (CostReport, er
 	}
 	for _, p := range pieces {
 		a := get(key(p.start, p.tenant, p.meter, p.subject, p.plan, p.region))
-		switch p.m.agg {
-		case meter.Sum, meter.Count:
+		a.add(p)
+		if p.m.agg == meter.Sum || p.m.agg == meter.Count {
 			a.amount.Add(a.amount, p.amount)
-			a.qty.Add(a.qty, p.qty)
-		case meter.Max:
-			if p.max != nil {
-				if v := quo(p.max, p.m.scale); v.Cmp(a.qty) > 0 {
-					a.qty = v
-				}
-			}
-		case meter.Avg:
-			a.avgTotal.Add(a.avgTotal, p.total)
-			a.avgCnt += p.cnt
 		}
 	}
 	if len(unique.meters) > 0 {
@@ -174,10 +162,7 @@ func (s *Service) CostReport(ctx context.Context, q meter.Query) (CostReport, er
 		if byMeter {
 			m := meters[k.meter]
 			row.Unit = m.unit
-			qty := a.qty
-			if m.agg == meter.Avg && a.avgCnt > 0 {
-				qty = quo(quo(a.avgTotal, ratInt(a.avgCnt)), m.scale)
-			}
+			qty, _ := a.value(m)
 			row.Quantity, _ = qty.Float64()
 		}
 		r, _ := new(big.Rat).SetString(row.Amount)

@@ -64,11 +64,9 @@ type lineKey struct {
 }
 
 type lineAcc struct {
-	qty      *big.Rat
-	unit     *big.Rat
-	avgTotal *big.Rat
-	avgCnt   int64
-	m        meterInfo
+	quantity
+	unit *big.Rat
+	m    meterInfo
 }
 
 // Invoice returns tenant's invoice for month ("2026-12"): the stored one
@@ -139,7 +137,7 @@ func (s *Service) draft(ctx context.Context, tenant string, start, end time.Time
 	get := func(k lineKey, m meterInfo) *lineAcc {
 		a := accs[k]
 		if a == nil {
-			a = &lineAcc{qty: new(big.Rat), unit: new(big.Rat), avgTotal: new(big.Rat), m: m}
+			a = &lineAcc{quantity: newQuantity(), unit: new(big.Rat), m: m}
 			accs[k] = a
 		}
 		return a
@@ -150,21 +148,9 @@ func (s *Service) draft(ctx context.Context, tenant string, start, end time.Time
 			k.priceFrom, k.pricePlan = p.price.from, p.price.plan
 		}
 		a := get(k, p.m)
-		switch p.m.agg {
-		case meter.Sum, meter.Count:
-			a.qty.Add(a.qty, p.qty)
-			if p.price != nil {
-				a.unit = p.price.unit
-			}
-		case meter.Max:
-			if p.max != nil {
-				if v := quo(p.max, p.m.scale); v.Cmp(a.qty) > 0 {
-					a.qty = v
-				}
-			}
-		case meter.Avg:
-			a.avgTotal.Add(a.avgTotal, p.total)
-			a.avgCnt += p.cnt
+		a.add(p)
+		if p.price != nil && (p.m.agg == meter.Sum || p.m.agg == meter.Count) {
+			a.unit = p.price.unit
 		}
 	}
 	uniq, err := s.readUnique(ctx, meter.Month, unique)
@@ -185,12 +171,9 @@ func (s *Service) draft(ctx context.Context, tenant string, start, end time.Time
 	}
 	total := new(big.Rat)
 	for k, a := range accs {
-		qty := a.qty
-		if a.m.agg == meter.Avg {
-			if a.avgCnt == 0 {
-				continue
-			}
-			qty = quo(quo(a.avgTotal, ratInt(a.avgCnt)), a.m.scale)
+		qty, ok := a.value(a.m)
+		if !ok {
+			continue
 		}
 		amount := round(mul(qty, a.unit), centDigits)
 		if qty.Sign() == 0 && amount.Sign() == 0 {

@@ -340,3 +340,43 @@ func (s *Service) readUnique(ctx context.Context, level meter.Level, spec readSp
 	}
 	return out, nil
 }
+
+// quantity folds pieces of one meter into its quantity as the meter's
+// aggregation says: SUM and COUNT add up, MAX keeps the largest, AVG keeps
+// total and count (UNIQUE_COUNT counts are added to qty by the caller).
+type quantity struct {
+	qty      *big.Rat // SUM, COUNT: sum; MAX: max; UNIQUE: count
+	avgTotal *big.Rat
+	avgCnt   int64
+}
+
+func newQuantity() quantity { return quantity{qty: new(big.Rat), avgTotal: new(big.Rat)} }
+
+// add folds p in.
+func (q *quantity) add(p piece) {
+	switch p.m.agg {
+	case meter.Sum, meter.Count:
+		q.qty.Add(q.qty, p.qty)
+	case meter.Max:
+		if p.max != nil {
+			if v := quo(p.max, p.m.scale); v.Cmp(q.qty) > 0 {
+				q.qty = v
+			}
+		}
+	case meter.Avg:
+		q.avgTotal.Add(q.avgTotal, p.total)
+		q.avgCnt += p.cnt
+	}
+}
+
+// value is the quantity in m's display unit; false for an AVG meter
+// without observations.
+func (q *quantity) value(m meterInfo) (*big.Rat, bool) {
+	if m.agg != meter.Avg {
+		return q.qty, true
+	}
+	if q.avgCnt == 0 {
+		return q.qty, false
+	}
+	return quo(quo(q.avgTotal, ratInt(q.avgCnt)), m.scale), true
+}
