@@ -104,3 +104,11 @@ func TestReadMigrations(t *testing.T) {
 		})
 	}
 }
+
+func TestPlaceholders(t *testing.T) {
+	for n, want := range map[int]string{0: "(NULL)", 1: "(?)", 3: "(?,?,?)"} {
+		if got := Placeholders(n); got != want {
+			t.Errorf("Placeholders(%d) = %q, want %q", n, got, want)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strings"
 )
 
 // Scanner is what a row scan needs: both *sql.Row and *sql.Rows are one.
@@ -29,4 +30,14 @@ func QueryAll[T any](ctx context.Context, db *sql.DB, what string, scan func(Sca
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	return out, nil
+}
+
+// Placeholders returns "(?,?,…)" with n marks, for an IN list or one row of
+// a multi-row INSERT; with n 0 it is "(NULL)", which an IN matches nothing
+// with (where "()" would be a syntax error).
+func Placeholders(n int) string {
+	if n == 0 {
+		return "(NULL)"
+	}
+	return "(" + strings.Repeat("?,", n-1) + "?)"
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
+	"github.com/canopy-platform/canopy/libs/store"
 	"github.com/canopy-platform/canopy/services/cdc/internal/change"
 	"github.com/canopy-platform/canopy/services/cdc/internal/syncjob"
 )
@@ -192,10 +193,6 @@ func columnList(cols []string) string {
 	return b.String()
 }
 
-func placeholders(n int) string {
-	return "(" + strings.TrimSuffix(strings.Repeat("?,", n), ",") + ")"
-}
-
 func onDuplicateUpdate(cols []string) string {
 	var b strings.Builder
 	b.WriteString(" ON DUPLICATE KEY UPDATE ")
@@ -279,7 +276,7 @@ func (a *Applier) insertRun(ctx context.Context, s *session, t *table, msgs []ch
 	rc := msgs[0].Change
 	upsert := rc.Op == "r" && a.reconcile
 	head := "INSERT INTO " + t.quoted + " (" + columnList(rc.Columns) + ") VALUES "
-	tuple := placeholders(len(rc.Columns))
+	tuple := store.Placeholders(len(rc.Columns))
 	tail := ""
 	if upsert {
 		tail = onDuplicateUpdate(rc.Columns)
@@ -356,7 +353,7 @@ func rowSize(row []any) int {
 // already the inserted one).
 func (a *Applier) insertRow(ctx context.Context, s *session, t *table, m change.Message, st *syncjob.Stats) error {
 	rc := m.Change
-	q := "INSERT INTO " + t.quoted + " (" + columnList(rc.Columns) + ") VALUES " + placeholders(len(rc.Columns))
+	q := "INSERT INTO " + t.quoted + " (" + columnList(rc.Columns) + ") VALUES " + store.Placeholders(len(rc.Columns))
 	_, err := s.exec(ctx, q, rc.After...)
 	if err == nil {
 		countApplied(st, t, 1)
@@ -493,7 +490,7 @@ func (a *Applier) force(ctx context.Context, s *session, t *table, rc *change.Ro
 	if err := checkImage(rc, rc.After, "after"); err != nil {
 		return err
 	}
-	q := "INSERT INTO " + t.quoted + " (" + columnList(rc.Columns) + ") VALUES " + placeholders(len(rc.Columns)) + onDuplicateUpdate(rc.Columns)
+	q := "INSERT INTO " + t.quoted + " (" + columnList(rc.Columns) + ") VALUES " + store.Placeholders(len(rc.Columns)) + onDuplicateUpdate(rc.Columns)
 	if _, err := s.exec(ctx, q, rc.After...); err != nil {
 		return fmt.Errorf("upsert into %s: %w", t.name, err)
 	}

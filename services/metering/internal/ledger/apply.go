@@ -13,6 +13,7 @@ import (
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/canopy-platform/canopy/api/events"
+	"github.com/canopy-platform/canopy/libs/store"
 	"github.com/canopy-platform/canopy/services/metering/internal/meter"
 )
 
@@ -161,7 +162,7 @@ func checkOffsets(ctx context.Context, tx *sql.Tx, topic string, pos, next map[i
 		args = append(args, p)
 	}
 	rows, err := tx.QueryContext(ctx, "SELECT part, next_offset FROM consumer_offsets WHERE topic = ? AND part IN "+
-		inClause(len(next))+" FOR UPDATE", args...)
+		store.Placeholders(len(next))+" FOR UPDATE", args...)
 	if err != nil {
 		return fmt.Errorf("lock offsets of %s: %w", topic, err)
 	}

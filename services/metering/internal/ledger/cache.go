@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/canopy-platform/canopy/libs/store"
 	"github.com/canopy-platform/canopy/services/metering/internal/meter"
 )
 
@@ -78,7 +79,7 @@ func (l *Ledger) lookupInstances(ctx context.Context, tx querier, ids []string) 
 		for i, id := range chunk {
 			args[i] = id
 		}
-		rows, err := tx.QueryContext(ctx, "SELECT instance_id, tenant_id, plan_id, region FROM instances WHERE instance_id IN "+inClause(len(chunk)), args...)
+		rows, err := tx.QueryContext(ctx, "SELECT instance_id, tenant_id, plan_id, region FROM instances WHERE instance_id IN "+store.Placeholders(len(chunk)), args...)
 		if err != nil {
 			return nil, fmt.Errorf("read instances: %w", err)
 		}

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/canopy-platform/canopy/libs/store"
 	"github.com/canopy-platform/canopy/services/metering/internal/meter"
 )
 
@@ -186,7 +187,7 @@ func registerKeys(ctx context.Context, tx *sql.Tx, recs []ingestRec) (map[[16]by
 			at[chunk[i].key] = &chunk[i]
 			args = append(args, chunk[i].key[:])
 		}
-		rows, err := tx.QueryContext(ctx, "SELECT k, part, off FROM ingest_dedup WHERE k IN "+inClause(len(chunk)), args...)
+		rows, err := tx.QueryContext(ctx, "SELECT k, part, off FROM ingest_dedup WHERE k IN "+store.Placeholders(len(chunk)), args...)
 		if err != nil {
 			return nil, fmt.Errorf("find known ingest keys: %w", err)
 		}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/canopy-platform/canopy/api/events"
+	"github.com/canopy-platform/canopy/libs/store"
 	"github.com/canopy-platform/canopy/services/metering/internal/meter"
 )
 
@@ -241,7 +242,7 @@ func loadOpenIntervals(ctx context.Context, tx *sql.Tx, ids []string) (map[strin
 			args[i] = id
 		}
 		rows, err := tx.QueryContext(ctx, `SELECT instance_id, node_id, started_at, accrued_until, tenant_id, plan_id, region, vcpu, memory_mb, storage_gb
-			FROM node_intervals WHERE instance_id IN `+inClause(len(chunk))+` AND ended_at IS NULL
+			FROM node_intervals WHERE instance_id IN `+store.Placeholders(len(chunk))+` AND ended_at IS NULL
 			ORDER BY instance_id, node_id, started_at FOR UPDATE`, args...)
 		if err != nil {
 			return nil, fmt.Errorf("lock open intervals: %w", err)
@@ -318,7 +319,7 @@ func loadInstanceRows(ctx context.Context, tx *sql.Tx, ids []string) (map[string
 			args[i] = id
 		}
 		rows, err := tx.QueryContext(ctx, `SELECT instance_id, tenant_id, name, plan_id, region, engine, state, vcpu, memory_mb, storage_gb,
-			created_at, updated_at, deleted_at FROM instances WHERE instance_id IN `+inClause(len(chunk))+` FOR UPDATE`, args...)
+			created_at, updated_at, deleted_at FROM instances WHERE instance_id IN `+store.Placeholders(len(chunk))+` FOR UPDATE`, args...)
 		if err != nil {
 			return nil, fmt.Errorf("lock instances: %w", err)
 		}

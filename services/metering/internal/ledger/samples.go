@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/canopy-platform/canopy/libs/store"
 	"github.com/canopy-platform/canopy/services/metering/internal/meter"
 )
 
@@ -153,7 +154,7 @@ func loadCounters(ctx context.Context, tx *sql.Tx, nodeIDs []string) (map[meter.
 			args = append(args, n)
 		}
 		rows, err := tx.QueryContext(ctx, "SELECT node_id, name, value, uptime, sampled_at FROM node_counters WHERE node_id IN "+
-			inClause(len(chunk))+" AND name IN "+inClause(len(names)), args...)
+			store.Placeholders(len(chunk))+" AND name IN "+store.Placeholders(len(names)), args...)
 		if err != nil {
 			return nil, fmt.Errorf("read node counters: %w", err)
 		}

@@ -224,14 +224,6 @@ func datetime(t time.Time) time.Time {
 	return t
 }
 
-// inClause returns "(?,?,…)" for n values.
-func inClause(n int) string {
-	if n == 0 {
-		return "(NULL)"
-	}
-	return "(" + strings.Repeat("?,", n-1) + "?)"
-}
-
 // builtinAggregations maps the built-in meters to their aggregation.
 func builtinAggregations() map[string]meter.Aggregation {
 	m := map[string]meter.Aggregation{}

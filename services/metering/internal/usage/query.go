@@ -164,7 +164,7 @@ func (s *Store) queryMeters(ctx context.Context, slugs []string) ([]meter.Meter,
 		args[i] = slug
 	}
 	ms, err := store.QueryAll(ctx, s.db.SQL(), "read meters", scanMeter,
-		"SELECT "+meterColumns+" FROM meters WHERE slug IN ("+placeholders(len(slugs))+") ORDER BY slug", args...)
+		"SELECT "+meterColumns+" FROM meters WHERE slug IN "+store.Placeholders(len(slugs))+" ORDER BY slug", args...)
 	if err != nil {
 		return nil, err
 	}
@@ -188,7 +188,7 @@ func where(q meter.Query, meters []meter.Meter) (string, []any) {
 		b.WriteString("tenant_id = ? AND ")
 		args = append(args, q.Tenant)
 	}
-	b.WriteString("meter IN (" + placeholders(len(meters)) + ")")
+	b.WriteString("meter IN " + store.Placeholders(len(meters)))
 	for _, m := range meters {
 		args = append(args, m.Slug)
 	}

@@ -72,7 +72,7 @@ func (s *Store) InstanceTenants(ctx context.Context, ids []string) (map[string]s
 		for i, id := range chunk {
 			args[i] = id
 		}
-		q := "SELECT instance_id, tenant_id FROM instances WHERE instance_id IN (" + placeholders(len(chunk)) + ")"
+		q := "SELECT instance_id, tenant_id FROM instances WHERE instance_id IN " + store.Placeholders(len(chunk))
 		rows, err := s.db.SQL().QueryContext(ctx, q, args...)
 		if err != nil {
 			return nil, fmt.Errorf("read tenants of %d instances: %w", len(chunk), err)
@@ -94,17 +94,3 @@ func (s *Store) InstanceTenants(ctx context.Context, ids []string) (map[string]s
 	return out, nil
 }
 
-// placeholders returns "?,?,…" with n marks.
-func placeholders(n int) string {
-	if n == 0 {
-		return ""
-	}
-	b := make([]byte, 0, 2*n-1)
-	for i := range n {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, '?')
-	}
-	return string(b)
-}

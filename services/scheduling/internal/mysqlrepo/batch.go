@@ -132,7 +132,7 @@ func reserveBatch(ctx context.Context, tx *store.Tx, items []placement.Reservati
 	}
 	seen := map[string]bool{}
 	if mode.preselect {
-		rows, err := tx.QueryContext(ctx, "SELECT instance_id FROM placements WHERE instance_id IN "+inClause(len(ids)), anySlice(ids)...)
+		rows, err := tx.QueryContext(ctx, "SELECT instance_id FROM placements WHERE instance_id IN "+store.Placeholders(len(ids)), anySlice(ids)...)
 		if err != nil {
 			return fmt.Errorf("read placements: %w", err)
 		}
@@ -307,7 +307,7 @@ func reserveBatch(ctx context.Context, tx *store.Tx, items []placement.Reservati
 // whether it is ready.
 func lockHosts(ctx context.Context, tx *store.Tx, ids []string, free map[string]inventory.Resources, ready map[string]bool) error {
 	rows, err := tx.QueryContext(ctx, `SELECT id, state, cap_mcpu - alloc_mcpu, cap_memory_mb - alloc_memory_mb, cap_storage_gb - alloc_storage_gb
-		FROM hosts WHERE id IN `+inClause(len(ids))+` ORDER BY id FOR UPDATE`, anySlice(ids)...)
+		FROM hosts WHERE id IN `+store.Placeholders(len(ids))+` ORDER BY id FOR UPDATE`, anySlice(ids)...)
 	if err != nil {
 		return fmt.Errorf("lock hosts: %w", err)
 	}

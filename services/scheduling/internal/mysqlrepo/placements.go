@@ -281,7 +281,7 @@ func bookHosts(ctx context.Context, tx *store.Tx, ids []string, need inventory.D
 	sto, stoArgs := caseOf(func(r inventory.Resources) int64 { return r.StorageGB })
 	q := `UPDATE hosts SET alloc_mcpu = alloc_mcpu + ` + cpu + `, alloc_memory_mb = alloc_memory_mb + ` + mem +
 		`, alloc_storage_gb = alloc_storage_gb + ` + sto + `, version = version + 1, updated_at = ?
-		WHERE id IN ` + inClause(len(ids)) + ` AND state = 'ready' AND cap_mcpu - alloc_mcpu >= ` + cpu +
+		WHERE id IN ` + store.Placeholders(len(ids)) + ` AND state = 'ready' AND cap_mcpu - alloc_mcpu >= ` + cpu +
 		` AND cap_memory_mb - alloc_memory_mb >= ` + mem + ` AND cap_storage_gb - alloc_storage_gb >= ` + sto
 	args := make([]any, 0, 12*len(ids)+1)
 	args = append(append(append(append(args, cpuArgs...), memArgs...), stoArgs...), now)

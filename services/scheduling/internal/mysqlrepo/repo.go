@@ -211,10 +211,6 @@ func queryPorts(ctx context.Context, q querier, where string, args ...any) (Port
 	return out, rows.Err()
 }
 
-func inClause(n int) string {
-	return "(" + strings.TrimSuffix(strings.Repeat("?,", n), ",") + ")"
-}
-
 func anySlice(ss []string) []any {
 	out := make([]any, len(ss))
 	for i, s := range ss {
@@ -257,11 +253,11 @@ func (r *Repo) LoadHosts(ctx context.Context, ids []string) ([]inventory.Host, P
 		return nil, Ports{}, nil
 	}
 	db := r.db.SQL()
-	hosts, err := queryHosts(ctx, db, "WHERE id IN "+inClause(len(ids)), anySlice(ids)...)
+	hosts, err := queryHosts(ctx, db, "WHERE id IN "+store.Placeholders(len(ids)), anySlice(ids)...)
 	if err != nil {
 		return nil, nil, err
 	}
-	ports, err := queryPorts(ctx, db, "WHERE host_id IN "+inClause(len(ids)), anySlice(ids)...)
+	ports, err := queryPorts(ctx, db, "WHERE host_id IN "+store.Placeholders(len(ids)), anySlice(ids)...)
 	if err != nil {
 		return nil, nil, err
 	}
