@@ -93,4 +93,3 @@ func (s *Store) InstanceTenants(ctx context.Context, ids []string) (map[string]s
 	}
 	return out, nil
 }
-
