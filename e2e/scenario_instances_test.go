@@ -643,6 +643,10 @@ func checkGone(t *testing.T, p *platform, c *client, inst instance) {
 // bestEffortDelete deletes an instance the scenario ordered when the scenario
 // failed before its own delete, and waits for it to be deleted.
 func bestEffortDelete(t *testing.T, admin *client, id string) {
+	// The next scenario measures the inventory against what it was before
+	// its orders, so a cleanup is not over until scheduling has released
+	// the placement too, which it does after the delete operation ends.
+	defer awaitReleased(t, admin, id)
 	var inst instance
 	if err := admin.call("GET", "/api/v1/instances/"+id, nil, http.StatusOK, &inst); err != nil || inst.State == "deleted" {
 		return
@@ -661,6 +665,30 @@ func bestEffortDelete(t *testing.T, admin *client, id string) {
 		time.Sleep(operationInterval)
 	}
 	t.Logf("cleanup: instance %s not deleted within %s", id, deleteTimeout)
+}
+
+// awaitReleased waits, as a cleanup, for the placement of a deleted
+// instance to be released or gone; an instance that is not deleted keeps
+// its placement and is not waited for.
+func awaitReleased(t *testing.T, admin *client, id string) {
+	deadline := time.Now().Add(releaseTimeout)
+	for {
+		var inst instance
+		if err := admin.call("GET", "/api/v1/instances/"+id, nil, http.StatusOK, &inst); err != nil || inst.State != "deleted" {
+			return
+		}
+		var pl placement
+		err := admin.call("GET", "/api/v1/placements/"+id, nil, http.StatusOK, &pl)
+		var ae *apiError
+		if (errors.As(err, &ae) && ae.Status == http.StatusNotFound) || (err == nil && pl.Status == "released") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Logf("cleanup: the placement of %s not released within %s", id, releaseTimeout)
+			return
+		}
+		time.Sleep(operationInterval)
+	}
 }
 
 // healthTargetsOf lists the health checker's targets (addresses) that
