@@ -40,6 +40,7 @@ const (
 	AudienceRouter       = "router"
 	AudienceCDC          = "cdc"
 	AudienceMetering     = "metering"
+	AudienceAlerting     = "alerting"
 )
 
 // DefaultValidity is how long after its signing time a signature is accepted.

@@ -1,0 +1,3 @@
+// Package alerting is Canopy's alerting service (work in progress: the
+// service package is written by the wiring helper).
+package alerting

@@ -1,0 +1,2 @@
+-- placeholder: helper store writes the schema
+SELECT 1;
