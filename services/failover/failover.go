@@ -156,6 +156,8 @@ type Service struct {
 	// recoverer and the watcher need the store, the consumers the watcher.
 	store   *mysqlstore.Store
 	recover switcher
+	// rebuilds rebuilds replicas on request (RebuildReplica).
+	rebuilds *recovery.Recoverer
 	drills  *drills
 	// nodes are the engine adapters' connection pools, closed at stop.
 	nodes []io.Closer
@@ -246,6 +248,11 @@ func (s *Service) Switchover(ctx context.Context, instanceID, target string, for
 	return s.recover.Switchover(ctx, instanceID, target, force)
 }
 
+// RebuildReplica rebuilds a replica from the primary (httpapi.Actions).
+func (s *Service) RebuildReplica(ctx context.Context, in topology.Instance, nodeID string) error {
+	return s.rebuilds.RebuildReplica(ctx, in, nodeID)
+}
+
 // buildRecovery builds the engine adapters, the recoverer and the watcher on
 // the store: the watcher observes every owned primary each CheckInterval
 // and hands what the analysis confirms to the recoverer.
@@ -288,6 +295,7 @@ func (s *Service) buildRecovery(st *mysqlstore.Store) error {
 	}
 	s.watch = s.metrics.Watcher(w, engines...)
 	s.recover = switchovers{instances: s.prov, rec: rec}
+	s.rebuilds = rec
 	return nil
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/canopy-platform/canopy/libs/tenancy"
 
 	"github.com/canopy-platform/canopy/services/failover/internal/mysqlstore"
+	"github.com/canopy-platform/canopy/services/failover/internal/recovery"
 	"github.com/canopy-platform/canopy/services/failover/internal/topology"
 )
 
@@ -48,6 +49,9 @@ type Actions interface {
 	Switchover(ctx context.Context, instanceID, target string, force bool) (topology.Recovery, error)
 	// Drill records a drill report and starts the drill.
 	Drill(ctx context.Context, in topology.Instance, kind, requestedBy string) (mysqlstore.Drill, error)
+	// RebuildReplica replaces a MySQL replica's data with the primary's and
+	// makes it replicate again, returning once done.
+	RebuildReplica(ctx context.Context, in topology.Instance, nodeID string) error
 }
 
 // Handler serves the API.
@@ -72,6 +76,7 @@ func (h *Handler) Routes(r chi.Router) {
 	r.Get("/api/v1/instances/{id}/failovers/{fid}", h.getFailover)
 	r.Post("/api/v1/instances/{id}/failovers/{fid}/acknowledge", h.acknowledge)
 	r.Post("/api/v1/instances/{id}/switchover", h.switchover)
+	r.Post("/api/v1/instances/{id}/nodes/{node}/rebuild", h.rebuildReplica)
 	r.Post("/api/v1/instances/{id}/drills", h.startDrill)
 	r.Put("/api/v1/instances/{id}/drill-schedule", h.putSchedule)
 	r.Get("/api/v1/drills", h.listDrills)
@@ -185,6 +190,8 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 			"the instance failed over within the hold-off; acknowledge that failover first: "+err.Error()))
 	case errors.Is(err, topology.ErrNoCandidate):
 		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusConflict, "no safe candidate: "+err.Error()))
+	case errors.Is(err, recovery.ErrNotReplica), errors.Is(err, recovery.ErrNoRebuilder), errors.Is(err, recovery.ErrRecoveryOpen):
+		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusConflict, err.Error()))
 	case errors.Is(err, topology.ErrLeaseHeld):
 		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusConflict, "a recovery of this instance is in progress"))
 	default:
@@ -279,6 +286,26 @@ func (h *Handler) switchover(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Location", "/api/v1/instances/"+in.ID+"/failovers/"+rec.ID)
 	httpx.WriteJSON(w, http.StatusAccepted, failoverOf(rec))
+}
+
+// rebuildReplica rebuilds a replica from the primary (an alert's
+// rebuild-replica remediation, or an operator's): 204 once it replicates
+// again.
+func (h *Handler) rebuildReplica(w http.ResponseWriter, r *http.Request) {
+	in, _, ok := h.instance(w, r, tenancy.ActionWrite)
+	if !ok {
+		return
+	}
+	node := chi.URLParam(r, "node")
+	if _, ok := in.Node(node); !ok {
+		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusNotFound, "no such node"))
+		return
+	}
+	if err := h.actions.RebuildReplica(r.Context(), in, node); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 // DrillRequest is the body of POST .../drills.

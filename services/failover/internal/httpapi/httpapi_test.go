@@ -21,6 +21,7 @@ import (
 	"github.com/canopy-platform/canopy/libs/tenancy"
 
 	"github.com/canopy-platform/canopy/services/failover/internal/mysqlstore"
+	"github.com/canopy-platform/canopy/services/failover/internal/recovery"
 	"github.com/canopy-platform/canopy/services/failover/internal/topology"
 )
 
@@ -40,8 +41,9 @@ func (m instances) Get(_ context.Context, id string) (topology.Instance, error) 
 // actions records a switchover in the store the way the recoverer does, and
 // drills as the drill runner does; err, when set, is what they fail with.
 type actions struct {
-	store *mysqlstore.Store
-	err   error
+	store   *mysqlstore.Store
+	err     error
+	rebuilt []string
 }
 
 func (a *actions) Switchover(ctx context.Context, instanceID, target string, force bool) (topology.Recovery, error) {
@@ -56,6 +58,14 @@ func (a *actions) Switchover(ctx context.Context, instanceID, target string, for
 		Kind: topology.KindSwitchover, Problem: "Switchover", State: topology.StateStarted, Step: topology.StepDetected,
 		OldPrimary: "n0", Candidate: target, DetectedAt: time.Now().UTC()}
 	return r, a.store.Begin(ctx, l, r)
+}
+
+func (a *actions) RebuildReplica(_ context.Context, in topology.Instance, node string) error {
+	if a.err != nil {
+		return a.err
+	}
+	a.rebuilt = append(a.rebuilt, in.ID+"/"+node)
+	return nil
 }
 
 func (a *actions) Drill(ctx context.Context, in topology.Instance, kind, by string) (mysqlstore.Drill, error) {
@@ -180,6 +190,41 @@ func TestTenantIsolation(t *testing.T) {
 	var list FailoverList
 	if status, _ := f.do(admin, "GET", "/api/v1/instances/i2/failovers", "", &list); status != 200 {
 		t.Fatalf("platform-admin = %d", status)
+	}
+}
+
+// TestRebuildReplica: a member rebuilds a replica of its instance (204);
+// viewers may not, other tenants' instances and unknown nodes are 404s, the
+// recovery's refusals (a primary, Redis, a recovery in progress) 409s.
+func TestRebuildReplica(t *testing.T) {
+	f := newFixture(t)
+	if status, _ := f.do(member, "POST", "/api/v1/instances/i1/nodes/n1/rebuild", "", nil); status != http.StatusNoContent {
+		t.Fatalf("rebuild as member = %d, want 204", status)
+	}
+	if len(f.acts.rebuilt) != 1 || f.acts.rebuilt[0] != "i1/n1" {
+		t.Fatalf("rebuilt %v, want [i1/n1]", f.acts.rebuilt)
+	}
+	for _, c := range []struct {
+		who    tenancy.Principal
+		path   string
+		status int
+	}{
+		{viewer, "/api/v1/instances/i1/nodes/n1/rebuild", http.StatusForbidden},
+		{member, "/api/v1/instances/i2/nodes/n1/rebuild", http.StatusNotFound},
+		{member, "/api/v1/instances/i1/nodes/nope/rebuild", http.StatusNotFound},
+	} {
+		if status, _ := f.do(c.who, "POST", c.path, "", nil); status != c.status {
+			t.Errorf("POST %s as %s = %d, want %d", c.path, c.who.Subject, status, c.status)
+		}
+	}
+	for _, err := range []error{recovery.ErrNotReplica, recovery.ErrNoRebuilder, topology.ErrLeaseHeld} {
+		f.acts.err = fmt.Errorf("rebuild: %w", err)
+		if status, _ := f.do(member, "POST", "/api/v1/instances/i1/nodes/n0/rebuild", "", nil); status != http.StatusConflict {
+			t.Errorf("rebuild refused with %v = %d, want 409", err, status)
+		}
+	}
+	if len(f.acts.rebuilt) != 1 {
+		t.Fatalf("refused rebuilds reached the recovery: %v", f.acts.rebuilt)
 	}
 }
 

@@ -71,6 +71,44 @@ func (r *Recoverer) Rejoin(ctx context.Context, in topology.Instance, nodeID str
 	return nil
 }
 
+// RebuildReplica replaces a replica's data with a copy of the primary's and
+// makes it replicate again: the remedy (an alert's rebuild-replica action,
+// or an operator's) for a replica whose replication broke beyond a
+// re-point, such as a purged binlog or diverged rows. It runs under the
+// instance's lease like every recovery: the replica is fenced, rebuilt
+// through the Rebuilder, recorded rejoined with rebuilt=true, re-pointed and
+// checked to replicate. ErrNotReplica for another role, ErrNoRebuilder
+// without a Rebuilder.
+func (r *Recoverer) RebuildReplica(ctx context.Context, in topology.Instance, nodeID string) error {
+	n, ok := in.Node(nodeID)
+	if !ok {
+		return fmt.Errorf("rebuild %s/%s: %w", in.ID, nodeID, topology.ErrNotFound)
+	}
+	if n.Role != topology.RoleReplica {
+		return fmt.Errorf("rebuild %s/%s (a %s): %w", in.ID, nodeID, n.Role, ErrNotReplica)
+	}
+	p, ok := in.Primary()
+	if !ok {
+		return fmt.Errorf("rebuild %s/%s: no primary to copy: %w", in.ID, nodeID, topology.ErrNoCandidate)
+	}
+	if r.rebuild == nil || in.Engine != topology.EngineMySQL {
+		return fmt.Errorf("rebuild %s/%s: %w", in.ID, nodeID, ErrNoRebuilder)
+	}
+	x, err := r.start(ctx, in)
+	if err != nil {
+		return err
+	}
+	defer x.end()
+	if err := x.noOpen(ctx); err != nil {
+		return err
+	}
+	// The copy needs a node that neither replicates nor takes writes.
+	if err := bounded(ctx, r.cfg.FenceTimeout, func(c context.Context) error { return x.nodes.Fence(c, in, n) }); err != nil {
+		return fmt.Errorf("rebuild %s/%s: fence: %w", in.ID, nodeID, err)
+	}
+	return x.rebuild(ctx, n, p, nil, x.log.With("node", nodeID, "primary", p.ID))
+}
+
 // rebuild replaces the data of n, a returning old primary with errant
 // transactions, with a copy of primary's, then makes it a replica of
 // primary and checks that it replicates. The errant transactions are logged
@@ -83,7 +121,11 @@ func (r *Recoverer) Rejoin(ctx context.Context, in topology.Instance, nodeID str
 // and is retried by the caller; nothing is recorded then.
 func (x *run) rebuild(ctx context.Context, n, primary topology.Node, errant []string, log *slog.Logger) error {
 	in := x.in
-	log.Error("fenced node has errant transactions; rebuilding it from the primary, they are lost", "lost", errant)
+	if len(errant) > 0 {
+		log.Error("fenced node has errant transactions; rebuilding it from the primary, they are lost", "lost", errant)
+	} else {
+		log.Warn("rebuilding replica from the primary")
+	}
 	// The rebuild destroys data: only the current lease holder may ask.
 	if err := x.confirm(ctx); err != nil {
 		return err

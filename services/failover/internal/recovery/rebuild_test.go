@@ -47,6 +47,9 @@ type fakeRebuilder struct {
 	mu    sync.Mutex
 	calls []string
 	err   error
+	// replicas: the node may be a replicating replica (a rebuild on
+	// request; the driver stops the node before the copy replaces its data).
+	replicas bool
 }
 
 func (f *fakeRebuilder) Rebuild(ctx context.Context, instanceID, nodeID, source string) error {
@@ -54,7 +57,9 @@ func (f *fakeRebuilder) Rebuild(ctx context.Context, instanceID, nodeID, source 
 	defer f.mu.Unlock()
 	f.calls = append(f.calls, instanceID+"/"+nodeID+"<"+source)
 	require.NotContains(f.t, f.nodes.Writable(), nodeID, "rebuild of a writable node")
-	require.Empty(f.t, f.nodes.Source(nodeID), "rebuild of a replicating node")
+	if !f.replicas {
+		require.Empty(f.t, f.nodes.Source(nodeID), "rebuild of a replicating node")
+	}
 	if f.err != nil {
 		return f.err
 	}
@@ -244,4 +249,34 @@ func TestRejoinRebuildLosesLease(t *testing.T) {
 	}
 	require.ErrorIs(t, <-cancelled, context.Canceled)
 	require.Empty(t, rejoins(e))
+}
+
+// A replica rebuilt on request (an alert's rebuild-replica action) gets the
+// primary's copy, follows the primary again and is recorded rebuilt with
+// nothing lost; the primary, an unknown node and engines or recoverers
+// that cannot rebuild are refused before anything is touched.
+func TestRebuildReplica(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, instance(topology.EngineMySQL))
+	e.write(t, "a", 3)
+	nodes := &rebuildable{Cluster: e.nodes, rebuilt: map[string]bool{}}
+	rb := &fakeRebuilder{t: t, nodes: nodes, replicas: true}
+	r := rebuildingRecoverer(t, e, nodes, rb)
+	primary, _ := e.in.Node("a")
+
+	require.NoError(t, r.RebuildReplica(ctx, e.in, "b"))
+	require.Equal(t, []string{"i1/b<" + primary.Address}, rb.took())
+	require.Equal(t, []string{"a"}, e.nodes.Writable(), "the primary stays the one writable node")
+	require.Equal(t, "a", e.nodes.Source("b"), "the rebuilt replica follows the primary")
+	require.Equal(t, []events.NodeRejoined{{InstanceID: "i1", TenantID: "t1", NodeID: "b", Primary: "a", Rebuilt: true,
+		OccurredAt: e.clock.Now()}}, rejoins(e))
+	e.write(t, "a", 2)
+	require.Equal(t, e.nodes.Seq("a"), e.nodes.Seq("b"))
+
+	require.ErrorIs(t, r.RebuildReplica(ctx, e.in, "a"), recovery.ErrNotReplica)
+	require.ErrorIs(t, r.RebuildReplica(ctx, e.in, "zz"), topology.ErrNotFound)
+	require.ErrorIs(t, e.recoverer(t, "r1", nil).RebuildReplica(ctx, e.in, "c"), recovery.ErrNoRebuilder)
+	redis := newEnv(t, instance(topology.EngineRedis))
+	require.ErrorIs(t, rebuildingRecoverer(t, redis, redis.nodes, rb).RebuildReplica(ctx, redis.in, "b"), recovery.ErrNoRebuilder)
+	require.Len(t, rb.took(), 1, "nothing else rebuilt")
 }

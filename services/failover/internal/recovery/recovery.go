@@ -39,6 +39,11 @@ var (
 	// ErrErrant: a returning fenced node has transactions the primary
 	// lacks; it stays fenced until rebuilt.
 	ErrErrant = errors.New("node has errant transactions")
+	// ErrNotReplica: only a replica is rebuilt on request.
+	ErrNotReplica = errors.New("node is not a replica")
+	// ErrNoRebuilder: the engine's nodes cannot be rebuilt (no Rebuilder,
+	// or a Redis replica, which resynchronises by itself).
+	ErrNoRebuilder = errors.New("nodes cannot be rebuilt here")
 )
 
 // ProblemSwitchover is the Problem of a planned switchover's record.

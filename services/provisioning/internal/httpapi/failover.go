@@ -12,6 +12,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/canopy-platform/canopy/libs/httpx"
+	"github.com/canopy-platform/canopy/libs/tenancy"
 
 	"github.com/canopy-platform/canopy/services/provisioning/internal/driver"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/instance"
@@ -28,6 +29,11 @@ const FailoverPath = "/internal/v1/failover/instances"
 // FailoverReader is the only identity served the failover view and allowed
 // to inject faults.
 const FailoverReader = "service:failover"
+
+// Restarter is the alerting service's identity: its restart-node
+// remediation may stop a node gracefully (the supervisor starts it again),
+// nothing else of the failover view.
+const Restarter = "service:alerting"
 
 // Faults injects a drill's fault on a node's process behind the driver's
 // back (the local driver's supervisor then restarts it). Errors wrap
@@ -152,7 +158,9 @@ func (h *Handler) getFailover(w http.ResponseWriter, r *http.Request) {
 // injectFault kills (SIGKILL) or stops (SIGTERM) a node's process for a
 // drill, without recording a stop: the driver's supervisor restarts it.
 func (h *Handler) injectFault(w http.ResponseWriter, r *http.Request) {
-	if !internalReader(w, r, FailoverReader) {
+	p, _ := tenancy.PrincipalFrom(r.Context())
+	restarter := p.Role == tenancy.RolePlatformAdmin && p.Subject == Restarter
+	if !restarter && !internalReader(w, r, FailoverReader) {
 		return
 	}
 	var body struct {
@@ -166,6 +174,10 @@ func (h *Handler) injectFault(w http.ResponseWriter, r *http.Request) {
 	}
 	if body.Kind != "kill" && body.Kind != "stop" {
 		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusBadRequest, "kind must be kill or stop"))
+		return
+	}
+	if restarter && body.Kind != "stop" {
+		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusForbidden, "the alerting service may only stop a node for a restart"))
 		return
 	}
 	in := h.failoverInstanceOf(w, r)
