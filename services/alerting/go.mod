@@ -7,6 +7,7 @@ replace github.com/canopy-platform/canopy/libs => ../../libs
 replace github.com/canopy-platform/canopy/api => ../../api
 
 require (
+	github.com/canopy-platform/canopy/api v0.0.0-00010101000000-000000000000
 	github.com/canopy-platform/canopy/libs v0.0.0-00010101000000-000000000000
 	github.com/prometheus/client_golang v1.25.0
 	github.com/prometheus/common v0.72.0
@@ -24,6 +25,7 @@ require (
 	github.com/google/uuid v1.6.0 // indirect
 	github.com/grpc-ecosystem/grpc-gateway/v2 v2.30.0 // indirect
 	github.com/klauspost/compress v1.20.3 // indirect
+	github.com/kylelemons/godebug v1.1.0 // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
 	github.com/oklog/ulid/v2 v2.1.2 // indirect
 	github.com/pierrec/lz4/v4 v4.1.33 // indirect
