@@ -137,7 +137,7 @@ func (r *Registry) applyInstance(ev eventbus.Event, p events.Instance) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if _, gone := r.deleted[p.InstanceID]; gone {
+	if r.goneLocked(p.InstanceID) {
 		return
 	}
 	in := r.instanceLocked(p.InstanceID)
@@ -219,6 +219,13 @@ func (r *Registry) deleteInstance(id string) {
 	delete(r.instances, id)
 }
 
+// goneLocked reports whether the instance was deleted within the
+// tombstone TTL; events about it are late or replayed and are ignored.
+func (r *Registry) goneLocked(id string) bool {
+	at, ok := r.deleted[id]
+	return ok && r.now().Sub(at) <= r.tombstoneTTL
+}
+
 // applySamples stores each node's sample unless it is older than the one
 // held. Samples of an instance with known topology do not add nodes.
 func (r *Registry) applySamples(ev eventbus.Event, b events.SampleBatch) {
@@ -227,7 +234,7 @@ func (r *Registry) applySamples(ev eventbus.Event, b events.SampleBatch) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if at, gone := r.deleted[b.InstanceID]; gone && r.now().Sub(at) <= r.tombstoneTTL {
+	if r.goneLocked(b.InstanceID) {
 		return
 	}
 	in := r.instanceLocked(b.InstanceID)
