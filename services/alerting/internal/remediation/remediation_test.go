@@ -72,7 +72,9 @@ type recorder struct {
 	err    error
 }
 
-func (r *recorder) Remediation(_ context.Context, tenant string) (bool, error) { return r.on[tenant], r.err }
+func (r *recorder) Remediation(_ context.Context, tenant string) (bool, error) {
+	return r.on[tenant], r.err
+}
 func (r *recorder) ActionsSince(context.Context, string, time.Time) (int, error) {
 	return r.recent, nil
 }
@@ -178,7 +180,9 @@ func TestOneActionPerInstance(t *testing.T) {
 		t.Fatal(err)
 	}
 	first := make(chan remediation.Run, 1)
-	go func() { first <- r.Execute(context.Background(), firing(remediation.ActionSwitchover, nil), time.Now()) }()
+	go func() {
+		first <- r.Execute(context.Background(), firing(remediation.ActionSwitchover, nil), time.Now())
+	}()
 	select {
 	case <-entered:
 	case <-time.After(10 * time.Second):
