@@ -26,7 +26,7 @@ func TestMigrateTwiceIsANoop(t *testing.T) {
 
 func TestUpsertAlertsRoundTrip(t *testing.T) {
 	t.Parallel()
-	s, _ := newStore(t)
+	s, _ := newAlertStore(t)
 	ctx := context.Background()
 	a := &alert.Alert{
 		Labels:       alert.LabelSet{"alertname": "RedisMemoryHigh", "tenant": "t1", "instance": "i-1", "node": "n-1"},
@@ -73,7 +73,7 @@ func TestUpsertAlertsRoundTrip(t *testing.T) {
 // rule alert.Merge applies) and otherwise writes what it is given.
 func TestUpsertAlertsStartsAt(t *testing.T) {
 	t.Parallel()
-	s, _ := newStore(t)
+	s, _ := newAlertStore(t)
 	ctx := context.Background()
 	cases := []struct {
 		name      string
@@ -127,7 +127,7 @@ func TestUpsertAlertsStartsAt(t *testing.T) {
 
 func TestUpsertAlertsEmitsInTheSameTransaction(t *testing.T) {
 	t.Parallel()
-	s, db := newStore(t)
+	s, db := newAlertStore(t)
 	ctx := context.Background()
 	a := firing(t0, "alertname", "NodeDown", "tenant", "t1")
 	ev := eventbus.Event{Type: events.TypeAlertFiring, Source: events.SourceAlerting, Key: a.Fingerprint().String(),
@@ -147,7 +147,7 @@ func TestUpsertAlertsEmitsInTheSameTransaction(t *testing.T) {
 
 func TestUpsertAlertsManyInOneCall(t *testing.T) {
 	t.Parallel()
-	s, db := newStore(t)
+	s, db := newAlertStore(t)
 	ctx := context.Background()
 	batch := manyAlerts(1234, "t1", t0) // more than one statement's rows
 	dup := firing(t0, "alertname", "Load", "instance", "i-00007", "tenant", "t1", "severity", "warning")
@@ -162,7 +162,7 @@ func TestUpsertAlertsManyInOneCall(t *testing.T) {
 
 func TestLiveAlerts(t *testing.T) {
 	t.Parallel()
-	s, _ := newStore(t)
+	s, _ := newAlertStore(t)
 	ctx := context.Background()
 	pending := firing(t0, "alertname", "Pending")
 	pending.State = alert.StatePending
@@ -184,7 +184,7 @@ func TestLiveAlerts(t *testing.T) {
 
 func TestListAlerts(t *testing.T) {
 	t.Parallel()
-	s, _ := newStore(t)
+	s, _ := newAlertStore(t)
 	ctx := context.Background()
 	var batch []*alert.Alert
 	for _, tenant := range []string{"t1", "t2"} {
@@ -259,7 +259,7 @@ func TestListAlerts(t *testing.T) {
 
 func TestGetAlertTenantChecks(t *testing.T) {
 	t.Parallel()
-	s, _ := newStore(t)
+	s, _ := newAlertStore(t)
 	ctx := context.Background()
 	a := firing(t0, "alertname", "NodeDown", "tenant", "t1", "instance", "i-1")
 	p := firing(t0, "alertname", "NodeDown", "instance", "i-9")
@@ -295,7 +295,7 @@ func TestGetAlertTenantChecks(t *testing.T) {
 
 func TestAlertsCarryTheirActionRuns(t *testing.T) {
 	t.Parallel()
-	s, _ := newStore(t)
+	s, _ := newAlertStore(t)
 	ctx := context.Background()
 	a := firing(t0, "alertname", "ReplicaLag", "tenant", "t1", "instance", "i-1")
 	other := firing(t0, "alertname", "Other", "tenant", "t1")
@@ -324,7 +324,7 @@ func TestAlertsCarryTheirActionRuns(t *testing.T) {
 
 func TestPruneAlerts(t *testing.T) {
 	t.Parallel()
-	s, _ := newStore(t)
+	s, _ := newAlertStore(t)
 	ctx := context.Background()
 	old := firing(t0, "alertname", "Old")
 	old.State, old.EndsAt = alert.StateResolved, t0.Add(time.Minute)

@@ -19,7 +19,7 @@ import (
 // push path does under load; alerts/s is the figure to compare with the
 // service's target (~5,000/s through the engine).
 func BenchmarkUpsertAlerts(b *testing.B) {
-	s, _ := newStore(b)
+	s, _ := newAlertStore(b)
 	ctx := context.Background()
 	const batch = 1000
 	evs := make([]eventbus.Event, 100)

@@ -15,7 +15,7 @@ import (
 
 func TestSilences(t *testing.T) {
 	t.Parallel()
-	s, _ := newStore(t)
+	s, _ := newAlertStore(t)
 	ctx := context.Background()
 	sil := alert.Silence{
 		Tenant:    "t1",

@@ -209,7 +209,7 @@ func keys(ds []alertstore.Delivery) []string {
 // alerts, silences, receivers, rules, settings, the log and the queue.
 func TestRestartSeesEverything(t *testing.T) {
 	t.Parallel()
-	s, db := newStore(t)
+	s, db := newAlertStore(t)
 	ctx := context.Background()
 	a := firing(t0, "alertname", "NodeDown", "tenant", "t1")
 	require.NoError(t, s.UpsertAlerts(ctx, []*alert.Alert{a}, nil))
