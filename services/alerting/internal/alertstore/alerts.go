@@ -124,8 +124,20 @@ func alertRow(a *alert.Alert, now time.Time) ([alertRowArgs]any, alert.Fingerpri
 	if !math.IsNaN(a.Value) && !math.IsInf(a.Value, 0) {
 		value = a.Value
 	}
-	return [alertRowArgs]any{uint64(fp), a.Tenant(), string(labels), string(annotations), nullTime(a.StartsAt),
+	return [alertRowArgs]any{uint64(fp), tenantColumn(a.Tenant()), string(labels), string(annotations), nullTime(a.StartsAt),
 		nullTime(a.EndsAt), string(a.State), a.Rule, value, a.Action, a.GeneratorURL, dbTime(updated)}, fp, nil
+}
+
+// maxTenantColumn is the alerts.tenant column's width. A pushed tenant
+// label can be anything; no tenant id is that long, so clipping keeps such
+// an alert invisible to tenants without failing the whole batch.
+const maxTenantColumn = 255
+
+func tenantColumn(tenant string) string {
+	if len(tenant) <= maxTenantColumn {
+		return tenant
+	}
+	return strings.ToValidUTF8(tenant[:maxTenantColumn], "")
 }
 
 func upsertAlertChunk(ctx context.Context, tx *store.Tx, rows [][alertRowArgs]any) error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -342,4 +343,23 @@ func TestPruneAlerts(t *testing.T) {
 		_, err = s.GetAlert(ctx, "", true, a.Fingerprint())
 		require.NoError(t, err)
 	}
+}
+
+// One odd pushed alert (a huge tenant label, Prometheus' long
+// generatorURL with its encoded expression) does not fail its batch.
+func TestUpsertAlertsOddValues(t *testing.T) {
+	t.Parallel()
+	s, _ := newAlertStore(t)
+	ctx := context.Background()
+	odd := firing(t0, "alertname", "Odd", "tenant", strings.Repeat("é", 300))
+	odd.GeneratorURL = "http://prometheus:9090/graph?g0.expr=" + strings.Repeat("rate%28x%5B5m%5D%29+%2B+", 400)
+	normal := firing(t0, "alertname", "Normal", "tenant", "t1")
+	require.NoError(t, s.UpsertAlerts(ctx, []*alert.Alert{odd, normal}, nil))
+
+	got, err := s.GetAlert(ctx, "", true, odd.Fingerprint())
+	require.NoError(t, err)
+	require.Equal(t, odd.Labels, got.Labels, "labels are kept whole")
+	require.Equal(t, odd.GeneratorURL, got.GeneratorURL)
+	_, err = s.GetAlert(ctx, "t1", false, normal.Fingerprint())
+	require.NoError(t, err)
 }
