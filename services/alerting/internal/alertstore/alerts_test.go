@@ -363,3 +363,17 @@ func TestUpsertAlertsOddValues(t *testing.T) {
 	_, err = s.GetAlert(ctx, "t1", false, normal.Fingerprint())
 	require.NoError(t, err)
 }
+
+// A batch larger than the server's packet limit (16 MiB) is split by size.
+func TestUpsertAlertsLargeBatchBytes(t *testing.T) {
+	t.Parallel()
+	s, db := newAlertStore(t)
+	ctx := context.Background()
+	batch := manyAlerts(600, "t1", t0)
+	long := strings.Repeat("d", 40<<10)
+	for _, a := range batch {
+		a.Annotations = alert.LabelSet{"description": long} // 600 × 40 KiB ≈ 24 MiB
+	}
+	require.NoError(t, s.UpsertAlerts(ctx, batch, nil))
+	require.Equal(t, 600, count(t, db, "SELECT COUNT(*) FROM alerts WHERE LENGTH(annotations) > ?", len(long)))
+}
