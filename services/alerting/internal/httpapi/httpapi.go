@@ -137,6 +137,7 @@ type API struct {
 	maxPushBody    int64
 	now            func() time.Time
 	log            *slog.Logger
+	started        time.Time
 }
 
 // New returns the API; a nil store, engine, node registry or URL checker is
@@ -168,6 +169,7 @@ func New(d Deps) (*API, error) {
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
 	}
+	a.started = a.now().UTC()
 	return a, nil
 }
 
@@ -187,6 +189,7 @@ func (a *API) Routes(r chi.Router) {
 	r.Get("/api/v1/alerts", a.listAlerts)
 	r.Get("/api/v1/alerts/{fingerprint}", a.getAlert)
 	r.Post("/api/v2/alerts", a.pushAlerts)
+	r.Get("/api/v2/status", a.status)
 
 	r.Get("/api/v1/alert-rules", a.listRules)
 	r.Post("/api/v1/alert-rules", a.createRule)

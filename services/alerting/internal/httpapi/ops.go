@@ -3,6 +3,7 @@ package httpapi
 import (
 	"encoding/json"
 	"net/http"
+	"runtime"
 	"strconv"
 	"time"
 
@@ -171,4 +172,30 @@ func (a *API) targets(w http.ResponseWriter, r *http.Request) {
 		out = append(out, g)
 	}
 	httpx.WriteJSON(w, http.StatusOK, out)
+}
+
+// status is Alertmanager v2's GET /api/v2/status, enough for tools that
+// check they talk to an Alertmanager: no cluster, no configuration file.
+func (a *API) status(w http.ResponseWriter, r *http.Request) {
+	if _, ok := authorize(w, r, tenancy.ActionRead, "status"); !ok {
+		return
+	}
+	type cluster struct {
+		Status string   `json:"status"`
+		Peers  []string `json:"peers"`
+	}
+	type config struct {
+		Original string `json:"original"`
+	}
+	httpx.WriteJSON(w, http.StatusOK, struct {
+		Cluster     cluster           `json:"cluster"`
+		VersionInfo map[string]string `json:"versionInfo"`
+		Config      config            `json:"config"`
+		Uptime      time.Time         `json:"uptime"`
+	}{
+		Cluster: cluster{Status: "disabled", Peers: []string{}},
+		VersionInfo: map[string]string{"version": "canopy-alerting", "revision": "", "branch": "", "buildUser": "",
+			"buildDate": "", "goVersion": runtime.Version()},
+		Uptime: a.started,
+	})
 }

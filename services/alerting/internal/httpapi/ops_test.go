@@ -89,3 +89,21 @@ func TestPrometheusTargets(t *testing.T) {
 		t.Fatalf("platform targets = %+v", tg)
 	}
 }
+
+// TestAlertmanagerStatus: tools asking whether this is an Alertmanager get
+// its status shape.
+func TestAlertmanagerStatus(t *testing.T) {
+	f := newFixture(t)
+	var st struct {
+		Cluster struct {
+			Status string   `json:"status"`
+			Peers  []string `json:"peers"`
+		} `json:"cluster"`
+		VersionInfo map[string]string `json:"versionInfo"`
+		Uptime      string            `json:"uptime"`
+	}
+	if ans := f.do(acmeViewer, "GET", "/api/v2/status", "", &st); ans.status != http.StatusOK || st.Cluster.Status != "disabled" ||
+		st.Cluster.Peers == nil || st.VersionInfo["goVersion"] == "" || st.Uptime != "2026-12-03T10:00:00Z" {
+		t.Fatalf("status = %d %s", ans.status, ans.body)
+	}
+}
