@@ -107,3 +107,22 @@ func TestAlertmanagerStatus(t *testing.T) {
 		t.Fatalf("status = %d %s", ans.status, ans.body)
 	}
 }
+
+// TestNewRequiresDeps: a missing dependency is a construction error.
+func TestNewRequiresDeps(t *testing.T) {
+	full := Deps{Store: newMemStore(), Engine: &fakeEngine{}, Nodes: fakeNodes{}, URLs: urlPolicy{}}
+	if _, err := New(full); err != nil {
+		t.Fatalf("New(full) = %v", err)
+	}
+	for name, d := range map[string]Deps{
+		"store":   {Engine: full.Engine, Nodes: full.Nodes, URLs: full.URLs},
+		"engine":  {Store: full.Store, Nodes: full.Nodes, URLs: full.URLs},
+		"nodes":   {Store: full.Store, Engine: full.Engine, URLs: full.URLs},
+		"urls":    {Store: full.Store, Engine: full.Engine, Nodes: full.Nodes},
+		"timeout": {Store: full.Store, Engine: full.Engine, Nodes: full.Nodes, URLs: full.URLs, ResolveTimeout: -1},
+	} {
+		if _, err := New(d); err == nil {
+			t.Errorf("New without %s succeeded", name)
+		}
+	}
+}

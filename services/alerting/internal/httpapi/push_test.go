@@ -124,3 +124,15 @@ func TestPushRefusals(t *testing.T) {
 		t.Fatalf("engine failure = %d, want 500", ans.status)
 	}
 }
+
+// TestPushPlatformForTenant: a platform-admin naming a tenant pushes that
+// tenant's alerts.
+func TestPushPlatformForTenant(t *testing.T) {
+	f := newFixture(t)
+	if ans := f.do(platform, "POST", "/api/v2/alerts?tenant=globex", `[{"labels":{"alertname":"X","tenant":"acme"}}]`, nil); ans.status != http.StatusOK {
+		t.Fatalf("push = %d %s", ans.status, ans.body)
+	}
+	if got := f.engine.pushedAlerts(); got[0].Labels[alert.LabelTenant] != "globex" {
+		t.Fatalf("labels = %v, want tenant=globex", got[0].Labels)
+	}
+}
