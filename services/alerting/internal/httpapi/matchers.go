@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
-	"strconv"
 	"strings"
 
 	"github.com/canopy-platform/canopy/services/alerting/internal/alert"
@@ -12,7 +11,7 @@ import (
 
 // This file parses matchers in Alertmanager's (and amtool's) syntax:
 // `{a="b", c=~"d.*"}` or `a="b",c!=x`, braces optional, values quoted
-// (Go/PromQL escapes) or bare, a trailing comma allowed. It stands in for
+// (OpenMetrics escapes) or bare, a trailing comma allowed. It stands in for
 // alert.ParseMatchers while the model package is being written; the two
 // accept the same syntax, so the integration swaps this for that.
 
@@ -159,24 +158,31 @@ func (p *matcherParser) value() (string, error) {
 	return strings.TrimRight(p.in[start:p.pos], " \t\r\n"), nil
 }
 
-// quoted reads a double-quoted string with Go escapes.
+// quoted reads a double-quoted string with OpenMetrics escapes (\" \\
+// \n); any other backslash is literal, so a regexp's `\.` stays `\.` as
+// in Alertmanager.
 func (p *matcherParser) quoted() (string, error) {
-	start := p.pos
-	p.pos++
-	for !p.done() {
-		switch p.in[p.pos] {
-		case '\\':
-			p.pos += 2
-			continue
-		case '"':
+	var b strings.Builder
+	for p.pos++; !p.done(); p.pos++ {
+		c := p.in[p.pos]
+		switch {
+		case c == '"':
 			p.pos++
-			s, err := strconv.Unquote(p.in[start:p.pos])
-			if err != nil {
-				return "", fmt.Errorf("bad quoted string %s: %w", p.in[start:p.pos], err)
+			return b.String(), nil
+		case c == '\\' && p.pos+1 < len(p.in):
+			p.pos++
+			switch e := p.in[p.pos]; e {
+			case 'n':
+				b.WriteByte('\n')
+			case '"', '\\':
+				b.WriteByte(e)
+			default:
+				b.WriteByte('\\')
+				b.WriteByte(e)
 			}
-			return s, nil
+		default:
+			b.WriteByte(c)
 		}
-		p.pos++
 	}
 	return "", errors.New("unterminated quoted string")
 }
@@ -214,8 +220,11 @@ func matchesEmpty(m *alert.Matcher) bool {
 	return re.MatchString("") == (m.Type == alert.MatchRegexp)
 }
 
+// openMetricsEscaper escapes a matcher value as Alertmanager prints it.
+var openMetricsEscaper = strings.NewReplacer(`\`, `\\`, "\n", `\n`, `"`, `\"`)
+
 // formatMatcher spells m as Alertmanager does: name="value", the value
-// quoted with Go escapes.
+// with OpenMetrics escapes, so the parser reads it back.
 func formatMatcher(m *alert.Matcher) string {
-	return m.Name + opText[m.Type] + strconv.Quote(m.Value)
+	return m.Name + opText[m.Type] + `"` + openMetricsEscaper.Replace(m.Value) + `"`
 }

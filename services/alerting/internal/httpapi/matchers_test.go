@@ -23,6 +23,8 @@ func TestParseMatchers(t *testing.T) {
 		{`a="with \"quote\", and comma"`, []string{`a="with \"quote\", and comma"`}},
 		{`a=""`, []string{`a=""`}},
 		{`"a"="b"`, []string{`a="b"`}},
+		{`instance=~"10\.0\..*"`, []string{`instance=~"10\\.0\\..*"`}},
+		{`a="line\nbreak \\ back"`, []string{`a="line\nbreak \\ back"`}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.in, func(t *testing.T) {
@@ -107,5 +109,25 @@ func TestFingerprintSpelling(t *testing.T) {
 		if _, err := parseFingerprint(bad); err == nil {
 			t.Errorf("parseFingerprint(%q) succeeded", bad)
 		}
+	}
+}
+
+// TestMatcherRoundTrip: what formatMatcher writes parses back to the same
+// matcher, and a regexp's escapes reach the regexp unchanged.
+func TestMatcherRoundTrip(t *testing.T) {
+	for _, in := range []string{`instance=~"10\.0\..*"`, `a="q\"uote"`, `a!="back\\slash"`, `a!~"x\ny"`} {
+		m, err := parseMatcher(in)
+		if err != nil {
+			t.Fatalf("parse %s: %v", in, err)
+		}
+		back, err := parseMatcher(formatMatcher(m))
+		if err != nil || *back != *m {
+			t.Fatalf("%s -> %s -> %+v %v, want %+v", in, formatMatcher(m), back, err, m)
+		}
+	}
+	m, _ := parseMatcher(`instance=~"10\.0\..*"`)
+	re, _ := compileAnchored(m.Value)
+	if !re.MatchString("10.0.3.1") || re.MatchString("10x0y3") {
+		t.Fatalf("regexp %q does not treat \\. as a literal dot", m.Value)
 	}
 }
