@@ -1,0 +1,128 @@
+package httpapi
+
+import (
+	"net/http"
+	"slices"
+	"testing"
+
+	"github.com/canopy-platform/canopy/services/alerting/internal/alertstore"
+	"github.com/canopy-platform/canopy/services/alerting/internal/nodes"
+)
+
+// TestSettings: remediation is off until a tenant-admin turns it on, for
+// that tenant only; a member may not.
+func TestSettings(t *testing.T) {
+	f := newFixture(t)
+	var s Settings
+	if f.do(acmeViewer, "GET", "/api/v1/alert-settings", "", &s); s.Remediation {
+		t.Fatal("remediation on by default")
+	}
+	if ans := f.do(acmeMember, "PUT", "/api/v1/alert-settings", `{"remediation":true}`, nil); ans.status != http.StatusForbidden {
+		t.Fatalf("member PUT = %d, want 403", ans.status)
+	}
+	if ans := f.do(acmeAdmin, "PUT", "/api/v1/alert-settings", `{}`, nil); ans.status != http.StatusBadRequest || !ans.hasField(t, "remediation") {
+		t.Fatalf("empty PUT = %d %s", ans.status, ans.body)
+	}
+	if ans := f.do(acmeAdmin, "PUT", "/api/v1/alert-settings", `{"remediation":true}`, &s); ans.status != http.StatusOK || !s.Remediation {
+		t.Fatalf("admin PUT = %d %s", ans.status, ans.body)
+	}
+	if f.do(acmeViewer, "GET", "/api/v1/alert-settings", "", &s); !s.Remediation {
+		t.Fatal("acme's remediation is off after PUT")
+	}
+	if f.do(globex, "GET", "/api/v1/alert-settings", "", &s); s.Remediation {
+		t.Fatal("globex sees acme's setting")
+	}
+	if f.do(platform, "GET", "/api/v1/alert-settings?tenant=acme", "", &s); !s.Remediation {
+		t.Fatal("platform does not see acme's setting")
+	}
+}
+
+// TestDeadLettersAndActions: each tenant lists and retries only its own.
+func TestDeadLettersAndActions(t *testing.T) {
+	f := newFixture(t)
+	f.store.dead = []alertstore.Delivery{
+		{ID: 1, Receiver: "rcv-1", Owner: "acme", GroupKey: `{}/{tenant="acme"}:{alertname="NodeDown"}`, Attempts: 12,
+			LastError: "503 Service Unavailable", Payload: []byte(`{"version":"4","status":"firing"}`), CreatedAt: t0, DeadAt: t0},
+		{ID: 2, Receiver: "rcv-2", Owner: "globex", GroupKey: "g", Attempts: 1, LastError: "410 Gone", CreatedAt: t0, DeadAt: t0},
+	}
+	f.store.actions = []alertstore.ActionRun{
+		{ID: 1, Fingerprint: "0000000000000001", Tenant: "acme", InstanceID: "i1", Action: "switchover", Status: "succeeded", At: t0},
+		{ID: 2, Fingerprint: "0000000000000003", Tenant: "globex", InstanceID: "i9", Action: "rebuild-replica", Status: "failed", Detail: "409", At: t0},
+	}
+	var dl list[DeadLetter]
+	f.do(acmeViewer, "GET", "/api/v1/alert-dead-letters", "", &dl)
+	if len(dl.Items) != 1 || dl.Items[0].ID != 1 || string(dl.Items[0].Payload) != `{"version":"4","status":"firing"}` {
+		t.Fatalf("acme dead letters = %+v", dl.Items)
+	}
+	if ans := f.do(acmeMember, "POST", "/api/v1/alert-dead-letters/2/retry", "", nil); ans.status != http.StatusNotFound {
+		t.Fatalf("acme retrying globex's = %d, want 404", ans.status)
+	}
+	if ans := f.do(acmeViewer, "POST", "/api/v1/alert-dead-letters/1/retry", "", nil); ans.status != http.StatusForbidden {
+		t.Fatalf("viewer retry = %d, want 403", ans.status)
+	}
+	if ans := f.do(acmeMember, "POST", "/api/v1/alert-dead-letters/1/retry", "", nil); ans.status != http.StatusAccepted || !slices.Equal(f.store.retried, []int64{1}) {
+		t.Fatalf("retry = %d, retried %v", ans.status, f.store.retried)
+	}
+	var al list[Action]
+	f.do(globex, "GET", "/api/v1/alert-actions", "", &al)
+	if len(al.Items) != 1 || al.Items[0].Action != "rebuild-replica" {
+		t.Fatalf("globex actions = %+v", al.Items)
+	}
+	f.do(platform, "GET", "/api/v1/alert-actions?limit=500", "", &al)
+	if len(al.Items) != 2 {
+		t.Fatalf("platform actions = %+v", al.Items)
+	}
+}
+
+// TestPrometheusTargets: HTTP SD lists the caller's nodes.
+func TestPrometheusTargets(t *testing.T) {
+	f := newFixture(t)
+	var tg []nodes.TargetGroup
+	if ans := f.do(acmeViewer, "GET", "/api/v1/prometheus/targets", "", &tg); ans.status != http.StatusOK || ans.header.Get("Content-Type") != "application/json" {
+		t.Fatalf("targets = %d %v", ans.status, ans.header)
+	}
+	if len(tg) != 1 || tg[0].Targets[0] != "10.0.0.1:3306" || tg[0].Labels["tenant"] != "acme" {
+		t.Fatalf("acme targets = %+v", tg)
+	}
+	f.do(platform, "GET", "/api/v1/prometheus/targets", "", &tg)
+	if len(tg) != 2 {
+		t.Fatalf("platform targets = %+v", tg)
+	}
+}
+
+// TestAlertmanagerStatus: tools asking whether this is an Alertmanager get
+// its status shape.
+func TestAlertmanagerStatus(t *testing.T) {
+	f := newFixture(t)
+	var st struct {
+		Cluster struct {
+			Status string   `json:"status"`
+			Peers  []string `json:"peers"`
+		} `json:"cluster"`
+		VersionInfo map[string]string `json:"versionInfo"`
+		Uptime      string            `json:"uptime"`
+	}
+	if ans := f.do(acmeViewer, "GET", "/api/v2/status", "", &st); ans.status != http.StatusOK || st.Cluster.Status != "disabled" ||
+		st.Cluster.Peers == nil || st.VersionInfo["goVersion"] == "" || st.Uptime != "2026-12-03T10:00:00Z" {
+		t.Fatalf("status = %d %s", ans.status, ans.body)
+	}
+}
+
+// TestNewRequiresDeps: a missing dependency is a construction error.
+func TestNewRequiresDeps(t *testing.T) {
+	full := Deps{Store: newMemStore(), Engine: &fakeEngine{}, Nodes: fakeNodes{}, URLs: urlPolicy{}}
+	if _, err := New(full); err != nil {
+		t.Fatalf("New(full) = %v", err)
+	}
+	for name, d := range map[string]Deps{
+		"store":   {Engine: full.Engine, Nodes: full.Nodes, URLs: full.URLs},
+		"engine":  {Store: full.Store, Nodes: full.Nodes, URLs: full.URLs},
+		"nodes":   {Store: full.Store, Engine: full.Engine, URLs: full.URLs},
+		"urls":    {Store: full.Store, Engine: full.Engine, Nodes: full.Nodes},
+		"timeout": {Store: full.Store, Engine: full.Engine, Nodes: full.Nodes, URLs: full.URLs, ResolveTimeout: -1},
+	} {
+		if _, err := New(d); err == nil {
+			t.Errorf("New without %s succeeded", name)
+		}
+	}
+}
