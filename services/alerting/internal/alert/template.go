@@ -5,7 +5,6 @@ import (
 	"math"
 	"strconv"
 	"strings"
-	"sync"
 	"text/template"
 	"time"
 
@@ -35,40 +34,41 @@ var templateFuncs = template.FuncMap{
 	// printf is text/template's builtin.
 }
 
-// maxCachedTemplates bounds the parsed-template cache; rule annotations
-// are few and repeat on every evaluation, so parsing once pays.
-const maxCachedTemplates = 4096
-
-// templateCache maps text to its parsed template (or parse error).
-type templateCache struct {
-	mu sync.RWMutex
-	m  map[string]parsedTemplate
+// Template is a parsed annotation template: rules parse theirs once and
+// expand them at every evaluation.
+type Template struct {
+	text string
+	t    *template.Template // nil for text without actions
 }
 
-type parsedTemplate struct {
-	t   *template.Template
-	err error
-}
-
-// cache is package state only as a memo of a pure function: parsing is
-// deterministic, so sharing it cannot leak anything between callers.
-var cache = &templateCache{m: map[string]parsedTemplate{}}
-
-func (c *templateCache) get(text string) (*template.Template, error) {
-	c.mu.RLock()
-	p, ok := c.m[text]
-	c.mu.RUnlock()
-	if ok {
-		return p.t, p.err
+// ParseTemplate parses a Prometheus-style annotation template (see Expand).
+func ParseTemplate(text string) (*Template, error) {
+	if !strings.Contains(text, "{{") {
+		return &Template{text: text}, nil
 	}
 	t, err := template.New("annotation").Funcs(templateFuncs).Option("missingkey=zero").Parse(templatePreamble + text)
-	c.mu.Lock()
-	if len(c.m) >= maxCachedTemplates {
-		c.m = map[string]parsedTemplate{}
+	if err != nil {
+		return nil, fmt.Errorf("parse template %q: %w", text, err)
 	}
-	c.m[text] = parsedTemplate{t: t, err: err}
-	c.mu.Unlock()
-	return t, err
+	return &Template{text: text, t: t}, nil
+}
+
+// Execute expands the template for labels and value. On an error the raw
+// text is returned with the error, as Prometheus shows a broken annotation
+// rather than none.
+func (t *Template) Execute(labels LabelSet, value float64) (string, error) {
+	if t.t == nil {
+		return t.text, nil
+	}
+	var b strings.Builder
+	data := templateData{Labels: labels, Value: value}
+	if data.Labels == nil {
+		data.Labels = map[string]string{}
+	}
+	if err := t.t.Execute(&b, data); err != nil {
+		return t.text, fmt.Errorf("expand template %q: %w", t.text, err)
+	}
+	return b.String(), nil
 }
 
 // Expand expands a Prometheus-style annotation template: {{ $labels.x }},
@@ -77,22 +77,11 @@ func (c *templateCache) get(text string) (*template.Template, error) {
 // toLower, title. On a template error the text is returned with the error.
 // A missing label expands to "" (missingkey=zero, as Prometheus).
 func Expand(text string, labels LabelSet, value float64) (string, error) {
-	if !strings.Contains(text, "{{") {
-		return text, nil
-	}
-	t, err := cache.get(text)
+	t, err := ParseTemplate(text)
 	if err != nil {
-		return text, fmt.Errorf("parse template %q: %w", text, err)
+		return text, err
 	}
-	var b strings.Builder
-	data := templateData{Labels: labels, Value: value}
-	if data.Labels == nil {
-		data.Labels = map[string]string{}
-	}
-	if err := t.Execute(&b, data); err != nil {
-		return text, fmt.Errorf("expand template %q: %w", text, err)
-	}
-	return b.String(), nil
+	return t.Execute(labels, value)
 }
 
 // toFloat converts what a template may pass (numbers, numeric strings,

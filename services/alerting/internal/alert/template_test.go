@@ -2,7 +2,6 @@ package alert
 
 import (
 	"math"
-	"strings"
 	"testing"
 )
 
@@ -76,17 +75,22 @@ func TestExpandNilLabels(t *testing.T) {
 	}
 }
 
-func TestExpandCacheIsBounded(t *testing.T) {
+func TestParseTemplateOnceExecuteMany(t *testing.T) {
 	t.Parallel()
-	for i := 0; i < maxCachedTemplates+10; i++ {
-		if _, err := Expand("{{ $value }}"+strings.Repeat(" ", i), nil, 1); err != nil {
-			t.Fatal(err)
+	tmpl, err := ParseTemplate("{{ $labels.node }} at {{ humanizePercentage $value }}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		node  string
+		value float64
+		want  string
+	}{{"n1", 0.5, "n1 at 50%"}, {"n2", 0.875, "n2 at 87.5%"}} {
+		if got, err := tmpl.Execute(LabelSet{"node": c.node}, c.value); err != nil || got != c.want {
+			t.Errorf("Execute(%s, %v) = %q, %v; want %q", c.node, c.value, got, err, c.want)
 		}
 	}
-	cache.mu.RLock()
-	n := len(cache.m)
-	cache.mu.RUnlock()
-	if n > maxCachedTemplates {
-		t.Fatalf("cache holds %d templates, bound %d", n, maxCachedTemplates)
+	if _, err := ParseTemplate("{{ $labels.node "); err == nil {
+		t.Error("ParseTemplate accepted an unclosed action")
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"net/url"
 	"sort"
 	"strings"
-	"text/template"
 	"time"
 
 	"github.com/canopy-platform/canopy/api/events"
@@ -35,7 +34,7 @@ type NodeLookup func(nodeID string) (az, region string, ok bool)
 type compiled struct {
 	Rule
 	expr        expr
-	annotations map[string]*template.Template
+	annotations map[string]*alert.Template
 	on          map[string]bool
 	resolveOn   map[string]bool
 }
@@ -143,13 +142,13 @@ func compile(r Rule) (*compiled, error) {
 	if err := r.Validate(); err != nil {
 		return nil, err
 	}
-	c := &compiled{Rule: r, annotations: make(map[string]*template.Template, len(r.Annotations)),
+	c := &compiled{Rule: r, annotations: make(map[string]*alert.Template, len(r.Annotations)),
 		on: toSet(r.On), resolveOn: toSet(r.ResolveOn)}
 	if r.Kind == KindSample {
 		c.expr, _ = parseExpr(r.Expr) // Validate parsed it
 	}
 	for name, text := range r.Annotations {
-		t, err := parseTemplate(name, text)
+		t, err := alert.ParseTemplate(text)
 		if err != nil {
 			return nil, fmt.Errorf("rule %s: %w", r.ID, err)
 		}
@@ -386,7 +385,7 @@ func (r effective) expandAnnotations(labels alert.LabelSet, extra map[string]str
 	out := make(alert.LabelSet, len(r.annotations))
 	for name, t := range r.annotations {
 		// On an error the raw text is shown, as Prometheus does.
-		out[name], _ = expand(t, r.Annotations[name], data, value)
+		out[name], _ = t.Execute(data, value)
 	}
 	return out
 }

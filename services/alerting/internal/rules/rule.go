@@ -12,6 +12,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/canopy-platform/canopy/services/alerting/internal/alert"
 )
 
 // Kind of a rule.
@@ -242,7 +244,7 @@ func (r Rule) validate() error {
 		if !labelPattern.MatchString(name) {
 			return fmt.Errorf("annotation name %q is not a valid label name", name)
 		}
-		if _, err := parseTemplate(name, text); err != nil {
+		if _, err := alert.ParseTemplate(text); err != nil {
 			return fmt.Errorf("annotation %s: %w", name, err)
 		}
 	}

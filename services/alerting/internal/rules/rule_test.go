@@ -8,6 +8,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"gopkg.in/yaml.v3"
+
+	"github.com/canopy-platform/canopy/services/alerting/internal/alert"
 )
 
 func validSample() Rule {
@@ -175,16 +177,16 @@ func TestTemplates(t *testing.T) {
 	labels := map[string]string{"node": "n-1", "instance": "i-1", "lag_ms": "9500"}
 	for _, tc := range cases {
 		t.Run(tc.text, func(t *testing.T) {
-			tmpl, err := parseTemplate("t", tc.text)
+			tmpl, err := alert.ParseTemplate(tc.text)
 			require.NoError(t, err)
-			got, err := expand(tmpl, tc.text, labels, tc.value)
+			got, err := tmpl.Execute(labels, tc.value)
 			require.NoError(t, err)
 			require.Equal(t, tc.want, got)
 		})
 	}
-	tmpl, err := parseTemplate("t", "{{ $labels.node | humanize }}")
+	tmpl, err := alert.ParseTemplate("{{ $labels.node | humanize }}")
 	require.NoError(t, err)
-	got, err := expand(tmpl, "{{ $labels.node | humanize }}", labels, 0)
+	got, err := tmpl.Execute(labels, 0)
 	require.Error(t, err)
 	require.Equal(t, "{{ $labels.node | humanize }}", got, "a failing template shows its text")
 }
