@@ -31,6 +31,10 @@ func (t MatchType) isRegexp() bool { return t == MatchRegexp || t == MatchNotReg
 // Alertmanager 0.25 accepts in matchers.
 var labelNameRE = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
 
+// ValidLabelName reports whether s is a label name Prometheus and
+// Alertmanager 0.25 accept.
+func ValidLabelName(s string) bool { return labelNameRE.MatchString(s) }
+
 // NewMatcher builds a matcher; a bad regexp is an error.
 func NewMatcher(t MatchType, name, value string) (*Matcher, error) {
 	if t < MatchEqual || t > MatchNotRegexp {

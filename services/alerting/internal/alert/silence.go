@@ -16,7 +16,7 @@ func (s *Silence) State(now time.Time) SilenceState {
 	switch {
 	case now.Before(s.StartsAt):
 		return SilencePending
-	case now.After(s.EndsAt):
+	case !now.Before(s.EndsAt): // Alertmanager's: expired from EndsAt on
 		return SilenceExpired
 	default:
 		return SilenceActive

@@ -25,7 +25,7 @@ func TestSilenceStateAndMutes(t *testing.T) {
 		{"before start", start.Add(-time.Second), ls, SilencePending, false},
 		{"at start", start, ls, SilenceActive, true},
 		{"inside", start.Add(time.Minute), ls, SilenceActive, true},
-		{"at end", end, ls, SilenceActive, true},
+		{"at end (Alertmanager: expired from EndsAt on)", end, ls, SilenceExpired, false},
 		{"after end", end.Add(time.Second), ls, SilenceExpired, false},
 		{"regexp does not match", start.Add(time.Minute), LabelSet{"alertname": "ReplicaLag", "instance": "i1"}, SilenceActive, false},
 		{"regexp is anchored", start.Add(time.Minute), LabelSet{"alertname": "XNodeDown", "instance": "i1"}, SilenceActive, false},

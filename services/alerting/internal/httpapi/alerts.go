@@ -1,9 +1,7 @@
 package httpapi
 
 import (
-	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -60,7 +58,7 @@ func actionJSON(r alertstore.ActionRun) Action {
 
 // alertJSON shows a stored alert with its muting now.
 func (a *API) alertJSON(sa alertstore.StoredAlert, now time.Time) Alert {
-	out := Alert{Fingerprint: fingerprintString(sa.Fingerprint), Labels: labelMap(sa.Labels),
+	out := Alert{Fingerprint: sa.Fingerprint.String(), Labels: labelMap(sa.Labels),
 		Annotations: labelMap(sa.Annotations), StartsAt: sa.StartsAt.UTC(), UpdatedAt: sa.UpdatedAt.UTC(),
 		GeneratorURL: sa.GeneratorURL, Rule: sa.Rule, Actions: make([]Action, 0, len(sa.ActionRuns))}
 	if !sa.EndsAt.IsZero() {
@@ -98,21 +96,6 @@ func labelMap(ls alert.LabelSet) map[string]string {
 	return ls
 }
 
-// fingerprintString is Alertmanager's spelling: 16 lower-case hex digits.
-func fingerprintString(fp alert.Fingerprint) string { return fmt.Sprintf("%016x", uint64(fp)) }
-
-// parseFingerprint is fingerprintString's inverse.
-func parseFingerprint(s string) (alert.Fingerprint, error) {
-	if len(s) != 16 {
-		return 0, fmt.Errorf("fingerprint %q: want 16 hex digits", s)
-	}
-	v, err := strconv.ParseUint(s, 16, 64)
-	if err != nil {
-		return 0, fmt.Errorf("fingerprint %q: %w", s, err)
-	}
-	return alert.Fingerprint(v), nil
-}
-
 // listAlerts: ?state= (pending, firing, resolved; comma-separated or
 // repeated), ?filter= (matchers in Alertmanager syntax, repeatable),
 // ?tenant= (platform-admin), limit and cursor.
@@ -135,7 +118,7 @@ func (a *API) listAlerts(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	for _, v := range q["filter"] {
-		ms, err := parseMatchers(v)
+		ms, err := alert.ParseMatchers(v)
 		if err != nil {
 			fields = append(fields, httpx.FieldError{Field: "filter", Reason: err.Error()})
 			continue
@@ -173,7 +156,7 @@ func (a *API) getAlert(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	fp, err := parseFingerprint(chi.URLParam(r, "fingerprint"))
+	fp, err := alert.ParseFingerprint(chi.URLParam(r, "fingerprint"))
 	if err != nil {
 		notFound(w, r, "alert")
 		return

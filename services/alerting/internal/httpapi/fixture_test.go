@@ -170,29 +170,6 @@ func (m *memStore) ListSilences(_ context.Context, tenant string, all bool) ([]a
 	return out, nil
 }
 
-// matches evaluates matchers without the model (a stub on this branch).
-func matches(ms alert.Matchers, ls alert.LabelSet) bool {
-	for _, m := range ms {
-		v := ls[m.Name]
-		switch m.Type {
-		case alert.MatchEqual:
-			if v != m.Value {
-				return false
-			}
-		case alert.MatchNotEqual:
-			if v == m.Value {
-				return false
-			}
-		default:
-			re, _ := compileAnchored(m.Value)
-			if re.MatchString(v) != (m.Type == alert.MatchRegexp) {
-				return false
-			}
-		}
-	}
-	return true
-}
-
 func (m *memStore) ListAlerts(_ context.Context, f alertstore.AlertFilter) ([]alertstore.StoredAlert, string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -201,15 +178,15 @@ func (m *memStore) ListAlerts(_ context.Context, f alertstore.AlertFilter) ([]al
 		switch {
 		case !visible(f.Tenant, f.All, a.Labels[alert.LabelTenant]),
 			len(f.States) > 0 && !slices.Contains(f.States, a.State),
-			!matches(f.Matchers, a.Labels),
-			f.After != "" && fingerprintString(a.Fingerprint) <= f.After:
+			!f.Matchers.Matches(a.Labels),
+			f.After != "" && a.Fingerprint.String() <= f.After:
 			continue
 		}
 		out = append(out, a)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Fingerprint < out[j].Fingerprint })
 	if f.Limit > 0 && len(out) > f.Limit {
-		return out[:f.Limit], fingerprintString(out[f.Limit-1].Fingerprint), nil
+		return out[:f.Limit], out[f.Limit-1].Fingerprint.String(), nil
 	}
 	return out, "", nil
 }

@@ -132,7 +132,7 @@ func (a *API) toAlert(pa postableAlert, tenant string, now time.Time) (*alert.Al
 		switch {
 		case v == "":
 			continue
-		case !validLabelName(name):
+		case !alert.ValidLabelName(name):
 			bad("labels."+name, "invalid label name")
 		case !utf8.ValidString(v):
 			bad("labels."+name, "value is not valid UTF-8")
@@ -152,7 +152,7 @@ func (a *API) toAlert(pa postableAlert, tenant string, now time.Time) (*alert.Al
 	for _, name := range sortedKeys(pa.Annotations) {
 		v := pa.Annotations[name]
 		switch {
-		case !validLabelName(name):
+		case !alert.ValidLabelName(name):
 			bad("annotations."+name, "invalid annotation name")
 		case !utf8.ValidString(v):
 			bad("annotations."+name, "value is not valid UTF-8")

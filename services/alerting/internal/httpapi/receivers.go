@@ -267,7 +267,7 @@ func receiverMatchers(in []string, tenant string) ([]string, []httpx.FieldError)
 	out := make([]string, 0, len(in))
 	for i, s := range in {
 		field := fmt.Sprintf("matchers[%d]", i)
-		m, err := parseMatcher(s)
+		m, err := alert.ParseMatcher(s)
 		if err != nil {
 			fields = append(fields, httpx.FieldError{Field: field, Reason: err.Error()})
 			continue
@@ -276,7 +276,7 @@ func receiverMatchers(in []string, tenant string) ([]string, []httpx.FieldError)
 			fields = append(fields, httpx.FieldError{Field: field, Reason: reason})
 			continue
 		}
-		out = append(out, formatMatcher(m))
+		out = append(out, m.String())
 	}
 	return out, fields
 }
@@ -304,7 +304,7 @@ func checkGroupBy(gb []string) []httpx.FieldError {
 			}
 			continue
 		}
-		if !validLabelName(l) {
+		if !alert.ValidLabelName(l) {
 			fields = append(fields, httpx.FieldError{Field: fmt.Sprintf("group_by[%d]", i), Reason: "not a label name"})
 		}
 	}

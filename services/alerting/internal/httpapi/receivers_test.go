@@ -68,7 +68,6 @@ func TestReceiverValidation(t *testing.T) {
 		{"missing url", `{"name":"a"}`, "url"},
 		{"bad name", `{"name":"On Call","url":"https://x.example/"}`, "name"},
 		{"bad matcher", `{"name":"a","url":"https://x.example/","matchers":["severity=~\"(\""]}`, "matchers[0]"},
-		{"two matchers in one", `{"name":"a","url":"https://x.example/","matchers":["a=b,c=d"]}`, "matchers[0]"},
 		{"another tenant", `{"name":"a","url":"https://x.example/","matchers":["job=x","tenant=\"globex\""]}`, "matchers[1]"},
 		{"tenant regexp", `{"name":"a","url":"https://x.example/","matchers":["tenant=~\".*\""]}`, "matchers[0]"},
 		{"bad group_by", `{"name":"a","url":"https://x.example/","group_by":["instance","..."]}`, "group_by[1]"},

@@ -60,7 +60,7 @@ const (
 )
 
 func silenceJSON(s alert.Silence, now time.Time) Silence {
-	out := Silence{ID: s.ID, Tenant: s.Tenant, Status: SilenceStatus{State: string(silenceState(s, now))},
+	out := Silence{ID: s.ID, Tenant: s.Tenant, Status: SilenceStatus{State: string(s.State(now))},
 		UpdatedAt: s.UpdatedAt.UTC(), StartsAt: s.StartsAt.UTC(), EndsAt: s.EndsAt.UTC(), CreatedBy: s.CreatedBy,
 		Comment: s.Comment, Matchers: make([]SilenceMatcher, 0, len(s.Matchers))}
 	for _, m := range s.Matchers {
@@ -69,18 +69,6 @@ func silenceJSON(s alert.Silence, now time.Time) Silence {
 			IsRegex: m.Type == alert.MatchRegexp || m.Type == alert.MatchNotRegexp, IsEqual: &eq})
 	}
 	return out
-}
-
-// silenceState is Alertmanager's: pending before StartsAt, expired from
-// EndsAt on, active in between.
-func silenceState(s alert.Silence, now time.Time) alert.SilenceState {
-	switch {
-	case !now.Before(s.EndsAt):
-		return alert.SilenceExpired
-	case now.Before(s.StartsAt):
-		return alert.SilencePending
-	}
-	return alert.SilenceActive
 }
 
 func (a *API) listSilences(w http.ResponseWriter, r *http.Request) {
@@ -216,7 +204,7 @@ func buildSilence(b silenceBody, tenant, subject string, now time.Time) (alert.S
 		hasTenant = hasTenant || m.Name == alert.LabelTenant
 		sil.Matchers = append(sil.Matchers, m)
 	}
-	if len(fields) == 0 && !slices.ContainsFunc(sil.Matchers, func(m *alert.Matcher) bool { return !matchesEmpty(m) }) {
+	if len(fields) == 0 && !slices.ContainsFunc(sil.Matchers, func(m *alert.Matcher) bool { return !m.Matches("") }) {
 		bad("matchers", "at least one matcher must not match the empty string")
 	}
 	if tenant != "" && !hasTenant {
@@ -240,7 +228,7 @@ func buildSilence(b silenceBody, tenant, subject string, now time.Time) (alert.S
 
 // silenceMatcher converts Alertmanager's matcher object.
 func silenceMatcher(jm SilenceMatcher) (*alert.Matcher, error) {
-	if !validLabelName(jm.Name) {
+	if !alert.ValidLabelName(jm.Name) {
 		return nil, fmt.Errorf("invalid label name %q", jm.Name)
 	}
 	eq := jm.IsEqual == nil || *jm.IsEqual
@@ -253,5 +241,5 @@ func silenceMatcher(jm SilenceMatcher) (*alert.Matcher, error) {
 	case !eq:
 		t = alert.MatchNotEqual
 	}
-	return newMatcher(t, jm.Name, jm.Value)
+	return alert.NewMatcher(t, jm.Name, jm.Value)
 }
