@@ -21,13 +21,26 @@ func newNotificationLog() *notificationLog {
 
 func logKey(receiver, groupKey string) string { return receiver + "\x00" + groupKey }
 
-// put records e, replacing the entry of its receiver and group.
+// isLogKey reports whether k is logKey(receiver, groupKey), without
+// building it.
+func isLogKey(k, receiver, groupKey string) bool {
+	return len(k) == len(receiver)+1+len(groupKey) && k[:len(receiver)] == receiver &&
+		k[len(receiver)] == 0 && k[len(receiver)+1:] == groupKey
+}
+
+// put records a copy of e (sorted), replacing the entry of its receiver
+// and group.
 func (l *notificationLog) put(e LogEntry) {
 	e.Firing = slices.Clone(e.Firing)
 	e.Resolved = slices.Clone(e.Resolved)
 	slices.Sort(e.Firing)
 	slices.Sort(e.Resolved)
-	k := logKey(e.Receiver, e.GroupKey)
+	l.putKey(logKey(e.Receiver, e.GroupKey), e)
+}
+
+// putKey records e under k (logKey of its receiver and group) as is: the
+// dispatcher's own entries are sorted already and never changed after.
+func (l *notificationLog) putKey(k string, e LogEntry) {
 	l.entries[k] = &e
 	if !e.ExpiresAt.IsZero() {
 		heap.Push(&l.expiry, expiryItem{key: k, at: e.ExpiresAt})
