@@ -171,12 +171,13 @@ func (d *Dispatcher) SetRoutes(routes []Route, now time.Time) {
 		d.removeGroup(g)
 	}
 	d.routes = nt
+	// Resolved alerts are routed too: a dropped group may have owed its
+	// receiver their resolve notification (the log says what it was sent).
 	for fp, tr := range d.alerts {
+		d.route(tr, now)
 		if tr.refs == 0 && resolvedAt(tr.a, now) {
 			delete(d.alerts, fp)
-			continue
 		}
-		d.route(tr, now)
 	}
 }
 
