@@ -9,7 +9,6 @@ package dispatch
 
 import (
 	"container/heap"
-	"maps"
 	"time"
 
 	"github.com/canopy-platform/canopy/services/alerting/internal/alert"
@@ -258,7 +257,7 @@ func (d *Dispatcher) route(tr *tracked, now time.Time) {
 		if g == nil {
 			id := string(d.idBuf)
 			g = &group{
-				id: id, groupKey: id[len(r.Receiver)+1:], route: r, labels: r.groupLabels(tr.a.Labels),
+				id: id, groupKey: id[len(r.Receiver)+1:], route: r,
 				alerts: map[alert.Fingerprint]*tracked{}, next: now.Add(r.GroupWait),
 			}
 			d.groups[id] = g
@@ -326,7 +325,7 @@ func (d *Dispatcher) flushGroup(g *group, now time.Time) (Notification, bool) {
 		send = append(send, s.copy)
 	}
 	nothing := len(firing) == 0 && len(resolved) == 0
-	if nothing || !needsUpdate(d.log.get(g.route.Receiver, g.groupKey, now), firing, resolved,
+	if nothing || !needsUpdate(d.log.get(g.id, now), firing, resolved,
 		sendResolved, g.route.RepeatInterval, now) {
 		d.dropResolved(g, resolvedAll)
 		return Notification{}, false
@@ -336,7 +335,7 @@ func (d *Dispatcher) flushGroup(g *group, now time.Time) (Notification, bool) {
 		ReceiverName: g.route.ReceiverName,
 		Owner:        g.route.Owner,
 		GroupKey:     g.groupKey,
-		GroupLabels:  maps.Clone(g.labels),
+		GroupLabels:  g.labels(),
 		Alerts:       send,
 		At:           now,
 		Log: LogEntry{
@@ -387,7 +386,7 @@ func (d *Dispatcher) Groups() []GroupInfo {
 	out := make([]GroupInfo, 0, len(d.groups))
 	for _, g := range d.groups {
 		out = append(out, GroupInfo{
-			Receiver: g.route.Receiver, GroupKey: g.groupKey, Labels: g.labels,
+			Receiver: g.route.Receiver, GroupKey: g.groupKey, Labels: g.labels(),
 			Alerts: len(g.alerts), NextAt: g.next,
 		})
 	}

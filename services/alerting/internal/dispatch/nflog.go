@@ -47,9 +47,10 @@ func (l *notificationLog) putKey(k string, e LogEntry) {
 	}
 }
 
-// get returns the live entry, nil when there is none or it has expired.
-func (l *notificationLog) get(receiver, groupKey string, now time.Time) *LogEntry {
-	e := l.entries[logKey(receiver, groupKey)]
+// get returns the live entry under k (logKey of a receiver and group), nil
+// when there is none or it has expired.
+func (l *notificationLog) get(k string, now time.Time) *LogEntry {
+	e := l.entries[k]
 	if e == nil || expired(e, now) {
 		return nil
 	}
