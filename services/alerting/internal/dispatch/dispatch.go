@@ -174,7 +174,7 @@ func (d *Dispatcher) SetRoutes(routes []Route, now time.Time) {
 	// receiver their resolve notification (the log says what it was sent).
 	for fp, tr := range d.alerts {
 		d.route(tr, now)
-		if tr.refs == 0 && resolvedAt(tr.a, now) {
+		if tr.refs == 0 && tr.a.Resolved(now) {
 			delete(d.alerts, fp)
 		}
 	}
@@ -232,15 +232,15 @@ func (d *Dispatcher) Put(now time.Time, alerts ...*alert.Alert) {
 		if a.UpdatedAt.IsZero() {
 			a.UpdatedAt = now
 		}
-		fp := fingerprintOf(a.Labels)
+		fp := a.Labels.Fingerprint()
 		tr := d.alerts[fp]
 		if tr == nil {
 			tr = &tracked{fp: fp, a: &a}
 		} else {
-			tr.a = mergeAlert(tr.a, &a, now)
+			tr.a = tr.a.MergeAt(&a, now)
 		}
 		d.route(tr, now)
-		if tr.refs == 0 && resolvedAt(tr.a, now) {
+		if tr.refs == 0 && tr.a.Resolved(now) {
 			delete(d.alerts, fp)
 			continue
 		}

@@ -432,7 +432,7 @@ func TestNotificationContents(t *testing.T) {
 		if !a.EndsAt.IsZero() || a.State != alert.StateFiring {
 			t.Fatalf("alert %d: firing copy has EndsAt %v state %s", i, a.EndsAt, a.State)
 		}
-		if i > 0 && fingerprintOf(n.Alerts[i-1].Labels) >= fingerprintOf(a.Labels) {
+		if i > 0 && n.Alerts[i-1].Labels.Fingerprint() >= a.Labels.Fingerprint() {
 			t.Fatalf("alerts not sorted by fingerprint")
 		}
 	}
@@ -569,7 +569,7 @@ func TestSetRoutes(t *testing.T) {
 func TestLogExpires(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, rt("r", func(r *Route) { r.RepeatInterval = time.Hour }))
-	h.d.Restore([]LogEntry{{Receiver: "r", GroupKey: "{}/{}:{}", Firing: []alert.Fingerprint{fingerprintOf(fire("A", 0).Labels)},
+	h.d.Restore([]LogEntry{{Receiver: "r", GroupKey: "{}/{}:{}", Firing: []alert.Fingerprint{fire("A", 0).Labels.Fingerprint()},
 		SentAt: t0, ExpiresAt: t0.Add(2 * time.Hour)}})
 	// Restored entry still live: no re-send.
 	h.d.Put(t0.Add(min), fire("A", 0))

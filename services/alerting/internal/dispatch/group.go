@@ -46,7 +46,7 @@ func (g *group) snapshot(now time.Time) []snapAlert {
 	out := make([]snapAlert, 0, len(g.alerts))
 	for fp, tr := range g.alerts {
 		c := *tr.a
-		if resolvedAt(tr.a, now) {
+		if tr.a.Resolved(now) {
 			c.State = alert.StateResolved
 		} else {
 			c.State = alert.StateFiring

@@ -14,7 +14,7 @@ const groupByAll = "..."
 // Alertmanager sorts a route's matchers) and its key computed once.
 type route struct {
 	Route
-	matchers []matcher
+	matchers alert.Matchers
 	// key is Alertmanager's route key, {}/{matchers}: the root route's
 	// empty matchers, then this route's.
 	key      string
@@ -44,30 +44,23 @@ func compileRoute(r Route) *route {
 	c.groupNames = slices.Compact(c.groupNames)
 	for _, m := range r.Matchers {
 		if m != nil {
-			c.matchers = append(c.matchers, compileMatcher(m))
+			c.matchers = append(c.matchers, m)
 		}
 	}
-	slices.SortStableFunc(c.matchers, func(a, b matcher) int {
-		if c := strings.Compare(a.m.Name, b.m.Name); c != 0 {
+	slices.SortStableFunc(c.matchers, func(a, b *alert.Matcher) int {
+		if c := strings.Compare(a.Name, b.Name); c != 0 {
 			return c
 		}
-		if c := strings.Compare(a.m.Value, b.m.Value); c != 0 {
+		if c := strings.Compare(a.Value, b.Value); c != 0 {
 			return c
 		}
-		return int(a.m.Type) - int(b.m.Type)
+		return int(a.Type) - int(b.Type)
 	})
-	c.key = "{}/" + matchersString(c.matchers)
+	c.key = "{}/" + c.matchers.String()
 	return c
 }
 
-func (r *route) matches(ls alert.LabelSet) bool {
-	for _, m := range r.matchers {
-		if !m.matches(ls[m.m.Name]) {
-			return false
-		}
-	}
-	return true
-}
+func (r *route) matches(ls alert.LabelSet) bool { return r.matchers.Matches(ls) }
 
 // groupLabels are the alert's values of the route's GroupBy labels (only
 // those present), or all its labels for "...".
