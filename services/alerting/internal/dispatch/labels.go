@@ -8,9 +8,8 @@ import (
 )
 
 // appendLabels appends the String form of ls restricted to names (sorted;
-// absent ones skipped). It lets Put build a group's key without building
-// its label set first; at integration it stays, byte-for-byte
-// alert.LabelSet.String, unless alert grows an equivalent.
+// absent ones skipped), byte-for-byte alert.LabelSet.String: Put builds a
+// group's key with it without building the group's label set first.
 func appendLabels(buf []byte, ls alert.LabelSet, names []string) []byte {
 	buf = append(buf, '{')
 	first := true
