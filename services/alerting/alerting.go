@@ -107,8 +107,10 @@ type Config struct {
 	// RemediationMaxPerInstance actions per RemediationWindow per instance;
 	// more are recorded as skipped, so a flapping alert cannot keep
 	// switching an instance over.
-	RemediationMaxPerInstance int           `yaml:"remediation_max_per_instance" env:"ALERTING_REMEDIATION_MAX_PER_INSTANCE" default:"3"`
-	RemediationWindow         time.Duration `yaml:"remediation_window" env:"ALERTING_REMEDIATION_WINDOW" default:"1h"`
+	RemediationMaxPerInstance int `yaml:"remediation_max_per_instance" env:"ALERTING_REMEDIATION_MAX_PER_INSTANCE" default:"3"`
+	// RemediationWindow is the sliding window RemediationMaxPerInstance
+	// counts in.
+	RemediationWindow time.Duration `yaml:"remediation_window" env:"ALERTING_REMEDIATION_WINDOW" default:"1h"`
 	// EnsureTopics creates canopy.alerts.v1 when it is missing.
 	EnsureTopics bool `yaml:"ensure_topics" env:"ALERTING_ENSURE_TOPICS" default:"true"`
 	// Relay tunes the outbox relay.
