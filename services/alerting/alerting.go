@@ -251,12 +251,14 @@ func (s *Service) policy() webhook.URLPolicy {
 // signed identity for the alerting audience (Prometheus pushes and service
 // discovery come through the gateway with an API key, as any client).
 func (s *Service) routes(context.Context) (http.Handler, error) {
-	api, err := httpapi.New(httpapi.Deps{Store: s.store, Engine: s.engine, Nodes: s.nodes, URLPolicy: s.policy(),
+	api, err := httpapi.New(httpapi.Deps{Store: s.store, Engine: s.engine, Nodes: s.nodes, URLs: s.policy(),
 		Log: s.Logger()})
 	if err != nil {
 		return nil, err
 	}
-	r := httpx.NewRouter(s.Logger())
+	// Prometheus pushes batches; the API bounds them itself and names the
+	// limit, so the router's limit must not be the smaller one.
+	r := httpx.NewRouter(s.Logger(), httpx.WithMaxBodyBytes(httpapi.DefaultMaxPushBody))
 	r.Group(func(r chi.Router) {
 		r.Use(s.cfg.Middleware(tenancy.AudienceAlerting))
 		api.Routes(r)

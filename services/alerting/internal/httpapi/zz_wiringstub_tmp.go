@@ -1,5 +1,6 @@
 // Package httpapi is the alerting service's HTTP API (stub for the wiring
-// branch; the httpapi helper's package replaces it at integration).
+// branch, shaped like the httpapi helper's package, which replaces it at
+// integration).
 package httpapi
 
 import (
@@ -8,10 +9,13 @@ import (
 	"github.com/go-chi/chi/v5"
 )
 
-// Deps are the API's collaborators (types reconciled at integration).
+// DefaultMaxPushBody bounds POST /api/v2/alerts.
+const DefaultMaxPushBody = 4 << 20
+
+// Deps are the API's collaborators (interfaces in the real package).
 type Deps struct {
-	Store, Engine, Nodes, URLPolicy any
-	Log                             *slog.Logger
+	Store, Engine, Nodes, URLs any
+	Log                        *slog.Logger
 }
 
 // API serves the alerting endpoints.
