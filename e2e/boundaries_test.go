@@ -55,6 +55,8 @@ const (
 // corePackages are the packages that must stay free of transports, by
 // import path below the module path.
 var corePackages = map[string]coreKind{
+	"services/alerting/internal/alert":        kindDomain,
+	"services/alerting/internal/dispatch":     kindDomain,
 	"services/catalog/internal/brokercred":    kindDomain,
 	"services/catalog/internal/plan":          kindDomain,
 	"services/failover/internal/topology":     kindDomain,

@@ -72,7 +72,17 @@ func examples() map[string]any {
 		DifferingRows: 2, Repair: true, RepairedRows: 2, FinishedAt: at}
 	syncFailed := events.CDCSyncFailed{JobID: "j-1", TenantID: "acme", SourceInstance: "i-1", TargetInstance: "r-1", State: "failed",
 		Reason: "ALTER TABLE app.orders with ddl: stop"}
+	resolvedAt := at.Add(5 * time.Minute)
+	firing := events.AlertTransition{Fingerprint: "0f1e2d3c4b5a6978", TenantID: "acme", Status: "firing",
+		Labels: map[string]string{"alertname": "NodeDown", "severity": "critical", "tenant": "acme", "instance": "i-1",
+			"node": "n-0", "rule": "node-down"},
+		Annotations: map[string]string{"summary": "Node n-0 of i-1 is down"}, StartsAt: at,
+		GeneratorURL: "http://127.0.0.1:8080/api/v1/alert-rules/node-down", Rule: "node-down"}
+	resolved := firing
+	resolved.Status, resolved.EndsAt = "resolved", &resolvedAt
 	return map[string]any{
+		events.TypeAlertFiring:   firing,
+		events.TypeAlertResolved: resolved,
 		events.TypeMeteringBudgetThreshold: events.BudgetThreshold{TenantID: "acme", Month: "2026-12", Kind: "forecast",
 			ThresholdPercent: 80, Budget: "100.00", Actual: "6.40", Forecast: "99.20", Currency: "USD", OccurredAt: at},
 		events.TypeMeteringUsageRated: events.UsageRated{TenantID: "acme", Meter: "node_hours", Unit: "node-hour",
@@ -180,7 +190,9 @@ func TestMinimalPayloadsMatchSchemas(t *testing.T) {
 		"replace request": {events.TypePlacementRequested, events.PlacementRequested{InstanceID: "i", Kind: events.KindReplace, FailedNode: "node-1"}},
 		"new request": {events.TypePlacementRequested, events.PlacementRequested{InstanceID: "i", TenantID: "acme", DeploymentMode: "multi-az",
 			Nodes: []events.NodeRequest{{Role: "primary", VCPU: 1, MemoryMB: 1024, StorageGB: 10}}}},
-		"confirmed":        {events.TypePlacementConfirmed, events.PlacementConfirmed{InstanceID: "i"}},
+		"confirmed": {events.TypePlacementConfirmed, events.PlacementConfirmed{InstanceID: "i"}},
+		"pushed platform alert": {events.TypeAlertFiring, events.AlertTransition{Fingerprint: "0123456789abcdef", Status: "firing",
+			Labels: map[string]string{"alertname": "DiskFull"}, StartsAt: time.Date(2026, 12, 2, 14, 0, 0, 0, time.UTC)}},
 		"stream caught up": {events.TypeCDCStreamCaughtUp, events.CDCStreamStatus{StreamID: "s", InstanceID: "i", TenantID: "acme", State: "streaming"}},
 		"ingested event without subject or data": {events.SchemaUsageCloudEvent, map[string]any{"specversion": "1.0", "id": "1",
 			"source": "s", "type": "x", "time": time.Date(2026, 12, 2, 14, 0, 0, 0, time.UTC), "tenantid": "acme"}},
@@ -235,22 +247,27 @@ func TestInvalidPayloadsRejected(t *testing.T) {
 		typ  string
 		data string
 	}{
-		"unknown deployment mode":  {events.TypePlacementRequested, `{"instance_id":"i","deployment_mode":"sideways","nodes":[]}`},
-		"decided without nodes":    {events.TypePlacementDecided, `{"instance_id":"i"}`},
-		"instance without tenant":  {events.TypeInstanceReady, `{"instance_id":"i"}`},
-		"transition bad timestamp": {events.TypeNodeDown, `{"instance_id":"i","node_id":"n","address":"a","engine":"mysql","status":"down","previous_status":"up","reason":"refused","streak":1,"evidence":{"probe_duration_ms":1},"policy":{"interval_ms":1,"timeout_ms":1,"fall":1,"rise":1},"probed_at":"yesterday","replica":"r"}`},
-		"unknown type":             {"provisioning.instance.teleported", `{}`},
-		"conflict of no kind":      {events.TypeCDCSyncConflict, `{"job_id":"j","tenant_id":"t","conflict_id":"c","from_instance":"a","to_instance":"b","db":"d","table":"t","kind":"weird","key":{},"strategy":"manual","resolution":"pending","gtid":"0-1-1","at":"2026-12-02T14:00:00Z"}`},
-		"failed without reason":    {events.TypeCDCSyncFailed, `{"job_id":"j","tenant_id":"t","source_instance":"a","target_instance":"b","state":"failed"}`},
-		"budget of no kind":        {events.TypeMeteringBudgetThreshold, `{"tenant_id":"t","month":"2026-12","kind":"hoped","threshold_percent":80,"budget":"1","actual":"1","forecast":"1","currency":"USD","occurred_at":"2026-12-02T14:00:00Z"}`},
-		"budget amount a float":    {events.TypeMeteringBudgetThreshold, `{"tenant_id":"t","month":"2026-12","kind":"actual","threshold_percent":80,"budget":1.5,"actual":"1","forecast":"1","currency":"USD","occurred_at":"2026-12-02T14:00:00Z"}`},
-		"budget month a date":      {events.TypeMeteringBudgetThreshold, `{"tenant_id":"t","month":"2026-12-01","kind":"actual","threshold_percent":80,"budget":"1","actual":"1","forecast":"1","currency":"USD","occurred_at":"2026-12-02T14:00:00Z"}`},
-		"rated negative amount":    {events.TypeMeteringUsageRated, `{"tenant_id":"t","meter":"node_hours","unit":"node-hour","hour_start":"2026-12-02T14:00:00Z","quantity":"1","amount":"-0.5","currency":"USD"}`},
-		"rated without currency":   {events.TypeMeteringUsageRated, `{"tenant_id":"t","meter":"node_hours","unit":"node-hour","hour_start":"2026-12-02T14:00:00Z","quantity":"1","amount":"0.5","currency":""}`},
-		"usage of no rows":         {events.TypeCDCStreamUsage, `{"stream_id":"s","tenant_id":"t","instance_id":"i","rows":0,"from":"2026-12-02T14:00:00Z","to":"2026-12-02T14:01:00Z"}`},
-		"cloudevent without id":    {events.SchemaUsageCloudEvent, `{"specversion":"1.0","source":"s","type":"x","time":"2026-12-02T14:00:00Z","tenantid":"t"}`},
-		"cloudevent spec 0.3":      {events.SchemaUsageCloudEvent, `{"specversion":"0.3","id":"1","source":"s","type":"x","time":"2026-12-02T14:00:00Z","tenantid":"t"}`},
-		"cloudevent data a string": {events.SchemaUsageCloudEvent, `{"specversion":"1.0","id":"1","source":"s","type":"x","time":"2026-12-02T14:00:00Z","tenantid":"t","data":"42"}`},
+		"unknown deployment mode":   {events.TypePlacementRequested, `{"instance_id":"i","deployment_mode":"sideways","nodes":[]}`},
+		"decided without nodes":     {events.TypePlacementDecided, `{"instance_id":"i"}`},
+		"instance without tenant":   {events.TypeInstanceReady, `{"instance_id":"i"}`},
+		"transition bad timestamp":  {events.TypeNodeDown, `{"instance_id":"i","node_id":"n","address":"a","engine":"mysql","status":"down","previous_status":"up","reason":"refused","streak":1,"evidence":{"probe_duration_ms":1},"policy":{"interval_ms":1,"timeout_ms":1,"fall":1,"rise":1},"probed_at":"yesterday","replica":"r"}`},
+		"unknown type":              {"provisioning.instance.teleported", `{}`},
+		"conflict of no kind":       {events.TypeCDCSyncConflict, `{"job_id":"j","tenant_id":"t","conflict_id":"c","from_instance":"a","to_instance":"b","db":"d","table":"t","kind":"weird","key":{},"strategy":"manual","resolution":"pending","gtid":"0-1-1","at":"2026-12-02T14:00:00Z"}`},
+		"failed without reason":     {events.TypeCDCSyncFailed, `{"job_id":"j","tenant_id":"t","source_instance":"a","target_instance":"b","state":"failed"}`},
+		"budget of no kind":         {events.TypeMeteringBudgetThreshold, `{"tenant_id":"t","month":"2026-12","kind":"hoped","threshold_percent":80,"budget":"1","actual":"1","forecast":"1","currency":"USD","occurred_at":"2026-12-02T14:00:00Z"}`},
+		"budget amount a float":     {events.TypeMeteringBudgetThreshold, `{"tenant_id":"t","month":"2026-12","kind":"actual","threshold_percent":80,"budget":1.5,"actual":"1","forecast":"1","currency":"USD","occurred_at":"2026-12-02T14:00:00Z"}`},
+		"budget month a date":       {events.TypeMeteringBudgetThreshold, `{"tenant_id":"t","month":"2026-12-01","kind":"actual","threshold_percent":80,"budget":"1","actual":"1","forecast":"1","currency":"USD","occurred_at":"2026-12-02T14:00:00Z"}`},
+		"rated negative amount":     {events.TypeMeteringUsageRated, `{"tenant_id":"t","meter":"node_hours","unit":"node-hour","hour_start":"2026-12-02T14:00:00Z","quantity":"1","amount":"-0.5","currency":"USD"}`},
+		"rated without currency":    {events.TypeMeteringUsageRated, `{"tenant_id":"t","meter":"node_hours","unit":"node-hour","hour_start":"2026-12-02T14:00:00Z","quantity":"1","amount":"0.5","currency":""}`},
+		"usage of no rows":          {events.TypeCDCStreamUsage, `{"stream_id":"s","tenant_id":"t","instance_id":"i","rows":0,"from":"2026-12-02T14:00:00Z","to":"2026-12-02T14:01:00Z"}`},
+		"cloudevent without id":     {events.SchemaUsageCloudEvent, `{"specversion":"1.0","source":"s","type":"x","time":"2026-12-02T14:00:00Z","tenantid":"t"}`},
+		"cloudevent spec 0.3":       {events.SchemaUsageCloudEvent, `{"specversion":"0.3","id":"1","source":"s","type":"x","time":"2026-12-02T14:00:00Z","tenantid":"t"}`},
+		"alert fingerprint not hex": {events.TypeAlertFiring, `{"fingerprint":"NOTHEX0123456789","status":"firing","labels":{"alertname":"x"},"starts_at":"2026-12-02T14:00:00Z"}`},
+		"firing with an end":        {events.TypeAlertFiring, `{"fingerprint":"0123456789abcdef","status":"firing","labels":{"alertname":"x"},"starts_at":"2026-12-02T14:00:00Z","ends_at":"2026-12-02T14:05:00Z"}`},
+		"resolved without an end":   {events.TypeAlertResolved, `{"fingerprint":"0123456789abcdef","status":"resolved","labels":{"alertname":"x"},"starts_at":"2026-12-02T14:00:00Z"}`},
+		"resolved marked firing":    {events.TypeAlertResolved, `{"fingerprint":"0123456789abcdef","status":"firing","labels":{"alertname":"x"},"starts_at":"2026-12-02T14:00:00Z","ends_at":"2026-12-02T14:05:00Z"}`},
+		"alert without labels":      {events.TypeAlertFiring, `{"fingerprint":"0123456789abcdef","status":"firing","labels":{},"starts_at":"2026-12-02T14:00:00Z"}`},
+		"cloudevent data a string":  {events.SchemaUsageCloudEvent, `{"specversion":"1.0","id":"1","source":"s","type":"x","time":"2026-12-02T14:00:00Z","tenantid":"t","data":"42"}`},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -156,6 +156,15 @@ func TestAllInOneStartsAndStopsCleanly(t *testing.T) {
 		prefix+"metering").Scan(&meterTables))
 	require.Equal(t, 2, meterTables, "the metering database has no meters and usage_hour tables")
 
+	// And the alerting service: its database was migrated, and the gateway
+	// routes the alerts API to it.
+	var alertTables int
+	require.NoError(t, mdb.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = 'schema_migrations'",
+		prefix+"alerting").Scan(&alertTables))
+	require.Equal(t, 1, alertTables, "the alerting database was not migrated")
+	status, out = call("GET", "/api/v1/alerts", adminKey, nil)
+	require.Equal(t, http.StatusOK, status, "alerting's /api/v1/alerts through the gateway: %v", out)
+
 	// The embedded broker answers the Kafka protocol through the normal client.
 	conn, err := kafka.DialContext(ctx, "tcp", p.KafkaBrokers()[0])
 	require.NoError(t, err)

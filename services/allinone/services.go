@@ -15,6 +15,7 @@ import (
 	"github.com/canopy-platform/canopy/libs/launch"
 	"github.com/canopy-platform/canopy/libs/obs"
 	"github.com/canopy-platform/canopy/libs/store"
+	"github.com/canopy-platform/canopy/services/alerting"
 	"github.com/canopy-platform/canopy/services/catalog"
 	"github.com/canopy-platform/canopy/services/cdc"
 	"github.com/canopy-platform/canopy/services/failover"
@@ -71,7 +72,7 @@ func (p *Platform) newWiring(brokers []string) (*wiring, error) {
 
 // services lists the services in start order.
 func (p *Platform) services() []builder {
-	return []builder{p.buildCatalog, p.buildScheduling, p.buildProvisioning, p.buildHealthcheck, p.buildFailover, p.buildRouter, p.buildCDC, p.buildMetering, p.buildGateway}
+	return []builder{p.buildCatalog, p.buildScheduling, p.buildProvisioning, p.buildHealthcheck, p.buildFailover, p.buildRouter, p.buildCDC, p.buildMetering, p.buildAlerting, p.buildGateway}
 }
 
 // backendAddr picks a service's listen address: its own default port when the
@@ -318,6 +319,44 @@ func (p *Platform) buildMetering(_ context.Context, w *wiring) (service, error) 
 	return service{name: "metering", run: svc.Run, ready: svc.Ready(), addr: svc.Addr}, nil
 }
 
+// allowPrivateWebhooksEnv is the alerting setting the all-in-one turns on
+// unless the environment says otherwise.
+const allowPrivateWebhooksEnv = "CANOPY_ALERTING_ALLOW_PRIVATE_WEBHOOKS"
+
+func (p *Platform) buildAlerting(_ context.Context, w *wiring) (service, error) {
+	cfg := alerting.DefaultConfig()
+	if err := p.load(&cfg, w); err != nil {
+		return service{}, fmt.Errorf("alerting config: %w", err)
+	}
+	cfg.Addr = p.backendAddr(cfg.Addr)
+	cfg.MySQLDSN, cfg.Database = p.cfg.MySQLDSN, p.cfg.DatabasePrefix+"alerting"
+	cfg.Kafka.Brokers = w.brokers
+	cfg.InternalSecret = w.secret
+	// `make dev` is one machine: the receiver a developer tries out listens
+	// on localhost, which production refuses (server-side request forgery).
+	if _, set := os.LookupEnv(allowPrivateWebhooksEnv); !set {
+		cfg.AllowPrivateWebhooks = true
+	}
+	if _, port, err := net.SplitHostPort(p.cfg.GatewayAddr); err == nil && port != "0" {
+		cfg.ExternalURL = "http://" + p.cfg.GatewayAddr
+	}
+	if a, ok := w.addrs["failover"]; ok {
+		cfg.FailoverURL = "http://" + a
+	}
+	if a, ok := w.addrs["provisioning"]; ok {
+		cfg.ProvisioningURL = "http://" + a
+	}
+	pub, err := p.publisher(w, cfg.Kafka, "alerting")
+	if err != nil {
+		return service{}, err
+	}
+	svc, err := alerting.New(cfg, launch.Deps{Logger: p.deps.Logger, Registry: obs.NewRegistry(), Publisher: pub})
+	if err != nil {
+		return service{}, err
+	}
+	return service{name: "alerting", run: svc.Run, ready: svc.Ready(), addr: svc.Addr}, nil
+}
+
 func (p *Platform) buildGateway(ctx context.Context, w *wiring) (service, error) {
 	cfg := gateway.Defaults()
 	if err := p.load(&cfg, w); err != nil {
@@ -353,6 +392,9 @@ func (p *Platform) buildGateway(ctx context.Context, w *wiring) (service, error)
 	}
 	if a, ok := w.addrs["metering"]; ok {
 		cfg.MeteringURL = "http://" + a
+	}
+	if a, ok := w.addrs["alerting"]; ok {
+		cfg.AlertingURL = "http://" + a
 	}
 	log := p.deps.Logger.With("service", "gateway")
 	db, err := store.Open(ctx, cfg.Store, log)

@@ -88,6 +88,9 @@ type Config struct {
 	// MeteringURL is the metering service (usage, meters, costs, invoices,
 	// budgets, prices).
 	MeteringURL string `yaml:"metering_url" env:"METERING_URL" default:"http://127.0.0.1:8088"`
+	// AlertingURL is the alerting service (alerts, receivers, silences,
+	// rules, the Alertmanager v2 push API, Prometheus service discovery).
+	AlertingURL string `yaml:"alerting_url" env:"ALERTING_URL" default:"http://127.0.0.1:8089"`
 	// UpstreamTimeout bounds waiting for an upstream's response headers.
 	UpstreamTimeout time.Duration `yaml:"upstream_timeout" env:"GATEWAY_UPSTREAM_TIMEOUT" default:"30s"`
 	// UpstreamRetries is how often GET/HEAD are retried after a failed connect.
@@ -133,7 +136,7 @@ func Defaults() Config {
 		Addr: "127.0.0.1:8080", InternalAddr: "127.0.0.1:8092", StateDir: ".canopy", Store: store.Config{Database: DefaultDatabase},
 		RedisAddr: "127.0.0.1:6379", CatalogURL: "http://127.0.0.1:8082", SchedulingURL: "http://127.0.0.1:8083",
 		ProvisioningURL: "http://127.0.0.1:8084", HealthcheckURL: "http://127.0.0.1:8085", FailoverURL: "http://127.0.0.1:8086",
-		RouterURL: "http://127.0.0.1:8090", CDCURL: "http://127.0.0.1:8087", MeteringURL: "http://127.0.0.1:8088",
+		RouterURL: "http://127.0.0.1:8090", CDCURL: "http://127.0.0.1:8087", MeteringURL: "http://127.0.0.1:8088", AlertingURL: "http://127.0.0.1:8089",
 		UpstreamTimeout: 30 * time.Second, UpstreamRetries: 2, BreakerFailures: 5, BreakerOpenFor: 5 * time.Second,
 		RateLimitRPS: 50, RateLimitBurst: 100, AuthFailures: 20, AuthFailureWindow: time.Minute, RateLimitPrefix: "canopy:gateway:rl:", KeyCacheTTL: 10 * time.Second,
 		OpenAPIPath: "api/openapi/canopy.v1.yaml", AccessLog: true, MaxBodyBytes: 1 << 20, ShutdownTimeout: 15 * time.Second,
@@ -165,7 +168,7 @@ func (c Config) Validate() error {
 	}
 	for name, u := range map[string]string{"catalog_url": c.CatalogURL, "scheduling_url": c.SchedulingURL,
 		"provisioning_url": c.ProvisioningURL, "healthcheck_url": c.HealthcheckURL, "failover_url": c.FailoverURL, "router_url": c.RouterURL, "cdc_url": c.CDCURL,
-		"metering_url": c.MeteringURL} {
+		"metering_url": c.MeteringURL, "alerting_url": c.AlertingURL} {
 		if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
 			errs = append(errs, fmt.Errorf("%s %q must be an http(s) URL", name, u))
 		}
@@ -244,6 +247,26 @@ func Routes() []httpapi.Route {
 		{Pattern: "/api/v1/budget/*", Upstream: "metering"},
 		{Pattern: "/api/v1/prices", Upstream: "metering"},
 		{Pattern: "/api/v1/prices/*", Upstream: "metering"},
+		// Alerts, their receivers (one route each), silences, rules,
+		// settings, dead letters and remediation runs; the Alertmanager v2
+		// API Prometheus pushes to and reads the status of; the node
+		// targets Prometheus discovers (HTTP SD).
+		{Pattern: "/api/v1/alerts", Upstream: "alerting"},
+		{Pattern: "/api/v1/alerts/*", Upstream: "alerting"},
+		{Pattern: "/api/v1/alert-receivers", Upstream: "alerting"},
+		{Pattern: "/api/v1/alert-receivers/*", Upstream: "alerting"},
+		{Pattern: "/api/v1/alert-rules", Upstream: "alerting"},
+		{Pattern: "/api/v1/alert-rules/*", Upstream: "alerting"},
+		{Pattern: "/api/v1/alert-settings", Upstream: "alerting"},
+		{Pattern: "/api/v1/alert-dead-letters", Upstream: "alerting"},
+		{Pattern: "/api/v1/alert-dead-letters/*", Upstream: "alerting"},
+		{Pattern: "/api/v1/alert-actions", Upstream: "alerting"},
+		{Pattern: "/api/v1/alert-groups", Upstream: "alerting"},
+		{Pattern: "/api/v1/silences", Upstream: "alerting"},
+		{Pattern: "/api/v1/silences/*", Upstream: "alerting"},
+		{Pattern: "/api/v2/alerts", Upstream: "alerting"},
+		{Pattern: "/api/v2/status", Upstream: "alerting"},
+		{Pattern: "/api/v1/prometheus/*", Upstream: "alerting"},
 	}
 }
 
@@ -341,6 +364,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 			{Name: "router", URL: cfg.RouterURL, Timeout: cfg.UpstreamTimeout},
 			{Name: "cdc", URL: cfg.CDCURL, Timeout: cfg.UpstreamTimeout},
 			{Name: "metering", URL: cfg.MeteringURL, Timeout: cfg.UpstreamTimeout},
+			{Name: "alerting", URL: cfg.AlertingURL, Timeout: cfg.UpstreamTimeout},
 		}, secret, metrics, logger)
 	if err != nil {
 		return nil, fmt.Errorf("new gateway: %w", err)
