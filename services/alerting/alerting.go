@@ -99,10 +99,10 @@ type Config struct {
 	// (truncatedAlerts counts the rest); 0 sends them all.
 	MaxAlertsPerMessage int `yaml:"max_alerts_per_message" env:"ALERTING_MAX_ALERTS_PER_MESSAGE" default:"0"`
 	// FailoverURL is the failover service, which remediation asks for a
-	// switchover.
+	// switchover or a replica's rebuild.
 	FailoverURL string `yaml:"failover_url" env:"ALERTING_FAILOVER_URL" default:"http://127.0.0.1:8086"`
-	// ProvisioningURL is provisioning, which remediation asks to rebuild a
-	// replica.
+	// ProvisioningURL is provisioning, which remediation asks to restart a
+	// node (a graceful stop its supervisor answers with a start).
 	ProvisioningURL string `yaml:"provisioning_url" env:"ALERTING_PROVISIONING_URL" default:"http://127.0.0.1:8084"`
 	// RemediationMaxPerInstance actions per RemediationWindow per instance;
 	// more are recorded as skipped, so a flapping alert cannot keep
@@ -224,7 +224,7 @@ func (s *Service) build(db *store.DB) error {
 		UserAgent: "Canopy-Alerting/1"})
 	act, err := remediation.New(remediation.Config{FailoverURL: s.cfg.FailoverURL, ProvisioningURL: s.cfg.ProvisioningURL,
 		Secret: []byte(s.cfg.InternalSecret), MaxPerInstance: s.cfg.RemediationMaxPerInstance,
-		Window: s.cfg.RemediationWindow, Timeout: s.cfg.WebhookTimeout}, st)
+		Window: s.cfg.RemediationWindow}, st) // the default timeout leaves a rebuild time to copy the data
 	if err != nil {
 		return fmt.Errorf("remediation: %w", err)
 	}
