@@ -53,9 +53,9 @@ const (
 
 // Alert is one alert, identified by the fingerprint of its labels.
 type Alert struct {
-	Labels       LabelSet
-	Annotations  LabelSet
-	StartsAt     time.Time
+	Labels      LabelSet
+	Annotations LabelSet
+	StartsAt    time.Time
 	// EndsAt is zero while the alert fires with no known end; an EndsAt in
 	// the past means resolved (Alertmanager's rule, also for pushes whose
 	// EndsAt is a timeout in the future).
