@@ -7,9 +7,12 @@ replace github.com/canopy-platform/canopy/libs => ../../libs
 replace github.com/canopy-platform/canopy/api => ../../api
 
 require (
+	github.com/canopy-platform/canopy/api v0.0.0-00010101000000-000000000000
 	github.com/canopy-platform/canopy/libs v0.0.0-00010101000000-000000000000
 	github.com/prometheus/client_golang v1.25.0
 	github.com/prometheus/common v0.72.0
+	github.com/santhosh-tekuri/jsonschema/v6 v6.0.3
+	github.com/sony/gobreaker/v2 v2.4.0
 	golang.org/x/text v0.43.0
 )
 
