@@ -34,6 +34,10 @@ func (e *Engine) load(ctx context.Context) (*dispatch.Dispatcher, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Claims of a previous engine are void: this one holds the lock.
+	if err := e.st.ReleaseClaims(ctx); err != nil {
+		return nil, err
+	}
 	nlog, err := e.st.NotificationLog(ctx, now)
 	if err != nil {
 		return nil, fmt.Errorf("notification log: %w", err)

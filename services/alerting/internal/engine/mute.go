@@ -1,19 +1,16 @@
 package engine
 
 import (
-	"sync"
 	"time"
 
 	"github.com/canopy-platform/canopy/services/alerting/internal/alert"
 	"github.com/canopy-platform/canopy/services/alerting/internal/dispatch"
 )
 
-// inhibSnapshot is one immutable generation of the inhibitor: rebuilt by the
-// state owner when the source alerts change, read by the dispatch loop and
-// the API. mu serialises reads, since Inhibitor makes no promise about
-// concurrent use.
+// inhibSnapshot is one generation of the inhibitor: rebuilt by the state
+// owner when the source alerts change, read (concurrently) by the dispatch
+// loop and the API.
 type inhibSnapshot struct {
-	mu sync.Mutex
 	in *alert.Inhibitor
 }
 
@@ -21,8 +18,6 @@ func (s *inhibSnapshot) inhibited(a *alert.Alert, now time.Time) (alert.Fingerpr
 	if s.in == nil {
 		return 0, false
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	return s.in.Inhibited(a, now)
 }
 

@@ -200,8 +200,8 @@ func (e *Engine) stage(items []staged, overlay map[alert.Fingerprint]int, a *ale
 	}
 	cur := a
 	if prev != nil {
-		cp := *prev // the map's alerts are shared with readers: never mutate them
-		cur = cp.Merge(a)
+		cur = prev.Merge(a) // a new alert: the map's are shared with readers
+
 		if push {
 			cur.State = stateAt(cur, now)
 		} else {
