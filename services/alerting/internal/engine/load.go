@@ -233,23 +233,17 @@ func route(r alertstore.Receiver) (dispatch.Route, error) {
 		groupBy = defaultGroupBy
 	}
 	return dispatch.Route{
-		Receiver:       r.ID,
-		ReceiverName:   r.Name,
-		Owner:          r.Tenant,
-		Matchers:       ms,
-		GroupBy:        groupBy,
-		GroupWait:      orDefault(r.GroupWait, dispatch.DefaultGroupWait),
-		GroupInterval:  orDefault(r.GroupInterval, dispatch.DefaultGroupInterval),
-		RepeatInterval: orDefault(r.RepeatInterval, dispatch.DefaultRepeatInterval),
+		Receiver:     r.ID,
+		ReceiverName: r.Name,
+		Owner:        r.Tenant,
+		Matchers:     ms,
+		GroupBy:      groupBy,
+		// Zero group_wait flushes at once (the API fills the 30s default);
+		// zero intervals take the dispatcher's defaults.
+		GroupWait:      r.GroupWait,
+		GroupInterval:  r.GroupInterval,
+		RepeatInterval: r.RepeatInterval,
 		SendResolved:   r.SendResolved,
 		Continue:       r.Continue,
 	}, nil
-}
-
-func orDefault[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
 }

@@ -88,8 +88,12 @@ func (e *Engine) flush(ctx context.Context, d *dispatch.Dispatcher, now time.Tim
 	logs := make([]dispatch.LogEntry, 0, len(ns))
 	for i := range ns {
 		n := &ns[i]
+		logs = append(logs, n.Log)
+		if n.LogOnly() { // only the log changes: nothing to deliver
+			continue
+		}
 		body, err := json.Marshal(webhook.Build(*n, e.cfg.ExternalURL, e.cfg.MaxAlertsPerMessage))
-		if err != nil { // plain maps and strings: unreachable, but never lose the group
+		if err != nil { // plain maps and strings: unreachable
 			e.log.ErrorContext(ctx, "encode notification", slog.String("group", n.GroupKey), slog.Any("err", err))
 			continue
 		}
@@ -97,7 +101,6 @@ func (e *Engine) flush(ctx context.Context, d *dispatch.Dispatcher, now time.Tim
 			Receiver: n.Receiver, Owner: n.Owner, GroupKey: n.GroupKey, Payload: body,
 			NextAt: now, CreatedAt: now,
 		})
-		logs = append(logs, n.Log)
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	err := e.st.StoreNotifications(sctx, ds, logs)

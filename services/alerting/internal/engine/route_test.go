@@ -61,8 +61,7 @@ func TestRouteDefaults(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, dispatch.Route{
 		Receiver: "r1", ReceiverName: "oncall", Owner: "acme", Matchers: rt.Matchers,
-		GroupBy: []string{"alertname", "instance"}, GroupWait: dispatch.DefaultGroupWait,
-		GroupInterval: dispatch.DefaultGroupInterval, RepeatInterval: dispatch.DefaultRepeatInterval, SendResolved: true,
+		GroupBy: []string{"alertname", "instance"}, SendResolved: true,
 	}, rt)
 
 	_, err = route(alertstore.Receiver{ID: "r2", Matchers: []string{`a=~"("`}})
