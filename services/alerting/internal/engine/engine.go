@@ -183,11 +183,9 @@ type Engine struct {
 	reqs    chan *commitReq
 	stopped chan struct{}
 
-	// evalMu guards the evaluator (not safe for concurrent use); ruleSet
-	// is the rules it holds, looked up for action_enabled.
-	evalMu  sync.Mutex
-	eval    *rules.Evaluator
-	ruleSet atomic.Pointer[ruleIndex]
+	// evalMu guards the evaluator (not safe for concurrent use).
+	evalMu sync.Mutex
+	eval   *rules.Evaluator
 
 	// state is owned by the state goroutine; alertsMu guards the map for
 	// the readers (Muting) while the owner replaces entries.
@@ -262,7 +260,6 @@ func New(cfg Config, db *store.DB, st *alertstore.Store, send *webhook.Sender, a
 	e.silences.Store(&[]alert.Silence{})
 	e.inhibitor.Store(&inhibSnapshot{})
 	e.receivers.Store(&map[string]alertstore.Receiver{})
-	e.ruleSet.Store(&ruleIndex{})
 	return e, nil
 }
 
@@ -292,6 +289,8 @@ func (e *Engine) Run(ctx context.Context) error {
 		return fmt.Errorf("load alerting state: %w", err)
 	}
 
+	loaded := len(e.alerts) // before the state owner starts changing it
+
 	// The components stop when ctx ends or the lock is lost.
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -318,7 +317,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	start("housekeeping", e.housekeeping)
 
 	e.readyOnce.Do(func() { close(e.ready) })
-	e.log.Info("alerting engine ready", slog.Int("alerts", len(e.alerts)))
+	e.log.Info("alerting engine ready", slog.Int("alerts", loaded))
 
 	wg.Wait()
 	e.remWG.Wait()

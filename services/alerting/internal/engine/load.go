@@ -138,25 +138,9 @@ func (e *Engine) setReceivers(recvs []alertstore.Receiver) {
 	e.receivers.Store(&m)
 }
 
-// ruleIndex finds the rule behind an alert: a tenant's own rule or
-// override first, then the default.
-type ruleIndex struct {
-	byKey map[ruleKey]rules.Rule
-}
-
-type ruleKey struct{ tenant, id string }
-
-func (ix *ruleIndex) lookup(tenant, id string) (rules.Rule, bool) {
-	if r, ok := ix.byKey[ruleKey{tenant, id}]; ok {
-		return r, true
-	}
-	r, ok := ix.byKey[ruleKey{"", id}]
-	return r, ok
-}
-
 // loadRules returns the default rules followed by the stored ones (tenant
-// rules and tenant overrides of defaults, which carry the default's id), and
-// indexes them for remediation's action_enabled check.
+// rules and tenant overrides of defaults, which carry the default's id; the
+// evaluator applies the overrides).
 func (e *Engine) loadRules(ctx context.Context) ([]rules.Rule, error) {
 	defs, err := rules.Defaults()
 	if err != nil {
@@ -169,11 +153,6 @@ func (e *Engine) loadRules(ctx context.Context) ([]rules.Rule, error) {
 	all := make([]rules.Rule, 0, len(defs)+len(stored))
 	all = append(all, defs...)
 	all = append(all, stored...)
-	ix := &ruleIndex{byKey: make(map[ruleKey]rules.Rule, len(all))}
-	for _, r := range all {
-		ix.byKey[ruleKey{r.Tenant, r.ID}] = r
-	}
-	e.ruleSet.Store(ix)
 	return all, nil
 }
 

@@ -12,15 +12,12 @@ import (
 // remediationTimeout bounds one action and the record of it.
 const remediationTimeout = 2 * time.Minute
 
-// remediate runs a firing alert's action in the background when its rule
-// (the tenant's override first) has the action enabled; the run is
+// remediate runs a firing alert's action in the background (the evaluator
+// sets Action only when the rule, or the tenant's override of it, enables
+// it; the runner checks the tenant's switch and the rate limit); the run is
 // recorded whatever happened. Runs are bounded and Run waits for them.
 func (e *Engine) remediate(ctx context.Context, fp alert.Fingerprint, a *alert.Alert, now time.Time) {
 	if e.act == nil {
-		return
-	}
-	r, ok := e.ruleSet.Load().lookup(a.Labels[alert.LabelTenant], a.Rule)
-	if !ok || !r.ActionEnabled || r.Disabled {
 		return
 	}
 	e.remWG.Add(1)
