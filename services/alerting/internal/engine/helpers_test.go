@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -36,12 +37,12 @@ const (
 
 // env is one test's database, store and webhook receivers.
 type env struct {
-	t  *testing.T
+	t  testing.TB
 	db *store.DB
 	st *alertstore.Store
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	db := storetest.NewDB(t, "engine_"+t.Name())
 	require.NoError(t, db.Migrate(context.Background(), store.OutboxMigrations(), migrations.FS))
@@ -138,11 +139,14 @@ type hook struct {
 	srv   *httptest.Server
 	fail  atomic.Int32
 	calls atomic.Int64
-	mu    sync.Mutex
-	msgs  []webhook.Message
+	// count only: alerts counts the alerts received, msgs stays empty.
+	countOnly bool
+	alerts    atomic.Int64
+	mu        sync.Mutex
+	msgs      []webhook.Message
 }
 
-func newHook(t *testing.T) *hook {
+func newHook(t testing.TB) *hook {
 	h := &hook{}
 	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h.calls.Add(1)
@@ -151,6 +155,10 @@ func newHook(t *testing.T) *hook {
 			return
 		}
 		body, err := io.ReadAll(r.Body)
+		if h.countOnly {
+			h.alerts.Add(int64(bytes.Count(body, []byte(`"fingerprint"`))))
+			return
+		}
 		var m webhook.Message
 		if err == nil {
 			err = json.Unmarshal(body, &m)
@@ -190,7 +198,7 @@ func (h *hook) count(alertname, status string) int {
 
 // message waits for the first accepted message with an alert named
 // alertname in status.
-func (h *hook) message(t *testing.T, alertname, status string) webhook.Message {
+func (h *hook) message(t testing.TB, alertname, status string) webhook.Message {
 	t.Helper()
 	var got webhook.Message
 	waitFor(t, alertname+" "+status+" notified", func() bool {
@@ -208,7 +216,7 @@ func (h *hook) message(t *testing.T, alertname, status string) webhook.Message {
 }
 
 // waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	end := time.Now().Add(deadline)
 	for !cond() {

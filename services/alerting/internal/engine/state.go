@@ -117,12 +117,18 @@ func (e *Engine) refuseQueued() {
 	}
 }
 
-// collect gathers the submissions that arrive within BatchWait of the
-// first one (or queued behind a commit in progress), up to maxBatchAlerts.
+// collect gathers the submissions queued behind a commit in progress and,
+// when the first is a push, those arriving within BatchWait of it (pushes
+// come concurrently; events come one at a time from the consumer, which
+// waits for each commit, so lingering would only slow it), up to
+// maxBatchAlerts.
 func (e *Engine) collect(ctx context.Context, first *commitReq, linger *time.Timer) []*commitReq {
 	batch := []*commitReq{first}
 	n := len(first.alerts)
-	deadline := first.at.Add(e.cfg.BatchWait)
+	deadline := first.at
+	if first.push {
+		deadline = deadline.Add(e.cfg.BatchWait)
+	}
 	for n < maxBatchAlerts {
 		select {
 		case r := <-e.reqs:
