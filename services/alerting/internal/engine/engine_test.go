@@ -293,3 +293,62 @@ func TestConcurrentPushesAreAllStoredAndNotified(t *testing.T) {
 		return len(seen) == pushers*per
 	})
 }
+
+// A node-down alert inhibits the same node's other alerts (the default
+// inhibit rules), and Muting names the inhibiting alert.
+func TestNodeDownInhibitsTheNodesOtherAlerts(t *testing.T) {
+	t.Parallel()
+	env := newEnv(t)
+	h := newHook(t)
+	env.receiver("oncall", "", h, "instance")
+	e := env.start(engine.Config{})
+
+	down := firing("alertname", "NodeDown", "instance", "i-1", "node", "n-1", "severity", "critical")
+	lag := firing("alertname", "ReplicaLag", "instance", "i-1", "node", "n-1", "severity", "warning")
+	other := firing("alertname", "ReplicaLag", "instance", "i-1", "node", "n-2", "severity", "warning")
+	require.NoError(t, e.Push(context.Background(), []*alert.Alert{down, lag, other}))
+	m := h.message(t, "NodeDown", "firing")
+	var got []string
+	for _, a := range m.Alerts {
+		got = append(got, a.Labels["alertname"]+"/"+a.Labels["node"])
+	}
+	assert.ElementsMatch(t, []string{"NodeDown/n-1", "ReplicaLag/n-2"}, got)
+
+	_, inhibitedBy := e.Muting(lag.Labels.Fingerprint())
+	assert.Equal(t, []string{down.Labels.Fingerprint().String()}, inhibitedBy)
+	_, inhibitedBy = e.Muting(other.Labels.Fingerprint())
+	assert.Empty(t, inhibitedBy)
+}
+
+// A pushed alert whose EndsAt passes without a new push resolves by itself
+// (as Alertmanager's resolve timeout) and the resolution is notified.
+func TestPushedAlertResolvesWhenItsEndPasses(t *testing.T) {
+	t.Parallel()
+	env := newEnv(t)
+	h := newHook(t)
+	env.receiver("oncall", "", h)
+	e := env.start(engine.Config{})
+
+	a := firing("alertname", "Flapping", "instance", "i-1")
+	a.EndsAt = time.Now().Add(700 * time.Millisecond)
+	require.NoError(t, e.Push(context.Background(), []*alert.Alert{a}))
+	h.message(t, "Flapping", "firing")
+	h.message(t, "Flapping", "resolved")
+	waitFor(t, "the alert stored resolved", func() bool {
+		return env.queryInt("SELECT COUNT(*) FROM alerts WHERE state = 'resolved'") == 1
+	})
+}
+
+// Alerts pushed before any receiver matches them are notified once a
+// receiver is created and the engine reloads receivers.
+func TestReloadReceiversRoutesHeldAlerts(t *testing.T) {
+	t.Parallel()
+	env := newEnv(t)
+	e := env.start(engine.Config{})
+	require.NoError(t, e.Push(context.Background(), []*alert.Alert{firing("alertname", "Early", "instance", "i-1")}))
+
+	h := newHook(t)
+	env.receiver("late", "", h)
+	require.NoError(t, e.Reload(context.Background(), engine.ReloadReceivers))
+	h.message(t, "Early", "firing")
+}
