@@ -12,10 +12,12 @@ import (
 	"github.com/canopy-platform/canopy/services/alerting/internal/alert"
 )
 
-// Topics are the platform topics the engine consumes.
-var Topics = []string{
-	events.TopicHealth, events.TopicSamples, events.TopicFailover,
-	events.TopicCDC, events.TopicUsage, events.TopicInstances,
+// Topics lists the platform topics the engine consumes.
+func Topics() []string {
+	return []string{
+		events.TopicHealth, events.TopicSamples, events.TopicFailover,
+		events.TopicCDC, events.TopicUsage, events.TopicInstances,
+	}
 }
 
 // topicPartitions is the partition count of a consumed topic the engine
@@ -35,8 +37,9 @@ func (e *Engine) consume(ctx context.Context) {
 		<-ctx.Done()
 		return
 	}
-	specs := make([]eventbus.TopicSpec, len(Topics))
-	for i, t := range Topics {
+	topics := Topics()
+	specs := make([]eventbus.TopicSpec, len(topics))
+	for i, t := range topics {
 		specs[i] = eventbus.TopicSpec{Name: t, Partitions: topicPartitions}
 	}
 	err := retry.Do(ctx, setupRetry, func(ctx context.Context) error {
@@ -53,7 +56,7 @@ func (e *Engine) consume(ctx context.Context) {
 	}
 	_ = retry.Do(ctx, setupRetry, func(ctx context.Context) error {
 		sub, err := eventbus.NewSubscriber(eventbus.SubscriberConfig{
-			Brokers: e.cfg.Brokers, GroupID: e.cfg.GroupID, Topics: Topics,
+			Brokers: e.cfg.Brokers, GroupID: e.cfg.GroupID, Topics: topics,
 		}, e.handle, e.log, e.promReg)
 		if err != nil {
 			return retry.Permanent(err) // configuration: retrying cannot fix it

@@ -154,11 +154,11 @@ func (w *deliverer) send(ctx context.Context, d alertstore.Delivery) result {
 // Results still arriving at the stop are stored with a detached context.
 func (w *deliverer) record(ctx context.Context) {
 	sctx := context.WithoutCancel(ctx)
-	var ids []int64
-	var done []int64
+	var ids, done []int64
+	var batch []result
 	for res := range w.results {
 		ids, done = ids[:0], done[:0]
-		batch := []result{res}
+		batch = append(batch[:0], res)
 	drain:
 		for len(batch) < 1024 {
 			select {
