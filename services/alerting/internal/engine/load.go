@@ -62,6 +62,7 @@ func (e *Engine) load(ctx context.Context) (*dispatch.Dispatcher, error) {
 	e.evalMu.Lock()
 	e.eval = rules.NewEvaluator(ruleList, e.cfg.GeneratorURL)
 	e.eval.Restore(ruleAlerts)
+	e.logInvalidRules(ctx)
 	e.evalMu.Unlock()
 	e.rebuildInhibitor(now)
 
@@ -114,9 +115,19 @@ func (e *Engine) Reload(ctx context.Context, what What) error {
 			return nil
 		}
 		e.eval.SetRules(ruleList)
+		e.logInvalidRules(ctx)
 		return nil
 	}
 	return fmt.Errorf("reload: unknown kind %d", what)
+}
+
+// logInvalidRules logs the rules the evaluator skipped (the API validates
+// what it stores: these come from older versions or the rules file).
+// evalMu is held.
+func (e *Engine) logInvalidRules(ctx context.Context) {
+	for _, err := range e.eval.Invalid() {
+		e.log.WarnContext(ctx, "alerting rule skipped", slog.Any("err", err))
+	}
 }
 
 // reloadSilences publishes the unexpired silences.

@@ -382,7 +382,7 @@ func wake(ch chan struct{}) {
 // alerts, pushed alerts whose EndsAt passed, and retries carried results.
 func (e *Engine) tick(ctx context.Context, now time.Time, overlay map[alert.Fingerprint]int) {
 	e.evalMu.Lock()
-	out := e.eval.Tick(now, e.cfg.StaleAfter)
+	out := copyAlerts(e.eval.Tick(now, e.cfg.StaleAfter))
 	e.evalMu.Unlock()
 	for _, a := range e.alerts {
 		if a.State == alert.StateFiring && !a.EndsAt.IsZero() && !a.EndsAt.After(now) {
