@@ -27,7 +27,8 @@ const (
 // fingerprintOf is alert.LabelSet.Fingerprint: FNV-1a 64 over the sorted
 // names and values, each followed by 0xff (Prometheus' fingerprint).
 func fingerprintOf(ls alert.LabelSet) alert.Fingerprint {
-	names := sortedNames(ls)
+	var arr [16]string // most label sets fit: no allocation
+	names := sortedNamesInto(arr[:0], ls)
 	h := uint64(fnvOffset64)
 	add := func(s string) {
 		for i := 0; i < len(s); i++ {
@@ -47,22 +48,37 @@ func fingerprintOf(ls alert.LabelSet) alert.Fingerprint {
 // labelSetString is alert.LabelSet.String: {a="1", b="2"}, names sorted,
 // values Go-quoted (Prometheus' model.LabelSet.String).
 func labelSetString(ls alert.LabelSet) string {
-	var b strings.Builder
-	b.WriteByte('{')
-	for i, n := range sortedNames(ls) {
-		if i > 0 {
-			b.WriteString(", ")
+	return string(appendLabels(nil, ls, sortedNames(ls)))
+}
+
+// appendLabels appends the String form of ls restricted to names (sorted;
+// absent ones skipped). It lets Put build a group's key without building
+// its label set first; at integration it stays, byte-for-byte
+// alert.LabelSet.String, unless alert grows an equivalent.
+func appendLabels(buf []byte, ls alert.LabelSet, names []string) []byte {
+	buf = append(buf, '{')
+	first := true
+	for _, n := range names {
+		v, ok := ls[n]
+		if !ok {
+			continue
 		}
-		b.WriteString(n)
-		b.WriteByte('=')
-		b.WriteString(strconv.Quote(ls[n]))
+		if !first {
+			buf = append(buf, ", "...)
+		}
+		first = false
+		buf = append(buf, n...)
+		buf = append(buf, '=')
+		buf = strconv.AppendQuote(buf, v)
 	}
-	b.WriteByte('}')
-	return b.String()
+	return append(buf, '}')
 }
 
 func sortedNames(ls alert.LabelSet) []string {
-	names := make([]string, 0, len(ls))
+	return sortedNamesInto(make([]string, 0, len(ls)), ls)
+}
+
+func sortedNamesInto(names []string, ls alert.LabelSet) []string {
 	for n := range ls {
 		names = append(names, n)
 	}

@@ -82,7 +82,8 @@ type Notification struct {
 	Owner        string
 	GroupKey     string // Alertmanager's shape: {}/{matchers}:{group labels}
 	GroupLabels  alert.LabelSet
-	// Alerts are copies; a firing alert's EndsAt is zero (the webhook shows
+	// Alerts are copies (their label and annotation maps are shared: read
+	// them only); a firing alert's EndsAt is zero (the webhook shows
 	// 0001-01-01 as Alertmanager does) and State says firing or resolved.
 	Alerts []*alert.Alert
 	At     time.Time
@@ -128,6 +129,7 @@ type Dispatcher struct {
 	log    *notificationLog
 	// matched is reused by Put to avoid an allocation per alert.
 	matched []*route
+	idBuf   []byte
 }
 
 // tracked is one alert shared by every group it is in; a Put replaces a,
@@ -159,39 +161,51 @@ func New(muter Muter) *Dispatcher {
 // what was already sent, as after an Alertmanager reload.
 func (d *Dispatcher) SetRoutes(routes []Route, now time.Time) {
 	nt := newRouteTable(routes)
+	kept := keptRoutes(d.routes, nt)
 	for _, g := range d.groups {
-		if keep, ok := sameList(d.routes.byOwner[g.route.Owner], nt.byOwner[g.route.Owner], g.route); ok {
-			g.route = keep
+		if r, ok := kept[g.route]; ok {
+			g.route = r
 			continue
 		}
 		d.removeGroup(g)
 	}
 	d.routes = nt
+	// Resolved alerts are routed too: a dropped group may have owed its
+	// receiver their resolve notification (the log says what it was sent).
 	for fp, tr := range d.alerts {
+		d.route(tr, now)
 		if tr.refs == 0 && resolvedAt(tr.a, now) {
 			delete(d.alerts, fp)
-			continue
 		}
-		d.route(tr, now)
 	}
 }
 
-// sameList reports whether an owner's old and new route lists are the same
-// and returns the new route standing for r.
-func sameList(old, nw []*route, r *route) (*route, bool) {
-	if len(old) != len(nw) {
-		return nil, false
-	}
-	var found *route
-	for i := range old {
-		if !old[i].sameAs(nw[i]) {
-			return nil, false
+// keptRoutes maps each old route of an owner whose list did not change to
+// the new route standing for it.
+func keptRoutes(old, nw routeTable) map[*route]*route {
+	kept := map[*route]*route{}
+	for o, rs := range old.byOwner {
+		ns := nw.byOwner[o]
+		if !sameRoutes(rs, ns) {
+			continue
 		}
-		if old[i] == r {
-			found = nw[i]
+		for i, r := range rs {
+			kept[r] = ns[i]
 		}
 	}
-	return found, found != nil
+	return kept
+}
+
+func sameRoutes(a, b []*route) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !a[i].sameAs(b[i]) {
+			return false
+		}
+	}
+	return true
 }
 
 // Restore loads the notification log (at start, from the store).
@@ -238,13 +252,12 @@ func (d *Dispatcher) Put(now time.Time, alerts ...*alert.Alert) {
 func (d *Dispatcher) route(tr *tracked, now time.Time) {
 	d.matched = d.routes.match(tr.a.Labels, d.matched[:0])
 	for _, r := range d.matched {
-		labels := r.groupLabels(tr.a.Labels)
-		groupKey := r.key + ":" + labelSetString(labels)
-		id := logKey(r.Receiver, groupKey)
-		g := d.groups[id]
+		d.idBuf = r.appendGroupID(d.idBuf[:0], tr.a.Labels)
+		g := d.groups[string(d.idBuf)]
 		if g == nil {
+			id := string(d.idBuf)
 			g = &group{
-				id: id, groupKey: groupKey, route: r, labels: labels,
+				id: id, groupKey: id[len(r.Receiver)+1:], route: r,
 				alerts: map[alert.Fingerprint]*tracked{}, next: now.Add(r.GroupWait),
 			}
 			d.groups[id] = g
@@ -312,7 +325,7 @@ func (d *Dispatcher) flushGroup(g *group, now time.Time) (Notification, bool) {
 		send = append(send, s.copy)
 	}
 	nothing := len(firing) == 0 && len(resolved) == 0
-	if nothing || !needsUpdate(d.log.get(g.route.Receiver, g.groupKey, now), firing, resolved,
+	if nothing || !needsUpdate(d.log.get(g.id, now), firing, resolved,
 		sendResolved, g.route.RepeatInterval, now) {
 		d.dropResolved(g, resolvedAll)
 		return Notification{}, false
@@ -322,7 +335,7 @@ func (d *Dispatcher) flushGroup(g *group, now time.Time) (Notification, bool) {
 		ReceiverName: g.route.ReceiverName,
 		Owner:        g.route.Owner,
 		GroupKey:     g.groupKey,
-		GroupLabels:  g.labels,
+		GroupLabels:  g.labels(),
 		Alerts:       send,
 		At:           now,
 		Log: LogEntry{
@@ -339,7 +352,10 @@ func (d *Dispatcher) flushGroup(g *group, now time.Time) (Notification, bool) {
 // and the resolved alerts it carried leave the group (unless updated since
 // the flush); a group left empty is deleted.
 func (d *Dispatcher) Commit(n Notification) {
-	if n.Log.GroupKey != "" {
+	switch {
+	case isLogKey(n.group, n.Log.Receiver, n.Log.GroupKey):
+		d.log.putKey(n.group, n.Log)
+	case n.Log.GroupKey != "":
 		d.log.put(n.Log)
 	}
 	if g := d.groups[n.group]; g != nil {
@@ -370,7 +386,7 @@ func (d *Dispatcher) Groups() []GroupInfo {
 	out := make([]GroupInfo, 0, len(d.groups))
 	for _, g := range d.groups {
 		out = append(out, GroupInfo{
-			Receiver: g.route.Receiver, GroupKey: g.groupKey, Labels: g.labels,
+			Receiver: g.route.Receiver, GroupKey: g.groupKey, Labels: g.labels(),
 			Alerts: len(g.alerts), NextAt: g.next,
 		})
 	}

@@ -551,8 +551,18 @@ func TestSetRoutes(t *testing.T) {
 	h.d.SetRoutes([]Route{rt("crit", matchers(match("severity", "=", "critical")), cont), rt("r")}, t0.Add(3*min))
 	h.run([]step{{at: 3 * min, want: []string{"crit: B+"}, check: wantGroups(2)}})
 
+	// A tenant's routes changing leaves the platform's groups alone.
+	h.d.SetRoutes([]Route{rt("crit", matchers(match("severity", "=", "critical")), cont), rt("r"),
+		rt("t1", owner("t1"), matchers(match("tenant", "=", "t1")))}, t0.Add(3*min))
+	wantNextDue(8*min)(t, h.d)
+
+	// A resolve owed when the routes change is still sent by the new group.
+	h.run([]step{{at: 4 * min, put: []*alert.Alert{resolve("A", 0, 4*min)}}})
+	h.d.SetRoutes([]Route{rt("r")}, t0.Add(5*min))
+	h.run([]step{{at: 5 * min, want: []string{"r: A- B+"}}})
+
 	// Removing every route drops the groups.
-	h.d.SetRoutes(nil, t0.Add(4*min))
+	h.d.SetRoutes(nil, t0.Add(6*min))
 	wantGroups(0)(t, h.d)
 }
 

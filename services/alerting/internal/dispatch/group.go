@@ -14,13 +14,22 @@ type group struct {
 	id       string // logKey(receiver, groupKey)
 	groupKey string
 	route    *route
-	labels   alert.LabelSet
 	alerts   map[alert.Fingerprint]*tracked
 	next     time.Time
 	// flushed is Alertmanager's hasFlushed: once a group has flushed, new
 	// alerts wait for the next group_interval tick.
 	flushed bool
 	index   int // position in the due heap, -1 when out of it
+}
+
+// labels are the group's label values, taken from any of its alerts (they
+// all have them, which is what put them in the group); not stored, to keep
+// a group small when every alert has its own.
+func (g *group) labels() alert.LabelSet {
+	for _, tr := range g.alerts {
+		return g.route.groupLabels(tr.a.Labels)
+	}
+	return alert.LabelSet{}
 }
 
 // snapAlert is one alert as a flush sees it.

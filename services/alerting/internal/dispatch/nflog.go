@@ -21,22 +21,36 @@ func newNotificationLog() *notificationLog {
 
 func logKey(receiver, groupKey string) string { return receiver + "\x00" + groupKey }
 
-// put records e, replacing the entry of its receiver and group.
+// isLogKey reports whether k is logKey(receiver, groupKey), without
+// building it.
+func isLogKey(k, receiver, groupKey string) bool {
+	return len(k) == len(receiver)+1+len(groupKey) && k[:len(receiver)] == receiver &&
+		k[len(receiver)] == 0 && k[len(receiver)+1:] == groupKey
+}
+
+// put records a copy of e (sorted), replacing the entry of its receiver
+// and group.
 func (l *notificationLog) put(e LogEntry) {
 	e.Firing = slices.Clone(e.Firing)
 	e.Resolved = slices.Clone(e.Resolved)
 	slices.Sort(e.Firing)
 	slices.Sort(e.Resolved)
-	k := logKey(e.Receiver, e.GroupKey)
+	l.putKey(logKey(e.Receiver, e.GroupKey), e)
+}
+
+// putKey records e under k (logKey of its receiver and group) as is: the
+// dispatcher's own entries are sorted already and never changed after.
+func (l *notificationLog) putKey(k string, e LogEntry) {
 	l.entries[k] = &e
 	if !e.ExpiresAt.IsZero() {
 		heap.Push(&l.expiry, expiryItem{key: k, at: e.ExpiresAt})
 	}
 }
 
-// get returns the live entry, nil when there is none or it has expired.
-func (l *notificationLog) get(receiver, groupKey string, now time.Time) *LogEntry {
-	e := l.entries[logKey(receiver, groupKey)]
+// get returns the live entry under k (logKey of a receiver and group), nil
+// when there is none or it has expired.
+func (l *notificationLog) get(k string, now time.Time) *LogEntry {
+	e := l.entries[k]
 	if e == nil || expired(e, now) {
 		return nil
 	}

@@ -19,6 +19,8 @@ type route struct {
 	// empty matchers, then this route's.
 	key      string
 	groupAll bool
+	// groupNames is GroupBy sorted and deduplicated, "..." left out.
+	groupNames []string
 }
 
 func compileRoute(r Route) *route {
@@ -33,6 +35,13 @@ func compileRoute(r Route) *route {
 	}
 	r.GroupBy = slices.Clone(r.GroupBy)
 	c := &route{Route: r, groupAll: slices.Contains(r.GroupBy, groupByAll)}
+	for _, n := range r.GroupBy {
+		if n != groupByAll {
+			c.groupNames = append(c.groupNames, n)
+		}
+	}
+	slices.Sort(c.groupNames)
+	c.groupNames = slices.Compact(c.groupNames)
 	for _, m := range r.Matchers {
 		if m != nil {
 			c.matchers = append(c.matchers, compileMatcher(m))
@@ -63,13 +72,27 @@ func (r *route) matches(ls alert.LabelSet) bool {
 // groupLabels are the alert's values of the route's GroupBy labels (only
 // those present), or all its labels for "...".
 func (r *route) groupLabels(ls alert.LabelSet) alert.LabelSet {
-	out := make(alert.LabelSet, len(r.GroupBy))
+	out := make(alert.LabelSet, len(r.groupNames))
 	for n, v := range ls {
-		if r.groupAll || slices.Contains(r.GroupBy, n) {
+		if r.groupAll || slices.Contains(r.groupNames, n) {
 			out[n] = v
 		}
 	}
 	return out
+}
+
+// appendGroupID appends the group's id, receiver NUL group key, where the
+// group key is Alertmanager's {route key}:{group labels}.
+func (r *route) appendGroupID(buf []byte, ls alert.LabelSet) []byte {
+	buf = append(buf, r.Receiver...)
+	buf = append(buf, 0)
+	buf = append(buf, r.key...)
+	buf = append(buf, ':')
+	names := r.groupNames
+	if r.groupAll {
+		names = sortedNames(ls)
+	}
+	return appendLabels(buf, ls, names)
 }
 
 // sameAs reports whether two routes would group and time alerts the same
