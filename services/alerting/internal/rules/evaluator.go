@@ -23,6 +23,9 @@ const (
 	labelRegion = "region"
 )
 
+// defaultSeverity is the severity of a rule that names none.
+const defaultSeverity = "warning"
+
 // NodeLookup tells a node's zone and region, which neither samples nor
 // health events carry (the engine wires nodes.Registry.Lookup in). ok
 // false leaves the labels out.
@@ -353,6 +356,11 @@ func (e *Evaluator) newAlert(r effective, base alert.LabelSet, startsAt time.Tim
 	}
 	labels[alert.LabelAlertName] = r.Name
 	labels[labelRule] = r.ID
+	if labels[alert.LabelSeverity] == "" {
+		// Routes select on severity; an alert without one would slip
+		// through every such route.
+		labels[alert.LabelSeverity] = defaultSeverity
+	}
 	a := alert.Alert{Labels: labels, StartsAt: startsAt, GeneratorURL: e.generatorURL + url.PathEscape(r.ID),
 		Rule: r.ID, UpdatedAt: startsAt}
 	if r.actionEnabled {

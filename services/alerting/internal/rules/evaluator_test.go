@@ -423,3 +423,19 @@ func TestInvalidRulesAreSkipped(t *testing.T) {
 	require.Empty(t, e.Event(t0, eventbus.Event{Type: events.TypeNodeSampled, Data: []byte("{not json")}))
 	require.Empty(t, e.Event(t0, eventbus.Event{Type: events.TypeNodeDown, Data: []byte("[1]")}))
 }
+
+func TestRestoreTenantRuleAndDefaultSeverity(t *testing.T) {
+	mine := Rule{ID: "my-lag", Tenant: "acme", Name: "MyLag", Kind: KindSample, Expr: "replication_lag_seconds > 1"}
+	e := NewEvaluator([]Rule{mine}, genURL)
+	e.Restore([]*alert.Alert{{Labels: alert.LabelSet{"alertname": "MyLag", "severity": "warning", "rule": "my-lag",
+		"tenant": "acme", "instance": "i-1", "node": "n-1"}, StartsAt: t0, State: alert.StateFiring, Rule: "my-lag"}})
+	require.Empty(t, e.Tick(t0, time.Minute), "the tenant's rule still exists")
+	got := e.Event(t0.Add(time.Second), batch(t, t0, "acme", "i-1", "mysql", node("n-1", "replica", lag(0))))
+	require.Len(t, got, 1)
+	require.Equal(t, alert.StateResolved, got[0].State)
+	require.Equal(t, t0, got[0].StartsAt)
+
+	got = e.Event(t0.Add(2*time.Second), batch(t, t0, "acme", "i-1", "mysql", node("n-1", "replica", lag(5))))
+	require.Len(t, got, 1)
+	require.Equal(t, "warning", got[0].Labels["severity"], "a rule without severity gets warning")
+}

@@ -59,8 +59,11 @@ type Rule struct {
 	ResolveOn    []string          `json:"resolve_on,omitempty" yaml:"resolve_on,omitempty"`
 	ResolveAfter time.Duration     `json:"resolve_after,omitempty" yaml:"resolve_after,omitempty"`
 	Match        map[string]string `json:"match,omitempty" yaml:"match,omitempty"`
-	// Labels are added to the alert (severity etc.); Annotations are
-	// templates ({{ $labels.instance }}, {{ $value }}).
+	// Labels are added to the alert (severity etc.; severity "warning"
+	// when the rule names none); Annotations are templates
+	// ({{ $labels.instance }}, {{ $value }}) that also see, under
+	// $labels, the event's payload fields or the node's sample metrics
+	// ({{ $labels.reason }}, {{ $labels.maxmemory | humanize }}).
 	Labels      map[string]string `json:"labels,omitempty" yaml:"labels,omitempty"`
 	Annotations map[string]string `json:"annotations,omitempty" yaml:"annotations,omitempty"`
 	// Action is a remediation (switchover, restart-node, rebuild-replica)
@@ -268,6 +271,12 @@ func (r Rule) validateKind() error {
 		for _, t := range append(append([]string(nil), r.On...), r.ResolveOn...) {
 			if t == "" || strings.ContainsAny(t, " \t\r\n") {
 				return fmt.Errorf("event type %q is not a type name", t)
+			}
+		}
+		resolving := toSet(r.ResolveOn)
+		for _, t := range r.On {
+			if resolving[t] {
+				return fmt.Errorf("event type %q both fires and resolves", t)
 			}
 		}
 		for k := range r.Match {

@@ -57,6 +57,7 @@ func TestValidate(t *testing.T) {
 		{"label sets tenant", func(r *Rule) { r.Labels = map[string]string{"tenant": "other"} }, false, false},
 		{"label sets instance", func(r *Rule) { r.Labels = map[string]string{"instance": "i"} }, true, false},
 		{"bad label name", func(r *Rule) { r.Labels = map[string]string{"a-b": "x"} }, false, false},
+		{"type both fires and resolves", func(r *Rule) { r.ResolveOn = append(r.ResolveOn, r.On[0]) }, true, false},
 		{"match empty key", func(r *Rule) { r.Match = map[string]string{"": "x"} }, true, false},
 	}
 	for _, tc := range cases {

@@ -130,9 +130,11 @@ func TestRealRedis(t *testing.T) {
 		require.True(t, res.OK, res.Detail)
 		require.Equal(t, probe.RolePrimary, res.Observation.Role)
 		for _, k := range []string{"used_memory", "maxmemory", "connected_clients", "ops_per_sec", "commands_total",
-			"net_in_bytes_total", "net_out_bytes_total", "uptime_seconds", "storage_used_bytes"} {
+			"net_in_bytes_total", "net_out_bytes_total", "uptime_seconds", "storage_used_bytes", "maxclients"} {
 			require.Contains(t, res.Sample, k)
 		}
+		require.Positive(t, res.Sample["maxclients"], "INFO clients tells the client limit (Redis >= 7)")
+		require.NotContains(t, res.Sample, "replication_running", "a primary replicates from nobody")
 		require.Equal(t, res.Sample["used_memory"], res.Sample["storage_used_bytes"])
 		require.GreaterOrEqual(t, res.Sample["uptime_seconds"], int64(0))
 		// The probes' own commands are traffic: the counters move between
@@ -152,6 +154,9 @@ func TestRealRedis(t *testing.T) {
 		res := check(t, c, time.Second, false)
 		require.Equal(t, probe.RoleReplica, res.Observation.Role)
 		require.Equal(t, primary.Addr, res.Observation.Replication.Source)
+		res = check(t, c, time.Second, true)
+		require.True(t, res.OK, res.Detail)
+		require.Equal(t, int64(1), res.Sample["replication_running"], "master_link_status:up")
 	})
 	t.Run("wrong password", func(t *testing.T) {
 		c := newChecker(t, probe.Spec{Engine: probe.EngineRedis, Address: primary.Addr, Username: testproc.MonitorUser, Password: "wrong-password"})
@@ -213,6 +218,14 @@ func TestRealMariaDB(t *testing.T) {
 		require.Contains(t, res.Sample, k)
 	}
 	require.Greater(t, res.Sample["storage_used_bytes"], int64(2000*200), "2,000 rows of 200 bytes")
+	// The limits alerting divides by, as root reads them.
+	var maxConn, pool int64
+	require.NoError(t, roots[primary].QueryRow("SELECT @@max_connections, @@innodb_buffer_pool_size").Scan(&maxConn, &pool))
+	require.Equal(t, maxConn, res.Sample["max_connections"])
+	require.Equal(t, pool, res.Sample["innodb_buffer_pool_size"])
+	require.Positive(t, res.Sample["innodb_buffer_pool_bytes_data"])
+	require.LessOrEqual(t, res.Sample["innodb_buffer_pool_bytes_data"], pool)
+	require.NotContains(t, res.Sample, "replication_running", "a primary replicates from nobody")
 	require.Eventually(t, func() bool {
 		// InnoDB may refresh its table statistics between two reads.
 		return check(t, c, 2*time.Second, true).Sample["storage_used_bytes"] == storage(primary)
@@ -245,6 +258,15 @@ func TestRealMariaDB(t *testing.T) {
 		res := check(t, r, 2*time.Second, true)
 		return res.OK && res.Sample["storage_used_bytes"] > 0 && res.Sample["storage_used_bytes"] == storage(replica)
 	}, 10*time.Second, 50*time.Millisecond, "the replica's used storage")
+	res = check(t, r, 2*time.Second, true)
+	require.Equal(t, int64(1), res.Sample["replication_running"], "IO and SQL threads run")
+	require.Contains(t, res.Sample, "max_connections")
+	replica.Exec(t, "STOP SLAVE SQL_THREAD")
+	res = check(t, r, 2*time.Second, true)
+	require.True(t, res.OK, res.Detail)
+	require.Equal(t, int64(0), res.Sample["replication_running"], "the SQL thread stopped")
+	require.NotContains(t, check(t, r, 2*time.Second, false).Sample, "replication_running", "only sampling probes sample")
+	replica.Exec(t, "START SLAVE SQL_THREAD")
 
 	bad := newChecker(t, spec(primary.Addr, "wrong-password"))
 	res = check(t, bad, 2*time.Second, false)

@@ -24,7 +24,20 @@ const mysqlIOBackstop = 30 * time.Second
 
 // statusQuery reads the counters and the semi-sync state in one round trip.
 const statusQuery = "SHOW GLOBAL STATUS WHERE Variable_name IN " +
-	"('Threads_connected','Questions','Rpl_semi_sync_master_status','Uptime','Slow_queries','Bytes_received','Bytes_sent')"
+	"('Threads_connected','Questions','Rpl_semi_sync_master_status','Uptime','Slow_queries','Bytes_received','Bytes_sent'," +
+	"'Innodb_buffer_pool_bytes_data')"
+
+// Ping queries: a sampling probe reads the limits the alerting rules
+// divide by (connections, buffer pool) with read_only, in the same round
+// trip; a plain probe reads read_only alone.
+const (
+	pingQuery       = "SELECT @@global.read_only"
+	pingSampleQuery = "SELECT @@global.read_only, @@global.max_connections, @@global.innodb_buffer_pool_size"
+)
+
+// errUnknownSystemVariable is MySQL's ER_UNKNOWN_SYSTEM_VARIABLE: a server
+// without InnoDB has no innodb_buffer_pool_size.
+const errUnknownSystemVariable = 1193
 
 // statusSamples maps SHOW GLOBAL STATUS variables to sample names. The
 // *_total names are counters since the server started (metering turns them
@@ -37,6 +50,9 @@ var statusSamples = map[string]string{
 	"Slow_queries":      "slow_queries_total",
 	"Bytes_received":    "net_in_bytes_total",
 	"Bytes_sent":        "net_out_bytes_total",
+	// Bytes of data pages in the buffer pool (alerting divides it by
+	// innodb_buffer_pool_size).
+	"Innodb_buffer_pool_bytes_data": "innodb_buffer_pool_bytes_data",
 }
 
 // storageQuery sums the data and index bytes of every table outside the
@@ -152,9 +168,9 @@ func (c *mysqlChecker) check(ctx context.Context, withSample bool) (probe.Result
 	obs := &res.Observation
 	obs.ConnectedReplicas = -1
 
-	var ro int64
-	if err := c.db.QueryRowContext(ctx, "SELECT @@global.read_only").Scan(&ro); err != nil {
-		return res, fmt.Errorf("select read_only: %w", err)
+	ro, limits, err := c.readOnly(ctx, withSample)
+	if err != nil {
+		return res, err
 	}
 	readOnly := ro != 0
 	obs.ReadOnly = &readOnly
@@ -196,20 +212,52 @@ func (c *mysqlChecker) check(ctx context.Context, withSample bool) (probe.Result
 		obs.SemiSync = &on
 	}
 	if withSample {
-		res.Sample = make(probe.Sample, len(statusSamples)+2)
+		res.Sample = make(probe.Sample, len(statusSamples)+len(limits)+3)
 		for k, name := range statusSamples {
 			if n, err := strconv.ParseInt(status[k], 10, 64); err == nil {
 				res.Sample[name] = n
 			}
 		}
-		if obs.Replication != nil && obs.Replication.LagSeconds >= 0 {
-			res.Sample["replication_lag_seconds"] = obs.Replication.LagSeconds
+		for name, n := range limits {
+			res.Sample[name] = n
+		}
+		if rep := obs.Replication; rep != nil {
+			if rep.LagSeconds >= 0 {
+				res.Sample["replication_lag_seconds"] = rep.LagSeconds
+			}
+			res.Sample["replication_running"] = 0
+			if rep.IORunning && rep.SQLRunning {
+				res.Sample["replication_running"] = 1
+			}
 		}
 		if n, ok := c.storageUsed(ctx); ok {
 			res.Sample["storage_used_bytes"] = n
 		}
 	}
 	return res, nil
+}
+
+// readOnly reads @@read_only and, when sampling, the limits of
+// pingSampleQuery as sample name → value. A server that knows no
+// innodb_buffer_pool_size answers the plain query instead: a missing
+// variable must not fail the health probe.
+func (c *mysqlChecker) readOnly(ctx context.Context, withSample bool) (int64, map[string]int64, error) {
+	var ro int64
+	if withSample {
+		var maxConn, pool int64
+		err := c.db.QueryRowContext(ctx, pingSampleQuery).Scan(&ro, &maxConn, &pool)
+		if err == nil {
+			return ro, map[string]int64{"max_connections": maxConn, "innodb_buffer_pool_size": pool}, nil
+		}
+		var me *mysql.MySQLError
+		if !errors.As(err, &me) || me.Number != errUnknownSystemVariable {
+			return 0, nil, fmt.Errorf("select read_only: %w", err)
+		}
+	}
+	if err := c.db.QueryRowContext(ctx, pingQuery).Scan(&ro); err != nil {
+		return 0, nil, fmt.Errorf("select read_only: %w", err)
+	}
+	return ro, nil, nil
 }
 
 // storageUsed runs storageQuery within the probe's deadline. The node has

@@ -319,11 +319,14 @@ var sampleKeys = map[string]string{
 	"total_net_input_bytes":     "net_in_bytes_total",
 	"total_net_output_bytes":    "net_out_bytes_total",
 	"uptime_in_seconds":         "uptime_seconds",
+	// INFO clients has maxclients since Redis 7.0; older servers leave it
+	// out (CONFIG GET maxclients is often denied to a monitor user).
+	"maxclients": "maxclients",
 }
 
 // sampleSize is the sample map's capacity: sampleKeys plus
-// storage_used_bytes.
-const sampleSize = 11
+// storage_used_bytes and replication_running.
+const sampleSize = 13
 
 // parseInfo reads the fields the probe needs from an INFO reply.
 func parseInfo(info []byte, res *probe.Result, withSample bool) error {
@@ -409,6 +412,12 @@ func parseInfo(info []byte, res *probe.Result, withSample bool) error {
 			rep.LastError = "master_link_status:" + string(linkStatus)
 		}
 		obs.Replication = rep
+		if withSample {
+			res.Sample["replication_running"] = 0
+			if up {
+				res.Sample["replication_running"] = 1
+			}
+		}
 	default:
 		return &ProtocolError{Msg: fmt.Sprintf("INFO reply has no known role (role:%q)", evidence(role))}
 	}
