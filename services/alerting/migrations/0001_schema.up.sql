@@ -4,10 +4,11 @@
 -- Tenant "" is the platform.
 
 -- alerts: one row per fingerprint (Prometheus' label hash). The engine's
--- merged view; LiveAlerts reloads it at start. tenant is the tenant label.
+-- merged view; LiveAlerts reloads it at start. tenant is the tenant label
+-- (any pushed value, clipped to 255 characters; real tenant ids are <= 63).
 CREATE TABLE IF NOT EXISTS alerts (
 	fingerprint   BIGINT UNSIGNED NOT NULL PRIMARY KEY,
-	tenant        VARCHAR(64)     NOT NULL DEFAULT '',
+	tenant        VARCHAR(255)    NOT NULL DEFAULT '',
 	labels        JSON            NOT NULL,
 	annotations   JSON            NOT NULL,
 	starts_at     DATETIME(6)     NULL,
@@ -16,7 +17,7 @@ CREATE TABLE IF NOT EXISTS alerts (
 	rule          VARCHAR(128)    NOT NULL DEFAULT '',
 	value         DOUBLE          NULL, -- NULL: NaN or ±Inf (MySQL stores neither)
 	action        VARCHAR(32)     NOT NULL DEFAULT '',
-	generator_url VARCHAR(2048)   NOT NULL DEFAULT '',
+	generator_url TEXT            NOT NULL,
 	updated_at    DATETIME(6)     NOT NULL,
 	KEY alerts_tenant_fp (tenant, fingerprint),
 	KEY alerts_state_ends (state, ends_at),
@@ -120,8 +121,8 @@ CREATE TABLE IF NOT EXISTS action_runs (
 	id          BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
 	fingerprint VARCHAR(16)     NOT NULL,
 	tenant      VARCHAR(64)     NOT NULL DEFAULT '',
-	instance_id VARCHAR(64)     NOT NULL,
-	node_id     VARCHAR(64)     NOT NULL DEFAULT '',
+	instance_id VARCHAR(128)    NOT NULL,
+	node_id     VARCHAR(128)    NOT NULL DEFAULT '',
 	action      VARCHAR(32)     NOT NULL,
 	status      VARCHAR(16)     NOT NULL,
 	detail      TEXT            NOT NULL,

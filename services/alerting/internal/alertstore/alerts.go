@@ -56,7 +56,7 @@ func (s *Store) UpsertAlerts(ctx context.Context, alerts []*alert.Alert, evs []e
 		return err
 	}
 	return s.db.Tx(ctx, func(tx *store.Tx) error {
-		err := chunks(rows, batchRows, func(part [][alertRowArgs]any) error {
+		err := statementChunks(rows, alertRowSize, func(part [][alertRowArgs]any) error {
 			return upsertAlertChunk(ctx, tx, part)
 		})
 		if err != nil {
@@ -124,8 +124,26 @@ func alertRow(a *alert.Alert, now time.Time) ([alertRowArgs]any, alert.Fingerpri
 	if !math.IsNaN(a.Value) && !math.IsInf(a.Value, 0) {
 		value = a.Value
 	}
-	return [alertRowArgs]any{uint64(fp), a.Tenant(), string(labels), string(annotations), nullTime(a.StartsAt),
+	return [alertRowArgs]any{uint64(fp), tenantColumn(a.Tenant()), string(labels), string(annotations), nullTime(a.StartsAt),
 		nullTime(a.EndsAt), string(a.State), a.Rule, value, a.Action, a.GeneratorURL, dbTime(updated)}, fp, nil
+}
+
+// alertRowSize is the length of a row's long values: labels, annotations
+// and generator URL.
+func alertRowSize(r [alertRowArgs]any) int {
+	return len(r[2].(string)) + len(r[3].(string)) + len(r[10].(string))
+}
+
+// maxTenantColumn is the alerts.tenant column's width. A pushed tenant
+// label can be anything; no tenant id is that long, so clipping keeps such
+// an alert invisible to tenants without failing the whole batch.
+const maxTenantColumn = 255
+
+func tenantColumn(tenant string) string {
+	if len(tenant) <= maxTenantColumn {
+		return tenant
+	}
+	return strings.ToValidUTF8(tenant[:maxTenantColumn], "")
 }
 
 func upsertAlertChunk(ctx context.Context, tx *store.Tx, rows [][alertRowArgs]any) error {

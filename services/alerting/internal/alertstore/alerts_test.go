@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -26,7 +27,7 @@ func TestMigrateTwiceIsANoop(t *testing.T) {
 
 func TestUpsertAlertsRoundTrip(t *testing.T) {
 	t.Parallel()
-	s, _ := newStore(t)
+	s, _ := newAlertStore(t)
 	ctx := context.Background()
 	a := &alert.Alert{
 		Labels:       alert.LabelSet{"alertname": "RedisMemoryHigh", "tenant": "t1", "instance": "i-1", "node": "n-1"},
@@ -73,7 +74,7 @@ func TestUpsertAlertsRoundTrip(t *testing.T) {
 // rule alert.Merge applies) and otherwise writes what it is given.
 func TestUpsertAlertsStartsAt(t *testing.T) {
 	t.Parallel()
-	s, _ := newStore(t)
+	s, _ := newAlertStore(t)
 	ctx := context.Background()
 	cases := []struct {
 		name      string
@@ -127,7 +128,7 @@ func TestUpsertAlertsStartsAt(t *testing.T) {
 
 func TestUpsertAlertsEmitsInTheSameTransaction(t *testing.T) {
 	t.Parallel()
-	s, db := newStore(t)
+	s, db := newAlertStore(t)
 	ctx := context.Background()
 	a := firing(t0, "alertname", "NodeDown", "tenant", "t1")
 	ev := eventbus.Event{Type: events.TypeAlertFiring, Source: events.SourceAlerting, Key: a.Fingerprint().String(),
@@ -147,7 +148,7 @@ func TestUpsertAlertsEmitsInTheSameTransaction(t *testing.T) {
 
 func TestUpsertAlertsManyInOneCall(t *testing.T) {
 	t.Parallel()
-	s, db := newStore(t)
+	s, db := newAlertStore(t)
 	ctx := context.Background()
 	batch := manyAlerts(1234, "t1", t0) // more than one statement's rows
 	dup := firing(t0, "alertname", "Load", "instance", "i-00007", "tenant", "t1", "severity", "warning")
@@ -162,7 +163,7 @@ func TestUpsertAlertsManyInOneCall(t *testing.T) {
 
 func TestLiveAlerts(t *testing.T) {
 	t.Parallel()
-	s, _ := newStore(t)
+	s, _ := newAlertStore(t)
 	ctx := context.Background()
 	pending := firing(t0, "alertname", "Pending")
 	pending.State = alert.StatePending
@@ -184,7 +185,7 @@ func TestLiveAlerts(t *testing.T) {
 
 func TestListAlerts(t *testing.T) {
 	t.Parallel()
-	s, _ := newStore(t)
+	s, _ := newAlertStore(t)
 	ctx := context.Background()
 	var batch []*alert.Alert
 	for _, tenant := range []string{"t1", "t2"} {
@@ -259,7 +260,7 @@ func TestListAlerts(t *testing.T) {
 
 func TestGetAlertTenantChecks(t *testing.T) {
 	t.Parallel()
-	s, _ := newStore(t)
+	s, _ := newAlertStore(t)
 	ctx := context.Background()
 	a := firing(t0, "alertname", "NodeDown", "tenant", "t1", "instance", "i-1")
 	p := firing(t0, "alertname", "NodeDown", "instance", "i-9")
@@ -295,7 +296,7 @@ func TestGetAlertTenantChecks(t *testing.T) {
 
 func TestAlertsCarryTheirActionRuns(t *testing.T) {
 	t.Parallel()
-	s, _ := newStore(t)
+	s, _ := newAlertStore(t)
 	ctx := context.Background()
 	a := firing(t0, "alertname", "ReplicaLag", "tenant", "t1", "instance", "i-1")
 	other := firing(t0, "alertname", "Other", "tenant", "t1")
@@ -324,7 +325,7 @@ func TestAlertsCarryTheirActionRuns(t *testing.T) {
 
 func TestPruneAlerts(t *testing.T) {
 	t.Parallel()
-	s, _ := newStore(t)
+	s, _ := newAlertStore(t)
 	ctx := context.Background()
 	old := firing(t0, "alertname", "Old")
 	old.State, old.EndsAt = alert.StateResolved, t0.Add(time.Minute)
@@ -342,4 +343,37 @@ func TestPruneAlerts(t *testing.T) {
 		_, err = s.GetAlert(ctx, "", true, a.Fingerprint())
 		require.NoError(t, err)
 	}
+}
+
+// One odd pushed alert (a huge tenant label, Prometheus' long
+// generatorURL with its encoded expression) does not fail its batch.
+func TestUpsertAlertsOddValues(t *testing.T) {
+	t.Parallel()
+	s, _ := newAlertStore(t)
+	ctx := context.Background()
+	odd := firing(t0, "alertname", "Odd", "tenant", strings.Repeat("é", 300))
+	odd.GeneratorURL = "http://prometheus:9090/graph?g0.expr=" + strings.Repeat("rate%28x%5B5m%5D%29+%2B+", 400)
+	normal := firing(t0, "alertname", "Normal", "tenant", "t1")
+	require.NoError(t, s.UpsertAlerts(ctx, []*alert.Alert{odd, normal}, nil))
+
+	got, err := s.GetAlert(ctx, "", true, odd.Fingerprint())
+	require.NoError(t, err)
+	require.Equal(t, odd.Labels, got.Labels, "labels are kept whole")
+	require.Equal(t, odd.GeneratorURL, got.GeneratorURL)
+	_, err = s.GetAlert(ctx, "t1", false, normal.Fingerprint())
+	require.NoError(t, err)
+}
+
+// A batch larger than the server's packet limit (16 MiB) is split by size.
+func TestUpsertAlertsLargeBatchBytes(t *testing.T) {
+	t.Parallel()
+	s, db := newAlertStore(t)
+	ctx := context.Background()
+	batch := manyAlerts(600, "t1", t0)
+	long := strings.Repeat("d", 40<<10)
+	for _, a := range batch {
+		a.Annotations = alert.LabelSet{"description": long} // 600 × 40 KiB ≈ 24 MiB
+	}
+	require.NoError(t, s.UpsertAlerts(ctx, batch, nil))
+	require.Equal(t, 600, count(t, db, "SELECT COUNT(*) FROM alerts WHERE LENGTH(annotations) > ?", len(long)))
 }

@@ -18,10 +18,17 @@ import (
 // t0 is the tests' fixed clock start (the store takes times as given).
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
+// newAlertStore is newStore for tests that need the alert model
+// (fingerprints, matchers).
+func newAlertStore(t testing.TB) (*alertstore.Store, *store.DB) {
+	t.Helper()
+	requireAlertModel(t)
+	return newStore(t)
+}
+
 // newStore returns a store over a fresh, migrated database.
 func newStore(t testing.TB) (*alertstore.Store, *store.DB) {
 	t.Helper()
-	requireAlertModel(t)
 	db := storetest.NewDB(t, "alertstore")
 	require.NoError(t, db.Migrate(context.Background(), store.OutboxMigrations(), migrations.FS))
 	s, err := alertstore.New(db)

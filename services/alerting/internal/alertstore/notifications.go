@@ -17,11 +17,6 @@ import (
 
 const deliveryColumns = "id, receiver, owner, group_key, payload, attempts, next_at, last_error, created_at, delivered_at, dead_at"
 
-// maxStatementBytes bounds the payload bytes of one multi-row INSERT of
-// deliveries, well under the server's max_allowed_packet (16 MiB by
-// default) even once escaped.
-const maxStatementBytes = 4 << 20
-
 // StoreNotifications, in one transaction, queues the deliveries and
 // writes their log entries (the dispatcher commits only after this). A
 // zero NextAt or CreatedAt is now; IDs, attempts and outcomes are the
@@ -37,29 +32,14 @@ func (s *Store) StoreNotifications(ctx context.Context, ds []Delivery, log []dis
 		return err
 	}
 	return s.db.Tx(ctx, func(tx *store.Tx) error {
-		for start := 0; start < len(ds); {
-			end := deliveryChunkEnd(ds, start)
-			if err := insertDeliveries(ctx, tx, ds[start:end], now); err != nil {
-				return err
-			}
-			start = end
+		err := statementChunks(ds, func(d Delivery) int { return len(d.Payload) + len(d.GroupKey) },
+			func(part []Delivery) error { return insertDeliveries(ctx, tx, part, now) })
+		if err != nil {
+			return err
 		}
-		return chunks(logRows, batchRows, func(part [][7]any) error { return upsertLog(ctx, tx, part) })
+		return statementChunks(logRows, func(r [7]any) int { return len(r[2].(string)) + len(r[3].(string)) + len(r[4].(string)) },
+			func(part [][7]any) error { return upsertLog(ctx, tx, part) })
 	})
-}
-
-// deliveryChunkEnd returns the end of the chunk of ds starting at start:
-// at most batchRows rows and maxStatementBytes of payload (at least one).
-func deliveryChunkEnd(ds []Delivery, start int) int {
-	end, size := start, 0
-	for end < len(ds) && end-start < batchRows {
-		size += len(ds[end].Payload) + len(ds[end].GroupKey)
-		if end > start && size > maxStatementBytes {
-			break
-		}
-		end++
-	}
-	return end
 }
 
 func insertDeliveries(ctx context.Context, tx *store.Tx, ds []Delivery, now time.Time) error {

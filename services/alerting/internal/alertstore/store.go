@@ -31,6 +31,9 @@ var (
 // hidden from the next call unless Delivered or Failed settles it first.
 const DefaultClaimLease = time.Minute
 
+// maxStatementBytes bounds the long values of one multi-row statement.
+const maxStatementBytes = 4 << 20
+
 // batchRows bounds the rows of one multi-row statement (placeholders stay
 // far below MySQL's 65,535 and the packet small).
 const batchRows = 500
@@ -121,6 +124,29 @@ func chunks[T any](vs []T, n int, fn func([]T) error) error {
 			return err
 		}
 		vs = vs[k:]
+	}
+	return nil
+}
+
+// statementChunks calls fn with consecutive pieces of vs for one multi-row
+// statement each: at most batchRows rows and, past the first row, at most
+// maxStatementBytes of the rows' size (their long values), so a statement
+// stays well under the server's max_allowed_packet (16 MiB by default)
+// even once escaped.
+func statementChunks[T any](vs []T, size func(T) int, fn func([]T) error) error {
+	for len(vs) > 0 {
+		end, bytes := 0, 0
+		for end < len(vs) && end < batchRows {
+			bytes += size(vs[end])
+			if end > 0 && bytes > maxStatementBytes {
+				break
+			}
+			end++
+		}
+		if err := fn(vs[:end]); err != nil {
+			return err
+		}
+		vs = vs[end:]
 	}
 	return nil
 }
