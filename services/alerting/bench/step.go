@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -52,8 +53,11 @@ type StepResult struct {
 	// CPUPerAlert is the server process's CPU over the step per alert
 	// sent; DepsCPUPerAlert what it needs besides (MariaDB for Canopy).
 	CPUPerAlert, DepsCPUPerAlert time.Duration
-	Pass                         bool
-	Why                          string
+	// HarnessCPUPerAlert is this process's (load, receiver, and for Canopy
+	// the embedded Kafka broker), sharing the machine with the server.
+	HarnessCPUPerAlert time.Duration
+	Pass               bool
+	Why                string
 }
 
 // RunStep starts a fresh server of t, streams cfg's load at it and waits
@@ -74,6 +78,7 @@ func RunStep(ctx context.Context, t Target, rcv *Receiver, client *http.Client, 
 	if err != nil {
 		return res, err
 	}
+	self0, _ := ProcCPU(os.Getpid())
 	load := Send(ctx, client, Load{
 		PushURL: srv.PushURL(), Rate: cfg.Rate, Duration: cfg.Duration, Groups: cfg.Mode.Groups,
 		GroupWait: cfg.Timers.GroupWait, Batch: cfg.Batch, Workers: cfg.Workers, Sign: srv.Signer(),
@@ -90,11 +95,13 @@ func RunStep(ctx context.Context, t Target, rcv *Receiver, client *http.Client, 
 	if err != nil {
 		return res, err
 	}
+	self1, _ := ProcCPU(os.Getpid())
 	res.Sent, res.PostErrors, res.Repeats = load.Sent, load.PostErrors, run.repeats.Load()
 	res.Achieved = float64(load.Sent) / cfg.Duration.Seconds()
 	if load.Sent > 0 {
 		res.CPUPerAlert = time.Duration((own1 - own0) / float64(load.Sent) * 1e9)
 		res.DepsCPUPerAlert = time.Duration((deps1 - deps0) / float64(load.Sent) * 1e9)
+		res.HarnessCPUPerAlert = time.Duration((self1 - self0) / float64(load.Sent) * 1e9)
 	}
 	res.latencies(run, load.Sent, cfg.Timers.GroupWait+Settle)
 	res.judge(load)
@@ -197,9 +204,9 @@ func (r StepResult) Line() string {
 	if !r.Pass {
 		verdict = "FAIL: " + r.Why
 	}
-	return fmt.Sprintf("%-12s %-15s %6d/s posted %7.0f/s delivered %7d/%-7d p50 %7s p99 %7s max %7s cpu/alert %8s (+deps %8s) repeats %d  %s",
+	return fmt.Sprintf("%-12s %-15s %6d/s posted %7.0f/s delivered %7d/%-7d p50 %7s p99 %7s max %7s cpu/alert %7s (+deps %7s, harness %7s) repeats %d  %s",
 		r.Target, r.Mode, r.Rate, r.Achieved, r.Delivered, r.Sent, ms(r.P50), ms(r.P99), ms(r.Max),
-		us(r.CPUPerAlert), us(r.DepsCPUPerAlert), r.Repeats, verdict)
+		us(r.CPUPerAlert), us(r.DepsCPUPerAlert), us(r.HarnessCPUPerAlert), r.Repeats, verdict)
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.0fms", float64(d)/1e6) }
