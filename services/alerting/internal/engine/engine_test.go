@@ -352,3 +352,16 @@ func TestReloadReceiversRoutesHeldAlerts(t *testing.T) {
 	require.NoError(t, e.Reload(context.Background(), engine.ReloadReceivers))
 	h.message(t, "Early", "firing")
 }
+
+// An unreachable broker does not hold the engine up: pushes are notified
+// while the consumer keeps retrying, and the engine still stops cleanly.
+func TestEngineWorksWhileKafkaIsUnreachable(t *testing.T) {
+	t.Parallel()
+	env := newEnv(t)
+	h := newHook(t)
+	env.receiver("oncall", "", h)
+	e := env.start(engine.Config{Brokers: []string{"127.0.0.1:1"}})
+	require.NoError(t, e.Push(context.Background(), []*alert.Alert{firing("alertname", "NoKafka", "instance", "i-1")}))
+	h.message(t, "NoKafka", "firing")
+	e.stop()
+}
