@@ -26,6 +26,13 @@ if [[ ${CANOPY_BENCH_INSTALL:-1} != 0 && $(id -u) -eq 0 ]] && ! command -v redis
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-sentinel >/dev/null \
     || echo "apt-get install redis-sentinel failed; the failover benchmark uses redis-server --sentinel"
 fi
+# The alerting benchmark (services/alerting/bench BenchmarkAlerting, issue 16;
+# alone with make bench-alerting) measures Debian's prometheus-alertmanager
+# in the same run; scripts/bench-alerting.sh installs it when missing and
+# documents the knobs (CANOPY_BENCH_ALERTING_*).
+if [[ $pattern == . || $pattern == *Alerting* ]]; then
+  CANOPY_BENCH_ALERTING_INSTALL_ONLY=1 bash scripts/bench-alerting.sh
+fi
 # The CDC benchmarks (services/cdc/internal/cdcbench, issue 13; alone with
 # BENCH=BenchmarkCDC) start their own mariadbd (ROW binlog, FULL row
 # metadata, GTID strict mode) and the embedded Kafka broker.
