@@ -5,9 +5,13 @@ import "time"
 // Fingerprint of the alert's labels.
 func (a *Alert) Fingerprint() Fingerprint { return a.Labels.Fingerprint() }
 
-// Resolved reports whether the alert has ended at now: it has an EndsAt
-// and now is not before it (prometheus/common model.Alert.ResolvedAt).
+// Resolved reports whether the alert has ended at now: a rule resolved it,
+// or it has an EndsAt and now is not before it (prometheus/common
+// model.Alert.ResolvedAt).
 func (a *Alert) Resolved(now time.Time) bool {
+	if a.State == StateResolved {
+		return true // a rule resolved it, with or without an end
+	}
 	return !a.EndsAt.IsZero() && !a.EndsAt.After(now)
 }
 

@@ -84,9 +84,9 @@ func payloadAlert(a *alert.Alert, now time.Time) Alert {
 		Annotations:  copyLabels(a.Annotations),
 		StartsAt:     a.StartsAt.UTC(),
 		GeneratorURL: a.GeneratorURL,
-		Fingerprint:  fingerprintString(a.Labels),
+		Fingerprint:  a.Labels.Fingerprint().String(),
 	}
-	if resolved(a, now) {
+	if a.Resolved(now) {
 		pa.Status = string(alert.StatusResolved)
 		pa.EndsAt = a.EndsAt.UTC()
 		if a.EndsAt.IsZero() {

@@ -229,7 +229,7 @@ func TestFingerprintIsPrometheus(t *testing.T) {
 		{"a": "", "b": "ü\xff", "zz": strings.Repeat("x", 300)},
 	} {
 		want := model.LabelSet(toModel(ls)).Fingerprint().String()
-		if got := fingerprintString(ls); got != want {
+		if got := ls.Fingerprint().String(); got != want {
 			t.Errorf("fingerprint(%v) = %s, Prometheus %s", ls, got, want)
 		}
 	}
