@@ -158,7 +158,7 @@ type Service struct {
 	recover switcher
 	// rebuilds rebuilds replicas on request (RebuildReplica).
 	rebuilds *recovery.Recoverer
-	drills  *drills
+	drills   *drills
 	// nodes are the engine adapters' connection pools, closed at stop.
 	nodes []io.Closer
 }
