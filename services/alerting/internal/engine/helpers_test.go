@@ -23,6 +23,7 @@ import (
 	"github.com/canopy-platform/canopy/services/alerting/internal/alertstore"
 	"github.com/canopy-platform/canopy/services/alerting/internal/engine"
 	"github.com/canopy-platform/canopy/services/alerting/internal/nodes"
+	"github.com/canopy-platform/canopy/services/alerting/internal/remediation"
 	"github.com/canopy-platform/canopy/services/alerting/internal/webhook"
 	"github.com/canopy-platform/canopy/services/alerting/migrations"
 )
@@ -96,11 +97,17 @@ func (env *env) start(cfg engine.Config) *running {
 
 func (env *env) build(cfg engine.Config) *engine.Engine {
 	env.t.Helper()
+	return env.buildWith(cfg, nil)
+}
+
+// buildWith is build with a remediation runner.
+func (env *env) buildWith(cfg engine.Config, act *remediation.Runner) *engine.Engine {
+	env.t.Helper()
 	send := webhook.NewSender(webhook.SenderConfig{
 		Policy: webhook.URLPolicy{AllowPrivate: true}, Timeout: 2 * time.Second,
 		BreakerFailures: 5, BreakerOpen: 300 * time.Millisecond,
 	})
-	e, err := engine.New(cfg, env.db, env.st, send, nil, nodes.New(), testLogger(), prometheus.NewRegistry())
+	e, err := engine.New(cfg, env.db, env.st, send, act, nodes.New(), testLogger(), prometheus.NewRegistry())
 	require.NoError(env.t, err)
 	return e
 }
