@@ -236,8 +236,11 @@ func TestSendReusesConnections(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if n := rec.conns.Load(); n > 8 {
-		t.Fatalf("400 posts by 8 workers opened %d connections, want <= 8 (keep-alive)", n)
+	// Without keep-alive every post dials (400 connections). Not "at most
+	// 8": a connection is back in the idle pool only once its answer is
+	// read, so a worker may dial just before a sibling's connection returns.
+	if n := rec.conns.Load(); n > 40 {
+		t.Fatalf("400 posts by 8 workers opened %d connections, want few (keep-alive)", n)
 	}
 }
 
