@@ -15,8 +15,6 @@ package alerting
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -53,8 +51,6 @@ const (
 	ConsumerGroup = "canopy-alerting"
 	// topicPartitions is canopy.alerts.v1's partition count (api/topics.md).
 	topicPartitions = 6
-	// maxLockName is MySQL's limit on a named lock's length.
-	maxLockName = 64
 )
 
 // Config configures the alerting service; env vars carry the CANOPY_ prefix.
@@ -232,7 +228,7 @@ func (s *Service) build(db *store.DB) error {
 		ExternalURL: s.cfg.ExternalURL, GeneratorURL: strings.TrimSuffix(s.cfg.ExternalURL, "/") + "/api/v1/alert-rules/",
 		InhibitRules: engine.DefaultInhibitRules(), DeliveryWorkers: s.cfg.DeliveryWorkers, MaxAttempts: s.cfg.MaxAttempts,
 		DeadAfter: s.cfg.DeadAfter, StaleAfter: s.cfg.StaleAfter, ResolvedRetention: s.cfg.ResolvedRetention,
-		MaxAlertsPerMessage: s.cfg.MaxAlertsPerMessage, LockName: lockName(s.cfg.Database)},
+		MaxAlertsPerMessage: s.cfg.MaxAlertsPerMessage},
 		db, st, send, act, reg, s.Logger(), s.deps.Registry)
 	if err != nil {
 		return fmt.Errorf("engine: %w", err)
@@ -278,16 +274,4 @@ func (s *Service) engineReady() launch.ReadyCheck {
 			return errors.New("engine not active yet (waiting for the lock or loading state)")
 		}
 	}}
-}
-
-// lockName is the engine's MySQL named lock, one per database so that
-// several alerting databases on one server (tests, the all-in-one) each
-// have their active engine; long names are hashed into MySQL's 64 bytes.
-func lockName(database string) string {
-	name := "canopy-alerting:" + database
-	if len(name) <= maxLockName {
-		return name
-	}
-	sum := sha256.Sum256([]byte(database))
-	return "canopy-alerting:" + hex.EncodeToString(sum[:16])
 }

@@ -236,7 +236,7 @@ func New(cfg Config, db *store.DB, st *alertstore.Store, send *webhook.Sender, a
 	}
 	cfg = cfg.withDefaults()
 	if cfg.LockName == "" {
-		cfg.LockName = lockName(db.Name())
+		cfg.LockName = db.ActiveLockName("alerting.engine")
 	}
 	m, err := newMetrics(metrics)
 	if err != nil {
@@ -272,14 +272,18 @@ func (e *Engine) Run(ctx context.Context) error {
 	if !e.running.CompareAndSwap(false, true) {
 		return errors.New("alerting engine already running")
 	}
-	lock, err := e.acquire(ctx)
+	lock, err := e.db.AcquireActive(ctx, e.cfg.LockName, lockRetry, e.log)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
 		return err
 	}
-	defer e.release(ctx, lock)
+	defer func() {
+		if err := lock.Release(ctx); err != nil {
+			e.log.WarnContext(ctx, "release alerting engine lock", slog.Any("err", err))
+		}
+	}()
 
 	d, err := e.load(ctx)
 	if err != nil {
@@ -297,7 +301,9 @@ func (e *Engine) Run(ctx context.Context) error {
 	lost := make(chan struct{})
 	go func() {
 		defer close(lost)
-		e.watchLock(runCtx, lock)
+		if err := lock.Watch(runCtx, lockCheck); err != nil {
+			e.log.ErrorContext(ctx, "alerting engine lock lost", slog.Any("err", err))
+		}
 		cancel()
 	}()
 

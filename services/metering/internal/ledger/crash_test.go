@@ -146,7 +146,7 @@ func TestSingleActive(t *testing.T) {
 	h.run(h.newLedger(Config{}))
 	holder := func() int64 {
 		var id sql.NullInt64
-		if err := h.db.SQL().QueryRow("SELECT IS_USED_LOCK(?)", lockName(h.db.Name())).Scan(&id); err != nil {
+		if err := h.db.SQL().QueryRow("SELECT IS_USED_LOCK(?)", h.db.ActiveLockName("ledger")).Scan(&id); err != nil {
 			t.Fatal(err)
 		}
 		return id.Int64

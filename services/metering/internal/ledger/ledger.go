@@ -147,7 +147,7 @@ func New(cfg Config, db *store.DB, log *slog.Logger, reg prometheus.Registerer) 
 		cache:   newInstanceCache(),
 		builtin: builtinAggregations(),
 		meters:  &meterCache{},
-		lock:    lockName(db.Name()),
+		lock:    db.ActiveLockName("ledger"),
 
 		discoverEvery:  5 * time.Second,
 		lockRetry:      time.Second,
@@ -164,7 +164,7 @@ func New(cfg Config, db *store.DB, log *slog.Logger, reg prometheus.Registerer) 
 // the lock again).
 func (l *Ledger) Run(ctx context.Context) error {
 	for {
-		conn, err := l.acquire(ctx)
+		lock, err := l.db.AcquireActive(ctx, l.lock, l.lockRetry, l.log)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -172,8 +172,10 @@ func (l *Ledger) Run(ctx context.Context) error {
 			return err
 		}
 		l.log.InfoContext(ctx, "ledger active")
-		l.active(ctx, conn)
-		l.release(ctx, conn)
+		l.active(ctx, lock)
+		if err := lock.Release(ctx); err != nil {
+			l.log.WarnContext(ctx, "release ledger lock", slog.Any("err", err))
+		}
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -182,7 +184,7 @@ func (l *Ledger) Run(ctx context.Context) error {
 }
 
 // active runs the consumers and loops while the lock is held.
-func (l *Ledger) active(ctx context.Context, lock *lockConn) {
+func (l *Ledger) active(ctx context.Context, lock *store.ActiveLock) {
 	actx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// What another ledger wrote while this one waited is unknown here.
@@ -192,7 +194,9 @@ func (l *Ledger) active(ctx context.Context, lock *lockConn) {
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		defer cancel()
-		l.watchLock(actx, lock)
+		if err := lock.Watch(actx, l.lockCheck); err != nil {
+			l.log.ErrorContext(ctx, "ledger lock lost", slog.Any("err", err))
+		}
 	})
 	wg.Go(func() { l.accrueLoop(actx) })
 	wg.Go(func() { l.sweepLoop(actx) })
