@@ -236,8 +236,10 @@ func TestSendReusesConnections(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if n := rec.conns.Load(); n > 8 {
-		t.Fatalf("400 posts by 8 workers opened %d connections, want <= 8 (keep-alive)", n)
+	// Without keep-alive this is 400; the transport may race a spare dial
+	// against a connection coming back idle, so a few more than 8 happen.
+	if n := rec.conns.Load(); n > 16 {
+		t.Fatalf("400 posts by 8 workers opened %d connections, want <= 16 (keep-alive)", n)
 	}
 }
 
