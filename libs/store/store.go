@@ -152,6 +152,32 @@ func (db *DB) Tx(ctx context.Context, fn func(tx *Tx) error) (err error) {
 	return nil
 }
 
+// Conflict reports whether err is a transaction conflict that running the
+// whole transaction again resolves: a deadlock (1213) or a lock wait
+// timeout (1205). InnoDB picks a victim among transactions that take the
+// same index gaps in different orders; the victim was rolled back whole.
+func Conflict(err error) bool {
+	var me *mysql.MySQLError
+	return errors.As(err, &me) && (me.Number == 1213 || me.Number == 1205)
+}
+
+// conflictRetries is how often TxRetry runs a transaction that lost a
+// conflict before it gives the error to the caller.
+const conflictRetries = 4
+
+// TxRetry is Tx, running fn again in a new transaction when the previous
+// attempt lost a conflict (see Conflict), a few times. fn must be safe to
+// run again: everything it did in a failed attempt was rolled back.
+func (db *DB) TxRetry(ctx context.Context, fn func(tx *Tx) error) error {
+	for attempt := 1; ; attempt++ {
+		err := db.Tx(ctx, fn)
+		if err == nil || !Conflict(err) || attempt > conflictRetries || ctx.Err() != nil {
+			return err
+		}
+		db.logger.Debug("transaction conflict; running it again", "attempt", attempt, "err", err)
+	}
+}
+
 // subscribe registers ch to be signalled (without blocking) after commits that
 // emitted events; the returned func unregisters it.
 func (db *DB) subscribe(ch chan struct{}) func() {

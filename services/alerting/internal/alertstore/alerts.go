@@ -55,7 +55,7 @@ func (s *Store) UpsertAlerts(ctx context.Context, alerts []*alert.Alert, evs []e
 	if err != nil {
 		return err
 	}
-	return s.db.Tx(ctx, func(tx *store.Tx) error {
+	return s.db.TxRetry(ctx, func(tx *store.Tx) error {
 		err := statementChunks(rows, alertRowSize, func(part [][alertRowArgs]any) error {
 			return upsertAlertChunk(ctx, tx, part)
 		})

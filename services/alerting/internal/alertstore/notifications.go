@@ -31,7 +31,7 @@ func (s *Store) StoreNotifications(ctx context.Context, ds []Delivery, log []dis
 	if err != nil {
 		return err
 	}
-	return s.db.Tx(ctx, func(tx *store.Tx) error {
+	return s.db.TxRetry(ctx, func(tx *store.Tx) error {
 		err := statementChunks(ds, func(d Delivery) int { return len(d.Payload) + len(d.GroupKey) },
 			func(part []Delivery) error { return insertDeliveries(ctx, tx, part, now) })
 		if err != nil {
@@ -190,7 +190,7 @@ func (s *Store) DueDeliveries(ctx context.Context, now time.Time, limit int) ([]
 	}
 	now = dbTime(now)
 	var out []Delivery
-	err := s.db.Tx(ctx, func(tx *store.Tx) error {
+	err := s.db.TxRetry(ctx, func(tx *store.Tx) error {
 		rows, err := tx.QueryContext(ctx, "SELECT "+deliveryColumns+" FROM deliveries"+
 			" WHERE delivered_at IS NULL AND dead_at IS NULL AND next_at <= ? AND (claimed_until IS NULL OR claimed_until <= ?)"+
 			" ORDER BY next_at, id LIMIT ? FOR UPDATE SKIP LOCKED", now, now, limit)
@@ -240,13 +240,17 @@ func (s *Store) ReleaseClaims(ctx context.Context) error {
 // delivered after all.
 func (s *Store) Delivered(ctx context.Context, ids []int64, at time.Time) error {
 	at = dbTime(at)
-	return chunks(ids, 1000, func(part []int64) error {
-		args := append([]any{at}, anys(part)...)
-		if _, err := s.db.SQL().ExecContext(ctx, "UPDATE deliveries SET delivered_at = ?, dead_at = NULL, claimed_until = NULL"+
-			" WHERE id IN "+store.Placeholders(len(part))+" AND delivered_at IS NULL", args...); err != nil {
-			return fmt.Errorf("mark %d deliveries delivered: %w", len(part), err)
-		}
-		return nil
+	// Marking races the claims and inserts of the flushes on the same
+	// index; a lost conflict is run again rather than left undelivered.
+	return s.db.TxRetry(ctx, func(tx *store.Tx) error {
+		return chunks(ids, 1000, func(part []int64) error {
+			args := append([]any{at}, anys(part)...)
+			if _, err := tx.ExecContext(ctx, "UPDATE deliveries SET delivered_at = ?, dead_at = NULL, claimed_until = NULL"+
+				" WHERE id IN "+store.Placeholders(len(part))+" AND delivered_at IS NULL", args...); err != nil {
+				return fmt.Errorf("mark %d deliveries delivered: %w", len(part), err)
+			}
+			return nil
+		})
 	})
 }
 

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/canopy-platform/canopy/libs/store"
+
 	"github.com/canopy-platform/canopy/services/metering/internal/meter"
 )
 
@@ -43,7 +45,7 @@ func (l *Ledger) accrueLoop(ctx context.Context) {
 func (l *Ledger) accrue(ctx context.Context) (more bool, err error) {
 	for attempt := 1; ; attempt++ {
 		more, err = l.accrueOnce(ctx)
-		if err == nil || !retryableTx(err) || attempt == maxTxAttempts {
+		if err == nil || !store.Conflict(err) || attempt == maxTxAttempts {
 			return more, err
 		}
 		if err := sleepCtx(ctx, time.Duration(attempt)*10*time.Millisecond); err != nil {

@@ -10,8 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
-
 	"github.com/canopy-platform/canopy/api/events"
 	"github.com/canopy-platform/canopy/libs/store"
 	"github.com/canopy-platform/canopy/services/metering/internal/meter"
@@ -94,7 +92,7 @@ func (l *Ledger) apply(ctx context.Context, topic string, pos map[int]int64, bat
 		if err == nil {
 			break
 		}
-		if !retryableTx(err) || attempt == maxTxAttempts || ctx.Err() != nil {
+		if !store.Conflict(err) || attempt == maxTxAttempts || ctx.Err() != nil {
 			return fmt.Errorf("apply batch of %s %v: %w", topic, next, err)
 		}
 		l.log.DebugContext(ctx, "batch transaction conflicted; retrying",
@@ -207,13 +205,6 @@ func saveOffsets(ctx context.Context, tx *sql.Tx, topic string, next map[int]int
 		return fmt.Errorf("store offsets %v of %s: %w", next, topic, err)
 	}
 	return nil
-}
-
-// retryableTx reports whether err is a transaction conflict worth retrying
-// at once: a deadlock (1213) or a lock wait timeout (1205).
-func retryableTx(err error) bool {
-	var me *mysql.MySQLError
-	return errors.As(err, &me) && (me.Number == 1213 || me.Number == 1205)
 }
 
 // sleepCtx waits d or until ctx ends.
