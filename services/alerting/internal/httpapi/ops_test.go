@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -121,6 +122,32 @@ func TestDeadLettersAndActions(t *testing.T) {
 	f.do(platform, "GET", "/api/v1/alert-actions?limit=500", "", &al)
 	if len(al.Items) != 2 {
 		t.Fatalf("platform actions = %+v", al.Items)
+	}
+}
+
+// TestRetryDeadLetterOfDeletedReceiver: deleting a receiver dead-letters
+// its queued notifications; retrying one is a 409 saying why, and the
+// letter stays listed as dead.
+func TestRetryDeadLetterOfDeletedReceiver(t *testing.T) {
+	f := newFixture(t)
+	rcv := receiverOf(t, f.store, "acme")
+	if err := f.store.StoreNotifications(context.Background(),
+		[]alertstore.Delivery{{Receiver: rcv.ID, Owner: "acme", GroupKey: "g", Payload: []byte(`{}`)}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if ans := f.do(acmeMember, "DELETE", "/api/v1/alert-receivers/"+rcv.ID, "", nil); ans.status != http.StatusNoContent {
+		t.Fatalf("delete receiver = %d %s", ans.status, ans.body)
+	}
+	var dl list[DeadLetter]
+	if f.do(acmeViewer, "GET", "/api/v1/alert-dead-letters", "", &dl); len(dl.Items) != 1 || dl.Items[0].LastError != "receiver deleted" {
+		t.Fatalf("dead letters after deleting the receiver = %+v", dl.Items)
+	}
+	ans := f.do(acmeMember, "POST", fmt.Sprintf("/api/v1/alert-dead-letters/%d/retry", dl.Items[0].ID), "", nil)
+	if ans.status != http.StatusConflict || !strings.Contains(ans.problem(t).Detail, "receiver was deleted") {
+		t.Fatalf("retry = %d %s, want 409 naming the deleted receiver", ans.status, ans.body)
+	}
+	if f.do(acmeViewer, "GET", "/api/v1/alert-dead-letters", "", &dl); len(dl.Items) != 1 {
+		t.Fatalf("dead letters after the refused retry = %+v", dl.Items)
 	}
 }
 
