@@ -12,7 +12,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +19,8 @@ import (
 
 	"github.com/canopy-platform/canopy/libs/httpx"
 	"github.com/canopy-platform/canopy/libs/openapitest"
+	"github.com/canopy-platform/canopy/libs/store"
+	"github.com/canopy-platform/canopy/libs/store/storetest"
 	"github.com/canopy-platform/canopy/libs/tenancy"
 
 	"github.com/canopy-platform/canopy/services/alerting/internal/alert"
@@ -27,6 +28,7 @@ import (
 	"github.com/canopy-platform/canopy/services/alerting/internal/engine"
 	"github.com/canopy-platform/canopy/services/alerting/internal/nodes"
 	"github.com/canopy-platform/canopy/services/alerting/internal/rules"
+	"github.com/canopy-platform/canopy/services/alerting/migrations"
 )
 
 var secret = []byte("0123456789abcdef0123456789abcdef")
@@ -41,261 +43,6 @@ var (
 
 // t0 is the fake clock's time.
 var t0 = time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
-
-// memStore is the store in memory, with the store's tenant rules: a
-// tenant's call sees only its own objects, all=true sees everything.
-type memStore struct {
-	mu        sync.Mutex
-	seq       int
-	receivers map[string]alertstore.Receiver
-	silences  map[string]alert.Silence
-	alerts    []alertstore.StoredAlert
-	rules     map[string]rules.Rule // tenant + "/" + id
-	remed     map[string]bool
-	dead      []alertstore.Delivery
-	actions   []alertstore.ActionRun
-	retried   []int64
-}
-
-func newMemStore() *memStore {
-	return &memStore{receivers: map[string]alertstore.Receiver{}, silences: map[string]alert.Silence{},
-		rules: map[string]rules.Rule{}, remed: map[string]bool{}}
-}
-
-func visible(tenant string, all bool, owner string) bool { return all || tenant == owner }
-
-func (m *memStore) CreateReceiver(_ context.Context, r alertstore.Receiver) (alertstore.Receiver, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for _, o := range m.receivers {
-		if o.Tenant == r.Tenant && o.Name == r.Name {
-			return alertstore.Receiver{}, alertstore.ErrConflict
-		}
-	}
-	m.seq++
-	r.ID = fmt.Sprintf("rcv-%d", m.seq)
-	r.CreatedAt, r.UpdatedAt = t0, t0
-	r.HasSecret = r.Secret != ""
-	m.receivers[r.ID] = r
-	return r, nil
-}
-
-func (m *memStore) UpdateReceiver(_ context.Context, r alertstore.Receiver) (alertstore.Receiver, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if _, ok := m.receivers[r.ID]; !ok {
-		return alertstore.Receiver{}, alertstore.ErrNotFound
-	}
-	m.receivers[r.ID] = r
-	return r, nil
-}
-
-func (m *memStore) DeleteReceiver(_ context.Context, tenant string, all bool, id string) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	r, ok := m.receivers[id]
-	if !ok || !visible(tenant, all, r.Tenant) {
-		return alertstore.ErrNotFound
-	}
-	delete(m.receivers, id)
-	return nil
-}
-
-func (m *memStore) GetReceiver(_ context.Context, tenant string, all bool, id string) (alertstore.Receiver, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	r, ok := m.receivers[id]
-	if !ok || !visible(tenant, all, r.Tenant) {
-		return alertstore.Receiver{}, alertstore.ErrNotFound
-	}
-	return r, nil
-}
-
-func (m *memStore) ListReceivers(_ context.Context, tenant string, all bool) ([]alertstore.Receiver, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var out []alertstore.Receiver
-	for _, r := range m.receivers {
-		if visible(tenant, all, r.Tenant) {
-			out = append(out, r)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out, nil
-}
-
-func (m *memStore) CreateSilence(_ context.Context, s alert.Silence) (alert.Silence, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.seq++
-	s.ID = fmt.Sprintf("sil-%d", m.seq)
-	m.silences[s.ID] = s
-	return s, nil
-}
-
-func (m *memStore) ExpireSilence(_ context.Context, tenant string, all bool, id string, now time.Time) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	s, ok := m.silences[id]
-	if !ok || !visible(tenant, all, s.Tenant) {
-		return alertstore.ErrNotFound
-	}
-	if s.EndsAt.After(now) {
-		s.EndsAt = now
-	}
-	m.silences[id] = s
-	return nil
-}
-
-func (m *memStore) GetSilence(_ context.Context, tenant string, all bool, id string) (alert.Silence, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	s, ok := m.silences[id]
-	if !ok || !visible(tenant, all, s.Tenant) {
-		return alert.Silence{}, alertstore.ErrNotFound
-	}
-	return s, nil
-}
-
-func (m *memStore) ListSilences(_ context.Context, tenant string, all bool) ([]alert.Silence, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var out []alert.Silence
-	for _, s := range m.silences {
-		if visible(tenant, all, s.Tenant) {
-			out = append(out, s)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out, nil
-}
-
-func (m *memStore) ListAlerts(_ context.Context, f alertstore.AlertFilter) ([]alertstore.StoredAlert, string, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var out []alertstore.StoredAlert
-	for _, a := range m.alerts {
-		switch {
-		case !visible(f.Tenant, f.All, a.Labels[alert.LabelTenant]),
-			len(f.States) > 0 && !slices.Contains(f.States, a.State),
-			!f.Matchers.Matches(a.Labels),
-			f.After != "" && a.Fingerprint.String() <= f.After:
-			continue
-		}
-		out = append(out, a)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Fingerprint < out[j].Fingerprint })
-	if f.Limit > 0 && len(out) > f.Limit {
-		return out[:f.Limit], out[f.Limit-1].Fingerprint.String(), nil
-	}
-	return out, "", nil
-}
-
-func (m *memStore) GetAlert(_ context.Context, tenant string, all bool, fp alert.Fingerprint) (alertstore.StoredAlert, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for _, a := range m.alerts {
-		if a.Fingerprint == fp && visible(tenant, all, a.Labels[alert.LabelTenant]) {
-			return a, nil
-		}
-	}
-	return alertstore.StoredAlert{}, alertstore.ErrNotFound
-}
-
-func (m *memStore) CreateRule(_ context.Context, r rules.Rule) (rules.Rule, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	k := r.Tenant + "/" + r.ID
-	if _, ok := m.rules[k]; ok {
-		return rules.Rule{}, alertstore.ErrConflict
-	}
-	m.rules[k] = r
-	return r, nil
-}
-
-func (m *memStore) UpdateRule(_ context.Context, r rules.Rule) (rules.Rule, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	k := r.Tenant + "/" + r.ID
-	if _, ok := m.rules[k]; !ok {
-		return rules.Rule{}, alertstore.ErrNotFound
-	}
-	m.rules[k] = r
-	return r, nil
-}
-
-func (m *memStore) DeleteRule(_ context.Context, tenant, id string) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	k := tenant + "/" + id
-	if _, ok := m.rules[k]; !ok {
-		return alertstore.ErrNotFound
-	}
-	delete(m.rules, k)
-	return nil
-}
-
-func (m *memStore) ListRules(_ context.Context, tenant string, all bool) ([]rules.Rule, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var out []rules.Rule
-	for _, r := range m.rules {
-		if visible(tenant, all, r.Tenant) {
-			out = append(out, r)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out, nil
-}
-
-func (m *memStore) Remediation(_ context.Context, tenant string) (bool, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.remed[tenant], nil
-}
-
-func (m *memStore) SetRemediation(_ context.Context, tenant string, on bool) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.remed[tenant] = on
-	return nil
-}
-
-func (m *memStore) DeadLetters(_ context.Context, tenant string, all bool, limit int) ([]alertstore.Delivery, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var out []alertstore.Delivery
-	for _, d := range m.dead {
-		if visible(tenant, all, d.Owner) && len(out) < limit {
-			out = append(out, d)
-		}
-	}
-	return out, nil
-}
-
-func (m *memStore) RetryDeadLetter(_ context.Context, tenant string, all bool, id int64, _ time.Time) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for _, d := range m.dead {
-		if d.ID == id && visible(tenant, all, d.Owner) {
-			m.retried = append(m.retried, id)
-			return nil
-		}
-	}
-	return alertstore.ErrNotFound
-}
-
-func (m *memStore) ListActions(_ context.Context, tenant string, all bool, limit int) ([]alertstore.ActionRun, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var out []alertstore.ActionRun
-	for _, r := range m.actions {
-		if visible(tenant, all, r.Tenant) && len(out) < limit {
-			out = append(out, r)
-		}
-	}
-	return out, nil
-}
 
 // fakeEngine records pushes and reloads and answers muting from a map.
 type fakeEngine struct {
@@ -399,10 +146,25 @@ func validateRule(r rules.Rule) error {
 	return nil
 }
 
+// newStore returns the real store over a fresh, migrated database of
+// its own, dropped when the test ends.
+func newStore(t *testing.T) *alertstore.Store {
+	t.Helper()
+	db := storetest.NewDB(t, "httpapi_"+t.Name())
+	if err := db.Migrate(context.Background(), store.OutboxMigrations(), migrations.FS); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	st, err := alertstore.New(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
 type fixture struct {
 	t      *testing.T
 	srv    *httptest.Server
-	store  *memStore
+	store  *alertstore.Store
 	engine *fakeEngine
 	signer *tenancy.Signer
 	spec   *openapitest.Spec
@@ -410,7 +172,7 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	st := newMemStore()
+	st := newStore(t)
 	eng := &fakeEngine{muted: map[alert.Fingerprint][2][]string{}}
 	ns := fakeNodes{
 		"acme":   {{Targets: []string{"10.0.0.1:3306"}, Labels: map[string]string{"tenant": "acme", "instance": "i-acme", "node": "n1"}}},

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"runtime"
 	"strconv"
@@ -124,7 +125,15 @@ func (a *API) retryDeadLetter(w http.ResponseWriter, r *http.Request) {
 		notFound(w, r, "dead letter")
 		return
 	}
-	if err := a.store.RetryDeadLetter(r.Context(), s.tenant, s.all, id, a.now().UTC()); err != nil {
+	err = a.store.RetryDeadLetter(r.Context(), s.tenant, s.all, id, a.now().UTC())
+	switch {
+	case errors.Is(err, alertstore.ErrConflict):
+		// Deleting a receiver dead-letters its queue; those letters have
+		// nowhere to go, which storeError's "name or id exists" would hide.
+		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusConflict,
+			"the dead letter's receiver was deleted: it cannot be delivered again"))
+		return
+	case err != nil:
 		a.storeError(w, r, "dead letter", err)
 		return
 	}

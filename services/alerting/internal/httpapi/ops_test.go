@@ -1,9 +1,12 @@
 package httpapi
 
 import (
+	"context"
+	"fmt"
 	"net/http"
-	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/canopy-platform/canopy/services/alerting/internal/alertstore"
 	"github.com/canopy-platform/canopy/services/alerting/internal/nodes"
@@ -37,31 +40,79 @@ func TestSettings(t *testing.T) {
 	}
 }
 
+// deadLetter queues d through the real store and fails it for good after
+// attempts (as the dispatcher does), returning its id.
+func deadLetter(t *testing.T, st *alertstore.Store, d alertstore.Delivery, attempts int, reason string) int64 {
+	t.Helper()
+	ctx := context.Background()
+	if err := st.StoreNotifications(ctx, []alertstore.Delivery{d}, nil); err != nil {
+		t.Fatalf("queue delivery: %v", err)
+	}
+	due, err := st.DueDeliveries(ctx, time.Now().Add(time.Minute), 10)
+	if err != nil || len(due) != 1 {
+		t.Fatalf("due deliveries = %+v, %v; want the one queued", due, err)
+	}
+	if err := st.Failed(ctx, due[0].ID, attempts, time.Now(), reason, true); err != nil {
+		t.Fatalf("dead-letter delivery %d: %v", due[0].ID, err)
+	}
+	return due[0].ID
+}
+
+// receiverOf stores a receiver of tenant for dead letters to belong to.
+func receiverOf(t *testing.T, st *alertstore.Store, tenant string) alertstore.Receiver {
+	t.Helper()
+	r, err := st.CreateReceiver(context.Background(), alertstore.Receiver{Tenant: tenant, Name: "oncall",
+		URL: "https://hooks." + tenant + ".example/", GroupWait: time.Second, GroupInterval: time.Minute, RepeatInterval: time.Hour})
+	if err != nil {
+		t.Fatalf("create receiver of %s: %v", tenant, err)
+	}
+	return r
+}
+
 // TestDeadLettersAndActions: each tenant lists and retries only its own.
 func TestDeadLettersAndActions(t *testing.T) {
 	f := newFixture(t)
-	f.store.dead = []alertstore.Delivery{
-		{ID: 1, Receiver: "rcv-1", Owner: "acme", GroupKey: `{}/{tenant="acme"}:{alertname="NodeDown"}`, Attempts: 12,
-			LastError: "503 Service Unavailable", Payload: []byte(`{"version":"4","status":"firing"}`), CreatedAt: t0, DeadAt: t0},
-		{ID: 2, Receiver: "rcv-2", Owner: "globex", GroupKey: "g", Attempts: 1, LastError: "410 Gone", CreatedAt: t0, DeadAt: t0},
-	}
-	f.store.actions = []alertstore.ActionRun{
-		{ID: 1, Fingerprint: "0000000000000001", Tenant: "acme", InstanceID: "i1", Action: "switchover", Status: "succeeded", At: t0},
-		{ID: 2, Fingerprint: "0000000000000003", Tenant: "globex", InstanceID: "i9", Action: "rebuild-replica", Status: "failed", Detail: "409", At: t0},
+	ctx := context.Background()
+	acmeRcv, globexRcv := receiverOf(t, f.store, "acme"), receiverOf(t, f.store, "globex")
+	acmeDL := deadLetter(t, f.store, alertstore.Delivery{Receiver: acmeRcv.ID, Owner: "acme",
+		GroupKey: `{}/{tenant="acme"}:{alertname="NodeDown"}`, Payload: []byte(`{"version":"4","status":"firing"}`)},
+		12, "503 Service Unavailable")
+	globexDL := deadLetter(t, f.store, alertstore.Delivery{Receiver: globexRcv.ID, Owner: "globex", GroupKey: "g"}, 1, "410 Gone")
+	for _, r := range []alertstore.ActionRun{
+		{Fingerprint: "0000000000000001", Tenant: "acme", InstanceID: "i1", Action: "switchover", Status: "succeeded", At: t0},
+		{Fingerprint: "0000000000000003", Tenant: "globex", InstanceID: "i9", Action: "rebuild-replica", Status: "failed", Detail: "409", At: t0},
+	} {
+		if _, err := f.store.RecordAction(ctx, r); err != nil {
+			t.Fatalf("record action: %v", err)
+		}
 	}
 	var dl list[DeadLetter]
 	f.do(acmeViewer, "GET", "/api/v1/alert-dead-letters", "", &dl)
-	if len(dl.Items) != 1 || dl.Items[0].ID != 1 || string(dl.Items[0].Payload) != `{"version":"4","status":"firing"}` {
+	if len(dl.Items) != 1 || dl.Items[0].ID != acmeDL || string(dl.Items[0].Payload) != `{"version":"4","status":"firing"}` ||
+		dl.Items[0].Receiver != acmeRcv.ID || dl.Items[0].Attempts != 12 || dl.Items[0].LastError != "503 Service Unavailable" ||
+		dl.Items[0].DeadAt.IsZero() {
 		t.Fatalf("acme dead letters = %+v", dl.Items)
 	}
-	if ans := f.do(acmeMember, "POST", "/api/v1/alert-dead-letters/2/retry", "", nil); ans.status != http.StatusNotFound {
+	if ans := f.do(acmeMember, "POST", fmt.Sprintf("/api/v1/alert-dead-letters/%d/retry", globexDL), "", nil); ans.status != http.StatusNotFound {
 		t.Fatalf("acme retrying globex's = %d, want 404", ans.status)
 	}
-	if ans := f.do(acmeViewer, "POST", "/api/v1/alert-dead-letters/1/retry", "", nil); ans.status != http.StatusForbidden {
+	if ans := f.do(acmeViewer, "POST", fmt.Sprintf("/api/v1/alert-dead-letters/%d/retry", acmeDL), "", nil); ans.status != http.StatusForbidden {
 		t.Fatalf("viewer retry = %d, want 403", ans.status)
 	}
-	if ans := f.do(acmeMember, "POST", "/api/v1/alert-dead-letters/1/retry", "", nil); ans.status != http.StatusAccepted || !slices.Equal(f.store.retried, []int64{1}) {
-		t.Fatalf("retry = %d, retried %v", ans.status, f.store.retried)
+	if ans := f.do(acmeMember, "POST", fmt.Sprintf("/api/v1/alert-dead-letters/%d/retry", acmeDL), "", nil); ans.status != http.StatusAccepted {
+		t.Fatalf("retry = %d %s", ans.status, ans.body)
+	}
+	// The retried letter is queued again and no longer dead; globex's,
+	// which acme tried to retry, is still dead.
+	if f.do(acmeViewer, "GET", "/api/v1/alert-dead-letters", "", &dl); len(dl.Items) != 0 {
+		t.Fatalf("acme dead letters after retry = %+v", dl.Items)
+	}
+	due, err := f.store.DueDeliveries(ctx, time.Now().Add(time.Minute), 10)
+	if err != nil || len(due) != 1 || due[0].ID != acmeDL || due[0].Attempts != 0 {
+		t.Fatalf("due after retry = %+v, %v; want only %d, attempts reset", due, err, acmeDL)
+	}
+	if f.do(globex, "GET", "/api/v1/alert-dead-letters", "", &dl); len(dl.Items) != 1 || dl.Items[0].ID != globexDL {
+		t.Fatalf("globex dead letters = %+v", dl.Items)
 	}
 	var al list[Action]
 	f.do(globex, "GET", "/api/v1/alert-actions", "", &al)
@@ -71,6 +122,32 @@ func TestDeadLettersAndActions(t *testing.T) {
 	f.do(platform, "GET", "/api/v1/alert-actions?limit=500", "", &al)
 	if len(al.Items) != 2 {
 		t.Fatalf("platform actions = %+v", al.Items)
+	}
+}
+
+// TestRetryDeadLetterOfDeletedReceiver: deleting a receiver dead-letters
+// its queued notifications; retrying one is a 409 saying why, and the
+// letter stays listed as dead.
+func TestRetryDeadLetterOfDeletedReceiver(t *testing.T) {
+	f := newFixture(t)
+	rcv := receiverOf(t, f.store, "acme")
+	if err := f.store.StoreNotifications(context.Background(),
+		[]alertstore.Delivery{{Receiver: rcv.ID, Owner: "acme", GroupKey: "g", Payload: []byte(`{}`)}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if ans := f.do(acmeMember, "DELETE", "/api/v1/alert-receivers/"+rcv.ID, "", nil); ans.status != http.StatusNoContent {
+		t.Fatalf("delete receiver = %d %s", ans.status, ans.body)
+	}
+	var dl list[DeadLetter]
+	if f.do(acmeViewer, "GET", "/api/v1/alert-dead-letters", "", &dl); len(dl.Items) != 1 || dl.Items[0].LastError != "receiver deleted" {
+		t.Fatalf("dead letters after deleting the receiver = %+v", dl.Items)
+	}
+	ans := f.do(acmeMember, "POST", fmt.Sprintf("/api/v1/alert-dead-letters/%d/retry", dl.Items[0].ID), "", nil)
+	if ans.status != http.StatusConflict || !strings.Contains(ans.problem(t).Detail, "receiver was deleted") {
+		t.Fatalf("retry = %d %s, want 409 naming the deleted receiver", ans.status, ans.body)
+	}
+	if f.do(acmeViewer, "GET", "/api/v1/alert-dead-letters", "", &dl); len(dl.Items) != 1 {
+		t.Fatalf("dead letters after the refused retry = %+v", dl.Items)
 	}
 }
 
@@ -110,7 +187,7 @@ func TestAlertmanagerStatus(t *testing.T) {
 
 // TestNewRequiresDeps: a missing dependency is a construction error.
 func TestNewRequiresDeps(t *testing.T) {
-	full := Deps{Store: newMemStore(), Engine: &fakeEngine{}, Nodes: fakeNodes{}, URLs: urlPolicy{}}
+	full := Deps{Store: newStore(t), Engine: &fakeEngine{}, Nodes: fakeNodes{}, URLs: urlPolicy{}}
 	if _, err := New(full); err != nil {
 		t.Fatalf("New(full) = %v", err)
 	}

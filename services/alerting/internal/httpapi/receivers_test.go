@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"net/http"
 	"slices"
 	"strings"
@@ -35,8 +36,8 @@ func TestReceiverCreateDefaultsAndWriteOnlySecret(t *testing.T) {
 	if got := f.engine.reloaded(); !slices.Equal(got, []engine.What{engine.ReloadReceivers}) {
 		t.Fatalf("reloads = %v", got)
 	}
-	if stored := f.store.receivers[rc.ID]; stored.Secret != "s3cr3t" {
-		t.Fatalf("stored secret = %q", stored.Secret)
+	if stored, err := f.store.GetReceiver(context.Background(), "acme", false, rc.ID); err != nil || stored.Secret != "s3cr3t" {
+		t.Fatalf("stored secret = %q, %v", stored.Secret, err)
 	}
 }
 
@@ -85,8 +86,9 @@ func TestReceiverValidation(t *testing.T) {
 			}
 		})
 	}
-	if len(f.store.receivers) != 0 || len(f.engine.reloaded()) != 0 {
-		t.Fatalf("invalid receivers stored or reloaded: %v", f.store.receivers)
+	stored, err := f.store.ListReceivers(context.Background(), "", true)
+	if err != nil || len(stored) != 0 || len(f.engine.reloaded()) != 0 {
+		t.Fatalf("invalid receivers stored or reloaded: %+v, %v", stored, err)
 	}
 }
 
@@ -108,6 +110,9 @@ func TestReceiverTenantIsolation(t *testing.T) {
 	}
 	if ans := f.do(globex, "PATCH", "/api/v1/alert-receivers/"+rc.ID, `{"url":"https://evil.example/"}`, nil); ans.status != http.StatusNotFound {
 		t.Errorf("globex PATCH acme's receiver = %d, want 404", ans.status)
+	}
+	if stored, err := f.store.GetReceiver(context.Background(), "acme", false, rc.ID); err != nil || stored.URL != "https://a.example/" {
+		t.Fatalf("acme's receiver after globex's writes = %+v, %v", stored, err)
 	}
 	var gl list[Receiver]
 	f.do(globex, "GET", "/api/v1/alert-receivers", "", &gl)

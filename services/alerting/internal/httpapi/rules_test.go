@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"net/http"
 	"slices"
 	"testing"
@@ -45,6 +46,15 @@ func TestRulesListCreateAndIsolation(t *testing.T) {
 	}
 	if ans := f.do(globex, "PUT", "/api/v1/alert-rules/evictions", `{"name":"X","kind":"sample","expr":"a > 1"}`, nil); ans.status != http.StatusNotFound {
 		t.Fatalf("globex PUT acme's rule = %d, want 404", ans.status)
+	}
+	// The refused writes changed nothing: acme's rule is as created and
+	// globex stored none.
+	ctx := context.Background()
+	if acme, err := f.store.ListRules(ctx, "acme", false); err != nil || len(acme) != 1 || acme[0].Expr != "evicted_keys > 100" {
+		t.Fatalf("acme's stored rules after globex's writes = %+v, %v", acme, err)
+	}
+	if gx, err := f.store.ListRules(ctx, "globex", false); err != nil || len(gx) != 0 {
+		t.Fatalf("globex's stored rules = %+v, %v", gx, err)
 	}
 	var put Rule
 	if ans := f.do(acmeMember, "PUT", "/api/v1/alert-rules/evictions", `{"name":"RedisEvictions","kind":"sample","expr":"evicted_keys > 500"}`, &put); ans.status != http.StatusOK || put.Expr != "evicted_keys > 500" || put.For != "" {

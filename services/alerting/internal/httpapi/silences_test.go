@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"net/http"
 	"slices"
 	"testing"
@@ -59,6 +60,9 @@ func TestSilenceExpireAndTenantIsolation(t *testing.T) {
 			t.Fatalf("globex %s acme's silence = %d, want 404", m, ans.status)
 		}
 	}
+	if stored, err := f.store.GetSilence(context.Background(), "acme", false, s.ID); err != nil || !stored.EndsAt.Equal(t0.Add(2*time.Hour)) {
+		t.Fatalf("acme's silence after globex's DELETE = %+v, %v", stored, err)
+	}
 	var gl list[Silence]
 	f.do(globex, "GET", "/api/v1/silences", "", &gl)
 	if len(gl.Items) != 0 {
@@ -115,8 +119,8 @@ func TestSilenceValidation(t *testing.T) {
 			}
 		})
 	}
-	if len(f.store.silences) != 0 {
-		t.Fatalf("invalid silences stored: %v", f.store.silences)
+	if stored, err := f.store.ListSilences(context.Background(), "", true); err != nil || len(stored) != 0 {
+		t.Fatalf("invalid silences stored: %+v, %v", stored, err)
 	}
 }
 
