@@ -56,6 +56,19 @@ func Build(pkg, name string) (cleanup func(), err error) {
 	}, nil
 }
 
+// Main is a TestMain body for a package whose tests run one command: it
+// builds pkg as name onto PATH (see Build), runs the tests and cleans up,
+// and returns the exit code for os.Exit. A failed build fails the run.
+func Main(m *testing.M, pkg, name string) int {
+	cleanup, err := Build(pkg, name)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer cleanup()
+	return m.Run()
+}
+
 // RandHex returns n random bytes in hex, for names that parallel tests and
 // reruns must not share.
 func RandHex(t testing.TB, n int) string {

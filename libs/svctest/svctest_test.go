@@ -27,17 +27,7 @@ const (
 
 var member = tenancy.Principal{Tenant: "acme", Role: tenancy.RoleTenantMember, Subject: "apikey:svctest"}
 
-func TestMain(m *testing.M) { os.Exit(run(m)) }
-
-func run(m *testing.M) int {
-	cleanup, err := svctest.Build("./testdata/echosvc", echoBinary)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer cleanup()
-	return m.Run()
-}
+func TestMain(m *testing.M) { os.Exit(svctest.Main(m, "./testdata/echosvc", echoBinary)) }
 
 func startEcho(t testing.TB, env map[string]string) *svctest.Service {
 	t.Helper()
