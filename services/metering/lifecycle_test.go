@@ -87,32 +87,34 @@ func TestNodeHoursOfShortLivedInstanceArePricedByThePlan(t *testing.T) {
 		return math.Abs(got-want) < 1e-6, fmt.Sprintf("%v, want %v (%d rows)", got, want, len(rows))
 	})
 
-	var costs struct {
-		Data []struct {
-			Instance string `json:"instance_id"`
-			Meter    string `json:"meter"`
-			Amount   string `json:"amount"`
-			Currency string `json:"currency"`
-		} `json:"data"`
-	}
+	// The plan and the instance come on different topics: the usage may
+	// be counted before the plan's price is known, so wait for the price.
 	cq := url.Values{"meter": {"node_hours"}, "window": {"day"}, "group_by": {"instance,meter"}, "from": {from}, "to": {to}}.Encode()
-	if err := svc.Call(acme, http.MethodGet, "/api/v1/costs?"+cq, nil, &costs); err != nil {
-		t.Fatal(err)
-	}
-	var amount float64
-	for _, c := range costs.Data {
-		if c.Instance == in.InstanceID && c.Meter == "node_hours" {
-			a, err := strconv.ParseFloat(c.Amount, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			amount += a
-			if c.Currency != "USD" {
-				t.Fatalf("currency %q, want USD", c.Currency)
+	svctest.WaitFor(t, "node_hours priced at the plan's node-hour price", time.Minute, func() (bool, string) {
+		var costs struct {
+			Data []struct {
+				Instance string `json:"instance_id"`
+				Meter    string `json:"meter"`
+				Amount   string `json:"amount"`
+				Currency string `json:"currency"`
+			} `json:"data"`
+		}
+		if err := svc.Call(acme, http.MethodGet, "/api/v1/costs?"+cq, nil, &costs); err != nil {
+			return false, err.Error()
+		}
+		var amount float64
+		for _, c := range costs.Data {
+			if c.Instance == in.InstanceID && c.Meter == "node_hours" {
+				a, err := strconv.ParseFloat(c.Amount, 64)
+				if err != nil {
+					t.Fatal(err)
+				}
+				amount += a
+				if c.Currency != "USD" {
+					t.Fatalf("currency %q, want USD", c.Currency)
+				}
 			}
 		}
-	}
-	if math.Abs(amount-want*0.030) > 1e-6 {
-		t.Fatalf("node_hours cost %v, want %v (%+v)", amount, want*0.030, costs.Data)
-	}
+		return math.Abs(amount-want*0.030) < 1e-6, fmt.Sprintf("cost %v, want %v (%+v)", amount, want*0.030, costs.Data)
+	})
 }
