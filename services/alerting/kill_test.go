@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/canopy-platform/canopy/libs/svctest"
 	"github.com/canopy-platform/canopy/libs/tenancy"
 )
 
@@ -99,7 +100,7 @@ func (r *recorder) restarted() {
 
 // push sends groups [from, to) of perGroup alerts each, as Prometheus
 // pushes (no endsAt: they stay firing for the resolve timeout, 5m).
-func push(t *testing.T, svc *service, from, to, perGroup int) []string {
+func push(t *testing.T, svc *svctest.Service, from, to, perGroup int) []string {
 	t.Helper()
 	var ids []string
 	var batch []map[string]any
@@ -114,7 +115,7 @@ func push(t *testing.T, svc *service, from, to, perGroup int) []string {
 			})
 		}
 	}
-	if err := svc.call(acme, http.MethodPost, "/api/v2/alerts", batch, nil); err != nil {
+	if err := svc.Call(acme, http.MethodPost, "/api/v2/alerts", batch, nil); err != nil {
 		t.Fatalf("push groups %d..%d: %v", from, to-1, err)
 	}
 	return ids
@@ -123,10 +124,10 @@ func push(t *testing.T, svc *service, from, to, perGroup int) []string {
 // settled waits until every 200 the receiver gave this process is counted
 // as sent: its deliveries are marked delivered in MySQL, so no kill can
 // make them be sent again.
-func settled(t *testing.T, svc *service, rec *recorder) {
+func settled(t *testing.T, svc *svctest.Service, rec *recorder) {
 	t.Helper()
-	waitFor(t, "the accepted notifications marked delivered", 30*time.Second, func() (bool, string) {
-		sent, err := svc.metric(sentSeries)
+	svctest.WaitFor(t, "the accepted notifications marked delivered", 30*time.Second, func() (bool, string) {
+		sent, err := svc.Metric(sentSeries)
 		if err != nil {
 			return false, err.Error()
 		}
@@ -147,10 +148,10 @@ func TestKilledMidGroupDeliversEveryAlertOnce(t *testing.T) {
 	if testing.Short() {
 		t.Skip("service-level crash test")
 	}
-	broker := startKafka(t)
+	broker := svctest.StartKafka(t)
 	svc := startService(t, broker, nil)
 	rec := newRecorder(t)
-	if err := svc.call(acme, http.MethodPost, "/api/v1/alert-receivers", map[string]any{
+	if err := svc.Call(acme, http.MethodPost, "/api/v1/alert-receivers", map[string]any{
 		"name": "oncall", "url": rec.srv.URL, "group_by": []string{"group"}, "group_wait": "2s",
 		"group_interval": "1h", "repeat_interval": "4h", "send_resolved": false}, nil); err != nil {
 		t.Fatal(err)
@@ -169,7 +170,7 @@ func TestKilledMidGroupDeliversEveryAlertOnce(t *testing.T) {
 		all = append(all, push(t, svc, next, next+groups, perGroup)...)
 		first := next
 		next += groups
-		waitFor(t, fmt.Sprintf("round %d: groups g%d..g%d delivered", k, first, next-1), time.Minute, func() (bool, string) {
+		svctest.WaitFor(t, fmt.Sprintf("round %d: groups g%d..g%d delivered", k, first, next-1), time.Minute, func() (bool, string) {
 			g, _, _, _ := rec.snapshot()
 			for i := first; i < next; i++ {
 				if g[fmt.Sprintf("g%d", i)] == 0 {
@@ -189,7 +190,7 @@ func TestKilledMidGroupDeliversEveryAlertOnce(t *testing.T) {
 		_, _, refusedBefore, _ := rec.snapshot()
 		all = append(all, push(t, svc, next, next+groups, perGroup)...)
 		next += groups
-		waitFor(t, fmt.Sprintf("round %d: queued notifications attempted", k), time.Minute, func() (bool, string) {
+		svctest.WaitFor(t, fmt.Sprintf("round %d: queued notifications attempted", k), time.Minute, func() (bool, string) {
 			_, _, refused, _ := rec.snapshot()
 			// A few: the receiver's circuit breaker opens after five
 			// failures and holds the rest back without trying.
@@ -199,16 +200,16 @@ func TestKilledMidGroupDeliversEveryAlertOnce(t *testing.T) {
 		// Pending: within group_wait, in memory only, when the kill comes.
 		all = append(all, push(t, svc, next, next+groups, perGroup)...)
 		next += groups
-		svc.proc.Kill()
+		svc.Kill()
 		t.Logf("round %d: killed with %d groups pushed", k, next)
 
 		rec.failing.Store(false)
 		rec.restarted()
-		svc.start(t)
+		svc.Restart(t)
 	}
 
 	// Every alert, delivered at least once.
-	waitFor(t, "every alert delivered firing at least once", 3*time.Minute, func() (bool, string) {
+	svctest.WaitFor(t, "every alert delivered firing at least once", 3*time.Minute, func() (bool, string) {
 		_, firing, _, _ := rec.snapshot()
 		var missing []string
 		for _, id := range all {
@@ -226,7 +227,7 @@ func TestKilledMidGroupDeliversEveryAlertOnce(t *testing.T) {
 	// whatever the restart flushed before it has been sent (the queue is
 	// oldest first) and would be counted below.
 	push(t, svc, next, next+1, 1)
-	waitFor(t, "the last group delivered", time.Minute, func() (bool, string) {
+	svctest.WaitFor(t, "the last group delivered", time.Minute, func() (bool, string) {
 		g, _, _, _ := rec.snapshot()
 		return g[fmt.Sprintf("g%d", next)] > 0, "not yet"
 	})

@@ -14,6 +14,7 @@ import (
 
 	"github.com/canopy-platform/canopy/api/events"
 	"github.com/canopy-platform/canopy/libs/eventbus"
+	"github.com/canopy-platform/canopy/libs/svctest"
 )
 
 // seededRand returns a goroutine-safe rand seeded from CDC_TEST_SEED or the
@@ -54,7 +55,7 @@ func TestKillAtRandomPoints(t *testing.T) {
 	createTable(t, primary.root, "t")
 	const seeded = 50000
 	seed(t, primary.root, "t", seeded)
-	waitFor(t, "replica has the seed", 30*time.Second, func() (bool, string) { return caughtUp(primary, replica) })
+	svctest.WaitFor(t, "replica has the seed", 30*time.Second, func() (bool, string) { return caughtUp(primary, replica) })
 
 	svc := startService(t, prov, broker, map[string]string{"CANOPY_CDC_SNAPSHOT_CHUNK": "200", "CANOPY_CDC_MAX_BATCH": "200",
 		"CANOPY_CDC_USAGE_EVERY": "300ms"})
@@ -70,10 +71,10 @@ func TestKillAtRandomPoints(t *testing.T) {
 	killAndRestart := func(why string) {
 		t.Helper()
 		at := view.count()
-		svc.kill9()
+		svc.Kill()
 		kills++
-		svc.start(t)
-		waitFor(t, fmt.Sprintf("progress after kill %d (%s)", kills, why), 30*time.Second, func() (bool, string) {
+		svc.Restart(t)
+		svctest.WaitFor(t, fmt.Sprintf("progress after kill %d (%s)", kills, why), 30*time.Second, func() (bool, string) {
 			s, err := svc.stream(instance, st.ID)
 			c, f := w.stats()
 			return view.count() > at, fmt.Sprintf("topic %d messages (at kill %d), stream %+v %v, writer %d/%d failed", view.count(), at, s, err, c, f)
@@ -83,7 +84,7 @@ func TestKillAtRandomPoints(t *testing.T) {
 	// Kill 1: mid-snapshot, a few chunks in (the API's count, not the
 	// view's: the view may trail the service).
 	killAfter := int64(1000 + rnd(4000))
-	waitFor(t, "snapshot under way", 30*time.Second, func() (bool, string) {
+	svctest.WaitFor(t, "snapshot under way", 30*time.Second, func() (bool, string) {
 		s, err := svc.stream(instance, st.ID)
 		if err == nil && s.State != "snapshotting" && s.State != "" {
 			t.Fatalf("snapshot over (%+v) before the mid-snapshot kill: make it slower", s)
@@ -91,7 +92,7 @@ func TestKillAtRandomPoints(t *testing.T) {
 		return err == nil && s.EventsTotal >= killAfter, fmt.Sprintf("%+v %v", s, err)
 	})
 	killAndRestart("mid-snapshot")
-	waitFor(t, "snapshot finished after the restart", 40*time.Second, func() (bool, string) {
+	svctest.WaitFor(t, "snapshot finished after the restart", 40*time.Second, func() (bool, string) {
 		s, err := svc.stream(instance, st.ID)
 		return err == nil && s.State == "streaming", fmt.Sprintf("%+v %v", s, err)
 	})
@@ -106,12 +107,12 @@ func TestKillAtRandomPoints(t *testing.T) {
 	committed, failed := w.stats()
 	start := time.Now()
 	// The stream reads the replica: its view can be no newer than it.
-	waitFor(t, "replica caught up after the load", 60*time.Second, func() (bool, string) { return caughtUp(primary, replica) })
+	svctest.WaitFor(t, "replica caught up after the load", 60*time.Second, func() (bool, string) { return caughtUp(primary, replica) })
 	t.Logf("replica caught up %s after the load stopped", time.Since(start).Round(time.Millisecond))
 	waitConverged(t, view, primary.root, "t", 45*time.Second, streamState(svc, instance, st.ID))
 	var reported int64
 	var reports int
-	waitFor(t, "usage events add up to the distinct rows published", 30*time.Second, func() (bool, string) {
+	svctest.WaitFor(t, "usage events add up to the distinct rows published", 30*time.Second, func() (bool, string) {
 		var err error
 		reported, reports, err = usage.total(st.ID)
 		if err != nil {
@@ -154,7 +155,7 @@ func streamingFromReplica(t *testing.T, instance string) midStream {
 	m.w = startWriter(writerDB(t, m.primary), "t", 1000, rnd)
 	t.Cleanup(m.w.stop)
 	m.st = m.svc.createStream(t, instance, map[string]any{"tables": []string{"app.t"}, "snapshot": "initial"})
-	waitFor(t, "streaming from the replica", 30*time.Second, func() (bool, string) {
+	svctest.WaitFor(t, "streaming from the replica", 30*time.Second, func() (bool, string) {
 		s, err := m.svc.stream(instance, m.st.ID)
 		return err == nil && s.State == "streaming" && s.SourceNode == m.replica.id && m.view.ops()["c"] > 50,
 			fmt.Sprintf("%+v %v, %d messages", s, err, m.view.count())
@@ -178,7 +179,7 @@ func TestFailoverMidStream(t *testing.T) {
 		before, _ := w.stats()
 		w.setDB(writerDB(t, replica))
 		at := view.count()
-		waitFor(t, "writes on the new primary reach the topic", 30*time.Second, func() (bool, string) {
+		svctest.WaitFor(t, "writes on the new primary reach the topic", 30*time.Second, func() (bool, string) {
 			c, _ := w.stats()
 			s, err := svc.stream(instance, st.ID)
 			return c > before+100 && view.count() > at+100, fmt.Sprintf("writer %d (at failover %d), topic %d (at failover %d), stream %+v %v", c, before, view.count(), at, s, err)
@@ -197,7 +198,7 @@ func TestFailoverMidStream(t *testing.T) {
 		// Provisioning has not noticed yet: the view still says healthy.
 		replica.proc.Kill()
 		at := view.count()
-		waitFor(t, "streaming from the primary", 30*time.Second, func() (bool, string) {
+		svctest.WaitFor(t, "streaming from the primary", 30*time.Second, func() (bool, string) {
 			s, err := svc.stream(instance, st.ID)
 			return err == nil && s.State == "streaming" && s.SourceNode == primary.id && view.count() > at+100,
 				fmt.Sprintf("%+v %v, topic %d (at kill %d)", s, err, view.count(), at)
@@ -212,14 +213,14 @@ func TestFailoverMidStream(t *testing.T) {
 		prov.set(viewNode(primary, "primary", true), viewNode(replica, "replica", true))
 		publishRejoined(t, broker, instance, replica.id, primary.id)
 		at = view.count()
-		waitFor(t, "streaming on while the replica lags", 30*time.Second, func() (bool, string) {
+		svctest.WaitFor(t, "streaming on while the replica lags", 30*time.Second, func() (bool, string) {
 			s, err := svc.stream(instance, st.ID)
 			return err == nil && s.State == "streaming" && view.count() > at+100,
 				fmt.Sprintf("%+v %v, topic %d (at rejoin %d)", s, err, view.count(), at)
 		})
 		execAll(t, replica.root, "START SLAVE")
 		w.stop()
-		waitFor(t, "replica caught up", 30*time.Second, func() (bool, string) { return caughtUp(primary, replica) })
+		svctest.WaitFor(t, "replica caught up", 30*time.Second, func() (bool, string) { return caughtUp(primary, replica) })
 		waitConverged(t, view, primary.root, "t", 30*time.Second, streamState(svc, instance, st.ID))
 		s, _ := svc.stream(instance, st.ID)
 		c, f := w.stats()
@@ -243,7 +244,7 @@ func TestStalledReplicaShowsLagThenIsLeft(t *testing.T) {
 	view := followTopic(t, broker, "cdc."+tenantID+"."+instance+".app.t")
 	st := svc.createStream(t, instance, map[string]any{"tables": []string{"app.t"}, "snapshot": "initial"})
 	execAll(t, primary.root, "INSERT INTO app.t VALUES (0, 'a', 0)")
-	waitFor(t, "streaming from the replica", 30*time.Second, func() (bool, string) {
+	svctest.WaitFor(t, "streaming from the replica", 30*time.Second, func() (bool, string) {
 		s, err := svc.stream(instance, st.ID)
 		return err == nil && s.State == "streaming" && s.SourceNode == replica.id && view.count() == 1, fmt.Sprintf("%+v %v", s, err)
 	})
@@ -255,16 +256,16 @@ func TestStalledReplicaShowsLagThenIsLeft(t *testing.T) {
 	for i := 1; i <= 50; i++ {
 		execAll(t, primary.root, fmt.Sprintf("INSERT INTO app.t VALUES (%d, 'a', 0)", i))
 	}
-	waitFor(t, "the stall shows as lag", 20*time.Second, func() (bool, string) {
+	svctest.WaitFor(t, "the stall shows as lag", 20*time.Second, func() (bool, string) {
 		s, err := svc.stream(instance, st.ID)
 		return err == nil && s.Lag.Events >= 50, fmt.Sprintf("%+v %v", s, err)
 	})
-	waitFor(t, "the stream to leave the stalled replica", 30*time.Second, func() (bool, string) {
+	svctest.WaitFor(t, "the stream to leave the stalled replica", 30*time.Second, func() (bool, string) {
 		s, err := svc.stream(instance, st.ID)
 		return err == nil && s.SourceNode == primary.id, fmt.Sprintf("%+v %v", s, err)
 	})
 	waitConverged(t, view, primary.root, "t", 30*time.Second, streamState(svc, instance, st.ID))
-	waitFor(t, "lag back to zero", 20*time.Second, func() (bool, string) {
+	svctest.WaitFor(t, "lag back to zero", 20*time.Second, func() (bool, string) {
 		s, err := svc.stream(instance, st.ID)
 		return err == nil && s.Lag.Events == 0, fmt.Sprintf("%+v %v", s, err)
 	})
@@ -321,14 +322,14 @@ func TestPoisonStopsLoudly(t *testing.T) {
 	svc := startService(t, prov, broker, nil)
 	view := followTopic(t, broker, "cdc."+tenantID+"."+instance+".app.t")
 	st := svc.createStream(t, instance, map[string]any{"tables": []string{"app.*"}, "snapshot": "never"})
-	waitFor(t, "streaming", 30*time.Second, func() (bool, string) {
+	svctest.WaitFor(t, "streaming", 30*time.Second, func() (bool, string) {
 		s, err := svc.stream(instance, st.ID)
 		return err == nil && s.State == "streaming" && s.Position.GTID != "", fmt.Sprintf("%+v %v", s, err)
 	})
 	for i := range 10 {
 		execAll(t, primary.root, fmt.Sprintf("INSERT INTO app.t VALUES (%d, 'before', 0)", i))
 	}
-	waitFor(t, "rows before the poison published", 30*time.Second, func() (bool, string) {
+	svctest.WaitFor(t, "rows before the poison published", 30*time.Second, func() (bool, string) {
 		rows, _ := view.snapshot()
 		return len(rows) == 10, fmt.Sprintf("%d rows", len(rows))
 	})
@@ -340,7 +341,7 @@ func TestPoisonStopsLoudly(t *testing.T) {
 	check := func(when string) {
 		t.Helper()
 		var s streamJSON
-		waitFor(t, "stream failed "+when, 30*time.Second, func() (bool, string) {
+		svctest.WaitFor(t, "stream failed "+when, 30*time.Second, func() (bool, string) {
 			var err error
 			s, err = svc.stream(instance, st.ID)
 			return err == nil && s.State == "failed", fmt.Sprintf("%+v %v", s, err)
@@ -363,8 +364,8 @@ func TestPoisonStopsLoudly(t *testing.T) {
 		t.Logf("%s: state %s at %s (poison %s): %s", when, s.State, s.Position.GTID, poison, s.LastError)
 	}
 	check("at first")
-	svc.kill9()
-	svc.start(t)
+	svc.Kill()
+	svc.Restart(t)
 	check("after a restart")
 }
 
@@ -414,7 +415,7 @@ func TestFailoverAheadOfNewPrimary(t *testing.T) {
 	prov.set(viewNode(primary, "primary", true), viewNode(replica, "replica", false))
 	createTable(t, primary.root, "t")
 	seed(t, primary.root, "t", 100)
-	waitFor(t, "replica has the seed", 30*time.Second, func() (bool, string) { return caughtUp(primary, replica) })
+	svctest.WaitFor(t, "replica has the seed", 30*time.Second, func() (bool, string) { return caughtUp(primary, replica) })
 	svc := startService(t, prov, broker, nil)
 	view := followTopic(t, broker, "cdc."+tenantID+"."+instance+".app.t")
 	st := svc.createStream(t, instance, map[string]any{"tables": []string{"app.t"}, "snapshot": "initial"})
@@ -423,7 +424,7 @@ func TestFailoverAheadOfNewPrimary(t *testing.T) {
 		execAll(t, primary.root, fmt.Sprintf("INSERT INTO app.t VALUES (%d, 'lost', 0)", i))
 	}
 	lost := gtidPos(t, primary.root)
-	waitFor(t, "stream at the primary's end", 30*time.Second, func() (bool, string) {
+	svctest.WaitFor(t, "stream at the primary's end", 30*time.Second, func() (bool, string) {
 		s, err := svc.stream(instance, st.ID)
 		return err == nil && s.Position.GTID == lost && s.SourceNode == primary.id, fmt.Sprintf("%+v %v (want %s)", s, err, lost)
 	})
@@ -434,7 +435,7 @@ func TestFailoverAheadOfNewPrimary(t *testing.T) {
 	publishFailover(t, broker, instance, replica.id)
 	// First the stream meets the new primary before it wrote anything:
 	// the checkpoint is beyond its binlog's end.
-	waitFor(t, "stream on the new primary or failed", 30*time.Second, func() (bool, string) {
+	svctest.WaitFor(t, "stream on the new primary or failed", 30*time.Second, func() (bool, string) {
 		s, err := svc.stream(instance, st.ID)
 		return err == nil && (s.State == "failed" || s.SourceNode == replica.id), fmt.Sprintf("%+v %v", s, err)
 	})
@@ -446,7 +447,7 @@ func TestFailoverAheadOfNewPrimary(t *testing.T) {
 	}
 	t.Logf("new primary at %s, stream checkpoint %s", gtidPos(t, replica.root), lost)
 	var s streamJSON
-	waitFor(t, "stream fails loudly or carries the new primary's writes", 30*time.Second, func() (bool, string) {
+	svctest.WaitFor(t, "stream fails loudly or carries the new primary's writes", 30*time.Second, func() (bool, string) {
 		var err error
 		s, err = svc.stream(instance, st.ID)
 		rows, _ := view.snapshot()

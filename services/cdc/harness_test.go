@@ -6,19 +6,16 @@ package cdc_test
 // the internal CDC view from a value the test switches.
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -34,35 +31,22 @@ import (
 	"github.com/canopy-platform/canopy/api/events/eventstest"
 	"github.com/canopy-platform/canopy/libs/devkafka"
 	"github.com/canopy-platform/canopy/libs/enginetest"
+	"github.com/canopy-platform/canopy/libs/store/storetest"
+	"github.com/canopy-platform/canopy/libs/svctest"
 	"github.com/canopy-platform/canopy/libs/tenancy"
 
 	"github.com/canopy-platform/canopy/services/cdc/internal/nodetest"
 )
 
 // cdcBinary is the name of the cdc command built once by TestMain into a
-// directory put first on PATH (enginetest.Proc runs commands by name).
+// directory put first on PATH (svctest.Start runs commands by name).
 const cdcBinary = "canopy-cdc-svctest"
 
-func TestMain(m *testing.M) {
-	os.Exit(run(m))
-}
+func TestMain(m *testing.M) { os.Exit(run(m)) }
 
 func run(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "cdcbin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
 	defer enginetest.CleanupTemplate()
-	build := exec.Command("go", "build", "-o", filepath.Join(dir, cdcBinary), "./cmd/cdc")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build cmd/cdc:", err)
-		return 1
-	}
-	os.Setenv("PATH", dir+string(os.PathListSeparator)+os.Getenv("PATH"))
-	return m.Run()
+	return svctest.Main(m, "./cmd/cdc", cdcBinary)
 }
 
 const (
@@ -142,7 +126,7 @@ func startPairIDs(t *testing.T, firstID int) (primary, replica *mnode) {
 			primary.proc.Port, replUser, replPass),
 		"START SLAVE")
 	execAll(t, primary.root, "CREATE DATABASE "+appDB)
-	waitFor(t, "replica caught up with the primary", 30*time.Second, func() (bool, string) {
+	svctest.WaitFor(t, "replica caught up with the primary", 30*time.Second, func() (bool, string) {
 		return caughtUp(primary, replica)
 	})
 	return primary, replica
@@ -168,23 +152,6 @@ func execAll(t *testing.T, db *sql.DB, stmts ...string) {
 		if _, err := db.ExecContext(ctx, s); err != nil {
 			t.Fatalf("%.120s: %v", s, err)
 		}
-	}
-}
-
-// waitFor polls cond until it holds or timeout passes; the failure says
-// the last state cond described.
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s; last: %s", what, timeout, state)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -237,67 +204,25 @@ func viewNode(n *mnode, role string, healthy bool) provNode {
 }
 
 // service is the cdc binary, run (and killed) as a subprocess.
-type service struct {
-	proc *enginetest.Proc
-	db   string
-}
+type service struct{ *svctest.Service }
 
-// startService configures (through the environment the subprocess
-// inherits) and starts the cdc service; its database is dropped when the
-// test ends.
+// startService starts the cdc service on a fresh database, dropped when
+// the test ends, reading instances from prov; extraEnv adds to or
+// overrides its environment.
 func startService(t *testing.T, prov *provStandIn, broker string, extraEnv map[string]string) *service {
 	t.Helper()
-	db := "cdc_svc_" + randHex(t, 4)
-	proc := enginetest.New(t, cdcBinary, func(*enginetest.Proc, bool) []string { return nil }, nil)
 	env := map[string]string{
-		"CANOPY_CDC_ADDR":             proc.Addr,
-		"CANOPY_MYSQL_DSN":            "root@tcp(127.0.0.1:3306)/",
-		"CANOPY_CDC_DATABASE":         db,
+		"CANOPY_MYSQL_DSN":            storetest.DSN(),
+		"CANOPY_CDC_DATABASE":         storetest.NewConfig(t, "cdc_svc").Database,
 		"CANOPY_CDC_PROVISIONING_URL": prov.srv.URL,
 		"CANOPY_KAFKA_BROKERS":        broker,
 		"CANOPY_INTERNAL_SECRET":      secret,
 		"CANOPY_CDC_STATUS_INTERVAL":  "200ms",
 	}
-	for k, v := range extraEnv {
-		env[k] = v
-	}
-	for k, v := range env {
-		t.Setenv(k, v)
-	}
-	t.Cleanup(func() {
-		proc.Kill()
-		root, err := sql.Open("mysql", "root@tcp(127.0.0.1:3306)/")
-		if err == nil {
-			_, _ = root.Exec("DROP DATABASE IF EXISTS " + db)
-			root.Close()
-		}
-	})
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("cdc log tail:\n%s", proc.Tail())
-		}
-	})
-	s := &service{proc: proc, db: db}
-	s.start(t)
-	return s
+	maps.Copy(env, extraEnv)
+	return &service{svctest.Start(t, svctest.Config{Binary: cdcBinary, AddrEnv: "CANOPY_CDC_ADDR", Env: env,
+		Secret: secret, Audience: tenancy.AudienceCDC, ReadyTimeout: 30 * time.Second})}
 }
-
-// start starts the process and waits until its API answers.
-func (s *service) start(t *testing.T) {
-	t.Helper()
-	s.proc.Start()
-	waitFor(t, "cdc API up", 30*time.Second, func() (bool, string) {
-		resp, err := http.Get("http://" + s.proc.Addr + "/readyz")
-		if err != nil {
-			return false, err.Error()
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK, resp.Status + " " + s.proc.Tail()
-	})
-}
-
-// kill9 sends SIGKILL by pid and reaps the process.
-func (s *service) kill9() { s.proc.Kill() }
 
 // streamJSON is the stream resource of the API.
 type streamJSON struct {
@@ -317,46 +242,13 @@ type streamJSON struct {
 	} `json:"lag"`
 }
 
+// member is the caller of every request of these tests.
 var member = tenancy.Principal{Tenant: tenantID, Role: tenancy.RoleTenantMember, Subject: "apikey:svc-test"}
-
-// call makes a request to the cdc API signed the way the gateway signs.
-func (s *service) call(method, path string, body any, out any) (int, error) {
-	var b []byte
-	if body != nil {
-		var err error
-		if b, err = json.Marshal(body); err != nil {
-			return 0, err
-		}
-	}
-	req, err := http.NewRequest(method, "http://"+s.proc.Addr+path, bytes.NewReader(b))
-	if err != nil {
-		return 0, err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	tenancy.NewSigner([]byte(secret)).SignRequest(req, b, tenancy.AudienceCDC, member)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode >= 300 {
-		return resp.StatusCode, fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, raw)
-	}
-	if out != nil {
-		if err := json.Unmarshal(raw, out); err != nil {
-			return resp.StatusCode, fmt.Errorf("%s %s: %w: %s", method, path, err, raw)
-		}
-	}
-	return resp.StatusCode, nil
-}
 
 func (s *service) createStream(t *testing.T, instanceID string, spec map[string]any) streamJSON {
 	t.Helper()
 	var st streamJSON
-	if _, err := s.call(http.MethodPost, "/api/v1/instances/"+instanceID+"/cdc-streams", spec, &st); err != nil {
+	if err := s.Call(member, http.MethodPost, "/api/v1/instances/"+instanceID+"/cdc-streams", spec, &st); err != nil {
 		t.Fatal(err)
 	}
 	return st
@@ -364,28 +256,15 @@ func (s *service) createStream(t *testing.T, instanceID string, spec map[string]
 
 func (s *service) stream(instanceID, id string) (streamJSON, error) {
 	var st streamJSON
-	_, err := s.call(http.MethodGet, "/api/v1/instances/"+instanceID+"/cdc-streams/"+id, nil, &st)
+	err := s.Call(member, http.MethodGet, "/api/v1/instances/"+instanceID+"/cdc-streams/"+id, nil, &st)
 	return st, err
 }
 
+// startKafka starts the embedded broker with one partition per topic: a
+// topicView reads a data topic's partition 0 only.
 func startKafka(t *testing.T) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	b, err := devkafka.Start(ctx, devkafka.Config{Addr: "127.0.0.1:0", Partitions: 1}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
-	return b.Addr()
-}
-
-func randHex(t *testing.T, n int) string {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(b)
+	return svctest.StartKafkaWith(t, devkafka.Config{Partitions: 1})
 }
 
 // envelope is the part of a Debezium event the view needs.
@@ -582,7 +461,7 @@ func waitConverged(t *testing.T, v *topicView, db *sql.DB, table string, timeout
 		t.Fatal(err)
 	}
 	last := time.Now()
-	waitFor(t, "topic view equals the table ("+strconv.Itoa(len(want))+" rows)", timeout, func() (bool, string) {
+	svctest.WaitFor(t, "topic view equals the table ("+strconv.Itoa(len(want))+" rows)", timeout, func() (bool, string) {
 		if os.Getenv("CDC_TEST_TRACE") != "" && time.Since(last) > 500*time.Millisecond {
 			last = time.Now()
 			t.Logf("converging: topic %d messages; %s", v.count(), state())

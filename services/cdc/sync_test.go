@@ -16,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/canopy-platform/canopy/libs/svctest"
 )
 
 // provFleet is provisioning's internal cdc view of several instances.
@@ -99,7 +101,7 @@ type verificationJSON struct {
 
 func (s *service) job(id string) (syncJobJSON, error) {
 	var j syncJobJSON
-	_, err := s.call(http.MethodGet, "/api/v1/sync-jobs/"+id, nil, &j)
+	err := s.Call(member, http.MethodGet, "/api/v1/sync-jobs/"+id, nil, &j)
 	return j, err
 }
 
@@ -107,11 +109,11 @@ func (s *service) job(id string) (syncJobJSON, error) {
 func (s *service) verify(t *testing.T, id string, repair bool) verificationJSON {
 	t.Helper()
 	var v verificationJSON
-	if _, err := s.call(http.MethodPost, "/api/v1/sync-jobs/"+id+"/verifications", map[string]any{"repair": repair}, &v); err != nil {
+	if err := s.Call(member, http.MethodPost, "/api/v1/sync-jobs/"+id+"/verifications", map[string]any{"repair": repair}, &v); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "verification "+v.ID+" done", 120*time.Second, func() (bool, string) {
-		_, err := s.call(http.MethodGet, "/api/v1/sync-jobs/"+id+"/verifications/"+v.ID, nil, &v)
+	svctest.WaitFor(t, "verification "+v.ID+" done", 120*time.Second, func() (bool, string) {
+		err := s.Call(member, http.MethodGet, "/api/v1/sync-jobs/"+id+"/verifications/"+v.ID, nil, &v)
 		return err == nil && v.State != "running", fmt.Sprintf("%+v %v", v, err)
 	})
 	if v.State != "done" {
@@ -187,13 +189,13 @@ func TestSyncOneWayUnderKills(t *testing.T) {
 	createTable(t, srcP.root, "t")
 	const seeded = 20000
 	seed(t, srcP.root, "t", seeded)
-	waitFor(t, "source replica has the seed", 30*time.Second, func() (bool, string) { return caughtUp(srcP, srcR) })
+	svctest.WaitFor(t, "source replica has the seed", 30*time.Second, func() (bool, string) { return caughtUp(srcP, srcR) })
 
 	svc := startService(t, &provStandIn{srv: fleet.srv}, broker, map[string]string{"CANOPY_CDC_SNAPSHOT_CHUNK": "500", "CANOPY_CDC_MAX_BATCH": "200"})
 	w := startWriter(writerDB(t, srcP), "t", seeded, rnd)
 	t.Cleanup(w.stop)
 	var job syncJobJSON
-	if _, err := svc.call(http.MethodPost, "/api/v1/sync-jobs", map[string]any{
+	if err := svc.Call(member, http.MethodPost, "/api/v1/sync-jobs", map[string]any{
 		"source_instance": "src", "tables": []string{"app.t"}, "target": map[string]any{"instance": "dst"},
 		"conflict": "source-wins", "direction": "one-way",
 	}, &job); err != nil {
@@ -211,22 +213,22 @@ func TestSyncOneWayUnderKills(t *testing.T) {
 	}
 	for kill := 1; kill <= 5; kill++ {
 		at := applied()
-		waitFor(t, fmt.Sprintf("progress before kill %d", kill), 60*time.Second, func() (bool, string) {
+		svctest.WaitFor(t, fmt.Sprintf("progress before kill %d", kill), 60*time.Second, func() (bool, string) {
 			a := applied()
 			return a > at, fmt.Sprintf("applied %d (was %d)", a, at)
 		})
 		// A random point within the next stretch of applying.
 		deadline := time.Now().Add(time.Duration(rnd(400)) * time.Millisecond)
-		waitFor(t, "random kill point", 5*time.Second, func() (bool, string) { return !time.Now().Before(deadline), "" })
-		svc.kill9()
-		svc.start(t)
+		svctest.WaitFor(t, "random kill point", 5*time.Second, func() (bool, string) { return !time.Now().Before(deadline), "" })
+		svc.Kill()
+		svc.Restart(t)
 	}
 	w.stop()
 	committed, _ := w.stats()
 	t.Logf("writer committed %d transactions", committed)
 
 	want := dump(t, srcP.root, "t")
-	waitFor(t, "target equals source", 120*time.Second, func() (bool, string) {
+	svctest.WaitFor(t, "target equals source", 120*time.Second, func() (bool, string) {
 		d := dumpDiff(want, dump(t, dstP.root, "t"))
 		j, _ := svc.job(job.ID)
 		return d == "", fmt.Sprintf("%s; job %+v", d, j)
@@ -239,7 +241,7 @@ func TestSyncOneWayUnderKills(t *testing.T) {
 		t.Errorf("%d conflicts in a one-way job nobody else writes to: a change was applied twice", j.Status.Conflicts)
 	}
 	// The target's replica got the job's writes too.
-	waitFor(t, "target replica caught up", 30*time.Second, func() (bool, string) { return caughtUp(dstP, dstR) })
+	svctest.WaitFor(t, "target replica caught up", 30*time.Second, func() (bool, string) { return caughtUp(dstP, dstR) })
 	if d := dumpDiff(want, dump(t, dstR.root, "t")); d != "" {
 		t.Errorf("target replica differs: %s", d)
 	}
@@ -267,13 +269,13 @@ func TestSyncTwoWayConverges(t *testing.T) {
 	execAll(t, bP.root, ddl)
 	svc := startService(t, &provStandIn{srv: fleet.srv}, broker, nil)
 	var job syncJobJSON
-	if _, err := svc.call(http.MethodPost, "/api/v1/sync-jobs", map[string]any{
+	if err := svc.Call(member, http.MethodPost, "/api/v1/sync-jobs", map[string]any{
 		"source_instance": "east", "tables": []string{"app.kv"}, "target": map[string]any{"instance": "west"},
 		"conflict": "latest-wins", "column": "updated_at", "direction": "two-way",
 	}, &job); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "job running both ways", 60*time.Second, func() (bool, string) {
+	svctest.WaitFor(t, "job running both ways", 60*time.Second, func() (bool, string) {
 		j, err := svc.job(job.ID)
 		return err == nil && j.State == "running" && len(j.Status.Directions) == 2, fmt.Sprintf("%+v %v", j, err)
 	})
@@ -313,7 +315,7 @@ func TestSyncTwoWayConverges(t *testing.T) {
 	wg.Wait()
 
 	var a, b map[string]string
-	waitFor(t, "both sides equal", 120*time.Second, func() (bool, string) {
+	svctest.WaitFor(t, "both sides equal", 120*time.Second, func() (bool, string) {
 		a, b = dump(t, aP.root, "kv"), dump(t, bP.root, "kv")
 		d := dumpDiff(a, b)
 		return d == "", d
@@ -329,7 +331,7 @@ func TestSyncTwoWayConverges(t *testing.T) {
 		d0, d1 := j.Status.Directions[0], j.Status.Directions[1]
 		return d0.Watermark == pa && d1.Watermark == pb, fmt.Sprintf("east %s west %s; job %+v", pa, pb, j.Status)
 	}
-	waitFor(t, "both directions caught up", 60*time.Second, caught)
+	svctest.WaitFor(t, "both directions caught up", 60*time.Second, caught)
 	pa, pb := binlogPos(t, aP), binlogPos(t, bP)
 	for round := range 5 {
 		// Five more status rounds of the job (each saves its status and
@@ -338,11 +340,11 @@ func TestSyncTwoWayConverges(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, fmt.Sprintf("status round %d", round), 30*time.Second, func() (bool, string) {
+		svctest.WaitFor(t, fmt.Sprintf("status round %d", round), 30*time.Second, func() (bool, string) {
 			j, err := svc.job(job.ID)
 			return err == nil && j.UpdatedAt.After(prev.UpdatedAt), fmt.Sprint(err)
 		})
-		waitFor(t, fmt.Sprintf("still caught up after round %d", round), 30*time.Second, caught)
+		svctest.WaitFor(t, fmt.Sprintf("still caught up after round %d", round), 30*time.Second, caught)
 	}
 	if qa, qb := binlogPos(t, aP), binlogPos(t, bP); qa != pa || qb != pb {
 		t.Errorf("binlogs kept moving after the job caught up (an echo loop): east %s → %s, west %s → %s", pa, qa, pb, qb)
@@ -381,10 +383,10 @@ func TestSyncLeavesStalledReplica(t *testing.T) {
 	fleet.set("dst", tenantID, viewNode(dst, "primary", true), viewNode(dstR, "replica", true))
 	createTable(t, srcP.root, "t")
 	seed(t, srcP.root, "t", 100)
-	waitFor(t, "source replica has the seed", 30*time.Second, func() (bool, string) { return caughtUp(srcP, srcR) })
+	svctest.WaitFor(t, "source replica has the seed", 30*time.Second, func() (bool, string) { return caughtUp(srcP, srcR) })
 	svc := startService(t, &provStandIn{srv: fleet.srv}, broker, map[string]string{"CANOPY_CDC_STALL_AFTER": "1s"})
 	var job syncJobJSON
-	if _, err := svc.call(http.MethodPost, "/api/v1/sync-jobs", map[string]any{
+	if err := svc.Call(member, http.MethodPost, "/api/v1/sync-jobs", map[string]any{
 		"source_instance": "src", "tables": []string{"app.t"}, "target": map[string]any{"instance": "dst"},
 	}, &job); err != nil {
 		t.Fatal(err)
@@ -398,12 +400,12 @@ func TestSyncLeavesStalledReplica(t *testing.T) {
 			return j.State == "running" && j.Status.Directions[0].SourceNode == node, fmt.Sprintf("%+v", j)
 		}
 	}
-	waitFor(t, "the job reading the replica", 60*time.Second, reading(srcR.id))
+	svctest.WaitFor(t, "the job reading the replica", 60*time.Second, reading(srcR.id))
 	execAll(t, srcR.root, "STOP SLAVE SQL_THREAD")
 	execAll(t, srcP.root, "INSERT INTO app.t (id, v, n) VALUES (1000, 'after the stall', 0)")
-	waitFor(t, "the job leaving the stalled replica", 30*time.Second, reading(srcP.id))
+	svctest.WaitFor(t, "the job leaving the stalled replica", 30*time.Second, reading(srcP.id))
 	want := dump(t, srcP.root, "t")
-	waitFor(t, "target equals the primary", 30*time.Second, func() (bool, string) {
+	svctest.WaitFor(t, "target equals the primary", 30*time.Second, func() (bool, string) {
 		d := dumpDiff(want, dump(t, dst.root, "t"))
 		return d == "", d
 	})

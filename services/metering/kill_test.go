@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/canopy-platform/canopy/libs/svctest"
 	"github.com/canopy-platform/canopy/libs/tenancy"
 )
 
@@ -28,12 +29,12 @@ func TestKilledTenTimesCountsEveryEventOnce(t *testing.T) {
 	if testing.Short() {
 		t.Skip("service-level crash test")
 	}
-	broker := startKafka(t)
+	broker := svctest.StartKafka(t)
 	svc := startService(t, broker, map[string]string{"CANOPY_METERING_GRACE": "1h"})
 
 	meterDef := map[string]any{"slug": "api_calls", "name": "API calls", "unit": "call", "aggregation": "SUM",
 		"event_type": "com.acme.api.calls", "value_property": "calls"}
-	if err := svc.call(admin, http.MethodPost, "/api/v1/meters", meterDef, nil); err != nil {
+	if err := svc.Call(admin, http.MethodPost, "/api/v1/meters", meterDef, nil); err != nil {
 		t.Fatal(err)
 	}
 
@@ -93,9 +94,10 @@ func TestKilledTenTimesCountsEveryEventOnce(t *testing.T) {
 					"time": e.at.Format(time.RFC3339Nano), "data": map[string]any{"calls": e.calls}})
 			}
 			body, _ := json.Marshal(batch)
+			ceBatch := http.Header{"Content-Type": {"application/cloudevents-batch+json"}}
 			deadline := time.Now().Add(2 * time.Minute)
 			for {
-				code, raw, err := svc.request(acme, http.MethodPost, "/api/v1/usage/events", "application/cloudevents-batch+json", body, "")
+				code, raw, err := svc.Request(acme, http.MethodPost, "/api/v1/usage/events", body, ceBatch)
 				if err == nil && code == http.StatusAccepted {
 					break
 				}
@@ -118,12 +120,12 @@ func TestKilledTenTimesCountsEveryEventOnce(t *testing.T) {
 	killed := 0
 	for k := 1; k <= kills; k++ {
 		at := batches * int64(k) / int64(kills+1)
-		waitFor(t, fmt.Sprintf("sender past batch %d", at), 2*time.Minute, func() (bool, string) {
+		svctest.WaitFor(t, fmt.Sprintf("sender past batch %d", at), 2*time.Minute, func() (bool, string) {
 			return sentBatches.Load() >= at, fmt.Sprintf("%d batches sent", sentBatches.Load())
 		})
-		svc.proc.Kill()
+		svc.Kill()
 		killed++
-		svc.start(t)
+		svc.Restart(t)
 	}
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -135,7 +137,7 @@ func TestKilledTenTimesCountsEveryEventOnce(t *testing.T) {
 	q := url.Values{"meter": {"api_calls"}, "window": {"day"},
 		"from": {now.Add(-48 * time.Hour).Format(time.RFC3339)}, "to": {now.Add(24 * time.Hour).Format(time.RFC3339)}}.Encode()
 	var last float64
-	waitFor(t, "api_calls total", 2*time.Minute, func() (bool, string) {
+	svctest.WaitFor(t, "api_calls total", 2*time.Minute, func() (bool, string) {
 		rows, err := svc.usage(acme, q)
 		if err != nil {
 			return false, err.Error()
@@ -156,8 +158,8 @@ func TestKilledTenTimesCountsEveryEventOnce(t *testing.T) {
 		Items []json.RawMessage `json:"items"`
 	}
 	lq := url.Values{"from": {now.Add(-24 * time.Hour).Format(time.RFC3339)}, "to": {now.Add(time.Hour).Format(time.RFC3339)}, "limit": {"1000"}}.Encode()
-	waitFor(t, "late events reported", time.Minute, func() (bool, string) {
-		if err := svc.call(acme, http.MethodGet, "/api/v1/usage/late?"+lq, nil, &late); err != nil {
+	svctest.WaitFor(t, "late events reported", time.Minute, func() (bool, string) {
+		if err := svc.Call(acme, http.MethodGet, "/api/v1/usage/late?"+lq, nil, &late); err != nil {
 			return false, err.Error()
 		}
 		return len(late.Items) == wantLate, fmt.Sprintf("%d of %d", len(late.Items), wantLate)
