@@ -323,6 +323,9 @@ func TestScenarioAlerting(t *testing.T) {
 	if firing.Annotations["summary"] == "" {
 		t.Fatalf("NodeDown without a summary: %v", firing.Annotations)
 	}
+	if firing.Labels["az"] == "" || firing.Labels["region"] == "" {
+		t.Fatalf("NodeDown without the node's az and region (to route and silence by zone): %v", firing.Labels)
+	}
 	var listed itemList[apiAlert]
 	acme.must("GET", "/api/v1/alerts?state=firing&filter="+url.QueryEscape(`alertname="NodeDown"`), nil, http.StatusOK, &listed)
 	if !slices.ContainsFunc(listed.Items, func(a apiAlert) bool { return a.Fingerprint == firing.Fingerprint }) {

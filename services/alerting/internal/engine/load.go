@@ -61,6 +61,12 @@ func (e *Engine) load(ctx context.Context) (*dispatch.Dispatcher, error) {
 	e.alertsMu.Unlock()
 	e.evalMu.Lock()
 	e.eval = rules.NewEvaluator(ruleList, e.cfg.GeneratorURL)
+	// Alerts carry the node's az and region, as its scrape targets do, so
+	// on-call can route and silence by zone.
+	e.eval.SetNodeLookup(func(nodeID string) (string, string, bool) {
+		n, ok := e.reg.Lookup(nodeID)
+		return n.AZ, n.Region, ok
+	})
 	e.eval.Restore(ruleAlerts)
 	e.logInvalidRules(ctx)
 	e.evalMu.Unlock()
