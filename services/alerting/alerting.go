@@ -107,6 +107,9 @@ type Config struct {
 	// RemediationWindow is the sliding window RemediationMaxPerInstance
 	// counts in.
 	RemediationWindow time.Duration `yaml:"remediation_window" env:"ALERTING_REMEDIATION_WINDOW" default:"1h"`
+	// DLQEvery is how often the dead-letter topics (<topic>.dlq) are looked
+	// at: one that grew raises the platform alert DeadLettersGrowing.
+	DLQEvery time.Duration `yaml:"dlq_every" env:"ALERTING_DLQ_EVERY" default:"30s"`
 	// EnsureTopics creates canopy.alerts.v1 when it is missing.
 	EnsureTopics bool `yaml:"ensure_topics" env:"ALERTING_ENSURE_TOPICS" default:"true"`
 	// Relay tunes the outbox relay.
@@ -119,7 +122,7 @@ func DefaultConfig() Config {
 		ExternalURL: DefaultExternalURL, DeliveryWorkers: 32, MaxAttempts: 12, DeadAfter: time.Hour,
 		WebhookTimeout: 10 * time.Second, StaleAfter: 5 * time.Minute, ResolvedRetention: 24 * time.Hour,
 		FailoverURL: "http://127.0.0.1:8086", ProvisioningURL: "http://127.0.0.1:8084",
-		RemediationMaxPerInstance: 3, RemediationWindow: time.Hour, EnsureTopics: true}
+		RemediationMaxPerInstance: 3, RemediationWindow: time.Hour, DLQEvery: 30 * time.Second, EnsureTopics: true}
 }
 
 // Validate reports every configuration error at once.
@@ -138,8 +141,8 @@ func (c Config) Validate() error {
 	if c.MaxAlertsPerMessage < 0 {
 		errs = append(errs, errors.New("max_alerts_per_message must not be negative (0: no limit)"))
 	}
-	if c.DeadAfter <= 0 || c.WebhookTimeout <= 0 || c.StaleAfter <= 0 || c.ResolvedRetention <= 0 || c.RemediationWindow <= 0 {
-		errs = append(errs, errors.New("dead_after, webhook_timeout, stale_after, resolved_retention and remediation_window must be positive"))
+	if c.DeadAfter <= 0 || c.WebhookTimeout <= 0 || c.StaleAfter <= 0 || c.ResolvedRetention <= 0 || c.RemediationWindow <= 0 || c.DLQEvery <= 0 {
+		errs = append(errs, errors.New("dead_after, webhook_timeout, stale_after, resolved_retention, remediation_window and dlq_every must be positive"))
 	}
 	return launch.ConfigError("alerting", errs...)
 }
@@ -228,7 +231,7 @@ func (s *Service) build(db *store.DB) error {
 		ExternalURL: s.cfg.ExternalURL, GeneratorURL: strings.TrimSuffix(s.cfg.ExternalURL, "/") + "/api/v1/alert-rules/",
 		InhibitRules: engine.DefaultInhibitRules(), DeliveryWorkers: s.cfg.DeliveryWorkers, MaxAttempts: s.cfg.MaxAttempts,
 		DeadAfter: s.cfg.DeadAfter, StaleAfter: s.cfg.StaleAfter, ResolvedRetention: s.cfg.ResolvedRetention,
-		MaxAlertsPerMessage: s.cfg.MaxAlertsPerMessage},
+		MaxAlertsPerMessage: s.cfg.MaxAlertsPerMessage, DLQEvery: s.cfg.DLQEvery},
 		db, st, send, act, reg, s.Logger(), s.deps.Registry)
 	if err != nil {
 		return fmt.Errorf("engine: %w", err)

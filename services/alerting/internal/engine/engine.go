@@ -65,6 +65,9 @@ type Config struct {
 	// BatchWait bounds how long a pushed alert waits for its batch's
 	// commit (group commit of concurrent pushes, default 5ms).
 	BatchWait time.Duration
+	// DLQEvery is how often the dead-letter topics are looked at for
+	// growth (default 30s).
+	DLQEvery time.Duration
 	// LockName is the MySQL named lock of the single active engine.
 	LockName string
 }
@@ -121,6 +124,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.GroupID == "" {
 		c.GroupID = "canopy-alerting"
+	}
+	if c.DLQEvery <= 0 {
+		c.DLQEvery = defaultDLQEvery
 	}
 	return c
 }
@@ -321,6 +327,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	start("delivery", e.deliverLoop)
 	start("consumer", e.consume)
 	start("housekeeping", e.housekeeping)
+	start("dead letters", e.watchDLQ)
 
 	e.readyOnce.Do(func() { close(e.ready) })
 	e.log.Info("alerting engine ready", slog.Int("alerts", loaded))
