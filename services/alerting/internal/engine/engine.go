@@ -328,6 +328,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	start("consumer", e.consume)
 	start("housekeeping", e.housekeeping)
 	start("dead letters", e.watchDLQ)
+	start("instances down", e.watchInstances)
 
 	e.readyOnce.Do(func() { close(e.ready) })
 	e.log.Info("alerting engine ready", slog.Int("alerts", loaded))

@@ -287,6 +287,24 @@ func (r *Registry) Lookup(nodeID string) (Node, bool) {
 	return n.Node, true
 }
 
+// InstanceNodes lists an instance's node ids once its topology is known
+// (nil before, and for a deleted instance): an instance is down only when
+// every node it has is.
+func (r *Registry) InstanceNodes(instanceID string) []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	in, ok := r.instances[instanceID]
+	if !ok || !in.topology {
+		return nil
+	}
+	ids := make([]string, 0, len(in.nodes))
+	for id := range in.nodes {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
 // Sample is a node's latest sample.
 type Sample struct {
 	Status  string

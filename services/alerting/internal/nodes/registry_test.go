@@ -2,6 +2,7 @@ package nodes
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -313,5 +314,22 @@ func TestConcurrentUse(t *testing.T) {
 	wg.Wait()
 	if _, ok := r.Lookup("n1"); !ok {
 		t.Fatal("n1 lost under concurrent use")
+	}
+}
+
+// An instance's nodes are known from its topology, not from samples, and
+// are gone with the instance.
+func TestInstanceNodes(t *testing.T) {
+	r := New()
+	if got := r.InstanceNodes("i1"); got != nil {
+		t.Fatalf("unknown instance: %v", got)
+	}
+	r.Event(mustEvent(t, events.TypeInstanceReady, "i1", mysqlInstance(1, replica, primary)))
+	if got := r.InstanceNodes("i1"); !slices.Equal(got, []string{"n1", "n2"}) {
+		t.Fatalf("InstanceNodes = %v, want [n1 n2]", got)
+	}
+	r.Event(mustEvent(t, events.TypeInstanceDeleted, "i1", mysqlInstance(2)))
+	if got := r.InstanceNodes("i1"); got != nil {
+		t.Fatalf("deleted instance: %v", got)
 	}
 }
