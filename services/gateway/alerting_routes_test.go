@@ -61,6 +61,7 @@ func TestAlertingRoutes(t *testing.T) {
 		{viewer, "GET", "/api/v1/alert-dead-letters", "", "alerting GET /api/v1/alert-dead-letters acme tenant-viewer"},
 		{admin, "POST", "/api/v1/alert-dead-letters/7/retry", "", "alerting POST /api/v1/alert-dead-letters/7/retry acme tenant-admin"},
 		{viewer, "GET", "/api/v1/alert-actions", "", "alerting GET /api/v1/alert-actions acme tenant-viewer"},
+		{viewer, "GET", "/api/v1/alert-groups", "", "alerting GET /api/v1/alert-groups acme tenant-viewer"},
 		{member, "POST", "/api/v1/silences", silence, "alerting POST /api/v1/silences acme tenant-member " + silence},
 		{member, "DELETE", "/api/v1/silences/s1", "", "alerting DELETE /api/v1/silences/s1 acme tenant-member"},
 		{member, "POST", "/api/v2/alerts", pushed, "alerting POST /api/v2/alerts acme tenant-member " + pushed},

@@ -261,6 +261,7 @@ func Routes() []httpapi.Route {
 		{Pattern: "/api/v1/alert-dead-letters", Upstream: "alerting"},
 		{Pattern: "/api/v1/alert-dead-letters/*", Upstream: "alerting"},
 		{Pattern: "/api/v1/alert-actions", Upstream: "alerting"},
+		{Pattern: "/api/v1/alert-groups", Upstream: "alerting"},
 		{Pattern: "/api/v1/silences", Upstream: "alerting"},
 		{Pattern: "/api/v1/silences/*", Upstream: "alerting"},
 		{Pattern: "/api/v2/alerts", Upstream: "alerting"},

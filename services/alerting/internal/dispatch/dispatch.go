@@ -108,7 +108,10 @@ type flushed struct {
 
 // GroupInfo describes one aggregation group.
 type GroupInfo struct {
-	Receiver string
+	Receiver     string
+	ReceiverName string
+	// Owner is the route's tenant ("" platform).
+	Owner    string
 	GroupKey string
 	Labels   alert.LabelSet
 	Alerts   int
@@ -386,7 +389,8 @@ func (d *Dispatcher) Groups() []GroupInfo {
 	out := make([]GroupInfo, 0, len(d.groups))
 	for _, g := range d.groups {
 		out = append(out, GroupInfo{
-			Receiver: g.route.Receiver, GroupKey: g.groupKey, Labels: g.labels(),
+			Receiver: g.route.Receiver, ReceiverName: g.route.ReceiverName, Owner: g.route.Owner,
+			GroupKey: g.groupKey, Labels: g.labels(),
 			Alerts: len(g.alerts), NextAt: g.next,
 		})
 	}

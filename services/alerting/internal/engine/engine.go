@@ -213,6 +213,8 @@ type Engine struct {
 	loopRoutes  []dispatch.Route
 	routesDirty bool
 	loopWake    chan struct{}
+	// groupsReq asks the dispatch loop for its groups (Groups).
+	groupsReq chan chan []dispatch.GroupInfo
 
 	// receivers by id (URL, secret) for the delivery workers.
 	receivers atomic.Pointer[map[string]alertstore.Receiver]
@@ -260,6 +262,7 @@ func New(cfg Config, db *store.DB, st *alertstore.Store, send *webhook.Sender, a
 		alerts:       make(map[alert.Fingerprint]*alert.Alert),
 		inhibSources: make(map[alert.Fingerprint]*alert.Alert),
 		loopWake:     make(chan struct{}, 1),
+		groupsReq:    make(chan chan []dispatch.GroupInfo),
 		deliverWake:  make(chan struct{}, 1),
 		remSem:       make(chan struct{}, remediationParallel),
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/canopy-platform/canopy/libs/devkafka/devkafkatest"
 	"github.com/canopy-platform/canopy/libs/eventbus"
 	"github.com/canopy-platform/canopy/services/alerting/internal/alert"
+	"github.com/canopy-platform/canopy/services/alerting/internal/dispatch"
 	"github.com/canopy-platform/canopy/services/alerting/internal/engine"
 	"github.com/canopy-platform/canopy/services/alerting/internal/webhook"
 )
@@ -364,4 +365,30 @@ func TestEngineWorksWhileKafkaIsUnreachable(t *testing.T) {
 	require.NoError(t, e.Push(context.Background(), []*alert.Alert{firing("alertname", "NoKafka", "instance", "i-1")}))
 	h.message(t, "NoKafka", "firing")
 	e.stop()
+}
+
+// Groups lists the live aggregation groups with their owner, receiver and
+// labels; a standby engine has none to list.
+func TestGroupsListsTheLiveGroups(t *testing.T) {
+	t.Parallel()
+	env := newEnv(t)
+	h := newHook(t)
+	env.receiver("acme-oncall", "acme", h, "alertname")
+	e := env.start(engine.Config{})
+	require.NoError(t, e.Push(context.Background(), []*alert.Alert{firing("alertname", "DiskFull", "tenant", "acme", "instance", "i-1")}))
+	var gs []dispatch.GroupInfo
+	waitFor(t, "the alert's group", func() bool {
+		var err error
+		gs, err = e.Groups(context.Background())
+		require.NoError(t, err)
+		return len(gs) == 1
+	})
+	require.Equal(t, "acme", gs[0].Owner)
+	require.Equal(t, "acme-oncall", gs[0].ReceiverName)
+	require.Equal(t, "DiskFull", gs[0].Labels["alertname"])
+	require.Equal(t, 1, gs[0].Alerts)
+
+	standby := env.build(engine.Config{})
+	_, err := standby.Groups(context.Background())
+	require.ErrorIs(t, err, engine.ErrStopped)
 }

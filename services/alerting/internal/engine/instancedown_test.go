@@ -29,7 +29,7 @@ func TestInstanceDownWhenAllItsNodesAre(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = pub.Close() })
 	in := events.Instance{InstanceID: "i-1", TenantID: "acme", Name: "orders", Engine: "mysql", State: "ready",
-		Nodes: []events.Node{{ID: "n-1", Role: "primary", Address: "127.0.0.1:3307"}, {ID: "n-2", Role: "replica", Address: "127.0.0.1:3308"}},
+		Nodes:      []events.Node{{ID: "n-1", Role: "primary", Address: "127.0.0.1:3307"}, {ID: "n-2", Role: "replica", Address: "127.0.0.1:3308"}},
 		OccurredAt: time.Now().UTC()}
 	ev, err := eventbus.NewEvent(events.TypeInstanceReady, events.SourceProvisioning, in.InstanceID, in)
 	require.NoError(t, err)

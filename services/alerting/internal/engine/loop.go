@@ -79,6 +79,8 @@ func (e *Engine) dispatchLoop(ctx context.Context, d *dispatch.Dispatcher) {
 		case r := <-l.done:
 			l.finish(ctx, r)
 		case <-e.loopWake:
+		case reply := <-e.groupsReq:
+			reply <- d.Groups()
 		case <-timer.C:
 		}
 		if !timer.Stop() {

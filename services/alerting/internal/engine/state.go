@@ -10,6 +10,7 @@ import (
 	"github.com/canopy-platform/canopy/libs/eventbus"
 	"github.com/canopy-platform/canopy/libs/tenancy"
 	"github.com/canopy-platform/canopy/services/alerting/internal/alert"
+	"github.com/canopy-platform/canopy/services/alerting/internal/dispatch"
 )
 
 // storeTimeout bounds one store write of the state owner and the dispatch
@@ -426,5 +427,30 @@ func (e *Engine) pruneMemory(now time.Time) {
 			delete(e.alerts, fp)
 			e.metrics.alerts.WithLabelValues(string(alert.StateResolved)).Dec()
 		}
+	}
+}
+
+// Groups lists the live aggregation groups (receiver, group key and
+// labels, alerts, next flush), as the dispatch loop holds them;
+// ErrStopped when the engine is not running.
+func (e *Engine) Groups(ctx context.Context) ([]dispatch.GroupInfo, error) {
+	select {
+	case <-e.ready:
+	default:
+		return nil, ErrStopped
+	}
+	reply := make(chan []dispatch.GroupInfo, 1)
+	select {
+	case e.groupsReq <- reply:
+	case <-e.stopped:
+		return nil, ErrStopped
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	select {
+	case gs := <-reply:
+		return gs, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
 }

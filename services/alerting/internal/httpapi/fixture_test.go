@@ -25,6 +25,7 @@ import (
 
 	"github.com/canopy-platform/canopy/services/alerting/internal/alert"
 	"github.com/canopy-platform/canopy/services/alerting/internal/alertstore"
+	"github.com/canopy-platform/canopy/services/alerting/internal/dispatch"
 	"github.com/canopy-platform/canopy/services/alerting/internal/engine"
 	"github.com/canopy-platform/canopy/services/alerting/internal/nodes"
 	"github.com/canopy-platform/canopy/services/alerting/internal/rules"
@@ -51,6 +52,16 @@ type fakeEngine struct {
 	reloads []engine.What
 	muted   map[alert.Fingerprint][2][]string
 	pushErr error
+	groups  []dispatch.GroupInfo
+}
+
+func (e *fakeEngine) Groups(context.Context) ([]dispatch.GroupInfo, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.pushErr != nil {
+		return nil, e.pushErr
+	}
+	return e.groups, nil
 }
 
 func (e *fakeEngine) Push(_ context.Context, alerts []*alert.Alert) error {

@@ -22,6 +22,7 @@ import (
 
 	"github.com/canopy-platform/canopy/services/alerting/internal/alert"
 	"github.com/canopy-platform/canopy/services/alerting/internal/alertstore"
+	"github.com/canopy-platform/canopy/services/alerting/internal/dispatch"
 	"github.com/canopy-platform/canopy/services/alerting/internal/engine"
 	"github.com/canopy-platform/canopy/services/alerting/internal/nodes"
 	"github.com/canopy-platform/canopy/services/alerting/internal/rules"
@@ -83,6 +84,7 @@ type Engine interface {
 	Push(ctx context.Context, alerts []*alert.Alert) error
 	Reload(ctx context.Context, what engine.What) error
 	Muting(fp alert.Fingerprint) (silencedBy, inhibitedBy []string)
+	Groups(ctx context.Context) ([]dispatch.GroupInfo, error)
 }
 
 // Nodes lists Prometheus scrape targets; *nodes.Registry fits.
@@ -203,6 +205,7 @@ func (a *API) Routes(r chi.Router) {
 	r.Get("/api/v1/alert-dead-letters", a.listDeadLetters)
 	r.Post("/api/v1/alert-dead-letters/{id}/retry", a.retryDeadLetter)
 	r.Get("/api/v1/alert-actions", a.listActions)
+	r.Get("/api/v1/alert-groups", a.listGroups)
 	r.Get("/api/v1/prometheus/targets", a.targets)
 }
 

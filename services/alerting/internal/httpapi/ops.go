@@ -15,6 +15,7 @@ import (
 	"github.com/canopy-platform/canopy/libs/tenancy"
 
 	"github.com/canopy-platform/canopy/services/alerting/internal/alertstore"
+	"github.com/canopy-platform/canopy/services/alerting/internal/engine"
 	"github.com/canopy-platform/canopy/services/alerting/internal/nodes"
 )
 
@@ -207,4 +208,43 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) {
 			"buildDate": "", "goVersion": runtime.Version()},
 		Uptime: a.started,
 	})
+}
+
+// Group is a live aggregation group: the alerts one receiver gets together.
+type Group struct {
+	Receiver    string            `json:"receiver"`
+	ReceiverID  string            `json:"receiver_id"`
+	Tenant      string            `json:"tenant,omitempty"`
+	GroupKey    string            `json:"group_key"`
+	Labels      map[string]string `json:"labels"`
+	Alerts      int               `json:"alerts"`
+	NextFlushAt time.Time         `json:"next_flush_at"`
+}
+
+// listGroups lists the caller's live aggregation groups (a platform-admin's:
+// every group, or one tenant's with ?tenant=), as the engine holds them.
+func (a *API) listGroups(w http.ResponseWriter, r *http.Request) {
+	s, ok := authorize(w, r, tenancy.ActionRead, "alert groups")
+	if !ok {
+		return
+	}
+	gs, err := a.engine.Groups(r.Context())
+	if errors.Is(err, engine.ErrStopped) {
+		w.Header().Set("Retry-After", "1")
+		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusServiceUnavailable, "the alerting engine is not active yet; try again shortly"))
+		return
+	}
+	if err != nil {
+		a.internalError(w, r, "list groups", err)
+		return
+	}
+	out := list[Group]{Items: []Group{}}
+	for _, g := range gs {
+		if !s.all && g.Owner != s.tenant {
+			continue
+		}
+		out.Items = append(out.Items, Group{Receiver: g.ReceiverName, ReceiverID: g.Receiver, Tenant: g.Owner,
+			GroupKey: g.GroupKey, Labels: labelMap(g.Labels), Alerts: g.Alerts, NextFlushAt: g.NextAt.UTC()})
+	}
+	httpx.WriteJSON(w, http.StatusOK, out)
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/canopy-platform/canopy/libs/tenancy"
 
 	"github.com/canopy-platform/canopy/services/alerting/internal/alert"
+	"github.com/canopy-platform/canopy/services/alerting/internal/engine"
 )
 
 // postableAlert is Alertmanager v2's postableAlert, what Prometheus' notifier
@@ -62,6 +63,11 @@ func (a *API) pushAlerts(w http.ResponseWriter, r *http.Request) {
 	}
 	if len(valid) > 0 {
 		if err := a.engine.Push(r.Context(), valid); err != nil {
+			if errors.Is(err, engine.ErrStopped) { // a standby, or stopping: the sender retries
+				w.Header().Set("Retry-After", "1")
+				httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusServiceUnavailable, "the alerting engine is not active; retry"))
+				return
+			}
 			a.internalError(w, r, "push alerts", err)
 			return
 		}
