@@ -18,7 +18,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -29,6 +28,7 @@ import (
 	"github.com/canopy-platform/canopy/libs/httpx"
 	"github.com/canopy-platform/canopy/libs/launch"
 	"github.com/canopy-platform/canopy/libs/store"
+	"github.com/canopy-platform/canopy/libs/svcclient"
 	"github.com/canopy-platform/canopy/libs/tenancy"
 
 	"github.com/canopy-platform/canopy/services/alerting/internal/alertstore"
@@ -133,7 +133,9 @@ func (c Config) Validate() error {
 	}
 	for name, u := range map[string]string{"external_url": c.ExternalURL, "failover_url": c.FailoverURL,
 		"provisioning_url": c.ProvisioningURL} {
-		errs = append(errs, checkURL(name, u))
+		if _, err := svcclient.CheckURL(u); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+		}
 	}
 	if c.DeliveryWorkers < 1 || c.MaxAttempts < 1 || c.RemediationMaxPerInstance < 1 {
 		errs = append(errs, errors.New("delivery_workers, max_attempts and remediation_max_per_instance must be at least 1"))
@@ -145,15 +147,6 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("dead_after, webhook_timeout, stale_after, resolved_retention, remediation_window and dlq_every must be positive"))
 	}
 	return launch.ConfigError("alerting", errs...)
-}
-
-// checkURL reports a setting that is not an absolute http(s) URL.
-func checkURL(name, raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("%s %q must be an http(s) URL", name, raw)
-	}
-	return nil
 }
 
 // Service is a configured alerting service, ready to Run. launch.Base gives

@@ -68,8 +68,8 @@ var defaultGroupBy = []string{alert.LabelAlertName, alert.LabelInstance}
 
 func receiverJSON(r alertstore.Receiver) Receiver {
 	out := Receiver{ID: r.ID, Tenant: r.Tenant, Name: r.Name, URL: r.URL, HasSecret: r.Secret != "" || r.HasSecret,
-		Matchers: r.Matchers, GroupBy: r.GroupBy, GroupWait: formatDuration(r.GroupWait),
-		GroupInterval: formatDuration(r.GroupInterval), RepeatInterval: formatDuration(r.RepeatInterval),
+		Matchers: r.Matchers, GroupBy: r.GroupBy, GroupWait: alert.FormatDuration(r.GroupWait),
+		GroupInterval: alert.FormatDuration(r.GroupInterval), RepeatInterval: alert.FormatDuration(r.RepeatInterval),
 		SendResolved: r.SendResolved, Continue: r.Continue, CreatedAt: r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC()}
 	if out.Matchers == nil {
 		out.Matchers = []string{}
@@ -309,17 +309,4 @@ func checkGroupBy(gb []string) []httpx.FieldError {
 		}
 	}
 	return fields
-}
-
-// formatDuration spells d as Prometheus does in configuration: "30s",
-// "5m", "4h", "1h30m" (no trailing zero units).
-func formatDuration(d time.Duration) string {
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
 }

@@ -64,10 +64,10 @@ func ruleJSON(r rules.Rule, isDefault bool) Rule {
 		Engine: r.Engine, Role: r.Role, On: r.On, ResolveOn: r.ResolveOn, Match: r.Match, Labels: r.Labels,
 		Annotations: r.Annotations, Action: r.Action, ActionEnabled: r.ActionEnabled, Disabled: r.Disabled}
 	if r.For > 0 {
-		out.For = formatDuration(r.For)
+		out.For = alert.FormatDuration(r.For)
 	}
 	if r.ResolveAfter > 0 {
-		out.ResolveAfter = formatDuration(r.ResolveAfter)
+		out.ResolveAfter = alert.FormatDuration(r.ResolveAfter)
 	}
 	return out
 }

@@ -175,20 +175,13 @@ func parseDuration(field, s string) (time.Duration, error) {
 	return d, nil
 }
 
-// formatDuration is time.Duration.String without the zero units it
-// appends ("5m" rather than "5m0s", "1h" rather than "1h0m0s").
+// formatDuration spells a rule's duration as Prometheus does; zero (not
+// set) is empty, so that omitempty leaves it out.
 func formatDuration(d time.Duration) string {
 	if d == 0 {
 		return ""
 	}
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = s[:len(s)-2]
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = s[:len(s)-2]
-	}
-	return s
+	return alert.FormatDuration(d)
 }
 
 var (
