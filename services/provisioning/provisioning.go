@@ -42,7 +42,7 @@ import (
 	"github.com/canopy-platform/canopy/services/provisioning/internal/quotaclient"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/reseal"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/saga"
-	"github.com/canopy-platform/canopy/services/provisioning/internal/secrets"
+	"github.com/canopy-platform/canopy/libs/secrets"
 	"github.com/canopy-platform/canopy/services/provisioning/migrations"
 )
 

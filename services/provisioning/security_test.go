@@ -17,7 +17,7 @@ import (
 
 	"github.com/canopy-platform/canopy/libs/statedir"
 
-	"github.com/canopy-platform/canopy/services/provisioning/internal/secrets"
+	"github.com/canopy-platform/canopy/libs/secrets"
 )
 
 // TestSecretsKeyRotationAndPrivateState runs a MySQL instance with a binding

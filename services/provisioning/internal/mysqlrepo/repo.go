@@ -23,7 +23,7 @@ import (
 
 	"github.com/canopy-platform/canopy/services/provisioning/internal/instance"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/port"
-	"github.com/canopy-platform/canopy/services/provisioning/internal/secrets"
+	"github.com/canopy-platform/canopy/libs/secrets"
 )
 
 // Errors callers branch on: the repository contract's (package port), named

@@ -10,7 +10,7 @@ import (
 
 	"github.com/canopy-platform/canopy/services/provisioning/internal/instance"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/repotest"
-	"github.com/canopy-platform/canopy/services/provisioning/internal/secrets"
+	"github.com/canopy-platform/canopy/libs/secrets"
 )
 
 func newRepo(t *testing.T) (*Repo, context.Context) {

@@ -7,7 +7,7 @@ import (
 
 	"github.com/canopy-platform/canopy/libs/store"
 
-	"github.com/canopy-platform/canopy/services/provisioning/internal/secrets"
+	"github.com/canopy-platform/canopy/libs/secrets"
 )
 
 // sealedColumn is a column holding sealed values and how its rows' aad is

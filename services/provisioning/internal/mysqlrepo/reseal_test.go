@@ -15,7 +15,7 @@ import (
 	"github.com/canopy-platform/canopy/libs/store/storetest"
 
 	"github.com/canopy-platform/canopy/services/provisioning/internal/instance"
-	"github.com/canopy-platform/canopy/services/provisioning/internal/secrets"
+	"github.com/canopy-platform/canopy/libs/secrets"
 )
 
 // sealLegacy seals the way rows were sealed before key ids (format 1:

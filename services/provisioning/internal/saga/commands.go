@@ -16,7 +16,7 @@ import (
 	"github.com/canopy-platform/canopy/services/provisioning/internal/driver"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/instance"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/port"
-	"github.com/canopy-platform/canopy/services/provisioning/internal/secrets"
+	"github.com/canopy-platform/canopy/libs/secrets"
 )
 
 // Errors of the commands, for the HTTP edge to map.
