@@ -41,6 +41,7 @@ const (
 	AudienceCDC          = "cdc"
 	AudienceMetering     = "metering"
 	AudienceAlerting     = "alerting"
+	AudienceBackup       = "backup"
 )
 
 // DefaultValidity is how long after its signing time a signature is accepted.
