@@ -57,6 +57,7 @@ const (
 var corePackages = map[string]coreKind{
 	"services/alerting/internal/alert":        kindDomain,
 	"services/alerting/internal/dispatch":     kindDomain,
+	"services/backup/internal/backup":         kindDomain,
 	"services/catalog/internal/brokercred":    kindDomain,
 	"services/catalog/internal/plan":          kindDomain,
 	"services/failover/internal/topology":     kindDomain,

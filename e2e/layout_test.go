@@ -38,6 +38,7 @@ var servicePorts = map[string]int{
 	"router":       8090,
 	"metering":     8088,
 	"alerting":     8089,
+	"backup":       8091,
 	"cdc":          8087,
 }
 

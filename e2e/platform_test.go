@@ -229,7 +229,7 @@ func startPlatform(root string) (p *platform, err error) {
 		LogPath:     filepath.Join(dir, "canopy.log"),
 		AdminKey:    "e2e-admin-" + randHex(16),
 	}
-	ports, err := freePorts(13)
+	ports, err := freePorts(14)
 	if err != nil {
 		return nil, err
 	}
@@ -271,6 +271,8 @@ func startPlatform(root string) (p *platform, err error) {
 		"CANOPY_METERING_ADDR="+addr(11),
 		// The alerting service's HTTP API, off a developer's `make dev` (8089).
 		"CANOPY_ALERTING_ADDR="+addr(12),
+		// The backup service's HTTP API, off a developer's `make dev` (8091).
+		"CANOPY_BACKUP_ADDR="+addr(13),
 		fmt.Sprintf("CANOPY_PROVISIONING_ROUTER_PORTS=%d-%d", p.RouterPortsFrom, p.RouterPortsTo),
 		// CDC scenarios read the data topics as a user's consumer would.
 		"CANOPY_EMBEDDED_KAFKA_ADDR="+p.KafkaAddr,

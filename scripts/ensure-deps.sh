@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure what Canopy needs on this machine is installed and running:
 # MariaDB (127.0.0.1:3306, root without password) and Redis (127.0.0.1:6379),
-# the mariadbd/redis-server binaries the local driver starts, and the Go
+# the mariadbd/redis-server binaries the local driver starts, the backup
+# service's tools (mariadb-backup, mbstream, mariadb-binlog), and the Go
 # modules of the workspace. It installs through apt-get only what is missing
 # and starts only what is not running; it never stops anything.
 set -euo pipefail
@@ -39,6 +40,9 @@ if ! command -v mariadbd >/dev/null && [[ ! -x /usr/sbin/mariadbd ]]; then
   apt_install mariadb-server mariadb-client
 fi
 if ! command -v mariadb-admin >/dev/null; then apt_install mariadb-client; fi
+# The backup service's physical backups and restores (docs/backups.md).
+if ! command -v mariadb-backup >/dev/null || ! command -v mbstream >/dev/null; then apt_install mariadb-backup; fi
+if ! command -v mariadb-binlog >/dev/null; then apt_install mariadb-client; fi
 if ! mysql_ok; then
   if [[ -n ${CANOPY_MYSQL_DSN:-} ]]; then
     log "CANOPY_MYSQL_DSN is set; not starting a local MariaDB"

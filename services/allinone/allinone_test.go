@@ -165,6 +165,16 @@ func TestAllInOneStartsAndStopsCleanly(t *testing.T) {
 	status, out = call("GET", "/api/v1/alerts", adminKey, nil)
 	require.Equal(t, http.StatusOK, status, "alerting's /api/v1/alerts through the gateway: %v", out)
 
+	// And the backup service: its database was migrated, and the gateway
+	// routes an instance's backups to it (an unknown instance is a 404
+	// problem from the backup service, not from the gateway's router).
+	var backupTables int
+	require.NoError(t, mdb.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = 'schema_migrations'",
+		prefix+"backup").Scan(&backupTables))
+	require.Equal(t, 1, backupTables, "the backup database was not migrated")
+	status, out = call("GET", "/api/v1/instances/nope/backups", adminKey, nil)
+	require.Equal(t, http.StatusNotFound, status, "backup's /api/v1/instances/{id}/backups through the gateway: %v", out)
+
 	// The embedded broker answers the Kafka protocol through the normal client.
 	conn, err := kafka.DialContext(ctx, "tcp", p.KafkaBrokers()[0])
 	require.NoError(t, err)

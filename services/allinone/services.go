@@ -16,6 +16,7 @@ import (
 	"github.com/canopy-platform/canopy/libs/obs"
 	"github.com/canopy-platform/canopy/libs/store"
 	"github.com/canopy-platform/canopy/services/alerting"
+	"github.com/canopy-platform/canopy/services/backup"
 	"github.com/canopy-platform/canopy/services/catalog"
 	"github.com/canopy-platform/canopy/services/cdc"
 	"github.com/canopy-platform/canopy/services/failover"
@@ -72,7 +73,7 @@ func (p *Platform) newWiring(brokers []string) (*wiring, error) {
 
 // services lists the services in start order.
 func (p *Platform) services() []builder {
-	return []builder{p.buildCatalog, p.buildScheduling, p.buildProvisioning, p.buildHealthcheck, p.buildFailover, p.buildRouter, p.buildCDC, p.buildMetering, p.buildAlerting, p.buildGateway}
+	return []builder{p.buildCatalog, p.buildScheduling, p.buildProvisioning, p.buildHealthcheck, p.buildFailover, p.buildRouter, p.buildCDC, p.buildMetering, p.buildAlerting, p.buildBackup, p.buildGateway}
 }
 
 // backendAddr picks a service's listen address: its own default port when the
@@ -357,6 +358,32 @@ func (p *Platform) buildAlerting(_ context.Context, w *wiring) (service, error) 
 	return service{name: "alerting", run: svc.Run, ready: svc.Ready(), addr: svc.Addr}, nil
 }
 
+func (p *Platform) buildBackup(_ context.Context, w *wiring) (service, error) {
+	cfg := backup.DefaultConfig()
+	if err := p.load(&cfg, w); err != nil {
+		return service{}, fmt.Errorf("backup config: %w", err)
+	}
+	cfg.Addr = p.backendAddr(cfg.Addr)
+	cfg.MySQLDSN, cfg.Database = p.cfg.MySQLDSN, p.cfg.DatabasePrefix+"backup"
+	cfg.Kafka.Brokers = w.brokers
+	cfg.InternalSecret = w.secret
+	// The same state directory as provisioning: its secrets key wraps the
+	// data keys, the repository and the restore seeds live beside the nodes.
+	cfg.StateDir = p.cfg.StateDir
+	if a, ok := w.addrs["provisioning"]; ok {
+		cfg.ProvisioningURL = "http://" + a
+	}
+	pub, err := p.publisher(w, cfg.Kafka, "backup")
+	if err != nil {
+		return service{}, err
+	}
+	svc, err := backup.New(cfg, launch.Deps{Logger: p.deps.Logger, Registry: obs.NewRegistry(), Publisher: pub})
+	if err != nil {
+		return service{}, err
+	}
+	return service{name: "backup", run: svc.Run, ready: svc.Ready(), addr: svc.Addr}, nil
+}
+
 func (p *Platform) buildGateway(ctx context.Context, w *wiring) (service, error) {
 	cfg := gateway.Defaults()
 	if err := p.load(&cfg, w); err != nil {
@@ -395,6 +422,9 @@ func (p *Platform) buildGateway(ctx context.Context, w *wiring) (service, error)
 	}
 	if a, ok := w.addrs["alerting"]; ok {
 		cfg.AlertingURL = "http://" + a
+	}
+	if a, ok := w.addrs["backup"]; ok {
+		cfg.BackupURL = "http://" + a
 	}
 	log := p.deps.Logger.With("service", "gateway")
 	db, err := store.Open(ctx, cfg.Store, log)

@@ -91,6 +91,9 @@ type Config struct {
 	// AlertingURL is the alerting service (alerts, receivers, silences,
 	// rules, the Alertmanager v2 push API, Prometheus service discovery).
 	AlertingURL string `yaml:"alerting_url" env:"ALERTING_URL" default:"http://127.0.0.1:8089"`
+	// BackupURL is the backup service (an instance's backups, restore
+	// window, backup policy and restore drills).
+	BackupURL string `yaml:"backup_url" env:"BACKUP_URL" default:"http://127.0.0.1:8091"`
 	// UpstreamTimeout bounds waiting for an upstream's response headers.
 	UpstreamTimeout time.Duration `yaml:"upstream_timeout" env:"GATEWAY_UPSTREAM_TIMEOUT" default:"30s"`
 	// UpstreamRetries is how often GET/HEAD are retried after a failed connect.
@@ -137,6 +140,7 @@ func Defaults() Config {
 		RedisAddr: "127.0.0.1:6379", CatalogURL: "http://127.0.0.1:8082", SchedulingURL: "http://127.0.0.1:8083",
 		ProvisioningURL: "http://127.0.0.1:8084", HealthcheckURL: "http://127.0.0.1:8085", FailoverURL: "http://127.0.0.1:8086",
 		RouterURL: "http://127.0.0.1:8090", CDCURL: "http://127.0.0.1:8087", MeteringURL: "http://127.0.0.1:8088", AlertingURL: "http://127.0.0.1:8089",
+		BackupURL:       "http://127.0.0.1:8091",
 		UpstreamTimeout: 30 * time.Second, UpstreamRetries: 2, BreakerFailures: 5, BreakerOpenFor: 5 * time.Second,
 		RateLimitRPS: 50, RateLimitBurst: 100, AuthFailures: 20, AuthFailureWindow: time.Minute, RateLimitPrefix: "canopy:gateway:rl:", KeyCacheTTL: 10 * time.Second,
 		OpenAPIPath: "api/openapi/canopy.v1.yaml", AccessLog: true, MaxBodyBytes: 1 << 20, ShutdownTimeout: 15 * time.Second,
@@ -168,7 +172,7 @@ func (c Config) Validate() error {
 	}
 	for name, u := range map[string]string{"catalog_url": c.CatalogURL, "scheduling_url": c.SchedulingURL,
 		"provisioning_url": c.ProvisioningURL, "healthcheck_url": c.HealthcheckURL, "failover_url": c.FailoverURL, "router_url": c.RouterURL, "cdc_url": c.CDCURL,
-		"metering_url": c.MeteringURL, "alerting_url": c.AlertingURL} {
+		"metering_url": c.MeteringURL, "alerting_url": c.AlertingURL, "backup_url": c.BackupURL} {
 		if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
 			errs = append(errs, fmt.Errorf("%s %q must be an http(s) URL", name, u))
 		}
@@ -229,6 +233,16 @@ func Routes() []httpapi.Route {
 		// are under the wildcard.
 		{Pattern: "/api/v1/instances/{id}/cdc-streams", Upstream: "cdc"},
 		{Pattern: "/api/v1/instances/{id}/cdc-streams/*", Upstream: "cdc"},
+		// Backups: an instance's backups, restore window, policy and
+		// restore drills (restores themselves are orders to provisioning,
+		// POST /api/v1/instances with restore_from); plans' default
+		// policies.
+		{Pattern: "/api/v1/instances/{id}/backups", Upstream: "backup"},
+		{Pattern: "/api/v1/instances/{id}/backups/*", Upstream: "backup"},
+		{Pattern: "/api/v1/instances/{id}/restore-window", Upstream: "backup"},
+		{Pattern: "/api/v1/instances/{id}/backup-policy", Upstream: "backup"},
+		{Pattern: "/api/v1/instances/{id}/restore-drills", Upstream: "backup"},
+		{Pattern: "/api/v1/backup-policies/*", Upstream: "backup"},
 		// Sync jobs name their instances in the body, so they are a
 		// top-level resource of the cdc service.
 		{Pattern: "/api/v1/sync-jobs", Upstream: "cdc"},
@@ -365,6 +379,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 			{Name: "cdc", URL: cfg.CDCURL, Timeout: cfg.UpstreamTimeout},
 			{Name: "metering", URL: cfg.MeteringURL, Timeout: cfg.UpstreamTimeout},
 			{Name: "alerting", URL: cfg.AlertingURL, Timeout: cfg.UpstreamTimeout},
+			{Name: "backup", URL: cfg.BackupURL, Timeout: cfg.UpstreamTimeout},
 		}, secret, metrics, logger)
 	if err != nil {
 		return nil, fmt.Errorf("new gateway: %w", err)
