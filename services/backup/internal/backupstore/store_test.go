@@ -107,7 +107,7 @@ func completed(b backup.Backup) backup.Backup {
 	b.Status = backup.StatusCompleted
 	b.FinishedAt = b.StartedAt.Add(5 * time.Minute)
 	b.ConsistentAt = b.StartedAt.Add(4 * time.Minute)
-	b.DataBytes, b.StoredBytes = 1 << 20, 300 << 10
+	b.DataBytes, b.StoredBytes = 1<<20, 300<<10
 	b.GTID = "0-1-42,1-2-7"
 	b.Verified, b.VerifiedAt = true, b.FinishedAt.Add(time.Minute)
 	b.Stats = &backup.DataStats{Tables: 2, Sample: []backup.TableStat{{Schema: "shop", Table: "orders", Rows: 10, Checksum: 1234567890123, CheckOK: true}}}
