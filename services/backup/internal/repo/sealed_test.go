@@ -201,6 +201,7 @@ func TestOpenDetectsTampering(t *testing.T) {
 			if !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("read %d bytes, err %v; want ErrCorrupt", len(got), err)
 			}
+			t.Log(err)
 			if !strings.Contains(err.Error(), k) {
 				t.Errorf("error %q does not name the object", err)
 			}
