@@ -296,11 +296,44 @@ func TestSealFailingReaderLeavesNothing(t *testing.T) {
 	if !errors.Is(err, boom) {
 		t.Fatalf("seal: %v, want the reader's error", err)
 	}
+	t.Log(err)
 	if keys, err := fs.List(context.Background(), ""); err != nil || len(keys) != 0 {
 		t.Fatalf("repository holds %v (%v) after a failed seal", keys, err)
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := Seal(ctx, fs, "t/i/backups/c/data", mustKey(t), bytes.NewReader(random(1<<20))); !errors.Is(err, context.Canceled) {
+		t.Fatalf("seal with a cancelled context: %v, want context.Canceled", err)
+	}
+	if keys, err := fs.List(context.Background(), ""); err != nil || len(keys) != 0 {
+		t.Fatalf("repository holds %v (%v) after a cancelled seal", keys, err)
+	}
 	if _, err := Seal(context.Background(), fs, "t/i/data", []byte("short"), strings.NewReader("x")); err == nil {
 		t.Fatal("seal with a 5-byte key succeeded")
+	}
+}
+
+// failingBlobs reads part of what it is given, then fails like a full disk.
+type failingBlobs struct {
+	Blobs
+	after int64
+	err   error
+}
+
+func (f failingBlobs) Put(ctx context.Context, key string, r io.Reader) error {
+	if _, err := io.CopyN(io.Discard, r, f.after); err != nil {
+		return err
+	}
+	return f.err
+}
+
+func TestSealFailingRepository(t *testing.T) {
+	t.Parallel()
+	full := errors.New("no space left on device")
+	b := failingBlobs{Blobs: newFS(t), after: 100, err: full}
+	_, err := Seal(context.Background(), b, "t/i/data", mustKey(t), bytes.NewReader(random(4<<20)))
+	if !errors.Is(err, full) || !strings.Contains(err.Error(), "t/i/data") {
+		t.Fatalf("seal into a failing repository: %v, want its error naming the key", err)
 	}
 }
 
