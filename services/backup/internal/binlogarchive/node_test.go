@@ -249,7 +249,7 @@ var gtidLine = regexp.MustCompile(`(?m)^#.*\bGTID (\d+-\d+-\d+)`)
 func decode(t *testing.T, file string) []string {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
-	cmd := exec.Command("mariadb-binlog", "--no-defaults", "-v", file)
+	cmd := exec.Command("mariadb-binlog", "--no-defaults", "--verify-binlog-checksum", "-v", file)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("mariadb-binlog %s: %v: %s", file, err, stderr.String())
