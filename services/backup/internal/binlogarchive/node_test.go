@@ -260,11 +260,16 @@ func decode(t *testing.T, file string) []string {
 	if strings.Contains(stdout.String(), "Warning") {
 		t.Fatalf("mariadb-binlog %s output has a warning:\n%s", file, stdout.String())
 	}
-	var out []string
-	for _, m := range gtidLine.FindAllStringSubmatch(stdout.String(), -1) {
-		out = append(out, m[1])
+	return gtids(stdout.String())
+}
+
+// gtids lists the GTIDs of mariadb-binlog's output in order.
+func gtids(out string) []string {
+	var gs []string
+	for _, m := range gtidLine.FindAllStringSubmatch(out, -1) {
+		gs = append(gs, m[1])
 	}
-	return out
+	return gs
 }
 
 // apply pipes mariadb-binlog of the files into mariadb on n, as a restore
