@@ -161,6 +161,14 @@ type NodeSpec struct {
 	Database string
 	// Placement is where the node runs.
 	Placement Placement
+	// Seed, when set, is the directory a restored instance's node is made
+	// from instead of an empty data set (the backup service's restore job
+	// wrote it on the node's host): for MySQL a complete, cleanly stopped
+	// data directory, for Redis a directory holding dump.rdb. Canopy's
+	// accounts are (re)made on first start with this spec's passwords. Only
+	// Create reads it; a seed that does not exist is a *SpecError. omitzero
+	// keeps the fingerprints of nodes made without one unchanged.
+	Seed string `json:",omitzero"`
 }
 
 // Node is the record of a created node that the caller persists.

@@ -277,6 +277,10 @@ type Restore struct {
 	BackupID         string    `json:"backup_id,omitempty"`
 	PointInTime      time.Time `json:"point_in_time,omitzero"`
 	GTID             string    `json:"gtid,omitempty"`
+	// Database is the source's application database (MySQL): the restored
+	// data holds the tenant's tables there, so the restored instance keeps
+	// that name for its bindings whatever its own name.
+	Database string `json:"database,omitempty"`
 	// Seed is the directory holding the restored data, set when the job is
 	// ready; every node is created from it.
 	Seed string `json:"seed,omitempty"`
@@ -448,7 +452,13 @@ func New(o Order, now time.Time) (*Instance, Operation, error) {
 
 // Database is the application database of a MySQL instance: its name with
 // '-' turned into '_' (names are DNS-label-like, database names are not).
-func (in *Instance) Database() string { return strings.ReplaceAll(in.Name, "-", "_") }
+// A restored instance keeps its source's (Restore.Database).
+func (in *Instance) Database() string {
+	if in.Restore != nil && in.Restore.Database != "" {
+		return in.Restore.Database
+	}
+	return strings.ReplaceAll(in.Name, "-", "_")
+}
 
 // NodeName returns the name of the i-th node of a plan ("n0", "n1", ...).
 func NodeName(i int) string { return "n" + strconv.Itoa(i) }
