@@ -17,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"path/filepath"
 	"strconv"
 )
 
@@ -183,8 +184,20 @@ type Node struct {
 	Port int
 	// Address is "host:port" where clients reach the node.
 	Address string
-	// DataDir is the directory holding the node's data and configuration.
+	// DataDir is the directory holding the node's data and configuration;
+	// the engine's own data directory (MariaDB's datadir, Redis's dir with
+	// dump.rdb) is EngineDataDir(DataDir).
 	DataDir string
+}
+
+// EngineDataDir is the engine's data directory inside a node's DataDir:
+// where the backup service runs mariadb-backup against and reads dump.rdb
+// from. "" for a node without a DataDir.
+func EngineDataDir(nodeDataDir string) string {
+	if nodeDataDir == "" {
+		return ""
+	}
+	return filepath.Join(nodeDataDir, "data")
 }
 
 // NodeStatus is what Status and Adopt observed.

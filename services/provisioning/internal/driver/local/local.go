@@ -205,7 +205,7 @@ type nodeState struct {
 	CreatedAt   time.Time        `json:"created_at"`
 }
 
-func (n *node) dataDir() string  { return filepath.Join(n.dir, "data") }
+func (n *node) dataDir() string  { return driver.EngineDataDir(n.dir) }
 func (n *node) pidFile() string  { return filepath.Join(n.dir, "canopy.pid") }
 func (n *node) metaFile() string { return filepath.Join(n.dir, "node.json") }
 func (n *node) outFile() string  { return filepath.Join(n.dir, "stdout.log") }
