@@ -336,6 +336,7 @@ type operationJSON struct {
 	Type        string     `json:"type"`
 	State       string     `json:"state"`
 	Step        string     `json:"step"`
+	StepDetail  string     `json:"step_detail,omitempty"`
 	StartedAt   time.Time  `json:"started_at"`
 	FinishedAt  *time.Time `json:"finished_at,omitempty"`
 	Error       string     `json:"error,omitempty"`
@@ -343,7 +344,7 @@ type operationJSON struct {
 }
 
 func toOperationJSON(op instance.Operation) operationJSON {
-	return operationJSON{ID: op.ID, InstanceID: op.InstanceID, Type: string(op.Type), State: string(op.State), Step: string(op.Step),
+	return operationJSON{ID: op.ID, InstanceID: op.InstanceID, Type: string(op.Type), State: string(op.State), Step: string(op.Step), StepDetail: op.StepDetail,
 		StartedAt: op.StartedAt, FinishedAt: op.FinishedAt, Error: op.Error, RequestedBy: op.RequestedBy}
 }
 

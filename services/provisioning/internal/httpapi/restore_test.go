@@ -295,6 +295,14 @@ func TestRestoreFromAccepted(t *testing.T) {
 	if in.Database() != "orders_db" {
 		t.Fatalf("restored instance's database %q, want the source's orders_db", in.Database())
 	}
+	// The saga shows the job's phase on the create operation.
+	if _, err := repo.Update(context.Background(), in.ID, func(c *port.Change) error { c.Op.StepDetail = "replaying"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	rec = send(h, tenantMember, http.MethodGet, "/api/v1/operations/"+acc.OperationID, "")
+	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `"step_detail":"replaying"`) {
+		t.Fatalf("operation: %d %s, want step_detail replaying", rec.Code, rec.Body)
+	}
 }
 
 // An order refused after its restore job started (the name is taken)
