@@ -28,8 +28,12 @@ func (s *Saga) restoring(ctx context.Context, in *instance.Instance) (*instance.
 	case errors.Is(err, port.ErrNotFound):
 		return nil, true, s.startRollback(ctx, in.ID, fmt.Sprintf("restore: job %s is unknown to the backup service", in.Restore.ID))
 	case err != nil:
+		// Logged here as a warning, not returned: the job may be fine and
+		// the next poll tell; the restore timeout bounds the wait.
+		s.log.Warn("ask the backup service how the restore stands; asking again", "tenant", in.Tenant, "instance", in.ID,
+			"restore", in.Restore.ID, "err", err)
 		s.pollLater(in.ID)
-		return nil, false, fmt.Errorf("restore job %s of instance %s: %w", in.Restore.ID, in.ID, err)
+		return nil, false, nil
 	}
 	switch job.Status {
 	case port.RestoreReady:
