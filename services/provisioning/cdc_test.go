@@ -10,13 +10,13 @@ import (
 	"github.com/canopy-platform/canopy/libs/store"
 	"github.com/canopy-platform/canopy/libs/tenancy"
 
+	"github.com/canopy-platform/canopy/libs/secrets"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/driver"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/driver/drivertest"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/httpapi"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/instance"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/mysqlrepo"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/port"
-	"github.com/canopy-platform/canopy/libs/secrets"
 )
 
 // cdcView is the cdc service's view of an instance.

@@ -31,6 +31,8 @@ import (
 	"github.com/canopy-platform/canopy/libs/tenancy"
 
 	"github.com/canopy-platform/canopy/api/events"
+	"github.com/canopy-platform/canopy/libs/secrets"
+	"github.com/canopy-platform/canopy/services/provisioning/internal/backupclient"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/catalogclient"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/consumers"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/driver"
@@ -42,7 +44,6 @@ import (
 	"github.com/canopy-platform/canopy/services/provisioning/internal/quotaclient"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/reseal"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/saga"
-	"github.com/canopy-platform/canopy/libs/secrets"
 	"github.com/canopy-platform/canopy/services/provisioning/migrations"
 )
 
@@ -53,6 +54,8 @@ const (
 	DefaultCatalogURL = "http://127.0.0.1:8082"
 	// DefaultGatewayURL is the gateway's internal listener, where /internal/v1 is served.
 	DefaultGatewayURL = "http://127.0.0.1:8092"
+	// DefaultBackupURL is the backup service (restore jobs).
+	DefaultBackupURL = "http://127.0.0.1:8091"
 )
 
 // Quota is a tenant's quota as configured (zero = no limit). Configured
@@ -90,6 +93,10 @@ type Config struct {
 	// var cannot clear a default) enforces DefaultQuota and Quotas instead,
 	// for standalone runs and tests.
 	GatewayURL string `yaml:"gateway_url" env:"GATEWAY_URL" default:"http://127.0.0.1:8092"`
+	// BackupURL is the backup service, which makes the data of instances
+	// ordered with restore_from (its restore jobs). When it cannot answer,
+	// such orders are refused with 503 and restoring instances wait.
+	BackupURL string `yaml:"backup_url" env:"BACKUP_URL" default:"http://127.0.0.1:8091"`
 	// SecretsKey is the base64 AES-256 key sealing credentials at rest
 	// (the current key); empty generates a development key into
 	// <StateDir>/secrets.key.
@@ -176,7 +183,7 @@ func (c RouterConfig) router() instance.Router {
 func DefaultConfig() Config {
 	return Config{
 		Platform: launch.DefaultPlatform(events.SourceProvisioning),
-		Addr:     DefaultAddr, Database: DefaultDatabase, CatalogURL: DefaultCatalogURL, GatewayURL: DefaultGatewayURL,
+		Addr:     DefaultAddr, Database: DefaultDatabase, CatalogURL: DefaultCatalogURL, GatewayURL: DefaultGatewayURL, BackupURL: DefaultBackupURL,
 		Router:   RouterConfig{Host: DefaultRouterHost, Ports: DefaultRouterPorts, SentinelPort: DefaultRouterSentinelPort},
 		StateDir: ".canopy", EnsureTopics: true, Reseal: reseal.Config{Interval: 10 * time.Minute, Batch: reseal.DefaultBatch}, ConsumerGroup: events.GroupProvisioning,
 	}
@@ -187,6 +194,9 @@ func (c Config) Validate() error {
 	errs := []error{launch.CheckAddr("addr", c.Addr), c.Store(c.Database).Validate(), c.Secrets.Validate()}
 	if u, err := url.Parse(c.CatalogURL); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
 		errs = append(errs, fmt.Errorf("catalog_url %q must be an http(s) URL", c.CatalogURL))
+	}
+	if u, err := url.Parse(c.BackupURL); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		errs = append(errs, fmt.Errorf("backup_url %q (CANOPY_BACKUP_URL) must be an http(s) URL", c.BackupURL))
 	}
 	if c.GatewayURL != "" {
 		if u, err := url.Parse(c.GatewayURL); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
@@ -347,6 +357,7 @@ func (s *Service) Run(ctx context.Context) error {
 		db       *store.DB
 		repo     *mysqlrepo.Repo
 		sg       *saga.Saga
+		backups  *backupclient.Client
 		resealer *reseal.Resealer
 		sub      *eventbus.Subscriber
 		topoSub  *eventbus.Subscriber
@@ -410,6 +421,10 @@ func (s *Service) Run(ctx context.Context) error {
 				return err
 			}
 			sg.WithRouter(s.cfg.Router.router())
+			if backups, err = backupclient.New(backupclient.Config{BaseURL: s.cfg.BackupURL, Secret: []byte(s.cfg.InternalSecret)}); err != nil {
+				return err
+			}
+			sg.WithRestores(backups)
 			return sg.Resume(ctx)
 		}},
 		// Instances created before the router (or while it was disabled) get
@@ -481,6 +496,7 @@ func (s *Service) Run(ctx context.Context) error {
 				return nil, err
 			}
 			api.WithRouter(s.cfg.Router.router())
+			api.WithBackups(backups)
 			if f, ok := drv.(httpapi.Faults); ok {
 				api.WithFaults(f)
 			}

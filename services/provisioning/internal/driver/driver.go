@@ -17,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"path/filepath"
 	"strconv"
 )
 
@@ -161,6 +162,14 @@ type NodeSpec struct {
 	Database string
 	// Placement is where the node runs.
 	Placement Placement
+	// Seed, when set, is the directory a restored instance's node is made
+	// from instead of an empty data set (the backup service's restore job
+	// wrote it on the node's host): for MySQL a complete, cleanly stopped
+	// data directory, for Redis a directory holding dump.rdb. Canopy's
+	// accounts are (re)made on first start with this spec's passwords. Only
+	// Create reads it; a seed that does not exist is a *SpecError. omitzero
+	// keeps the fingerprints of nodes made without one unchanged.
+	Seed string `json:",omitzero"`
 }
 
 // Node is the record of a created node that the caller persists.
@@ -175,8 +184,20 @@ type Node struct {
 	Port int
 	// Address is "host:port" where clients reach the node.
 	Address string
-	// DataDir is the directory holding the node's data and configuration.
+	// DataDir is the directory holding the node's data and configuration;
+	// the engine's own data directory (MariaDB's datadir, Redis's dir with
+	// dump.rdb) is EngineDataDir(DataDir).
 	DataDir string
+}
+
+// EngineDataDir is the engine's data directory inside a node's DataDir:
+// where the backup service runs mariadb-backup against and reads dump.rdb
+// from. "" for a node without a DataDir.
+func EngineDataDir(nodeDataDir string) string {
+	if nodeDataDir == "" {
+		return ""
+	}
+	return filepath.Join(nodeDataDir, "data")
 }
 
 // NodeStatus is what Status and Adopt observed.

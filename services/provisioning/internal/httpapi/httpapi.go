@@ -120,6 +120,9 @@ type Handler struct {
 	faults Faults
 	// router is where instances' stable endpoints are; zero: none.
 	router instance.Router
+	// backups starts restore jobs for orders with restore_from; nil: such
+	// orders are refused.
+	backups Backups
 }
 
 // WithRouter makes credentials and instances name the router's endpoints
@@ -161,6 +164,8 @@ func (h *Handler) Routes() http.Handler {
 	r.Get(RouterPath+"/{id}", h.getRouted)
 	r.Get(CDCPath, h.listCDC)
 	r.Get(CDCPath+"/{id}", h.getCDC)
+	r.Get(BackupPath, h.listBackup)
+	r.Get(BackupPath+"/{id}", h.getBackup)
 	return r
 }
 
@@ -238,6 +243,9 @@ type createRequest struct {
 	Version    string         `json:"version,omitempty"`
 	Region     string         `json:"region,omitempty"`
 	Parameters map[string]any `json:"parameters,omitempty"`
+	// RestoreFrom makes the instance from a backup of another of the
+	// tenant's instances.
+	RestoreFrom *restoreFromJSON `json:"restore_from,omitempty"`
 }
 
 type nodeJSON struct {
@@ -328,6 +336,7 @@ type operationJSON struct {
 	Type        string     `json:"type"`
 	State       string     `json:"state"`
 	Step        string     `json:"step"`
+	StepDetail  string     `json:"step_detail,omitempty"`
 	StartedAt   time.Time  `json:"started_at"`
 	FinishedAt  *time.Time `json:"finished_at,omitempty"`
 	Error       string     `json:"error,omitempty"`
@@ -335,7 +344,7 @@ type operationJSON struct {
 }
 
 func toOperationJSON(op instance.Operation) operationJSON {
-	return operationJSON{ID: op.ID, InstanceID: op.InstanceID, Type: string(op.Type), State: string(op.State), Step: string(op.Step),
+	return operationJSON{ID: op.ID, InstanceID: op.InstanceID, Type: string(op.Type), State: string(op.State), Step: string(op.Step), StepDetail: op.StepDetail,
 		StartedAt: op.StartedAt, FinishedAt: op.FinishedAt, Error: op.Error, RequestedBy: op.RequestedBy}
 }
 
@@ -529,12 +538,21 @@ func (h *Handler) createInstance(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteProblem(w, r, httpx.Unprocessable("invalid name", httpx.FieldError{Field: "name", Reason: err.(*instance.ValidationError).Reason}))
 		return
 	}
+	var restore *instance.Restore
+	if req.RestoreFrom != nil {
+		rf, prob := req.RestoreFrom.parse()
+		if prob != nil {
+			httpx.WriteProblem(w, r, prob)
+			return
+		}
+		restore = &rf
+	}
 	key, err := idempotency.Key(r)
 	if err != nil {
 		idempotency.WriteProblem(w, r, err)
 		return
 	}
-	in, op, err := h.order(r.Context(), p, tenant, *req.Name, *req.PlanID, "", req.Version, req.Region, req.Parameters, key, requestHash(req), "")
+	in, op, err := h.order(r.Context(), p, tenant, *req.Name, *req.PlanID, "", req.Version, req.Region, req.Parameters, key, requestHash(req), "", restore)
 	if err != nil {
 		var dup *mysqlrepo.DuplicateError
 		if errors.As(err, &dup) {
@@ -553,8 +571,10 @@ func (h *Handler) createInstance(w http.ResponseWriter, r *http.Request) {
 	httpx.WriteJSON(w, http.StatusAccepted, acceptedJSON{Instance: toInstanceJSON(in, h.router), OperationID: op.ID})
 }
 
-// order fetches the plan and places the order.
-func (h *Handler) order(ctx context.Context, p tenancy.Principal, tenant, name, planID, serviceID, version, region string, params map[string]any, key, hash, osbID string) (*instance.Instance, instance.Operation, error) {
+// order fetches the plan and places the order; with restore (the parsed
+// restore_from) it first starts the backup service's restore job for the
+// new instance, and releases it when the order is then refused.
+func (h *Handler) order(ctx context.Context, p tenancy.Principal, tenant, name, planID, serviceID, version, region string, params map[string]any, key, hash, osbID string, restore *instance.Restore) (*instance.Instance, instance.Operation, error) {
 	plan, err := h.catalog.Plan(ctx, p, planID)
 	if errors.Is(err, catalogclient.ErrNotFound) {
 		return nil, instance.Operation{}, httpx.Unprocessable("unknown plan", httpx.FieldError{Field: "plan_id", Reason: "no such plan in the catalog"})
@@ -581,10 +601,20 @@ func (h *Handler) order(ctx context.Context, p tenancy.Principal, tenant, name, 
 		h.log.WarnContext(ctx, "read quota; refusing the order", "tenant", tenant, "err", err)
 		return nil, instance.Operation{}, fmt.Errorf("%w: %w", errQuotaUnavailable, err)
 	}
+	id := ""
+	if restore != nil {
+		id = saga.NewID()
+		if restore, err = h.startRestore(ctx, tenant, id, dp.Engine, *restore); err != nil {
+			return nil, instance.Operation{}, err
+		}
+	}
 	in, op, err := h.saga.Order(ctx, saga.OrderRequest{
 		Tenant: tenant, Name: name, Plan: dp, Version: v, Region: region, Parameters: params,
-		IdempotencyKey: key, RequestHash: hash, OSBID: osbID, Quota: quota,
+		IdempotencyKey: key, RequestHash: hash, OSBID: osbID, Quota: quota, ID: id, Restore: restore,
 	})
+	if err != nil && restore != nil {
+		h.releaseRestore(ctx, tenant, restore)
+	}
 	if errors.Is(err, instance.ErrRouterPortsExhausted) {
 		h.log.ErrorContext(ctx, "order refused: no free router port pair", "tenant", tenant, "err", err)
 		return nil, instance.Operation{}, routerPortsExhausted()

@@ -234,7 +234,7 @@ func (h *Handler) osbProvision(w http.ResponseWriter, r *http.Request) {
 		osbError(w, http.StatusUnprocessableEntity, "AsyncRequired", "this broker provisions asynchronously; retry with accepts_incomplete=true")
 		return
 	}
-	in, op, err := h.order(r.Context(), p, tenant, osbName(osbID), req.PlanID, req.ServiceID, "", "", req.Parameters, "", hash, osbID)
+	in, op, err := h.order(r.Context(), p, tenant, osbName(osbID), req.PlanID, req.ServiceID, "", "", req.Parameters, "", hash, osbID, nil)
 	var dup *mysqlrepo.DuplicateError
 	switch {
 	case errors.As(err, &dup):

@@ -39,7 +39,11 @@ type Step string
 
 // Saga steps, in order for a create; a delete runs destroying → released.
 const (
-	StepPlacing     Step = "placing"
+	StepPlacing Step = "placing"
+	// StepRestoring waits for the backup service's restore job to make the
+	// seed a restored instance's nodes are created from (only instances
+	// ordered with restore_from pass through it).
+	StepRestoring   Step = "restoring"
 	StepCreating    Step = "creating"
 	StepReplicating Step = "replicating"
 	StepVerifying   Step = "verifying"
@@ -51,7 +55,7 @@ const (
 
 // Steps lists the create steps in order, then the others.
 func Steps() []Step {
-	return []Step{StepPlacing, StepCreating, StepReplicating, StepVerifying, StepRollingBack, StepApplying, StepDestroying, StepDone}
+	return []Step{StepPlacing, StepRestoring, StepCreating, StepReplicating, StepVerifying, StepRollingBack, StepApplying, StepDestroying, StepDone}
 }
 
 // Role is a node's replication role.
@@ -259,6 +263,55 @@ type Instance struct {
 	Failover AppliedFailover
 	// Router are the instance's ports on the router (zero without one).
 	Router RouterPorts
+	// Restore is the restore the instance is made from; nil for an
+	// instance ordered empty.
+	Restore *Restore
+}
+
+// Restore records the backup service's restore job a new instance's data
+// comes from: its id, the source instance and the target (exactly one of
+// BackupID, PointInTime and GTID), then the seed once the job made it.
+type Restore struct {
+	ID               string    `json:"id"`
+	SourceInstanceID string    `json:"source_instance_id"`
+	BackupID         string    `json:"backup_id,omitempty"`
+	PointInTime      time.Time `json:"point_in_time,omitzero"`
+	GTID             string    `json:"gtid,omitempty"`
+	// Database is the source's application database (MySQL): the restored
+	// data holds the tenant's tables there, so the restored instance keeps
+	// that name for its bindings whatever its own name.
+	Database string `json:"database,omitempty"`
+	// Seed is the directory holding the restored data, set when the job is
+	// ready; every node is created from it.
+	Seed string `json:"seed,omitempty"`
+	// ReadyAt is when the seed was taken: the provision timeout counts
+	// from it, not from the order, so a long restore does not eat it.
+	ReadyAt time.Time `json:"ready_at,omitzero"`
+}
+
+// RestoreReady records the restore job's seed and moves the instance from
+// restoring to creating.
+func (in *Instance) RestoreReady(seed string, now time.Time) error {
+	switch {
+	case in.State != StateProvisioning || in.Step != StepRestoring:
+		return fmt.Errorf("%w: restore ready in %s/%s", ErrInvalidTransition, in.State, in.Step)
+	case in.Restore == nil:
+		return fmt.Errorf("%w: restore ready without a restore", ErrInvalidTransition)
+	case seed == "":
+		return fmt.Errorf("%w: restore ready without a seed", ErrInvalid)
+	}
+	in.Restore.Seed, in.Restore.ReadyAt = seed, now
+	in.setStep(StepCreating, now)
+	return nil
+}
+
+// CreateStartedAt is when the provision timeout of a create began: the
+// order, or for a restored instance the moment its seed was ready.
+func (in *Instance) CreateStartedAt() time.Time {
+	if in.Restore != nil && !in.Restore.ReadyAt.IsZero() {
+		return in.Restore.ReadyAt
+	}
+	return in.CreatedAt
 }
 
 // AppliedFailover identifies the failover outcome last applied to an
@@ -286,6 +339,9 @@ type Operation struct {
 	// operation (an API key, a platform admin acting on a tenant's
 	// instance); empty for operations the platform started itself.
 	RequestedBy string
+	// StepDetail says where the step stands when it waits on another
+	// service (restoring: the restore job's phase); cleared on each step.
+	StepDetail string
 }
 
 // OpType is what an operation does.
@@ -354,6 +410,9 @@ type Order struct {
 	Sysctls     []Setting
 	OSBID       string
 	Accounts    Accounts
+	// Restore, when set, makes the instance from a backup: it waits in
+	// restoring for the seed after placement.
+	Restore *Restore
 }
 
 // New creates an instance in provisioning/placing with its create operation.
@@ -383,13 +442,23 @@ func New(o Order, now time.Time) (*Instance, Operation, error) {
 		Parameters: params, State: StateProvisioning, Step: StepPlacing, Sysctls: o.Sysctls,
 		OperationID: o.OperationID, OSBID: o.OSBID, Accounts: o.Accounts, CreatedAt: now, UpdatedAt: now, StepAt: now,
 	}
+	if o.Restore != nil {
+		r := *o.Restore
+		in.Restore = &r
+	}
 	op := Operation{ID: o.OperationID, InstanceID: o.ID, Tenant: o.Tenant, Type: OpCreate, State: OpInProgress, Step: StepPlacing, StartedAt: now}
 	return in, op, nil
 }
 
 // Database is the application database of a MySQL instance: its name with
 // '-' turned into '_' (names are DNS-label-like, database names are not).
-func (in *Instance) Database() string { return strings.ReplaceAll(in.Name, "-", "_") }
+// A restored instance keeps its source's (Restore.Database).
+func (in *Instance) Database() string {
+	if in.Restore != nil && in.Restore.Database != "" {
+		return in.Restore.Database
+	}
+	return strings.ReplaceAll(in.Name, "-", "_")
+}
 
 // NodeName returns the name of the i-th node of a plan ("n0", "n1", ...).
 func NodeName(i int) string { return "n" + strconv.Itoa(i) }
@@ -436,7 +505,11 @@ func (in *Instance) Place(ps []Placement, now time.Time) (bool, error) {
 		})
 	}
 	in.Nodes = nodes
-	in.setStep(StepCreating, now)
+	next := StepCreating
+	if in.Restore != nil && in.Restore.Seed == "" {
+		next = StepRestoring
+	}
+	in.setStep(next, now)
 	return true, nil
 }
 
@@ -516,10 +589,15 @@ func (in *Instance) Advance(to Step, now time.Time) error {
 	if in.State != StateProvisioning {
 		return fmt.Errorf("%w: advance to %s in state %s", ErrInvalidTransition, to, in.State)
 	}
-	order := map[Step]int{StepPlacing: 0, StepCreating: 1, StepReplicating: 2, StepVerifying: 3}
+	order := map[Step]int{StepPlacing: 0, StepRestoring: 1, StepCreating: 2, StepReplicating: 3, StepVerifying: 4}
 	from, okFrom := order[in.Step]
 	next, okTo := order[to]
 	if !okFrom || !okTo || next < from {
+		return fmt.Errorf("%w: step %s → %s", ErrInvalidTransition, in.Step, to)
+	}
+	if in.Step == StepRestoring || (to == StepRestoring && in.Restore == nil) || (next > order[StepRestoring] && in.Restore != nil && in.Restore.Seed == "") {
+		// Leaving restoring takes a seed (RestoreReady); an instance
+		// without a restore has nothing to wait for.
 		return fmt.Errorf("%w: step %s → %s", ErrInvalidTransition, in.Step, to)
 	}
 	if to == StepReplicating || to == StepVerifying {
@@ -762,6 +840,9 @@ func (in *Instance) setStep(s Step, now time.Time) {
 func (in *Instance) Sync(op *Operation, now time.Time) {
 	if op.ID != in.OperationID || op.State != OpInProgress {
 		return
+	}
+	if op.Step != in.Step {
+		op.StepDetail = ""
 	}
 	op.Step = in.Step
 	finish := func(s OpState, msg string) {

@@ -78,6 +78,9 @@ func clone(in *instance.Instance) (*instance.Instance, error) {
 		out.Sysctls = []instance.Setting{}
 	}
 	out.CreatedAt, out.UpdatedAt, out.StepAt = ts(out.CreatedAt), ts(out.UpdatedAt), ts(out.StepAt)
+	if out.Restore != nil {
+		out.Restore.PointInTime, out.Restore.ReadyAt = ts(out.Restore.PointInTime), ts(out.Restore.ReadyAt)
+	}
 	slices.SortStableFunc(out.Nodes, func(a, b instance.Node) int { return strings.Compare(a.Name, b.Name) })
 	return &out, nil
 }
@@ -258,6 +261,7 @@ func (r *Repo) save(stored, changed *instance.Instance) (*instance.Instance, err
 	next.State, next.Step, next.Reason, next.Plan, next.Parameters, next.Sysctls = ch.State, ch.Step, ch.Reason, ch.Plan, ch.Parameters, ch.Sysctls
 	next.Accounts, next.OperationID, next.UpdatedAt, next.StepAt = ch.Accounts, ch.OperationID, ch.UpdatedAt, ch.StepAt
 	next.Failover = ch.Failover
+	next.Restore = ch.Restore
 	for _, n := range ch.Nodes {
 		if i := slices.IndexFunc(next.Nodes, func(m instance.Node) bool { return m.ID == n.ID }); i >= 0 {
 			name := next.Nodes[i].Name // the name is the node's key, never updated
@@ -275,7 +279,7 @@ func (r *Repo) save(stored, changed *instance.Instance) (*instance.Instance, err
 func (r *Repo) saveOp(op instance.Operation) {
 	op = cloneOp(op)
 	if old, ok := r.ops[op.ID]; ok {
-		old.State, old.Step, old.FinishedAt, old.Error = op.State, op.Step, op.FinishedAt, op.Error
+		old.State, old.Step, old.FinishedAt, old.Error, old.StepDetail = op.State, op.Step, op.FinishedAt, op.Error, op.StepDetail
 		r.ops[op.ID] = old
 		return
 	}

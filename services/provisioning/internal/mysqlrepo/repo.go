@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-sql-driver/mysql"
 
@@ -21,9 +22,9 @@ import (
 	"github.com/canopy-platform/canopy/libs/tenancy"
 	"github.com/canopy-platform/canopy/services/provisioning/migrations"
 
+	"github.com/canopy-platform/canopy/libs/secrets"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/instance"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/port"
-	"github.com/canopy-platform/canopy/libs/secrets"
 )
 
 // Errors callers branch on: the repository contract's (package port), named
@@ -265,12 +266,16 @@ func (r *Repo) insert(ctx context.Context, tx *store.Tx, in *instance.Instance, 
 	if err != nil {
 		return err
 	}
+	restore, err := encodeRestore(in)
+	if err != nil {
+		return err
+	}
 	_, err = tx.ExecContext(ctx, `INSERT INTO instances (id, tenant, name, osb_id, plan_id, engine, version, region, state, step, reason,
-		plan, parameters, sysctls, accounts, operation_id, idempotency_key, request_hash, created_at, updated_at, step_at, router_rw_port, router_ro_port)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		plan, parameters, sysctls, accounts, operation_id, idempotency_key, request_hash, created_at, updated_at, step_at, router_rw_port, router_ro_port, restore)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		in.ID, in.Tenant, in.Name, nullable(in.OSBID), in.Plan.ID, in.Plan.Engine, in.Version, in.Region, in.State, in.Step, in.Reason,
 		planJSON, params, sysctls, accounts, in.OperationID, nullable(idemKey), hash, in.CreatedAt.UTC(), in.UpdatedAt.UTC(), in.StepAt.UTC(),
-		nullPort(in.Router.RW), nullPort(in.Router.RO))
+		nullPort(in.Router.RW), nullPort(in.Router.RO), restore)
 	if isDuplicateKey(err, "instances_tenant_live_name") {
 		return fmt.Errorf("%w: %s", ErrNameTaken, in.Name)
 	}
@@ -288,10 +293,14 @@ func (r *Repo) save(ctx context.Context, tx *store.Tx, in *instance.Instance, _ 
 	if err != nil {
 		return err
 	}
+	restore, err := encodeRestore(in)
+	if err != nil {
+		return err
+	}
 	_, err = tx.ExecContext(ctx, `UPDATE instances SET state = ?, step = ?, reason = ?, plan = ?, parameters = ?, sysctls = ?,
-		accounts = ?, operation_id = ?, updated_at = ?, step_at = ?, failover_token = ?, failover_recovery = ? WHERE id = ?`,
+		accounts = ?, operation_id = ?, updated_at = ?, step_at = ?, failover_token = ?, failover_recovery = ?, restore = ? WHERE id = ?`,
 		in.State, in.Step, in.Reason, planJSON, params, sysctls, accounts, in.OperationID, in.UpdatedAt.UTC(), in.StepAt.UTC(),
-		in.Failover.Token, in.Failover.Recovery, in.ID)
+		in.Failover.Token, in.Failover.Recovery, restore, in.ID)
 	if err != nil {
 		return fmt.Errorf("save instance: %w", err)
 	}
@@ -332,14 +341,38 @@ func saveOp(ctx context.Context, tx *sql.Tx, op instance.Operation) error {
 	if op.FinishedAt != nil {
 		fin = op.FinishedAt.UTC()
 	}
-	_, err := tx.ExecContext(ctx, `INSERT INTO operations (id, instance_id, tenant, type, state, step, started_at, finished_at, error, requested_by)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON DUPLICATE KEY UPDATE state = VALUES(state), step = VALUES(step), finished_at = VALUES(finished_at), error = VALUES(error)`,
-		op.ID, op.InstanceID, op.Tenant, op.Type, op.State, op.Step, op.StartedAt.UTC(), fin, op.Error, op.RequestedBy)
+	_, err := tx.ExecContext(ctx, `INSERT INTO operations (id, instance_id, tenant, type, state, step, started_at, finished_at, error, requested_by, step_detail)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON DUPLICATE KEY UPDATE state = VALUES(state), step = VALUES(step), finished_at = VALUES(finished_at), error = VALUES(error),
+		step_detail = VALUES(step_detail)`,
+		op.ID, op.InstanceID, op.Tenant, op.Type, op.State, op.Step, op.StartedAt.UTC(), fin, op.Error, op.RequestedBy, truncate(op.StepDetail, 255))
 	if err != nil {
 		return fmt.Errorf("save operation %s: %w", op.ID, err)
 	}
 	return nil
+}
+
+// truncate cuts s to at most n bytes (a column's width), on a rune boundary.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+// encodeRestore is the restore column of in: NULL without a restore.
+func encodeRestore(in *instance.Instance) (any, error) {
+	if in.Restore == nil {
+		return nil, nil
+	}
+	b, err := json.Marshal(in.Restore)
+	if err != nil {
+		return nil, fmt.Errorf("encode restore of %s: %w", in.ID, err)
+	}
+	return b, nil
 }
 
 func nullable(s string) any {
@@ -376,7 +409,7 @@ func (r *Repo) encode(in *instance.Instance) (planJSON, params, sysctls []byte, 
 }
 
 const instanceColumns = `id, tenant, name, COALESCE(osb_id, ''), version, region, state, step, reason, plan, parameters, sysctls, accounts,
-	operation_id, created_at, updated_at, step_at, failover_token, failover_recovery, COALESCE(router_rw_port, 0), COALESCE(router_ro_port, 0)`
+	operation_id, created_at, updated_at, step_at, failover_token, failover_recovery, COALESCE(router_rw_port, 0), COALESCE(router_ro_port, 0), restore`
 
 // anyTenant is the scope of the explicitly cross-tenant reads: a value no
 // tenant id can take (tenancy ids are validated printable text).
@@ -414,12 +447,19 @@ type scanner interface{ Scan(dst ...any) error }
 
 func (r *Repo) scan(row scanner) (*instance.Instance, error) {
 	var in instance.Instance
-	var planJSON, params, sysctls, accounts []byte
+	var planJSON, params, sysctls, accounts, restore []byte
 	err := row.Scan(&in.ID, &in.Tenant, &in.Name, &in.OSBID, &in.Version, &in.Region, &in.State, &in.Step, &in.Reason,
 		&planJSON, &params, &sysctls, &accounts, &in.OperationID, &in.CreatedAt, &in.UpdatedAt, &in.StepAt,
-		&in.Failover.Token, &in.Failover.Recovery, &in.Router.RW, &in.Router.RO)
+		&in.Failover.Token, &in.Failover.Recovery, &in.Router.RW, &in.Router.RO, &restore)
 	if err != nil {
 		return nil, err
+	}
+	if restore != nil {
+		in.Restore = &instance.Restore{}
+		if err := json.Unmarshal(restore, in.Restore); err != nil {
+			return nil, fmt.Errorf("decode restore of %s: %w", in.ID, err)
+		}
+		in.Restore.PointInTime, in.Restore.ReadyAt = in.Restore.PointInTime.UTC(), in.Restore.ReadyAt.UTC()
 	}
 	if err := json.Unmarshal(planJSON, &in.Plan); err != nil {
 		return nil, fmt.Errorf("decode plan of %s: %w", in.ID, err)
@@ -620,7 +660,7 @@ func (r *Repo) operation(ctx context.Context, q querier, tenant, id string) (ins
 	if err := needTenant(tenant, "operation "+id); err != nil {
 		return instance.Operation{}, err
 	}
-	query := "SELECT id, instance_id, tenant, type, state, step, started_at, finished_at, error, requested_by FROM operations WHERE id = ?"
+	query := "SELECT id, instance_id, tenant, type, state, step, started_at, finished_at, error, requested_by, step_detail FROM operations WHERE id = ?"
 	args := []any{id}
 	if tenant != anyTenant {
 		query += " AND tenant = ?"
@@ -628,7 +668,7 @@ func (r *Repo) operation(ctx context.Context, q querier, tenant, id string) (ins
 	}
 	var op instance.Operation
 	var fin sql.NullTime
-	err := q.QueryRowContext(ctx, query, args...).Scan(&op.ID, &op.InstanceID, &op.Tenant, &op.Type, &op.State, &op.Step, &op.StartedAt, &fin, &op.Error, &op.RequestedBy)
+	err := q.QueryRowContext(ctx, query, args...).Scan(&op.ID, &op.InstanceID, &op.Tenant, &op.Type, &op.State, &op.Step, &op.StartedAt, &fin, &op.Error, &op.RequestedBy, &op.StepDetail)
 	if errors.Is(err, sql.ErrNoRows) {
 		return op, fmt.Errorf("operation %s: %w", id, ErrNotFound)
 	}

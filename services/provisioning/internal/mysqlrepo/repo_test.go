@@ -8,9 +8,9 @@ import (
 
 	"github.com/canopy-platform/canopy/libs/store/storetest"
 
+	"github.com/canopy-platform/canopy/libs/secrets"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/instance"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/repotest"
-	"github.com/canopy-platform/canopy/libs/secrets"
 )
 
 func newRepo(t *testing.T) (*Repo, context.Context) {

@@ -14,8 +14,8 @@ import (
 	"github.com/canopy-platform/canopy/libs/store"
 	"github.com/canopy-platform/canopy/libs/store/storetest"
 
-	"github.com/canopy-platform/canopy/services/provisioning/internal/instance"
 	"github.com/canopy-platform/canopy/libs/secrets"
+	"github.com/canopy-platform/canopy/services/provisioning/internal/instance"
 )
 
 // sealLegacy seals the way rows were sealed before key ids (format 1:

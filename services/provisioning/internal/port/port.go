@@ -96,3 +96,25 @@ func (e *DuplicateError) Error() string {
 
 // Unwrap returns ErrDuplicate.
 func (e *DuplicateError) Unwrap() error { return ErrDuplicate }
+
+// RestoreJob is a restore job of the backup service as provisioning sees
+// it: the saga waits in the restoring step until Status is RestoreReady
+// (Seed holds the data) or RestoreFailed (Error says why).
+type RestoreJob struct {
+	ID     string
+	Status string
+	// Phase is where a running job stands (fetching, preparing,
+	// replaying), shown as the create operation's step detail.
+	Phase string
+	Seed  string
+	Error string
+}
+
+// Statuses of a restore job (the backup service's names).
+const (
+	RestorePending = "pending"
+	RestoreRunning = "running"
+	RestoreReady   = "ready"
+	RestoreDone    = "done"
+	RestoreFailed  = "failed"
+)

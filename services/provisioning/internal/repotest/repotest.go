@@ -72,6 +72,7 @@ func Run(t *testing.T, newSubject func(t *testing.T) Subject) {
 		{"RouterPorts", testRouterPorts},
 		{"RouterPortsConcurrent", testRouterPortsConcurrent},
 		{"RouterPortsBackfill", testRouterPortsBackfill},
+		{"Restore", testRestore},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -570,5 +571,51 @@ func testSagaListings(t *testing.T, ctx context.Context, s Subject) {
 	}
 	if live, err := r.List(ctx, "acme", "", 10, false); err != nil || len(live) != 3 {
 		t.Fatalf("List without deleted = %d, %v; want 3", len(live), err)
+	}
+}
+
+// testRestore: an instance's restore (id, source, target, then its seed)
+// and its operation's step detail are stored with it and read back; an
+// instance without one reads back without one.
+func testRestore(t *testing.T, ctx context.Context, s Subject) {
+	r := s.Repo
+	plain := create(t, ctx, r, "i0", "acme", "plain")
+	if got, err := r.Get(ctx, "acme", plain.ID); err != nil || got.Restore != nil {
+		t.Fatalf("instance without a restore reads back with %+v (err %v)", got.Restore, err)
+	}
+	in, op := Order("i1", "acme", "restored")
+	pit := time.Date(2026, 3, 1, 12, 30, 5, 0, time.UTC)
+	in.Restore = &instance.Restore{ID: "r1", SourceInstanceID: "src", PointInTime: pit}
+	if err := r.Create(ctx, port.CreateRequest{Instance: in, Op: op}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := r.Get(ctx, "acme", in.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (instance.Restore{ID: "r1", SourceInstanceID: "src", PointInTime: pit}); got.Restore == nil || *got.Restore != want {
+		t.Fatalf("restore reads back as %+v, want %+v", got.Restore, want)
+	}
+	ready := time.Now().UTC().Truncate(time.Microsecond)
+	if _, err := r.Update(ctx, in.ID, func(c *port.Change) error {
+		c.Instance.Restore.Seed, c.Instance.Restore.ReadyAt = "/seeds/r1", ready
+		c.Op.StepDetail = "replaying"
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	got, err = r.GetAnyTenant(ctx, in.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Restore == nil || got.Restore.Seed != "/seeds/r1" || !got.Restore.ReadyAt.Equal(ready) || got.Restore.ID != "r1" {
+		t.Fatalf("restore after update reads back as %+v", got.Restore)
+	}
+	gotOp, err := r.Operation(ctx, "acme", op.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gotOp.StepDetail != "replaying" {
+		t.Fatalf("operation step detail %q, want replaying", gotOp.StepDetail)
 	}
 }

@@ -4,10 +4,10 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/canopy-platform/canopy/libs/secrets"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/driver"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/instance"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/port"
-	"github.com/canopy-platform/canopy/libs/secrets"
 )
 
 // CDCUsername is the cdc service's account on every MySQL node.

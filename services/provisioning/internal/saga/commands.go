@@ -13,10 +13,10 @@ import (
 	"github.com/canopy-platform/canopy/libs/tenancy"
 
 	"github.com/canopy-platform/canopy/api/events"
+	"github.com/canopy-platform/canopy/libs/secrets"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/driver"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/instance"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/port"
-	"github.com/canopy-platform/canopy/libs/secrets"
 )
 
 // Errors of the commands, for the HTTP edge to map.
@@ -44,6 +44,12 @@ type OrderRequest struct {
 	// Quota is the tenant's quota; the order is refused with a
 	// *tenancy.QuotaExceededError when it would exceed it.
 	Quota tenancy.Quota
+	// ID is the new instance's id when the caller chose it (NewID) before
+	// ordering, as a restore does to name its target; "" picks one.
+	ID string
+	// Restore, when set, is the backup service's restore job the instance
+	// is made from: it waits in restoring after placement.
+	Restore *instance.Restore
 }
 
 // Order creates an instance and asks scheduling for a placement. A repeated
@@ -68,8 +74,12 @@ func (s *Saga) Order(ctx context.Context, r OrderRequest) (*instance.Instance, i
 		accounts.CDC = instance.Credentials{Username: CDCUsername, Password: secrets.Password(32)}
 		accounts.CDCGrants = driver.CDCGrants
 	}
+	id := r.ID
+	if id == "" {
+		id = NewID()
+	}
 	in, op, err := instance.New(instance.Order{
-		ID: NewID(), OperationID: NewID(), Tenant: r.Tenant, Name: r.Name, Plan: r.Plan, Version: r.Version,
+		ID: id, OperationID: NewID(), Restore: r.Restore, Tenant: r.Tenant, Name: r.Name, Plan: r.Plan, Version: r.Version,
 		Region: r.Region, Parameters: r.Parameters, Sysctls: sysctls, OSBID: r.OSBID,
 		Accounts: accounts,
 	}, now)

@@ -20,6 +20,12 @@ func (s *Saga) spec(in *instance.Instance, n *instance.Node) driver.NodeSpec {
 		CDC:         driver.Credentials(in.Accounts.CDC),
 		Placement:   driver.Placement{Region: n.Region, Zone: n.AZ, Host: n.Host},
 	}
+	if in.Restore != nil {
+		// Every node of a restored instance is made from the same seed;
+		// the spec keeps naming it after the seed is gone (the driver reads
+		// it only when it creates a node), so it stays the same spec.
+		spec.Seed = in.Restore.Seed
+	}
 	if in.Plan.Engine == instance.EngineMySQL {
 		spec.Database = in.Database()
 	} else {

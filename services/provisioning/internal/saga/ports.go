@@ -43,3 +43,13 @@ type EngineAdmin interface {
 // Clock tells the time: step and provision timeouts are measured with it
 // against the persisted instance's timestamps.
 type Clock func() time.Time
+
+// Restores is the backup service's restore jobs as the saga follows them;
+// *backupclient.Client implements it. Job returns port.ErrNotFound for a
+// job the backup service does not know.
+type Restores interface {
+	Job(ctx context.Context, tenant, id string) (port.RestoreJob, error)
+	// Done tells the backup service the seed was copied into every node,
+	// so it may remove it.
+	Done(ctx context.Context, tenant, id string) error
+}

@@ -46,6 +46,9 @@ func (s *Saga) rollback(ctx context.Context, in *instance.Instance) error {
 	})
 	if err == nil {
 		s.log.Warn("instance failed", "tenant", in.Tenant, "instance", in.ID, "reason", in.Reason)
+		if in.Restore != nil && in.Restore.Seed != "" {
+			s.releaseSeed(ctx, in)
+		}
 	}
 	return err
 }

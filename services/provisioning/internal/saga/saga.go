@@ -54,6 +54,13 @@ type Config struct {
 	// machine with another minor can run every plan. MariaDB versions
 	// ("mariadb-10.11") always pass their full version.
 	ExactVersions bool `yaml:"exact_versions" env:"EXACT_VERSIONS"`
+	// RestoreTimeout bounds the wait in the restoring step for the backup
+	// service's restore job (an instance ordered with restore_from); past
+	// it the create rolls back. The provision timeout counts from the end
+	// of the restore.
+	RestoreTimeout time.Duration `yaml:"restore_timeout" env:"RESTORE_TIMEOUT" default:"1h"`
+	// RestorePoll is how often a restore job is asked how it stands.
+	RestorePoll time.Duration `yaml:"restore_poll" env:"RESTORE_POLL" default:"1s"`
 }
 
 func (c Config) withDefaults() Config {
@@ -72,6 +79,12 @@ func (c Config) withDefaults() Config {
 	if c.Concurrency <= 0 {
 		c.Concurrency = 8
 	}
+	if c.RestoreTimeout <= 0 {
+		c.RestoreTimeout = time.Hour
+	}
+	if c.RestorePoll <= 0 {
+		c.RestorePoll = time.Second
+	}
 	return c
 }
 
@@ -89,6 +102,9 @@ type Saga struct {
 	// router is where instances' stable endpoints are (WithRouter); the
 	// zero value allocates no ports.
 	router instance.Router
+	// restores is the backup service's restore jobs (WithRestores); nil:
+	// an instance waiting in restoring is rolled back.
+	restores Restores
 
 	kicks   chan string
 	sem     chan struct{}
@@ -230,6 +246,10 @@ func (s *Saga) drive(ctx context.Context, id string) {
 // instance events name the router's endpoints at r.Host, when r is enabled.
 // Call it before Run.
 func (s *Saga) WithRouter(r instance.Router) { s.router = r }
+
+// WithRestores gives the saga the backup service's restore jobs, which
+// instances ordered with restore_from wait for. Call it before Run.
+func (s *Saga) WithRestores(r Restores) { s.restores = r }
 
 // routerPorts is the range orders allocate from: none without a router.
 func (s *Saga) routerPorts() instance.PortRange {

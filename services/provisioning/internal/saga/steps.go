@@ -30,8 +30,16 @@ func (s *Saga) step(ctx context.Context, in *instance.Instance) (next *instance.
 				return nil, true, s.startRollback(ctx, in.ID, fmt.Sprintf("no placement decision within %s", s.cfg.PlacementTimeout))
 			}
 			return nil, false, nil
+		case instance.StepRestoring:
+			if now.Sub(in.StepAt) > s.cfg.RestoreTimeout {
+				return nil, true, s.startRollback(ctx, in.ID, fmt.Sprintf("restore: not ready within %s", s.cfg.RestoreTimeout))
+			}
+			if err := s.hook(ctx, in, in.Step); err != nil {
+				return nil, false, err
+			}
+			return s.restoring(ctx, in)
 		case instance.StepCreating, instance.StepReplicating, instance.StepVerifying:
-			if now.Sub(in.CreatedAt) > s.cfg.ProvisionTimeout {
+			if now.Sub(in.CreateStartedAt()) > s.cfg.ProvisionTimeout {
 				return nil, true, s.startRollback(ctx, in.ID, fmt.Sprintf("not ready within %s (step %s)", s.cfg.ProvisionTimeout, in.Step))
 			}
 			if err := s.hook(ctx, in, in.Step); err != nil {
@@ -144,6 +152,10 @@ func (s *Saga) createStep(ctx context.Context, in *instance.Instance) (*instance
 	}
 	if next == instance.StepDone {
 		s.log.Info("instance ready", "tenant", in.Tenant, "instance", in.ID, "took", s.now().Sub(in.CreatedAt))
+	}
+	if in.Step == instance.StepCreating && out != nil && out.Step != instance.StepCreating {
+		// Every node holds its copy of the seed now.
+		s.releaseSeed(ctx, in)
 	}
 	return out, true, nil
 }

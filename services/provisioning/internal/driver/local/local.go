@@ -142,8 +142,9 @@ type engine interface {
 	server() *binary
 	// checkSettings refuses settings keys the driver manages itself.
 	checkSettings(settings map[string]string) error
-	// prepare fills a new node directory: data, configuration, accounts.
-	prepare(ctx context.Context, n *node) error
+	// prepare fills a new node directory: data (from seed when not "":
+	// NodeSpec.Seed), configuration, accounts.
+	prepare(ctx context.Context, n *node, seed string) error
 	// writeConfig renders the node's configuration from spec and state.
 	writeConfig(n *node) error
 	// args are the server's command-line arguments for a start.
@@ -204,7 +205,7 @@ type nodeState struct {
 	CreatedAt   time.Time        `json:"created_at"`
 }
 
-func (n *node) dataDir() string  { return filepath.Join(n.dir, "data") }
+func (n *node) dataDir() string  { return driver.EngineDataDir(n.dir) }
 func (n *node) pidFile() string  { return filepath.Join(n.dir, "canopy.pid") }
 func (n *node) metaFile() string { return filepath.Join(n.dir, "node.json") }
 func (n *node) outFile() string  { return filepath.Join(n.dir, "stdout.log") }
@@ -435,7 +436,7 @@ func (d *Driver) create(ctx context.Context, n *node, fp string) error {
 		CreatedAt:  time.Now().UTC(),
 	}
 	e := d.engine(n.spec.Engine)
-	if err := e.prepare(ctx, n); err != nil {
+	if err := e.prepare(ctx, n, n.spec.Seed); err != nil {
 		os.RemoveAll(n.dir)
 		n.state = nodeState{}
 		return err

@@ -73,16 +73,27 @@ func (m *mariadb) logFile(n *node) string  { return filepath.Join(n.dir, "error.
 // concurrent mariadb-install-db runs, which collide in a shared /tmp).
 func (m *mariadb) tmpDir(n *node) string { return filepath.Join(n.dir, "tmp") }
 
-func (m *mariadb) prepare(ctx context.Context, n *node) error {
+func (m *mariadb) prepare(ctx context.Context, n *node, seed string) error {
 	began := time.Now()
 	if err := os.MkdirAll(m.tmpDir(n), 0o700); err != nil {
 		return fmt.Errorf("make tmp dir: %w", err)
 	}
-	if m.d.cfg.NoTemplate {
+	switch {
+	case seed != "":
+		// A restored instance: the restore job's cleanly stopped data
+		// directory replaces the template. Its accounts are the source's;
+		// the init file below gives Canopy's their new passwords.
+		if err := checkSeed(seed, "mysql"); err != nil {
+			return err
+		}
+		if err := copyTree(seed, n.dataDir()); err != nil {
+			return fmt.Errorf("copy seed data dir %s: %w", seed, err)
+		}
+	case m.d.cfg.NoTemplate:
 		if err := m.install(ctx, n.dataDir(), m.tmpDir(n)); err != nil {
 			return err
 		}
-	} else {
+	default:
 		tpl, err := m.template(ctx, n.spec.DataRoot, n.state.Version)
 		if err != nil {
 			return err
@@ -91,7 +102,7 @@ func (m *mariadb) prepare(ctx context.Context, n *node) error {
 			return fmt.Errorf("copy template data dir: %w", err)
 		}
 	}
-	n.logger(m.d.log).Debug("data dir initialised", "template", !m.d.cfg.NoTemplate, "took", time.Since(began))
+	n.logger(m.d.log).Debug("data dir initialised", "template", !m.d.cfg.NoTemplate, "seed", seed, "took", time.Since(began))
 	// Accounts are created by the first start (--init-file), before the
 	// server accepts connections, so root never needs a password and no
 	// account is written to the binary log.
@@ -549,9 +560,22 @@ func copyTree(src, dst string) error {
 		case info.Mode().IsRegular():
 			return copyFile(path, target, info.Mode().Perm()&^0o077)
 		default:
-			return fmt.Errorf("unexpected file %s in template", path)
+			return fmt.Errorf("unexpected file %s (not a regular file or directory)", path)
 		}
 	})
+}
+
+// checkSeed refuses a seed that is not a directory (for what: the engine
+// named in the error) as an invalid spec: no retry brings it back.
+func checkSeed(seed, what string) error {
+	if !filepath.IsAbs(seed) {
+		return &driver.SpecError{Field: "seed", Reason: "must be an absolute path"}
+	}
+	fi, err := os.Stat(seed)
+	if err != nil || !fi.IsDir() {
+		return &driver.SpecError{Field: "seed", Reason: fmt.Sprintf("%s seed %s is not a directory", what, seed)}
+	}
+	return nil
 }
 
 func copyFile(src, dst string, perm fs.FileMode) error {

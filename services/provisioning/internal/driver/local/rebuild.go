@@ -83,7 +83,9 @@ func (d *Driver) Rebuild(ctx context.Context, nodeID string, source driver.Endpo
 // accounts, starts it and loads the dump at GTID position pos; n.mu is held.
 func (d *Driver) reload(ctx context.Context, n *node, dump, pos string) error {
 	m := d.mysql
-	if err := m.prepare(ctx, n); err != nil {
+	// Never from the seed: a rebuild loads the source's dump into an empty
+	// data directory (and a restore's seed is gone once the instance is made).
+	if err := m.prepare(ctx, n, ""); err != nil {
 		return fmt.Errorf("fresh data dir: %w", err)
 	}
 	if _, err := d.spawn(n, m); err != nil {

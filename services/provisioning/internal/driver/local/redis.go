@@ -73,12 +73,61 @@ func (r *redis) confFile(n *node) string { return filepath.Join(n.dir, "redis.co
 func (r *redis) aclFile(n *node) string  { return filepath.Join(n.dir, "users.acl") }
 func (r *redis) logFile(n *node) string  { return filepath.Join(n.dir, "redis.log") }
 
-func (r *redis) prepare(_ context.Context, n *node) error {
+func (r *redis) prepare(_ context.Context, n *node, seed string) error {
 	if err := os.MkdirAll(n.dataDir(), 0o700); err != nil {
 		return fmt.Errorf("make data dir: %w", err)
 	}
+	if seed != "" {
+		if err := seedRedis(n, seed); err != nil {
+			return err
+		}
+	}
 	// Written once: later ACL SAVEs (bindings) keep their users in it.
 	return writeFileAtomic(r.aclFile(n), []byte(renderACL(n.spec)), 0o600)
+}
+
+// seedRedis puts the restore job's snapshot (seed/dump.rdb) where the
+// node's first start loads it. Without AOF Redis loads the dbfilename; with
+// appendonly yes (the default) it loads only the AOF and ignores any RDB, so
+// the snapshot also becomes the base of a one-file AOF (Redis 7 multi-part
+// AOF: appendonlydir/<appendfilename>.1.base.rdb named by the manifest),
+// which Redis loads and then appends to.
+func seedRedis(n *node, seed string) error {
+	if err := checkSeed(seed, "redis"); err != nil {
+		return err
+	}
+	rdb := filepath.Join(seed, "dump.rdb")
+	if fi, err := os.Stat(rdb); err != nil || !fi.Mode().IsRegular() {
+		return &driver.SpecError{Field: "seed", Reason: fmt.Sprintf("redis seed %s holds no dump.rdb", seed)}
+	}
+	set := func(k, def string) string {
+		for key, v := range n.spec.Settings {
+			if strings.EqualFold(key, k) {
+				return strings.Trim(v, `"`)
+			}
+		}
+		return def
+	}
+	if err := copyFile(rdb, filepath.Join(n.dataDir(), set("dbfilename", "dump.rdb")), 0o600); err != nil {
+		return fmt.Errorf("copy seed %s: %w", rdb, err)
+	}
+	if !strings.EqualFold(set("appendonly", redisDefaults["appendonly"]), "yes") {
+		return nil
+	}
+	aofDir := filepath.Join(n.dataDir(), set("appenddirname", "appendonlydir"))
+	if err := os.MkdirAll(aofDir, 0o700); err != nil {
+		return fmt.Errorf("make aof dir: %w", err)
+	}
+	name := set("appendfilename", "appendonly.aof")
+	base := name + ".1.base.rdb"
+	if err := copyFile(rdb, filepath.Join(aofDir, base), 0o600); err != nil {
+		return fmt.Errorf("copy seed %s as the aof base: %w", rdb, err)
+	}
+	manifest := fmt.Sprintf("file %s seq 1 type b\n", base)
+	if err := writeFileAtomic(filepath.Join(aofDir, name+".manifest"), []byte(manifest), 0o600); err != nil {
+		return fmt.Errorf("write aof manifest: %w", err)
+	}
+	return nil
 }
 
 // aclPassword is the ACL form of a password: its SHA-256, so the file never

@@ -1,0 +1,204 @@
+package local
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/canopy-platform/canopy/services/provisioning/internal/driver"
+	"github.com/canopy-platform/canopy/services/provisioning/internal/driver/drivertest"
+)
+
+// seedFrom copies a stopped node's data directory to a new seed directory
+// under root, as a restore job leaves one.
+func seedFrom(t *testing.T, root string, spec driver.NodeSpec) string {
+	t.Helper()
+	seed := filepath.Join(root, "seeds", spec.NodeID)
+	if err := os.MkdirAll(filepath.Dir(seed), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := copyTree(filepath.Join(nodeDir(spec), "data"), seed); err != nil {
+		t.Fatalf("copy %s's data dir to the seed: %v", spec.NodeID, err)
+	}
+	return seed
+}
+
+// A MariaDB node created from a seed (a stopped node's data directory) has
+// the seed's tables and rows, and Canopy's accounts answer to the new
+// instance's passwords, not the source's.
+func TestCreateMySQLFromSeed(t *testing.T) {
+	requireBinaries(t)
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	root := dataRoot(t)
+	d := newDriver(t, Config{StopTimeout: 20 * time.Second})
+
+	src := drivertest.Specs("seeda", driver.EngineMySQL, "", root, func() int { return freePort(t) })[0]
+	if _, err := d.Create(ctx, src); err != nil {
+		t.Fatal(err)
+	}
+	sn, err := d.Start(ctx, src.NodeID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.ConfigurePrimary(ctx, src.NodeID, driver.PrimaryOpts{}); err != nil {
+		t.Fatal(err)
+	}
+	db := drivertest.OpenMySQL(sn.Address, src.Admin, src.Database)
+	for _, q := range []string{"CREATE TABLE orders (id INT PRIMARY KEY, what VARCHAR(20))", "INSERT INTO orders VALUES (1, 'tea'), (2, 'cake'), (3, 'jam')"} {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			db.Close()
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	db.Close()
+	if err := d.Stop(ctx, src.NodeID); err != nil {
+		t.Fatal(err)
+	}
+	seed := seedFrom(t, root, src)
+
+	spec := drivertest.Specs("seedb", driver.EngineMySQL, "", root, func() int { return freePort(t) })[0]
+	spec.Seed = seed
+	t.Cleanup(func() { _ = d.Destroy(context.Background(), spec.NodeID) })
+	if _, err := d.Create(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	n, err := d.Start(ctx, spec.NodeID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db = drivertest.OpenMySQL(n.Address, spec.Admin, src.Database)
+	defer db.Close()
+	var count int
+	if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM orders WHERE what IN ('tea', 'cake', 'jam')").Scan(&count); err != nil {
+		t.Fatalf("read the seed's rows with the new admin password: %v", err)
+	}
+	if count != 3 {
+		t.Fatalf("restored node has %d of the seed's 3 rows", count)
+	}
+	old := drivertest.OpenMySQL(n.Address, src.Admin, "")
+	defer old.Close()
+	if err := old.PingContext(ctx); err == nil {
+		t.Fatal("the source's admin password still opens the restored node")
+	}
+}
+
+// A Redis node created from a seed directory with dump.rdb has its keys,
+// with AOF on (the default: Redis would ignore a bare RDB) and off.
+func TestCreateRedisFromSeed(t *testing.T) {
+	requireBinaries(t)
+	t.Parallel()
+	tests := []struct {
+		name     string
+		settings map[string]string
+	}{
+		{"appendonly yes", nil},
+		{"appendonly no", map[string]string{"appendonly": "no"}},
+	}
+	root := dataRoot(t)
+	seed := filepath.Join(root, "seed")
+	if err := os.MkdirAll(seed, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	makeRDB(t, root, seed)
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			d := newDriver(t, Config{})
+			spec := drivertest.Specs("seedr"+string(rune('a'+i)), driver.EngineRedis, "", root, func() int { return freePort(t) })[0]
+			spec.Seed, spec.Settings = seed, tc.settings
+			t.Cleanup(func() { _ = d.Destroy(context.Background(), spec.NodeID) })
+			if _, err := d.Create(ctx, spec); err != nil {
+				t.Fatal(err)
+			}
+			n, err := d.Start(ctx, spec.NodeID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := goredis.NewClient(&goredis.Options{Addr: n.Address, Username: spec.Admin.Username, Password: spec.Admin.Password, DisableIdentity: true})
+			defer c.Close()
+			got, err := c.MGet(ctx, "k1", "k2").Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got[0] != "v1" || got[1] != "v2" {
+				t.Fatalf("restored node has k1=%v k2=%v, want v1 v2", got[0], got[1])
+			}
+		})
+	}
+}
+
+// makeRDB writes keys k1, k2 through a Redis node and leaves its snapshot
+// in seed/dump.rdb.
+func makeRDB(t *testing.T, root, seed string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	d := newDriver(t, Config{})
+	src := drivertest.Specs("seedrs", driver.EngineRedis, "", root, func() int { return freePort(t) })[0]
+	t.Cleanup(func() { _ = d.Destroy(context.Background(), src.NodeID) })
+	if _, err := d.Create(ctx, src); err != nil {
+		t.Fatal(err)
+	}
+	sn, err := d.Start(ctx, src.NodeID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.ConfigurePrimary(ctx, src.NodeID, driver.PrimaryOpts{}); err != nil {
+		t.Fatal(err)
+	}
+	c := goredis.NewClient(&goredis.Options{Addr: sn.Address, Username: src.Admin.Username, Password: src.Admin.Password, DisableIdentity: true})
+	defer c.Close()
+	if err := c.MSet(ctx, "k1", "v1", "k2", "v2").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Save(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := copyFile(filepath.Join(nodeDir(src), "data", "dump.rdb"), filepath.Join(seed, "dump.rdb"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A seed that does not exist, or a Redis seed without dump.rdb, is an
+// invalid spec: retrying cannot help.
+func TestCreateFromMissingSeed(t *testing.T) {
+	requireBinaries(t)
+	t.Parallel()
+	root := dataRoot(t)
+	empty := filepath.Join(root, "empty")
+	if err := os.MkdirAll(empty, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		engine driver.Engine
+		seed   string
+	}{
+		{"mysql seed missing", driver.EngineMySQL, filepath.Join(root, "nope")},
+		{"redis seed missing", driver.EngineRedis, filepath.Join(root, "nope")},
+		{"redis seed without dump.rdb", driver.EngineRedis, empty},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			d := newDriver(t, Config{})
+			spec := drivertest.Specs("seedm"+string(rune('a'+i)), tc.engine, "", root, func() int { return freePort(t) })[0]
+			spec.Seed = tc.seed
+			_, err := d.Create(ctx, spec)
+			if !driver.IsSpecError(err) {
+				t.Fatalf("create from %s: err = %v, want a spec error", tc.seed, err)
+			}
+			if _, serr := os.Stat(nodeDir(spec)); !os.IsNotExist(serr) {
+				t.Fatalf("failed create left %s behind", nodeDir(spec))
+			}
+		})
+	}
+}
