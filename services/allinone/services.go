@@ -195,6 +195,16 @@ func (p *Platform) buildProvisioning(_ context.Context, w *wiring) (service, err
 	// got. Until it listens orders are refused with 503, and none can arrive
 	// then anyway, since the gateway is the only way in.
 	cfg.GatewayURL = "http://" + p.cfg.gatewayInternalAddr()
+	// Restores ask the backup service, which starts after provisioning (it
+	// reads provisioning's instances): its address is the one its config
+	// names. A test's random ports (port 0) leave the default, unused there.
+	bc := backup.DefaultConfig()
+	if err := p.load(&bc, w); err != nil {
+		return service{}, fmt.Errorf("backup config: %w", err)
+	}
+	if _, port, err := net.SplitHostPort(p.backendAddr(bc.Addr)); err == nil && port != "0" {
+		cfg.BackupURL = "http://" + p.backendAddr(bc.Addr)
+	}
 	// Bindings advertise the Sentinel port of the router this process runs.
 	rc := router.DefaultConfig()
 	if err := p.load(&rc, w); err != nil {
