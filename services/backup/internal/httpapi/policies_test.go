@@ -1,0 +1,156 @@
+package httpapi
+
+import (
+	"net/http"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/canopy-platform/canopy/libs/tenancy"
+
+	"github.com/canopy-platform/canopy/services/backup/internal/backup"
+	"github.com/canopy-platform/canopy/services/backup/internal/backupstore"
+)
+
+func TestFormatDuration(t *testing.T) {
+	t.Parallel()
+	for d, want := range map[time.Duration]string{
+		2 * time.Hour: "2h", 720 * time.Hour: "720h", 90 * time.Minute: "1h30m", 30 * time.Minute: "30m",
+		90 * time.Second: "1m30s", 0: "0s", time.Hour + 30*time.Second: "1h0m30s",
+	} {
+		if got := formatDuration(d); got != want {
+			t.Errorf("formatDuration(%v) = %q, want %q", d, got, want)
+		}
+		if back, err := time.ParseDuration(formatDuration(d)); err != nil || back != d {
+			t.Errorf("%q does not parse back to %v: %v", formatDuration(d), d, err)
+		}
+	}
+}
+
+func TestGetInstancePolicy(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	pitr, keep := 3, 14
+	win := time.Hour
+	f.store.overrides[backupstore.ScopePlan+"/small"] = backup.PolicyOverride{DailyKeepDays: &keep}
+	f.store.overrides[backupstore.ScopeInstance+"/i-acme"] = backup.PolicyOverride{PITRDays: &pitr, WindowLength: &win}
+	var p InstancePolicy
+	if a := f.do(acmeViewer, http.MethodGet, "/api/v1/instances/i-acme/backup-policy", "", &p); a.status != 200 {
+		t.Fatalf("status %d: %s", a.status, a.body)
+	}
+	want := Policy{Enabled: true, WindowStart: "1h30m", WindowLength: "1h", DailyKeepDays: 7, PITRDays: 7, MonthlyKeepMonths: 12,
+		DrillEvery: "168h", SnapshotEvery: "6h"}
+	if p.InstanceID != "i-acme" || p.PlanID != "small" || p.Effective != want {
+		t.Fatalf("policy %+v, want effective %+v", p, want)
+	}
+	if p.PlanOverride.DailyKeepDays == nil || *p.PlanOverride.DailyKeepDays != 14 || p.PlanOverride.PITRDays != nil {
+		t.Fatalf("plan override %+v", p.PlanOverride)
+	}
+	if p.Override.PITRDays == nil || *p.Override.PITRDays != 3 || p.Override.WindowLength == nil || *p.Override.WindowLength != "1h" {
+		t.Fatalf("instance override %+v", p.Override)
+	}
+	if a := f.do(globex, http.MethodGet, "/api/v1/instances/i-acme/backup-policy", "", nil); a.status != 404 {
+		t.Fatalf("another tenant: status %d", a.status)
+	}
+}
+
+// TestPutInstancePolicyRefusals covers what is refused before the domain
+// validates the override.
+func TestPutInstancePolicyRefusals(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	tests := []struct {
+		name   string
+		p      tenancy.Principal
+		path   string
+		body   string
+		status int
+		field  string
+	}{
+		{"a viewer may not", acmeViewer, "/api/v1/instances/i-acme/backup-policy", `{"pitr_days":3}`, 403, ""},
+		{"another tenant's instance", globex, "/api/v1/instances/i-acme/backup-policy", `{"pitr_days":3}`, 404, ""},
+		{"a deleted instance", acmeAdmin, "/api/v1/instances/i-gone/backup-policy", `{"pitr_days":3}`, 409, ""},
+		{"a duration that does not parse", acmeAdmin, "/api/v1/instances/i-acme/backup-policy", `{"drill_every":"monthly"}`, 400, "drill_every"},
+		{"a duration as a number", acmeAdmin, "/api/v1/instances/i-acme/backup-policy", `{"window_start":7200}`, 400, "window_start"},
+		{"an unknown member", acmeAdmin, "/api/v1/instances/i-acme/backup-policy", `{"keep_forever":true}`, 400, "keep_forever"},
+		{"no body", acmeAdmin, "/api/v1/instances/i-acme/backup-policy", ``, 400, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			a := f.do(tc.p, http.MethodPut, tc.path, tc.body, nil)
+			if a.status != tc.status {
+				t.Fatalf("status %d, want %d: %s", a.status, tc.status, a.body)
+			}
+			if tc.field != "" && !slices.Contains(a.fields(t), tc.field) {
+				t.Fatalf("problem names %v, want %s", a.fields(t), tc.field)
+			}
+		})
+	}
+	if len(f.store.overrides) != 0 {
+		t.Fatalf("a refused override was stored: %v", f.store.overrides)
+	}
+}
+
+func TestPutInstancePolicy(t *testing.T) {
+	t.Parallel()
+	if !domainReady(func() { _ = backup.PolicyOverride{}.Validate() }) {
+		t.Skip("needs backup.PolicyOverride.Validate")
+	}
+	f := newFixture(t)
+	var p InstancePolicy
+	a := f.do(acmeMember, http.MethodPut, "/api/v1/instances/i-acme/backup-policy",
+		`{"pitr_days":3,"daily_keep_days":14,"window_start":"1h","drill_every":"168h"}`, &p)
+	if a.status != 200 {
+		t.Fatalf("status %d: %s", a.status, a.body)
+	}
+	stored := f.store.overrides[backupstore.ScopeInstance+"/i-acme"]
+	if stored.PITRDays == nil || *stored.PITRDays != 3 || stored.WindowStart == nil || *stored.WindowStart != time.Hour ||
+		stored.DrillEvery == nil || *stored.DrillEvery != 168*time.Hour || stored.Enabled != nil {
+		t.Fatalf("stored %+v", stored)
+	}
+	if p.Override.DrillEvery == nil || *p.Override.DrillEvery != "168h" || p.Override.Enabled != nil {
+		t.Fatalf("answer %+v", p.Override)
+	}
+	a = f.do(acmeMember, http.MethodPut, "/api/v1/instances/i-acme/backup-policy", `{"daily_keep_days":-1}`, nil)
+	if a.status != 422 {
+		t.Fatalf("a negative retention: status %d: %s", a.status, a.body)
+	}
+	if got := f.store.overrides[backupstore.ScopeInstance+"/i-acme"]; got.DailyKeepDays == nil || *got.DailyKeepDays != 14 {
+		t.Fatalf("the refused override replaced the stored one: %+v", got)
+	}
+}
+
+func TestPlanPolicy(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	var p PlanPolicy
+	if a := f.do(acmeViewer, http.MethodGet, "/api/v1/backup-policies/plans/small", "", &p); a.status != 200 {
+		t.Fatalf("status %d: %s", a.status, a.body)
+	}
+	if p.PlanID != "small" || p.Override != (PolicyOverride{}) {
+		t.Fatalf("plan policy %+v", p)
+	}
+	if a := f.do(acmeAdmin, http.MethodPut, "/api/v1/backup-policies/plans/small", `{"pitr_days":3}`, nil); a.status != 403 {
+		t.Fatalf("a tenant-admin changed a plan's policy: status %d", a.status)
+	}
+	if a := f.do(platform, http.MethodPut, "/api/v1/backup-policies/plans/small", `{"pitr_days":"3"}`, nil); a.status != 400 {
+		t.Fatalf("a string count: status %d", a.status)
+	}
+	if len(f.store.overrides) != 0 {
+		t.Fatalf("a refused override was stored: %v", f.store.overrides)
+	}
+	if !domainReady(func() { _ = backup.PolicyOverride{}.Validate() }) {
+		t.Skip("needs backup.PolicyOverride.Validate")
+	}
+	if a := f.do(platform, http.MethodPut, "/api/v1/backup-policies/plans/small", `{"pitr_days":3,"snapshot_every":"2h"}`, &p); a.status != 200 {
+		t.Fatalf("status %d: %s", a.status, a.body)
+	}
+	if p.Override.SnapshotEvery == nil || *p.Override.SnapshotEvery != "2h" {
+		t.Fatalf("answer %+v", p)
+	}
+	var got PlanPolicy
+	f.do(acmeViewer, http.MethodGet, "/api/v1/backup-policies/plans/small", "", &got)
+	if got.Override.PITRDays == nil || *got.Override.PITRDays != 3 {
+		t.Fatalf("stored %+v", got)
+	}
+}
