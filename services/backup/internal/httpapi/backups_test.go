@@ -1,6 +1,8 @@
 package httpapi
 
 import (
+	"context"
+	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -92,7 +94,7 @@ func TestGetBackup(t *testing.T) {
 	} else if strings.Contains(string(a.body), "wrapped") || strings.Contains(string(a.body), "acme/i-acme/backups") {
 		t.Fatalf("the answer shows the data key or repository keys: %s", a.body)
 	}
-	want := f.store.backups[1]
+	want := f.backups[1]
 	if b.ID != "b-2" || b.GTID != want.GTID || !b.Verified || b.Stats == nil || b.Stats.Sample[0].Checksum != 1<<40 ||
 		!b.FinishedAt.Equal(want.FinishedAt) || !b.FromReplica || b.Kind != "full" || b.Trigger != "scheduled" {
 		t.Fatalf("backup %+v, want the stored b-2", b)
@@ -171,8 +173,7 @@ func TestCreateBackup(t *testing.T) {
 // does not leak the error.
 func TestStoreFailureIs500(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
-	f.store.err = errBoom
+	f := newFixture(t, func(s store) store { return failingStore{store: s, err: errBoom} })
 	// Not through f.do: a 500 is documented nowhere in the OpenAPI document.
 	req, _ := http.NewRequest(http.MethodGet, f.srv.URL+"/api/v1/instances/i-acme/backups", nil)
 	f.signer.SignRequest(req, nil, tenancy.AudienceBackup, acmeViewer)
@@ -180,9 +181,10 @@ func TestStoreFailureIs500(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != 500 {
-		t.Fatalf("status %d, want 500", resp.StatusCode)
+	if resp.StatusCode != 500 || strings.Contains(string(body), "boom") {
+		t.Fatalf("status %d, want 500 without the error: %s", resp.StatusCode, body)
 	}
 	if logs := f.logged(); !strings.Contains(logs, "boom") || !strings.Contains(logs, `"instance":"i-acme"`) || !strings.Contains(logs, `"tenant":"acme"`) {
 		t.Fatalf("the failure is not logged with its ids: %s", logs)
@@ -191,32 +193,41 @@ func TestStoreFailureIs500(t *testing.T) {
 
 func TestRestoreWindow(t *testing.T) {
 	t.Parallel()
-	if !domainReady(func() { backup.RestoreWindow(nil, nil) }) {
-		t.Skip("needs backup.RestoreWindow")
-	}
 	f := newFixture(t)
-	last := f.store.backups[2]
-	f.store.segments["i-acme"] = []backup.Segment{
+	ctx := context.Background()
+	last := f.backups[2]
+	for _, seg := range []backup.Segment{
 		{TenantID: "acme", InstanceID: "i-acme", Seq: 1, StartPos: "0-1-300", EndPos: "0-1-310",
-			FirstAt: last.ConsistentAt.Add(time.Minute), LastAt: last.ConsistentAt.Add(2 * time.Minute), Transactions: 10},
+			FirstAt: last.ConsistentAt.Add(time.Minute), LastAt: last.ConsistentAt.Add(2 * time.Minute), Transactions: 10, ArchivedAt: t0},
 		{TenantID: "acme", InstanceID: "i-acme", Seq: 2, StartPos: "0-1-310", EndPos: "0-1-320",
-			FirstAt: last.ConsistentAt.Add(3 * time.Minute), LastAt: last.ConsistentAt.Add(4 * time.Minute), Transactions: 10},
+			FirstAt: last.ConsistentAt.Add(3 * time.Minute), LastAt: last.ConsistentAt.Add(4 * time.Minute), Transactions: 10, ArchivedAt: t0},
+	} {
+		if err := f.store.AppendSegment(ctx, seg); err != nil {
+			t.Fatal(err)
+		}
 	}
 	var w RestoreWindow
 	if a := f.do(acmeViewer, http.MethodGet, "/api/v1/instances/i-acme/restore-window", "", &w); a.status != 200 {
 		t.Fatalf("status %d: %s", a.status, a.body)
 	}
-	if !w.Available || w.Earliest == nil || !w.Earliest.Equal(f.store.backups[0].ConsistentAt) || w.Latest == nil ||
-		!w.Latest.After(last.ConsistentAt) || w.LatestGTID != "0-1-320" || w.ArchiveLagSeconds == nil || *w.ArchiveLagSeconds != 1.5 {
+	if !w.Available || w.Earliest == nil || !w.Earliest.Equal(f.backups[0].ConsistentAt) || w.Latest == nil ||
+		!w.Latest.Equal(last.ConsistentAt.Add(4*time.Minute)) || w.LatestGTID != "0-1-320" ||
+		w.ArchiveLagSeconds == nil || *w.ArchiveLagSeconds != 1.5 {
 		t.Fatalf("window %+v", w)
 	}
 	var none RestoreWindow
-	f.store.backups = f.store.backups[3:]
-	if a := f.do(acmeViewer, http.MethodGet, "/api/v1/instances/i-acme/restore-window", "", &none); a.status != 200 {
+	if a := f.do(acmeViewer, http.MethodGet, "/api/v1/instances/i-empty/restore-window", "", &none); a.status != 200 {
 		t.Fatalf("status %d: %s", a.status, a.body)
 	}
-	if none.Available || none.Earliest != nil || none.Latest != nil {
+	if none.Available || none.Earliest != nil || none.Latest != nil || none.ArchiveLagSeconds != nil {
 		t.Fatalf("window without backups %+v", none)
+	}
+	var redis RestoreWindow
+	if a := f.do(acmeViewer, http.MethodGet, "/api/v1/instances/i-gone/restore-window", "", &redis); a.status != 200 {
+		t.Fatalf("status %d: %s", a.status, a.body)
+	}
+	if !redis.Available || !redis.Latest.Equal(t0) || redis.LatestGTID != "" {
+		t.Fatalf("a deleted Redis instance's window %+v", redis)
 	}
 	if a := f.do(globex, http.MethodGet, "/api/v1/instances/i-acme/restore-window", "", nil); a.status != 404 {
 		t.Fatalf("another tenant: status %d", a.status)
@@ -228,7 +239,7 @@ func TestNewNeedsItsCollaborators(t *testing.T) {
 	if _, err := New(Deps{Engine: &fakeEngine{}, Restores: &fakeRestores{}, Drills: &fakeDrills{}}); err == nil {
 		t.Fatal("New without a store succeeded")
 	}
-	if _, err := newAPI(Deps{Restores: &fakeRestores{}, Drills: &fakeDrills{}}, &fakeStore{}); err == nil {
+	if _, err := newAPI(Deps{Restores: &fakeRestores{}, Drills: &fakeDrills{}}, failingStore{}); err == nil {
 		t.Fatal("an API without an engine was built")
 	}
 }

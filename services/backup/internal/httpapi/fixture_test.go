@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -18,9 +17,13 @@ import (
 
 	"github.com/canopy-platform/canopy/libs/httpx"
 	"github.com/canopy-platform/canopy/libs/openapitest"
+	libstore "github.com/canopy-platform/canopy/libs/store"
+	"github.com/canopy-platform/canopy/libs/store/storetest"
 	"github.com/canopy-platform/canopy/libs/tenancy"
 
 	"github.com/canopy-platform/canopy/services/backup/internal/backup"
+	"github.com/canopy-platform/canopy/services/backup/internal/backupstore"
+	"github.com/canopy-platform/canopy/services/backup/migrations"
 )
 
 var secret = []byte("0123456789abcdef0123456789abcdef")
@@ -44,110 +47,14 @@ var t0 = time.Date(2026, 12, 3, 2, 0, 0, 0, time.UTC)
 
 var errBoom = errors.New("boom")
 
-// fakeStore is the part of the store the API uses, in memory. The real
-// store's own tests (backupstore) check the SQL; these check the API.
-type fakeStore struct {
-	mu        sync.Mutex
-	instances map[string]backup.Instance
-	backups   []backup.Backup // oldest first
-	segments  map[string][]backup.Segment
-	overrides map[string]backup.PolicyOverride
-	drills    []backup.Drill // newest first
-	err       error
+// failingStore is the store failing where a test says.
+type failingStore struct {
+	store
+	err error
 }
 
-func (s *fakeStore) GetInstance(_ context.Context, tenant, id string) (backup.Instance, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.err != nil {
-		return backup.Instance{}, s.err
-	}
-	in, ok := s.instances[id]
-	if !ok || (tenant != "" && in.TenantID != tenant) {
-		return backup.Instance{}, backup.ErrNotFound
-	}
-	return in, nil
-}
-
-func (s *fakeStore) GetBackup(_ context.Context, tenant, instanceID, id string) (backup.Backup, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, b := range s.backups {
-		if b.ID == id && b.InstanceID == instanceID && (tenant == "" || b.TenantID == tenant) {
-			return b, nil
-		}
-	}
-	return backup.Backup{}, backup.ErrNotFound
-}
-
-func (s *fakeStore) ListBackups(_ context.Context, tenant, instanceID, after string, limit int) ([]backup.Backup, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []backup.Backup
-	seen := after == ""
-	for _, b := range slices.Backward(s.backups) {
-		if b.InstanceID != instanceID || (tenant != "" && b.TenantID != tenant) {
-			continue
-		}
-		if !seen {
-			seen = b.ID == after
-			continue
-		}
-		if len(out) < limit {
-			out = append(out, b)
-		}
-	}
-	return out, nil
-}
-
-func (s *fakeStore) AllBackups(_ context.Context, instanceID string) ([]backup.Backup, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []backup.Backup
-	for _, b := range s.backups {
-		if b.InstanceID == instanceID {
-			out = append(out, b)
-		}
-	}
-	return out, nil
-}
-
-func (s *fakeStore) Segments(_ context.Context, instanceID string, fromSeq int64) ([]backup.Segment, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []backup.Segment
-	for _, seg := range s.segments[instanceID] {
-		if seg.Seq >= fromSeq {
-			out = append(out, seg)
-		}
-	}
-	return out, nil
-}
-
-func (s *fakeStore) PolicyOverride(_ context.Context, scope, id string) (backup.PolicyOverride, bool, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	o, ok := s.overrides[scope+"/"+id]
-	return o, ok, nil
-}
-
-func (s *fakeStore) SetPolicyOverride(_ context.Context, scope, id string, o backup.PolicyOverride) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.overrides[scope+"/"+id] = o
-	return nil
-}
-
-func (s *fakeStore) ListDrills(_ context.Context, tenant, instanceID string, limit int) ([]backup.Drill, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []backup.Drill
-	for _, d := range s.drills {
-		if d.InstanceID == instanceID && d.TenantID == tenant && len(out) < limit {
-			out = append(out, d)
-		}
-	}
-	return out, nil
+func (s failingStore) ListBackups(context.Context, string, string, string, int) ([]backup.Backup, error) {
+	return nil, s.err
 }
 
 // fakeEngine starts backups unless told an error, and reports a lag.
@@ -243,7 +150,8 @@ func (f *fakeDrills) Start(_ context.Context, tenant, instanceID string) (backup
 type fixture struct {
 	t        *testing.T
 	srv      *httptest.Server
-	store    *fakeStore
+	store    *backupstore.Store
+	backups  []backup.Backup
 	engine   *fakeEngine
 	restores *fakeRestores
 	drills   *fakeDrills
@@ -253,55 +161,85 @@ type fixture struct {
 	logMu    *sync.Mutex
 }
 
-// newFixture serves the API over: acme's MySQL instance i-acme (plan
-// small, three backups b-1..b-3, two segments, one drill), acme's deleted
-// Redis instance i-gone (one backup) and globex's i-globex (one backup).
-func newFixture(t *testing.T) *fixture {
+// newFixture serves the API over a real store (a fresh database) holding:
+// acme's MySQL instance i-acme (plan small, completed backups b-1..b-3
+// a day apart, one drill), acme's i-empty (no backup), acme's deleted
+// Redis instance i-gone (one snapshot) and globex's i-globex (a failed
+// backup).
+// wrap, when given, wraps the store the API sees.
+func newFixture(t *testing.T, wrap ...func(store) store) *fixture {
 	t.Helper()
-	st := &fakeStore{
-		instances: map[string]backup.Instance{
-			"i-acme":   {ID: "i-acme", TenantID: "acme", Name: "orders", Engine: backup.EngineMySQL, PlanID: "small", State: "ready"},
-			"i-gone":   {ID: "i-gone", TenantID: "acme", Name: "cache", Engine: backup.EngineRedis, PlanID: "cache", State: "deleted", DeletedAt: t0.Add(48 * time.Hour)},
-			"i-globex": {ID: "i-globex", TenantID: "globex", Name: "app", Engine: backup.EngineMySQL, PlanID: "small", State: "ready"},
-		},
-		segments:  map[string][]backup.Segment{},
-		overrides: map[string]backup.PolicyOverride{},
+	ctx := context.Background()
+	db := storetest.NewDB(t, "backup_api")
+	if err := db.Migrate(ctx, libstore.OutboxMigrations(), migrations.FS); err != nil {
+		t.Fatalf("migrate: %v", err)
 	}
+	st, err := backupstore.New(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(st.UpsertInstances(ctx, []backup.Instance{
+		{ID: "i-acme", TenantID: "acme", Name: "orders", Engine: backup.EngineMySQL, PlanID: "small", State: "ready"},
+		{ID: "i-empty", TenantID: "acme", Name: "new", Engine: backup.EngineMySQL, PlanID: "small", State: "ready"},
+		{ID: "i-gone", TenantID: "acme", Name: "cache", Engine: backup.EngineRedis, PlanID: "cache", State: "ready"},
+		{ID: "i-globex", TenantID: "globex", Name: "app", Engine: backup.EngineMySQL, PlanID: "small", State: "ready"},
+	}))
+	must(st.MarkDeleted(ctx, []string{"i-gone"}, t0.Add(48*time.Hour)))
 	stats := &backup.DataStats{Tables: 2, Sample: []backup.TableStat{{Schema: "shop", Table: "orders", Rows: 10, Checksum: 1 << 40, CheckOK: true}}}
+	var backups []backup.Backup
 	for i, id := range []string{"b-1", "b-2", "b-3"} {
 		start := t0.Add(time.Duration(i) * 24 * time.Hour)
-		st.backups = append(st.backups, backup.Backup{ID: id, TenantID: "acme", InstanceID: "i-acme", Engine: backup.EngineMySQL,
+		backups = append(backups, backup.Backup{ID: id, TenantID: "acme", InstanceID: "i-acme", Engine: backup.EngineMySQL,
 			Kind: backup.KindFull, Trigger: backup.TriggerScheduled, Status: backup.StatusCompleted, NodeID: "n-2", FromReplica: true,
 			StartedAt: start, FinishedAt: start.Add(5 * time.Minute), DataBytes: 1 << 30, StoredBytes: 300 << 20,
 			GTID: fmt.Sprintf("0-1-%d", 100*(i+1)), ConsistentAt: start.Add(5 * time.Minute), Verified: true,
 			VerifiedAt: start.Add(10 * time.Minute), Stats: stats, Copies: []string{"primary"}, Monthly: i == 0,
-			Objects:    []backup.Object{{Key: "acme/i-acme/backups/" + id + "/data", SHA256: "ab", Size: 1, PlainSize: 2}},
+			Objects: []backup.Object{{Key: "acme/i-acme/backups/" + id + "/data", SHA256: "ab", Size: 1, PlainSize: 2}},
 			WrappedKey: []byte("sealed")})
 	}
-	st.backups = append(st.backups,
+	backups = append(backups,
 		backup.Backup{ID: "b-redis", TenantID: "acme", InstanceID: "i-gone", Engine: backup.EngineRedis, Kind: backup.KindSnapshot,
 			Trigger: backup.TriggerScheduled, Status: backup.StatusCompleted, StartedAt: t0, FinishedAt: t0.Add(time.Second),
-			ConsistentAt: t0, Offset: 4242},
+			ConsistentAt: t0, Offset: 4242, WrappedKey: []byte("sealed")},
 		backup.Backup{ID: "b-globex", TenantID: "globex", InstanceID: "i-globex", Engine: backup.EngineMySQL, Kind: backup.KindFull,
 			Trigger: backup.TriggerScheduled, Status: backup.StatusFailed, StartedAt: t0, FinishedAt: t0.Add(time.Minute), Error: "interrupted"})
-	st.drills = []backup.Drill{{ID: "d-1", TenantID: "acme", InstanceID: "i-acme", BackupID: "b-1", Status: backup.DrillSucceeded,
+	for _, b := range backups {
+		must(st.CreateBackup(ctx, b))
+	}
+	must(st.CreateDrill(ctx, backup.Drill{ID: "d-1", TenantID: "acme", InstanceID: "i-acme", BackupID: "b-1", Status: backup.DrillSucceeded,
 		ScratchInstanceID: "i-scratch", StartedAt: t0.Add(time.Hour), FinishedAt: t0.Add(2 * time.Hour), Expected: stats, Measured: stats,
-		RestoreSeconds: 42}}
+		RestoreSeconds: 42}))
+	var api store = st
+	for _, w := range wrap {
+		api = w(api)
+	}
+	return newFixtureOver(t, st, api, backups)
+}
+
+// newFixtureOver serves the API over api (the store st, or a wrapper).
+func newFixtureOver(t *testing.T, st *backupstore.Store, api store, backups []backup.Backup) *fixture {
+	t.Helper()
 	eng := &fakeEngine{lag: map[string]time.Duration{"i-acme": 1500 * time.Millisecond}}
 	rs := &fakeRestores{jobs: map[string]backup.Restore{}}
 	dr := &fakeDrills{}
 	logs, logMu := &bytes.Buffer{}, &sync.Mutex{}
 	log := slog.New(slog.NewJSONHandler(lockedWriter{w: logs, mu: logMu}, nil))
-	api, err := newAPI(Deps{Engine: eng, Restores: rs, Drills: dr, Log: log}, st)
+	a, err := newAPI(Deps{Engine: eng, Restores: rs, Drills: dr, Log: log}, api)
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := httpx.NewRouter(slog.New(slog.DiscardHandler), httpx.WithoutTracing(), httpx.WithoutAccessLog())
 	r.Use(tenancy.Middleware(tenancy.AudienceBackup, secret))
-	api.Routes(r)
+	a.Routes(r)
 	srv := httptest.NewServer(r)
 	t.Cleanup(srv.Close)
-	return &fixture{t: t, srv: srv, store: st, engine: eng, restores: rs, drills: dr, signer: tenancy.NewSigner(secret),
+	return &fixture{t: t, srv: srv, store: st, backups: backups, engine: eng, restores: rs, drills: dr, signer: tenancy.NewSigner(secret),
 		spec: openapitest.MustLoad(t), logs: logs, logMu: logMu}
 }
 
@@ -404,4 +342,14 @@ func domainReady(probe func()) (ok bool) {
 	}()
 	probe()
 	return true
+}
+
+// override reads a stored override.
+func (f *fixture) override(scope, id string) (backup.PolicyOverride, bool) {
+	f.t.Helper()
+	o, ok, err := f.store.PolicyOverride(context.Background(), scope, id)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return o, ok
 }

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"net/http"
 	"slices"
 	"testing"
@@ -32,8 +33,13 @@ func TestGetInstancePolicy(t *testing.T) {
 	f := newFixture(t)
 	pitr, keep := 3, 14
 	win := time.Hour
-	f.store.overrides[backupstore.ScopePlan+"/small"] = backup.PolicyOverride{DailyKeepDays: &keep}
-	f.store.overrides[backupstore.ScopeInstance+"/i-acme"] = backup.PolicyOverride{PITRDays: &pitr, WindowLength: &win}
+	ctx := context.Background()
+	if err := f.store.SetPolicyOverride(ctx, backupstore.ScopePlan, "small", backup.PolicyOverride{DailyKeepDays: &keep}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.store.SetPolicyOverride(ctx, backupstore.ScopeInstance, "i-acme", backup.PolicyOverride{PITRDays: &pitr, WindowLength: &win}); err != nil {
+		t.Fatal(err)
+	}
 	var p InstancePolicy
 	if a := f.do(acmeViewer, http.MethodGet, "/api/v1/instances/i-acme/backup-policy", "", &p); a.status != 200 {
 		t.Fatalf("status %d: %s", a.status, a.body)
@@ -86,8 +92,8 @@ func TestPutInstancePolicyRefusals(t *testing.T) {
 			}
 		})
 	}
-	if len(f.store.overrides) != 0 {
-		t.Fatalf("a refused override was stored: %v", f.store.overrides)
+	if o, ok := f.override(backupstore.ScopeInstance, "i-acme"); ok {
+		t.Fatalf("a refused override was stored: %+v", o)
 	}
 }
 
@@ -103,7 +109,7 @@ func TestPutInstancePolicy(t *testing.T) {
 	if a.status != 200 {
 		t.Fatalf("status %d: %s", a.status, a.body)
 	}
-	stored := f.store.overrides[backupstore.ScopeInstance+"/i-acme"]
+	stored, _ := f.override(backupstore.ScopeInstance, "i-acme")
 	if stored.PITRDays == nil || *stored.PITRDays != 3 || stored.WindowStart == nil || *stored.WindowStart != time.Hour ||
 		stored.DrillEvery == nil || *stored.DrillEvery != 168*time.Hour || stored.Enabled != nil {
 		t.Fatalf("stored %+v", stored)
@@ -115,7 +121,7 @@ func TestPutInstancePolicy(t *testing.T) {
 	if a.status != 422 {
 		t.Fatalf("a negative retention: status %d: %s", a.status, a.body)
 	}
-	if got := f.store.overrides[backupstore.ScopeInstance+"/i-acme"]; got.DailyKeepDays == nil || *got.DailyKeepDays != 14 {
+	if got, _ := f.override(backupstore.ScopeInstance, "i-acme"); got.DailyKeepDays == nil || *got.DailyKeepDays != 14 {
 		t.Fatalf("the refused override replaced the stored one: %+v", got)
 	}
 }
@@ -136,8 +142,8 @@ func TestPlanPolicy(t *testing.T) {
 	if a := f.do(platform, http.MethodPut, "/api/v1/backup-policies/plans/small", `{"pitr_days":"3"}`, nil); a.status != 400 {
 		t.Fatalf("a string count: status %d", a.status)
 	}
-	if len(f.store.overrides) != 0 {
-		t.Fatalf("a refused override was stored: %v", f.store.overrides)
+	if o, ok := f.override(backupstore.ScopePlan, "small"); ok {
+		t.Fatalf("a refused override was stored: %+v", o)
 	}
 	if !domainReady(func() { _ = backup.PolicyOverride{}.Validate() }) {
 		t.Skip("needs backup.PolicyOverride.Validate")
