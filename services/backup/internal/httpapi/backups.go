@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"errors"
 	"net/http"
 	"time"
 
@@ -90,6 +91,11 @@ func (a *API) listBackups(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rows, err := a.store.ListBackups(r.Context(), in.TenantID, in.ID, after, limit+1)
+	if errors.Is(err, backup.ErrInvalid) { // a cursor that is no backup of this instance
+		httpx.WriteProblem(w, r, httpx.BadRequest("invalid query parameter",
+			httpx.FieldError{Field: "cursor", Reason: "is not a cursor this endpoint issued"}))
+		return
+	}
 	if err != nil {
 		a.internalError(w, r, "list backups", err, "tenant", in.TenantID, "instance", in.ID)
 		return

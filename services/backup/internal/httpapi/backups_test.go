@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/canopy-platform/canopy/libs/paging"
 	"github.com/canopy-platform/canopy/libs/tenancy"
 
 	"github.com/canopy-platform/canopy/services/backup/internal/backup"
@@ -77,7 +78,8 @@ func TestListBackupsPages(t *testing.T) {
 	if !slices.Equal(ids(rest.Items), []string{"b-1"}) || rest.NextCursor != "" {
 		t.Fatalf("second page %v, cursor %q", ids(rest.Items), rest.NextCursor)
 	}
-	for _, q := range []string{"limit=0", "limit=501", "limit=x", "cursor=%21%21"} {
+	// the last: a well-formed cursor naming no backup of this instance
+	for _, q := range []string{"limit=0", "limit=501", "limit=x", "cursor=%21%21", "cursor=" + paging.EncodeKey("b-globex")} {
 		a := f.do(acmeViewer, http.MethodGet, "/api/v1/instances/i-acme/backups?"+q, "", nil)
 		if a.status != 400 {
 			t.Errorf("%s: status %d, want 400: %s", q, a.status, a.body)
@@ -241,5 +243,10 @@ func TestNewNeedsItsCollaborators(t *testing.T) {
 	}
 	if _, err := newAPI(Deps{Restores: &fakeRestores{}, Drills: &fakeDrills{}}, failingStore{}); err == nil {
 		t.Fatal("an API without an engine was built")
+	}
+	bad := backup.DefaultPolicy()
+	bad.PITRDays = bad.DailyKeepDays + 1
+	if _, err := newAPI(Deps{Engine: &fakeEngine{}, Restores: &fakeRestores{}, Drills: &fakeDrills{}, Base: bad}, failingStore{}); err == nil {
+		t.Fatal("an API over an invalid base policy was built")
 	}
 }

@@ -200,7 +200,7 @@ func newFixture(t *testing.T, wrap ...func(store) store) *fixture {
 			StartedAt: start, FinishedAt: start.Add(5 * time.Minute), DataBytes: 1 << 30, StoredBytes: 300 << 20,
 			GTID: fmt.Sprintf("0-1-%d", 100*(i+1)), ConsistentAt: start.Add(5 * time.Minute), Verified: true,
 			VerifiedAt: start.Add(10 * time.Minute), Stats: stats, Copies: []string{"primary"}, Monthly: i == 0,
-			Objects: []backup.Object{{Key: "acme/i-acme/backups/" + id + "/data", SHA256: "ab", Size: 1, PlainSize: 2}},
+			Objects:    []backup.Object{{Key: "acme/i-acme/backups/" + id + "/data", SHA256: "ab", Size: 1, PlainSize: 2}},
 			WrappedKey: []byte("sealed")})
 	}
 	backups = append(backups,
@@ -330,18 +330,6 @@ func (f *fixture) do(p tenancy.Principal, method, path, body string, out any) an
 		}
 	}
 	return answer{status: resp.StatusCode, header: resp.Header, body: raw}
-}
-
-// domainReady reports whether the domain function probe calls is built
-// (not a contract stub that panics); tests that need it skip until then.
-func domainReady(probe func()) (ok bool) {
-	defer func() {
-		if recover() != nil {
-			ok = false
-		}
-	}()
-	probe()
-	return true
 }
 
 // override reads a stored override.

@@ -9,6 +9,7 @@ package httpapi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
@@ -48,6 +49,10 @@ type Deps struct {
 	Restores Restores
 	Drills   Drills
 	Log      *slog.Logger
+	// Base is the platform's default policy the engine resolves overrides
+	// on (engine.Config.Policy); zero: backup.DefaultPolicy(). A policy
+	// override is refused when the policy it resolves to is invalid.
+	Base backup.Policy
 }
 
 // store is the part of *backupstore.Store the API reads and writes.
@@ -74,6 +79,7 @@ type API struct {
 	restores Restores
 	drills   Drills
 	log      *slog.Logger
+	base     backup.Policy
 }
 
 // New checks deps: every collaborator but the logger is required.
@@ -89,7 +95,13 @@ func newAPI(d Deps, st store) (*API, error) {
 	if d.Engine == nil || d.Restores == nil || d.Drills == nil {
 		return nil, errors.New("backup httpapi: nil engine, restores or drills")
 	}
-	a := &API{store: st, engine: d.Engine, restores: d.Restores, drills: d.Drills, log: d.Log}
+	a := &API{store: st, engine: d.Engine, restores: d.Restores, drills: d.Drills, log: d.Log, base: d.Base}
+	if a.base == (backup.Policy{}) {
+		a.base = backup.DefaultPolicy()
+	}
+	if err := a.base.Validate(); err != nil {
+		return nil, fmt.Errorf("backup httpapi: base policy: %w", err)
+	}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
 	}
@@ -182,10 +194,14 @@ func live(w http.ResponseWriter, r *http.Request, in backup.Instance) bool {
 
 // domainError answers a domain error: ErrNotFound 404 (naming what),
 // ErrBusy 409, ErrInvalid, ErrNoBackup and *OutsideWindowError 422 (the
-// latter with the window's earliest and latest), anything else a logged
+// latter with the window's earliest and latest, a *FieldError naming its
+// field), anything else a logged
 // 500. attrs are logged with a 500 (tenant and instance ids).
 func (a *API) domainError(w http.ResponseWriter, r *http.Request, what string, err error, attrs ...any) {
-	var ow *backup.OutsideWindowError
+	var (
+		ow *backup.OutsideWindowError
+		fe *backup.FieldError
+	)
 	switch {
 	case errors.As(err, &ow):
 		p := httpx.Unprocessable(err.Error())
@@ -201,6 +217,8 @@ func (a *API) domainError(w http.ResponseWriter, r *http.Request, what string, e
 		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusNotFound, "no such "+what))
 	case errors.Is(err, backup.ErrBusy):
 		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusConflict, err.Error()))
+	case errors.As(err, &fe):
+		httpx.WriteProblem(w, r, httpx.Unprocessable(err.Error(), httpx.FieldError{Field: fe.Field, Reason: fe.Reason}))
 	case errors.Is(err, backup.ErrInvalid), errors.Is(err, backup.ErrNoBackup):
 		httpx.WriteProblem(w, r, httpx.Unprocessable(err.Error()))
 	default:

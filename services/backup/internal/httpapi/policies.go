@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -54,8 +55,11 @@ type InstancePolicy struct {
 
 // PlanPolicy is the answer of /api/v1/backup-policies/plans/{plan_id}.
 type PlanPolicy struct {
-	PlanID   string         `json:"plan_id"`
-	Override PolicyOverride `json:"override"`
+	PlanID string `json:"plan_id"`
+	// Effective is the platform default changed by the plan's override:
+	// what an instance of the plan without an override of its own gets.
+	Effective Policy         `json:"effective"`
+	Override  PolicyOverride `json:"override"`
 }
 
 // formatDuration spells d as Go does without zero units: "2h", "1h30m",
@@ -126,10 +130,21 @@ func decodeOverride(w http.ResponseWriter, r *http.Request) (backup.PolicyOverri
 		return backup.PolicyOverride{}, false
 	}
 	if err := o.Validate(); err != nil {
-		httpx.WriteProblem(w, r, httpx.Unprocessable(err.Error()))
+		unprocessable(w, r, err)
 		return backup.PolicyOverride{}, false
 	}
 	return o, true
+}
+
+// unprocessable answers 422 for a policy the domain refused, naming its
+// field when it says which.
+func unprocessable(w http.ResponseWriter, r *http.Request, err error) {
+	var fe *backup.FieldError
+	if errors.As(err, &fe) {
+		httpx.WriteProblem(w, r, httpx.Unprocessable("invalid backup policy", httpx.FieldError{Field: fe.Field, Reason: fe.Reason}))
+		return
+	}
+	httpx.WriteProblem(w, r, httpx.Unprocessable(err.Error()))
 }
 
 func (a *API) getInstancePolicy(w http.ResponseWriter, r *http.Request) {
@@ -149,6 +164,17 @@ func (a *API) putInstancePolicy(w http.ResponseWriter, r *http.Request) {
 	}
 	o, ok := decodeOverride(w, r)
 	if !ok {
+		return
+	}
+	plan, _, err := a.store.PolicyOverride(r.Context(), backupstore.ScopePlan, in.PlanID)
+	if err != nil {
+		a.internalError(w, r, "read plan backup policy", err, "tenant", in.TenantID, "instance", in.ID, "plan", in.PlanID)
+		return
+	}
+	// An override valid on its own may still clash with the values below
+	// it (pitr_days above the plan's daily_keep_days).
+	if err := backup.Resolve(a.base, plan, o).Validate(); err != nil {
+		unprocessable(w, r, err)
 		return
 	}
 	if err := a.store.SetPolicyOverride(r.Context(), backupstore.ScopeInstance, in.ID, o); err != nil {
@@ -213,7 +239,11 @@ func (a *API) getPlanPolicy(w http.ResponseWriter, r *http.Request) {
 		a.internalError(w, r, "read plan backup policy", err, "plan", id)
 		return
 	}
-	httpx.WriteJSON(w, http.StatusOK, PlanPolicy{PlanID: id, Override: overrideJSON(o)})
+	httpx.WriteJSON(w, http.StatusOK, a.planPolicy(id, o))
+}
+
+func (a *API) planPolicy(id string, o backup.PolicyOverride) PlanPolicy {
+	return PlanPolicy{PlanID: id, Effective: policyJSON(backup.Resolve(a.base, o)), Override: overrideJSON(o)}
 }
 
 // putPlanPolicy replaces a plan's override: a platform operation, since
@@ -230,10 +260,14 @@ func (a *API) putPlanPolicy(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if err := backup.Resolve(a.base, o).Validate(); err != nil {
+		unprocessable(w, r, err)
+		return
+	}
 	if err := a.store.SetPolicyOverride(r.Context(), backupstore.ScopePlan, id, o); err != nil {
 		a.internalError(w, r, "store plan backup policy", err, "plan", id)
 		return
 	}
 	a.log.InfoContext(r.Context(), "plan backup policy changed", "plan", id, "subject", subject(r))
-	httpx.WriteJSON(w, http.StatusOK, PlanPolicy{PlanID: id, Override: overrideJSON(o)})
+	httpx.WriteJSON(w, http.StatusOK, a.planPolicy(id, o))
 }

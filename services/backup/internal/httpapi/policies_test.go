@@ -99,9 +99,6 @@ func TestPutInstancePolicyRefusals(t *testing.T) {
 
 func TestPutInstancePolicy(t *testing.T) {
 	t.Parallel()
-	if !domainReady(func() { _ = backup.PolicyOverride{}.Validate() }) {
-		t.Skip("needs backup.PolicyOverride.Validate")
-	}
 	f := newFixture(t)
 	var p InstancePolicy
 	a := f.do(acmeMember, http.MethodPut, "/api/v1/instances/i-acme/backup-policy",
@@ -117,9 +114,16 @@ func TestPutInstancePolicy(t *testing.T) {
 	if p.Override.DrillEvery == nil || *p.Override.DrillEvery != "168h" || p.Override.Enabled != nil {
 		t.Fatalf("answer %+v", p.Override)
 	}
-	a = f.do(acmeMember, http.MethodPut, "/api/v1/instances/i-acme/backup-policy", `{"daily_keep_days":-1}`, nil)
-	if a.status != 422 {
-		t.Fatalf("a negative retention: status %d: %s", a.status, a.body)
+	for body, field := range map[string]string{
+		`{"daily_keep_days":-1}`: "daily_keep_days",
+		`{"window_start":"25h"}`: "window_start",
+		// valid on its own, but above the default 7 days of daily backups
+		`{"pitr_days":10}`: "pitr_days",
+	} {
+		a = f.do(acmeMember, http.MethodPut, "/api/v1/instances/i-acme/backup-policy", body, nil)
+		if a.status != 422 || !slices.Contains(a.fields(t), field) {
+			t.Fatalf("%s: status %d, want 422 naming %s: %s", body, a.status, field, a.body)
+		}
 	}
 	if got, _ := f.override(backupstore.ScopeInstance, "i-acme"); got.DailyKeepDays == nil || *got.DailyKeepDays != 14 {
 		t.Fatalf("the refused override replaced the stored one: %+v", got)
@@ -133,7 +137,7 @@ func TestPlanPolicy(t *testing.T) {
 	if a := f.do(acmeViewer, http.MethodGet, "/api/v1/backup-policies/plans/small", "", &p); a.status != 200 {
 		t.Fatalf("status %d: %s", a.status, a.body)
 	}
-	if p.PlanID != "small" || p.Override != (PolicyOverride{}) {
+	if p.PlanID != "small" || p.Override != (PolicyOverride{}) || p.Effective != policyJSON(backup.DefaultPolicy()) {
 		t.Fatalf("plan policy %+v", p)
 	}
 	if a := f.do(acmeAdmin, http.MethodPut, "/api/v1/backup-policies/plans/small", `{"pitr_days":3}`, nil); a.status != 403 {
@@ -145,14 +149,14 @@ func TestPlanPolicy(t *testing.T) {
 	if o, ok := f.override(backupstore.ScopePlan, "small"); ok {
 		t.Fatalf("a refused override was stored: %+v", o)
 	}
-	if !domainReady(func() { _ = backup.PolicyOverride{}.Validate() }) {
-		t.Skip("needs backup.PolicyOverride.Validate")
-	}
 	if a := f.do(platform, http.MethodPut, "/api/v1/backup-policies/plans/small", `{"pitr_days":3,"snapshot_every":"2h"}`, &p); a.status != 200 {
 		t.Fatalf("status %d: %s", a.status, a.body)
 	}
-	if p.Override.SnapshotEvery == nil || *p.Override.SnapshotEvery != "2h" {
+	if p.Override.SnapshotEvery == nil || *p.Override.SnapshotEvery != "2h" || p.Effective.SnapshotEvery != "2h" || p.Effective.PITRDays != 3 {
 		t.Fatalf("answer %+v", p)
+	}
+	if a := f.do(platform, http.MethodPut, "/api/v1/backup-policies/plans/small", `{"pitr_days":30}`, nil); a.status != 422 || !slices.Contains(a.fields(t), "pitr_days") {
+		t.Fatalf("a plan PITR longer than the daily retention: status %d: %s", a.status, a.body)
 	}
 	var got PlanPolicy
 	f.do(acmeViewer, http.MethodGet, "/api/v1/backup-policies/plans/small", "", &got)
