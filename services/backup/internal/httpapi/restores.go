@@ -3,6 +3,7 @@ package httpapi
 import (
 	"errors"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -105,7 +106,12 @@ func (a *API) startRestore(w http.ResponseWriter, r *http.Request) {
 	t, tf := req.Target.target()
 	fields = append(fields, tf...)
 	if len(fields) > 0 {
-		httpx.WriteProblem(w, r, httpx.Unprocessable("invalid restore", fields...))
+		// provisioning shows the detail to its user: it says it all.
+		reasons := make([]string, len(fields))
+		for i, fe := range fields {
+			reasons[i] = fe.Field + " " + fe.Reason
+		}
+		httpx.WriteProblem(w, r, httpx.Unprocessable("invalid restore: "+strings.Join(reasons, "; "), fields...))
 		return
 	}
 	if p.Tenant != "" && string(p.Tenant) != req.TenantID {
@@ -137,30 +143,48 @@ func (a *API) startRestore(w http.ResponseWriter, r *http.Request) {
 	httpx.WriteJSON(w, http.StatusOK, job)
 }
 
-// getRestore is what provisioning polls while its instance is restoring.
-func (a *API) getRestore(w http.ResponseWriter, r *http.Request) {
-	if _, ok := restorer(w, r); !ok {
-		return
-	}
+// job returns the {id} job of the signed tenant (any with no tenant in
+// the identity); on false the problem has been written.
+func (a *API) job(w http.ResponseWriter, r *http.Request, p tenancy.Principal) (backup.Restore, bool) {
 	id := chi.URLParam(r, "id")
 	job, err := a.restores.Get(r.Context(), id)
+	if err == nil && p.Tenant != "" && job.TenantID != string(p.Tenant) {
+		err = backup.ErrNotFound
+	}
 	if err != nil {
-		a.domainError(w, r, "restore", err, "restore", id)
+		a.domainError(w, r, "restore", err, "tenant", string(p.Tenant), "restore", id)
+		return backup.Restore{}, false
+	}
+	return job, true
+}
+
+// getRestore is what provisioning polls while its instance is restoring.
+func (a *API) getRestore(w http.ResponseWriter, r *http.Request) {
+	p, ok := restorer(w, r)
+	if !ok {
 		return
 	}
-	httpx.WriteJSON(w, http.StatusOK, job)
+	if job, ok := a.job(w, r, p); ok {
+		httpx.WriteJSON(w, http.StatusOK, job)
+	}
 }
 
 // doneRestore says provisioning copied the seed: it can go (204, also
 // when the job was done already).
 func (a *API) doneRestore(w http.ResponseWriter, r *http.Request) {
-	if _, ok := restorer(w, r); !ok {
+	p, ok := restorer(w, r)
+	if !ok {
 		return
 	}
-	id := chi.URLParam(r, "id")
-	if err := a.restores.Done(r.Context(), id); err != nil {
-		a.domainError(w, r, "restore", err, "restore", id)
+	job, ok := a.job(w, r, p)
+	if !ok {
 		return
 	}
+	if err := a.restores.Done(r.Context(), job.ID); err != nil {
+		a.domainError(w, r, "restore", err, "tenant", job.TenantID, "restore", job.ID)
+		return
+	}
+	a.log.InfoContext(r.Context(), "restore seed taken", "tenant", job.TenantID, "instance", job.SourceInstanceID,
+		"target_instance", job.TargetInstanceID, "restore", job.ID)
 	w.WriteHeader(http.StatusNoContent)
 }

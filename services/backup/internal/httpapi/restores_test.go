@@ -100,7 +100,7 @@ func TestStartRestoreRefusals(t *testing.T) {
 		{"an unknown backup", provisioning, body("acme", "i-acme", "mysql", `{"backup_id":"b-9"}`), backup.ErrNotFound, 404, nil, "backup b-9"},
 		{"a tenant other than the signed one", provisioningAcme, body("globex", "i-globex", "mysql", pit), nil, 403, nil, ""},
 		{"an engine mismatch", provisioning, body("acme", "i-acme", "redis", pit), nil, 422, []string{"engine"}, "mysql"},
-		{"two targets", provisioning, body("acme", "i-acme", "mysql", `{"backup_id":"b-1","gtid":"0-1-1"}`), nil, 422, []string{"target"}, ""},
+		{"two targets", provisioning, body("acme", "i-acme", "mysql", `{"backup_id":"b-1","gtid":"0-1-1"}`), nil, 422, []string{"target"}, "target exactly one of"},
 		{"no target", provisioning, body("acme", "i-acme", "mysql", `{}`), nil, 422, []string{"target"}, ""},
 		{"a time below the second", provisioning, body("acme", "i-acme", "mysql", `{"point_in_time":"2026-12-04T03:00:07.5Z"}`), nil, 422, []string{"target.point_in_time"}, ""},
 		{"a time that is not one", provisioning, body("acme", "i-acme", "mysql", `{"point_in_time":"yesterday"}`), nil, 422, []string{"target.point_in_time"}, ""},
@@ -171,6 +171,16 @@ func TestGetAndDoneRestore(t *testing.T) {
 	}
 	if a := f.do(provisioning, http.MethodPost, "/internal/v1/restores/r-9/done", "", nil); a.status != 404 {
 		t.Fatalf("done of an unknown job: status %d", a.status)
+	}
+	// provisioning acting for another tenant does not see acme's job.
+	provisioningGlobex := tenancy.Principal{Tenant: "globex", Role: tenancy.RolePlatformAdmin, Subject: Restorer}
+	for _, rq := range []struct{ method, path string }{{http.MethodGet, "/internal/v1/restores/r-1"}, {http.MethodPost, "/internal/v1/restores/r-1/done"}} {
+		if a := f.do(provisioningGlobex, rq.method, rq.path, "", nil); a.status != 404 {
+			t.Fatalf("%s %s for another tenant: status %d", rq.method, rq.path, a.status)
+		}
+	}
+	if !slices.Equal(f.restores.done, []string{"r-1"}) {
+		t.Fatalf("done %v", f.restores.done)
 	}
 	f.restores.getErr = errBoom
 	a := f.do(provisioning, http.MethodGet, "/internal/v1/restores/r-1", "", nil)
