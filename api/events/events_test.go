@@ -80,9 +80,27 @@ func examples() map[string]any {
 		GeneratorURL: "http://127.0.0.1:8080/api/v1/alert-rules/node-down", Rule: "node-down"}
 	resolved := firing
 	resolved.Status, resolved.EndsAt = "resolved", &resolvedAt
+	backupDone := events.BackupOutcome{BackupID: "b-1", TenantID: "acme", InstanceID: "i-1", Engine: "mysql", Kind: "full",
+		Trigger: "scheduled", StartedAt: at, FinishedAt: resolvedAt, DataBytes: 1 << 30, StoredBytes: 300 << 20, GTID: "0-1-42",
+		Verified: true, Error: "e"}
+	backupFailed := backupDone
+	backupFailed.Verified, backupFailed.Error = false, "interrupted"
+	drill := events.DrillOutcome{DrillID: "d-1", TenantID: "acme", InstanceID: "i-1", BackupID: "b-1", ScratchInstanceID: "i-2",
+		StartedAt: at, FinishedAt: resolvedAt, RestoreSeconds: 42.5, Tables: 12, Mismatches: []string{"shop.orders: rows 10 != 11"},
+		Error: "e"}
+	archiveLag := events.ArchiveLag{TenantID: "acme", InstanceID: "i-1", LagSeconds: 400, BoundSeconds: 300, ArchivedGTID: "0-1-42"}
 	return map[string]any{
-		events.TypeAlertFiring:   firing,
-		events.TypeAlertResolved: resolved,
+		"backup.outcome":           backupDone,
+		events.TypeBackupCompleted: backupDone,
+		events.TypeBackupFailed:    backupFailed,
+		"backup.drill.outcome":     drill,
+		events.TypeDrillCompleted:  drill,
+		events.TypeDrillFailed:     drill,
+		"backup.archive.lag":       archiveLag,
+		events.TypeArchiveLagging:  archiveLag,
+		events.TypeArchiveCaughtUp: archiveLag,
+		events.TypeAlertFiring:     firing,
+		events.TypeAlertResolved:   resolved,
 		events.TypeMeteringBudgetThreshold: events.BudgetThreshold{TenantID: "acme", Month: "2026-12", Kind: "forecast",
 			ThresholdPercent: 80, Budget: "100.00", Actual: "6.40", Forecast: "99.20", Currency: "USD", OccurredAt: at},
 		events.TypeMeteringUsageRated: events.UsageRated{TenantID: "acme", Meter: "node_hours", Unit: "node-hour",
@@ -197,7 +215,14 @@ func TestMinimalPayloadsMatchSchemas(t *testing.T) {
 		"ingested event without subject or data": {events.SchemaUsageCloudEvent, map[string]any{"specversion": "1.0", "id": "1",
 			"source": "s", "type": "x", "time": time.Date(2026, 12, 2, 14, 0, 0, 0, time.UTC), "tenantid": "acme"}},
 		"region created": {events.TypeRegionCreated, events.RegionChanged{RegionID: "r"}},
-		"zone created":   {events.TypeZoneCreated, events.ZoneChanged{ZoneID: "z", RegionID: "r"}},
+		"backup completed": {events.TypeBackupCompleted, events.BackupOutcome{BackupID: "b", TenantID: "acme", InstanceID: "i",
+			Engine: "redis", Kind: "snapshot", Trigger: "on_demand", StartedAt: time.Date(2026, 12, 2, 14, 0, 0, 0, time.UTC),
+			FinishedAt: time.Date(2026, 12, 2, 14, 1, 0, 0, time.UTC)}},
+		"drill without backup": {events.TypeDrillFailed, events.DrillOutcome{DrillID: "d", TenantID: "acme", InstanceID: "i",
+			StartedAt: time.Date(2026, 12, 2, 14, 0, 0, 0, time.UTC), FinishedAt: time.Date(2026, 12, 2, 14, 0, 1, 0, time.UTC),
+			Error: "no verified backup"}},
+		"archive caught up": {events.TypeArchiveCaughtUp, events.ArchiveLag{TenantID: "acme", InstanceID: "i", BoundSeconds: 300}},
+		"zone created":      {events.TypeZoneCreated, events.ZoneChanged{ZoneID: "z", RegionID: "r"}},
 		"plan created": {events.TypePlanCreated, events.PlanEvent{Plan: func() events.Plan {
 			p := examples()["catalog.plan"].(events.Plan)
 			p.DeprecatedAt, p.MaintenanceInfo.Description, p.State = nil, "", "active"
@@ -247,27 +272,30 @@ func TestInvalidPayloadsRejected(t *testing.T) {
 		typ  string
 		data string
 	}{
-		"unknown deployment mode":   {events.TypePlacementRequested, `{"instance_id":"i","deployment_mode":"sideways","nodes":[]}`},
-		"decided without nodes":     {events.TypePlacementDecided, `{"instance_id":"i"}`},
-		"instance without tenant":   {events.TypeInstanceReady, `{"instance_id":"i"}`},
-		"transition bad timestamp":  {events.TypeNodeDown, `{"instance_id":"i","node_id":"n","address":"a","engine":"mysql","status":"down","previous_status":"up","reason":"refused","streak":1,"evidence":{"probe_duration_ms":1},"policy":{"interval_ms":1,"timeout_ms":1,"fall":1,"rise":1},"probed_at":"yesterday","replica":"r"}`},
-		"unknown type":              {"provisioning.instance.teleported", `{}`},
-		"conflict of no kind":       {events.TypeCDCSyncConflict, `{"job_id":"j","tenant_id":"t","conflict_id":"c","from_instance":"a","to_instance":"b","db":"d","table":"t","kind":"weird","key":{},"strategy":"manual","resolution":"pending","gtid":"0-1-1","at":"2026-12-02T14:00:00Z"}`},
-		"failed without reason":     {events.TypeCDCSyncFailed, `{"job_id":"j","tenant_id":"t","source_instance":"a","target_instance":"b","state":"failed"}`},
-		"budget of no kind":         {events.TypeMeteringBudgetThreshold, `{"tenant_id":"t","month":"2026-12","kind":"hoped","threshold_percent":80,"budget":"1","actual":"1","forecast":"1","currency":"USD","occurred_at":"2026-12-02T14:00:00Z"}`},
-		"budget amount a float":     {events.TypeMeteringBudgetThreshold, `{"tenant_id":"t","month":"2026-12","kind":"actual","threshold_percent":80,"budget":1.5,"actual":"1","forecast":"1","currency":"USD","occurred_at":"2026-12-02T14:00:00Z"}`},
-		"budget month a date":       {events.TypeMeteringBudgetThreshold, `{"tenant_id":"t","month":"2026-12-01","kind":"actual","threshold_percent":80,"budget":"1","actual":"1","forecast":"1","currency":"USD","occurred_at":"2026-12-02T14:00:00Z"}`},
-		"rated negative amount":     {events.TypeMeteringUsageRated, `{"tenant_id":"t","meter":"node_hours","unit":"node-hour","hour_start":"2026-12-02T14:00:00Z","quantity":"1","amount":"-0.5","currency":"USD"}`},
-		"rated without currency":    {events.TypeMeteringUsageRated, `{"tenant_id":"t","meter":"node_hours","unit":"node-hour","hour_start":"2026-12-02T14:00:00Z","quantity":"1","amount":"0.5","currency":""}`},
-		"usage of no rows":          {events.TypeCDCStreamUsage, `{"stream_id":"s","tenant_id":"t","instance_id":"i","rows":0,"from":"2026-12-02T14:00:00Z","to":"2026-12-02T14:01:00Z"}`},
-		"cloudevent without id":     {events.SchemaUsageCloudEvent, `{"specversion":"1.0","source":"s","type":"x","time":"2026-12-02T14:00:00Z","tenantid":"t"}`},
-		"cloudevent spec 0.3":       {events.SchemaUsageCloudEvent, `{"specversion":"0.3","id":"1","source":"s","type":"x","time":"2026-12-02T14:00:00Z","tenantid":"t"}`},
-		"alert fingerprint not hex": {events.TypeAlertFiring, `{"fingerprint":"NOTHEX0123456789","status":"firing","labels":{"alertname":"x"},"starts_at":"2026-12-02T14:00:00Z"}`},
-		"firing with an end":        {events.TypeAlertFiring, `{"fingerprint":"0123456789abcdef","status":"firing","labels":{"alertname":"x"},"starts_at":"2026-12-02T14:00:00Z","ends_at":"2026-12-02T14:05:00Z"}`},
-		"resolved without an end":   {events.TypeAlertResolved, `{"fingerprint":"0123456789abcdef","status":"resolved","labels":{"alertname":"x"},"starts_at":"2026-12-02T14:00:00Z"}`},
-		"resolved marked firing":    {events.TypeAlertResolved, `{"fingerprint":"0123456789abcdef","status":"firing","labels":{"alertname":"x"},"starts_at":"2026-12-02T14:00:00Z","ends_at":"2026-12-02T14:05:00Z"}`},
-		"alert without labels":      {events.TypeAlertFiring, `{"fingerprint":"0123456789abcdef","status":"firing","labels":{},"starts_at":"2026-12-02T14:00:00Z"}`},
-		"cloudevent data a string":  {events.SchemaUsageCloudEvent, `{"specversion":"1.0","id":"1","source":"s","type":"x","time":"2026-12-02T14:00:00Z","tenantid":"t","data":"42"}`},
+		"unknown deployment mode":     {events.TypePlacementRequested, `{"instance_id":"i","deployment_mode":"sideways","nodes":[]}`},
+		"decided without nodes":       {events.TypePlacementDecided, `{"instance_id":"i"}`},
+		"instance without tenant":     {events.TypeInstanceReady, `{"instance_id":"i"}`},
+		"transition bad timestamp":    {events.TypeNodeDown, `{"instance_id":"i","node_id":"n","address":"a","engine":"mysql","status":"down","previous_status":"up","reason":"refused","streak":1,"evidence":{"probe_duration_ms":1},"policy":{"interval_ms":1,"timeout_ms":1,"fall":1,"rise":1},"probed_at":"yesterday","replica":"r"}`},
+		"unknown type":                {"provisioning.instance.teleported", `{}`},
+		"conflict of no kind":         {events.TypeCDCSyncConflict, `{"job_id":"j","tenant_id":"t","conflict_id":"c","from_instance":"a","to_instance":"b","db":"d","table":"t","kind":"weird","key":{},"strategy":"manual","resolution":"pending","gtid":"0-1-1","at":"2026-12-02T14:00:00Z"}`},
+		"failed without reason":       {events.TypeCDCSyncFailed, `{"job_id":"j","tenant_id":"t","source_instance":"a","target_instance":"b","state":"failed"}`},
+		"budget of no kind":           {events.TypeMeteringBudgetThreshold, `{"tenant_id":"t","month":"2026-12","kind":"hoped","threshold_percent":80,"budget":"1","actual":"1","forecast":"1","currency":"USD","occurred_at":"2026-12-02T14:00:00Z"}`},
+		"budget amount a float":       {events.TypeMeteringBudgetThreshold, `{"tenant_id":"t","month":"2026-12","kind":"actual","threshold_percent":80,"budget":1.5,"actual":"1","forecast":"1","currency":"USD","occurred_at":"2026-12-02T14:00:00Z"}`},
+		"budget month a date":         {events.TypeMeteringBudgetThreshold, `{"tenant_id":"t","month":"2026-12-01","kind":"actual","threshold_percent":80,"budget":"1","actual":"1","forecast":"1","currency":"USD","occurred_at":"2026-12-02T14:00:00Z"}`},
+		"rated negative amount":       {events.TypeMeteringUsageRated, `{"tenant_id":"t","meter":"node_hours","unit":"node-hour","hour_start":"2026-12-02T14:00:00Z","quantity":"1","amount":"-0.5","currency":"USD"}`},
+		"rated without currency":      {events.TypeMeteringUsageRated, `{"tenant_id":"t","meter":"node_hours","unit":"node-hour","hour_start":"2026-12-02T14:00:00Z","quantity":"1","amount":"0.5","currency":""}`},
+		"usage of no rows":            {events.TypeCDCStreamUsage, `{"stream_id":"s","tenant_id":"t","instance_id":"i","rows":0,"from":"2026-12-02T14:00:00Z","to":"2026-12-02T14:01:00Z"}`},
+		"cloudevent without id":       {events.SchemaUsageCloudEvent, `{"specversion":"1.0","source":"s","type":"x","time":"2026-12-02T14:00:00Z","tenantid":"t"}`},
+		"cloudevent spec 0.3":         {events.SchemaUsageCloudEvent, `{"specversion":"0.3","id":"1","source":"s","type":"x","time":"2026-12-02T14:00:00Z","tenantid":"t"}`},
+		"alert fingerprint not hex":   {events.TypeAlertFiring, `{"fingerprint":"NOTHEX0123456789","status":"firing","labels":{"alertname":"x"},"starts_at":"2026-12-02T14:00:00Z"}`},
+		"firing with an end":          {events.TypeAlertFiring, `{"fingerprint":"0123456789abcdef","status":"firing","labels":{"alertname":"x"},"starts_at":"2026-12-02T14:00:00Z","ends_at":"2026-12-02T14:05:00Z"}`},
+		"resolved without an end":     {events.TypeAlertResolved, `{"fingerprint":"0123456789abcdef","status":"resolved","labels":{"alertname":"x"},"starts_at":"2026-12-02T14:00:00Z"}`},
+		"resolved marked firing":      {events.TypeAlertResolved, `{"fingerprint":"0123456789abcdef","status":"firing","labels":{"alertname":"x"},"starts_at":"2026-12-02T14:00:00Z","ends_at":"2026-12-02T14:05:00Z"}`},
+		"alert without labels":        {events.TypeAlertFiring, `{"fingerprint":"0123456789abcdef","status":"firing","labels":{},"starts_at":"2026-12-02T14:00:00Z"}`},
+		"backup failed without error": {events.TypeBackupFailed, `{"backup_id":"b","tenant_id":"t","instance_id":"i","engine":"mysql","kind":"full","trigger":"scheduled","started_at":"2026-12-02T14:00:00Z","finished_at":"2026-12-02T14:01:00Z","data_bytes":1,"stored_bytes":1,"verified":false}`},
+		"backup of no engine":         {events.TypeBackupCompleted, `{"backup_id":"b","tenant_id":"t","instance_id":"i","engine":"postgres","kind":"full","trigger":"scheduled","started_at":"2026-12-02T14:00:00Z","finished_at":"2026-12-02T14:01:00Z","data_bytes":1,"stored_bytes":1,"verified":true}`},
+		"archive lag negative":        {events.TypeArchiveLagging, `{"tenant_id":"t","instance_id":"i","lag_seconds":-1,"bound_seconds":300}`},
+		"cloudevent data a string":    {events.SchemaUsageCloudEvent, `{"specversion":"1.0","id":"1","source":"s","type":"x","time":"2026-12-02T14:00:00Z","tenantid":"t","data":"42"}`},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
