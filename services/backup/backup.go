@@ -364,7 +364,7 @@ func (s *Service) keyring(state string) (*secrets.Box, error) {
 // for the backup audience, and the internal restore routes provisioning
 // calls (signed as service:provisioning, not routed by the gateway).
 func (s *Service) routes(context.Context) (http.Handler, error) {
-	api, err := httpapi.New(httpapi.Deps{Store: s.store, Engine: s.engine, Restores: s.restores, Drills: s.drills,
+	api, err := httpapi.New(httpapi.Deps{Store: s.store, Base: s.cfg.Policy(), Engine: s.engine, Restores: s.restores, Drills: s.drills,
 		Log: s.Logger()})
 	if err != nil {
 		return nil, err
