@@ -256,6 +256,7 @@ func newRunner(t *testing.T, cfg Config, st *backupstore.Store, prov Provisioner
 // the verification measured, then finds a different row count and names
 // it; each scratch instance is deleted and each report published.
 func TestDrillComparesScratchWithVerification(t *testing.T) {
+	t.Parallel()
 	st, db := newStore(t)
 	ctx := context.Background()
 	node, admin := startNode(t)
@@ -353,6 +354,7 @@ func TestDrillComparesScratchWithVerification(t *testing.T) {
 // failed "interrupted"; an instance due for a drill gets one, and a
 // scratch instance provisioning fails fails the drill and is deleted.
 func TestRunFinishesInterruptedDrillsAndSchedules(t *testing.T) {
+	t.Parallel()
 	st, db := newStore(t)
 	ctx := context.Background()
 	if err := st.UpsertInstances(ctx, []backup.Instance{
@@ -421,6 +423,7 @@ func TestRunFinishesInterruptedDrillsAndSchedules(t *testing.T) {
 }
 
 func TestScratchName(t *testing.T) {
+	t.Parallel()
 	tests := []struct{ name, instance, drill, want string }{
 		{"short", "shop", "01J0000000000000000ABCDEF", "drill-shop-abcdef"},
 		{"long name cut to 63", strings.Repeat("a", 60), "01J0000000000000000ABCDEF", "drill-" + strings.Repeat("a", 50) + "-abcdef"},

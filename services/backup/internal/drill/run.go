@@ -29,6 +29,9 @@ func (r *Runner) Run(ctx context.Context) error {
 	defer r.wg.Wait()
 	defer r.stop()
 	if err := r.finishInterrupted(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped before it began
+		}
 		return err
 	}
 	tick := time.NewTicker(r.cfg.TickEvery)

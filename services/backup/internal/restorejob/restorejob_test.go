@@ -277,6 +277,7 @@ func scratchRows(t *testing.T, seed string) (ids, slavePos string, slaveStatus m
 // staging dir in a new runner; a corrupted object fails its job with the
 // object named and nothing staged.
 func TestRestoreToPointInTime(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	ctx := context.Background()
 	n := startNode(t)
@@ -381,6 +382,16 @@ func TestRestoreToPointInTime(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(f.staged, job.ID, "binlog")); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("segment files left after replay: %v", err)
 	}
+	// Rows 4 and 5 are the two transactions after the segment's start.
+	sp, err := backup.ParsePos(startPos)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := sp[0]
+	last.Seq += 2
+	if got.ReachedGTID != last.String() {
+		t.Fatalf("reached %s, want %s (row 5's transaction)", got.ReachedGTID, last)
+	}
 	ids, slavePos, slave := scratchRows(t, got.Seed)
 	if ids != "1,2,3,4,5" {
 		t.Fatalf("restored rows %q, want 1,2,3,4,5 (row 6 was written after the target)", ids)
@@ -434,6 +445,7 @@ func TestRestoreToPointInTime(t *testing.T) {
 // snapshot's exact bytes as dump.rdb, refuses what cannot be planned, and
 // removes a seed nobody took within its TTL.
 func TestRedisSeedAndExpiry(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	ctx := context.Background()
 	const source = "in-redis"
@@ -479,7 +491,7 @@ func TestRedisSeedAndExpiry(t *testing.T) {
 	}
 
 	run(t, r)
-	job, err := r.Start(ctx, tenant, source, "in-cache-2", backup.Target{PointInTime: at.Add(time.Minute)})
+	job, err := r.Start(ctx, tenant, source, "in-cache-2", backup.Target{PointInTime: at})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,9 @@ import (
 // running start again from a clean staging directory.
 func (r *Runner) Run(ctx context.Context) error {
 	if err := r.recover(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped before it began
+		}
 		return err
 	}
 	jobs := make(chan backup.Restore)
