@@ -88,7 +88,9 @@ func (r *Runner) dispatch(ctx context.Context, jobs chan<- backup.Restore) {
 			if r.now().Sub(job.UpdatedAt) > r.cfg.SeedTTL {
 				r.expire(ctx, job)
 			}
-		case backup.RestorePending:
+		case backup.RestorePending, backup.RestoreRunning:
+			// A running job no worker of ours holds lost its worker to
+			// an error that could not be recorded: it starts again.
 			if !r.claim(job.ID) {
 				continue
 			}
@@ -135,6 +137,19 @@ func (r *Runner) expire(ctx context.Context, job backup.Restore) {
 // execute runs one job to ready or failed. A job cut short by shutdown
 // stays running (its staging dir removed) and starts again at the next Run.
 func (r *Runner) execute(ctx context.Context, job backup.Restore) {
+	// The dispatcher's list may predate a worker finishing the job: only
+	// the stored state, read under the claim, says it still needs doing.
+	fresh, err := r.st.GetRestore(ctx, job.ID)
+	if err != nil {
+		if ctx.Err() == nil {
+			r.log.ErrorContext(ctx, "read restore job", "restore", job.ID, "err", err)
+		}
+		return
+	}
+	job = fresh
+	if job.Status != backup.RestorePending && job.Status != backup.RestoreRunning {
+		return
+	}
 	log := r.log.With("restore", job.ID, "tenant", job.TenantID, "instance", job.SourceInstanceID, "target", job.TargetInstanceID)
 	dir := r.jobDir(job.ID)
 	if err := os.RemoveAll(dir); err != nil {
@@ -151,6 +166,11 @@ func (r *Runner) execute(ctx context.Context, job backup.Restore) {
 			log.WarnContext(ctx, "restore interrupted by shutdown; it starts again at the next start", "err", err)
 			return
 		}
+		if errors.Is(err, errStore) {
+			// Not the job's fault: it starts again once the store answers.
+			log.WarnContext(ctx, "restore interrupted by a store error; it starts again", "err", err)
+			return
+		}
 		log.ErrorContext(ctx, "restore failed", "phase", job.Phase, "err", err)
 		r.fail(ctx, job, err)
 		return
@@ -164,6 +184,10 @@ func (r *Runner) execute(ctx context.Context, job backup.Restore) {
 	log.InfoContext(ctx, "restore ready", "seed", seed, "reached_gtid", reached)
 }
 
+// errStore marks a failure to read or write the catalog: the job is
+// tried again rather than failed.
+var errStore = errors.New("restore catalog unavailable")
+
 // fail records a failed job; its staging dir is already gone.
 func (r *Runner) fail(ctx context.Context, job backup.Restore, cause error) {
 	job.Status, job.Seed, job.Error, job.UpdatedAt = backup.RestoreFailed, "", cause.Error(), r.now().UTC()
@@ -176,7 +200,7 @@ func (r *Runner) fail(ctx context.Context, job backup.Restore, cause error) {
 func (r *Runner) phase(ctx context.Context, job *backup.Restore, phase string) error {
 	job.Status, job.Phase, job.UpdatedAt = backup.RestoreRunning, phase, r.now().UTC()
 	if err := r.st.UpdateRestore(ctx, *job); err != nil {
-		return fmt.Errorf("record phase %s: %w", phase, err)
+		return fmt.Errorf("%w: record phase %s: %w", errStore, phase, err)
 	}
 	return nil
 }
@@ -190,8 +214,11 @@ func (r *Runner) build(ctx context.Context, job *backup.Restore, dir string) (se
 		return "", "", fmt.Errorf("create staging dir: %w", err)
 	}
 	b, err := r.st.GetBackup(ctx, job.TenantID, job.SourceInstanceID, job.Plan.Backup.ID)
+	if errors.Is(err, backup.ErrNotFound) {
+		return "", "", fmt.Errorf("backup %s: %w: no longer in the catalog", job.Plan.Backup.ID, err)
+	}
 	if err != nil {
-		return "", "", fmt.Errorf("backup %s: %w", job.Plan.Backup.ID, err)
+		return "", "", fmt.Errorf("%w: backup %s: %w", errStore, job.Plan.Backup.ID, err)
 	}
 	if b.Status != backup.StatusCompleted {
 		return "", "", fmt.Errorf("backup %s is %s, no longer restorable", b.ID, b.Status)
@@ -278,7 +305,7 @@ func (r *Runner) fetchSegments(ctx context.Context, job *backup.Restore, dir str
 	}
 	stored, err := r.st.Segments(ctx, job.SourceInstanceID, planned[0].Seq)
 	if err != nil {
-		return nil, fmt.Errorf("segments of %s: %w", job.SourceInstanceID, err)
+		return nil, fmt.Errorf("%w: segments of %s: %w", errStore, job.SourceInstanceID, err)
 	}
 	bySeq := make(map[int64]backup.Segment, len(stored))
 	for _, s := range stored {
