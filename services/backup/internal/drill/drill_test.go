@@ -311,7 +311,9 @@ func TestDrillComparesScratchWithVerification(t *testing.T) {
 		got.Measured == nil || got.Measured.Tables != expected.Tables || got.FinishedAt.IsZero() {
 		t.Fatalf("drill = %+v", got)
 	}
+	prov.mu.Lock()
 	o := prov.orders[0]
+	prov.mu.Unlock()
 	if o.tenant != tenant || o.plan != "mysql-small" || o.source != id || o.backup != want.ID || o.name != ScratchName("shop", d.ID) {
 		t.Fatalf("ordered %+v", o)
 	}
