@@ -59,8 +59,10 @@ type Config struct {
 
 // Scratch instance states provisioning reports.
 const (
-	stateReady  = "ready"
-	stateFailed = "failed"
+	stateReady    = "ready"
+	stateFailed   = "failed"
+	stateDeleting = "deleting"
+	stateDeleted  = "deleted"
 )
 
 // Runner runs drills.

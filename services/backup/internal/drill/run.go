@@ -227,7 +227,7 @@ func (r *Runner) waitReady(ctx context.Context, id string) (backup.Instance, err
 		switch {
 		case err == nil && in.State == stateReady:
 			return in, nil
-		case err == nil && in.State == stateFailed:
+		case err == nil && (in.State == stateFailed || in.State == stateDeleting || in.State == stateDeleted):
 			return backup.Instance{}, fmt.Errorf("provisioning reports it %s", in.State)
 		case err == nil:
 			state = in.State
