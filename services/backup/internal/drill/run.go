@@ -171,8 +171,8 @@ func (r *Runner) run(ctx context.Context, in backup.Instance, b backup.Backup, d
 		"mismatches", len(d.Mismatches), "error", d.Error)
 }
 
-// restoreAndMeasure returns the drill with its outcome (status still
-// running only while the scratch instance is to be deleted by the caller).
+// restoreAndMeasure returns the drill with its outcome and the scratch
+// instance (if one was ordered), which the caller deletes.
 func (r *Runner) restoreAndMeasure(ctx context.Context, log *slog.Logger, in backup.Instance, b backup.Backup, d backup.Drill) backup.Drill {
 	failed := func(format string, args ...any) backup.Drill {
 		d.Status, d.Error = backup.DrillFailed, fmt.Sprintf(format, args...)
