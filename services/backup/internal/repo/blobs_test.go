@@ -27,6 +27,29 @@ func (e *errReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// gateReader yields first, signals reached, and waits for release before
+// yielding the rest: a Put caught half way.
+type gateReader struct {
+	first, rest      []byte
+	reached, release chan struct{}
+	state            int
+}
+
+func (g *gateReader) Read(p []byte) (int, error) {
+	switch g.state {
+	case 0:
+		g.state = 1
+		return copy(p, g.first), nil
+	case 1:
+		close(g.reached)
+		<-g.release
+		g.state = 2
+		return copy(p, g.rest), nil
+	default:
+		return 0, io.EOF
+	}
+}
+
 func get(t *testing.T, b Blobs, key string) []byte {
 	t.Helper()
 	rc, err := b.Get(context.Background(), key)
@@ -70,6 +93,33 @@ func testBlobs(t *testing.T, b Blobs) {
 		_, err := b.Get(ctx, "t1/nope/data")
 		if !errors.Is(err, ErrMissing) || !strings.Contains(err.Error(), "t1/nope/data") {
 			t.Fatalf("get missing: %v, want ErrMissing naming the key", err)
+		}
+		put("t1/file", []byte("x"))
+		if _, err := b.Get(ctx, "t1/file/below"); !errors.Is(err, ErrMissing) {
+			t.Fatalf("get below an object: %v, want ErrMissing", err)
+		}
+		if _, err := b.Get(ctx, "t1/i1"); !errors.Is(err, ErrMissing) {
+			t.Fatalf("get a key prefix: %v, want ErrMissing", err)
+		}
+	})
+
+	t.Run("invisible until complete", func(t *testing.T) {
+		r := &gateReader{first: []byte("half of it"), rest: []byte(" and the rest"), reached: make(chan struct{}), release: make(chan struct{})}
+		done := make(chan error, 1)
+		go func() { done <- b.Put(ctx, "t6/i/data", r) }()
+		<-r.reached // Put has read the first half and waits for the rest
+		if _, err := b.Get(ctx, "t6/i/data"); !errors.Is(err, ErrMissing) {
+			t.Errorf("get during put: %v, want ErrMissing", err)
+		}
+		if keys, err := b.List(ctx, "t6/"); err != nil || len(keys) != 0 {
+			t.Errorf("list during put = %v, %v; want nothing", keys, err)
+		}
+		close(r.release)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if got := get(t, b, "t6/i/data"); string(got) != "half of it and the rest" {
+			t.Fatalf("got %q", got)
 		}
 	})
 
