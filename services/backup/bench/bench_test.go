@@ -216,44 +216,53 @@ func BenchmarkRestore(b *testing.B) {
 	e := setup(b)
 	ctx := context.Background()
 	for b.Loop() {
-		bareDir := filepath.Join(e.work, "bare")
-		e.bareBackup(b, bareDir)
 		obj, _ := e.canopyBackup(b, "t/i/backups/r/data")
+		var bare, canopy time.Duration
+		// Best of two each, alternated: other work on the machine moves
+		// single runs by more than the difference measured.
+		for i := range 2 {
+			bareDir := filepath.Join(e.work, "bare")
+			e.bareBackup(b, bareDir)
+			began := time.Now()
+			for _, args := range [][]string{
+				{"--no-defaults", "--prepare", "--target-dir=" + bareDir, "--use-memory=128M"},
+				{"--no-defaults", "--copy-back", "--target-dir=" + bareDir, "--datadir=" + filepath.Join(e.work, "bare-node")},
+			} {
+				if out, err := exec.Command("mariadb-backup", args...).CombinedOutput(); err != nil {
+					b.Fatalf("mariadb-backup %s: %v: %s", args[1], err, tail(out))
+				}
+			}
+			t := time.Since(began)
 
-		began := time.Now()
-		for _, args := range [][]string{
-			{"--no-defaults", "--prepare", "--target-dir=" + bareDir, "--use-memory=128M"},
-			{"--no-defaults", "--copy-back", "--target-dir=" + bareDir, "--datadir=" + filepath.Join(e.work, "bare-node")},
-		} {
-			if out, err := exec.Command("mariadb-backup", args...).CombinedOutput(); err != nil {
-				b.Fatalf("mariadb-backup %s: %v: %s", args[1], err, tail(out))
+			began = time.Now()
+			rc, err := repo.Open(ctx, e.blobs, obj, e.dataKey)
+			if err != nil {
+				b.Fatal(err)
+			}
+			prepared := filepath.Join(e.work, "canopy-prepared")
+			if _, err := e.tools.Prepare(ctx, rc, prepared); err != nil {
+				b.Fatal(err)
+			}
+			rc.Close()
+			if err := copyTree(prepared, filepath.Join(e.work, "canopy-node")); err != nil {
+				b.Fatal(err)
+			}
+			c := time.Since(began)
+			if i == 0 || t < bare {
+				bare = t
+			}
+			if i == 0 || c < canopy {
+				canopy = c
+			}
+			for _, d := range []string{bareDir, prepared, filepath.Join(e.work, "bare-node"), filepath.Join(e.work, "canopy-node")} {
+				os.RemoveAll(d)
 			}
 		}
-		bare := time.Since(began)
-
-		began = time.Now()
-		rc, err := repo.Open(ctx, e.blobs, obj, e.dataKey)
-		if err != nil {
-			b.Fatal(err)
-		}
-		prepared := filepath.Join(e.work, "canopy-prepared")
-		if _, err := e.tools.Prepare(ctx, rc, prepared); err != nil {
-			b.Fatal(err)
-		}
-		rc.Close()
-		if err := copyTree(prepared, filepath.Join(e.work, "canopy-node")); err != nil {
-			b.Fatal(err)
-		}
-		canopy := time.Since(began)
-
 		b.ReportMetric(bare.Seconds(), "bare-s")
 		b.ReportMetric(canopy.Seconds(), "canopy-s")
 		b.ReportMetric(canopy.Seconds()/bare.Seconds(), "ratio")
 		b.Logf("restore of %.0f MB: bare prepare+copy-back %.2f s, Canopy Open→Prepare→copy %.2f s; ratio %.2f (goal <= 1.3)",
 			float64(obj.PlainSize)/(1<<20), bare.Seconds(), canopy.Seconds(), canopy.Seconds()/bare.Seconds())
-		for _, d := range []string{bareDir, prepared, filepath.Join(e.work, "bare-node"), filepath.Join(e.work, "canopy-node")} {
-			os.RemoveAll(d)
-		}
 	}
 }
 
