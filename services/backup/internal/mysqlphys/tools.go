@@ -9,6 +9,7 @@
 package mysqlphys
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -101,9 +102,10 @@ func findTool(configured, name string) (string, error) {
 
 // tailBuffer keeps the last lines a tool wrote to stderr, for errors.
 type tailBuffer struct {
-	mu    sync.Mutex
-	lines []string
-	max   int
+	mu      sync.Mutex
+	lines   []string
+	partial []byte
+	max     int
 }
 
 func newTail(max int) *tailBuffer { return &tailBuffer{max: max} }
@@ -111,6 +113,10 @@ func newTail(max int) *tailBuffer { return &tailBuffer{max: max} }
 func (t *tailBuffer) add(line string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.addLocked(line)
+}
+
+func (t *tailBuffer) addLocked(line string) {
 	if len(line) > 500 {
 		line = line[:500] + "…"
 	}
@@ -120,13 +126,25 @@ func (t *tailBuffer) add(line string) {
 	}
 }
 
-// Write makes tailBuffer an io.Writer (for stderr of tools whose lines are
-// not parsed).
+// Write makes tailBuffer an io.Writer for a tool's output: a line may
+// come in several writes ("ERROR: ", then the message).
 func (t *tailBuffer) Write(p []byte) (int, error) {
-	for _, l := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
-		if l != "" {
-			t.add(l)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.partial = append(t.partial, p...)
+	for {
+		i := bytes.IndexByte(t.partial, '\n')
+		if i < 0 {
+			break
 		}
+		if line := strings.TrimRight(string(t.partial[:i]), "\r"); line != "" {
+			t.addLocked(line)
+		}
+		t.partial = t.partial[i+1:]
+	}
+	if len(t.partial) > 4096 {
+		t.addLocked(string(t.partial))
+		t.partial = t.partial[:0]
 	}
 	return len(p), nil
 }
@@ -134,5 +152,9 @@ func (t *tailBuffer) Write(p []byte) (int, error) {
 func (t *tailBuffer) String() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return strings.Join(t.lines, "\n")
+	lines := t.lines
+	if len(t.partial) > 0 {
+		lines = append(lines[:len(lines):len(lines)], string(t.partial))
+	}
+	return strings.Join(lines, "\n")
 }
