@@ -1,13 +1,15 @@
 // Package svcclient is the one HTTP client for signed service-to-service
 // calls: it checks the callee's base URL, bounds each request in time and
 // body size, signs the caller's identity for the callee's audience with
-// libs/tenancy, and hands back the body of a 200 or a typed status error.
+// libs/tenancy, and hands back the body of a 200 (a 2xx for Do and
+// PostJSON, which send a JSON body) or a typed status error.
 // It knows no service's paths or payloads; each service's client package
 // keeps those and maps statuses to its own sentinels. It does not retry or
 // cache: callers decide.
 package svcclient
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -150,32 +152,90 @@ func New(cfg Config) (*Client, error) {
 // returns the body of a 200 answer; another status is a *StatusError, and a
 // call that got no answer wraps ErrUnavailable.
 func (c *Client) Get(ctx context.Context, p tenancy.Principal, path string) ([]byte, error) {
-	target := "GET " + path
+	status, body, err := c.send(ctx, p, http.MethodGet, path, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	if status != http.StatusOK {
+		return nil, &StatusError{Target: "GET " + path, Status: status, Body: body}
+	}
+	return body, nil
+}
+
+// Do sends method to path with v encoded as its JSON body (nil: no body)
+// and the extra header values (an Idempotency-Key, say), signed as p, and
+// returns the status and body of a 2xx answer; another status is a
+// *StatusError, and a call that got no answer wraps ErrUnavailable.
+func (c *Client) Do(ctx context.Context, p tenancy.Principal, method, path string, v any, header http.Header) (int, []byte, error) {
+	target := method + " " + path
+	var body []byte
+	if v != nil {
+		var err error
+		if body, err = json.Marshal(v); err != nil {
+			return 0, nil, fmt.Errorf("%s: encode body: %w", target, err)
+		}
+	}
+	status, answer, err := c.send(ctx, p, method, path, body, header)
+	if err != nil {
+		return 0, nil, err
+	}
+	if status/100 != 2 {
+		return status, nil, &StatusError{Target: target, Status: status, Body: answer}
+	}
+	return status, answer, nil
+}
+
+// PostJSON is Do with POST, decoding a 2xx answer's body into dst (when
+// dst is not nil and the answer has a body).
+func (c *Client) PostJSON(ctx context.Context, p tenancy.Principal, path string, v any, header http.Header, dst any) error {
+	_, body, err := c.Do(ctx, p, http.MethodPost, path, v, header)
+	if err != nil {
+		return err
+	}
+	if dst == nil || len(bytes.TrimSpace(body)) == 0 {
+		return nil
+	}
+	if err := json.Unmarshal(body, dst); err != nil {
+		return fmt.Errorf("POST %s: decode answer: %w", path, err)
+	}
+	return nil
+}
+
+// send signs and sends one request and reads its answer up to the limit.
+func (c *Client) send(ctx context.Context, p tenancy.Principal, method, path string, body []byte, header http.Header) (int, []byte, error) {
+	target := method + " " + path
 	base, err := CheckURL(c.base())
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w: %w", target, ErrUnavailable, err)
+		return 0, nil, fmt.Errorf("%s: %w: %w", target, ErrUnavailable, err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+path, nil)
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, base+path, rd)
 	if err != nil {
-		return nil, fmt.Errorf("%s: build request: %w", target, err)
+		return 0, nil, fmt.Errorf("%s: build request: %w", target, err)
+	}
+	for k, vs := range header {
+		req.Header[http.CanonicalHeaderKey(k)] = append([]string(nil), vs...)
 	}
 	req.Header.Set("Accept", "application/json")
-	c.signer.SignRequest(req, nil, c.cfg.Audience, p)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	c.signer.SignRequest(req, body, c.cfg.Audience, p)
 	resp, err := c.cfg.HTTP.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w: %w", target, ErrUnavailable, err)
+		return 0, nil, fmt.Errorf("%s: %w: %w", target, ErrUnavailable, err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, c.cfg.MaxBody))
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, c.cfg.MaxBody))
 	if err != nil {
-		return nil, fmt.Errorf("%s: read answer: %w: %w", target, ErrUnavailable, err)
+		return 0, nil, fmt.Errorf("%s: read answer: %w: %w", target, ErrUnavailable, err)
 	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, &StatusError{Target: target, Status: resp.StatusCode, Body: body}
-	}
-	return body, nil
+	return resp.StatusCode, answer, nil
 }
 
 // GetJSON is Get, decoding the 200 answer into dst.

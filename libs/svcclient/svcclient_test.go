@@ -2,6 +2,7 @@ package svcclient
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -183,5 +184,67 @@ func TestListAll(t *testing.T) {
 	}
 	if _, err := ListAll[thing](context.Background(), c, caller, "/missing", 2, "things"); err == nil {
 		t.Fatal("a 404 must be an error")
+	}
+}
+
+// TestDo sends signed commands with a JSON body and extra headers: the
+// callee verifies the signature over the body, a 2xx answer's body comes
+// back, and any other status is a StatusError.
+func TestDo(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /things", func(w http.ResponseWriter, r *http.Request) {
+		if p, _ := tenancy.PrincipalFrom(r.Context()); p != caller {
+			http.Error(w, "wrong identity", http.StatusForbidden)
+			return
+		}
+		var in struct{ Name string }
+		if err := json.NewDecoder(r.Body).Decode(&in); err != nil || r.Header.Get("Content-Type") != "application/json" {
+			http.Error(w, "bad body", http.StatusBadRequest)
+			return
+		}
+		w.WriteHeader(http.StatusAccepted)
+		_, _ = w.Write([]byte(`{"id":"` + in.Name + "-" + r.Header.Get("Idempotency-Key") + `"}`))
+	})
+	mux.HandleFunc("DELETE /things/{id}", func(w http.ResponseWriter, r *http.Request) {
+		if r.PathValue("id") == "gone" {
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(http.StatusNotFound)
+			_, _ = w.Write([]byte(`{"type":"about:blank","status":404}`))
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	srv := httptest.NewServer(tenancy.Middleware("callee", []byte(secret))(mux))
+	t.Cleanup(srv.Close)
+	c, err := New(Config{Audience: "callee", Secret: []byte(secret), BaseURL: srv.URL, Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	var got struct{ ID string }
+	h := http.Header{"Idempotency-Key": {"k1"}}
+	if err := c.PostJSON(ctx, caller, "/things", map[string]string{"name": "a"}, h, &got); err != nil || got.ID != "a-k1" {
+		t.Fatalf("PostJSON = %+v, %v", got, err)
+	}
+	status, body, err := c.Do(ctx, caller, http.MethodDelete, "/things/x", nil, nil)
+	if err != nil || status != http.StatusNoContent || len(body) != 0 {
+		t.Fatalf("DELETE = %d %q %v", status, body, err)
+	}
+	_, _, err = c.Do(ctx, caller, http.MethodDelete, "/things/gone", nil, nil)
+	if se, ok := AsStatus(err); !ok || se.Status != http.StatusNotFound || se.Target != "DELETE /things/gone" {
+		t.Fatalf("DELETE of a missing thing: %v", err)
+	}
+	other, err := New(Config{Audience: "callee", Secret: []byte("another-secret-0123456789abcdef"), BaseURL: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := other.PostJSON(ctx, caller, "/things", map[string]string{"name": "a"}, nil, nil); err == nil {
+		t.Fatal("a POST signed with another secret was accepted")
+	}
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closed.Close()
+	gone, _ := New(Config{Audience: "callee", Secret: []byte(secret), BaseURL: closed.URL})
+	if _, _, err := gone.Do(ctx, caller, http.MethodPost, "/things", nil, nil); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("unreachable: %v", err)
 	}
 }

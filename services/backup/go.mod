@@ -92,3 +92,7 @@ require (
 	github.com/oasdiff/yaml3 v0.0.14 // indirect
 	github.com/santhosh-tekuri/jsonschema/v6 v6.0.3 // indirect
 )
+
+require (
+	github.com/redis/go-redis/v9 v9.23.0
+)
