@@ -153,7 +153,9 @@ type Segment struct {
 	ArchivedAt time.Time `json:"archived_at"`
 }
 
-// Policy is an instance's schedule and retention.
+// Policy is an instance's schedule and retention. Its JSON (MarshalJSON)
+// writes the durations as Go duration strings ("2h", "720h") under
+// window_start, window_length, drill_every and snapshot_every.
 type Policy struct {
 	// Enabled runs scheduled backups, archiving and drills.
 	Enabled bool `json:"enabled"`
@@ -185,6 +187,8 @@ func DefaultPolicy() Policy {
 
 // PolicyOverride is a plan's or an instance's change to the defaults: nil
 // fields keep the value below it (platform default < plan < instance).
+// Its JSON has Policy's keys, durations as strings; UnmarshalJSON refuses
+// unknown keys with a *FieldError.
 type PolicyOverride struct {
 	Enabled           *bool          `json:"enabled,omitempty"`
 	WindowStart       *time.Duration `json:"-"`

@@ -6,7 +6,7 @@ import "time"
 // DailyKeepDays that are not the monthly kept ones nor the one PITRDays of
 // point-in-time restore start from, failed ones after a day) and segments
 // (those that end before the oldest kept backup needed for PITRDays of
-// point-in-time restore). Backups of deleted instances follow the same
+// point-in-time restore, but never the newest segment). Backups of deleted instances follow the same
 // rules. The newest completed backup is always kept; running and expired
 // ones are never in DropBackups.
 // Monthly lists every backup that is its month's (the first completed of
@@ -104,7 +104,13 @@ func Retain(p Policy, backups []Backup, segments []Segment, now time.Time) Reten
 	if err != nil || len(pos) == 0 {
 		return r
 	}
-	for _, s := range bySeq(segments) {
+	// The newest segment stays whatever it holds: the archive resumes at
+	// its EndPos and numbers the next one after it.
+	segs := bySeq(segments)
+	for i, s := range segs {
+		if i == len(segs)-1 {
+			break
+		}
 		end, err := ParsePos(s.EndPos)
 		if err != nil || !pos.AtOrAfter(end) {
 			break

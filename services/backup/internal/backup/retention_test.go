@@ -119,6 +119,12 @@ func TestRetain(t *testing.T) {
 		require.Equal(t, []string{"failed-old"}, r.DropBackups)
 	})
 
+	t.Run("the newest segment stays", func(t *testing.T) {
+		newer := full("late", "2026-06-15T06:00:00Z", "0-1-9999")
+		r := backup.Retain(backup.DefaultPolicy(), append(slices.Clone(backups), newer), segments, at("2026-07-01T00:00:00Z"))
+		require.Equal(t, seqRange(1, 45), r.DropSegments)
+	})
+
 	t.Run("no backups: nothing to do", func(t *testing.T) {
 		r := backup.Retain(backup.DefaultPolicy(), nil, segments, now)
 		require.Empty(t, r.DropBackups)
