@@ -3,6 +3,7 @@ package engine_test
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -427,6 +428,12 @@ func plantBackup(t *testing.T, h *harness, in backup.Instance, at time.Time) bac
 	return b
 }
 
+// gaugeOrCounter is the value of an unlabelled series.
+func gaugeOrCounter(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	return counterValue(t, reg, name)
+}
+
 // counterValue is a counter's value by its label values (in label name
 // order).
 func counterValue(t *testing.T, reg *prometheus.Registry, name string, labels ...string) float64 {
@@ -501,5 +508,97 @@ func TestRedisSnapshot(t *testing.T) {
 	}
 	if _, ok := e.ArchiveLag(in.ID); ok {
 		t.Error("a Redis instance is archived")
+	}
+}
+
+// An archive whose position the primary purged stops on the gap (counted,
+// and lagging past the bound is announced), waits for the next full
+// backup, then archives again from the primary's oldest binlog and
+// announces it caught up.
+func TestArchiveGapResumesAfterFullBackup(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	primary := startMariaDB(t, 1)
+	enginetest.StartAll(t, []*enginetest.Proc{primary.proc})
+	primary.open(t)
+	primary.exec(t, "CREATE DATABASE shop", "CREATE TABLE shop.orders (id INT PRIMARY KEY AUTO_INCREMENT, item VARCHAR(40))")
+	archived := primary.pos(t)
+	primary.exec(t, "INSERT INTO shop.orders (item) VALUES ('a')", "FLUSH BINARY LOGS", "INSERT INTO shop.orders (item) VALUES ('b')")
+	var file string
+	var pos int64
+	var rest1, rest2 sql.NullString
+	if err := primary.root.QueryRow("SHOW MASTER STATUS").Scan(&file, &pos, &rest1, &rest2); err != nil {
+		t.Fatal(err)
+	}
+	// A purge right after a rotation may keep the older file while the
+	// server still checkpoints it: purge until it is gone.
+	eventually(t, 20*time.Second, func() error {
+		primary.exec(t, "PURGE BINARY LOGS TO '"+file+"'")
+		var first, size string
+		if err := primary.root.QueryRow("SHOW BINARY LOGS").Scan(&first, &size); err != nil {
+			return err
+		}
+		if first != file {
+			return fmt.Errorf("oldest binlog %s, want %s", first, file)
+		}
+		return nil
+	})
+
+	in := backup.Instance{ID: "i-gap", TenantID: "acme", Name: "gap", Engine: backup.EngineMySQL, PlanID: "small", State: "ready",
+		Admin: backup.Credentials{Username: adminUser, Password: adminPassword},
+		Nodes: []backup.Node{{ID: "n-1", Role: backup.RolePrimary, Address: primary.addr, DataDir: primary.dataDir, Healthy: true}}}
+	h := newHarness(t, engine.Config{Policy: backup.DefaultPolicy(), SyncEvery: 300 * time.Millisecond, TickEvery: 300 * time.Millisecond,
+		ArchiveLagBound: time.Second, ArchiveFlushEvery: 200 * time.Millisecond}, newInstances(in))
+	// What an earlier process left: the archive up to `archived`, and
+	// today's backup (no scheduled one is due).
+	if err := h.st.UpsertInstances(ctx, []backup.Instance{in}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.st.AppendSegment(ctx, backup.Segment{TenantID: in.TenantID, InstanceID: in.ID, Seq: 1,
+		Object: backup.Object{Key: "acme/i-gap/binlog/000000000001"}, WrappedKey: []byte("k"), StartPos: "", EndPos: archived,
+		FirstAt: time.Now().Add(-time.Minute).UTC().Truncate(time.Second), LastAt: time.Now().Add(-time.Minute).UTC().Truncate(time.Second),
+		Transactions: 2, SourceNode: "n-1", ArchivedAt: time.Now().UTC()}); err != nil {
+		t.Fatal(err)
+	}
+	plantBackup(t, h, in, time.Now().Add(-time.Hour))
+	e, _ := h.run(t)
+
+	eventually(t, 30*time.Second, func() error {
+		if n := gaugeOrCounter(t, h.reg, "canopy_backup_archive_gaps_total"); n < 1 {
+			return errors.New("no gap counted")
+		}
+		if n := h.outboxTypes(t)[events.TypeArchiveLagging]; n != 1 {
+			return fmt.Errorf("%d lagging events", n)
+		}
+		return nil
+	})
+	if segs, err := h.st.Segments(ctx, in.ID, 0); err != nil || len(segs) != 1 {
+		t.Fatalf("segments across the gap: %d (%v), want only the planted one", len(segs), err)
+	}
+
+	b, err := e.BackupNow(ctx, "acme", in.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b = h.waitBackup(t, in.ID, b.ID); b.Status != backup.StatusCompleted || b.FromReplica {
+		t.Fatalf("backup of a lone primary: %s from replica %v (%q)", b.Status, b.FromReplica, b.Error)
+	}
+	primary.exec(t, "INSERT INTO shop.orders (item) VALUES ('c')")
+	want := primary.pos(t)
+	eventually(t, 30*time.Second, func() error {
+		last, ok, err := h.st.LastSegment(ctx, in.ID)
+		if err != nil {
+			return err
+		}
+		if !ok || last.Seq < 2 || last.EndPos != want {
+			return fmt.Errorf("last segment %d ends at %s, want %s", last.Seq, last.EndPos, want)
+		}
+		if n := h.outboxTypes(t)[events.TypeArchiveCaughtUp]; n != 1 {
+			return fmt.Errorf("%d caught-up events", n)
+		}
+		return nil
+	})
+	if lag, ok := e.ArchiveLag(in.ID); !ok || lag > time.Second {
+		t.Errorf("ArchiveLag after catching up = %v, %v", lag, ok)
 	}
 }
