@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -41,6 +42,8 @@ type harness struct {
 	db    *store.DB
 	st    *backupstore.Store
 	blobs *repo.FS
+	// secondary is the second repository (nil: none).
+	secondary *repo.FS
 	box   *secrets.Box
 	phys  *mysqlphys.Tools
 	inst  *instances
@@ -80,7 +83,11 @@ func newHarness(t *testing.T, cfg engine.Config, inst *instances) *harness {
 func (h *harness) run(t *testing.T) (*engine.Engine, func()) {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	e, err := engine.New(h.cfg, h.db, h.st, h.inst, h.blobs, nil, h.box, h.phys, log, h.reg)
+	var secondary repo.Blobs
+	if h.secondary != nil {
+		secondary = h.secondary
+	}
+	e, err := engine.New(h.cfg, h.db, h.st, h.inst, h.blobs, secondary, h.box, h.phys, log, h.reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,6 +122,20 @@ func (h *harness) run(t *testing.T) (*engine.Engine, func()) {
 }
 
 type testWriter struct{ t *testing.T }
+
+// signalWriter closes seen once a log line contains match.
+type signalWriter struct {
+	match string
+	once  sync.Once
+	seen  chan struct{}
+}
+
+func (w *signalWriter) Write(p []byte) (int, error) {
+	if strings.Contains(string(p), w.match) {
+		w.once.Do(func() { close(w.seen) })
+	}
+	return len(p), nil
+}
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
@@ -484,8 +505,16 @@ func TestRedisSnapshot(t *testing.T) {
 	// Schedules off: only the on-demand snapshot runs.
 	policy := backup.DefaultPolicy()
 	policy.Enabled = false
+	// A second instance whose only node does not answer.
+	down := backup.Instance{ID: "i-down", TenantID: "acme", Name: "down", Engine: backup.EngineRedis, PlanID: "small",
+		State: "ready", Admin: in.Admin,
+		Nodes: []backup.Node{{ID: "n-9", Role: backup.RolePrimary, Address: "127.0.0.1:1", DataDir: t.TempDir(), Healthy: true}}}
 	h := newHarness(t, engine.Config{Policy: policy, SyncEvery: 300 * time.Millisecond, TickEvery: 300 * time.Millisecond},
-		newInstances(in))
+		newInstances(in, down))
+	var err error
+	if h.secondary, err = repo.NewFS(t.TempDir()); err != nil {
+		t.Fatal(err)
+	}
 	e, _ := h.run(t)
 
 	b, err := e.BackupNow(ctx, "acme", in.ID)
@@ -508,6 +537,84 @@ func TestRedisSnapshot(t *testing.T) {
 	}
 	if _, ok := e.ArchiveLag(in.ID); ok {
 		t.Error("a Redis instance is archived")
+	}
+	if strings.Join(b.Copies, ",") != "primary,secondary" {
+		t.Errorf("copies = %v, want primary and secondary", b.Copies)
+	}
+	for _, o := range b.Objects {
+		if err := repo.Verify(ctx, h.secondary, o); err != nil {
+			t.Errorf("secondary copy of %s: %v", o.Key, err)
+		}
+	}
+
+	// A snapshot that cannot be taken fails, leaving nothing behind.
+	f, err := e.BackupNow(ctx, "acme", down.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f = h.waitBackup(t, down.ID, f.ID)
+	if f.Status != backup.StatusFailed || f.Error == "" || len(f.Objects) != 0 {
+		t.Fatalf("snapshot of a node that is down: %s %q objects %v, want failed with a reason", f.Status, f.Error, f.Objects)
+	}
+	for _, r := range []*repo.FS{h.blobs, h.secondary} {
+		if keys, err := r.List(ctx, "acme/i-down/"); err != nil || len(keys) != 0 {
+			t.Errorf("failed snapshot left %v (%v)", keys, err)
+		}
+	}
+	evs := h.outboxTypes(t)
+	if evs[events.TypeBackupCompleted] != 1 || evs[events.TypeBackupFailed] != 1 {
+		t.Errorf("events %v, want one backup.completed and one backup.failed", evs)
+	}
+	if got := counterValue(t, h.reg, "canopy_backups_total", "redis", "failed"); got != 1 {
+		t.Errorf("canopy_backups_total{redis,failed} = %v, want 1", got)
+	}
+}
+
+// One engine is active per database: a second one waits, and takes over
+// once the first stops.
+func TestStandbyTakesOver(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	h := newHarness(t, engine.Config{Policy: backup.DefaultPolicy(), SyncEvery: 200 * time.Millisecond}, newInstances())
+	first, stopFirst := h.run(t)
+
+	waiting := &signalWriter{match: "waiting for the active lock", seen: make(chan struct{})}
+	second, err := engine.New(h.cfg, h.db, h.st, h.inst, h.blobs, nil, h.box, h.phys, slog.New(slog.NewTextHandler(waiting, nil)), h.reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- second.Run(rctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	select {
+	case <-waiting.seen:
+	case err := <-done:
+		t.Fatalf("standby stopped: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the second engine did not wait for the lock")
+	}
+	select {
+	case <-second.Ready():
+		t.Fatal("a second engine became active while the first holds the lock")
+	default:
+	}
+	if _, err := second.BackupNow(ctx, "acme", "i-none"); err == nil {
+		t.Fatal("a standby took a backup")
+	}
+	stopFirst()
+	if _, err := first.BackupNow(ctx, "acme", "i-none"); err == nil {
+		t.Fatal("a stopped engine took a backup")
+	}
+	select {
+	case <-second.Ready():
+	case err := <-done:
+		t.Fatalf("standby stopped: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("standby did not take over within 30s")
 	}
 }
 
