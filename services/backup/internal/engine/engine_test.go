@@ -44,11 +44,11 @@ type harness struct {
 	blobs *repo.FS
 	// secondary is the second repository (nil: none).
 	secondary *repo.FS
-	box   *secrets.Box
-	phys  *mysqlphys.Tools
-	inst  *instances
-	cfg   engine.Config
-	reg   *prometheus.Registry
+	box       *secrets.Box
+	phys      *mysqlphys.Tools
+	inst      *instances
+	cfg       engine.Config
+	reg       *prometheus.Registry
 }
 
 func newHarness(t *testing.T, cfg engine.Config, inst *instances) *harness {
