@@ -59,6 +59,10 @@ func Seal(ctx context.Context, b Blobs, key string, dataKey []byte, r io.Reader)
 	return seal(ctx, b, key, dataKey, r, sealOptions{chunkSize: defaultChunkSize, level: encoderLevel})
 }
 
+// errPutReturned is what the producer's writes fail with once Put has
+// returned.
+var errPutReturned = errors.New("repository stopped reading")
+
 // sealOptions are fixed in production; tests and benchmarks vary them.
 type sealOptions struct {
 	chunkSize int
@@ -91,9 +95,14 @@ func seal(ctx context.Context, b Blobs, key string, dataKey []byte, r io.Reader,
 		prodErr <- err
 	}()
 	putErr := b.Put(ctx, key, pr)
-	pr.CloseWithError(errors.New("put returned")) // unblocks a producer Put stopped reading
+	pr.CloseWithError(errPutReturned) // unblocks a producer Put stopped reading
 	perr := <-prodErr
 	if putErr != nil {
+		if perr != nil && !errors.Is(perr, errPutReturned) {
+			// The producer failed first (the source's error, say) and
+			// that failed Put: report the cause, not its echo.
+			return backup.Object{}, fmt.Errorf("seal %s: %w", key, perr)
+		}
 		return backup.Object{}, fmt.Errorf("seal %s: %w", key, putErr)
 	}
 	if perr != nil {
