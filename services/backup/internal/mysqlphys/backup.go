@@ -73,15 +73,34 @@ func (t *Tools) Backup(ctx context.Context, src Source, w io.Writer) (Result, er
 	cmd := exec.CommandContext(ctx, t.cfg.BackupBin, "--defaults-file="+cnf, "--backup", "--stream=xbstream",
 		"--target-dir="+target, "--tmpdir="+tmp, "--datadir="+src.DataDir, "--parallel="+strconv.Itoa(t.cfg.Parallel))
 	cw := &countingWriter{w: w}
-	cmd.Stdout = cw
-	stderr, err := cmd.StderrPipe()
+	// The stream is pumped in large blocks: the sealing pipeline behind w
+	// compresses in 1 MiB chunks, and 64 KiB pipe reads handed over one by
+	// one cost it a goroutine switch each.
+	out, outW, err := os.Pipe()
 	if err != nil {
 		return Result{}, fmt.Errorf("backup %s: %w", src.Address, err)
 	}
+	defer out.Close()
+	cmd.Stdout = outW
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		outW.Close()
+		return Result{}, fmt.Errorf("backup %s: %w", src.Address, err)
+	}
 	began := time.Now()
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	outW.Close() // the child holds its own copy
+	if err != nil {
 		return Result{}, fmt.Errorf("start mariadb-backup: %w", err)
 	}
+	pumped := make(chan error, 1)
+	go func() {
+		err := pump(cw, out)
+		// A failed write must not leave mariadb-backup blocked on a full
+		// pipe: closing the read end gives it EPIPE.
+		out.Close()
+		pumped <- err
+	}()
 	tail := newTail(30)
 	var (
 		res     Result
@@ -103,10 +122,14 @@ func (t *Tools) Backup(ctx context.Context, src Source, w io.Writer) (Result, er
 		_, _ = io.Copy(io.Discard, stderr)
 	}()
 	wg.Wait() // stderr must be drained before Wait closes it
+	pumpErr := <-pumped
 	err = cmd.Wait()
 	res.DataBytes = cw.n
 	if cw.err != nil {
 		return Result{}, fmt.Errorf("backup %s: write stream: %w", src.Address, cw.err)
+	}
+	if pumpErr != nil {
+		return Result{}, fmt.Errorf("backup %s: read stream: %w", src.Address, pumpErr)
 	}
 	if ctx.Err() != nil {
 		return Result{}, fmt.Errorf("backup %s: %w", src.Address, ctx.Err())
@@ -156,6 +179,29 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 		return n, err
 	}
 	return n, nil
+}
+
+// pumpBlock is the size of the blocks pump hands on.
+const pumpBlock = 1 << 20
+
+// pump copies r to w in blocks of up to pumpBlock bytes (fewer only at
+// the end), so that a pipe's small reads reach w as large writes.
+func pump(w io.Writer, r io.Reader) error {
+	buf := make([]byte, pumpBlock)
+	for {
+		n, err := io.ReadFull(r, buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return werr
+			}
+		}
+		switch {
+		case err == io.EOF || err == io.ErrUnexpectedEOF:
+			return nil
+		case err != nil:
+			return err
+		}
+	}
 }
 
 var errIncomplete = errors.New("incomplete backup stream")

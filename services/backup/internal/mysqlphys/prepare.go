@@ -72,7 +72,7 @@ func (t *Tools) extract(ctx context.Context, r io.Reader, dir string) error {
 		return fmt.Errorf("start mbstream: %w", err)
 	}
 	src := &errReader{r: r}
-	_, copyErr := io.Copy(stdin, src)
+	copyErr := pump(stdin, src)
 	if src.err != nil {
 		cancel() // kills mbstream: nothing it extracts is to be used
 	}

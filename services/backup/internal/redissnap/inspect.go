@@ -3,6 +3,7 @@ package redissnap
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -70,7 +71,9 @@ func Inspect(ctx context.Context, redisServer, scratchDir, path string) (keys in
 	go func() { waitErr = cmd.Wait(); close(done) }()
 	kill := func() { _ = syscall.Kill(cmd.Process.Pid, syscall.SIGKILL); <-done }
 	c := goredis.NewClient(&goredis.Options{Network: "unix", Addr: sock, DialTimeout: time.Second,
-		ReadTimeout: 30 * time.Second, PoolSize: 1, DisableIdentity: true})
+		ReadTimeout: 30 * time.Second, PoolSize: 1, DisableIdentity: true,
+		// SHUTDOWN closes the connection: a retry would only dial a server gone.
+		MaxRetries: -1})
 	defer c.Close()
 	tail := func() string {
 		b, _ := os.ReadFile(logFile)
@@ -79,10 +82,18 @@ func Inspect(ctx context.Context, redisServer, scratchDir, path string) (keys in
 		}
 		return string(b)
 	}
-	// PING answers -LOADING until the RDB is loaded.
+	// The socket accepts once the server is up (a plain dial: the client
+	// pool logs every failed dial); PING answers -LOADING until the RDB is
+	// loaded.
 	deadline := time.Now().Add(inspectStartTimeout)
 	for {
-		perr := c.Ping(ctx).Err()
+		perr := error(nil)
+		if conn, err := net.DialTimeout("unix", sock, time.Second); err != nil {
+			perr = err
+		} else {
+			conn.Close()
+			perr = c.Ping(ctx).Err()
+		}
 		if perr == nil {
 			break
 		}
