@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os/exec"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -80,6 +81,21 @@ func TestArchiveSegments(t *testing.T) {
 		if s.SourceNode != "p" {
 			t.Errorf("segment %s..%s from %q, want p", s.StartPos, s.EndPos, s.SourceNode)
 		}
+	}
+
+	// A restore replays a GTID range across segment files.
+	from, to := seqOf(t, start)+50, seqOf(t, start)+120
+	args := append([]string{"--no-defaults", fmt.Sprintf("--start-position=0-1-%d", from), fmt.Sprintf("--stop-position=0-1-%d", to)}, files...)
+	out, err := exec.Command("mariadb-binlog", args...).Output()
+	if err != nil {
+		t.Fatalf("mariadb-binlog of a GTID range: %v", err)
+	}
+	var want []string
+	for s := from + 1; s <= to; s++ {
+		want = append(want, fmt.Sprintf("0-1-%d", s))
+	}
+	if got := gtids(string(out)); !slices.Equal(got, want) {
+		t.Errorf("mariadb-binlog from 0-1-%d to 0-1-%d shows %v", from, to, got)
 	}
 
 	apply(t, target, files)

@@ -249,7 +249,7 @@ var gtidLine = regexp.MustCompile(`(?m)^#.*\bGTID (\d+-\d+-\d+)`)
 func decode(t *testing.T, file string) []string {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
-	cmd := exec.Command("mariadb-binlog", "--no-defaults", "-v", file)
+	cmd := exec.Command("mariadb-binlog", "--no-defaults", "--verify-binlog-checksum", "-v", file)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("mariadb-binlog %s: %v: %s", file, err, stderr.String())
@@ -260,11 +260,16 @@ func decode(t *testing.T, file string) []string {
 	if strings.Contains(stdout.String(), "Warning") {
 		t.Fatalf("mariadb-binlog %s output has a warning:\n%s", file, stdout.String())
 	}
-	var out []string
-	for _, m := range gtidLine.FindAllStringSubmatch(stdout.String(), -1) {
-		out = append(out, m[1])
+	return gtids(stdout.String())
+}
+
+// gtids lists the GTIDs of mariadb-binlog's output in order.
+func gtids(out string) []string {
+	var gs []string
+	for _, m := range gtidLine.FindAllStringSubmatch(out, -1) {
+		gs = append(gs, m[1])
 	}
-	return out
+	return gs
 }
 
 // apply pipes mariadb-binlog of the files into mariadb on n, as a restore
