@@ -7,7 +7,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -20,12 +19,6 @@ import (
 	"github.com/canopy-platform/canopy/services/backup/internal/binlogarchive"
 	"github.com/canopy-platform/canopy/services/backup/internal/repo"
 )
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	enginetest.CleanupTemplate()
-	os.Exit(code)
-}
 
 const (
 	adminUser     = "canopy_admin"
