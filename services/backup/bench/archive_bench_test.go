@@ -1,5 +1,3 @@
-// Package bench measures the backup service's paths that have a latency
-// goal, against real servers.
 package bench
 
 import (
@@ -7,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
