@@ -356,6 +356,9 @@ var (
 	ErrInvalid = errors.New("invalid")
 	// ErrBusy: a backup of the instance is already running.
 	ErrBusy = errors.New("a backup of this instance is already running")
+	// ErrUnavailable: the service cannot act now (its engine is a standby
+	// or stopping); asking again later may succeed.
+	ErrUnavailable = errors.New("backup engine not active")
 )
 
 // OutsideWindowError is returned for a target outside the restore window.

@@ -125,7 +125,7 @@ func (c Config) withDefaults() Config {
 
 // ErrNotActive is BackupNow's answer while this engine does not hold the
 // active lock (a standby, or stopping).
-var ErrNotActive = errors.New("backup engine not active")
+var ErrNotActive = backup.ErrUnavailable
 
 // Engine runs backups, archiving and retention.
 type Engine struct {

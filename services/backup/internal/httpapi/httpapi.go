@@ -193,7 +193,7 @@ func live(w http.ResponseWriter, r *http.Request, in backup.Instance) bool {
 }
 
 // domainError answers a domain error: ErrNotFound 404 (naming what),
-// ErrBusy 409, ErrInvalid, ErrNoBackup and *OutsideWindowError 422 (the
+// ErrBusy and ErrNoSource 409, ErrUnavailable 503, ErrInvalid, ErrNoBackup and *OutsideWindowError 422 (the
 // latter with the window's earliest and latest, a *FieldError naming its
 // field), anything else a logged
 // 500. attrs are logged with a 500 (tenant and instance ids).
@@ -215,8 +215,10 @@ func (a *API) domainError(w http.ResponseWriter, r *http.Request, what string, e
 		httpx.WriteProblem(w, r, p)
 	case errors.Is(err, backup.ErrNotFound):
 		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusNotFound, "no such "+what))
-	case errors.Is(err, backup.ErrBusy):
+	case errors.Is(err, backup.ErrBusy), errors.Is(err, backup.ErrNoSource):
 		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusConflict, err.Error()))
+	case errors.Is(err, backup.ErrUnavailable):
+		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusServiceUnavailable, err.Error()))
 	case errors.As(err, &fe):
 		httpx.WriteProblem(w, r, httpx.Unprocessable(err.Error(), httpx.FieldError{Field: fe.Field, Reason: fe.Reason}))
 	case errors.Is(err, backup.ErrInvalid), errors.Is(err, backup.ErrNoBackup):
