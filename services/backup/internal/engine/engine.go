@@ -291,6 +291,21 @@ func (e *Engine) BackupNow(ctx context.Context, tenant, instanceID string) (back
 	return e.start(ctx, in, backup.TriggerOnDemand)
 }
 
+// Learn records an instance provisioning holds but the last sync did not
+// see yet (ordered seconds ago), so that a tenant's first call about it
+// does not answer 404; backup.ErrNotFound when provisioning does not hold
+// it either.
+func (e *Engine) Learn(ctx context.Context, instanceID string) error {
+	in, err := e.inst.Get(ctx, instanceID)
+	if err != nil {
+		return fmt.Errorf("learn instance %s: %w", instanceID, err)
+	}
+	if err := e.st.UpsertInstances(ctx, []backup.Instance{in}); err != nil {
+		return fmt.Errorf("learn instance %s: %w", instanceID, err)
+	}
+	return nil
+}
+
 // Policy returns an instance's effective policy.
 func (e *Engine) Policy(ctx context.Context, instanceID string) (backup.Policy, error) {
 	in, err := e.st.GetInstance(ctx, "", instanceID)

@@ -164,6 +164,12 @@ func authorize(w http.ResponseWriter, r *http.Request, action tenancy.Action, wh
 	return scope{p: p, tenant: string(p.Tenant)}, true
 }
 
+// learner is an engine that can record an instance provisioning holds but
+// its last sync did not see yet.
+type learner interface {
+	Learn(ctx context.Context, instanceID string) error
+}
+
 // instance authorizes the request and resolves the {id} instance in its
 // scope; another tenant's instance answers 404 like an unknown one. On
 // false the problem has been written.
@@ -174,6 +180,13 @@ func (a *API) instance(w http.ResponseWriter, r *http.Request, action tenancy.Ac
 	}
 	id := chi.URLParam(r, "id")
 	in, err := a.store.GetInstance(r.Context(), s.tenant, id)
+	if errors.Is(err, backup.ErrNotFound) {
+		// An instance ordered since the engine's last sync: ask for it
+		// once, then look again in the tenant's scope.
+		if l, ok := a.engine.(learner); ok && l.Learn(r.Context(), id) == nil {
+			in, err = a.store.GetInstance(r.Context(), s.tenant, id)
+		}
+	}
 	if err != nil {
 		a.domainError(w, r, "instance", err, "tenant", s.tenant, "instance", id)
 		return backup.Instance{}, false

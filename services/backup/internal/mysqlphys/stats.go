@@ -11,9 +11,11 @@ import (
 )
 
 // tenantTables lists the tenant's base tables (every schema but the
-// system ones), ordered, so that a sample is the same on every measure.
+// system ones and Canopy's own: canopy_meta, which provisioning's verify
+// step writes on every new instance, and cdc's _canopy_sync watermarks),
+// ordered, so that a sample is the same on every measure.
 const tenantTables = `SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES
-WHERE TABLE_SCHEMA NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys')
+WHERE TABLE_SCHEMA NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys', 'canopy_meta', '_canopy_sync')
   AND TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED')
 ORDER BY TABLE_SCHEMA, TABLE_NAME`
 
