@@ -42,6 +42,11 @@ var binlogPosLine = regexp.MustCompile(`MySQL binlog position: .*GTID of the las
 // Backup streams a physical backup of src (mariadb-backup --backup
 // --stream=xbstream) into w. It never stops writes on the source for
 // longer than mariadb-backup's final short lock (BACKUP STAGE).
+//
+// The GTID is the position mariadb-backup reports under BACKUP STAGE
+// BLOCK_COMMIT. On a node with a slave position in domains its binlog
+// lacks (not Canopy's nodes: log_slave_updates makes both agree) that is
+// gtid_current_pos and holds those domains too; Replay accepts it.
 func (t *Tools) Backup(ctx context.Context, src Source, w io.Writer) (Result, error) {
 	host, port, err := net.SplitHostPort(src.Address)
 	if err != nil {
