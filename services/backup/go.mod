@@ -94,3 +94,7 @@ require (
 )
 
 require github.com/redis/go-redis/v9 v9.23.0
+
+require (
+	github.com/redis/go-redis/v9 v9.23.0
+)

@@ -42,6 +42,11 @@ var binlogPosLine = regexp.MustCompile(`MySQL binlog position: .*GTID of the las
 // Backup streams a physical backup of src (mariadb-backup --backup
 // --stream=xbstream) into w. It never stops writes on the source for
 // longer than mariadb-backup's final short lock (BACKUP STAGE).
+//
+// The GTID is the position mariadb-backup reports under BACKUP STAGE
+// BLOCK_COMMIT. On a node with a slave position in domains its binlog
+// lacks (not Canopy's nodes: log_slave_updates makes both agree) that is
+// gtid_current_pos and holds those domains too; Replay accepts it.
 func (t *Tools) Backup(ctx context.Context, src Source, w io.Writer) (Result, error) {
 	host, port, err := net.SplitHostPort(src.Address)
 	if err != nil {
@@ -81,6 +86,7 @@ func (t *Tools) Backup(ctx context.Context, src Source, w io.Writer) (Result, er
 		return Result{}, fmt.Errorf("backup %s: %w", src.Address, err)
 	}
 	defer out.Close()
+	growPipe(outW)
 	cmd.Stdout = outW
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -95,9 +101,9 @@ func (t *Tools) Backup(ctx context.Context, src Source, w io.Writer) (Result, er
 	}
 	pumped := make(chan error, 1)
 	go func() {
-		err := pump(cw, out)
 		// A failed write must not leave mariadb-backup blocked on a full
-		// pipe: closing the read end gives it EPIPE.
+		// pipe: closing the read end gives it EPIPE (and ends our read).
+		err := pump(cw, out, func() { out.Close() })
 		out.Close()
 		pumped <- err
 	}()
@@ -179,29 +185,6 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 		return n, err
 	}
 	return n, nil
-}
-
-// pumpBlock is the size of the blocks pump hands on.
-const pumpBlock = 1 << 20
-
-// pump copies r to w in blocks of up to pumpBlock bytes (fewer only at
-// the end), so that a pipe's small reads reach w as large writes.
-func pump(w io.Writer, r io.Reader) error {
-	buf := make([]byte, pumpBlock)
-	for {
-		n, err := io.ReadFull(r, buf)
-		if n > 0 {
-			if _, werr := w.Write(buf[:n]); werr != nil {
-				return werr
-			}
-		}
-		switch {
-		case err == io.EOF || err == io.ErrUnexpectedEOF:
-			return nil
-		case err != nil:
-			return err
-		}
-	}
 }
 
 var errIncomplete = errors.New("incomplete backup stream")

@@ -42,6 +42,7 @@ func (t *Tools) Prepare(ctx context.Context, r io.Reader, dir string) (gtid stri
 			return "", fmt.Errorf("prepare %s: %w: %s missing (the stream was cut)", dir, errIncomplete, names[0])
 		}
 	}
+	extracted := time.Now()
 	tail := newTail(30)
 	cmd := exec.CommandContext(ctx, t.cfg.BackupBin, "--no-defaults", "--prepare", "--target-dir="+dir, "--use-memory=128M")
 	cmd.Stdout, cmd.Stderr = tail, tail
@@ -52,7 +53,8 @@ func (t *Tools) Prepare(ctx context.Context, r io.Reader, dir string) (gtid stri
 	if err != nil {
 		return "", fmt.Errorf("prepare %s: %w", dir, err)
 	}
-	t.cfg.Log.Info("mysql backup prepared", "dir", dir, "gtid", gtid, "took", time.Since(began).Round(time.Millisecond))
+	t.cfg.Log.Info("mysql backup prepared", "dir", dir, "gtid", gtid, "extract", extracted.Sub(began).Round(time.Millisecond),
+		"prepare", time.Since(extracted).Round(time.Millisecond))
 	return gtid, nil
 }
 
@@ -64,15 +66,20 @@ func (t *Tools) extract(ctx context.Context, r io.Reader, dir string) error {
 	tail := newTail(20)
 	cmd := exec.CommandContext(ctx, t.cfg.MbstreamBin, "-x", "-C", dir)
 	cmd.Stdout, cmd.Stderr = tail, tail
-	stdin, err := cmd.StdinPipe()
+	pr, stdin, err := os.Pipe()
 	if err != nil {
 		return err
 	}
-	if err := cmd.Start(); err != nil {
+	growPipe(stdin)
+	cmd.Stdin = pr
+	err = cmd.Start()
+	pr.Close() // mbstream holds its own copy
+	if err != nil {
+		stdin.Close()
 		return fmt.Errorf("start mbstream: %w", err)
 	}
 	src := &errReader{r: r}
-	copyErr := pump(stdin, src)
+	copyErr := pump(stdin, src, nil)
 	if src.err != nil {
 		cancel() // kills mbstream: nothing it extracts is to be used
 	}
