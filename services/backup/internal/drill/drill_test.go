@@ -407,7 +407,7 @@ func TestRunFinishesInterruptedDrillsAndSchedules(t *testing.T) {
 	if err := st.CreateDrill(ctx, left); err != nil {
 		t.Fatal(err)
 	}
-	b := recordBackup(t, st, "in-b", now.Add(-time.Hour), &backup.DataStats{Tables: 1})
+	b := recordBackup(t, st, "in-b", now.Add(-25*time.Hour), &backup.DataStats{Tables: 1})
 
 	prov := &standIn{gets: map[string]int{}, node: "127.0.0.1:1", state: "failed"}
 	policy := backup.DefaultPolicy()
@@ -431,7 +431,8 @@ func TestRunFinishesInterruptedDrillsAndSchedules(t *testing.T) {
 		t.Fatalf("events of the interrupted drill %v", evs)
 	}
 
-	// The scheduled drill of in-b.
+	// The scheduled drill of in-b: its first completed backup is older than
+	// DrillEvery (a first drill comes a period after the first backup).
 	deadline := time.Now().Add(30 * time.Second)
 	var scheduled backup.Drill
 	for scheduled.ID == "" {

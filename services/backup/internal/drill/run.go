@@ -106,6 +106,11 @@ func (r *Runner) schedule(ctx context.Context) {
 		var lastAt time.Time
 		if len(last) > 0 {
 			lastAt = last[0].StartedAt
+		} else if lastAt, err = r.firstBackupAt(ctx, in.ID); err != nil || lastAt.IsZero() {
+			// No drill yet: the first comes a period after the first
+			// completed backup, not at once (a new instance's first
+			// backup would otherwise be drilled within seconds).
+			continue
 		}
 		next := backup.NextDrill(p, lastAt, now)
 		if next.IsZero() || now.Before(next) {
@@ -279,4 +284,19 @@ func (r *Runner) finish(ctx context.Context, d backup.Drill) error {
 		return fmt.Errorf("record drill %s: %w", d.ID, err)
 	}
 	return nil
+}
+
+// firstBackupAt is when the instance's oldest completed backup finished
+// (zero: none yet).
+func (r *Runner) firstBackupAt(ctx context.Context, instanceID string) (time.Time, error) {
+	all, err := r.st.AllBackups(ctx, instanceID)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("backups of %s: %w", instanceID, err)
+	}
+	for _, b := range all {
+		if b.Status == backup.StatusCompleted || b.Status == backup.StatusExpired {
+			return b.FinishedAt, nil
+		}
+	}
+	return time.Time{}, nil
 }
