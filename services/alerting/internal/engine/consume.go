@@ -16,7 +16,7 @@ import (
 func Topics() []string {
 	return []string{
 		events.TopicHealth, events.TopicSamples, events.TopicFailover,
-		events.TopicCDC, events.TopicUsage, events.TopicInstances,
+		events.TopicCDC, events.TopicUsage, events.TopicInstances, events.TopicBackups,
 	}
 }
 

@@ -153,6 +153,42 @@ var defaultCases = map[string]defaultCase{
 		},
 		severity: "critical",
 	},
+	"backup-failed": {
+		fire: func(t *testing.T, at time.Time) eventbus.Event {
+			return envelope(t, events.TypeBackupFailed, at, events.BackupOutcome{BackupID: "b-1", TenantID: "acme",
+				InstanceID: "i-mysql", Engine: "mysql", Kind: "full", Trigger: "scheduled", StartedAt: at.Add(-time.Minute),
+				FinishedAt: at, Error: "no healthy node to back up"})
+		},
+		resolve: func(t *testing.T, at time.Time) eventbus.Event {
+			return envelope(t, events.TypeBackupCompleted, at, events.BackupOutcome{BackupID: "b-2", TenantID: "acme",
+				InstanceID: "i-mysql", Engine: "mysql", Kind: "full", Trigger: "on_demand", StartedAt: at.Add(-time.Minute),
+				FinishedAt: at, DataBytes: 1 << 20, StoredBytes: 1 << 18, GTID: "0-1-42", Verified: true})
+		},
+		severity: "warning",
+	},
+	"backup-archive-lagging": {
+		fire: func(t *testing.T, at time.Time) eventbus.Event {
+			return envelope(t, events.TypeArchiveLagging, at, events.ArchiveLag{TenantID: "acme", InstanceID: "i-mysql",
+				LagSeconds: 95, BoundSeconds: 30, ArchivedGTID: "0-1-40"})
+		},
+		resolve: func(t *testing.T, at time.Time) eventbus.Event {
+			return envelope(t, events.TypeArchiveCaughtUp, at, events.ArchiveLag{TenantID: "acme", InstanceID: "i-mysql",
+				LagSeconds: 0.4, BoundSeconds: 30, ArchivedGTID: "0-1-99"})
+		},
+		severity: "critical",
+	},
+	"backup-drill-failed": {
+		fire: func(t *testing.T, at time.Time) eventbus.Event {
+			return envelope(t, events.TypeDrillFailed, at, events.DrillOutcome{DrillID: "d-1", TenantID: "acme",
+				InstanceID: "i-mysql", BackupID: "b-1", StartedAt: at.Add(-time.Minute), FinishedAt: at,
+				Mismatches: []string{"shop.orders: rows 10 != 11"}, Error: "restored data differs from the backup's verification in 1 places"})
+		},
+		resolve: func(t *testing.T, at time.Time) eventbus.Event {
+			return envelope(t, events.TypeDrillCompleted, at, events.DrillOutcome{DrillID: "d-2", TenantID: "acme",
+				InstanceID: "i-mysql", BackupID: "b-2", StartedAt: at.Add(-time.Minute), FinishedAt: at, Tables: 3})
+		},
+		severity: "critical",
+	},
 	"budget-80": {
 		fire: func(t *testing.T, at time.Time) eventbus.Event {
 			return envelope(t, events.TypeMeteringBudgetThreshold, at, events.BudgetThreshold{TenantID: "acme",
