@@ -113,14 +113,14 @@ func (p Policy) Validate() error {
 
 func checkWindowStart(d time.Duration) error {
 	if d < 0 || d >= day {
-		return &FieldError{Field: "window_start", Reason: fmt.Sprintf("%s is not a time of day (0 to 24h, exclusive)", formatDuration(d))}
+		return &FieldError{Field: "window_start", Reason: fmt.Sprintf("%s is not a time of day (0 to 24h, exclusive)", FormatDuration(d))}
 	}
 	return nil
 }
 
 func checkWindowLength(d time.Duration) error {
 	if d <= 0 || d > day {
-		return &FieldError{Field: "window_length", Reason: fmt.Sprintf("%s must be more than 0 and at most 24h", formatDuration(d))}
+		return &FieldError{Field: "window_length", Reason: fmt.Sprintf("%s must be more than 0 and at most 24h", FormatDuration(d))}
 	}
 	return nil
 }
@@ -141,21 +141,22 @@ func checkPITR(pitr, daily int) error {
 
 func checkDrillEvery(d time.Duration) error {
 	if d != 0 && d < minDrillEvery {
-		return &FieldError{Field: "drill_every", Reason: fmt.Sprintf("%s must be 0 (no drills) or at least %s", formatDuration(d), formatDuration(minDrillEvery))}
+		return &FieldError{Field: "drill_every", Reason: fmt.Sprintf("%s must be 0 (no drills) or at least %s", FormatDuration(d), FormatDuration(minDrillEvery))}
 	}
 	return nil
 }
 
 func checkSnapshotEvery(d time.Duration) error {
 	if d < minSnapshotEvery {
-		return &FieldError{Field: "snapshot_every", Reason: fmt.Sprintf("%s must be at least %s", formatDuration(d), formatDuration(minSnapshotEvery))}
+		return &FieldError{Field: "snapshot_every", Reason: fmt.Sprintf("%s must be at least %s", FormatDuration(d), FormatDuration(minSnapshotEvery))}
 	}
 	return nil
 }
 
-// formatDuration is d.String() without the zero units it ends with
-// ("2h0m0s" is "2h", "720h0m0s" is "720h").
-func formatDuration(d time.Duration) string {
+// FormatDuration is d.String() without the zero units it ends with
+// ("2h0m0s" is "2h", "720h0m0s" is "720h"): how policies spell durations
+// on the wire.
+func FormatDuration(d time.Duration) string {
 	s := d.String()
 	if strings.HasSuffix(s, "m0s") {
 		s = strings.TrimSuffix(s, "0s")
@@ -181,9 +182,9 @@ type policyJSON struct {
 // MarshalJSON writes durations as strings ("2h", "720h").
 func (p Policy) MarshalJSON() ([]byte, error) {
 	return json.Marshal(policyJSON{
-		Enabled: p.Enabled, WindowStart: formatDuration(p.WindowStart), WindowLength: formatDuration(p.WindowLength),
+		Enabled: p.Enabled, WindowStart: FormatDuration(p.WindowStart), WindowLength: FormatDuration(p.WindowLength),
 		DailyKeepDays: p.DailyKeepDays, PITRDays: p.PITRDays, MonthlyKeepMonths: p.MonthlyKeepMonths,
-		DrillEvery: formatDuration(p.DrillEvery), SnapshotEvery: formatDuration(p.SnapshotEvery),
+		DrillEvery: FormatDuration(p.DrillEvery), SnapshotEvery: FormatDuration(p.SnapshotEvery),
 	})
 }
 
@@ -233,7 +234,7 @@ func (o PolicyOverride) MarshalJSON() ([]byte, error) {
 		if d == nil {
 			return nil
 		}
-		s := formatDuration(*d)
+		s := FormatDuration(*d)
 		return &s
 	}
 	return json.Marshal(overrideJSON{

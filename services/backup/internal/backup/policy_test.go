@@ -105,3 +105,18 @@ func TestPolicyJSON(t *testing.T) {
 		require.ErrorIs(t, err, backup.ErrInvalid, name)
 	}
 }
+
+func TestFormatDuration(t *testing.T) {
+	t.Parallel()
+	for d, want := range map[time.Duration]string{
+		2 * time.Hour: "2h", 720 * time.Hour: "720h", 90 * time.Minute: "1h30m", 30 * time.Minute: "30m",
+		90 * time.Second: "1m30s", 0: "0s", time.Hour + 30*time.Second: "1h0m30s",
+	} {
+		if got := backup.FormatDuration(d); got != want {
+			t.Errorf("backup.FormatDuration(%v) = %q, want %q", d, got, want)
+		}
+		if back, err := time.ParseDuration(backup.FormatDuration(d)); err != nil || back != d {
+			t.Errorf("%q does not parse back to %v: %v", backup.FormatDuration(d), d, err)
+		}
+	}
+}

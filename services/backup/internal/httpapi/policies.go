@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -62,30 +61,17 @@ type PlanPolicy struct {
 	Override  PolicyOverride `json:"override"`
 }
 
-// formatDuration spells d as Go does without zero units: "2h", "1h30m",
-// "720h", "0s".
-func formatDuration(d time.Duration) string {
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
-}
-
 func policyJSON(p backup.Policy) Policy {
-	return Policy{Enabled: p.Enabled, WindowStart: formatDuration(p.WindowStart), WindowLength: formatDuration(p.WindowLength),
+	return Policy{Enabled: p.Enabled, WindowStart: backup.FormatDuration(p.WindowStart), WindowLength: backup.FormatDuration(p.WindowLength),
 		DailyKeepDays: p.DailyKeepDays, PITRDays: p.PITRDays, MonthlyKeepMonths: p.MonthlyKeepMonths,
-		DrillEvery: formatDuration(p.DrillEvery), SnapshotEvery: formatDuration(p.SnapshotEvery)}
+		DrillEvery: backup.FormatDuration(p.DrillEvery), SnapshotEvery: backup.FormatDuration(p.SnapshotEvery)}
 }
 
 func durationJSON(d *time.Duration) *string {
 	if d == nil {
 		return nil
 	}
-	s := formatDuration(*d)
+	s := backup.FormatDuration(*d)
 	return &s
 }
 

@@ -13,21 +13,6 @@ import (
 	"github.com/canopy-platform/canopy/services/backup/internal/backupstore"
 )
 
-func TestFormatDuration(t *testing.T) {
-	t.Parallel()
-	for d, want := range map[time.Duration]string{
-		2 * time.Hour: "2h", 720 * time.Hour: "720h", 90 * time.Minute: "1h30m", 30 * time.Minute: "30m",
-		90 * time.Second: "1m30s", 0: "0s", time.Hour + 30*time.Second: "1h0m30s",
-	} {
-		if got := formatDuration(d); got != want {
-			t.Errorf("formatDuration(%v) = %q, want %q", d, got, want)
-		}
-		if back, err := time.ParseDuration(formatDuration(d)); err != nil || back != d {
-			t.Errorf("%q does not parse back to %v: %v", formatDuration(d), d, err)
-		}
-	}
-}
-
 func TestGetInstancePolicy(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
