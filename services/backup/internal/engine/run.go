@@ -364,11 +364,15 @@ func (e *Engine) fail(ctx context.Context, b backup.Backup, reason string) {
 // recorded none).
 func (e *Engine) deleteObjects(ctx context.Context, blobs repo.Blobs, tenant, instanceID, id string, objs []backup.Object) bool {
 	ok := true
-	keys := make(map[string]bool)
+	// The objects a run writes, whether it recorded them or not: a run
+	// killed mid-Put recorded none and its object is not listable yet,
+	// but deleting its key removes what it half-wrote.
+	prefix := backupPrefix(tenant, instanceID, id)
+	keys := map[string]bool{prefix + "data": true, prefix + "manifest.json": true}
 	for _, o := range objs {
 		keys[o.Key] = true
 	}
-	listed, err := blobs.List(ctx, backupPrefix(tenant, instanceID, id))
+	listed, err := blobs.List(ctx, prefix)
 	if err != nil {
 		e.log.WarnContext(ctx, "list backup objects", slog.String("backup", id), slog.Any("err", err))
 		ok = false

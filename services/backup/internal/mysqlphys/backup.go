@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -75,7 +74,7 @@ func (t *Tools) Backup(ctx context.Context, src Source, w io.Writer) (Result, er
 			return Result{}, fmt.Errorf("backup %s: %w", src.Address, err)
 		}
 	}
-	cmd := exec.CommandContext(ctx, t.cfg.BackupBin, "--defaults-file="+cnf, "--backup", "--stream=xbstream",
+	cmd := command(ctx, t.cfg.BackupBin, "--defaults-file="+cnf, "--backup", "--stream=xbstream",
 		"--target-dir="+target, "--tmpdir="+tmp, "--datadir="+src.DataDir, "--parallel="+strconv.Itoa(t.cfg.Parallel))
 	cw := &countingWriter{w: w}
 	// The stream is pumped in large blocks: the sealing pipeline behind w

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -44,7 +43,7 @@ func (t *Tools) Prepare(ctx context.Context, r io.Reader, dir string) (gtid stri
 	}
 	extracted := time.Now()
 	tail := newTail(30)
-	cmd := exec.CommandContext(ctx, t.cfg.BackupBin, "--no-defaults", "--prepare", "--target-dir="+dir, "--use-memory=128M")
+	cmd := command(ctx, t.cfg.BackupBin, "--no-defaults", "--prepare", "--target-dir="+dir, "--use-memory=128M")
 	cmd.Stdout, cmd.Stderr = tail, tail
 	if err := cmd.Run(); err != nil {
 		return "", fmt.Errorf("mariadb-backup --prepare %s: %w: %s", dir, err, tail)
@@ -64,7 +63,7 @@ func (t *Tools) extract(ctx context.Context, r io.Reader, dir string) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	tail := newTail(20)
-	cmd := exec.CommandContext(ctx, t.cfg.MbstreamBin, "-x", "-C", dir)
+	cmd := command(ctx, t.cfg.MbstreamBin, "-x", "-C", dir)
 	cmd.Stdout, cmd.Stderr = tail, tail
 	pr, stdin, err := os.Pipe()
 	if err != nil {

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -99,7 +98,7 @@ func (t *Tools) apply(ctx context.Context, s *scratch, files []string, start str
 		args = append(args, "--stop-datetime="+b.Format(time.DateTime))
 	}
 	args = append(args, files...)
-	dump := exec.CommandContext(dumpCtx, t.cfg.BinlogBin, args...)
+	dump := command(dumpCtx, t.cfg.BinlogBin, args...)
 	dump.Env = append(os.Environ(), "TZ=UTC")
 	dumpErr := newTail(20)
 	dump.Stderr = dumpErr
@@ -107,7 +106,7 @@ func (t *Tools) apply(ctx context.Context, s *scratch, files []string, start str
 	if err != nil {
 		return 0, err
 	}
-	client := exec.CommandContext(ctx, t.cfg.ClientBin, "--no-defaults", "--socket="+s.socket, "--user="+osUser(),
+	client := command(ctx, t.cfg.ClientBin, "--no-defaults", "--socket="+s.socket, "--user="+osUser(),
 		"--binary-mode", "--batch", "--max-allowed-packet=1G")
 	clientErr := newTail(20)
 	client.Stdout, client.Stderr = clientErr, clientErr

@@ -10,6 +10,7 @@ package mysqlphys
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +19,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 )
 
 // Config names the tools (found on PATH or in /usr/sbin, /usr/bin when
@@ -157,4 +159,14 @@ func (t *tailBuffer) String() string {
 		lines = append(lines[:len(lines):len(lines)], string(t.partial))
 	}
 	return strings.Join(lines, "\n")
+}
+
+// command is exec.CommandContext for a tool that also dies with the
+// service: a tool orphaned by a crash would go on writing into a directory
+// the restarted service wipes and works in again (a restore job's staging
+// dir), or hold a node's backup locks.
+func command(ctx context.Context, bin string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	return cmd
 }

@@ -15,8 +15,8 @@ import (
 
 // FS is a Blobs in a local directory (the default: <state>/backups).
 // Objects are files at their key's path; a Put writes a temporary file
-// (".tmp-*", never listed) in the same directory and renames it into
-// place after fsync, so a reader sees a whole object or none.
+// (".tmp-<name>-*", never listed) in the same directory and renames it
+// into place after fsync, so a reader sees a whole object or none.
 type FS struct{ dir string }
 
 var _ Blobs = (*FS)(nil)
@@ -60,7 +60,7 @@ func (f *FS) Put(ctx context.Context, key string, r io.Reader) error {
 
 func (f *FS) put(ctx context.Context, p string, r io.Reader) error {
 	dir := filepath.Dir(p)
-	tmp, err := f.createTemp(dir)
+	tmp, err := f.createTemp(dir, filepath.Base(p))
 	if err != nil {
 		return err
 	}
@@ -94,15 +94,20 @@ func (f *FS) put(ctx context.Context, p string, r io.Reader) error {
 	return nil
 }
 
-// createTemp makes the directory and a temporary file in it; a concurrent
-// Delete may remove the just-made (still empty) directory, so it retries.
-func (f *FS) createTemp(dir string) (*os.File, error) {
+// tempPrefix starts the names of the temporary files of Puts of the
+// object named base: Delete finds a crashed Put's leftovers by it.
+func tempPrefix(base string) string { return ".tmp-" + base + "-" }
+
+// createTemp makes the directory and a temporary file for the object
+// named base in it; a concurrent Delete may remove the just-made (still
+// empty) directory, so it retries.
+func (f *FS) createTemp(dir, base string) (*os.File, error) {
 	var lastErr error
 	for range 3 {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("make directory: %w", err)
 		}
-		tmp, err := os.CreateTemp(dir, ".tmp-*")
+		tmp, err := os.CreateTemp(dir, tempPrefix(base)+"*")
 		if err == nil {
 			return tmp, nil // CreateTemp makes it 0600
 		}
@@ -112,6 +117,26 @@ func (f *FS) createTemp(dir string) (*os.File, error) {
 		}
 	}
 	return nil, fmt.Errorf("create temporary file: %w", lastErr)
+}
+
+// removeTemps removes the temporary files of Puts of the object named
+// base in dir.
+func removeTemps(dir, base string) error {
+	des, err := os.ReadDir(dir)
+	if notExist(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("list temporary files: %w", err)
+	}
+	for _, d := range des {
+		if strings.HasPrefix(d.Name(), tempPrefix(base)) {
+			if err := os.Remove(filepath.Join(dir, d.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("remove temporary file: %w", err)
+			}
+		}
+	}
+	return nil
 }
 
 func syncDir(dir string) error {
@@ -157,8 +182,11 @@ func notExist(err error) bool {
 	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)
 }
 
-// Delete implements Blobs. Directories left empty are removed up to the
-// root so that retention does not leave a tree of empty directories.
+// Delete implements Blobs. It also removes the temporary files of Puts of
+// key that a killed process left behind (a half-written object is the
+// key's too, though never listed). Directories left empty are removed up
+// to the root so that retention does not leave a tree of empty
+// directories.
 func (f *FS) Delete(ctx context.Context, key string) error {
 	p, err := f.path(key)
 	if err != nil {
@@ -168,6 +196,9 @@ func (f *FS) Delete(ctx context.Context, key string) error {
 		return fmt.Errorf("delete %s: %w", key, err)
 	}
 	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("delete %s: %w", key, err)
+	}
+	if err := removeTemps(filepath.Dir(p), filepath.Base(p)); err != nil {
 		return fmt.Errorf("delete %s: %w", key, err)
 	}
 	for dir := filepath.Dir(p); dir != f.dir && strings.HasPrefix(dir, f.dir); dir = filepath.Dir(dir) {
