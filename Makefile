@@ -10,7 +10,7 @@ FUZZTIME ?= 30s
 # input (golang/go#75804), and a count has no deadline to race.
 TEST_FUZZTIME ?= 3000x
 
-.PHONY: dev test vet bench bench-metering bench-alerting fuzz lint fmt up down k8s build deps clean openapi config-docs e2e
+.PHONY: dev test vet bench bench-metering bench-alerting bench-backup fuzz lint fmt up down k8s build deps clean openapi config-docs e2e
 
 deps:
 	@bash scripts/ensure-deps.sh
@@ -49,6 +49,10 @@ bench: deps
 ## bench-alerting: the alerting peer benchmark alone: Canopy vs Debian's prometheus-alertmanager (installed if missing)
 bench-alerting: deps
 	@bash scripts/bench-alerting.sh
+
+## bench-backup: the backup benchmarks alone: throughput and restore time next to bare mariadb-backup, archive lag under 1,000 rows/s
+bench-backup: deps
+	@BENCH='^(BenchmarkBackupThroughput|BenchmarkRestore|BenchmarkArchiveLag)$$' bash scripts/bench.sh
 
 ## bench-metering: the metering benchmarks alone: ledger ingestion next to a raw consumer, the ingestion API, usage query p99
 bench-metering: deps

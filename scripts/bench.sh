@@ -55,6 +55,20 @@ fi
 # the target's watermark covers the source's end. Both tables are compared
 # with the source (count + checksum); it prints both rows/s and the ratio
 # (goal >= 0.5). CANOPY_BENCH_SYNC_LOG=1 shows the job's logs.
+# The backup benchmarks (services/backup/bench, issue 17; alone with make
+# bench-backup) start their own mariadbd (durable commits) and need Debian's
+# mariadb-backup (scripts/ensure-deps.sh installs it). BenchmarkBackupThroughput
+# loads CANOPY_BENCH_BACKUP_MB of rows (default 512), then in the same run times a
+# bare `mariadb-backup --backup` of that node into a directory (the peer) and
+# Canopy's backup (mariadb-backup --stream=xbstream, zstd, AES-256-GCM, SHA-256,
+# written to a file repository), printing MB/s of the data directory each and the
+# ratio (goal >= 0.7). BenchmarkRestore times a bare --prepare + --copy-back
+# against Canopy's restore (repository object opened and checked, unpacked,
+# prepared, copied into a node directory) and prints the ratio (goal <= 1.3).
+# BenchmarkArchiveLag writes CANOPY_BENCH_ARCHIVE_RATE rows/s (default 1000) for
+# CANOPY_BENCH_ARCHIVE_SECONDS (default 20) while the archiver cuts segments every
+# second into the repository, and prints p50/p99/max of commit -> segment stored
+# (goal p99 < 5 s).
 # The metering benchmarks (issue 15; all three with make bench-metering, or
 # BENCH='^(BenchmarkLedgerIngest|BenchmarkIngestAPI|BenchmarkUsageQuery)$') use the
 # machine's MariaDB (a database per run, dropped after) and the embedded Kafka broker.
