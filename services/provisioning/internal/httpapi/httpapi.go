@@ -604,7 +604,7 @@ func (h *Handler) order(ctx context.Context, p tenancy.Principal, tenant, name, 
 	id := ""
 	if restore != nil {
 		id = saga.NewID()
-		if restore, err = h.startRestore(ctx, tenant, id, dp.Engine, *restore); err != nil {
+		if restore, err = h.startRestore(ctx, tenant, id, dp, *restore); err != nil {
 			return nil, instance.Operation{}, err
 		}
 	}

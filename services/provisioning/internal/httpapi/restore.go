@@ -68,12 +68,13 @@ func (rf *restoreFromJSON) parse() (instance.Restore, *httpx.Problem) {
 }
 
 // startRestore checks the source (the tenant's own instance of the plan's
-// engine) and asks the backup service for a restore job making instance id
+// engine, on a plan no bigger than this one: the data must fit) and asks the backup service for a restore job making instance id
 // from it. It answers the problem the caller writes when the restore cannot
 // start: 404 (the tenant has no such instance or backup), 422 (the backup
 // service refuses the target, or another engine), 503 (the backup service
 // does not answer).
-func (h *Handler) startRestore(ctx context.Context, tenant, id, engine string, rf instance.Restore) (*instance.Restore, error) {
+func (h *Handler) startRestore(ctx context.Context, tenant, id string, plan instance.Plan, rf instance.Restore) (*instance.Restore, error) {
+	engine := plan.Engine
 	if h.backups == nil {
 		return nil, backupUnavailable("restores are not available: provisioning has no backup service")
 	}
@@ -91,6 +92,11 @@ func (h *Handler) startRestore(ctx context.Context, tenant, id, engine string, r
 	if src.Plan.Engine != engine {
 		return nil, httpx.Unprocessable("restore_from: the source instance runs another engine than the plan",
 			httpx.FieldError{Field: "restore_from.instance_id", Reason: fmt.Sprintf("is a %s instance; the plan is %s", src.Plan.Engine, engine)})
+	}
+	if small := smallerThan(plan.Resources, src.Plan.Resources); small != "" {
+		return nil, httpx.Unprocessable("restore_from: the plan is smaller than the source instance's",
+			httpx.FieldError{Field: "plan_id", Reason: fmt.Sprintf("restoring %s needs a plan at least as big as its plan %s: %s",
+				rf.SourceInstanceID, src.Plan.Name, small)})
 	}
 	job, err := h.backups.Start(ctx, backupclient.StartRequest{TenantID: tenant, SourceID: rf.SourceInstanceID, TargetID: id, Engine: engine,
 		Target: backupclient.Target{BackupID: rf.BackupID, PointInTime: rf.PointInTime, GTID: rf.GTID}})
@@ -143,4 +149,19 @@ func backupUnavailable(detail string) *httpx.Problem {
 	p := httpx.NewProblem(http.StatusServiceUnavailable, detail)
 	p.Type = "https://canopy.dev/problems/backup-unavailable"
 	return p
+}
+
+// smallerThan names the first per-node resource in which plan is smaller
+// than the source's ("" when none): a restore goes into the same or a
+// bigger plan, so that the data and its working set fit.
+func smallerThan(plan, source instance.Resources) string {
+	switch {
+	case plan.StorageGB < source.StorageGB:
+		return fmt.Sprintf("storage %d GB < %d GB", plan.StorageGB, source.StorageGB)
+	case plan.MemoryMB < source.MemoryMB:
+		return fmt.Sprintf("memory %d MB < %d MB", plan.MemoryMB, source.MemoryMB)
+	case plan.VCPU < source.VCPU:
+		return fmt.Sprintf("vCPU %g < %g", plan.VCPU, source.VCPU)
+	}
+	return ""
 }

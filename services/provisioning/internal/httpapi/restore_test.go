@@ -121,8 +121,8 @@ func (b *backupStandIn) calls() ([]backupclient.StartRequest, []tenancy.Principa
 	return append([]backupclient.StartRequest(nil), b.starts...), append([]tenancy.Principal(nil), b.who...), append([]string(nil), b.done...)
 }
 
-// restoreFixture: tenant acme has src-my (MySQL, "orders-db") and
-// src-redis; globex has src-other (MySQL). Orders go to a stored saga; the
+// restoreFixture: tenant acme has src-my (MySQL, "orders-db"), src-big
+// (MySQL on a plan bigger than any order's) and src-redis; globex has src-other (MySQL). Orders go to a stored saga; the
 // backup service is the stand-in.
 func restoreFixture(t *testing.T) (*Handler, *memrepo.Repo, *backupStandIn) {
 	t.Helper()
@@ -132,9 +132,13 @@ func restoreFixture(t *testing.T) (*Handler, *memrepo.Repo, *backupStandIn) {
 		{"src-my", "acme", instance.EngineMySQL, "orders-db"},
 		{"src-redis", "acme", instance.EngineRedis, "cache"},
 		{"src-other", "globex", instance.EngineMySQL, "theirs"},
+		{"src-big", "acme", instance.EngineMySQL, "warehouse"},
 	} {
 		in := routedInstance(c.id, c.engine)
 		in.Tenant, in.Name = c.tenant, c.name
+		if c.id == "src-big" {
+			in.Plan.Resources = instance.Resources{VCPU: 64, MemoryMB: 1 << 20, StorageGB: 100000}
+		}
 		if err := repo.Create(ctx, port.CreateRequest{Instance: in, Op: instance.Operation{ID: "op-" + c.id, InstanceID: c.id, Tenant: c.tenant}}); err != nil {
 			t.Fatal(err)
 		}
@@ -218,6 +222,7 @@ func TestRestoreFromRefused(t *testing.T) {
 		{"unknown source", `{"instance_id":"nope","backup_id":"b1"}`, nil, 404, "restore_from", ProblemNoSuchBackup, false},
 		{"another tenant's source", `{"instance_id":"src-other","backup_id":"b1"}`, nil, 404, "restore_from", ProblemNoSuchBackup, false},
 		{"source of another engine", `{"instance_id":"src-redis","backup_id":"b1"}`, nil, 422, "restore_from.instance_id", "", false},
+		{"plan smaller than the source's", `{"instance_id":"src-big","backup_id":"b1"}`, nil, 422, "plan_id", "", false},
 		{"backup service: no such backup", `{"instance_id":"src-my","backup_id":"b9"}`,
 			func(b *backupStandIn) { b.answer(404, `{"status":404,"detail":"no such backup"}`) }, 404, "restore_from", ProblemNoSuchBackup, true},
 		{"backup service: outside the window", `{"instance_id":"src-my","point_in_time":"2020-01-01T00:00:00Z"}`,
