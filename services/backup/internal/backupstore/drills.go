@@ -128,3 +128,14 @@ func (s *Store) RunningDrills(ctx context.Context) ([]backup.Drill, error) {
 	return store.QueryAll(ctx, s.db.SQL(), "list running drills", scanDrill,
 		"SELECT "+drillColumns+" FROM drills WHERE status = ? ORDER BY started_at, id", string(backup.DrillRunning))
 }
+
+// IsScratch reports whether the instance is a drill's scratch instance: it
+// lives for the drill only, so it gets no backups, archiving or drills of
+// its own.
+func (s *Store) IsScratch(ctx context.Context, instanceID string) (bool, error) {
+	var n int
+	if err := s.db.SQL().QueryRowContext(ctx, "SELECT COUNT(*) FROM drills WHERE scratch_instance_id = ?", instanceID).Scan(&n); err != nil {
+		return false, fmt.Errorf("is %s a scratch instance: %w", instanceID, err)
+	}
+	return n > 0, nil
+}

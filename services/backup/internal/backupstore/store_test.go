@@ -369,6 +369,13 @@ func TestDrills(t *testing.T) {
 	d.Mismatches = []string{"tables: 2 != 1"}
 	ev := eventbus.Event{Type: events.TypeDrillFailed, Source: events.SourceBackup, Key: "i1", Data: []byte(`{}`)}
 	require.NoError(t, s.UpdateDrill(ctx, d, ev))
+	// The scratch instance is known as one; the drilled instance is not.
+	scratch, err := s.IsScratch(ctx, "i-scratch")
+	require.NoError(t, err)
+	require.True(t, scratch)
+	scratch, err = s.IsScratch(ctx, d.InstanceID)
+	require.NoError(t, err)
+	require.False(t, scratch)
 	require.Equal(t, []string{events.TypeDrillFailed}, outboxTypes(t, db))
 
 	list, err := s.ListDrills(ctx, "acme", "i1", 10)

@@ -316,8 +316,16 @@ func (e *Engine) Policy(ctx context.Context, instanceID string) (backup.Policy, 
 }
 
 // policyOf resolves the platform default, the plan's and the instance's
-// overrides.
+// overrides. A drill's scratch instance is disabled: it lives for the
+// drill only.
 func (e *Engine) policyOf(ctx context.Context, in backup.Instance) (backup.Policy, error) {
+	if scratch, err := e.st.IsScratch(ctx, in.ID); err != nil {
+		return backup.Policy{}, err
+	} else if scratch {
+		p := e.cfg.Policy
+		p.Enabled = false
+		return p, nil
+	}
 	var ovs []backup.PolicyOverride
 	if in.PlanID != "" {
 		o, ok, err := e.st.PolicyOverride(ctx, backupstore.ScopePlan, in.PlanID)
