@@ -538,6 +538,38 @@ func nodeProcesses(stateDir string) []int {
 	return pids
 }
 
+// serverProcesses is nodeProcesses without the transient ones working in a
+// node's directory: children of a node process (a Redis BGSAVE or AOF
+// rewrite fork, which the backup service's snapshots start) and tools that
+// are not an engine's server. What is left are the servers a restart of
+// Canopy must adopt, not replace.
+func serverProcesses(stateDir string) []int {
+	all := nodeProcesses(stateDir)
+	isNode := make(map[int]bool, len(all))
+	for _, pid := range all {
+		isNode[pid] = true
+	}
+	var pids []int
+	for _, pid := range all {
+		stat, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+		if err != nil {
+			continue
+		}
+		// stat is "pid (comm) state ppid ...": the comm may hold spaces.
+		fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+		if len(fields) < 2 {
+			continue
+		}
+		comm := string(stat[strings.IndexByte(string(stat), '(')+1 : strings.LastIndexByte(string(stat), ')')])
+		ppid, _ := strconv.Atoi(fields[1])
+		if isNode[ppid] || (comm != "mariadbd" && comm != "redis-server") {
+			continue
+		}
+		pids = append(pids, pid)
+	}
+	return pids
+}
+
 // dropDatabases drops every database whose name starts with prefix.
 func dropDatabases(prefix string) error {
 	db, err := sql.Open("mysql", mysqlServerDSN)

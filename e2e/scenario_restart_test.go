@@ -46,13 +46,13 @@ func TestScenarioRestartKeepsInstances(t *testing.T) {
 	mysqlInst, redisInst := insts[0], insts[1]
 	checkMySQLData(t, mysqlInst, bindings[0])
 	checkRedisData(t, redisInst, bindings[1])
-	pids := nodeProcesses(p.StateDir)
+	pids := serverProcesses(p.StateDir)
 	slices.Sort(pids)
 
 	p.restart(t)
 
 	// The same node processes run: they were adopted, not restarted.
-	after := nodeProcesses(p.StateDir)
+	after := serverProcesses(p.StateDir)
 	slices.Sort(after)
 	if !slices.Equal(pids, after) {
 		t.Errorf("tenant node processes changed across the platform's restart: before %v, after %v", pids, after)
