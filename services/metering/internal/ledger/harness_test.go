@@ -103,7 +103,10 @@ func (h *harness) newLedger(cfg Config) *Ledger {
 	l.discoverEvery = 100 * time.Millisecond
 	l.lockRetry = 50 * time.Millisecond
 	l.lockCheck = 50 * time.Millisecond
-	l.readerMaxWait = 50 * time.Millisecond
+	// Not shorter than the default: kafka-go bounds a whole fetch (up to
+	// readerMaxBytes) by MaxWait, and under the race detector a 4 MiB fetch
+	// outlasted 50 ms every time, so the readers retried forever.
+	l.readerMaxWait = 500 * time.Millisecond
 	return l
 }
 
