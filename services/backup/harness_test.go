@@ -16,8 +16,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -29,6 +27,7 @@ import (
 	"github.com/canopy-platform/canopy/libs/tenancy"
 
 	"github.com/canopy-platform/canopy/services/backup/internal/backup"
+	"github.com/canopy-platform/canopy/services/backup/internal/mysqlphys/phystest"
 )
 
 // binary is the backup command TestMain builds into a temporary PATH entry.
@@ -38,7 +37,7 @@ const secret = "svc-test-internal-secret-0123456789"
 
 // The admin account of every node, as provisioning's init file creates it.
 const (
-	adminUser     = "canopy_admin"
+	adminUser     = phystest.AdminUser
 	adminPassword = "admin-secret-1"
 )
 
@@ -54,29 +53,8 @@ type node struct {
 
 func newNode(t *testing.T, serverID int) *node {
 	t.Helper()
-	p := enginetest.New(t, "mariadbd", func(p *enginetest.Proc, restart bool) []string {
-		args := []string{"--no-defaults", "--datadir=" + filepath.Join(p.Dir, "data"), "--tmpdir=" + p.Dir,
-			"--socket=" + enginetest.MariaDBSocket(p), "--port=" + strconv.Itoa(p.Port), "--bind-address=127.0.0.1",
-			"--skip-name-resolve", "--pid-file=" + filepath.Join(p.Dir, "m.pid"), "--server-id=" + strconv.Itoa(serverID),
-			"--log-bin=mysql-bin", "--log-bin-index=mysql-bin.index", "--relay-log=relay-bin", "--log-slave-updates",
-			"--gtid-strict-mode=ON", "--binlog-format=ROW", "--binlog-row-image=FULL", "--binlog-row-metadata=FULL",
-			"--innodb-buffer-pool-size=64M", "--innodb-log-file-size=64M", "--performance-schema=OFF",
-			"--innodb-flush-log-at-trx-commit=2", "--sync-binlog=0", "--init-file=" + filepath.Join(p.Dir, "init.sql")}
-		if os.Geteuid() == 0 {
-			args = append(args, "--user=root")
-		}
-		return args
-	}, enginetest.WaitMariaDB)
-	enginetest.MariaDBData(t, filepath.Join(p.Dir, "data"))
-	// Accounts without binlog: every node starts from the same empty GTID
-	// state, as provisioning's nodes do.
-	init := "SET SESSION sql_log_bin=0;\n" +
-		"CREATE USER IF NOT EXISTS " + adminUser + "@'%' IDENTIFIED BY '" + adminPassword + "';\n" +
-		"GRANT ALL PRIVILEGES ON *.* TO " + adminUser + "@'%' WITH GRANT OPTION;\n"
-	if err := os.WriteFile(filepath.Join(p.Dir, "init.sql"), []byte(init), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return &node{proc: p, dataDir: filepath.Join(p.Dir, "data")}
+	n := phystest.StartMariaDB(t, phystest.Options{ServerID: uint32(serverID), AdminPassword: adminPassword, Deferred: true})
+	return &node{proc: n.Proc, dataDir: n.DataDir, root: n.Root}
 }
 
 func (n *node) exec(t *testing.T, stmts ...string) {
@@ -95,11 +73,6 @@ func startPair(t *testing.T) (primary, replica *node) {
 	t.Helper()
 	primary, replica = newNode(t, 1), newNode(t, 2)
 	enginetest.StartAll(t, []*enginetest.Proc{primary.proc, replica.proc})
-	for _, n := range []*node{primary, replica} {
-		n.root = enginetest.RootDB(enginetest.MariaDBSocket(n.proc))
-		n.root.SetMaxOpenConns(4)
-		t.Cleanup(func() { n.root.Close() })
-	}
 	host, port, err := net.SplitHostPort(primary.proc.Addr)
 	if err != nil {
 		t.Fatal(err)

@@ -629,7 +629,6 @@ func TestArchiveGapResumesAfterFullBackup(t *testing.T) {
 	ctx := context.Background()
 	primary := startMariaDB(t, 1)
 	enginetest.StartAll(t, []*enginetest.Proc{primary.proc})
-	primary.open(t)
 	primary.exec(t, "CREATE DATABASE shop", "CREATE TABLE shop.orders (id INT PRIMARY KEY AUTO_INCREMENT, item VARCHAR(40))")
 	archived := primary.pos(t)
 	primary.exec(t, "INSERT INTO shop.orders (item) VALUES ('a')", "FLUSH BINARY LOGS", "INSERT INTO shop.orders (item) VALUES ('b')")

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,11 +16,12 @@ import (
 	"github.com/canopy-platform/canopy/libs/enginetest"
 
 	"github.com/canopy-platform/canopy/services/backup/internal/backup"
+	"github.com/canopy-platform/canopy/services/backup/internal/mysqlphys/phystest"
 )
 
 // The admin account every node has, as provisioning's init file creates it.
 const (
-	adminUser     = "canopy_admin"
+	adminUser     = phystest.AdminUser
 	adminPassword = "admin-secret-1"
 )
 
@@ -37,36 +36,8 @@ type mariadb struct {
 
 func startMariaDB(t *testing.T, serverID uint32) *mariadb {
 	t.Helper()
-	p := enginetest.New(t, "mariadbd", func(p *enginetest.Proc, restart bool) []string {
-		args := []string{"--no-defaults", "--datadir=" + filepath.Join(p.Dir, "data"), "--tmpdir=" + p.Dir,
-			"--socket=" + enginetest.MariaDBSocket(p), "--port=" + strconv.Itoa(p.Port), "--bind-address=127.0.0.1",
-			"--skip-name-resolve", "--pid-file=" + filepath.Join(p.Dir, "m.pid"),
-			"--server-id=" + strconv.FormatUint(uint64(serverID), 10),
-			"--log-bin=mysql-bin", "--log-bin-index=mysql-bin.index", "--relay-log=relay-bin", "--log-slave-updates",
-			"--gtid-strict-mode=ON", "--binlog-format=ROW", "--binlog-row-image=FULL", "--binlog-row-metadata=FULL",
-			"--innodb-buffer-pool-size=64M", "--innodb-log-file-size=32M", "--performance-schema=OFF",
-			"--innodb-flush-log-at-trx-commit=2", "--sync-binlog=0", "--init-file=" + filepath.Join(p.Dir, "init.sql")}
-		if os.Geteuid() == 0 {
-			args = append(args, "--user=root")
-		}
-		return args
-	}, enginetest.WaitMariaDB)
-	enginetest.MariaDBData(t, filepath.Join(p.Dir, "data"))
-	// Accounts without binlog: every node starts from the same empty GTID
-	// state, as provisioning's nodes do.
-	init := "SET SESSION sql_log_bin=0;\n" +
-		"CREATE USER IF NOT EXISTS " + adminUser + "@'%' IDENTIFIED BY '" + adminPassword + "';\n" +
-		"GRANT ALL PRIVILEGES ON *.* TO " + adminUser + "@'%' WITH GRANT OPTION;\n"
-	if err := os.WriteFile(filepath.Join(p.Dir, "init.sql"), []byte(init), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return &mariadb{proc: p, addr: p.Addr, dataDir: filepath.Join(p.Dir, "data")}
-}
-
-func (m *mariadb) open(t *testing.T) {
-	m.root = enginetest.RootDB(enginetest.MariaDBSocket(m.proc))
-	m.root.SetMaxOpenConns(8)
-	t.Cleanup(func() { m.root.Close() })
+	n := phystest.StartMariaDB(t, phystest.Options{ServerID: serverID, AdminPassword: adminPassword, Deferred: true})
+	return &mariadb{proc: n.Proc, addr: n.Addr, dataDir: n.DataDir, root: n.Root}
 }
 
 func (m *mariadb) exec(t *testing.T, stmts ...string) {
@@ -94,8 +65,6 @@ func startPair(t *testing.T) (primary, replica *mariadb) {
 	t.Helper()
 	primary, replica = startMariaDB(t, 1), startMariaDB(t, 2)
 	enginetest.StartAll(t, []*enginetest.Proc{primary.proc, replica.proc})
-	primary.open(t)
-	replica.open(t)
 	host, port, _ := splitAddr(primary.addr)
 	replica.exec(t, fmt.Sprintf("CHANGE MASTER TO MASTER_HOST='%s', MASTER_PORT=%d, MASTER_USER='%s', MASTER_PASSWORD='%s', MASTER_USE_GTID=slave_pos",
 		host, port, adminUser, adminPassword), "START SLAVE", "SET GLOBAL read_only=ON")

@@ -40,13 +40,28 @@ type Options struct {
 	// Durable keeps sync_binlog=1 and innodb_flush_log_at_trx_commit=1
 	// (default: relaxed, tests need no crash safety).
 	Durable bool
+	// ServerID is server_id (default 1); replicas need their own.
+	ServerID uint32
+	// AdminPassword replaces AdminPassword (tests that write it into SQL
+	// or JSON by hand want one without quotes).
+	AdminPassword string
+	// Deferred leaves the node unstarted, for enginetest.StartAll to start
+	// several at once; Root connects once it runs.
+	Deferred bool
 }
 
-// StartMariaDB runs a node with server_id 1 and waits until it answers.
+// StartMariaDB runs a node (server_id 1 unless told) and waits until it
+// answers.
 func StartMariaDB(t testing.TB, o Options) *Node {
 	t.Helper()
 	if o.BufferPool == "" {
 		o.BufferPool = "64M"
+	}
+	if o.ServerID == 0 {
+		o.ServerID = 1
+	}
+	if o.AdminPassword == "" {
+		o.AdminPassword = AdminPassword
 	}
 	flush, syncBinlog := "2", "0"
 	if o.Durable {
@@ -55,9 +70,10 @@ func StartMariaDB(t testing.TB, o Options) *Node {
 	p := enginetest.New(t, "mariadbd", func(p *enginetest.Proc, restart bool) []string {
 		args := []string{"--no-defaults", "--datadir=" + filepath.Join(p.Dir, "data"), "--tmpdir=" + p.Dir,
 			"--socket=" + enginetest.MariaDBSocket(p), "--port=" + strconv.Itoa(p.Port), "--bind-address=127.0.0.1",
-			"--skip-name-resolve", "--pid-file=" + filepath.Join(p.Dir, "m.pid"), "--server-id=1",
-			"--log-bin=mysql-bin", "--log-slave-updates", "--gtid-strict-mode=ON", "--binlog-format=ROW",
-			"--binlog-row-metadata=FULL", "--innodb-buffer-pool-size=" + o.BufferPool, "--innodb-log-file-size=64M",
+			"--skip-name-resolve", "--pid-file=" + filepath.Join(p.Dir, "m.pid"),
+			"--server-id=" + strconv.FormatUint(uint64(o.ServerID), 10),
+			"--log-bin=mysql-bin", "--log-bin-index=mysql-bin.index", "--relay-log=relay-bin", "--log-slave-updates",
+			"--gtid-strict-mode=ON", "--binlog-format=ROW", "--binlog-row-image=FULL", "--binlog-row-metadata=FULL", "--innodb-buffer-pool-size=" + o.BufferPool, "--innodb-log-file-size=64M",
 			"--performance-schema=OFF", "--innodb-flush-log-at-trx-commit=" + flush, "--sync-binlog=" + syncBinlog,
 			"--max-connections=100", "--init-file=" + filepath.Join(p.Dir, "init.sql")}
 		if os.Geteuid() == 0 {
@@ -68,12 +84,14 @@ func StartMariaDB(t testing.TB, o Options) *Node {
 	dataDir := filepath.Join(p.Dir, "data")
 	enginetest.MariaDBData(t, dataDir)
 	init := "SET SESSION sql_log_bin=0;\n" +
-		"CREATE USER IF NOT EXISTS " + AdminUser + "@'%' IDENTIFIED BY '" + sqlEscape(AdminPassword) + "';\n" +
+		"CREATE USER IF NOT EXISTS " + AdminUser + "@'%' IDENTIFIED BY '" + sqlEscape(o.AdminPassword) + "';\n" +
 		"GRANT ALL PRIVILEGES ON *.* TO " + AdminUser + "@'%' WITH GRANT OPTION;\n"
 	if err := os.WriteFile(filepath.Join(p.Dir, "init.sql"), []byte(init), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	p.Start()
+	if !o.Deferred {
+		p.Start()
+	}
 	root := enginetest.RootDB(enginetest.MariaDBSocket(p))
 	root.SetMaxOpenConns(16)
 	t.Cleanup(func() { root.Close() })
