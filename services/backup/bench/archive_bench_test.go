@@ -6,7 +6,6 @@ import (
 	"database/sql"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -16,11 +15,12 @@ import (
 
 	"github.com/canopy-platform/canopy/libs/enginetest"
 	"github.com/canopy-platform/canopy/services/backup/internal/binlogarchive"
+	"github.com/canopy-platform/canopy/services/backup/internal/mysqlphys/phystest"
 	"github.com/canopy-platform/canopy/services/backup/internal/repo"
 )
 
 const (
-	adminUser     = "canopy_admin"
+	adminUser     = phystest.AdminUser
 	adminPassword = "admin-secret-1"
 )
 
@@ -28,30 +28,8 @@ const (
 // commits included (sync_binlog=1, innodb_flush_log_at_trx_commit=1).
 func startPrimary(b *testing.B) (*enginetest.Proc, *sql.DB) {
 	b.Helper()
-	p := enginetest.New(b, "mariadbd", func(p *enginetest.Proc, restart bool) []string {
-		args := []string{"--no-defaults", "--datadir=" + filepath.Join(p.Dir, "data"), "--tmpdir=" + p.Dir,
-			"--socket=" + enginetest.MariaDBSocket(p), "--port=" + strconv.Itoa(p.Port), "--bind-address=127.0.0.1",
-			"--skip-name-resolve", "--pid-file=" + filepath.Join(p.Dir, "m.pid"), "--server-id=1",
-			"--log-bin=mysql-bin", "--log-slave-updates=ON", "--gtid-strict-mode=ON", "--binlog-format=ROW",
-			"--binlog-row-image=FULL", "--binlog-row-metadata=FULL", "--sync-binlog=1", "--innodb-flush-log-at-trx-commit=1",
-			"--innodb-buffer-pool-size=128M", "--innodb-log-file-size=64M", "--performance-schema=OFF",
-			"--max-connections=100", "--init-file=" + filepath.Join(p.Dir, "init.sql")}
-		if os.Geteuid() == 0 {
-			args = append(args, "--user=root")
-		}
-		return args
-	}, enginetest.WaitMariaDB)
-	enginetest.MariaDBData(b, filepath.Join(p.Dir, "data"))
-	init := "SET SESSION sql_log_bin=0;\n" +
-		"CREATE USER IF NOT EXISTS " + adminUser + "@'%' IDENTIFIED BY '" + adminPassword + "';\n" +
-		"GRANT ALL PRIVILEGES ON *.* TO " + adminUser + "@'%' WITH GRANT OPTION;\n"
-	if err := os.WriteFile(filepath.Join(p.Dir, "init.sql"), []byte(init), 0o600); err != nil {
-		b.Fatal(err)
-	}
-	p.Start()
-	db := enginetest.RootDB(enginetest.MariaDBSocket(p))
-	b.Cleanup(func() { db.Close() })
-	return p, db
+	n := phystest.StartMariaDB(b, phystest.Options{ServerID: 1, AdminPassword: adminPassword, Durable: true, BufferPool: "128M"})
+	return n.Proc, n.Root
 }
 
 func envInt(b *testing.B, name string, def int) int {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/canopy-platform/canopy/libs/enginetest"
 	"github.com/canopy-platform/canopy/services/backup/internal/binlogarchive"
+	"github.com/canopy-platform/canopy/services/backup/internal/mysqlphys/phystest"
 )
 
 func TestMain(m *testing.M) {
@@ -30,7 +31,7 @@ func TestMain(m *testing.M) {
 // The admin account every Canopy node has (ALL); the archiver and the
 // replicas use it.
 const (
-	adminUser     = "canopy_admin"
+	adminUser     = phystest.AdminUser
 	adminPassword = "admin-secret-1"
 )
 
@@ -45,28 +46,9 @@ type node struct {
 
 func newNode(t *testing.T, id string, serverID int) *node {
 	t.Helper()
-	p := enginetest.New(t, "mariadbd", func(p *enginetest.Proc, restart bool) []string {
-		args := []string{"--no-defaults", "--datadir=" + filepath.Join(p.Dir, "data"), "--tmpdir=" + p.Dir,
-			"--socket=" + enginetest.MariaDBSocket(p), "--port=" + strconv.Itoa(p.Port), "--bind-address=127.0.0.1",
-			"--skip-name-resolve", "--pid-file=" + filepath.Join(p.Dir, "m.pid"), "--server-id=" + strconv.Itoa(serverID),
-			"--log-bin=mysql-bin", "--log-bin-index=mysql-bin.index", "--relay-log=relay-bin",
-			"--log-slave-updates=ON", "--gtid-strict-mode=ON", "--binlog-format=ROW", "--binlog-row-image=FULL",
-			"--binlog-row-metadata=FULL", "--sync-binlog=1", "--innodb-flush-log-at-trx-commit=1",
-			"--innodb-buffer-pool-size=32M", "--innodb-log-file-size=16M", "--performance-schema=OFF",
-			"--host-cache-size=0", "--init-file=" + filepath.Join(p.Dir, "init.sql")}
-		if os.Geteuid() == 0 {
-			args = append(args, "--user=root")
-		}
-		return args
-	}, enginetest.WaitMariaDB)
-	enginetest.MariaDBData(t, filepath.Join(p.Dir, "data"))
-	init := "SET SESSION sql_log_bin=0;\n" +
-		"CREATE USER IF NOT EXISTS " + adminUser + "@'%' IDENTIFIED BY '" + adminPassword + "';\n" +
-		"GRANT ALL PRIVILEGES ON *.* TO " + adminUser + "@'%' WITH GRANT OPTION;\n"
-	if err := os.WriteFile(filepath.Join(p.Dir, "init.sql"), []byte(init), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return &node{id: id, p: p}
+	n := phystest.StartMariaDB(t, phystest.Options{ServerID: uint32(serverID), AdminPassword: adminPassword,
+		Durable: true, BufferPool: "32M", Deferred: true})
+	return &node{id: id, p: n.Proc, root: n.Root}
 }
 
 // startNodes starts the nodes at once.
@@ -77,11 +59,6 @@ func startNodes(t *testing.T, ns ...*node) {
 		ps[i] = n.p
 	}
 	enginetest.StartAll(t, ps)
-	for _, n := range ns {
-		n.root = enginetest.RootDB(enginetest.MariaDBSocket(n.p))
-		n.root.SetMaxOpenConns(4)
-		t.Cleanup(func() { n.root.Close() })
-	}
 }
 
 func (n *node) source() binlogarchive.Source {
