@@ -1,10 +1,8 @@
 package gateway_test
 
 import (
-	"io"
 	"net/http"
 	"net/http/httptest"
-	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -20,25 +18,8 @@ import (
 // caller's tenant and role (alerting authorizes and scopes); query strings
 // and bodies pass as they are. Look-alikes stay with their services.
 func TestAlertingRoutes(t *testing.T) {
-	var mu sync.Mutex
-	var seen []string
-	stand := func(audience string) *httptest.Server {
-		srv := httptest.NewServer(tenancy.Middleware(audience, []byte(testSecret))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			p, _ := tenancy.PrincipalFrom(r.Context())
-			body, _ := io.ReadAll(r.Body)
-			line := audience + " " + r.Method + " " + r.URL.RequestURI() + " " + string(p.Tenant) + " " + string(p.Role)
-			if len(body) > 0 {
-				line += " " + string(body)
-			}
-			mu.Lock()
-			seen = append(seen, line)
-			mu.Unlock()
-			w.Header().Set("Content-Type", "application/json")
-			_, _ = io.WriteString(w, `{"data":[]}`)
-		})))
-		t.Cleanup(srv.Close)
-		return srv
-	}
+	var rec upstreamRecorder
+	stand := func(audience string) *httptest.Server { return rec.upstream(t, audience) }
 	al, prov, cat := stand(tenancy.AudienceAlerting), stand(tenancy.AudienceProvisioning), stand(tenancy.AudienceCatalog)
 	e := newEnv(t, func(c *gateway.Config) { c.AlertingURL, c.ProvisioningURL, c.CatalogURL = al.URL, prov.URL, cat.URL })
 	keys := e.tenantWithKeys("acme")
@@ -71,18 +52,14 @@ func TestAlertingRoutes(t *testing.T) {
 		{viewer, "GET", "/api/v1/instances/i1/alerts", "", "provisioning GET /api/v1/instances/i1/alerts acme tenant-viewer"},
 		{viewer, "GET", "/api/v1/catalog/plans", "", "catalog GET /api/v1/catalog/plans acme tenant-viewer"},
 	} {
-		mu.Lock()
-		seen = nil
-		mu.Unlock()
+		rec.take()
 		var body any
 		if c.body != "" {
 			body = c.body
 		}
 		r := e.do(c.method, c.path, c.key, body)
 		require.Equal(t, http.StatusOK, r.StatusCode, "%s %s: %s", c.method, c.path, r.Body)
-		mu.Lock()
-		require.Equal(t, []string{c.want}, seen, "%s %s", c.method, c.path)
-		mu.Unlock()
+		require.Equal(t, []string{c.want}, rec.take(), "%s %s", c.method, c.path)
 	}
 }
 

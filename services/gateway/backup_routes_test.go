@@ -1,10 +1,8 @@
 package gateway_test
 
 import (
-	"io"
 	"net/http"
 	"net/http/httptest"
-	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -19,25 +17,8 @@ import (
 // instance itself, its failover drills and a restore order (POST
 // /api/v1/instances with restore_from) stay with their services.
 func TestBackupRoutes(t *testing.T) {
-	var mu sync.Mutex
-	var seen []string
-	stand := func(audience string) *httptest.Server {
-		srv := httptest.NewServer(tenancy.Middleware(audience, []byte(testSecret))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			p, _ := tenancy.PrincipalFrom(r.Context())
-			body, _ := io.ReadAll(r.Body)
-			line := audience + " " + r.Method + " " + r.URL.RequestURI() + " " + string(p.Tenant) + " " + string(p.Role)
-			if len(body) > 0 {
-				line += " " + string(body)
-			}
-			mu.Lock()
-			seen = append(seen, line)
-			mu.Unlock()
-			w.Header().Set("Content-Type", "application/json")
-			_, _ = io.WriteString(w, `{"items":[]}`)
-		})))
-		t.Cleanup(srv.Close)
-		return srv
-	}
+	var rec upstreamRecorder
+	stand := func(audience string) *httptest.Server { return rec.upstream(t, audience) }
 	bk, prov, fo := stand(tenancy.AudienceBackup), stand(tenancy.AudienceProvisioning), stand(tenancy.AudienceFailover)
 	e := newEnv(t, func(c *gateway.Config) { c.BackupURL, c.ProvisioningURL, c.FailoverURL = bk.URL, prov.URL, fo.URL })
 	keys := e.tenantWithKeys("acme")
@@ -58,18 +39,14 @@ func TestBackupRoutes(t *testing.T) {
 		{admin, "POST", "/api/v1/instances", `{"restore_from":{"instance_id":"i1"}}`, `provisioning POST /api/v1/instances acme tenant-admin {"restore_from":{"instance_id":"i1"}}`},
 		{viewer, "GET", "/api/v1/instances/i1/drills", "", "failover GET /api/v1/instances/i1/drills acme tenant-viewer"},
 	} {
-		mu.Lock()
-		seen = nil
-		mu.Unlock()
+		rec.take()
 		var body any
 		if c.body != "" {
 			body = c.body
 		}
 		r := e.do(c.method, c.path, c.key, body)
 		require.Equal(t, http.StatusOK, r.StatusCode, "%s %s: %s", c.method, c.path, r.Body)
-		mu.Lock()
-		require.Equal(t, []string{c.want}, seen, "%s %s", c.method, c.path)
-		mu.Unlock()
+		require.Equal(t, []string{c.want}, rec.take(), "%s %s", c.method, c.path)
 	}
 }
 

@@ -1,11 +1,8 @@
 package gateway_test
 
 import (
-	"io"
 	"net/http"
 	"net/http/httptest"
-	"strings"
-	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -22,30 +19,8 @@ import (
 // header and the body pass as they are, and a CSV answer comes back as CSV.
 // Look-alike paths stay with their services.
 func TestMeteringRoutes(t *testing.T) {
-	var mu sync.Mutex
-	var seen []string
-	stand := func(audience string) *httptest.Server {
-		srv := httptest.NewServer(tenancy.Middleware(audience, []byte(testSecret))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			p, _ := tenancy.PrincipalFrom(r.Context())
-			body, _ := io.ReadAll(r.Body)
-			line := audience + " " + r.Method + " " + r.URL.RequestURI() + " " + string(p.Tenant) + " " + string(p.Role)
-			if len(body) > 0 {
-				line += " " + string(body)
-			}
-			mu.Lock()
-			seen = append(seen, line)
-			mu.Unlock()
-			if strings.Contains(r.Header.Get("Accept"), "text/csv") {
-				w.Header().Set("Content-Type", "text/csv; charset=utf-8")
-				_, _ = io.WriteString(w, "window_start,meter,value\n")
-				return
-			}
-			w.Header().Set("Content-Type", "application/json")
-			_, _ = io.WriteString(w, `{"data":[]}`)
-		})))
-		t.Cleanup(srv.Close)
-		return srv
-	}
+	var rec upstreamRecorder
+	stand := func(audience string) *httptest.Server { return rec.upstream(t, audience) }
 	mt, prov, cat := stand(tenancy.AudienceMetering), stand(tenancy.AudienceProvisioning), stand(tenancy.AudienceCatalog)
 	e := newEnv(t, func(c *gateway.Config) { c.MeteringURL, c.ProvisioningURL, c.CatalogURL = mt.URL, prov.URL, cat.URL })
 	keys := e.tenantWithKeys("acme")
@@ -72,18 +47,14 @@ func TestMeteringRoutes(t *testing.T) {
 		{viewer, "GET", "/api/v1/instances/i1/usage", "", "provisioning GET /api/v1/instances/i1/usage acme tenant-viewer"},
 		{viewer, "GET", "/api/v1/catalog/plans", "", "catalog GET /api/v1/catalog/plans acme tenant-viewer"},
 	} {
-		mu.Lock()
-		seen = nil
-		mu.Unlock()
+		rec.take()
 		var body any
 		if c.body != "" {
 			body = c.body
 		}
 		r := e.do(c.method, c.path, c.key, body)
 		require.Equal(t, http.StatusOK, r.StatusCode, "%s %s: %s", c.method, c.path, r.Body)
-		mu.Lock()
-		require.Equal(t, []string{c.want}, seen, "%s %s", c.method, c.path)
-		mu.Unlock()
+		require.Equal(t, []string{c.want}, rec.take(), "%s %s", c.method, c.path)
 	}
 
 	// CSV is asked for with Accept and answered as CSV.
