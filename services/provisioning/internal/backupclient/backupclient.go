@@ -12,7 +12,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"time"
@@ -99,13 +98,7 @@ type Config struct {
 
 // Client calls the backup service.
 type Client struct {
-	base    string
-	timeout time.Duration
-	http    *http.Client
-	// svc sends the GETs; the POSTs are signed with signer the same way
-	// (svcclient has no POST yet).
-	svc    *svcclient.Client
-	signer *tenancy.Signer
+	svc *svcclient.Client
 }
 
 // maxBody bounds an answer.
@@ -124,8 +117,7 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("backup client: %w", err)
 	}
-	base, _ := svcclient.CheckURL(cfg.BaseURL) // checked by svcclient.New
-	return &Client{base: base, timeout: cfg.Timeout, http: cfg.HTTP, svc: svc, signer: tenancy.NewSigner(cfg.Secret)}, nil
+	return &Client{svc: svc}, nil
 }
 
 // identity is the principal of a call for tenant.
@@ -168,41 +160,20 @@ func (c *Client) Done(ctx context.Context, tenant, id string) error {
 }
 
 // post sends v as JSON to path signed for tenant and returns the body of a
-// 2xx answer.
+// 2xx answer: 404 is ErrNotFound, 422 a *RejectedError with the problem's
+// detail, anything else (or no answer) ErrUnavailable.
 func (c *Client) post(ctx context.Context, tenant, path string, v any) ([]byte, error) {
-	target := "POST " + path
-	body, err := json.Marshal(v)
-	if err != nil {
-		return nil, fmt.Errorf("%s: encode: %w", target, err)
-	}
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, bytes.NewReader(body))
-	if err != nil {
-		return nil, fmt.Errorf("%s: build request: %w", target, err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json")
-	c.signer.SignRequest(req, body, tenancy.AudienceBackup, identity(tenant))
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w: %w", target, ErrUnavailable, err)
-	}
-	defer resp.Body.Close()
-	answer, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
-	if err != nil {
-		return nil, fmt.Errorf("%s: read answer: %w: %w", target, ErrUnavailable, err)
-	}
-	se := &svcclient.StatusError{Target: target, Status: resp.StatusCode, Body: answer}
+	_, answer, err := c.svc.Do(ctx, identity(tenant), http.MethodPost, path, v, nil)
+	se, isStatus := svcclient.AsStatus(err)
 	switch {
-	case resp.StatusCode >= 200 && resp.StatusCode < 300:
+	case err == nil:
 		return answer, nil
-	case resp.StatusCode == http.StatusNotFound:
+	case isStatus && se.Status == http.StatusNotFound:
 		return nil, fmt.Errorf("%w: %w", ErrNotFound, se)
-	case resp.StatusCode == http.StatusUnprocessableEntity:
-		return nil, &RejectedError{Detail: problemDetail(answer)}
+	case isStatus && se.Status == http.StatusUnprocessableEntity:
+		return nil, &RejectedError{Detail: problemDetail(se.Body)}
 	default:
-		return nil, fmt.Errorf("%w: %w", ErrUnavailable, se)
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 }
 
