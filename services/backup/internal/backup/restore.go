@@ -96,14 +96,23 @@ func reach(b Backup, segs []Segment) (time.Time, string, []Segment) {
 // transaction the segments after the newest backup hold without a gap (or
 // that backup's ConsistentAt). A gap inside the window (segments lost)
 // shows when a restore is planned.
+// A Redis instance's window also spans its AOF chains (aof.go).
 func RestoreWindow(backups []Backup, segments []Segment) (w Window, ok bool) {
-	done := completedOldestFirst(backups)
-	if len(done) == 0 {
-		return Window{}, false
+	if done := completedOldestFirst(backups); len(done) > 0 {
+		newest := done[len(done)-1]
+		latest, gtid, _ := reach(newest, bySeq(segments))
+		w, ok = Window{Earliest: consistentAt(done[0]), Latest: latest, LatestGTID: gtid}, true
 	}
-	newest := done[len(done)-1]
-	latest, gtid, _ := reach(newest, bySeq(segments))
-	return Window{Earliest: consistentAt(done[0]), Latest: latest, LatestGTID: gtid}, true
+	if earliest, latest, has := aofSpan(segments); has {
+		if !ok || earliest.Before(w.Earliest) {
+			w.Earliest = earliest
+		}
+		if !ok || latest.After(w.Latest) {
+			w.Latest = latest
+		}
+		ok = true
+	}
+	return w, ok
 }
 
 // PlanRestore chooses the backup and segments that reach t. Errors:
@@ -114,7 +123,8 @@ func RestoreWindow(backups []Backup, segments []Segment) (w Window, ok bool) {
 // before its start, or a gap in the segments before the target).
 // A point in time includes every transaction whose binlog timestamp is at
 // or before that second (StopBefore = the next second); a Redis point in
-// time is the newest snapshot at or before it.
+// time is replayed from the AOF archive to the second when a chain covers
+// it (aof.go), else it is the newest snapshot at or before it.
 func PlanRestore(backups []Backup, segments []Segment, t Target) (RestorePlan, error) {
 	set := 0
 	for _, isSet := range []bool{t.BackupID != "", !t.PointInTime.IsZero(), t.GTID != ""} {
@@ -129,13 +139,22 @@ func PlanRestore(backups []Backup, segments []Segment, t Target) (RestorePlan, e
 		return planBackup(backups, t.BackupID)
 	}
 	done := completedOldestFirst(backups)
-	if len(done) == 0 {
+	w, ok := RestoreWindow(backups, segments)
+	if !ok {
 		return RestorePlan{}, ErrNoBackup
 	}
-	w, _ := RestoreWindow(backups, segments)
 	segs := bySeq(segments)
 	if t.GTID != "" {
+		if len(done) == 0 {
+			return RestorePlan{}, fmt.Errorf("%w: a gtid target needs a MySQL instance", ErrInvalid)
+		}
 		return planGTID(done, segs, w, t.GTID)
+	}
+	if plan, ok := planAOF(segs, t.PointInTime.UTC().Truncate(time.Second)); ok {
+		return plan, nil
+	}
+	if len(done) == 0 {
+		return RestorePlan{}, &OutsideWindowError{Window: w}
 	}
 	return planTime(done, segs, w, t.PointInTime)
 }

@@ -6,7 +6,8 @@ import "time"
 // DailyKeepDays that are not the monthly kept ones nor the one PITRDays of
 // point-in-time restore start from, failed ones after a day) and segments
 // (those that end before the oldest kept backup needed for PITRDays of
-// point-in-time restore, but never the newest segment). Backups of deleted instances follow the same
+// point-in-time restore, but never the newest segment; of a Redis AOF
+// archive, the chains that ended before that window, never the newest). Backups of deleted instances follow the same
 // rules. The newest completed backup is always kept; running and expired
 // ones are never in DropBackups.
 // Monthly lists every backup that is its month's (the first completed of
@@ -88,6 +89,11 @@ func Retain(p Policy, backups []Backup, segments []Segment, now time.Time) Reten
 				r.DropBackups = append(r.DropBackups, b.ID)
 			}
 		}
+	}
+
+	if len(segments) > 0 && IsAOF(segments[0]) {
+		r.DropSegments = retainAOF(segments, pitrCutoff)
+		return r
 	}
 
 	// Segments wholly inside the oldest backup replay starts from (the
