@@ -272,9 +272,10 @@ func TestScenarioBackupAndPointInTimeRestore(t *testing.T) {
 	})
 }
 
-// TestScenarioRedisSnapshotRestore: a Redis instance's snapshot restored
-// into a new instance holds the same keys.
-func TestScenarioRedisSnapshotRestore(t *testing.T) {
+// TestScenarioRedisSnapshotAndPointInTimeRestore: a Redis instance's
+// snapshot restored into a new instance holds the same keys; a restore to
+// a second from its archived AOF holds exactly the keys of that second.
+func TestScenarioRedisSnapshotAndPointInTimeRestore(t *testing.T) {
 	p := platformFor(t)
 	admin := p.admin(t)
 	tenant := p.newTenant(t, "bkr-"+randHex(3), "tenant-admin")
@@ -305,9 +306,48 @@ func TestScenarioRedisSnapshotRestore(t *testing.T) {
 	if bk.Kind != "snapshot" {
 		t.Fatalf("redis backup kind %q, want snapshot", bk.Kind)
 	}
+	checkRedisRestore(t, tenant, admin, "cache-restored", map[string]any{"instance_id": id, "backup_id": bk.ID}, want)
+
+	// To the second, from the archived AOF: keys written after the
+	// snapshot and before the noted second, none after it; a key deleted
+	// after it is still there.
+	var last time.Time
+	for i := range 50 {
+		k, v := fmt.Sprintf("p:%03d", i), randHex(6)
+		if err := src.Set(ctx, k, v, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		want[k], last = v, time.Now()
+	}
+	noted := last.UTC().Truncate(time.Second).Add(time.Second)
+	waitFor(t, "the second after the noted one", 3*time.Second, func() (bool, string) {
+		return time.Now().After(noted.Add(time.Second)), "clock " + time.Now().UTC().Format(time.RFC3339Nano)
+	})
+	for i := range 20 {
+		if err := src.Set(ctx, fmt.Sprintf("q:%03d", i), "after the noted second", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := src.Del(ctx, "k:007").Err(); err != nil {
+		t.Fatal(err)
+	}
+	var w restoreWindow
+	waitFor(t, "the restore window to reach the last writes", 60*time.Second, func() (bool, string) {
+		tenant.must("GET", "/api/v1/instances/"+id+"/restore-window", nil, http.StatusOK, &w)
+		return w.Available && w.Latest.After(noted), fmt.Sprintf("%+v", w)
+	})
+	checkRedisRestore(t, tenant, admin, "cache-at-second", map[string]any{"instance_id": id, "point_in_time": noted.Format(time.RFC3339)}, want)
+}
+
+// checkRedisRestore restores from into a new Redis instance and checks it
+// holds exactly want.
+func checkRedisRestore(t *testing.T, tenant, admin *client, name string, from map[string]any, want map[string]string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
 	var racc instanceAccepted
-	tenant.must("POST", "/api/v1/instances", map[string]any{"name": "cache-restored", "plan_id": tenant.planID("redis-ha-multi-az"),
-		"restore_from": map[string]any{"instance_id": id, "backup_id": bk.ID}}, http.StatusAccepted, &racc)
+	tenant.must("POST", "/api/v1/instances", map[string]any{"name": name, "plan_id": tenant.planID("redis-ha-multi-az"),
+		"restore_from": from}, http.StatusAccepted, &racc)
 	rid := racc.Instance.ID
 	t.Cleanup(func() { bestEffortDelete(t, admin, rid) })
 	waitOperation(t, tenant, racc.OperationID, backupTimeout)
@@ -324,7 +364,7 @@ func TestScenarioRedisSnapshotRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	if n != int64(len(want)) {
-		t.Fatalf("restored instance has %d keys, want %d", n, len(want))
+		t.Fatalf("%s: restored instance has %d keys, want %d", name, n, len(want))
 	}
 	var diff []string
 	for k, v := range want {
@@ -334,7 +374,7 @@ func TestScenarioRedisSnapshotRestore(t *testing.T) {
 	}
 	sort.Strings(diff)
 	if len(diff) > 0 {
-		t.Fatalf("keys missing or with other values: %s", strings.Join(diff, ", "))
+		t.Fatalf("%s: keys missing or with other values: %s", name, strings.Join(diff, ", "))
 	}
 }
 

@@ -136,7 +136,7 @@ type Config struct {
 	// ArchiveLagBound raises backup.archive.lagging when an archive falls
 	// further behind its primary.
 	ArchiveLagBound time.Duration `yaml:"archive_lag_bound" env:"BACKUP_ARCHIVE_LAG_BOUND" default:"30s"`
-	// ArchiveFlushEvery cuts binlog segments this often (the archive's lag).
+	// ArchiveFlushEvery cuts binlog segments and reads Redis AOFs this often (the archive's lag).
 	ArchiveFlushEvery time.Duration `yaml:"archive_flush_every" env:"BACKUP_ARCHIVE_FLUSH_EVERY" default:"1s"`
 	// SyncEvery reads the instance list from provisioning this often.
 	SyncEvery time.Duration `yaml:"sync_every" env:"BACKUP_SYNC_EVERY" default:"5s"`

@@ -304,7 +304,8 @@ type Restore struct {
 	Status           RestoreStatus `json:"status"`
 	Phase            string        `json:"phase,omitempty"`
 	// Seed is the directory holding the restored data (MySQL: a prepared,
-	// replayed, cleanly stopped data directory; Redis: dump.rdb).
+	// replayed, cleanly stopped data directory; Redis: dump.rdb, or for a
+	// restore to the second aof/ with base.rdb or base.aof and incr.aof).
 	Seed string `json:"seed,omitempty"`
 	// ReachedGTID is the last transaction applied (MySQL).
 	ReachedGTID string    `json:"reached_gtid,omitempty"`

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"io"
 	"log/slog"
 	"sync/atomic"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/canopy-platform/canopy/api/events"
 	"github.com/canopy-platform/canopy/libs/eventbus"
 
+	"github.com/canopy-platform/canopy/services/backup/internal/aofarchive"
 	"github.com/canopy-platform/canopy/services/backup/internal/backup"
 	"github.com/canopy-platform/canopy/services/backup/internal/binlogarchive"
 	"github.com/canopy-platform/canopy/services/backup/internal/repo"
@@ -22,13 +24,19 @@ import (
 // knows of it.
 type archiver struct {
 	tenant, id string
+	engine     backup.Engine
 	cancel     context.CancelFunc
 	done       chan struct{}
 	// kick says a full backup of the instance completed (an archive
 	// stopped by a gap waits for one).
 	kick chan struct{}
-	// cur is the running binlogarchive.Archiver (nil between runs).
+	// cur is the running binlogarchive.Archiver (nil between runs), aof
+	// the running aofarchive.Archiver of a Redis instance.
 	cur atomic.Pointer[binlogarchive.Archiver]
+	aof atomic.Pointer[aofarchive.Archiver]
+	// noAOF: the Redis instance keeps no AOF, so it has no archive whose
+	// lag could be measured.
+	noAOF atomic.Bool
 	// lagNanos is the last measured lag.
 	lagNanos atomic.Int64
 
@@ -70,10 +78,14 @@ func (e *Engine) reconcileArchivers(ctx context.Context, want map[string]backup.
 				continue
 			}
 			actx, cancel := context.WithCancel(runCtx)
-			ar := &archiver{tenant: in.TenantID, id: id, cancel: cancel, done: make(chan struct{}),
+			ar := &archiver{tenant: in.TenantID, id: id, engine: in.Engine, cancel: cancel, done: make(chan struct{}),
 				kick: make(chan struct{}, 1), lastConnected: e.now()}
 			e.archivers[id] = ar
-			go e.archive(actx, ar)
+			if in.Engine == backup.EngineRedis {
+				go e.archiveAOF(actx, ar)
+			} else {
+				go e.archive(actx, ar)
+			}
 		}
 	}
 	e.mu.Unlock()
@@ -196,47 +208,53 @@ func (e *Engine) locate(instanceID string) binlogarchive.Locate {
 	}
 }
 
-// sink seals a segment under the next sequence number, copies it to the
-// secondary repository and records it; *seq is the last committed one.
+// sink stores binlog segments under the next sequence numbers; *seq is
+// the last committed one.
 func (e *Engine) sink(ar *archiver, seq *int64) binlogarchive.Sink {
 	return func(ctx context.Context, seg binlogarchive.Segment) error {
-		next := *seq + 1
-		key := segmentKey(ar.tenant, ar.id, next)
-		dataKey, err := repo.NewDataKey()
-		if err != nil {
-			return fmt.Errorf("segment %s: data key: %w", key, err)
-		}
-		wrapped, err := repo.WrapKey(e.box, dataKey, key)
-		if err != nil {
-			return fmt.Errorf("segment %s: wrap data key: %w", key, err)
-		}
-		obj, err := repo.Seal(ctx, e.blobs, key, dataKey, bytes.NewReader(seg.Data))
-		if err != nil {
-			return fmt.Errorf("segment %s: seal: %w", key, err)
-		}
-		if e.secondary != nil {
-			if err := repo.Copy(ctx, e.blobs, e.secondary, obj); err != nil {
-				return fmt.Errorf("segment %s: secondary copy: %w", key, err)
-			}
-		}
-		err = e.st.AppendSegment(ctx, backup.Segment{TenantID: ar.tenant, InstanceID: ar.id, Seq: next, Object: obj,
-			WrappedKey: wrapped, StartPos: seg.StartPos, EndPos: seg.EndPos, FirstAt: seg.FirstAt.UTC(),
-			LastAt: seg.LastAt.UTC(), Transactions: seg.Transactions, SourceNode: seg.SourceNode, ArchivedAt: e.now().UTC()})
-		if err != nil {
-			// The commit may have happened with its answer lost: then the
-			// segment is stored and the archiver must move on.
-			last, ok, lerr := e.st.LastSegment(ctx, ar.id)
-			if lerr == nil && ok {
-				*seq = last.Seq
-				if last.Seq == next && last.EndPos == seg.EndPos {
-					return nil
-				}
-			}
-			return fmt.Errorf("segment %s: record: %w", key, err)
-		}
-		*seq = next
-		return nil
+		return e.storeSegment(ctx, ar, seq, segmentKey(ar.tenant, ar.id, *seq+1), bytes.NewReader(seg.Data),
+			backup.Segment{StartPos: seg.StartPos, EndPos: seg.EndPos, FirstAt: seg.FirstAt.UTC(), LastAt: seg.LastAt.UTC(),
+				Transactions: seg.Transactions, SourceNode: seg.SourceNode})
 	}
+}
+
+// storeSegment seals data as segment *seq+1 under key (a data key of its
+// own, wrapped), copies it to the secondary repository and records s with
+// it; *seq is the last committed one.
+func (e *Engine) storeSegment(ctx context.Context, ar *archiver, seq *int64, key string, data io.Reader, s backup.Segment) error {
+	next := *seq + 1
+	dataKey, err := repo.NewDataKey()
+	if err != nil {
+		return fmt.Errorf("segment %s: data key: %w", key, err)
+	}
+	wrapped, err := repo.WrapKey(e.box, dataKey, key)
+	if err != nil {
+		return fmt.Errorf("segment %s: wrap data key: %w", key, err)
+	}
+	obj, err := repo.Seal(ctx, e.blobs, key, dataKey, data)
+	if err != nil {
+		return fmt.Errorf("segment %s: seal: %w", key, err)
+	}
+	if e.secondary != nil {
+		if err := repo.Copy(ctx, e.blobs, e.secondary, obj); err != nil {
+			return fmt.Errorf("segment %s: secondary copy: %w", key, err)
+		}
+	}
+	s.TenantID, s.InstanceID, s.Seq, s.Object, s.WrappedKey, s.ArchivedAt = ar.tenant, ar.id, next, obj, wrapped, e.now().UTC()
+	if err := e.st.AppendSegment(ctx, s); err != nil {
+		// The commit may have happened with its answer lost: then the
+		// segment is stored and the archiver must move on.
+		last, ok, lerr := e.st.LastSegment(ctx, ar.id)
+		if lerr == nil && ok {
+			*seq = last.Seq
+			if last.Seq == next && last.EndPos == s.EndPos {
+				return nil
+			}
+		}
+		return fmt.Errorf("segment %s: record: %w", key, err)
+	}
+	*seq = next
+	return nil
 }
 
 // lagLoop measures each archive's lag every lagEvery, exports it and
@@ -266,10 +284,18 @@ func (e *Engine) lagLoop(ctx context.Context) {
 // transaction read but not committed; zero when connected with nothing
 // pending; the time since it was last connected otherwise.
 func (e *Engine) measureLag(ctx context.Context, ar *archiver) {
+	if ar.noAOF.Load() {
+		e.m.archiveLag.DeleteLabelValues(ar.id)
+		return
+	}
 	now := e.now()
 	var st binlogarchive.Stats
 	if a := ar.cur.Load(); a != nil {
 		st = a.Stats()
+	}
+	if a := ar.aof.Load(); a != nil {
+		s := a.Stats()
+		st = binlogarchive.Stats{Connected: s.Connected, PendingSince: s.PendingSince, Committed: s.Committed}
 	}
 	var lag time.Duration
 	switch {
@@ -320,7 +346,7 @@ func (e *Engine) ArchiveLag(instanceID string) (time.Duration, bool) {
 	e.mu.Lock()
 	ar := e.archivers[instanceID]
 	e.mu.Unlock()
-	if ar == nil {
+	if ar == nil || ar.noAOF.Load() {
 		return 0, false
 	}
 	return time.Duration(ar.lagNanos.Load()), true

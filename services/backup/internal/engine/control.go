@@ -77,12 +77,10 @@ func (e *Engine) sync(ctx context.Context) error {
 	e.live = live
 	e.mu.Unlock()
 
-	// Archive every live MySQL instance whose policy is enabled.
+	// Archive every live instance whose policy is enabled: MySQL binlogs,
+	// Redis AOFs.
 	want := make(map[string]backup.Instance)
 	for _, in := range list {
-		if in.Engine != backup.EngineMySQL {
-			continue
-		}
 		p, err := e.policyOf(ctx, in)
 		if err != nil {
 			return err

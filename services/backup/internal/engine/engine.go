@@ -1,7 +1,7 @@
 // Package engine is the backup service's one active worker: it keeps the
 // list of instances in step with provisioning, takes scheduled and
 // on-demand backups (verified, sealed into the repository, copied to the
-// secondary one), runs one binlog archiver per MySQL instance into sealed
+// secondary one), runs one archiver per instance (MySQL binlogs, Redis AOFs) into sealed
 // segments, applies retention, and exports the archive lag and backup
 // health as metrics and events.
 //
@@ -13,7 +13,7 @@
 // and waited for before it returns):
 //   - the control loop (control.go): instance sync, schedules, retention;
 //   - the lag loop (archive.go): archive lag metrics and events;
-//   - one archiver per archived MySQL instance (archive.go), stopped when
+//   - one archiver per archived instance (archive.go, aof.go), stopped when
 //     its instance goes away;
 //   - backup runs (run.go), bounded by MaxConcurrentBackups.
 package engine

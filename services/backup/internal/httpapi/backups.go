@@ -150,12 +150,11 @@ func (a *API) restoreWindow(w http.ResponseWriter, r *http.Request) {
 			completed = append(completed, b)
 		}
 	}
-	var segs []backup.Segment
-	if in.Engine == backup.EngineMySQL {
-		if segs, err = a.store.Segments(r.Context(), in.ID, 0); err != nil {
-			a.internalError(w, r, "read segments", err, "tenant", in.TenantID, "instance", in.ID)
-			return
-		}
+	// Binlog segments (MySQL) or AOF chains (Redis).
+	segs, err := a.store.Segments(r.Context(), in.ID, 0)
+	if err != nil {
+		a.internalError(w, r, "read segments", err, "tenant", in.TenantID, "instance", in.ID)
+		return
 	}
 	var out RestoreWindow
 	if win, ok := backup.RestoreWindow(completed, segs); ok {

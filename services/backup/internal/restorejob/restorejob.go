@@ -45,6 +45,9 @@ type Config struct {
 	// PollEvery is how often the store is looked at for jobs (a Start on
 	// this runner wakes the workers at once) and for expired seeds.
 	PollEvery time.Duration
+	// RedisCheckAOF is the redis-check-aof binary that cuts a Redis AOF at
+	// the target second (default: redis-check-aof on PATH).
+	RedisCheckAOF string
 }
 
 // ErrNotReady: Done on a job that has no seed yet.
@@ -130,11 +133,9 @@ func (r *Runner) StartEngine(ctx context.Context, tenant, sourceID, targetID str
 	if err != nil {
 		return backup.Restore{}, fmt.Errorf("restore of instance %s: backups: %w", sourceID, err)
 	}
-	var segs []backup.Segment
-	if src.Engine == backup.EngineMySQL {
-		if segs, err = r.st.Segments(ctx, sourceID, 1); err != nil {
-			return backup.Restore{}, fmt.Errorf("restore of instance %s: segments: %w", sourceID, err)
-		}
+	segs, err := r.st.Segments(ctx, sourceID, 1)
+	if err != nil {
+		return backup.Restore{}, fmt.Errorf("restore of instance %s: segments: %w", sourceID, err)
 	}
 	plan, err := backup.PlanRestore(backups, segs, t)
 	if err != nil {

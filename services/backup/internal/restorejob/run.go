@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/canopy-platform/canopy/services/backup/internal/aofarchive"
 	"github.com/canopy-platform/canopy/services/backup/internal/backup"
 	"github.com/canopy-platform/canopy/services/backup/internal/repo"
 )
@@ -213,6 +214,9 @@ func (r *Runner) build(ctx context.Context, job *backup.Restore, dir string) (se
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", "", fmt.Errorf("create staging dir: %w", err)
 	}
+	if job.Engine == backup.EngineRedis && job.Plan.Backup.ID == "" {
+		return r.buildAOF(ctx, job, dir)
+	}
 	b, err := r.st.GetBackup(ctx, job.TenantID, job.SourceInstanceID, job.Plan.Backup.ID)
 	if errors.Is(err, backup.ErrNotFound) {
 		return "", "", fmt.Errorf("backup %s: %w: no longer in the catalog", job.Plan.Backup.ID, err)
@@ -277,6 +281,32 @@ func (r *Runner) build(ctx context.Context, job *backup.Restore, dir string) (se
 		return "", "", fmt.Errorf("remove replayed segments: %w", err)
 	}
 	return data, reached, nil
+}
+
+// buildAOF makes a Redis seed from an AOF chain: its base and the incr
+// pieces up to the target, joined and cut at the target's second.
+func (r *Runner) buildAOF(ctx context.Context, job *backup.Restore, dir string) (seed, reached string, err error) {
+	if len(job.Plan.Segments) == 0 {
+		return "", "", fmt.Errorf("%w: an aof restore plan without a base segment", backup.ErrInvalid)
+	}
+	base, err := backup.ParseAOFPos(job.Plan.Segments[0].StartPos)
+	if err != nil || base.File != "" {
+		return "", "", fmt.Errorf("%w: the plan's first segment is not an aof base", backup.ErrInvalid)
+	}
+	files, err := r.fetchSegments(ctx, job, filepath.Join(dir, "pieces"))
+	if err != nil {
+		return "", "", err
+	}
+	if err := r.phase(ctx, job, backup.PhaseReplaying); err != nil {
+		return "", "", err
+	}
+	if err := aofarchive.BuildSeed(ctx, r.cfg.RedisCheckAOF, dir, files[0], base.Base, files[1:], job.Plan.StopBefore); err != nil {
+		return "", "", fmt.Errorf("build aof seed from %d segments: %w", len(files), err)
+	}
+	if err := os.RemoveAll(filepath.Join(dir, "pieces")); err != nil {
+		return "", "", fmt.Errorf("remove joined segments: %w", err)
+	}
+	return dir, "", nil
 }
 
 // dataObject is the backup's data object (key ending in /data; the first

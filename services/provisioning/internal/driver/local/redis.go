@@ -37,7 +37,10 @@ var redisDefaults = map[string]string{
 	// Durable by default (Stop/Start keeps data); plans may turn it off.
 	"appendonly":  "yes",
 	"appendfsync": "everysec",
-	"save":        `""`,
+	// "#TS:" annotations in the AOF: the backup service's archive restores
+	// to the second by them (redis-check-aof --truncate-to-timestamp).
+	"aof-timestamp-enabled": "yes",
+	"save":                  `""`,
 	// The 5 s default delay would hold back every full sync. A diskless
 	// sync can leave the primary waiting for the replica's next periodic
 	// ACK before it streams commands; configureReplica asks for that ACK at
@@ -86,8 +89,10 @@ func (r *redis) prepare(_ context.Context, n *node, seed string) error {
 	return writeFileAtomic(r.aclFile(n), []byte(renderACL(n.spec)), 0o600)
 }
 
-// seedRedis puts the restore job's snapshot (seed/dump.rdb) where the
-// node's first start loads it. Without AOF Redis loads the dbfilename; with
+// seedRedis puts the restore job's data where the node's first start
+// loads it: an AOF cut to a second (seed/aof/base.rdb or base.aof, and
+// incr.aof) becomes the node's multi-part AOF; a snapshot (seed/dump.rdb)
+// as follows. Without AOF Redis loads the dbfilename; with
 // appendonly yes (the default) it loads only the AOF and ignores any RDB, so
 // the snapshot also becomes the base of a one-file AOF (Redis 7 multi-part
 // AOF: appendonlydir/<appendfilename>.1.base.rdb named by the manifest),
@@ -96,10 +101,6 @@ func seedRedis(n *node, seed string) error {
 	if err := checkSeed(seed, "redis"); err != nil {
 		return err
 	}
-	rdb := filepath.Join(seed, "dump.rdb")
-	if fi, err := os.Stat(rdb); err != nil || !fi.Mode().IsRegular() {
-		return &driver.SpecError{Field: "seed", Reason: fmt.Sprintf("redis seed %s holds no dump.rdb", seed)}
-	}
 	set := func(k, def string) string {
 		for key, v := range n.spec.Settings {
 			if strings.EqualFold(key, k) {
@@ -107,6 +108,13 @@ func seedRedis(n *node, seed string) error {
 			}
 		}
 		return def
+	}
+	if fi, err := os.Stat(filepath.Join(seed, "aof")); err == nil && fi.IsDir() {
+		return seedRedisAOF(n, filepath.Join(seed, "aof"), set)
+	}
+	rdb := filepath.Join(seed, "dump.rdb")
+	if fi, err := os.Stat(rdb); err != nil || !fi.Mode().IsRegular() {
+		return &driver.SpecError{Field: "seed", Reason: fmt.Sprintf("redis seed %s holds no dump.rdb", seed)}
 	}
 	if err := copyFile(rdb, filepath.Join(n.dataDir(), set("dbfilename", "dump.rdb")), 0o600); err != nil {
 		return fmt.Errorf("copy seed %s: %w", rdb, err)
@@ -124,6 +132,40 @@ func seedRedis(n *node, seed string) error {
 		return fmt.Errorf("copy seed %s as the aof base: %w", rdb, err)
 	}
 	manifest := fmt.Sprintf("file %s seq 1 type b\n", base)
+	if err := writeFileAtomic(filepath.Join(aofDir, name+".manifest"), []byte(manifest), 0o600); err != nil {
+		return fmt.Errorf("write aof manifest: %w", err)
+	}
+	return nil
+}
+
+// seedRedisAOF lays out an AOF seed (base.rdb or base.aof, incr.aof) as
+// the node's multi-part AOF: <appendfilename>.1.base.<ext> and .1.incr.aof
+// named by a manifest. Only a node keeping an AOF loads one.
+func seedRedisAOF(n *node, dir string, set func(k, def string) string) error {
+	if !strings.EqualFold(set("appendonly", redisDefaults["appendonly"]), "yes") {
+		return &driver.SpecError{Field: "seed", Reason: "a restore to the second replays an AOF: the plan's settings turn appendonly off"}
+	}
+	base := "base.rdb"
+	if _, err := os.Stat(filepath.Join(dir, base)); err != nil {
+		base = "base.aof"
+	}
+	for _, f := range []string{base, "incr.aof"} {
+		if fi, err := os.Stat(filepath.Join(dir, f)); err != nil || !fi.Mode().IsRegular() {
+			return &driver.SpecError{Field: "seed", Reason: fmt.Sprintf("redis aof seed %s holds no %s", dir, f)}
+		}
+	}
+	aofDir := filepath.Join(n.dataDir(), set("appenddirname", "appendonlydir"))
+	if err := os.MkdirAll(aofDir, 0o700); err != nil {
+		return fmt.Errorf("make aof dir: %w", err)
+	}
+	name := set("appendfilename", "appendonly.aof")
+	baseName, incrName := name+".1."+base, name+".1.incr.aof"
+	for from, to := range map[string]string{base: baseName, "incr.aof": incrName} {
+		if err := copyFile(filepath.Join(dir, from), filepath.Join(aofDir, to), 0o600); err != nil {
+			return fmt.Errorf("copy aof seed %s: %w", from, err)
+		}
+	}
+	manifest := fmt.Sprintf("file %s seq 1 type b\nfile %s seq 1 type i\n", baseName, incrName)
 	if err := writeFileAtomic(filepath.Join(aofDir, name+".manifest"), []byte(manifest), 0o600); err != nil {
 		return fmt.Errorf("write aof manifest: %w", err)
 	}

@@ -134,6 +134,55 @@ func TestCreateRedisFromSeed(t *testing.T) {
 	}
 }
 
+// A Redis node created from an AOF seed (aof/base.rdb and aof/incr.aof, a
+// restore to the second) has the base's keys and the incr's commands; a
+// plan without AOF cannot load one.
+func TestCreateRedisFromAOFSeed(t *testing.T) {
+	requireBinaries(t)
+	t.Parallel()
+	root := dataRoot(t)
+	seed := filepath.Join(root, "aofseed")
+	if err := os.MkdirAll(filepath.Join(seed, "aof"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	makeRDB(t, root, seed)
+	if err := os.Rename(filepath.Join(seed, "dump.rdb"), filepath.Join(seed, "aof", "base.rdb")); err != nil {
+		t.Fatal(err)
+	}
+	incr := "#TS:1764700000\r\n*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\n*3\r\n$3\r\nset\r\n$2\r\nk3\r\n$2\r\nv3\r\n*2\r\n$3\r\ndel\r\n$2\r\nk1\r\n"
+	if err := os.WriteFile(filepath.Join(seed, "aof", "incr.aof"), []byte(incr), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	d := newDriver(t, Config{})
+	spec := drivertest.Specs("seedaof", driver.EngineRedis, "", root, func() int { return freePort(t) })[0]
+	spec.Seed = seed
+	t.Cleanup(func() { _ = d.Destroy(context.Background(), spec.NodeID) })
+	if _, err := d.Create(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	n, err := d.Start(ctx, spec.NodeID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := goredis.NewClient(&goredis.Options{Addr: n.Address, Username: spec.Admin.Username, Password: spec.Admin.Password, DisableIdentity: true})
+	defer c.Close()
+	got, err := c.MGet(ctx, "k1", "k2", "k3").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[0] != nil || got[1] != "v2" || got[2] != "v3" {
+		t.Fatalf("restored node has k1=%v k2=%v k3=%v, want none, v2, v3", got[0], got[1], got[2])
+	}
+
+	off := drivertest.Specs("seedaofoff", driver.EngineRedis, "", root, func() int { return freePort(t) })[0]
+	off.Seed, off.Settings = seed, map[string]string{"appendonly": "no"}
+	if _, err := d.Create(ctx, off); !driver.IsSpecError(err) {
+		t.Fatalf("an AOF seed on a node without AOF: err = %v, want a spec error", err)
+	}
+}
+
 // makeRDB writes keys k1, k2 through a Redis node and leaves its snapshot
 // in seed/dump.rdb.
 func makeRDB(t *testing.T, root, seed string) {
