@@ -174,12 +174,6 @@ func (a *Archiver) Run(ctx context.Context, locate Locate, resume Resume, sink S
 	if t, err = a.resume(lay, m, src, resume); err != nil {
 		return err
 	}
-	if t == nil {
-		if t, err = a.newChain(ctx, lay, m, src, sink); err != nil {
-			return err
-		}
-	}
-	a.setStats(func(s *Stats) { s.Connected, s.Committed = true, t.pos.String() })
 	tick := time.NewTicker(a.cfg.PollEvery)
 	defer tick.Stop()
 	for {
@@ -190,33 +184,41 @@ func (a *Archiver) Run(ctx context.Context, locate Locate, resume Resume, sink S
 		if err != nil {
 			return err
 		}
-		// Read what was appended; when the manifest moved on from the file
-		// (a rewrite started: a new incr file), the old one is complete.
-		if err := a.drain(ctx, t, sink, src); err != nil {
-			return err
-		}
-		switch {
-		case m.base != t.pos.Base || baseStamp(lay, m.base) != t.pos.BaseStamp:
-			// A rewrite finished: a new base holds everything before the
-			// incr files after it.
-			t.f.Close()
-			if t, err = a.newChain(ctx, lay, m, src, sink); err != nil {
-				return err
-			}
-		case next(m, t.pos.File) != "":
+		if t != nil {
+			// Read what was appended; when the manifest moved on from the
+			// file (a rewrite started: a new incr file), the old one is
+			// complete.
 			if err := a.drain(ctx, t, sink, src); err != nil {
 				return err
 			}
-			t.f.Close()
-			name := next(m, t.pos.File)
-			f, err := os.Open(filepath.Join(lay.dir, name))
-			if err != nil {
-				return fmt.Errorf("open aof %s: %w", name, err)
+			switch {
+			case m.base != t.pos.Base || baseStamp(lay, m.base) != t.pos.BaseStamp:
+				// A rewrite finished: a new base holds everything before
+				// the incr files after it.
+				t.f.Close()
+				t = nil
+			case next(m, t.pos.File) != "":
+				name := next(m, t.pos.File)
+				f, err := os.Open(filepath.Join(lay.dir, name))
+				if err != nil {
+					return fmt.Errorf("open aof %s: %w", name, err)
+				}
+				t.f.Close()
+				pos := t.pos
+				pos.File, pos.Offset = name, 0
+				t = &tail{f: f, pos: pos, lastTS: t.lastTS}
 			}
-			pos := t.pos
-			pos.File, pos.Offset = name, 0
-			t = &tail{f: f, pos: pos, lastTS: t.lastTS}
 		}
+		if t == nil {
+			if t, err = a.newChain(ctx, c, lay, src, sink); err != nil {
+				return err
+			}
+		}
+		a.setStats(func(s *Stats) {
+			if s.Connected = t != nil; t != nil {
+				s.Committed = t.pos.String()
+			}
+		})
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -258,14 +260,29 @@ func (a *Archiver) attach(ctx context.Context, c *goredis.Client, src Source) (l
 
 // isPrimary returns ErrNotPrimary unless the node is a master.
 func isPrimary(ctx context.Context, c *goredis.Client) error {
-	s, err := c.Info(ctx, "replication").Result()
+	r, err := info(ctx, c, "replication")
 	if err != nil {
-		return fmt.Errorf("info replication: %w", err)
+		return err
 	}
-	if !strings.Contains(s, "role:master") {
+	if r["role"] != "master" {
 		return ErrNotPrimary
 	}
 	return nil
+}
+
+// info returns an INFO section as field → value.
+func info(ctx context.Context, c *goredis.Client, section string) (map[string]string, error) {
+	s, err := c.Info(ctx, section).Result()
+	if err != nil {
+		return nil, fmt.Errorf("info %s: %w", section, err)
+	}
+	out := map[string]string{}
+	for _, line := range strings.Split(s, "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(line), ":"); ok && !strings.HasPrefix(k, "#") {
+			out[k] = v
+		}
+	}
+	return out, nil
 }
 
 // readManifest reads the node's AOF manifest ("file <name> seq <n> type
@@ -349,8 +366,22 @@ func (a *Archiver) resume(l layout, m manifest, src Source, r Resume) (*tail, er
 }
 
 // newChain stores the manifest's base as a new chain's first segment and
-// opens its first incr file.
-func (a *Archiver) newChain(ctx context.Context, l layout, m manifest, src Source, sink Sink) (*tail, error) {
+// opens its first incr file; nil (and no error) while a rewrite is under
+// way. A chain never starts then: after a full sync a replica (or a
+// primary promoted from one) keeps its pre-sync manifest until the
+// rewrite that follows the sync ends, and those files lack the data set.
+func (a *Archiver) newChain(ctx context.Context, c *goredis.Client, l layout, src Source, sink Sink) (*tail, error) {
+	p, err := info(ctx, c, "persistence")
+	if err != nil {
+		return nil, err
+	}
+	if p["aof_rewrite_in_progress"] != "0" || p["aof_rewrite_scheduled"] != "0" {
+		return nil, nil
+	}
+	m, err := readManifest(l)
+	if err != nil {
+		return nil, err
+	}
 	base, err := os.Open(filepath.Join(l.dir, m.base))
 	if err != nil {
 		return nil, fmt.Errorf("open aof base %s: %w", m.base, err)

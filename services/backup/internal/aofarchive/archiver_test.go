@@ -75,6 +75,23 @@ func (s *store) sink(ctx context.Context, seg Segment) error {
 	return nil
 }
 
+// caughtUp reports whether the last segment is node's (running as p) and ends where p's
+// current incr file does.
+func (s *store) caughtUp(node string, p *enginetest.Proc) func() bool {
+	return func() bool {
+		segs := s.all()
+		if len(segs) == 0 {
+			return false
+		}
+		pos, err := backup.ParseAOFPos(segs[len(segs)-1].EndPos)
+		if err != nil {
+			return false
+		}
+		fi, err := os.Stat(filepath.Join(p.Dir, "appendonlydir", pos.File))
+		return err == nil && fi.Size() == pos.Offset && pos.Offset > 0 && segs[len(segs)-1].SourceNode == node
+	}
+}
+
 func (s *store) all() []backup.Segment {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -244,12 +261,7 @@ func TestArchiveAndRestoreToTheSecond(t *testing.T) {
 	go func() { done <- a.Run(runCtx, locate, Resume{End: last.EndPos, LastAt: last.LastAt}, st.sink) }()
 	endD := write(t, c, "d", 10)
 	waitFor(t, "writes after the restart archived", 10*time.Second, archived(endD))
-	waitFor(t, "every byte archived", 10*time.Second, func() bool {
-		segs := st.all()
-		pos, _ := backup.ParseAOFPos(segs[len(segs)-1].EndPos)
-		fi, err := os.Stat(filepath.Join(p.Dir, "appendonlydir", pos.File))
-		return err == nil && fi.Size() == pos.Offset
-	})
+	waitFor(t, "every byte archived", 10*time.Second, st.caughtUp("n1", p))
 	segs = st.all()
 	for _, s := range segs[1:] {
 		if backup.IsAOFBase(s) && s.Seq > last.Seq {
@@ -289,5 +301,105 @@ func TestArchiveRefusesAReplica(t *testing.T) {
 	}, Resume{}, func(context.Context, Segment) error { t.Fatal("a replica's AOF was archived"); return nil })
 	if !errors.Is(err, ErrNotPrimary) {
 		t.Fatalf("archiving a replica: %v", err)
+	}
+}
+
+// After a failover the archive follows the new primary with a chain of
+// its own AOF (which holds what it replicated, annotated with seconds), so
+// a second before the failover is still restorable, from either chain.
+func TestArchiveFollowsAFailover(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	p1, c1 := startRedis(t)
+	p2, c2 := startRedis(t)
+	for _, c := range []*goredis.Client{c1, c2} {
+		if err := c.ConfigSet(ctx, "aof-timestamp-enabled", "yes").Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.ConfigSet(ctx, "masteruser", adminUser).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.ConfigSet(ctx, "masterauth", adminPassword).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c2.Do(ctx, "REPLICAOF", "127.0.0.1", strconv.Itoa(p1.Port)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	primary := Source{NodeID: "n1", Address: p1.Addr, User: adminUser, Password: adminPassword, DataDir: p1.Dir}
+	locate := func(context.Context) (Source, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return primary, nil
+	}
+	st := &store{dir: t.TempDir()}
+	n := 0
+	a := New(Config{PollEvery: 50 * time.Millisecond, NewChain: func() string { n++; return "c" + strconv.Itoa(n) }})
+	run := func() chan error {
+		done := make(chan error, 1)
+		segs := st.all()
+		var r Resume
+		if len(segs) > 0 {
+			r = Resume{End: segs[len(segs)-1].EndPos, LastAt: segs[len(segs)-1].LastAt}
+		}
+		go func() { done <- a.Run(ctx, locate, r, st.sink) }()
+		return done
+	}
+	done := run()
+	endA := write(t, c1, "a", 100)
+	waitFor(t, "the replica to catch up", 10*time.Second, func() bool { n, _ := c2.DBSize(ctx).Result(); return n == 100 })
+	nextSecond(t, endA)
+	atA := endA.Truncate(time.Second)
+
+	// The failover: the replica is promoted, the old primary follows it.
+	if err := c2.Do(ctx, "REPLICAOF", "NO", "ONE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c1.Do(ctx, "REPLICAOF", "127.0.0.1", strconv.Itoa(p2.Port)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	primary = Source{NodeID: "n2", Address: p2.Addr, User: adminUser, Password: adminPassword, DataDir: p2.Dir}
+	mu.Unlock()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrNotPrimary) {
+			t.Fatalf("archiver of the demoted primary stopped with %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the archiver did not notice its node was demoted")
+	}
+	done = run()
+	endB := write(t, c2, "b", 20)
+	waitFor(t, "the new primary's writes archived", 10*time.Second, st.caughtUp("n2", p2))
+	segs := st.all()
+	// The second before the failover comes from the old primary's chain;
+	// every chain of the new primary holds, from its first second, what
+	// it had replicated (a chain never starts from a pre-sync manifest).
+	if got := keys(t, restoreAt(t, segs, atA)); got != 100 {
+		t.Fatalf("restore to %s: %d keys, want 100", atA.Format(time.RFC3339), got)
+	}
+	for _, s := range segs {
+		if s.SourceNode == "n2" && backup.IsAOFBase(s) {
+			var chain []backup.Segment
+			for _, c := range segs {
+				if c.Seq >= s.Seq {
+					chain = append(chain, c)
+				}
+			}
+			if got := keys(t, restoreAt(t, chain, s.FirstAt)); got < 100 {
+				t.Fatalf("the new primary's chain from segment %d, restored at its start %s: %d keys, want at least 100",
+					s.Seq, s.FirstAt.Format(time.RFC3339), got)
+			}
+		}
+	}
+	if got := keys(t, restoreAt(t, segs, endB)); got != 120 {
+		t.Fatalf("restore to the end: %d keys, want 120", got)
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("archiver stopped with %v", err)
 	}
 }
