@@ -19,7 +19,7 @@ func TestPortalServed(t *testing.T) {
 		require.Contains(t, string(r.Body), `type="module"`, p)
 	}
 	for _, tc := range []struct{ method, path string }{
-		{"GET", "/api/v1/nope"}, {"GET", "/api/"}, {"POST", "/somewhere"}, {"GET", "/internal/v1/x"},
+		{"GET", "/api/v1/nope"}, {"GET", "/api/"}, {"POST", "/somewhere"}, {"GET", "/internal/v1/x"}, {"GET", "/metrics"},
 	} {
 		r := e.do(tc.method, tc.path, "", nil)
 		require.Equal(t, http.StatusNotFound, r.StatusCode, "%s %s", tc.method, tc.path)

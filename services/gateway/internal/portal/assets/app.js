@@ -72,4 +72,6 @@ function App() {
   </${Layout}>`;
 }
 
-render(html`<${App} />`, document.getElementById('app'));
+const root = document.getElementById('app');
+root.textContent = ''; // the "Loading" placeholder of index.html
+render(html`<${App} />`, root);
