@@ -2,7 +2,8 @@
 # Makes sure what Canopy needs on this machine is installed and running:
 # MariaDB (127.0.0.1:3306, root without password) and Redis (127.0.0.1:6379),
 # the mariadbd/redis-server binaries the local driver starts, the backup
-# service's tools (mariadb-backup, mbstream, mariadb-binlog), and the Go
+# service's tools (mariadb-backup, mbstream, mariadb-binlog), headless
+# Chromium for the portal's browser tests (docs/portal.md), and the Go
 # modules of the workspace. It installs through apt-get only what is missing
 # and starts only what is not running; it never stops anything.
 set -euo pipefail
@@ -67,6 +68,12 @@ if ! redis_ok; then
       --dir /var/lib/redis --logfile /var/log/redis/canopy.log
     wait_for redis_ok || { log "Redis did not come up on 127.0.0.1:6379"; exit 1; }
   fi
+fi
+
+# The portal's browser tests (e2e, docs/portal.md) drive Debian's Chromium;
+# CHROMIUM may name another binary.
+if [[ -z ${CHROMIUM:-} ]] && ! command -v chromium >/dev/null && [[ ! -x /usr/bin/chromium ]]; then
+  apt_install chromium
 fi
 
 if ! command -v go >/dev/null; then

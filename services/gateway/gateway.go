@@ -1,6 +1,7 @@
 // Package gateway is Canopy's only public HTTP listener: it authenticates API
 // keys, rate limits per tenant, authorizes with the tenancy role matrix,
-// serves the tenant, API key, quota and audit APIs and the OpenAPI document,
+// serves the tenant, API key, quota and audit APIs, the OpenAPI document,
+// the portal (the web console, with sign-in sessions) at /,
 // and forwards everything else to the owning service with the caller's
 // identity in signed headers. On a second, internal listener it serves the
 // services under /internal/v1 (provisioning reads tenants' quotas there), to
@@ -38,6 +39,7 @@ import (
 	"github.com/canopy-platform/canopy/services/gateway/internal/auththrottle"
 	"github.com/canopy-platform/canopy/services/gateway/internal/httpapi"
 	"github.com/canopy-platform/canopy/services/gateway/internal/mysqlrepo"
+	"github.com/canopy-platform/canopy/services/gateway/internal/portal"
 	"github.com/canopy-platform/canopy/services/gateway/internal/proxy"
 	"github.com/canopy-platform/canopy/services/gateway/internal/ratelimit"
 	"github.com/canopy-platform/canopy/services/gateway/internal/tenant"
@@ -119,6 +121,9 @@ type Config struct {
 	// KeyCacheTTL is how long other replicas may keep honouring a revoked key
 	// (the replica that revoked it stops at once).
 	KeyCacheTTL time.Duration `yaml:"key_cache_ttl" env:"GATEWAY_KEY_CACHE_TTL" default:"10s"`
+	// SessionTTL is how long a portal sign-in session lives (the cookie's
+	// Max-Age); the session also ends when its API key is revoked.
+	SessionTTL time.Duration `yaml:"session_ttl" env:"GATEWAY_SESSION_TTL" default:"12h"`
 	// OpenAPIPath is the OpenAPI document served at /api/v1/openapi.yaml,
 	// relative to the working directory (the repository root in dev).
 	OpenAPIPath string `yaml:"openapi_path" env:"GATEWAY_OPENAPI_PATH" default:"api/openapi/canopy.v1.yaml"`
@@ -143,6 +148,7 @@ func Defaults() Config {
 		BackupURL:       "http://127.0.0.1:8091",
 		UpstreamTimeout: 30 * time.Second, UpstreamRetries: 2, BreakerFailures: 5, BreakerOpenFor: 5 * time.Second,
 		RateLimitRPS: 50, RateLimitBurst: 100, AuthFailures: 20, AuthFailureWindow: time.Minute, RateLimitPrefix: "canopy:gateway:rl:", KeyCacheTTL: 10 * time.Second,
+		SessionTTL:  12 * time.Hour,
 		OpenAPIPath: "api/openapi/canopy.v1.yaml", AccessLog: true, MaxBodyBytes: 1 << 20, ShutdownTimeout: 15 * time.Second,
 	}
 }
@@ -191,6 +197,9 @@ func (c Config) Validate() error {
 	}
 	if c.UpstreamTimeout <= 0 || c.BreakerOpenFor <= 0 || c.KeyCacheTTL <= 0 {
 		errs = append(errs, errors.New("upstream_timeout, breaker_open_for and key_cache_ttl must be positive"))
+	}
+	if c.SessionTTL < time.Minute || c.SessionTTL > 30*24*time.Hour {
+		errs = append(errs, fmt.Errorf("session_ttl %v must be between 1m and 720h", c.SessionTTL))
 	}
 	if c.BreakerFailures < 1 || c.UpstreamRetries < 0 {
 		errs = append(errs, errors.New("breaker_failures must be positive and upstream_retries not negative"))
@@ -312,6 +321,8 @@ type Service struct {
 	// internal serves /internal/v1, /metrics and the detailed /readyz.
 	internal *httpx.Server
 	purgeIv  time.Duration
+	// sweepIv is how often expired portal sessions are deleted.
+	sweepIv time.Duration
 }
 
 // idempotencyLabel derives the key that seals stored answers; changing it
@@ -405,11 +416,16 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if !cfg.Tracing {
 		opts = append(opts, httpx.WithoutTracing())
 	}
+	portalHandler, err := portal.New()
+	if err != nil {
+		return nil, fmt.Errorf("new gateway: %w", err)
+	}
 	handler, err := httpapi.NewHandler(httpapi.Deps{
 		Store: repo, Auth: auth, Limiter: limiter, Throttle: throttle, Addrs: addrs,
 		DefaultLimit: tenant.RateLimit{RPS: cfg.RateLimitRPS, Burst: cfg.RateLimitBurst},
 		Proxy:        px, Routes: Routes(), Audit: rec, Idempotency: idem, OpenAPI: spec,
 		Logger: logger, Now: deps.Now, RouterOptions: opts, LimitCacheTTL: cfg.KeyCacheTTL,
+		Sessions: repo, SessionTTL: cfg.SessionTTL, Portal: portalHandler,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("new gateway: %w", err)
@@ -430,7 +446,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	}
 	deps.Logger = logger
 	return &Service{Base: base, cfg: cfg, deps: deps, repo: repo, auth: auth, proxy: px, server: server, internal: internalServer,
-		purgeIv: time.Hour}, nil
+		purgeIv: time.Hour, sweepIv: min(10*time.Minute, cfg.SessionTTL)}, nil
 }
 
 // Addr returns the public listen address once Ready is closed (Ready,
@@ -450,6 +466,7 @@ func (s *Service) Run(ctx context.Context) error {
 		launch.Stage{Name: "proxy", Stop: func(context.Context) error { s.proxy.Close(); return nil }},
 		launch.Stage{Name: "key usage flusher", Run: s.auth.Run},
 		launch.Stage{Name: "idempotency purger", Run: s.purgeIdempotency},
+		launch.Stage{Name: "session sweeper", Run: s.sweepSessions},
 		launch.Serve("internal http", func(context.Context) (*httpx.Server, error) { return s.internal, nil }),
 		launch.Serve("http", func(context.Context) (*httpx.Server, error) { return s.server, nil }),
 	)
@@ -465,6 +482,24 @@ func (s *Service) purgeIdempotency(ctx context.Context) error {
 		case <-t.C:
 			if _, err := s.repo.PurgeIdempotency(ctx, s.deps.Now().Add(-24*time.Hour)); err != nil && ctx.Err() == nil {
 				s.deps.Logger.Warn("purge idempotency records", "err", err)
+			}
+		}
+	}
+}
+
+// sweepSessions deletes expired portal sessions every sweepIv; every
+// replica may run it (the delete is idempotent). Expired sessions are
+// refused whether swept or not.
+func (s *Service) sweepSessions(ctx context.Context) error {
+	t := time.NewTicker(s.sweepIv)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if _, err := s.repo.DeleteExpiredSessions(ctx, s.deps.Now()); err != nil && ctx.Err() == nil {
+				s.deps.Logger.Warn("delete expired sessions", "err", err)
 			}
 		}
 	}

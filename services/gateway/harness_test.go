@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/canopy-platform/canopy/libs/obs"
+	"github.com/canopy-platform/canopy/libs/store"
 	"github.com/canopy-platform/canopy/libs/store/storetest"
 	"github.com/canopy-platform/canopy/libs/tenancy"
 	"github.com/canopy-platform/canopy/services/gateway"
@@ -100,6 +101,7 @@ type env struct {
 	client   *http.Client
 	adminKey string
 	svc      *gateway.Service
+	db       *store.DB // the gateway's database, for tests that age rows
 }
 
 type envOption func(*gateway.Config)
@@ -162,7 +164,7 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	case <-time.After(30 * time.Second):
 		t.Fatal("gateway did not start")
 	}
-	return &env{t: t, base: "http://" + svc.Addr(), internal: "http://" + svc.InternalAddr(), catalog: cat, client: &http.Client{Timeout: 10 * time.Second}, adminKey: testAdminKey, svc: svc}
+	return &env{t: t, base: "http://" + svc.Addr(), internal: "http://" + svc.InternalAddr(), catalog: cat, client: &http.Client{Timeout: 10 * time.Second}, adminKey: testAdminKey, svc: svc, db: db}
 }
 
 type response struct {

@@ -195,3 +195,38 @@ func TestGateRunsOnlyBeforeStoreReads(t *testing.T) {
 		t.Fatalf("gate asked %d times, %d lookups; want 2 and 1", gates, st.lookupCount())
 	}
 }
+
+// TestAuthenticateID resolves a key by id (a portal session's key) through
+// the cache, and refuses unknown, malformed and revoked ones.
+func TestAuthenticateID(t *testing.T) {
+	k, _, _ := New("acme", tenancy.RoleTenantViewer, "portal", time.Now())
+	st := &memStore{keys: map[string]Key{k.ID: k}, touched: map[string]time.Time{}}
+	now := time.Unix(1_700_000_000, 0)
+	a, err := NewAuthenticator(st, AuthConfig{CacheTTL: time.Minute}, obs.NopLogger(), func() time.Time { return now })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for range 3 {
+		got, err := a.AuthenticateID(ctx, k.ID, nil)
+		if err != nil || got.ID != k.ID || got.Role != tenancy.RoleTenantViewer {
+			t.Fatalf("AuthenticateID = %+v, %v", got, err)
+		}
+	}
+	if st.lookups != 1 {
+		t.Fatalf("lookups = %d, want 1 (cached)", st.lookups)
+	}
+	for _, id := range []string{"", "not-an-id", strings.Repeat("z", 26)} {
+		if _, err := a.AuthenticateID(ctx, id, nil); !errors.Is(err, ErrInvalidKey) {
+			t.Fatalf("AuthenticateID(%q) = %v", id, err)
+		}
+	}
+	revoked := k
+	rt := now
+	revoked.RevokedAt = &rt
+	st.keys[k.ID] = revoked
+	a.Invalidate(k.ID)
+	if _, err := a.AuthenticateID(ctx, k.ID, nil); !errors.Is(err, ErrInvalidKey) {
+		t.Fatalf("revoked key: %v", err)
+	}
+}

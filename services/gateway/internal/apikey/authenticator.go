@@ -129,6 +129,27 @@ func (a *Authenticator) AuthenticateGated(ctx context.Context, authorization str
 	return e.key, nil
 }
 
+// AuthenticateID returns the key with id if it exists and is not revoked,
+// through the same cache as Authenticate (so a revocation applies within
+// CacheTTL): a portal session acts as the key it was made from without
+// keeping its secret. Every failure is ErrInvalidKey (wrapped only for
+// store errors); gate is as for AuthenticateGated.
+func (a *Authenticator) AuthenticateID(ctx context.Context, id string, gate Gate) (Key, error) {
+	if !ValidID(id) {
+		return Key{}, ErrInvalidKey
+	}
+	now := a.now()
+	e, err := a.lookup(ctx, id, now, gate)
+	if err != nil {
+		return Key{}, err
+	}
+	if !e.found || e.key.RevokedAt != nil {
+		return Key{}, ErrInvalidKey
+	}
+	e.lastUsed.Store(now.UnixNano())
+	return e.key, nil
+}
+
 func bearer(h string) (string, bool) {
 	const p = "Bearer "
 	if len(h) <= len(p) || !strings.EqualFold(h[:len(p)], p) {

@@ -25,6 +25,7 @@ import (
 	"github.com/canopy-platform/canopy/services/gateway/internal/auththrottle"
 	"github.com/canopy-platform/canopy/services/gateway/internal/proxy"
 	"github.com/canopy-platform/canopy/services/gateway/internal/ratelimit"
+	"github.com/canopy-platform/canopy/services/gateway/internal/session"
 	"github.com/canopy-platform/canopy/services/gateway/internal/tenant"
 )
 
@@ -80,6 +81,13 @@ type Deps struct {
 	RouterOptions []httpx.RouterOption
 	// LimitCacheTTL is how long a tenant's rate limit is cached.
 	LimitCacheTTL time.Duration
+	// Sessions keeps the portal's sign-in sessions; SessionTTL is how long
+	// one lives.
+	Sessions   session.Store
+	SessionTTL time.Duration
+	// Portal serves the web console at / and every path that is not the
+	// API's (deep links); nil serves a short index page.
+	Portal http.Handler
 }
 
 type api struct {
@@ -99,7 +107,7 @@ type cachedLimit struct {
 
 // NewHandler returns the gateway's complete HTTP handler.
 func NewHandler(d Deps) (http.Handler, error) {
-	if d.Store == nil || d.Auth == nil || d.Limiter == nil || d.Throttle == nil || d.Proxy == nil || d.Audit == nil || d.Idempotency == nil || d.Logger == nil {
+	if d.Store == nil || d.Auth == nil || d.Limiter == nil || d.Throttle == nil || d.Proxy == nil || d.Audit == nil || d.Idempotency == nil || d.Logger == nil || d.Sessions == nil {
 		return nil, errors.New("new gateway handler: missing dependency")
 	}
 	if d.Now == nil {
@@ -108,10 +116,19 @@ func NewHandler(d Deps) (http.Handler, error) {
 	if d.LimitCacheTTL <= 0 {
 		d.LimitCacheTTL = 10 * time.Second
 	}
+	if d.SessionTTL <= 0 {
+		d.SessionTTL = 12 * time.Hour
+	}
 	a := &api{Deps: d, limits: map[tenancy.ID]*cachedLimit{}}
 	r := httpx.NewRouter(d.Logger, d.RouterOptions...)
-	r.Get("/", a.index)
+	if d.Portal != nil {
+		r.Get("/", d.Portal.ServeHTTP)
+		r.NotFound(portalOrProblem(d.Portal))
+	} else {
+		r.Get("/", a.index)
+	}
 	r.Get("/api/v1/openapi.yaml", a.openapi)
+	r.Post("/api/v1/sessions", a.createSession)
 	for _, rt := range d.Routes {
 		if !rt.Public {
 			continue
@@ -142,6 +159,8 @@ func NewHandler(d Deps) (http.Handler, error) {
 			r.Put("/rate-limit", a.putRateLimit)
 		})
 		r.Get("/api/v1/audit", a.listAudit)
+		r.Get("/api/v1/sessions/current", a.getSession)
+		r.Delete("/api/v1/sessions/current", a.deleteSession)
 		for _, rt := range d.Routes {
 			if rt.Public {
 				continue
@@ -160,7 +179,8 @@ func NewHandler(d Deps) (http.Handler, error) {
 	return r, nil
 }
 
-// authenticate turns the bearer key into a Principal in the context. An
+// authenticate turns the bearer key, or without one the portal's session
+// cookie, into a Principal in the context. An
 // address with too many failed authentications is refused (429) before its
 // key is looked up; every failure counts against the address.
 func (a *api) authenticate(next http.Handler) http.Handler {
@@ -170,24 +190,19 @@ func (a *api) authenticate(next http.Handler) http.Handler {
 			a.tooManyFailures(w, r, d)
 			return
 		}
-		k, err := a.Auth.AuthenticateGated(r.Context(), r.Header.Get("Authorization"), func(ctx context.Context) error {
+		authz := r.Header.Get("Authorization")
+		if authz == "" {
+			// The portal: no key, a session cookie (an explicit key wins).
+			if c, err := r.Cookie(session.CookieName); err == nil {
+				a.authenticateSession(w, r, next, addr, c.Value)
+				return
+			}
+		}
+		k, err := a.Auth.AuthenticateGated(r.Context(), authz, func(ctx context.Context) error {
 			return a.checkFailures(ctx, addr)
 		})
 		if err != nil {
-			var te *auththrottle.ThrottledError
-			if errors.As(err, &te) {
-				a.tooManyFailures(w, r, te.RetryAfter)
-				return
-			}
-			if errors.Is(err, apikey.ErrInvalidKey) {
-				a.countFailure(r.Context(), addr)
-				w.Header().Set("WWW-Authenticate", `Bearer realm="canopy"`)
-				httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusUnauthorized, "a valid API key is required (Authorization: Bearer <key>)"))
-				return
-			}
-			a.Logger.ErrorContext(r.Context(), "authenticate", "err", err)
-			w.Header().Set("Retry-After", "1")
-			httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusServiceUnavailable, "authentication is temporarily unavailable"))
+			a.authFailed(w, r, addr, err, "")
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(tenancy.WithPrincipal(r.Context(), k.Principal())))

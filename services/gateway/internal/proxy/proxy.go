@@ -322,8 +322,8 @@ func (t *Target) outbound(r *http.Request, sign bool) (*http.Request, error) {
 		if hopHeaders[k] || strings.HasPrefix(k, tenancy.HeaderPrefix) {
 			continue
 		}
-		if sign && k == "Authorization" {
-			continue // the gateway's API key is not the service's business
+		if sign && (k == "Authorization" || k == "Cookie" || k == "X-Csrf-Token") {
+			continue // the gateway's API key or portal session is not the service's business
 		}
 		h[k] = vv
 	}
