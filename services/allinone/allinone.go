@@ -23,6 +23,7 @@ import (
 	"github.com/canopy-platform/canopy/libs/devkafka"
 	"github.com/canopy-platform/canopy/libs/obs"
 	"github.com/canopy-platform/canopy/libs/statedir"
+	"github.com/canopy-platform/canopy/services/allinone/internal/pidfile"
 )
 
 // Config configures the all-in-one process. Every field has a default that
@@ -78,6 +79,22 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("redis_addr is required"))
 	}
 	return errors.Join(errs...)
+}
+
+// databaseServices name the services' databases, prefix + service
+// (services.go); `canopy reset` drops exactly these. Healthcheck and router
+// keep none in the all-in-one today; they are listed so that a reset also
+// clears theirs wherever a deployment gave them one.
+var databaseServices = []string{"gateway", "catalog", "scheduling", "provisioning", "healthcheck", "failover", "router", "cdc", "metering", "alerting", "backup"}
+
+// Databases are the names of the services' databases under DatabasePrefix:
+// the databases this configuration owns, and the only ones a reset drops.
+func (c *Config) Databases() []string {
+	out := make([]string, len(databaseServices))
+	for i, s := range databaseServices {
+		out[i] = c.DatabasePrefix + s
+	}
+	return out
 }
 
 // gatewayInternalAddr is GatewayInternalAddr or its default.
@@ -211,6 +228,13 @@ func (p *Platform) Run(ctx context.Context) error {
 	if err := statedir.Ensure(p.cfg.StateDir, log); err != nil {
 		return fmt.Errorf("all-in-one: %w", err)
 	}
+	// Recorded so `canopy reset` can stop this process before the node
+	// processes its supervisor would otherwise restart.
+	release, err := pidfile.Write(p.cfg.StateDir)
+	if err != nil {
+		return fmt.Errorf("all-in-one: %w", err)
+	}
+	defer release()
 	brokers, err := p.startBroker(ctx)
 	if err != nil {
 		return err
