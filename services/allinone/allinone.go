@@ -23,7 +23,6 @@ import (
 	"github.com/canopy-platform/canopy/libs/devkafka"
 	"github.com/canopy-platform/canopy/libs/obs"
 	"github.com/canopy-platform/canopy/libs/statedir"
-	"github.com/canopy-platform/canopy/services/allinone/internal/pidfile"
 )
 
 // Config configures the all-in-one process. Every field has a default that
@@ -230,7 +229,7 @@ func (p *Platform) Run(ctx context.Context) error {
 	}
 	// Recorded so `canopy reset` can stop this process before the node
 	// processes its supervisor would otherwise restart.
-	release, err := pidfile.Write(p.cfg.StateDir)
+	release, err := writePIDFile(p.cfg.StateDir)
 	if err != nil {
 		return fmt.Errorf("all-in-one: %w", err)
 	}

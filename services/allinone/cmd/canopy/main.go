@@ -14,7 +14,6 @@ import (
 	"github.com/canopy-platform/canopy/libs/config"
 	"github.com/canopy-platform/canopy/libs/obs"
 	"github.com/canopy-platform/canopy/services/allinone"
-	"github.com/canopy-platform/canopy/services/allinone/internal/reset"
 )
 
 func main() { os.Exit(run()) }
@@ -84,8 +83,8 @@ func runReset(args []string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err := reset.Reset(ctx, reset.Config{StateDir: cfg.StateDir, MySQLDSN: cfg.MySQLDSN, Databases: cfg.Databases()}, *force, os.Stdin, os.Stdout)
-	if errors.Is(err, reset.ErrNotConfirmed) {
+	err := allinone.Reset(ctx, cfg, allinone.ResetOptions{Force: *force}, os.Stdin, os.Stdout)
+	if errors.Is(err, allinone.ErrResetNotConfirmed) {
 		return 1
 	}
 	if err != nil {

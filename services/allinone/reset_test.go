@@ -1,4 +1,4 @@
-package reset_test
+package allinone_test
 
 import (
 	"bufio"
@@ -7,6 +7,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -23,13 +24,12 @@ import (
 	"github.com/canopy-platform/canopy/libs/enginetest"
 	"github.com/canopy-platform/canopy/libs/porttest"
 	"github.com/canopy-platform/canopy/libs/store/storetest"
-	"github.com/canopy-platform/canopy/services/allinone/internal/pidfile"
-	"github.com/canopy-platform/canopy/services/allinone/internal/reset"
+	"github.com/canopy-platform/canopy/services/allinone"
 )
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	enginetest.CleanupTemplate()
+	enginetest.CleanupTemplate() // the MariaDB node's data-directory template
 	os.Exit(code)
 }
 
@@ -92,13 +92,13 @@ func TestResetLeavesNothingBehind(t *testing.T) {
 		require.NoError(t, err)
 		t.Cleanup(func() { _, _ = server.Exec("DROP DATABASE IF EXISTS `" + d + "`") })
 	}
-	cfg := reset.Config{StateDir: stateDir, MySQLDSN: storetest.DSN(), NodeTimeout: 20 * time.Second, PlatformTimeout: 20 * time.Second,
-		Databases: []string{prefix + "gateway", prefix + "catalog", prefix + "provisioning"}}
+	cfg := allinone.Config{StateDir: stateDir, MySQLDSN: storetest.DSN(), DatabasePrefix: prefix}
+	opts := allinone.ResetOptions{NodeTimeout: 20 * time.Second, PlatformTimeout: 20 * time.Second}
 
 	// Not confirmed: nothing changes.
 	var out bytes.Buffer
-	err := reset.Reset(ctx, cfg, false, strings.NewReader("yes\n"), &out)
-	require.ErrorIs(t, err, reset.ErrNotConfirmed)
+	err := allinone.Reset(ctx, cfg, opts, strings.NewReader("yes\n"), &out)
+	require.ErrorIs(t, err, allinone.ErrResetNotConfirmed)
 	require.Contains(t, out.String(), "stop the all-in-one platform (pid "+strconv.Itoa(platform.Process.Pid)+")")
 	require.Contains(t, out.String(), "stop redis-server (pid "+strconv.Itoa(redisNode.Process.Pid)+")")
 	require.Contains(t, out.String(), "stop mariadbd (pid "+strconv.Itoa(mysqlNode.Process.Pid)+")")
@@ -108,21 +108,21 @@ func TestResetLeavesNothingBehind(t *testing.T) {
 	waitPing(t, redisPort)
 
 	out.Reset()
-	require.NoError(t, reset.Reset(ctx, cfg, true, nil, &out), out.String())
+	opts.Force = true
+	require.NoError(t, allinone.Reset(ctx, cfg, opts, nil, &out), out.String())
 	t.Log(out.String())
 
 	for name, cmd := range map[string]*exec.Cmd{"platform": platform, "redis node": redisNode, "mariadbd node": mysqlNode} {
-		_, err := pidfile.Stat(cmd.Process.Pid)
-		require.Error(t, err, "%s (pid %d) still runs", name, cmd.Process.Pid)
+		require.False(t, alive(cmd.Process.Pid), "%s (pid %d) still runs", name, cmd.Process.Pid)
 	}
 	require.NoDirExists(t, stateDir)
 	require.Equal(t, theirs, databases(t, server, prefix), "only the configured databases are dropped")
 	waitPing(t, foreignPort)
-	_, err = pidfile.Stat(foreign.Process.Pid)
-	require.NoError(t, err, "the foreign redis-server was stopped")
+	require.True(t, alive(foreign.Process.Pid), "the foreign redis-server was stopped")
 
 	out.Reset()
-	require.NoError(t, reset.Reset(ctx, cfg, false, nil, &out))
+	opts.Force = false
+	require.NoError(t, allinone.Reset(ctx, cfg, opts, nil, &out))
 	require.Contains(t, out.String(), "Nothing to reset")
 }
 
@@ -143,16 +143,34 @@ func TestResetFindsNodesOfADeletedStateDir(t *testing.T) {
 	require.NoError(t, os.RemoveAll(stateDir))
 
 	var out bytes.Buffer
-	cfg := reset.Config{StateDir: stateDir, MySQLDSN: storetest.DSN(), NodeTimeout: 20 * time.Second}
-	require.NoError(t, reset.Reset(ctx, cfg, true, nil, &out), out.String())
+	cfg := allinone.Config{StateDir: stateDir, MySQLDSN: storetest.DSN(), DatabasePrefix: fmt.Sprintf("canopy_test_resetdel%d_", time.Now().UnixNano()%1_000_000_000)}
+	require.NoError(t, allinone.Reset(ctx, cfg, allinone.ResetOptions{Force: true, NodeTimeout: 20 * time.Second}, nil, &out), out.String())
 	require.Contains(t, out.String(), "stopped redis-server (pid "+strconv.Itoa(node.Process.Pid)+")")
-	_, err := pidfile.Stat(node.Process.Pid)
-	require.Error(t, err, "the node of the deleted state dir still runs")
+	require.False(t, alive(node.Process.Pid), "the node of the deleted state dir still runs")
 }
 
-func TestConfigRefusesUnquotableDatabaseNames(t *testing.T) {
-	_, err := reset.Inspect(context.Background(), reset.Config{StateDir: t.TempDir(), MySQLDSN: storetest.DSN(), Databases: []string{"canopy_x`; DROP DATABASE mysql; --"}})
+// TestResetIgnoresARecycledPID: a pid file naming a pid that now belongs to
+// another process (same pid, other start time) stops nothing.
+func TestResetIgnoresARecycledPID(t *testing.T) {
+	stateDir := filepath.Join(t.TempDir(), ".canopy")
+	require.NoError(t, os.MkdirAll(stateDir, 0o700))
+	other := start(t, "", "sleep", "300")
+	started, err := strconv.ParseUint(statFields(t, other.Process.Pid)[19], 10, 64)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(stateDir, allinone.PIDFile), fmt.Appendf(nil, "%d %d\n", other.Process.Pid, started+1), 0o600))
+	var out bytes.Buffer
+	cfg := allinone.Config{StateDir: stateDir, MySQLDSN: storetest.DSN(), DatabasePrefix: fmt.Sprintf("canopy_test_resetpid%d_", time.Now().UnixNano()%1_000_000_000)}
+	require.NoError(t, allinone.Reset(context.Background(), cfg, allinone.ResetOptions{Force: true}, nil, &out), out.String())
+	require.NotContains(t, out.String(), "platform")
+	require.True(t, alive(other.Process.Pid), "a process with a recycled pid was stopped")
+	require.NoDirExists(t, stateDir)
+}
+
+func TestResetRefusesAnUnquotablePrefix(t *testing.T) {
+	cfg := allinone.Config{StateDir: t.TempDir(), MySQLDSN: storetest.DSN(), DatabasePrefix: "canopy_x`; DROP DATABASE mysql; --"}
+	err := allinone.Reset(context.Background(), cfg, allinone.ResetOptions{Force: true}, nil, io.Discard)
 	require.ErrorContains(t, err, "only letters")
+	require.DirExists(t, cfg.StateDir)
 }
 
 // nodeDir makes a node's engine data directory as the local driver lays it
@@ -192,13 +210,33 @@ func start(t *testing.T, dir, bin string, args ...string) *exec.Cmd {
 	return cmd
 }
 
-// recordPlatform writes the platform pid file for pid as pidfile.Write
-// would for itself.
+// recordPlatform writes the platform pid file for pid as the platform
+// writes it for itself: pid and start time.
 func recordPlatform(t *testing.T, stateDir string, pid int) {
 	t.Helper()
-	p, err := pidfile.Stat(pid)
+	f := statFields(t, pid)
+	require.NoError(t, os.WriteFile(filepath.Join(stateDir, allinone.PIDFile), fmt.Appendf(nil, "%d %s\n", pid, f[19]), 0o600))
+}
+
+// statFields are the fields of /proc/PID/stat after the command name
+// (fields[0] is the state, fields[19] the start time).
+func statFields(t *testing.T, pid int) []string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(filepath.Join(stateDir, pidfile.Name), fmt.Appendf(nil, "%d %d\n", p.PID, p.Start), 0o600))
+	s := string(b)
+	return strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+}
+
+// alive reports whether pid runs and is not a zombie waiting to be reaped.
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	return len(f) > 0 && f[0] != "Z" && f[0] != "X"
 }
 
 // waitPing waits until a redis-server answers PING on port.
