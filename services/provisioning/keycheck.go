@@ -25,7 +25,7 @@ type SecretsKeyLostError struct {
 }
 
 func (e *SecretsKeyLostError) Error() string {
-	return fmt.Sprintf("the secrets key %s is missing, but database %s holds %d credentials sealed with a key: "+
+	return fmt.Sprintf("the secrets key %s is missing, but database %s holds credentials sealed with another key (%d values): "+
 		"the state directory was deleted or replaced while the databases remained, and with a new key every stored credential would be unreadable. "+
 		"Restore the state directory (or its secrets.key), or set CANOPY_SECRETS_KEY to the old key; "+
 		"to start from a clean slate instead, run `make reset` (stops every node, drops Canopy's databases, removes the state directory)",
