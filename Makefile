@@ -10,7 +10,7 @@ FUZZTIME ?= 30s
 # input (golang/go#75804), and a count has no deadline to race.
 TEST_FUZZTIME ?= 3000x
 
-.PHONY: dev test vet bench bench-metering bench-alerting bench-backup fuzz lint fmt up down k8s build deps clean openapi config-docs e2e
+.PHONY: dev test vet bench bench-metering bench-alerting bench-backup fuzz lint fmt up down k8s build deps clean reset openapi config-docs e2e
 
 deps:
 	@bash scripts/ensure-deps.sh
@@ -18,6 +18,10 @@ deps:
 ## dev: run the all-in-one platform in the foreground (Ctrl-C stops it)
 dev: deps
 	$(GO) run ./services/allinone/cmd/canopy
+
+## reset: stop the platform and every node process Canopy started, drop its databases, remove .canopy (asks first; FORCE=1 does not)
+reset:
+	$(GO) run ./services/allinone/cmd/canopy reset $(if $(filter 1 yes true,$(FORCE)),-force,)
 
 ## build: build every binary into bin/
 build:

@@ -80,6 +80,22 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// databaseServices name the services' databases, prefix + service
+// (services.go); `canopy reset` drops exactly these. Healthcheck and router
+// keep none in the all-in-one today; they are listed so that a reset also
+// clears theirs wherever a deployment gave them one.
+var databaseServices = []string{"gateway", "catalog", "scheduling", "provisioning", "healthcheck", "failover", "router", "cdc", "metering", "alerting", "backup"}
+
+// Databases are the names of the services' databases under DatabasePrefix:
+// the databases this configuration owns, and the only ones a reset drops.
+func (c *Config) Databases() []string {
+	out := make([]string, len(databaseServices))
+	for i, s := range databaseServices {
+		out[i] = c.DatabasePrefix + s
+	}
+	return out
+}
+
 // gatewayInternalAddr is GatewayInternalAddr or its default.
 func (c *Config) gatewayInternalAddr() string {
 	if c.GatewayInternalAddr != "" {
@@ -211,6 +227,13 @@ func (p *Platform) Run(ctx context.Context) error {
 	if err := statedir.Ensure(p.cfg.StateDir, log); err != nil {
 		return fmt.Errorf("all-in-one: %w", err)
 	}
+	// Recorded so `canopy reset` can stop this process before the node
+	// processes its supervisor would otherwise restart.
+	release, err := writePIDFile(p.cfg.StateDir)
+	if err != nil {
+		return fmt.Errorf("all-in-one: %w", err)
+	}
+	defer release()
 	brokers, err := p.startBroker(ctx)
 	if err != nil {
 		return err

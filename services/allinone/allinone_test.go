@@ -66,6 +66,15 @@ func TestAllInOneStartsAndStopsCleanly(t *testing.T) {
 	resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 
+	// The platform recorded itself for `canopy reset`, and the databases it
+	// made are exactly the ones a reset drops.
+	pid, err := os.ReadFile(filepath.Join(stateDir, "canopy.pid"))
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(string(pid), fmt.Sprintf("%d ", os.Getpid())), "canopy.pid = %q", pid)
+	made := databasesWith(t, prefix)
+	require.NotEmpty(t, made)
+	require.Subset(t, cfg.Databases(), made, "a database the reset would not drop")
+
 	// The bootstrap admin key was generated into the state dir; with it the
 	// catalog answers through the gateway.
 	key, err := os.ReadFile(filepath.Join(cfg.StateDir, "admin-key"))
@@ -192,6 +201,8 @@ func TestAllInOneStartsAndStopsCleanly(t *testing.T) {
 	_, err = http.Get("http://" + p.GatewayAddr() + "/readyz")
 	require.Error(t, err, "gateway still listening after shutdown")
 
+	require.NoFileExists(t, filepath.Join(stateDir, "canopy.pid"), "the pid file outlived the platform")
+
 	// Nothing in the state dir (broker data, keys, secrets) is readable by
 	// group or others.
 	loose, err := statedir.Loose(stateDir)
@@ -199,12 +210,12 @@ func TestAllInOneStartsAndStopsCleanly(t *testing.T) {
 	require.Empty(t, loose, "group/other permission bits in the state dir")
 }
 
-// dropDatabases removes every database the test's platform created.
-func dropDatabases(t *testing.T, prefix string) {
+// databasesWith lists the databases whose names start with prefix.
+func databasesWith(t *testing.T, prefix string) []string {
 	db, err := sql.Open("mysql", "root@tcp(127.0.0.1:3306)/")
 	require.NoError(t, err)
 	defer db.Close()
-	rows, err := db.Query("SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE ?", prefix+"%")
+	rows, err := db.Query("SELECT schema_name FROM information_schema.schemata WHERE LEFT(schema_name, ?) = ?", len(prefix), prefix)
 	require.NoError(t, err)
 	var names []string
 	for rows.Next() {
@@ -213,7 +224,15 @@ func dropDatabases(t *testing.T, prefix string) {
 		names = append(names, n)
 	}
 	require.NoError(t, rows.Close())
-	for _, n := range names {
+	return names
+}
+
+// dropDatabases removes every database the test's platform created.
+func dropDatabases(t *testing.T, prefix string) {
+	db, err := sql.Open("mysql", "root@tcp(127.0.0.1:3306)/")
+	require.NoError(t, err)
+	defer db.Close()
+	for _, n := range databasesWith(t, prefix) {
 		_, err := db.Exec("DROP DATABASE `" + n + "`")
 		require.NoError(t, err)
 	}

@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -352,6 +353,7 @@ func (s *Service) keyring(key []byte) (*secrets.Box, error) {
 func (s *Service) Run(ctx context.Context) error {
 	var (
 		stateDir string
+		freshKey bool
 		box      *secrets.Box
 		drv      driver.Driver
 		db       *store.DB
@@ -376,6 +378,13 @@ func (s *Service) Run(ctx context.Context) error {
 			if err := statedir.EnsureOwned(stateDir, s.Logger(), "secrets.key", "nodes", "templates"); err != nil {
 				return err
 			}
+			// A development key generated now, while the database already
+			// holds credentials, means the state dir was lost: checked once
+			// the database is open (checkFreshKey).
+			if s.cfg.SecretsKey == "" && len(s.cfg.SecretsKeysPrevious) == 0 {
+				_, err := os.Stat(filepath.Join(stateDir, "secrets.key"))
+				freshKey = errors.Is(err, os.ErrNotExist)
+			}
 			key, err := secrets.LoadOrCreateKey(s.cfg.SecretsKey, stateDir)
 			if err != nil {
 				return err
@@ -395,6 +404,9 @@ func (s *Service) Run(ctx context.Context) error {
 		launch.Then(migrate, func(ctx context.Context) error {
 			var err error
 			if repo, err = mysqlrepo.New(db, box); err != nil {
+				return err
+			}
+			if err := checkFreshKey(ctx, freshKey, filepath.Join(stateDir, "secrets.key"), s.cfg.Database, repo); err != nil {
 				return err
 			}
 			if !s.cfg.EnsureTopics {

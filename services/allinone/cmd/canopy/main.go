@@ -19,6 +19,9 @@ import (
 func main() { os.Exit(run()) }
 
 func run() int {
+	if len(os.Args) > 1 && os.Args[1] == "reset" {
+		return runReset(os.Args[2:])
+	}
 	var cfg allinone.Config
 	if err := config.FromArgs(&cfg, "canopy", os.Args[1:], os.Stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -54,6 +57,38 @@ func run() int {
 	}
 	if err := p.Run(ctx); err != nil {
 		logger.Error("canopy stopped with an error", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// runReset is `canopy reset [-force]`: it stops the platform and every node
+// process of the configured state directory, drops the configured
+// databases and removes the state directory, after the operator types
+// "reset" (docs/operations.md, "Reset").
+func runReset(args []string) int {
+	fs := flag.NewFlagSet("canopy reset", flag.ContinueOnError)
+	force := fs.Bool("force", false, "do not ask for confirmation")
+	configFile := fs.String("config", os.Getenv(config.DefaultPrefix+"CONFIG"), "YAML config `file` (env "+config.DefaultPrefix+"CONFIG); env vars override it")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	var cfg allinone.Config
+	if err := config.Load(&cfg, config.Options{File: *configFile}); err != nil {
+		fmt.Fprintln(os.Stderr, "canopy reset:", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := allinone.Reset(ctx, cfg, allinone.ResetOptions{Force: *force}, os.Stdin, os.Stdout)
+	if errors.Is(err, allinone.ErrResetNotConfirmed) {
+		return 1
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "canopy reset:", err)
 		return 1
 	}
 	return 0
