@@ -133,7 +133,7 @@ func readyInstance(tenant, id string) (*instance.Instance, error) {
 	if tenant != "acme" || id != "i1" {
 		return nil, fmt.Errorf("instance %s: %w", id, mysqlrepo.ErrNotFound)
 	}
-	dp, v, prob := orderFromPlan(fuzzPlan(), "", nil)
+	dp, v, prob := orderFromPlan(fuzzPlan(), "", nil, nil)
 	if prob != nil {
 		return nil, prob
 	}
