@@ -288,6 +288,7 @@ type instanceJSON struct {
 	Plan            string         `json:"plan"`
 	Engine          string         `json:"engine"`
 	Version         string         `json:"version"`
+	EngineVersion   string         `json:"engine_version,omitempty"`
 	DeploymentMode  string         `json:"deployment_mode"`
 	ReplicationMode string         `json:"replication_mode"`
 	Region          string         `json:"region,omitempty"`
@@ -311,7 +312,7 @@ type tuningJSON struct {
 func toInstanceJSON(in *instance.Instance, router instance.Router) instanceJSON {
 	out := instanceJSON{
 		ID: in.ID, Tenant: in.Tenant, Name: in.Name, PlanID: in.Plan.ID, Plan: in.Plan.Name, Engine: in.Plan.Engine,
-		Version: in.Version, DeploymentMode: in.Plan.DeploymentMode, ReplicationMode: in.Plan.ReplicationMode, Region: in.Region,
+		Version: in.Version, EngineVersion: in.EngineVersion, DeploymentMode: in.Plan.DeploymentMode, ReplicationMode: in.Plan.ReplicationMode, Region: in.Region,
 		State: string(in.State), Step: string(in.Step), Reason: in.Reason, Parameters: in.Parameters,
 		Nodes: []nodeJSON{}, OperationID: in.OperationID, CreatedAt: in.CreatedAt, UpdatedAt: in.UpdatedAt,
 		Tuning: tuningJSON{Profile: in.Plan.DeploymentMode, Sysctls: []settingJSON{}},
