@@ -64,8 +64,11 @@ func Seed(now time.Time) ([]Plan, error) {
 		{Role: RoleReplica, RegionRole: RegionPrimary, Count: 1},
 		{Role: RoleReplica, RegionRole: RegionDR, Count: 1},
 	}}
-	mysqlVersions := []string{"mariadb-10.11", "8.0", "8.4"}
-	redisVersions := []string{"7.2", "7.4"}
+	// The major.minor of what the local driver runs (mariadbd 10.11,
+	// redis-server 7.0); provisioning refuses orders for any version no
+	// host runs, naming the ones that do (docs/provisioning.md).
+	mysqlVersions := []string{"10.11"}
+	redisVersions := []string{"7.0"}
 	specs := []struct {
 		id   string
 		spec Spec
