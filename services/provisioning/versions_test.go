@@ -1,6 +1,7 @@
 package provisioning
 
 import (
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -48,5 +49,48 @@ func TestOrderUnavailableVersion(t *testing.T) {
 	}
 	if list := c.do("GET", "/api/v1/instances", nil).json(t); len(list["items"].([]any)) != 0 {
 		t.Fatalf("refused orders left instances: %v", list)
+	}
+}
+
+// The internal engines view lists the builds the local driver runs, with
+// the label and major.minor the catalog filters its listings by, and says
+// that the driver reports them; without a signed identity it answers 401.
+func TestEnginesView(t *testing.T) {
+	e := newEnv(t)
+	s := newStack(t, e, nil)
+	s.start()
+	want := map[string]driver.EngineVersion{}
+	for _, eng := range []driver.Engine{driver.EngineMySQL, driver.EngineRedis} {
+		want[string(eng)] = installedBuild(t, eng)
+	}
+	r := s.as("acme").do("GET", "/internal/v1/engines", nil)
+	if r.status != http.StatusOK {
+		t.Fatalf("GET /internal/v1/engines: %d %s", r.status, r.body)
+	}
+	var view struct {
+		Reported bool `json:"reported"`
+		Items    []struct {
+			Engine, Flavor, Version, Series, Label string
+		} `json:"items"`
+	}
+	if err := json.Unmarshal(r.body, &view); err != nil {
+		t.Fatal(err)
+	}
+	if !view.Reported || len(view.Items) != len(want) {
+		t.Fatalf("engines view %s, want reported with %d builds", r.body, len(want))
+	}
+	for _, it := range view.Items {
+		b := want[it.Engine]
+		if it.Version != b.Version || it.Series != b.Series() || it.Label != b.Label() || it.Flavor != b.Flavor {
+			t.Errorf("engine %s: %+v, want %s (%s)", it.Engine, it, b.Label(), b.Series())
+		}
+	}
+	resp, err := http.Get("http://" + s.cur.Addr() + "/internal/v1/engines")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("unsigned GET /internal/v1/engines: %d, want 401", resp.StatusCode)
 	}
 }

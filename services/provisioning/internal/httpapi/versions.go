@@ -15,9 +15,12 @@ import (
 )
 
 // EnginesPath is the internal view of what the drivers can run: each
-// engine build with its label and the major.minor a user orders by. The
-// catalog reads it to offer only those versions. It holds no secret, so
-// any signed service identity may read it; the gateway does not route it.
+// engine build with its label and the major.minor a user orders by, and
+// whether the driver reports its builds at all ("reported": false for a
+// driver that does not; orders are then not checked and the catalog
+// lists its plans unfiltered). The catalog reads it to offer only those
+// versions. It holds no secret, so any signed service identity may read
+// it; the gateway does not route it.
 const EnginesPath = "/internal/v1/engines"
 
 // ProblemVersionUnavailable is the problem type of an order for a version
@@ -47,7 +50,7 @@ func (h *Handler) listEngines(w http.ResponseWriter, r *http.Request) {
 	for _, v := range h.engineVersions(r.Context()) {
 		items = append(items, engineJSON{Engine: string(v.Engine), Flavor: v.Flavor, Version: v.Version, Series: v.Series(), Label: v.Label()})
 	}
-	httpx.WriteJSON(w, http.StatusOK, map[string]any{"items": items})
+	httpx.WriteJSON(w, http.StatusOK, map[string]any{"reported": h.engines != nil, "items": items})
 }
 
 // engineVersions is what the driver runs; nil when it does not say.
