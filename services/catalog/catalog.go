@@ -24,6 +24,7 @@ import (
 	"github.com/canopy-platform/canopy/libs/launch"
 	"github.com/canopy-platform/canopy/libs/store"
 	"github.com/canopy-platform/canopy/libs/tenancy"
+	"github.com/canopy-platform/canopy/services/catalog/internal/engineclient"
 	"github.com/canopy-platform/canopy/services/catalog/internal/httpapi"
 	"github.com/canopy-platform/canopy/services/catalog/internal/mysqlrepo"
 	"github.com/canopy-platform/canopy/services/catalog/internal/osb"
@@ -52,7 +53,10 @@ type Config struct {
 	// Database is the catalog's database, created if missing.
 	Database string `yaml:"database" env:"CATALOG_DATABASE" default:"canopy_catalog"`
 	// ProvisioningURL is where OSB instance and binding calls are forwarded
-	// once the broker credential is checked; empty turns those routes off.
+	// once the broker credential is checked, and where the catalog asks
+	// which engine builds the hosts run (GET /internal/v1/engines) to offer
+	// only their versions. Empty turns the OSB instance routes off and
+	// lists plan versions unfiltered.
 	ProvisioningURL string `yaml:"provisioning_url" env:"PROVISIONING_URL" default:"http://127.0.0.1:8084"`
 	// GatewayURL is where the catalog checks that a tenant exists before it
 	// binds a broker credential to it (the gateway's internal API; refused
@@ -108,9 +112,9 @@ type Deps struct {
 	// resolved per request (the all-in-one binary's gateway starts last).
 	GatewayURL func() string
 	// ProvisioningURL, when set, overrides Config.ProvisioningURL with an
-	// address resolved per OSB request (the all-in-one binary starts
-	// provisioning after the catalog). Config.ProvisioningURL empty still
-	// turns the OSB instance routes off.
+	// address resolved per OSB request and per engines ask (the all-in-one
+	// binary starts provisioning after the catalog). Config.ProvisioningURL
+	// empty still turns the OSB instance routes and the filter off.
 	ProvisioningURL func() string
 }
 
@@ -186,6 +190,17 @@ func (s *Service) handler(repo *mysqlrepo.Repo) (http.Handler, error) {
 		return nil, err
 	}
 	if s.cfg.ProvisioningURL != "" {
+		base := s.deps.ProvisioningURL
+		if base == nil {
+			u := s.cfg.ProvisioningURL
+			base = func() string { return u }
+		}
+		engines, err := engineclient.New(engineclient.Config{BaseURL: base, Secret: []byte(s.cfg.InternalSecret), Now: s.deps.Now, Logger: s.Logger()})
+		if err != nil {
+			return nil, err
+		}
+		api.WithEngines(engines)
+		broker.WithEngines(engines)
 		fwd, err := osb.NewForwarder(s.cfg.ProvisioningURL, []byte(s.cfg.InternalSecret))
 		if err != nil {
 			return nil, err
@@ -215,6 +230,40 @@ func (s *Service) seed(ctx context.Context, repo *mysqlrepo.Repo) error {
 	}
 	if n > 0 {
 		s.Logger().Info("default catalog seeded", "plans", n)
+	}
+	return s.upgradeSeeded(ctx, repo, plans)
+}
+
+// upgradeSeeded brings the default plans an earlier release seeded (MySQL
+// 8.0/8.4, Redis 7.2/7.4, which no host ran) to the versions of this
+// release's seed, with a catalog.plan.updated event each. Only the default
+// plans (by their fixed ids) that still hold an earlier seed's versions are
+// changed: plans an admin created or whose versions an admin edited are
+// left alone. Replicas starting together change each plan once (the
+// update locks the row and re-reads it).
+func (s *Service) upgradeSeeded(ctx context.Context, repo *mysqlrepo.Repo, seeded []plan.Plan) error {
+	for _, want := range seeded {
+		var fields []string
+		_, err := repo.UpdatePlan(ctx, want.ID, func(cur plan.Plan) (plan.Plan, mysqlrepo.Change, error) {
+			ch, ok := plan.SeedUpgrade(cur, want)
+			if !ok {
+				return cur, mysqlrepo.Change{}, nil
+			}
+			next, changed, err := cur.Apply(ch, s.deps.Now())
+			if err != nil || len(changed) == 0 {
+				return cur, mysqlrepo.Change{}, err
+			}
+			fields = changed
+			return next, mysqlrepo.Change{Event: events.TypePlanUpdated, Fields: changed}, nil
+		})
+		switch {
+		case errors.Is(err, mysqlrepo.ErrNotFound):
+			// Not seeded: its name is taken by another plan.
+		case err != nil:
+			return fmt.Errorf("upgrade default plan %s: %w", want.Name, err)
+		case len(fields) > 0:
+			s.Logger().Info("default plan moved to the versions the hosts run", "plan", want.Name, "versions", want.Versions)
+		}
 	}
 	return nil
 }

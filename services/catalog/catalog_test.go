@@ -90,6 +90,10 @@ func startWith(t *testing.T, storeCfg store.Config, change func(*catalog.Config)
 	// Broker credentials are checked against the gateway; the tests bind
 	// them to "acme".
 	cfg.GatewayURL = newGatewayStandIn(t, "acme").srv.URL
+	// What the hosts run is asked of provisioning; by default the stand-in
+	// says its driver does not report builds, so plans list their versions
+	// as stored (versions_test.go covers the filter).
+	cfg.ProvisioningURL = newProvisioningStandIn(t, unreported).srv.URL
 	if change != nil {
 		change(&cfg)
 	}

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	osexec "os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -28,6 +29,7 @@ import (
 	"github.com/canopy-platform/canopy/libs/tenancy"
 
 	"github.com/canopy-platform/canopy/api/events"
+	"github.com/canopy-platform/canopy/services/provisioning/internal/driver"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/saga"
 )
 
@@ -62,17 +64,21 @@ func catalogStandIn(t testing.TB) string {
 		"properties":{"maxmemory-policy":{"type":"string","enum":["noeviction","allkeys-lru"]},"timeout":{"type":"integer","minimum":0}}}`)
 	single := map[string]any{"count": 1, "groups": []map[string]any{{"role": "primary", "region_role": "primary", "count": 1}}}
 	multi := map[string]any{"count": 3, "groups": []map[string]any{{"role": "primary", "region_role": "primary", "count": 1}, {"role": "replica", "region_role": "primary", "count": 2}}}
+	// Like the catalog, the stand-in offers what the machine runs (the
+	// installed builds' major.minor); mysql-dev also lists MySQL 8.0 and
+	// redis-dev 6.2, which no host runs, so orders for them are refused.
+	mysqlV, redisV := installedBuild(t, driver.EngineMySQL).Series(), installedBuild(t, driver.EngineRedis).Series()
 	plans := map[string]map[string]any{
-		planMySQLDev: {"name": "mysql-dev-single-az", "engine": "mysql", "service_id": serviceMySQL, "versions": []string{"mariadb-10.11", "8.0"}, "default_version": "mariadb-10.11",
+		planMySQLDev: {"name": "mysql-dev-single-az", "engine": "mysql", "service_id": serviceMySQL, "versions": []string{mysqlV, "8.0"}, "default_version": mysqlV,
 			"deployment_mode": "single-az", "nodes": single, "resources": map[string]any{"vcpu": 1, "memory_mb": 2048, "storage_gb": 20}, "replication_mode": "async", "parameters_schema": mysqlSchema},
-		planMySQLHA: {"name": "mysql-ha-multi-az", "engine": "mysql", "service_id": serviceMySQL, "versions": []string{"mariadb-10.11"}, "default_version": "mariadb-10.11",
+		planMySQLHA: {"name": "mysql-ha-multi-az", "engine": "mysql", "service_id": serviceMySQL, "versions": []string{mysqlV}, "default_version": mysqlV,
 			"deployment_mode": "multi-az", "nodes": multi, "resources": map[string]any{"vcpu": 2, "memory_mb": 8192, "storage_gb": 100}, "replication_mode": "semi-sync", "parameters_schema": mysqlSchema},
-		planRedisDev: {"name": "redis-dev-single-az", "engine": "redis", "service_id": serviceRedis, "versions": []string{"7.2"}, "default_version": "7.2",
+		planRedisDev: {"name": "redis-dev-single-az", "engine": "redis", "service_id": serviceRedis, "versions": []string{redisV, "6.2"}, "default_version": redisV,
 			"deployment_mode": "single-az", "nodes": single, "resources": map[string]any{"vcpu": 0.5, "memory_mb": 256, "storage_gb": 4}, "replication_mode": "async", "parameters_schema": redisSchema},
-		planRedisLax: {"name": "redis-lax-single-az", "engine": "redis", "service_id": serviceRedis, "versions": []string{"7.2"}, "default_version": "7.2",
+		planRedisLax: {"name": "redis-lax-single-az", "engine": "redis", "service_id": serviceRedis, "versions": []string{redisV}, "default_version": redisV,
 			"deployment_mode": "single-az", "nodes": single, "resources": map[string]any{"vcpu": 0.5, "memory_mb": 256, "storage_gb": 4}, "replication_mode": "async",
 			"parameters_schema": json.RawMessage(`{"$schema":"http://json-schema.org/draft-04/schema#","type":"object"}`)},
-		planRedisHA: {"name": "redis-ha-multi-az", "engine": "redis", "service_id": serviceRedis, "versions": []string{"7.2"}, "default_version": "7.2",
+		planRedisHA: {"name": "redis-ha-multi-az", "engine": "redis", "service_id": serviceRedis, "versions": []string{redisV}, "default_version": redisV,
 			"deployment_mode": "multi-az", "nodes": multi, "resources": map[string]any{"vcpu": 1, "memory_mb": 512, "storage_gb": 16}, "replication_mode": "async", "parameters_schema": redisSchema},
 	}
 	mux := http.NewServeMux()
@@ -400,6 +406,26 @@ func (c *client) waitState(id string, d time.Duration, states ...string) map[str
 		return fmt.Errorf("state %v step %v reason %v", last["state"], last["step"], last["reason"])
 	})
 	return last
+}
+
+// installedBuild is the build of engine's server on this machine, read from
+// its --version the way the local driver does.
+func installedBuild(t testing.TB, e driver.Engine) driver.EngineVersion {
+	t.Helper()
+	name := map[driver.Engine]string{driver.EngineMySQL: "mariadbd", driver.EngineRedis: "redis-server"}[e]
+	p, err := exec(name)
+	if err != nil {
+		t.Skipf("%s not installed", name)
+	}
+	out, err := osexec.Command(p, "--version").Output()
+	if err != nil {
+		t.Fatalf("%s --version: %v", p, err)
+	}
+	v, err := driver.ParseVersion(e, string(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }
 
 func exec(name string) (string, error) {

@@ -512,6 +512,9 @@ func (s *Service) Run(ctx context.Context) error {
 			if f, ok := drv.(httpapi.Faults); ok {
 				api.WithFaults(f)
 			}
+			if v, ok := drv.(driver.Versions); ok {
+				api.WithEngines(v)
+			}
 			r := httpx.NewRouter(s.Logger())
 			r.With(s.cfg.Middleware(tenancy.AudienceProvisioning)).Mount("/", api.Routes())
 			return r, nil

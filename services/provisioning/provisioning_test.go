@@ -14,6 +14,8 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/canopy-platform/canopy/libs/tenancy"
+
+	"github.com/canopy-platform/canopy/services/provisioning/internal/driver"
 )
 
 const readyWithin = 3 * time.Minute
@@ -139,14 +141,16 @@ func TestLifecycle(t *testing.T) {
 	e := newEnv(t)
 	s := newStack(t, e, nil)
 	s.start()
+	mysqlBuild, redisBuild := installedBuild(t, driver.EngineMySQL), installedBuild(t, driver.EngineRedis)
 	cases := []struct {
 		name, plan string
 		nodes      int
+		build      driver.EngineVersion
 	}{
-		{"mysql-single-az", planMySQLDev, 1},
-		{"mysql-multi-az", planMySQLHA, 3},
-		{"redis-single-az", planRedisDev, 1},
-		{"redis-multi-az", planRedisHA, 3},
+		{"mysql-single-az", planMySQLDev, 1, mysqlBuild},
+		{"mysql-multi-az", planMySQLHA, 3, mysqlBuild},
+		{"redis-single-az", planRedisDev, 1, redisBuild},
+		{"redis-multi-az", planRedisHA, 3, redisBuild},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -169,6 +173,11 @@ func TestLifecycle(t *testing.T) {
 				t.Fatalf("instance failed: %v", inst["reason"])
 			}
 			t.Logf("%s ready in %s", tc.name, time.Since(began).Round(time.Millisecond))
+			// The version shown is what the server says it runs, under the
+			// major.minor ordered (the plan's default: what the host runs).
+			if inst["engine_version"] != tc.build.Label() || inst["version"] != tc.build.Series() {
+				t.Errorf("version %v, engine_version %v; want %s, %s", inst["version"], inst["engine_version"], tc.build.Series(), tc.build.Label())
+			}
 			nodes := inst["nodes"].([]any)
 			if len(nodes) != tc.nodes {
 				t.Fatalf("%d nodes, want %d", len(nodes), tc.nodes)

@@ -44,10 +44,18 @@ type Tenants interface {
 	Check(ctx context.Context, tenant tenancy.ID) error
 }
 
+// Engines tells which engine builds some host runs: the builds and true,
+// or false when that is not known (versions are then listed as stored).
+// *engineclient.Client implements it.
+type Engines interface {
+	Builds(ctx context.Context) ([]plan.Build, bool)
+}
+
 // Handler serves /api/v1/catalog.
 type Handler struct {
 	repo    Repo
 	tenants Tenants
+	engines Engines
 	logger  *slog.Logger
 	now     func() time.Time
 	newID   func() string
@@ -70,6 +78,25 @@ func New(repo Repo, tenants Tenants, logger *slog.Logger, now func() time.Time, 
 		newID = newUUID
 	}
 	return &Handler{repo: repo, tenants: tenants, logger: logger, now: now, newID: newID}, nil
+}
+
+// WithEngines makes the views offer only the versions some host runs, as e
+// says; without it (or while e does not know) versions are listed as
+// stored.
+func (h *Handler) WithEngines(e Engines) { h.engines = e }
+
+// builds is what the hosts run; false when unknown.
+func (h *Handler) builds(r *http.Request) ([]plan.Build, bool) {
+	if h.engines == nil {
+		return nil, false
+	}
+	return h.engines.Builds(r.Context())
+}
+
+// planView renders p with the versions some host runs.
+func (h *Handler) planView(r *http.Request, p plan.Plan) planJSON {
+	builds, known := h.builds(r)
+	return toPlanJSON(p, p.Offer(builds, known))
 }
 
 // Prefix is where Routes is mounted.

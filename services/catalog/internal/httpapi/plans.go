@@ -24,7 +24,9 @@ type planCursor struct {
 	After string `json:"a"`
 }
 
-// listServices answers GET /services: each engine with its orderable plans.
+// listServices answers GET /services: each engine with the versions some
+// host runs and its orderable plans; a plan of which no host runs any
+// version is left out while the builds are known.
 func (h *Handler) listServices(w http.ResponseWriter, r *http.Request) {
 	var cur serviceCursor
 	limit, _, err := paging.Parse(r.URL.Query(), &cur)
@@ -32,6 +34,7 @@ func (h *Handler) listServices(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteProblem(w, r, paging.Problem(err))
 		return
 	}
+	builds, known := h.builds(r)
 	out := listJSON[serviceJSON]{Items: []serviceJSON{}}
 	for _, svc := range plan.Services() {
 		if cur.After != "" && string(svc.Engine) <= cur.After {
@@ -48,11 +51,14 @@ func (h *Handler) listServices(w http.ResponseWriter, r *http.Request) {
 		}
 		views := make([]planJSON, 0, len(plans))
 		for _, p := range plans {
-			views = append(views, toPlanJSON(p))
+			if o := p.Offer(builds, known); len(o.Versions) > 0 {
+				views = append(views, toPlanJSON(p, o))
+			}
 		}
+		so := svc.Offer(builds, known)
 		out.Items = append(out.Items, serviceJSON{
 			ID: svc.ID, Name: string(svc.Engine), DisplayName: svc.DisplayName, Description: svc.Description,
-			Tags: svc.Tags, Versions: svc.Versions, Plans: views,
+			Tags: svc.Tags, Versions: so.Versions, VersionLabels: so.Labels, Plans: views,
 		})
 	}
 	httpx.WriteJSON(w, http.StatusOK, out)
@@ -88,9 +94,10 @@ func (h *Handler) listPlans(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	plans, more := paging.Split(plans, limit)
+	builds, known := h.builds(r)
 	out := listJSON[planJSON]{Items: make([]planJSON, 0, len(plans))}
 	for _, p := range plans {
-		out.Items = append(out.Items, toPlanJSON(p))
+		out.Items = append(out.Items, toPlanJSON(p, p.Offer(builds, known)))
 	}
 	if more {
 		out.NextCursor = paging.Encode(planCursor{After: plans[len(plans)-1].Name})
@@ -114,7 +121,7 @@ func (h *Handler) getPlan(w http.ResponseWriter, r *http.Request) {
 		h.writeInternal(w, r, err)
 		return
 	}
-	httpx.WriteJSON(w, http.StatusOK, toPlanJSON(p))
+	httpx.WriteJSON(w, http.StatusOK, h.planView(r, p))
 }
 
 // createPlan answers POST /plans (platform-admin, Idempotency-Key).
@@ -151,7 +158,7 @@ func (h *Handler) createPlan(w http.ResponseWriter, r *http.Request) {
 		h.writeInternal(w, r, err)
 		return
 	}
-	resp, err := marshal(toPlanJSON(p))
+	resp, err := marshal(h.planView(r, p))
 	if err != nil {
 		h.writeInternal(w, r, err)
 		return
@@ -222,7 +229,7 @@ func (h *Handler) writeUpdated(w http.ResponseWriter, r *http.Request, p plan.Pl
 	var ve *plan.ValidationError
 	switch {
 	case err == nil:
-		httpx.WriteJSON(w, http.StatusOK, toPlanJSON(p))
+		httpx.WriteJSON(w, http.StatusOK, h.planView(r, p))
 	case errors.Is(err, mysqlrepo.ErrNotFound):
 		httpx.WriteProblem(w, r, notFound("plan"))
 	case errors.As(err, &ve):

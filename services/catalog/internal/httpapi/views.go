@@ -48,31 +48,36 @@ type maintenanceJSON struct {
 
 // planJSON is a plan as the API returns it.
 type planJSON struct {
-	ID               string          `json:"id"`
-	Name             string          `json:"name"`
-	DisplayName      string          `json:"display_name"`
-	Description      string          `json:"description"`
-	Engine           string          `json:"engine"`
-	ServiceID        string          `json:"service_id"`
-	Versions         []string        `json:"versions"`
-	DefaultVersion   string          `json:"default_version"`
-	DeploymentMode   string          `json:"deployment_mode"`
-	Nodes            nodesJSON       `json:"nodes"`
-	Resources        resourcesJSON   `json:"resources"`
-	Size             string          `json:"size"`
-	ReplicationMode  string          `json:"replication_mode"`
-	SLO              sloJSON         `json:"slo"`
-	Prices           pricesJSON      `json:"prices"`
-	ParametersSchema json.RawMessage `json:"parameters_schema"`
-	MaintenanceInfo  maintenanceJSON `json:"maintenance_info"`
-	State            string          `json:"state"`
-	Orderable        bool            `json:"orderable"`
-	CreatedAt        time.Time       `json:"created_at"`
-	UpdatedAt        time.Time       `json:"updated_at"`
-	DeprecatedAt     *time.Time      `json:"deprecated_at,omitempty"`
+	ID               string            `json:"id"`
+	Name             string            `json:"name"`
+	DisplayName      string            `json:"display_name"`
+	Description      string            `json:"description"`
+	Engine           string            `json:"engine"`
+	ServiceID        string            `json:"service_id"`
+	Versions         []string          `json:"versions"`
+	DefaultVersion   string            `json:"default_version"`
+	VersionLabels    map[string]string `json:"version_labels,omitempty"`
+	Unavailable      []string          `json:"unavailable_versions,omitempty"`
+	DeploymentMode   string            `json:"deployment_mode"`
+	Nodes            nodesJSON         `json:"nodes"`
+	Resources        resourcesJSON     `json:"resources"`
+	Size             string            `json:"size"`
+	ReplicationMode  string            `json:"replication_mode"`
+	SLO              sloJSON           `json:"slo"`
+	Prices           pricesJSON        `json:"prices"`
+	ParametersSchema json.RawMessage   `json:"parameters_schema"`
+	MaintenanceInfo  maintenanceJSON   `json:"maintenance_info"`
+	State            string            `json:"state"`
+	Orderable        bool              `json:"orderable"`
+	CreatedAt        time.Time         `json:"created_at"`
+	UpdatedAt        time.Time         `json:"updated_at"`
+	DeprecatedAt     *time.Time        `json:"deprecated_at,omitempty"`
 }
 
-func toPlanJSON(p plan.Plan) planJSON {
+// toPlanJSON renders p with the versions o offers: versions and
+// default_version are those some host runs, version_labels names their
+// builds and unavailable_versions lists what p holds that no host runs.
+func toPlanJSON(p plan.Plan, o plan.Offer) planJSON {
 	svc, _ := plan.LookupService(p.Engine)
 	groups := make([]nodeGroupJSON, 0, len(p.Nodes.Groups))
 	for _, g := range p.Nodes.Groups {
@@ -80,7 +85,8 @@ func toPlanJSON(p plan.Plan) planJSON {
 	}
 	return planJSON{
 		ID: p.ID, Name: p.Name, DisplayName: p.DisplayName, Description: p.Description,
-		Engine: string(p.Engine), ServiceID: svc.ID, Versions: p.Versions, DefaultVersion: p.DefaultVersion,
+		Engine: string(p.Engine), ServiceID: svc.ID, Versions: o.Versions, DefaultVersion: o.DefaultVersion,
+		VersionLabels: o.Labels, Unavailable: o.Unavailable,
 		DeploymentMode:   string(p.DeploymentMode),
 		Nodes:            nodesJSON{Count: p.Nodes.Count, Zones: p.Nodes.Zones, Groups: groups},
 		Resources:        resourcesJSON(p.Resources),
@@ -229,13 +235,14 @@ func (p planPatch) changes() plan.Changes {
 
 // serviceJSON is an engine with its orderable plans.
 type serviceJSON struct {
-	ID          string     `json:"id"`
-	Name        string     `json:"name"`
-	DisplayName string     `json:"display_name"`
-	Description string     `json:"description"`
-	Tags        []string   `json:"tags"`
-	Versions    []string   `json:"versions"`
-	Plans       []planJSON `json:"plans"`
+	ID            string            `json:"id"`
+	Name          string            `json:"name"`
+	DisplayName   string            `json:"display_name"`
+	Description   string            `json:"description"`
+	Tags          []string          `json:"tags"`
+	Versions      []string          `json:"versions"`
+	VersionLabels map[string]string `json:"version_labels,omitempty"`
+	Plans         []planJSON        `json:"plans"`
 }
 
 type listJSON[T any] struct {

@@ -53,13 +53,25 @@ type Credentials interface {
 	CredentialByUsername(ctx context.Context, username string) (brokercred.Credential, error)
 }
 
+// Engines tells which engine builds some host runs: the builds and true,
+// or false when that is not known. *engineclient.Client implements it.
+type Engines interface {
+	Builds(ctx context.Context) ([]plan.Build, bool)
+}
+
 // Handler serves /v2.
 type Handler struct {
 	plans   Plans
 	creds   Credentials
 	logger  *slog.Logger
 	forward http.Handler
+	engines Engines
 }
+
+// WithEngines makes the catalog offer only the versions (and plans) some
+// host runs, as e says; without it (or while e does not know) every active
+// plan is offered with its versions as stored.
+func (h *Handler) WithEngines(e Engines) { h.engines = e }
 
 // ForwardInstances serves /v2/service_instances/* with f (provisioning).
 func (h *Handler) ForwardInstances(f http.Handler) { h.forward = f }
@@ -194,10 +206,16 @@ func apiVersion(next http.Handler) http.Handler {
 	})
 }
 
-// catalog answers GET /v2/catalog with the orderable plans of every engine.
-// It sets an ETag and answers 304 to a matching If-None-Match.
+// catalog answers GET /v2/catalog with the orderable plans of every engine
+// that some host runs a version of. It sets an ETag and answers 304 to a
+// matching If-None-Match.
 func (h *Handler) catalog(w http.ResponseWriter, r *http.Request) {
-	var out catalogJSON
+	var builds []plan.Build
+	known := false
+	if h.engines != nil {
+		builds, known = h.engines.Builds(r.Context())
+	}
+	out := catalogJSON{Services: []serviceJSON{}}
 	for _, svc := range plan.Services() {
 		plans, err := h.plans.ListPlans(r.Context(), mysqlrepo.PlanQuery{Engine: svc.Engine, State: plan.Active, Limit: maxPlans})
 		if err != nil {
@@ -205,7 +223,11 @@ func (h *Handler) catalog(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusInternalServerError, "InternalError", "the broker could not read its catalog")
 			return
 		}
-		out.Services = append(out.Services, renderService(svc, plans))
+		// OSB requires a plan per service: an engine none of whose plans
+		// can be ordered (no host runs their versions) is left out.
+		if rendered := renderService(svc, plans, builds, known); len(rendered.Plans) > 0 {
+			out.Services = append(out.Services, rendered)
+		}
 	}
 	body, err := json.Marshal(out)
 	if err != nil {

@@ -37,7 +37,7 @@ func TestParseVersion(t *testing.T) {
 func TestRenderPlan(t *testing.T) {
 	plans, err := plan.Seed(time.Now())
 	require.NoError(t, err)
-	ha := renderPlan(plans[1])
+	ha := renderPlan(plans[1], plans[1].Offer(nil, false))
 	require.Equal(t, plan.MySQLHAID, ha.ID)
 	require.False(t, ha.Free)
 	require.False(t, ha.PlanUpdateable)
@@ -51,7 +51,31 @@ func TestRenderPlan(t *testing.T) {
 
 	free := plans[0]
 	free.Prices.NodeHour, free.Prices.StorageGBHour = "0", "0.000"
-	require.True(t, renderPlan(free).Free)
+	require.True(t, renderPlan(free, free.Offer(nil, false)).Free)
+}
+
+// TestRenderOnlyRunnableVersions: with the builds known, a plan lists the
+// versions some host runs with their builds' labels, and a plan of which
+// no host runs any version is not offered.
+func TestRenderOnlyRunnableVersions(t *testing.T) {
+	plans, err := plan.Seed(time.Now())
+	require.NoError(t, err)
+	ha := plans[1]
+	ha.Versions = []string{"8.0", "10.11"}
+	ha.DefaultVersion = "8.0"
+	builds := []plan.Build{{Engine: plan.MySQL, Series: "10.11", Label: "mariadb-10.11.19"}}
+	r := renderPlan(ha, ha.Offer(builds, true))
+	require.Equal(t, []string{"10.11"}, r.Metadata.Canopy.Versions)
+	require.Equal(t, "10.11", r.Metadata.Canopy.DefaultVersion)
+	require.Equal(t, map[string]string{"10.11": "mariadb-10.11.19"}, r.Metadata.Canopy.VersionLabels)
+
+	eight := plans[0]
+	eight.Versions, eight.DefaultVersion = []string{"8.4"}, "8.4"
+	svc := renderService(plan.Service{Engine: plan.MySQL, ID: "a2dc262d-040c-459d-9e7c-53776f4dcf5b"}, []plan.Plan{ha, eight}, builds, true)
+	require.Len(t, svc.Plans, 1)
+	require.Equal(t, ha.ID, svc.Plans[0].ID)
+	svc = renderService(plan.Service{Engine: plan.MySQL, ID: "a2dc262d-040c-459d-9e7c-53776f4dcf5b"}, []plan.Plan{ha, eight}, nil, false)
+	require.Len(t, svc.Plans, 2, "unknown builds: every plan, as stored")
 }
 
 // TestRenderService: the routes provisioning serves are advertised (GET of
@@ -59,7 +83,7 @@ func TestRenderPlan(t *testing.T) {
 func TestRenderService(t *testing.T) {
 	plans, err := plan.Seed(time.Now())
 	require.NoError(t, err)
-	svc := renderService(plan.Service{Engine: plans[0].Engine, ID: "a2dc262d-040c-459d-9e7c-53776f4dcf5b"}, plans[:1])
+	svc := renderService(plan.Service{Engine: plans[0].Engine, ID: "a2dc262d-040c-459d-9e7c-53776f4dcf5b"}, plans[:1], nil, false)
 	require.True(t, svc.Bindable)
 	require.True(t, svc.InstancesRetrievable, "GET /v2/service_instances/:id is served")
 	require.True(t, svc.BindingsRetrievable, "GET …/service_bindings/:id is served")

@@ -63,16 +63,19 @@ type costJSON struct {
 }
 
 type canopyMetadata struct {
-	Engine          string   `json:"engine"`
-	Versions        []string `json:"versions"`
-	DefaultVersion  string   `json:"default_version"`
-	DeploymentMode  string   `json:"deployment_mode"`
-	Nodes           int      `json:"nodes"`
-	Size            string   `json:"size"`
-	ReplicationMode string   `json:"replication_mode"`
-	Availability    float64  `json:"availability"`
-	RTOSeconds      int      `json:"rto_seconds"`
-	RPOSeconds      int      `json:"rpo_seconds"`
+	Engine         string   `json:"engine"`
+	Versions       []string `json:"versions"`
+	DefaultVersion string   `json:"default_version"`
+	// VersionLabels names the engine build that runs each version
+	// ("10.11" → "mariadb-10.11.19"); absent while the builds are unknown.
+	VersionLabels   map[string]string `json:"version_labels,omitempty"`
+	DeploymentMode  string            `json:"deployment_mode"`
+	Nodes           int               `json:"nodes"`
+	Size            string            `json:"size"`
+	ReplicationMode string            `json:"replication_mode"`
+	Availability    float64           `json:"availability"`
+	RTOSeconds      int               `json:"rto_seconds"`
+	RPOSeconds      int               `json:"rpo_seconds"`
 }
 
 type schemasJSON struct {
@@ -105,7 +108,9 @@ func MaxPollingSeconds(m plan.DeploymentMode) int {
 	}
 }
 
-func renderService(svc plan.Service, plans []plan.Plan) serviceJSON {
+// renderService renders svc with those of plans some host runs a version
+// of (builds; known false: all of them, versions as stored).
+func renderService(svc plan.Service, plans []plan.Plan, builds []plan.Build, known bool) serviceJSON {
 	out := serviceJSON{
 		Name: string(svc.Engine), ID: svc.ID, Description: svc.Description, Tags: svc.Tags,
 		Bindable: true,
@@ -117,12 +122,14 @@ func renderService(svc plan.Service, plans []plan.Plan) serviceJSON {
 		Plans:    make([]planJSON, 0, len(plans)),
 	}
 	for _, p := range plans {
-		out.Plans = append(out.Plans, renderPlan(p))
+		if o := p.Offer(builds, known); len(o.Versions) > 0 {
+			out.Plans = append(out.Plans, renderPlan(p, o))
+		}
 	}
 	return out
 }
 
-func renderPlan(p plan.Plan) planJSON {
+func renderPlan(p plan.Plan, o plan.Offer) planJSON {
 	node, _ := strconv.ParseFloat(p.Prices.NodeHour, 64)
 	storage, _ := strconv.ParseFloat(p.Prices.StorageGBHour, 64)
 	cur := strings.ToLower(p.Prices.Currency)
@@ -142,7 +149,7 @@ func renderPlan(p plan.Plan) planJSON {
 				{Amount: map[string]float64{cur: storage}, Unit: "GB-HOUR"},
 			},
 			Canopy: canopyMetadata{
-				Engine: string(p.Engine), Versions: p.Versions, DefaultVersion: p.DefaultVersion,
+				Engine: string(p.Engine), Versions: o.Versions, DefaultVersion: o.DefaultVersion, VersionLabels: o.Labels,
 				DeploymentMode: string(p.DeploymentMode), Nodes: p.Nodes.Count, Size: p.Size(),
 				ReplicationMode: string(p.ReplicationMode), Availability: p.SLO.Availability,
 				RTOSeconds: p.SLO.RTOSeconds, RPOSeconds: p.SLO.RPOSeconds,

@@ -36,8 +36,11 @@ func services() []Service {
 			DisplayName: "MySQL",
 			Description: "Managed MySQL-compatible databases (MySQL 8, MariaDB 10.11) with replicas, failover and CDC.",
 			Tags:        []string{"mysql", "mariadb", "relational", "sql"},
-			Versions:    []string{"mariadb-10.11", "8.0", "8.4"},
-			SemiSync:    true,
+			// "10.11" is MariaDB 10.11 (what the local driver runs);
+			// "mariadb-10.11" is its older name, kept for stored plans.
+			// Provisioning refuses an order for a version no host runs.
+			Versions: []string{"10.11", "mariadb-10.11", "8.0", "8.4"},
+			SemiSync: true,
 		},
 		{
 			ID:          "9b94515c-29cf-4531-b84d-8daf6b680216",
@@ -45,7 +48,7 @@ func services() []Service {
 			DisplayName: "Redis",
 			Description: "Managed Redis 7 with replicas and automatic failover.",
 			Tags:        []string{"redis", "key-value", "cache"},
-			Versions:    []string{"7.2", "7.4"},
+			Versions:    []string{"7.0", "7.2", "7.4"},
 		},
 	}
 }

@@ -3,6 +3,7 @@ package plan
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -64,8 +65,11 @@ func Seed(now time.Time) ([]Plan, error) {
 		{Role: RoleReplica, RegionRole: RegionPrimary, Count: 1},
 		{Role: RoleReplica, RegionRole: RegionDR, Count: 1},
 	}}
-	mysqlVersions := []string{"mariadb-10.11", "8.0", "8.4"}
-	redisVersions := []string{"7.2", "7.4"}
+	// The major.minor of what the local driver runs (mariadbd 10.11,
+	// redis-server 7.0); provisioning refuses orders for any version no
+	// host runs, naming the ones that do (docs/provisioning.md).
+	mysqlVersions := []string{"10.11"}
+	redisVersions := []string{"7.0"}
 	specs := []struct {
 		id   string
 		spec Spec
@@ -140,4 +144,35 @@ func Seed(now time.Time) ([]Plan, error) {
 		plans = append(plans, p)
 	}
 	return plans, nil
+}
+
+// earlierSeeds are the version lists earlier releases seeded the default
+// plans with: MySQL 8.0/8.4 and Redis 7.2/7.4, which the local driver never
+// ran (docs/provisioning.md, "Versions").
+var earlierSeeds = map[Engine][][]string{
+	MySQL: {{"mariadb-10.11", "8.0", "8.4"}},
+	Redis: {{"7.2", "7.4"}},
+}
+
+// SeedUpgrade returns the change that brings a stored default plan to the
+// versions of seeded (the same plan as Seed returns it now), and true,
+// when stored is one of Canopy's default plans (its fixed id) and still
+// holds the versions an earlier release seeded. A plan whose versions a
+// platform admin changed, and any plan that is not a default one, gets
+// false: the catalog then only filters what it lists.
+func SeedUpgrade(stored, seeded Plan) (Changes, bool) {
+	if stored.ID != seeded.ID || stored.Engine != seeded.Engine || !isDefaultID(stored.ID) {
+		return Changes{}, false
+	}
+	for _, old := range earlierSeeds[stored.Engine] {
+		if slices.Equal(stored.Versions, old) {
+			def := seeded.DefaultVersion
+			return Changes{Versions: slices.Clone(seeded.Versions), DefaultVersion: &def}, true
+		}
+	}
+	return Changes{}, false
+}
+
+func isDefaultID(id string) bool {
+	return slices.Contains([]string{MySQLDevID, MySQLHAID, MySQLDRID, RedisDevID, RedisHAID, RedisDRID}, id)
 }

@@ -169,6 +169,66 @@ func (c *Client) Verify(ctx context.Context, in *instance.Instance, token string
 	return fmt.Errorf("verify: unknown engine %q", in.Plan.Engine)
 }
 
+// ServerVersion asks the primary which build it runs (MySQL SELECT
+// VERSION(), Redis INFO server's redis_version) and returns it as the
+// engine's own label: "mariadb-10.11.19", "mysql-8.4.3", "redis-7.0.15".
+func (c *Client) ServerVersion(ctx context.Context, in *instance.Instance) (string, error) {
+	p, ok := in.Primary()
+	if !ok {
+		return "", errors.New("server version: no primary")
+	}
+	adm := in.Accounts.Admin
+	switch in.Plan.Engine {
+	case instance.EngineMySQL:
+		db, err := c.mysql(p.Address, adm, "")
+		if err != nil {
+			return "", err
+		}
+		defer db.Close()
+		var v string
+		if err := db.QueryRowContext(ctx, "SELECT VERSION()").Scan(&v); err != nil {
+			return "", fmt.Errorf("server version of %s: %w", p.ID, err)
+		}
+		return MySQLLabel(v)
+	case instance.EngineRedis:
+		cl := c.redis(p.Address, adm)
+		defer cl.Close()
+		info, err := cl.Info(ctx, "server").Result()
+		if err != nil {
+			return "", fmt.Errorf("server version of %s: %w", p.ID, err)
+		}
+		return RedisLabel(info)
+	}
+	return "", fmt.Errorf("server version: unknown engine %q", in.Plan.Engine)
+}
+
+var (
+	mysqlVersion = regexp.MustCompile(`^(\d+\.\d+\.\d+)`)
+	redisVersion = regexp.MustCompile(`(?m)^redis_version:(\d+\.\d+\.\d+)\r?$`)
+)
+
+// MySQLLabel turns SELECT VERSION()'s answer ("10.11.19-MariaDB-0+deb12u1-log",
+// "8.4.3") into the engine's label ("mariadb-10.11.19", "mysql-8.4.3").
+func MySQLLabel(v string) (string, error) {
+	m := mysqlVersion.FindStringSubmatch(v)
+	if m == nil {
+		return "", fmt.Errorf("no version in VERSION() %q", v)
+	}
+	if strings.Contains(strings.ToLower(v), "mariadb") {
+		return "mariadb-" + m[1], nil
+	}
+	return "mysql-" + m[1], nil
+}
+
+// RedisLabel finds redis_version in INFO server's answer: "redis-7.0.15".
+func RedisLabel(info string) (string, error) {
+	m := redisVersion.FindStringSubmatch(info)
+	if m == nil {
+		return "", errors.New("no redis_version in INFO server")
+	}
+	return "redis-" + m[1], nil
+}
+
 // CreateUser creates (or resets) an application user: on MySQL on the
 // primary (it replicates) with all privileges on the application database
 // only; on Redis an ACL user on every node (ACLs do not replicate) with

@@ -32,6 +32,7 @@ import (
 	"github.com/canopy-platform/canopy/libs/tenancy"
 
 	"github.com/canopy-platform/canopy/services/provisioning/internal/catalogclient"
+	"github.com/canopy-platform/canopy/services/provisioning/internal/driver"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/engineadmin"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/instance"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/mysqlrepo"
@@ -123,6 +124,8 @@ type Handler struct {
 	// backups starts restore jobs for orders with restore_from; nil: such
 	// orders are refused.
 	backups Backups
+	// engines is what the driver can run; nil: not checked (WithEngines).
+	engines driver.Versions
 }
 
 // WithRouter makes credentials and instances name the router's endpoints
@@ -164,6 +167,7 @@ func (h *Handler) Routes() http.Handler {
 	r.Get(RouterPath+"/{id}", h.getRouted)
 	r.Get(CDCPath, h.listCDC)
 	r.Get(CDCPath+"/{id}", h.getCDC)
+	r.Get(EnginesPath, h.listEngines)
 	r.Get(BackupPath, h.listBackup)
 	r.Get(BackupPath+"/{id}", h.getBackup)
 	return r
@@ -284,6 +288,7 @@ type instanceJSON struct {
 	Plan            string         `json:"plan"`
 	Engine          string         `json:"engine"`
 	Version         string         `json:"version"`
+	EngineVersion   string         `json:"engine_version,omitempty"`
 	DeploymentMode  string         `json:"deployment_mode"`
 	ReplicationMode string         `json:"replication_mode"`
 	Region          string         `json:"region,omitempty"`
@@ -307,7 +312,7 @@ type tuningJSON struct {
 func toInstanceJSON(in *instance.Instance, router instance.Router) instanceJSON {
 	out := instanceJSON{
 		ID: in.ID, Tenant: in.Tenant, Name: in.Name, PlanID: in.Plan.ID, Plan: in.Plan.Name, Engine: in.Plan.Engine,
-		Version: in.Version, DeploymentMode: in.Plan.DeploymentMode, ReplicationMode: in.Plan.ReplicationMode, Region: in.Region,
+		Version: in.Version, EngineVersion: in.EngineVersion, DeploymentMode: in.Plan.DeploymentMode, ReplicationMode: in.Plan.ReplicationMode, Region: in.Region,
 		State: string(in.State), Step: string(in.Step), Reason: in.Reason, Parameters: in.Parameters,
 		Nodes: []nodeJSON{}, OperationID: in.OperationID, CreatedAt: in.CreatedAt, UpdatedAt: in.UpdatedAt,
 		Tuning: tuningJSON{Profile: in.Plan.DeploymentMode, Sysctls: []settingJSON{}},
@@ -357,19 +362,13 @@ type acceptedJSON struct {
 
 // orderFromPlan turns the catalog plan and the request into an order,
 // validating version and parameters; problems name the field.
-func orderFromPlan(plan catalogclient.Plan, version string, params map[string]any) (instance.Plan, string, *httpx.Problem) {
+func orderFromPlan(plan catalogclient.Plan, version string, params map[string]any, avail []driver.EngineVersion) (instance.Plan, string, *httpx.Problem) {
 	if !plan.Orderable {
 		return instance.Plan{}, "", httpx.Unprocessable("the plan cannot be ordered", httpx.FieldError{Field: "plan_id", Reason: fmt.Sprintf("plan is %s", plan.State)})
 	}
-	if version == "" {
-		version = plan.DefaultVersion
-	}
-	known := false
-	for _, v := range plan.Versions {
-		known = known || v == version
-	}
-	if !known {
-		return instance.Plan{}, "", httpx.Unprocessable("unknown version", httpx.FieldError{Field: "version", Reason: fmt.Sprintf("must be one of %s", strings.Join(plan.Versions, ", "))})
+	version, prob := chooseVersion(plan, version, avail)
+	if prob != nil {
+		return instance.Plan{}, "", prob
 	}
 	if p := checkParameters(plan, params); p != nil {
 		return instance.Plan{}, "", p
@@ -586,7 +585,7 @@ func (h *Handler) order(ctx context.Context, p tenancy.Principal, tenant, name, 
 	if serviceID != "" && plan.ServiceID != serviceID {
 		return nil, instance.Operation{}, httpx.BadRequest("plan_id does not belong to service_id", httpx.FieldError{Field: "service_id", Reason: "is not the plan's service"})
 	}
-	dp, v, prob := orderFromPlan(plan, version, params)
+	dp, v, prob := orderFromPlan(plan, version, params, h.engineVersions(ctx))
 	if prob != nil {
 		return nil, instance.Operation{}, prob
 	}

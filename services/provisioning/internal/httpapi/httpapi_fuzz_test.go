@@ -133,7 +133,7 @@ func readyInstance(tenant, id string) (*instance.Instance, error) {
 	if tenant != "acme" || id != "i1" {
 		return nil, fmt.Errorf("instance %s: %w", id, mysqlrepo.ErrNotFound)
 	}
-	dp, v, prob := orderFromPlan(fuzzPlan(), "", nil)
+	dp, v, prob := orderFromPlan(fuzzPlan(), "", nil, nil)
 	if prob != nil {
 		return nil, prob
 	}
@@ -191,7 +191,7 @@ func FuzzRequestBodies(f *testing.F) {
 		{0, `{"name":"Not A Name!","plan_id":"nope","version":"1"}`},
 		{0, `{"name":"","plan_id":""}`},
 		{1, `{"parameters":{"long_query_time":2.5}}`},
-		{1, `{"parameters":{"notify":"\u0000"},"plan_id":"p2","version":"8.0"}`},
+		{1, `{"parameters":{"notify":"\u0000"},"plan_id":"p2","version":"10.11"}`},
 		{1, `{}`},
 		{2, `{"name":"app"}`},
 		{2, `{"name":null}`},

@@ -235,15 +235,19 @@ type Placement struct {
 
 // Instance is the aggregate.
 type Instance struct {
-	ID         string
-	Tenant     string
-	Name       string
-	Plan       Plan
-	Version    string
-	Region     string
-	Parameters map[string]any
-	State      State
-	Step       Step
+	ID      string
+	Tenant  string
+	Name    string
+	Plan    Plan
+	Version string
+	// EngineVersion is the server build the nodes run, as the engine
+	// itself reported it when the instance became ready
+	// ("mariadb-10.11.19", "redis-7.0.15"); "" before.
+	EngineVersion string `json:",omitempty"`
+	Region        string
+	Parameters    map[string]any
+	State         State
+	Step          Step
 	// Reason says why the instance failed (or is rolling back).
 	Reason string
 	Nodes  []Node

@@ -262,6 +262,7 @@ func (r *Repo) save(stored, changed *instance.Instance) (*instance.Instance, err
 	next.Accounts, next.OperationID, next.UpdatedAt, next.StepAt = ch.Accounts, ch.OperationID, ch.UpdatedAt, ch.StepAt
 	next.Failover = ch.Failover
 	next.Restore = ch.Restore
+	next.EngineVersion = ch.EngineVersion
 	for _, n := range ch.Nodes {
 		if i := slices.IndexFunc(next.Nodes, func(m instance.Node) bool { return m.ID == n.ID }); i >= 0 {
 			name := next.Nodes[i].Name // the name is the node's key, never updated

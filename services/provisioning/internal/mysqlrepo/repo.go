@@ -298,9 +298,9 @@ func (r *Repo) save(ctx context.Context, tx *store.Tx, in *instance.Instance, _ 
 		return err
 	}
 	_, err = tx.ExecContext(ctx, `UPDATE instances SET state = ?, step = ?, reason = ?, plan = ?, parameters = ?, sysctls = ?,
-		accounts = ?, operation_id = ?, updated_at = ?, step_at = ?, failover_token = ?, failover_recovery = ?, restore = ? WHERE id = ?`,
+		accounts = ?, operation_id = ?, updated_at = ?, step_at = ?, failover_token = ?, failover_recovery = ?, restore = ?, engine_version = ? WHERE id = ?`,
 		in.State, in.Step, in.Reason, planJSON, params, sysctls, accounts, in.OperationID, in.UpdatedAt.UTC(), in.StepAt.UTC(),
-		in.Failover.Token, in.Failover.Recovery, restore, in.ID)
+		in.Failover.Token, in.Failover.Recovery, restore, in.EngineVersion, in.ID)
 	if err != nil {
 		return fmt.Errorf("save instance: %w", err)
 	}
@@ -409,7 +409,7 @@ func (r *Repo) encode(in *instance.Instance) (planJSON, params, sysctls []byte, 
 }
 
 const instanceColumns = `id, tenant, name, COALESCE(osb_id, ''), version, region, state, step, reason, plan, parameters, sysctls, accounts,
-	operation_id, created_at, updated_at, step_at, failover_token, failover_recovery, COALESCE(router_rw_port, 0), COALESCE(router_ro_port, 0), restore`
+	operation_id, created_at, updated_at, step_at, failover_token, failover_recovery, COALESCE(router_rw_port, 0), COALESCE(router_ro_port, 0), restore, engine_version`
 
 // anyTenant is the scope of the explicitly cross-tenant reads: a value no
 // tenant id can take (tenancy ids are validated printable text).
@@ -450,7 +450,7 @@ func (r *Repo) scan(row scanner) (*instance.Instance, error) {
 	var planJSON, params, sysctls, accounts, restore []byte
 	err := row.Scan(&in.ID, &in.Tenant, &in.Name, &in.OSBID, &in.Version, &in.Region, &in.State, &in.Step, &in.Reason,
 		&planJSON, &params, &sysctls, &accounts, &in.OperationID, &in.CreatedAt, &in.UpdatedAt, &in.StepAt,
-		&in.Failover.Token, &in.Failover.Recovery, &in.Router.RW, &in.Router.RO, &restore)
+		&in.Failover.Token, &in.Failover.Recovery, &in.Router.RW, &in.Router.RO, &restore, &in.EngineVersion)
 	if err != nil {
 		return nil, err
 	}

@@ -219,6 +219,16 @@ func testUpdate(t *testing.T, ctx context.Context, s Subject) {
 	if n := s.OutboxLen(t); n != 1 {
 		t.Fatalf("outbox has %d events, want 1", n)
 	}
+	// The running engine build round-trips.
+	if _, err := r.Update(ctx, "i1", func(c *port.Change) error {
+		c.Instance.EngineVersion = "redis-7.0.15"
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := r.Get(ctx, "acme", "i1"); got.EngineVersion != "redis-7.0.15" {
+		t.Fatalf("engine version %q after update, want redis-7.0.15", got.EngineVersion)
+	}
 	// Node results and settings round-trip.
 	settings := map[string]string{"maxmemory-policy": "noeviction"}
 	if _, err := r.Update(ctx, "i1", func(c *port.Change) error {

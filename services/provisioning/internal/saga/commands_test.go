@@ -41,7 +41,7 @@ func TestOrderRefused(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHarness(t, Config{})
-			req := OrderRequest{Tenant: tenant, Name: "db", Plan: redisPlan(), Version: "7.2"}
+			req := OrderRequest{Tenant: tenant, Name: "db", Plan: redisPlan(), Version: "7.0"}
 			tt.edit(&req)
 			_, _, err := h.saga.Order(h.ctx, req)
 			tt.check(t, err)
@@ -56,7 +56,7 @@ func TestOrderRefused(t *testing.T) {
 func TestOrderRecordsRequester(t *testing.T) {
 	h := newHarness(t, Config{})
 	ctx := tenancy.WithPrincipal(h.ctx, tenancy.Principal{Subject: "apikey:k1"})
-	in, op, err := h.saga.Order(ctx, OrderRequest{Tenant: tenant, Name: "db", Plan: redisPlan(), Version: "7.2"})
+	in, op, err := h.saga.Order(ctx, OrderRequest{Tenant: tenant, Name: "db", Plan: redisPlan(), Version: "7.0"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -42,6 +42,9 @@ func TestCreate(t *testing.T) {
 	if got.State != instance.StateReady || got.Step != instance.StepDone {
 		t.Fatalf("instance %s/%s (%s), want ready", got.State, got.Step, got.Reason)
 	}
+	if got.EngineVersion != FakeServerVersion {
+		t.Fatalf("engine version %q, want what the engine reported (%s)", got.EngineVersion, FakeServerVersion)
+	}
 	if want := []instance.Step{instance.StepCreating, instance.StepReplicating, instance.StepVerifying}; !slices.Equal(steps, want) {
 		t.Fatalf("steps %v, want %v", steps, want)
 	}

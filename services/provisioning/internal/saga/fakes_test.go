@@ -285,6 +285,13 @@ func (e *fakeEngine) Verify(ctx context.Context, in *instance.Instance, _ string
 	return e.do(ctx, "verify", in.ID)
 }
 
+// FakeServerVersion is what the fake engine reports as running.
+const FakeServerVersion = "redis-7.0.15"
+
+func (e *fakeEngine) ServerVersion(ctx context.Context, in *instance.Instance) (string, error) {
+	return FakeServerVersion, e.do(ctx, "server_version", in.ID)
+}
+
 func (e *fakeEngine) Apply(ctx context.Context, in *instance.Instance, settings map[string]string) error {
 	e.mu.Lock()
 	e.settings = append(e.settings, settings)

@@ -115,7 +115,7 @@ func (h *harness) sweep() {
 
 func (h *harness) order(name string) *instance.Instance {
 	h.t.Helper()
-	in, _, err := h.saga.Order(h.ctx, OrderRequest{Tenant: tenant, Name: name, Plan: redisPlan(), Version: "7.2"})
+	in, _, err := h.saga.Order(h.ctx, OrderRequest{Tenant: tenant, Name: name, Plan: redisPlan(), Version: "7.0"})
 	if err != nil {
 		h.t.Fatalf("order: %v", err)
 	}

@@ -460,7 +460,7 @@ func TestPlacementEvents(t *testing.T) {
 // first instance and emits nothing.
 func TestOrderIdempotencyKey(t *testing.T) {
 	h := newHarness(t, Config{})
-	req := OrderRequest{Tenant: tenant, Name: "db", Plan: redisPlan(), Version: "7.2", IdempotencyKey: "k1", RequestHash: "h1"}
+	req := OrderRequest{Tenant: tenant, Name: "db", Plan: redisPlan(), Version: "7.0", IdempotencyKey: "k1", RequestHash: "h1"}
 	first, op, err := h.saga.Order(h.ctx, req)
 	if err != nil {
 		t.Fatal(err)

@@ -34,6 +34,9 @@ type Repository interface {
 // *engineadmin.Client implements it.
 type EngineAdmin interface {
 	Verify(ctx context.Context, in *instance.Instance, token string) error
+	// ServerVersion is the build the primary reports of itself
+	// ("mariadb-10.11.19", "redis-7.0.15").
+	ServerVersion(ctx context.Context, in *instance.Instance) (string, error)
 	Apply(ctx context.Context, in *instance.Instance, settings map[string]string) error
 	CreateUser(ctx context.Context, in *instance.Instance, u instance.Credentials) error
 	CreateCDCUser(ctx context.Context, in *instance.Instance, u instance.Credentials) error

@@ -65,7 +65,7 @@ func restoreHarness(t *testing.T) (*harness, *fakeRestores) {
 // orderRestored orders an instance made from restore job r1 and places it.
 func (h *harness) orderRestored(name string) *instance.Instance {
 	h.t.Helper()
-	in, _, err := h.saga.Order(h.ctx, OrderRequest{Tenant: tenant, Name: name, Plan: redisPlan(), Version: "7.2", ID: "restored-" + name,
+	in, _, err := h.saga.Order(h.ctx, OrderRequest{Tenant: tenant, Name: name, Plan: redisPlan(), Version: "7.0", ID: "restored-" + name,
 		Restore: &instance.Restore{ID: "r1", SourceInstanceID: "src", BackupID: "b1"}})
 	if err != nil {
 		h.t.Fatalf("order: %v", err)

@@ -61,7 +61,7 @@ func TestRouterEndpoints(t *testing.T) {
 	if got := h.get(second.ID); got.Router != (instance.RouterPorts{RW: 16002, RO: 16003}) {
 		t.Fatalf("second router ports %+v", got.Router)
 	}
-	if _, _, err := h.saga.Order(h.ctx, OrderRequest{Tenant: tenant, Name: "db3", Plan: redisPlan(), Version: "7.2"}); !errors.Is(err, instance.ErrRouterPortsExhausted) {
+	if _, _, err := h.saga.Order(h.ctx, OrderRequest{Tenant: tenant, Name: "db3", Plan: redisPlan(), Version: "7.0"}); !errors.Is(err, instance.ErrRouterPortsExhausted) {
 		t.Fatalf("order in a full range: %v", err)
 	}
 	// A deleted instance's pair goes to the next order.

@@ -80,6 +80,7 @@ func (s *Saga) createStep(ctx context.Context, in *instance.Instance) (*instance
 	defer cancel()
 	var next instance.Step
 	var nodes map[string]instance.NodeUpdate
+	var running string // the server build, read once the nodes verify
 	first := true
 	err := retry.Do(stepCtx, s.stepRetry, func(ctx context.Context) error {
 		// in was read (or committed) just now: the first attempt uses it,
@@ -104,7 +105,12 @@ func (s *Saga) createStep(ctx context.Context, in *instance.Instance) (*instance
 		case instance.StepReplicating:
 			stepErr, next = s.replicate(ctx, cur), instance.StepVerifying
 		case instance.StepVerifying:
-			stepErr, next = s.eng.Verify(ctx, cur, ulid.Make().String()), instance.StepDone
+			next = instance.StepDone
+			if stepErr = s.eng.Verify(ctx, cur, ulid.Make().String()); stepErr == nil {
+				// What the instance shows as its version is what the
+				// engine says it runs, not what was ordered.
+				running, stepErr = s.eng.ServerVersion(ctx, cur)
+			}
 		}
 		if stepErr != nil && permanent(stepErr) {
 			return retry.Permanent(stepErr)
@@ -138,6 +144,7 @@ func (s *Saga) createStep(ctx context.Context, in *instance.Instance) (*instance
 			if err := cur.MarkReady(s.now()); err != nil {
 				return err
 			}
+			cur.EngineVersion = running
 			cur.Sync(c.Op, s.now())
 			return s.emitInstance(c, events.TypeInstanceReady)
 		}

@@ -4,21 +4,23 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
-	"regexp"
 	"sync"
-)
 
-var versionPattern = regexp.MustCompile(`\d+\.\d+\.\d+`)
+	"github.com/canopy-platform/canopy/services/provisioning/internal/driver"
+)
 
 // binary is a server program, found on PATH unless configured, whose
 // version is read once from its --version output.
 type binary struct {
 	name string
 	path string
+	// engine is the engine whose server this is; its --version output is
+	// parsed as that engine's (driver.ParseVersion).
+	engine driver.Engine
 
 	mu       sync.Mutex
 	resolved string
-	ver      string
+	ver      driver.EngineVersion
 }
 
 // resolve returns the binary's path.
@@ -46,23 +48,30 @@ func (b *binary) resolveLocked() (string, error) {
 
 // version returns the installed version ("10.11.19").
 func (b *binary) version(ctx context.Context) (string, error) {
+	v, err := b.engineVersion(ctx)
+	return v.Version, err
+}
+
+// engineVersion returns the installed build, reading --version on the
+// first call only: the binary does not change under a running driver.
+func (b *binary) engineVersion(ctx context.Context) (driver.EngineVersion, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.ver != "" {
+	if b.ver.Version != "" {
 		return b.ver, nil
 	}
 	p, err := b.resolveLocked()
 	if err != nil {
-		return "", err
+		return driver.EngineVersion{}, err
 	}
 	out, err := exec.CommandContext(ctx, p, "--version").Output()
 	if err != nil {
-		return "", fmt.Errorf("%s --version: %w", p, err)
+		return driver.EngineVersion{}, fmt.Errorf("%s --version: %w", p, err)
 	}
-	v := versionPattern.Find(out)
-	if v == nil {
-		return "", fmt.Errorf("%s --version: no version in %q", p, out)
+	v, err := driver.ParseVersion(b.engine, string(out))
+	if err != nil {
+		return driver.EngineVersion{}, fmt.Errorf("%s --version: %w", p, err)
 	}
-	b.ver = string(v)
+	b.ver = v
 	return b.ver, nil
 }

@@ -131,8 +131,8 @@ func New(cfg Config, logger *slog.Logger) (*Driver, error) {
 		nodes:  make(map[string]*node),
 		tplFor: make(map[string]*sync.Mutex),
 	}
-	d.mysql = &mariadb{d: d, bin: binary{name: "mariadbd", path: cfg.MariadbdPath}, installDB: binary{name: "mariadb-install-db", path: cfg.InstallDBPath}}
-	d.redis = &redis{bin: binary{name: "redis-server", path: cfg.RedisServerPath}}
+	d.mysql = &mariadb{d: d, bin: binary{name: "mariadbd", path: cfg.MariadbdPath, engine: driver.EngineMySQL}, installDB: binary{name: "mariadb-install-db", path: cfg.InstallDBPath}}
+	d.redis = &redis{bin: binary{name: "redis-server", path: cfg.RedisServerPath, engine: driver.EngineRedis}}
 	return d, nil
 }
 
@@ -318,6 +318,25 @@ func (d *Driver) validate(ctx context.Context, spec driver.NodeSpec) error {
 	}
 	return nil
 }
+
+// EngineVersions reports the builds of mariadbd and redis-server this
+// driver runs, read from their --version once and cached; a server that is
+// missing or unreadable is left out (and logged), so a machine without
+// Redis still offers MySQL.
+func (d *Driver) EngineVersions(ctx context.Context) []driver.EngineVersion {
+	var out []driver.EngineVersion
+	for _, e := range []driver.Engine{driver.EngineMySQL, driver.EngineRedis} {
+		v, err := d.engine(e).server().engineVersion(ctx)
+		if err != nil {
+			d.log.Warn("engine not available", "engine", string(e), "err", err)
+			continue
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+var _ driver.Versions = (*Driver)(nil)
 
 // versionMatches reports whether the requested version (empty, or a dotted
 // prefix such as "10.11") is satisfied by the installed one ("10.11.19").

@@ -362,3 +362,27 @@ func TestCreateAfterCrash(t *testing.T) {
 		t.Fatalf("unreadable node.json was removed: %v", err)
 	}
 }
+
+// EngineVersions reports the installed servers as their --version says,
+// and a missing server is left out rather than failing the others.
+func TestEngineVersions(t *testing.T) {
+	requireBinaries(t)
+	d := newDriver(t, Config{})
+	got := d.EngineVersions(context.Background())
+	if len(got) != 2 || got[0].Engine != driver.EngineMySQL || got[1].Engine != driver.EngineRedis {
+		t.Fatalf("EngineVersions = %+v, want mysql and redis", got)
+	}
+	for _, v := range got {
+		out, err := exec.Command(map[driver.Engine]string{driver.EngineMySQL: "mariadbd", driver.EngineRedis: "redis-server"}[v.Engine], "--version").Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v.Series() == "" || !strings.Contains(string(out), v.Version) {
+			t.Errorf("%s: reported %+v, --version says %q", v.Engine, v, out)
+		}
+	}
+	missing := newDriver(t, Config{RedisServerPath: filepath.Join(t.TempDir(), "no-redis-server")})
+	if got := missing.EngineVersions(context.Background()); len(got) != 1 || got[0].Engine != driver.EngineMySQL {
+		t.Fatalf("without redis-server: EngineVersions = %+v, want mysql only", got)
+	}
+}
