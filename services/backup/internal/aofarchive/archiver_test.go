@@ -29,11 +29,7 @@ const (
 // as on a node made before they were the default.
 func startRedis(t *testing.T) (*enginetest.Proc, *goredis.Client) {
 	t.Helper()
-	p := enginetest.New(t, "redis-server", func(p *enginetest.Proc, restart bool) []string {
-		return []string{"--port", strconv.Itoa(p.Port), "--bind", "127.0.0.1", "--dir", p.Dir,
-			"--save", "", "--appendonly", "yes", "--daemonize", "no", "--protected-mode", "no",
-			"--user", "default", "off", "--user", adminUser, "on", ">" + adminPassword, "~*", "&*", "+@all"}
-	}, nil)
+	p := enginetest.Redis(t, adminUser, adminPassword, "--appendonly", "yes")
 	p.Start()
 	c := goredis.NewClient(&goredis.Options{Addr: p.Addr, Username: adminUser, Password: adminPassword, DisableIdentity: true})
 	t.Cleanup(func() { c.Close() })
@@ -163,10 +159,7 @@ func restoreAt(t *testing.T, segs []backup.Segment, at time.Time) *goredis.Clien
 		t.Fatal(err)
 	}
 	// Laid out as the provisioning driver lays out a seed.
-	p := enginetest.New(t, "redis-server", func(p *enginetest.Proc, restart bool) []string {
-		return []string{"--port", strconv.Itoa(p.Port), "--bind", "127.0.0.1", "--dir", p.Dir, "--save", "",
-			"--appendonly", "yes", "--daemonize", "no"}
-	}, nil)
+	p := enginetest.Redis(t, "", "", "--appendonly", "yes")
 	aofDir := filepath.Join(p.Dir, "appendonlydir")
 	if err := os.MkdirAll(aofDir, 0o700); err != nil {
 		t.Fatal(err)

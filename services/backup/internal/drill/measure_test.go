@@ -17,10 +17,7 @@ import (
 // with the admin account, and refuses a wrong password.
 func TestMeasureRedis(t *testing.T) {
 	t.Parallel()
-	p := enginetest.New(t, "redis-server", func(p *enginetest.Proc, _ bool) []string {
-		return []string{"--port", strconv.Itoa(p.Port), "--bind", "127.0.0.1", "--dir", p.Dir, "--save", "",
-			"--appendonly", "no", "--user", adminUser, "on", ">" + adminPassword, "~*", "&*", "+@all", "--user", "default", "off"}
-	}, nil)
+	p := enginetest.Redis(t, adminUser, adminPassword)
 	p.Start()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -167,11 +167,7 @@ const (
 // user may do everything; its dir (the node's data dir) is p.Dir.
 func startRedis(t *testing.T) *enginetest.Proc {
 	t.Helper()
-	p := enginetest.New(t, "redis-server", func(p *enginetest.Proc, restart bool) []string {
-		return []string{"--port", strconv.Itoa(p.Port), "--bind", "127.0.0.1", "--dir", p.Dir,
-			"--save", "", "--appendonly", "no", "--daemonize", "no", "--protected-mode", "no",
-			"--user", "default", "off", "--user", redisUser, "on", ">" + redisPassword, "~*", "&*", "+@all"}
-	}, nil)
+	p := enginetest.Redis(t, redisUser, redisPassword)
 	p.Start()
 	return p
 }

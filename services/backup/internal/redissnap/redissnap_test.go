@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -23,11 +22,7 @@ const (
 // startRedis runs a redis-server with an admin user, no automatic saves.
 func startRedis(t *testing.T) (*enginetest.Proc, *goredis.Client) {
 	t.Helper()
-	p := enginetest.New(t, "redis-server", func(p *enginetest.Proc, restart bool) []string {
-		return []string{"--port", strconv.Itoa(p.Port), "--bind", "127.0.0.1", "--dir", p.Dir,
-			"--save", "", "--appendonly", "no", "--daemonize", "no", "--protected-mode", "no",
-			"--user", "default", "off", "--user", adminUser, "on", ">" + adminPassword, "~*", "&*", "+@all"}
-	}, nil)
+	p := enginetest.Redis(t, adminUser, adminPassword)
 	p.Start()
 	c := goredis.NewClient(&goredis.Options{Addr: p.Addr, Username: adminUser, Password: adminPassword, DisableIdentity: true})
 	t.Cleanup(func() { c.Close() })
