@@ -101,7 +101,7 @@ export default function Fleet({ query }) {
       <button type="button" class="secondary" onClick=${reload} disabled=${loading}>Refresh</button>
     </div>
     ${data ? html`<p class="fleet-summary" data-testid="fleet-summary">
-      <strong>${items.length}</strong> instance${items.length === 1 ? '' : 's'}${tenant ? html` of <b>${tenant}</b>` : ' of every tenant'}:
+      <strong>${items.length}</strong> instance${items.length === 1 ? '' : 's'}${tenant ? html` of <b>${tenant}</b>` : ' of every tenant'}${items.length ? ':' : '.'}
       ${STATES.filter((s) => counts[s]).map((s) => html` <${Badge} value=${s} label=${`${counts[s]} ${s}`} />`)}
       ${HEALTHS.filter((h) => healthCounts[h]).map((h) => html` <${Badge} value=${h} label=${`${healthCounts[h]} ${h}`} />`)}
     </p>` : null}
