@@ -12,7 +12,8 @@ import (
 
 // TestScenarioPortalOperator: the platform admin, in a real browser, creates
 // a tenant and a key for it on the tenants pages (the key, read from the
-// page where it is shown once, works against the API), cordons and
+// page where it is shown once, works against the API; the quota and rate
+// limit saved there are the API's; revoking there ends the key), cordons and
 // uncordons a host on the inventory map (the API agrees each time; the
 // inventory is left as found), and the placement simulator explains a
 // refusal; the fleet, broker credential and audit pages show what exists.
@@ -66,6 +67,38 @@ func TestScenarioPortalOperator(t *testing.T) {
 	if len(list.Items) != 0 {
 		t.Fatalf("a new tenant's key lists %d instances, want none", len(list.Items))
 	}
+	// Quota and rate limit, saved on the page, are what the API answers.
+	b.run("set the quota and the rate limit",
+		setInput("#quota-max_instances", "5"),
+		setInput("#quota-max_memory_mb", "8192"),
+		chromedp.Click(chromedp.Search(`//form[@aria-labelledby="quota-title"]//button[normalize-space()="Save"]`)),
+		chromedp.WaitVisible(chromedp.Search(`//form[@aria-labelledby="quota-title"]//*[normalize-space()="Saved."]`)),
+		setInput("#rate-requests_per_second", "20"),
+		setInput("#rate-burst", "40"),
+		chromedp.Click(chromedp.Search(`//form[@aria-labelledby="rate-title"]//button[normalize-space()="Save"]`)),
+		chromedp.WaitVisible(chromedp.Search(`//form[@aria-labelledby="rate-title"]//*[normalize-space()="Saved."]`)))
+	var quota struct {
+		MaxInstances int64 `json:"max_instances"`
+		MaxMemoryMB  int64 `json:"max_memory_mb"`
+	}
+	admin.must("GET", "/api/v1/tenants/"+tenantID+"/quota", nil, http.StatusOK, &quota)
+	var rate struct {
+		RPS     int  `json:"requests_per_second"`
+		Burst   int  `json:"burst"`
+		Default bool `json:"default"`
+	}
+	admin.must("GET", "/api/v1/tenants/"+tenantID+"/rate-limit", nil, http.StatusOK, &rate)
+	if quota.MaxInstances != 5 || quota.MaxMemoryMB != 8192 || rate.RPS != 20 || rate.Burst != 40 || rate.Default {
+		t.Fatalf("after saving on the page the API has quota %+v and rate limit %+v, want 5 instances, 8192 MiB, 20/s burst 40", quota, rate)
+	}
+
+	// Revoking on the page ends the key.
+	b.run("revoke the key",
+		chromedp.Click(chromedp.Search(`//table[@data-testid="keys"]//button[normalize-space()="Revoke"]`)),
+		chromedp.Click(chromedp.CSS(`button[aria-label="Confirm revoking portal-e2e"]`)),
+		chromedp.WaitVisible(chromedp.Search(`//table[@data-testid="keys"]//*[normalize-space()="revoked"]`)))
+	p.client(t, key).mustProblem("GET", "/api/v1/instances", nil, http.StatusUnauthorized)
+
 	b.run("back to the tenants list",
 		chromedp.Navigate(p.URL+"/#/tenants"),
 		chromedp.WaitVisible(chromedp.CSS(`table[data-testid="tenants"] a[href="#/tenants/`+tenantID+`"]`)))
@@ -157,6 +190,17 @@ func selectOption(sel, value string) chromedp.Action[chromedp.Void] {
 		e.value = ` + string(v) + `;
 		if (e.value !== ` + string(v) + `) throw new Error('no option ' + ` + string(v) + `);
 		e.dispatchEvent(new Event('change', { bubbles: true })); })()`)
+}
+
+// setInput types value into the input matching sel over what it held (an
+// input event fires, as when a user edits the field).
+func setInput(sel, value string) chromedp.Action[chromedp.Void] {
+	js, _ := json.Marshal(sel)
+	v, _ := json.Marshal(value)
+	return chromedp.Evaluate[chromedp.Void](`(() => { const e = document.querySelector(` + string(js) + `);
+		if (!e) throw new Error('no element ' + ` + string(js) + `);
+		e.value = ` + string(v) + `;
+		e.dispatchEvent(new Event('input', { bubbles: true })); })()`)
 }
 
 // quietReadyHost is a ready host of region e2e with the least memory
