@@ -13,6 +13,13 @@ export const ROLES = {
 
 export const routes = [
   { path: '/instances', nav: 'Instances', title: 'Instances', roles: ROLES.all, load: () => import('./pages/instances.js') },
+  { path: '/fleet', nav: 'Fleet', title: 'Fleet', roles: ROLES.operator, load: () => import('./pages/fleet.js') },
+  { path: '/tenants', nav: 'Tenants', title: 'Tenants', roles: ROLES.operator, load: () => import('./pages/tenants.js') },
+  { path: '/tenants/:id', title: 'Tenant', roles: ROLES.operator, load: () => import('./pages/tenant.js') },
+  { path: '/inventory', nav: 'Inventory', title: 'Inventory', roles: ROLES.operator, load: () => import('./pages/inventory.js') },
+  { path: '/simulator', nav: 'Simulator', title: 'Placement simulator', roles: ROLES.operator, load: () => import('./pages/simulator.js') },
+  { path: '/broker-credentials', nav: 'Brokers', title: 'Broker credentials', roles: ROLES.operator, load: () => import('./pages/brokers.js') },
+  { path: '/audit', nav: 'Audit', title: 'Audit log', roles: ROLES.operator, load: () => import('./pages/audit.js') },
 ];
 
 /** Where a signed-in user lands. */
