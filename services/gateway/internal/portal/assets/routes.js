@@ -13,6 +13,11 @@ export const ROLES = {
 
 export const routes = [
   { path: '/instances', nav: 'Instances', title: 'Instances', roles: ROLES.all, load: () => import('./pages/instances.js') },
+  { path: '/alerts', nav: 'Alerts', title: 'Alerts', roles: ROLES.all, load: () => import('./pages/alerts.js') },
+  { path: '/usage', nav: 'Usage', title: 'Usage and cost', roles: ROLES.all, load: () => import('./pages/usage.js') },
+  { path: '/settings', nav: 'Settings', title: 'Settings', roles: ROLES.tenant, load: () => import('./pages/settings.js') },
+  // Last, so a more specific /instances/:id/… route of another page wins.
+  { path: '/instances/:id/:tab', title: 'Instance', roles: ROLES.all, load: () => import('./pages/instance-tab.js') },
 ];
 
 /** Where a signed-in user lands. */
