@@ -38,9 +38,14 @@ export function millis(ms) {
   return `${(ms / 3600000).toFixed(1)} h`;
 }
 
-/** A number shortened for an axis or a cell: 12345.678 → "12,345.68". */
+/**
+ * A number for an axis or a cell: 12345.678 → "12,345.68"; below 1 three
+ * significant digits, so small usage (0.00312 node-hours) does not read 0.
+ */
 export function num(v, digits = 2) {
-  return Number(v || 0).toLocaleString(undefined, { maximumFractionDigits: digits });
+  const n = Number(v || 0);
+  if (n !== 0 && Math.abs(n) < 1 && digits > 0) return n.toLocaleString(undefined, { maximumSignificantDigits: 3 });
+  return n.toLocaleString(undefined, { maximumFractionDigits: digits });
 }
 
 /** A random Idempotency-Key for one user action. */
@@ -105,7 +110,7 @@ export function ConfirmButton({ label, confirmLabel, question, onConfirm, danger
 export function BarChart({ bars, unit = '', caption, height = 160, testid }) {
   const W = 720;
   const H = height;
-  const pad = { l: 56, r: 8, t: 10, b: 22 };
+  const pad = { l: 64, r: 36, t: 10, b: 22 };
   const max = Math.max(0, ...bars.map((b) => b.value));
   const innerW = W - pad.l - pad.r;
   const innerH = H - pad.t - pad.b;
@@ -114,7 +119,7 @@ export function BarChart({ bars, unit = '', caption, height = 160, testid }) {
   // Label at most ~8 ticks along the bottom, evenly.
   const every = Math.max(1, Math.ceil(bars.length / 8));
   return html`<figure class="chart" data-testid=${testid}>
-    <svg class="bar-chart" viewBox=${`0 0 ${W} ${H}`} role="img" aria-label=${caption} preserveAspectRatio="none">
+    <svg class="bar-chart" viewBox=${`0 0 ${W} ${H}`} role="img" aria-label=${caption}>
       <line class="axis" x1=${pad.l} y1=${pad.t + innerH} x2=${W - pad.r} y2=${pad.t + innerH} />
       <line class="axis" x1=${pad.l} y1=${pad.t} x2=${pad.l} y2=${pad.t + innerH} />
       <text class="tick" x=${pad.l - 4} y=${pad.t + 8} text-anchor="end">${num(max)}</text>

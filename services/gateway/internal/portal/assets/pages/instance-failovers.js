@@ -69,7 +69,7 @@ export default function InstanceFailovers({ instance, session }) {
     <${ProblemMessage} error=${ackError} title="The failover could not be acknowledged" />
     ${data === undefined && loading ? html`<${Loading} what="Loading failovers" />` : null}
     ${data && !items.length ? html`<${Empty} title="No failovers yet">
-      <p>Automatic failovers, planned switchovers and DR drills of this instance appear here with their timings${writer ? '; start a switchover above to try one' : ''}.</p>
+      <p>Automatic failovers, planned switchovers and DR drills of this instance appear here with their timings${writer && (instance.nodes || []).some((n) => n.role === 'replica') ? '; start a switchover above to try one' : ''}.</p>
     </${Empty}>` : null}
     ${items.length ? html`<div class="table-wrap"><table class="list" data-testid="failovers">
       <caption class="sr-only">Failovers of ${instance.name}, newest first</caption>

@@ -53,6 +53,10 @@ export function UsageView({ instanceId = '', idPrefix = 'usage' }) {
   const byMeter = useAsync((signal) => api.get('/api/v1/costs', { query: { ...base, group_by: instanceId ? 'meter' : 'instance,meter' }, signal }),
     [window, period, instanceId]);
 
+  // Names for the table's instance ids (the tenant's page only).
+  const names = useAsync((signal) => (instanceId ? Promise.resolve({ items: [] })
+    : api.get('/api/v1/instances', { query: { limit: 500 }, signal })), [instanceId]);
+  const nameOf = (iid) => ((names.data && names.data.items) || []).find((i) => i.id === iid)?.name || iid;
   const meterList = (meters.data && meters.data.items) || [];
   const unit = (meterList.find((m) => m.slug === meter) || {}).unit || '';
   const currency = (costs.data && costs.data.currency) || '';
@@ -89,7 +93,7 @@ export function UsageView({ instanceId = '', idPrefix = 'usage' }) {
     <${ProblemMessage} error=${usage.error} title="The usage could not be read" />
     ${(costs.loading && !costs.data) || (usage.loading && !usage.data) ? html`<${Loading} what="Loading usage" />` : null}
     ${nothing ? html`<${Empty} title="No usage in this period">
-      <p>Usage is measured while instances run: node hours and storage from their lifecycle, network bytes from their samples.
+      <p>Usage is measured while instances run: node hours and storage from their lifecycle, network bytes from their samples.${' '}
         ${instanceId ? 'This instance has' : 'Your instances have'} not recorded any yet; try a longer period, or come back once an instance has run for a while.</p>
     </${Empty}>` : null}
     ${costs.data && !nothing ? html`<section aria-labelledby=${id('cost-title')}>
@@ -105,7 +109,7 @@ export function UsageView({ instanceId = '', idPrefix = 'usage' }) {
       <thead><tr>${instanceId ? null : html`<th scope="col">Instance</th>`}<th scope="col">Meter</th>
         <th scope="col">Quantity</th><th scope="col">Cost</th></tr></thead>
       <tbody>${rows.map((r, i) => html`<tr key=${i}>
-        ${instanceId ? null : html`<td>${r.instance_id || html`<span class="muted">—</span>`}</td>`}
+        ${instanceId ? null : html`<td>${r.instance_id ? nameOf(r.instance_id) : html`<span class="muted">—</span>`}</td>`}
         <td>${r.meter}</td><td>${num(r.quantity, 3)} ${r.unit || ''}</td><td>${num(r.amount, 2)} ${r.currency}</td>
       </tr>`)}</tbody>
     </table></div>` : null}
