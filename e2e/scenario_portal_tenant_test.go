@@ -149,4 +149,25 @@ func TestScenarioPortalTenantPages(t *testing.T) {
 	b.run("the restore form once a backup exists",
 		chromedp.WaitVisible(chromedp.CSS(`[data-testid="restore-form"]`)))
 	b.screenshot("backups")
+
+	// The restore form orders a new instance from the backup.
+	b.run("order a restore from the backup",
+		chromedp.Click(chromedp.CSS(`input[name="restore-mode"][value="backup_id"]`)),
+		chromedp.WaitVisible(chromedp.ID("restore-backup")),
+		chromedp.Click(chromedp.CSS(`[data-testid="restore-form"] button[type="submit"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid="restore-ordered"]`)))
+	var list struct {
+		Items []instance `json:"items"`
+	}
+	tenant.must("GET", "/api/v1/instances", nil, http.StatusOK, &list)
+	restored := ""
+	for _, i := range list.Items {
+		if i.Name == "pages-cache-restored" {
+			restored = i.ID
+		}
+	}
+	if restored == "" {
+		t.Fatalf("the restore form ordered no instance named pages-cache-restored: %+v", list.Items)
+	}
+	t.Cleanup(func() { bestEffortDelete(t, admin, restored) })
 }
