@@ -20,6 +20,11 @@ export const routes = [
   { path: '/simulator', nav: 'Simulator', title: 'Placement simulator', roles: ROLES.operator, load: () => import('./pages/simulator.js') },
   { path: '/broker-credentials', nav: 'Brokers', title: 'Broker credentials', roles: ROLES.operator, load: () => import('./pages/brokers.js') },
   { path: '/audit', nav: 'Audit', title: 'Audit log', roles: ROLES.operator, load: () => import('./pages/audit.js') },
+  { path: '/alerts', nav: 'Alerts', title: 'Alerts', roles: ROLES.all, load: () => import('./pages/alerts.js') },
+  { path: '/usage', nav: 'Usage', title: 'Usage and cost', roles: ROLES.all, load: () => import('./pages/usage.js') },
+  { path: '/settings', nav: 'Settings', title: 'Settings', roles: ROLES.tenant, load: () => import('./pages/settings.js') },
+  // Last, so a more specific /instances/:id/… route of another page wins.
+  { path: '/instances/:id/:tab', title: 'Instance', roles: ROLES.all, load: () => import('./pages/instance-tab.js') },
 ];
 
 /** Where a signed-in user lands. */
