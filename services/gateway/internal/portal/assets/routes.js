@@ -13,6 +13,8 @@ export const ROLES = {
 
 export const routes = [
   { path: '/instances', nav: 'Instances', title: 'Instances', roles: ROLES.all, load: () => import('./pages/instances.js') },
+  { path: '/instances/:id', title: 'Instance', roles: ROLES.all, load: () => import('./pages/instance.js') },
+  { path: '/catalog', nav: 'Catalog', title: 'Catalog', roles: ROLES.all, load: () => import('./pages/catalog.js') },
 ];
 
 /** Where a signed-in user lands. */
