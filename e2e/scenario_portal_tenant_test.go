@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -65,6 +66,15 @@ func (b *browser) setInput(sel, value string) {
 	eval[bool](b, "set "+sel, fmt.Sprintf(`(() => { const el = document.querySelector(%s);
 		Object.getOwnPropertyDescriptor(HTMLInputElement.prototype, 'value').set.call(el, %s);
 		el.dispatchEvent(new Event('input', { bubbles: true })); return true; })()`, q, v))
+}
+
+// pressButton activates a button with the keyboard (focus, Enter), as a
+// keyboard user does. The instance page's buttons are pressed this way: on
+// that tall page a mouse click from chromedp can miss, Chromium moving the
+// content between the button's mousedown and mouseup (seen: the mouseup
+// landed on the endpoints above, so no click).
+func pressButton[S chromedp.Selectable](sel S) chromedp.Action[chromedp.Void] {
+	return chromedp.Steps(chromedp.Focus(sel), chromedp.KeyEvent(kb.Enter))
 }
 
 // docImage copies an artifact screenshot to docs/img/<name> (the docs show
@@ -209,8 +219,7 @@ func TestScenarioPortalOrderRedis(t *testing.T) {
 	rc.Close()
 
 	// Shown once: after dismissing them, and after a reload, no password.
-	b.run("dismiss the credentials",
-		chromedp.Click(chromedp.Search(`//button[normalize-space()="I have saved them"]`)),
+	b.run("dismiss the credentials", pressButton(chromedp.CSS(`[data-testid="credentials"] > button`)),
 		chromedp.WaitNotPresent(chromedp.CSS(`[data-testid="credentials"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`table[data-testid="bindings"] tr[data-binding="app"]`)))
 	b.run("reload the instance page", chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(`tr[data-binding="app"]`)))
@@ -220,7 +229,7 @@ func TestScenarioPortalOrderRedis(t *testing.T) {
 
 	// Delete: the dialog's button stays disabled until the name is typed.
 	b.run("open the delete dialog",
-		chromedp.Click(chromedp.Search(`//button[normalize-space()="Delete instance"]`)),
+		pressButton(chromedp.Search(`//main//button[normalize-space()="Delete instance"]`)),
 		chromedp.WaitVisible(chromedp.ID("delete-confirm")))
 	const confirm = `dialog[data-testid="delete-dialog"] button[type="submit"]`
 	if !eval[bool](b, "check the delete button waits for the name", fmt.Sprintf(`document.querySelector(%q).disabled`, confirm)) {
@@ -234,7 +243,7 @@ func TestScenarioPortalOrderRedis(t *testing.T) {
 		chromedp.SendKeys(chromedp.ID("delete-confirm"), name[len(name)-1:]),
 		chromedp.WaitEnabled(chromedp.CSS(confirm)))
 	b.screenshot("delete-dialog")
-	b.run("delete", chromedp.Click(chromedp.CSS(confirm)))
+	b.run("delete", pressButton(chromedp.CSS(confirm)))
 	b.pollPage("watch the instance go", `document.querySelector('[data-testid="deleted"]') !== null`, state, deleteTimeout)
 	b.screenshot("instance-deleted")
 	b.run("open the instances list", chromedp.Navigate(p.URL+"/#/instances"),
