@@ -77,23 +77,20 @@ func pressButton[S chromedp.Selectable](sel S) chromedp.Action[chromedp.Void] {
 	return chromedp.Steps(chromedp.Focus(sel), chromedp.KeyEvent(kb.Enter))
 }
 
-// docImage copies an artifact screenshot to docs/img/<name> (the docs show
-// the pages as the browser tests last saw them).
-func docImage(t *testing.T, src, name string) {
-	t.Helper()
-	if src == "" {
-		return
-	}
-	dir := filepath.Join(repoRoot(t), "docs", "img")
-	b, err := os.ReadFile(src)
+// docImage saves what the window shows, from the top of the page, as
+// docs/img/<name> (the docs show the pages as the browser tests last saw
+// them; the window, not the whole page, keeps the images small).
+func (b *browser) docImage(name string) {
+	b.t.Helper()
+	eval[bool](b, "scroll to the top", `(() => { scrollTo(0, 0); return true; })()`)
+	png := get(b, "take "+name, chromedp.CaptureScreenshot())
+	dir := filepath.Join(repoRoot(b.t), "docs", "img")
+	err := os.MkdirAll(dir, 0o755)
 	if err == nil {
-		err = os.MkdirAll(dir, 0o755)
-	}
-	if err == nil {
-		err = os.WriteFile(filepath.Join(dir, name), b, 0o644)
+		err = os.WriteFile(filepath.Join(dir, name), png, 0o644)
 	}
 	if err != nil {
-		t.Logf("docs image %s: %v", name, err)
+		b.t.Logf("docs image %s: %v", name, err)
 	}
 }
 
@@ -120,7 +117,8 @@ func TestScenarioPortalOrderRedis(t *testing.T) {
 	if modes := eval[[]string](b, "read the deployment modes", `[...document.querySelectorAll('section.mode h2')].map((h) => h.id)`); len(modes) != 3 {
 		t.Errorf("the catalog groups plans under %v, want the three deployment modes", modes)
 	}
-	docImage(t, b.screenshot("catalog"), "portal-catalog.png")
+	b.screenshot("catalog")
+	b.docImage("portal-catalog.png")
 
 	b.run("open the order form",
 		chromedp.Click(chromedp.CSS(plan+` a.button`)),
@@ -182,6 +180,7 @@ func TestScenarioPortalOrderRedis(t *testing.T) {
 		t.Errorf("the nodes table shows %q, want the primary with its AZ and address (%+v)", nodes, inst.Nodes)
 	}
 	b.screenshot("instance-ready")
+	b.docImage("portal-instance.png")
 
 	// A binding: the credentials are shown once, with a redis-cli command.
 	b.run("create a binding",
@@ -193,7 +192,7 @@ func TestScenarioPortalOrderRedis(t *testing.T) {
 	user := b.textOf("read the username", `[data-testid="cred-username"]`)
 	password := b.textOf("read the password", `[data-testid="cred-password"]`)
 	command := b.textOf("read the command", `[data-testid="cred-command"]`)
-	docImage(t, b.screenshot("binding-credentials"), "portal-instance.png")
+	b.screenshot("binding-credentials")
 	if want := fmt.Sprintf("redis-cli -h %s -p %s --user '%s' --pass '%s'", host, port, user, password); command != want {
 		t.Errorf("the command shown is %q, want %q", command, want)
 	}
@@ -304,7 +303,7 @@ func TestScenarioPortalFormError(t *testing.T) {
 	if focused := eval[string](b, "read the focused element", `document.activeElement.id`); focused != "param-timeout" {
 		t.Errorf("after the refusal the focus is on %q, want the field the API named (param-timeout)", focused)
 	}
-	docImage(t, b.screenshot("order-form-error"), "portal-order-error.png")
+	b.screenshot("order-form-error")
 
 	// A name the API refuses moves the message to the name; the timeout's goes.
 	b.setInput("#param-timeout", "300")
