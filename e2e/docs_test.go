@@ -42,6 +42,7 @@ var notConfigVars = map[string]string{
 	"CANOPY_TAG":                 "docker-compose.yml: the image tag",
 	"CANOPY_MYSQL_ROOT_PASSWORD": "docker-compose.yml: the MySQL container's root password",
 	"CANOPY_ARTIFACTS":           "e2e: where the browser tests save screenshots (docs/portal.md)",
+	"CANOPY_UPDATE_DOC_IMAGES":   "e2e: the tenant portal scenarios rewrite docs/img/portal-*.png (docs/portal.md)",
 	"CANOPY_WIDGET_ADDR":         "docs/new-service.md: the example skeleton's listen address (libs/launch/internal/widget)",
 }
 

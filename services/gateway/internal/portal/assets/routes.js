@@ -13,6 +13,10 @@ export const ROLES = {
 
 export const routes = [
   { path: '/instances', nav: 'Instances', title: 'Instances', roles: ROLES.all, load: () => import('./pages/instances.js') },
+  { path: '/catalog', nav: 'Catalog', title: 'Catalog', roles: ROLES.all, load: () => import('./pages/catalog.js') },
+  { path: '/alerts', nav: 'Alerts', title: 'Alerts', roles: ROLES.all, load: () => import('./pages/alerts.js') },
+  { path: '/usage', nav: 'Usage', title: 'Usage and cost', roles: ROLES.all, load: () => import('./pages/usage.js') },
+  { path: '/settings', nav: 'Settings', title: 'Settings', roles: ROLES.tenant, load: () => import('./pages/settings.js') },
   { path: '/fleet', nav: 'Fleet', title: 'Fleet', roles: ROLES.operator, load: () => import('./pages/fleet.js') },
   { path: '/tenants', nav: 'Tenants', title: 'Tenants', roles: ROLES.operator, load: () => import('./pages/tenants.js') },
   { path: '/tenants/:id', title: 'Tenant', roles: ROLES.operator, load: () => import('./pages/tenant.js') },
@@ -20,9 +24,7 @@ export const routes = [
   { path: '/simulator', nav: 'Simulator', title: 'Placement simulator', roles: ROLES.operator, load: () => import('./pages/simulator.js') },
   { path: '/broker-credentials', nav: 'Brokers', title: 'Broker credentials', roles: ROLES.operator, load: () => import('./pages/brokers.js') },
   { path: '/audit', nav: 'Audit', title: 'Audit log', roles: ROLES.operator, load: () => import('./pages/audit.js') },
-  { path: '/alerts', nav: 'Alerts', title: 'Alerts', roles: ROLES.all, load: () => import('./pages/alerts.js') },
-  { path: '/usage', nav: 'Usage', title: 'Usage and cost', roles: ROLES.all, load: () => import('./pages/usage.js') },
-  { path: '/settings', nav: 'Settings', title: 'Settings', roles: ROLES.tenant, load: () => import('./pages/settings.js') },
+  { path: '/instances/:id', title: 'Instance', roles: ROLES.all, load: () => import('./pages/instance.js') },
   // Last, so a more specific /instances/:id/… route of another page wins.
   { path: '/instances/:id/:tab', title: 'Instance', roles: ROLES.all, load: () => import('./pages/instance-tab.js') },
 ];
