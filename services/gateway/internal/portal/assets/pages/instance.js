@@ -2,7 +2,8 @@
 // operation step by step (polled while it runs, no reload), bindings
 // (create → credentials shown once with copy buttons and a ready-to-paste
 // client command; revoke) and delete behind a dialog where the user types
-// the instance's name. Another tenant's instance is a 404: "Instance not
+// the instance's name; links to its backups, failovers, change data and
+// usage pages (instance-tab.js). Another tenant's instance is a 404: "Instance not
 // found". Roles without write see no mutating control.
 import { html, useEffect, useRef, useState } from '../html.js';
 import * as api from '../api.js';
@@ -10,6 +11,8 @@ import { useAsync, useInterval } from '../hooks.js';
 import { Badge, Empty, Field, Loading, ProblemMessage, Time } from '../components.js';
 import { CopyButton } from '../clipboard.js';
 import { canWrite, isOperator } from '../session.js';
+import { href } from '../router.js';
+import { TABS } from './instance-tab.js';
 
 const CHANGING = new Set(['provisioning', 'updating', 'deleting']);
 const POLL_CHANGING = 1000; // while an operation runs
@@ -321,7 +324,7 @@ export default function Instance({ params, session }) {
     ${i.state === 'failed' && i.reason ? html`<div class="problem" role="alert"><strong>The instance failed</strong><p>${i.reason}</p></div>` : null}
     <dl class="facts summary" data-testid="summary">
       <dt>State</dt><dd>${i.state}${i.step && i.step !== 'done' ? html` <span class="muted">(${i.step})</span>` : null}</dd>
-      <dt>Engine</dt><dd>${i.engine} ${i.version}</dd>
+      <dt>Engine</dt><dd>${i.engine} ${i.version}${i.engine_version ? html` <span class="muted">· runs ${i.engine_version}</span>` : null}</dd>
       <dt>Mode</dt><dd>${i.deployment_mode} <span class="muted">· ${i.replication_mode} replication</span></dd>
       <dt>Region</dt><dd>${i.region || (i.nodes[0] && i.nodes[0].region) || html`<span class="muted">not placed yet</span>`}</dd>
       <dt>Plan</dt><dd>${i.plan}</dd>
@@ -329,6 +332,8 @@ export default function Instance({ params, session }) {
       <dt>Created</dt><dd><${Time} value=${i.created_at} /></dd>
       <dt>ID</dt><dd><code>${i.id}</code></dd>
     </dl>
+    ${i.state !== 'deleted' ? html`<nav class="tabs" aria-label="More about this instance">${Object.entries(TABS).map(([k, t]) =>
+      html`<a href=${href(`/instances/${i.id}/${k}`)}>${t.label}</a>`)}</nav>` : null}
     <${Operation} op=${op.data} error=${op.error} />
     ${i.state !== 'deleted' ? html`
       <section aria-labelledby="nodes-title" class="block"><h2 id="nodes-title">Nodes</h2>
