@@ -10,7 +10,7 @@ FUZZTIME ?= 30s
 # input (golang/go#75804), and a count has no deadline to race.
 TEST_FUZZTIME ?= 3000x
 
-.PHONY: dev test vet bench bench-metering bench-alerting bench-backup fuzz lint fmt up down k8s build deps clean reset openapi config-docs e2e
+.PHONY: dev test test-s3 vet bench bench-metering bench-alerting bench-backup fuzz lint fmt up down k8s build deps clean reset openapi config-docs e2e
 
 deps:
 	@bash scripts/ensure-deps.sh
@@ -37,6 +37,10 @@ vet:
 test: deps vet
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(MODULE_PATTERN)
 	FUZZTIME=$(TEST_FUZZTIME) bash scripts/fuzz.sh
+
+## test-s3: the backup repository's S3 tests against a real S3-compatible server (SeaweedFS, built once into .canopy/tools)
+test-s3: deps
+	@bash scripts/test-s3.sh
 
 ## fuzz: run every Fuzz target for FUZZTIME each (default 30s; FUZZ=regexp picks targets)
 fuzz:
