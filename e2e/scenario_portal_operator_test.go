@@ -103,6 +103,8 @@ func TestScenarioPortalOperator(t *testing.T) {
 		chromedp.Navigate(p.URL+"/#/tenants"),
 		chromedp.WaitVisible(chromedp.CSS(`table[data-testid="tenants"] a[href="#/tenants/`+tenantID+`"]`)))
 	b.screenshot("tenants")
+	checkA11y(t, b.ctx, "tenants")
+	checkKeyboard(t, b.ctx, "tenants", mainNav, "#tenant-id", signOut)
 
 	// Cordon a host on the map, and uncordon it again.
 	hostID := quietReadyHost(t, admin)
@@ -129,6 +131,8 @@ func TestScenarioPortalOperator(t *testing.T) {
 		t.Fatalf("the cordoned host shows %q", badge)
 	}
 	b.screenshot("inventory")
+	checkA11y(t, b.ctx, "inventory")
+	checkKeyboard(t, b.ctx, "inventory", mainNav, `button[aria-label="Uncordon `+hostID+`"]`)
 	b.run("uncordon "+hostID,
 		chromedp.Click(chromedp.CSS(`button[aria-label="Uncordon `+hostID+`"]`)),
 		chromedp.WaitVisible(chromedp.CSS(hostSel+`[data-state="ready"]`)),
@@ -158,6 +162,8 @@ func TestScenarioPortalOperator(t *testing.T) {
 	}
 	t.Logf("the simulator explains: %s", why)
 	b.screenshot("simulator")
+	checkA11y(t, b.ctx, "simulator")
+	checkKeyboard(t, b.ctx, "simulator", mainNav, "#sim-plan", `form button[type="submit"]`)
 
 	// The other operator pages show what exists.
 	b.run("open the fleet",
