@@ -182,7 +182,11 @@ func walkKeyboard(ctx context.Context, selectors []string) (w keyboardWalk, err 
 		const e = document.activeElement;
 		if (!e || e === document.body || e.id === 'a11y-tab-start') return { desc: 'body', shown: true, body: true, matches: [] };
 		const cs = getComputedStyle(e);
-		const outline = cs.outlineStyle !== 'none' && parseFloat(cs.outlineWidth) > 0;
+		// Focus inside the browser's own parts of a control (a date
+		// input's calendar button) leaves the control itself without
+		// :focus; those parts draw their own ring.
+		const inner = !e.matches(':focus');
+		const outline = inner || (cs.outlineStyle !== 'none' && parseFloat(cs.outlineWidth) > 0);
 		const label = (e.getAttribute('aria-label') || e.innerText || e.value || e.id || '').trim().slice(0, 40);
 		return { desc: e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') + ' "' + label + '"',
 			shown: outline || cs.boxShadow !== 'none', body: false,

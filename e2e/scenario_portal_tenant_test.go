@@ -136,9 +136,11 @@ func TestScenarioPortalTenantPages(t *testing.T) {
 		t.Fatalf("a one-node instance's failovers tab shows %q, want why it cannot switch over", txt)
 	}
 	b.screenshot("failovers")
+	checkA11y(t, b.ctx, "failovers")
 	b.run("the change data tab",
 		chromedp.Navigate(base+"/streams"),
 		chromedp.WaitVisible(chromedp.CSS(`[data-testid="tab-streams"] .empty`)))
+	checkA11y(t, b.ctx, "streams")
 	b.run("the backups tab",
 		chromedp.Navigate(base+"/backups"),
 		chromedp.WaitVisible(chromedp.CSS(`[data-testid="backup-now"]`)),
@@ -156,7 +158,7 @@ func TestScenarioPortalTenantPages(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`[data-testid="restore-form"]`)))
 	b.screenshot("backups")
 	checkA11y(t, b.ctx, "backups")
-	checkKeyboard(t, b.ctx, "backups", mainNav, `[data-testid="backup-now"]`)
+	checkKeyboard(t, b.ctx, "backups", mainNav, `nav.tabs a`, `[data-testid="restore-form"] button[type="submit"]`)
 
 	// The restore form orders a new instance from the backup.
 	b.run("order a restore from the backup",
