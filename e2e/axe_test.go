@@ -49,7 +49,7 @@ func (v axeViolation) String() string {
 // axeResult is what axe-core answers, reduced to what a report needs.
 type axeResult struct {
 	Violations []axeViolation `json:"violations"`
-	Incomplete []string       `json:"incomplete"` // rules axe could not decide
+	Incomplete []string       `json:"incomplete"` // rules axe could not decide, with an element
 	Passes     int            `json:"passes"`
 }
 
@@ -75,7 +75,7 @@ func runAxe(ctx context.Context) (res axeResult, raw []byte, err error) {
 	raw, err = chromedp.Run(ctx, chromedp.Evaluate[[]byte](`axe.run(document, { runOnly: `+string(tags)+`, resultTypes: ['violations'] }).then((r) => ({
 		violations: r.violations.map((v) => ({ id: v.id, impact: v.impact || '', help: v.help, helpUrl: v.helpUrl,
 			nodes: v.nodes.length, targets: v.nodes.slice(0, 3).map((n) => n.target.join(' ')) })),
-		incomplete: r.incomplete.map((v) => v.id),
+		incomplete: r.incomplete.map((v) => v.id + ' (' + v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(', ') + ')'),
 		passes: r.passes.length }))`, chromedp.EvalAwaitPromise))
 	if err != nil {
 		return res, nil, fmt.Errorf("run axe-core: %w", err)

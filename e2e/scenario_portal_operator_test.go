@@ -60,6 +60,7 @@ func TestScenarioPortalOperator(t *testing.T) {
 		t.Fatalf("the keys table shows %q, want the new key with its role", row)
 	}
 	b.screenshot("tenant")
+	checkA11y(t, b.ctx, "tenant")
 	var list struct {
 		Items []json.RawMessage `json:"items"`
 	}
@@ -171,11 +172,13 @@ func TestScenarioPortalOperator(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`[data-testid="fleet-summary"]`)),
 		chromedp.WaitVisible(chromedp.ID("fleet-state")))
 	b.screenshot("fleet")
+	checkA11y(t, b.ctx, "fleet")
 	b.run("open the broker credentials",
 		chromedp.Navigate(p.URL+"/#/broker-credentials"),
 		chromedp.WaitVisible(chromedp.ID("cred-name")),
 		chromedp.WaitVisible(chromedp.CSS(`table[data-testid="broker-credentials"], .empty`)))
 	b.screenshot("brokers")
+	checkA11y(t, b.ctx, "brokers")
 	b.run("open the audit log of the new tenant",
 		chromedp.Navigate(p.URL+"/#/audit?tenant="+tenantID),
 		chromedp.WaitVisible(chromedp.CSS(`table[data-testid="audit"]`)))
@@ -183,6 +186,7 @@ func TestScenarioPortalOperator(t *testing.T) {
 		t.Fatalf("the tenant's audit log shows %q, want the key's creation", log)
 	}
 	b.screenshot("audit")
+	checkA11y(t, b.ctx, "audit")
 }
 
 // selectOption picks value in the <select> matching sel the way a user

@@ -127,6 +127,12 @@ func TestScenarioPortalTenantPages(t *testing.T) {
 	checkA11y(t, b.ctx, "usage")
 	checkKeyboard(t, b.ctx, "usage", mainNav, `[data-testid="usage-csv"]`)
 
+	// The instances list with the tenant's instance in it.
+	b.run("the instances page",
+		chromedp.Navigate(p.URL+"/#/instances"),
+		chromedp.WaitVisible(chromedp.CSS(`table[data-testid="instances"] tbody tr`)))
+	checkA11y(t, b.ctx, "instances")
+
 	// The instance's tabs on their own route.
 	base := p.URL + "/#/instances/" + id
 	b.run("the failovers tab",
