@@ -60,6 +60,7 @@ func TestScenarioPortalOperator(t *testing.T) {
 		t.Fatalf("the keys table shows %q, want the new key with its role", row)
 	}
 	b.screenshot("tenant")
+	checkA11y(t, b.ctx, "tenant")
 	var list struct {
 		Items []json.RawMessage `json:"items"`
 	}
@@ -103,6 +104,8 @@ func TestScenarioPortalOperator(t *testing.T) {
 		chromedp.Navigate(p.URL+"/#/tenants"),
 		chromedp.WaitVisible(chromedp.CSS(`table[data-testid="tenants"] a[href="#/tenants/`+tenantID+`"]`)))
 	b.screenshot("tenants")
+	checkA11y(t, b.ctx, "tenants")
+	checkKeyboard(t, b.ctx, "tenants", mainNav, "#tenant-id", signOut)
 
 	// Cordon a host on the map, and uncordon it again.
 	hostID := quietReadyHost(t, admin)
@@ -129,6 +132,8 @@ func TestScenarioPortalOperator(t *testing.T) {
 		t.Fatalf("the cordoned host shows %q", badge)
 	}
 	b.screenshot("inventory")
+	checkA11y(t, b.ctx, "inventory")
+	checkKeyboard(t, b.ctx, "inventory", mainNav, `button[aria-label="Uncordon `+hostID+`"]`)
 	b.run("uncordon "+hostID,
 		chromedp.Click(chromedp.CSS(`button[aria-label="Uncordon `+hostID+`"]`)),
 		chromedp.WaitVisible(chromedp.CSS(hostSel+`[data-state="ready"]`)),
@@ -158,6 +163,8 @@ func TestScenarioPortalOperator(t *testing.T) {
 	}
 	t.Logf("the simulator explains: %s", why)
 	b.screenshot("simulator")
+	checkA11y(t, b.ctx, "simulator")
+	checkKeyboard(t, b.ctx, "simulator", mainNav, "#sim-plan", `form button[type="submit"]`)
 
 	// The other operator pages show what exists.
 	b.run("open the fleet",
@@ -165,11 +172,13 @@ func TestScenarioPortalOperator(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`[data-testid="fleet-summary"]`)),
 		chromedp.WaitVisible(chromedp.ID("fleet-state")))
 	b.screenshot("fleet")
+	checkA11y(t, b.ctx, "fleet")
 	b.run("open the broker credentials",
 		chromedp.Navigate(p.URL+"/#/broker-credentials"),
 		chromedp.WaitVisible(chromedp.ID("cred-name")),
 		chromedp.WaitVisible(chromedp.CSS(`table[data-testid="broker-credentials"], .empty`)))
 	b.screenshot("brokers")
+	checkA11y(t, b.ctx, "brokers")
 	b.run("open the audit log of the new tenant",
 		chromedp.Navigate(p.URL+"/#/audit?tenant="+tenantID),
 		chromedp.WaitVisible(chromedp.CSS(`table[data-testid="audit"]`)))
@@ -177,6 +186,7 @@ func TestScenarioPortalOperator(t *testing.T) {
 		t.Fatalf("the tenant's audit log shows %q, want the key's creation", log)
 	}
 	b.screenshot("audit")
+	checkA11y(t, b.ctx, "audit")
 }
 
 // selectOption picks value in the <select> matching sel the way a user

@@ -50,6 +50,8 @@ func TestScenarioPortalTenantPages(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`[data-testid="silence-form"] button[type="submit"]`)),
 		chromedp.Poll[chromedp.Void](`(document.querySelector('table[data-testid="silences"]')||{}).innerText?.includes('PortalCheck')`, chromedp.WithPollingMutation()))
 	b.screenshot("alerts")
+	checkA11y(t, b.ctx, "alerts")
+	checkKeyboard(t, b.ctx, "alerts", mainNav, `[data-testid="silence-form"] button[type="submit"]`)
 	b.run("expire the silence",
 		chromedp.Click(chromedp.Search(`//table[@data-testid="silences"]//button[normalize-space()="Expire"]`)),
 		chromedp.Click(chromedp.Search(`//table[@data-testid="silences"]//button[normalize-space()="Expire now"]`)),
@@ -103,6 +105,8 @@ func TestScenarioPortalTenantPages(t *testing.T) {
 		t.Fatalf("the revoked key answers %d (%v), want 401", status, err)
 	}
 	b.screenshot("settings")
+	checkA11y(t, b.ctx, "settings")
+	checkKeyboard(t, b.ctx, "settings", mainNav, "#key-name")
 
 	// Usage: once metering has counted the instance's node-hours, the page
 	// draws them (and their cost) as bars; the CSV link is the API's CSV.
@@ -120,6 +124,14 @@ func TestScenarioPortalTenantPages(t *testing.T) {
 	csv := eval[string](b, "read the CSV link", `document.querySelector('[data-testid="usage-csv"]').getAttribute('href')`)
 	tenant.with("Accept", "text/csv").must("GET", csv, nil, http.StatusOK, nil)
 	b.screenshot("usage")
+	checkA11y(t, b.ctx, "usage")
+	checkKeyboard(t, b.ctx, "usage", mainNav, `[data-testid="usage-csv"]`)
+
+	// The instances list with the tenant's instance in it.
+	b.run("the instances page",
+		chromedp.Navigate(p.URL+"/#/instances"),
+		chromedp.WaitVisible(chromedp.CSS(`table[data-testid="instances"] tbody tr`)))
+	checkA11y(t, b.ctx, "instances")
 
 	// The instance's tabs on their own route.
 	base := p.URL + "/#/instances/" + id
@@ -130,9 +142,11 @@ func TestScenarioPortalTenantPages(t *testing.T) {
 		t.Fatalf("a one-node instance's failovers tab shows %q, want why it cannot switch over", txt)
 	}
 	b.screenshot("failovers")
+	checkA11y(t, b.ctx, "failovers")
 	b.run("the change data tab",
 		chromedp.Navigate(base+"/streams"),
 		chromedp.WaitVisible(chromedp.CSS(`[data-testid="tab-streams"] .empty`)))
+	checkA11y(t, b.ctx, "streams")
 	b.run("the backups tab",
 		chromedp.Navigate(base+"/backups"),
 		chromedp.WaitVisible(chromedp.CSS(`[data-testid="backup-now"]`)),
@@ -149,6 +163,8 @@ func TestScenarioPortalTenantPages(t *testing.T) {
 	b.run("the restore form once a backup exists",
 		chromedp.WaitVisible(chromedp.CSS(`[data-testid="restore-form"]`)))
 	b.screenshot("backups")
+	checkA11y(t, b.ctx, "backups")
+	checkKeyboard(t, b.ctx, "backups", mainNav, `nav.tabs a`, `[data-testid="restore-form"] button[type="submit"]`)
 
 	// The restore form orders a new instance from the backup.
 	b.run("order a restore from the backup",

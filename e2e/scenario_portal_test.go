@@ -22,6 +22,7 @@ func TestScenarioPortalSignIn(t *testing.T) {
 	// A deep link before signing in: the sign-in page, then that page.
 	b.run("open the portal", chromedp.Navigate(p.URL+"/#/instances"), chromedp.WaitVisible(chromedp.ID("api-key")))
 	b.screenshot("signin")
+	checkA11y(t, b.ctx, "signin")
 
 	b.run("sign in with a bad key",
 		chromedp.SendKeys(chromedp.ID("api-key"), "cnp_01aaaaaaaaaaaaaaaaaaaaaaaa_not-a-real-secret"),
@@ -31,6 +32,8 @@ func TestScenarioPortalSignIn(t *testing.T) {
 		t.Fatalf("the sign-in error shows %q, want the API's detail (the API key is not valid …)", msg)
 	}
 	b.screenshot("signin-error")
+	checkA11y(t, b.ctx, "signin-error")
+	checkKeyboard(t, b.ctx, "signin", "#api-key", `button[type="submit"]`)
 
 	// A fresh load: the form starts empty (the bad key was kept nowhere).
 	b.run("reload the sign-in page", chromedp.Reload(), chromedp.WaitVisible(chromedp.ID("api-key")))
@@ -49,6 +52,8 @@ func TestScenarioPortalSignIn(t *testing.T) {
 		t.Fatalf("a new tenant's instances page shows %q, want an empty state that says how to order one", empty)
 	}
 	b.screenshot("instances")
+	checkA11y(t, b.ctx, "instances")
+	checkKeyboard(t, b.ctx, "instances", mainNav, ".page-head button", signOut)
 	bytes, files := b.transferred("measure the first load")
 	t.Logf("first load in the browser (sign-in + instances): %d files, %.1f KB on the wire", files, float64(bytes)/1024)
 

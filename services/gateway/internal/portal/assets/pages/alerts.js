@@ -34,7 +34,7 @@ function Alerts({ writer, onSilence }) {
   const items = (data && data.items) || [];
   return html`<section aria-labelledby="alerts-list-title" class="block">
     <div class="page-head">
-      <h2 id="alerts-list-title">Alerts</h2>
+      <h2 id="alerts-list-title">Active alerts</h2>
       <div class="actions">
         <label class="inline"><input type="checkbox" checked=${resolved} onChange=${(e) => setResolved(e.currentTarget.checked)} /> Show resolved (last 24 h)</label>
         <button type="button" class="secondary" onClick=${reload} disabled=${loading}>Refresh</button>
@@ -49,7 +49,7 @@ function Alerts({ writer, onSilence }) {
     ${items.length ? html`<div class="table-wrap"><table class="list" data-testid="alerts">
       <caption class="sr-only">Alerts</caption>
       <thead><tr><th scope="col">Alert</th><th scope="col">State</th><th scope="col">Instance</th><th scope="col">Since</th>
-        <th scope="col">Muted</th>${writer ? html`<th scope="col"></th>` : null}</tr></thead>
+        <th scope="col">Muted</th>${writer ? html`<th scope="col"><span class="sr-only">Actions</span></th>` : null}</tr></thead>
       <tbody>${items.map((a) => html`<tr key=${a.fingerprint}>
         <th scope="row">${a.labels.alertname || a.fingerprint}
           ${a.labels.severity ? html` <span class="muted small">${a.labels.severity}</span>` : null}
@@ -136,7 +136,7 @@ function Silences({ writer, preset, formKey }) {
     ${items.length ? html`<div class="table-wrap"><table class="list" data-testid="silences">
       <caption class="sr-only">Silences</caption>
       <thead><tr><th scope="col">Matchers</th><th scope="col">State</th><th scope="col">Until</th><th scope="col">Comment</th>
-        ${writer ? html`<th scope="col"></th>` : null}</tr></thead>
+        ${writer ? html`<th scope="col"><span class="sr-only">Actions</span></th>` : null}</tr></thead>
       <tbody>${items.map((s) => html`<tr key=${s.id}>
         <th scope="row">${s.matchers.map((m) => html`<code class="small matcher">${matcherText(m)}</code> `)}</th>
         <td><${StateBadge} value=${s.status.state} /></td>
@@ -209,7 +209,7 @@ function Receivers({ writer }) {
     ${items.length ? html`<div class="table-wrap"><table class="list" data-testid="receivers">
       <caption class="sr-only">Webhook receivers, in route order</caption>
       <thead><tr><th scope="col">Name</th><th scope="col">URL</th><th scope="col">Matchers</th><th scope="col">Grouping</th>
-        ${writer ? html`<th scope="col"></th>` : null}</tr></thead>
+        ${writer ? html`<th scope="col"><span class="sr-only">Actions</span></th>` : null}</tr></thead>
       <tbody>${items.map((r) => html`<tr key=${r.id}>
         <th scope="row">${r.name}${r.has_secret ? html`<div class="muted small">signed</div>` : null}</th>
         <td><code class="small">${r.url}</code></td>

@@ -74,7 +74,7 @@ export default function InstanceFailovers({ instance, session }) {
     ${items.length ? html`<div class="table-wrap"><table class="list" data-testid="failovers">
       <caption class="sr-only">Failovers of ${instance.name}, newest first</caption>
       <thead><tr><th scope="col">Detected</th><th scope="col">Kind</th><th scope="col">State</th>
-        <th scope="col">Primary</th><th scope="col">RTO</th><th scope="col">Lost</th><th scope="col"></th></tr></thead>
+        <th scope="col">Primary</th><th scope="col">RTO</th><th scope="col">Lost</th><th scope="col">Acknowledged</th></tr></thead>
       <tbody>${items.map((f) => html`<tr key=${f.id}>
         <td><${Time} value=${f.detected_at} /></td>
         <td>${f.kind}<div class="muted small">${f.problem}</div></td>

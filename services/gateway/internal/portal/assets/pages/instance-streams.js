@@ -41,7 +41,7 @@ function Streams({ instance, writer }) {
     ${items.length ? html`<div class="table-wrap"><table class="list" data-testid="cdc-streams">
       <caption class="sr-only">CDC streams of ${instance.name}</caption>
       <thead><tr><th scope="col">Tables</th><th scope="col">State</th><th scope="col">Lag</th><th scope="col">Rate</th>
-        <th scope="col">Position</th><th scope="col">Since</th>${writer ? html`<th scope="col"></th>` : null}</tr></thead>
+        <th scope="col">Position</th><th scope="col">Since</th>${writer ? html`<th scope="col"><span class="sr-only">Actions</span></th>` : null}</tr></thead>
       <tbody>${items.map((s) => html`<tr key=${s.id}>
         <th scope="row">${s.tables.join(', ')}<div class="muted small"><code>${s.topic_prefix}</code></div></th>
         <td><${StateBadge} value=${s.state} />${s.last_error ? html`<div class="small bad-text">${s.last_error}</div>` : null}</td>
@@ -79,7 +79,7 @@ function SyncJobs({ instance, writer }) {
     ${items.length ? html`<div class="table-wrap"><table class="list" data-testid="sync-jobs">
       <caption class="sr-only">Sync jobs of ${instance.name}</caption>
       <thead><tr><th scope="col">From → to</th><th scope="col">State</th><th scope="col">Lag</th><th scope="col">Applied</th>
-        <th scope="col">Conflicts</th>${writer ? html`<th scope="col"></th>` : null}</tr></thead>
+        <th scope="col">Conflicts</th>${writer ? html`<th scope="col"><span class="sr-only">Actions</span></th>` : null}</tr></thead>
       <tbody>${items.map((j) => {
         const dirs = (j.status && j.status.directions) || [];
         return html`<tr key=${j.id}>

@@ -35,8 +35,9 @@ export default function InstanceTab({ params, session }) {
   const page = '/instances/' + instance.id;
   const C = mod.default;
   return html`<div class="instance-tab">
-    <p class="crumbs"><a href="#/instances">Instances</a> › ${match(routes, page) ? html`<a href=${href(page)}>${instance.name}</a>` : instance.name}
-      <${Badge} value=${instance.state} /></p>
+    <div class="crumbs"><a href="#/instances">Instances</a> <span aria-hidden="true">›</span>
+      <h1>${match(routes, page) ? html`<a href=${href(page)}>${instance.name}</a>` : instance.name}</h1>
+      <${Badge} value=${instance.state} /></div>
     <nav class="tabs" aria-label="Instance pages">${Object.entries(TABS).map(([k, t]) => html`<a href=${href(`${page}/${k}`)}
       aria-current=${k === params.tab ? 'page' : undefined}>${t.label}</a>`)}</nav>
     <${C} instance=${instance} session=${session} />

@@ -65,6 +65,8 @@ export function UsageView({ instanceId = '', idPrefix = 'usage' }) {
   const rows = ((byMeter.data && byMeter.data.data) || []).filter((r) => parseFloat(r.amount) > 0 || r.quantity > 0);
   const nothing = costs.data && usage.data && !costs.data.data.length && !usage.data.data.length;
   const id = (s) => `${idPrefix}-${s}`;
+  // Under the usage page's h1, or under the instance tab's h2.
+  const H = instanceId ? 'h3' : 'h2';
 
   return html`<div class="usage" data-testid="usage-view">
     <form class="filters" onSubmit=${(e) => e.preventDefault()} aria-label="What to show">
@@ -97,11 +99,11 @@ export function UsageView({ instanceId = '', idPrefix = 'usage' }) {
         ${instanceId ? 'This instance has' : 'Your instances have'} not recorded any yet; try a longer period, or come back once an instance has run for a while.</p>
     </${Empty}>` : null}
     ${costs.data && !nothing ? html`<section aria-labelledby=${id('cost-title')}>
-      <h3 id=${id('cost-title')}>Cost: ${num(costs.data.total, 2)} ${currency}</h3>
+      <${H} id=${id('cost-title')}>Cost: ${num(costs.data.total, 2)} ${currency}</${H}>
       <${BarChart} bars=${costBars} unit=${currency} caption=${`Cost per ${window}`} testid="cost-chart" />
     </section>` : null}
     ${usage.data && !nothing ? html`<section aria-labelledby=${id('meter-title')}>
-      <h3 id=${id('meter-title')}>${(meterList.find((m) => m.slug === meter) || {}).name || meter}</h3>
+      <${H} id=${id('meter-title')}>${(meterList.find((m) => m.slug === meter) || {}).name || meter}</${H}>
       <${BarChart} bars=${usageBars} unit=${unit} caption=${`${meter} per ${window}`} testid="usage-chart" />
     </section>` : null}
     ${rows.length ? html`<div class="table-wrap"><table class="list" data-testid="cost-by-meter">

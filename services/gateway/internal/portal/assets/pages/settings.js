@@ -119,7 +119,7 @@ function Keys({ session, tenant }) {
     ${items.length ? html`<div class="table-wrap"><table class="list" data-testid="keys">
       <caption class="sr-only">API keys of ${tenant}</caption>
       <thead><tr><th scope="col">Name</th><th scope="col">Role</th><th scope="col">Created</th><th scope="col">Last used</th>
-        <th scope="col">State</th><th scope="col"></th></tr></thead>
+        <th scope="col">State</th><th scope="col"><span class="sr-only">Actions</span></th></tr></thead>
       <tbody>${items.map((k) => html`<tr key=${k.id} data-key-name=${k.name}>
         <th scope="row">${k.name}<div class="muted small"><code>${k.id}</code></div></th>
         <td>${k.role}</td>
