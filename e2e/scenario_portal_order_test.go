@@ -122,6 +122,7 @@ func TestScenarioPortalOrderRedis(t *testing.T) {
 		t.Errorf("the catalog groups plans under %v, want the three deployment modes", modes)
 	}
 	b.screenshot("catalog")
+	checkA11y(t, b.ctx, "catalog")
 	b.docImage("portal-catalog.png")
 
 	b.run("open the order form",
@@ -136,6 +137,8 @@ func TestScenarioPortalOrderRedis(t *testing.T) {
 		t.Errorf("timeout starts at %q, want the schema's default 0", v)
 	}
 	b.screenshot("order-form")
+	checkA11y(t, b.ctx, "order-form")
+	checkKeyboard(t, b.ctx, "order-form", mainNav, "#order-name", "#param-maxmemory-policy")
 
 	// A marker a reload would lose: the page must update itself.
 	eval[bool](b, "mark the page", `window.canopyNoReload = true`)
@@ -184,6 +187,7 @@ func TestScenarioPortalOrderRedis(t *testing.T) {
 		t.Errorf("the nodes table shows %q, want the primary with its AZ and address (%+v)", nodes, inst.Nodes)
 	}
 	b.screenshot("instance-ready")
+	checkA11y(t, b.ctx, "instance")
 	b.docImage("portal-instance.png")
 
 	// A binding: the credentials are shown once, with a redis-cli command.
@@ -197,6 +201,7 @@ func TestScenarioPortalOrderRedis(t *testing.T) {
 	password := b.textOf("read the password", `[data-testid="cred-password"]`)
 	command := b.textOf("read the command", `[data-testid="cred-command"]`)
 	b.screenshot("binding-credentials")
+	checkA11y(t, b.ctx, "binding-credentials")
 	if want := fmt.Sprintf("redis-cli -h %s -p %s --user '%s' --pass '%s'", host, port, user, password); command != want {
 		t.Errorf("the command shown is %q, want %q", command, want)
 	}
@@ -246,6 +251,7 @@ func TestScenarioPortalOrderRedis(t *testing.T) {
 		chromedp.SendKeys(chromedp.ID("delete-confirm"), name[len(name)-1:]),
 		chromedp.WaitEnabled(chromedp.CSS(confirm)))
 	b.screenshot("delete-dialog")
+	checkA11y(t, b.ctx, "delete-dialog")
 	b.run("delete", pressButton(chromedp.CSS(confirm)))
 	b.pollPage("watch the instance go", `document.querySelector('[data-testid="deleted"]') !== null`, state, deleteTimeout)
 	b.screenshot("instance-deleted")
@@ -308,6 +314,7 @@ func TestScenarioPortalFormError(t *testing.T) {
 		t.Errorf("after the refusal the focus is on %q, want the field the API named (param-timeout)", focused)
 	}
 	b.screenshot("order-form-error")
+	checkA11y(t, b.ctx, "order-form-error")
 
 	// A name the API refuses moves the message to the name; the timeout's goes.
 	b.setInput("#param-timeout", "300")
