@@ -10,6 +10,8 @@ package provisioning
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -273,6 +275,8 @@ type Service struct {
 	launch.Base
 	cfg  Config
 	deps Deps
+	// replica names this process in the saga leases it holds.
+	replica string
 }
 
 // New checks cfg and deps and returns the service. It does no I/O.
@@ -283,7 +287,22 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
-	return &Service{Base: launch.NewBase("provisioning", deps.Logger, 0), cfg: cfg, deps: deps}, nil
+	return &Service{Base: launch.NewBase("provisioning", deps.Logger, 0), cfg: cfg, deps: deps, replica: replicaID()}, nil
+}
+
+// replicaID is unique to this service instance: host, pid and a random
+// part (several services may share a process in tests and the all-in-one).
+func replicaID() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "localhost"
+	}
+	if len(host) > 64 {
+		host = host[:64]
+	}
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b))
 }
 
 // Routes lists the paths the gateway proxies to provisioning.
@@ -433,6 +452,9 @@ func (s *Service) Run(ctx context.Context) error {
 				return err
 			}
 			sg.WithRouter(s.cfg.Router.router())
+			// Replicas share the instances through per-instance leases.
+			sg.WithLeases(repo, s.replica)
+			s.Logger().Info("saga replica", "replica", s.replica, "lease_ttl", sagaCfg.LeaseTTL)
 			if backups, err = backupclient.New(backupclient.Config{BaseURL: s.cfg.BackupURL, Secret: []byte(s.cfg.InternalSecret)}); err != nil {
 				return err
 			}

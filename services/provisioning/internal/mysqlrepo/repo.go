@@ -86,9 +86,14 @@ type (
 // Update locks instance id, runs fn on it and, when fn returns nil, saves the
 // instance, its nodes, the operation and fn's events in one transaction.
 // When fn returns ErrNoChange nothing is written and Update returns nil.
+// A ctx carrying a saga lease's fencing token (port.WithFence) whose lease
+// was taken over since is refused with port.ErrFenced.
 func (r *Repo) Update(ctx context.Context, id string, fn func(c *Change) error) (*instance.Instance, error) {
 	var out *instance.Instance
 	err := r.db.Tx(ctx, func(tx *store.Tx) error {
+		if err := checkFence(ctx, tx, id); err != nil {
+			return err
+		}
 		in, _, err := r.load(ctx, tx.Tx, anyTenant, id, true)
 		if err != nil {
 			return err

@@ -14,6 +14,10 @@ type Hooks struct {
 	// that instance on the spot, as a crash would: nothing is rolled back
 	// and the instance stays where it was until a (new) saga resumes it.
 	BeforeStep func(ctx context.Context, instanceID string, step instance.Step) error
+	// KeepLeasesOnStop leaves the saga leases held when the saga's context
+	// ends, as a crashed replica leaves them: they expire instead of being
+	// given back (tests of the takeover).
+	KeepLeasesOnStop bool
 }
 
 // errHalted stops the saga for an instance without touching it.

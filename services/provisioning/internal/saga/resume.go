@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/canopy-platform/canopy/services/provisioning/internal/driver"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/instance"
@@ -33,7 +34,7 @@ func (s *Saga) Resume(ctx context.Context) error {
 		return fmt.Errorf("resume: %w", err)
 	}
 	for _, id := range ids {
-		if err := s.adopt(ctx, id); err != nil {
+		if err := s.resumeOne(ctx, id); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -44,7 +45,30 @@ func (s *Saga) Resume(ctx context.Context) error {
 	return nil
 }
 
-func (s *Saga) adopt(ctx context.Context, id string) error {
+// resumeOne adopts id's nodes. With leases, what was found is recorded
+// only under the instance's lease: an instance another replica drives right
+// now is adopted by the driver alone (that replica records its nodes).
+func (s *Saga) resumeOne(ctx context.Context, id string) error {
+	if s.leases == nil {
+		return s.adopt(ctx, id, true)
+	}
+	l, err := s.leases.AcquireLease(ctx, id, s.owner, s.cfg.LeaseTTL)
+	var held *port.LeaseHeldError
+	if errors.As(err, &held) {
+		return s.adopt(ctx, id, false)
+	}
+	if err != nil {
+		return err
+	}
+	err = s.adopt(port.WithFence(ctx, id, l.Token), id, true)
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	return errors.Join(err, s.leases.ReleaseLease(rctx, l))
+}
+
+// adopt re-attaches the driver to id's recorded nodes and, with record,
+// stores what it found (pid, address, running or stopped).
+func (s *Saga) adopt(ctx context.Context, id string, record bool) error {
 	in, err := s.repo.GetAnyTenant(ctx, id)
 	if err != nil {
 		return err
@@ -76,7 +100,7 @@ func (s *Saga) adopt(ctx context.Context, id string) error {
 			log.Info("node adopted", "node", n.ID, "pid", st.Node.PID, "state", string(st.State))
 		}
 	}
-	if len(updates) == 0 {
+	if len(updates) == 0 || !record {
 		return nil
 	}
 	_, err = s.repo.Update(ctx, id, func(c *port.Change) error {

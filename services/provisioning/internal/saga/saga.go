@@ -61,6 +61,13 @@ type Config struct {
 	RestoreTimeout time.Duration `yaml:"restore_timeout" env:"RESTORE_TIMEOUT" default:"1h"`
 	// RestorePoll is how often a restore job is asked how it stands.
 	RestorePoll time.Duration `yaml:"restore_poll" env:"RESTORE_POLL" default:"1s"`
+	// LeaseTTL is how long a replica's lease on an instance lasts without
+	// renewal: a dead replica's instances are taken over after at most
+	// this (docs/provisioning.md, "Several replicas").
+	LeaseTTL time.Duration `yaml:"lease_ttl" env:"LEASE_TTL" default:"5s"`
+	// LeaseRenew is how often a held lease is renewed; below LeaseTTL
+	// (a third of it when not).
+	LeaseRenew time.Duration `yaml:"lease_renew" env:"LEASE_RENEW" default:"1s"`
 }
 
 func (c Config) withDefaults() Config {
@@ -85,6 +92,15 @@ func (c Config) withDefaults() Config {
 	if c.RestorePoll <= 0 {
 		c.RestorePoll = time.Second
 	}
+	if c.LeaseTTL <= 0 {
+		c.LeaseTTL = 5 * time.Second
+	}
+	if c.LeaseRenew <= 0 {
+		c.LeaseRenew = time.Second
+	}
+	if c.LeaseRenew >= c.LeaseTTL {
+		c.LeaseRenew = c.LeaseTTL / 3
+	}
 	return c
 }
 
@@ -105,12 +121,20 @@ type Saga struct {
 	// restores is the backup service's restore jobs (WithRestores); nil:
 	// an instance waiting in restoring is rolled back.
 	restores Restores
+	// leases share the instances with other replicas (WithLeases); nil:
+	// this saga drives every instance. owner is this replica's id.
+	leases Leases
+	owner  string
 
 	kicks   chan string
 	sem     chan struct{}
 	mu      sync.Mutex
 	running map[string]bool
 	again   map[string]bool
+	// leaseRetry: a retry of a lease another replica holds is pending;
+	// leaseTries counts the retries since the lease was last held.
+	leaseRetry map[string]bool
+	leaseTries map[string]int
 }
 
 // New returns a saga.
@@ -132,6 +156,7 @@ func New(cfg Config, repo Repository, drv driver.Driver, eng EngineAdmin, logger
 		stepRetry: retry.Policy{Initial: 250 * time.Millisecond, Max: 5 * time.Second, Multiplier: 2},
 		kicks:     make(chan string, 4096), sem: make(chan struct{}, cfg.Concurrency),
 		running: map[string]bool{}, again: map[string]bool{},
+		leaseRetry: map[string]bool{}, leaseTries: map[string]int{},
 	}, nil
 }
 
@@ -192,7 +217,7 @@ func (s *Saga) work(ctx context.Context, id string) {
 			s.mu.Unlock()
 			return
 		}
-		s.drive(ctx, id)
+		s.leased(ctx, id)
 		<-s.sem
 		s.mu.Lock()
 		if s.again[id] && ctx.Err() == nil {
