@@ -21,6 +21,25 @@ import (
 // higher than any before. A lease another owner holds fails with a
 // *port.LeaseHeldError saying for how long.
 func (r *Repo) AcquireLease(ctx context.Context, id, owner string, ttl time.Duration) (port.Lease, error) {
+	l, err := r.acquireLease(ctx, id, owner, ttl)
+	if errors.Is(err, errNoLease) {
+		// A first lease: the row is made free on its own (outside the
+		// transaction, whose gap locks would make racers deadlock), then
+		// taken like any other.
+		if _, err = r.db.SQL().ExecContext(ctx, "INSERT IGNORE INTO saga_leases (instance_id, owner, token, expires_at) VALUES (?, '', 0, NOW(6))", id); err == nil {
+			l, err = r.acquireLease(ctx, id, owner, ttl)
+		}
+	}
+	if err != nil {
+		return port.Lease{}, fmt.Errorf("acquire saga lease of %s: %w", id, err)
+	}
+	return l, nil
+}
+
+// errNoLease: the instance has no saga_leases row yet.
+var errNoLease = errors.New("no saga lease row")
+
+func (r *Repo) acquireLease(ctx context.Context, id, owner string, ttl time.Duration) (port.Lease, error) {
 	var out port.Lease
 	err := r.db.TxRetry(ctx, func(tx *store.Tx) error {
 		var (
@@ -28,17 +47,10 @@ func (r *Repo) AcquireLease(ctx context.Context, id, owner string, ttl time.Dura
 			token     int64
 			remaining int64
 		)
-		read := func() error {
-			return tx.QueryRowContext(ctx, "SELECT owner, token, TIMESTAMPDIFF(MICROSECOND, NOW(6), expires_at) FROM saga_leases WHERE instance_id = ? FOR UPDATE", id).
-				Scan(&prev, &token, &remaining)
-		}
-		err := read()
+		err := tx.QueryRowContext(ctx, "SELECT owner, token, TIMESTAMPDIFF(MICROSECOND, NOW(6), expires_at) FROM saga_leases WHERE instance_id = ? FOR UPDATE", id).
+			Scan(&prev, &token, &remaining)
 		if errors.Is(err, sql.ErrNoRows) {
-			// A first lease: the row is made free, then taken like any other.
-			if _, err := tx.ExecContext(ctx, "INSERT IGNORE INTO saga_leases (instance_id, owner, token, expires_at) VALUES (?, '', 0, NOW(6))", id); err != nil {
-				return fmt.Errorf("insert saga lease: %w", err)
-			}
-			err = read()
+			return errNoLease
 		}
 		if err != nil {
 			return fmt.Errorf("read saga lease: %w", err)
@@ -53,10 +65,7 @@ func (r *Repo) AcquireLease(ctx context.Context, id, owner string, ttl time.Dura
 		out = port.Lease{Instance: id, Owner: owner, Token: token + 1, Previous: prev}
 		return nil
 	})
-	if err != nil {
-		return port.Lease{}, fmt.Errorf("acquire saga lease of %s: %w", id, err)
-	}
-	return out, nil
+	return out, err
 }
 
 // RenewLease extends l by ttl from now; port.ErrLeaseLost when a newer

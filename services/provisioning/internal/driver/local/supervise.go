@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -97,20 +99,8 @@ func (d *Driver) supervise(n *node, now time.Time) {
 		return
 	}
 	// The process is gone. Its pid file says whether that was meant.
-	b, err := os.ReadFile(n.pidFile())
-	if errors.Is(err, os.ErrNotExist) {
-		log.Info("node stopped through another driver instance; no longer supervised", "pid", n.pid)
-		n.supervised, n.pid, n.exited, n.restartAt = false, 0, nil, time.Time{}
-		n.dropAdmin()
+	if d.restartedElsewhere(n, log) {
 		return
-	}
-	if err == nil {
-		bin, rerr := d.engine(n.spec.Engine).server().resolve()
-		if pid, perr := strconv.Atoi(strings.TrimSpace(string(b))); perr == nil && pid != n.pid && rerr == nil && isServer(pid, bin, n.dataDir()) {
-			// Started again by another driver instance meanwhile.
-			n.pid, n.exited, n.restartAt = pid, nil, time.Time{}
-			return
-		}
 	}
 	if n.restartAt.IsZero() {
 		delay := d.restartDelay(n.crashes)
@@ -120,6 +110,17 @@ func (d *Driver) supervise(n *node, now time.Time) {
 		return
 	}
 	if now.Before(n.restartAt) {
+		return
+	}
+	// Several driver instances (provisioning replicas on one host) may
+	// supervise the node: the restart is theirs one at a time, and the one
+	// that comes second finds the node started (or stopped) already.
+	unlock, ok := lockNode(n.dir)
+	if !ok {
+		return // another driver instance is restarting it: looked at next tick
+	}
+	defer unlock()
+	if d.restartedElsewhere(n, log) {
 		return
 	}
 	n.crashes++
@@ -198,4 +199,46 @@ func sameEndpoint(a, b *driver.Endpoint) bool {
 		return a == b
 	}
 	return *a == *b
+}
+
+// restartedElsewhere reads the node's pid file, whose process is gone: true
+// when another driver instance stopped the node (no pid file: it is no
+// longer supervised) or started it again (the file names a live server,
+// which is now the node's process); n.mu is held.
+func (d *Driver) restartedElsewhere(n *node, log *slog.Logger) bool {
+	b, err := os.ReadFile(n.pidFile())
+	if errors.Is(err, os.ErrNotExist) {
+		log.Info("node stopped through another driver instance; no longer supervised", "pid", n.pid)
+		n.supervised, n.pid, n.exited, n.restartAt = false, 0, nil, time.Time{}
+		n.dropAdmin()
+		return true
+	}
+	if err != nil {
+		return false
+	}
+	bin, rerr := d.engine(n.spec.Engine).server().resolve()
+	if pid, perr := strconv.Atoi(strings.TrimSpace(string(b))); perr == nil && pid != n.pid && rerr == nil && isServer(pid, bin, n.dataDir()) {
+		// Started again by another driver instance meanwhile.
+		n.pid, n.exited, n.restartAt = pid, nil, time.Time{}
+		return true
+	}
+	return false
+}
+
+// lockNode takes the node directory's supervise.lock (flock, exclusive,
+// without waiting) for a restart; false when another driver instance holds
+// it. The kernel drops the lock with a process that dies holding it.
+func lockNode(dir string) (unlock func(), ok bool) {
+	f, err := os.OpenFile(filepath.Join(dir, "supervise.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, false
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, false
+	}
+	return func() {
+		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		f.Close()
+	}, true
 }
