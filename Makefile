@@ -10,7 +10,7 @@ FUZZTIME ?= 30s
 # input (golang/go#75804), and a count has no deadline to race.
 TEST_FUZZTIME ?= 3000x
 
-.PHONY: dev test test-s3 vet bench bench-metering bench-alerting bench-backup fuzz lint fmt up down k8s build deps clean reset openapi config-docs e2e
+.PHONY: dev split test test-s3 vet bench bench-metering bench-alerting bench-backup fuzz lint fmt up down k8s build deps clean reset openapi config-docs e2e
 
 deps:
 	@bash scripts/ensure-deps.sh
@@ -18,6 +18,10 @@ deps:
 ## dev: run the all-in-one platform in the foreground (Ctrl-C stops it)
 dev: deps
 	$(GO) run ./services/allinone/cmd/canopy
+
+## split: split mode on one machine: the broker, then every service's own binary as two replicas, two gateways balancing over them (Ctrl-C stops all)
+split: deps build
+	@bash scripts/split.sh
 
 ## reset: stop the platform and every node process Canopy started, drop its databases, remove .canopy (asks first; FORCE=1 does not)
 reset:

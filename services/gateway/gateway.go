@@ -75,7 +75,10 @@ type Config struct {
 	Store store.Config `yaml:"store" envPrefix:"MYSQL_"`
 	// RedisAddr is the Redis used for rate limits.
 	RedisAddr string `yaml:"redis_addr" env:"REDIS_ADDR" default:"127.0.0.1:6379"`
-	// CatalogURL and SchedulingURL are the upstream services.
+	// CatalogURL and SchedulingURL are the upstream services. Each upstream
+	// URL may list several replicas, comma-separated: requests go round
+	// robin to the ready ones (health-checked every
+	// UpstreamHealthInterval on their /readyz).
 	CatalogURL    string `yaml:"catalog_url" env:"CATALOG_URL" default:"http://127.0.0.1:8082"`
 	SchedulingURL string `yaml:"scheduling_url" env:"SCHEDULING_URL" default:"http://127.0.0.1:8083"`
 	// ProvisioningURL, HealthcheckURL and FailoverURL are the instance services.
@@ -98,8 +101,14 @@ type Config struct {
 	BackupURL string `yaml:"backup_url" env:"BACKUP_URL" default:"http://127.0.0.1:8091"`
 	// UpstreamTimeout bounds waiting for an upstream's response headers.
 	UpstreamTimeout time.Duration `yaml:"upstream_timeout" env:"GATEWAY_UPSTREAM_TIMEOUT" default:"30s"`
-	// UpstreamRetries is how often GET/HEAD are retried after a failed connect.
+	// UpstreamRetries is how often GET/HEAD are retried after a failed
+	// connect to a single-replica upstream; with several replicas a failed
+	// request goes once to each other replica instead, when that is safe.
 	UpstreamRetries int `yaml:"upstream_retries" env:"GATEWAY_UPSTREAM_RETRIES" default:"2"`
+	// UpstreamHealthInterval is how often each replica of an upstream with
+	// several is checked on its /readyz; one that fails a check or a
+	// request leaves the rotation until a check passes.
+	UpstreamHealthInterval time.Duration `yaml:"upstream_health_interval" env:"GATEWAY_UPSTREAM_HEALTH_INTERVAL" default:"1s"`
 	// BreakerFailures consecutive failures open an upstream's circuit breaker
 	// for BreakerOpenFor.
 	BreakerFailures int           `yaml:"breaker_failures" env:"GATEWAY_BREAKER_FAILURES" default:"5"`
@@ -146,7 +155,7 @@ func Defaults() Config {
 		ProvisioningURL: "http://127.0.0.1:8084", HealthcheckURL: "http://127.0.0.1:8085", FailoverURL: "http://127.0.0.1:8086",
 		RouterURL: "http://127.0.0.1:8090", CDCURL: "http://127.0.0.1:8087", MeteringURL: "http://127.0.0.1:8088", AlertingURL: "http://127.0.0.1:8089",
 		BackupURL:       "http://127.0.0.1:8091",
-		UpstreamTimeout: 30 * time.Second, UpstreamRetries: 2, BreakerFailures: 5, BreakerOpenFor: 5 * time.Second,
+		UpstreamTimeout: 30 * time.Second, UpstreamRetries: 2, UpstreamHealthInterval: time.Second, BreakerFailures: 5, BreakerOpenFor: 5 * time.Second,
 		RateLimitRPS: 50, RateLimitBurst: 100, AuthFailures: 20, AuthFailureWindow: time.Minute, RateLimitPrefix: "canopy:gateway:rl:", KeyCacheTTL: 10 * time.Second,
 		SessionTTL:  12 * time.Hour,
 		OpenAPIPath: "api/openapi/canopy.v1.yaml", AccessLog: true, MaxBodyBytes: 1 << 20, ShutdownTimeout: 15 * time.Second,
@@ -179,8 +188,14 @@ func (c Config) Validate() error {
 	for name, u := range map[string]string{"catalog_url": c.CatalogURL, "scheduling_url": c.SchedulingURL,
 		"provisioning_url": c.ProvisioningURL, "healthcheck_url": c.HealthcheckURL, "failover_url": c.FailoverURL, "router_url": c.RouterURL, "cdc_url": c.CDCURL,
 		"metering_url": c.MeteringURL, "alerting_url": c.AlertingURL, "backup_url": c.BackupURL} {
-		if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+		urls := proxy.SplitURLs(u)
+		if len(urls) == 0 {
 			errs = append(errs, fmt.Errorf("%s %q must be an http(s) URL", name, u))
+		}
+		for _, one := range urls {
+			if !strings.HasPrefix(one, "http://") && !strings.HasPrefix(one, "https://") {
+				errs = append(errs, fmt.Errorf("%s %q must be an http(s) URL", name, one))
+			}
 		}
 	}
 	if c.RedisAddr == "" {
@@ -195,8 +210,8 @@ func (c Config) Validate() error {
 	if _, err := auththrottle.NewResolver(c.TrustedProxies); err != nil {
 		errs = append(errs, err)
 	}
-	if c.UpstreamTimeout <= 0 || c.BreakerOpenFor <= 0 || c.KeyCacheTTL <= 0 {
-		errs = append(errs, errors.New("upstream_timeout, breaker_open_for and key_cache_ttl must be positive"))
+	if c.UpstreamTimeout <= 0 || c.BreakerOpenFor <= 0 || c.KeyCacheTTL <= 0 || c.UpstreamHealthInterval < 0 {
+		errs = append(errs, errors.New("upstream_timeout, breaker_open_for and key_cache_ttl must be positive, upstream_health_interval not negative"))
 	}
 	if c.SessionTTL < time.Minute || c.SessionTTL > 30*24*time.Hour {
 		errs = append(errs, fmt.Errorf("session_ttl %v must be between 1m and 720h", c.SessionTTL))
@@ -379,7 +394,8 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new gateway: %w", err)
 	}
-	px, err := proxy.New(proxy.Config{Retries: cfg.UpstreamRetries, BreakerFailures: uint32(cfg.BreakerFailures), BreakerOpenFor: cfg.BreakerOpenFor},
+	px, err := proxy.New(proxy.Config{Retries: cfg.UpstreamRetries, BreakerFailures: uint32(cfg.BreakerFailures), BreakerOpenFor: cfg.BreakerOpenFor,
+		HealthInterval: cfg.UpstreamHealthInterval},
 		[]proxy.Upstream{
 			{Name: "catalog", URL: cfg.CatalogURL, Timeout: cfg.UpstreamTimeout},
 			{Name: "scheduling", URL: cfg.SchedulingURL, Timeout: cfg.UpstreamTimeout},
@@ -463,7 +479,8 @@ func (s *Service) Run(ctx context.Context) error {
 	return s.RunStages(ctx,
 		launch.Then(launch.MigrateStage(&s.deps.DB, migrations.FS), s.ensureAdminKey),
 		// Upstream connections close once nothing proxies any more.
-		launch.Stage{Name: "proxy", Stop: func(context.Context) error { s.proxy.Close(); return nil }},
+		// Replicas are health-checked until nothing proxies any more.
+		launch.Stage{Name: "proxy", Run: s.proxy.Run, Stop: func(context.Context) error { s.proxy.Close(); return nil }},
 		launch.Stage{Name: "key usage flusher", Run: s.auth.Run},
 		launch.Stage{Name: "idempotency purger", Run: s.purgeIdempotency},
 		launch.Stage{Name: "session sweeper", Run: s.sweepSessions},

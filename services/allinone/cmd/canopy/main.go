@@ -1,5 +1,7 @@
 // Command canopy runs the whole Canopy platform in one process (all-in-one
 // mode) on the embedded defaults. Each service also has its own binary.
+// `canopy broker` runs only the embedded Kafka-protocol broker (split mode),
+// `canopy reset` returns the machine to a clean slate.
 package main
 
 import (
@@ -21,6 +23,9 @@ func main() { os.Exit(run()) }
 func run() int {
 	if len(os.Args) > 1 && os.Args[1] == "reset" {
 		return runReset(os.Args[2:])
+	}
+	if len(os.Args) > 1 && os.Args[1] == "broker" {
+		return runBroker(os.Args[2:])
 	}
 	var cfg allinone.Config
 	if err := config.FromArgs(&cfg, "canopy", os.Args[1:], os.Stderr); err != nil {
@@ -89,6 +94,34 @@ func runReset(args []string) int {
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "canopy reset:", err)
+		return 1
+	}
+	return 0
+}
+
+// runBroker is `canopy broker`: the embedded Kafka-protocol broker alone, on
+// CANOPY_EMBEDDED_KAFKA_ADDR (127.0.0.1:9092) with its data under
+// CANOPY_STATE_DIR, until SIGINT or SIGTERM; split mode starts the services'
+// own binaries against it (docs/operations.md, "Split mode").
+func runBroker(args []string) int {
+	var cfg allinone.Config
+	if err := config.FromArgs(&cfg, "canopy broker", args, os.Stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(os.Stderr, "canopy broker:", err)
+		return 2
+	}
+	var logCfg obs.LogConfig
+	if err := config.Load(&logCfg, config.Options{}); err != nil {
+		fmt.Fprintln(os.Stderr, "canopy broker:", err)
+		return 2
+	}
+	logger := obs.NewLogger(logCfg)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := allinone.RunBroker(ctx, cfg, logger, nil); err != nil {
+		logger.Error("canopy broker", "err", err)
 		return 1
 	}
 	return 0

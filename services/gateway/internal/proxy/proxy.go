@@ -3,7 +3,10 @@
 // handler's goroutine for http upstreams — see connPool —, pooled copy
 // buffers, no per-request header cloning beyond what forwarding needs) with a
 // per-upstream timeout, a sony/gobreaker circuit breaker per upstream and
-// retries of idempotent requests on connection errors. It strips every
+// retries of idempotent requests on connection errors. An upstream may have
+// several replicas (see balance.go): requests go round robin to the healthy
+// ones, each health-checked on its /readyz, and a request that cannot have
+// reached a replica, or an idempotent one, is retried on another. It strips every
 // incoming X-Canopy-* header and, for authenticated routes, adds the signed
 // identity of the caller. It does not authenticate or rate limit; the gateway's
 // middleware does that before a request gets here.
@@ -19,7 +22,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,7 +30,6 @@ import (
 
 	"github.com/go-chi/chi/v5/middleware"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/sony/gobreaker/v2"
 
 	"github.com/canopy-platform/canopy/libs/httpx"
 	"github.com/canopy-platform/canopy/libs/retry"
@@ -47,7 +48,8 @@ type Upstream struct {
 	// Name labels metrics and breakers, e.g. "catalog", and is the audience
 	// the identity is signed for (tenancy.AudienceCatalog).
 	Name string
-	// URL is the service's base URL, e.g. http://127.0.0.1:8082.
+	// URL is the service's base URL, e.g. http://127.0.0.1:8082, or the
+	// comma-separated base URLs of its replicas.
 	URL string
 	// Timeout bounds waiting for the response headers.
 	Timeout time.Duration
@@ -66,6 +68,11 @@ type Config struct {
 	BreakerFailures uint32
 	// BreakerOpenFor is how long an open breaker rejects before probing.
 	BreakerOpenFor time.Duration
+	// HealthInterval is how often each replica of an upstream with several
+	// is checked on its /readyz (default 1s); HealthTimeout bounds one
+	// check (default 1s). A single-replica upstream is not checked.
+	HealthInterval time.Duration
+	HealthTimeout  time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -84,6 +91,12 @@ func (c Config) withDefaults() Config {
 	if c.BreakerOpenFor <= 0 {
 		c.BreakerOpenFor = 5 * time.Second
 	}
+	if c.HealthInterval <= 0 {
+		c.HealthInterval = time.Second
+	}
+	if c.HealthTimeout <= 0 {
+		c.HealthTimeout = time.Second
+	}
 	return c
 }
 
@@ -92,14 +105,13 @@ type Proxy struct {
 	targets map[string]*Target
 }
 
-// Target forwards requests to one upstream.
+// Target forwards requests to one upstream, over its replicas.
 type Target struct {
-	name       string
-	scheme     string
-	host       string
-	basePath   string
-	transport  roundTripper
-	breaker    *gobreaker.TwoStepCircuitBreaker[struct{}]
+	name string
+	// backends are the upstream's replicas, in the configured order; most
+	// upstreams have one.
+	backends   []*backend
+	rr         atomic.Uint32 // round robin over backends
 	cfg        Config
 	signer     *tenancy.Signer
 	logger     *slog.Logger
@@ -150,54 +162,28 @@ func New(cfg Config, upstreams []Upstream, secret []byte, m *Metrics, logger *sl
 	signer := tenancy.NewSigner(secret)
 	p := &Proxy{targets: map[string]*Target{}}
 	for _, u := range upstreams {
-		pu, err := url.Parse(u.URL)
-		if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
-			return nil, fmt.Errorf("new proxy: upstream %s: invalid url %q", u.Name, u.URL)
-		}
 		if u.Timeout <= 0 {
 			u.Timeout = 30 * time.Second
 		}
 		t := &Target{
-			name: u.Name, scheme: pu.Scheme, host: pu.Host, basePath: strings.TrimSuffix(pu.Path, "/"),
-			cfg: cfg, signer: signer, logger: logger,
+			name: u.Name, cfg: cfg, signer: signer, logger: logger,
 			requests:  m.requests.MustCurryWith(prometheus.Labels{"upstream": u.Name}),
 			duration:  m.duration.WithLabelValues(u.Name),
 			retryOpen: strconv.Itoa(max(1, int(cfg.BreakerOpenFor/time.Second))),
 		}
-		if pu.Scheme == "http" {
-			addr := pu.Host
-			if pu.Port() == "" {
-				addr = net.JoinHostPort(pu.Hostname(), "80")
-			}
-			t.transport = newConnPool(addr, cfg.DialTimeout, u.Timeout, cfg.MaxIdleConnsPerHost)
-		} else {
-			t.transport = &http.Transport{
-				Proxy:                 nil,
-				DialContext:           (&net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}).DialContext,
-				MaxIdleConns:          cfg.MaxIdleConnsPerHost,
-				MaxIdleConnsPerHost:   cfg.MaxIdleConnsPerHost,
-				IdleConnTimeout:       90 * time.Second,
-				ResponseHeaderTimeout: u.Timeout,
-				ExpectContinueTimeout: time.Second,
-				ForceAttemptHTTP2:     false,
-				DisableCompression:    true, // pass encodings through untouched
-				WriteBufferSize:       16 << 10,
-				ReadBufferSize:        16 << 10,
-			}
+		urls := SplitURLs(u.URL)
+		if len(urls) == 0 {
+			return nil, fmt.Errorf("new proxy: upstream %s: no url", u.Name)
 		}
 		gauge := m.state.WithLabelValues(u.Name)
-		t.breaker = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
-			Name:        u.Name,
-			MaxRequests: 1,
-			Timeout:     cfg.BreakerOpenFor,
-			ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= cfg.BreakerFailures },
-			OnStateChange: func(name string, from, to gobreaker.State) {
-				gauge.Set(float64(to))
-				logger.Warn("upstream circuit breaker changed state", "upstream", name, "from", from.String(), "to", to.String())
-			},
-			// A client that went away says nothing about the upstream.
-			IsExcluded: func(err error) bool { return errors.Is(err, context.Canceled) },
-		})
+		for i, raw := range urls {
+			b, err := newBackend(u, raw, cfg, logger, gauge)
+			if err != nil {
+				return nil, err
+			}
+			b.index = i
+			t.backends = append(t.backends, b)
+		}
 		p.targets[u.Name] = t
 	}
 	return p, nil
@@ -209,7 +195,9 @@ func (p *Proxy) Target(name string) *Target { return p.targets[name] }
 // Close drops idle upstream connections.
 func (p *Proxy) Close() {
 	for _, t := range p.targets {
-		t.transport.CloseIdleConnections()
+		for _, b := range t.backends {
+			b.transport.CloseIdleConnections()
+		}
 	}
 }
 
@@ -231,7 +219,7 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }
 var errUpstreamStatus = errors.New("upstream answered with a gateway error")
 
 func (t *Target) serve(w http.ResponseWriter, r *http.Request, sign bool) {
-	done, err := t.breaker.Allow()
+	b, done, err := t.pick(nil)
 	if err != nil {
 		t.count(http.StatusServiceUnavailable)
 		w.Header().Set("Retry-After", t.retryOpen)
@@ -239,14 +227,21 @@ func (t *Target) serve(w http.ResponseWriter, r *http.Request, sign bool) {
 			fmt.Sprintf("the %s service is unavailable; try again shortly", t.name)))
 		return
 	}
-	out, err := t.outbound(r, sign)
+	out, err := t.outbound(r, sign, b)
 	if err != nil {
 		done(nil)
 		httpx.WriteError(w, r, err)
 		return
 	}
 	start := time.Now()
-	resp, err := t.roundTrip(r.Context(), out, sign)
+	resp, err := b.transport.RoundTrip(out)
+	if err != nil {
+		if len(t.backends) == 1 {
+			resp, err = t.retrySame(r.Context(), b, out, sign, err)
+		} else {
+			resp, done, err = t.failover(r.Context(), r.URL, b, done, out, sign, err)
+		}
+	}
 	t.duration.Observe(time.Since(start).Seconds())
 	if err != nil {
 		done(err)
@@ -299,19 +294,10 @@ func copyBody(w http.ResponseWriter, body io.Reader) error {
 	}
 }
 
-// outbound builds the request to send upstream, sharing what it can with r.
-func (t *Target) outbound(r *http.Request, sign bool) (*http.Request, error) {
+// outbound builds the request to send to backend b, sharing what it can with r.
+func (t *Target) outbound(r *http.Request, sign bool, b *backend) (*http.Request, error) {
 	out := r.WithContext(r.Context()) // shallow copy
-	u := *r.URL
-	u.Scheme, u.Host = t.scheme, t.host
-	if t.basePath != "" {
-		u.Path = t.basePath + u.Path
-		if u.RawPath != "" {
-			u.RawPath = t.basePath + u.RawPath
-		}
-	}
-	out.URL = &u
-	out.Host = t.host
+	b.aim(out, r.URL)
 	out.RequestURI = ""
 	out.Close = false
 	// Room for the three forwarding and the five identity headers added
@@ -370,6 +356,9 @@ func (t *Target) outbound(r *http.Request, sign bool) (*http.Request, error) {
 			out.ContentLength = int64(len(body))
 			if len(body) == 0 {
 				out.Body = http.NoBody
+			} else if len(t.backends) > 1 {
+				// Buffered anyway: another replica can be sent the same bytes.
+				out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 			}
 		}
 		t.sign(out, p, bh)
@@ -392,11 +381,12 @@ func w3cRequestID(r *http.Request) string {
 	return r.Header.Get(httpx.RequestIDHeader)
 }
 
-func (t *Target) roundTrip(ctx context.Context, out *http.Request, sign bool) (*http.Response, error) {
-	resp, err := t.transport.RoundTrip(out)
+// retrySame retries a single-replica upstream's request that failed with
+// err: an idempotent one, after a failed connect, on the same upstream.
+func (t *Target) retrySame(ctx context.Context, b *backend, out *http.Request, sign bool, err error) (*http.Response, error) {
 	idempotent := (out.Method == http.MethodGet || out.Method == http.MethodHead) && out.Body == http.NoBody
-	if err == nil || !idempotent || t.cfg.Retries == 0 || !isConnError(err) {
-		return resp, err
+	if !idempotent || t.cfg.Retries == 0 || !isConnError(err) {
+		return nil, err
 	}
 	// The fast path above allocates nothing for retries; only a failed dial
 	// of an idempotent request pays for the backoff.
@@ -405,12 +395,13 @@ func (t *Target) roundTrip(ctx context.Context, out *http.Request, sign bool) (*
 	if sign {
 		p, _ = tenancy.PrincipalFrom(out.Context()) // outbound checked it is there
 	}
+	var resp *http.Response
 	err = retry.Do(ctx, policy, func(context.Context) error {
 		if sign {
 			t.sign(out, p, tenancy.EmptyBodyHash) // idempotent requests have no body
 		}
 		var err error
-		resp, err = t.transport.RoundTrip(out)
+		resp, err = b.transport.RoundTrip(out)
 		if err != nil && !isConnError(err) {
 			return retry.Permanent(err)
 		}

@@ -1,0 +1,271 @@
+package e2e
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestScenarioSplitMode runs split mode as `make split` does (scripts/split.sh
+// over every service's own binary, two replicas each, two gateways), on its
+// own ports, state directory and databases: every replica comes up, a
+// single-az Redis is ordered, becomes ready and is deleted through the
+// gateway, one replica of catalog and one of provisioning are killed with
+// SIGKILL and both gateways keep answering for those services through the
+// other replicas, and stopping the script leaves no process behind.
+func TestScenarioSplitMode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("split mode scenario: skipped with -short")
+	}
+	root := repoRoot(t)
+	dir, err := os.MkdirTemp("", "canopy-split-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	binDir := filepath.Join(dir, "bin")
+	t0 := time.Now()
+	pkgs := []string{"./services/allinone/cmd/canopy"}
+	for _, s := range []string{"gateway", "catalog", "scheduling", "provisioning", "healthcheck", "failover", "router", "cdc", "metering", "alerting", "backup"} {
+		pkgs = append(pkgs, "./services/"+s+"/cmd/"+s)
+	}
+	build := exec.Command("go", append([]string{"build", "-o", binDir + "/"}, pkgs...)...)
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build the binaries: %v\n%s", err, out)
+	}
+	built := time.Since(t0)
+
+	run := randHex(4)
+	p := &platform{StateDir: filepath.Join(dir, "state"), DBPrefix: "canopy_e2e_split_" + run + "_",
+		RedisPrefix: "canopy:e2e:split:" + run + ":rl:", AdminKey: "e2e-admin-" + randHex(16), LogPath: filepath.Join(dir, "split.out")}
+	p.PortsFrom, p.RouterPortsTo, err = freePortRange(inventoryHosts*portsPerHost + routerPorts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.PortsTo = p.PortsFrom + inventoryHosts*portsPerHost - 1
+	p.RouterPortsFrom = p.PortsTo + 1
+	inv := filepath.Join(dir, "inventory.yaml")
+	if err := os.WriteFile(inv, inventoryYAML(p.PortsFrom), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	offset, err := splitPortOffset(p.PortsFrom, p.RouterPortsTo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.URL = "http://127.0.0.1:" + strconv.Itoa(8080+offset)
+	gw2 := "http://127.0.0.1:" + strconv.Itoa(8081+offset)
+
+	env := []string{}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "CANOPY_") {
+			env = append(env, kv)
+		}
+	}
+	env = append(env, "BIN="+binDir, "SPLIT_PORT_OFFSET="+strconv.Itoa(offset), "SPLIT_STOP_TIMEOUT=20",
+		"CANOPY_STATE_DIR="+p.StateDir, "CANOPY_DATABASE_PREFIX="+p.DBPrefix,
+		"CANOPY_MYSQL_DSN="+mysqlServerDSN, "CANOPY_REDIS_ADDR="+redisAddr,
+		"CANOPY_GATEWAY_RATE_LIMIT_PREFIX="+p.RedisPrefix, "CANOPY_ADMIN_KEY="+p.AdminKey,
+		"CANOPY_SCHEDULING_INVENTORY_FILE="+inv,
+		fmt.Sprintf("CANOPY_PROVISIONING_ROUTER_PORTS=%d-%d", p.RouterPortsFrom, p.RouterPortsTo))
+	out, err := os.Create(p.LogPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("bash", "scripts/split.sh")
+	cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = root, env, out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); out.Close(); close(exited) }()
+	var procs map[string]int
+	stopped := false
+	stop := func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(90 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+			t.Errorf("split.sh did not stop within 90s of SIGTERM")
+		}
+	}
+	t.Cleanup(func() {
+		stop()
+		for name, pid := range procs {
+			if processRuns(pid) {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+				t.Errorf("%s (pid %d) still ran after split.sh stopped (killed)", name, pid)
+			}
+		}
+		if pids := nodeProcesses(p.StateDir); len(pids) > 0 {
+			for _, pid := range pids {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+			t.Errorf("tenant node processes left running (killed): %v", pids)
+		}
+		if err := dropDatabases(p.DBPrefix); err != nil {
+			t.Error(err)
+		}
+		if err := dropRedisKeys(p.RedisPrefix); err != nil {
+			t.Error(err)
+		}
+		if t.Failed() {
+			t.Logf("split.sh output:\n%s\nlogs kept in %s", p.logTail(80), filepath.Join(p.StateDir, "split", "logs"))
+			return
+		}
+		_ = os.RemoveAll(dir)
+	})
+
+	t1 := time.Now()
+	waitFor(t, "split.sh to report every replica up", 150*time.Second, func() (bool, string) {
+		select {
+		case <-exited:
+			t.Fatalf("split.sh exited before the platform was up:\n%s", p.logTail(40))
+		default:
+		}
+		b, _ := os.ReadFile(p.LogPath)
+		return strings.Contains(string(b), "split: Canopy is up"), "starting"
+	})
+	procs = splitTable(t, p.LogPath)
+	if len(procs) != 1+2*11 {
+		t.Fatalf("split.sh started %d processes, want the broker and two replicas of 11 services: %v", len(procs), procs)
+	}
+	t.Logf("split mode: binaries built in %.1fs, %d processes up in %.1fs (port offset %d)", built.Seconds(), len(procs), time.Since(t1).Seconds(), offset)
+
+	// The smoke: a tenant orders a single-az Redis, it becomes ready, it is deleted.
+	tenant := p.newTenant(t, "split-"+randHex(3), "tenant-admin")
+	var acc instanceAccepted
+	tenant.must("POST", "/api/v1/instances", map[string]any{"name": "split-redis", "plan_id": tenant.planID("redis-dev-single-az")}, http.StatusAccepted, &acc)
+	waitOperation(t, tenant, acc.OperationID, readyTimeout)
+	var inst instance
+	tenant.must("GET", "/api/v1/instances/"+acc.Instance.ID, nil, http.StatusOK, &inst)
+	if inst.State != "ready" {
+		t.Fatalf("instance after its create succeeded: %s", inst.State)
+	}
+	var del instanceAccepted
+	tenant.must("DELETE", "/api/v1/instances/"+acc.Instance.ID, nil, http.StatusAccepted, &del)
+	waitOperation(t, tenant, del.OperationID, deleteTimeout)
+
+	// One replica of catalog and one of provisioning die at once; the
+	// gateways send those services' requests to the replicas left, from
+	// the first request on (a refused connect goes to the other replica).
+	for _, name := range []string{"catalog-1", "provisioning-2"} {
+		if err := syscall.Kill(procs[name], syscall.SIGKILL); err != nil {
+			t.Fatalf("kill %s: %v", name, err)
+		}
+	}
+	waitFor(t, "the killed replicas to be gone", 10*time.Second, func() (bool, string) {
+		return !processRuns(procs["catalog-1"]) && !processRuns(procs["provisioning-2"]), "running"
+	})
+	other := *tenant
+	other.base = gw2
+	for i := range 10 {
+		for _, c := range []*client{tenant, &other} {
+			if err := c.call("GET", "/api/v1/catalog/services", nil, http.StatusOK, nil); err != nil {
+				t.Errorf("catalog through %s after catalog-1 died (%d): %v", c.base, i, err)
+			}
+			if err := c.call("GET", "/api/v1/instances", nil, http.StatusOK, nil); err != nil {
+				t.Errorf("instances through %s after provisioning-2 died (%d): %v", c.base, i, err)
+			}
+		}
+	}
+	delete(procs, "catalog-1")
+	delete(procs, "provisioning-2")
+
+	t2 := time.Now()
+	stop()
+	for name, pid := range procs {
+		if processRuns(pid) {
+			t.Errorf("%s (pid %d) still runs after split.sh stopped", name, pid)
+		}
+	}
+	t.Logf("split mode stopped in %.1fs, no process left", time.Since(t2).Seconds())
+}
+
+// splitPortOffset picks a SPLIT_PORT_OFFSET under which every port split
+// mode listens on is free and outside the test inventory's range.
+func splitPortOffset(invFrom, invTo int) (int, error) {
+	var ports []int
+	for p := 8080; p <= 8093; p++ {
+		ports = append(ports, p)
+	}
+	for p := 8182; p <= 8191; p++ {
+		ports = append(ports, p)
+	}
+	ports = append(ports, 9092, 26380, 26381)
+	for try := range 50 {
+		b := []byte(randHex(2))
+		n, _ := strconv.ParseUint(string(b), 16, 16)
+		off := 1000 + int(n)%4000 + try
+		ok := true
+		for _, p := range ports {
+			if q := p + off; (q >= invFrom && q <= invTo) || !rangeFree(q, q) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return off, nil
+		}
+	}
+	return 0, errors.New("no free set of ports for split mode")
+}
+
+// splitTable reads the process table split.sh prints: name-replica → pid.
+func splitTable(t *testing.T, path string) map[string]int {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	procs := map[string]int{}
+	in := false
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) >= 3 && fields[0] == "SERVICE" {
+			in = true
+			continue
+		}
+		if !in {
+			continue
+		}
+		if len(fields) < 4 {
+			break
+		}
+		pid, err := strconv.Atoi(fields[2])
+		if err != nil {
+			t.Fatalf("split table line %q: %v", sc.Text(), err)
+		}
+		procs[fields[0]+"-"+fields[1]] = pid
+	}
+	return procs
+}
+
+// processRuns reports whether pid is a running (not zombie) process.
+func processRuns(pid int) bool {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) {
+		return s[i+2] != 'Z'
+	}
+	return true
+}
