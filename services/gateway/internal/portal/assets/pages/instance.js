@@ -102,7 +102,12 @@ function Nodes({ instance, health, healthError }) {
   const byID = new Map(((health && health.nodes) || []).map((n) => [n.id, n]));
   const byAddr = new Map(((health && health.nodes) || []).map((n) => [n.address, n]));
   if (!instance.nodes.length) return html`<p class="muted">No nodes yet: they are placed first.</p>`;
-  return html`${healthError ? html`<p class="small muted">Health could not be read: ${healthError.detail || healthError.message}</p>` : null}
+  // A 404 from the health API means the checker has not probed the
+  // instance yet: it picks up a new one within seconds.
+  const healthNote = !healthError ? null : healthError.status === 404
+    ? 'Not probed yet: the health checker starts probing a new instance within a few seconds.'
+    : `Health could not be read: ${healthError.detail || healthError.message}`;
+  return html`${healthNote ? html`<p class="small muted" data-testid="health-note">${healthNote}</p>` : null}
   <div class="table-wrap"><table class="list" data-testid="nodes">
     <caption class="sr-only">Nodes of ${instance.name}</caption>
     <thead><tr><th scope="col">Node</th><th scope="col">Role</th><th scope="col">Zone</th><th scope="col">Host</th>
