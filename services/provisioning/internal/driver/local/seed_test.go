@@ -110,19 +110,7 @@ func TestCreateRedisFromSeed(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			d := newDriver(t, Config{})
-			spec := drivertest.Specs("seedr"+string(rune('a'+i)), driver.EngineRedis, "", root, func() int { return freePort(t) })[0]
-			spec.Seed, spec.Settings = seed, tc.settings
-			t.Cleanup(func() { _ = d.Destroy(context.Background(), spec.NodeID) })
-			if _, err := d.Create(ctx, spec); err != nil {
-				t.Fatal(err)
-			}
-			n, err := d.Start(ctx, spec.NodeID)
-			if err != nil {
-				t.Fatal(err)
-			}
-			c := goredis.NewClient(&goredis.Options{Addr: n.Address, Username: spec.Admin.Username, Password: spec.Admin.Password, DisableIdentity: true})
-			defer c.Close()
+			c := seededRedis(t, ctx, newDriver(t, Config{}), root, "seedr"+string(rune('a'+i)), seed, tc.settings)
 			got, err := c.MGet(ctx, "k1", "k2").Result()
 			if err != nil {
 				t.Fatal(err)
@@ -156,18 +144,7 @@ func TestCreateRedisFromAOFSeed(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	d := newDriver(t, Config{})
-	spec := drivertest.Specs("seedaof", driver.EngineRedis, "", root, func() int { return freePort(t) })[0]
-	spec.Seed = seed
-	t.Cleanup(func() { _ = d.Destroy(context.Background(), spec.NodeID) })
-	if _, err := d.Create(ctx, spec); err != nil {
-		t.Fatal(err)
-	}
-	n, err := d.Start(ctx, spec.NodeID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := goredis.NewClient(&goredis.Options{Addr: n.Address, Username: spec.Admin.Username, Password: spec.Admin.Password, DisableIdentity: true})
-	defer c.Close()
+	c := seededRedis(t, ctx, d, root, "seedaof", seed, nil)
 	got, err := c.MGet(ctx, "k1", "k2", "k3").Result()
 	if err != nil {
 		t.Fatal(err)
@@ -181,6 +158,26 @@ func TestCreateRedisFromAOFSeed(t *testing.T) {
 	if _, err := d.Create(ctx, off); !driver.IsSpecError(err) {
 		t.Fatalf("an AOF seed on a node without AOF: err = %v, want a spec error", err)
 	}
+}
+
+// seededRedis creates and starts a Redis node named name from seed (with
+// settings) and returns a client of its admin; the node is destroyed at
+// the end of the test.
+func seededRedis(t *testing.T, ctx context.Context, d *Driver, root, name, seed string, settings map[string]string) *goredis.Client {
+	t.Helper()
+	spec := drivertest.Specs(name, driver.EngineRedis, "", root, func() int { return freePort(t) })[0]
+	spec.Seed, spec.Settings = seed, settings
+	t.Cleanup(func() { _ = d.Destroy(context.Background(), spec.NodeID) })
+	if _, err := d.Create(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	n, err := d.Start(ctx, spec.NodeID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := goredis.NewClient(&goredis.Options{Addr: n.Address, Username: spec.Admin.Username, Password: spec.Admin.Password, DisableIdentity: true})
+	t.Cleanup(func() { c.Close() })
+	return c
 }
 
 // makeRDB writes keys k1, k2 through a Redis node and leaves its snapshot
