@@ -36,3 +36,37 @@ export function useInterval(fn, ms) {
     return () => clearInterval(id);
   }, [ms]);
 }
+
+/**
+ * useAction(fn, { keepBusy }) wraps what a form or button does with the API
+ * and answers { run, busy, error, setError }. run(...args) sets busy, clears
+ * error and awaits fn(...args): it answers fn's result, or undefined with
+ * error set to what fn threw. busy is cleared when fn settles, except after
+ * a success with keepBusy: the action navigates away or removes the control,
+ * which must not come back to life in the meantime. No state is set once the
+ * component is unmounted.
+ */
+export function useAction(fn, { keepBusy = false } = {}) {
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState(null);
+  const saved = useRef(fn);
+  saved.current = fn;
+  const mounted = useRef(true);
+  useEffect(() => {
+    mounted.current = true;
+    return () => { mounted.current = false; };
+  }, []);
+  const run = useCallback(async (...args) => {
+    setBusy(true);
+    setError(null);
+    try {
+      const result = await saved.current(...args);
+      if (mounted.current && !keepBusy) setBusy(false);
+      return result;
+    } catch (err) {
+      if (mounted.current) { setError(err); setBusy(false); }
+      return undefined;
+    }
+  }, [keepBusy]);
+  return { run, busy, error, setError };
+}

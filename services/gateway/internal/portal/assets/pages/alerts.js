@@ -4,7 +4,7 @@
 // viewer reads.
 import { html, useState } from '../html.js';
 import * as api from '../api.js';
-import { useAsync, useInterval } from '../hooks.js';
+import { useAction, useAsync, useInterval } from '../hooks.js';
 import { Empty, Field, Loading, ProblemMessage, Time } from '../components.js';
 import { canWrite } from '../session.js';
 import { ConfirmButton, StateBadge } from '../extras.js';
@@ -69,8 +69,12 @@ function SilenceForm({ preset, onCreated }) {
   const [matchers, setMatchers] = useState(preset);
   const [hours, setHours] = useState('2');
   const [comment, setComment] = useState('');
-  const [error, setError] = useState(null);
-  const [busy, setBusy] = useState(false);
+  const { run: create, busy, error, setError } = useAction(async (parsed) => {
+    const endsAt = new Date(Date.now() + Number(hours) * 3600e3).toISOString();
+    await api.post('/api/v1/silences', { matchers: parsed.map(([, m]) => m), endsAt, comment: comment.trim() });
+    setComment('');
+    onCreated();
+  });
   const [parseError, setParseError] = useState('');
   const submit = async (e) => {
     e.preventDefault();
@@ -82,14 +86,7 @@ function SilenceForm({ preset, onCreated }) {
       return;
     }
     setParseError('');
-    setBusy(true);
-    try {
-      const endsAt = new Date(Date.now() + Number(hours) * 3600e3).toISOString();
-      await api.post('/api/v1/silences', { matchers: parsed.map(([, m]) => m), endsAt, comment: comment.trim() });
-      setComment('');
-      onCreated();
-    } catch (err) { setError(err); }
-    setBusy(false);
+    await create(parsed);
   };
   const f = error ? error.fields : {};
   const matchersError = parseError || f.matchers || Object.entries(f).filter(([k]) => k.startsWith('matchers')).map(([, v]) => v).join('; ');
@@ -156,20 +153,16 @@ function ReceiverForm({ onCreated }) {
   const [matchers, setMatchers] = useState('');
   const [secret, setSecret] = useState('');
   const [sendResolved, setSendResolved] = useState(true);
-  const [error, setError] = useState(null);
-  const [busy, setBusy] = useState(false);
+  const { run: add, busy, error } = useAction(async () => {
+    const body = { name: name.trim(), url: url.trim(), matchers: lines(matchers), send_resolved: sendResolved };
+    if (secret) body.secret = secret;
+    await api.post('/api/v1/alert-receivers', body);
+    setName(''); setUrl(''); setMatchers(''); setSecret('');
+    onCreated();
+  });
   const submit = async (e) => {
     e.preventDefault();
-    setError(null);
-    setBusy(true);
-    try {
-      const body = { name: name.trim(), url: url.trim(), matchers: lines(matchers), send_resolved: sendResolved };
-      if (secret) body.secret = secret;
-      await api.post('/api/v1/alert-receivers', body);
-      setName(''); setUrl(''); setMatchers(''); setSecret('');
-      onCreated();
-    } catch (err) { setError(err); }
-    setBusy(false);
+    await add();
   };
   const f = error ? error.fields : {};
   return html`<form class="card" onSubmit=${submit} aria-labelledby="receiver-form-title" novalidate>

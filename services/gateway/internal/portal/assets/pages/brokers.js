@@ -3,7 +3,7 @@
 // credential's password is shown once.
 import { html, useState } from '../html.js';
 import * as api from '../api.js';
-import { useAsync } from '../hooks.js';
+import { useAction, useAsync } from '../hooks.js';
 import { Badge, Empty, Field, Loading, ProblemMessage, Time } from '../components.js';
 import { href } from '../router.js';
 import { ShownOnce } from '../secret.js';
@@ -11,25 +11,19 @@ import { ShownOnce } from '../secret.js';
 function CreateCredential({ onCreated }) {
   const [name, setName] = useState('');
   const [tenant, setTenant] = useState('');
-  const [error, setError] = useState(null);
-  const [busy, setBusy] = useState(false);
   const [created, setCreated] = useState(null);
+  const { run: issue, busy, error } = useAction(async () => {
+    const body = { name: name.trim() };
+    if (tenant.trim()) body.tenant = tenant.trim();
+    const c = await api.post('/api/v1/catalog/broker-credentials', body);
+    setCreated(c);
+    setName('');
+    setTenant('');
+    onCreated();
+  });
   const submit = async (e) => {
     e.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
-      const body = { name: name.trim() };
-      if (tenant.trim()) body.tenant = tenant.trim();
-      const c = await api.post('/api/v1/catalog/broker-credentials', body);
-      setCreated(c);
-      setName('');
-      setTenant('');
-      onCreated();
-    } catch (err) {
-      setError(err);
-    }
-    setBusy(false);
+    await issue();
   };
   const f = (error && error.fields) || {};
   return html`<form class="card" onSubmit=${submit} aria-labelledby="new-cred-title" novalidate>

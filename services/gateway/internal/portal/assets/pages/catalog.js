@@ -5,7 +5,7 @@
 // is shown above the form and each field error under the field it names.
 import { html, useState } from '../html.js';
 import * as api from '../api.js';
-import { useAsync } from '../hooks.js';
+import { useAction, useAsync } from '../hooks.js';
 import { Empty, Field, Loading, ProblemMessage } from '../components.js';
 import { href, navigate } from '../router.js';
 import { canWrite, isOperator } from '../session.js';
@@ -117,8 +117,12 @@ function OrderForm({ plan, service, session }) {
   const [region, setRegion] = useState('');
   const [tenant, setTenant] = useState('');
   const [values, setValues] = useState(() => initialValues(fields));
-  const [error, setError] = useState(null);
-  const [busy, setBusy] = useState(false);
+  // Busy stays on after the order: the page navigates to the new instance.
+  const { run: order, busy, error } = useAction(async (body) => {
+    const res = await api.post('/api/v1/instances', body);
+    navigate('/instances/' + encodeURIComponent(res.instance.id));
+    return true;
+  }, { keepBusy: true });
 
   const top = fieldErrors(error, '');
   const params = fieldErrors(error, 'parameters.');
@@ -129,17 +133,10 @@ function OrderForm({ plan, service, session }) {
 
   const submit = async (e) => {
     e.preventDefault();
-    setBusy(true);
-    setError(null);
     const body = { name: name.trim(), plan_id: plan.id, version, parameters: parameterValues(fields, values) };
     if (region.trim()) body.region = region.trim();
     if (operator) body.tenant = tenant.trim();
-    try {
-      const res = await api.post('/api/v1/instances', body);
-      navigate('/instances/' + encodeURIComponent(res.instance.id));
-    } catch (err) {
-      setError(err);
-      setBusy(false);
+    if (!(await order(body))) {
       // Take the user to the first field the API named, else the message.
       requestAnimationFrame(() => {
         const el = document.querySelector('.order-form [aria-invalid="true"]') || document.querySelector('.order-form .problem-wrap');

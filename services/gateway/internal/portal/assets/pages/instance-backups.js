@@ -5,7 +5,7 @@
 // or for MySQL a GTID position). APIs: docs/backups.md.
 import { html, useState } from '../html.js';
 import * as api from '../api.js';
-import { useAsync, useInterval } from '../hooks.js';
+import { useAction, useAsync, useInterval } from '../hooks.js';
 import { Empty, Field, Loading, ProblemMessage, Time } from '../components.js';
 import { href, match } from '../router.js';
 import { routes } from '../routes.js';
@@ -53,24 +53,20 @@ function RestoreForm({ instance, win, backups }) {
   const [when, setWhen] = useState(toLocalInput(win && win.latest));
   const [backup, setBackup] = useState('');
   const [gtid, setGtid] = useState('');
-  const [error, setError] = useState(null);
-  const [busy, setBusy] = useState(false);
   const [ordered, setOrdered] = useState(null);
+  const { run: restore, busy, error } = useAction(async (from) => {
+    const res = await api.post('/api/v1/instances', { name: name.trim(), plan_id: instance.plan_id, region: instance.region || undefined, restore_from: from },
+      { headers: { 'Idempotency-Key': idempotencyKey() } });
+    setOrdered(res.instance);
+  });
 
   const submit = async (e) => {
     e.preventDefault();
-    setError(null);
-    setBusy(true);
     const from = { instance_id: instance.id };
     if (mode === 'point_in_time') from.point_in_time = fromLocalInput(when);
     else if (mode === 'backup_id') from.backup_id = backup || (completed[0] && completed[0].id) || '';
     else from.gtid = gtid.trim();
-    try {
-      const res = await api.post('/api/v1/instances', { name: name.trim(), plan_id: instance.plan_id, region: instance.region || undefined, restore_from: from },
-        { headers: { 'Idempotency-Key': idempotencyKey() } });
-      setOrdered(res.instance);
-    } catch (err) { setError(err); }
-    setBusy(false);
+    await restore(from);
   };
 
   if (ordered) {

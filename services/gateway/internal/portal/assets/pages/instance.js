@@ -7,7 +7,7 @@
 // found". Roles without write see no mutating control.
 import { html, useEffect, useRef, useState } from '../html.js';
 import * as api from '../api.js';
-import { useAsync, useInterval } from '../hooks.js';
+import { useAction, useAsync, useInterval } from '../hooks.js';
 import { Badge, Empty, Field, Loading, ProblemMessage, Time } from '../components.js';
 import { CopyButton } from '../clipboard.js';
 import { canWrite, isOperator } from '../session.js';
@@ -175,8 +175,6 @@ function Bindings({ instance, session }) {
   const id = instance.id;
   const { data, error, reload } = useAsync((signal) => api.get(`/api/v1/instances/${enc(id)}/bindings`, { signal }), [id]);
   const [name, setName] = useState('');
-  const [busy, setBusy] = useState(false);
-  const [createError, setCreateError] = useState(null);
   const [created, setCreated] = useState(null);
   const [confirming, setConfirming] = useState('');
   const [revokeError, setRevokeError] = useState(null);
@@ -185,19 +183,15 @@ function Bindings({ instance, session }) {
   const mayCreate = write && !isOperator(session) && instance.state === 'ready';
   const items = (data && data.items) || [];
 
+  const { run: createBinding, busy, error: createError } = useAction(async () => {
+    const b = await api.post(`/api/v1/instances/${enc(id)}/bindings`, { name: name.trim() });
+    setCreated(b);
+    setName('');
+    reload();
+  });
   const create = async (e) => {
     e.preventDefault();
-    setBusy(true);
-    setCreateError(null);
-    try {
-      const b = await api.post(`/api/v1/instances/${enc(id)}/bindings`, { name: name.trim() });
-      setCreated(b);
-      setName('');
-      reload();
-    } catch (err) {
-      setCreateError(err);
-    }
-    setBusy(false);
+    await createBinding();
   };
   const revoke = async (b) => {
     setRevokeError(null);
@@ -250,8 +244,10 @@ function Bindings({ instance, session }) {
 function DeleteDialog({ instance, open, onClose, onDeleted }) {
   const dialog = useRef(null);
   const [typed, setTyped] = useState('');
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState(null);
+  const { run: del, busy, error, setError } = useAction(async () => {
+    await api.del(`/api/v1/instances/${enc(instance.id)}`);
+    onDeleted();
+  });
   useEffect(() => {
     const d = dialog.current;
     if (!d) return;
@@ -261,16 +257,7 @@ function DeleteDialog({ instance, open, onClose, onDeleted }) {
   const submit = async (e) => {
     e.preventDefault();
     if (typed !== instance.name) return;
-    setBusy(true);
-    setError(null);
-    try {
-      await api.del(`/api/v1/instances/${enc(instance.id)}`);
-      setBusy(false);
-      onDeleted();
-    } catch (err) {
-      setError(err);
-      setBusy(false);
-    }
+    await del();
   };
   return html`<dialog ref=${dialog} class="card dialog" aria-labelledby="delete-title" onClose=${onClose} data-testid="delete-dialog">
     <form onSubmit=${submit} novalidate>

@@ -3,7 +3,7 @@
 // and its state, with cordon / uncordon (scheduling's /api/v1/inventory).
 import { html, useState } from '../html.js';
 import * as api from '../api.js';
-import { useAsync } from '../hooks.js';
+import { useAction, useAsync } from '../hooks.js';
 import { Badge, Empty, Loading, ProblemMessage } from '../components.js';
 
 /** Every host, following next_cursor. */
@@ -54,19 +54,10 @@ function total(hosts, side) {
 }
 
 function Host({ host, onChanged }) {
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState(null);
-  const act = async (action) => {
-    setBusy(true);
-    setError(null);
-    try {
-      const h = await api.post(`/api/v1/inventory/hosts/${encodeURIComponent(host.id)}:${action}`);
-      onChanged(h);
-    } catch (err) {
-      setError(err);
-    }
-    setBusy(false);
-  };
+  const { run: act, busy, error } = useAction(async (action) => {
+    const h = await api.post(`/api/v1/inventory/hosts/${encodeURIComponent(host.id)}:${action}`);
+    onChanged(h);
+  });
   const labels = Object.entries(host.labels || {});
   return html`<li class=${'host host-' + host.state} data-testid=${'host-' + host.id} data-state=${host.state}>
     <div class="host-head">

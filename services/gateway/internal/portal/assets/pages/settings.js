@@ -4,7 +4,7 @@
 // revoke. APIs: GET /api/v1/tenants/{t}/quota, /api-keys (docs/gateway.md).
 import { html, useState } from '../html.js';
 import * as api from '../api.js';
-import { useAsync } from '../hooks.js';
+import { useAction, useAsync } from '../hooks.js';
 import { Empty, Field, Loading, ProblemMessage, Time } from '../components.js';
 import { canManageKeys, tenantOf } from '../session.js';
 import { ConfirmButton, CopyButton, StateBadge, idempotencyKey, num } from '../extras.js';
@@ -87,23 +87,19 @@ function Keys({ session, tenant }) {
   const { data, error, loading, reload } = useAsync((signal) => all(base, {}, signal), [tenant]);
   const [name, setName] = useState('');
   const [role, setRole] = useState('tenant-member');
-  const [createError, setCreateError] = useState(null);
-  const [busy, setBusy] = useState(false);
   const [created, setCreated] = useState(null);
   const [revokeError, setRevokeError] = useState(null);
   const items = data || [];
 
+  const { run: createKey, busy, error: createError } = useAction(async () => {
+    const k = await api.post(base, { name: name.trim(), role }, { headers: { 'Idempotency-Key': idempotencyKey() } });
+    setCreated(k);
+    setName('');
+    reload();
+  });
   const create = async (e) => {
     e.preventDefault();
-    setCreateError(null);
-    setBusy(true);
-    try {
-      const k = await api.post(base, { name: name.trim(), role }, { headers: { 'Idempotency-Key': idempotencyKey() } });
-      setCreated(k);
-      setName('');
-      reload();
-    } catch (err) { setCreateError(err); }
-    setBusy(false);
+    await createKey();
   };
   const revoke = async (k) => {
     setRevokeError(null);

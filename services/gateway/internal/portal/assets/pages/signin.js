@@ -4,12 +4,18 @@
 // HttpOnly cookie the page cannot read.
 import { html, useEffect, useRef, useState } from '../html.js';
 import * as api from '../api.js';
+import { useAction } from '../hooks.js';
 import { Field, ProblemMessage } from '../components.js';
 
 export default function SignIn({ onSignedIn }) {
   const [key, setKey] = useState('');
-  const [error, setError] = useState(null);
-  const [busy, setBusy] = useState(false);
+  // Busy stays on after signing in: the app replaces this page.
+  const { run: signIn, busy, error } = useAction(async () => {
+    const s = await api.post('/api/v1/sessions', { key: key.trim() });
+    setKey('');
+    onSignedIn(s);
+    return true;
+  }, { keepBusy: true });
   const input = useRef(null);
   useEffect(() => {
     document.title = 'Sign in · Canopy';
@@ -18,17 +24,7 @@ export default function SignIn({ onSignedIn }) {
 
   const submit = async (e) => {
     e.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
-      const s = await api.post('/api/v1/sessions', { key: key.trim() });
-      setKey('');
-      onSignedIn(s);
-    } catch (err) {
-      setError(err);
-      setBusy(false);
-      if (input.current) input.current.focus();
-    }
+    if (!(await signIn()) && input.current) input.current.focus();
   };
 
   const fieldError = error && error.fields && error.fields.key;

@@ -4,7 +4,7 @@
 // rejected and the zones it looked at. Nothing is reserved.
 import { html, useState } from '../html.js';
 import * as api from '../api.js';
-import { useAsync } from '../hooks.js';
+import { useAction, useAsync } from '../hooks.js';
 import { Field, Loading, ProblemMessage } from '../components.js';
 
 const MODES = ['single-az', 'multi-az', 'multi-region'];
@@ -80,8 +80,15 @@ function SimForm({ choices }) {
   const [region, setRegion] = useState('');
   const [drRegion, setDrRegion] = useState('');
   const [tenant, setTenant] = useState('');
-  const [busy, setBusy] = useState(false);
   const [outcome, setOutcome] = useState(null); // { placement } | { refusal } | { error }
+  // A refusal (422 with filters) is an outcome, not an error: the catch stays here.
+  const { run: simulate, busy } = useAction(async (body) => {
+    try {
+      setOutcome({ placement: await api.post('/api/v1/placements:simulate', body) });
+    } catch (err) {
+      setOutcome(err.status === 422 && err.problem.filters ? { refusal: err.problem } : { error: err });
+    }
+  });
 
   const chosen = choices.plans.find((p) => p.id === plan);
   const mode = chosen ? chosen.deployment_mode : shape.mode;
@@ -89,7 +96,6 @@ function SimForm({ choices }) {
 
   const submit = async (e) => {
     e.preventDefault();
-    setBusy(true);
     setOutcome(null);
     const body = {};
     if (chosen) body.plan_id = chosen.id;
@@ -101,12 +107,7 @@ function SimForm({ choices }) {
     if (region) body.region = region;
     if (drRegion && mode === 'multi-region') body.dr_region = drRegion;
     if (tenant.trim()) body.tenant_id = tenant.trim();
-    try {
-      setOutcome({ placement: await api.post('/api/v1/placements:simulate', body) });
-    } catch (err) {
-      setOutcome(err.status === 422 && err.problem.filters ? { refusal: err.problem } : { error: err });
-    }
-    setBusy(false);
+    await simulate(body);
   };
   const f = (outcome && outcome.error && outcome.error.fields) || {};
   const nodeErr = Object.entries(f).filter(([k]) => k.startsWith('nodes') || k.startsWith('plan')).map(([k, v]) => `${k}: ${v}`).join('; ');

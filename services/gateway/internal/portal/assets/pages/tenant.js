@@ -2,7 +2,7 @@
 // once; revoke), its quota and its API rate limit (read and set).
 import { html, useState } from '../html.js';
 import * as api from '../api.js';
-import { useAsync } from '../hooks.js';
+import { useAction, useAsync } from '../hooks.js';
 import { Badge, Empty, Field, Loading, ProblemMessage, Time } from '../components.js';
 import { href } from '../router.js';
 import { ShownOnce } from '../secret.js';
@@ -12,22 +12,16 @@ const KEY_ROLES = ['tenant-admin', 'tenant-member', 'tenant-viewer'];
 function CreateKey({ tenant, onCreated }) {
   const [name, setName] = useState('');
   const [keyRole, setKeyRole] = useState('tenant-admin');
-  const [error, setError] = useState(null);
-  const [busy, setBusy] = useState(false);
   const [created, setCreated] = useState(null);
+  const { run: create, busy, error } = useAction(async () => {
+    const k = await api.post(`/api/v1/tenants/${encodeURIComponent(tenant)}/api-keys`, { name: name.trim(), role: keyRole });
+    setCreated(k);
+    setName('');
+    onCreated();
+  });
   const submit = async (e) => {
     e.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
-      const k = await api.post(`/api/v1/tenants/${encodeURIComponent(tenant)}/api-keys`, { name: name.trim(), role: keyRole });
-      setCreated(k);
-      setName('');
-      onCreated();
-    } catch (err) {
-      setError(err);
-    }
-    setBusy(false);
+    await create();
   };
   const f = (error && error.fields) || {};
   return html`<form class="card" onSubmit=${submit} aria-labelledby="new-key-title" novalidate>
@@ -52,19 +46,11 @@ function CreateKey({ tenant, onCreated }) {
 
 function RevokeButton({ tenant, apiKey, onRevoked }) {
   const [confirming, setConfirming] = useState(false);
-  const [error, setError] = useState(null);
-  const [busy, setBusy] = useState(false);
-  const revoke = async () => {
-    setBusy(true);
-    setError(null);
-    try {
-      await api.del(`/api/v1/tenants/${encodeURIComponent(tenant)}/api-keys/${encodeURIComponent(apiKey.id)}`);
-      onRevoked();
-    } catch (err) {
-      setError(err);
-      setBusy(false);
-    }
-  };
+  // Busy stays on after revoking: the reloaded list drops this button.
+  const { run: revoke, busy, error } = useAction(async () => {
+    await api.del(`/api/v1/tenants/${encodeURIComponent(tenant)}/api-keys/${encodeURIComponent(apiKey.id)}`);
+    onRevoked();
+  }, { keepBusy: true });
   if (error) return html`<${ProblemMessage} error=${error} title="Revoking failed" />`;
   if (!confirming) return html`<button type="button" class="secondary" onClick=${() => setConfirming(true)}>Revoke</button>`;
   return html`<span class="confirm">
@@ -107,23 +93,17 @@ function Keys({ tenant, cursor }) {
 /** A form of integer (or decimal) fields PUT as one object; 'saved' after success. */
 function LimitsForm({ id, title, hint, path, fields, initial, onSaved }) {
   const [values, setValues] = useState(() => Object.fromEntries(fields.map((f) => [f.name, String(initial[f.name] ?? '')])));
-  const [error, setError] = useState(null);
-  const [busy, setBusy] = useState(false);
   const [saved, setSaved] = useState(false);
+  const { run: save, busy, error } = useAction(async () => {
+    const body = Object.fromEntries(fields.map((f) => [f.name, Number(values[f.name])]));
+    await api.put(path, body);
+    setSaved(true);
+    onSaved();
+  });
   const submit = async (e) => {
     e.preventDefault();
-    setBusy(true);
-    setError(null);
     setSaved(false);
-    try {
-      const body = Object.fromEntries(fields.map((f) => [f.name, Number(values[f.name])]));
-      await api.put(path, body);
-      setSaved(true);
-      onSaved();
-    } catch (err) {
-      setError(err);
-    }
-    setBusy(false);
+    await save();
   };
   const f = (error && error.fields) || {};
   const fieldErr = (n) => f[n];

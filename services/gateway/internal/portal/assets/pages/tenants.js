@@ -3,7 +3,7 @@
 // quota and rate limit are on its own page (tenant.js).
 import { html, useState } from '../html.js';
 import * as api from '../api.js';
-import { useAsync } from '../hooks.js';
+import { useAction, useAsync } from '../hooks.js';
 import { Empty, Field, Loading, ProblemMessage, Time } from '../components.js';
 import { href, navigate } from '../router.js';
 
@@ -24,19 +24,14 @@ export function quotaSummary(q) {
 function CreateTenant() {
   const [id, setId] = useState('');
   const [name, setName] = useState('');
-  const [error, setError] = useState(null);
-  const [busy, setBusy] = useState(false);
+  // Busy stays on after creating: the page navigates to the new tenant.
+  const { run: create, busy, error } = useAction(async () => {
+    const t = await api.post('/api/v1/tenants', { id: id.trim(), name: name.trim() });
+    navigate('/tenants/' + encodeURIComponent(t.id), { created: '1' });
+  }, { keepBusy: true });
   const submit = async (e) => {
     e.preventDefault();
-    setBusy(true);
-    setError(null);
-    try {
-      const t = await api.post('/api/v1/tenants', { id: id.trim(), name: name.trim() });
-      navigate('/tenants/' + encodeURIComponent(t.id), { created: '1' });
-    } catch (err) {
-      setError(err);
-      setBusy(false);
-    }
+    await create();
   };
   const f = (error && error.fields) || {};
   const other = error && !f.id && !f.name;
