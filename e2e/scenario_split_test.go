@@ -26,125 +26,8 @@ func TestScenarioSplitMode(t *testing.T) {
 	if testing.Short() {
 		t.Skip("split mode scenario: skipped with -short")
 	}
-	root := repoRoot(t)
-	dir, err := os.MkdirTemp("", "canopy-split-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	binDir := filepath.Join(dir, "bin")
-	t0 := time.Now()
-	pkgs := []string{"./services/allinone/cmd/canopy"}
-	for _, s := range []string{"gateway", "catalog", "scheduling", "provisioning", "healthcheck", "failover", "router", "cdc", "metering", "alerting", "backup"} {
-		pkgs = append(pkgs, "./services/"+s+"/cmd/"+s)
-	}
-	build := exec.Command("go", append([]string{"build", "-o", binDir + "/"}, pkgs...)...)
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build the binaries: %v\n%s", err, out)
-	}
-	built := time.Since(t0)
-
-	run := randHex(4)
-	p := &platform{StateDir: filepath.Join(dir, "state"), DBPrefix: "canopy_e2e_split_" + run + "_",
-		RedisPrefix: "canopy:e2e:split:" + run + ":rl:", AdminKey: "e2e-admin-" + randHex(16), LogPath: filepath.Join(dir, "split.out")}
-	p.PortsFrom, p.RouterPortsTo, err = freePortRange(inventoryHosts*portsPerHost + routerPorts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.PortsTo = p.PortsFrom + inventoryHosts*portsPerHost - 1
-	p.RouterPortsFrom = p.PortsTo + 1
-	inv := filepath.Join(dir, "inventory.yaml")
-	if err := os.WriteFile(inv, inventoryYAML(p.PortsFrom), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	offset, err := splitPortOffset(p.PortsFrom, p.RouterPortsTo)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.URL = "http://127.0.0.1:" + strconv.Itoa(8080+offset)
-	gw2 := "http://127.0.0.1:" + strconv.Itoa(8081+offset)
-
-	env := []string{}
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "CANOPY_") {
-			env = append(env, kv)
-		}
-	}
-	env = append(env, "BIN="+binDir, "SPLIT_PORT_OFFSET="+strconv.Itoa(offset), "SPLIT_STOP_TIMEOUT=20",
-		"CANOPY_STATE_DIR="+p.StateDir, "CANOPY_DATABASE_PREFIX="+p.DBPrefix,
-		"CANOPY_MYSQL_DSN="+mysqlServerDSN, "CANOPY_REDIS_ADDR="+redisAddr,
-		"CANOPY_GATEWAY_RATE_LIMIT_PREFIX="+p.RedisPrefix, "CANOPY_ADMIN_KEY="+p.AdminKey,
-		"CANOPY_SCHEDULING_INVENTORY_FILE="+inv,
-		fmt.Sprintf("CANOPY_PROVISIONING_ROUTER_PORTS=%d-%d", p.RouterPortsFrom, p.RouterPortsTo))
-	out, err := os.Create(p.LogPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("bash", "scripts/split.sh")
-	cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = root, env, out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); out.Close(); close(exited) }()
-	var procs map[string]int
-	stopped := false
-	stop := func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(90 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-			t.Errorf("split.sh did not stop within 90s of SIGTERM")
-		}
-	}
-	t.Cleanup(func() {
-		stop()
-		for name, pid := range procs {
-			if processRuns(pid) {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-				t.Errorf("%s (pid %d) still ran after split.sh stopped (killed)", name, pid)
-			}
-		}
-		if pids := nodeProcesses(p.StateDir); len(pids) > 0 {
-			for _, pid := range pids {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-			}
-			t.Errorf("tenant node processes left running (killed): %v", pids)
-		}
-		if err := dropDatabases(p.DBPrefix); err != nil {
-			t.Error(err)
-		}
-		if err := dropRedisKeys(p.RedisPrefix); err != nil {
-			t.Error(err)
-		}
-		if t.Failed() {
-			t.Logf("split.sh output:\n%s\nlogs kept in %s", p.logTail(80), filepath.Join(p.StateDir, "split", "logs"))
-			return
-		}
-		_ = os.RemoveAll(dir)
-	})
-
-	t1 := time.Now()
-	waitFor(t, "split.sh to report every replica up", 150*time.Second, func() (bool, string) {
-		select {
-		case <-exited:
-			t.Fatalf("split.sh exited before the platform was up:\n%s", p.logTail(40))
-		default:
-		}
-		b, _ := os.ReadFile(p.LogPath)
-		return strings.Contains(string(b), "split: Canopy is up"), "starting"
-	})
-	procs = splitTable(t, p.LogPath)
-	if len(procs) != 1+2*11 {
-		t.Fatalf("split.sh started %d processes, want the broker and two replicas of 11 services: %v", len(procs), procs)
-	}
-	t.Logf("split mode: binaries built in %.1fs, %d processes up in %.1fs (port offset %d)", built.Seconds(), len(procs), time.Since(t1).Seconds(), offset)
+	sp := startSplit(t)
+	p, gw2, procs, stop := sp.p, sp.gw2, sp.procs, sp.stop
 
 	// The smoke: a tenant orders a single-az Redis, it becomes ready, it is deleted.
 	tenant := p.newTenant(t, "split-"+randHex(3), "tenant-admin")
@@ -194,6 +77,151 @@ func TestScenarioSplitMode(t *testing.T) {
 		}
 	}
 	t.Logf("split mode stopped in %.1fs, no process left", time.Since(t2).Seconds())
+}
+
+// splitRun is split mode started by startSplit: the platform behind the
+// first gateway, the second gateway's URL, the process table (name-replica →
+// pid, updated by restarts), and stop, which stops the script.
+type splitRun struct {
+	t     *testing.T
+	root  string
+	p     *platform
+	gw2   string
+	procs map[string]int
+	stop  func()
+	// own are the replicas the test restarted itself (split.sh does not
+	// know them), stopped by stopOwn before the script stops.
+	own map[string]*ownProc
+}
+
+// startSplit builds every binary and runs scripts/split.sh as `make split`
+// does, on free ports, its own state directory and databases, until it
+// reports every replica up; t.Cleanup stops it and checks nothing is left.
+func startSplit(t *testing.T) *splitRun {
+	t.Helper()
+	root := repoRoot(t)
+	sp := &splitRun{t: t, root: root, own: map[string]*ownProc{}}
+	dir, err := os.MkdirTemp("", "canopy-split-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	binDir := filepath.Join(dir, "bin")
+	t0 := time.Now()
+	pkgs := []string{"./services/allinone/cmd/canopy"}
+	for _, s := range []string{"gateway", "catalog", "scheduling", "provisioning", "healthcheck", "failover", "router", "cdc", "metering", "alerting", "backup"} {
+		pkgs = append(pkgs, "./services/"+s+"/cmd/"+s)
+	}
+	build := exec.Command("go", append([]string{"build", "-o", binDir + "/"}, pkgs...)...)
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build the binaries: %v\n%s", err, out)
+	}
+	built := time.Since(t0)
+
+	run := randHex(4)
+	p := &platform{StateDir: filepath.Join(dir, "state"), DBPrefix: "canopy_e2e_split_" + run + "_",
+		RedisPrefix: "canopy:e2e:split:" + run + ":rl:", AdminKey: "e2e-admin-" + randHex(16), LogPath: filepath.Join(dir, "split.out")}
+	p.PortsFrom, p.RouterPortsTo, err = freePortRange(inventoryHosts*portsPerHost + routerPorts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.PortsTo = p.PortsFrom + inventoryHosts*portsPerHost - 1
+	p.RouterPortsFrom = p.PortsTo + 1
+	inv := filepath.Join(dir, "inventory.yaml")
+	if err := os.WriteFile(inv, inventoryYAML(p.PortsFrom), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	offset, err := splitPortOffset(p.PortsFrom, p.RouterPortsTo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp.p = p
+	p.URL = "http://127.0.0.1:" + strconv.Itoa(8080+offset)
+	sp.gw2 = "http://127.0.0.1:" + strconv.Itoa(8081+offset)
+
+	env := []string{}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "CANOPY_") {
+			env = append(env, kv)
+		}
+	}
+	env = append(env, "BIN="+binDir, "SPLIT_PORT_OFFSET="+strconv.Itoa(offset), "SPLIT_STOP_TIMEOUT=20",
+		"CANOPY_STATE_DIR="+p.StateDir, "CANOPY_DATABASE_PREFIX="+p.DBPrefix,
+		"CANOPY_MYSQL_DSN="+mysqlServerDSN, "CANOPY_REDIS_ADDR="+redisAddr,
+		"CANOPY_GATEWAY_RATE_LIMIT_PREFIX="+p.RedisPrefix, "CANOPY_ADMIN_KEY="+p.AdminKey,
+		"CANOPY_SCHEDULING_INVENTORY_FILE="+inv,
+		fmt.Sprintf("CANOPY_PROVISIONING_ROUTER_PORTS=%d-%d", p.RouterPortsFrom, p.RouterPortsTo))
+	out, err := os.Create(p.LogPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("bash", "scripts/split.sh")
+	cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = root, env, out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); out.Close(); close(exited) }()
+	stopped := false
+	sp.stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(90 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+			t.Errorf("split.sh did not stop within 90s of SIGTERM")
+		}
+	}
+	t.Cleanup(func() {
+		sp.stopOwn()
+		sp.stop()
+		for name, pid := range sp.procs {
+			if processRuns(pid) {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+				t.Errorf("%s (pid %d) still ran after split.sh stopped (killed)", name, pid)
+			}
+		}
+		if pids := nodeProcesses(p.StateDir); len(pids) > 0 {
+			for _, pid := range pids {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+			t.Errorf("tenant node processes left running (killed): %v", pids)
+		}
+		if err := dropDatabases(p.DBPrefix); err != nil {
+			t.Error(err)
+		}
+		if err := dropRedisKeys(p.RedisPrefix); err != nil {
+			t.Error(err)
+		}
+		if t.Failed() {
+			t.Logf("split.sh output:\n%s\nlogs kept in %s", p.logTail(80), filepath.Join(p.StateDir, "split", "logs"))
+			return
+		}
+		_ = os.RemoveAll(dir)
+	})
+
+	t1 := time.Now()
+	waitFor(t, "split.sh to report every replica up", 150*time.Second, func() (bool, string) {
+		select {
+		case <-exited:
+			t.Fatalf("split.sh exited before the platform was up:\n%s", p.logTail(40))
+		default:
+		}
+		b, _ := os.ReadFile(p.LogPath)
+		return strings.Contains(string(b), "split: Canopy is up"), "starting"
+	})
+	sp.procs = splitTable(t, p.LogPath)
+	if len(sp.procs) != 1+2*11 {
+		t.Fatalf("split.sh started %d processes, want the broker and two replicas of 11 services: %v", len(sp.procs), sp.procs)
+	}
+	t.Logf("split mode: binaries built in %.1fs, %d processes up in %.1fs (port offset %d)", built.Seconds(), len(sp.procs), time.Since(t1).Seconds(), offset)
+
+	return sp
 }
 
 // splitPortOffset picks a SPLIT_PORT_OFFSET under which every port split

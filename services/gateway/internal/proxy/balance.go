@@ -147,8 +147,9 @@ func (t *Target) pick(after *backend) (*backend, func(error), error) {
 // failover handles a failed attempt on b of a multi-replica upstream: b is
 // taken out of the rotation, and the request goes to each other replica in
 // turn while that is safe: always when nothing reached the replica (a failed
-// connect), and for GET and HEAD (idempotent, bodiless) after any failure
-// but a timeout, which would only double the client's wait. It returns the
+// connect), for a request with an Idempotency-Key when its reused connection
+// failed before any answer, and for GET and HEAD (idempotent, bodiless)
+// after any failure but a timeout, which would only double the client's wait. It returns the
 // breaker callback of the last attempt.
 func (t *Target) failover(ctx context.Context, in *url.URL, b *backend, done func(error), out *http.Request, sign bool, err error) (*http.Response, func(error), error) {
 	idempotent := (out.Method == http.MethodGet || out.Method == http.MethodHead) && out.Body == http.NoBody
@@ -161,7 +162,13 @@ func (t *Target) failover(ctx context.Context, in *url.URL, b *backend, done fun
 		if !timeout {
 			t.eject(b, err)
 		}
-		safe := isConnError(err) || (idempotent && !timeout)
+		// A request with an Idempotency-Key whose reused connection failed
+		// before any answer came (the replica closed it, e.g. shutting down
+		// in a rolling restart) may go again too: the key makes a repeat
+		// harmless, as net/http's Transport also holds.
+		var nothing errNothingReceived
+		keyed := out.Header.Get("Idempotency-Key") != "" && errors.As(err, &nothing)
+		safe := isConnError(err) || (idempotent || keyed) && !timeout
 		if !safe || (out.Body != http.NoBody && out.Body != nil && out.GetBody == nil) {
 			return nil, done, err
 		}

@@ -249,3 +249,41 @@ func TestSplitURLs(t *testing.T) {
 		}
 	}
 }
+
+// TestKeyedPOSTLostOnAReusedConnectionGoesToAnotherReplica: a replica that
+// shuts down closes its idle keep-alive connections; a POST that meets
+// such a close before any answer goes to the other replica when it carries
+// an Idempotency-Key (a repeat is harmless), and is answered 502 without.
+func TestKeyedPOSTLostOnAReusedConnectionGoesToAnotherReplica(t *testing.T) {
+	a, b := newReplica(t, "a"), newReplica(t, "b")
+	target := newBalancedProxy(t, Config{HealthInterval: time.Hour}, a.srv.URL, b.srv.URL)
+	post := func(key string) (int, string) {
+		// A GET first leaves a keep-alive connection to a in the pool.
+		target.backends[0].healthy.Store(true)
+		target.rr.Store(0)
+		a.drop.Store("")
+		if code, answer := send(t, target, http.MethodGet, ""); code != http.StatusOK || answer != "a" {
+			t.Fatalf("GET: %d %q", code, answer)
+		}
+		a.drop.Store(http.MethodPost)
+		target.rr.Store(0)
+		req := httptest.NewRequest(http.MethodPost, "/api/v1/things", strings.NewReader(`{"n":1}`))
+		req = req.WithContext(tenancy.WithPrincipal(req.Context(),
+			tenancy.Principal{Role: tenancy.RolePlatformAdmin, Subject: "apikey:test"}))
+		if key != "" {
+			req.Header.Set("Idempotency-Key", key)
+		}
+		rec := httptest.NewRecorder()
+		target.Handler(true).ServeHTTP(rec, req)
+		return rec.Code, rec.Body.String()
+	}
+	if code, answer := post("k-1"); code != http.StatusOK || answer != "b" {
+		t.Fatalf("keyed POST lost on a reused connection: %d %q, want b's answer", code, answer)
+	}
+	if code, _ := post(""); code != http.StatusBadGateway {
+		t.Fatalf("POST without a key lost on a reused connection: %d, want 502", code)
+	}
+	if a.count("POST") != 2 || b.count("POST") != 1 {
+		t.Fatalf("POSTs a=%d b=%d, want 2 to a and the keyed one again to b", a.count("POST"), b.count("POST"))
+	}
+}

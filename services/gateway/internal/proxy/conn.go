@@ -79,12 +79,12 @@ func (p *connPool) RoundTrip(req *http.Request) (*http.Response, error) {
 			return resp, nil
 		}
 		var nothing errNothingReceived
-		if errors.As(err, &nothing) {
-			if replayable && attempt == 0 && ctx.Err() == nil {
-				continue
-			}
-			err = nothing.err
+		if errors.As(err, &nothing) && replayable && attempt == 0 && ctx.Err() == nil {
+			continue
 		}
+		// A non-replayable request keeps the errNothingReceived mark: the
+		// balancer may send it to another replica when its Idempotency-Key
+		// makes that safe (Target.failover).
 		return nil, err
 	}
 }
