@@ -141,6 +141,9 @@ func TestMain(m *testing.M) {
 	if binary.path != "" {
 		_ = os.RemoveAll(filepath.Dir(binary.path))
 	}
+	if splitBins.dir != "" {
+		_ = os.RemoveAll(splitBins.dir)
+	}
 	os.Exit(code)
 }
 

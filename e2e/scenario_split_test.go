@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -97,6 +98,41 @@ type splitRun struct {
 // startSplit builds every binary and runs scripts/split.sh as `make split`
 // does, on free ports, its own state directory and databases, until it
 // reports every replica up; t.Cleanup stops it and checks nothing is left.
+// splitBins holds every service binary, built once per run for every
+// split-mode scenario (linking a dozen binaries takes a minute); TestMain
+// removes them.
+var splitBins struct {
+	once sync.Once
+	dir  string
+	took time.Duration
+	err  error
+}
+
+// splitBinaries builds the all-in-one and every service's binary once and
+// returns their directory and how long the build took.
+func splitBinaries(root string) (string, time.Duration, error) {
+	splitBins.once.Do(func() {
+		dir, err := os.MkdirTemp("", "canopy-e2e-split-bin-")
+		if err != nil {
+			splitBins.err = err
+			return
+		}
+		splitBins.dir = dir
+		t0 := time.Now()
+		pkgs := []string{"./services/allinone/cmd/canopy"}
+		for _, s := range []string{"gateway", "catalog", "scheduling", "provisioning", "healthcheck", "failover", "router", "cdc", "metering", "alerting", "backup"} {
+			pkgs = append(pkgs, "./services/"+s+"/cmd/"+s)
+		}
+		build := exec.Command("go", append([]string{"build", "-o", dir + "/"}, pkgs...)...)
+		build.Dir = root
+		if out, err := build.CombinedOutput(); err != nil {
+			splitBins.err = fmt.Errorf("build the binaries: %w\n%s", err, out)
+		}
+		splitBins.took = time.Since(t0)
+	})
+	return splitBins.dir, splitBins.took, splitBins.err
+}
+
 func startSplit(t *testing.T) *splitRun {
 	t.Helper()
 	root := repoRoot(t)
@@ -105,18 +141,10 @@ func startSplit(t *testing.T) *splitRun {
 	if err != nil {
 		t.Fatal(err)
 	}
-	binDir := filepath.Join(dir, "bin")
-	t0 := time.Now()
-	pkgs := []string{"./services/allinone/cmd/canopy"}
-	for _, s := range []string{"gateway", "catalog", "scheduling", "provisioning", "healthcheck", "failover", "router", "cdc", "metering", "alerting", "backup"} {
-		pkgs = append(pkgs, "./services/"+s+"/cmd/"+s)
+	binDir, built, err := splitBinaries(root)
+	if err != nil {
+		t.Fatal(err)
 	}
-	build := exec.Command("go", append([]string{"build", "-o", binDir + "/"}, pkgs...)...)
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build the binaries: %v\n%s", err, out)
-	}
-	built := time.Since(t0)
 
 	run := randHex(4)
 	p := &platform{StateDir: filepath.Join(dir, "state"), DBPrefix: "canopy_e2e_split_" + run + "_",
