@@ -81,37 +81,49 @@ var shared struct {
 	err  error
 }
 
-// binary is the all-in-one binary, built once per run for every platform.
-var binary struct {
+// builds are binaries built once per `go test` run into a temporary
+// directory each, shared by every scenario that needs them and removed by
+// TestMain.
+type builds struct {
 	once sync.Once
-	path string
+	dir  string
 	took time.Duration
 	err  error
 }
 
-// canopyBinary builds services/allinone/cmd/canopy once, into a temporary
-// directory, and returns its path.
-func canopyBinary(root string) (string, time.Duration, error) {
-	binary.once.Do(func() {
+// build runs `go build -o <dir>/ pkgs...` in root once and returns the
+// directory and how long the build took.
+func (b *builds) build(root string, pkgs ...string) (string, time.Duration, error) {
+	b.once.Do(func() {
 		dir, err := os.MkdirTemp("", "canopy-e2e-bin-")
 		if err != nil {
-			binary.err = err
+			b.err = err
 			return
 		}
-		binary.path = filepath.Join(dir, "canopy")
+		b.dir = dir
 		gobin, err := exec.LookPath("go")
 		if err != nil {
 			gobin = filepath.Join(runtime.GOROOT(), "bin", "go")
 		}
 		t0 := time.Now()
-		build := exec.Command(gobin, "build", "-o", binary.path, "./services/allinone/cmd/canopy")
+		build := exec.Command(gobin, append([]string{"build", "-o", dir + "/"}, pkgs...)...)
 		build.Dir = root
 		if out, err := build.CombinedOutput(); err != nil {
-			binary.err = fmt.Errorf("go build ./services/allinone/cmd/canopy: %w\n%s", err, out)
+			b.err = fmt.Errorf("go build %s: %w\n%s", strings.Join(pkgs, " "), err, out)
 		}
-		binary.took = time.Since(t0)
+		b.took = time.Since(t0)
 	})
-	return binary.path, binary.took, binary.err
+	return b.dir, b.took, b.err
+}
+
+// allInOne is the all-in-one binary every platform runs.
+var allInOne builds
+
+// canopyBinary builds services/allinone/cmd/canopy once and returns its
+// path.
+func canopyBinary(root string) (string, time.Duration, error) {
+	dir, took, err := allInOne.build(root, "./services/allinone/cmd/canopy")
+	return filepath.Join(dir, "canopy"), took, err
 }
 
 // TestMain stops the shared platform (if a scenario started one) after the
@@ -138,11 +150,10 @@ func TestMain(m *testing.M) {
 	} else if shared.p != nil {
 		fmt.Fprintf(os.Stderr, "e2e: platform files kept in %s\n", shared.p.dir)
 	}
-	if binary.path != "" {
-		_ = os.RemoveAll(filepath.Dir(binary.path))
-	}
-	if splitBins.dir != "" {
-		_ = os.RemoveAll(splitBins.dir)
+	for _, b := range []*builds{&allInOne, &splitBins} {
+		if b.dir != "" {
+			_ = os.RemoveAll(b.dir)
+		}
 	}
 	os.Exit(code)
 }

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -98,39 +97,18 @@ type splitRun struct {
 // startSplit builds every binary and runs scripts/split.sh as `make split`
 // does, on free ports, its own state directory and databases, until it
 // reports every replica up; t.Cleanup stops it and checks nothing is left.
-// splitBins holds every service binary, built once per run for every
-// split-mode scenario (linking a dozen binaries takes a minute); TestMain
-// removes them.
-var splitBins struct {
-	once sync.Once
-	dir  string
-	took time.Duration
-	err  error
-}
+// splitBins holds every service's binary (linking a dozen takes a
+// minute), built once for every split-mode scenario.
+var splitBins builds
 
 // splitBinaries builds the all-in-one and every service's binary once and
 // returns their directory and how long the build took.
 func splitBinaries(root string) (string, time.Duration, error) {
-	splitBins.once.Do(func() {
-		dir, err := os.MkdirTemp("", "canopy-e2e-split-bin-")
-		if err != nil {
-			splitBins.err = err
-			return
-		}
-		splitBins.dir = dir
-		t0 := time.Now()
-		pkgs := []string{"./services/allinone/cmd/canopy"}
-		for _, s := range []string{"gateway", "catalog", "scheduling", "provisioning", "healthcheck", "failover", "router", "cdc", "metering", "alerting", "backup"} {
-			pkgs = append(pkgs, "./services/"+s+"/cmd/"+s)
-		}
-		build := exec.Command("go", append([]string{"build", "-o", dir + "/"}, pkgs...)...)
-		build.Dir = root
-		if out, err := build.CombinedOutput(); err != nil {
-			splitBins.err = fmt.Errorf("build the binaries: %w\n%s", err, out)
-		}
-		splitBins.took = time.Since(t0)
-	})
-	return splitBins.dir, splitBins.took, splitBins.err
+	pkgs := []string{"./services/allinone/cmd/canopy"}
+	for _, s := range []string{"gateway", "catalog", "scheduling", "provisioning", "healthcheck", "failover", "router", "cdc", "metering", "alerting", "backup"} {
+		pkgs = append(pkgs, "./services/"+s+"/cmd/"+s)
+	}
+	return splitBins.build(root, pkgs...)
 }
 
 func startSplit(t *testing.T) *splitRun {
