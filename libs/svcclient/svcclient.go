@@ -1,11 +1,25 @@
 // Package svcclient is the one HTTP client for signed service-to-service
-// calls: it checks the callee's base URL, bounds each request in time and
+// calls: it checks the callee's base URLs, bounds each request in time and
 // body size, signs the caller's identity for the callee's audience with
 // libs/tenancy, and hands back the body of a 200 (a 2xx for Do and
 // PostJSON, which send a JSON body) or a typed status error.
+//
+// A callee may have several replicas: its base URL setting is then a
+// comma-separated list (the form the gateway's upstream settings take).
+// Requests go round robin over them from a random start (libs/replicas); a
+// replica that fails at the transport level is set aside for a short time
+// (DefaultSetAside; when all are, they are tried anyway), and the request
+// goes to the next replica only when that cannot do a write twice: always
+// after a refused connect (the replica never saw it), and for GET, HEAD and
+// a request with an Idempotency-Key also after any other transport failure
+// or a 502/503 answer (a replica shutting down). A POST, PUT, PATCH or
+// DELETE without a key that a replica may have read is not resent; its
+// error says so. Every attempt is signed afresh (its own nonce, the target
+// of its own base URL). One URL behaves as before lists: one attempt.
+//
 // It knows no service's paths or payloads; each service's client package
-// keeps those and maps statuses to its own sentinels. It does not retry or
-// cache: callers decide.
+// keeps those and maps statuses to its own sentinels. Beyond going to
+// another replica it does not retry or cache: callers decide.
 package svcclient
 
 import (
@@ -18,8 +32,10 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
+	"github.com/canopy-platform/canopy/libs/replicas"
 	"github.com/canopy-platform/canopy/libs/tenancy"
 )
 
@@ -29,8 +45,8 @@ const (
 	DefaultMaxBody = 1 << 20
 )
 
-// ErrBadURL: the callee's base URL is not an absolute http(s) URL.
-var ErrBadURL = errors.New("unusable base URL")
+// ErrBadURL: a base URL of the callee is not an absolute http(s) URL.
+var ErrBadURL = replicas.ErrBadURL
 
 // ErrNoSecret: the internal secret is empty.
 var ErrNoSecret = errors.New("empty internal secret")
@@ -79,19 +95,32 @@ func AsStatus(err error) (*StatusError, bool) {
 	return se, ok
 }
 
+// ErrNotResent marks the failure of a request that a replica may have
+// read and acted on, and that was therefore not sent to another replica (a
+// POST, PUT, PATCH or DELETE without an Idempotency-Key). It comes with
+// ErrUnavailable.
+var ErrNotResent = errors.New("not resent to another replica: the replica may have acted on it and the request has no Idempotency-Key")
+
+// DefaultSetAside is how long a replica that failed at the transport level
+// is left out of the rotation.
+const DefaultSetAside = replicas.DefaultSetAside
+
 // Config configures a Client.
 type Config struct {
 	// Audience is the callee's name the signature is bound to (tenancy.Audience*); required.
 	Audience string
 	// Secret is the internal secret; required.
 	Secret []byte
-	// BaseURL is the callee's base URL (e.g. http://127.0.0.1:8082), checked by New.
+	// BaseURL is the callee's base URL (e.g. http://127.0.0.1:8082), or the
+	// comma-separated base URLs of its replicas, each checked by New.
 	BaseURL string
 	// BaseURLFunc, when set instead of BaseURL, is asked per request, so an
 	// address known only after start (the all-in-one binary) can come late;
-	// an unusable answer fails the call with ErrUnavailable.
+	// it may answer a list too. An unusable answer fails the call with
+	// ErrUnavailable.
 	BaseURLFunc func() string
-	// Timeout bounds one request, answer included; DefaultTimeout when zero.
+	// Timeout bounds one call, answer included, over all the replicas it
+	// tries; DefaultTimeout when zero.
 	Timeout time.Duration
 	// MaxBody bounds the answer read; DefaultMaxBody when zero.
 	MaxBody int64
@@ -101,23 +130,24 @@ type Config struct {
 
 // Client sends signed requests to one service.
 type Client struct {
-	cfg    Config
-	base   func() string
-	signer *tenancy.Signer
+	cfg      Config
+	bases    func() ([]string, error)
+	rotation *replicas.Rotation
+	signer   *tenancy.Signer
 }
 
 // CheckURL returns base without trailing slashes when it is an absolute
 // http(s) URL with a host; otherwise an error wrapping ErrBadURL.
-func CheckURL(base string) (string, error) {
-	trimmed := strings.TrimRight(base, "/")
-	u, err := url.Parse(trimmed)
-	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-		return "", fmt.Errorf("%w: %q", ErrBadURL, base)
-	}
-	return trimmed, nil
+func CheckURL(base string) (string, error) { return replicas.CheckURL(base) }
+
+// CheckURLs checks a base URL setting, one URL or a comma-separated list
+// of them (the callee's replicas): the error names the first bad entry.
+func CheckURLs(s string) error {
+	_, err := replicas.Parse(s)
+	return err
 }
 
-// New returns a client; the base URL (when static) and the secret are checked here.
+// New returns a client; the base URLs (when static) and the secret are checked here.
 func New(cfg Config) (*Client, error) {
 	if cfg.Audience == "" {
 		return nil, errors.New("svcclient: empty audience")
@@ -125,16 +155,16 @@ func New(cfg Config) (*Client, error) {
 	if len(cfg.Secret) == 0 {
 		return nil, fmt.Errorf("svcclient for %s: %w", cfg.Audience, ErrNoSecret)
 	}
-	c := &Client{cfg: cfg, signer: tenancy.NewSigner(cfg.Secret)}
+	c := &Client{cfg: cfg, signer: tenancy.NewSigner(cfg.Secret), rotation: replicas.NewRotation(DefaultSetAside)}
 	switch {
 	case cfg.BaseURLFunc != nil:
-		c.base = cfg.BaseURLFunc
+		c.bases = lateBases(cfg.BaseURLFunc)
 	default:
-		base, err := CheckURL(cfg.BaseURL)
+		bases, err := replicas.Parse(cfg.BaseURL)
 		if err != nil {
 			return nil, fmt.Errorf("svcclient for %s: %w", cfg.Audience, err)
 		}
-		c.base = func() string { return base }
+		c.bases = func() ([]string, error) { return bases, nil }
 	}
 	if c.cfg.Timeout <= 0 {
 		c.cfg.Timeout = DefaultTimeout
@@ -146,6 +176,28 @@ func New(cfg Config) (*Client, error) {
 		c.cfg.HTTP = &http.Client{}
 	}
 	return c, nil
+}
+
+// lateBases parses what f answers, reusing the last parse while the answer
+// stays the same (it does, once the address is known).
+func lateBases(f func() string) func() ([]string, error) {
+	type parsed struct {
+		raw   string
+		bases []string
+	}
+	var last atomic.Pointer[parsed]
+	return func() ([]string, error) {
+		raw := f()
+		if p := last.Load(); p != nil && p.raw == raw {
+			return p.bases, nil
+		}
+		bases, err := replicas.Parse(raw)
+		if err != nil {
+			return nil, err
+		}
+		last.Store(&parsed{raw: raw, bases: bases})
+		return bases, nil
+	}
 }
 
 // Get sends a GET of path (with its query, already escaped) signed as p and
@@ -201,22 +253,61 @@ func (c *Client) PostJSON(ctx context.Context, p tenancy.Principal, path string,
 	return nil
 }
 
-// send signs and sends one request and reads its answer up to the limit.
+// send sends one request, to one replica or, when that is safe, to the
+// next after a failure (see the package doc), and reads its answer up to
+// the limit.
 func (c *Client) send(ctx context.Context, p tenancy.Principal, method, path string, body []byte, header http.Header) (int, []byte, error) {
 	target := method + " " + path
-	base, err := CheckURL(c.base())
+	bases, err := c.bases()
 	if err != nil {
 		return 0, nil, fmt.Errorf("%s: %w: %w", target, ErrUnavailable, err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
+	order := c.rotation.Order(bases)
+	repeatable := replicas.Repeatable(method, header)
+	for i, base := range order {
+		last := i == len(order)-1
+		status, answer, err := c.attempt(ctx, p, method, base+path, body, header)
+		if err != nil {
+			if ctx.Err() != nil {
+				// Our own deadline or the caller's: no time for another replica.
+				return 0, nil, fmt.Errorf("%s: %w: %w", target, ErrUnavailable, err)
+			}
+			c.rotation.SetAside(base)
+			if replicas.Refused(err) || repeatable {
+				if last {
+					return 0, nil, fmt.Errorf("%s: %w: %w", target, ErrUnavailable, err)
+				}
+				continue
+			}
+			if len(order) > 1 {
+				return 0, nil, fmt.Errorf("%s: %w: %w: %w", target, ErrUnavailable, ErrNotResent, err)
+			}
+			return 0, nil, fmt.Errorf("%s: %w: %w", target, ErrUnavailable, err)
+		}
+		if replicas.ShuttingDown(status) && repeatable && !last {
+			c.rotation.SetAside(base)
+			continue
+		}
+		c.rotation.Restore(base)
+		return status, answer, nil
+	}
+	panic("unreachable: the order is never empty")
+}
+
+// attempt signs and sends the request to target (a replica's base URL and
+// the path) and reads the answer. The signature binds the target's path (a
+// replica's base path included) and carries a nonce of its own, so each
+// attempt is signed anew.
+func (c *Client) attempt(ctx context.Context, p tenancy.Principal, method, target string, body []byte, header http.Header) (int, []byte, error) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, base+path, rd)
+	req, err := http.NewRequestWithContext(ctx, method, target, rd)
 	if err != nil {
-		return 0, nil, fmt.Errorf("%s: build request: %w", target, err)
+		return 0, nil, fmt.Errorf("build request: %w", err)
 	}
 	for k, vs := range header {
 		req.Header[http.CanonicalHeaderKey(k)] = append([]string(nil), vs...)
@@ -228,12 +319,12 @@ func (c *Client) send(ctx context.Context, p tenancy.Principal, method, path str
 	c.signer.SignRequest(req, body, c.cfg.Audience, p)
 	resp, err := c.cfg.HTTP.Do(req)
 	if err != nil {
-		return 0, nil, fmt.Errorf("%s: %w: %w", target, ErrUnavailable, err)
+		return 0, nil, err
 	}
 	defer resp.Body.Close()
 	answer, err := io.ReadAll(io.LimitReader(resp.Body, c.cfg.MaxBody))
 	if err != nil {
-		return 0, nil, fmt.Errorf("%s: read answer: %w: %w", target, ErrUnavailable, err)
+		return 0, nil, fmt.Errorf("read answer: %w", err)
 	}
 	return resp.StatusCode, answer, nil
 }
