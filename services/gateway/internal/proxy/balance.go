@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sony/gobreaker/v2"
 
+	"github.com/canopy-platform/canopy/libs/replicas"
 	"github.com/canopy-platform/canopy/libs/tenancy"
 )
 
@@ -39,16 +40,9 @@ type backend struct {
 }
 
 // SplitURLs splits an upstream setting into its replicas' base URLs: one
-// URL, or several separated by commas (blanks ignored).
-func SplitURLs(s string) []string {
-	var out []string
-	for _, u := range strings.Split(s, ",") {
-		if u = strings.TrimSpace(u); u != "" {
-			out = append(out, u)
-		}
-	}
-	return out
-}
+// URL, or several separated by commas (blanks ignored); the same form every
+// service's callee setting takes (libs/replicas).
+func SplitURLs(s string) []string { return replicas.Split(s) }
 
 func newBackend(u Upstream, raw string, cfg Config, logger *slog.Logger, gauge prometheus.Gauge) (*backend, error) {
 	pu, err := url.Parse(raw)

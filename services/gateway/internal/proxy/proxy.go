@@ -32,6 +32,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/canopy-platform/canopy/libs/httpx"
+	"github.com/canopy-platform/canopy/libs/replicas"
 	"github.com/canopy-platform/canopy/libs/retry"
 	"github.com/canopy-platform/canopy/libs/tenancy"
 )
@@ -416,10 +417,7 @@ func (t *Target) retrySame(ctx context.Context, b *backend, out *http.Request, s
 // isConnError reports whether err happened before the upstream saw the
 // request (refused or failed dial), so retrying is safe even for non-idempotent
 // requests; we retry only idempotent ones anyway.
-func isConnError(err error) bool {
-	var op *net.OpError
-	return errors.As(err, &op) && op.Op == "dial"
-}
+func isConnError(err error) bool { return replicas.Refused(err) }
 
 func (t *Target) writeTransportError(w http.ResponseWriter, r *http.Request, err error) {
 	var ne net.Error
