@@ -96,9 +96,13 @@ type Config struct {
 	MaxAlertsPerMessage int `yaml:"max_alerts_per_message" env:"ALERTING_MAX_ALERTS_PER_MESSAGE" default:"0"`
 	// FailoverURL is the failover service, which remediation asks for a
 	// switchover or a replica's rebuild.
+	// A comma-separated list names the callee's replicas: calls spread
+	// over them and go round one that fails (libs/svcclient).
 	FailoverURL string `yaml:"failover_url" env:"ALERTING_FAILOVER_URL" default:"http://127.0.0.1:8086"`
 	// ProvisioningURL is provisioning, which remediation asks to restart a
 	// node (a graceful stop its supervisor answers with a start).
+	// A comma-separated list names the callee's replicas: calls spread
+	// over them and go round one that fails (libs/svcclient).
 	ProvisioningURL string `yaml:"provisioning_url" env:"ALERTING_PROVISIONING_URL" default:"http://127.0.0.1:8084"`
 	// RemediationMaxPerInstance actions per RemediationWindow per instance;
 	// more are recorded as skipped, so a flapping alert cannot keep
@@ -131,9 +135,12 @@ func (c Config) Validate() error {
 	if len(c.Kafka.Brokers) == 0 {
 		errs = append(errs, errors.New("kafka brokers (CANOPY_KAFKA_BROKERS) must be set"))
 	}
-	for name, u := range map[string]string{"external_url": c.ExternalURL, "failover_url": c.FailoverURL,
-		"provisioning_url": c.ProvisioningURL} {
-		if _, err := svcclient.CheckURL(u); err != nil {
+	if _, err := svcclient.CheckURL(c.ExternalURL); err != nil {
+		errs = append(errs, fmt.Errorf("external_url: %w", err))
+	}
+	// The callees may have several replicas: one URL or a comma-separated list.
+	for name, u := range map[string]string{"failover_url": c.FailoverURL, "provisioning_url": c.ProvisioningURL} {
+		if err := svcclient.CheckURLs(u); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", name, err))
 		}
 	}

@@ -118,6 +118,8 @@ type Config struct {
 	Secondary RepoConfig `yaml:"secondary" envPrefix:"BACKUP_SECONDARY_"`
 	// ProvisioningURL is provisioning: the instances, their nodes and the
 	// scratch instances of drills.
+	// A comma-separated list names the callee's replicas: calls spread
+	// over them and go round one that fails (libs/svcclient).
 	ProvisioningURL string `yaml:"provisioning_url" env:"BACKUP_PROVISIONING_URL" default:"http://127.0.0.1:8084"`
 	// WindowStart is the daily backup window's start, "HH:MM" UTC.
 	WindowStart string `yaml:"window_start" env:"BACKUP_WINDOW_START" default:"02:00"`
@@ -198,8 +200,8 @@ func (c Config) Validate() error {
 	if c.StateDir == "" {
 		errs = append(errs, errors.New("state_dir must be set"))
 	}
-	if _, err := svcclient.CheckURL(c.ProvisioningURL); err != nil {
-		errs = append(errs, fmt.Errorf("provisioning_url: %w", err))
+	if err := svcclient.CheckURLs(c.ProvisioningURL); err != nil {
+		errs = append(errs, fmt.Errorf("provisioning_url (one URL or a comma-separated list): %w", err))
 	}
 	if _, err := c.windowStart(); err != nil {
 		errs = append(errs, err)

@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,6 +22,7 @@ import (
 	"github.com/canopy-platform/canopy/libs/httpx"
 	"github.com/canopy-platform/canopy/libs/launch"
 	"github.com/canopy-platform/canopy/libs/store"
+	"github.com/canopy-platform/canopy/libs/svcclient"
 	"github.com/canopy-platform/canopy/libs/tenancy"
 	"github.com/canopy-platform/canopy/services/catalog/internal/engineclient"
 	"github.com/canopy-platform/canopy/services/catalog/internal/httpapi"
@@ -57,11 +57,15 @@ type Config struct {
 	// which engine builds the hosts run (GET /internal/v1/engines) to offer
 	// only their versions. Empty turns the OSB instance routes off and
 	// lists plan versions unfiltered.
+	// A comma-separated list names the callee's replicas: calls spread
+	// over them and go round one that fails (libs/svcclient).
 	ProvisioningURL string `yaml:"provisioning_url" env:"PROVISIONING_URL" default:"http://127.0.0.1:8084"`
 	// GatewayURL is where the catalog checks that a tenant exists before it
 	// binds a broker credential to it (the gateway's internal API; refused
 	// with 503 when it cannot answer). Empty (YAML `gateway_url: ""`)
 	// binds credentials unchecked, for standalone runs without a gateway.
+	// A comma-separated list names the callee's replicas: calls spread
+	// over them and go round one that fails (libs/svcclient).
 	GatewayURL string `yaml:"gateway_url" env:"GATEWAY_URL" default:"http://127.0.0.1:8092"`
 	// Relay tunes the outbox relay.
 	Relay store.RelayConfig `yaml:"relay" envPrefix:"CATALOG_RELAY_"`
@@ -88,8 +92,12 @@ func DefaultConfig() Config {
 // Validate reports configuration errors.
 func (c Config) Validate() error {
 	errs := []error{launch.CheckAddr("addr", c.Addr), c.Store(c.Database).Validate(), c.Secrets.Validate()}
-	if u, err := url.Parse(c.GatewayURL); c.GatewayURL != "" && (err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https")) {
-		errs = append(errs, fmt.Errorf("gateway_url %q must be an http(s) URL or empty", c.GatewayURL))
+	// Each callee setting is one URL or the comma-separated URLs of its replicas.
+	if err := svcclient.CheckURLs(c.GatewayURL); c.GatewayURL != "" && err != nil {
+		errs = append(errs, fmt.Errorf("gateway_url must be http(s) URLs or empty: %w", err))
+	}
+	if err := svcclient.CheckURLs(c.ProvisioningURL); c.ProvisioningURL != "" && err != nil {
+		errs = append(errs, fmt.Errorf("provisioning_url must be http(s) URLs or empty: %w", err))
 	}
 	if c.IdempotencyRetention < time.Minute {
 		errs = append(errs, errors.New("idempotency_retention must be at least 1m"))

@@ -30,6 +30,7 @@ import (
 	"github.com/canopy-platform/canopy/libs/httpx"
 	"github.com/canopy-platform/canopy/libs/launch"
 	"github.com/canopy-platform/canopy/libs/store"
+	"github.com/canopy-platform/canopy/libs/svcclient"
 	"github.com/canopy-platform/canopy/libs/tenancy"
 
 	"github.com/canopy-platform/canopy/services/cdc/internal/httpapi"
@@ -67,6 +68,8 @@ type Config struct {
 	Database string `yaml:"database" env:"CDC_DATABASE" default:"canopy_cdc"`
 	// ProvisioningURL is where provisioning's internal CDC view is (an
 	// instance's nodes and the canopy_cdc account).
+	// A comma-separated list names the callee's replicas: calls spread
+	// over them and go round one that fails (libs/svcclient).
 	ProvisioningURL string `yaml:"provisioning_url" env:"CDC_PROVISIONING_URL" default:"http://127.0.0.1:8084"`
 	// LagThreshold is the lag past which a stream counts as lagging.
 	LagThreshold time.Duration `yaml:"lag_threshold" env:"CDC_LAG_THRESHOLD" default:"30s"`
@@ -111,8 +114,8 @@ func (c Config) Validate() error {
 	if len(c.Kafka.Brokers) == 0 {
 		errs = append(errs, errors.New("kafka brokers (CANOPY_KAFKA_BROKERS) must be set"))
 	}
-	if c.ProvisioningURL == "" {
-		errs = append(errs, errors.New("provisioning_url is required"))
+	if err := svcclient.CheckURLs(c.ProvisioningURL); err != nil {
+		errs = append(errs, fmt.Errorf("provisioning_url (one URL or a comma-separated list): %w", err))
 	}
 	if c.StallAfter <= 0 {
 		errs = append(errs, errors.New("stall_after must be positive"))

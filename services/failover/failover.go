@@ -29,6 +29,7 @@ import (
 	"github.com/canopy-platform/canopy/libs/httpx"
 	"github.com/canopy-platform/canopy/libs/launch"
 	"github.com/canopy-platform/canopy/libs/store"
+	"github.com/canopy-platform/canopy/libs/svcclient"
 	"github.com/canopy-platform/canopy/libs/tenancy"
 
 	"github.com/canopy-platform/canopy/services/failover/internal/analysis"
@@ -71,6 +72,8 @@ type Config struct {
 	// a random suffix). Two replicas must never share a name.
 	Replica string `yaml:"replica" env:"FAILOVER_REPLICA"`
 	// ProvisioningURL is where provisioning's internal API is.
+	// A comma-separated list names the callee's replicas: calls spread
+	// over them and go round one that fails (libs/svcclient).
 	ProvisioningURL string `yaml:"provisioning_url" env:"FAILOVER_PROVISIONING_URL" default:"http://127.0.0.1:8084"`
 	// CheckInterval is how often the watcher looks at each owned primary
 	// (its own vantage point, next to the health checker's transitions).
@@ -114,8 +117,8 @@ func (c Config) Validate() error {
 	if len(c.Kafka.Brokers) == 0 {
 		errs = append(errs, errors.New("kafka brokers (CANOPY_KAFKA_BROKERS) must be set"))
 	}
-	if c.ProvisioningURL == "" {
-		errs = append(errs, errors.New("provisioning_url is required"))
+	if err := svcclient.CheckURLs(c.ProvisioningURL); err != nil {
+		errs = append(errs, fmt.Errorf("provisioning_url (one URL or a comma-separated list): %w", err))
 	}
 	if c.CheckInterval <= 0 || c.CheckTimeout <= 0 {
 		errs = append(errs, errors.New("check_interval and check_timeout must be positive"))

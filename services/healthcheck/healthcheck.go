@@ -28,6 +28,7 @@ import (
 	"github.com/canopy-platform/canopy/libs/httpx"
 	"github.com/canopy-platform/canopy/libs/launch"
 	"github.com/canopy-platform/canopy/libs/nettune"
+	"github.com/canopy-platform/canopy/libs/svcclient"
 	"github.com/canopy-platform/canopy/libs/tenancy"
 	"github.com/canopy-platform/canopy/services/healthcheck/internal/httpapi"
 	"github.com/canopy-platform/canopy/services/healthcheck/internal/intake"
@@ -56,6 +57,8 @@ type Config struct {
 	// Brokers are the Kafka bootstrap brokers.
 	Brokers []string `yaml:"brokers" env:"KAFKA_BROKERS" envSeparator:"," default:"127.0.0.1:9092"`
 	// ProvisioningURL is where provisioning's internal API is.
+	// A comma-separated list names the callee's replicas: calls spread
+	// over them and go round one that fails (libs/svcclient).
 	ProvisioningURL string `yaml:"provisioning_url" env:"HEALTHCHECK_PROVISIONING_URL" default:"http://127.0.0.1:8084"`
 	// Secrets are internal_secret and internal_secret_previous, named as in
 	// every service.
@@ -121,6 +124,9 @@ func (c Config) Validate() error {
 	}
 	if err := c.policy().Validate(); err != nil {
 		errs = append(errs, err)
+	}
+	if err := svcclient.CheckURLs(c.ProvisioningURL); err != nil {
+		errs = append(errs, fmt.Errorf("provisioning_url (one URL or a comma-separated list): %w", err))
 	}
 	if _, err := nettune.ParseMode(c.Link); err != nil {
 		errs = append(errs, err)

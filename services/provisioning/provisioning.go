@@ -17,7 +17,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -35,6 +34,7 @@ import (
 
 	"github.com/canopy-platform/canopy/api/events"
 	"github.com/canopy-platform/canopy/libs/secrets"
+	"github.com/canopy-platform/canopy/libs/svcclient"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/backupclient"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/catalogclient"
 	"github.com/canopy-platform/canopy/services/provisioning/internal/consumers"
@@ -89,16 +89,22 @@ type Config struct {
 	// Database is provisioning's database, created if missing.
 	Database string `yaml:"database" env:"PROVISIONING_DATABASE" default:"canopy_provisioning"`
 	// CatalogURL is where plans are fetched.
+	// A comma-separated list names the callee's replicas: calls spread
+	// over them and go round one that fails (libs/svcclient).
 	CatalogURL string `yaml:"catalog_url" env:"CATALOG_URL" default:"http://127.0.0.1:8082"`
 	// GatewayURL is where tenants' quotas are read: the gateway's internal listener (it stores them,
 	// GET /internal/v1/tenants/{id}/quota). When the gateway cannot answer,
 	// orders are refused with 503; a tenant it does not know, with 403. Empty (YAML `gateway_url: ""`; the env
 	// var cannot clear a default) enforces DefaultQuota and Quotas instead,
 	// for standalone runs and tests.
+	// A comma-separated list names the callee's replicas: calls spread
+	// over them and go round one that fails (libs/svcclient).
 	GatewayURL string `yaml:"gateway_url" env:"GATEWAY_URL" default:"http://127.0.0.1:8092"`
 	// BackupURL is the backup service, which makes the data of instances
 	// ordered with restore_from (its restore jobs). When it cannot answer,
 	// such orders are refused with 503 and restoring instances wait.
+	// A comma-separated list names the callee's replicas: calls spread
+	// over them and go round one that fails (libs/svcclient).
 	BackupURL string `yaml:"backup_url" env:"BACKUP_URL" default:"http://127.0.0.1:8091"`
 	// SecretsKey is the base64 AES-256 key sealing credentials at rest
 	// (the current key); empty generates a development key into
@@ -195,15 +201,16 @@ func DefaultConfig() Config {
 // Validate reports configuration errors.
 func (c Config) Validate() error {
 	errs := []error{launch.CheckAddr("addr", c.Addr), c.Store(c.Database).Validate(), c.Secrets.Validate()}
-	if u, err := url.Parse(c.CatalogURL); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-		errs = append(errs, fmt.Errorf("catalog_url %q must be an http(s) URL", c.CatalogURL))
+	// Each callee setting is one URL or the comma-separated URLs of its replicas.
+	if err := svcclient.CheckURLs(c.CatalogURL); err != nil {
+		errs = append(errs, fmt.Errorf("catalog_url must be http(s) URLs: %w", err))
 	}
-	if u, err := url.Parse(c.BackupURL); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-		errs = append(errs, fmt.Errorf("backup_url %q (CANOPY_BACKUP_URL) must be an http(s) URL", c.BackupURL))
+	if err := svcclient.CheckURLs(c.BackupURL); err != nil {
+		errs = append(errs, fmt.Errorf("backup_url (CANOPY_BACKUP_URL) must be http(s) URLs: %w", err))
 	}
 	if c.GatewayURL != "" {
-		if u, err := url.Parse(c.GatewayURL); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-			errs = append(errs, fmt.Errorf("gateway_url %q must be an http(s) URL or empty", c.GatewayURL))
+		if err := svcclient.CheckURLs(c.GatewayURL); err != nil {
+			errs = append(errs, fmt.Errorf("gateway_url must be http(s) URLs or empty: %w", err))
 		}
 	}
 	if c.SecretsKey != "" {

@@ -28,6 +28,7 @@ import (
 
 	"github.com/canopy-platform/canopy/libs/httpx"
 	"github.com/canopy-platform/canopy/libs/launch"
+	"github.com/canopy-platform/canopy/libs/svcclient"
 	"github.com/canopy-platform/canopy/libs/tenancy"
 
 	"github.com/canopy-platform/canopy/services/router/internal/httpapi"
@@ -65,6 +66,8 @@ type Config struct {
 	// Keep it stable across restarts: the group's offsets are its own.
 	Replica string `yaml:"replica" env:"ROUTER_REPLICA"`
 	// ProvisioningURL is where provisioning's internal router view is.
+	// A comma-separated list names the callee's replicas: calls spread
+	// over them and go round one that fails (libs/svcclient).
 	ProvisioningURL string `yaml:"provisioning_url" env:"ROUTER_PROVISIONING_URL" default:"http://127.0.0.1:8084"`
 	// ResyncInterval is how often the whole view is re-read from provisioning.
 	ResyncInterval time.Duration `yaml:"resync_interval" env:"ROUTER_RESYNC_INTERVAL" default:"1m"`
@@ -89,8 +92,8 @@ func (c Config) Validate() error {
 	if len(c.Kafka.Brokers) == 0 {
 		errs = append(errs, errors.New("kafka brokers (CANOPY_KAFKA_BROKERS) must be set"))
 	}
-	if c.ProvisioningURL == "" {
-		errs = append(errs, errors.New("provisioning_url is required"))
+	if err := svcclient.CheckURLs(c.ProvisioningURL); err != nil {
+		errs = append(errs, fmt.Errorf("provisioning_url (one URL or a comma-separated list): %w", err))
 	}
 	if c.ResyncInterval < time.Second {
 		errs = append(errs, errors.New("resync_interval must be at least 1s"))

@@ -74,6 +74,8 @@ type Config struct {
 	// a missing file is logged and skipped.
 	InventoryFile string `yaml:"inventory_file" env:"SCHEDULING_INVENTORY_FILE" default:"deploy/inventory/dev.yaml"`
 	// CatalogURL lets simulations take a plan_id; empty refuses plan_id.
+	// A comma-separated list names the callee's replicas: calls spread
+	// over them and go round one that fails (libs/svcclient).
 	CatalogURL string `yaml:"catalog_url" env:"SCHEDULING_CATALOG_URL"`
 	// Consume turns the Kafka consumer of placement requests on.
 	Consume bool `yaml:"consume" env:"SCHEDULING_CONSUME" default:"true"`
@@ -113,7 +115,7 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("scheduler.placement: %w", err))
 	}
 	if c.CatalogURL != "" {
-		if _, err := svcclient.CheckURL(c.CatalogURL); err != nil {
+		if err := svcclient.CheckURLs(c.CatalogURL); err != nil {
 			errs = append(errs, fmt.Errorf("invalid catalog url (catalog_url): %w", err))
 		}
 	}

@@ -5,15 +5,11 @@
 package remediation
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
-	"strings"
 	"sync"
 	"time"
 
@@ -76,8 +72,8 @@ type Run struct {
 
 // Config configures the runner.
 type Config struct {
-	FailoverURL     string // the failover service (switchover, rebuild-replica)
-	ProvisioningURL string // provisioning (restart-node)
+	FailoverURL     string // the failover service (switchover, rebuild-replica); one URL or its replicas', comma-separated
+	ProvisioningURL string // provisioning (restart-node); one URL or its replicas', comma-separated
 	Secret          []byte // internal secret for platform identity
 	// MaxPerInstance actions per Window per instance (default 3 per 1h):
 	// an alert that keeps coming back must not keep restarting a node.
@@ -92,10 +88,8 @@ type Config struct {
 type Runner struct {
 	cfg      Config
 	rec      Recorder
-	signer   *tenancy.Signer
-	http     *http.Client
-	failover string
-	prov     string
+	failover *svcclient.Client
+	prov     *svcclient.Client
 
 	mu sync.Mutex
 	// busy holds the instances with an action in flight: one at a time per
@@ -111,14 +105,6 @@ func New(cfg Config, rec Recorder) (*Runner, error) {
 	if len(cfg.Secret) == 0 {
 		return nil, errors.New("remediation: the internal secret is required")
 	}
-	failover, err := svcclient.CheckURL(cfg.FailoverURL)
-	if err != nil {
-		return nil, fmt.Errorf("remediation: failover url: %w", err)
-	}
-	prov, err := svcclient.CheckURL(cfg.ProvisioningURL)
-	if err != nil {
-		return nil, fmt.Errorf("remediation: provisioning url: %w", err)
-	}
 	if cfg.MaxPerInstance <= 0 {
 		cfg.MaxPerInstance = 3
 	}
@@ -128,8 +114,19 @@ func New(cfg Config, rec Recorder) (*Runner, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 10 * time.Minute
 	}
-	return &Runner{cfg: cfg, rec: rec, signer: tenancy.NewSigner(cfg.Secret), http: &http.Client{Timeout: cfg.Timeout},
-		failover: failover, prov: prov, busy: map[string]bool{}}, nil
+	// The actions carry no Idempotency-Key: once a replica may have read
+	// one, it is not sent to another (svcclient), so none runs twice.
+	failover, err := svcclient.New(svcclient.Config{Audience: tenancy.AudienceFailover, Secret: cfg.Secret,
+		BaseURL: cfg.FailoverURL, Timeout: cfg.Timeout, MaxBody: 4 << 10})
+	if err != nil {
+		return nil, fmt.Errorf("remediation: failover url: %w", err)
+	}
+	prov, err := svcclient.New(svcclient.Config{Audience: tenancy.AudienceProvisioning, Secret: cfg.Secret,
+		BaseURL: cfg.ProvisioningURL, Timeout: cfg.Timeout, MaxBody: 4 << 10})
+	if err != nil {
+		return nil, fmt.Errorf("remediation: provisioning url: %w", err)
+	}
+	return &Runner{cfg: cfg, rec: rec, failover: failover, prov: prov, busy: map[string]bool{}}, nil
 }
 
 // Execute runs the alert's action (a.Action) for its instance and node
@@ -202,41 +199,18 @@ func (r *Runner) call(ctx context.Context, run Run) error {
 	inst, node := url.PathEscape(run.InstanceID), url.PathEscape(run.NodeID)
 	switch run.Action {
 	case ActionSwitchover:
-		return r.post(ctx, r.failover+"/api/v1/instances/"+inst+"/switchover", tenancy.AudienceFailover, struct{}{})
+		return r.post(ctx, r.failover, "/api/v1/instances/"+inst+"/switchover", struct{}{})
 	case ActionRebuildReplica:
-		return r.post(ctx, r.failover+"/api/v1/instances/"+inst+"/nodes/"+node+"/rebuild", tenancy.AudienceFailover, nil)
+		return r.post(ctx, r.failover, "/api/v1/instances/"+inst+"/nodes/"+node+"/rebuild", nil)
 	default: // ActionRestartNode
-		return r.post(ctx, r.prov+"/internal/v1/failover/instances/"+inst+"/nodes/"+node+"/fault", tenancy.AudienceProvisioning,
+		return r.post(ctx, r.prov, "/internal/v1/failover/instances/"+inst+"/nodes/"+node+"/fault",
 			map[string]string{"kind": "stop"})
 	}
 }
 
 // post sends a signed command; any 2xx is success, anything else an error
 // carrying the answer's start (a problem's detail says why).
-func (r *Runner) post(ctx context.Context, target, audience string, v any) error {
-	var body []byte
-	if v != nil {
-		var err error
-		if body, err = json.Marshal(v); err != nil {
-			return fmt.Errorf("encode POST %s: %w", target, err)
-		}
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
-	if err != nil {
-		return fmt.Errorf("POST %s: %w", target, err)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	r.signer.SignRequest(req, body, audience, Identity)
-	resp, err := r.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("POST %s: %w", target, err)
-	}
-	defer resp.Body.Close()
-	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
-	if resp.StatusCode/100 == 2 {
-		return nil
-	}
-	return fmt.Errorf("POST %s: %d %s", target, resp.StatusCode, strings.TrimSpace(string(answer)))
+func (r *Runner) post(ctx context.Context, c *svcclient.Client, path string, v any) error {
+	_, _, err := c.Do(ctx, Identity, http.MethodPost, path, v, nil)
+	return err
 }

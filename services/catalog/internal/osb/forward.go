@@ -10,8 +10,10 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strings"
 	"time"
 
+	"github.com/canopy-platform/canopy/libs/replicas"
 	"github.com/canopy-platform/canopy/libs/tenancy"
 )
 
@@ -19,10 +21,18 @@ import (
 // stays the broker's one front door: it has already checked the broker
 // credential and API version, and it turns a tenant-bound credential into a
 // signed tenant identity, so provisioning sees an ordinary tenant request.
+// Provisioning's base URL may list its replicas (comma-separated): calls
+// spread over them with libs/svcclient's rules (libs/replicas) — a call
+// goes to another replica after a refused connect, a GET also after any
+// transport failure or a 502/503, a PUT, PATCH or DELETE a replica may
+// have read never (OSB calls carry no Idempotency-Key).
 type Forwarder struct {
-	proxy  *httputil.ReverseProxy
-	signer *tenancy.Signer
-	// resolve, when set, gives provisioning's base URL per request (see
+	proxy    *httputil.ReverseProxy
+	signer   *tenancy.Signer
+	rotation *replicas.Rotation
+	next     http.RoundTripper
+	base     []string
+	// resolve, when set, gives provisioning's base URL(s) per request (see
 	// ResolveBaseURL); base is then unused.
 	resolve func() string
 }
@@ -33,28 +43,24 @@ type Forwarder struct {
 // invalid answer is 503 (provisioning is not listening yet).
 func (f *Forwarder) ResolveBaseURL(resolve func() string) { f.resolve = resolve }
 
-// NewForwarder returns a forwarder to the provisioning service at base.
+// NewForwarder returns a forwarder to the provisioning service at base (one
+// URL or the comma-separated URLs of its replicas).
 func NewForwarder(base string, secret []byte) (*Forwarder, error) {
-	u, err := url.Parse(base)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("osb: provisioning url %q must be an http(s) URL", base)
+	bases, err := replicas.Parse(base)
+	if err != nil {
+		return nil, fmt.Errorf("osb: provisioning url: %w", err)
 	}
-	f := &Forwarder{signer: tenancy.NewSigner(secret)}
+	f := &Forwarder{signer: tenancy.NewSigner(secret), rotation: replicas.NewRotation(0), base: bases,
+		next: &http.Transport{MaxIdleConnsPerHost: 16, IdleConnTimeout: 90 * time.Second, ResponseHeaderTimeout: 60 * time.Second}}
 	f.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
-			target := u
-			s, ok := pr.Out.Context().Value(signingKey{}).(signing)
-			if ok && s.target != nil {
-				target = s.target
-			}
-			pr.SetURL(target)
-			pr.Out.Host = target.Host
-			// Signed here, where the outbound path is final.
-			if ok {
-				f.signer.Sign(pr.Out.Header, pr.Out.Method, pr.Out.URL.RequestURI(), s.bodyHash, tenancy.AudienceProvisioning, s.p)
-			}
+			// Aimed at the first replica of the call's order; balancer
+			// aims each further attempt and signs every one.
+			s := pr.Out.Context().Value(signingKey{}).(signing)
+			pr.SetURL(s.order[0])
+			pr.Out.Host = s.order[0].Host
 		},
-		Transport: &http.Transport{MaxIdleConnsPerHost: 16, IdleConnTimeout: 90 * time.Second, ResponseHeaderTimeout: 60 * time.Second},
+		Transport: balancer{f},
 		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, _ error) {
 			writeError(w, http.StatusBadGateway, "ServiceUnavailable", "the provisioning service is not reachable; retry later")
 		},
@@ -76,14 +82,18 @@ func (f *Forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			"this broker credential is not bound to a tenant; provisioning needs a tenant-bound credential (see docs/osb.md)")
 		return
 	}
-	var target *url.URL
+	bases := f.base
 	if f.resolve != nil {
-		t, err := url.Parse(f.resolve())
-		if err != nil || (t.Scheme != "http" && t.Scheme != "https") || t.Host == "" {
+		var err error
+		if bases, err = replicas.Parse(f.resolve()); err != nil {
 			writeError(w, http.StatusServiceUnavailable, "ServiceUnavailable", "the provisioning service is not reachable yet; retry later")
 			return
 		}
-		target = t
+	}
+	names := f.rotation.Order(bases)
+	order := make([]*url.URL, len(names))
+	for i, b := range names {
+		order[i], _ = url.Parse(b) // checked by replicas.Parse
 	}
 	// The signature covers the body: buffer it (the router bounds its size).
 	bh := tenancy.EmptyBodyHash
@@ -102,7 +112,7 @@ func (f *Forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		bh = sha256.Sum256(body)
 	}
 	p := tenancy.Principal{Tenant: cred.Tenant, Role: tenancy.RoleTenantMember, Subject: "osb:" + cred.ID}
-	out := r.Clone(context.WithValue(r.Context(), signingKey{}, signing{p: p, bodyHash: bh, target: target}))
+	out := r.Clone(context.WithValue(r.Context(), signingKey{}, signing{p: p, body: body, bodyHash: bh, order: order, names: names}))
 	for k := range out.Header {
 		if len(k) > 9 && http.CanonicalHeaderKey(k[:9]) == "X-Canopy-" {
 			out.Header.Del(k)
@@ -116,12 +126,61 @@ func (f *Forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.proxy.ServeHTTP(w, out)
 }
 
-// signing is what Rewrite signs the outbound request with.
+// signing is what balancer signs the outbound request with.
 type signing struct {
 	p        tenancy.Principal
+	body     []byte
 	bodyHash [sha256.Size]byte
-	// target overrides the forwarder's base URL (ResolveBaseURL).
-	target *url.URL
+	// order is the replicas to try, in order (at least one), and names
+	// their base URLs as configured (the rotation's keys).
+	order []*url.URL
+	names []string
 }
 
 type signingKey struct{}
+
+// balancer sends a forwarded call to provisioning's replicas in the call's
+// order, signing each attempt (its own nonce, its replica's path), and goes
+// on to the next only when that cannot make provisioning act twice.
+type balancer struct{ f *Forwarder }
+
+func (b balancer) RoundTrip(out *http.Request) (*http.Response, error) {
+	f := b.f
+	s := out.Context().Value(signingKey{}).(signing)
+	repeatable := replicas.Repeatable(out.Method, out.Header)
+	for i, target := range s.order {
+		last := i == len(s.order)-1
+		req := out
+		if i > 0 {
+			req = out.Clone(out.Context())
+			u := *out.URL
+			u.Scheme, u.Host = target.Scheme, target.Host
+			u.Path, u.RawPath = target.Path+strings.TrimPrefix(out.URL.Path, s.order[0].Path), ""
+			req.URL, req.Host = &u, target.Host
+			req.Body, req.ContentLength = http.NoBody, 0
+			if len(s.body) > 0 {
+				req.Body, req.ContentLength = io.NopCloser(bytes.NewReader(s.body)), int64(len(s.body))
+			}
+		}
+		f.signer.Sign(req.Header, req.Method, req.URL.RequestURI(), s.bodyHash, tenancy.AudienceProvisioning, s.p)
+		resp, err := f.next.RoundTrip(req)
+		if err != nil {
+			if out.Context().Err() != nil {
+				return nil, err
+			}
+			f.rotation.SetAside(s.names[i])
+			if (replicas.Refused(err) || repeatable) && !last {
+				continue
+			}
+			return nil, err
+		}
+		if replicas.ShuttingDown(resp.StatusCode) && repeatable && !last {
+			_ = resp.Body.Close()
+			f.rotation.SetAside(s.names[i])
+			continue
+		}
+		f.rotation.Restore(s.names[i])
+		return resp, nil
+	}
+	panic("unreachable: the order is never empty")
+}

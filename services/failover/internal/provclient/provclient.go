@@ -8,11 +8,8 @@
 package provclient
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"time"
@@ -76,14 +73,10 @@ func (in Instance) Topology() topology.Instance {
 
 // Client talks to provisioning.
 type Client struct {
-	svc    *svcclient.Client
-	base   string
-	secret []byte
-	signer *tenancy.Signer
-	http   *http.Client
-	// rebuildHTTP has room for a rebuild, which copies the primary's data
+	svc *svcclient.Client
+	// rebuild has room for a rebuild, which copies the primary's data
 	// before provisioning answers.
-	rebuildHTTP *http.Client
+	rebuild *svcclient.Client
 }
 
 var (
@@ -98,16 +91,20 @@ const RebuildTimeout = 10 * time.Minute
 // maxBody bounds one answer: a page of 500 instances with their nodes.
 const maxBody = 64 << 20
 
-// New returns a client of provisioning at baseURL (http://127.0.0.1:8084).
+// New returns a client of provisioning at baseURL (http://127.0.0.1:8084,
+// or the comma-separated URLs of its replicas).
 func New(baseURL string, secret []byte, timeout time.Duration) (*Client, error) {
 	svc, err := svcclient.New(svcclient.Config{Audience: tenancy.AudienceProvisioning, Secret: secret, BaseURL: baseURL,
 		Timeout: timeout, MaxBody: maxBody})
 	if err != nil {
 		return nil, fmt.Errorf("provclient: %w", err)
 	}
-	base, _ := svcclient.CheckURL(baseURL) // checked by svcclient.New
-	return &Client{svc: svc, base: base, signer: tenancy.NewSigner(secret), http: &http.Client{Timeout: timeout},
-		rebuildHTTP: &http.Client{Timeout: max(timeout, RebuildTimeout)}}, nil
+	rebuild, err := svcclient.New(svcclient.Config{Audience: tenancy.AudienceProvisioning, Secret: secret, BaseURL: baseURL,
+		Timeout: max(timeout, RebuildTimeout), MaxBody: 1 << 16})
+	if err != nil {
+		return nil, fmt.Errorf("provclient: %w", err)
+	}
+	return &Client{svc: svc, rebuild: rebuild}, nil
 }
 
 func (c *Client) get(ctx context.Context, path string, dst any) error {
@@ -144,7 +141,7 @@ func (c *Client) Get(ctx context.Context, instanceID string) (topology.Instance,
 // Inject asks provisioning's driver to kill -9 or stop a node's process.
 func (c *Client) Inject(ctx context.Context, instanceID, nodeID string, kind topology.Fault) error {
 	path := InstancePath + url.PathEscape(instanceID) + "/nodes/" + url.PathEscape(nodeID) + "/fault"
-	if err := c.post(ctx, c.http, path, map[string]string{"kind": string(kind)}); err != nil {
+	if err := c.post(ctx, c.svc, path, map[string]string{"kind": string(kind)}); err != nil {
 		return fmt.Errorf("provclient: fault on %s/%s: %w", instanceID, nodeID, err)
 	}
 	return nil
@@ -155,36 +152,19 @@ func (c *Client) Inject(ctx context.Context, instanceID, nodeID string, kind top
 // read-only, not replicating, at the copy's GTID position.
 func (c *Client) Rebuild(ctx context.Context, instanceID, nodeID, source string) error {
 	path := InstancePath + url.PathEscape(instanceID) + "/nodes/" + url.PathEscape(nodeID) + "/rebuild"
-	if err := c.post(ctx, c.rebuildHTTP, path, map[string]string{"source": source}); err != nil {
+	if err := c.post(ctx, c.rebuild, path, map[string]string{"source": source}); err != nil {
 		return fmt.Errorf("provclient: rebuild %s/%s from %s: %w", instanceID, nodeID, source, err)
 	}
 	return nil
 }
 
-// post sends a signed JSON command; 204/200 is success, 404 ErrNotFound.
-func (c *Client) post(ctx context.Context, hc *http.Client, path string, v any) error {
-	body, err := json.Marshal(v)
-	if err != nil {
-		return fmt.Errorf("encode POST %s: %w", path, err)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, bytes.NewReader(body))
-	if err != nil {
-		return fmt.Errorf("POST %s: %w", path, err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	c.signer.SignRequest(req, body, tenancy.AudienceProvisioning, Identity)
-	resp, err := hc.Do(req)
-	if err != nil {
-		return fmt.Errorf("POST %s: %w: %w", path, svcclient.ErrUnavailable, err)
-	}
-	defer resp.Body.Close()
-	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
-	switch {
-	case resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusOK:
-		return nil
-	case resp.StatusCode == http.StatusNotFound:
+// post sends a signed JSON command; any 2xx is success, 404 ErrNotFound.
+// Without an Idempotency-Key it is not resent to another replica once one
+// may have read it (svcclient): a fault or a rebuild must not run twice.
+func (c *Client) post(ctx context.Context, sc *svcclient.Client, path string, v any) error {
+	_, _, err := sc.Do(ctx, Identity, http.MethodPost, path, v, nil)
+	if se, ok := svcclient.AsStatus(err); ok && se.Status == http.StatusNotFound {
 		return fmt.Errorf("POST %s: %w", path, topology.ErrNotFound)
-	default:
-		return &svcclient.StatusError{Target: "POST " + path, Status: resp.StatusCode, Body: answer}
 	}
+	return err
 }
