@@ -20,6 +20,11 @@ func TestConfigValidate(t *testing.T) {
 	if err := valid().Validate(); err != nil {
 		t.Fatalf("defaults: %v", err)
 	}
+	lists := valid()
+	lists.FailoverURL, lists.ProvisioningURL = "http://127.0.0.1:8086, http://127.0.0.1:8186", "http://127.0.0.1:8084,http://127.0.0.1:8184"
+	if err := lists.Validate(); err != nil {
+		t.Fatalf("replica lists: %v", err)
+	}
 	tests := []struct {
 		name string
 		edit func(*alerting.Config)
@@ -32,6 +37,9 @@ func TestConfigValidate(t *testing.T) {
 		{"external url without scheme", func(c *alerting.Config) { c.ExternalURL = "127.0.0.1:8080" }, "external_url"},
 		{"failover url not http", func(c *alerting.Config) { c.FailoverURL = "ftp://failover" }, "failover_url"},
 		{"provisioning url empty", func(c *alerting.Config) { c.ProvisioningURL = "" }, "provisioning_url"},
+		{"provisioning replica list with a bad entry", func(c *alerting.Config) {
+			c.ProvisioningURL = "http://127.0.0.1:8084,127.0.0.1:8184"
+		}, `provisioning_url: entry 2 of "http://127.0.0.1:8084,127.0.0.1:8184": unusable base URL: "127.0.0.1:8184"`},
 		{"no delivery workers", func(c *alerting.Config) { c.DeliveryWorkers = 0 }, "delivery_workers"},
 		{"no attempts", func(c *alerting.Config) { c.MaxAttempts = 0 }, "max_attempts"},
 		{"negative truncation", func(c *alerting.Config) { c.MaxAlertsPerMessage = -1 }, "max_alerts_per_message"},
