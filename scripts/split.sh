@@ -132,8 +132,24 @@ wait_tcp() {
 start broker-1 "$BROKER_ADDR" env CANOPY_EMBEDDED_KAFKA_ADDR="$BROKER_ADDR" "$BIN/canopy" broker
 wait_tcp broker-1 "$BROKER_ADDR" "${PIDS[-1]}"
 
-# Each replica r of a service talks to replica r of the services it calls
-# (the gateway is the only balancer in split mode; docs/operations.md).
+# Every replica of a service calls every replica of each service it calls:
+# the callee settings list them all (comma-separated), and libs/svcclient
+# spreads the calls and goes round a replica that is down
+# (docs/operations.md), as the gateways do. upstreams SERVICE: every
+# replica's base URL.
+upstreams() {
+  local svc=$1 r out=()
+  for (( r = 1; r <= REPLICAS; r++ )); do out+=("$(url "$svc" "$r")"); done
+  local IFS=,
+  echo "${out[*]}"
+}
+# all_gateways_internal: every gateway's internal listener.
+all_gateways_internal() {
+  local r out=()
+  for (( r = 1; r <= REPLICAS; r++ )); do out+=("http://127.0.0.1:$(gw_internal_port "$r")"); done
+  local IFS=,
+  echo "${out[*]}"
+}
 sentinel_peers() {
   local r peers=()
   for (( r = 1; r <= REPLICAS; r++ )); do
@@ -145,27 +161,27 @@ sentinel_peers() {
 backend_env() {
   local svc=$1 r=$2 addr="127.0.0.1:$(port "$1" "$2")"
   case $svc in
-    catalog) echo CANOPY_CATALOG_ADDR="$addr" CANOPY_PROVISIONING_URL="$(url provisioning "$r")" \
-      CANOPY_GATEWAY_URL="http://127.0.0.1:$(gw_internal_port "$r")" ;;
-    scheduling) echo CANOPY_SCHEDULING_ADDR="$addr" CANOPY_SCHEDULING_CATALOG_URL="$(url catalog "$r")" ;;
-    provisioning) echo CANOPY_PROVISIONING_ADDR="$addr" CANOPY_CATALOG_URL="$(url catalog "$r")" \
-      CANOPY_GATEWAY_URL="http://127.0.0.1:$(gw_internal_port "$r")" CANOPY_BACKUP_URL="$(url backup "$r")" \
+    catalog) echo CANOPY_CATALOG_ADDR="$addr" CANOPY_PROVISIONING_URL="$(upstreams provisioning)" \
+      CANOPY_GATEWAY_URL="$(all_gateways_internal)" ;;
+    scheduling) echo CANOPY_SCHEDULING_ADDR="$addr" CANOPY_SCHEDULING_CATALOG_URL="$(upstreams catalog)" ;;
+    provisioning) echo CANOPY_PROVISIONING_ADDR="$addr" CANOPY_CATALOG_URL="$(upstreams catalog)" \
+      CANOPY_GATEWAY_URL="$(all_gateways_internal)" CANOPY_BACKUP_URL="$(upstreams backup)" \
       CANOPY_PROVISIONING_ROUTER_SENTINEL_PORT="$(sentinel_port 1)" ;;
     healthcheck) echo CANOPY_HEALTHCHECK_ADDR="$addr" CANOPY_HEALTHCHECK_REPLICA="healthcheck-$r" \
-      CANOPY_HEALTHCHECK_PROVISIONING_URL="$(url provisioning "$r")" ;;
+      CANOPY_HEALTHCHECK_PROVISIONING_URL="$(upstreams provisioning)" ;;
     failover) echo CANOPY_FAILOVER_ADDR="$addr" CANOPY_FAILOVER_REPLICA="failover-$r" \
-      CANOPY_FAILOVER_PROVISIONING_URL="$(url provisioning "$r")" ;;
+      CANOPY_FAILOVER_PROVISIONING_URL="$(upstreams provisioning)" ;;
     router)
       # Replica 1 serves the endpoints on 127.0.0.1, replica 2 on 127.0.0.2
       # and so on: the same ports on one machine need distinct addresses.
       echo CANOPY_ROUTER_ADDR="$addr" CANOPY_ROUTER_REPLICA="router-$r" \
-        CANOPY_ROUTER_PROVISIONING_URL="$(url provisioning "$r")" CANOPY_ROUTER_PROXY_LISTEN_HOST="127.0.0.$r" \
+        CANOPY_ROUTER_PROVISIONING_URL="$(upstreams provisioning)" CANOPY_ROUTER_PROXY_LISTEN_HOST="127.0.0.$r" \
         CANOPY_ROUTER_SENTINEL_ADDR="127.0.0.1:$(sentinel_port "$r")" CANOPY_ROUTER_SENTINEL_PEERS="$(sentinel_peers "$r")" ;;
-    cdc) echo CANOPY_CDC_ADDR="$addr" CANOPY_CDC_PROVISIONING_URL="$(url provisioning "$r")" ;;
+    cdc) echo CANOPY_CDC_ADDR="$addr" CANOPY_CDC_PROVISIONING_URL="$(upstreams provisioning)" ;;
     metering) echo CANOPY_METERING_ADDR="$addr" ;;
     alerting) echo CANOPY_ALERTING_ADDR="$addr" CANOPY_ALERTING_EXTERNAL_URL="http://127.0.0.1:$(gw_port 1)" \
-      CANOPY_ALERTING_FAILOVER_URL="$(url failover "$r")" CANOPY_ALERTING_PROVISIONING_URL="$(url provisioning "$r")" ;;
-    backup) echo CANOPY_BACKUP_ADDR="$addr" CANOPY_BACKUP_PROVISIONING_URL="$(url provisioning "$r")" ;;
+      CANOPY_ALERTING_FAILOVER_URL="$(upstreams failover)" CANOPY_ALERTING_PROVISIONING_URL="$(upstreams provisioning)" ;;
+    backup) echo CANOPY_BACKUP_ADDR="$addr" CANOPY_BACKUP_PROVISIONING_URL="$(upstreams provisioning)" ;;
   esac
 }
 
@@ -194,12 +210,6 @@ for svc in "${BACKENDS[@]}"; do
   done
 done
 
-upstreams() {
-  local svc=$1 r out=()
-  for (( r = 1; r <= REPLICAS; r++ )); do out+=("$(url "$svc" "$r")"); done
-  local IFS=,
-  echo "${out[*]}"
-}
 # One gateway at a time: the first creates the bootstrap admin key.
 for (( r = 1; r <= REPLICAS; r++ )); do
   start "gateway-$r" "$(gw_port "$r") internal $(gw_internal_port "$r")" env \
