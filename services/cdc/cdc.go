@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -151,6 +152,9 @@ type Service struct {
 	sync    *syncrun.Manager
 	sink    *sink.Sink
 	intake  *intake.Intake
+	// active is whether this replica holds the active lock and runs the
+	// streams, sync jobs and intake (active.go); a standby is not ready.
+	active atomic.Bool
 }
 
 // New checks cfg and deps (all required) and builds the service. It does
@@ -168,9 +172,10 @@ func New(cfg Config, deps launch.Deps) (*Service, error) {
 }
 
 // Run runs the stages in order until ctx ends, then stops them in reverse:
-// HTTP first, then the pipeline (every runner stops after its last
-// acknowledged batch's checkpoint is stored), the relay (so the last
-// cdc.stream.* events go out) and the database.
+// HTTP first, then the active part (the intake, the sync jobs and the
+// pipeline, whose every runner stops after its last acknowledged batch's
+// checkpoint is stored; a standby only stops waiting for the lock), the
+// relay (so the last cdc.stream.* events go out) and the database.
 func (s *Service) Run(ctx context.Context) error {
 	var db *store.DB
 	log := s.Logger()
@@ -206,12 +211,7 @@ func (s *Service) Run(ctx context.Context) error {
 	})
 	return s.RunStages(ctx, database, migrate,
 		launch.RelayStage(&db, s.deps.Publisher, s.cfg.Relay, log, s.deps.Registry),
-		launch.Stage{Name: "pipeline", Run: func(ctx context.Context) error {
-			defer s.sink.Close()
-			return s.manager.Run(ctx)
-		}},
-		launch.Stage{Name: "sync", Run: func(ctx context.Context) error { return s.sync.Run(ctx) }},
-		launch.Stage{Name: "intake", Run: func(ctx context.Context) error { return s.intake.Run(ctx) }},
+		launch.Stage{Name: "active", Run: func(ctx context.Context) error { return s.runActive(ctx, db) }},
 		launch.ServeHTTP(s.cfg.HTTP, s.cfg.Addr, log, s.deps.Registry, func(context.Context) (http.Handler, error) {
 			api, err := httpapi.New(s.store, instanceView{s.prov}, s.manager)
 			if err != nil {
@@ -228,7 +228,7 @@ func (s *Service) Run(ctx context.Context) error {
 				syncAPI.Routes(r)
 			})
 			return r, nil
-		}, launch.DatabaseReady(&db)),
+		}, launch.DatabaseReady(&db), s.activeReady()),
 	)
 }
 

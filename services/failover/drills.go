@@ -19,7 +19,7 @@ type drillStore interface {
 	FinishDrill(ctx context.Context, id, state, recoveryID, reason string, at time.Time) error
 	RunningDrills(ctx context.Context) ([]mysqlstore.Drill, error)
 	DueSchedules(ctx context.Context, now time.Time) ([]mysqlstore.Schedule, error)
-	PutSchedule(ctx context.Context, sc mysqlstore.Schedule) error
+	ClaimSchedule(ctx context.Context, sc mysqlstore.Schedule, next time.Time) (bool, error)
 	List(ctx context.Context, instanceID, after string, limit int) ([]topology.Recovery, error)
 }
 
@@ -37,6 +37,11 @@ type switcher interface {
 // primary through provisioning's driver (or starts a switchover), and then
 // settles the report from the recovery that answered it. The failover
 // itself is the watcher's business, exactly as for a real failure.
+//
+// Every failover replica runs the loop on the shared database: a due
+// schedule is claimed by a conditional write before its drill starts, and
+// a drill's outcome is written only while it is running, so two replicas
+// start one drill per due schedule and record one outcome per drill.
 type drills struct {
 	store     drillStore
 	faults    topology.Faults
@@ -45,7 +50,9 @@ type drills struct {
 	logger    *slog.Logger
 	// timeout is how long a drill may wait for its recovery.
 	timeout time.Duration
-	now     func() time.Time
+	// scheduleEvery is how often due schedules are looked for (default 1m).
+	scheduleEvery time.Duration
+	now           func() time.Time
 }
 
 // Drill records a drill of in and starts it.
@@ -100,7 +107,11 @@ func (d *drills) Run(ctx context.Context, schedule bool) error {
 		if err := d.settle(ctx); err != nil && ctx.Err() == nil {
 			d.logger.Warn("settle drills", "err", err)
 		}
-		if schedule && time.Since(lastSchedule) >= time.Minute {
+		every := d.scheduleEvery
+		if every <= 0 {
+			every = time.Minute
+		}
+		if schedule && time.Since(lastSchedule) >= every {
 			lastSchedule = time.Now()
 			if err := d.scheduled(ctx); err != nil && ctx.Err() == nil {
 				d.logger.Warn("scheduled drills", "err", err)
@@ -143,6 +154,9 @@ func (d *drills) settle(ctx context.Context) error {
 		default:
 			continue
 		}
+		if errors.Is(err, mysqlstore.ErrDrillFinished) {
+			continue // another replica settled it first
+		}
 		if err != nil {
 			return err
 		}
@@ -162,10 +176,15 @@ func (d *drills) scheduled(ctx context.Context) error {
 		if !ok {
 			continue
 		}
-		sc.NextAt = d.now().UTC().Add(every)
-		// Moved on first, so a drill that fails to start is not retried every minute.
-		if err := d.store.PutSchedule(ctx, sc); err != nil {
+		// Claimed (moved on) first, so a drill that fails to start is not
+		// retried every minute, and a replica that lost the claim to
+		// another starts nothing.
+		won, err := d.store.ClaimSchedule(ctx, sc, d.now().UTC().Add(every))
+		if err != nil {
 			return err
+		}
+		if !won {
+			continue
 		}
 		in, err := d.instances.Get(ctx, sc.InstanceID)
 		if err != nil {

@@ -18,6 +18,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"time"
@@ -62,8 +63,11 @@ type Config struct {
 	Addr string `yaml:"addr" env:"ROUTER_ADDR" default:"127.0.0.1:8090"`
 	// HTTP holds the server timeouts; its Addr is ignored in favour of Addr.
 	HTTP httpx.Config `yaml:"http"`
-	// Replica names this replica's consumer group (default: the host name).
-	// Keep it stable across restarts: the group's offsets are its own.
+	// Replica names this replica's consumer group (default: the host name
+	// and the port of Addr, so that replicas on one host, which listen on
+	// different ports, never share a group and split the events between
+	// them). Keep it stable across restarts: the group's offsets are its
+	// own.
 	Replica string `yaml:"replica" env:"ROUTER_REPLICA"`
 	// ProvisioningURL is where provisioning's internal router view is.
 	// A comma-separated list names the callee's replicas: calls spread
@@ -123,11 +127,7 @@ func New(cfg Config, deps launch.Deps) (*Service, error) {
 		return nil, err
 	}
 	if cfg.Replica == "" {
-		host, _ := os.Hostname()
-		cfg.Replica = host
-		if cfg.Replica == "" {
-			cfg.Replica = "router-" + ulid.Make().String()
-		}
+		cfg.Replica = defaultReplica(cfg.Addr)
 	}
 	log := deps.Logger
 	base := launch.NewBase("router", log, 0, "replica", cfg.Replica)
@@ -196,4 +196,18 @@ func (pe proxyEndpoints) Endpoints() []httpapi.Endpoint {
 			Error: st.Error, Active: st.Active, Backends: st.Backends})
 	}
 	return out
+}
+
+// defaultReplica names a replica after its host and the port it serves
+// HTTP on: unique among the replicas of one host and the same after a
+// restart.
+func defaultReplica(addr string) string {
+	host, _ := os.Hostname()
+	if host == "" {
+		return "router-" + ulid.Make().String()
+	}
+	if _, port, err := net.SplitHostPort(addr); err == nil && port != "" && port != "0" {
+		return host + "-" + port
+	}
+	return host
 }

@@ -79,11 +79,19 @@ func (s *Store) CreateDrill(ctx context.Context, d Drill) error {
 	return nil
 }
 
-// FinishDrill sets a drill's outcome and the recovery that answered it.
+// ErrDrillFinished is FinishDrill's answer when the drill has its outcome
+// already: another replica's settle loop (or the drill's own start)
+// recorded it first, and the first outcome stands.
+var ErrDrillFinished = errors.New("drill already finished")
+
+// FinishDrill sets a running drill's outcome and the recovery that answered
+// it. It is conditional on the drill still running, so that two replicas
+// settling the same drill record one outcome (ErrDrillFinished for the
+// second).
 func (s *Store) FinishDrill(ctx context.Context, id, state, recoveryID, reason string, at time.Time) error {
 	res, err := s.db.SQL().ExecContext(ctx,
-		"UPDATE drills SET state = ?, recovery_id = IF(? = '', recovery_id, ?), reason = ?, finished_at = ? WHERE id = ?",
-		state, recoveryID, recoveryID, reason, at.UTC(), id)
+		"UPDATE drills SET state = ?, recovery_id = IF(? = '', recovery_id, ?), reason = ?, finished_at = ? WHERE id = ? AND state = ?",
+		state, recoveryID, recoveryID, reason, at.UTC(), id, DrillRunning)
 	if err != nil {
 		return fmt.Errorf("finish drill %s: %w", id, err)
 	}
@@ -91,6 +99,7 @@ func (s *Store) FinishDrill(ctx context.Context, id, state, recoveryID, reason s
 		if _, err := s.GetDrill(ctx, id); err != nil {
 			return err
 		}
+		return fmt.Errorf("finish drill %s: %w", id, ErrDrillFinished)
 	}
 	return nil
 }
@@ -151,6 +160,24 @@ func (s *Store) PutSchedule(ctx context.Context, sc Schedule) error {
 		return fmt.Errorf("set drill schedule of %s: %w", sc.InstanceID, err)
 	}
 	return nil
+}
+
+// ClaimSchedule moves a due schedule on to next if it still is as sc was
+// read (same next_at): the conditional write that lets exactly one of
+// several replicas start the drill it was due for. ok is false when
+// another replica claimed it first, or the schedule was changed meanwhile.
+func (s *Store) ClaimSchedule(ctx context.Context, sc Schedule, next time.Time) (ok bool, err error) {
+	res, err := s.db.SQL().ExecContext(ctx,
+		"UPDATE drill_schedules SET next_at = ?, updated_at = NOW(6) WHERE instance_id = ? AND next_at = ?",
+		next.UTC(), sc.InstanceID, sc.NextAt.UTC())
+	if err != nil {
+		return false, fmt.Errorf("claim drill schedule of %s: %w", sc.InstanceID, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("claim drill schedule of %s: %w", sc.InstanceID, err)
+	}
+	return n == 1, nil
 }
 
 // DueSchedules returns the schedules whose next drill is due at now.
