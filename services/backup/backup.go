@@ -270,8 +270,12 @@ func (s *Service) Run(ctx context.Context) error {
 	return s.RunStages(ctx, database, migrate,
 		launch.RelayStage(&db, s.deps.Publisher, s.cfg.Relay, log, s.deps.Registry),
 		launch.Stage{Name: "engine", Run: func(ctx context.Context) error { return s.engine.Run(ctx) }},
-		launch.Stage{Name: "restores", Run: func(ctx context.Context) error { return s.restores.Run(ctx) }},
-		launch.Stage{Name: "drills", Run: func(ctx context.Context) error { return s.drills.Run(ctx) }},
+		// Restore jobs and drills run on the active replica only, like the
+		// engine whose lock they follow: two runners would both pick up a
+		// queued job, and a starting one would fail the other's drills and
+		// restart its jobs as "interrupted".
+		launch.Stage{Name: "restores", Run: func(ctx context.Context) error { return s.engine.WhileActive(ctx, s.restores.Run) }},
+		launch.Stage{Name: "drills", Run: func(ctx context.Context) error { return s.engine.WhileActive(ctx, s.drills.Run) }},
 		launch.ServeHTTP(s.cfg.HTTP, s.cfg.Addr, log, s.deps.Registry, s.routes,
 			launch.DatabaseReady(&db), s.engineReady()),
 	)
@@ -366,7 +370,8 @@ func (s *Service) keyring(state string) (*secrets.Box, error) {
 // for the backup audience, and the internal restore routes provisioning
 // calls (signed as service:provisioning, not routed by the gateway).
 func (s *Service) routes(context.Context) (http.Handler, error) {
-	api, err := httpapi.New(httpapi.Deps{Store: s.store, Base: s.cfg.Policy(), Engine: s.engine, Restores: s.restores, Drills: s.drills,
+	api, err := httpapi.New(httpapi.Deps{Store: s.store, Base: s.cfg.Policy(), Engine: s.engine,
+		Restores: activeRestores{s.restores, s.engine}, Drills: activeDrills{s.drills, s.engine},
 		Log: s.Logger()})
 	if err != nil {
 		return nil, err
@@ -390,4 +395,34 @@ func (s *Service) engineReady() launch.ReadyCheck {
 			return errors.New("engine not active yet (waiting for the lock or the instance list)")
 		}
 	}}
+}
+
+// activeRestores queues restore jobs only on the active replica: a standby
+// answers 503 (backup.ErrUnavailable), so that one process decides whether
+// a target already has a job (restorejob's check is in-process).
+type activeRestores struct {
+	*restorejob.Runner
+	engine *engine.Engine
+}
+
+func (a activeRestores) Start(ctx context.Context, tenant, sourceID, targetID string, t domain.Target) (domain.Restore, error) {
+	if !a.engine.Active() {
+		return domain.Restore{}, fmt.Errorf("restore into %s: %w", targetID, domain.ErrUnavailable)
+	}
+	return a.Runner.Start(ctx, tenant, sourceID, targetID, t)
+}
+
+// activeDrills starts drills only on the active replica: a drill runs in
+// the process that starts it, and a standby's would escape the one-active
+// rule (503, domain.ErrUnavailable).
+type activeDrills struct {
+	*drill.Runner
+	engine *engine.Engine
+}
+
+func (a activeDrills) Start(ctx context.Context, tenant, instanceID string) (domain.Drill, error) {
+	if !a.engine.Active() {
+		return domain.Drill{}, fmt.Errorf("drill of %s: %w", instanceID, domain.ErrUnavailable)
+	}
+	return a.Runner.Start(ctx, tenant, instanceID)
 }

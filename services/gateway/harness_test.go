@@ -114,6 +114,13 @@ func randomPrefix() string {
 
 func newEnv(t testing.TB, opts ...envOption) *env {
 	t.Helper()
+	return newEnvOn(t, storetest.NewDB(t, t.Name()), opts...)
+}
+
+// newEnvOn is newEnv on db: two envs on one database (each with its own
+// handle, as two processes have) are two replicas of the gateway.
+func newEnvOn(t testing.TB, db *store.DB, opts ...envOption) *env {
+	t.Helper()
 	cat := newUpstream(t, nil)
 	cfg := gateway.Defaults()
 	cfg.Addr = "127.0.0.1:0"
@@ -130,7 +137,6 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	db := storetest.NewDB(t, t.Name())
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
 	t.Cleanup(func() {
 		ctx := context.Background()

@@ -162,3 +162,37 @@ func affectedOrNotFound(res sql.Result, what string) error {
 	}
 	return nil
 }
+
+// Stamp is a cheap fingerprint of a configuration table's content (its row
+// count and newest updated_at): any insert, update or delete changes it,
+// so the engine re-reads receivers or rules only when another replica's
+// API changed them.
+type Stamp struct {
+	Rows    int64
+	Updated time.Time
+}
+
+// Same reports whether o stamps the same content.
+func (s Stamp) Same(o Stamp) bool { return s.Rows == o.Rows && s.Updated.Equal(o.Updated) }
+
+// ReceiversStamp is the Stamp of the receivers.
+func (s *Store) ReceiversStamp(ctx context.Context) (Stamp, error) {
+	return s.stamp(ctx, "SELECT COUNT(*), MAX(updated_at) FROM receivers")
+}
+
+// RulesStamp is the Stamp of the tenant rules.
+func (s *Store) RulesStamp(ctx context.Context) (Stamp, error) {
+	return s.stamp(ctx, "SELECT COUNT(*), MAX(updated_at) FROM rules")
+}
+
+func (s *Store) stamp(ctx context.Context, query string) (Stamp, error) {
+	var (
+		st      Stamp
+		updated sql.NullTime
+	)
+	if err := s.db.SQL().QueryRowContext(ctx, query).Scan(&st.Rows, &updated); err != nil {
+		return Stamp{}, fmt.Errorf("stamp: %w", err)
+	}
+	st.Updated = updated.Time
+	return st, nil
+}

@@ -70,6 +70,12 @@ type Config struct {
 	DLQEvery time.Duration
 	// LockName is the MySQL named lock of the single active engine.
 	LockName string
+	// RefreshEvery is how often silences, receivers and rules are re-read
+	// from the database (default 30s): the API of another replica (a
+	// standby reached while the gateway's view of readiness lags) stores
+	// changes this engine was not told about. Receivers and rules are
+	// re-read only when their table changed.
+	RefreshEvery time.Duration
 }
 
 // Tunables that are not configuration: they follow from the design's
@@ -87,8 +93,8 @@ const (
 	tickEvery = time.Second
 	// pruneEvery prunes resolved alerts and delivered notifications.
 	pruneEvery = time.Minute
-	// silenceRefresh re-reads silences (another API replica may write them).
-	silenceRefresh = 30 * time.Second
+	// defaultRefreshEvery re-reads what another API replica may write.
+	defaultRefreshEvery = 30 * time.Second
 	// pollEvery is the delivery poller's idle period (retries come due
 	// without a wake-up).
 	pollEvery = 500 * time.Millisecond
@@ -121,6 +127,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.BatchWait <= 0 {
 		c.BatchWait = defaultBatchWait
+	}
+	if c.RefreshEvery <= 0 {
+		c.RefreshEvery = defaultRefreshEvery
 	}
 	if c.GroupID == "" {
 		c.GroupID = "canopy-alerting"

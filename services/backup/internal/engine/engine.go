@@ -154,6 +154,9 @@ type Engine struct {
 	// runCtx is the active run's lifetime (nil while not active): backups
 	// started by BackupNow belong to it, not to the request.
 	runCtx context.Context
+	// tied counts the WhileActive functions running; the lock is released
+	// only once they returned, so a standby never overlaps them.
+	tied sync.WaitGroup
 	// live are the instances provisioning listed at the last sync, with
 	// their nodes and credentials (never stored).
 	live map[string]backup.Instance
@@ -264,11 +267,48 @@ func (e *Engine) Run(ctx context.Context) error {
 	e.mu.Unlock()
 	e.stopArchivers()
 	e.backups.Wait()
+	e.tied.Wait()
 	<-lost
 	if ctx.Err() == nil {
 		return errors.New("backup engine lost its lock")
 	}
 	return nil
+}
+
+// Active reports whether this engine holds the single-active lock now
+// (a standby, or an engine that lost its lock or is stopping, does not).
+func (e *Engine) Active() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.runCtx != nil && e.runCtx.Err() == nil
+}
+
+// WhileActive runs fn once this engine is active (its lock held and the
+// instances read), with a context that ends when ctx ends or the engine
+// stops being active. Work that must run on one replica only — restore
+// jobs, restore drills — runs under it, so that it moves with the lock: a
+// standby's fn starts when the standby takes over. It returns nil without
+// calling fn when ctx ends first or the active period is already over.
+func (e *Engine) WhileActive(ctx context.Context, fn func(context.Context) error) error {
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-e.ready:
+	}
+	e.mu.Lock()
+	active := e.runCtx
+	if active == nil || active.Err() != nil {
+		e.mu.Unlock()
+		return nil
+	}
+	e.tied.Add(1) // under mu: Run clears runCtx under mu before it waits
+	e.mu.Unlock()
+	defer e.tied.Done()
+	actx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(active, cancel)
+	defer stop()
+	return fn(actx)
 }
 
 // BackupNow starts an on-demand backup of the tenant's instance and
