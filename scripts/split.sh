@@ -11,7 +11,8 @@
 # (canopy_: each service's database is prefix + service name), REPLICAS (2),
 # SPLIT_PORT_OFFSET (0: added to every port, so a second split can run beside
 # the first), SPLIT_READY_TIMEOUT (90 seconds), SPLIT_STOP_TIMEOUT (25 seconds
-# per process before SIGKILL), BIN (bin). Every other CANOPY_* variable
+# per process before SIGQUIT, which dumps its goroutines' stacks to its log,
+# then SIGKILL 5 s later), BIN (bin). Every other CANOPY_* variable
 # reaches each binary as its own documentation says (docs/configuration.md);
 # the script sets only listen addresses, peer URLs, replica names and the
 # shared internal secret.
@@ -83,8 +84,13 @@ stop_all() {
     deadline=$(( SECONDS + STOP_TIMEOUT ))
     while alive "$pid" && (( SECONDS < deadline )); do sleep 0.1; done
     if alive "$pid"; then
-      echo "split: ${NAMES[i]} (pid $pid) did not stop in ${STOP_TIMEOUT}s; SIGKILL" >&2
-      kill -KILL "$pid" 2>/dev/null || true
+      # SIGQUIT first: the Go runtime writes every goroutine's stack to
+      # stderr, i.e. the replica's log, and exits; the hang leaves its cause.
+      echo "split: ${NAMES[i]} (pid $pid) did not stop in ${STOP_TIMEOUT}s; SIGQUIT (stacks in $LOGS/${NAMES[i]}.log), then SIGKILL" >&2
+      kill -QUIT "$pid" 2>/dev/null || true
+      deadline=$(( SECONDS + 5 ))
+      while alive "$pid" && (( SECONDS < deadline )); do sleep 0.1; done
+      alive "$pid" && kill -KILL "$pid" 2>/dev/null || true
     fi
     wait "$pid" 2>/dev/null || true
   done
