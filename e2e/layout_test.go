@@ -58,6 +58,22 @@ var noDatabase = map[string]bool{
 	"router": true,
 }
 
+// composeReplicated are the services docker-compose.yml runs twice (name and
+// name-2): all but provisioning and the ones in its network namespace.
+var composeReplicated = map[string]bool{
+	"gateway": true, "catalog": true, "scheduling": true, "healthcheck": true,
+	"failover": true, "metering": true, "alerting": true,
+}
+
+// k8sStandby are the services whose second replica is a standby, live but
+// never ready while the active one holds the engine's lock.
+var k8sStandby = map[string]bool{"alerting": true, "backup": true}
+
+// k8sSingle are the services Kubernetes runs once: provisioning (the local
+// driver's nodes live in its pod) and cdc (a stream has one capture and no
+// lease between replicas yet).
+var k8sSingle = map[string]bool{"provisioning": true, "cdc": true}
+
 // workloadKind is the Kubernetes kind that runs name.
 func workloadKind(name string) string {
 	if daemonSets[name] {
@@ -359,6 +375,9 @@ func TestComposeServices(t *testing.T) {
 			}
 			up := strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(k, "CANOPY_"), "_URL"))
 			want := fmt.Sprintf("http://%s:%d", up, servicePorts[up])
+			if composeReplicated[up] {
+				want += fmt.Sprintf(",http://%s-2:%d", up, servicePorts[up])
+			}
 			s, ok := c.Services[up]
 			if !ok || v != want {
 				t.Errorf("gateway %s = %q, want %q (and a compose service %q)", k, v, want, up)
@@ -375,13 +394,52 @@ func TestComposeServices(t *testing.T) {
 		}
 	})
 
+	// Issue 19: the replica-safe services run a second replica, the same
+	// block under <name>-2, which the gateway balances over; the ones pinned
+	// to provisioning's network namespace (and provisioning) stay single.
+	t.Run("second replicas", func(t *testing.T) {
+		for _, name := range deployedServices(t, root) {
+			one, two := c.Services[name], c.Services[name+"-2"]
+			_, has := c.Services[name+"-2"]
+			switch {
+			case composeReplicated[name] && !has:
+				t.Errorf("compose has no second replica %s-2", name)
+				continue
+			case !composeReplicated[name] && has:
+				t.Errorf("compose runs %s-2, but %s is single (composeReplicated)", name, name)
+				continue
+			case !has:
+				if name != "provisioning" && !strings.HasPrefix(one.NetworkMode, "service:") {
+					t.Errorf("%s is single but not pinned to a network namespace: add it to composeReplicated", name)
+				}
+				continue
+			}
+			if one.Image != two.Image || one.NetworkMode != "" || two.NetworkMode != "" {
+				t.Errorf("%s-2 image %q network_mode %q, want %s's image %q and its own network", name, two.Image, two.NetworkMode, name, one.Image)
+			}
+			if !mapsEqual(one.Environment, two.Environment) {
+				t.Errorf("%s-2 environment differs from %s's", name, name)
+			}
+			wantPorts := 0
+			if name == "gateway" {
+				wantPorts = 1
+				if !slices.ContainsFunc(two.Ports, func(p string) bool { return strings.HasSuffix(p, ":8081:8080") }) {
+					t.Errorf("gateway-2 ports = %v, want 8081 published", two.Ports)
+				}
+			}
+			if len(two.Ports) != wantPorts {
+				t.Errorf("%s-2 publishes %v", name, two.Ports)
+			}
+		}
+	})
+
 	t.Run("every built service has a module", func(t *testing.T) {
 		for svcName, s := range c.Services {
 			if s.Build == nil {
 				continue
 			}
 			svc := s.Build.Args["SERVICE"]
-			if svcName != svc {
+			if svcName != svc && svcName != svc+"-2" {
 				t.Errorf("compose service %q builds SERVICE=%q; names must match", svcName, svc)
 			}
 			if !hasServiceModule(root, svc) {
@@ -740,6 +798,95 @@ func TestK8sBaseServices(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestK8sReplicaSettings: every replica-safe service runs two pods, rolls
+// without losing its ready one and has a disruption budget; standbys roll
+// with maxUnavailable 100% and have none (a standby is never ready, so a
+// budget or a rollout waiting for readiness would wait forever); every pod
+// pauses in preStop and gets a grace period beyond that and the HTTP drain.
+func TestK8sReplicaSettings(t *testing.T) {
+	root := repoRoot(t)
+	objs := baseObjects(t, root)
+	for _, name := range deployedServices(t, root) {
+		if daemonSets[name] {
+			continue
+		}
+		t.Run(name, func(t *testing.T) {
+			full := "canopy-" + name
+			doc, ok := objs["Deployment/"+full]
+			if !ok {
+				t.Fatalf("no Deployment %s", full)
+			}
+			var d struct {
+				Spec struct {
+					Replicas int `yaml:"replicas"`
+					Strategy struct {
+						Type          string `yaml:"type"`
+						RollingUpdate struct {
+							MaxUnavailable string `yaml:"maxUnavailable"`
+							MaxSurge       string `yaml:"maxSurge"`
+						} `yaml:"rollingUpdate"`
+					} `yaml:"strategy"`
+					Template struct {
+						Spec struct {
+							Grace      int `yaml:"terminationGracePeriodSeconds"`
+							Containers []struct {
+								Lifecycle struct {
+									PreStop struct {
+										Sleep struct {
+											Seconds int `yaml:"seconds"`
+										} `yaml:"sleep"`
+									} `yaml:"preStop"`
+								} `yaml:"lifecycle"`
+							} `yaml:"containers"`
+						} `yaml:"spec"`
+					} `yaml:"template"`
+				} `yaml:"spec"`
+			}
+			if err := doc.Node.Decode(&d); err != nil {
+				t.Fatal(err)
+			}
+			ru := d.Spec.Strategy.RollingUpdate
+			pdb, hasPDB := objs["PodDisruptionBudget/"+full]
+			switch {
+			case k8sSingle[name]:
+				if d.Spec.Replicas != 1 || d.Spec.Strategy.Type != "Recreate" || hasPDB {
+					t.Errorf("replicas %d, strategy %q, PDB %v; want 1, Recreate, none", d.Spec.Replicas, d.Spec.Strategy.Type, hasPDB)
+				}
+			case k8sStandby[name]:
+				if d.Spec.Replicas != 2 || d.Spec.Strategy.Type != "RollingUpdate" || ru.MaxUnavailable != "100%" || ru.MaxSurge != "1" || hasPDB {
+					t.Errorf("replicas %d, strategy %q %+v, PDB %v; want 2, RollingUpdate maxUnavailable 100%% maxSurge 1, none", d.Spec.Replicas, d.Spec.Strategy.Type, ru, hasPDB)
+				}
+			default:
+				if d.Spec.Replicas != 2 || d.Spec.Strategy.Type != "RollingUpdate" || ru.MaxUnavailable != "0" || ru.MaxSurge != "1" {
+					t.Errorf("replicas %d, strategy %q %+v; want 2, RollingUpdate maxUnavailable 0 maxSurge 1", d.Spec.Replicas, d.Spec.Strategy.Type, ru)
+				}
+				if !hasPDB {
+					t.Fatalf("no PodDisruptionBudget %s", full)
+				}
+				var p struct {
+					Spec struct {
+						MaxUnavailable string `yaml:"maxUnavailable"`
+						Selector       struct {
+							MatchLabels map[string]string `yaml:"matchLabels"`
+						} `yaml:"selector"`
+					} `yaml:"spec"`
+				}
+				if err := pdb.Node.Decode(&p); err != nil {
+					t.Fatal(err)
+				}
+				if p.Spec.MaxUnavailable != "1" || p.Spec.Selector.MatchLabels["app.kubernetes.io/name"] != full {
+					t.Errorf("PDB maxUnavailable %q selector %v, want 1 and %s", p.Spec.MaxUnavailable, p.Spec.Selector.MatchLabels, full)
+				}
+			}
+			pre := d.Spec.Template.Spec.Containers[0].Lifecycle.PreStop.Sleep.Seconds
+			// preStop, then the HTTP drain (httpx's 15 s), then the stages.
+			if pre < 1 || d.Spec.Template.Spec.Grace < pre+15+10 {
+				t.Errorf("preStop sleep %ds, terminationGracePeriodSeconds %d; want a pause and at least pause + 15 s drain + 10 s", pre, d.Spec.Template.Spec.Grace)
+			}
+		})
+	}
 }
 
 func checkDeployment(t *testing.T, name string, port int, d deployment) {

@@ -11,7 +11,8 @@
 # (canopy_: each service's database is prefix + service name), REPLICAS (2),
 # SPLIT_PORT_OFFSET (0: added to every port, so a second split can run beside
 # the first), SPLIT_READY_TIMEOUT (90 seconds), SPLIT_STOP_TIMEOUT (25 seconds
-# per process before SIGKILL), BIN (bin). Every other CANOPY_* variable
+# per process before SIGQUIT, which dumps its goroutines' stacks to its log,
+# then SIGKILL 5 s later), BIN (bin). Every other CANOPY_* variable
 # reaches each binary as its own documentation says (docs/configuration.md);
 # the script sets only listen addresses, peer URLs, replica names and the
 # shared internal secret.
@@ -66,8 +67,27 @@ export CANOPY_KAFKA_BROKERS="$BROKER_ADDR"
 # `make dev` is one machine: a webhook receiver on localhost is allowed.
 export CANOPY_ALERTING_ALLOW_PRIVATE_WEBHOOKS=${CANOPY_ALERTING_ALLOW_PRIVATE_WEBHOOKS:-true}
 
-# alive PID: the process runs (a zombie, dead but not yet reaped, does not).
-alive() { [[ -r /proc/$1/stat ]] && [[ $(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null) != Z ]]; }
+# proc_start PID: the process's start time (clock ticks since boot, field 22
+# of /proc/PID/stat, counted after the parenthesised command name).
+proc_start() {
+  local stat f
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
+  stat=${stat##*) }
+  read -r -a f <<<"$stat"
+  echo "${f[19]}"
+}
+# alive PID: the process this script started as PID runs (a zombie, dead but
+# not yet reaped, does not). The start time recorded by start must match: on a
+# busy machine a PID is reused within seconds, and a stranger holding it must
+# neither read as a replica that will not stop nor receive its signals.
+declare -A STARTED=()
+alive() {
+  local stat f
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  stat=${stat##*) }
+  read -r -a f <<<"$stat"
+  [[ ${f[0]} != Z && ${f[19]} == "${STARTED[$1]:-none}" ]]
+}
 
 NAMES=() PIDS=() PORTS=()
 stopping=0
@@ -79,12 +99,18 @@ stop_all() {
   local i pid deadline
   for (( i = ${#PIDS[@]} - 1; i >= 0; i-- )); do
     pid=${PIDS[i]}
+    alive "$pid" || continue
     kill -TERM "$pid" 2>/dev/null || continue
     deadline=$(( SECONDS + STOP_TIMEOUT ))
     while alive "$pid" && (( SECONDS < deadline )); do sleep 0.1; done
     if alive "$pid"; then
-      echo "split: ${NAMES[i]} (pid $pid) did not stop in ${STOP_TIMEOUT}s; SIGKILL" >&2
-      kill -KILL "$pid" 2>/dev/null || true
+      # SIGQUIT first: the Go runtime writes every goroutine's stack to
+      # stderr, i.e. the replica's log, and exits; the hang leaves its cause.
+      echo "split: ${NAMES[i]} (pid $pid) did not stop in ${STOP_TIMEOUT}s; SIGQUIT (stacks in $LOGS/${NAMES[i]}.log), then SIGKILL" >&2
+      alive "$pid" && kill -QUIT "$pid" 2>/dev/null || true
+      deadline=$(( SECONDS + 5 ))
+      while alive "$pid" && (( SECONDS < deadline )); do sleep 0.1; done
+      alive "$pid" && kill -KILL "$pid" 2>/dev/null || true
     fi
     wait "$pid" 2>/dev/null || true
   done
@@ -101,6 +127,7 @@ start() {
   shift 2
   "$@" >>"$LOGS/$name.log" 2>&1 &
   NAMES+=("$name") PIDS+=($!) PORTS+=("$ports")
+  STARTED[$!]=$(proc_start $!)
 }
 
 # wait_http NAME URL: until URL answers 200, the process dies, or the deadline.
