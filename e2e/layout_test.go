@@ -67,12 +67,11 @@ var composeReplicated = map[string]bool{
 
 // k8sStandby are the services whose second replica is a standby, live but
 // never ready while the active one holds the engine's lock.
-var k8sStandby = map[string]bool{"alerting": true, "backup": true}
+var k8sStandby = map[string]bool{"alerting": true, "backup": true, "cdc": true}
 
 // k8sSingle are the services Kubernetes runs once: provisioning (the local
-// driver's nodes live in its pod) and cdc (a stream has one capture and no
-// lease between replicas yet).
-var k8sSingle = map[string]bool{"provisioning": true, "cdc": true}
+// driver's nodes live in its pod).
+var k8sSingle = map[string]bool{"provisioning": true}
 
 // workloadKind is the Kubernetes kind that runs name.
 func workloadKind(name string) string {
