@@ -223,7 +223,7 @@ for svc in "${BACKENDS[@]}"; do
   done
 done
 # Every replica must be live; per service one ready replica is enough: the
-# single-active ones (alerting's engine, backup's scheduler) keep the others
+# single-active ones (alerting's engine, backup's engine, cdc's streams) keep the others
 # as not-ready standbys until the active one goes.
 for (( i = 1; i < ${#NAMES[@]}; i++ )); do
   svc=${NAMES[i]%-*} r=${NAMES[i]##*-}
