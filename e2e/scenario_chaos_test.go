@@ -124,6 +124,7 @@ func chaos(t *testing.T, sp *splitRun) {
 	// operation outlives the test that logs it.
 	defer func() {
 		stopOps()
+		ld.halt()
 		<-opsDone
 	}()
 

@@ -51,7 +51,13 @@ func rollingRestart(t *testing.T, sp *splitRun) {
 			t.Fatal("the load did not finish within 3m of the end of the restarts")
 		}
 	}
-	t.Cleanup(cancel)
+	// A phase that ends early (a failed wait) halts the load and waits for
+	// it: nothing logs to a finished test.
+	defer func() {
+		ld.halt()
+		cancel()
+		wg.Wait()
+	}()
 
 	t0 := time.Now()
 	var order []string
@@ -105,6 +111,8 @@ type load struct {
 	http   *http.Client
 	bases  atomic.Pointer[[]string]
 	rr     atomic.Uint64
+	// halted ends every request and wait at once (a test that ends early).
+	halted atomic.Bool
 
 	requests, failed, retried, cycles atomic.Int64
 }
@@ -115,6 +123,9 @@ func newLoad(t *testing.T, key, prefix string, bases ...string) *load {
 	l.use(bases...)
 	return l
 }
+
+// halt ends the load's requests and waits at their next attempt.
+func (l *load) halt() { l.halted.Store(true) }
 
 // use sends the next requests to bases.
 func (l *load) use(bases ...string) { l.bases.Store(&bases) }
@@ -145,6 +156,9 @@ func (l *load) send(ctx context.Context, method, path string, body any, idemKey 
 	}
 	deadline := time.Now().Add(2 * time.Minute)
 	for attempt := 0; ; attempt++ {
+		if l.halted.Load() {
+			return 0, nil
+		}
 		req, err := http.NewRequestWithContext(context.WithoutCancel(ctx), method, l.base()+path, bytes.NewReader(raw))
 		if err != nil {
 			l.t.Error(err)
@@ -262,7 +276,7 @@ func (l *load) orders(ctx context.Context, plan string) {
 // (false, counted as a failure).
 func (l *load) until(id string, check func(status int, inst instance) (done, bad bool)) bool {
 	deadline := time.Now().Add(3 * time.Minute)
-	for time.Now().Before(deadline) {
+	for time.Now().Before(deadline) && !l.halted.Load() {
 		st, b := l.send(context.Background(), http.MethodGet, "/api/v1/instances/"+id, nil, "", http.StatusOK, http.StatusNotFound)
 		var inst instance
 		if st == http.StatusOK {
