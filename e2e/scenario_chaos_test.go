@@ -90,7 +90,7 @@ func chaos(t *testing.T, sp *splitRun) {
 	ld := newLoad(t, tenant.key, "e2e-chaos-", p.URL, sp.gw2)
 	abort, stopOps := context.WithCancel(context.Background())
 	c := &chaosRun{t: t, ld: ld, abort: abort}
-	watch := &nodeWatch{t: t, db: db, prov: prov, stateDir: p.StateDir, suspect: map[string]time.Time{}, pids: map[int]bool{}}
+	watch := &nodeWatch{t: t, db: db, prov: prov, sched: sched, stateDir: p.StateDir, suspect: map[string]time.Time{}, pids: map[int]bool{}, strays: map[string]bool{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var wg sync.WaitGroup
@@ -309,12 +309,13 @@ func (sp *splitRun) activeReplica(t *testing.T, svc string) string {
 // one node at once, and none running for long without a live node of a
 // live instance (orphaned).
 type nodeWatch struct {
-	t        *testing.T
-	db       *sql.DB
-	prov     string
-	stateDir string
+	t           *testing.T
+	db          *sql.DB
+	prov, sched string
+	stateDir    string
 
 	samples  int
+	strays   map[string]bool      // reservations reported
 	pids     map[int]bool         // every server process seen
 	suspect  map[string]time.Time // node id → first seen without a live owner
 	problems []string
@@ -333,11 +334,24 @@ func (w *nodeWatch) run(ctx context.Context) {
 	}
 }
 
-// sample takes one look: the servers running per node id (from their
-// working directory, stateDir/nodes/<node id>/...), then the nodes'
-// records.
+// sample takes one look: the reservations of instances deleted (or never
+// made) for longer than a release takes, then the servers running per node
+// id (from their working directory, stateDir/nodes/<node id>/...) against
+// the nodes' records.
 func (w *nodeWatch) sample(now time.Time) {
 	w.samples++
+	var stray string
+	err := w.db.QueryRow(`SELECT COALESCE(GROUP_CONCAT(DISTINCT r.instance_id), '') FROM ` + w.sched + `.reservations r
+		LEFT JOIN ` + w.prov + `.instances i ON i.id = r.instance_id
+		WHERE (i.id IS NULL AND r.created_at < UTC_TIMESTAMP(6) - INTERVAL 10 SECOND)
+		OR (i.state = 'deleted' AND i.updated_at < UTC_TIMESTAMP(6) - INTERVAL 10 SECOND)`).Scan(&stray)
+	switch {
+	case err != nil:
+		w.problem("read reservations: %v", err)
+	case stray != "" && !w.strays[stray]:
+		w.strays[stray] = true
+		w.problem("reservations held 10s after their instance was deleted (or of no instance): %s", stray)
+	}
 	nodes := filepath.Join(w.stateDir, "nodes") + string(filepath.Separator)
 	byNode := map[string][]int{}
 	for _, pid := range serverProcesses(w.stateDir) {
