@@ -54,10 +54,6 @@ var chaosPlans = func() []string {
 const (
 	// chaosInFlight is how many instances are ordered or deleted at a time.
 	chaosInFlight = 4
-	// chaosOpsPerKill spreads the kills over the run: kill i waits until i
-	// times this many operations ended (3: the last kills still meet
-	// operations under way after a slow restart, the router's ~10 s).
-	chaosOpsPerKill = 3
 	// orphanAfter is how long a node process may run without a live node of
 	// a live instance before it counts as orphaned: a delete stops the
 	// process before it records the node destroyed, so a sample may see the
@@ -105,6 +101,16 @@ func chaos(t *testing.T, sp *splitRun) {
 		queue <- i
 	}
 	close(queue)
+	// The kills and the operations are spread over each other: instance i
+	// is ordered once i*kills/instances replicas were killed (gates[k]
+	// closes after kill k), so the last kills still meet operations under
+	// way however long a restart takes (the router's ~10 s).
+	nKills := len(backendServices) + 1
+	gates := make([]chan struct{}, nKills)
+	for k := range gates {
+		gates[k] = make(chan struct{})
+	}
+	close(gates[0])
 	var workers sync.WaitGroup
 	opsDone := make(chan struct{})
 	t0 := time.Now()
@@ -113,7 +119,9 @@ func chaos(t *testing.T, sp *splitRun) {
 		go func() {
 			defer workers.Done()
 			for i := range queue {
-				if abort.Err() != nil {
+				select {
+				case <-gates[i*nKills/len(chaosPlans)]:
+				case <-abort.Done():
 					return
 				}
 				c.lifecycle(i, chaosPlans[i], planIDs[chaosPlans[i]])
@@ -136,15 +144,18 @@ func chaos(t *testing.T, sp *splitRun) {
 		if svc == "alerting" || svc == "backup" {
 			name = sp.activeReplica(t, svc)
 		}
-		waitFor(t, fmt.Sprintf("%d operations ended and one under way before killing %s", i*chaosOpsPerKill, name), 10*time.Minute, func() (bool, string) {
+		waitFor(t, "an operation under way before killing "+name, 10*time.Minute, func() (bool, string) {
 			n, s := c.ended.Load(), c.started.Load()
-			return n >= int64(i*chaosOpsPerKill) && (s > n || n == int64(2*len(chaosPlans))), fmt.Sprintf("%d started, %d ended", s, n)
+			return s > n || n == int64(2*len(chaosPlans)), fmt.Sprintf("%d started, %d ended", s, n)
 		})
 		ended := c.ended.Load()
 		inFlight := c.started.Load() - ended
 		t1 := time.Now()
 		gone, _ := sp.restart(t, name, syscall.SIGKILL)
 		c.kills++
+		if c.kills < nKills {
+			close(gates[c.kills])
+		}
 		t.Logf("chaos: %s killed with %d operations in flight (%d ended): gone %.1fs after SIGKILL, ready again %.1fs after the kill",
 			name, inFlight, ended, gone.Seconds(), time.Since(t1).Seconds())
 	}
