@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -19,26 +20,22 @@ import (
 	"time"
 )
 
-// TestScenarioRollingRestart restarts every replica of split mode, one at a
-// time (SIGTERM, wait for the exit, start it again with the same command and
-// environment, wait until it is ready, next), under a steady API load
-// through the gateways: catalog and instance reads at about 20 requests a
-// second, and single-az Redis orders and deletes. The load's client retries
-// only what the API marks retryable (docs/operations.md, "Rolling
-// restarts"); any other failure fails the test. The backends go first, the
-// gateways last; while a gateway restarts the client uses the other one, as
-// a load balancer in front of the gateways would.
-func TestScenarioRollingRestart(t *testing.T) {
-	if testing.Short() {
-		t.Skip("rolling restart scenario: skipped with -short")
-	}
-	sp := startSplit(t)
+// rollingRestart is the rolling-restart phase of TestScenarioSplitMode: it
+// restarts every replica of split mode, one at a time (SIGTERM, wait for the
+// exit, start it again with the same command and environment, wait until it
+// is ready, next), under a steady API load through the gateways: catalog and
+// instance reads at about 20 requests a second, and single-az Redis orders
+// and deletes. The load's client retries only what the API marks retryable
+// (docs/operations.md, "Rolling restarts"); any other failure fails the
+// test. The backends go first, the gateways last; while a gateway restarts
+// the client uses the other one, as a load balancer in front of the
+// gateways would.
+func rollingRestart(t *testing.T, sp *splitRun) {
 	p := sp.p
 	tenant := p.newTenant(t, "rolling-"+randHex(3), "tenant-admin")
 	plan := tenant.planID("redis-dev-single-az")
 
-	ld := &load{t: t, key: tenant.key, http: &http.Client{Timeout: 30 * time.Second}}
-	ld.base.Store(&p.URL)
+	ld := newLoad(t, tenant.key, "e2e-rolling-", p.URL)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(2)
@@ -54,21 +51,27 @@ func TestScenarioRollingRestart(t *testing.T) {
 			t.Fatal("the load did not finish within 3m of the end of the restarts")
 		}
 	}
-	t.Cleanup(cancel)
+	// A phase that ends early (a failed wait) halts the load and waits for
+	// it: nothing logs to a finished test.
+	defer func() {
+		ld.halt()
+		cancel()
+		wg.Wait()
+	}()
 
 	t0 := time.Now()
 	var order []string
-	for _, svc := range []string{"catalog", "scheduling", "provisioning", "healthcheck", "failover", "router", "cdc", "metering", "alerting", "backup"} {
+	for _, svc := range backendServices {
 		order = append(order, svc+"-1", svc+"-2")
 	}
 	for _, name := range append(order, "gateway-1", "gateway-2") {
 		switch name {
 		case "gateway-1":
-			ld.base.Store(&sp.gw2)
+			ld.use(sp.gw2)
 		case "gateway-2":
-			ld.base.Store(&p.URL)
+			ld.use(p.URL)
 		}
-		drain, up := sp.restart(name)
+		drain, up := sp.restart(t, name, syscall.SIGTERM)
 		// The load runs on the restarted replica for a while (40 requests,
 		// about 2s: past the gateways' 1s health interval, so it is back in
 		// their rotation) before the next replica goes.
@@ -93,16 +96,44 @@ func TestScenarioRollingRestart(t *testing.T) {
 	}
 }
 
-// load is the steady API traffic of the rolling restart, through one
-// gateway at a time (base), with a client that retries only what the API
-// marks retryable.
+// backendServices are split mode's services behind the gateways, in the
+// order the rolling restart and the chaos take them.
+var backendServices = []string{"catalog", "scheduling", "provisioning", "healthcheck", "failover", "router", "cdc", "metering", "alerting", "backup"}
+
+// load is the API traffic of the rolling restart and the chaos, through
+// the gateways in bases (round robin, the next one after a refused
+// connect, as a load balancer in front of them would), with a client that
+// retries only what the API marks retryable.
 type load struct {
-	t    *testing.T
-	key  string
-	http *http.Client
-	base atomic.Pointer[string]
+	t      *testing.T
+	key    string
+	prefix string // of every X-Request-Id, to find the run's requests in the logs
+	http   *http.Client
+	bases  atomic.Pointer[[]string]
+	rr     atomic.Uint64
+	// halted ends every request and wait at once (a test that ends early).
+	halted atomic.Bool
 
 	requests, failed, retried, cycles atomic.Int64
+}
+
+// newLoad returns a load client with key through bases.
+func newLoad(t *testing.T, key, prefix string, bases ...string) *load {
+	l := &load{t: t, key: key, prefix: prefix, http: &http.Client{Timeout: 30 * time.Second}}
+	l.use(bases...)
+	return l
+}
+
+// halt ends the load's requests and waits at their next attempt.
+func (l *load) halt() { l.halted.Store(true) }
+
+// use sends the next requests to bases.
+func (l *load) use(bases ...string) { l.bases.Store(&bases) }
+
+// base is the gateway the next attempt goes to.
+func (l *load) base() string {
+	bs := *l.bases.Load()
+	return bs[int(l.rr.Add(1)%uint64(len(bs)))]
 }
 
 // retryable reports whether the API marks an answer retryable: it carries
@@ -111,9 +142,12 @@ type load struct {
 func retryable(resp *http.Response) bool { return resp.Header.Get("Retry-After") != "" }
 
 // send sends one logical request, retrying what the API marks retryable
-// (honouring Retry-After) and, for a GET or a request with an
-// Idempotency-Key, a dropped connection (docs/api-guide.md). It returns
-// the final status and body; a non-retryable failure is counted and logged.
+// (honouring Retry-After), a refused connect (the gateway never saw the
+// request; the next attempt goes to the next gateway) and, for a GET, a
+// DELETE (deleting again returns the same operation, or 410 once deleted)
+// or a request with an Idempotency-Key, a dropped connection
+// (docs/api-guide.md). It returns the final status and body; a
+// non-retryable failure is counted and logged.
 func (l *load) send(ctx context.Context, method, path string, body any, idemKey string, ok ...int) (int, []byte) {
 	l.requests.Add(1)
 	var raw []byte
@@ -122,13 +156,16 @@ func (l *load) send(ctx context.Context, method, path string, body any, idemKey 
 	}
 	deadline := time.Now().Add(2 * time.Minute)
 	for attempt := 0; ; attempt++ {
-		req, err := http.NewRequestWithContext(context.WithoutCancel(ctx), method, *l.base.Load()+path, bytes.NewReader(raw))
+		if l.halted.Load() {
+			return 0, nil
+		}
+		req, err := http.NewRequestWithContext(context.WithoutCancel(ctx), method, l.base()+path, bytes.NewReader(raw))
 		if err != nil {
 			l.t.Error(err)
 			return 0, nil
 		}
 		req.Header.Set("Authorization", "Bearer "+l.key)
-		req.Header.Set("X-Request-Id", "e2e-rolling-"+randHex(8))
+		req.Header.Set("X-Request-Id", l.prefix+randHex(8))
 		if body != nil {
 			req.Header.Set("Content-Type", "application/json")
 		}
@@ -138,7 +175,10 @@ func (l *load) send(ctx context.Context, method, path string, body any, idemKey 
 		resp, err := l.http.Do(req)
 		var wait time.Duration
 		switch {
-		case err != nil && (method == http.MethodGet || idemKey != ""):
+		case err != nil && errors.Is(err, syscall.ECONNREFUSED):
+			wait = 100 * time.Millisecond
+			l.t.Logf("%s %s: %v (retried: a refused connect)", method, path, err)
+		case err != nil && (method == http.MethodGet || method == http.MethodDelete || idemKey != ""):
 			wait = 200 * time.Millisecond
 			l.t.Logf("%s %s: %v (retried: a dropped connection)", method, path, err)
 		case err != nil:
@@ -236,7 +276,7 @@ func (l *load) orders(ctx context.Context, plan string) {
 // (false, counted as a failure).
 func (l *load) until(id string, check func(status int, inst instance) (done, bad bool)) bool {
 	deadline := time.Now().Add(3 * time.Minute)
-	for time.Now().Before(deadline) {
+	for time.Now().Before(deadline) && !l.halted.Load() {
 		st, b := l.send(context.Background(), http.MethodGet, "/api/v1/instances/"+id, nil, "", http.StatusOK, http.StatusNotFound)
 		var inst instance
 		if st == http.StatusOK {
@@ -266,14 +306,13 @@ type ownProc struct {
 	done chan struct{}
 }
 
-// restart stops replica name (SIGTERM, wait for the exit) and starts it
-// again with the command, environment and directory it ran with (read from
-// /proc), logging to the same file, then waits until it is ready: its
-// /readyz answers 200, or, for a single-active service whose other replica
-// took over, it is live and the other is ready. It returns how long the
-// drain and the start took.
-func (sp *splitRun) restart(name string) (drain, up time.Duration) {
-	t := sp.t
+// restart stops replica name with sig (SIGTERM: a drain; SIGKILL: a
+// crash), waits for the exit, and starts it again with the command,
+// environment and directory it ran with (read from /proc), logging to the
+// same file, then waits until it is ready: its /readyz answers 200, or, for
+// a single-active service whose other replica took over, it is live and
+// the other is ready. It returns how long the exit and the start took.
+func (sp *splitRun) restart(t *testing.T, name string, sig syscall.Signal) (drain, up time.Duration) {
 	t.Helper()
 	pid := sp.procs[name]
 	args, env, dir := procCommand(t, pid)
@@ -283,10 +322,10 @@ func (sp *splitRun) restart(name string) (drain, up time.Duration) {
 		t.Fatalf("%s: no CANOPY_%s_ADDR in its environment", name, strings.ToUpper(svc))
 	}
 	t0 := time.Now()
-	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
-		t.Fatalf("SIGTERM %s: %v", name, err)
+	if err := syscall.Kill(pid, sig); err != nil {
+		t.Fatalf("%v %s: %v", sig, name, err)
 	}
-	waitFor(t, name+" to exit after SIGTERM", 60*time.Second, func() (bool, string) {
+	waitFor(t, fmt.Sprintf("%s to exit after %v", name, sig), 60*time.Second, func() (bool, string) {
 		return !processRuns(pid), "running"
 	})
 	if o := sp.own[name]; o != nil {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,20 +18,55 @@ import (
 
 // TestScenarioSplitMode runs split mode as `make split` does (scripts/split.sh
 // over every service's own binary, two replicas each, two gateways), on its
-// own ports, state directory and databases: every replica comes up, a
-// single-az Redis is ordered, becomes ready and is deleted through the
-// gateway, one replica of catalog and one of provisioning are killed with
-// SIGKILL and both gateways keep answering for those services through the
-// other replicas, and stopping the script leaves no process behind.
+// own ports, state directory and databases, started once for its phases, in
+// order (each needs the platform the one before left):
+//   - smoke: every replica comes up, a single-az Redis is ordered, becomes
+//     ready and is deleted through the gateway;
+//   - rolling restart: every replica restarted with SIGTERM under load
+//     (rollingRestart, scenario_rolling_test.go);
+//   - chaos: 50 orders and deletes while one replica of every service is
+//     killed with SIGKILL and restarted (chaos, scenario_chaos_test.go);
+//   - kill two: one replica of catalog and one of provisioning are killed
+//     at once and both gateways keep answering for those services through
+//     the other replicas;
+//
+// then stopping the script leaves no process behind. A phase that fails
+// ends the test (the cleanup still checks and removes everything).
 func TestScenarioSplitMode(t *testing.T) {
 	if testing.Short() {
 		t.Skip("split mode scenario: skipped with -short")
 	}
 	sp := startSplit(t)
-	p, gw2, procs, stop := sp.p, sp.gw2, sp.procs, sp.stop
+	for _, ph := range []struct {
+		name string
+		run  func(*testing.T, *splitRun)
+	}{
+		{"smoke", splitSmoke},
+		{"rolling_restart", rollingRestart},
+		{"chaos", chaos},
+		{"kill_two", splitKillTwo},
+	} {
+		if !t.Run(ph.name, func(t *testing.T) { ph.run(t, sp) }) {
+			return
+		}
+	}
 
-	// The smoke: a tenant orders a single-az Redis, it becomes ready, it is deleted.
-	tenant := p.newTenant(t, "split-"+randHex(3), "tenant-admin")
+	t2 := time.Now()
+	procs := maps.Clone(sp.procs) // stopOwn forgets the replicas it stops
+	sp.stopOwn()
+	sp.stop()
+	for name, pid := range procs {
+		if processRuns(pid) {
+			t.Errorf("%s (pid %d) still runs after split.sh stopped", name, pid)
+		}
+	}
+	t.Logf("split mode stopped in %.1fs, no process left", time.Since(t2).Seconds())
+}
+
+// splitSmoke: a tenant orders a single-az Redis, it becomes ready, it is
+// deleted.
+func splitSmoke(t *testing.T, sp *splitRun) {
+	tenant := sp.p.newTenant(t, "split-"+randHex(3), "tenant-admin")
 	var acc instanceAccepted
 	tenant.must("POST", "/api/v1/instances", map[string]any{"name": "split-redis", "plan_id": tenant.planID("redis-dev-single-az")}, http.StatusAccepted, &acc)
 	waitOperation(t, tenant, acc.OperationID, readyTimeout)
@@ -42,20 +78,26 @@ func TestScenarioSplitMode(t *testing.T) {
 	var del instanceAccepted
 	tenant.must("DELETE", "/api/v1/instances/"+acc.Instance.ID, nil, http.StatusAccepted, &del)
 	waitOperation(t, tenant, del.OperationID, deleteTimeout)
+}
 
-	// One replica of catalog and one of provisioning die at once; the
-	// gateways send those services' requests to the replicas left, from
-	// the first request on (a refused connect goes to the other replica).
-	for _, name := range []string{"catalog-1", "provisioning-2"} {
-		if err := syscall.Kill(procs[name], syscall.SIGKILL); err != nil {
+// splitKillTwo: one replica of catalog and one of provisioning die at once;
+// the gateways send those services' requests to the replicas left, from the
+// first request on (a refused connect goes to the other replica).
+func splitKillTwo(t *testing.T, sp *splitRun) {
+	tenant := sp.p.newTenant(t, "split-kill-"+randHex(3), "tenant-admin")
+	killed := []string{"catalog-1", "provisioning-2"}
+	pids := map[string]int{}
+	for _, name := range killed {
+		pids[name] = sp.procs[name]
+		if err := syscall.Kill(pids[name], syscall.SIGKILL); err != nil {
 			t.Fatalf("kill %s: %v", name, err)
 		}
 	}
 	waitFor(t, "the killed replicas to be gone", 10*time.Second, func() (bool, string) {
-		return !processRuns(procs["catalog-1"]) && !processRuns(procs["provisioning-2"]), "running"
+		return !processRuns(pids["catalog-1"]) && !processRuns(pids["provisioning-2"]), "running"
 	})
 	other := *tenant
-	other.base = gw2
+	other.base = sp.gw2
 	for i := range 10 {
 		for _, c := range []*client{tenant, &other} {
 			if err := c.call("GET", "/api/v1/catalog/services", nil, http.StatusOK, nil); err != nil {
@@ -66,17 +108,13 @@ func TestScenarioSplitMode(t *testing.T) {
 			}
 		}
 	}
-	delete(procs, "catalog-1")
-	delete(procs, "provisioning-2")
-
-	t2 := time.Now()
-	stop()
-	for name, pid := range procs {
-		if processRuns(pid) {
-			t.Errorf("%s (pid %d) still runs after split.sh stopped", name, pid)
+	for _, name := range killed {
+		delete(sp.procs, name)
+		if o := sp.own[name]; o != nil {
+			<-o.done // reaped by its owner: killed by the test, no stop needed
+			delete(sp.own, name)
 		}
 	}
-	t.Logf("split mode stopped in %.1fs, no process left", time.Since(t2).Seconds())
 }
 
 // splitRun is split mode started by startSplit: the platform behind the

@@ -178,12 +178,17 @@ var errPortTaken = errors.New("router port taken concurrently")
 
 func (r *Repo) create(ctx context.Context, req CreateRequest) error {
 	in := req.Instance
-	return r.db.Tx(ctx, func(tx *store.Tx) error {
-		if _, err := tx.ExecContext(ctx, "INSERT IGNORE INTO tenant_locks (tenant) VALUES (?)", in.Tenant); err != nil {
-			return fmt.Errorf("tenant lock row: %w", err)
+	// TxRetry: a transaction InnoDB picks as a deadlock victim (the
+	// first orders of a tenant racing to insert its lock row) runs again.
+	return r.db.TxRetry(ctx, func(tx *store.Tx) error {
+		if !req.RouterPorts.Empty() {
+			in.Router = instance.RouterPorts{} // the pair of a rolled-back attempt
 		}
-		var t string
-		if err := tx.QueryRowContext(ctx, "SELECT tenant FROM tenant_locks WHERE tenant = ? FOR UPDATE", in.Tenant).Scan(&t); err != nil {
+		// The tenant's lock row, inserted or locked exclusively in one
+		// statement: INSERT IGNORE then SELECT ... FOR UPDATE took a shared
+		// lock first, and two creates of one tenant holding it both
+		// deadlocked on the upgrade.
+		if _, err := tx.ExecContext(ctx, "INSERT INTO tenant_locks (tenant) VALUES (?) ON DUPLICATE KEY UPDATE tenant = VALUES(tenant)", in.Tenant); err != nil {
 			return fmt.Errorf("lock tenant: %w", err)
 		}
 		if req.IdempotencyKey != "" || in.OSBID != "" {

@@ -3,6 +3,8 @@ package mysqlrepo
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -110,5 +112,38 @@ func TestCDCAccount(t *testing.T) {
 	got, err = r.Get(ctx, "acme", "i2")
 	if err != nil || got.Accounts.CDC != (instance.Credentials{}) || got.Accounts.Admin.Password != "very-secret-admin" {
 		t.Fatalf("get pre-cdc instance: %v %+v", err, got)
+	}
+}
+
+// TestConcurrentCreatesOfANewTenant: the first orders of a tenant race to
+// create its lock row (INSERT IGNORE, then SELECT ... FOR UPDATE), where
+// InnoDB picks deadlock victims; every create must still succeed (the
+// victim's transaction runs again), not answer a 500 (seen in the split-mode
+// chaos scenario: "lock tenant: Error 1213").
+func TestConcurrentCreatesOfANewTenant(t *testing.T) {
+	r, ctx := newRepo(t)
+	const rounds, perRound = 5, 8
+	for round := range rounds {
+		tenant := fmt.Sprintf("t-race-%d", round)
+		errs := make(chan error, perRound)
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for i := range perRound {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				in, op := order(fmt.Sprintf("i-%d-%d", round, i), tenant, fmt.Sprintf("db-%d", i))
+				<-start
+				errs <- r.Create(ctx, CreateRequest{Instance: in, Op: op})
+			}()
+		}
+		close(start)
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Errorf("round %d: %v", round, err)
+			}
+		}
 	}
 }
