@@ -138,10 +138,10 @@ func chaos(t *testing.T, sp *splitRun) {
 	}()
 
 	// The kills: one replica of every backend service, then a gateway; for
-	// the single-active services (alerting, backup) the active one.
+	// the single-active services (alerting, backup, cdc) the active one.
 	for i, svc := range append(append([]string{}, backendServices...), "gateway") {
 		name := fmt.Sprintf("%s-%d", svc, i%2+1)
-		if svc == "alerting" || svc == "backup" {
+		if singleActive[svc] {
 			name = sp.activeReplica(t, svc)
 		}
 		waitFor(t, "an operation under way before killing "+name, 10*time.Minute, func() (bool, string) {

@@ -306,6 +306,10 @@ type ownProc struct {
 	done chan struct{}
 }
 
+// singleActive are the services whose replicas are one active and standbys
+// (live, not ready) while the active one holds its MySQL lock.
+var singleActive = map[string]bool{"alerting": true, "backup": true, "cdc": true}
+
 // restart stops replica name with sig (SIGTERM: a drain; SIGKILL: a
 // crash), waits for the exit, and starts it again with the command,
 // environment and directory it ran with (read from /proc), logging to the
@@ -355,7 +359,7 @@ func (sp *splitRun) restart(t *testing.T, name string, sig syscall.Signal) (drai
 			others = append(others, envValue(oenv, "CANOPY_"+strings.ToUpper(svc)+"_ADDR"))
 		}
 	}
-	single := svc == "alerting" || svc == "backup"
+	single := singleActive[svc]
 	waitFor(t, name+" to be ready again", 90*time.Second, func() (bool, string) {
 		select {
 		case <-o.done:
