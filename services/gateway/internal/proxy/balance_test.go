@@ -189,6 +189,28 @@ func TestOnlyIdempotentRequestsAreRetriedAfterTheReplicaGotThem(t *testing.T) {
 	if a.count("POST") != 1 || b.count("POST") != 0 {
 		t.Fatalf("POST sent to a=%d b=%d, want once to a only", a.count("POST"), b.count("POST"))
 	}
+	// A DELETE lost the same way is not resent by the gateway either, but
+	// its 502 tells the client to send it again (a repeat is harmless);
+	// the unkeyed POST's 502 does not.
+	a.drop.Store(http.MethodDelete)
+	target.backends[0].healthy.Store(true)
+	target.rr.Store(0)
+	rec := httptest.NewRecorder()
+	target.Handler(false).ServeHTTP(rec, httptest.NewRequest(http.MethodDelete, "/api/v1/things/1", nil))
+	if rec.Code != http.StatusBadGateway || rec.Header().Get("Retry-After") != "1" {
+		t.Fatalf("DELETE lost by its replica: %d Retry-After %q, want 502 with Retry-After 1", rec.Code, rec.Header().Get("Retry-After"))
+	}
+	if a.count("DELETE") != 1 || b.count("DELETE") != 0 {
+		t.Fatalf("DELETE sent to a=%d b=%d, want once to a only", a.count("DELETE"), b.count("DELETE"))
+	}
+	a.drop.Store(http.MethodPost)
+	target.backends[0].healthy.Store(true)
+	target.rr.Store(0)
+	rec = httptest.NewRecorder()
+	target.Handler(false).ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/api/v1/things", nil))
+	if rec.Code != http.StatusBadGateway || rec.Header().Get("Retry-After") != "" {
+		t.Fatalf("unkeyed POST lost by its replica: %d Retry-After %q, want 502 without Retry-After", rec.Code, rec.Header().Get("Retry-After"))
+	}
 	// A GET lost the same way goes to the other replica.
 	a.drop.Store(http.MethodGet)
 	target.backends[0].healthy.Store(true)

@@ -432,11 +432,32 @@ func (t *Target) writeTransportError(w http.ResponseWriter, r *http.Request, err
 	case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, context.DeadlineExceeded):
 		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusGatewayTimeout,
 			fmt.Sprintf("the %s service did not answer in time", t.name)))
+	case safeToRepeat(r):
+		// The replica read the request and went away (a crash, mostly): it
+		// may or may not have taken effect, and sending it again cannot do
+		// it twice, so the client is told to — not done here, because the
+		// gateway resends only what needs no such reasoning about the API.
+		t.logger.WarnContext(r.Context(), "upstream request failed", "upstream", t.name, "err", err)
+		w.Header().Set("Retry-After", "1")
+		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusBadGateway,
+			fmt.Sprintf("the %s service dropped the request; it may have been applied, and sending it again is safe", t.name)))
 	default:
 		t.logger.WarnContext(r.Context(), "upstream request failed", "upstream", t.name, "err", err)
 		httpx.WriteProblem(w, r, httpx.NewProblem(http.StatusBadGateway,
 			fmt.Sprintf("the %s service returned an invalid answer", t.name)))
 	}
+}
+
+// safeToRepeat reports whether sending r again cannot apply it twice: the
+// methods HTTP defines as idempotent (every DELETE and PUT of the API is:
+// a repeat answers with the same operation, 404 or 410), and any request
+// carrying an Idempotency-Key, which the API answers from its record.
+func safeToRepeat(r *http.Request) bool {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodDelete, http.MethodPut:
+		return true
+	}
+	return r.Header.Get("Idempotency-Key") != ""
 }
 
 // count adds one to the requests counter of status code, without a label
