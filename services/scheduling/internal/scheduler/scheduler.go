@@ -222,8 +222,20 @@ func (s *PlacementEngine) HostChanged(ctx context.Context, id string) error {
 	return s.refreshHosts(ctx, []string{id})
 }
 
-// Simulate decides without booking anything.
-func (s *PlacementEngine) Simulate(_ context.Context, req placement.Request) (placement.Decision, error) {
+// Simulate decides without booking anything. It first re-reads the
+// inventory when the last read is older than RefreshOnRefusalAfter: a
+// simulation books nothing, so no conditional write would catch a host
+// another replica cordoned or filled since, and an operator checks a
+// cordon with it right after making it (on whichever replica).
+func (s *PlacementEngine) Simulate(ctx context.Context, req placement.Request) (placement.Decision, error) {
+	s.mu.Lock()
+	old := s.cluster == nil || s.now().Sub(s.loadedAt) > s.cfg.RefreshOnRefusalAfter
+	s.mu.Unlock()
+	if old {
+		if err := s.Load(ctx); err != nil {
+			return placement.Decision{}, fmt.Errorf("simulate: %w", err)
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cluster == nil {

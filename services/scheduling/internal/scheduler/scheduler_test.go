@@ -502,3 +502,39 @@ func counter(t *testing.T, reg *prometheus.Registry, name string) prometheus.Col
 	t.Fatalf("metric %s not found", name)
 	return nil
 }
+
+// TestSimulateSeesAnotherReplicasCordon: two schedulers on one database; a
+// zone cordoned through the first (its repository) makes a multi-az
+// simulation on the second refuse, as soon as its last inventory read is
+// older than RefreshOnRefusalAfter — not after the 30 s refresh.
+func TestSimulateSeesAnotherReplicasCordon(t *testing.T) {
+	cfg := storetest.NewConfig(t, "sched_sim")
+	_, repoA := open(t, cfg)
+	if _, err := repoA.Seed(context.Background(), tightInventory(), "test"); err != nil {
+		t.Fatal(err)
+	}
+	_, repoB := open(t, cfg)
+	clock := time.Now()
+	var mu sync.Mutex
+	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	b := newScheduler(t, repoB, scheduler.Config{}, now)
+	if _, err := b.Simulate(context.Background(), multiAZ("sim-1")); err != nil {
+		t.Fatalf("simulation before the cordon: %v", err)
+	}
+	for h := 0; h < 4; h++ {
+		if _, err := repoA.UpdateHost(context.Background(), fmt.Sprintf("r1-c-%d", h), func(h *inventory.Host) error {
+			h.State = inventory.StateCordoned
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mu.Lock()
+	clock = clock.Add(2 * time.Second)
+	mu.Unlock()
+	_, err := b.Simulate(context.Background(), multiAZ("sim-2"))
+	var re *placement.RefusalError
+	if !errors.As(err, &re) {
+		t.Fatalf("simulation after zone r1-c was cordoned through another replica: %v, want a refusal", err)
+	}
+}
