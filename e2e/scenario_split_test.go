@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"database/sql"
 	"errors"
 	"fmt"
 	"maps"
@@ -51,16 +52,61 @@ func TestScenarioSplitMode(t *testing.T) {
 		}
 	}
 
+	// `make reset` while split mode runs: it stops the script (named by the
+	// state directory's pid file), which stops every replica, then the
+	// node processes, drops the databases and removes the state directory.
 	t2 := time.Now()
 	procs := maps.Clone(sp.procs) // stopOwn forgets the replicas it stops
-	sp.stopOwn()
-	sp.stop()
+	sp.stopOwn()                  // the test's own restarts; split.sh does not know them
+	out, err := sp.reset()
+	if err != nil {
+		t.Fatalf("canopy reset: %v\n%s", err, out)
+	}
+	sp.stop() // split.sh has exited: this only reaps it
 	for name, pid := range procs {
 		if processRuns(pid) {
-			t.Errorf("%s (pid %d) still runs after split.sh stopped", name, pid)
+			t.Errorf("%s (pid %d) still runs after make reset", name, pid)
 		}
 	}
-	t.Logf("split mode stopped in %.1fs, no process left", time.Since(t2).Seconds())
+	if pids := nodeProcesses(sp.p.StateDir); len(pids) > 0 {
+		t.Errorf("node processes left after make reset: %v", pids)
+	}
+	if _, err := os.Stat(sp.p.StateDir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("state directory %s after make reset: %v", sp.p.StateDir, err)
+	}
+	if dbs := databasesWithPrefix(t, sp.p.DBPrefix); len(dbs) > 0 {
+		t.Errorf("databases left after make reset: %v", dbs)
+	}
+	t.Logf("make reset stopped split mode and cleaned up in %.1fs: no process, database or state directory left", time.Since(t2).Seconds())
+}
+
+// databasesWithPrefix lists the databases whose names start with prefix.
+func databasesWithPrefix(t *testing.T, prefix string) []string {
+	t.Helper()
+	db, err := sql.Open("mysql", mysqlServerDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rows, err := db.Query("SHOW DATABASES")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasPrefix(name, prefix) {
+			out = append(out, name)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 // splitSmoke: a tenant orders a single-az Redis, it becomes ready, it is
@@ -127,6 +173,9 @@ type splitRun struct {
 	gw2   string
 	procs map[string]int
 	stop  func()
+	// reset runs `canopy reset -force` on the run's state directory and
+	// databases, as `make reset` does, and returns its output.
+	reset func() (string, error)
 	// own are the replicas the test restarted itself (split.sh does not
 	// know them), stopped by stopOwn before the script stops.
 	own map[string]*ownProc
@@ -220,6 +269,12 @@ func startSplit(t *testing.T) *splitRun {
 			<-exited
 			t.Errorf("split.sh did not stop within 90s of SIGTERM")
 		}
+	}
+	sp.reset = func() (string, error) {
+		c := exec.Command(filepath.Join(binDir, "canopy"), "reset", "-force")
+		c.Dir, c.Env = root, env
+		b, err := c.CombinedOutput()
+		return string(b), err
 	}
 	t.Cleanup(func() {
 		sp.stopOwn()

@@ -89,6 +89,21 @@ alive() {
   [[ ${f[0]} != Z && ${f[19]} == "${STARTED[$1]:-none}" ]]
 }
 
+# The platform's pid file, the one `make dev` writes too: `make reset` stops
+# what it names (this script, which stops every process it started) before
+# it drops the databases and removes the state directory. One platform per
+# state directory: an all-in-one or another split on it is refused.
+PID_FILE="$STATE_DIR/canopy.pid"
+if [[ -f $PID_FILE ]]; then
+  read -r other_pid other_start <"$PID_FILE" || true
+  if [[ -n ${other_pid:-} && $(proc_start "$other_pid") == "${other_start:-x}" ]]; then
+    echo "split: Canopy already runs on $STATE_DIR (pid $other_pid, $PID_FILE); stop it first (Ctrl-C, or make reset)" >&2
+    exit 1
+  fi
+fi
+echo "$$ $(proc_start $$)" >"$PID_FILE.tmp" && mv "$PID_FILE.tmp" "$PID_FILE"
+OWN_PID_LINE="$$ $(proc_start $$)"
+
 NAMES=() PIDS=() PORTS=()
 stopping=0
 stop_all() {
@@ -114,6 +129,9 @@ stop_all() {
     fi
     wait "$pid" 2>/dev/null || true
   done
+  if [[ -f $PID_FILE && $(cat "$PID_FILE" 2>/dev/null) == "$OWN_PID_LINE" ]]; then
+    rm -f "$PID_FILE"
+  fi
   echo "split: stopped"
 }
 trap 'stop_all; exit 130' INT

@@ -17,6 +17,10 @@ import (
 // never taken for Canopy. It is not a lock.
 const PIDFile = "canopy.pid"
 
+// ErrPlatformRunning: another Canopy (the all-in-one or split mode) already
+// runs on the state directory.
+var ErrPlatformRunning = errors.New("canopy already runs on this state directory")
+
 // procID names one process for good: its pid and its start time in clock
 // ticks after boot (field 22 of /proc/PID/stat).
 type procID struct {
@@ -31,6 +35,13 @@ func writePIDFile(dir string) (release func(), err error) {
 	self, err := procStat(os.Getpid())
 	if err != nil {
 		return nil, err
+	}
+	// One platform per state directory: two would share keys, nodes and
+	// the broker's data, and reset would know only the last one.
+	if other, ok, err := readPIDFile(dir); err != nil {
+		return nil, err
+	} else if ok && other.pid != self.pid {
+		return nil, fmt.Errorf("%w: pid %d runs on %s (%s); stop it first (Ctrl-C, or make reset)", ErrPlatformRunning, other.pid, dir, PIDFile)
 	}
 	path := filepath.Join(dir, PIDFile)
 	tmp := path + ".tmp"

@@ -54,7 +54,7 @@ func (p resetPlan) empty() bool {
 
 func (p resetPlan) describe(w io.Writer) {
 	if p.platform != nil {
-		fmt.Fprintf(w, "  stop the all-in-one platform (pid %d)\n", p.platform.pid)
+		fmt.Fprintf(w, "  stop the platform (pid %d: the all-in-one, or split mode's script)\n", p.platform.pid)
 	}
 	for _, pr := range p.procs {
 		fmt.Fprintf(w, "  stop %s\n", pr)
@@ -159,9 +159,9 @@ func executeReset(ctx context.Context, cfg Config, opts ResetOptions, plan reset
 	if plan.platform != nil {
 		began := time.Now()
 		if err := stopProcs(ctx, []procID{*plan.platform}, orDefault(opts.PlatformTimeout, 2*time.Minute)); err != nil {
-			return fmt.Errorf("stop the all-in-one platform (pid %d): %w", plan.platform.pid, err)
+			return fmt.Errorf("stop the platform (pid %d): %w", plan.platform.pid, err)
 		}
-		fmt.Fprintf(out, "stopped the all-in-one platform (pid %d) in %s\n", plan.platform.pid, time.Since(began).Round(time.Millisecond))
+		fmt.Fprintf(out, "stopped the platform (pid %d) in %s\n", plan.platform.pid, time.Since(began).Round(time.Millisecond))
 	}
 	// Found again: the platform may have started nodes since the plan.
 	procs, err := procsUnder(plan.stateDir)

@@ -22,6 +22,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/canopy-platform/canopy/libs/enginetest"
+	"github.com/canopy-platform/canopy/libs/obs"
 	"github.com/canopy-platform/canopy/libs/porttest"
 	"github.com/canopy-platform/canopy/libs/store/storetest"
 	"github.com/canopy-platform/canopy/services/allinone"
@@ -99,7 +100,7 @@ func TestResetLeavesNothingBehind(t *testing.T) {
 	var out bytes.Buffer
 	err := allinone.Reset(ctx, cfg, opts, strings.NewReader("yes\n"), &out)
 	require.ErrorIs(t, err, allinone.ErrResetNotConfirmed)
-	require.Contains(t, out.String(), "stop the all-in-one platform (pid "+strconv.Itoa(platform.Process.Pid)+")")
+	require.Contains(t, out.String(), "stop the platform (pid "+strconv.Itoa(platform.Process.Pid)+":")
 	require.Contains(t, out.String(), "stop redis-server (pid "+strconv.Itoa(redisNode.Process.Pid)+")")
 	require.Contains(t, out.String(), "stop mariadbd (pid "+strconv.Itoa(mysqlNode.Process.Pid)+")")
 	require.Contains(t, out.String(), "drop database "+prefix+"gateway")
@@ -306,4 +307,32 @@ func databases(t *testing.T, db *sql.DB, prefix string) []string {
 	}
 	require.NoError(t, rows.Err())
 	return out
+}
+
+// TestSecondPlatformOnAStateDirIsRefused: a state directory whose pid file
+// names a running platform (here a stand-in process with the recorded
+// start time, as split mode's script writes it) refuses a second all-in-one
+// before it starts anything.
+func TestSecondPlatformOnAStateDirIsRefused(t *testing.T) {
+	stateDir := filepath.Join(t.TempDir(), ".canopy")
+	require.NoError(t, os.MkdirAll(stateDir, 0o700))
+	other := start(t, "", "sleep", "300")
+	started := statFields(t, other.Process.Pid)[19]
+	require.NoError(t, os.WriteFile(filepath.Join(stateDir, allinone.PIDFile), fmt.Appendf(nil, "%d %s\n", other.Process.Pid, started), 0o600))
+	cfg := allinone.Config{
+		DatabasePrefix:    fmt.Sprintf("canopy_test_second%d_", time.Now().UnixNano()%1_000_000_000),
+		StateDir:          stateDir,
+		EmbeddedKafkaAddr: "127.0.0.1:0",
+		MySQLDSN:          storetest.DSN(),
+		RedisAddr:         "127.0.0.1:6379",
+		GatewayAddr:       "127.0.0.1:0",
+	}
+	p, err := allinone.New(cfg, allinone.Deps{Logger: obs.NopLogger()})
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = p.Run(ctx)
+	require.ErrorIs(t, err, allinone.ErrPlatformRunning)
+	require.Contains(t, err.Error(), strconv.Itoa(other.Process.Pid))
+	require.True(t, alive(other.Process.Pid), "the running platform was touched")
 }
