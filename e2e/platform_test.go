@@ -593,22 +593,10 @@ func dropDatabases(prefix string) error {
 	defer db.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	rows, err := db.QueryContext(ctx, "SHOW DATABASES")
+	names, err := listDatabases(ctx, db, prefix)
 	if err != nil {
-		return fmt.Errorf("list databases: %w", err)
+		return err
 	}
-	var names []string
-	for rows.Next() {
-		var n string
-		if err := rows.Scan(&n); err != nil {
-			rows.Close()
-			return err
-		}
-		if strings.HasPrefix(n, prefix) {
-			names = append(names, n)
-		}
-	}
-	rows.Close()
 	var errs []error
 	for _, n := range names {
 		if _, err := db.ExecContext(ctx, "DROP DATABASE `"+n+"`"); err != nil {
@@ -616,6 +604,26 @@ func dropDatabases(prefix string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// listDatabases lists the databases whose names start with prefix.
+func listDatabases(ctx context.Context, db *sql.DB, prefix string) ([]string, error) {
+	rows, err := db.QueryContext(ctx, "SHOW DATABASES")
+	if err != nil {
+		return nil, fmt.Errorf("list databases: %w", err)
+	}
+	defer rows.Close()
+	var names []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return nil, fmt.Errorf("list databases: %w", err)
+		}
+		if strings.HasPrefix(n, prefix) {
+			names = append(names, n)
+		}
+	}
+	return names, rows.Err()
 }
 
 // dropRedisKeys deletes the keys under prefix from the shared Redis.

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"context"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -88,25 +89,11 @@ func databasesWithPrefix(t *testing.T, prefix string) []string {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	rows, err := db.Query("SHOW DATABASES")
+	names, err := listDatabases(context.Background(), db, prefix)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var name string
-		if err := rows.Scan(&name); err != nil {
-			t.Fatal(err)
-		}
-		if strings.HasPrefix(name, prefix) {
-			out = append(out, name)
-		}
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return names
 }
 
 // splitSmoke: a tenant orders a single-az Redis, it becomes ready, it is
